@@ -1,0 +1,141 @@
+//! Command-line front end: clap definitions and one file per subcommand.
+//!
+//! Each subcommand turns its flags into a call of the library and returns an exit
+//! code from [`crate::exit`]; nothing here holds logic of its own.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub mod demo;
+pub mod lab;
+pub mod lint;
+pub mod list;
+pub mod postmortem;
+pub mod run;
+pub mod runs;
+pub mod schema;
+pub mod test;
+
+/// Runbook-as-code: run incident runbooks step by step, gated, verified and journaled.
+#[derive(Debug, Parser)]
+#[command(name = "runbook", version, about, after_help = crate::exit::HELP_TABLE)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand understands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Global {
+    /// Where runs are stored (journals, side files, locks).
+    #[arg(long, global = true, env = "RUNBOOK_STATE_DIR", default_value = ".runbook")]
+    pub state_dir: PathBuf,
+    /// More detail on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only plain lines: no spinners or progress bars.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Format of the tracing logs on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check runbooks completely and report every problem.
+    Lint(lint::Args),
+    /// List runbooks with their title, step count and last commit.
+    List(list::Args),
+    /// Print the JSON Schema of the runbook format.
+    Schema(schema::Args),
+    /// Run a runbook.
+    Run(run::RunArgs),
+    /// Continue a paused or interrupted run.
+    Resume(run::ResumeArgs),
+    /// List past runs.
+    Runs(runs::RunsArgs),
+    /// Add a timestamped operator note to a run's journal.
+    Note(runs::NoteArgs),
+    /// Render a run's journal as a markdown postmortem.
+    Postmortem(postmortem::Args),
+    /// Serve a simulated Kubernetes cluster on 127.0.0.1, loaded from a scenario.
+    Lab(lab::Args),
+    /// Run the seed incident end to end against the embedded lab.
+    Demo(demo::Args),
+    /// Test runbooks against the scenarios they declare, in an in-process lab.
+    Test(test::Args),
+}
+
+/// Entry point of the binary: parse, set up logging, dispatch, return the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { crate::exit::USAGE } else { crate::exit::OK };
+        }
+    };
+    init_tracing(&cli.global);
+    let g = &cli.global;
+    match cli.command {
+        Command::Lint(a) => lint::run(a, g),
+        Command::List(a) => list::run(a, g),
+        Command::Schema(a) => schema::run(a, g),
+        Command::Run(a) => run::run(a, g),
+        Command::Resume(a) => run::resume(a, g),
+        Command::Runs(a) => runs::runs(a, g),
+        Command::Note(a) => runs::note(a, g),
+        Command::Postmortem(a) => postmortem::run(a, g),
+        Command::Lab(a) => lab::run(a, g),
+        Command::Demo(a) => demo::run(a, g),
+        Command::Test(a) => test::run(a, g),
+    }
+}
+
+fn init_tracing(g: &Global) {
+    use tracing_subscriber::EnvFilter;
+    let default = match g.verbose {
+        0 => "warn",
+        1 => "runbook=info",
+        2 => "runbook=debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match g.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
+
+/// A multi-threaded tokio runtime for the async subcommands. The rustls crypto
+/// provider is installed first: kube (ring) and reqwest share one process-level
+/// provider, and two would panic (see STYLE.md pitfalls).
+pub fn runtime() -> tokio::runtime::Runtime {
+    install_crypto_provider();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("invariant: a tokio runtime can be built on this platform")
+}
+
+/// Install ring as the process-wide rustls provider; harmless when already installed.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Print an error for a subcommand that has not been built yet and return INTERNAL.
+pub(crate) fn not_yet(what: &str) -> i32 {
+    eprintln!("error: `runbook {what}` is not implemented yet");
+    crate::exit::INTERNAL
+}

@@ -1,0 +1,244 @@
+//! The journal's event types: one JSON object per line, append-only.
+//!
+//! The journal is the single source of truth of a run: `resume` rebuilds the engine's
+//! state from it and the postmortem renderer reads nothing else. So every event carries
+//! what a reader needs without looking anywhere else, and new fields are only ever added
+//! (readers ignore fields they do not know; `#[serde(default)]` on additions).
+//!
+//! Secrets never reach this file: the engine redacts secret params (and any string
+//! equal to a secret's value) before an event is built.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The current journal format; bump only with a reader for the old one.
+pub const FORMAT: u32 = 1;
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// 1-based position in the journal; a gap means a corrupt file.
+    pub seq: u64,
+    /// When the event happened (UTC, millisecond precision on the wire).
+    pub ts: DateTime<Utc>,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Which part of a step an event is about: the step itself, one rung of its
+/// escalation ladder, one `for_each` item, or its verification.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scope {
+    pub step: String,
+    /// Rung id (`free-hub-volume.2`) when inside an escalation ladder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rung: Option<String>,
+    /// Index of the `for_each` item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
+    /// True for the verification of an action (not for a verify step itself).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verification: bool,
+}
+
+/// The runbook a run executes, pinned by content hash and git commit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunbookRef {
+    pub name: String,
+    pub title: String,
+    /// Path as given on the command line.
+    pub path: String,
+    /// sha256 of the file's bytes, hex.
+    pub sha256: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitRef {
+    pub commit: String,
+    /// The file differs from the commit.
+    pub dirty: bool,
+}
+
+/// An operation fully resolved (templates rendered, `for_each` expanded), as shown in
+/// the plan and journaled before it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedOp {
+    pub scope: Scope,
+    /// `shell`, `http`, `prometheus`, `kube` or `manual`.
+    pub provider: String,
+    /// One line a person can read and repeat by hand: the argv, `GET https://…`,
+    /// `kubectl delete pod x --grace-period=0 --force -n prod`.
+    pub display: String,
+    /// The resolved operation as data (provider-specific), secrets redacted.
+    pub op: Value,
+    pub mutating: bool,
+}
+
+/// How an operation, verification or step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Failed,
+    Skipped,
+    /// The expectation of a check did not hold: nothing to do.
+    NotApplicable,
+    /// The action started but the journal has no result (killed mid-action).
+    Unknown,
+    TimedOut,
+    Aborted,
+}
+
+/// A gate decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approved,
+    Declined,
+    Skipped,
+    Aborted,
+}
+
+/// Where an approval came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalSource {
+    /// Answered at the terminal prompt.
+    Prompt,
+    /// `--yes`.
+    Yes,
+    /// `--approve STEP_ID`.
+    Flag,
+    /// `gate: auto` or listed in `unattended`.
+    Unattended,
+    /// Answered automatically by `runbook demo` / `runbook test`.
+    Automatic,
+}
+
+/// Final status of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    Aborted,
+    NotApplicable,
+    Paused,
+}
+
+/// Everything that can happen in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    RunStarted {
+        format: u32,
+        run_id: String,
+        runbook: RunbookRef,
+        /// Parameter values; secrets are `"***"`.
+        params: serde_json::Map<String, Value>,
+        operator: String,
+        host: String,
+        tool_version: String,
+        dry_run: bool,
+    },
+    /// A later process took the run over (`runbook resume`).
+    RunResumed { operator: String, host: String },
+    StepStarted {
+        step: String,
+        title: String,
+        /// `check`, `action`, `verify` or `manual`.
+        kind: String,
+    },
+    /// `when` did not hold, the gate was answered `skip`, or a dry run.
+    StepSkipped { step: String, reason: String },
+    /// The plan shown at a gate; `digest` is the sha256 of the canonical JSON of `ops`,
+    /// so an approval can be bound to exactly what was shown.
+    GateRequested {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rung: Option<String>,
+        ops: Vec<PlannedOp>,
+        digest: String,
+    },
+    /// Journaled (and fsynced) before the approved action starts.
+    GateDecided {
+        step: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rung: Option<String>,
+        decision: Decision,
+        by: String,
+        source: ApprovalSource,
+        digest: String,
+    },
+    /// The run stopped to wait for a person; `resume` continues from here.
+    Paused {
+        step: String,
+        reason: String,
+        /// The command that continues the run.
+        resume: String,
+    },
+    /// An operation is about to run (written before the side effect).
+    OpStarted { op: PlannedOp, attempt: u32 },
+    OpFinished {
+        scope: Scope,
+        attempt: u32,
+        outcome: Outcome,
+        duration_ms: u64,
+        /// Bounded result (see `output_file` for the full output).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<Value>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        /// Side file (relative to the run folder) holding output too large to inline.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        output_file: Option<String>,
+    },
+    /// A person was asked to do something (manual step or rung).
+    ManualRequested {
+        scope: Scope,
+        instruction: String,
+    },
+    ManualConfirmed {
+        scope: Scope,
+        outcome: Outcome,
+        by: String,
+    },
+    /// One poll of a verification.
+    VerifyPolled {
+        scope: Scope,
+        attempt: u32,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        detail: Option<String>,
+    },
+    /// The previous rung did not satisfy the verification; the next one starts.
+    Escalated {
+        step: String,
+        from: String,
+        to: String,
+        reason: String,
+    },
+    /// A step's result kept under a name for later steps (bounded, secrets redacted).
+    Saved { step: String, name: String, value: Value },
+    StepFinished {
+        step: String,
+        outcome: Outcome,
+        duration_ms: u64,
+        /// One line for the console and the timeline.
+        summary: String,
+        /// The rung that fixed it, for escalation ladders.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fixed_by: Option<String>,
+    },
+    /// An operator note (`runbook note`), possibly from another process.
+    Note { text: String, by: String },
+    RunFinished {
+        status: RunStatus,
+        duration_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}

@@ -1,0 +1,2 @@
+//! Journal: event types, writer (fsync per event), reader (tolerates a torn last line).
+pub mod event;

@@ -1,0 +1,780 @@
+//! The typed runbook model, format v1.
+//!
+//! The structs mirror the YAML exactly (a field is named as its key), so the JSON
+//! Schema derived from them with schemars is the schema editors see. They are built by
+//! `parse.rs`, never by serde's `Deserialize`: the parser walks a YAML tree that keeps
+//! positions and collects *every* problem instead of stopping at the first one.
+//! `Serialize` is derived for plans and the journal; [`Sp`] serializes as its value.
+//!
+//! A step names its kind by the key that carries its title (`check:`, `action:`,
+//! `verify:`, `manual:`), and its operation by the key of the provider (`shell:`,
+//! `http:`, `prometheus:`, `kube:`). `verify:` is also the key of an action's own
+//! verification block; a string there is a step title, a mapping is a block.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Serialize, Serializer};
+
+/// A position in a runbook file: 1-based line and column; 0 means unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+}
+
+impl Pos {
+    pub const UNKNOWN: Pos = Pos { line: 0, col: 0 };
+}
+
+/// A value with the position of the YAML node it came from, so a semantic check
+/// (an unknown param in a template, a duplicate id) can point at the right place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sp<T> {
+    pub pos: Pos,
+    pub value: T,
+}
+
+impl<T> Sp<T> {
+    pub fn new(pos: Pos, value: T) -> Self {
+        Sp { pos, value }
+    }
+
+    /// A value made in code (tests, defaults), with no source position.
+    pub fn bare(value: T) -> Self {
+        Sp { pos: Pos::UNKNOWN, value }
+    }
+}
+
+impl<T> std::ops::Deref for Sp<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Serialize> Serialize for Sp<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.value.serialize(s)
+    }
+}
+
+impl<T: JsonSchema> JsonSchema for Sp<T> {
+    fn inline_schema() -> bool {
+        T::inline_schema()
+    }
+    fn schema_name() -> Cow<'static, str> {
+        T::schema_name()
+    }
+    fn schema_id() -> Cow<'static, str> {
+        T::schema_id()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        T::json_schema(generator)
+    }
+}
+
+/// A duration written as `30s`, `5m`, `1h30m`, `250ms` or `2d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Duration(pub std::time::Duration);
+
+impl Duration {
+    /// Parse `1h30m`-style text: one or more `<digits><unit>` with units ms, s, m, h, d.
+    pub fn parse(text: &str) -> Result<Duration, String> {
+        let t = text.trim();
+        if t.is_empty() {
+            return Err("an empty duration".into());
+        }
+        let mut total: u128 = 0;
+        let mut rest = t;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(format!("`{t}` is not a duration: expected a number before `{rest}`"));
+            }
+            let n: u128 = rest[..digits]
+                .parse()
+                .map_err(|_| format!("`{t}` has a number too large"))?;
+            rest = &rest[digits..];
+            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let unit = &rest[..unit_len];
+            let ms = match unit {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => 60_000,
+                "h" => 3_600_000,
+                "d" => 86_400_000,
+                "" => return Err(format!("`{t}` needs a unit after {n}: one of ms, s, m, h, d")),
+                other => {
+                    return Err(format!(
+                        "`{t}` has an unknown unit `{other}`: use ms, s, m, h or d"
+                    ));
+                }
+            };
+            total = total.saturating_add(n.saturating_mul(ms));
+            rest = &rest[unit_len..];
+        }
+        let ms = u64::try_from(total).map_err(|_| format!("`{t}` is too long"))?;
+        Ok(Duration(std::time::Duration::from_millis(ms)))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.0.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in [("h", 3_600_000u128), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
+            if ms >= size {
+                write!(f, "{}{unit}", ms / size)?;
+                ms %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl JsonSchema for Duration {
+    fn schema_name() -> Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]+(ms|s|m|h|d))+$",
+            "description": "A duration such as 30s, 5m, 1h30m, 250ms or 2d.",
+            "examples": ["30s", "5m", "1h30m"]
+        })
+    }
+}
+
+/// A whole runbook file.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Runbook {
+    /// Format version; always 1.
+    pub version: Sp<u32>,
+    /// A slug: lowercase letters, digits and dashes (`hub-pvc-locked`).
+    pub name: Sp<String>,
+    /// One line saying what this runbook fixes.
+    pub title: Sp<String>,
+    /// Free text: when to use it, what it does, what to read first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Sp<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<Sp<String>>,
+    /// Who maintains this runbook (people, teams, addresses).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub owners: Vec<Sp<String>>,
+    /// Inputs, set with `-p name=value`; referenced as `{{params.name}}` in templates
+    /// and `params.name` in conditions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, Param>,
+    /// Ids of actions that may run without approval (in addition to `gate: auto`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unattended: Vec<Sp<String>>,
+    /// Defaults for `kube` steps; command-line flags override them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<KubeDefaults>,
+    /// The steps, run in order.
+    pub steps: Vec<Step>,
+    /// Steps that run only when a failing step names them in `on_failure`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub handlers: Vec<Step>,
+}
+
+/// A runbook parameter.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Param {
+    /// Position of the parameter's name (not part of the YAML).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub pos: Pos,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Sp<String>>,
+    /// Used when `-p` does not set the parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Sp<serde_json::Value>>,
+    /// The run refuses to start without a value (from `-p` or `default`).
+    #[serde(default)]
+    pub required: bool,
+    /// Never printed, journaled or rendered: shown as `***`.
+    #[serde(default)]
+    pub secret: bool,
+}
+
+/// Defaults for every `kube` operation of the runbook.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeDefaults {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Sp<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Sp<String>>,
+}
+
+/// What a step is for; named by the key that carries its title.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// Read-only: gathers facts, may end the run as not applicable.
+    Check,
+    /// Mutating: stops at a gate unless allowed to run unattended.
+    Action,
+    /// A post-condition polled until it holds or `within` runs out.
+    Verify,
+    /// An instruction a person carries out and confirms.
+    Manual,
+}
+
+impl StepKind {
+    pub fn key(self) -> &'static str {
+        match self {
+            StepKind::Check => "check",
+            StepKind::Action => "action",
+            StepKind::Verify => "verify",
+            StepKind::Manual => "manual",
+        }
+    }
+}
+
+/// One step. Exactly one of `check`, `action`, `verify` (as a title string) or
+/// `manual` is present; `parse.rs` guarantees it, and [`Step::kind`] reads it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Position of the step's mapping (not part of the YAML).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub pos: Pos,
+    /// A read-only step; the value is its title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<Sp<String>>,
+    /// A mutating step; the value is its title.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Sp<String>>,
+    /// A string: this is a verify step and the value is its title. A mapping: the
+    /// verification that proves this action worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyField>,
+    /// A step for a person; the value is its title (details go in `instructions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<Sp<String>>,
+    /// Stable, unique id: used by the journal, the postmortem and `--approve`.
+    pub id: Sp<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<Sp<String>>,
+    /// What a person must do (manual steps); a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<Sp<String>>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<ShellOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<KubeOp>,
+
+    /// A condition: the step is skipped unless it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Sp<String>>,
+    /// A condition that evaluates to a list; the operation runs once per element,
+    /// bound to `item` (and its position to `index`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<Sp<String>>,
+    /// How many `for_each` items run at once (default 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Sp<u32>>,
+    /// Name under which the step's result is kept for later steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub save: Option<Sp<String>>,
+    /// A condition on `result` that must hold for the step to succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Sp<String>>,
+    /// Bound on one attempt of the operation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Sp<Duration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<Retry>,
+    /// Verify steps only: how long to keep polling before failing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Sp<Duration>>,
+    /// Verify steps only: how often to poll (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Sp<Duration>>,
+    /// Actions only: `approve` (the default) stops for approval; `auto` runs unattended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Sp<Gate>>,
+    /// Actions only: remedies, gentlest first, sharing the step's `verify` block; the
+    /// run stops escalating at the first remedy the verification accepts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalate: Vec<Rung>,
+    /// What happens when the step fails: `stop` (default), `continue`, or a list of
+    /// handler ids to run before stopping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Sp<OnFailure>>,
+}
+
+impl Step {
+    /// The step's kind, read from whichever title key is present.
+    pub fn kind(&self) -> StepKind {
+        if self.check.is_some() {
+            StepKind::Check
+        } else if self.manual.is_some() {
+            StepKind::Manual
+        } else if matches!(self.verify, Some(VerifyField::Title(_))) {
+            StepKind::Verify
+        } else {
+            StepKind::Action
+        }
+    }
+
+    /// The human title, whichever key carries it.
+    pub fn title(&self) -> &str {
+        let title = match (&self.check, &self.action, &self.verify, &self.manual) {
+            (Some(t), ..) | (_, Some(t), ..) | (_, _, Some(VerifyField::Title(t)), _) => t,
+            (.., Some(t)) => t,
+            _ => return "",
+        };
+        &title.value
+    }
+
+    /// The step's own operation, if it has one.
+    pub fn op(&self) -> Option<OpRef<'_>> {
+        OpRef::pick(&self.shell, &self.http, &self.prometheus, &self.kube, &None)
+    }
+
+    /// An action's verification block, when it has one.
+    pub fn verification(&self) -> Option<&Verification> {
+        match &self.verify {
+            Some(VerifyField::Block(v)) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// The two shapes of the `verify` key.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum VerifyField {
+    /// This step is a verify step with this title.
+    Title(Sp<String>),
+    /// This action's verification.
+    Block(Box<Verification>),
+}
+
+/// A verification attached to an action (or its escalation ladder).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Verification {
+    /// Position of the block (not part of the YAML).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub pos: Pos,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<Sp<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<ShellOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<KubeOp>,
+    /// A condition on `result` that proves the fix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Sp<String>>,
+    /// How long to keep polling (default 1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Sp<Duration>>,
+    /// How often to poll (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<Sp<Duration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Sp<Duration>>,
+}
+
+impl Verification {
+    pub fn op(&self) -> Option<OpRef<'_>> {
+        OpRef::pick(&self.shell, &self.http, &self.prometheus, &self.kube, &None)
+    }
+}
+
+/// One remedy of an escalation ladder.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Rung {
+    /// Position of the rung's mapping (not part of the YAML).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub pos: Pos,
+    /// Defaults to `<step id>.<n>`, counting from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<Sp<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<Sp<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<ShellOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<KubeOp>,
+    /// An instruction for a person; the run waits for them to confirm.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manual: Option<Sp<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Sp<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<Sp<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Sp<u32>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Sp<Duration>>,
+    /// Overrides the step's gate for this rung.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Sp<Gate>>,
+}
+
+impl Rung {
+    pub fn op(&self) -> Option<OpRef<'_>> {
+        OpRef::pick(&self.shell, &self.http, &self.prometheus, &self.kube, &self.manual)
+    }
+}
+
+/// A borrowed view of whichever operation a step, rung or verification carries.
+#[derive(Debug, Clone, Copy)]
+pub enum OpRef<'a> {
+    Shell(&'a ShellOp),
+    Http(&'a HttpOp),
+    Prometheus(&'a PrometheusOp),
+    Kube(&'a KubeOp),
+    Manual(&'a Sp<String>),
+}
+
+impl<'a> OpRef<'a> {
+    fn pick(
+        shell: &'a Option<ShellOp>,
+        http: &'a Option<HttpOp>,
+        prometheus: &'a Option<PrometheusOp>,
+        kube: &'a Option<KubeOp>,
+        manual: &'a Option<Sp<String>>,
+    ) -> Option<OpRef<'a>> {
+        if let Some(op) = shell {
+            Some(OpRef::Shell(op))
+        } else if let Some(op) = http {
+            Some(OpRef::Http(op))
+        } else if let Some(op) = prometheus {
+            Some(OpRef::Prometheus(op))
+        } else if let Some(op) = kube {
+            Some(OpRef::Kube(op))
+        } else {
+            manual.as_ref().map(OpRef::Manual)
+        }
+    }
+
+    /// The provider key: `shell`, `http`, `prometheus`, `kube` or `manual`.
+    pub fn provider(&self) -> &'static str {
+        match self {
+            OpRef::Shell(_) => "shell",
+            OpRef::Http(_) => "http",
+            OpRef::Prometheus(_) => "prometheus",
+            OpRef::Kube(_) => "kube",
+            OpRef::Manual(_) => "manual",
+        }
+    }
+}
+
+/// Whether an action stops for approval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Gate {
+    /// Stop and ask (the default for actions).
+    Approve,
+    /// Run without asking.
+    Auto,
+}
+
+/// What happens when a step fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OnFailure {
+    /// `stop` or `continue`.
+    Policy(FailurePolicy),
+    /// Ids of handlers (or earlier steps) to run, then stop.
+    Run(Vec<Sp<String>>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailurePolicy {
+    Stop,
+    Continue,
+}
+
+/// Retries of a failed attempt, with exponential backoff.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Total attempts, including the first (at least 1).
+    pub attempts: Sp<u32>,
+    /// Wait before the second attempt; doubles each time (default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Sp<Duration>>,
+    /// Upper bound on one wait (default 1m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_backoff: Option<Sp<Duration>>,
+}
+
+/// Run a program. The argv list is passed as is: templated values become separate
+/// arguments and are never interpreted by a shell unless the runbook writes `sh -c`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellOp {
+    /// Program and arguments; each a template.
+    pub argv: Vec<Sp<String>>,
+    /// Extra environment variables; values are templates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, Sp<String>>,
+    /// Working directory (default: the runbook's folder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<Sp<String>>,
+    /// Text written to the program's standard input; a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<Sp<String>>,
+}
+
+/// An HTTP request. The result has `status`, `headers`, `body` and `json` (when the
+/// body is JSON).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpOp {
+    /// GET (default), HEAD, POST, PUT, PATCH or DELETE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Sp<String>>,
+    /// A template.
+    pub url: Sp<String>,
+    /// Header values are templates.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Sp<String>>,
+    /// A request body; a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Sp<String>>,
+    /// A JSON request body; every string inside is a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<Sp<serde_json::Value>>,
+    /// Accepted status codes (default: any 2xx).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status: Vec<Sp<u16>>,
+}
+
+/// An instant query against Prometheus' HTTP API (`/api/v1/query`). The result has
+/// `samples` (a list of `{metric, value}`) and `value` (the single sample's value,
+/// or null when there is not exactly one).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusOp {
+    /// Base URL of the server, e.g. `http://prometheus:9090`; a template.
+    pub server: Sp<String>,
+    /// PromQL; a template.
+    pub query: Sp<String>,
+}
+
+/// A Kubernetes operation. Exactly one verb key is present; it carries the resource
+/// kind (`get`, `delete`, `patch`, `wait`, `scale`, `rollout_restart`) or the object's
+/// name (`cordon`, `uncordon`, `drain`, `taint`, `untaint` take a node; `evict` a pod).
+/// The other keys qualify the verb; `validate.rs` rejects keys a verb does not use.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KubeOp {
+    /// Position of the `kube` mapping (not part of the YAML).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub pos: Pos,
+    /// List objects of a kind (`pods`, `nodes`, `volumeattachments`,
+    /// `deployments.apps`, a custom resource `plural.group`); one object with `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub get: Option<Sp<String>>,
+    /// Mark a node unschedulable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cordon: Option<Sp<String>>,
+    /// Mark a node schedulable again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncordon: Option<Sp<String>>,
+    /// Cordon a node and evict its pods, with kubectl's filters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drain: Option<Sp<String>>,
+    /// Delete objects of a kind, by `name` or `selector`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete: Option<Sp<String>>,
+    /// Evict a pod through the policy/v1 Eviction API (respects PodDisruptionBudgets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evict: Option<Sp<String>>,
+    /// Patch an object of a kind (`patch_type`, `patch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<Sp<String>>,
+    /// Add a taint to a node (`key`, `value`, `effect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taint: Option<Sp<String>>,
+    /// Remove a taint from a node (`key`, optional `effect`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untaint: Option<Sp<String>>,
+    /// Wait until objects of a kind meet `for` (always bounded by the step timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Sp<String>>,
+    /// Set `replicas` on a deployment, statefulset or replicaset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<Sp<String>>,
+    /// Restart a deployment, statefulset or daemonset's pods (kubectl rollout restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_restart: Option<Sp<String>>,
+
+    /// Object name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Sp<String>>,
+    /// Namespace (default: the runbook's or the command line's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Sp<String>>,
+    /// Every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_namespaces: Option<Sp<bool>>,
+    /// Label selector, e.g. `component=hub,tier!=canary`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<Sp<String>>,
+    /// Field selector, e.g. `spec.nodeName=node-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Sp<String>>,
+    /// A condition per object; the object is bound to `object` and to the singular
+    /// kind name (`pod`, `node`, …). Only matching objects are kept.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub where_: Option<Sp<String>>,
+
+    /// delete, drain, evict: seconds to wait for graceful termination (0 = immediately).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<Sp<u32>>,
+    /// delete: with `grace_period: 0`, remove without waiting for the kubelet
+    /// (`kubectl delete --grace-period=0 --force`); drain: also pods without a controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force: Option<Sp<bool>>,
+    /// drain: skip DaemonSet-managed pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ignore_daemonsets: Option<Sp<bool>>,
+    /// drain: also evict pods with emptyDir volumes (their data is lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_emptydir_data: Option<Sp<bool>>,
+    /// drain: delete instead of evicting (bypasses PodDisruptionBudgets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_eviction: Option<Sp<bool>>,
+    /// drain: only pods matching this label selector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<Sp<String>>,
+
+    /// patch: `strategic` (default), `merge` or `json`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<Sp<String>>,
+    /// patch: the patch document; every string inside is a template.
+    #[serde(default, rename = "body", skip_serializing_if = "Option::is_none")]
+    pub body: Option<Sp<serde_json::Value>>,
+
+    /// taint, untaint: the taint key, e.g. `node.kubernetes.io/out-of-service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Sp<String>>,
+    /// taint: the taint value, e.g. `nodeshutdown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<Sp<String>>,
+    /// taint, untaint: `NoSchedule`, `PreferNoSchedule` or `NoExecute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<Sp<String>>,
+
+    /// wait: `delete`, `condition=Ready` (any status condition type), or a condition
+    /// over the object like `where`.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Sp<String>>,
+    /// scale: the desired replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Sp<u32>>,
+}
+
+/// The Kubernetes verbs, as they appear as keys of a `kube` mapping.
+pub const KUBE_VERBS: &[&str] = &[
+    "get",
+    "cordon",
+    "uncordon",
+    "drain",
+    "delete",
+    "evict",
+    "patch",
+    "taint",
+    "untaint",
+    "wait",
+    "scale",
+    "rollout_restart",
+];
+
+impl KubeOp {
+    /// The verb and its value (kind or object name). `parse.rs` guarantees exactly one.
+    pub fn verb(&self) -> Option<(&'static str, &Sp<String>)> {
+        let verbs = [
+            ("get", &self.get),
+            ("cordon", &self.cordon),
+            ("uncordon", &self.uncordon),
+            ("drain", &self.drain),
+            ("delete", &self.delete),
+            ("evict", &self.evict),
+            ("patch", &self.patch),
+            ("taint", &self.taint),
+            ("untaint", &self.untaint),
+            ("wait", &self.wait),
+            ("scale", &self.scale),
+            ("rollout_restart", &self.rollout_restart),
+        ];
+        verbs
+            .into_iter()
+            .find_map(|(verb, v)| v.as_ref().map(|v| (verb, v)))
+    }
+
+    /// True for verbs that change the cluster.
+    pub fn is_mutating(&self) -> bool {
+        !matches!(self.verb(), Some(("get" | "wait", _)) | None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_compound_units() {
+        let d = |s: &str| Duration::parse(s).map(|d| d.0.as_millis());
+        assert_eq!(d("30s"), Ok(30_000));
+        assert_eq!(d("5m"), Ok(300_000));
+        assert_eq!(d("1h30m"), Ok(5_400_000));
+        assert_eq!(d("250ms"), Ok(250));
+        assert!(d("5").unwrap_err().contains("needs a unit"));
+        assert!(d("5x").unwrap_err().contains("unknown unit `x`"));
+        assert!(d("m5").unwrap_err().contains("expected a number"));
+        assert!(d("").is_err());
+    }
+
+    #[test]
+    fn durations_display_round_trips() {
+        for s in ["30s", "5m", "1h30m", "250ms", "1h0m1s"] {
+            let d = Duration::parse(s).unwrap();
+            assert_eq!(Duration::parse(&d.to_string()).unwrap(), d);
+        }
+        assert_eq!(Duration::parse("90s").unwrap().to_string(), "1m30s");
+    }
+}
