@@ -197,10 +197,7 @@ pub enum Event {
         output_file: Option<String>,
     },
     /// A person was asked to do something (manual step or rung).
-    ManualRequested {
-        scope: Scope,
-        instruction: String,
-    },
+    ManualRequested { scope: Scope, instruction: String },
     ManualConfirmed {
         scope: Scope,
         outcome: Outcome,
@@ -222,7 +219,11 @@ pub enum Event {
         reason: String,
     },
     /// A step's result kept under a name for later steps (bounded, secrets redacted).
-    Saved { step: String, name: String, value: Value },
+    Saved {
+        step: String,
+        name: String,
+        value: Value,
+    },
     StepFinished {
         step: String,
         outcome: Outcome,

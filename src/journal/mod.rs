@@ -1,2 +1,3 @@
 //! Journal: event types, writer (fsync per event), reader (tolerates a torn last line).
 pub mod event;
+pub mod reader;

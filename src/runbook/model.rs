@@ -44,7 +44,10 @@ impl<T> Sp<T> {
 
     /// A value made in code (tests, defaults), with no source position.
     pub fn bare(value: T) -> Self {
-        Sp { pos: Pos::UNKNOWN, value }
+        Sp {
+            pos: Pos::UNKNOWN,
+            value,
+        }
     }
 }
 
@@ -92,7 +95,9 @@ impl Duration {
         while !rest.is_empty() {
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             if digits == 0 {
-                return Err(format!("`{t}` is not a duration: expected a number before `{rest}`"));
+                return Err(format!(
+                    "`{t}` is not a duration: expected a number before `{rest}`"
+                ));
             }
             let n: u128 = rest[..digits]
                 .parse()
@@ -106,7 +111,11 @@ impl Duration {
                 "m" => 60_000,
                 "h" => 3_600_000,
                 "d" => 86_400_000,
-                "" => return Err(format!("`{t}` needs a unit after {n}: one of ms, s, m, h, d")),
+                "" => {
+                    return Err(format!(
+                        "`{t}` needs a unit after {n}: one of ms, s, m, h, d"
+                    ));
+                }
                 other => {
                     return Err(format!(
                         "`{t}` has an unknown unit `{other}`: use ms, s, m, h or d"
@@ -451,7 +460,13 @@ pub struct Rung {
 
 impl Rung {
     pub fn op(&self) -> Option<OpRef<'_>> {
-        OpRef::pick(&self.shell, &self.http, &self.prometheus, &self.kube, &self.manual)
+        OpRef::pick(
+            &self.shell,
+            &self.http,
+            &self.prometheus,
+            &self.kube,
+            &self.manual,
+        )
     }
 }
 

@@ -1,0 +1,112 @@
+//! Reading a journal back: the renderer and `resume` use nothing else.
+//!
+//! A process killed in the middle of a write leaves a torn last line. That line is
+//! reported (`torn_tail`) and ignored, never fatal: everything before it was fsynced
+//! whole. A malformed line anywhere else means the file was edited or corrupted, and
+//! that is an error naming the line.
+
+use std::path::{Path, PathBuf};
+
+use super::event::Record;
+
+/// A journal as read from disk.
+#[derive(Debug, Clone, Default)]
+pub struct Journal {
+    pub records: Vec<Record>,
+    /// The last line was incomplete or unparsable and was ignored.
+    pub torn_tail: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("cannot read journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: corrupt journal line: {message}")]
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+/// Read and parse a journal file.
+pub fn read(path: &Path) -> Result<Journal, ReadError> {
+    let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(&bytes).map_err(|(line, message)| ReadError::Corrupt {
+        path: path.to_owned(),
+        line,
+        message,
+    })
+}
+
+/// Parse journal bytes; on error, the 1-based line number and what is wrong.
+pub fn parse(bytes: &[u8]) -> Result<Journal, (usize, String)> {
+    let mut journal = Journal::default();
+    // Every complete record ends with '\n'; text after the last newline is a torn write.
+    let complete_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let (complete, tail) = bytes.split_at(complete_len);
+    let lines: Vec<&[u8]> = complete.split(|&b| b == b'\n').collect();
+    let last = lines.len().saturating_sub(1); // the split leaves one empty slice at the end
+    for (i, line) in lines.iter().enumerate().take(last) {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match serde_json::from_slice::<Record>(line) {
+            Ok(record) => journal.records.push(record),
+            // A final line that is complete but unparsable is also a torn write when
+            // nothing follows it (a crash between write and fsync can leave garbage).
+            Err(_) if i + 1 == last && tail.is_empty() => journal.torn_tail = true,
+            Err(e) => return Err((i + 1, e.to_string())),
+        }
+    }
+    if !tail.iter().all(u8::is_ascii_whitespace) {
+        journal.torn_tail = true;
+    }
+    Ok(journal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOTE: &str =
+        r#"{"seq":1,"ts":"2026-01-01T00:00:00Z","event":"note","text":"hi","by":"ana"}"#;
+
+    #[test]
+    fn reads_complete_records() {
+        let text = format!("{NOTE}\n{}\n", NOTE.replace("\"seq\":1", "\"seq\":2"));
+        let j = parse(text.as_bytes()).unwrap();
+        assert_eq!(j.records.len(), 2);
+        assert_eq!(j.records[1].seq, 2);
+        assert!(!j.torn_tail);
+    }
+
+    #[test]
+    fn torn_last_line_is_ignored_not_fatal() {
+        let text = format!("{NOTE}\n{}", &NOTE[..20]);
+        let j = parse(text.as_bytes()).unwrap();
+        assert_eq!(j.records.len(), 1);
+        assert!(j.torn_tail);
+    }
+
+    #[test]
+    fn garbage_complete_last_line_counts_as_torn() {
+        let text = format!("{NOTE}\n{{\"seq\":2,\"ts\n");
+        let j = parse(text.as_bytes()).unwrap();
+        assert_eq!(j.records.len(), 1);
+        assert!(j.torn_tail);
+    }
+
+    #[test]
+    fn corrupt_middle_line_is_an_error_with_its_line_number() {
+        let text = format!("{NOTE}\nnot json\n{NOTE}\n");
+        let (line, _) = parse(text.as_bytes()).unwrap_err();
+        assert_eq!(line, 2);
+    }
+}
