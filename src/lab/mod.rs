@@ -1,1 +1,480 @@
-//! See DESIGN.md.
+//! The lab: a simulated Kubernetes cluster embedded in the binary.
+//!
+//! It speaks the real REST/JSON protocol, so both `kube::Client` (in-process, through
+//! [`Lab::client`], no socket) and a real `kubectl` (over TCP, through [`Lab::serve`]
+//! and a kubeconfig) work against it. A scenario file describes the incident; the
+//! controllers in [`controllers`] make the world react the way Kubernetes does; a
+//! virtual clock makes minutes of cluster time pass instantly in tests.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use runbook::lab::Lab;
+//! let lab = Lab::seed();
+//! let client = lab.client();                    // kube::Client over the router
+//! let (addr, server) = lab.serve("127.0.0.1:0").await?;
+//! lab.advance(std::time::Duration::from_secs(6 * 60));
+//! let hub = lab.get("pods", Some("prod"), "hub-65d9f46698-dj4jb");
+//! server.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod api;
+pub mod clock;
+pub mod controllers;
+pub mod metrics;
+pub mod patch;
+pub mod resources;
+pub mod scenario;
+pub mod select;
+pub mod state;
+pub mod status;
+pub mod store;
+pub mod table;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+pub use scenario::{Scenario, ScenarioError};
+pub use state::DataLoss;
+
+/// The seed incident, served by `runbook lab` without a scenario argument.
+pub const SEED_SCENARIO: &str = include_str!("../../runbooks/hub-pvc-locked.scenario.yaml");
+
+/// One request the lab served, for rate and ordering assertions.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RequestRecord {
+    pub method: String,
+    /// Path and query, as sent.
+    pub path: String,
+    /// Wall-clock time of arrival.
+    pub at: DateTime<Utc>,
+}
+
+struct Inner {
+    state: Mutex<state::State>,
+    requests: Mutex<Vec<RequestRecord>>,
+    ticker: AtomicBool,
+    name: String,
+}
+
+/// A simulated cluster. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct Lab {
+    inner: Arc<Inner>,
+}
+
+/// A running TCP server; dropping it does not stop the server, [`LabServer::shutdown`] does.
+pub struct LabServer {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LabServer {
+    /// Stop accepting connections and wait for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+
+    /// Wait until the server stops (it does not by itself).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Errors of [`Lab::serve`].
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("the lab listens on 127.0.0.1 only; {0} is not a loopback address")]
+    NotLoopback(String),
+    #[error("invalid listen address {0:?}: expected e.g. 127.0.0.1:0")]
+    BadAddress(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+impl Lab {
+    /// An empty cluster (no objects, no faults), clock at the wall time.
+    pub fn empty() -> Lab {
+        Self::from_loaded(
+            scenario::parse("version: 1\nname: empty\n", "<empty>")
+                .expect("invariant: the empty scenario parses"),
+            1.0,
+        )
+    }
+
+    /// The seed incident (runbooks/hub-pvc-locked.scenario.yaml, embedded).
+    pub fn seed() -> Lab {
+        // tests/lab_scenarios.rs loads every shipped scenario, this one included.
+        Self::from_scenario_str(SEED_SCENARIO)
+            .expect("invariant: the embedded seed scenario is valid")
+    }
+
+    pub fn from_scenario_str(yaml: &str) -> Result<Lab, ScenarioError> {
+        Ok(Self::from_loaded(scenario::parse(yaml, "<scenario>")?, 1.0))
+    }
+
+    pub fn from_scenario_file(path: impl AsRef<Path>) -> Result<Lab, ScenarioError> {
+        Ok(Self::from_loaded(scenario::load_file(path.as_ref())?, 1.0))
+    }
+
+    fn from_loaded(loaded: scenario::Loaded, speed: f64) -> Lab {
+        // The scenario's timestamps are written against its `start`; the lab re-bases
+        // them so that `start` is now. kubectl computes some ages client-side (describe's
+        // events) from the wall clock, so cluster time must stay close to it.
+        let start = Utc::now();
+        let shift = loaded
+            .start
+            .map(|s| start - s)
+            .unwrap_or_else(chrono::Duration::zero);
+        let clock = clock::Clock::new(start, speed);
+        let faults = loaded
+            .fault_offsets
+            .iter()
+            .copied()
+            .zip(loaded.scenario.faults.iter().cloned())
+            .collect();
+        let mut st = state::State::new(clock, faults, loaded.scenario.metrics.clone());
+        let ns_def = resources::by_key("namespaces").expect("invariant: namespaces are served");
+        let mut namespaces: Vec<String> = vec!["default".into(), "kube-system".into()];
+        namespaces.extend(
+            loaded
+                .objects
+                .iter()
+                .filter(|(d, _, _)| d.namespaced)
+                .map(|(_, ns, _)| ns.clone()),
+        );
+        for ns in namespaces {
+            if st.store.get("namespaces", "", &ns).is_none()
+                && !loaded.objects.iter().any(|(d, _, o)| {
+                    d.key() == "namespaces" && o["metadata"]["name"] == ns.as_str()
+                })
+            {
+                let _ = st.store.create(
+                    ns_def,
+                    "",
+                    json!({"metadata": {"name": ns}, "status": {"phase": "Active"}}),
+                    start,
+                    true,
+                );
+            }
+        }
+        for (def, ns, obj) in &loaded.objects {
+            let mut obj = obj.clone();
+            shift_timestamps(&mut obj, shift);
+            if obj.pointer("/metadata/creationTimestamp").is_none() {
+                obj["metadata"]["creationTimestamp"] = json!(clock::ts(start));
+            }
+            // Duplicates are reported by the store as AlreadyExists; the first one wins.
+            let _ = st.store.create(def, ns, obj, start, true);
+        }
+        link_owner_uids(&mut st);
+        st.link_event_uids();
+        controllers::reconcile(&mut st);
+        Lab {
+            inner: Arc::new(Inner {
+                state: Mutex::new(st),
+                requests: Mutex::new(Vec::new()),
+                ticker: AtomicBool::new(false),
+                name: loaded.scenario.name.clone(),
+            }),
+        }
+    }
+
+    /// The scenario's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, state::State> {
+        // A panic while holding the lock leaves consistent JSON behind; keep serving.
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How fast cluster time passes relative to wall time (1.0 = real time; 0 = only
+    /// [`Lab::advance`] moves it).
+    pub fn set_speed(&self, speed: f64) {
+        self.lock().clock.set_speed(speed);
+    }
+
+    /// Move cluster time forward at once and let the controllers react.
+    pub fn advance(&self, d: std::time::Duration) {
+        let mut st = self.lock();
+        st.clock
+            .advance(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+        controllers::reconcile(&mut st);
+    }
+
+    /// Run the controllers now (tests that mutate through `kube` get this for free).
+    pub fn reconcile(&self) {
+        controllers::reconcile(&mut self.lock());
+    }
+
+    /// Current cluster time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.lock().now()
+    }
+
+    pub(crate) fn rv(&self) -> u64 {
+        self.lock().store.rv()
+    }
+
+    /// Read an object directly. `resource` is a plural (`pods`, `volumeattachments`),
+    /// a qualified plural (`deployments.apps`) or a short name (`pvc`); `ns` is
+    /// ignored for cluster-scoped kinds.
+    pub fn get(&self, resource: &str, ns: Option<&str>, name: &str) -> Option<Value> {
+        let def = resolve(resource)?;
+        let ns = if def.namespaced {
+            ns.unwrap_or("default")
+        } else {
+            ""
+        };
+        self.lock().store.get(&def.key(), ns, name).cloned()
+    }
+
+    /// All objects of a resource, in one namespace or (None) all.
+    pub fn list(&self, resource: &str, ns: Option<&str>) -> Vec<Value> {
+        let Some(def) = resolve(resource) else {
+            return Vec::new();
+        };
+        let ns = if def.namespaced { ns } else { None };
+        self.lock().store.list_owned(&def.key(), ns)
+    }
+
+    /// The current value of a scenario metric.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        metrics::evaluate(&self.lock())
+            .into_iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, v)| v)
+    }
+
+    /// Data lost so far (pods with an emptyDir data volume that were deleted).
+    pub fn data_losses(&self) -> Vec<DataLoss> {
+        self.lock().data_losses.clone()
+    }
+
+    /// Every request served so far.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.inner
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn log_request(&self, method: &str, path: &str) {
+        let mut r = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if r.len() >= 200_000 {
+            r.drain(..100_000);
+        }
+        r.push(RequestRecord {
+            method: method.to_string(),
+            path: path.to_string(),
+            at: Utc::now(),
+        });
+    }
+
+    /// Make a node's kubelet stop posting status now (the `node_lost` fault).
+    pub fn lose_node(&self, node: &str) {
+        let mut st = self.lock();
+        let now = st.now();
+        st.lost_nodes.entry(node.to_string()).or_insert(now);
+        controllers::reconcile(&mut st);
+    }
+
+    /// Bring a lost node back (the incident's "reset the node"): its kubelet reports
+    /// Ready again and finishes pending deletions.
+    pub fn recover_node(&self, node: &str) {
+        let mut st = self.lock();
+        st.lost_nodes.remove(node);
+        if let Some(mut n) = st.store.get("nodes", "", node).cloned()
+            && let Some(conds) = n
+                .pointer_mut("/status/conditions")
+                .and_then(Value::as_array_mut)
+        {
+            for c in conds.iter_mut() {
+                let ready = c["type"] == "Ready";
+                c["status"] = json!(if ready { "True" } else { "False" });
+                c["reason"] = json!(if ready {
+                    "KubeletReady"
+                } else {
+                    "KubeletHasNoPressure"
+                });
+                c["message"] = json!(if ready {
+                    "kubelet is posting ready status"
+                } else {
+                    ""
+                });
+            }
+            st.store.update("nodes", "", node, n);
+        }
+        controllers::reconcile(&mut st);
+    }
+
+    /// The API as an axum Router (a `tower::Service`).
+    pub fn router(&self) -> axum::Router {
+        axum::Router::new()
+            .fallback(api::handle)
+            .with_state(self.clone())
+    }
+
+    /// A `kube::Client` talking to the lab in-process (no socket). Starts the
+    /// controller ticker when called inside a tokio runtime.
+    pub fn client(&self) -> kube::Client {
+        self.start_ticker();
+        kube::Client::new(self.router(), "default")
+    }
+
+    /// Serve over TCP on a loopback address (`127.0.0.1:0` picks a free port).
+    pub async fn serve(&self, addr: &str) -> Result<(SocketAddr, LabServer), ServeError> {
+        let sock: SocketAddr = addr
+            .parse()
+            .map_err(|_| ServeError::BadAddress(addr.to_string()))?;
+        if !sock.ip().is_loopback() {
+            return Err(ServeError::NotLoopback(sock.ip().to_string()));
+        }
+        let listener = tokio::net::TcpListener::bind(sock)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: addr.to_string(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: addr.to_string(),
+            source,
+        })?;
+        self.start_ticker();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = self.router();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok((
+            local,
+            LabServer {
+                stop: Some(stop),
+                task,
+            },
+        ))
+    }
+
+    /// Controllers also run on a timer, so time-driven changes (a kubelet finishing
+    /// a graceful deletion, the forced-detach timer) happen while clients only watch.
+    fn start_ticker(&self) {
+        if tokio::runtime::Handle::try_current().is_err()
+            || self.inner.ticker.swap(true, Ordering::SeqCst)
+        {
+            return;
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+                controllers::reconcile(&mut st);
+            }
+        });
+    }
+}
+
+/// Move every RFC 3339 timestamp in an object by `shift`.
+fn shift_timestamps(v: &mut Value, shift: chrono::Duration) {
+    match v {
+        Value::String(s) => {
+            if s.len() >= 20
+                && s.as_bytes().get(10) == Some(&b'T')
+                && let Some(t) = clock::parse_ts(s)
+            {
+                *s = clock::ts(t + shift);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| shift_timestamps(x, shift)),
+        Value::Object(m) => m.values_mut().for_each(|x| shift_timestamps(x, shift)),
+        _ => {}
+    }
+}
+
+fn link_owner_uids(st: &mut state::State) {
+    let all: Vec<(store::Key, Value)> = st
+        .store
+        .all()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for ((r, ns, name), obj) in &all {
+        let Some(refs) = obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+        else {
+            continue;
+        };
+        if refs
+            .iter()
+            .all(|o| o["uid"].as_str().is_some_and(|u| !u.is_empty()))
+        {
+            continue;
+        }
+        let mut new = obj.clone();
+        if let Some(refs) = new
+            .pointer_mut("/metadata/ownerReferences")
+            .and_then(Value::as_array_mut)
+        {
+            for o in refs.iter_mut() {
+                let kind = o["kind"].as_str().unwrap_or_default();
+                let oname = o["name"].as_str().unwrap_or_default();
+                let owner = all.iter().find(|((_, ons, n), v)| {
+                    v["kind"] == kind && n == oname && (ons == ns || ons.is_empty())
+                });
+                if let Some((_, v)) = owner {
+                    o["uid"] = v["metadata"]["uid"].clone();
+                    o["apiVersion"] = v["apiVersion"].clone();
+                }
+            }
+        }
+        st.store.update(r, ns, name, new);
+    }
+}
+
+/// Resolve `pods`, `deployments.apps`, `deployments`, `pvc`, `Pod` to a resource.
+pub fn resolve(name: &str) -> Option<&'static resources::ResourceDef> {
+    let lower = name.to_ascii_lowercase();
+    resources::RESOURCES.iter().find(|r| {
+        r.key() == lower
+            || r.plural == lower
+            || r.singular == lower
+            || r.short_names.contains(&lower.as_str())
+    })
+}
+
+/// A kubeconfig for a lab at `addr` (plain http, a dummy token: the lab has no auth).
+pub fn kubeconfig_yaml(addr: SocketAddr) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: runbook-lab\n  cluster:\n    server: http://{addr}\ncontexts:\n- name: runbook-lab\n  context:\n    cluster: runbook-lab\n    user: runbook-lab\n    namespace: default\ncurrent-context: runbook-lab\nusers:\n- name: runbook-lab\n  user:\n    token: lab-dummy-token\n"
+    )
+}
+
+/// Write [`kubeconfig_yaml`] to `path`.
+pub fn write_kubeconfig(addr: SocketAddr, path: &Path) -> std::io::Result<()> {
+    std::fs::write(path, kubeconfig_yaml(addr))
+}

@@ -1,0 +1,327 @@
+//! Scenario files: an incident as the lab should play it. The initial objects (any
+//! served kind, written as Kubernetes YAML), faults over time, and the metrics the
+//! lab's Prometheus endpoint answers.
+//!
+//! ```yaml
+//! # yaml-language-server: $schema=../schemas/scenario.schema.json
+//! version: 1
+//! name: hub-pvc-locked
+//! objects: [ {apiVersion: v1, kind: Node, metadata: {name: n1}} ]
+//! faults:
+//!   - at: 0s
+//!     node_lost: { node: n1 }
+//! metrics:
+//!   - name: launch_success_rate
+//!     value: { pods_running: { namespace: prod, selector: component=hub } }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+use serde_saphyr::Spanned;
+
+use super::clock::{parse_duration, parse_ts};
+use super::resources;
+use super::select::LabelSelector;
+
+/// A scenario file (version 1).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "runbook lab scenario",
+    description = "An incident for the runbook lab: initial Kubernetes objects, faults over time, and Prometheus metrics computed from the simulated state."
+)]
+pub struct Scenario {
+    /// Format version; must be 1.
+    pub version: u32,
+    /// Short identifier, e.g. `hub-pvc-locked`.
+    pub name: String,
+    /// What the scenario reproduces.
+    #[serde(default)]
+    pub description: String,
+    /// The moment (RFC 3339) the scenario's timestamps are written against; faults'
+    /// `at` count from it. The lab re-bases every timestamp in `objects` so that this
+    /// moment is "now" when the lab starts: ages stay as the incident had them.
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Initial objects, written as Kubernetes would return them (apiVersion, kind,
+    /// metadata, spec, status). Controllers fill in what is missing (node conditions,
+    /// pod status) on the first reconcile.
+    #[serde(default)]
+    #[schemars(with = "Vec<serde_json::Map<String, Value>>")]
+    pub objects: Vec<Spanned<Value>>,
+    /// What goes wrong, and when.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// Metrics served at `/api/v1/query`.
+    #[serde(default)]
+    pub metrics: Vec<MetricDef>,
+}
+
+/// One fault. Exactly one of `node_lost`, `disk_fills`, `crash_loop` is set.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// When, after the scenario start: `0s`, `90s`, `5m`, `1h30m`.
+    pub at: String,
+    /// The node's kubelet stops posting status: conditions go Unknown, unreachable
+    /// taints are added, its pods become Unknown/NodeLost, and graceful deletions of
+    /// its pods never finish.
+    #[serde(default)]
+    pub node_lost: Option<NodeRef>,
+    /// The node's disk fills: DiskPressure=True and the disk-pressure NoSchedule taint.
+    #[serde(default)]
+    pub disk_fills: Option<NodeRef>,
+    /// Matching pods crash-loop: container waiting in CrashLoopBackOff, not Ready.
+    #[serde(default)]
+    pub crash_loop: Option<PodsRef>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRef {
+    pub node: String,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodsRef {
+    pub namespace: String,
+    /// A label selector, e.g. `component=hub`.
+    pub selector: String,
+}
+
+/// A metric: a name, constant labels, and how its value follows from the state.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MetricDef {
+    pub name: String,
+    #[serde(default)]
+    pub help: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub value: MetricValue,
+}
+
+/// How a metric's value is computed, on every query, from the simulated cluster.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum MetricValue {
+    /// 1 when at least `min` matching pods are Running and Ready and not being
+    /// deleted (optionally only on schedulable nodes), else 0.
+    PodsRunning(PodsRunning),
+    /// The number of matching pods that are Running and Ready and not being deleted.
+    CountRunning(PodsRunning),
+    /// 1 once matching data was lost, else 0: a matching pod holding its data on an
+    /// emptyDir (named by the `lab.runbook.dev/data-volume` annotation) was deleted,
+    /// or a PersistentVolumeClaim with matching labels was deleted.
+    DataLost(PodsRef),
+    /// A fixed value.
+    Constant(f64),
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodsRunning {
+    pub namespace: String,
+    /// A label selector, e.g. `component=hub`.
+    pub selector: String,
+    /// How many pods must run for the value to be 1 (default 1).
+    #[serde(default = "one")]
+    pub min: u32,
+    /// Count only pods on nodes that are not cordoned (a cloud load balancer drops
+    /// cordoned nodes from its pool: the 2019-04-03 outage).
+    #[serde(default)]
+    pub on_schedulable_node: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// A scenario that could not be loaded: where, what, and what to do about it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{path}:{line}:{column}: {message}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+pub struct ScenarioError {
+    pub path: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// A checked scenario: objects with their kind resolved, faults with their offsets.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub scenario: Scenario,
+    pub start: Option<chrono::DateTime<chrono::Utc>>,
+    /// (store key, namespace, object)
+    pub objects: Vec<(&'static resources::ResourceDef, String, Value)>,
+    pub fault_offsets: Vec<chrono::Duration>,
+}
+
+/// Parse and check a scenario. `origin` names the source in errors (a path, or
+/// `<seed scenario>`).
+pub fn parse(yaml: &str, origin: &str) -> Result<Loaded, ScenarioError> {
+    let mut opts = serde_saphyr::Options::default();
+    // `off`/`yes` stay strings (STYLE.md pitfall).
+    opts.strict_booleans = true;
+    let scenario: Scenario = serde_saphyr::from_str_with_options(yaml, opts).map_err(|e| {
+        let loc = e.location();
+        ScenarioError {
+            path: origin.to_string(),
+            line: loc.map(|l| l.line()).unwrap_or(0),
+            column: loc.map(|l| l.column()).unwrap_or(0),
+            message: e.to_string(),
+            hint: Some(
+                "compare with schemas/scenario.schema.json (`runbook lab --help` lists the fields)"
+                    .into(),
+            ),
+        }
+    })?;
+    let err = |line: u64, column: u64, message: String, hint: &str| ScenarioError {
+        path: origin.to_string(),
+        line,
+        column,
+        message,
+        hint: Some(hint.to_string()),
+    };
+    if scenario.version != 1 {
+        return Err(err(
+            1,
+            1,
+            format!("unsupported scenario version {}", scenario.version),
+            "write `version: 1`",
+        ));
+    }
+    let start = match &scenario.start {
+        None => None,
+        Some(s) => Some(parse_ts(s).ok_or_else(|| {
+            err(
+                1,
+                1,
+                format!("invalid start time {s:?}"),
+                "use RFC 3339, e.g. 2018-03-13T06:28:00Z",
+            )
+        })?),
+    };
+    let mut objects = Vec::new();
+    for o in &scenario.objects {
+        let (line, col) = (o.referenced.line(), o.referenced.column());
+        let v = &o.value;
+        let api = v
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let Some(def) = resources::by_kind(api, kind) else {
+            return Err(err(
+                line,
+                col,
+                format!("unknown object kind {api}/{kind}"),
+                &format!("the lab serves: {}", resources::known_kinds()),
+            ));
+        };
+        let name = v
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if name.is_empty() {
+            return Err(err(
+                line,
+                col,
+                format!("{kind} without metadata.name"),
+                "give every object a name",
+            ));
+        }
+        let ns = if def.namespaced {
+            v.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string()
+        } else {
+            String::new()
+        };
+        objects.push((def, ns, v.clone()));
+    }
+    let mut fault_offsets = Vec::new();
+    for (i, f) in scenario.faults.iter().enumerate() {
+        let at = parse_duration(&f.at)
+            .map_err(|m| err(0, 0, format!("faults[{i}].at: {m}"), "e.g. `at: 5m`"))?;
+        let set = [
+            f.node_lost.is_some(),
+            f.disk_fills.is_some(),
+            f.crash_loop.is_some(),
+        ];
+        if set.iter().filter(|x| **x).count() != 1 {
+            return Err(err(
+                0,
+                0,
+                format!("faults[{i}] must set exactly one of node_lost, disk_fills, crash_loop"),
+                "split it into one fault per entry",
+            ));
+        }
+        if let Some(c) = &f.crash_loop {
+            LabelSelector::parse(&c.selector).map_err(|m| {
+                err(
+                    0,
+                    0,
+                    format!("faults[{i}].crash_loop.selector: {m}"),
+                    "e.g. `app=hub`",
+                )
+            })?;
+        }
+        fault_offsets.push(at);
+    }
+    for m in &scenario.metrics {
+        let sel = match &m.value {
+            MetricValue::PodsRunning(p) | MetricValue::CountRunning(p) => Some(&p.selector),
+            MetricValue::DataLost(p) => Some(&p.selector),
+            MetricValue::Constant(_) => None,
+        };
+        if let Some(s) = sel {
+            LabelSelector::parse(s).map_err(|e| {
+                err(
+                    0,
+                    0,
+                    format!("metric {}: {e}", m.name),
+                    "e.g. `component=hub`",
+                )
+            })?;
+        }
+    }
+    Ok(Loaded {
+        scenario,
+        start,
+        objects,
+        fault_offsets,
+    })
+}
+
+/// Read and parse a scenario file.
+pub fn load_file(path: &Path) -> Result<Loaded, ScenarioError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        path: path.display().to_string(),
+        line: 0,
+        column: 0,
+        message: format!("cannot read the scenario: {e}"),
+        hint: Some("check the path; scenarios live in runbooks/*.scenario.yaml".into()),
+    })?;
+    parse(&text, &path.display().to_string())
+}
+
+/// The JSON schema of scenario files, as checked in at `schemas/scenario.schema.json`.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(Scenario);
+    let mut s = serde_json::to_string_pretty(&schema).expect("invariant: a schema serialises");
+    s.push('\n');
+    s
+}
+
+/// Where the checked-in schema lives, relative to the repository root.
+pub fn schema_path() -> PathBuf {
+    PathBuf::from("schemas/scenario.schema.json")
+}

@@ -1,0 +1,280 @@
+//! The object store: JSON objects of any kind keyed by (resource, namespace, name),
+//! a monotonic resourceVersion counter, and a broadcast of every change for watches.
+//!
+//! Objects stay `serde_json::Value` so any kind round-trips (reference/kubernetes.md §4).
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::clock::ts;
+use super::resources::ResourceDef;
+use super::status::ApiError;
+
+/// (resource key such as `pods` or `deployments.apps`, namespace or "", name).
+pub type Key = (String, String, String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as watches see it. `old` lets a watch with a selector turn a MODIFIED
+/// into ADDED/DELETED when the object enters or leaves the selection, as the
+/// apiserver's cacher does.
+#[derive(Debug, Clone)]
+pub struct WatchEvent {
+    pub rv: u64,
+    pub etype: EventType,
+    pub resource: String,
+    pub namespace: String,
+    pub object: Value,
+    pub old: Option<Value>,
+}
+
+pub struct Store {
+    objects: BTreeMap<Key, Value>,
+    rv: u64,
+    tx: broadcast::Sender<Arc<WatchEvent>>,
+    rng: u64,
+    /// Recent events, so a watch from a resourceVersion a list returned misses nothing.
+    history: VecDeque<Arc<WatchEvent>>,
+    /// Watches from before this resourceVersion get 410 Gone.
+    history_floor: u64,
+}
+
+const HISTORY: usize = 20_000;
+
+const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+impl Store {
+    pub fn new(seed: u64) -> Self {
+        let (tx, _) = broadcast::channel(8192);
+        Store {
+            objects: BTreeMap::new(),
+            rv: 1000,
+            tx,
+            rng: seed | 1,
+            history: VecDeque::new(),
+            history_floor: 1000,
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<WatchEvent>> {
+        self.tx.subscribe()
+    }
+
+    /// The latest resourceVersion handed out.
+    pub fn rv(&self) -> u64 {
+        self.rv
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64*: good enough for names and uids, no dependency.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A random suffix like the ones generateName and ReplicaSets use.
+    pub fn suffix(&mut self, n: usize) -> String {
+        (0..n)
+            .map(|_| NAME_CHARS[(self.next_rand() % NAME_CHARS.len() as u64) as usize] as char)
+            .collect()
+    }
+
+    pub fn uid(&mut self) -> String {
+        let a = self.next_rand();
+        let b = self.next_rand();
+        let hex = format!("{a:016x}{b:016x}");
+        format!(
+            "{}-{}-4{}-a{}-{}",
+            &hex[0..8],
+            &hex[8..12],
+            &hex[13..16],
+            &hex[17..20],
+            &hex[20..32]
+        )
+    }
+
+    pub fn get(&self, res: &str, ns: &str, name: &str) -> Option<&Value> {
+        self.objects
+            .get(&(res.to_string(), ns.to_string(), name.to_string()))
+    }
+
+    /// Objects of one resource, in one namespace or all, ordered by namespace and name.
+    pub fn list<'a>(
+        &'a self,
+        res: &'a str,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        let start = (res.to_string(), ns.unwrap_or("").to_string(), String::new());
+        self.objects
+            .range(start..)
+            .take_while(move |((r, n, _), _)| r == res && ns.is_none_or(|ns| n == ns))
+            .map(|(_, v)| v)
+    }
+
+    /// Clones of the objects of one resource (for controllers that mutate while iterating).
+    pub fn list_owned(&self, res: &str, ns: Option<&str>) -> Vec<Value> {
+        self.list(res, ns).cloned().collect()
+    }
+
+    fn emit(&mut self, etype: EventType, res: &str, ns: &str, object: Value, old: Option<Value>) {
+        let ev = Arc::new(WatchEvent {
+            rv: self.rv,
+            etype,
+            resource: res.to_string(),
+            namespace: ns.to_string(),
+            object,
+            old,
+        });
+        if self.history.len() >= HISTORY
+            && let Some(dropped) = self.history.pop_front()
+        {
+            self.history_floor = dropped.rv;
+        }
+        self.history.push_back(ev.clone());
+        // No receivers is fine: nobody is watching.
+        let _ = self.tx.send(ev);
+    }
+
+    /// Events after `rv`, or `None` when they are no longer kept (410 Gone).
+    pub fn history_since(&self, rv: u64) -> Option<Vec<Arc<WatchEvent>>> {
+        if rv < self.history_floor {
+            return None;
+        }
+        Some(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
+    }
+
+    /// Create an object: fills kind/apiVersion, namespace, name from generateName,
+    /// uid, creationTimestamp (unless `keep_timestamp` and one is given),
+    /// resourceVersion and generation. 409 AlreadyExists when the name is taken.
+    pub fn create(
+        &mut self,
+        res: &ResourceDef,
+        ns: &str,
+        mut obj: Value,
+        now: DateTime<Utc>,
+        keep_timestamp: bool,
+    ) -> Result<Value, ApiError> {
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        obj["apiVersion"] = json!(res.api_version());
+        obj["kind"] = json!(res.kind);
+        if !obj.get("metadata").is_some_and(Value::is_object) {
+            obj["metadata"] = json!({});
+        }
+        let mut name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if name.is_empty() {
+            let Some(prefix) = obj["metadata"]["generateName"].as_str().map(String::from) else {
+                return Err(ApiError::new(
+                    422,
+                    "Invalid",
+                    format!(
+                        "{} \"\" is invalid: metadata.name: Required value: name or generateName is required",
+                        res.kind
+                    ),
+                ));
+            };
+            name = format!("{prefix}{}", self.suffix(5));
+        }
+        let key = (res.key(), ns.to_string(), name.clone());
+        if self.objects.contains_key(&key) {
+            return Err(ApiError::already_exists(res, &name));
+        }
+        self.rv += 1;
+        let uid = self.uid();
+        let m = &mut obj["metadata"];
+        m["name"] = json!(name);
+        if res.namespaced {
+            m["namespace"] = json!(ns);
+        } else if let Some(map) = m.as_object_mut() {
+            map.remove("namespace");
+        }
+        m["uid"] = json!(uid);
+        if !(keep_timestamp && m["creationTimestamp"].is_string()) {
+            m["creationTimestamp"] = json!(ts(now));
+        }
+        m["resourceVersion"] = json!(self.rv.to_string());
+        if obj.get("spec").is_some() && obj["metadata"].get("generation").is_none() {
+            obj["metadata"]["generation"] = json!(1);
+        }
+        self.objects.insert(key, obj.clone());
+        self.emit(EventType::Added, &res.key(), ns, obj.clone(), None);
+        Ok(obj)
+    }
+
+    /// Store a new version of an existing object (the caller has checked preconditions);
+    /// bumps resourceVersion, and generation when anything outside metadata/status changed.
+    pub fn update(&mut self, res: &str, ns: &str, name: &str, mut obj: Value) -> Option<Value> {
+        let key = (res.to_string(), ns.to_string(), name.to_string());
+        let old = self.objects.get(&key)?.clone();
+        let changed_spec = spec_part(&old) != spec_part(&obj);
+        if old == obj {
+            return Some(obj);
+        }
+        self.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        obj["metadata"]["uid"] = old["metadata"]["uid"].clone();
+        obj["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
+        if changed_spec {
+            let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
+            obj["metadata"]["generation"] = json!(g + 1);
+        } else if let Some(g) = old["metadata"].get("generation") {
+            obj["metadata"]["generation"] = g.clone();
+        }
+        self.objects.insert(key, obj.clone());
+        self.emit(EventType::Modified, res, ns, obj.clone(), Some(old));
+        Some(obj)
+    }
+
+    /// Remove an object for good; watchers see DELETED with a new resourceVersion.
+    pub fn remove(&mut self, res: &str, ns: &str, name: &str) -> Option<Value> {
+        let key = (res.to_string(), ns.to_string(), name.to_string());
+        let mut obj = self.objects.remove(&key)?;
+        self.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        self.emit(EventType::Deleted, res, ns, obj.clone(), None);
+        Some(obj)
+    }
+
+    /// Every object, for finding owners by uid.
+    pub fn all(&self) -> impl Iterator<Item = (&Key, &Value)> {
+        self.objects.iter()
+    }
+}
+
+/// Everything but metadata and status: what bumps `metadata.generation`.
+fn spec_part(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(m) = v.as_object_mut() {
+        m.remove("metadata");
+        m.remove("status");
+    }
+    v
+}
