@@ -69,10 +69,17 @@ fn compile(template: &str) -> Result<Template, ExprError> {
 }
 
 fn syntax_error(template: &str, e: &TemplateError) -> ExprError {
-    let offset = e.pos().map(|(line, col)| offset_of(template, line, col));
+    let mut offset = e.pos().map(|(line, col)| offset_of(template, line, col));
+    if matches!(
+        e.reason(),
+        handlebars::TemplateErrorReason::InvalidSyntax(_)
+    ) && let Some(open) = unclosed_braces(template)
+    {
+        offset = Some(open);
+    }
     let reason = match e.reason() {
         handlebars::TemplateErrorReason::InvalidSyntax(_) => {
-            "invalid template syntax (handlebars)".to_owned()
+            "invalid template syntax (handlebars): every `{{` needs its `}}`, every `{{#block}}` its `{{/block}}`".to_owned()
         }
         handlebars::TemplateErrorReason::MismatchingClosedHelper(open, close) => {
             format!("`{{{{#{open}}}}}` is closed by `{{{{/{close}}}}}`")
@@ -80,6 +87,23 @@ fn syntax_error(template: &str, e: &TemplateError) -> ExprError {
         other => format!("invalid template: {other}"),
     };
     ExprError::new(reason, offset)
+}
+
+/// The first `{{` with no `}}` before the next `{{` (or the end): where a reader
+/// would look, rather than the end of the template the parser reports.
+fn unclosed_braces(template: &str) -> Option<usize> {
+    let mut from = 0;
+    while let Some(i) = template[from..].find("{{").map(|i| from + i) {
+        let rest = &template[i + 2..];
+        let close = rest.find("}}");
+        let next_open = rest.find("{{");
+        match (close, next_open) {
+            (None, _) => return Some(i),
+            (Some(c), Some(o)) if o < c => return Some(i),
+            (Some(c), _) => from = i + 2 + c + 2,
+        }
+    }
+    None
 }
 
 fn render_error(template: &str, e: &handlebars::RenderError) -> ExprError {
