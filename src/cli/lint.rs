@@ -1,12 +1,21 @@
-use std::path::PathBuf;
+//! `runbook lint [PATH...]`: check runbooks completely and report every problem.
+
+use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
+use serde::Serialize;
 
 use super::Global;
+use crate::exit;
+use crate::runbook::{self, Diagnostic};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit codes: 0 clean, 1 a runbook has errors, 2 usage error (e.g. a path that does not exist)."
+)]
 pub struct Args {
-    /// Runbook files or folders (default: runbooks/).
+    /// Runbook files or folders (default: runbooks/). Folders are searched
+    /// recursively for *.yaml and *.yml, skipping *.scenario.yaml lab scenarios.
     pub paths: Vec<PathBuf>,
     /// Output format of the diagnostics.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -19,6 +28,158 @@ pub enum Format {
     Json,
 }
 
-pub fn run(_args: Args, _g: &Global) -> i32 {
-    super::not_yet("lint")
+/// One diagnostic in `--format json`, with the file it belongs to.
+#[derive(Debug, Serialize)]
+struct JsonDiagnostic<'a> {
+    path: String,
+    #[serde(flatten)]
+    diagnostic: &'a Diagnostic,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonReport<'a> {
+    files_checked: usize,
+    errors: usize,
+    diagnostics: Vec<JsonDiagnostic<'a>>,
+}
+
+/// A file is a lab scenario, not a runbook, when named `*.scenario.yaml`.
+fn is_scenario(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(".scenario.yaml") || n.ends_with(".scenario.yml"))
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+/// The runbook files under `path` (itself when it is a file), sorted.
+pub(crate) fn runbook_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(vec![path.to_owned()]);
+    }
+    let mut out = Vec::new();
+    let mut dirs = vec![path.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir)? {
+            let p = entry?.path();
+            let hidden = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'));
+            if hidden {
+                continue;
+            }
+            if p.is_dir() {
+                dirs.push(p);
+            } else if is_yaml(&p) && !is_scenario(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn run(args: Args, _g: &Global) -> i32 {
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from("runbooks")]
+    } else {
+        args.paths
+    };
+    let mut files = Vec::new();
+    for p in &paths {
+        match runbook_files(p) {
+            Ok(found) => files.extend(found),
+            Err(e) => {
+                eprintln!("error: {}: {e}", p.display());
+                return exit::USAGE;
+            }
+        }
+    }
+    if files.is_empty() {
+        let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "error: no runbooks (*.yaml, *.yml) found in {}",
+            shown.join(", ")
+        );
+        return exit::USAGE;
+    }
+
+    let mut results: Vec<(PathBuf, String, Vec<Diagnostic>)> = Vec::new();
+    for file in &files {
+        match std::fs::read_to_string(file) {
+            Ok(source) => {
+                let diags = runbook::parse_str(&source, file).err().unwrap_or_default();
+                results.push((file.clone(), source, diags));
+            }
+            Err(e) => {
+                let d = Diagnostic::error(
+                    "io",
+                    runbook::model::Pos::UNKNOWN,
+                    format!("cannot read the file: {e}"),
+                );
+                results.push((file.clone(), String::new(), vec![d]));
+            }
+        }
+    }
+    let errors: usize = results
+        .iter()
+        .map(|(_, _, d)| d.iter().filter(|d| d.is_error()).count())
+        .sum();
+    let bad_files = results
+        .iter()
+        .filter(|(_, _, d)| d.iter().any(Diagnostic::is_error))
+        .count();
+
+    match args.format {
+        Format::Json => {
+            let report = JsonReport {
+                files_checked: results.len(),
+                errors,
+                diagnostics: results
+                    .iter()
+                    .flat_map(|(path, _, diags)| {
+                        diags.iter().map(move |d| JsonDiagnostic {
+                            path: path.display().to_string(),
+                            diagnostic: d,
+                        })
+                    })
+                    .collect(),
+            };
+            match serde_json::to_string_pretty(&report) {
+                Ok(s) => println!("{s}"),
+                Err(e) => {
+                    eprintln!("error: cannot encode the report: {e}");
+                    return exit::INTERNAL;
+                }
+            }
+        }
+        Format::Text => {
+            for (path, source, diags) in &results {
+                if !diags.is_empty() {
+                    print!("{}", runbook::diag::render(path, source, diags));
+                    println!();
+                }
+            }
+            let n = results.len();
+            let plural = |k: usize, w: &str| format!("{k} {w}{}", if k == 1 { "" } else { "s" });
+            if errors == 0 {
+                eprintln!("{} checked: no problems", plural(n, "runbook"));
+            } else {
+                eprintln!(
+                    "{} checked: {} in {}",
+                    plural(n, "runbook"),
+                    plural(errors, "error"),
+                    plural(bad_files, "file")
+                );
+            }
+        }
+    }
+    if errors > 0 { exit::FAILED } else { exit::OK }
 }

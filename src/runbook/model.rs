@@ -453,6 +453,10 @@ pub struct Rung {
     pub concurrency: Option<Sp<u32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Sp<Duration>>,
+    /// Overrides the verification's `within` after this rung: a plain delete shows
+    /// its effect in seconds, a forced detach only after minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Sp<Duration>>,
     /// Overrides the step's gate for this rung.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<Sp<Gate>>,

@@ -1,0 +1,404 @@
+//! CEL conditions over JSON values.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
+use cel::objects::{Key, Map};
+use cel::{Context, Env, Program, Value as Cel};
+use serde_json::{Number, Value};
+
+use super::{ExprError, VarRef};
+
+/// Compiled programs kept by source text (see the template cache).
+const CACHE_LIMIT: usize = 4096;
+
+thread_local! {
+    static ENV: Arc<Env> = Arc::new(new_env());
+    static PROGRAMS: RefCell<HashMap<String, Rc<Program>>> = RefCell::new(HashMap::new());
+}
+
+fn new_env() -> Env {
+    let mut env = Env::stdlib();
+    // `'a,b'.split(',')`, `name.lowerAscii()`, `list.join(', ')`, `math.greatest`,
+    // `lists.range`: the extension libraries cel-go and Kubernetes offer. Failing to
+    // add one only loses its functions.
+    let _ = env.add_extension(cel::extensions::strings);
+    let _ = env.add_extension(cel::extensions::lists);
+    let _ = env.add_extension(cel::extensions::math);
+    env
+}
+
+fn program(expr: &str) -> Result<Rc<Program>, ExprError> {
+    if let Some(p) = PROGRAMS.with(|c| c.borrow().get(expr).cloned()) {
+        return Ok(p);
+    }
+    let compiled = ENV
+        .with(|env| env.compile(expr))
+        .map_err(|e| parse_error(expr, &e))?;
+    let compiled = Rc::new(compiled);
+    PROGRAMS.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(expr.to_owned(), Rc::clone(&compiled));
+    });
+    Ok(compiled)
+}
+
+fn parse_error(expr: &str, e: &cel::ParseErrors) -> ExprError {
+    let Some(first) = e.errors.first() else {
+        return ExprError::new("invalid condition (CEL)", None);
+    };
+    // The parser reports a 1-based line and column, in characters.
+    let (line, col) = first.pos;
+    let offset = if line >= 1 && col >= 1 {
+        Some(super::offset_of(expr, line as usize, col as usize))
+    } else {
+        None
+    };
+    ExprError::new(
+        format!(
+            "invalid condition (CEL): {}",
+            short_parse_message(&first.msg)
+        ),
+        offset,
+    )
+}
+
+/// ANTLR's messages list every token it would have accepted; keep what went wrong.
+fn short_parse_message(msg: &str) -> String {
+    let msg = msg.strip_prefix("Syntax error: ").unwrap_or(msg);
+    if let Some(rest) = msg.strip_prefix("mismatched input ") {
+        let token = rest.split(" expecting").next().unwrap_or(rest).trim();
+        return if token == "'<EOF>'" {
+            "the condition ends too early".to_owned()
+        } else {
+            format!("unexpected {token}")
+        };
+    }
+    if let Some(rest) = msg.strip_prefix("token recognition error at: ") {
+        let ch = rest.trim_matches('\'').chars().next().unwrap_or(' ');
+        return format!("unexpected character '{ch}'");
+    }
+    if let Some(rest) = msg.strip_prefix("extraneous input ") {
+        let token = rest.split(" expecting").next().unwrap_or(rest).trim();
+        return format!("unexpected {token}");
+    }
+    msg.split(" expecting {").next().unwrap_or(msg).to_owned()
+}
+
+/// Evaluate a CEL expression; each top-level key of `ctx` (an object) is a variable.
+pub fn eval(expr: &str, ctx: &Value) -> Result<Value, ExprError> {
+    let program = program(expr)?;
+    let mut context = ENV.with(|env| Context::with_env(Arc::clone(env)));
+    if let Value::Object(vars) = ctx {
+        // Converting only what the program reads keeps a `where` over 1000 pods from
+        // converting every saved list 1000 times.
+        for name in program.references().variables() {
+            if let Some(v) = vars.get(name) {
+                context.add_variable_from_value(name, to_cel(v));
+            }
+        }
+    }
+    let value = program.execute(&context).map_err(|e| {
+        ExprError::new(
+            match &e {
+                cel::ExecutionError::UndeclaredReference(name) => {
+                    format!("`{name}` is not defined in this condition's scope")
+                }
+                cel::ExecutionError::NoSuchKey(key) => format!("no such key: `{key}`"),
+                other => other.to_string(),
+            },
+            None,
+        )
+    })?;
+    from_cel(&value)
+}
+
+/// Evaluate a CEL expression that must yield a boolean.
+pub fn eval_bool(expr: &str, ctx: &Value) -> Result<bool, ExprError> {
+    match eval(expr, ctx)? {
+        Value::Bool(b) => Ok(b),
+        other => Err(ExprError::new(
+            format!(
+                "the condition `{expr}` gave {} `{other}`, not true or false",
+                json_type(&other)
+            ),
+            None,
+        )),
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a map",
+    }
+}
+
+/// JSON to CEL: integers stay `int` (`uint` only above i64), other numbers are
+/// `double`, objects are maps with string keys.
+pub(crate) fn to_cel(v: &Value) -> Cel {
+    match v {
+        Value::Null => Cel::Null,
+        Value::Bool(b) => Cel::Bool(*b),
+        Value::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Cel::Int(i)
+            } else if let Some(u) = n.as_u64() {
+                Cel::UInt(u)
+            } else {
+                Cel::Float(n.as_f64().unwrap_or(f64::NAN))
+            }
+        }
+        Value::String(s) => Cel::String(Arc::new(s.clone())),
+        Value::Array(items) => Cel::List(Arc::new(items.iter().map(to_cel).collect())),
+        Value::Object(map) => {
+            let map: HashMap<Key, Cel> = map
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
+                .collect();
+            Cel::Map(Map { map: Arc::new(map) })
+        }
+    }
+}
+
+/// CEL to JSON. Durations become seconds, timestamps RFC 3339 strings, bytes a
+/// UTF-8 string (lossy); a non-finite double is an error (JSON has no NaN).
+pub(crate) fn from_cel(v: &Cel) -> Result<Value, ExprError> {
+    Ok(match v {
+        Cel::Null => Value::Null,
+        Cel::Bool(b) => Value::Bool(*b),
+        Cel::Int(i) => Value::Number((*i).into()),
+        Cel::UInt(u) => Value::Number((*u).into()),
+        Cel::Float(f) => Value::Number(Number::from_f64(*f).ok_or_else(|| {
+            ExprError::new(
+                format!("the condition gave {f}, which JSON cannot hold"),
+                None,
+            )
+        })?),
+        Cel::String(s) => Value::String(s.as_str().to_owned()),
+        Cel::Bytes(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+        Cel::List(items) => Value::Array(items.iter().map(from_cel).collect::<Result<_, _>>()?),
+        Cel::Map(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in m.map.iter() {
+                let key = match k {
+                    Key::String(s) => s.as_str().to_owned(),
+                    Key::Int(i) => i.to_string(),
+                    Key::Uint(u) => u.to_string(),
+                    Key::Bool(b) => b.to_string(),
+                };
+                out.insert(key, from_cel(v)?);
+            }
+            Value::Object(out)
+        }
+        Cel::Duration(d) => {
+            let secs = d.num_milliseconds() as f64 / 1000.0;
+            Number::from_f64(secs).map_or(Value::Null, Value::Number)
+        }
+        Cel::Timestamp(t) => Value::String(t.to_rfc3339()),
+        other => {
+            return Err(ExprError::new(
+                format!(
+                    "the condition gave a {} value, which has no JSON form",
+                    other.type_of()
+                ),
+                None,
+            ));
+        }
+    })
+}
+
+/// Parse a condition and list the free variables it reads, with the longest dotted
+/// path that can be read statically (`params.ns` in `params.ns == 'x'`). Variables
+/// bound by macros (`x` in `pods.all(x, x.ready)`) are not listed.
+pub fn condition_refs(expr: &str) -> Result<Vec<VarRef>, ExprError> {
+    let program = program(expr)?;
+    let mut refs = Vec::new();
+    let mut bound = Vec::new();
+    walk(program.expression(), &program, &mut bound, &mut refs);
+    Ok(refs)
+}
+
+fn walk(e: &IdedExpr, p: &Program, bound: &mut Vec<String>, refs: &mut Vec<VarRef>) {
+    match &e.expr {
+        Expr::Ident(_) | Expr::Select(_) => {
+            if let Some((root_id, path)) = dotted(e) {
+                if !bound.iter().any(|b| b == &path[0]) {
+                    let offset = p
+                        .source_info()
+                        .offset_for(root_id)
+                        .map(|(start, _)| char_to_byte(&p.source_info().source, start as usize))
+                        .unwrap_or(0);
+                    refs.push(VarRef { path, offset });
+                }
+            } else if let Expr::Select(s) = &e.expr {
+                walk(&s.operand, p, bound, refs);
+            }
+        }
+        Expr::Call(c) => {
+            if let Some(t) = &c.target {
+                walk(t, p, bound, refs);
+            }
+            for a in &c.args {
+                walk(a, p, bound, refs);
+            }
+        }
+        Expr::Comprehension(c) => {
+            walk(&c.iter_range, p, bound, refs);
+            walk(&c.accu_init, p, bound, refs);
+            let before = bound.len();
+            bound.push(c.iter_var.clone());
+            if let Some(v2) = &c.iter_var2 {
+                bound.push(v2.clone());
+            }
+            bound.push(c.accu_var.clone());
+            walk(&c.loop_cond, p, bound, refs);
+            walk(&c.loop_step, p, bound, refs);
+            walk(&c.result, p, bound, refs);
+            bound.truncate(before);
+        }
+        Expr::List(l) => {
+            for x in &l.elements {
+                walk(x, p, bound, refs);
+            }
+        }
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                if let EntryExpr::MapEntry(me) = &entry.expr {
+                    walk(&me.key, p, bound, refs);
+                    walk(&me.value, p, bound, refs);
+                }
+            }
+        }
+        Expr::Struct(s) => {
+            for entry in &s.entries {
+                match &entry.expr {
+                    EntryExpr::MapEntry(me) => {
+                        walk(&me.key, p, bound, refs);
+                        walk(&me.value, p, bound, refs);
+                    }
+                    EntryExpr::StructField(f) => walk(&f.value, p, bound, refs),
+                }
+            }
+        }
+        Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+/// `a.b.c` as (id of `a`, ["a", "b", "c"]); None unless the chain ends in an ident.
+fn dotted(e: &IdedExpr) -> Option<(u64, Vec<String>)> {
+    match &e.expr {
+        Expr::Ident(name) => Some((e.id, vec![name.clone()])),
+        Expr::Select(s) => {
+            let (id, mut path) = dotted(&s.operand)?;
+            path.push(s.field.clone());
+            Some((id, path))
+        }
+        _ => None,
+    }
+}
+
+fn char_to_byte(source: &str, chars: usize) -> usize {
+    source
+        .char_indices()
+        .nth(chars)
+        .map(|(b, _)| b)
+        .unwrap_or(source.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn evaluates_over_json_variables() {
+        let ctx = json!({"lost_pods": [{"n": 1}, {"n": 2}], "params": {"ns": "prod"}});
+        assert!(eval_bool("size(lost_pods) > 0", &ctx).unwrap());
+        assert!(eval_bool("params.ns == 'prod'", &ctx).unwrap());
+        assert_eq!(eval("lost_pods.map(p, p.n)", &ctx).unwrap(), json!([1, 2]));
+    }
+
+    #[test]
+    fn integers_stay_integers_both_ways() {
+        let ctx = json!({"x": 3, "big": u64::MAX});
+        assert_eq!(eval("x + 1", &ctx).unwrap(), json!(4));
+        assert_eq!(eval("x == 3", &ctx).unwrap(), json!(true));
+        assert_eq!(eval("big", &ctx).unwrap(), json!(u64::MAX));
+        assert_eq!(eval("1.5", &ctx).unwrap(), json!(1.5));
+    }
+
+    #[test]
+    fn maps_lists_and_null_convert_back() {
+        let ctx = json!({"o": {"a": null, "b": [true, "s"]}});
+        assert_eq!(
+            eval("o", &ctx).unwrap(),
+            json!({"a": null, "b": [true, "s"]})
+        );
+        assert_eq!(
+            eval("{'k': [1, 'two']}", &ctx).unwrap(),
+            json!({"k": [1, "two"]})
+        );
+    }
+
+    #[test]
+    fn kubernetes_style_object_filters() {
+        let pod = json!({"pod": {"status": {"phase": "Unknown", "reason": "NodeLost"}}});
+        assert!(
+            eval_bool(
+                "pod.status.phase == 'Unknown' || pod.status.reason == 'NodeLost'",
+                &pod
+            )
+            .unwrap()
+        );
+        assert!(eval_bool("has(pod.status.reason)", &pod).unwrap());
+        assert!(!eval_bool("has(pod.spec)", &json!({"pod": {}})).unwrap());
+    }
+
+    #[test]
+    fn non_boolean_result_is_an_error_for_eval_bool() {
+        let e = eval_bool("1 + 1", &json!({})).unwrap_err();
+        assert!(e.message.contains("not true or false"), "{}", e.message);
+    }
+
+    #[test]
+    fn undefined_variable_is_an_error() {
+        let e = eval("nope > 1", &json!({})).unwrap_err();
+        assert!(e.message.contains("`nope`"), "{}", e.message);
+    }
+
+    #[test]
+    fn syntax_error_points_at_the_offending_character() {
+        let e = condition_refs("size(x) >").unwrap_err();
+        assert!(e.message.starts_with("invalid condition"), "{}", e.message);
+        assert!(e.offset.is_some());
+        let e = condition_refs("a == = b").unwrap_err();
+        assert_eq!(e.offset, Some(5), "{e:?}");
+    }
+
+    #[test]
+    fn refs_give_dotted_paths_and_skip_macro_variables() {
+        let refs = condition_refs("params.ns == 'x' && lost.all(p, p.ready) && y[0].z").unwrap();
+        let paths: Vec<String> = refs.iter().map(|r| r.path.join(".")).collect();
+        assert_eq!(paths, vec!["params.ns", "lost", "y"]);
+        assert_eq!(refs[1].offset, 20);
+    }
+
+    #[test]
+    fn string_extension_is_available() {
+        assert_eq!(
+            eval("'A,B'.lowerAscii().split(',')", &json!({})).unwrap(),
+            json!(["a", "b"])
+        );
+    }
+}

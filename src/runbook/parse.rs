@@ -1,0 +1,316 @@
+//! YAML text to a tree of [`Node`]s that remember where they were written.
+//!
+//! This is the only file that knows the YAML crate (serde-saphyr; its API moves
+//! fast). It reads the document into a generic tree, not into the model, so that the
+//! converter (`convert.rs`) can report every problem of the file instead of the first
+//! one serde would stop at. The reader is strict: `yes`/`off` stay strings (only
+//! `true`/`false` are booleans), a key written twice is an error, and a budget bounds
+//! the work an alias bomb can cause.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{DuplicateKeyPolicy, Spanned};
+
+use super::diag::Diagnostic;
+use super::model::Pos;
+
+/// A YAML value with the position of its first character.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Node {
+    pub pos: Pos,
+    pub value: Yaml,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Yaml {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// An integer beyond i64 or a float.
+    Float(f64),
+    Str(String),
+    Seq(Vec<Node>),
+    /// Entries in file order; keys keep their own positions.
+    Map(Vec<(Node, Node)>),
+}
+
+impl Yaml {
+    /// "a string", "a list"...: for "expected X, found Y" messages.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Yaml::Null => "nothing (null)",
+            Yaml::Bool(_) => "a boolean",
+            Yaml::Int(_) => "an integer",
+            Yaml::Float(_) => "a number",
+            Yaml::Str(_) => "a string",
+            Yaml::Seq(_) => "a list",
+            Yaml::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// Parse one YAML document. On a syntax error, returns one diagnostic at the
+/// position the YAML reader reports.
+pub(crate) fn parse_yaml(source: &str) -> Result<Node, Diagnostic> {
+    if let Some(d) = tab_indentation(source) {
+        return Err(d);
+    }
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options.duplicate_keys = DuplicateKeyPolicy::Error;
+    // A runbook is a few hundred lines: bound what anchors and aliases may expand to
+    // far below the reader's defaults (a million replayed events), so a
+    // billion-laughs document fails in milliseconds instead of seconds.
+    options.alias_limits.max_total_replayed_events = 20_000;
+    if let Some(budget) = options.budget.as_mut() {
+        budget.max_events = 200_000;
+        budget.max_nodes = 100_000;
+        budget.max_reader_input_bytes = Some(8 * 1024 * 1024);
+    }
+    match serde_saphyr::from_str_with_options::<Option<Node>>(source, options) {
+        Ok(Some(node)) => Ok(node),
+        Ok(None) => Err(Diagnostic::error(
+            "empty",
+            Pos { line: 1, col: 1 },
+            "the file is empty: a runbook is a mapping with `version`, `name`, `title` and `steps`",
+        )),
+        Err(e) => Err(yaml_error(&e)),
+    }
+}
+
+/// YAML forbids tabs for indentation; the reader's message for them is obscure, so
+/// find the first one ourselves and say what to do.
+fn tab_indentation(source: &str) -> Option<Diagnostic> {
+    let mut in_block_scalar = false;
+    for (i, line) in source.lines().enumerate() {
+        let indent: String = line
+            .chars()
+            .take_while(|c| *c == ' ' || *c == '\t')
+            .collect();
+        if let Some(col) = indent.find('\t') {
+            let rest = line.trim_start_matches([' ', '\t']);
+            if !rest.is_empty() && !rest.starts_with('#') && !in_block_scalar {
+                return Some(
+                    Diagnostic::error(
+                        "yaml-tab",
+                        Pos {
+                            line: (i + 1) as u32,
+                            col: (col + 1) as u32,
+                        },
+                        "a tab is used for indentation; YAML allows only spaces",
+                    )
+                    .help("replace the tab with spaces (two per level is usual)"),
+                );
+            }
+        }
+        // Tabs inside `|`/`>` block scalars are content, not indentation; a rough
+        // guard: after a line ending in `|` or `>`, indented lines are content.
+        let trimmed = line.trim_end();
+        if trimmed.ends_with('|')
+            || trimmed.ends_with('>')
+            || trimmed.ends_with("|-")
+            || trimmed.ends_with(">-")
+        {
+            in_block_scalar = true;
+        } else if !line.starts_with([' ', '\t']) {
+            in_block_scalar = false;
+        }
+    }
+    None
+}
+
+fn yaml_error(e: &serde_saphyr::Error) -> Diagnostic {
+    let pos = e
+        .location()
+        .map(|l| Pos {
+            line: u32::try_from(l.line()).unwrap_or(0),
+            col: u32::try_from(l.column()).unwrap_or(0),
+        })
+        .unwrap_or(Pos::UNKNOWN);
+    let raw = e.render_with_options(serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+    });
+    let mut message = clean_message(&raw);
+    // "duplicate mapping key: id, set DuplicateKeyPolicy in Options if acceptable"
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set ").next().unwrap_or(rest);
+        message = format!("the key `{key}` appears twice in this mapping");
+    }
+    let lower = raw.to_lowercase();
+    let (code, help) = if lower.contains("duplicate") {
+        (
+            "yaml-duplicate-key",
+            Some("each key may appear once in a mapping; remove or rename one"),
+        )
+    } else if lower.contains("budget") || lower.contains("alias") {
+        (
+            "yaml-budget",
+            Some("the document expands too much (anchors and aliases); write it out plainly"),
+        )
+    } else if lower.contains("indent") || lower.contains("mapping values are not allowed") {
+        (
+            "yaml-syntax",
+            Some("check the indentation: keys of one mapping start in the same column"),
+        )
+    } else {
+        ("yaml-syntax", None)
+    };
+    let mut d = Diagnostic::error(code, pos, format!("invalid YAML: {message}"));
+    if let Some(key) = message
+        .strip_prefix("the key `")
+        .and_then(|r| r.split('`').next())
+    {
+        d = d.len(key.chars().count());
+    }
+    match help {
+        Some(h) => d.help(h),
+        None => d,
+    }
+}
+
+/// The reader appends " at line X column Y" and sometimes a snippet; we print the
+/// position ourselves.
+fn clean_message(raw: &str) -> String {
+    let first = raw.lines().next().unwrap_or(raw).trim();
+    let cut = first.find(" at line ").map_or(first, |i| &first[..i]);
+    cut.trim_end_matches([',', ':', '.']).trim().to_owned()
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<Yaml>::deserialize(d)?;
+        Ok(Node {
+            pos: Pos {
+                line: u32::try_from(spanned.referenced.line()).unwrap_or(0),
+                col: u32::try_from(spanned.referenced.column()).unwrap_or(0),
+            },
+            value: spanned.value,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Yaml {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(YamlVisitor)
+    }
+}
+
+struct YamlVisitor;
+
+impl<'de> Visitor<'de> for YamlVisitor {
+    type Value = Yaml;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Yaml, E> {
+        Ok(Yaml::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Yaml, E> {
+        Ok(Yaml::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Yaml, E> {
+        Ok(i64::try_from(v).map_or(Yaml::Float(v as f64), Yaml::Int))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Yaml, E> {
+        Ok(i64::try_from(v).map_or(Yaml::Float(v as f64), Yaml::Int))
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Yaml, E> {
+        Ok(i64::try_from(v).map_or(Yaml::Float(v as f64), Yaml::Int))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Yaml, E> {
+        Ok(Yaml::Float(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Yaml, E> {
+        Ok(Yaml::Str(v.to_owned()))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Yaml, E> {
+        Ok(Yaml::Str(v))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Yaml, E> {
+        Ok(Yaml::Str(String::from_utf8_lossy(v).into_owned()))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Yaml, E> {
+        Ok(Yaml::Null)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Yaml, E> {
+        Ok(Yaml::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Yaml, D::Error> {
+        Yaml::deserialize(d)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Yaml, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Node>()? {
+            items.push(item);
+        }
+        Ok(Yaml::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Yaml, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Node>()? {
+            let value = map.next_value::<Node>()?;
+            entries.push((key, value));
+        }
+        Ok(Yaml::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(src: &str) -> Vec<(Node, Node)> {
+        match parse_yaml(src).unwrap().value {
+            Yaml::Map(m) => m,
+            other => panic!("not a map: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_and_values_keep_their_positions() {
+        let m = map("a: 1\nbb:\n  - x\n  - 'y'\n");
+        assert_eq!(m[0].0.pos, Pos { line: 1, col: 1 });
+        assert_eq!(m[0].1.pos, Pos { line: 1, col: 4 });
+        assert_eq!(m[1].0.pos, Pos { line: 2, col: 1 });
+        let Yaml::Seq(items) = &m[1].1.value else {
+            panic!("not a list")
+        };
+        assert_eq!(items[1].pos, Pos { line: 4, col: 5 });
+        assert_eq!(items[1].value, Yaml::Str("y".into()));
+    }
+
+    #[test]
+    fn yes_and_off_stay_strings() {
+        let m = map("a: off\nb: yes\nc: true\n");
+        assert_eq!(m[0].1.value, Yaml::Str("off".into()));
+        assert_eq!(m[1].1.value, Yaml::Str("yes".into()));
+        assert_eq!(m[2].1.value, Yaml::Bool(true));
+    }
+
+    #[test]
+    fn duplicate_keys_are_rejected_with_a_position() {
+        let e = parse_yaml("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(e.code, "yaml-duplicate-key", "{e:?}");
+        assert_eq!(e.line, 3, "{e:?}");
+    }
+
+    #[test]
+    fn tab_indentation_is_reported_at_the_tab() {
+        let e = parse_yaml("a:\n\tb: 1\n").unwrap_err();
+        assert_eq!((e.code, e.line, e.column), ("yaml-tab", 2, 1));
+    }
+
+    #[test]
+    fn alias_bomb_is_stopped_by_the_budget() {
+        let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            src.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(parse_yaml(&src).is_err());
+    }
+}
