@@ -567,3 +567,91 @@ async fn every_request_is_logged_with_method_and_path() {
                 .starts_with(&format!("/api/v1/namespaces/prod/pods/{OLD_HUB}"))
     }));
 }
+
+#[tokio::test]
+async fn put_status_changes_only_status_and_a_stale_put_conflicts() {
+    let lab = Lab::seed();
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "prod");
+    let mut pod = pods.get(NEW_HUB).await.unwrap();
+    let mut changed = pod.clone();
+    changed.spec.as_mut().unwrap().containers[0].image = Some("evil:1".into());
+    changed.status.as_mut().unwrap().message = Some("set through /status".into());
+    let after = pods
+        .replace_status(NEW_HUB, &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status.unwrap().message.as_deref(),
+        Some("set through /status")
+    );
+    assert_eq!(
+        after.spec.unwrap().containers[0].image.as_deref(),
+        Some("jupyterhub/k8s-hub:v0.6"),
+        "/status ignores spec"
+    );
+
+    // `pod` still carries the old resourceVersion: a PUT with it is a conflict.
+    pod.metadata
+        .labels
+        .get_or_insert_default()
+        .insert("x".into(), "y".into());
+    let (code, reason, _) = api_code(
+        pods.replace(NEW_HUB, &PostParams::default(), &pod)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+}
+
+#[tokio::test]
+async fn finalizers_hold_a_deleted_object_until_they_are_removed() {
+    let lab = Lab::seed();
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(lab.client(), "prod");
+    pvcs.patch(
+        "hub-db-dir",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["kubernetes.io/pvc-protection"]}})),
+    )
+    .await
+    .unwrap();
+    pvcs.delete("hub-db-dir", &DeleteParams::default())
+        .await
+        .unwrap();
+    let held = pvcs.get("hub-db-dir").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    pvcs.patch(
+        "hub-db-dir",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(pvcs.get_opt("hub-db-dir").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn deleting_a_deployment_returns_a_status_and_garbage_collects_its_pods() {
+    let lab = Lab::seed();
+    let deps: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(lab.client(), "prod");
+    let res = deps
+        .delete("binder", &DeleteParams::background())
+        .await
+        .unwrap();
+    assert!(
+        res.is_right(),
+        "kinds without ReturnDeletedObject answer a Success Status"
+    );
+    lab.advance(Duration::from_secs(5));
+    assert!(lab.list("replicasets", Some("prod")).iter().all(|r| {
+        !r["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("binder-")
+    }));
+    assert!(
+        lab.list("pods", Some("prod"))
+            .iter()
+            .all(|p| p["metadata"]["labels"]["component"] != "binder")
+    );
+}
