@@ -218,3 +218,145 @@ fn ingress_site_is_down_until_an_ingress_pod_runs_on_an_uncordoned_node() {
             .any(|p| p["spec"]["nodeName"].as_str().unwrap().contains("user-new"))
     );
 }
+
+#[test]
+fn crash_loop_and_disk_fill_faults_change_pods_and_nodes() {
+    let yaml = r#"
+version: 1
+name: faults
+faults:
+  - at: 1m
+    crash_loop: { namespace: default, selector: app=web }
+  - at: 2m
+    disk_fills: { node: n1 }
+metrics:
+  - name: web_up
+    value: { pods_running: { namespace: default, selector: app=web } }
+objects:
+  - apiVersion: v1
+    kind: Node
+    metadata: { name: n1 }
+  - apiVersion: v1
+    kind: Pod
+    metadata: { name: web-1, labels: { app: web } }
+    spec: { containers: [ { name: web, image: nginx } ] }
+"#;
+    let lab = Lab::from_scenario_str(yaml).unwrap();
+    lab.set_speed(0.0);
+    let pod = lab.get("pods", Some("default"), "web-1").unwrap();
+    assert_eq!(
+        pod["status"]["phase"], "Running",
+        "scheduled on n1 and started"
+    );
+    assert_eq!(lab.metric("web_up"), Some(1.0));
+    lab.advance(std::time::Duration::from_secs(61));
+    let pod = lab.get("pods", Some("default"), "web-1").unwrap();
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"],
+        "CrashLoopBackOff"
+    );
+    assert_eq!(lab.metric("web_up"), Some(0.0));
+    lab.advance(std::time::Duration::from_secs(60));
+    let node = lab.get("nodes", None, "n1").unwrap();
+    let disk = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "DiskPressure")
+        .unwrap()
+        .clone();
+    assert_eq!(disk["status"], "True");
+    assert!(
+        node["spec"]["taints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == "node.kubernetes.io/disk-pressure")
+    );
+}
+
+#[tokio::test]
+async fn prometheus_query_api_answers_vectors_and_rejects_what_it_cannot_parse() {
+    use tower::ServiceExt;
+    let lab = Lab::seed();
+    let ask = |q: &str| {
+        let uri = format!(
+            "/api/v1/query?query={}",
+            q.replace(' ', "%20")
+                .replace('{', "%7B")
+                .replace('}', "%7D")
+                .replace('"', "%22")
+                .replace('<', "%3C")
+        );
+        let router = lab.router();
+        async move {
+            let resp = router
+                .oneshot(
+                    http::Request::get(uri)
+                        .body(axum::body::Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let code = resp.status().as_u16();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (
+                code,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    let (code, v) = ask("launch_success_rate").await;
+    assert_eq!(code, 200);
+    assert_eq!(v["data"]["resultType"], "vector");
+    assert_eq!(v["data"]["result"][0]["value"][1], "0");
+    let (_, v) = ask(r#"hub_up{job="hub"}"#).await;
+    assert_eq!(v["data"]["result"][0]["metric"]["job"], "hub");
+    let (_, v) = ask("launch_success_rate < 1").await;
+    assert_eq!(
+        v["data"]["result"].as_array().unwrap().len(),
+        1,
+        "the alert condition holds"
+    );
+    let (_, v) = ask("launch_success_rate == 1").await;
+    assert!(v["data"]["result"].as_array().unwrap().is_empty());
+    let (code, v) = ask("rate(x[5m])").await;
+    assert_eq!(code, 400);
+    assert_eq!(v["status"], "error");
+}
+
+#[tokio::test]
+async fn watch_list_sends_initial_events_then_the_initial_events_end_bookmark() {
+    use tower::ServiceExt;
+    let lab = Lab::seed();
+    let uri = "/api/v1/namespaces/prod/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&fieldSelector=metadata.name%3Dhub-65d9f46698-dj4jb&timeoutSeconds=1";
+    let resp = lab
+        .router()
+        .oneshot(
+            http::Request::get(uri)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let lines: Vec<serde_json::Value> = body
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["type"], "ADDED");
+    assert_eq!(
+        lines[0]["object"]["metadata"]["name"],
+        "hub-65d9f46698-dj4jb"
+    );
+    assert_eq!(lines[1]["type"], "BOOKMARK");
+    assert_eq!(
+        lines[1]["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
+        "true"
+    );
+}

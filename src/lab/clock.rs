@@ -39,6 +39,11 @@ impl Clock {
         self.virt0 + wall + self.advanced
     }
 
+    /// Does cluster time move by itself?
+    pub fn running(&self) -> bool {
+        self.speed > 0.0
+    }
+
     pub fn advance(&mut self, d: Duration) {
         self.advanced += d;
     }

@@ -278,29 +278,69 @@ fn tolerates(pod: &Value, key: &str, effect: &str) -> bool {
 /// exist, and — non-graceful node shutdown, §1.5 — pods on nodes tainted
 /// `node.kubernetes.io/out-of-service` without a matching toleration.
 fn pod_gc(st: &mut State) {
-    let nodes: Vec<Value> = st.store.list_owned("nodes", None);
-    for pod in st.store.list_owned("pods", None) {
-        let node_name = str_at(&pod, "/spec/nodeName");
-        if node_name.is_empty() {
+    let nodes: std::collections::HashMap<String, bool> = st
+        .store
+        .list("nodes", None)
+        .map(|n| {
+            (
+                str_at(n, "/metadata/name").to_string(),
+                has_taint(n, OUT_OF_SERVICE),
+            )
+        })
+        .collect();
+    let doomed = pods_where(st, |p| {
+        let node = str_at(p, "/spec/nodeName");
+        !node.is_empty()
+            && match nodes.get(node) {
+                None => true,
+                Some(oos) => *oos && !tolerates(p, OUT_OF_SERVICE, "NoExecute"),
+            }
+    });
+    for pod in doomed {
+        let (ns, name) = (
+            str_at(&pod, "/metadata/namespace").to_string(),
+            str_at(&pod, "/metadata/name").to_string(),
+        );
+        st.remove(res("pods"), &ns, &name);
+    }
+}
+
+/// Clones of the pods matching `pred` (controllers scan by reference, clone few).
+fn pods_where(st: &State, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    st.store
+        .list("pods", None)
+        .filter(|p| pred(p))
+        .cloned()
+        .collect()
+}
+
+/// What the ReplicaSet and Deployment controllers need to know of an active pod.
+struct PodSummary {
+    name: String,
+    scheduled: bool,
+    ready: bool,
+    created: String,
+}
+
+/// Active pods by the uid of their controller owner.
+fn active_pods_by_owner(st: &State) -> std::collections::HashMap<String, Vec<PodSummary>> {
+    let mut map: std::collections::HashMap<String, Vec<PodSummary>> =
+        std::collections::HashMap::new();
+    for p in st.store.list("pods", None) {
+        let Some(owner) = controller_of(p).and_then(|o| o["uid"].as_str()) else {
+            continue;
+        };
+        if !active(p) {
             continue;
         }
-        let node = nodes
-            .iter()
-            .find(|n| str_at(n, "/metadata/name") == node_name);
-        let gc = match node {
-            None => true,
-            Some(n) => {
-                has_taint(n, OUT_OF_SERVICE) && !tolerates(&pod, OUT_OF_SERVICE, "NoExecute")
-            }
-        };
-        if gc {
-            let (ns, name) = (
-                str_at(&pod, "/metadata/namespace").to_string(),
-                str_at(&pod, "/metadata/name").to_string(),
-            );
-            st.remove(res("pods"), &ns, &name);
-        }
+        map.entry(owner.to_string()).or_default().push(PodSummary {
+            name: str_at(p, "/metadata/name").to_string(),
+            scheduled: !str_at(p, "/spec/nodeName").is_empty(),
+            ready: pod_ready(p),
+            created: str_at(p, "/metadata/creationTimestamp").to_string(),
+        });
     }
+    map
 }
 
 /// Garbage collector: dependents whose owners are gone are deleted (background propagation).
@@ -442,7 +482,7 @@ fn active(pod: &Value) -> bool {
 /// terminal, no deletionTimestamp — so a NodeLost pod still counts until it is
 /// deleted) and creates or deletes pods to match `spec.replicas`.
 fn replicasets(st: &mut State) {
-    let pods = st.store.list_owned("pods", None);
+    let mut by_owner = active_pods_by_owner(st);
     for rs in st.store.list_owned("replicasets.apps", None) {
         if rs.pointer("/metadata/deletionTimestamp").is_some() {
             continue;
@@ -452,7 +492,9 @@ fn replicasets(st: &mut State) {
             .pointer("/spec/replicas")
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        let mut mine: Vec<&Value> = owned_by(&pods, &rs).filter(|p| active(p)).collect();
+        let mut mine = by_owner
+            .remove(str_at(&rs, "/metadata/uid"))
+            .unwrap_or_default();
         let have = mine.len() as i64;
         if have < want {
             for _ in have..want {
@@ -469,20 +511,15 @@ fn replicasets(st: &mut State) {
             }
         } else if have > want {
             // Delete the least useful first: unscheduled, then not ready, then newest.
-            mine.sort_by_key(|p| {
-                (
-                    !str_at(p, "/spec/nodeName").is_empty(),
-                    pod_ready(p),
-                    std::cmp::Reverse(str_at(p, "/metadata/creationTimestamp").to_string()),
-                )
+            mine.sort_by(|a, b| {
+                (a.scheduled, a.ready, std::cmp::Reverse(&a.created)).cmp(&(
+                    b.scheduled,
+                    b.ready,
+                    std::cmp::Reverse(&b.created),
+                ))
             });
-            let extra: Vec<String> = mine
-                .iter()
-                .take((have - want) as usize)
-                .map(|p| str_at(p, "/metadata/name").to_string())
-                .collect();
-            for name in extra {
-                let _ = st.delete(res("pods"), &ns, &name, &DeleteOpts::default());
+            for p in mine.iter().take((have - want) as usize) {
+                let _ = st.delete(res("pods"), &ns, &p.name, &DeleteOpts::default());
             }
         }
     }
@@ -676,11 +713,17 @@ fn attach_detach(st: &mut State) {
 /// applies crash loops.
 fn kubelet(st: &mut State) {
     let now = st.now();
-    for pod in st.store.list_owned("pods", None) {
+    let crash = !st.crash_loops.is_empty();
+    let work = pods_where(st, |p| {
+        let node = str_at(p, "/spec/nodeName");
+        !node.is_empty()
+            && !st.node_lost(node)
+            && (crash
+                || p.pointer("/metadata/deletionTimestamp").is_some()
+                || str_at(p, "/status/phase") == "Pending")
+    });
+    for pod in work {
         let node = str_at(&pod, "/spec/nodeName").to_string();
-        if node.is_empty() || st.node_lost(&node) {
-            continue;
-        }
         let (ns, name) = (
             str_at(&pod, "/metadata/namespace").to_string(),
             str_at(&pod, "/metadata/name").to_string(),
@@ -951,13 +994,18 @@ fn disruption_budgets(st: &mut State) {
 
 /// Status of ReplicaSets and Deployments (what `kubectl get deploy` and rollout read).
 fn workload_status(st: &mut State) {
-    let pods = st.store.list_owned("pods", None);
+    let by_owner = active_pods_by_owner(st);
+    let counts = |uid: &str| {
+        by_owner
+            .get(uid)
+            .map(|v| (v.len(), v.iter().filter(|p| p.ready).count()))
+            .unwrap_or((0, 0))
+    };
     let rss = st.store.list_owned("replicasets.apps", None);
     for rs in &rss {
-        let mine: Vec<&Value> = owned_by(&pods, rs).filter(|p| active(p)).collect();
-        let ready = mine.iter().filter(|p| pod_ready(p)).count();
+        let (total, ready) = counts(str_at(rs, "/metadata/uid"));
         let mut r = rs.clone();
-        r["status"] = json!({"replicas": mine.len(), "fullyLabeledReplicas": mine.len(), "readyReplicas": ready,
+        r["status"] = json!({"replicas": total, "fullyLabeledReplicas": total, "readyReplicas": ready,
             "availableReplicas": ready, "observedGeneration": rs["metadata"]["generation"]});
         st.store.update(
             "replicasets.apps",
@@ -967,21 +1015,19 @@ fn workload_status(st: &mut State) {
         );
     }
     for dep in st.store.list_owned("deployments.apps", None) {
-        let hash = template_hash(dep.pointer("/spec/template").unwrap_or(&json!({})));
+        let template = dep.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let hash = template_hash(&template);
         let mut total = 0;
         let mut ready = 0;
         let mut updated = 0;
         for rs in owned_by(&rss, &dep) {
-            let mine: Vec<&Value> = owned_by(&pods, rs).filter(|p| active(p)).collect();
-            total += mine.len();
-            ready += mine.iter().filter(|p| pod_ready(p)).count();
+            let (t, r) = counts(str_at(rs, "/metadata/uid"));
+            total += t;
+            ready += r;
             if str_at(rs, "/metadata/labels/pod-template-hash") == hash
-                || same_template(
-                    rs.pointer("/spec/template"),
-                    dep.pointer("/spec/template").unwrap_or(&json!({})),
-                )
+                || same_template(rs.pointer("/spec/template"), &template)
             {
-                updated += mine.len();
+                updated += t;
             }
         }
         let want = dep
@@ -989,23 +1035,26 @@ fn workload_status(st: &mut State) {
             .and_then(Value::as_i64)
             .unwrap_or(1) as usize;
         let now = ts(st.now());
-        let mut d = dep.clone();
-        d["status"] = json!({"replicas": total, "updatedReplicas": updated, "readyReplicas": ready,
+        let keep = |i: usize, field: &str| {
+            dep.pointer(&format!("/status/conditions/{i}/{field}"))
+                .cloned()
+                .unwrap_or(json!(now))
+        };
+        let available = ready >= want;
+        let mut status = json!({"replicas": total, "updatedReplicas": updated, "readyReplicas": ready,
             "availableReplicas": ready, "unavailableReplicas": total.saturating_sub(ready),
             "observedGeneration": dep["metadata"]["generation"],
-            "conditions": [{"type": "Available", "status": if ready >= want { "True" } else { "False" },
-                "reason": if ready >= want { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
-                "lastUpdateTime": dep.pointer("/status/conditions/0/lastUpdateTime").cloned().unwrap_or(json!(now)),
-                "lastTransitionTime": dep.pointer("/status/conditions/0/lastTransitionTime").cloned().unwrap_or(json!(now))},
+            "conditions": [{"type": "Available", "status": if available { "True" } else { "False" },
+                "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                "lastUpdateTime": keep(0, "lastUpdateTime"), "lastTransitionTime": keep(0, "lastTransitionTime")},
                 {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
                 "message": format!("ReplicaSet \"{}-{hash}\" has successfully progressed.", str_at(&dep, "/metadata/name")),
-                "lastUpdateTime": dep.pointer("/status/conditions/1/lastUpdateTime").cloned().unwrap_or(json!(now)),
-                "lastTransitionTime": dep.pointer("/status/conditions/1/lastTransitionTime").cloned().unwrap_or(json!(now))}]});
-        if ready < want {
-            d["status"]
-                .as_object_mut()
-                .map(|m| m.remove("availableReplicas"));
+                "lastUpdateTime": keep(1, "lastUpdateTime"), "lastTransitionTime": keep(1, "lastTransitionTime")}]});
+        if !available && let Some(m) = status.as_object_mut() {
+            m.remove("availableReplicas");
         }
+        let mut d = dep.clone();
+        d["status"] = status;
         st.store.update(
             "deployments.apps",
             str_at(&dep, "/metadata/namespace"),

@@ -173,6 +173,9 @@ impl Lab {
         for (def, ns, obj) in &loaded.objects {
             let mut obj = obj.clone();
             shift_timestamps(&mut obj, shift);
+            if def.key() == "pods" {
+                state::default_pod(&mut obj);
+            }
             if obj.pointer("/metadata/creationTimestamp").is_none() {
                 obj["metadata"]["creationTimestamp"] = json!(clock::ts(start));
             }
@@ -250,6 +253,43 @@ impl Lab {
         };
         let ns = if def.namespaced { ns } else { None };
         self.lock().store.list_owned(&def.key(), ns)
+    }
+
+    /// Create an object directly (no HTTP), as the API would: `apiVersion` and `kind`
+    /// pick the resource, `metadata.namespace` the namespace (default `default`).
+    /// Controllers run afterwards.
+    pub fn create(&self, obj: Value) -> Result<Value, status::ApiError> {
+        let api = obj["apiVersion"].as_str().unwrap_or_default();
+        let kind = obj["kind"].as_str().unwrap_or_default();
+        let def = resources::by_kind(api, kind).ok_or_else(|| {
+            status::ApiError::bad_request(format!(
+                "unknown kind {api}/{kind}; the lab serves {}",
+                resources::known_kinds()
+            ))
+        })?;
+        let ns = if def.namespaced {
+            obj.pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or("default")
+                .to_string()
+        } else {
+            String::new()
+        };
+        let mut st = self.lock();
+        if def.namespaced && st.store.get("namespaces", "", &ns).is_none() {
+            let ns_def = resources::by_key("namespaces").expect("invariant: namespaces are served");
+            let now = st.now();
+            let _ = st.store.create(
+                ns_def,
+                "",
+                json!({"metadata": {"name": ns}, "status": {"phase": "Active"}}),
+                now,
+                false,
+            );
+        }
+        let created = st.create(def, &ns, obj, false)?;
+        controllers::reconcile(&mut st);
+        Ok(created)
     }
 
     /// The current value of a scenario metric.
@@ -393,7 +433,11 @@ impl Lab {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
                 let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
-                controllers::reconcile(&mut st);
+                // A stopped clock changes nothing by itself: every mutation and every
+                // `advance` already reconciles.
+                if st.clock.running() {
+                    controllers::reconcile(&mut st);
+                }
             }
         });
     }

@@ -556,7 +556,7 @@ impl State {
 }
 
 /// Defaults the pod registry and admission add on create.
-fn default_pod(obj: &mut Value) {
+pub(crate) fn default_pod(obj: &mut Value) {
     if obj.pointer("/spec/terminationGracePeriodSeconds").is_none() && obj.get("spec").is_some() {
         obj["spec"]["terminationGracePeriodSeconds"] = json!(30);
     }

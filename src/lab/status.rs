@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use super::resources::ResourceDef;
 
 /// An error the API answers with a Status body and an HTTP code.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
 pub struct ApiError {
     pub code: u16,
     pub reason: &'static str,

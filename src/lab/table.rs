@@ -69,6 +69,7 @@ pub fn table(
         ("", "persistentvolumes") => (pv_columns(), pv_cells),
         ("storage.k8s.io", "volumeattachments") => (va_columns(), va_cells),
         ("apps", "deployments") => (deploy_columns(), deploy_cells),
+        ("apps", "replicasets") => (rs_columns(), rs_cells),
         ("policy", "poddisruptionbudgets") => (pdb_columns(), pdb_cells),
         _ => (
             vec![
@@ -636,6 +637,31 @@ fn pdb_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
                 .and_then(Value::as_i64)
                 .unwrap_or(0)
         ),
+        json!(age(o, now)),
+    ]
+}
+
+fn rs_columns() -> Vec<Value> {
+    let mut c: Vec<Value> = ["Name", "Desired", "Current", "Ready"]
+        .iter()
+        .map(|n| col(n, "integer", 0, ""))
+        .collect();
+    c[0] = col("Name", "string", 0, "");
+    c.push(col("Age", "string", 0, ""));
+    c
+}
+
+fn rs_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    vec![
+        json!(str_at(o, "/metadata/name")),
+        json!(
+            o.pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+        ),
+        json!(n("/status/replicas")),
+        json!(n("/status/readyReplicas")),
         json!(age(o, now)),
     ]
 }
