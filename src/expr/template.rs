@@ -1,6 +1,7 @@
 //! Handlebars templates: strict (a missing variable is an error) and unescaped.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use handlebars::template::{Parameter, TemplateElement};
 use handlebars::{Handlebars, Path, PathSeg, RenderErrorReason, Template, TemplateError};
@@ -14,6 +15,9 @@ const CACHE_LIMIT: usize = 4096;
 
 thread_local! {
     static REGISTRY: RefCell<Handlebars<'static>> = RefCell::new(new_registry());
+    /// The top-level variables each compiled template reads; None when it may read
+    /// anything (`@root`, `../`, `this`, `lookup`, partials).
+    static ROOTS: RefCell<HashMap<String, Option<Vec<String>>>> = RefCell::new(HashMap::new());
 }
 
 fn new_registry() -> Handlebars<'static> {
@@ -35,13 +39,46 @@ pub fn render(template: &str, ctx: &Value) -> Result<String, ExprError> {
         if !hb.has_template(template) {
             if hb.get_templates().len() >= CACHE_LIMIT {
                 hb.clear_templates();
+                ROOTS.with(|r| r.borrow_mut().clear());
             }
             let compiled = compile(template)?;
+            let roots = roots_of(template, &compiled);
+            ROOTS.with(|r| r.borrow_mut().insert(template.to_owned(), roots));
             hb.register_template(template, compiled);
         }
-        hb.render(template, ctx)
-            .map_err(|e| render_error(template, &e))
+        // handlebars copies the data it renders from; copy only the variables the
+        // template reads, not every saved list of the run.
+        let roots = ROOTS.with(|r| r.borrow().get(template).cloned().flatten());
+        let result = match (roots, ctx) {
+            (Some(roots), Value::Object(vars)) => {
+                let narrowed: serde_json::Map<String, Value> = roots
+                    .iter()
+                    .filter_map(|k| vars.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect();
+                hb.render(template, &Value::Object(narrowed))
+            }
+            _ => hb.render(template, ctx),
+        };
+        result.map_err(|e| render_error(template, &e))
     })
+}
+
+fn roots_of(source: &str, compiled: &Template) -> Option<Vec<String>> {
+    if ["@root", "../", "this", "lookup", "{{>", "{{#>", "{{#*"]
+        .iter()
+        .any(|m| source.contains(m))
+    {
+        return None;
+    }
+    let mut refs = Vec::new();
+    collect_template(compiled, source, &mut refs, true);
+    let mut roots: Vec<String> = refs
+        .into_iter()
+        .filter_map(|r| r.path.into_iter().next())
+        .collect();
+    roots.sort();
+    roots.dedup();
+    Some(roots)
 }
 
 /// Render every string inside `value` (object values and list elements, not object
@@ -295,6 +332,24 @@ mod tests {
             paths("{{#each lost}}{{metadata.name}} {{@index}}{{/each}} {{#if x}}{{y}}{{/if}}"),
             vec!["lost", "x", "y"]
         );
+    }
+
+    #[test]
+    fn narrowing_the_context_keeps_blocks_and_helpers_working() {
+        let ctx = json!({"xs": [{"n": "a"}, {"n": "b"}], "flag": true, "other": [1, 2, 3]});
+        assert_eq!(
+            render(
+                "{{#each xs}}{{n}}{{@index}},{{/each}}{{#if flag}}!{{/if}}",
+                &ctx
+            )
+            .unwrap(),
+            "a0,b1,!"
+        );
+        assert_eq!(
+            render("{{#each xs}}{{../flag}}{{/each}}", &ctx).unwrap(),
+            "truetrue"
+        );
+        assert!(render("{{nope}}", &ctx).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod kinds;
 pub mod model;
 mod parse;
 pub mod schema;
+mod source;
 pub mod validate;
 
 use std::fmt;

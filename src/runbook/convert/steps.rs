@@ -1,0 +1,360 @@
+//! The runbook, its params, steps, verifications and escalation rungs.
+
+use std::collections::BTreeMap;
+
+use super::{
+    Conv, Fields, KUBE_DEFAULT_KEYS, OP_KEYS, PARAM_KEYS, RETRY_KEYS, RUNBOOK_KEYS, RUNG_KEYS,
+    STEP_KEYS, VERIFICATION_KEYS,
+};
+use crate::runbook::diag::Diagnostic;
+use crate::runbook::model::*;
+use crate::runbook::parse::{Node, Yaml};
+
+impl Conv<'_> {
+    pub(crate) fn runbook(&mut self, root: &Node) -> Option<Runbook> {
+        let f = self.fields(root, "the runbook", RUNBOOK_KEYS)?;
+        let version = match f.get("version") {
+            Some(n) => self
+                .uint::<u32>(n, "`version`")
+                .unwrap_or_else(|| Sp::new(n.pos, 0)),
+            None => {
+                self.missing(
+                    &f,
+                    "version",
+                    "the runbook",
+                    Some("add `version: 1` at the top"),
+                );
+                Sp::new(Pos::UNKNOWN, 1)
+            }
+        };
+        let name = self.req_string(&f, "name", "the runbook");
+        let title = self.req_string(&f, "title", "the runbook");
+        let description = self.opt_string(&f, "description");
+        let tags = self.string_list(&f, "tags");
+        let owners = self.string_list(&f, "owners");
+        let params = self.params(&f);
+        let unattended = self.string_list(&f, "unattended");
+        let kube = f.get("kube").and_then(|n| {
+            let k = self.fields(n, "`kube` defaults", KUBE_DEFAULT_KEYS)?;
+            Some(KubeDefaults {
+                context: self.opt_string(&k, "context"),
+                namespace: self.opt_string(&k, "namespace"),
+            })
+        });
+        let steps = match f.get("steps") {
+            Some(n) => self.steps(n, "steps"),
+            None => {
+                self.missing(&f, "steps", "the runbook", None);
+                Vec::new()
+            }
+        };
+        let handlers = f
+            .get("handlers")
+            .map_or_else(Vec::new, |n| self.steps(n, "handlers"));
+        Some(Runbook {
+            version,
+            name,
+            title,
+            description,
+            tags,
+            owners,
+            params,
+            unattended,
+            kube,
+            steps,
+            handlers,
+        })
+    }
+
+    fn params(&mut self, f: &Fields<'_>) -> BTreeMap<String, Param> {
+        let mut out = BTreeMap::new();
+        let Some(n) = f.get("params") else {
+            return out;
+        };
+        let Yaml::Map(entries) = &n.value else {
+            self.wrong_type(n, "a mapping of parameter names", "`params`");
+            return out;
+        };
+        for (k, v) in entries {
+            let Some(name) = self.string(k, "a parameter name") else {
+                continue;
+            };
+            let what = format!("parameter `{}`", name.value);
+            if !matches!(v.value, Yaml::Map(_)) {
+                let d = Diagnostic::error(
+                    "wrong-type",
+                    v.pos,
+                    format!("{what} must be a mapping, found {}", v.value.describe()),
+                );
+                let d = match &v.value {
+                    Yaml::Str(_) | Yaml::Int(_) | Yaml::Float(_) | Yaml::Bool(_) => {
+                        d.help(format!("write `{}: {{ default: ... }}`", name.value))
+                    }
+                    _ => d,
+                };
+                self.push(d);
+                continue;
+            }
+            let Some(p) = self.fields(v, &what, PARAM_KEYS) else {
+                continue;
+            };
+            let param = Param {
+                pos: k.pos,
+                description: self.opt_string(&p, "description"),
+                default: p.get("default").map(|d| Sp::new(d.pos, self.json(d))),
+                required: self.flag(&p, "required"),
+                secret: self.flag(&p, "secret"),
+            };
+            out.insert(name.value, param);
+        }
+        out
+    }
+
+    fn steps(&mut self, node: &Node, key: &str) -> Vec<Step> {
+        let Yaml::Seq(items) = &node.value else {
+            self.wrong_type(node, "a list of steps", &format!("`{key}`"));
+            return Vec::new();
+        };
+        items.iter().filter_map(|i| self.step(i)).collect()
+    }
+
+    /// Reports more than one of `keys` in `f` (the second and later).
+    pub(super) fn at_most_one(
+        &mut self,
+        f: &Fields<'_>,
+        keys: &[&str],
+        code: &'static str,
+        what: &str,
+    ) {
+        let present: Vec<&str> = keys.iter().copied().filter(|k| f.has(k)).collect();
+        if present.len() > 1 {
+            for extra in &present[1..] {
+                if let Some(k) = f.key(extra) {
+                    self.push(
+                        Diagnostic::error(
+                            code,
+                            k.pos,
+                            format!(
+                                "{what} has both `{}` and `{extra}`; it takes exactly one",
+                                present[0]
+                            ),
+                        )
+                        .len(extra.len()),
+                    );
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, node: &Node) -> Option<Step> {
+        let f = self.fields(node, "a step", STEP_KEYS)?;
+        let verify_is_title = f
+            .get("verify")
+            .is_some_and(|n| matches!(n.value, Yaml::Str(_)));
+        let kinds: Vec<&str> = ["check", "action", "verify", "manual"]
+            .into_iter()
+            .filter(|k| *k != "verify" || verify_is_title)
+            .collect();
+        if kinds.iter().all(|k| !f.has(k)) {
+            self.push(
+                Diagnostic::error(
+                    "step-kind",
+                    f.pos,
+                    "a step needs its title under one of `check`, `action`, `verify` or `manual`",
+                )
+                .help("for example `- check: Pods stuck in Unknown`"),
+            );
+        } else {
+            self.at_most_one(&f, &kinds, "step-kind", "this step");
+        }
+        self.at_most_one(&f, OP_KEYS, "one-operation", "this step");
+        let id = match f.get("id") {
+            Some(n) => self
+                .string(n, "`id`")
+                .unwrap_or_else(|| Sp::new(n.pos, String::new())),
+            None => {
+                self.missing(&f, "id", "this step", Some("give every step a stable id, e.g. `id: lost-pods`; the journal and `--approve` refer to it"));
+                Sp::new(f.pos, String::new())
+            }
+        };
+        let verify = match f.get("verify") {
+            None => None,
+            Some(n) if verify_is_title => self.string(n, "`verify`").map(VerifyField::Title),
+            Some(n) => self
+                .verification(n)
+                .map(|v| VerifyField::Block(Box::new(v))),
+        };
+        Some(Step {
+            pos: f.pos,
+            check: self.opt_string(&f, "check"),
+            action: self.opt_string(&f, "action"),
+            verify,
+            manual: self.opt_string(&f, "manual"),
+            id,
+            description: self.opt_string(&f, "description"),
+            instructions: self.opt_string(&f, "instructions"),
+            shell: f.get("shell").and_then(|n| self.shell(n)),
+            http: f.get("http").and_then(|n| self.http(n)),
+            prometheus: f.get("prometheus").and_then(|n| self.prometheus(n)),
+            kube: f.get("kube").and_then(|n| self.kube(n)),
+            when: self.opt_string(&f, "when"),
+            for_each: self.opt_string(&f, "for_each"),
+            concurrency: self.opt_uint(&f, "concurrency"),
+            save: self.opt_string(&f, "save"),
+            expect: self.opt_string(&f, "expect"),
+            timeout: self.duration(&f, "timeout"),
+            retry: f.get("retry").and_then(|n| self.retry(n)),
+            within: self.duration(&f, "within"),
+            every: self.duration(&f, "every"),
+            gate: self.gate(&f),
+            escalate: f
+                .get("escalate")
+                .map_or_else(Vec::new, |n| self.escalate(n)),
+            on_failure: self.on_failure(&f),
+        })
+    }
+
+    fn verification(&mut self, node: &Node) -> Option<Verification> {
+        let f = self.fields(node, "a verification", VERIFICATION_KEYS)?;
+        self.at_most_one(&f, OP_KEYS, "one-operation", "this verification");
+        Some(Verification {
+            pos: f.pos,
+            title: self.opt_string(&f, "title"),
+            shell: f.get("shell").and_then(|n| self.shell(n)),
+            http: f.get("http").and_then(|n| self.http(n)),
+            prometheus: f.get("prometheus").and_then(|n| self.prometheus(n)),
+            kube: f.get("kube").and_then(|n| self.kube(n)),
+            expect: self.opt_string(&f, "expect"),
+            within: self.duration(&f, "within"),
+            every: self.duration(&f, "every"),
+            timeout: self.duration(&f, "timeout"),
+        })
+    }
+
+    fn escalate(&mut self, node: &Node) -> Vec<Rung> {
+        let Yaml::Seq(items) = &node.value else {
+            self.wrong_type(node, "a list of remedies", "`escalate`");
+            return Vec::new();
+        };
+        items.iter().filter_map(|i| self.rung(i)).collect()
+    }
+
+    fn rung(&mut self, node: &Node) -> Option<Rung> {
+        let f = self.fields(node, "an escalation rung", RUNG_KEYS)?;
+        let ops = ["shell", "http", "prometheus", "kube", "manual"];
+        self.at_most_one(&f, &ops, "one-operation", "this rung");
+        if !ops.iter().any(|k| f.has(k)) {
+            self.push(
+                Diagnostic::error(
+                    "missing-operation",
+                    f.pos,
+                    "an escalation rung needs one remedy: `shell`, `http`, `kube` or `manual`",
+                )
+                .help("e.g. `- kube: { delete: pods, selector: \"component=hub\" }`"),
+            );
+        }
+        Some(Rung {
+            pos: f.pos,
+            id: self.opt_string(&f, "id"),
+            title: self.opt_string(&f, "title"),
+            shell: f.get("shell").and_then(|n| self.shell(n)),
+            http: f.get("http").and_then(|n| self.http(n)),
+            prometheus: f.get("prometheus").and_then(|n| self.prometheus(n)),
+            kube: f.get("kube").and_then(|n| self.kube(n)),
+            manual: self.opt_string(&f, "manual"),
+            when: self.opt_string(&f, "when"),
+            for_each: self.opt_string(&f, "for_each"),
+            concurrency: self.opt_uint(&f, "concurrency"),
+            timeout: self.duration(&f, "timeout"),
+            within: self.duration(&f, "within"),
+            gate: self.gate(&f),
+        })
+    }
+
+    fn gate(&mut self, f: &Fields<'_>) -> Option<Sp<Gate>> {
+        let n = f.get("gate")?;
+        let s = self.string(n, "`gate`")?;
+        match s.value.as_str() {
+            "approve" => Some(Sp::new(n.pos, Gate::Approve)),
+            "auto" => Some(Sp::new(n.pos, Gate::Auto)),
+            other => {
+                let len = self.src.width(n.pos, other);
+                self.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        n.pos,
+                        format!("`gate` must be `approve` or `auto`, found `{other}`"),
+                    )
+                    .len(len),
+                );
+                None
+            }
+        }
+    }
+
+    fn on_failure(&mut self, f: &Fields<'_>) -> Option<Sp<OnFailure>> {
+        let n = f.get("on_failure")?;
+        match &n.value {
+            Yaml::Str(s) => match s.as_str() {
+                "stop" => Some(Sp::new(n.pos, OnFailure::Policy(FailurePolicy::Stop))),
+                "continue" => Some(Sp::new(n.pos, OnFailure::Policy(FailurePolicy::Continue))),
+                other => {
+                    let len = self.src.width(n.pos, other);
+                    self.push(
+                        Diagnostic::error(
+                            "bad-value",
+                            n.pos,
+                            format!("`on_failure` must be `stop`, `continue` or a list of handler ids, found `{other}`"),
+                        )
+                        .len(len)
+                        .help(format!("to run a handler, write `on_failure: [{other}]`")),
+                    );
+                    None
+                }
+            },
+            Yaml::Seq(items) => {
+                let ids = items
+                    .iter()
+                    .filter_map(|i| self.string(i, "a handler id in `on_failure`"))
+                    .collect();
+                Some(Sp::new(n.pos, OnFailure::Run(ids)))
+            }
+            _ => {
+                self.wrong_type(
+                    n,
+                    "`stop`, `continue` or a list of handler ids",
+                    "`on_failure`",
+                );
+                None
+            }
+        }
+    }
+
+    fn retry(&mut self, node: &Node) -> Option<Retry> {
+        let f = self.fields(node, "`retry`", RETRY_KEYS)?;
+        let attempts = match f.get("attempts") {
+            Some(n) => self.uint::<u32>(n, "`attempts`")?,
+            None => {
+                self.missing(
+                    &f,
+                    "attempts",
+                    "`retry`",
+                    Some("e.g. `retry: { attempts: 3, backoff: 2s }`"),
+                );
+                return None;
+            }
+        };
+        if attempts.value == 0 {
+            self.push(Diagnostic::error(
+                "out-of-range",
+                attempts.pos,
+                "`attempts` counts the first try too; it must be at least 1",
+            ));
+        }
+        Some(Retry {
+            attempts,
+            backoff: self.duration(&f, "backoff"),
+            max_backoff: self.duration(&f, "max_backoff"),
+        })
+    }
+}

@@ -1,0 +1,656 @@
+//! Rules over the whole model: ids, scopes of templates and conditions, kinds of
+//! steps, kube kinds. The parser has already reported shape errors; this runs on
+//! what it could build, so a file with a typo in one key still gets its scopes
+//! checked.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::diag::{Diagnostic, suggest};
+use super::model::*;
+use super::source::Source;
+
+mod ops;
+mod scope;
+
+/// Names the engine binds itself; a param or saved value may not take them.
+pub const RESERVED: &[&str] = &["params", "steps", "item", "index", "result", "object"];
+
+/// CEL identifiers that are type names or extension namespaces, not variables.
+const CEL_BUILTINS: &[&str] = &[
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+    "dyn",
+    "math",
+    "strings",
+    "lists",
+    "optional",
+];
+
+/// What a saved value holds, as far as lint can tell from the step that saves it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    List,
+    /// A mapping, with what produced it (for the message).
+    Map(&'static str),
+    Unknown,
+}
+
+#[derive(Debug, Clone)]
+struct Saved {
+    step: String,
+    pos: Pos,
+    shape: Shape,
+}
+
+/// Where an expression sits decides which names it may use.
+#[derive(Debug, Clone, Default)]
+struct Ctx {
+    item: bool,
+    result: bool,
+    /// `object` and the singular kind name, inside `where`/`for`.
+    objects: Vec<String>,
+    /// The kind is a template or unknown: any name may be its singular.
+    any_object: bool,
+}
+
+pub(crate) struct Validator<'a> {
+    src: &'a Source<'a>,
+    rb: &'a Runbook,
+    pub diags: Vec<Diagnostic>,
+    /// Values saved by the steps before the current one.
+    saved: BTreeMap<String, Saved>,
+    /// Every saved value in the file, for "saved later" messages.
+    all_saved: BTreeMap<String, Saved>,
+    /// Ids of the steps before the current one.
+    earlier: HashSet<String>,
+    all_ids: HashMap<String, Pos>,
+    assumed_for_each: Vec<Pos>,
+}
+
+/// `assumed_for_each`: positions of steps and rungs whose `for_each` key was misspelt
+/// (already reported); `item` is allowed there.
+pub(crate) fn validate(
+    src: &Source<'_>,
+    rb: &Runbook,
+    assumed_for_each: &[Pos],
+) -> Vec<Diagnostic> {
+    let mut v = Validator {
+        assumed_for_each: assumed_for_each.to_vec(),
+        src,
+        rb,
+        diags: Vec::new(),
+        saved: BTreeMap::new(),
+        all_saved: BTreeMap::new(),
+        earlier: HashSet::new(),
+        all_ids: HashMap::new(),
+    };
+    v.run();
+    v.diags
+}
+
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+fn is_id(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// A name usable as a variable in both handlebars and CEL.
+fn is_ident(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn shape_of(step: &Step) -> Shape {
+    if step.for_each.is_some() {
+        return Shape::List;
+    }
+    match step.op() {
+        Some(OpRef::Kube(k)) => match k.verb() {
+            Some(("get", _)) if k.name.is_none() => Shape::List,
+            Some(("get", _)) => Shape::Map("a single object from `kube: get` with a `name`"),
+            _ => Shape::Unknown,
+        },
+        Some(OpRef::Prometheus(_)) => Shape::Map("the result of a prometheus query"),
+        Some(OpRef::Http(_)) => Shape::Map("an HTTP response"),
+        Some(OpRef::Shell(_)) => Shape::Map("the result of a shell command"),
+        _ => Shape::Unknown,
+    }
+}
+
+impl<'a> Validator<'a> {
+    fn push(&mut self, d: Diagnostic) {
+        self.diags.push(d);
+    }
+
+    fn err(&mut self, code: &'static str, pos: Pos, msg: impl Into<String>) -> &mut Diagnostic {
+        self.diags.push(Diagnostic::error(code, pos, msg));
+        self.diags
+            .last_mut()
+            .expect("invariant: a diagnostic was just pushed")
+    }
+
+    fn run(&mut self) {
+        let rb = self.rb;
+        if rb.version.value != 1 && rb.version.pos != Pos::UNKNOWN {
+            self.err(
+                "version",
+                rb.version.pos,
+                format!(
+                    "unsupported format version {}; this runbook reads version 1",
+                    rb.version.value
+                ),
+            )
+            .help = Some("write `version: 1`".into());
+        }
+        if !rb.name.value.is_empty() && !is_slug(&rb.name.value) {
+            let len = self.src.width(rb.name.pos, &rb.name.value);
+            let slug: String = rb
+                .name
+                .value
+                .to_lowercase()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect::<String>()
+                .split('-')
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join("-");
+            let d = Diagnostic::error(
+                "name-slug",
+                rb.name.pos,
+                format!(
+                    "`name` must be a slug (lowercase letters, digits and dashes), found `{}`",
+                    rb.name.value
+                ),
+            )
+            .len(len)
+            .help(format!("e.g. `name: {slug}`"));
+            self.push(d);
+        }
+        for (name, p) in &rb.params {
+            if !is_ident(name) || RESERVED.contains(&name.as_str()) {
+                self.push(
+                    Diagnostic::error(
+                        "param-name",
+                        p.pos,
+                        format!("parameter name `{name}` cannot be used in templates and conditions"),
+                    )
+                    .len(name.len())
+                    .help("use letters, digits and underscores, starting with a letter (`hub_selector`)"),
+                );
+            }
+            if p.required && p.default.is_some() {
+                self.push(Diagnostic::error(
+                    "param-required-default",
+                    p.pos,
+                    format!("parameter `{name}` is `required` and has a `default`; the default makes it optional"),
+                ).len(name.len()));
+            }
+        }
+        self.collect_ids();
+        for step in &rb.steps {
+            if let Some(save) = &step.save {
+                self.all_saved.entry(save.value.clone()).or_insert(Saved {
+                    step: step.id.value.clone(),
+                    pos: save.pos,
+                    shape: shape_of(step),
+                });
+            }
+        }
+        for step in &rb.steps {
+            self.step(step);
+            self.earlier.insert(step.id.value.clone());
+            if let Some(save) = &step.save {
+                self.saved.insert(
+                    save.value.clone(),
+                    Saved {
+                        step: step.id.value.clone(),
+                        pos: save.pos,
+                        shape: shape_of(step),
+                    },
+                );
+            }
+        }
+        // Handlers run after a failure, when any earlier step may have saved.
+        self.saved = self.all_saved.clone();
+        for handler in &rb.handlers {
+            self.step(handler);
+        }
+        self.unattended();
+    }
+
+    fn collect_ids(&mut self) {
+        let rb = self.rb;
+        let mut ids: Vec<(String, Pos)> = Vec::new();
+        for step in rb.steps.iter().chain(&rb.handlers) {
+            if step.id.value.is_empty() && step.id.pos == step.pos {
+                continue; // missing: already reported
+            }
+            if !is_id(&step.id.value) {
+                let len = self.src.width(step.id.pos, &step.id.value);
+                self.push(
+                    Diagnostic::error(
+                        "id-format",
+                        step.id.pos,
+                        format!(
+                            "step id `{}` must be lowercase letters, digits, `-` and `_`",
+                            step.id.value
+                        ),
+                    )
+                    .len(len),
+                );
+            }
+            ids.push((step.id.value.clone(), step.id.pos));
+            for (n, rung) in step.escalate.iter().enumerate() {
+                match &rung.id {
+                    Some(id) => ids.push((id.value.clone(), id.pos)),
+                    None => ids.push((format!("{}.{}", step.id.value, n + 1), rung.pos)),
+                }
+            }
+        }
+        for (id, pos) in ids {
+            if let Some(first) = self.all_ids.get(&id) {
+                let first = *first;
+                let len = self.src.width(pos, &id);
+                self.push(
+                    Diagnostic::error("duplicate-id", pos, format!("duplicate step id `{id}`"))
+                        .len(len)
+                        .help(format!(
+                            "`{id}` is already the id of the step on line {}; ids must be unique",
+                            first.line
+                        )),
+                );
+            } else {
+                self.all_ids.insert(id, pos);
+            }
+        }
+    }
+
+    fn unattended(&mut self) {
+        let rb = self.rb;
+        for id in &rb.unattended {
+            match rb
+                .steps
+                .iter()
+                .chain(&rb.handlers)
+                .find(|s| s.id.value == id.value)
+            {
+                None => {
+                    let d = self.unknown_id(id, "`unattended`");
+                    self.push(d);
+                }
+                Some(s) if s.kind() != StepKind::Action => {
+                    let len = self.src.width(id.pos, &id.value);
+                    self.push(
+                        Diagnostic::error(
+                            "unattended-not-action",
+                            id.pos,
+                            format!(
+                                "`{}` is a {} step; only actions have a gate",
+                                id.value,
+                                s.kind().key()
+                            ),
+                        )
+                        .len(len),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
+    fn unknown_id(&self, id: &Sp<String>, what: &str) -> Diagnostic {
+        let len = self.src.width(id.pos, &id.value);
+        let d = Diagnostic::error(
+            "unknown-id",
+            id.pos,
+            format!(
+                "{what} names `{}`, which is not a step or handler id",
+                id.value
+            ),
+        )
+        .len(len);
+        match suggest(&id.value, self.all_ids.keys().map(String::as_str)) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None => d,
+        }
+    }
+
+    fn step(&mut self, step: &Step) {
+        let kind = step.kind();
+        let title = match (&step.check, &step.action, &step.verify, &step.manual) {
+            (Some(t), ..)
+            | (_, Some(t), ..)
+            | (_, _, Some(VerifyField::Title(t)), _)
+            | (.., Some(t)) => Some(t),
+            _ => None,
+        };
+        let base = Ctx::default();
+        if let Some(t) = title {
+            self.template(t, &base);
+        }
+        if let Some(t) = &step.instructions {
+            self.template(t, &base);
+        }
+        if let Some(s) = &step.save {
+            self.save_name(s);
+        }
+        self.step_kind_rules(step, kind);
+
+        let item_ctx = Ctx {
+            item: step.for_each.is_some() || self.assumed_for_each.contains(&step.pos),
+            ..Ctx::default()
+        };
+        if let Some(w) = &step.when {
+            self.condition(w, &base);
+        }
+        if let Some(fe) = &step.for_each {
+            self.for_each(fe);
+        }
+        if let Some(c) = &step.concurrency {
+            self.concurrency(c, step.for_each.is_some());
+        }
+        if let Some(op) = step.op() {
+            self.op(op, &item_ctx);
+        }
+        // The step's own saved value is visible in its `expect` (as `result` too).
+        if let Some(e) = &step.expect {
+            let own = step.save.as_ref().map(|s| {
+                (
+                    s.value.clone(),
+                    Saved {
+                        step: step.id.value.clone(),
+                        pos: s.pos,
+                        shape: shape_of(step),
+                    },
+                )
+            });
+            let previous = own
+                .as_ref()
+                .and_then(|(n, s)| self.saved.insert(n.clone(), s.clone()));
+            self.condition(
+                e,
+                &Ctx {
+                    result: true,
+                    ..item_ctx.clone()
+                },
+            );
+            if let Some((n, _)) = &own {
+                match previous {
+                    Some(p) => {
+                        self.saved.insert(n.clone(), p);
+                    }
+                    None => {
+                        self.saved.remove(n);
+                    }
+                }
+            }
+        }
+        for rung in &step.escalate {
+            self.rung(rung);
+        }
+        if let Some(v) = step.verification() {
+            self.verification(v);
+        }
+        if let Some(of) = &step.on_failure
+            && let OnFailure::Run(ids) = &of.value
+        {
+            for id in ids {
+                if !self.all_ids.contains_key(&id.value) {
+                    let d = self.unknown_id(id, "`on_failure`");
+                    self.push(d);
+                }
+            }
+        }
+    }
+
+    fn step_kind_rules(&mut self, step: &Step, kind: StepKind) {
+        let has_op = step.op().is_some();
+        let key = kind.key();
+        let a_key = if key == "action" {
+            "an action".to_owned()
+        } else {
+            format!("a {key}")
+        };
+        if let Some(g) = &step.gate
+            && kind != StepKind::Action
+        {
+            self.err(
+                "gate-not-action",
+                g.pos,
+                format!("`gate` applies to actions; this is {a_key} step"),
+            )
+            .help = Some(
+                "checks and verifications never change anything, so they never stop at a gate"
+                    .into(),
+            );
+        }
+        for (name, d) in [("within", &step.within), ("every", &step.every)] {
+            if let Some(d) = d
+                && kind != StepKind::Verify
+            {
+                let help = if kind == StepKind::Action {
+                    format!("move `{name}` into the action's `verify:` block")
+                } else {
+                    format!(
+                        "`{name}` belongs to a verification: a `verify:` step or an action's `verify:` block"
+                    )
+                };
+                let len = self.src.token_width(d.pos);
+                self.push(
+                    Diagnostic::error(
+                        "within-outside-verification",
+                        d.pos,
+                        format!(
+                            "`{name}` only applies to a verification, and this is {a_key} step"
+                        ),
+                    )
+                    .len(len)
+                    .help(help),
+                );
+            }
+        }
+        if let Some(VerifyField::Block(b)) = &step.verify
+            && kind != StepKind::Action
+        {
+            self.err(
+                "verify-block-not-action",
+                b.pos,
+                format!("{a_key} step cannot have a verification block; only actions do"),
+            );
+        }
+        if let Some(r) = step.escalate.first()
+            && kind != StepKind::Action
+        {
+            self.err(
+                "escalate-not-action",
+                r.pos,
+                format!("`escalate` applies to actions; this is {a_key} step"),
+            );
+        }
+        match kind {
+            StepKind::Check | StepKind::Verify if !has_op => {
+                self.err(
+                    "missing-operation",
+                    step.pos,
+                    format!("this {key} step has no operation"),
+                )
+                .help = Some("add one of `shell`, `http`, `prometheus` or `kube`".into());
+            }
+            StepKind::Check | StepKind::Verify => {
+                if let Some(OpRef::Kube(k)) = step.op()
+                    && k.is_mutating()
+                    && let Some((verb, v)) = k.verb()
+                {
+                    self.err(
+                        "mutating-check",
+                        v.pos,
+                        format!(
+                            "{a_key} step is read-only, but `kube: {verb}` changes the cluster"
+                        ),
+                    )
+                    .help = Some("make this step an `action:` so it is gated and verified".into());
+                }
+            }
+            StepKind::Manual if has_op => {
+                self.err(
+                    "manual-with-operation",
+                    step.pos,
+                    "a manual step has no operation: a person does it and confirms",
+                )
+                .help =
+                    Some("make it an `action:`, or move the operation to a step of its own".into());
+            }
+            StepKind::Action if !has_op && step.escalate.is_empty() => {
+                self.err(
+                    "missing-operation",
+                    step.pos,
+                    "this action has no operation and no `escalate` ladder",
+                )
+                .help = Some("add one of `shell`, `http`, `kube`, or an `escalate:` list".into());
+            }
+            StepKind::Action if has_op && !step.escalate.is_empty() => {
+                self.err(
+                    "operation-and-escalate",
+                    step.pos,
+                    "an action has either one operation or an `escalate` ladder, not both",
+                )
+                .help = Some("make the operation the first rung of the ladder".into());
+            }
+            StepKind::Action if !step.escalate.is_empty() && step.verification().is_none() => {
+                self.err(
+                    "escalate-without-verify",
+                    step.escalate[0].pos,
+                    "an `escalate` ladder needs a `verify:` block: it decides when to stop escalating",
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn save_name(&mut self, s: &Sp<String>) {
+        let bad_ident = !is_ident(&s.value);
+        let reserved = RESERVED.contains(&s.value.as_str());
+        if bad_ident || reserved {
+            let len = self.src.width(s.pos, &s.value);
+            let why = if reserved {
+                format!("`{}` is bound by the engine", s.value)
+            } else {
+                "use letters, digits and underscores, starting with a letter".to_owned()
+            };
+            self.push(
+                Diagnostic::error(
+                    "save-name",
+                    s.pos,
+                    format!("cannot save a value as `{}`", s.value),
+                )
+                .len(len)
+                .help(why),
+            );
+        }
+    }
+
+    fn concurrency(&mut self, c: &Sp<u32>, has_for_each: bool) {
+        if c.value == 0 {
+            self.err("out-of-range", c.pos, "`concurrency` must be at least 1");
+        }
+        if !has_for_each {
+            self.err(
+                "concurrency-without-for-each",
+                c.pos,
+                "`concurrency` only applies with `for_each`",
+            );
+        }
+    }
+
+    fn rung(&mut self, rung: &Rung) {
+        let ctx = Ctx {
+            item: rung.for_each.is_some() || self.assumed_for_each.contains(&rung.pos),
+            ..Ctx::default()
+        };
+        for t in [&rung.title, &rung.manual].into_iter().flatten() {
+            self.template(t, &ctx);
+        }
+        if let Some(w) = &rung.when {
+            self.condition(w, &Ctx::default());
+        }
+        if let Some(fe) = &rung.for_each {
+            self.for_each(fe);
+        }
+        if let Some(c) = &rung.concurrency {
+            self.concurrency(c, rung.for_each.is_some());
+        }
+        if let Some(op) = rung.op() {
+            self.op(op, &ctx);
+        }
+    }
+
+    fn verification(&mut self, v: &Verification) {
+        let base = Ctx::default();
+        if let Some(t) = &v.title {
+            self.template(t, &base);
+        }
+        match v.op() {
+            Some(op) => {
+                if let OpRef::Kube(k) = op
+                    && k.is_mutating()
+                    && let Some((verb, val)) = k.verb()
+                {
+                    self.err(
+                        "mutating-check",
+                        val.pos,
+                        format!(
+                            "a verification is read-only, but `kube: {verb}` changes the cluster"
+                        ),
+                    );
+                }
+                self.op(op, &base);
+            }
+            None => {
+                self.err(
+                    "missing-operation",
+                    v.pos,
+                    "this verification has no operation",
+                )
+                .help = Some(
+                    "add one of `shell`, `http`, `prometheus` or `kube`, and an `expect`".into(),
+                );
+            }
+        }
+        if let Some(e) = &v.expect {
+            self.condition(
+                e,
+                &Ctx {
+                    result: true,
+                    ..Ctx::default()
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! Rules for operations: kube kinds, verbs' values, HTTP methods, and the templates
+//! inside every operation.
+
+use serde_json::Value;
+
+use super::{Ctx, Validator};
+use crate::runbook::diag::{Diagnostic, suggest};
+use crate::runbook::kinds;
+use crate::runbook::model::*;
+
+impl Validator<'_> {
+    pub(super) fn op(&mut self, op: OpRef<'_>, ctx: &Ctx) {
+        match op {
+            OpRef::Shell(s) => {
+                for a in &s.argv {
+                    self.template(a, ctx);
+                }
+                for v in s.env.values() {
+                    self.template(v, ctx);
+                }
+                for t in [&s.dir, &s.stdin].into_iter().flatten() {
+                    self.template(t, ctx);
+                }
+            }
+            OpRef::Http(h) => {
+                self.template(&h.url, ctx);
+                if let Some(m) = &h.method
+                    && !["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+                        .contains(&m.value.to_ascii_uppercase().as_str())
+                {
+                    let len = self.src.width(m.pos, &m.value);
+                    self.push(
+                        Diagnostic::error(
+                            "http-method",
+                            m.pos,
+                            format!("unknown HTTP method `{}`", m.value),
+                        )
+                        .len(len)
+                        .help("one of GET, HEAD, POST, PUT, PATCH, DELETE"),
+                    );
+                }
+                for v in h.headers.values() {
+                    self.template(v, ctx);
+                }
+                if let Some(b) = &h.body {
+                    self.template(b, ctx);
+                }
+                if h.body.is_some()
+                    && let Some(j) = &h.json
+                {
+                    self.err(
+                        "http-body-and-json",
+                        j.pos,
+                        "`http` takes `body` or `json`, not both",
+                    );
+                }
+                if let Some(j) = &h.json {
+                    self.json_templates(j, ctx);
+                }
+                for s in &h.status {
+                    if !(100..=599).contains(&s.value) {
+                        self.err(
+                            "out-of-range",
+                            s.pos,
+                            format!("{} is not an HTTP status code", s.value),
+                        );
+                    }
+                }
+            }
+            OpRef::Prometheus(p) => {
+                self.template(&p.server, ctx);
+                self.template(&p.query, ctx);
+            }
+            OpRef::Kube(k) => self.kube(k, ctx),
+            OpRef::Manual(m) => self.template(m, ctx),
+        }
+    }
+
+    pub(super) fn json_templates(&mut self, j: &Sp<Value>, ctx: &Ctx) {
+        fn strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+            match v {
+                Value::String(s) => out.push(s),
+                Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+                Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        strings(&j.value, &mut out);
+        for s in out {
+            // Strings inside a JSON body have no exact position of their own here;
+            // errors point at the body.
+            self.template(&Sp::new(j.pos, s.to_owned()), ctx);
+        }
+    }
+
+    pub(super) fn kube(&mut self, k: &KubeOp, ctx: &Ctx) {
+        let Some((verb, value)) = k.verb() else {
+            return;
+        };
+        self.template(value, ctx);
+        let kind_verb = matches!(
+            verb,
+            "get" | "delete" | "patch" | "wait" | "scale" | "rollout_restart"
+        );
+        let mut objects = vec!["object".to_owned()];
+        let mut any_object = !kind_verb || value.value.contains("{{");
+        if kind_verb && !value.value.contains("{{") {
+            match kinds::resolve(&value.value) {
+                Some(resolved) => {
+                    objects.push(resolved.singular());
+                    let allowed: Option<&[&str]> = match verb {
+                        "scale" => Some(&["deployments", "statefulsets", "replicasets"]),
+                        "rollout_restart" => Some(&["deployments", "statefulsets", "daemonsets"]),
+                        _ => None,
+                    };
+                    if let Some(allowed) = allowed {
+                        let ok = matches!(&resolved, kinds::Resolved::Builtin(b) if allowed.contains(&b.plural));
+                        if !ok {
+                            let len = self.src.width(value.pos, &value.value);
+                            self.push(
+                                Diagnostic::error(
+                                    "kube-kind",
+                                    value.pos,
+                                    format!("`kube: {verb}` does not apply to `{}`", value.value),
+                                )
+                                .len(len)
+                                .help(format!("it applies to {}", allowed.join(", "))),
+                            );
+                        }
+                    }
+                }
+                None => {
+                    any_object = true;
+                    let len = self.src.width(value.pos, &value.value);
+                    let d = Diagnostic::error(
+                        "kube-kind",
+                        value.pos,
+                        format!("unknown resource kind `{}`", value.value),
+                    )
+                    .len(len);
+                    let d = match suggest(&value.value.to_ascii_lowercase(), kinds::all_names()) {
+                        Some(s) => d.help(format!("did you mean `{s}`? (custom resources are written `plural.group`, e.g. `widgets.example.com`)")),
+                        None => d.help("use a kind as kubectl names it (`pods`, `po`, `deployments.apps`) or a custom resource as `plural.group`"),
+                    };
+                    self.push(d);
+                }
+            }
+        }
+        for t in [
+            &k.name,
+            &k.namespace,
+            &k.selector,
+            &k.fields,
+            &k.pod_selector,
+            &k.key,
+            &k.value,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            self.template(t, ctx);
+        }
+        if let Some(e) = &k.effect
+            && !e.value.contains("{{")
+            && !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&e.value.as_str())
+        {
+            let len = self.src.width(e.pos, &e.value);
+            let d = Diagnostic::error(
+                "kube-effect",
+                e.pos,
+                format!("unknown taint effect `{}`", e.value),
+            )
+            .len(len);
+            let d = match suggest(&e.value, ["NoSchedule", "PreferNoSchedule", "NoExecute"]) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help("one of NoSchedule, PreferNoSchedule, NoExecute"),
+            };
+            self.push(d);
+        }
+        if let Some(p) = &k.patch_type
+            && !["strategic", "merge", "json"].contains(&p.value.as_str())
+        {
+            let len = self.src.width(p.pos, &p.value);
+            self.push(
+                Diagnostic::error(
+                    "kube-patch-type",
+                    p.pos,
+                    format!("unknown patch type `{}`", p.value),
+                )
+                .len(len)
+                .help("one of strategic, merge, json"),
+            );
+        }
+        if let (Some(ns), Some(all)) = (&k.namespace, &k.all_namespaces)
+            && all.value
+        {
+            self.err(
+                "kube-namespace-conflict",
+                ns.pos,
+                "`namespace` and `all_namespaces: true` contradict each other",
+            );
+        }
+        if let Some(b) = &k.body {
+            self.json_templates(b, ctx);
+        }
+        let object_ctx = Ctx {
+            objects,
+            any_object,
+            ..ctx.clone()
+        };
+        if let Some(w) = &k.where_ {
+            self.condition(w, &object_ctx);
+        }
+        if let Some(f) = &k.for_
+            && f.value.trim() != "delete"
+            && !f.value.trim_start().starts_with("condition=")
+        {
+            self.condition(f, &object_ctx);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Unit tests of the validation rules.
+
+use std::path::Path;
+
+use crate::runbook::parse_str;
+
+/// The codes of every problem in `steps` (a YAML list) under a minimal header.
+fn codes(params: &str, steps: &str) -> Vec<&'static str> {
+    let text = format!("version: 1\nname: t\ntitle: t\nparams:\n{params}\nsteps:\n{steps}");
+    match parse_str(&text, Path::new("t.yaml")) {
+        Ok(_) => Vec::new(),
+        Err(d) => d.into_iter().map(|d| d.code).collect(),
+    }
+}
+
+const NS: &str = "  ns: { default: prod }";
+
+#[test]
+fn a_steps_own_saved_value_is_visible_in_its_expect() {
+    let steps = "  - check: c\n    id: c\n    kube: { get: pods }\n    save: pods\n    expect: \"size(pods) > 0 && size(result) > 0\"\n";
+    assert_eq!(codes(NS, steps), Vec::<&str>::new());
+}
+
+#[test]
+fn steps_may_refer_to_earlier_steps_only() {
+    let ok = "  - check: a\n    id: a\n    shell: { argv: [\"true\"] }\n  - check: b\n    id: b\n    shell: { argv: [echo, \"{{steps.a.status}}\"] }\n";
+    assert_eq!(codes(NS, ok), Vec::<&str>::new());
+    let later = "  - check: a\n    id: a\n    shell: { argv: [echo, \"{{steps.b.status}}\"] }\n  - check: b\n    id: b\n    shell: { argv: [\"true\"] }\n";
+    assert_eq!(codes(NS, later), vec!["step-defined-later"]);
+}
+
+#[test]
+fn handlers_see_every_saved_value() {
+    let text = "version: 1\nname: t\ntitle: t\nsteps:\n  - check: a\n    id: a\n    kube: { get: pods }\n    save: pods\n    on_failure: [h]\nhandlers:\n  - manual: h\n    id: h\n    instructions: \"{{pods}}\"\n";
+    assert!(parse_str(text, Path::new("t.yaml")).is_ok());
+}
+
+#[test]
+fn custom_resources_bind_their_singular_name_in_where() {
+    let steps = "  - check: w\n    id: w\n    kube: { get: widgets.example.com, where: \"widget.spec.size > 1 && object.kind == 'Widget'\" }\n";
+    assert_eq!(codes(NS, steps), Vec::<&str>::new());
+}
+
+#[test]
+fn a_templated_kind_is_not_checked_and_any_object_name_is_allowed() {
+    let steps =
+        "  - check: w\n    id: w\n    kube: { get: \"{{params.ns}}\", where: \"thing.x == 1\" }\n";
+    assert_eq!(codes(NS, steps), Vec::<&str>::new());
+}
+
+#[test]
+fn manual_steps_have_no_operation() {
+    let steps = "  - manual: m\n    id: m\n    kube: { get: pods }\n";
+    assert_eq!(codes(NS, steps), vec!["manual-with-operation"]);
+}
+
+#[test]
+fn an_escalation_needs_a_verification_and_no_operation_of_its_own() {
+    let no_verify = "  - action: a\n    id: a\n    escalate:\n      - kube: { cordon: n1 }\n";
+    assert_eq!(codes(NS, no_verify), vec!["escalate-without-verify"]);
+    let both = "  - action: a\n    id: a\n    kube: { cordon: n1 }\n    escalate:\n      - kube: { cordon: n1 }\n    verify: { kube: { get: nodes }, expect: \"size(result) > 0\" }\n";
+    assert_eq!(codes(NS, both), vec!["operation-and-escalate"]);
+}
+
+#[test]
+fn default_rung_ids_collide_with_explicit_ids() {
+    let steps = "  - action: a\n    id: a\n    escalate:\n      - kube: { cordon: n1 }\n      - id: a.1\n        kube: { cordon: n2 }\n    verify: { kube: { get: nodes } }\n";
+    assert_eq!(codes(NS, steps), vec!["duplicate-id"]);
+}
+
+#[test]
+fn a_verification_must_not_mutate() {
+    let steps = "  - action: a\n    id: a\n    kube: { cordon: n1 }\n    verify: { kube: { delete: pods, name: x } }\n";
+    assert_eq!(codes(NS, steps), vec!["mutating-check"]);
+}
+
+#[test]
+fn param_names_must_be_identifiers() {
+    assert_eq!(
+        codes(
+            "  hub-selector: { default: x }",
+            "  - check: c\n    id: c\n    kube: { get: pods }\n"
+        ),
+        vec!["param-name"]
+    );
+}
+
+#[test]
+fn templates_inside_json_bodies_are_checked() {
+    let steps = "  - action: p\n    id: p\n    kube: { patch: nodes, name: n1, body: { metadata: { labels: { x: \"{{params.nope}}\" } } } }\n";
+    assert_eq!(codes(NS, steps), vec!["unknown-param"]);
+}
+
+#[test]
+fn cel_type_names_are_not_variables() {
+    let steps = "  - check: c\n    id: c\n    kube: { get: pods }\n    expect: \"type(result) == list && math.greatest(1, 2) == 2\"\n";
+    assert_eq!(codes(NS, steps), Vec::<&str>::new());
+}
+
+#[test]
+fn concurrency_needs_for_each() {
+    let steps = "  - action: a\n    id: a\n    concurrency: 2\n    kube: { cordon: n1 }\n";
+    assert_eq!(codes(NS, steps), vec!["concurrency-without-for-each"]);
+}
+
+#[test]
+fn a_param_default_that_is_not_a_list_cannot_be_iterated() {
+    let steps =
+        "  - action: a\n    id: a\n    for_each: params.ns\n    kube: { cordon: \"{{item}}\" }\n";
+    assert_eq!(codes(NS, steps), vec!["for-each-not-list"]);
+}
+
+#[test]
+fn a_bare_param_name_gets_a_hint_to_use_params() {
+    let text = "version: 1\nname: t\ntitle: t\nparams:\n  ns: { default: prod }\nsteps:\n  - check: c\n    id: c\n    kube: { get: pods, namespace: \"{{ns}}\" }\n";
+    let d = parse_str(text, Path::new("t.yaml")).unwrap_err();
+    assert_eq!(d[0].code, "undefined");
+    assert_eq!(
+        d[0].help.as_deref(),
+        Some("parameters are under `params`: write `params.ns`")
+    );
+    assert_eq!((d[0].line, d[0].column), (9, 38));
+}
