@@ -17,6 +17,20 @@ const NEW_HUB: &str = "hub-65d9f46698-dmlcv";
 const LOST: &str = "gke-prod-a-ssd-pool-32-134a959a-n2sk";
 const HEALTHY: &str = "gke-prod-a-ssd-pool-32-134a959a-1j33";
 
+/// The seed lab with its clock stopped: only `advance` moves cluster time, so
+/// nothing races the wall clock on a busy machine.
+fn seed() -> Lab {
+    let lab = Lab::seed();
+    lab.set_speed(0.0);
+    lab
+}
+
+fn empty() -> Lab {
+    let lab = Lab::empty();
+    lab.set_speed(0.0);
+    lab
+}
+
 fn api_code(e: kube::Error) -> (u16, String, serde_json::Value) {
     match e {
         kube::Error::Api(s) => (
@@ -30,7 +44,7 @@ fn api_code(e: kube::Error) -> (u16, String, serde_json::Value) {
 
 #[tokio::test]
 async fn lists_pods_on_a_node_with_a_field_selector_and_labels() {
-    let lab = Lab::seed();
+    let lab = seed();
     let pods: Api<Pod> = Api::all(lab.client());
     let on_lost = pods
         .list(&ListParams::default().fields(&format!("spec.nodeName={LOST}")))
@@ -66,7 +80,7 @@ async fn lists_pods_on_a_node_with_a_field_selector_and_labels() {
 
 #[tokio::test]
 async fn unsupported_field_selector_is_a_400_like_the_real_server() {
-    let lab = Lab::seed();
+    let lab = seed();
     let vas: Api<VolumeAttachment> = Api::all(lab.client());
     let e = vas
         .list(&ListParams::default().fields(&format!("spec.nodeName={LOST}")))
@@ -84,7 +98,7 @@ async fn unsupported_field_selector_is_a_400_like_the_real_server() {
 
 #[tokio::test]
 async fn limit_pages_with_continue_tokens() {
-    let lab = Lab::seed();
+    let lab = seed();
     let pods: Api<Pod> = Api::all(lab.client());
     let first = pods.list(&ListParams::default().limit(2)).await.unwrap();
     assert_eq!(first.items.len(), 2);
@@ -99,7 +113,7 @@ async fn limit_pages_with_continue_tokens() {
 
 #[tokio::test]
 async fn create_fills_metadata_and_a_duplicate_is_already_exists() {
-    let lab = Lab::empty();
+    let lab = empty();
     let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
     let pod: Pod = serde_json::from_value(
         json!({"metadata": {"name": "p1"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
@@ -131,7 +145,7 @@ async fn create_fills_metadata_and_a_duplicate_is_already_exists() {
 
 #[tokio::test]
 async fn patch_with_a_stale_resource_version_conflicts_and_dry_run_changes_nothing() {
-    let lab = Lab::seed();
+    let lab = seed();
     let nodes: Api<Node> = Api::all(lab.client());
     let node = nodes.get(HEALTHY).await.unwrap();
     let rv = node.resource_version().unwrap();
@@ -188,7 +202,7 @@ async fn patch_with_a_stale_resource_version_conflicts_and_dry_run_changes_nothi
 
 #[tokio::test]
 async fn cordon_sets_unschedulable_and_the_lifecycle_controller_adds_the_taint() {
-    let lab = Lab::seed();
+    let lab = seed();
     let nodes: Api<Node> = Api::all(lab.client());
     nodes.cordon(HEALTHY).await.unwrap();
     let n = lab.get("nodes", None, HEALTHY).unwrap();
@@ -208,7 +222,7 @@ async fn cordon_sets_unschedulable_and_the_lifecycle_controller_adds_the_taint()
 
 #[tokio::test]
 async fn lost_node_is_unknown_with_unreachable_taints() {
-    let lab = Lab::seed();
+    let lab = seed();
     let node = Api::<Node>::all(lab.client()).get(LOST).await.unwrap();
     let ready = node
         .status
@@ -234,7 +248,7 @@ async fn lost_node_is_unknown_with_unreachable_taints() {
 
 #[tokio::test]
 async fn graceful_delete_on_a_lost_node_never_finishes_but_force_delete_does() {
-    let lab = Lab::seed();
+    let lab = seed();
     let pods: Api<Pod> = Api::namespaced(lab.client(), "prod");
     let user = "jupyter-jupyterlab-2djupyterlab-2ddemo-2dz7w2ne";
     let before = pods.get(user).await.unwrap();
@@ -264,7 +278,7 @@ async fn graceful_delete_on_a_lost_node_never_finishes_but_force_delete_does() {
 
 #[tokio::test]
 async fn graceful_delete_on_a_healthy_node_is_finished_by_the_kubelet() {
-    let lab = Lab::seed();
+    let lab = seed();
     let pods: Api<Pod> = Api::namespaced(lab.client(), "prod");
     let binder = pods
         .list(&ListParams::default().labels("component=binder"))
@@ -298,7 +312,7 @@ async fn graceful_delete_on_a_healthy_node_is_finished_by_the_kubelet() {
 
 #[tokio::test]
 async fn eviction_blocked_by_a_pdb_is_429_with_a_disruption_budget_cause() {
-    let lab = Lab::seed();
+    let lab = seed();
     let pods: Api<Pod> = Api::namespaced(lab.client(), "prod");
     let binder = pods
         .list(&ListParams::default().labels("component=binder"))
@@ -353,7 +367,7 @@ async fn eviction_blocked_by_a_pdb_is_429_with_a_disruption_budget_cause() {
 
 #[tokio::test]
 async fn replacement_hub_starts_six_minutes_after_the_old_one_is_force_deleted() {
-    let lab = Lab::seed();
+    let lab = seed();
     let pods: Api<Pod> = Api::namespaced(lab.client(), "prod");
     assert_eq!(lab.metric("launch_success_rate"), Some(0.0));
     let waiting = pods.get(NEW_HUB).await.unwrap();
@@ -422,7 +436,7 @@ async fn replacement_hub_starts_six_minutes_after_the_old_one_is_force_deleted()
 
 #[tokio::test]
 async fn out_of_service_taint_force_deletes_pods_and_detaches_at_once() {
-    let lab = Lab::seed();
+    let lab = seed();
     let nodes: Api<Node> = Api::all(lab.client());
     let node = nodes.get(LOST).await.unwrap();
     let mut taints = serde_json::to_value(node.spec.unwrap().taints.unwrap()).unwrap();
@@ -449,7 +463,7 @@ async fn out_of_service_taint_force_deletes_pods_and_detaches_at_once() {
 
 #[tokio::test]
 async fn recovering_the_node_lets_the_kubelet_finish_and_the_hub_start() {
-    let lab = Lab::seed();
+    let lab = seed();
     lab.recover_node(LOST);
     assert!(lab.get("pods", Some("prod"), OLD_HUB).is_none());
     assert_eq!(lab.metric("launch_success_rate"), Some(1.0));
@@ -457,7 +471,7 @@ async fn recovering_the_node_lets_the_kubelet_finish_and_the_hub_start() {
 
 #[tokio::test]
 async fn await_deletion_through_a_watch_resolves_after_force_delete() {
-    let lab = Lab::seed();
+    let lab = seed();
     let pods: Api<Pod> = Api::namespaced(lab.client(), "prod");
     let uid = pods.get(OLD_HUB).await.unwrap().uid().unwrap();
     let api = pods.clone();
@@ -489,7 +503,7 @@ async fn await_deletion_through_a_watch_resolves_after_force_delete() {
 
 #[tokio::test]
 async fn rollout_restart_creates_a_new_replicaset_and_pod() {
-    let lab = Lab::seed();
+    let lab = seed();
     let deps: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(lab.client(), "prod");
     deps.restart("binder").await.unwrap();
     lab.advance(Duration::from_secs(5));
@@ -519,7 +533,7 @@ async fn rollout_restart_creates_a_new_replicaset_and_pod() {
 
 #[tokio::test]
 async fn discovery_advertises_the_eviction_subresource_and_groups() {
-    let lab = Lab::seed();
+    let lab = seed();
     let d = kube::Discovery::new(lab.client()).run().await.unwrap();
     let groups: Vec<String> = d.groups().map(|g| g.name().to_string()).collect();
     for g in ["", "apps", "storage.k8s.io", "policy"] {
@@ -557,7 +571,7 @@ async fn discovery_advertises_the_eviction_subresource_and_groups() {
 
 #[tokio::test]
 async fn every_request_is_logged_with_method_and_path() {
-    let lab = Lab::seed();
+    let lab = seed();
     let pods: Api<Pod> = Api::namespaced(lab.client(), "prod");
     let _ = pods.get(OLD_HUB).await.unwrap();
     let log = lab.requests();
@@ -566,4 +580,92 @@ async fn every_request_is_logged_with_method_and_path() {
             && r.path
                 .starts_with(&format!("/api/v1/namespaces/prod/pods/{OLD_HUB}"))
     }));
+}
+
+#[tokio::test]
+async fn put_status_changes_only_status_and_a_stale_put_conflicts() {
+    let lab = seed();
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "prod");
+    let mut pod = pods.get(NEW_HUB).await.unwrap();
+    let mut changed = pod.clone();
+    changed.spec.as_mut().unwrap().containers[0].image = Some("evil:1".into());
+    changed.status.as_mut().unwrap().message = Some("set through /status".into());
+    let after = pods
+        .replace_status(NEW_HUB, &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status.unwrap().message.as_deref(),
+        Some("set through /status")
+    );
+    assert_eq!(
+        after.spec.unwrap().containers[0].image.as_deref(),
+        Some("jupyterhub/k8s-hub:v0.6"),
+        "/status ignores spec"
+    );
+
+    // `pod` still carries the old resourceVersion: a PUT with it is a conflict.
+    pod.metadata
+        .labels
+        .get_or_insert_default()
+        .insert("x".into(), "y".into());
+    let (code, reason, _) = api_code(
+        pods.replace(NEW_HUB, &PostParams::default(), &pod)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+}
+
+#[tokio::test]
+async fn finalizers_hold_a_deleted_object_until_they_are_removed() {
+    let lab = seed();
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(lab.client(), "prod");
+    pvcs.patch(
+        "hub-db-dir",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": ["kubernetes.io/pvc-protection"]}})),
+    )
+    .await
+    .unwrap();
+    pvcs.delete("hub-db-dir", &DeleteParams::default())
+        .await
+        .unwrap();
+    let held = pvcs.get("hub-db-dir").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    pvcs.patch(
+        "hub-db-dir",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(pvcs.get_opt("hub-db-dir").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn deleting_a_deployment_returns_a_status_and_garbage_collects_its_pods() {
+    let lab = seed();
+    let deps: Api<k8s_openapi::api::apps::v1::Deployment> = Api::namespaced(lab.client(), "prod");
+    let res = deps
+        .delete("binder", &DeleteParams::background())
+        .await
+        .unwrap();
+    assert!(
+        res.is_right(),
+        "kinds without ReturnDeletedObject answer a Success Status"
+    );
+    lab.advance(Duration::from_secs(5));
+    assert!(lab.list("replicasets", Some("prod")).iter().all(|r| {
+        !r["metadata"]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("binder-")
+    }));
+    assert!(
+        lab.list("pods", Some("prod"))
+            .iter()
+            .all(|p| p["metadata"]["labels"]["component"] != "binder")
+    );
 }

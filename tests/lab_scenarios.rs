@@ -279,6 +279,7 @@ objects:
 async fn prometheus_query_api_answers_vectors_and_rejects_what_it_cannot_parse() {
     use tower::ServiceExt;
     let lab = Lab::seed();
+    lab.set_speed(0.0);
     let ask = |q: &str| {
         let uri = format!(
             "/api/v1/query?query={}",
@@ -331,6 +332,7 @@ async fn prometheus_query_api_answers_vectors_and_rejects_what_it_cannot_parse()
 async fn watch_list_sends_initial_events_then_the_initial_events_end_bookmark() {
     use tower::ServiceExt;
     let lab = Lab::seed();
+    lab.set_speed(0.0);
     let uri = "/api/v1/namespaces/prod/pods?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&fieldSelector=metadata.name%3Dhub-65d9f46698-dj4jb&timeoutSeconds=1";
     let resp = lab
         .router()

@@ -147,7 +147,9 @@ fn node_lifecycle(st: &mut State) {
             .cloned()
             .unwrap_or_default();
         let lost = st.node_lost(&name);
-        if lost {
+        if let Some(since) = st.lost_nodes.get(&name) {
+            // The last heartbeat and the transition are when the kubelet went silent.
+            let since = ts(*since);
             for t in ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"] {
                 set_condition(
                     &mut conds,
@@ -155,7 +157,7 @@ fn node_lifecycle(st: &mut State) {
                     "Unknown",
                     "NodeStatusUnknown",
                     "Kubelet stopped posting node status.",
-                    &now_s,
+                    &since,
                 );
             }
         } else if !conds.iter().any(|c| c["type"] == "Ready") {
@@ -193,6 +195,18 @@ fn node_lifecycle(st: &mut State) {
         let cordoned = n.pointer("/spec/unschedulable") == Some(&json!(true));
         ensure_taint(&mut taints, UNSCHEDULABLE, "NoSchedule", cordoned, &now_s);
         n["status"]["conditions"] = json!(conds);
+        // What a kubelet reports about its machine, when the scenario does not say.
+        if n.pointer("/status/capacity").is_none() {
+            let cap =
+                json!({"cpu": "4", "memory": "15Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+            n["status"]["capacity"] = cap.clone();
+            n["status"]["allocatable"] = cap;
+        }
+        for (k, v) in [("architecture", "amd64"), ("operatingSystem", "linux")] {
+            if n.pointer(&format!("/status/nodeInfo/{k}")).is_none() {
+                n["status"]["nodeInfo"][k] = json!(v);
+            }
+        }
         if taints.is_empty() {
             if let Some(spec) = n.get_mut("spec").and_then(Value::as_object_mut) {
                 spec.remove("taints");

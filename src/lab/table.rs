@@ -70,6 +70,7 @@ pub fn table(
         ("storage.k8s.io", "volumeattachments") => (va_columns(), va_cells),
         ("apps", "deployments") => (deploy_columns(), deploy_cells),
         ("apps", "replicasets") => (rs_columns(), rs_cells),
+        ("", "namespaces") => (ns_columns(), ns_cells),
         ("policy", "poddisruptionbudgets") => (pdb_columns(), pdb_cells),
         _ => (
             vec![
@@ -662,6 +663,21 @@ fn rs_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
         ),
         json!(n("/status/replicas")),
         json!(n("/status/readyReplicas")),
+        json!(age(o, now)),
+    ]
+}
+
+fn ns_columns() -> Vec<Value> {
+    ["Name", "Status", "Age"]
+        .iter()
+        .map(|n| col(n, "string", 0, ""))
+        .collect()
+}
+
+fn ns_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        json!(str_at(o, "/metadata/name")),
+        json!(str_at(o, "/status/phase")),
         json!(age(o, now)),
     ]
 }
