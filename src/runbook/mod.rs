@@ -144,3 +144,66 @@ fn check(source: &str) -> (Option<Runbook>, Vec<Diagnostic>) {
     }
     (runbook, diags)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_error_renders_every_diagnostic_with_its_location_and_a_count() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("bad.yaml");
+        std::fs::write(
+            &path,
+            "version: 1\nname: Bad Name\ntitle: t\nsteps:\n  - check: c\n    id: c\n    kube: { get: podz }\n",
+        )
+        .expect("writable temp dir");
+        let err = load(&path).unwrap_err();
+        let text = err.to_string();
+        let shown = path.display().to_string();
+        assert!(
+            text.contains(&format!("{shown}:2:7: error: `name` must be a slug")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{shown}:7:18: error: unknown resource kind `podz`"
+            )),
+            "{text}"
+        );
+        assert!(text.contains("7 |     kube: { get: podz }"), "{text}");
+        assert!(text.ends_with(&format!("{shown}: 2 errors")), "{text}");
+        assert_eq!(err.diagnostics().len(), 2);
+    }
+
+    #[test]
+    fn load_error_for_a_missing_file_names_it() {
+        let err = load(Path::new("/nonexistent/runbook.yaml")).unwrap_err();
+        assert!(matches!(err, LoadError::Io { .. }));
+        assert!(
+            err.to_string()
+                .starts_with("/nonexistent/runbook.yaml: error: cannot read the file")
+        );
+    }
+
+    #[test]
+    fn load_returns_the_runbook_and_its_source() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/hub-pvc-locked.yaml");
+        let loaded = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(loaded.runbook.name.value, "hub-pvc-locked");
+        assert_eq!(loaded.runbook.steps[1].id.value, "lost-pods");
+        let line = loaded
+            .source
+            .lines()
+            .position(|l| l.trim() == "id: lost-pods")
+            .expect("the runbook has a lost-pods step")
+            + 1;
+        assert_eq!(loaded.runbook.steps[1].id.pos.line as usize, line);
+        assert_eq!(loaded.runbook.steps[1].id.pos.col, 9);
+        assert!(
+            loaded
+                .source
+                .starts_with("# yaml-language-server: $schema=../schemas/runbook.schema.json")
+        );
+    }
+}
