@@ -362,3 +362,51 @@ async fn watch_list_sends_initial_events_then_the_initial_events_end_bookmark() 
         "true"
     );
 }
+
+#[tokio::test]
+async fn admin_routes_advance_time_and_recover_nodes_of_a_lab_in_another_process() {
+    use tower::ServiceExt;
+    let lab = Lab::seed();
+    lab.set_speed(0.0);
+    let call = |method: &str, uri: &str| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        let router = lab.router();
+        async move {
+            let resp = router.oneshot(req).await.unwrap();
+            let code = resp.status().as_u16();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            (
+                code,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    let before = lab.now();
+    let (code, _) = call("POST", "/lab/v1/advance?by=6m").await;
+    assert_eq!(code, 200);
+    assert_eq!((lab.now() - before).num_minutes(), 6);
+    assert_eq!(call("POST", "/lab/v1/advance?by=soon").await.0, 400);
+    call(
+        "POST",
+        "/lab/v1/nodes/gke-prod-a-ssd-pool-32-134a959a-n2sk/recover",
+    )
+    .await;
+    assert_eq!(
+        lab.metric("launch_success_rate"),
+        Some(1.0),
+        "the reset node's kubelet finished the old hub's deletion"
+    );
+    let (_, log) = call("GET", "/lab/v1/requests").await;
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["path"] == "/lab/v1/advance?by=6m")
+    );
+}

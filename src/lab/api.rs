@@ -113,6 +113,7 @@ pub async fn handle(AxState(lab): AxState<Lab>, req: Request) -> Response {
         ["apis", g, v] if resources::GROUPS.contains(g) && *v == "v1" => {
             json_response(200, &resource_list(g, v))
         }
+        ["lab", "v1", rest @ ..] => admin(&lab, &parts.method, rest, &params),
         ["api", "v1", rest @ ..] => {
             resource(
                 &lab,
@@ -143,6 +144,44 @@ pub async fn handle(AxState(lab): AxState<Lab>, req: Request) -> Response {
             404,
             "NotFound",
             "the server could not find the requested resource",
+        )),
+    }
+}
+
+/// The lab's own admin routes, for a lab running in another process (`runbook lab`):
+/// `POST /lab/v1/advance?by=6m`, `POST /lab/v1/nodes/{name}/lose|recover`,
+/// `GET /lab/v1/requests`, `GET /lab/v1/data-losses`, `GET /lab/v1/time`.
+fn admin(lab: &Lab, method: &Method, rest: &[&str], params: &Params) -> Response {
+    match (method, rest) {
+        (&Method::POST, ["advance"]) => {
+            let by = params.get("by").map(String::as_str).unwrap_or("");
+            match super::clock::parse_duration(by) {
+                Ok(d) if d >= chrono::Duration::zero() => {
+                    lab.advance(d.to_std().unwrap_or_default());
+                    json_response(200, &json!({"now": super::clock::ts(lab.now())}))
+                }
+                _ => err(ApiError::bad_request(format!(
+                    "invalid ?by={by:?}: expected e.g. 6m, 90s, 1h"
+                ))),
+            }
+        }
+        (&Method::POST, ["nodes", name, "lose"]) => {
+            lab.lose_node(name);
+            json_response(200, &json!({"node": name, "lost": true}))
+        }
+        (&Method::POST, ["nodes", name, "recover"]) => {
+            lab.recover_node(name);
+            json_response(200, &json!({"node": name, "lost": false}))
+        }
+        (&Method::GET, ["requests"]) => json_response(200, &json!(lab.requests())),
+        (&Method::GET, ["data-losses"]) => json_response(200, &json!(lab.data_losses())),
+        (&Method::GET, ["time"]) => {
+            json_response(200, &json!({"now": super::clock::ts(lab.now())}))
+        }
+        _ => err(ApiError::new(
+            404,
+            "NotFound",
+            "unknown lab admin route; see runbook::lab::api::admin",
         )),
     }
 }

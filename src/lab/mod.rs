@@ -6,6 +6,19 @@
 //! controllers in [`controllers`] make the world react the way Kubernetes does; a
 //! virtual clock makes minutes of cluster time pass instantly in tests.
 //!
+//! What a real kubectl 1.37 can do against it (tests/lab_kubectl.rs runs each):
+//! `get` (server-side Tables for pods, nodes, events, PVCs, PVs, VolumeAttachments,
+//! Deployments, ReplicaSets, PDBs, namespaces; NAME/CREATED AT for other kinds),
+//! `-o wide|json|yaml|name|jsonpath`, `--field-selector`, `-l`, `-w`, `describe`,
+//! `cordon`/`uncordon`, `taint`, `drain` (filters, eviction, PDBs), `delete` (hangs
+//! for a pod on a lost node, as in the incident), `delete --grace-period=0 --force`,
+//! `wait --for=delete`, `rollout restart`, `label`, `annotate`. The lab serves no
+//! OpenAPI document, so `kubectl create|apply -f` need `--validate=false`.
+//!
+//! Admin routes for a lab in another process: `POST /lab/v1/advance?by=6m`,
+//! `POST /lab/v1/nodes/{name}/lose|recover`, `GET /lab/v1/requests|data-losses|time`.
+//! Prometheus' query API is at `/api/v1/query` on the same address (see [`metrics`]).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use runbook::lab::Lab;
