@@ -104,19 +104,77 @@ pub fn eval(expr: &str, ctx: &Value) -> Result<Value, ExprError> {
             }
         }
     }
-    let value = program.execute(&context).map_err(|e| {
-        ExprError::new(
-            match &e {
-                cel::ExecutionError::UndeclaredReference(name) => {
-                    format!("`{name}` is not defined in this condition's scope")
-                }
-                cel::ExecutionError::NoSuchKey(key) => format!("no such key: `{key}`"),
-                other => other.to_string(),
-            },
-            None,
-        )
-    })?;
+    let value = program.execute(&context).map_err(|e| execution_error(&e))?;
     from_cel(&value)
+}
+
+fn execution_error(e: &cel::ExecutionError) -> ExprError {
+    ExprError::new(
+        match e {
+            cel::ExecutionError::UndeclaredReference(name) => {
+                format!("`{name}` is not defined in this condition's scope")
+            }
+            cel::ExecutionError::NoSuchKey(key) => {
+                format!("no such key: `{key}` (guard optional fields with has())")
+            }
+            other => other.to_string(),
+        },
+        None,
+    )
+}
+
+/// Evaluate a boolean condition once per item, the way a kube `where` filters
+/// objects: the variables of `ctx` are converted once, and each item is bound to
+/// every name in `bind` (e.g. `["object", "pod"]`). Much cheaper than calling
+/// [`eval_bool`] per item when the condition also reads a large saved list.
+pub fn eval_bool_each(
+    expr: &str,
+    ctx: &Value,
+    bind: &[&str],
+    items: &[Value],
+) -> Result<Vec<bool>, ExprError> {
+    let program = program(expr)?;
+    let mut base = ENV.with(|env| Context::with_env(Arc::clone(env)));
+    let referenced = program.references();
+    if let Value::Object(vars) = ctx {
+        for name in referenced.variables() {
+            if bind.contains(&name) {
+                continue;
+            }
+            if let Some(v) = vars.get(name) {
+                base.add_variable_from_value(name, to_cel(v));
+            }
+        }
+    }
+    let bound: Vec<&str> = bind
+        .iter()
+        .copied()
+        .filter(|b| referenced.has_variable(b))
+        .collect();
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        let mut scope = base.new_inner_scope();
+        if !bound.is_empty() {
+            let value = to_cel(item);
+            for name in &bound {
+                scope.add_variable_from_value(*name, value.clone());
+            }
+        }
+        match program.execute(&scope) {
+            Ok(Cel::Bool(b)) => out.push(b),
+            Ok(other) => {
+                return Err(ExprError::new(
+                    format!(
+                        "the condition `{expr}` gave {}, not true or false",
+                        json_type(&from_cel(&other)?)
+                    ),
+                    None,
+                ));
+            }
+            Err(e) => return Err(execution_error(&e)),
+        }
+    }
+    Ok(out)
 }
 
 /// Evaluate a CEL expression that must yield a boolean.
@@ -363,6 +421,26 @@ mod tests {
         );
         assert!(eval_bool("has(pod.status.reason)", &pod).unwrap());
         assert!(!eval_bool("has(pod.spec)", &json!({"pod": {}})).unwrap());
+    }
+
+    #[test]
+    fn eval_bool_each_binds_every_item_and_reads_the_context_once() {
+        let ctx = json!({"lost": [{"name": "n1"}], "params": {"phase": "Unknown"}});
+        let pods = vec![
+            json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Unknown"}}),
+            json!({"spec": {"nodeName": "n2"}, "status": {"phase": "Unknown"}}),
+            json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Running"}}),
+        ];
+        let kept = eval_bool_each(
+            "lost.exists(n, n.name == pod.spec.nodeName) && object.status.phase == params.phase",
+            &ctx,
+            &["object", "pod"],
+            &pods,
+        )
+        .unwrap();
+        assert_eq!(kept, vec![true, false, false]);
+        assert!(eval_bool_each("pod.x", &ctx, &["pod"], &pods).is_err());
+        assert!(eval_bool_each("1", &ctx, &["pod"], &pods).is_err());
     }
 
     #[test]

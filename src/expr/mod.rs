@@ -19,7 +19,7 @@
 mod condition;
 mod template;
 
-pub use condition::{condition_refs, eval, eval_bool};
+pub use condition::{condition_refs, eval, eval_bool, eval_bool_each};
 pub use template::{render, render_json, template_refs};
 
 /// An error from parsing or evaluating a template or a condition.
