@@ -669,3 +669,86 @@ async fn deleting_a_deployment_returns_a_status_and_garbage_collects_its_pods() 
             .all(|p| p["metadata"]["labels"]["component"] != "binder")
     );
 }
+
+#[tokio::test]
+async fn absurd_grace_periods_and_bad_bodies_are_answered_not_crashed_on() {
+    use tower::ServiceExt;
+    let lab = seed();
+    let send = |method: &str, uri: &str, body: &str, ct: &str| {
+        let req = http::Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("content-type", ct)
+            .body(axum::body::Body::from(body.to_string()))
+            .unwrap();
+        let router = lab.router();
+        async move { router.oneshot(req).await.unwrap().status().as_u16() }
+    };
+    let pod = format!("/api/v1/namespaces/prod/pods/{NEW_HUB}");
+    assert_eq!(
+        send(
+            "DELETE",
+            &format!("{pod}?gracePeriodSeconds=9223372036854775807"),
+            "",
+            "application/json"
+        )
+        .await,
+        200
+    );
+    assert!(
+        lab.get("pods", Some("prod"), NEW_HUB).unwrap()["metadata"]["deletionTimestamp"]
+            .is_string()
+    );
+    assert_eq!(
+        send("PATCH", &pod, "{not json", "application/merge-patch+json").await,
+        400
+    );
+    assert_eq!(
+        send("PATCH", &pod, "{}", "application/apply-patch+yaml").await,
+        415
+    );
+    assert_eq!(
+        send(
+            "PATCH",
+            &pod,
+            "[{\"op\":\"remove\",\"path\":\"/nope\"}]",
+            "application/json-patch+json"
+        )
+        .await,
+        422
+    );
+    assert_eq!(
+        send(
+            "POST",
+            "/api/v1/namespaces/prod/pods",
+            "[]",
+            "application/json"
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(
+            "GET",
+            "/api/v1/pods?labelSelector=a%20in%20(b",
+            "",
+            "application/json"
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        send(
+            "GET",
+            "/api/v1/pods?watch=true&resourceVersion=1",
+            "",
+            "application/json"
+        )
+        .await,
+        410
+    );
+    assert_eq!(
+        send("GET", "/api/v1/nosuchthings", "", "application/json").await,
+        404
+    );
+}

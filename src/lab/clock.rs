@@ -45,7 +45,9 @@ impl Clock {
     }
 
     pub fn advance(&mut self, d: Duration) {
-        self.advanced += d;
+        // Capped so that cluster time stays representable whatever a caller passes.
+        let cap = Duration::days(365 * 100);
+        self.advanced = (self.advanced + d.min(cap)).min(cap * 2);
     }
 
     pub fn set_speed(&mut self, speed: f64) {
@@ -81,8 +83,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if s.is_empty() {
         return Err("empty duration".into());
     }
+    if s.len() > 24 {
+        return Err(too_long(s));
+    }
     if let Ok(n) = s.parse::<i64>() {
-        return Ok(Duration::seconds(n));
+        return Duration::try_seconds(n).ok_or_else(|| too_long(s));
     }
     let mut total = Duration::zero();
     let mut num = String::new();
@@ -98,13 +103,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         num.clear();
         let unit = if c == 'm' && chars.peek() == Some(&'s') {
             chars.next();
-            Duration::milliseconds(n)
+            Duration::try_milliseconds(n).ok_or_else(|| too_long(s))?
         } else {
             match c {
-                's' => Duration::seconds(n),
-                'm' => Duration::minutes(n),
-                'h' => Duration::hours(n),
-                'd' => Duration::days(n),
+                's' => Duration::try_seconds(n).ok_or_else(|| too_long(s))?,
+                'm' => Duration::try_minutes(n).ok_or_else(|| too_long(s))?,
+                'h' => Duration::try_hours(n).ok_or_else(|| too_long(s))?,
+                'd' => Duration::try_days(n).ok_or_else(|| too_long(s))?,
                 _ => {
                     return Err(format!(
                         "invalid duration {s:?}: unknown unit {c:?} (use s, m, h, d)"
@@ -112,7 +117,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
                 }
             }
         };
-        total += unit;
+        total = total.checked_add(&unit).ok_or_else(|| too_long(s))?;
     }
     if !num.is_empty() {
         return Err(format!(
@@ -120,6 +125,10 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         ));
     }
     Ok(total)
+}
+
+fn too_long(s: &str) -> String {
+    format!("invalid duration {s:?}: too long (at most about 100 years)")
 }
 
 /// `k8s.io/apimachinery/pkg/util/duration.HumanDuration`, which kubectl's AGE column uses.
@@ -188,6 +197,7 @@ mod tests {
         assert_eq!(parse_duration("45").unwrap(), Duration::seconds(45));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("5m3").is_err());
+        assert!(parse_duration("99999999999999999d").is_err());
     }
 
     #[test]

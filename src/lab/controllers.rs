@@ -22,6 +22,9 @@ pub const FORCE_DETACH_AFTER: Duration = Duration::minutes(6);
 /// period), then the kubelet finishes the deletion with grace 0 (§1.3).
 pub const KUBELET_STOP_TIME: Duration = Duration::seconds(1);
 
+/// Grace periods beyond ten years are treated as ten years (no overflow on input).
+pub const MAX_GRACE_SECONDS: i64 = 10 * 365 * 24 * 3600;
+
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const OUT_OF_SERVICE: &str = "node.kubernetes.io/out-of-service";
 pub const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
@@ -57,11 +60,13 @@ fn apply_faults(st: &mut State) {
     let start = st.clock.start();
     for i in 0..st.faults.len() {
         let (at, fault) = &st.faults[i];
-        if st.applied[i] || start + *at > now {
+        let Some(when) = start.checked_add_signed(*at) else {
+            continue;
+        };
+        if st.applied[i] || when > now {
             continue;
         }
         let fault = fault.clone();
-        let when = start + *at;
         st.applied[i] = true;
         if let Some(n) = fault.node_lost {
             st.lost_nodes.entry(n.node).or_insert(when);
@@ -751,8 +756,10 @@ fn kubelet(st: &mut State) {
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_i64)
                 .unwrap_or(0);
-            let requested = del - Duration::seconds(grace);
-            if now >= requested + KUBELET_STOP_TIME.min(Duration::seconds(grace))
+            // Clamped: a scenario may write any number here.
+            let grace = Duration::seconds(grace.clamp(0, MAX_GRACE_SECONDS));
+            let requested = del - grace;
+            if now >= requested + KUBELET_STOP_TIME.min(grace)
                 && super::state::finalizers(&pod).is_empty()
             {
                 st.remove(res("pods"), &ns, &name);

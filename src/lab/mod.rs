@@ -462,9 +462,9 @@ fn shift_timestamps(v: &mut Value, shift: chrono::Duration) {
         Value::String(s) => {
             if s.len() >= 20
                 && s.as_bytes().get(10) == Some(&b'T')
-                && let Some(t) = clock::parse_ts(s)
+                && let Some(t) = clock::parse_ts(s).and_then(|t| t.checked_add_signed(shift))
             {
-                *s = clock::ts(t + shift);
+                *s = clock::ts(t);
             }
         }
         Value::Array(a) => a.iter_mut().for_each(|x| shift_timestamps(x, shift)),

@@ -225,6 +225,14 @@ pub fn parse(yaml: &str, origin: &str) -> Result<Loaded, ScenarioError> {
                 &format!("the lab serves: {}", resources::known_kinds()),
             ));
         };
+        if let Err(why) = super::state::check_shape(v) {
+            return Err(err(
+                line,
+                col,
+                format!("{kind}: {why}"),
+                "write the field as Kubernetes does (see `kubectl explain`)",
+            ));
+        }
         let name = v
             .pointer("/metadata/name")
             .and_then(Value::as_str)

@@ -136,6 +136,17 @@ impl State {
                 "the namespace of the provided object ({body_ns}) does not match the namespace sent on the request ({ns})"
             )));
         }
+        if !obj.is_object() {
+            return Err(ApiError::bad_request(
+                "the request body must be a JSON object",
+            ));
+        }
+        let name = obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        check_shape(&obj).map_err(|why| invalid(res, &name, why))?;
         if res.key() == "pods" {
             default_pod(&mut obj);
         }
@@ -172,11 +183,7 @@ impl State {
         {
             return Err(ApiError::conflict(res, name));
         }
-        if !new.is_object() {
-            return Err(ApiError::bad_request(
-                "the request body must be a JSON object",
-            ));
-        }
+        check_shape(&new).map_err(|why| invalid(res, name, why))?;
         let merged = if status_only {
             let mut m = old.clone();
             m["status"] = new.get("status").cloned().unwrap_or(Value::Null);
@@ -325,7 +332,7 @@ impl State {
                         .and_then(Value::as_i64)
                 })
                 .unwrap_or(30)
-                .max(0);
+                .clamp(0, super::controllers::MAX_GRACE_SECONDS);
             let phase = str_at(&obj, "/status/phase");
             if str_at(&obj, "/spec/nodeName").is_empty()
                 || phase == "Succeeded"
@@ -382,8 +389,6 @@ impl State {
     /// POST pods/{name}/eviction (`pkg/registry/core/pod/storage/eviction.go`, §1.2 step 4).
     pub fn evict(&mut self, ns: &str, name: &str, body: &Value) -> Result<Value, ApiError> {
         let pods = resources::by_key("pods").expect("invariant: pods are a served resource");
-        let pdbs_def = resources::by_key("poddisruptionbudgets.policy")
-            .expect("invariant: PDBs are a served resource");
         let Some(pod) = self.store.get("pods", ns, name).cloned() else {
             return Err(ApiError::not_found(pods, name));
         };
@@ -444,7 +449,6 @@ impl State {
                             .update("poddisruptionbudgets.policy", ns, &pdb_name, p);
                     }
                 }
-                let _ = pdbs_def;
             }
         }
         self.delete(pods, ns, name, &opts)?;
@@ -486,7 +490,7 @@ impl State {
             if now - last < Duration::minutes(1) {
                 return;
             }
-            e["count"] = json!(e["count"].as_i64().unwrap_or(1) + 1);
+            e["count"] = json!(e["count"].as_i64().unwrap_or(1).saturating_add(1));
             e["lastTimestamp"] = json!(ts(now));
             let name = str_at(&e, "/metadata/name").to_string();
             self.store.update("events", &ns, &name, e);
@@ -553,6 +557,72 @@ impl State {
             );
         }
     }
+}
+
+/// Fields the lab's controllers write into must be objects (or arrays of objects);
+/// anything else is rejected up front as the real API's schema validation would,
+/// instead of breaking a controller later. `Err` names the offending field.
+pub fn check_shape(obj: &Value) -> Result<(), String> {
+    if !obj.is_object() {
+        return Err("the object must be a JSON object".into());
+    }
+    const OBJECTS: &[&str] = &[
+        "/metadata",
+        "/metadata/labels",
+        "/metadata/annotations",
+        "/spec",
+        "/status",
+        "/status/nodeInfo",
+        "/status/capacity",
+        "/spec/template",
+        "/spec/template/metadata",
+        "/spec/template/metadata/labels",
+        "/spec/template/spec",
+        "/spec/selector",
+        "/spec/selector/matchLabels",
+        "/involvedObject",
+        "/source",
+    ];
+    const ARRAYS_OF_OBJECTS: &[&str] = &[
+        "/metadata/ownerReferences",
+        "/spec/taints",
+        "/spec/tolerations",
+        "/spec/containers",
+        "/spec/volumes",
+        "/status/conditions",
+        "/status/containerStatuses",
+        "/status/addresses",
+    ];
+    for p in OBJECTS {
+        if let Some(v) = obj.pointer(p)
+            && !(v.is_object() || v.is_null())
+        {
+            return Err(format!(
+                "{}: must be an object",
+                p.trim_start_matches('/').replace('/', ".")
+            ));
+        }
+    }
+    for p in ARRAYS_OF_OBJECTS {
+        if let Some(v) = obj.pointer(p)
+            && !v.is_null()
+            && !v.as_array().is_some_and(|a| a.iter().all(Value::is_object))
+        {
+            return Err(format!(
+                "{}: must be a list of objects",
+                p.trim_start_matches('/').replace('/', ".")
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn invalid(res: &ResourceDef, name: &str, why: String) -> ApiError {
+    ApiError::new(
+        422,
+        "Invalid",
+        format!("{} \"{name}\" is invalid: {why}", res.kind),
+    )
 }
 
 /// Defaults the pod registry and admission add on create.

@@ -244,7 +244,7 @@ impl Store {
         obj["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
         if changed_spec {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
-            obj["metadata"]["generation"] = json!(g + 1);
+            obj["metadata"]["generation"] = json!(g.saturating_add(1));
         } else if let Some(g) = old["metadata"].get("generation") {
             obj["metadata"]["generation"] = g.clone();
         }
