@@ -164,7 +164,6 @@ pub fn run(args: Args, _g: &Global) -> i32 {
             for (path, source, diags) in &results {
                 if !diags.is_empty() {
                     print!("{}", runbook::diag::render(path, source, diags));
-                    println!();
                 }
             }
             let n = results.len();

@@ -83,6 +83,8 @@ pub fn render(path: &Path, source: &str, diagnostics: &[Diagnostic]) -> String {
     let mut out = String::new();
     let lines: Vec<&str> = source.lines().collect();
     for d in diagnostics {
+        // `= help` lines up with the gutter's `|`, as rustc does.
+        let mut gutter = "  ".to_owned();
         let sev = match d.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
@@ -101,6 +103,7 @@ pub fn render(path: &Path, source: &str, diagnostics: &[Diagnostic]) -> String {
             if let Some(text) = lines.get(d.line as usize - 1) {
                 let num = d.line.to_string();
                 let pad = " ".repeat(num.len());
+                gutter = format!("{pad} ");
                 // Tabs would shift the caret; show them as one space each.
                 let shown: String = text
                     .chars()
@@ -115,8 +118,9 @@ pub fn render(path: &Path, source: &str, diagnostics: &[Diagnostic]) -> String {
             }
         }
         if let Some(help) = &d.help {
-            let _ = writeln!(out, "  = help: {help}");
+            let _ = writeln!(out, "{gutter}= help: {help}");
         }
+        out.push('\n');
     }
     out
 }
@@ -148,7 +152,7 @@ mod tests {
         let text = render(Path::new("r.yaml"), src, &[d]);
         assert_eq!(
             text,
-            "r.yaml:2:5: error: unknown key `for_eahc`\n  |\n2 |   - for_eahc: x\n  |     ^^^^^^^^\n  = help: did you mean `for_each`?\n"
+            "r.yaml:2:5: error: unknown key `for_eahc`\n  |\n2 |   - for_eahc: x\n  |     ^^^^^^^^\n  = help: did you mean `for_each`?\n\n"
         );
     }
 

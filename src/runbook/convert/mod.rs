@@ -292,7 +292,8 @@ impl<'s> Conv<'s> {
                     "wrong-type",
                     n.pos,
                     format!("`{key}` must be true or false, found {}", other.describe()),
-                );
+                )
+                .len(self.src.token_width(n.pos));
                 // `yes`/`on` are strings in YAML 1.2, which is what we read.
                 let d = match other {
                     Yaml::Str(s)

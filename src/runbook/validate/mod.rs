@@ -438,14 +438,17 @@ impl<'a> Validator<'a> {
         if let Some(g) = &step.gate
             && kind != StepKind::Action
         {
-            self.err(
-                "gate-not-action",
-                g.pos,
-                format!("`gate` applies to actions; this is {a_key} step"),
-            )
-            .help = Some(
-                "checks and verifications never change anything, so they never stop at a gate"
-                    .into(),
+            let len = self.src.token_width(g.pos);
+            self.push(
+                Diagnostic::error(
+                    "gate-not-action",
+                    g.pos,
+                    format!("`gate` applies to actions; this is {a_key} step"),
+                )
+                .len(len)
+                .help(
+                    "checks and verifications never change anything, so they never stop at a gate",
+                ),
             );
         }
         for (name, d) in [("within", &step.within), ("every", &step.every)] {

@@ -139,7 +139,9 @@ impl Validator<'_> {
                         format!("unknown resource kind `{}`", value.value),
                     )
                     .len(len);
-                    let d = match suggest(&value.value.to_ascii_lowercase(), kinds::all_names()) {
+                    let lower = value.value.to_ascii_lowercase();
+                    let plurals = kinds::BUILTIN.iter().map(|k| k.plural);
+                    let d = match suggest(&lower, plurals).or_else(|| suggest(&lower, kinds::all_names())) {
                         Some(s) => d.help(format!("did you mean `{s}`? (custom resources are written `plural.group`, e.g. `widgets.example.com`)")),
                         None => d.help("use a kind as kubectl names it (`pods`, `po`, `deployments.apps`) or a custom resource as `plural.group`"),
                     };
