@@ -506,3 +506,40 @@ async fn json_and_yaml_output_carry_the_stored_object() {
     );
     k.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_fail_like_a_real_cluster_for_lost_and_waiting_pods() {
+    let Some(k) = Kc::seed().await else { return };
+    let lost = k.run(&["logs", "-n", "prod", OLD_HUB]).await;
+    assert!(!lost.ok);
+    assert!(
+        lost.stderr
+            .contains("dial tcp 10.128.0.7:10250: i/o timeout"),
+        "{}",
+        lost.stderr
+    );
+    let waiting = k.run(&["logs", "-n", "prod", NEW_HUB]).await;
+    assert!(!waiting.ok);
+    assert!(
+        waiting
+            .stderr
+            .contains("is waiting to start: ContainerCreating"),
+        "{}",
+        waiting.stderr
+    );
+    let binder = k
+        .ok(&[
+            "get",
+            "pods",
+            "-n",
+            "prod",
+            "-l",
+            "component=binder",
+            "-o",
+            "name",
+        ])
+        .await;
+    let out = k.ok(&["logs", "-n", "prod", binder.trim()]).await;
+    assert!(out.contains("simulated container binder"), "{out}");
+    k.stop().await;
+}

@@ -296,6 +296,9 @@ async fn resource(
             return watch(lab, &t, params, wants_table(headers));
         }
         (&Method::GET, None, _) => list(lab, &t, params, wants_table(headers)),
+        (&Method::GET, Some(name), Some("log")) if t.res.key() == "pods" => {
+            return pod_log(lab, &ns, name, params);
+        }
         (&Method::GET, Some(name), None | Some("status")) => {
             get(lab, t.res, &ns, name, wants_table(headers), params)
         }
@@ -353,6 +356,73 @@ async fn resource(
         Ok((code, v)) => json_response(code, &v),
         Err(e) => err(e),
     }
+}
+
+/// `GET pods/{name}/log`: the real apiserver proxies to the node's kubelet. The lab
+/// has no containers, so it answers what a user would get: a 400 for a container that
+/// has not started, a kubelet dial timeout for a pod on a lost node, else a short
+/// simulated log.
+fn pod_log(lab: &Lab, ns: &str, name: &str, params: &Params) -> Response {
+    let st = lab.lock();
+    let pods = resources::by_key("pods").expect("invariant: pods are a served resource");
+    let Some(pod) = st.store.get("pods", ns, name) else {
+        return err(ApiError::not_found(pods, name));
+    };
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(String::from))
+        .collect();
+    let container = match params.get("container") {
+        Some(c) => c.clone(),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )));
+        }
+    };
+    let node = str_at(pod, "/spec/nodeName");
+    if st.node_lost(node) {
+        let ip = str_at(pod, "/status/hostIP");
+        let ip = if ip.is_empty() { node } else { ip };
+        return err(ApiError::new(
+            500,
+            "InternalError",
+            format!(
+                "Get \"https://{ip}:10250/containerLogs/{ns}/{name}/{container}\": dial tcp {ip}:10250: i/o timeout"
+            ),
+        ));
+    }
+    let status = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["name"] == container.as_str()));
+    if let Some(reason) = status
+        .and_then(|c| c.pointer("/state/waiting/reason"))
+        .and_then(Value::as_str)
+        && reason != "CrashLoopBackOff"
+    {
+        return err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+        )));
+    }
+    if status.is_none() {
+        return err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+        )));
+    }
+    let text = format!(
+        "[runbook lab] simulated container {container} of pod {ns}/{name}: no real log is kept\n"
+    );
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(text))
+        .unwrap_or_default()
 }
 
 fn delete_opts(body: &Bytes, params: &Params) -> Result<DeleteOpts, ApiError> {

@@ -122,6 +122,13 @@ impl ResourceDef {
             }));
         }
         if self.group.is_empty() && self.plural == "pods" {
+            out.push(serde_json::json!({
+                "name": "pods/log",
+                "singularName": "",
+                "namespaced": true,
+                "kind": "Pod",
+                "verbs": ["get"],
+            }));
             // kubectl drain's CheckEvictionSupport looks for exactly this entry:
             // name pods/eviction, kind Eviction, non-empty group and version (§1.2 step 4).
             out.push(serde_json::json!({
