@@ -6,7 +6,11 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
-use cel::objects::{Key, Map};
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+};
+use cel::common::value::Val;
+use cel::objects::Key;
 use cel::{Context, Env, Program, Value as Cel};
 use serde_json::{Number, Value};
 
@@ -100,7 +104,7 @@ pub fn eval(expr: &str, ctx: &Value) -> Result<Value, ExprError> {
         // converting every saved list 1000 times.
         for name in program.references().variables() {
             if let Some(v) = vars.get(name) {
-                context.add_variable_from_value(name, to_cel(v));
+                context.add_variable_as_val(name, to_val(v));
             }
         }
     }
@@ -142,7 +146,7 @@ pub fn eval_bool_each(
                 continue;
             }
             if let Some(v) = vars.get(name) {
-                base.add_variable_from_value(name, to_cel(v));
+                base.add_variable_as_val(name, to_val(v));
             }
         }
     }
@@ -154,11 +158,8 @@ pub fn eval_bool_each(
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let mut scope = base.new_inner_scope();
-        if !bound.is_empty() {
-            let value = to_cel(item);
-            for name in &bound {
-                scope.add_variable_from_value(*name, value.clone());
-            }
+        for name in &bound {
+            scope.add_variable_as_val(*name, to_val(item));
         }
         match program.execute(&scope) {
             Ok(Cel::Bool(b)) => out.push(b),
@@ -202,30 +203,31 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// JSON to CEL: integers stay `int` (`uint` only above i64), other numbers are
-/// `double`, objects are maps with string keys.
-pub(crate) fn to_cel(v: &Value) -> Cel {
+/// JSON to a CEL value that borrows the JSON's strings: one pass, no copies of
+/// text. Integers stay `int` (`uint` only above i64), other numbers are `double`,
+/// objects are maps with string keys.
+fn to_val<'v>(v: &'v Value) -> Box<dyn Val + 'v> {
     match v {
-        Value::Null => Cel::Null,
-        Value::Bool(b) => Cel::Bool(*b),
+        Value::Null => Box::new(CelNull),
+        Value::Bool(b) => Box::new(CelBool::from(*b)),
         Value::Number(n) => {
             if let Some(i) = n.as_i64() {
-                Cel::Int(i)
+                Box::new(CelInt::from(i))
             } else if let Some(u) = n.as_u64() {
-                Cel::UInt(u)
+                Box::new(CelUInt::from(u))
             } else {
-                Cel::Float(n.as_f64().unwrap_or(f64::NAN))
+                Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN)))
             }
         }
-        Value::String(s) => Cel::String(Arc::new(s.clone())),
-        Value::Array(items) => Cel::List(Arc::new(items.iter().map(to_cel).collect())),
-        Value::Object(map) => {
-            let map: HashMap<Key, Cel> = map
-                .iter()
-                .map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v)))
-                .collect();
-            Cel::Map(Map { map: Arc::new(map) })
+        Value::String(s) => Box::new(CelString::from(s.as_str())),
+        Value::Array(items) => {
+            Box::new(CelList::from(items.iter().map(to_val).collect::<Vec<_>>()))
         }
+        Value::Object(map) => Box::new(CelMap::from(
+            map.iter()
+                .map(|(k, v)| (CelMapKey::String(CelString::from(k.as_str())), to_val(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
     }
 }
 
