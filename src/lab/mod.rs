@@ -387,8 +387,10 @@ impl Lab {
             .with_state(self.clone())
     }
 
-    /// A `kube::Client` talking to the lab in-process (no socket). Starts the
-    /// controller ticker when called inside a tokio runtime.
+    /// A `kube::Client` talking to the lab in-process (no socket). Call it inside a
+    /// tokio runtime (kube's client spawns its request buffer there); it also starts
+    /// the controller ticker. kube's retry layer is not installed (`Client::new`), so
+    /// a 429 from a PDB-blocked eviction comes back at once (STYLE.md pitfall).
     pub fn client(&self) -> kube::Client {
         self.start_ticker();
         kube::Client::new(self.router(), "default")
