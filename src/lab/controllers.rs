@@ -364,22 +364,28 @@ fn active_pods_by_owner(st: &State) -> std::collections::HashMap<String, Vec<Pod
 
 /// Garbage collector: dependents whose owners are gone are deleted (background propagation).
 fn garbage_collect(st: &mut State) {
-    let uids: std::collections::HashSet<String> = st
+    let has_owners: Vec<(&crate::lab::store::Key, Vec<String>)> = st
         .store
         .all()
-        .map(|(_, v)| str_at(v, "/metadata/uid").to_string())
+        .filter(|(_, v)| v.pointer("/metadata/deletionTimestamp").is_none())
+        .map(|(k, v)| (k, owner_uids(v)))
+        .filter(|(_, owners)| !owners.is_empty())
         .collect();
-    let orphans: Vec<(String, String, String)> = st
+    if has_owners.is_empty() {
+        return;
+    }
+    let uids: std::collections::HashSet<&str> = st
         .store
         .all()
-        .filter(|(_, v)| {
-            let owners = owner_uids(v);
-            !owners.is_empty()
-                && owners.iter().all(|u| !uids.contains(u))
-                && v.pointer("/metadata/deletionTimestamp").is_none()
-        })
-        .map(|(k, _)| k.clone())
+        .map(|(_, v)| str_at(v, "/metadata/uid"))
         .collect();
+    let orphans: Vec<crate::lab::store::Key> = has_owners
+        .iter()
+        .filter(|(_, owners)| owners.iter().all(|u| !uids.contains(u.as_str())))
+        .map(|(k, _)| (*k).clone())
+        .collect();
+    drop(uids);
+    drop(has_owners);
     for (r, ns, name) in orphans {
         if let Some(def) = resources::by_key(&r) {
             let _ = st.delete(def, &ns, &name, &DeleteOpts::default());
@@ -556,14 +562,22 @@ fn node_ready(node: &Value) -> bool {
 /// Scheduler: an unbound pod goes to a Ready, schedulable node whose NoSchedule and
 /// NoExecute taints it tolerates, preferring the node with the fewest pods.
 fn scheduler(st: &mut State) {
+    let pending = pods_where(st, |p| {
+        str_at(p, "/spec/nodeName").is_empty()
+            && active(p)
+            && str_at(p, "/status/phase") == "Pending"
+    });
+    if pending.is_empty() {
+        return;
+    }
     let nodes = st.store.list_owned("nodes", None);
-    for pod in st.store.list_owned("pods", None) {
-        if !str_at(&pod, "/spec/nodeName").is_empty()
-            || !active(&pod)
-            || str_at(&pod, "/status/phase") != "Pending"
-        {
-            continue;
-        }
+    let mut per_node: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for p in st.store.list("pods", None) {
+        *per_node
+            .entry(str_at(p, "/spec/nodeName").to_string())
+            .or_default() += 1;
+    }
+    for pod in pending {
         let candidates: Vec<&Value> = nodes
             .iter()
             .filter(|n| node_ready(n) && n.pointer("/spec/unschedulable") != Some(&json!(true)))
@@ -585,14 +599,13 @@ fn scheduler(st: &mut State) {
         );
         let best = candidates.into_iter().min_by_key(|n| {
             let nn = str_at(n, "/metadata/name");
-            (
-                st.store
-                    .list("pods", None)
-                    .filter(|p| str_at(p, "/spec/nodeName") == nn)
-                    .count(),
-                nn.to_string(),
-            )
+            (per_node.get(nn).copied().unwrap_or(0), nn.to_string())
         });
+        if let Some(n) = best {
+            *per_node
+                .entry(str_at(n, "/metadata/name").to_string())
+                .or_default() += 1;
+        }
         let mut p = pod.clone();
         let now = ts(st.now());
         let mut conds: Vec<Value> = p
