@@ -241,3 +241,22 @@ fn schema_prints_the_checked_in_schema() {
         .code(0)
         .stdout(checked_in);
 }
+
+#[test]
+fn warnings_alone_exit_0_and_are_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "unverified.yaml",
+        "version: 1\nname: unverified\ntitle: t\nsteps:\n  - action: Cordon\n    id: cordon\n    kube: { cordon: node-1 }\n",
+    );
+    runbook()
+        .current_dir(dir.path())
+        .args(["lint", "unverified.yaml"])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains(
+            "unverified.yaml:5:5: warning: this action has no `verify:` block",
+        ))
+        .stderr(predicate::str::contains("no errors, 1 warning"));
+}

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use runbook::runbook::{diag, parse_str};
+use runbook::runbook::{diag, lint_str};
 
 fn corpus() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/lint");
@@ -22,7 +22,7 @@ fn corpus() -> Vec<PathBuf> {
 fn lint(path: &Path) -> (String, Vec<diag::Diagnostic>) {
     let source = std::fs::read_to_string(path).expect("readable corpus file");
     let shown = Path::new("tests/lint").join(path.file_name().expect("a file name"));
-    let diags = parse_str(&source, &shown).err().unwrap_or_default();
+    let diags = lint_str(&source);
     (diag::render(&shown, &source, &diags), diags)
 }
 

@@ -40,6 +40,7 @@ struct JsonDiagnostic<'a> {
 struct JsonReport<'a> {
     files_checked: usize,
     errors: usize,
+    warnings: usize,
     diagnostics: Vec<JsonDiagnostic<'a>>,
 }
 
@@ -115,7 +116,7 @@ pub fn run(args: Args, _g: &Global) -> i32 {
     for file in &files {
         match std::fs::read_to_string(file) {
             Ok(source) => {
-                let diags = runbook::parse_str(&source, file).err().unwrap_or_default();
+                let diags = runbook::lint_str(&source);
                 results.push((file.clone(), source, diags));
             }
             Err(e) => {
@@ -142,6 +143,10 @@ pub fn run(args: Args, _g: &Global) -> i32 {
             let report = JsonReport {
                 files_checked: results.len(),
                 errors,
+                warnings: results
+                    .iter()
+                    .map(|(_, _, d)| d.iter().filter(|d| !d.is_error()).count())
+                    .sum(),
                 diagnostics: results
                     .iter()
                     .flat_map(|(path, _, diags)| {
@@ -168,14 +173,29 @@ pub fn run(args: Args, _g: &Global) -> i32 {
             }
             let n = results.len();
             let plural = |k: usize, w: &str| format!("{k} {w}{}", if k == 1 { "" } else { "s" });
-            if errors == 0 {
+            let warnings: usize = results
+                .iter()
+                .map(|(_, _, d)| d.iter().filter(|d| !d.is_error()).count())
+                .sum();
+            if errors == 0 && warnings == 0 {
                 eprintln!("{} checked: no problems", plural(n, "runbook"));
+            } else if errors == 0 {
+                eprintln!(
+                    "{} checked: no errors, {}",
+                    plural(n, "runbook"),
+                    plural(warnings, "warning")
+                );
             } else {
                 eprintln!(
-                    "{} checked: {} in {}",
+                    "{} checked: {} in {}{}",
                     plural(n, "runbook"),
                     plural(errors, "error"),
-                    plural(bad_files, "file")
+                    plural(bad_files, "file"),
+                    if warnings > 0 {
+                        format!(", {}", plural(warnings, "warning"))
+                    } else {
+                        String::new()
+                    }
                 );
             }
         }

@@ -54,6 +54,14 @@ impl Diagnostic {
         }
     }
 
+    /// Something worth fixing that does not stop the runbook from running.
+    pub fn warning(code: &'static str, pos: Pos, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, pos, message)
+        }
+    }
+
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self

@@ -27,6 +27,9 @@ pub struct Loaded {
     pub runbook: Runbook,
     pub source: String,
     pub path: PathBuf,
+    /// Problems that do not stop the runbook (e.g. an action without a
+    /// verification); render with [`diag::render`].
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Why a runbook could not be loaded. `Display` renders every diagnostic with its
@@ -101,13 +104,14 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
         path: path.to_owned(),
         source: e,
     })?;
-    match parse_str(&source, path) {
-        Ok(runbook) => Ok(Loaded {
+    match analyze(&source) {
+        (Some(runbook), diags) if !diags.iter().any(Diagnostic::is_error) => Ok(Loaded {
             runbook,
             source,
             path: path.to_owned(),
+            warnings: diags,
         }),
-        Err(diagnostics) => Err(LoadError::Invalid {
+        (_, diagnostics) => Err(LoadError::Invalid {
             path: path.to_owned(),
             source,
             diagnostics,
@@ -115,17 +119,30 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
     }
 }
 
-/// Parse and validate runbook text. `path` is only used in messages. Returns every
-/// problem found, sorted by position; warnings alone do not make it fail.
+/// Parse and validate runbook text. Returns the runbook when there is no error, or
+/// every problem found (warnings included), sorted by position. The diagnostics
+/// carry positions only: render them with [`diag::render`] and the same `path` and
+/// `source`. Use [`lint_str`] to also see the warnings of a runbook that is valid.
 pub fn parse_str(source: &str, path: &Path) -> Result<Runbook, Vec<Diagnostic>> {
+    // The path is part of the signature so callers keep it next to the source it
+    // belongs to; nothing in parsing depends on it.
     let _ = path;
+    match analyze(source) {
+        (Some(rb), diags) if !diags.iter().any(Diagnostic::is_error) => Ok(rb),
+        (_, diags) => Err(diags),
+    }
+}
+
+/// Every problem lint finds in runbook text, errors and warnings, sorted by position.
+pub fn lint_str(source: &str) -> Vec<Diagnostic> {
+    analyze(source).1
+}
+
+fn analyze(source: &str) -> (Option<Runbook>, Vec<Diagnostic>) {
     let (runbook, mut diags) = check(source);
     diags.sort_by_key(|d| (d.line, d.column));
     diags.dedup();
-    match runbook {
-        Some(rb) if !diags.iter().any(Diagnostic::is_error) => Ok(rb),
-        _ => Err(diags),
-    }
+    (runbook, diags)
 }
 
 /// Everything lint finds in `source`, and the runbook when the YAML could be read.

@@ -552,6 +552,20 @@ impl<'a> Validator<'a> {
             }
             _ => {}
         }
+        // Every fix is proven by a verification; an action without one is allowed
+        // (a notification, a cordon proven by a later step) but worth a second look.
+        if kind == StepKind::Action && step.verification().is_none() && step.escalate.is_empty() {
+            let key_len = "action".len();
+            self.push(
+                Diagnostic::warning(
+                    "action-without-verify",
+                    step.pos,
+                    "this action has no `verify:` block: nothing will prove it worked",
+                )
+                .len(key_len)
+                .help("add `verify:` with a read-only operation and an `expect`, or follow it with a `verify:` step"),
+            );
+        }
     }
 
     fn save_name(&mut self, s: &Sp<String>) {

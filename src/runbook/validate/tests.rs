@@ -4,12 +4,16 @@ use std::path::Path;
 
 use crate::runbook::parse_str;
 
-/// The codes of every problem in `steps` (a YAML list) under a minimal header.
+/// The codes of every error in `steps` (a YAML list) under a minimal header.
 fn codes(params: &str, steps: &str) -> Vec<&'static str> {
     let text = format!("version: 1\nname: t\ntitle: t\nparams:\n{params}\nsteps:\n{steps}");
     match parse_str(&text, Path::new("t.yaml")) {
         Ok(_) => Vec::new(),
-        Err(d) => d.into_iter().map(|d| d.code).collect(),
+        Err(d) => d
+            .into_iter()
+            .filter(|d| d.is_error())
+            .map(|d| d.code)
+            .collect(),
     }
 }
 
