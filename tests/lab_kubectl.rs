@@ -543,3 +543,39 @@ async fn logs_fail_like_a_real_cluster_for_lost_and_waiting_pods() {
     assert!(out.contains("simulated container binder"), "{out}");
     k.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_watch_prints_a_row_for_each_change() {
+    let Some(k) = Kc::seed().await else { return };
+    let mut child = k
+        .command(&[
+            "get",
+            "pods",
+            "-n",
+            "prod",
+            "-w",
+            "--field-selector",
+            &format!("metadata.name={USER_POD}"),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    k.ok(&["delete", "pod", "-n", "prod", USER_POD, "--wait=false"])
+        .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.start_kill().unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let statuses: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with(USER_POD))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec!["NodeLost", "Unknown"],
+        "initial row, then the row after the graceful delete:\n{text}"
+    );
+    k.stop().await;
+}
