@@ -1,0 +1,346 @@
+//! Deployments, ReplicaSets, the garbage collector, PodDisruptionBudgets and workload status.
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::*;
+use crate::lab::clock::ts;
+use crate::lab::resources;
+use crate::lab::select::LabelSelector;
+use crate::lab::state::{DeleteOpts, State, controller_of, owner_uids, pod_ready, str_at};
+
+/// What the ReplicaSet and Deployment controllers need to know of an active pod.
+pub(super) struct PodSummary {
+    pub(super) name: String,
+    pub(super) scheduled: bool,
+    pub(super) ready: bool,
+    pub(super) created: String,
+}
+
+/// Active pods by the uid of their controller owner.
+pub(super) fn active_pods_by_owner(
+    st: &State,
+) -> std::collections::HashMap<String, Vec<PodSummary>> {
+    let mut map: std::collections::HashMap<String, Vec<PodSummary>> =
+        std::collections::HashMap::new();
+    for p in st.store.list("pods", None) {
+        let Some(owner) = controller_of(p).and_then(|o| o["uid"].as_str()) else {
+            continue;
+        };
+        if !active(p) {
+            continue;
+        }
+        map.entry(owner.to_string()).or_default().push(PodSummary {
+            name: str_at(p, "/metadata/name").to_string(),
+            scheduled: !str_at(p, "/spec/nodeName").is_empty(),
+            ready: pod_ready(p),
+            created: str_at(p, "/metadata/creationTimestamp").to_string(),
+        });
+    }
+    map
+}
+
+/// Garbage collector: dependents whose owners are gone are deleted (background propagation).
+pub(super) fn garbage_collect(st: &mut State) {
+    let has_owners: Vec<(&crate::lab::store::Key, Vec<String>)> = st
+        .store
+        .all()
+        .filter(|(_, v)| v.pointer("/metadata/deletionTimestamp").is_none())
+        .map(|(k, v)| (k, owner_uids(v)))
+        .filter(|(_, owners)| !owners.is_empty())
+        .collect();
+    if has_owners.is_empty() {
+        return;
+    }
+    let uids: std::collections::HashSet<&str> = st
+        .store
+        .all()
+        .map(|(_, v)| str_at(v, "/metadata/uid"))
+        .collect();
+    let orphans: Vec<crate::lab::store::Key> = has_owners
+        .iter()
+        .filter(|(_, owners)| owners.iter().all(|u| !uids.contains(u.as_str())))
+        .map(|(k, _)| (*k).clone())
+        .collect();
+    drop(uids);
+    drop(has_owners);
+    for (r, ns, name) in orphans {
+        if let Some(def) = resources::by_key(&r) {
+            let _ = st.delete(def, &ns, &name, &DeleteOpts::default());
+        }
+    }
+}
+
+pub(super) const HASH_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+/// `pod-template-hash`: a hash of the template, encoded like `rand.SafeEncodeString`.
+pub(super) fn template_hash(template: &Value) -> String {
+    let digest = Sha256::digest(template.to_string().as_bytes());
+    let n = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    n.to_string()
+        .bytes()
+        .map(|b| HASH_CHARS[b as usize % HASH_CHARS.len()] as char)
+        .collect()
+}
+
+/// A ReplicaSet written in a scenario carries the Deployment's template plus its
+/// `pod-template-hash` label: that still counts as the current template.
+pub(super) fn same_template(rs_tpl: Option<&Value>, dep_tpl: &Value) -> bool {
+    let Some(t) = rs_tpl else { return false };
+    let mut t = t.clone();
+    if let Some(l) = t
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        l.remove("pod-template-hash");
+    }
+    let mut d = dep_tpl.clone();
+    if let Some(l) = d
+        .pointer_mut("/metadata/labels")
+        .and_then(Value::as_object_mut)
+    {
+        l.remove("pod-template-hash");
+    }
+    t == d
+}
+
+pub(super) fn owner_ref(obj: &Value) -> Value {
+    json!({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
+        "uid": obj["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true})
+}
+
+pub(super) fn owned_by<'a>(items: &'a [Value], owner: &Value) -> impl Iterator<Item = &'a Value> {
+    let uid = owner["metadata"]["uid"].clone();
+    items
+        .iter()
+        .filter(move |v| controller_of(v).is_some_and(|o| o["uid"] == uid))
+}
+
+/// Deployment controller (simplified to the Recreate idea): the ReplicaSet whose
+/// `pod-template-hash` matches the current template gets all replicas, others get 0.
+/// `kubectl rollout restart` changes the template annotation, so a new ReplicaSet
+/// takes over.
+pub(super) fn deployments(st: &mut State) {
+    let rss = st.store.list_owned("replicasets.apps", None);
+    for dep in st.store.list_owned("deployments.apps", None) {
+        if dep.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        let ns = str_at(&dep, "/metadata/namespace").to_string();
+        let dname = str_at(&dep, "/metadata/name").to_string();
+        let replicas = dep
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let template = dep.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let hash = template_hash(&template);
+        let owned: Vec<Value> = owned_by(&rss, &dep).cloned().collect();
+        let is_current = |rs: &Value| {
+            str_at(rs, "/metadata/labels/pod-template-hash") == hash
+                || str_at(rs, "/metadata/name") == format!("{dname}-{hash}")
+                || same_template(rs.pointer("/spec/template"), &template)
+        };
+        let current = owned.iter().find(|rs| is_current(rs));
+        if current.is_none() {
+            let mut tpl = template.clone();
+            tpl["metadata"]["labels"]["pod-template-hash"] = json!(hash);
+            let mut selector = dep.pointer("/spec/selector").cloned().unwrap_or(json!({}));
+            selector["matchLabels"]["pod-template-hash"] = json!(hash);
+            let mut labels = template
+                .pointer("/metadata/labels")
+                .cloned()
+                .unwrap_or(json!({}));
+            labels["pod-template-hash"] = json!(hash);
+            let rs = json!({
+                "metadata": {"name": format!("{dname}-{hash}"), "namespace": ns, "labels": labels,
+                    "ownerReferences": [owner_ref(&dep)],
+                    "annotations": {"deployment.kubernetes.io/revision": (owned.len() + 1).to_string()}},
+                "spec": {"replicas": replicas, "selector": selector, "template": tpl},
+            });
+            let now = st.now();
+            let _ = st
+                .store
+                .create(res("replicasets.apps"), &ns, rs, now, false);
+        }
+        for rs in &owned {
+            let want = if is_current(rs) { replicas } else { 0 };
+            if rs.pointer("/spec/replicas").and_then(Value::as_i64) != Some(want) {
+                let mut r = rs.clone();
+                r["spec"]["replicas"] = json!(want);
+                st.store
+                    .update("replicasets.apps", &ns, str_at(rs, "/metadata/name"), r);
+            }
+        }
+    }
+}
+
+/// ReplicaSet controller (`pkg/controller/replicaset`): counts active pods (not
+/// terminal, no deletionTimestamp — so a NodeLost pod still counts until it is
+/// deleted) and creates or deletes pods to match `spec.replicas`.
+pub(super) fn replicasets(st: &mut State) {
+    let mut by_owner = active_pods_by_owner(st);
+    for rs in st.store.list_owned("replicasets.apps", None) {
+        if rs.pointer("/metadata/deletionTimestamp").is_some() {
+            continue;
+        }
+        let ns = str_at(&rs, "/metadata/namespace").to_string();
+        let want = rs
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let mut mine = by_owner
+            .remove(str_at(&rs, "/metadata/uid"))
+            .unwrap_or_default();
+        let have = mine.len() as i64;
+        if have < want {
+            for _ in have..want {
+                let tpl = rs.pointer("/spec/template").cloned().unwrap_or(json!({}));
+                let suffix = st.store.suffix(5);
+                let pod = json!({
+                    "metadata": {"name": format!("{}-{suffix}", str_at(&rs, "/metadata/name")), "namespace": ns,
+                        "labels": tpl.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                        "annotations": tpl.pointer("/metadata/annotations").cloned().unwrap_or(json!({})),
+                        "ownerReferences": [owner_ref(&rs)]},
+                    "spec": tpl.get("spec").cloned().unwrap_or(json!({"containers": []})),
+                });
+                let _ = st.create(res("pods"), &ns, pod, false);
+            }
+        } else if have > want {
+            // Delete the least useful first: unscheduled, then not ready, then newest.
+            mine.sort_by(|a, b| {
+                (a.scheduled, a.ready, std::cmp::Reverse(&a.created)).cmp(&(
+                    b.scheduled,
+                    b.ready,
+                    std::cmp::Reverse(&b.created),
+                ))
+            });
+            for p in mine.iter().take((have - want) as usize) {
+                let _ = st.delete(res("pods"), &ns, &p.name, &DeleteOpts::default());
+            }
+        }
+    }
+}
+
+pub(super) fn int_or_percent(v: &Value, total: i64, round_up: bool) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().unwrap_or(0),
+        Value::String(s) => {
+            let pct: f64 = s.trim_end_matches('%').parse().unwrap_or(0.0);
+            let x = pct * total as f64 / 100.0;
+            if round_up {
+                x.ceil() as i64
+            } else {
+                x.floor() as i64
+            }
+        }
+        _ => 0,
+    }
+}
+
+/// Disruption controller (`pkg/controller/disruption`): currentHealthy, desiredHealthy
+/// and disruptionsAllowed of every PDB, which the eviction subresource checks.
+pub(super) fn disruption_budgets(st: &mut State) {
+    for pdb in st.store.list_owned("poddisruptionbudgets.policy", None) {
+        let ns = str_at(&pdb, "/metadata/namespace").to_string();
+        let sel = LabelSelector::from_object(pdb.pointer("/spec/selector").unwrap_or(&json!({})));
+        let pods: Vec<Value> = st
+            .store
+            .list("pods", Some(&ns))
+            .filter(|p| sel.matches(p) && active(p))
+            .cloned()
+            .collect();
+        let expected = pods.len() as i64;
+        let healthy = pods.iter().filter(|p| pod_ready(p)).count() as i64;
+        let desired = if let Some(min) = pdb.pointer("/spec/minAvailable") {
+            int_or_percent(min, expected, true)
+        } else if let Some(max) = pdb.pointer("/spec/maxUnavailable") {
+            (expected - int_or_percent(max, expected, true)).max(0)
+        } else {
+            expected
+        };
+        let mut p = pdb.clone();
+        p["status"]["currentHealthy"] = json!(healthy);
+        p["status"]["desiredHealthy"] = json!(desired);
+        p["status"]["expectedPods"] = json!(expected);
+        p["status"]["disruptionsAllowed"] = json!((healthy - desired).max(0));
+        p["status"]["observedGeneration"] = pdb["metadata"]["generation"].clone();
+        st.store.update(
+            "poddisruptionbudgets.policy",
+            &ns,
+            str_at(&pdb, "/metadata/name"),
+            p,
+        );
+    }
+}
+
+/// Status of ReplicaSets and Deployments (what `kubectl get deploy` and rollout read).
+pub(super) fn workload_status(st: &mut State) {
+    let by_owner = active_pods_by_owner(st);
+    let counts = |uid: &str| {
+        by_owner
+            .get(uid)
+            .map(|v| (v.len(), v.iter().filter(|p| p.ready).count()))
+            .unwrap_or((0, 0))
+    };
+    let rss = st.store.list_owned("replicasets.apps", None);
+    for rs in &rss {
+        let (total, ready) = counts(str_at(rs, "/metadata/uid"));
+        let mut r = rs.clone();
+        r["status"] = json!({"replicas": total, "fullyLabeledReplicas": total, "readyReplicas": ready,
+            "availableReplicas": ready, "observedGeneration": rs["metadata"]["generation"]});
+        st.store.update(
+            "replicasets.apps",
+            str_at(rs, "/metadata/namespace"),
+            str_at(rs, "/metadata/name"),
+            r,
+        );
+    }
+    for dep in st.store.list_owned("deployments.apps", None) {
+        let template = dep.pointer("/spec/template").cloned().unwrap_or(json!({}));
+        let hash = template_hash(&template);
+        let mut total = 0;
+        let mut ready = 0;
+        let mut updated = 0;
+        for rs in owned_by(&rss, &dep) {
+            let (t, r) = counts(str_at(rs, "/metadata/uid"));
+            total += t;
+            ready += r;
+            if str_at(rs, "/metadata/labels/pod-template-hash") == hash
+                || same_template(rs.pointer("/spec/template"), &template)
+            {
+                updated += t;
+            }
+        }
+        let want = dep
+            .pointer("/spec/replicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1) as usize;
+        let now = ts(st.now());
+        let keep = |i: usize, field: &str| {
+            dep.pointer(&format!("/status/conditions/{i}/{field}"))
+                .cloned()
+                .unwrap_or(json!(now))
+        };
+        let available = ready >= want;
+        let mut status = json!({"replicas": total, "updatedReplicas": updated, "readyReplicas": ready,
+            "availableReplicas": ready, "unavailableReplicas": total.saturating_sub(ready),
+            "observedGeneration": dep["metadata"]["generation"],
+            "conditions": [{"type": "Available", "status": if available { "True" } else { "False" },
+                "reason": if available { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" },
+                "lastUpdateTime": keep(0, "lastUpdateTime"), "lastTransitionTime": keep(0, "lastTransitionTime")},
+                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
+                "message": format!("ReplicaSet \"{}-{hash}\" has successfully progressed.", str_at(&dep, "/metadata/name")),
+                "lastUpdateTime": keep(1, "lastUpdateTime"), "lastTransitionTime": keep(1, "lastTransitionTime")}]});
+        if !available && let Some(m) = status.as_object_mut() {
+            m.remove("availableReplicas");
+        }
+        let mut d = dep.clone();
+        d["status"] = status;
+        st.store.update(
+            "deployments.apps",
+            str_at(&dep, "/metadata/namespace"),
+            str_at(&dep, "/metadata/name"),
+            d,
+        );
+    }
+}
