@@ -77,6 +77,22 @@ pub struct PlannedOp {
     pub mutating: bool,
 }
 
+/// One request an operation sent to an API (Kubernetes), retried ones included, so
+/// the postmortem can show exactly what was called and how it answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiCall {
+    /// HTTP method: `GET`, `PATCH`, `DELETE`, `POST`, `PUT`.
+    pub method: String,
+    /// Path and query, e.g. `/api/v1/namespaces/prod/pods/hub-1?gracePeriodSeconds=0`.
+    pub path: String,
+    /// HTTP status of the answer; 0 when no answer came (connection error, timeout).
+    pub status: u16,
+    pub duration_ms: u64,
+    /// The equivalent `kubectl` command line, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubectl: Option<String>,
+}
+
 /// How an operation, verification or step ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -195,6 +211,9 @@ pub enum Event {
         /// Side file (relative to the run folder) holding output too large to inline.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         output_file: Option<String>,
+        /// API calls the operation made, in order (kube).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        calls: Vec<ApiCall>,
     },
     /// A person was asked to do something (manual step or rung).
     ManualRequested { scope: Scope, instruction: String },
@@ -210,6 +229,14 @@ pub enum Event {
         ok: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
+    },
+    /// A rung of an escalation ladder starts (1-based `index` of `of`).
+    RungStarted {
+        step: String,
+        rung: String,
+        title: String,
+        index: usize,
+        of: usize,
     },
     /// The previous rung did not satisfy the verification; the next one starts.
     Escalated {

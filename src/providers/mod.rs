@@ -1,1 +1,178 @@
-//! See DESIGN.md.
+//! Providers: the only code that touches the outside world.
+//!
+//! The engine never runs a command, sends a request or calls the Kubernetes API
+//! itself. For every operation of a step it asks the provider named by the operation's
+//! key (`shell`, `http`, `prometheus`, `kube`) to
+//!
+//! 1. [`Provider::resolve`] it: render its templates against the run's variables and
+//!    return a [`Resolved`] operation — the data that will run, one line a person can
+//!    read and repeat by hand (`display`), and whether it changes anything. This is
+//!    pure: the gate's plan, `--dry-run` and the journal show exactly this value.
+//! 2. [`Provider::execute`] it: perform the resolved operation, bounded by the
+//!    cancellation token and the timeout in [`ExecCtx`], and return its result as JSON.
+//!
+//! Engine tests register a scripted provider under every name ([`Providers::with`]),
+//! so they run in milliseconds with no process, socket or cluster.
+//!
+//! `manual` operations are not a provider: they need a person, and the engine asks
+//! its approver for them.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::journal::event::ApiCall;
+use crate::runbook::model::OpRef;
+
+/// An operation with every template rendered: what the plan shows, what the journal
+/// records before it runs, and what [`Provider::execute`] performs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Resolved {
+    /// `shell`, `http`, `prometheus` or `kube`.
+    pub provider: String,
+    /// One line a person can read and repeat by hand: the argv, `GET https://…`,
+    /// `kubectl delete pod x --grace-period=0 --force -n prod`.
+    pub display: String,
+    /// The resolved operation as data (provider-specific). Conditions that a provider
+    /// evaluates per object (`kube` `where`, `wait.for`) stay unevaluated here: they
+    /// are evaluated at execution against [`ExecCtx::vars`].
+    pub op: Value,
+    /// True when running it may change the outside world.
+    pub mutating: bool,
+}
+
+/// What a provider needs to know besides the operation and the variables.
+#[derive(Debug, Clone, Default)]
+pub struct Defaults {
+    /// Default Kubernetes namespace (command line, then the runbook's `kube.namespace`,
+    /// then the kubeconfig's).
+    pub namespace: Option<String>,
+    /// Working directory of shell steps that name none: the runbook's folder.
+    pub base_dir: PathBuf,
+}
+
+/// How one execution of a resolved operation is bounded and observed.
+#[derive(Debug, Clone)]
+pub struct ExecCtx {
+    /// Cancelled on Ctrl-C or when the step's deadline passes: kill the child process,
+    /// drop the request, and return [`OpError::Cancelled`] promptly.
+    pub cancel: CancellationToken,
+    /// Bound on this attempt (the step's `timeout`), when it has one.
+    pub timeout: Option<Duration>,
+    /// Ask the server for a dry run of writes (`dryRun=All`) where it supports one.
+    pub dry_run: bool,
+    /// The run's variables (`params`, saved values, `item`, `index`), for conditions
+    /// that a provider evaluates itself.
+    pub vars: Value,
+    /// API calls made so far by this execution, in order; the engine journals them.
+    pub calls: CallLog,
+}
+
+impl ExecCtx {
+    pub fn new(vars: Value) -> ExecCtx {
+        ExecCtx {
+            cancel: CancellationToken::new(),
+            timeout: None,
+            dry_run: false,
+            vars,
+            calls: CallLog::default(),
+        }
+    }
+}
+
+/// Shared, append-only list of the API calls one execution made (including retried
+/// ones), so a timed-out or cancelled execution still reports what it sent.
+#[derive(Debug, Clone, Default)]
+pub struct CallLog(Arc<Mutex<Vec<ApiCall>>>);
+
+impl CallLog {
+    pub fn push(&self, call: ApiCall) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(call);
+    }
+
+    pub fn take(&self) -> Vec<ApiCall> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Why an operation did not produce a result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OpError {
+    /// The operation ran and failed (non-zero exit, unexpected status, API error).
+    /// `result` carries what it returned anyway (stdout, the Status body), for the journal.
+    #[error("{message}")]
+    Failed {
+        message: String,
+        result: Option<Value>,
+    },
+    /// The timeout in [`ExecCtx`] ran out.
+    #[error("timed out after {0:?}")]
+    TimedOut(Duration),
+    /// The cancellation token fired (Ctrl-C).
+    #[error("cancelled")]
+    Cancelled,
+    /// The operation could not be resolved or is invalid for this provider.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl OpError {
+    pub fn failed(message: impl Into<String>) -> OpError {
+        OpError::Failed {
+            message: message.into(),
+            result: None,
+        }
+    }
+}
+
+/// One kind of operation: `shell`, `http`, `prometheus` or `kube`.
+pub trait Provider: Send + Sync {
+    /// Render `op`'s templates against `vars` and describe the result. Pure: no I/O.
+    fn resolve(&self, op: OpRef<'_>, vars: &Value, defaults: &Defaults)
+    -> Result<Resolved, OpError>;
+
+    /// Perform a resolved operation. Must return promptly with [`OpError::Cancelled`]
+    /// when `cx.cancel` fires and with [`OpError::TimedOut`] when `cx.timeout` passes.
+    fn execute<'a>(
+        &'a self,
+        op: &'a Resolved,
+        cx: &'a ExecCtx,
+    ) -> BoxFuture<'a, Result<Value, OpError>>;
+}
+
+/// The providers a run may use, by name.
+#[derive(Clone, Default)]
+pub struct Providers {
+    map: HashMap<String, Arc<dyn Provider>>,
+}
+
+impl Providers {
+    /// No providers: every operation fails with "no provider".
+    pub fn empty() -> Providers {
+        Providers::default()
+    }
+
+    /// Register (or replace) the provider for `name`.
+    pub fn with(mut self, name: &str, provider: Arc<dyn Provider>) -> Providers {
+        self.map.insert(name.to_string(), provider);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
+        self.map.get(name)
+    }
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<_> = self.map.keys().collect();
+        names.sort();
+        f.debug_struct("Providers").field("names", &names).finish()
+    }
+}
