@@ -28,6 +28,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::event::ApiCall;
+
+pub mod shell;
 use crate::runbook::model::OpRef;
 
 /// An operation with every template rendered: what the plan shows, what the journal
@@ -134,8 +136,12 @@ impl OpError {
 /// One kind of operation: `shell`, `http`, `prometheus` or `kube`.
 pub trait Provider: Send + Sync {
     /// Render `op`'s templates against `vars` and describe the result. Pure: no I/O.
-    fn resolve(&self, op: OpRef<'_>, vars: &Value, defaults: &Defaults)
-    -> Result<Resolved, OpError>;
+    fn resolve(
+        &self,
+        op: OpRef<'_>,
+        vars: &Value,
+        defaults: &Defaults,
+    ) -> Result<Resolved, OpError>;
 
     /// Perform a resolved operation. Must return promptly with [`OpError::Cancelled`]
     /// when `cx.cancel` fires and with [`OpError::TimedOut`] when `cx.timeout` passes.
