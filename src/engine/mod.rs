@@ -29,7 +29,8 @@ pub use approve::{
     PromptApprover,
 };
 pub use clock::{Clock, SystemClock};
-pub use printer::{Printer, PrinterOpts};
+pub use printer::{Printer, PrinterOpts, human as human_duration};
+pub use run::git_ref;
 pub use state::{RunSummary, list_runs, new_run_id};
 
 use crate::journal::event::RunStatus;
