@@ -962,3 +962,36 @@ steps:
     assert_eq!(report.status, RunStatus::Succeeded, "{}", h.output());
     assert!(h.log().is_empty());
 }
+
+#[tokio::test]
+async fn a_failing_step_runs_its_handlers_then_the_run_fails() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: handlers
+title: t
+steps:
+  - action: Change
+    id: change
+    gate: auto
+    shell: { argv: [change] }
+    on_failure: [rollback]
+  - check: Never reached
+    id: later
+    shell: { argv: [later] }
+handlers:
+  - action: Roll back
+    id: rollback
+    gate: auto
+    shell: { argv: [rollback] }
+"#,
+    );
+    let report = run_auto(&h, &loaded, h.providers(|line, _| match line {
+        "change" => Err(OpError::failed("boom")),
+        _ => ok_json(),
+    }))
+    .await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(h.log(), ["change", "rollback"]);
+}
