@@ -987,11 +987,78 @@ handlers:
     shell: { argv: [rollback] }
 "#,
     );
-    let report = run_auto(&h, &loaded, h.providers(|line, _| match line {
-        "change" => Err(OpError::failed("boom")),
-        _ => ok_json(),
-    }))
+    let report = run_auto(
+        &h,
+        &loaded,
+        h.providers(|line, _| match line {
+            "change" => Err(OpError::failed("boom")),
+            _ => ok_json(),
+        }),
+    )
     .await;
     assert_eq!(report.status, RunStatus::Failed);
     assert_eq!(h.log(), ["change", "rollback"]);
+}
+
+#[tokio::test]
+async fn resuming_a_for_each_runs_only_the_items_that_did_not_finish_and_asks_again() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: fan-out
+title: t
+params:
+  nodes: { default: [a, b, c, d] }
+steps:
+  - action: Cordon
+    id: cordon
+    for_each: params.nodes
+    concurrency: 1
+    shell: { argv: [cordon, "{{item}}"] }
+"#,
+    );
+    let report = run_auto(&h, &loaded, h.providers(|_, _| ok_json())).await;
+    assert_eq!(report.status, RunStatus::Succeeded);
+    // Cut the journal as if killed while item 1 ran: item 0 finished, item 1 started.
+    let text = std::fs::read_to_string(&report.journal).unwrap();
+    let mut kept = String::new();
+    for line in text.lines() {
+        kept.push_str(line);
+        kept.push('\n');
+        if line.contains("\"op_started\"") && line.contains("cordon b") {
+            break;
+        }
+    }
+    std::fs::write(&report.journal, kept).unwrap();
+    let before = h.log().len();
+
+    // The earlier approval does not carry over: nothing can tell whether b happened.
+    let paused = engine::resume(
+        &h.state(),
+        &report.run_id,
+        h.providers(|_, _| ok_json()),
+        Arc::new(FlagApprover::new(false, &[], "ana")),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(paused.status, RunStatus::Paused, "{}", h.output());
+    assert_eq!(h.log().len(), before);
+
+    let resumed = engine::resume(
+        &h.state(),
+        &report.run_id,
+        h.providers(|_, _| ok_json()),
+        Arc::new(FlagApprover::new(false, &["cordon".to_string()], "ana")),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
+    assert_eq!(&h.log()[before..], ["cordon b", "cordon c", "cordon d"]);
 }

@@ -40,15 +40,23 @@ impl RunLock {
                 context: format!("cannot open lock file {}", path.display()),
                 source,
             })?;
-        // SAFETY: flock on a descriptor owned by `file`, which lives as long as the lock.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(EngineError::Locked {
-                run_id: run_id.to_string(),
-                lock: path,
-            });
+        // A lock released a moment ago can still be held by a child forked by
+        // another thread of this process, until that child execs (the descriptor is
+        // close-on-exec, but the fork copies it first): retry briefly before saying
+        // that another process drives the run.
+        for _ in 0..50 {
+            // SAFETY: flock on a descriptor owned by `file`, which lives as long as
+            // the lock.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(RunLock { _file: file });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
-        Ok(RunLock { _file: file })
+        Err(EngineError::Locked {
+            run_id: run_id.to_string(),
+            lock: path,
+        })
     }
 }
 

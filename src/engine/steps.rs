@@ -267,14 +267,20 @@ impl Engine<'_> {
             Ok(p) => p,
             Err(e) => return Ok((failed(e), Value::Null)),
         };
-        let prior = self.prior(step);
+        let mut prior = self.prior(step);
         let mut done_items = Vec::new();
         if let Some(p) = &prior {
+            let unknown = !p.unknown_ops(None).is_empty();
             if let Some(end) = self.reverify_unknown(step, p, None).await? {
                 return Ok((end, Value::Null));
             }
             done_items = p.ok_items(None);
             prepared.retain(|x| !done_items.contains(&x.planned.scope.item));
+            if unknown && step.verification().is_none() {
+                // Nothing can tell whether it already happened: a person decides
+                // again, the earlier approval does not carry over.
+                prior = None;
+            }
         }
         let gate = self.gate_of(step, None);
         // Nothing left to run (an empty `for_each`, or every item finished before a
@@ -380,15 +386,18 @@ impl Engine<'_> {
             )?;
         }
         self.printer.line(&format!(
-            "? {}: {} operation(s) have an unknown outcome (the run stopped mid-action); re-verifying before retrying",
+            "? {}: {} operation(s) have an unknown outcome (the run stopped mid-action)",
             step.id.value,
             unknown.len()
         ));
         let Some(v) = step.verification() else {
-            self.printer
-                .line("  no verification to check them: the action is gated again");
+            self.printer.line(
+                "  no verification can tell whether they happened: the action goes through its gate again",
+            );
             return Ok(None);
         };
+        self.printer
+            .line("  re-verifying before anything is retried");
         match self.verify(step, rung, v, Duration::ZERO, true).await? {
             Verdict::Holds => {
                 self.printer
@@ -403,10 +412,6 @@ impl Engine<'_> {
             }
         }
     }
-
-    // ----- escalation ladders ---------------------------------------------------
-
-    // ----- verifications --------------------------------------------------------
 
     // ----- manual steps ---------------------------------------------------------
 
