@@ -1062,3 +1062,51 @@ steps:
     assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
     assert_eq!(&h.log()[before..], ["cordon b", "cordon c", "cordon d"]);
 }
+
+#[tokio::test]
+async fn a_large_output_goes_to_a_side_file_and_the_journal_keeps_a_bounded_copy() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: big
+title: t
+steps:
+  - check: Dump
+    id: dump
+    shell: { argv: [dump] }
+    save: dump
+"#,
+    );
+    let big = "x".repeat(100_000);
+    let report = run_auto(
+        &h,
+        &loaded,
+        h.providers(move |_, _| Ok(json!({"exit_code": 0, "stdout": big.clone(), "stderr": ""}))),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded);
+    let ev = events(&report);
+    let (result, file) = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::OpFinished {
+                result: Some(r),
+                output_file: Some(f),
+                ..
+            } => Some((r.clone(), f.clone())),
+            _ => None,
+        })
+        .expect("a side file for the large result");
+    assert!(result["stdout"].as_str().unwrap().len() < 4096);
+    assert!(
+        result["stdout"]
+            .as_str()
+            .unwrap()
+            .ends_with("[100000 bytes in total]")
+    );
+    let full: Value =
+        serde_json::from_slice(&std::fs::read(report.run_dir.join(&file)).unwrap()).unwrap();
+    assert_eq!(full["stdout"].as_str().unwrap().len(), 100_000);
+    assert!(std::fs::metadata(&report.journal).unwrap().len() < 20_000);
+}

@@ -139,11 +139,16 @@ impl Engine<'_> {
             }
         };
         bar.set_position(done_items.len() as u64);
+        let failures = std::sync::atomic::AtomicUsize::new(0);
         #[allow(clippy::type_complexity)]
         let mut results: Vec<(Option<usize>, Result<Result<Value, OpError>, EngineError>)> =
             futures::stream::iter(prepared.iter())
                 .map(|p| async {
                     let r = self.execute_retrying(p, t, retry).await;
+                    if !matches!(r, Ok(Ok(_))) {
+                        let n = failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        bar.set_message(format!("{n} failed"));
+                    }
                     bar.inc();
                     (p.planned.scope.item, r)
                 })
