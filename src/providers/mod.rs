@@ -134,8 +134,12 @@ impl OpError {
 /// One kind of operation: `shell`, `http`, `prometheus` or `kube`.
 pub trait Provider: Send + Sync {
     /// Render `op`'s templates against `vars` and describe the result. Pure: no I/O.
-    fn resolve(&self, op: OpRef<'_>, vars: &Value, defaults: &Defaults)
-    -> Result<Resolved, OpError>;
+    fn resolve(
+        &self,
+        op: OpRef<'_>,
+        vars: &Value,
+        defaults: &Defaults,
+    ) -> Result<Resolved, OpError>;
 
     /// Perform a resolved operation. Must return promptly with [`OpError::Cancelled`]
     /// when `cx.cancel` fires and with [`OpError::TimedOut`] when `cx.timeout` passes.
