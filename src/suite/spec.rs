@@ -32,7 +32,7 @@ use crate::journal::event::RunStatus;
 use crate::runbook::model::Runbook;
 
 /// A parsed `NAME.test.yaml`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestFile {
     /// Always 1.
@@ -41,7 +41,7 @@ pub struct TestFile {
 }
 
 /// One test: a scenario, the answers to give, and the outcome to expect.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Case {
     pub name: String,
@@ -59,7 +59,7 @@ pub struct Case {
 }
 
 /// The declared outcome of a test.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
     pub status: RunStatus,
@@ -85,6 +85,14 @@ pub struct SpecError {
     pub line: u64,
     pub column: u64,
     pub message: String,
+}
+
+/// The JSON schema of test files, as checked in at `schemas/test.schema.json`.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(TestFile);
+    let mut s = serde_json::to_string_pretty(&schema).expect("invariant: a schema serialises");
+    s.push('\n');
+    s
 }
 
 /// The test file of a runbook: `NAME.test.yaml` beside `NAME.yaml`.
