@@ -17,6 +17,8 @@
 //! `manual` operations are not a provider: they need a person, and the engine asks
 //! its approver for them.
 
+pub mod kube;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -134,8 +136,12 @@ impl OpError {
 /// One kind of operation: `shell`, `http`, `prometheus` or `kube`.
 pub trait Provider: Send + Sync {
     /// Render `op`'s templates against `vars` and describe the result. Pure: no I/O.
-    fn resolve(&self, op: OpRef<'_>, vars: &Value, defaults: &Defaults)
-    -> Result<Resolved, OpError>;
+    fn resolve(
+        &self,
+        op: OpRef<'_>,
+        vars: &Value,
+        defaults: &Defaults,
+    ) -> Result<Resolved, OpError>;
 
     /// Perform a resolved operation. Must return promptly with [`OpError::Cancelled`]
     /// when `cx.cancel` fires and with [`OpError::TimedOut`] when `cx.timeout` passes.
