@@ -384,3 +384,31 @@ fn runs_lists_past_runs_with_their_status() {
     assert_eq!(line["status"], "not_applicable");
     assert_eq!(line["run_id"], sys.only_run());
 }
+
+#[test]
+fn yes_does_not_approve_an_explicit_gate_but_approve_by_name_does() {
+    let sys = Sys::new();
+    sys.touch("broken");
+    let file = fixture("fix-file-explicit.yaml");
+    let out = sys.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "-p",
+        &sys.dir_param(),
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        sys.exists("broken"),
+        "--yes did not approve the explicit gate"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--approve repair"), "{stderr}");
+    let id = sys.only_run();
+    let resumed = sys.run(&["resume", &id, "--yes"]);
+    assert_eq!(resumed.status.code(), Some(3), "{}", text(&resumed));
+    assert!(sys.exists("broken"));
+    let resumed = sys.run(&["resume", &id, "--approve", "repair"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert!(sys.exists("repaired"));
+}

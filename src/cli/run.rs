@@ -101,7 +101,17 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     let (opts, approver) = setup(&args.approval, g, params, base_dir, args.dry_run);
     let providers = build_providers(&args.approval.kube);
     let state_dir = g.state_dir.clone();
+    let kube_args = args.approval.kube.clone();
     drive(&args.approval, move |cancel| async move {
+        let needs_kube = uses_kube(&loaded.runbook);
+        let providers = add_kube(
+            providers,
+            &kube_args,
+            loaded.runbook.kube.as_ref(),
+            needs_kube,
+        )
+        .await
+        .map_err(engine::EngineError::Setup)?;
         engine::run(
             &loaded,
             providers,
@@ -130,7 +140,18 @@ pub fn resume(args: ResumeArgs, g: &Global) -> i32 {
     let providers = build_providers(&args.approval.kube);
     let state_dir = g.state_dir.clone();
     let run_id = args.run_id.clone();
+    let kube_args = args.approval.kube.clone();
     drive(&args.approval, move |cancel| async move {
+        // The runbook is re-read by the engine from the journal; a cluster that
+        // cannot be reached only matters if a kube step is still to run, and then
+        // that step fails with the reason printed here.
+        let providers = match add_kube(providers.clone(), &kube_args, None, true).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("warning: {e}");
+                providers
+            }
+        };
         engine::resume(
             &state_dir,
             &run_id,
@@ -146,11 +167,8 @@ pub fn resume(args: ResumeArgs, g: &Global) -> i32 {
 
 /// The providers of a real run, registered in one place.
 pub fn build_providers(kube: &KubeArgs) -> Providers {
+    // The Kubernetes provider needs a runtime to connect: see `add_kube`.
     let _ = kube;
-    // TODO(lead): register the Kubernetes provider here, built from `kube`
-    // (kubeconfig, context, namespace, kube_qps):
-    //     .with("kube", Arc::new(providers::kube::Kube::from_args(kube)?))
-    // Until then a kube step fails with "no Kubernetes provider is configured".
     Providers::empty().with("shell", Arc::new(providers::shell::Shell))
 }
 
@@ -234,6 +252,50 @@ where
             eprintln!("error: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// True when any step, rung, verification or handler has a `kube` operation.
+fn uses_kube(rb: &crate::runbook::Runbook) -> bool {
+    rb.steps.iter().chain(&rb.handlers).any(|s| {
+        s.kube.is_some()
+            || s.verification().is_some_and(|v| v.kube.is_some())
+            || s.escalate.iter().any(|r| r.kube.is_some())
+    })
+}
+
+/// Register the Kubernetes provider, connected the way kubectl would be with the same
+/// flags; the runbook's `kube:` defaults apply where no flag is given. When the
+/// runbook has no kube step, a cluster that cannot be reached is not an error.
+async fn add_kube(
+    providers: Providers,
+    args: &KubeArgs,
+    defaults: Option<&crate::runbook::model::KubeDefaults>,
+    needed: bool,
+) -> Result<Providers, String> {
+    let from_runbook = |f: fn(
+        &crate::runbook::model::KubeDefaults,
+    ) -> Option<&crate::runbook::model::Sp<String>>| {
+        defaults.and_then(f).map(|v| v.value.clone())
+    };
+    let connect = providers::kube::KubeConnect {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args
+            .context
+            .clone()
+            .or_else(|| from_runbook(|d| d.context.as_ref())),
+        namespace: args
+            .namespace
+            .clone()
+            .or_else(|| from_runbook(|d| d.namespace.as_ref())),
+        qps: args.kube_qps,
+    };
+    match providers::kube::connect(&connect).await {
+        Ok(kube) => Ok(providers.with("kube", Arc::new(kube))),
+        Err(e) if needed => Err(format!(
+            "cannot reach Kubernetes: {e} (the runbook has kube steps; pass --kubeconfig/--context, set KUBECONFIG, or try `runbook lab`)"
+        )),
+        Err(_) => Ok(providers),
     }
 }
 
