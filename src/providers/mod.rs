@@ -17,6 +17,8 @@
 //! `manual` operations are not a provider: they need a person, and the engine asks
 //! its approver for them.
 
+pub mod kube;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::event::ApiCall;
+
+pub mod shell;
 use crate::runbook::model::OpRef;
 
 /// An operation with every template rendered: what the plan shows, what the journal
