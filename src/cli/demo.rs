@@ -6,13 +6,14 @@
 //! written to a file whose path is printed. Cluster time is virtual: the 6-minute
 //! forced detach passes in milliseconds, and the timeline shows cluster times.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use super::Global;
-use crate::engine::{self, Approver};
+use crate::engine::{self, Approver, FlagApprover, Printer, PrinterOpts, PromptApprover};
 use crate::lab::Lab;
 use crate::suite::{self, runner::LabRunOpts};
 
@@ -45,20 +46,33 @@ pub fn run(args: Args, g: &Global) -> i32 {
             "demo: the seed incident (2018-03-13, \"PVC for hub is locked\") in the embedded lab; cluster time starts at {}",
             lab.now().format("%Y-%m-%d %H:%M UTC")
         );
+        let operator = super::run::operator_name(None);
+        let printer = Arc::new(Printer::stderr(PrinterOpts {
+            tty: std::io::stderr().is_terminal(),
+            quiet: g.quiet,
+        }));
         let approver: Arc<dyn Approver> = if args.interactive {
-            engine::interactive_approver()
+            Arc::new(PromptApprover {
+                flags: FlagApprover::new(false, &[], operator.clone()),
+                printer: printer.clone(),
+            })
         } else {
             eprintln!("demo: gates are approved automatically and journaled as such (use --interactive to answer them)");
-            Arc::new(engine::AutoApprover::new(Vec::new()))
+            Arc::new(engine::AutoApprover::new(format!("{operator} (automatic: runbook demo)")))
         };
         let cancel = CancellationToken::new();
-        super::run::cancel_on_ctrl_c(cancel.clone());
+        let on_ctrl_c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_ctrl_c.cancel();
+            }
+        });
         let opts = LabRunOpts {
             params: vec![("prometheus".to_string(), "{{lab.url}}".to_string())],
             approver,
             state_dir: g.state_dir.clone(),
-            operator: super::run::operator_name(None),
-            quiet: g.quiet,
+            operator,
+            printer,
             cancel,
         };
         let run = match suite::run_on_lab(&loaded, &lab, opts).await {

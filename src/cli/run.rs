@@ -179,12 +179,7 @@ fn setup(
     base_dir: PathBuf,
     dry_run: bool,
 ) -> (EngineOpts, Arc<dyn Approver>) {
-    let operator = a
-        .operator
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into());
+    let operator = operator_name(a.operator.as_deref());
     let tty = std::io::stderr().is_terminal();
     let printer = Arc::new(Printer::stderr(PrinterOpts {
         tty,
@@ -253,6 +248,14 @@ where
             e.exit_code()
         }
     }
+}
+
+/// Who runs it: `--operator`/RUNBOOK_OPERATOR, else `$USER`, else "unknown".
+pub fn operator_name(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// True when any step, rung, verification or handler has a `kube` operation.

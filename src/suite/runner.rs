@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::LabClock;
 use super::spec::Case;
-use crate::engine::{self, Approver, EngineOpts, RunReport};
+use crate::engine::{self, Approver, EngineOpts, Printer, RunReport};
 use crate::journal::event::{Event, RunStatus};
 use crate::journal::reader;
 use crate::lab::Lab;
@@ -33,15 +33,15 @@ pub struct LabRunOpts {
     pub approver: Arc<dyn Approver>,
     pub state_dir: PathBuf,
     pub operator: String,
-    /// Plain lines only (no bars), or nothing at all.
-    pub quiet: bool,
+    /// Where the run's console lines go (`Printer::silent()` for `runbook test`).
+    pub printer: Arc<Printer>,
     pub cancel: CancellationToken,
 }
 
 /// The providers a lab run uses: shell, http, prometheus as in production, and kube
 /// talking to the lab in-process with no rate limit.
 pub fn lab_providers(lab: &Lab) -> Providers {
-    crate::cli::run::base_providers().with(
+    crate::cli::run::build_providers(&crate::cli::run::KubeArgs::default()).with(
         "kube",
         Arc::new(KubeProvider::new(lab.client(), "default".to_string(), 0.0)),
     )
@@ -60,12 +60,8 @@ pub async fn run_on_lab(loaded: &Loaded, lab: &Lab, opts: LabRunOpts) -> Result<
         .iter()
         .map(|(k, v)| (k.clone(), v.replace("{{lab.url}}", &url)))
         .collect();
-    let engine_opts = EngineOpts {
-        params,
-        operator: opts.operator.clone(),
-        quiet: opts.quiet,
-        ..EngineOpts::default()
-    };
+    let mut engine_opts = EngineOpts::new(opts.operator.clone(), opts.printer.clone());
+    engine_opts.params = params;
     let result = engine::run(
         loaded,
         lab_providers(lab),
@@ -128,13 +124,15 @@ pub async fn run_case(
         }
     };
     let t0 = lab.now();
-    let approver = Arc::new(engine::AutoApprover::new(case.approve.clone()));
+    let approver = Arc::new(
+        engine::AutoApprover::new("runbook-test").with_explicit(case.approve.iter().cloned()),
+    );
     let opts = LabRunOpts {
         params: case.params.clone().into_iter().collect(),
         approver,
         state_dir: state_dir.to_path_buf(),
         operator: "runbook-test".to_string(),
-        quiet: true,
+        printer: Arc::new(Printer::silent()),
         cancel,
     };
     match run_on_lab(loaded, &lab, opts).await {
