@@ -98,8 +98,16 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
+    // Absolute, so the journaled working directory means the same thing on resume.
+    let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
     let (opts, approver) = setup(&args.approval, g, params, base_dir, args.dry_run);
-    let providers = build_providers(&args.approval.kube);
+    let providers = match build_providers() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INTERNAL;
+        }
+    };
     let state_dir = g.state_dir.clone();
     let kube_args = args.approval.kube.clone();
     drive(&args.approval, move |cancel| async move {
@@ -137,7 +145,13 @@ pub fn resume(args: ResumeArgs, g: &Global) -> i32 {
     // names the file.
     let base_dir = runbook_dir_of(&g.state_dir, &args.run_id).unwrap_or_else(|| PathBuf::from("."));
     let (opts, approver) = setup(&args.approval, g, params, base_dir, false);
-    let providers = build_providers(&args.approval.kube);
+    let providers = match build_providers() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::INTERNAL;
+        }
+    };
     let state_dir = g.state_dir.clone();
     let run_id = args.run_id.clone();
     let kube_args = args.approval.kube.clone();
@@ -166,10 +180,15 @@ pub fn resume(args: ResumeArgs, g: &Global) -> i32 {
 }
 
 /// The providers of a real run, registered in one place.
-pub fn build_providers(kube: &KubeArgs) -> Providers {
+pub fn build_providers() -> Result<Providers, String> {
     // The Kubernetes provider needs a runtime to connect: see `add_kube`.
-    let _ = kube;
-    Providers::empty().with("shell", Arc::new(providers::shell::Shell))
+    Ok(Providers::empty()
+        .with("shell", Arc::new(providers::shell::Shell))
+        .with("http", Arc::new(providers::http::Http::new()?))
+        .with(
+            "prometheus",
+            Arc::new(providers::prometheus::Prometheus::new()?),
+        ))
 }
 
 fn setup(
@@ -315,8 +334,9 @@ fn runbook_dir_of(state_dir: &std::path::Path, run_id: &str) -> Option<PathBuf> 
     let j = crate::journal::reader::read(&engine::journal_path(state_dir, run_id)).ok()?;
     let r = crate::journal::replay::replay(&j.records).ok()?;
     let path = PathBuf::from(r.runbook.path);
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => Some(p.to_owned()),
-        _ => Some(PathBuf::from(".")),
-    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    Some(std::fs::canonicalize(&dir).unwrap_or(dir))
 }

@@ -40,11 +40,11 @@ pub struct LabRunOpts {
 
 /// The providers a lab run uses: shell, http, prometheus as in production, and kube
 /// talking to the lab in-process with no rate limit.
-pub fn lab_providers(lab: &Lab) -> Providers {
-    crate::cli::run::build_providers(&crate::cli::run::KubeArgs::default()).with(
+pub fn lab_providers(lab: &Lab) -> Result<Providers, String> {
+    Ok(crate::cli::run::build_providers()?.with(
         "kube",
         Arc::new(KubeProvider::new(lab.client(), "default".to_string(), 0.0)),
-    )
+    ))
 }
 
 /// Serve `lab` on 127.0.0.1, run `loaded` against it with a [`LabClock`], and stop
@@ -62,9 +62,16 @@ pub async fn run_on_lab(loaded: &Loaded, lab: &Lab, opts: LabRunOpts) -> Result<
         .collect();
     let mut engine_opts = EngineOpts::new(opts.operator.clone(), opts.printer.clone());
     engine_opts.params = params;
+    let providers = match lab_providers(lab) {
+        Ok(p) => p,
+        Err(e) => {
+            server.shutdown().await;
+            return Err(e);
+        }
+    };
     let result = engine::run(
         loaded,
-        lab_providers(lab),
+        providers,
         opts.approver.clone(),
         Arc::new(LabClock::new(lab.clone())),
         &opts.state_dir,
