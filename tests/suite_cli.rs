@@ -31,10 +31,20 @@ fn every_shipped_runbook_passes_its_tests() {
         .output()
         .unwrap();
     let text = stdout_of(&out);
-    assert_eq!(out.status.code(), Some(0), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    for name in ["hub-pvc-locked", "prometheus-node-lost", "ingress-on-cordoned-nodes"] {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in [
+        "hub-pvc-locked",
+        "prometheus-node-lost",
+        "ingress-on-cordoned-nodes",
+    ] {
         assert!(
-            text.lines().any(|l| l.starts_with("PASS") && l.contains(name)),
+            text.lines()
+                .any(|l| l.starts_with("PASS") && l.contains(name)),
             "no passing test for {name}:\n{text}"
         );
     }
@@ -54,7 +64,10 @@ fn a_runbook_without_the_force_delete_rung_fails_against_the_seed() {
     let text = stdout_of(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("FAIL  hub-no-force-delete"), "{text}");
-    assert!(text.contains("status: expected succeeded, got failed"), "{text}");
+    assert!(
+        text.contains("status: expected succeeded, got failed"),
+        "{text}"
+    );
     assert!(
         text.contains("cluster: the hub pod is Running: does not hold"),
         "{text}"
@@ -72,7 +85,9 @@ fn a_runbook_that_deletes_prometheus_without_checking_its_volume_fails_on_data_l
     let text = stdout_of(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("data was lost, expected none: prod/prometheus-server-5d8c7b9f4-q2w7r volume data"),
+        text.contains(
+            "data was lost, expected none: prod/prometheus-server-5d8c7b9f4-q2w7r volume data"
+        ),
         "{text}"
     );
 }
@@ -98,7 +113,9 @@ fn a_test_file_naming_an_unknown_step_is_an_error_with_its_location() {
     let text = stdout_of(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("t.test.yaml:7:1: error: test `x` names step `nope`, which runbook `t` does not have"),
+        text.contains(
+            "t.test.yaml:7:1: error: test `x` names step `nope`, which runbook `t` does not have"
+        ),
         "{text}"
     );
 }
@@ -116,7 +133,24 @@ fn demo_fixes_the_seed_incident_and_writes_its_postmortem() {
         .unwrap_or_else(|| panic!("no postmortem path in:\n{text}"));
     let md = std::fs::read_to_string(repo().join(path)).unwrap();
     assert!(md.contains("2018-03-13"), "the timeline shows cluster time");
-    assert!(md.contains("--grace-period=0 --force"), "the force delete is shown as kubectl");
+    assert!(
+        md.contains("--grace-period=0 --force"),
+        "the force delete is shown as kubectl"
+    );
     assert!(md.contains("force-delete-lost-pods"));
     assert!(md.contains("## Timeline"));
+}
+
+#[test]
+fn checked_in_test_file_schema_is_current() {
+    let path = repo().join("schemas/test.schema.json");
+    let fresh = runbook::suite::spec::schema_json();
+    if std::env::var_os("RUNBOOK_UPDATE_SCHEMAS").is_some() {
+        std::fs::write(&path, &fresh).unwrap();
+    }
+    let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == fresh,
+        "schemas/test.schema.json is stale: run `RUNBOOK_UPDATE_SCHEMAS=1 cargo test --test suite_cli` and commit it"
+    );
 }

@@ -41,7 +41,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
     };
     let rt = super::runtime();
     rt.block_on(async move {
-        let lab = Lab::seed();
+        let lab = Lab::seed_at_incident_time();
         eprintln!(
             "demo: the seed incident (2018-03-13, \"PVC for hub is locked\") in the embedded lab; cluster time starts at {}",
             lab.now().format("%Y-%m-%d %H:%M UTC")
@@ -58,7 +58,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
             })
         } else {
             eprintln!("demo: gates are approved automatically and journaled as such (use --interactive to answer them)");
-            Arc::new(engine::AutoApprover::new(format!("{operator} (automatic: runbook demo)")))
+            Arc::new(engine::AutoApprover::new(operator.clone()))
         };
         let cancel = CancellationToken::new();
         let on_ctrl_c = cancel.clone();

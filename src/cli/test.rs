@@ -69,10 +69,20 @@ pub fn run(args: Args, g: &Global) -> i32 {
         };
         let dir = test_path.parent().unwrap_or(Path::new("."));
         for case in &tests.tests {
-            if args.filter.as_ref().is_some_and(|f| !case.name.contains(f.as_str())) {
+            if args
+                .filter
+                .as_ref()
+                .is_some_and(|f| !case.name.contains(f.as_str()))
+            {
                 continue;
             }
-            let result = rt.block_on(suite::run_case(&loaded, dir, case, &state_dir, cancel.clone()));
+            let result = rt.block_on(suite::run_case(
+                &loaded,
+                dir,
+                case,
+                &state_dir,
+                cancel.clone(),
+            ));
             print_result(&result);
             if result.passed() {
                 passed += 1;
@@ -82,7 +92,11 @@ pub fn run(args: Args, g: &Global) -> i32 {
         }
     }
     for f in &untested {
-        println!("note: {} has no test file ({} is missing)", f.display(), spec::test_file_for(f).display());
+        println!(
+            "note: {} has no test file ({} is missing)",
+            f.display(),
+            spec::test_file_for(f).display()
+        );
     }
     println!("{passed} passed, {failed} failed");
     if failed > 0 {
@@ -93,7 +107,10 @@ pub fn run(args: Args, g: &Global) -> i32 {
 }
 
 fn print_result(r: &CaseResult) {
-    let status = r.status.map(suite::runner::status_name).unwrap_or("did not run");
+    let status = r
+        .status
+        .map(suite::runner::status_name)
+        .unwrap_or("did not run");
     let cluster = crate::runbook::model::Duration(std::time::Duration::from_secs(
         r.cluster_secs.max(0) as u64,
     ));

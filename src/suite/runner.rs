@@ -123,10 +123,12 @@ pub async fn run_case(
         cluster_secs: 0,
     };
     let scenario = test_dir.join(&case.scenario);
-    let lab = match Lab::from_scenario_file(&scenario) {
+    let lab = match Lab::from_scenario_file_at_incident_time(&scenario) {
         Ok(lab) => lab,
         Err(e) => {
-            result.failures.push(format!("scenario {}: {e}", scenario.display()));
+            result
+                .failures
+                .push(format!("scenario {}: {e}", scenario.display()));
             return result;
         }
     };
@@ -217,10 +219,7 @@ fn check_outcome(case: &Case, report: &RunReport, lab: &Lab, failures: &mut Vec<
                 .iter()
                 .map(|l| format!("{}/{} volume {}", l.namespace, l.pod, l.volume))
                 .collect();
-            failures.push(format!(
-                "data was lost, expected none: {}",
-                what.join(", ")
-            ));
+            failures.push(format!("data was lost, expected none: {}", what.join(", ")));
         }
         Some(true) if losses.is_empty() => {
             failures.push("expected data to be lost, but the lab recorded no loss".to_string())
@@ -243,7 +242,10 @@ fn check_outcome(case: &Case, report: &RunReport, lab: &Lab, failures: &mut Vec<
 pub fn cluster_vars(lab: &Lab) -> Value {
     let mut vars = Map::new();
     for def in crate::lab::resources::RESOURCES {
-        vars.insert(def.plural.to_string(), Value::Array(lab.list(def.plural, None)));
+        vars.insert(
+            def.plural.to_string(),
+            Value::Array(lab.list(def.plural, None)),
+        );
     }
     let losses = serde_json::to_value(lab.data_losses()).unwrap_or(Value::Array(Vec::new()));
     vars.insert("data_losses".to_string(), losses);

@@ -126,7 +126,14 @@ pub fn load(path: &Path, runbook: &Runbook) -> Result<TestFile, SpecError> {
         )
     })?;
     if file.version != 1 {
-        return Err(err(1, 1, format!("unsupported test file version {}: write `version: 1`", file.version)));
+        return Err(err(
+            1,
+            1,
+            format!(
+                "unsupported test file version {}: write `version: 1`",
+                file.version
+            ),
+        ));
     }
     let ids: HashSet<&str> = runbook
         .steps
