@@ -250,16 +250,24 @@ where
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(report) => {
-            if let Some(path) = &a.postmortem {
-                // TODO(lead): render the postmortem of `report.run_id` to `path` here
-                // (crate::render), once the renderer lands.
-                eprintln!(
-                    "note: --postmortem {} is not written yet; use `runbook postmortem {}`",
-                    path.display(),
-                    report.run_id
-                );
+            match &a.postmortem {
+                // Every ending writes it: failed, aborted and paused runs too. A file
+                // that exists keeps its human-written sections.
+                Some(path) => {
+                    let opts = crate::render::RenderOpts::default();
+                    match crate::render::render_run(&report.run_dir, &opts)
+                        .and_then(|md| crate::render::write_preserving(path, &md))
+                    {
+                        Ok(()) => eprintln!("postmortem written to {}", path.display()),
+                        Err(e) => eprintln!(
+                            "warning: cannot write the postmortem to {}: {e} (try `runbook postmortem {}`)",
+                            path.display(),
+                            report.run_id
+                        ),
+                    }
+                }
+                None => eprintln!("postmortem: runbook postmortem {}", report.run_id),
             }
-            eprintln!("postmortem: runbook postmortem {}", report.run_id);
             report.exit_code
         }
         Err(e) => {
