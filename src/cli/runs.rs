@@ -1,4 +1,10 @@
+//! `runbook runs` (past runs) and `runbook note RUN_ID TEXT` (an operator note, also
+//! while the run is going on in another terminal).
+
 use super::Global;
+use crate::engine;
+use crate::exit;
+use crate::journal::event::Event;
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
@@ -18,10 +24,94 @@ pub struct NoteArgs {
     pub operator: Option<String>,
 }
 
-pub fn runs(_args: RunsArgs, _g: &Global) -> i32 {
-    super::not_yet("runs")
+pub fn runs(args: RunsArgs, g: &Global) -> i32 {
+    let runs = match engine::list_runs(&g.state_dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return e.exit_code();
+        }
+    };
+    if args.json {
+        for r in &runs {
+            match serde_json::to_string(r) {
+                Ok(line) => println!("{line}"),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return exit::INTERNAL;
+                }
+            }
+        }
+        return exit::OK;
+    }
+    if runs.is_empty() {
+        eprintln!("no runs in {}", g.state_dir.join("runs").display());
+        return exit::OK;
+    }
+    let id_w = runs
+        .iter()
+        .map(|r| r.run_id.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let rb_w = runs
+        .iter()
+        .map(|r| r.runbook.len())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    println!(
+        "{:id_w$}  {:rb_w$}  {:14}  {:20}  DURATION",
+        "RUN", "RUNBOOK", "STATUS", "STARTED (UTC)"
+    );
+    for r in &runs {
+        println!(
+            "{:id_w$}  {:rb_w$}  {:14}  {:20}  {}",
+            r.run_id,
+            r.runbook,
+            r.status,
+            r.started.format("%Y-%m-%d %H:%M:%S"),
+            engine::human_duration(std::time::Duration::from_millis(r.duration_ms)),
+        );
+    }
+    exit::OK
 }
 
-pub fn note(_args: NoteArgs, _g: &Global) -> i32 {
-    super::not_yet("note")
+pub fn note(args: NoteArgs, g: &Global) -> i32 {
+    let path = engine::journal_path(&g.state_dir, &args.run_id);
+    if !path.is_file() {
+        eprintln!(
+            "error: run {} not found in {} (see `runbook runs`)",
+            args.run_id,
+            g.state_dir.display()
+        );
+        return exit::USAGE;
+    }
+    if args.text.trim().is_empty() {
+        eprintln!("error: the note is empty");
+        return exit::USAGE;
+    }
+    let by = args
+        .operator
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    // The run may be going on in another process: one locked, appended, fsynced line.
+    match crate::journal::writer::append_once(
+        &path,
+        chrono::Utc::now(),
+        Event::Note {
+            text: args.text,
+            by,
+        },
+    ) {
+        Ok(seq) => {
+            eprintln!("noted in {} (event {seq})", args.run_id);
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::INTERNAL
+        }
+    }
 }

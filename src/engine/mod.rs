@@ -1,1 +1,180 @@
-//! See DESIGN.md.
+//! The engine: a state machine over a runbook's steps.
+//!
+//! It never touches the outside world itself. Operations go through
+//! [`crate::providers::Provider`]s, decisions of people through an [`Approver`], time
+//! through a [`Clock`], and every event is written to the run's journal before the
+//! engine acts on it. So the same engine runs a real incident (`runbook run`), the
+//! embedded lab (`runbook demo`, `runbook test`, with a virtual clock and an
+//! [`AutoApprover`]) and its own tests (scripted providers, milliseconds per run).
+//!
+//! A run lives in `<state_dir>/runs/<run-id>/`: `journal.ndjson` (the single source of
+//! truth), `lock` (held while a process drives the run) and `outputs/` (side files for
+//! outputs too large to inline). [`resume`] rebuilds the state from the journal alone.
+
+mod approve;
+mod clock;
+mod printer;
+mod record;
+mod run;
+mod state;
+mod steps;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub use approve::{
+    Approver, AutoApprover, FlagApprover, GateAnswer, GateRequest, ManualAnswer, ManualRequest,
+    PromptApprover,
+};
+pub use clock::{Clock, SystemClock};
+pub use printer::{Printer, PrinterOpts, human as human_duration};
+pub use run::git_ref;
+pub use state::{RunSummary, list_runs, new_run_id};
+
+use crate::journal::event::RunStatus;
+use crate::providers::{Defaults, Providers};
+
+/// Everything about a run that is not the runbook, the providers, the approver or the
+/// clock.
+#[derive(Clone)]
+pub struct EngineOpts {
+    /// Run checks, print the plan of every action, perform nothing mutating.
+    pub dry_run: bool,
+    /// Who runs it (`$USER` or `--operator`); journaled.
+    pub operator: String,
+    /// Provider defaults (namespace, working directory).
+    pub defaults: Defaults,
+    /// `-p name=value` pairs, in the order given. On resume only secret params are
+    /// read from here (the journal has every other value).
+    pub params: Vec<(String, String)>,
+    /// Where console lines, plans and progress bars go.
+    pub printer: Arc<Printer>,
+    /// `for_each` items run at once when the step says nothing (default 8).
+    pub default_concurrency: usize,
+    /// Results larger than this many bytes (serialized) go to a side file; the journal
+    /// keeps a truncated copy.
+    pub max_inline_output: usize,
+}
+
+impl EngineOpts {
+    pub fn new(operator: impl Into<String>, printer: Arc<Printer>) -> EngineOpts {
+        EngineOpts {
+            dry_run: false,
+            operator: operator.into(),
+            defaults: Defaults::default(),
+            params: Vec::new(),
+            printer,
+            default_concurrency: 8,
+            max_inline_output: 16 * 1024,
+        }
+    }
+}
+
+impl std::fmt::Debug for EngineOpts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineOpts")
+            .field("dry_run", &self.dry_run)
+            .field("operator", &self.operator)
+            .field("defaults", &self.defaults)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub run_id: String,
+    pub run_dir: PathBuf,
+    pub journal: PathBuf,
+    pub status: RunStatus,
+    /// The process exit code for this status ([`crate::exit`]).
+    pub exit_code: i32,
+}
+
+/// Why a run could not start or continue. Failures *of steps* are not errors: they end
+/// the run with a status and are in the journal.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("parameter error: {0}")]
+    Params(String),
+    #[error("{0}")]
+    Journal(String),
+    #[error("run {0} not found (see `runbook runs`)")]
+    NoSuchRun(String),
+    #[error("run {run_id} is in use by another process (lock {lock})")]
+    Locked { run_id: String, lock: PathBuf },
+    #[error("run {0} has already finished ({1}); there is nothing to resume")]
+    Finished(String, String),
+    #[error("cannot resume: {0}")]
+    Resume(String),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl EngineError {
+    /// The exit code the binary should use for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            EngineError::Params(_)
+            | EngineError::NoSuchRun(_)
+            | EngineError::Finished(..)
+            | EngineError::Resume(_)
+            | EngineError::Locked { .. } => crate::exit::USAGE,
+            EngineError::Journal(_) | EngineError::Io { .. } => crate::exit::INTERNAL,
+        }
+    }
+}
+
+/// The exit code of a final status.
+pub fn exit_code(status: RunStatus) -> i32 {
+    match status {
+        RunStatus::Succeeded => crate::exit::OK,
+        RunStatus::Failed => crate::exit::FAILED,
+        RunStatus::Aborted => crate::exit::ABORTED,
+        RunStatus::NotApplicable => crate::exit::NOT_APPLICABLE,
+        RunStatus::Paused => crate::exit::PAUSED,
+    }
+}
+
+/// Execute a validated runbook as a new run under `state_dir`.
+pub async fn run(
+    loaded: &crate::runbook::Loaded,
+    providers: Providers,
+    approver: Arc<dyn Approver>,
+    clock: Arc<dyn Clock>,
+    state_dir: &Path,
+    opts: EngineOpts,
+    cancel: CancellationToken,
+) -> Result<RunReport, EngineError> {
+    run::start(loaded, providers, approver, clock, state_dir, opts, cancel).await
+}
+
+/// Continue a paused or interrupted run from its journal: completed steps are not run
+/// again; an action whose result was never journaled is re-verified before anything
+/// is retried.
+pub async fn resume(
+    state_dir: &Path,
+    run_id: &str,
+    providers: Providers,
+    approver: Arc<dyn Approver>,
+    clock: Arc<dyn Clock>,
+    opts: EngineOpts,
+    cancel: CancellationToken,
+) -> Result<RunReport, EngineError> {
+    run::resume(state_dir, run_id, providers, approver, clock, opts, cancel).await
+}
+
+/// The folder of a run.
+pub fn run_dir(state_dir: &Path, run_id: &str) -> PathBuf {
+    state_dir.join("runs").join(run_id)
+}
+
+/// The journal of a run.
+pub fn journal_path(state_dir: &Path, run_id: &str) -> PathBuf {
+    run_dir(state_dir, run_id).join("journal.ndjson")
+}

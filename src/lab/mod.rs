@@ -16,7 +16,8 @@
 //! OpenAPI document, so `kubectl create|apply -f` need `--validate=false`.
 //!
 //! Admin routes for a lab in another process: `POST /lab/v1/advance?by=6m`,
-//! `POST /lab/v1/nodes/{name}/lose|recover`, `GET /lab/v1/requests|data-losses|time`.
+//! `POST /lab/v1/nodes/{name}/lose|recover`, `GET /lab/v1/requests|data-losses|time`,
+//! `POST|GET|DELETE /lab/v1/faults` (API fault injection, see [`faults`]).
 //! Prometheus' query API is at `/api/v1/query` on the same address (see [`metrics`]).
 //!
 //! ```no_run
@@ -34,6 +35,7 @@
 pub mod api;
 pub mod clock;
 pub mod controllers;
+pub mod faults;
 pub mod metrics;
 pub mod patch;
 pub mod resources;
@@ -52,6 +54,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+pub use faults::ApiFault;
 pub use scenario::{Scenario, ScenarioError};
 pub use state::DataLoss;
 
@@ -59,18 +62,31 @@ pub use state::DataLoss;
 pub const SEED_SCENARIO: &str = include_str!("../../runbooks/hub-pvc-locked.scenario.yaml");
 
 /// One request the lab served, for rate and ordering assertions.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RequestRecord {
     pub method: String,
     /// Path and query, as sent.
     pub path: String,
     /// Wall-clock time of arrival.
     pub at: DateTime<Utc>,
+    /// The HTTP status answered (200 for a watch that started streaming; an injected
+    /// fault's status for a faulted request). 0 while the request is being served.
+    #[serde(default)]
+    pub status: u16,
+}
+
+/// The request log, in order of arrival. `first` is the sequence number of
+/// `items[0]`, so a request's status can be filled in after older entries were dropped.
+#[derive(Default)]
+struct RequestLog {
+    first: u64,
+    items: Vec<RequestRecord>,
 }
 
 struct Inner {
     state: Mutex<state::State>,
-    requests: Mutex<Vec<RequestRecord>>,
+    requests: Mutex<RequestLog>,
+    faults: Mutex<faults::Faults>,
     ticker: AtomicBool,
     name: String,
 }
@@ -198,10 +214,15 @@ impl Lab {
         link_owner_uids(&mut st);
         st.link_event_uids();
         controllers::reconcile(&mut st);
+        let mut api_faults = faults::Faults::default();
+        for f in &loaded.scenario.api_faults {
+            api_faults.push(f.clone());
+        }
         Lab {
             inner: Arc::new(Inner {
                 state: Mutex::new(st),
-                requests: Mutex::new(Vec::new()),
+                requests: Mutex::new(RequestLog::default()),
+                faults: Mutex::new(api_faults),
                 ticker: AtomicBool::new(false),
                 name: loaded.scenario.name.clone(),
             }),
@@ -318,29 +339,68 @@ impl Lab {
         self.lock().data_losses.clone()
     }
 
-    /// Every request served so far.
+    /// Every request served so far (the most recent 100 000 to 200 000).
     pub fn requests(&self) -> Vec<RequestRecord> {
+        self.request_log().items.clone()
+    }
+
+    fn request_log(&self) -> MutexGuard<'_, RequestLog> {
         self.inner
             .requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 
-    pub(crate) fn log_request(&self, method: &str, path: &str) {
-        let mut r = self
-            .inner
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if r.len() >= 200_000 {
-            r.drain(..100_000);
+    /// Record an arriving request; the returned number identifies it for
+    /// [`Lab::log_status`].
+    pub(crate) fn log_request(&self, method: &str, path: &str) -> u64 {
+        let mut r = self.request_log();
+        if r.items.len() >= 200_000 {
+            r.items.drain(..100_000);
+            r.first += 100_000;
         }
-        r.push(RequestRecord {
+        r.items.push(RequestRecord {
             method: method.to_string(),
             path: path.to_string(),
             at: Utc::now(),
+            status: 0,
         });
+        r.first + r.items.len() as u64 - 1
+    }
+
+    pub(crate) fn log_status(&self, seq: u64, status: u16) {
+        let mut r = self.request_log();
+        if let Some(i) = seq.checked_sub(r.first)
+            && let Some(rec) = r.items.get_mut(i as usize)
+        {
+            rec.status = status;
+        }
+    }
+
+    /// Answer the next `f.times` requests matching `f` with an error `Status` (see
+    /// [`faults`]); they change nothing. Faults fire in injection order. A status
+    /// outside 400–599 is answered as 500.
+    pub fn inject_fault(&self, f: ApiFault) {
+        self.api_faults().push(f);
+    }
+
+    /// Drop every pending fault.
+    pub fn clear_faults(&self) {
+        self.api_faults().clear();
+    }
+
+    /// The faults not used up yet, with their remaining `times`.
+    pub fn pending_faults(&self) -> Vec<ApiFault> {
+        self.api_faults().pending()
+    }
+
+    fn api_faults(&self) -> MutexGuard<'_, faults::Faults> {
+        self.inner.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The fault answering this request, if one matches (uses it up once).
+    pub(crate) fn take_fault(&self, method: &str, path: &str) -> Option<ApiFault> {
+        self.api_faults().take(method, path)
     }
 
     /// Make a node's kubelet stop posting status now (the `node_lost` fault).

@@ -30,6 +30,8 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::event::ApiCall;
+
+pub mod shell;
 use crate::runbook::model::OpRef;
 
 /// An operation with every template rendered: what the plan shows, what the journal

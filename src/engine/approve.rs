@@ -1,0 +1,266 @@
+//! Who answers gates and manual steps: a person at the terminal ([`PromptApprover`]),
+//! the command line ([`FlagApprover`]: `--yes`, `--approve ID`, otherwise pause), or
+//! nobody ([`AutoApprover`], for `runbook demo` and `runbook test`).
+
+use std::collections::HashSet;
+use std::io::BufRead;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use super::printer::Printer;
+use crate::journal::event::{ApprovalSource, PlannedOp};
+
+/// The plan shown at a gate.
+#[derive(Debug, Clone)]
+pub struct GateRequest {
+    pub step: String,
+    /// The escalation rung, when the gate is for one.
+    pub rung: Option<String>,
+    pub title: String,
+    /// Every resolved operation, `for_each` expanded.
+    pub ops: Vec<PlannedOp>,
+    /// sha256 of the canonical JSON of `ops`: an approval is bound to exactly this.
+    pub digest: String,
+}
+
+/// A manual step or rung waiting for a person.
+#[derive(Debug, Clone)]
+pub struct ManualRequest {
+    pub step: String,
+    pub rung: Option<String>,
+    pub title: String,
+    /// The rendered instruction.
+    pub instruction: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GateAnswer {
+    Approve {
+        by: String,
+        source: ApprovalSource,
+    },
+    /// Do not run this action (or rung) and go on.
+    Skip {
+        by: String,
+        source: ApprovalSource,
+    },
+    /// `N`: do not run it; the run ends as aborted.
+    Decline {
+        by: String,
+    },
+    Abort {
+        by: String,
+    },
+    /// Nobody can answer now; the run pauses and `runbook resume` continues it.
+    Pause {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManualAnswer {
+    Done { by: String, source: ApprovalSource },
+    Failed { by: String },
+    Skip { by: String },
+    Pause { reason: String },
+}
+
+/// Answers gates and manual steps.
+pub trait Approver: Send + Sync {
+    fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer>;
+    fn manual<'a>(&'a self, req: &'a ManualRequest) -> BoxFuture<'a, ManualAnswer>;
+}
+
+/// Approves every gate and confirms every manual step, journaled with source
+/// `automatic`. For the lab (`runbook demo`, `runbook test`) only.
+#[derive(Debug, Clone)]
+pub struct AutoApprover {
+    pub by: String,
+}
+
+impl AutoApprover {
+    pub fn new(by: impl Into<String>) -> AutoApprover {
+        AutoApprover { by: by.into() }
+    }
+}
+
+impl Approver for AutoApprover {
+    fn gate<'a>(&'a self, _req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
+        Box::pin(async move {
+            GateAnswer::Approve {
+                by: self.by.clone(),
+                source: ApprovalSource::Automatic,
+            }
+        })
+    }
+
+    fn manual<'a>(&'a self, _req: &'a ManualRequest) -> BoxFuture<'a, ManualAnswer> {
+        Box::pin(async move {
+            ManualAnswer::Done {
+                by: self.by.clone(),
+                source: ApprovalSource::Automatic,
+            }
+        })
+    }
+}
+
+/// Approvals given on the command line; anything else pauses the run.
+#[derive(Debug, Clone, Default)]
+pub struct FlagApprover {
+    /// `--yes`: approve every gate (manual steps still need `--approve ID`: nobody
+    /// has done them).
+    pub yes: bool,
+    /// `--approve ID`: approve this step's (or rung's) gate, or confirm this manual
+    /// step as done.
+    pub approve: HashSet<String>,
+    pub operator: String,
+}
+
+impl FlagApprover {
+    pub fn new(yes: bool, approve: &[String], operator: impl Into<String>) -> FlagApprover {
+        FlagApprover {
+            yes,
+            approve: approve.iter().cloned().collect(),
+            operator: operator.into(),
+        }
+    }
+
+    fn names(&self, step: &str, rung: Option<&str>) -> bool {
+        self.approve.contains(step) || rung.is_some_and(|r| self.approve.contains(r))
+    }
+
+    /// The answer the flags give, if they give one.
+    pub fn gate_answer(&self, req: &GateRequest) -> Option<GateAnswer> {
+        if self.names(&req.step, req.rung.as_deref()) {
+            Some(GateAnswer::Approve {
+                by: self.operator.clone(),
+                source: ApprovalSource::Flag,
+            })
+        } else if self.yes {
+            Some(GateAnswer::Approve {
+                by: self.operator.clone(),
+                source: ApprovalSource::Yes,
+            })
+        } else {
+            None
+        }
+    }
+
+    pub fn manual_answer(&self, req: &ManualRequest) -> Option<ManualAnswer> {
+        self.names(&req.step, req.rung.as_deref())
+            .then(|| ManualAnswer::Done {
+                by: self.operator.clone(),
+                source: ApprovalSource::Flag,
+            })
+    }
+}
+
+impl Approver for FlagApprover {
+    fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
+        Box::pin(async move {
+            self.gate_answer(req).unwrap_or_else(|| GateAnswer::Pause {
+                reason: "waiting for approval".into(),
+            })
+        })
+    }
+
+    fn manual<'a>(&'a self, req: &'a ManualRequest) -> BoxFuture<'a, ManualAnswer> {
+        Box::pin(async move {
+            self.manual_answer(req)
+                .unwrap_or_else(|| ManualAnswer::Pause {
+                    reason: "waiting for a person to confirm a manual step".into(),
+                })
+        })
+    }
+}
+
+/// Asks at the terminal (the plan has already been printed), after the flags had
+/// their say: `--yes` and `--approve ID` answer without asking.
+pub struct PromptApprover {
+    pub flags: FlagApprover,
+    pub printer: Arc<Printer>,
+}
+
+impl PromptApprover {
+    async fn ask(&self, question: String) -> Option<String> {
+        let printer = Arc::clone(&self.printer);
+        // Reading stdin blocks; a Ctrl-C meanwhile is handled by the engine, which
+        // stops waiting for this future.
+        tokio::task::spawn_blocking(move || {
+            printer.suspend(|| {
+                eprint!("{question}");
+                let mut line = String::new();
+                match std::io::stdin().lock().read_line(&mut line) {
+                    Ok(0) | Err(_) => None,
+                    Ok(_) => Some(line.trim().to_lowercase()),
+                }
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+impl Approver for PromptApprover {
+    fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
+        Box::pin(async move {
+            if let Some(a) = self.flags.gate_answer(req) {
+                return a;
+            }
+            let by = self.flags.operator.clone();
+            loop {
+                let Some(answer) = self.ask("Approve? [y/N/skip/abort] ".into()).await else {
+                    return GateAnswer::Pause {
+                        reason: "waiting for approval (no answer at the terminal)".into(),
+                    };
+                };
+                return match answer.as_str() {
+                    "y" | "yes" => GateAnswer::Approve {
+                        by,
+                        source: ApprovalSource::Prompt,
+                    },
+                    "" | "n" | "no" => GateAnswer::Decline { by },
+                    "s" | "skip" => GateAnswer::Skip {
+                        by,
+                        source: ApprovalSource::Prompt,
+                    },
+                    "a" | "abort" => GateAnswer::Abort { by },
+                    _ => {
+                        eprintln!("answer y, n, skip or abort");
+                        continue;
+                    }
+                };
+            }
+        })
+    }
+
+    fn manual<'a>(&'a self, req: &'a ManualRequest) -> BoxFuture<'a, ManualAnswer> {
+        Box::pin(async move {
+            if let Some(a) = self.flags.manual_answer(req) {
+                return a;
+            }
+            let by = self.flags.operator.clone();
+            loop {
+                let Some(answer) = self.ask("Done? [y(es)/f(ailed)/skip] ".into()).await else {
+                    return ManualAnswer::Pause {
+                        reason: "waiting for a person to confirm a manual step".into(),
+                    };
+                };
+                return match answer.as_str() {
+                    "y" | "yes" | "d" | "done" => ManualAnswer::Done {
+                        by,
+                        source: ApprovalSource::Prompt,
+                    },
+                    "f" | "failed" | "n" | "no" => ManualAnswer::Failed { by },
+                    "s" | "skip" => ManualAnswer::Skip { by },
+                    _ => {
+                        eprintln!("answer y (done), f (failed) or skip");
+                        continue;
+                    }
+                };
+            }
+        })
+    }
+}

@@ -1,0 +1,160 @@
+//! The engine's side of the journal: redaction, bounded outputs with side files, and
+//! the fsync policy.
+//!
+//! fsync policy (why fewer fsyncs are still crash-safe): an event is synced, together
+//! with every event written before it, when the engine is about to act on the outside
+//! world (an operation start, a gate decision), when a mutating operation finishes (so
+//! a resumed run does not redo it), and at the end of a run or a pause. The results of
+//! read-only operations are written without a sync: if the process dies before the
+//! next sync, those lines are lost (or torn, which the reader ignores) and `resume`
+//! simply runs the read-only operation again — harmless by definition.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+
+use super::{Clock, EngineError};
+use crate::journal::event::{Event, Scope};
+use crate::journal::writer::Writer;
+
+pub(crate) struct Recorder {
+    writer: Mutex<Writer>,
+    clock: std::sync::Arc<dyn Clock>,
+    /// Secret values, longest first (so a secret containing another is replaced whole).
+    secrets: Vec<String>,
+    run_dir: PathBuf,
+    max_inline: usize,
+    side_files: AtomicU64,
+}
+
+/// A string in journaled results longer than this is cut when the result is too big.
+const MAX_STRING: usize = 2048;
+
+impl Recorder {
+    pub(crate) fn new(
+        writer: Writer,
+        clock: std::sync::Arc<dyn Clock>,
+        mut secrets: Vec<String>,
+        run_dir: &Path,
+        max_inline: usize,
+    ) -> Recorder {
+        secrets.retain(|s| !s.is_empty());
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Recorder {
+            writer: Mutex::new(writer),
+            clock,
+            secrets,
+            run_dir: run_dir.to_owned(),
+            max_inline,
+            side_files: AtomicU64::new(0),
+        }
+    }
+
+    /// Journal an event, redacted; `sync` makes it (and everything before it) durable
+    /// before this returns.
+    pub(crate) fn emit(&self, event: Event, sync: bool) -> Result<(), EngineError> {
+        let event = if self.secrets.is_empty() {
+            event
+        } else {
+            let v =
+                serde_json::to_value(&event).map_err(|e| EngineError::Journal(e.to_string()))?;
+            serde_json::from_value(self.redact_value(&v))
+                .map_err(|e| EngineError::Journal(e.to_string()))?
+        };
+        let ts = self.clock.now();
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        w.append(ts, event, sync)
+            .map(|_| ())
+            .map_err(|e| EngineError::Journal(e.to_string()))
+    }
+
+    pub(crate) fn sync(&self) -> Result<(), EngineError> {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        w.sync().map_err(|e| EngineError::Journal(e.to_string()))
+    }
+
+    pub(crate) fn redact(&self, s: &str) -> String {
+        let mut out = s.to_string();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out
+    }
+
+    pub(crate) fn redact_value(&self, v: &Value) -> Value {
+        if self.secrets.is_empty() {
+            return v.clone();
+        }
+        match v {
+            Value::String(s) => Value::String(self.redact(s)),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.redact_value(x)).collect()),
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .map(|(k, x)| (k.clone(), self.redact_value(x)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    /// A result as journaled: redacted, and when its JSON is larger than the inline
+    /// bound, written whole to a side file (returned, relative to the run folder)
+    /// while the journal keeps a copy with long strings cut.
+    pub(crate) fn bounded(&self, scope: &Scope, result: &Value) -> (Value, Option<String>) {
+        let v = self.redact_value(result);
+        let size = serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(0);
+        if size <= self.max_inline {
+            return (v, None);
+        }
+        let n = self.side_files.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut name = format!("outputs/{n:04}-{}", scope.step);
+        if let Some(r) = &scope.rung {
+            name.push_str(&format!("-{r}"));
+        }
+        if let Some(i) = scope.item {
+            name.push_str(&format!("-{i}"));
+        }
+        if scope.verification {
+            name.push_str("-verify");
+        }
+        name.push_str(".json");
+        let path = self.run_dir.join(&name);
+        let written = path
+            .parent()
+            .map(std::fs::create_dir_all)
+            .unwrap_or(Ok(()))
+            .and_then(|()| {
+                std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap_or_default())
+            });
+        let file = written.ok().map(|()| name);
+        (truncate_strings(&v), file)
+    }
+}
+
+fn truncate_strings(v: &Value) -> Value {
+    match v {
+        Value::String(s) if s.len() > MAX_STRING => {
+            let mut cut = MAX_STRING;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            Value::String(format!("{}… [{} bytes in total]", &s[..cut], s.len()))
+        }
+        Value::Array(a) if a.len() > 100 => {
+            let mut items: Vec<Value> = a.iter().take(100).map(truncate_strings).collect();
+            items.push(Value::String(format!("… [{} items in total]", a.len())));
+            Value::Array(items)
+        }
+        Value::Array(a) => Value::Array(a.iter().map(truncate_strings).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), truncate_strings(x)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}

@@ -1,0 +1,273 @@
+//! Appending to a journal: one JSON line per event, written with one `write` on a file
+//! opened with `O_APPEND`, then fsynced before the engine acts on it.
+//!
+//! Two processes may append to the same journal: the engine of a run and
+//! `runbook note` from another terminal. Each append takes an exclusive `flock` on
+//! the journal for the read-last-seq + write, so `seq` stays a gapless 1, 2, 3 … even
+//! when lines come from both. The writer notices lines another process appended
+//! (the file grew past where it last wrote) and continues their numbering.
+//!
+//! Crash safety: an event is durable once [`Writer::append`] with `sync` returns. The
+//! engine syncs every event that precedes a side effect (an operation start, a gate
+//! decision) and the final one; read-only results may ride along with the next sync.
+//! A process killed between write and fsync leaves at worst a torn last line, which
+//! the reader ignores.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use super::event::{Event, Record};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("cannot write journal {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("journal {0} already exists")]
+    Exists(PathBuf),
+}
+
+/// An open journal, positioned for appending.
+#[derive(Debug)]
+pub struct Writer {
+    file: File,
+    path: PathBuf,
+    /// `seq` of the last line in the file, as of our last append.
+    seq: u64,
+    /// File length right after our last append; a longer file means another process
+    /// appended.
+    len: u64,
+    /// Appends not yet fsynced.
+    unsynced: bool,
+}
+
+impl Writer {
+    /// Create a new journal; fails if it exists.
+    pub fn create(path: &Path) -> Result<Writer, WriteError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .read(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    WriteError::Exists(path.to_owned())
+                } else {
+                    io(path, e)
+                }
+            })?;
+        // The directory entry must survive a crash too.
+        if let Some(dir) = path.parent()
+            && let Ok(d) = File::open(dir)
+        {
+            let _ = d.sync_all();
+        }
+        Ok(Writer {
+            file,
+            path: path.to_owned(),
+            seq: 0,
+            len: 0,
+            unsynced: false,
+        })
+    }
+
+    /// Open an existing journal for appending; numbering continues from its last line.
+    pub fn open(path: &Path) -> Result<Writer, WriteError> {
+        let file = OpenOptions::new()
+            .append(true)
+            .read(true)
+            .open(path)
+            .map_err(|e| io(path, e))?;
+        let mut w = Writer {
+            file,
+            path: path.to_owned(),
+            seq: 0,
+            len: 0,
+            unsynced: false,
+        };
+        w.catch_up()?;
+        Ok(w)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `seq` of the last event in the file as far as this writer knows.
+    pub fn last_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Append one event stamped `ts`; fsync it (and every earlier unsynced one) when
+    /// `sync` is true. Returns the record's `seq`.
+    pub fn append(
+        &mut self,
+        ts: DateTime<Utc>,
+        event: Event,
+        sync: bool,
+    ) -> Result<u64, WriteError> {
+        let _lock = Flock::exclusive(&self.file).map_err(|e| io(&self.path, e))?;
+        self.catch_up()?;
+        let record = Record {
+            seq: self.seq + 1,
+            ts,
+            event,
+        };
+        let mut line =
+            serde_json::to_vec(&record).map_err(|e| io(&self.path, std::io::Error::other(e)))?;
+        line.push(b'\n');
+        // One write call: with O_APPEND the line lands whole at the end of the file.
+        self.file.write_all(&line).map_err(|e| io(&self.path, e))?;
+        self.seq = record.seq;
+        self.len += line.len() as u64;
+        self.unsynced = true;
+        if sync {
+            self.sync()?;
+        }
+        Ok(record.seq)
+    }
+
+    /// Make every appended event durable.
+    pub fn sync(&mut self) -> Result<(), WriteError> {
+        if self.unsynced {
+            self.file.sync_data().map_err(|e| io(&self.path, e))?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// If the file grew past our last append (another process wrote), read the new
+    /// tail and take `seq` from its last complete line. A torn tail (a crashed writer)
+    /// is cut off so the next line starts on a fresh line.
+    fn catch_up(&mut self) -> Result<(), WriteError> {
+        let len = self.file.metadata().map_err(|e| io(&self.path, e))?.len();
+        if len == self.len {
+            return Ok(());
+        }
+        let start = if len > self.len { self.len } else { 0 };
+        let mut tail = Vec::with_capacity((len - start) as usize);
+        let mut f = &self.file;
+        f.seek(SeekFrom::Start(start))
+            .map_err(|e| io(&self.path, e))?;
+        f.read_to_end(&mut tail).map_err(|e| io(&self.path, e))?;
+        let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        if complete < tail.len() {
+            // A torn line from a killed writer: drop it so our line is not glued to it.
+            let keep = start + complete as u64;
+            self.file.set_len(keep).map_err(|e| io(&self.path, e))?;
+            self.file.sync_data().map_err(|e| io(&self.path, e))?;
+        }
+        for line in tail[..complete].split(|&b| b == b'\n').rev() {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            #[derive(serde::Deserialize)]
+            struct SeqOnly {
+                seq: u64,
+            }
+            if let Ok(s) = serde_json::from_slice::<SeqOnly>(line) {
+                self.seq = self.seq.max(s.seq);
+                break;
+            }
+        }
+        self.len = start + complete as u64;
+        Ok(())
+    }
+}
+
+fn io(path: &Path, source: std::io::Error) -> WriteError {
+    WriteError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Append one event to a journal another process may hold open (`runbook note`):
+/// lock, take `seq` from the last line, one write, fsync.
+pub fn append_once(path: &Path, ts: DateTime<Utc>, event: Event) -> Result<u64, WriteError> {
+    let mut w = Writer::open(path)?;
+    w.append(ts, event, true)
+}
+
+/// An advisory `flock` held for the duration of one append.
+/// Holds the raw descriptor: the `File` outlives the guard (both live in `append`).
+struct Flock(std::os::fd::RawFd);
+
+impl Flock {
+    fn exclusive(file: &File) -> std::io::Result<Flock> {
+        let fd = file.as_raw_fd();
+        loop {
+            // SAFETY: flock on a valid, open file descriptor owned by `file`.
+            let rc = unsafe { libc::flock(fd, libc::LOCK_EX) };
+            if rc == 0 {
+                return Ok(Flock(fd));
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+}
+
+impl Drop for Flock {
+    fn drop(&mut self) {
+        // SAFETY: unlocking the descriptor we locked; it is still open.
+        unsafe {
+            libc::flock(self.0, libc::LOCK_UN);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::reader;
+
+    fn note(text: &str) -> Event {
+        Event::Note {
+            text: text.into(),
+            by: "ana".into(),
+        }
+    }
+
+    #[test]
+    fn seq_continues_across_writers_appending_to_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.ndjson");
+        let mut engine = Writer::create(&path).unwrap();
+        engine.append(Utc::now(), note("a"), true).unwrap();
+        assert_eq!(
+            append_once(&path, Utc::now(), note("from another process")).unwrap(),
+            2
+        );
+        assert_eq!(engine.append(Utc::now(), note("c"), true).unwrap(), 3);
+        let j = reader::read(&path).unwrap();
+        let seqs: Vec<u64> = j.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        assert!(!j.torn_tail);
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.ndjson");
+        let mut w = Writer::create(&path).unwrap();
+        w.append(Utc::now(), note("a"), true).unwrap();
+        drop(w);
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"seq\":2,\"ts\":\"20").unwrap();
+        assert!(reader::read(&path).unwrap().torn_tail);
+        let mut w = Writer::open(&path).unwrap();
+        assert_eq!(w.append(Utc::now(), note("b"), true).unwrap(), 2);
+        let j = reader::read(&path).unwrap();
+        assert_eq!(j.records.len(), 2);
+        assert!(!j.torn_tail);
+    }
+}

@@ -1,0 +1,361 @@
+//! `shell`: run a program with an argv list — never through a shell unless the
+//! runbook writes `sh -c` itself — with env, working directory, stdin and a timeout.
+//!
+//! The child runs in its own process group, so a timeout or Ctrl-C kills everything
+//! it started (`kill(-pgid, SIGKILL)`), not just the direct child.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{Defaults, ExecCtx, OpError, Provider, Resolved};
+use crate::expr;
+use crate::runbook::model::OpRef;
+
+/// The resolved form of a shell operation (`Resolved::op`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShellCall {
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    pub dir: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+/// Runs local programs.
+#[derive(Debug, Clone, Default)]
+pub struct Shell;
+
+/// How long to wait for the pipes to close after killing a process group whose
+/// grandchildren escaped it.
+const REAP_GRACE: Duration = Duration::from_secs(2);
+
+impl Provider for Shell {
+    fn resolve(
+        &self,
+        op: OpRef<'_>,
+        vars: &Value,
+        defaults: &Defaults,
+    ) -> Result<Resolved, OpError> {
+        let OpRef::Shell(op) = op else {
+            return Err(OpError::Invalid(format!(
+                "the shell provider cannot run a `{}` operation",
+                op.provider()
+            )));
+        };
+        let render = |t: &str, what: &str| {
+            expr::render(t, vars).map_err(|e| OpError::Invalid(format!("{what}: {e}")))
+        };
+        let argv = op
+            .argv
+            .iter()
+            .enumerate()
+            .map(|(i, a)| render(a, &format!("argv[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if argv.first().is_none_or(String::is_empty) {
+            return Err(OpError::Invalid("argv[0] (the program) is empty".into()));
+        }
+        let env = op
+            .env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), render(v, &format!("env.{k}"))?)))
+            .collect::<Result<BTreeMap<_, _>, OpError>>()?;
+        let dir = match &op.dir {
+            Some(d) => defaults.base_dir.join(render(d, "dir")?),
+            None => defaults.base_dir.clone(),
+        };
+        let stdin = op.stdin.as_ref().map(|s| render(s, "stdin")).transpose()?;
+        let display = display(&argv);
+        let call = ShellCall {
+            argv,
+            env,
+            dir,
+            stdin,
+        };
+        Ok(Resolved {
+            provider: "shell".into(),
+            display,
+            op: serde_json::to_value(&call).map_err(|e| OpError::Invalid(e.to_string()))?,
+            // A program can do anything; checks and verifications are read-only by
+            // the runbook's contract and the engine treats them so.
+            mutating: true,
+        })
+    }
+
+    fn execute<'a>(
+        &'a self,
+        op: &'a Resolved,
+        cx: &'a ExecCtx,
+    ) -> BoxFuture<'a, Result<Value, OpError>> {
+        Box::pin(async move {
+            let call: ShellCall = serde_json::from_value(op.op.clone())
+                .map_err(|e| OpError::Invalid(format!("not a shell operation: {e}")))?;
+            run(&call, cx).await
+        })
+    }
+}
+
+async fn run(call: &ShellCall, cx: &ExecCtx) -> Result<Value, OpError> {
+    let mut cmd = tokio::process::Command::new(&call.argv[0]);
+    cmd.args(&call.argv[1..])
+        .envs(&call.env)
+        .current_dir(&call.dir)
+        .stdin(if call.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().map_err(|e| {
+        OpError::failed(format!(
+            "cannot start `{}` (in {}): {e}",
+            call.argv[0],
+            call.dir.display()
+        ))
+    })?;
+    let pid = child.id();
+    let stdin_pipe = child.stdin.take();
+    let mut stdout = child.stdout.take();
+    let mut stderr = child.stderr.take();
+    let input = call.stdin.clone();
+    let io = async move {
+        let feed = async {
+            if let (Some(mut pipe), Some(text)) = (stdin_pipe, input) {
+                // A program that does not read its stdin closes the pipe: not an error.
+                let _ = pipe.write_all(text.as_bytes()).await;
+            }
+        };
+        let ((), out, err) = tokio::join!(feed, read(stdout.take()), read(stderr.take()));
+        let status = child.wait().await;
+        (out, err, status)
+    };
+    tokio::pin!(io);
+    let timeout = async {
+        match cx.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    let stop = tokio::select! {
+        (out, err, status) = &mut io => {
+            return finish(call, out, err, status);
+        }
+        () = cx.cancel.cancelled() => OpError::Cancelled,
+        () = timeout => OpError::TimedOut(cx.timeout.unwrap_or_default()),
+    };
+    if let Some(pid) = pid {
+        kill_group(pid);
+    }
+    let _ = tokio::time::timeout(REAP_GRACE, io).await;
+    Err(stop)
+}
+
+async fn read<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(mut p) = pipe {
+        let _ = p.read_to_end(&mut buf).await;
+    }
+    buf
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: signalling the process group we created for the child (pgid = pid).
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+fn finish(
+    call: &ShellCall,
+    out: Vec<u8>,
+    err: Vec<u8>,
+    status: std::io::Result<std::process::ExitStatus>,
+) -> Result<Value, OpError> {
+    let status =
+        status.map_err(|e| OpError::failed(format!("waiting for `{}`: {e}", call.argv[0])))?;
+    let stdout = String::from_utf8_lossy(&out).into_owned();
+    let stderr = String::from_utf8_lossy(&err).into_owned();
+    let mut result = serde_json::Map::new();
+    result.insert(
+        "exit_code".into(),
+        status.code().map_or(Value::Null, Value::from),
+    );
+    let trimmed = stdout.trim();
+    if !trimmed.is_empty()
+        && let Ok(json) = serde_json::from_str::<Value>(trimmed)
+    {
+        result.insert("json".into(), json);
+    }
+    result.insert("stdout".into(), Value::String(stdout));
+    result.insert("stderr".into(), Value::String(stderr.clone()));
+    let result = Value::Object(result);
+    if status.success() {
+        return Ok(result);
+    }
+    let why = match status.code() {
+        Some(c) => format!("exit {c}"),
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            format!("killed by signal {}", status.signal().unwrap_or(0))
+        }
+    };
+    let detail = stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    Err(OpError::Failed {
+        message: if detail.is_empty() {
+            format!("`{}` failed: {why}", call.argv[0])
+        } else {
+            format!("`{}` failed: {why}: {}", call.argv[0], detail.trim())
+        },
+        result: Some(result),
+    })
+}
+
+/// The argv as a line a person can paste into a POSIX shell.
+pub fn display(argv: &[String]) -> String {
+    argv.iter().map(|a| quote(a)).collect::<Vec<_>>().join(" ")
+}
+
+fn quote(a: &str) -> String {
+    let plain = !a.is_empty()
+        && a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        a.to_string()
+    } else {
+        format!("'{}'", a.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runbook::model::{ShellOp, Sp};
+    use serde_json::json;
+
+    fn op(argv: &[&str]) -> ShellOp {
+        ShellOp {
+            argv: argv.iter().map(|a| Sp::bare(a.to_string())).collect(),
+            env: BTreeMap::new(),
+            dir: None,
+            stdin: None,
+        }
+    }
+
+    fn defaults() -> Defaults {
+        Defaults {
+            namespace: None,
+            base_dir: std::env::temp_dir(),
+        }
+    }
+
+    #[test]
+    fn templated_values_stay_one_argument_each() {
+        let vars = json!({"params": {"name": "a b; rm -rf /"}});
+        let r = Shell
+            .resolve(
+                OpRef::Shell(&op(&["echo", "{{params.name}}"])),
+                &vars,
+                &defaults(),
+            )
+            .unwrap();
+        assert_eq!(r.op["argv"], json!(["echo", "a b; rm -rf /"]));
+        assert_eq!(r.display, "echo 'a b; rm -rf /'");
+    }
+
+    #[tokio::test]
+    async fn stdout_json_and_exit_code_are_the_result() {
+        let vars = json!({});
+        let r = Shell
+            .resolve(
+                OpRef::Shell(&op(&["sh", "-c", "echo '{\"n\": 3}'; echo warn >&2"])),
+                &vars,
+                &defaults(),
+            )
+            .unwrap();
+        let out = Shell.execute(&r, &ExecCtx::new(vars)).await.unwrap();
+        assert_eq!(out["exit_code"], 0);
+        assert_eq!(out["json"]["n"], 3);
+        assert_eq!(out["stderr"], "warn\n");
+    }
+
+    #[tokio::test]
+    async fn a_non_zero_exit_fails_with_the_output_kept() {
+        let vars = json!({});
+        let r = Shell
+            .resolve(
+                OpRef::Shell(&op(&["sh", "-c", "echo partial; echo boom >&2; exit 3"])),
+                &vars,
+                &defaults(),
+            )
+            .unwrap();
+        match Shell.execute(&r, &ExecCtx::new(vars)).await {
+            Err(OpError::Failed { message, result }) => {
+                assert!(message.contains("exit 3: boom"), "{message}");
+                assert_eq!(result.unwrap()["stdout"], "partial\n");
+            }
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survived");
+        let script = format!("(sleep 1; touch {}) & sleep 30", marker.display());
+        let vars = json!({});
+        let r = Shell
+            .resolve(
+                OpRef::Shell(&op(&["sh", "-c", &script])),
+                &vars,
+                &defaults(),
+            )
+            .unwrap();
+        let mut cx = ExecCtx::new(vars);
+        cx.timeout = Some(Duration::from_millis(200));
+        let t0 = std::time::Instant::now();
+        let r = Shell.execute(&r, &cx).await;
+        assert!(matches!(r, Err(OpError::TimedOut(_))), "{r:?}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert!(!marker.exists(), "a grandchild outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn stdin_env_and_dir_reach_the_program() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = op(&["sh", "-c", "cat; echo \"$GREETING\"; pwd"]);
+        o.stdin = Some(Sp::bare("from stdin\n".into()));
+        o.env
+            .insert("GREETING".into(), Sp::bare("hi {{params.who}}".into()));
+        let vars = json!({"params": {"who": "ana"}});
+        let d = Defaults {
+            namespace: None,
+            base_dir: dir.path().to_owned(),
+        };
+        let r = Shell.resolve(OpRef::Shell(&o), &vars, &d).unwrap();
+        let out = Shell.execute(&r, &ExecCtx::new(vars)).await.unwrap();
+        let stdout = out["stdout"].as_str().unwrap();
+        assert!(stdout.starts_with("from stdin\nhi ana\n"), "{stdout}");
+        let canon = dir.path().canonicalize().unwrap();
+        assert!(
+            stdout.trim_end().ends_with(canon.to_str().unwrap()),
+            "{stdout}"
+        );
+    }
+}

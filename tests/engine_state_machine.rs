@@ -1,0 +1,680 @@
+//! The engine as a state machine: scripted providers, a virtual clock, no processes.
+//! Each test runs a small runbook and checks the outcome and the journal.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use runbook::engine::{self, AutoApprover, Clock, EngineOpts, FlagApprover, Printer, RunReport};
+use runbook::journal::event::{Decision, Event, Outcome, RunStatus};
+use runbook::journal::reader;
+use runbook::providers::{Defaults, ExecCtx, OpError, Provider, Providers, Resolved};
+use runbook::runbook::model::OpRef;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+type Script = dyn Fn(&str, &World) -> Result<Value, OpError> + Send + Sync;
+
+/// The "system" the scripted commands act on: named counters.
+#[derive(Default, Clone)]
+struct World(Arc<Mutex<HashMap<String, i64>>>);
+
+impl World {
+    fn get(&self, k: &str) -> i64 {
+        *self.0.lock().unwrap().get(k).unwrap_or(&0)
+    }
+    fn set(&self, k: &str, v: i64) {
+        self.0.lock().unwrap().insert(k.into(), v);
+    }
+}
+
+/// A provider registered as `shell`: argv is rendered and joined into one line, and
+/// the script decides what that line does.
+struct Scripted {
+    world: World,
+    log: Arc<Mutex<Vec<String>>>,
+    script: Box<Script>,
+    /// Lines that never finish (until cancelled).
+    hang: Vec<String>,
+}
+
+impl Provider for Scripted {
+    fn resolve(&self, op: OpRef<'_>, vars: &Value, _: &Defaults) -> Result<Resolved, OpError> {
+        let OpRef::Shell(op) = op else {
+            return Err(OpError::Invalid("scripted provider: shell only".into()));
+        };
+        let argv = op
+            .argv
+            .iter()
+            .map(|a| runbook::expr::render(a, vars).map_err(|e| OpError::Invalid(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Resolved {
+            provider: "shell".into(),
+            display: argv.join(" "),
+            op: json!(argv),
+            mutating: true,
+        })
+    }
+
+    fn execute<'a>(
+        &'a self,
+        op: &'a Resolved,
+        cx: &'a ExecCtx,
+    ) -> BoxFuture<'a, Result<Value, OpError>> {
+        Box::pin(async move {
+            self.log.lock().unwrap().push(op.display.clone());
+            if self.hang.contains(&op.display) {
+                cx.cancel.cancelled().await;
+                return Err(OpError::Cancelled);
+            }
+            (self.script)(&op.display, &self.world)
+        })
+    }
+}
+
+/// Time that passes only when the engine sleeps.
+struct VirtualClock(Mutex<DateTime<Utc>>);
+
+impl Clock for VirtualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+    fn sleep(&self, d: Duration) -> BoxFuture<'_, ()> {
+        *self.0.lock().unwrap() += chrono::Duration::from_std(d).unwrap();
+        Box::pin(tokio::task::yield_now())
+    }
+}
+
+struct Harness {
+    dir: tempfile::TempDir,
+    world: World,
+    log: Arc<Mutex<Vec<String>>>,
+    out: Arc<Mutex<Vec<u8>>>,
+    printer: Arc<Printer>,
+    clock: Arc<VirtualClock>,
+    hang: Vec<String>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let (printer, out) = Printer::capture();
+        Harness {
+            dir: tempfile::tempdir().unwrap(),
+            world: World::default(),
+            log: Arc::default(),
+            out,
+            printer: Arc::new(printer),
+            clock: Arc::new(VirtualClock(Mutex::new(
+                "2026-03-13T14:00:00Z".parse().unwrap(),
+            ))),
+            hang: Vec::new(),
+        }
+    }
+
+    fn providers(
+        &self,
+        script: impl Fn(&str, &World) -> Result<Value, OpError> + Send + Sync + 'static,
+    ) -> Providers {
+        Providers::empty().with(
+            "shell",
+            Arc::new(Scripted {
+                world: self.world.clone(),
+                log: Arc::clone(&self.log),
+                script: Box::new(script),
+                hang: self.hang.clone(),
+            }),
+        )
+    }
+
+    fn opts(&self) -> EngineOpts {
+        let mut o = EngineOpts::new("ana", Arc::clone(&self.printer));
+        o.defaults.base_dir = self.dir.path().to_owned();
+        o
+    }
+
+    fn runbook(&self, yaml: &str) -> runbook::runbook::Loaded {
+        let path = self.dir.path().join("rb.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        runbook::runbook::load(&path).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn state(&self) -> std::path::PathBuf {
+        self.dir.path().join("state")
+    }
+
+    fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn output(&self) -> String {
+        String::from_utf8_lossy(&self.out.lock().unwrap()).into_owned()
+    }
+}
+
+fn events(report: &RunReport) -> Vec<Event> {
+    reader::read(&report.journal)
+        .unwrap()
+        .records
+        .into_iter()
+        .map(|r| r.event)
+        .collect()
+}
+
+fn ok_json() -> Result<Value, OpError> {
+    Ok(json!({"exit_code": 0, "stdout": "", "stderr": ""}))
+}
+
+async fn run_auto(
+    h: &Harness,
+    loaded: &runbook::runbook::Loaded,
+    providers: Providers,
+) -> RunReport {
+    engine::run(
+        loaded,
+        providers,
+        Arc::new(AutoApprover::new("test")),
+        h.clock.clone(),
+        &h.state(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
+const DETECT_FIX_VERIFY: &str = r#"
+version: 1
+name: detect-fix
+title: t
+steps:
+  - check: Is it broken
+    id: detect
+    shell: { argv: [probe] }
+    save: probe
+    expect: "probe.json.broken"
+  - action: Fix it
+    id: fix
+    shell: { argv: [fix] }
+    verify:
+      shell: { argv: [probe] }
+      expect: "!result.json.broken"
+      within: 1m
+      every: 5s
+"#;
+
+fn detect_fix_script(line: &str, w: &World) -> Result<Value, OpError> {
+    match line {
+        "probe" => Ok(json!({"exit_code": 0, "json": {"broken": w.get("fixed") == 0}})),
+        "fix" => {
+            w.set("fixed", 1);
+            ok_json()
+        }
+        other => Err(OpError::failed(format!("unexpected {other}"))),
+    }
+}
+
+#[tokio::test]
+async fn a_check_that_finds_nothing_ends_the_run_as_not_applicable() {
+    let h = Harness::new();
+    h.world.set("fixed", 1);
+    let loaded = h.runbook(DETECT_FIX_VERIFY);
+    let report = run_auto(&h, &loaded, h.providers(detect_fix_script)).await;
+    assert_eq!(report.status, RunStatus::NotApplicable);
+    assert_eq!(report.exit_code, 5);
+    assert_eq!(h.log(), ["probe"], "the action must not run");
+}
+
+#[tokio::test]
+async fn detect_fix_verify_succeeds_and_journals_the_approval_before_the_action() {
+    let h = Harness::new();
+    let loaded = h.runbook(DETECT_FIX_VERIFY);
+    let report = run_auto(&h, &loaded, h.providers(detect_fix_script)).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{}", h.output());
+    assert_eq!(h.log(), ["probe", "fix", "probe"]);
+    let ev = events(&report);
+    let decided = ev
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Event::GateDecided {
+                    decision: Decision::Approved,
+                    ..
+                }
+            )
+        })
+        .expect("a gate decision");
+    let fix_started = ev
+        .iter()
+        .position(|e| matches!(e, Event::OpStarted { op, .. } if op.display == "fix"))
+        .expect("the fix started");
+    assert!(decided < fix_started);
+    assert!(matches!(
+        ev.last(),
+        Some(Event::RunFinished {
+            status: RunStatus::Succeeded,
+            ..
+        })
+    ));
+    assert!(h.output().contains("✓ fix ok"), "{}", h.output());
+}
+
+#[tokio::test]
+async fn an_unapproved_gate_pauses_and_resume_with_approval_finishes_without_rerunning_checks() {
+    let h = Harness::new();
+    let loaded = h.runbook(DETECT_FIX_VERIFY);
+    let paused = engine::run(
+        &loaded,
+        h.providers(detect_fix_script),
+        Arc::new(FlagApprover::new(false, &[], "ana")),
+        h.clock.clone(),
+        &h.state(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(paused.status, RunStatus::Paused);
+    assert_eq!(paused.exit_code, 3);
+    assert_eq!(h.log(), ["probe"]);
+    assert!(
+        events(&paused)
+            .iter()
+            .any(|e| matches!(e, Event::Paused { step, resume, .. }
+        if step == "fix" && resume.contains("--approve fix")))
+    );
+
+    let resumed = engine::resume(
+        &h.state(),
+        &paused.run_id,
+        h.providers(detect_fix_script),
+        Arc::new(FlagApprover::new(false, &["fix".to_string()], "bo")),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
+    assert_eq!(
+        h.log(),
+        ["probe", "fix", "probe"],
+        "the check is not run again"
+    );
+    let ev = events(&resumed);
+    assert!(ev.iter().any(
+        |e| matches!(e, Event::GateDecided { by, decision: Decision::Approved, .. } if by == "bo")
+    ));
+}
+
+#[tokio::test]
+async fn a_verification_that_never_holds_fails_after_within_polling_every() {
+    let h = Harness::new();
+    let loaded = h.runbook(DETECT_FIX_VERIFY);
+    // The fix does nothing: the probe keeps saying broken.
+    let report = run_auto(
+        &h,
+        &loaded,
+        h.providers(|line, _| match line {
+            "probe" => Ok(json!({"exit_code": 0, "json": {"broken": true}})),
+            _ => ok_json(),
+        }),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(report.exit_code, 1);
+    let polls = events(&report)
+        .iter()
+        .filter(|e| matches!(e, Event::VerifyPolled { .. }))
+        .count();
+    // t = 0, 5, ..., 60: 13 polls within one minute every 5 seconds.
+    assert_eq!(polls, 13);
+}
+
+const LADDER: &str = r#"
+version: 1
+name: ladder
+title: t
+steps:
+  - action: Free it
+    id: free
+    gate: auto
+    escalate:
+      - id: gentle
+        shell: { argv: [gentle] }
+        within: 10s
+      - id: force
+        shell: { argv: [force] }
+        within: 10s
+      - id: nuke
+        shell: { argv: [nuke] }
+    verify:
+      shell: { argv: [probe] }
+      expect: "result.json.free"
+      every: 2s
+"#;
+
+#[tokio::test]
+async fn an_escalation_stops_at_the_first_rung_the_verification_accepts() {
+    let h = Harness::new();
+    let loaded = h.runbook(LADDER);
+    let report = run_auto(
+        &h,
+        &loaded,
+        h.providers(|line, w| match line {
+            "probe" => Ok(json!({"json": {"free": w.get("forced") == 1}})),
+            "force" => {
+                w.set("forced", 1);
+                ok_json()
+            }
+            _ => ok_json(),
+        }),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{}", h.output());
+    let log = h.log();
+    assert!(!log.contains(&"nuke".to_string()), "{log:?}");
+    assert_eq!(log.iter().filter(|l| *l == "gentle").count(), 1);
+    let ev = events(&report);
+    assert!(ev.iter().any(
+        |e| matches!(e, Event::Escalated { from, to, .. } if from == "gentle" && to == "force")
+    ));
+    assert!(ev.iter().any(|e| matches!(e, Event::StepFinished { fixed_by: Some(r), outcome: Outcome::Ok, .. } if r == "force")));
+    let rungs: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::RungStarted {
+                rung, index, of, ..
+            } => Some((rung.clone(), *index, *of)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rungs, [("gentle".into(), 1, 3), ("force".into(), 2, 3)]);
+}
+
+#[tokio::test]
+async fn a_for_each_reports_every_item_when_one_fails() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: fan-out
+title: t
+params:
+  nodes: { default: [a, b, c, d] }
+steps:
+  - action: Cordon
+    id: cordon
+    gate: auto
+    for_each: params.nodes
+    concurrency: 2
+    shell: { argv: [cordon, "{{item}}"] }
+"#,
+    );
+    let report = run_auto(
+        &h,
+        &loaded,
+        h.providers(|line, _| match line {
+            "cordon b" => Err(OpError::failed("node b refused")),
+            _ => ok_json(),
+        }),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Failed);
+    let mut log = h.log();
+    log.sort();
+    assert_eq!(log, ["cordon a", "cordon b", "cordon c", "cordon d"]);
+    let ev = events(&report);
+    let outcomes: Vec<(usize, Outcome)> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::OpFinished { scope, outcome, .. } => Some((scope.item.unwrap(), *outcome)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes.len(), 4);
+    assert!(outcomes.contains(&(1, Outcome::Failed)));
+    assert_eq!(
+        outcomes.iter().filter(|(_, o)| *o == Outcome::Ok).count(),
+        3
+    );
+    assert!(ev.iter().any(|e| matches!(e, Event::StepFinished { summary, .. } if summary.contains("item 1: node b refused"))));
+}
+
+#[tokio::test]
+async fn dry_run_runs_checks_and_plans_actions_without_performing_them() {
+    let h = Harness::new();
+    let loaded = h.runbook(DETECT_FIX_VERIFY);
+    let mut opts = h.opts();
+    opts.dry_run = true;
+    let report = engine::run(
+        &loaded,
+        h.providers(detect_fix_script),
+        Arc::new(AutoApprover::new("test")),
+        h.clock.clone(),
+        &h.state(),
+        opts,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(h.log(), ["probe"]);
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert!(h.output().contains("would run fix"), "{}", h.output());
+    assert!(
+        events(&report)
+            .iter()
+            .any(|e| matches!(e, Event::StepSkipped { step, .. } if step == "fix"))
+    );
+}
+
+#[tokio::test]
+async fn secret_params_never_reach_the_journal() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: secret
+title: t
+params:
+  token: { required: true, secret: true }
+steps:
+  - check: Call with the token
+    id: call
+    shell: { argv: [curl, "-H", "Authorization: Bearer {{params.token}}"] }
+"#,
+    );
+    let mut opts = h.opts();
+    opts.params = vec![("token".into(), "s3cr3t-value".into())];
+    let report = engine::run(
+        &loaded,
+        h.providers(|line, _| Ok(json!({"stdout": format!("echo {line}")}))),
+        Arc::new(AutoApprover::new("test")),
+        h.clock.clone(),
+        &h.state(),
+        opts,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(h.log(), ["curl -H Authorization: Bearer s3cr3t-value"]);
+    let text = std::fs::read_to_string(&report.journal).unwrap();
+    assert!(!text.contains("s3cr3t-value"), "{text}");
+    assert!(text.contains("Bearer ***"));
+    assert!(!h.output().contains("s3cr3t-value"));
+}
+
+#[tokio::test]
+async fn cancelling_aborts_the_running_step_and_the_run_can_be_resumed() {
+    let mut h = Harness::new();
+    h.hang = vec!["fix".into()];
+    let loaded = h.runbook(DETECT_FIX_VERIFY);
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    let canceller = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        c.cancel();
+    });
+    let report = engine::run(
+        &loaded,
+        h.providers(detect_fix_script),
+        Arc::new(AutoApprover::new("test")),
+        h.clock.clone(),
+        &h.state(),
+        h.opts(),
+        cancel,
+    )
+    .await
+    .unwrap();
+    canceller.await.unwrap();
+    assert_eq!(report.status, RunStatus::Aborted);
+    assert_eq!(report.exit_code, 4);
+    let ev = events(&report);
+    assert!(ev.iter().any(
+        |e| matches!(e, Event::RunFinished { reason: Some(r), .. } if r == "aborted by operator")
+    ));
+
+    // Resumed: the aborted action's outcome is unknown, so it is re-verified first
+    // (still broken) and then run again.
+    h.hang.clear();
+    let resumed = engine::resume(
+        &h.state(),
+        &report.run_id,
+        h.providers(detect_fix_script),
+        Arc::new(AutoApprover::new("test")),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
+    assert_eq!(h.log(), ["probe", "fix", "probe", "fix", "probe"]);
+    assert!(events(&resumed).iter().any(|e| matches!(
+        e,
+        Event::OpFinished {
+            outcome: Outcome::Unknown,
+            ..
+        }
+    )));
+}
+
+#[tokio::test]
+async fn an_action_killed_after_it_acted_is_re_verified_not_rerun() {
+    let h = Harness::new();
+    let loaded = h.runbook(DETECT_FIX_VERIFY);
+    let report = run_auto(&h, &loaded, h.providers(detect_fix_script)).await;
+    assert_eq!(report.status, RunStatus::Succeeded);
+    // Simulate a SIGKILL right after the fix started: keep the journal up to and
+    // including its op_started, and tear the next line.
+    let text = std::fs::read_to_string(&report.journal).unwrap();
+    let mut kept = String::new();
+    for line in text.lines() {
+        kept.push_str(line);
+        kept.push('\n');
+        if line.contains("\"op_started\"") && line.contains("\"display\":\"fix\"") {
+            break;
+        }
+    }
+    kept.push_str("{\"seq\":99,\"ts\":\"2026-");
+    std::fs::write(&report.journal, kept).unwrap();
+    let before = h.log().len();
+    let resumed = engine::resume(
+        &h.state(),
+        &report.run_id,
+        h.providers(detect_fix_script),
+        Arc::new(FlagApprover::new(false, &[], "ana")),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
+    assert_eq!(&h.log()[before..], ["probe"], "only the verification runs");
+    assert!(h.output().contains("unknown outcome"), "{}", h.output());
+    let j = reader::read(&resumed.journal).unwrap();
+    assert!(!j.torn_tail);
+    let seqs: Vec<u64> = j.records.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gapless after a torn tail"
+    );
+}
+
+#[tokio::test]
+async fn a_kube_step_without_a_kube_provider_fails_with_a_clear_error() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: kube
+title: t
+steps:
+  - check: Pods
+    id: pods
+    kube: { get: pods, namespace: prod }
+"#,
+    );
+    let report = run_auto(&h, &loaded, h.providers(|_, _| ok_json())).await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(
+        h.output().contains("no Kubernetes provider is configured"),
+        "{}",
+        h.output()
+    );
+}
+
+#[tokio::test]
+async fn unknown_and_missing_params_are_refused_before_anything_runs() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: params
+title: t
+params:
+  need: { required: true }
+steps:
+  - check: c
+    id: c
+    shell: { argv: [echo, "{{params.need}}"] }
+"#,
+    );
+    let err = engine::run(
+        &loaded,
+        h.providers(|_, _| ok_json()),
+        Arc::new(AutoApprover::new("test")),
+        h.clock.clone(),
+        &h.state(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("`need` is required"), "{err}");
+    let mut opts = h.opts();
+    opts.params = vec![("nede".into(), "x".into())];
+    let err = engine::run(
+        &loaded,
+        h.providers(|_, _| ok_json()),
+        Arc::new(AutoApprover::new("test")),
+        h.clock.clone(),
+        &h.state(),
+        opts,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("unknown parameter `nede`"),
+        "{err}"
+    );
+    assert!(h.log().is_empty());
+    assert!(!Path::new(&h.state()).join("runs").exists());
+}

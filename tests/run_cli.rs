@@ -1,0 +1,386 @@
+//! `runbook run`, `resume`, `runs` and `note` end to end through the binary, against
+//! a "system" made of files in a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use runbook::journal::event::{Event, Outcome, RunStatus};
+use runbook::journal::reader;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/engine")
+        .join(name)
+}
+
+/// A temp dir that is both the system (files) and the state dir's parent.
+struct Sys {
+    dir: tempfile::TempDir,
+}
+
+impl Sys {
+    fn new() -> Sys {
+        Sys {
+            dir: tempfile::tempdir().expect("a temp dir"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn touch(&self, name: &str) {
+        std::fs::write(self.path(name), "").expect("writable temp dir");
+    }
+
+    fn exists(&self, name: &str) -> bool {
+        self.path(name).exists()
+    }
+
+    fn state(&self) -> PathBuf {
+        self.path(".runbook")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
+        c.arg("--state-dir")
+            .arg(self.state())
+            .args(args)
+            .env("USER", "ana")
+            .env_remove("RUNBOOK_OPERATOR")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("the binary runs")
+    }
+
+    fn dir_param(&self) -> String {
+        format!("dir={}", self.dir.path().display())
+    }
+
+    fn run_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(self.state().join("runs"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    }
+
+    fn events(&self, run_id: &str) -> Vec<Event> {
+        let path = self
+            .state()
+            .join("runs")
+            .join(run_id)
+            .join("journal.ndjson");
+        reader::read(&path)
+            .expect("a readable journal")
+            .records
+            .into_iter()
+            .map(|r| r.event)
+            .collect()
+    }
+
+    fn only_run(&self) -> String {
+        let ids = self.run_ids();
+        assert_eq!(ids.len(), 1, "{ids:?}");
+        ids[0].clone()
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn wait_for(path: &Path, within: Duration) {
+    let t0 = Instant::now();
+    while !path.exists() {
+        assert!(t0.elapsed() < within, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let t0 = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("waitable child") {
+            return s;
+        }
+        assert!(t0.elapsed() < within, "the run did not exit in {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn signal(child: &Child, sig: i32) {
+    let pid = i32::try_from(child.id()).expect("a pid fits i32");
+    // SAFETY: sending a signal to our own child process.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+#[test]
+fn a_check_finds_the_problem_an_approved_action_fixes_it_and_the_verification_proves_it() {
+    let sys = Sys::new();
+    sys.touch("broken");
+    let file = fixture("fix-file.yaml");
+    let out = sys.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "-p",
+        &sys.dir_param(),
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!sys.exists("broken") && sys.exists("repaired"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("▶ detect (check)"), "{stderr}");
+    assert!(stderr.contains("✓ repair ok"), "{stderr}");
+    let id = sys.only_run();
+    assert!(
+        stderr.contains(&format!("postmortem: runbook postmortem {id}")),
+        "{stderr}"
+    );
+    let ev = sys.events(&id);
+    assert!(matches!(&ev[0], Event::RunStarted { operator, runbook, .. }
+        if operator == "ana" && runbook.name == "fix-file" && runbook.sha256.len() == 64));
+    assert!(matches!(
+        ev.last(),
+        Some(Event::RunFinished {
+            status: RunStatus::Succeeded,
+            ..
+        })
+    ));
+
+    // Nothing left to fix: the next run is not applicable.
+    let again = sys.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "-p",
+        &sys.dir_param(),
+        "--yes",
+    ]);
+    assert_eq!(again.status.code(), Some(5), "{}", text(&again));
+}
+
+#[test]
+fn without_approval_the_run_pauses_and_resume_with_approve_continues_it() {
+    let sys = Sys::new();
+    sys.touch("broken");
+    let file = fixture("fix-file.yaml");
+    let out = sys.run(&["run", file.to_str().unwrap(), "-p", &sys.dir_param()]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(sys.exists("broken"), "nothing ran without approval");
+    let id = sys.only_run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("runbook resume {id} --approve repair")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("shell will run: mv "),
+        "the plan is shown: {stderr}"
+    );
+
+    let resumed = sys.run(&["resume", &id, "--approve", "repair"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert!(sys.exists("repaired"));
+    let ev = sys.events(&id);
+    let checks = ev
+        .iter()
+        .filter(|e| matches!(e, Event::StepStarted { step, .. } if step == "detect"))
+        .count();
+    assert_eq!(checks, 1, "the check is not run again");
+    assert!(ev.iter().any(|e| matches!(e, Event::RunResumed { .. })));
+
+    let done = sys.run(&["resume", &id]);
+    assert_eq!(done.status.code(), Some(2), "{}", text(&done));
+    assert!(String::from_utf8_lossy(&done.stderr).contains("already finished"));
+}
+
+#[test]
+fn an_escalation_needs_its_second_rung_and_never_reaches_the_third() {
+    let sys = Sys::new();
+    sys.touch("broken");
+    let file = fixture("ladder.yaml");
+    let out = sys.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "-p",
+        &sys.dir_param(),
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(sys.exists("repaired"));
+    assert!(!sys.exists("never"));
+    let ev = sys.events(&sys.only_run());
+    assert!(ev.iter().any(
+        |e| matches!(e, Event::Escalated { from, to, .. } if from == "gentle" && to == "move")
+    ));
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::StepFinished { fixed_by: Some(r), .. } if r == "move"))
+    );
+}
+
+#[test]
+fn a_for_each_with_one_failing_item_runs_and_reports_every_item() {
+    let sys = Sys::new();
+    let file = fixture("fan-out.yaml");
+    let out = sys.run(&["run", file.to_str().unwrap(), "-p", &sys.dir_param()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(sys.exists("a") && sys.exists("c") && !sys.exists("b"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("item 1: `sh` failed: exit 7: item b is stuck"),
+        "{stderr}"
+    );
+    let ev = sys.events(&sys.only_run());
+    let finished: Vec<(Option<usize>, Outcome)> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::OpFinished { scope, outcome, .. } => Some((scope.item, *outcome)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished.len(), 3, "{finished:?}");
+}
+
+#[test]
+fn a_run_killed_mid_action_resumes_with_outcome_unknown_and_re_verifies_instead_of_rerunning() {
+    let sys = Sys::new();
+    sys.touch("broken");
+    let file = fixture("slow-fix.yaml");
+    let mut child = sys
+        .cmd(&[
+            "run",
+            file.to_str().unwrap(),
+            "-p",
+            &sys.dir_param(),
+            "-p",
+            "linger=2",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    wait_for(&sys.path("started"), Duration::from_secs(20));
+    signal(&child, libc::SIGKILL);
+    wait_exit(&mut child, Duration::from_secs(5));
+    let id = sys.only_run();
+    assert!(
+        !sys.events(&id)
+            .iter()
+            .any(|e| matches!(e, Event::OpFinished { .. })),
+        "killed before the result was journaled"
+    );
+
+    let out = sys.run(&["resume", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown outcome"), "{stderr}");
+    let ev = sys.events(&id);
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::OpFinished {
+            outcome: Outcome::Unknown,
+            ..
+        }
+    )));
+    let fix_starts = ev
+        .iter()
+        .filter(|e| matches!(e, Event::OpStarted { op, .. } if !op.scope.verification))
+        .count();
+    assert_eq!(fix_starts, 1, "the fix is not run a second time");
+}
+
+#[test]
+fn ctrl_c_during_a_long_step_aborts_with_exit_4_and_a_journal_that_says_so() {
+    let sys = Sys::new();
+    sys.touch("broken");
+    let file = fixture("slow-fix.yaml");
+    let mut child = sys
+        .cmd(&[
+            "run",
+            file.to_str().unwrap(),
+            "-p",
+            &sys.dir_param(),
+            "-p",
+            "linger=30",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    wait_for(&sys.path("started"), Duration::from_secs(20));
+    let id = sys.only_run();
+
+    // A note from another terminal while the run holds its lock.
+    let note = sys.run(&["note", &id, "paged the storage team"]);
+    assert_eq!(note.status.code(), Some(0), "{}", text(&note));
+
+    let t0 = Instant::now();
+    signal(&child, libc::SIGINT);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(4));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the step was not cancelled promptly"
+    );
+    assert!(!sys.exists("finished"), "the child process was killed");
+    let j = reader::read(&sys.state().join("runs").join(&id).join("journal.ndjson")).unwrap();
+    let seqs: Vec<u64> = j.records.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let ev: Vec<Event> = j.records.into_iter().map(|r| r.event).collect();
+    assert!(ev.iter().any(
+        |e| matches!(e, Event::Note { text, by } if text == "paged the storage team" && by == "ana")
+    ));
+    assert!(ev.iter().any(|e| matches!(e, Event::RunFinished { status: RunStatus::Aborted, reason: Some(r), .. } if r == "aborted by operator")));
+
+    let runs = sys.run(&["runs"]);
+    let listing = String::from_utf8_lossy(&runs.stdout);
+    assert!(
+        listing.contains(&id) && listing.contains("aborted"),
+        "{listing}"
+    );
+}
+
+#[test]
+fn an_invalid_runbook_never_starts() {
+    let sys = Sys::new();
+    let file = fixture("invalid.yaml");
+    let out = sys.run(&["run", file.to_str().unwrap(), "--yes"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("params.nope"),
+        "{}",
+        text(&out)
+    );
+    assert!(sys.run_ids().is_empty());
+}
+
+#[test]
+fn runs_lists_past_runs_with_their_status() {
+    let sys = Sys::new();
+    let file = fixture("fix-file.yaml");
+    let out = sys.run(&["run", file.to_str().unwrap(), "-p", &sys.dir_param()]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let runs = sys.run(&["runs", "--json"]);
+    assert_eq!(runs.status.code(), Some(0));
+    let line: serde_json::Value =
+        serde_json::from_slice(runs.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+    assert_eq!(line["runbook"], "fix-file");
+    assert_eq!(line["status"], "not_applicable");
+    assert_eq!(line["run_id"], sys.only_run());
+}
