@@ -421,3 +421,72 @@ async fn without_a_limit_many_deletes_run_concurrently() {
     assert_eq!(ran.calls.len(), 201);
     assert!(lab.list("pods", Some("prod")).is_empty());
 }
+
+// ---- the lab's own fault injection ---------------------------------------------------
+
+fn lab_fault(method: &str, path: &str, status: u16, times: u32) -> runbook::lab::faults::ApiFault {
+    runbook::lab::faults::ApiFault {
+        method: Some(method.into()),
+        path_contains: path.into(),
+        status,
+        times,
+        retry_after: None,
+    }
+}
+
+#[tokio::test]
+async fn a_forbidden_delete_from_the_lab_reads_like_kubectl() {
+    let lab = seed();
+    lab.inject_fault(lab_fault("DELETE", "/pods/", 403, 1));
+    let p = provider(&lab);
+    let ran = run(
+        &p,
+        &format!(
+            "{{delete: pods, name: {OLD_HUB}, namespace: prod, grace_period: 0, force: true}}"
+        ),
+    )
+    .await;
+    let (msg, _) = ran.err();
+    assert_eq!(
+        msg,
+        format!(
+            "Error from server (Forbidden): pods \"{OLD_HUB}\" is forbidden: User \"system:serviceaccount:default:runbook\" cannot delete resource \"pods\" in API group \"\" in the namespace \"prod\""
+        )
+    );
+    assert!(lab.get("pods", Some("prod"), OLD_HUB).is_some());
+}
+
+#[tokio::test]
+async fn the_labs_throttling_and_unavailability_are_retried() {
+    let lab = seed();
+    lab.inject_fault(lab_fault("GET", "/api/v1/nodes", 429, 1));
+    lab.inject_fault(lab_fault("GET", "/api/v1/nodes", 503, 1));
+    let p = provider(&lab);
+    let ran = run(&p, "{get: nodes}").await;
+    assert_eq!(ran.ok().as_array().unwrap().len(), 4);
+    assert_eq!(ran.trace(), ["GET 429", "GET 503", "GET 200"]);
+}
+
+#[tokio::test]
+async fn a_lab_conflict_on_taint_is_retried_with_a_fresh_read() {
+    let lab = seed();
+    lab.inject_fault(lab_fault("PATCH", &format!("/nodes/{HEALTHY}"), 409, 2));
+    let p = provider(&lab);
+    let ran = run(
+        &p,
+        &format!("{{taint: {HEALTHY}, key: k, value: v, effect: NoSchedule}}"),
+    )
+    .await;
+    assert_eq!(ran.ok()["changed"], true);
+    assert_eq!(
+        ran.trace(),
+        [
+            "GET 200",
+            "PATCH 409",
+            "GET 200",
+            "PATCH 409",
+            "GET 200",
+            "PATCH 200"
+        ]
+    );
+}
