@@ -45,6 +45,7 @@ pub fn provider(lab: &Lab) -> KubeProvider {
     KubeProvider::new(lab.client(), "default", 0.0)
         .with_retry(fast_retry())
         .with_poll_interval(Duration::from_millis(20))
+        .with_default_wait(Duration::from_secs(20))
 }
 
 /// A `kube` op as a runbook writes it, e.g. `{get: pods, namespace: prod}`; parsed

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde_json::{Value, json};
 
 use super::read::ListScope;
-use super::write::{Each, effective_grace, label};
+use super::write::{Each, label};
 use super::{Run, Target};
 use crate::providers::OpError;
 
@@ -175,7 +175,9 @@ impl Run<'_> {
 
     /// `--disable-eviction`: a plain DELETE with the same options.
     async fn delete_pod(&self, res: &super::ApiRes, ns: &str, name: &str, who: String) -> Each {
-        let grace = effective_grace(false, self.spec.grace_period);
+        // Drain sends its --grace-period as is (pkg/drain/drain.go makeDeleteOptions);
+        // only `kubectl delete` turns 0 into 1.
+        let grace = self.spec.grace_period;
         let mut opts = json!({"propagationPolicy": "Background"});
         if let Some(g) = grace {
             opts["gracePeriodSeconds"] = json!(g);

@@ -453,6 +453,8 @@ pub(crate) fn summarize(
     }
     match first {
         None => Ok(out),
+        // Ctrl-C or the deadline: say so, not "failed".
+        Some(e @ (OpError::Cancelled | OpError::TimedOut(_))) => Err(e),
         Some(e) => {
             out["failed"] = json!(failed);
             let n = failed.len();
