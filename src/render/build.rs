@@ -528,6 +528,11 @@ impl Builder {
                         method: c.method.clone(),
                         path: c.path.clone(),
                         status: c.status,
+                        answer: if c.status == 0 {
+                            "no answer".to_owned()
+                        } else {
+                            c.status.to_string()
+                        },
                         duration: duration_ms(c.duration_ms),
                         kubectl: c.kubectl.clone().filter(|k| *k != acc.op.display),
                     })
@@ -661,7 +666,8 @@ impl Builder {
                 }
                 let i = self.push_entry(rec, "finish", label.to_owned());
                 let e = &mut self.entries[i].entry;
-                e.milestones.push(format!("RUN {}", label.to_uppercase()));
+                e.milestones
+                    .push(format!("RUN {}", code.replace('_', " ").to_uppercase()));
                 e.summary = reason.clone();
             }
         }
@@ -714,6 +720,20 @@ impl Builder {
             _ => self.metrics.counts.failed += 1,
         }
         self.close_rung(step, rec.ts);
+        if o == event::Outcome::TimedOut {
+            // The verification that was polling when the step ran out of time.
+            let polled = self
+                .current_rung
+                .get(step)
+                .and_then(|r| self.rung_entry.get(&(step.to_owned(), r.clone())))
+                .or(self.step_entry.get(step))
+                .copied();
+            if let Some(v) = polled.and_then(|i| self.entries[i].entry.verification.as_mut())
+                && !v.passed
+            {
+                v.outcome = "timed_out".to_owned();
+            }
+        }
         let fixed = fixed_by.map(|r| self.rung_ref(step, r));
         let kind = self
             .step_row
@@ -962,7 +982,12 @@ impl Builder {
     }
 
     fn finish(mut self) -> Built {
-        if let Some((i, m)) = self.mitigated_fix.take().or(self.mitigated_any.take()) {
+        // Fall back to any passing verification only when the runbook has nothing
+        // that proves the fix (no verify step, no ladder): a failed ladder must not
+        // count the cordon's verification as mitigation.
+        let fix_possible = !self.rungs.is_empty() || self.steps.iter().any(|s| s.kind == "verify");
+        let any = self.mitigated_any.take().filter(|_| !fix_possible);
+        if let Some((i, m)) = self.mitigated_fix.take().or(any) {
             let e = &mut self.entries[i].entry;
             e.milestones.push(if e.time.time == m.at.time {
                 "MITIGATED".to_owned()
@@ -1128,6 +1153,7 @@ fn label(e: &Entry) -> String {
         "skip" => "Skipped".to_owned(),
         "note" => "Note".to_owned(),
         "pause" => "Paused".to_owned(),
+        "finish" if e.milestones.iter().any(|m| m == "RUN PAUSED") => "Run stopped".to_owned(),
         "finish" => "Run ended".to_owned(),
         "step_end" => "Finished".to_owned(),
         _ => match e.step_kind.as_deref() {
@@ -1188,7 +1214,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool) -> Entry {
             let body: Vec<String> = op
                 .calls
                 .iter()
-                .map(|c| format!("{} {} → {} ({})", c.method, c.path, c.status, c.duration))
+                .map(|c| format!("{} {} → {} ({})", c.method, c.path, c.answer, c.duration))
                 .collect();
             e.details.push(Detail {
                 summary: format!("{} API calls of {what}", op.calls.len()),
@@ -1211,7 +1237,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool) -> Entry {
         if let (Some(f), Some(l)) = (first, last) {
             v.took = duration_ms(between(f, l));
         }
-        if !v.passed {
+        if !v.passed && v.outcome == "pending" {
             v.outcome = match e.outcome.as_ref().map(|o| o.code.as_str()) {
                 Some("timed_out") => "timed_out",
                 Some("failed") => "failed",

@@ -237,7 +237,7 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
         let step = e.step.as_deref().unwrap_or("");
         if e.kind != "rung"
             && let Some(o) = &e.outcome
-            && matches!(o.code.as_str(), "failed" | "unknown")
+            && matches!(o.code.as_str(), "failed" | "unknown" | "timed_out")
         {
             let why = e
                 .summary
@@ -249,6 +249,20 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
                 code(step),
                 quoted(&e.title),
                 o.label.to_lowercase()
+            ));
+        }
+        for op in e.ops.iter().filter(|op| {
+            op.outcome
+                .as_ref()
+                .is_some_and(|o| o.code == "failed" || o.code == "timed_out")
+        }) {
+            inv.push(format!(
+                "Find out why {} failed{}.",
+                code(&op.display),
+                op.error_line
+                    .as_deref()
+                    .map(|e| format!(": {}", text(e)))
+                    .unwrap_or_default()
             ));
         }
         if let Some(v) = &e.verification
@@ -267,7 +281,7 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
                 quoted(&e.title),
                 m.waited
                     .as_deref()
-                    .map(|w| format!(" (it took {w} of a person's time)"))
+                    .map(|w| format!(" (the run waited {w} for a person)"))
                     .unwrap_or_default()
             ));
         }

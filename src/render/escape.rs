@@ -173,6 +173,40 @@ pub fn escape_line_start(t: &str) -> String {
     }
 }
 
+/// Tracks fenced code blocks line by line, so code that scans a document for its
+/// own markers (or tidies blank lines) leaves the inside of a fence alone.
+#[derive(Debug, Default)]
+pub struct Fences {
+    open: Option<(char, usize)>,
+}
+
+impl Fences {
+    /// Feed the next line; true when the line is part of a fenced block (its
+    /// opening and closing fence lines included).
+    pub fn inside(&mut self, line: &str) -> bool {
+        let t = line.trim();
+        let fence = |c: char| t.len() - t.trim_start_matches(c).len();
+        match self.open {
+            Some((c, n)) => {
+                if fence(c) >= n && t.trim_start_matches(c).is_empty() {
+                    self.open = None;
+                }
+                true
+            }
+            None => {
+                for c in ['`', '~'] {
+                    let n = fence(c);
+                    if n >= 3 {
+                        self.open = Some((c, n));
+                        return true;
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

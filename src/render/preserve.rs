@@ -92,9 +92,14 @@ fn parse(text: &str) -> Result<Doc, (usize, String)> {
     let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut open: Option<Open> = None;
     let mut pos = 0;
+    // A marker inside a fenced block is command output, not ours.
+    let mut fences = super::escape::Fences::default();
     for (n, line) in text.split_inclusive('\n').enumerate() {
         let start = pos;
         pos += line.len();
+        if fences.inside(line) {
+            continue;
+        }
         let Some(inner) = line
             .trim()
             .strip_prefix("<!-- runbook:")
