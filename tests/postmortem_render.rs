@@ -357,3 +357,71 @@ fn a_custom_template_sees_the_model() {
         "20180320T235840Z-hub-pvc-locked-c91e succeeded 2m 45s\n`launch-rate` `lost-pods` `bad-nodes` `multi-attach` `hub-claim` `hub-attachment` `cordon` `free-hub-volume` `launches-recovered`\n"
     );
 }
+
+#[test]
+fn a_journal_cut_mid_run_renders_what_it_has_and_says_so() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journals/escalated.ndjson");
+    let text = std::fs::read_to_string(path).expect("fixture");
+    // Killed while force-deleting: keep everything up to the first force delete's
+    // op_started, plus half of the next line (a torn write).
+    let cut = text
+        .find("\"event\":\"op_finished\",\"scope\":{\"step\":\"free-hub-volume\",\"rung\":\"force-delete-lost-pods\"")
+        .expect("the fixture force-deletes");
+    let line_start = text[..cut].rfind('\n').expect("a line before") + 1;
+    let torn = &text[..line_start + 40];
+    let journal = reader::parse(torn.as_bytes()).expect("a torn tail is not fatal");
+    assert!(journal.torn_tail);
+    let md = render::render(&journal, &RenderOpts::default()).expect("renders");
+    let s = structure(&md);
+    assert_eq!(s.details_open, s.details_close);
+    assert!(md.contains("> **Warning:** The journal's last line was incomplete"));
+    assert!(md.contains("> **Warning:** The run has not finished"));
+    assert!(md.contains("| Status | **Unfinished (the journal has no end)** |"));
+    assert!(md.contains(
+        "- Ran `kubectl delete pod hub-65d9f46698-dj4jb --grace-period=0 --force -n prod`: **NO RESULT (the run stopped before it finished)**"
+    ));
+}
+
+#[test]
+fn skipped_steps_and_a_run_that_did_not_apply_are_shown() {
+    use runbook::journal::event::{Event, Outcome, Record, RunStatus};
+    let mut j = fixture("clean");
+    // Keep the run start and the first check, then: the check finds nothing to do.
+    j.records.truncate(2);
+    let ts = j.records[1].ts;
+    let events = [
+        Event::StepFinished {
+            step: "launch-rate".into(),
+            outcome: Outcome::NotApplicable,
+            duration_ms: 90,
+            summary: "launch success rate is 0.97: nothing to fix".into(),
+            fixed_by: None,
+        },
+        Event::StepSkipped {
+            step: "cordon".into(),
+            reason: "the checks found nothing to fix".into(),
+        },
+        Event::RunFinished {
+            status: RunStatus::NotApplicable,
+            duration_ms: 120,
+            reason: Some("launch-rate: the expectation did not hold".into()),
+        },
+    ];
+    for event in events {
+        let seq = j.records.len() as u64 + 1;
+        j.records.push(Record { seq, ts, event });
+    }
+    let md = render::render(&j, &RenderOpts::default()).expect("renders");
+    assert!(
+        md.contains("- Step `launch-rate`: **NOT APPLICABLE** after 90 ms"),
+        "{md}"
+    );
+    assert!(md.contains("#### 06:28:00 · Skipped: cordon"));
+    assert!(md.contains("- Skipped: the checks found nothing to fix"));
+    assert!(
+        md.contains("| Status | **Not applicable**: launch-rate: the expectation did not hold |")
+    );
+    assert!(md.contains("| Time to detect | unknown: no check found a problem |"));
+    assert!(md.contains("The run ended as not applicable: the checks found nothing to fix"));
+}

@@ -754,6 +754,7 @@ impl Builder {
             start,
             end: rec.ts,
             ok: o == event::Outcome::Ok || o == event::Outcome::NotApplicable,
+            open: false,
             ladder: self.current_rung.contains_key(step),
             step: step.to_owned(),
         });
@@ -810,6 +811,7 @@ impl Builder {
                     start: *start,
                     end,
                     ok: passed,
+                    open: false,
                     ladder: true,
                     step: step.to_owned(),
                 });
@@ -999,10 +1001,24 @@ impl Builder {
         let first = self.first_ts;
         let last = self.last_ts;
         // Rungs and steps still open at the end of the journal.
-        let open: Vec<String> = self.current_rung.keys().cloned().collect();
+        let mut open: Vec<String> = self
+            .current_rung
+            .keys()
+            .filter(|step| {
+                self.step_row
+                    .get(*step)
+                    .is_some_and(|&r| self.steps[r].outcome.is_none())
+            })
+            .cloned()
+            .collect();
+        open.sort();
         for step in open {
             if let Some(end) = last {
+                let before = self.spans.len();
                 self.close_rung(&step, end);
+                for s in &mut self.spans[before..] {
+                    s.open = true;
+                }
             }
         }
         for row in &self.steps {
@@ -1015,6 +1031,7 @@ impl Builder {
                     start,
                     end,
                     ok: false,
+                    open: true,
                     ladder: self.current_rung.contains_key(&row.id),
                     step: row.id.clone(),
                 });
