@@ -173,3 +173,31 @@ fn a_broken_template_names_the_file_and_line() {
         .stderr(predicate::str::contains(format!("{}:2:", file.display())))
         .stderr(predicate::str::contains("oops"));
 }
+
+#[test]
+fn output_into_a_new_folder_creates_it_and_a_second_run_keeps_edits() {
+    let st = state(&[(RUN, "escalated")]);
+    let out = st.path().join("incidents").join("2018-03-21-hub.md");
+    postmortem(st.path())
+        .arg(RUN)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(0);
+    let text = std::fs::read_to_string(&out).expect("written");
+    let edited = text.replace(
+        "_What could have gone worse, and did not?_",
+        "The prometheus data survived this time.",
+    );
+    assert_ne!(text, edited);
+    std::fs::write(&out, &edited).expect("edit");
+    postmortem(st.path())
+        .arg(RUN)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(0);
+    let again = std::fs::read_to_string(&out).expect("written");
+    assert!(again.contains("The prometheus data survived this time."));
+    assert_eq!(again, edited, "nothing else changed");
+}
