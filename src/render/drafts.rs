@@ -19,6 +19,15 @@ fn entries(pm: &Postmortem) -> impl Iterator<Item = &Entry> {
     pm.timeline.iter().flat_map(|d| d.entries.iter())
 }
 
+/// `s` cut to `n` characters.
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    } else {
+        s.to_owned()
+    }
+}
+
 fn quoted(s: &str) -> String {
     format!("“{}”", text(s))
 }
@@ -60,7 +69,10 @@ fn summary(pm: &Postmortem) -> String {
         .steps
         .iter()
         .filter(|st| st.kind == "check" && st.outcome.as_ref().is_some_and(|o| o.ok))
-        .filter_map(|st| st.summary.as_deref().filter(|x| !x.is_empty()).map(text))
+        .map(|st| match st.summary.as_deref().filter(|x| !x.is_empty()) {
+            Some(summary) => format!("{}: {}", quoted(&st.title), text(&shorten(summary, 80))),
+            None => quoted(&st.title),
+        })
         .collect();
     if !found.is_empty() {
         s.push_str(&format!(" They found: {}.", found.join("; ")));
