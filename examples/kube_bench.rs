@@ -9,7 +9,8 @@
 //!    requests the lab saw in any one-second window;
 //! D. the seed's method: its Python loop calling `kubectl delete pod NAME
 //!    --grace-period=0 --force` once per pod (a real kubectl, `--kubectl PATH`), timed
-//!    on a sample and extrapolated to the full count.
+//!    on the first `--sample` pods of a lab of the same size and extrapolated to the
+//!    full count.
 //!
 //! Usage: kube_bench [--pods 1000] [--limited 200] [--sample 50] [--kubectl PATH]
 
@@ -186,16 +187,20 @@ for nm in names:
 print(time.time() - t)
 "#;
 
+/// Time the seed's loop on the first `sample` of `total` stuck pods (a lab of the
+/// same size as A and B, so the server does the same work per request).
 async fn kubectl_loop(
     kubectl: &Path,
+    total: usize,
     sample: usize,
 ) -> Result<(usize, Duration), Box<dyn std::error::Error>> {
-    let s = serve(sample).await?;
+    let s = serve(total).await?;
     let names: Vec<String> = s
         .lab
         .list("pods", Some("prod"))
         .iter()
         .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .take(sample)
         .collect();
     let home = tempfile::tempdir()?;
     let (kc, home_path) = (s.kubeconfig.clone(), home.path().to_path_buf());
@@ -234,8 +239,12 @@ async fn kubectl_loop(
     let secs: f64 = String::from_utf8_lossy(&out.stdout).trim().parse()?;
     let left = remaining(&s.lab);
     s.server.shutdown().await;
-    if left != 0 {
-        return Err(format!("{left} pods left after the kubectl loop").into());
+    if left != total - names.len() {
+        return Err(format!(
+            "{left} pods left after the kubectl loop, expected {}",
+            total - names.len()
+        )
+        .into());
     }
     Ok((names.len(), Duration::from_secs_f64(secs)))
 }
@@ -308,7 +317,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     match &a.kubectl {
         None => println!("D seed's kubectl loop: skipped (pass --kubectl PATH)"),
         Some(k) => {
-            let (n, took) = kubectl_loop(k, a.sample).await?;
+            let (n, took) = kubectl_loop(k, a.pods, a.sample).await?;
             let per = took.as_secs_f64() / n as f64;
             let projected = Duration::from_secs_f64(per * a.pods as f64);
             println!(
