@@ -382,10 +382,6 @@ impl Engine<'_> {
             steps.insert(id.to_string(), step_var(status, result));
         }
     }
-
-    pub(crate) fn vars_value(&self) -> Value {
-        Value::Object(self.vars.clone())
-    }
 }
 
 fn continues(step: &Step) -> bool {

@@ -40,15 +40,23 @@ impl RunLock {
                 context: format!("cannot open lock file {}", path.display()),
                 source,
             })?;
-        // SAFETY: flock on a descriptor owned by `file`, which lives as long as the lock.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            return Err(EngineError::Locked {
-                run_id: run_id.to_string(),
-                lock: path,
-            });
+        // A lock can outlive its holder by a moment: a child process forked by the
+        // previous holder (a shell step) keeps the descriptor until it execs. So a
+        // busy lock is retried for a second before it counts as another run's.
+        for attempt in 0..20 {
+            // SAFETY: flock on a descriptor owned by `file`, which lives as long as the lock.
+            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                return Ok(RunLock { _file: file });
+            }
+            if attempt < 19 {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
         }
-        Ok(RunLock { _file: file })
+        Err(EngineError::Locked {
+            run_id: run_id.to_string(),
+            lock: path,
+        })
     }
 }
 

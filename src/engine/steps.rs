@@ -61,9 +61,8 @@ impl Engine<'_> {
     /// Run one step and journal its start and end.
     pub(crate) async fn run_step(&mut self, step: &Step) -> Result<End, EngineError> {
         let id = step.id.value.clone();
-        let vars = self.vars_value();
         if let Some(when) = &step.when {
-            match expr::eval_bool(when, &vars) {
+            match self.eval_bool(when, None) {
                 Ok(true) => {}
                 Ok(false) => {
                     let reason = format!("`when` did not hold: {}", when.value);
@@ -71,12 +70,8 @@ impl Engine<'_> {
                     return Ok(End::Skipped(reason));
                 }
                 Err(e) => {
-                    return self.finish(
-                        step,
-                        std::time::Instant::now(),
-                        failed(format!("`when`: {e}")),
-                        Value::Null,
-                    );
+                    let now = self.clock.now();
+                    return self.finish(step, now, failed(format!("`when`: {e}")), Value::Null);
                 }
             }
         }
@@ -90,7 +85,9 @@ impl Engine<'_> {
             false,
         )?;
         self.printer.step_started(&id, kind.key(), step.title());
-        let t0 = std::time::Instant::now();
+        // Step durations come from the run's clock, like the journal's timestamps, so
+        // the two agree when the clock is virtual (the lab in `demo` and `test`).
+        let t0 = self.clock.now();
         let (end, result) = match kind {
             StepKind::Check => self.check(step).await?,
             StepKind::Action if !step.escalate.is_empty() => {
@@ -119,12 +116,12 @@ impl Engine<'_> {
     fn finish(
         &mut self,
         step: &Step,
-        t0: std::time::Instant,
+        t0: chrono::DateTime<chrono::Utc>,
         end: End,
         result: Value,
     ) -> Result<End, EngineError> {
         let id = &step.id.value;
-        let took = t0.elapsed();
+        let took = (self.clock.now() - t0).to_std().unwrap_or_default();
         match &end {
             End::Done { outcome, summary } => {
                 self.rec.emit(
@@ -172,13 +169,7 @@ impl Engine<'_> {
             return Ok((failed("the check has no operation".into()), Value::Null));
         };
         let base = scope(step, None);
-        let prepared = match self.prepare(
-            &base,
-            op,
-            step.for_each.as_deref(),
-            &self.vars_value(),
-            true,
-        ) {
+        let prepared = match self.prepare(&base, op, step.for_each.as_deref(), true) {
             Ok(p) => p,
             Err(e) => return Ok((failed(e), Value::Null)),
         };
@@ -242,13 +233,42 @@ impl Engine<'_> {
     }
 
     /// Evaluate `expect`: `Err(None)` when there is none.
-    fn expect(&self, step: &Step, result: &Value) -> Result<bool, Option<String>> {
+    fn expect(&mut self, step: &Step, result: &Value) -> Result<bool, Option<String>> {
         let Some(expect) = &step.expect else {
             return Err(None);
         };
-        let mut vars = self.vars.clone();
-        vars.insert("result".into(), result.clone());
-        expr::eval_bool(expect, &Value::Object(vars)).map_err(|e| Some(e.to_string()))
+        self.eval_bool(expect, Some(result.clone()))
+            .map_err(|e| Some(e.to_string()))
+    }
+
+    /// Evaluate a condition over the run's variables (and `result`), without copying
+    /// them: saved lists of a thousand pods stay where they are.
+    fn eval_bool(
+        &mut self,
+        expr_src: &str,
+        result: Option<Value>,
+    ) -> Result<bool, expr::ExprError> {
+        self.with_vars(result, |vars| expr::eval_bool(expr_src, vars))
+    }
+
+    fn render(&mut self, template: &str) -> Result<String, expr::ExprError> {
+        self.with_vars(None, |vars| expr::render(template, vars))
+    }
+
+    fn with_vars<R>(&mut self, result: Option<Value>, f: impl FnOnce(&Value) -> R) -> R {
+        let has_result = result.is_some();
+        if let Some(r) = result {
+            self.vars.insert("result".into(), r);
+        }
+        let vars = Value::Object(std::mem::take(&mut self.vars));
+        let out = f(&vars);
+        if let Value::Object(m) = vars {
+            self.vars = m;
+        }
+        if has_result {
+            self.vars.remove("result");
+        }
+        out
     }
 
     // ----- actions --------------------------------------------------------------
@@ -258,13 +278,7 @@ impl Engine<'_> {
             return Ok((failed("the action has no operation".into()), Value::Null));
         };
         let base = scope(step, None);
-        let mut prepared = match self.prepare(
-            &base,
-            op,
-            step.for_each.as_deref(),
-            &self.vars_value(),
-            false,
-        ) {
+        let mut prepared = match self.prepare(&base, op, step.for_each.as_deref(), false) {
             Ok(p) => p,
             Err(e) => return Ok((failed(e), Value::Null)),
         };
@@ -418,6 +432,7 @@ impl Engine<'_> {
             title: title.to_string(),
             ops,
             digest: digest.clone(),
+            explicit: gate == Gate::Explicit,
         };
         if self.opts.dry_run {
             self.printer.plan(&req, "would run");
@@ -569,9 +584,8 @@ impl Engine<'_> {
         of: usize,
         prior: Option<&StepReplay>,
     ) -> Result<RungEnd, EngineError> {
-        let vars = self.vars_value();
         if let Some(when) = &rung.when {
-            match expr::eval_bool(when, &vars) {
+            match self.eval_bool(when, None) {
                 Ok(true) => {}
                 Ok(false) => {
                     return Ok(RungEnd::NotFixed(format!(
@@ -654,7 +668,7 @@ impl Engine<'_> {
             done_items = p.ok_items(Some(rung_id));
         }
         if let OpRef::Manual(text) = op {
-            let instruction = match expr::render(text, &vars) {
+            let instruction = match self.render(text) {
                 Ok(t) => t,
                 Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: {e}"))),
             };
@@ -669,8 +683,7 @@ impl Engine<'_> {
             }
         } else {
             let base = scope(step, Some(rung_id.to_string()));
-            let mut prepared = match self.prepare(&base, op, rung.for_each.as_deref(), &vars, false)
-            {
+            let mut prepared = match self.prepare(&base, op, rung.for_each.as_deref(), false) {
                 Ok(p) => p,
                 Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: {e}"))),
             };
@@ -770,8 +783,7 @@ impl Engine<'_> {
         every: Duration,
         t: Option<Duration>,
     ) -> Result<Verdict, EngineError> {
-        let vars = self.vars_value();
-        let prepared = match self.prepare(&s, op, None, &vars, true) {
+        let prepared = match self.prepare(&s, op, None, true) {
             Ok(mut p) if p.len() == 1 => p.remove(0),
             Ok(_) => return Ok(Verdict::Fails("a verification runs one operation".into())),
             Err(e) => return Ok(Verdict::Fails(e)),
@@ -793,17 +805,11 @@ impl Engine<'_> {
                 Err(e) => (false, e.to_string()),
                 Ok(result) => match expect {
                     None => (true, summarize(result)),
-                    Some(x) => {
-                        let mut ctx = self.vars.clone();
-                        ctx.insert("result".into(), result.clone());
-                        match expr::eval_bool(x, &Value::Object(ctx)) {
-                            Ok(true) => (true, format!("{x} holds")),
-                            Ok(false) => {
-                                (false, format!("{x} does not hold ({})", summarize(result)))
-                            }
-                            Err(e) => (false, format!("expect: {e}")),
-                        }
-                    }
+                    Some(x) => match self.eval_bool(x, Some(result.clone())) {
+                        Ok(true) => (true, format!("{x} holds")),
+                        Ok(false) => (false, format!("{x} does not hold ({})", summarize(result))),
+                        Err(e) => (false, format!("expect: {e}")),
+                    },
                 },
             };
             self.rec.emit(
@@ -872,13 +878,12 @@ impl Engine<'_> {
     // ----- manual steps ---------------------------------------------------------
 
     async fn manual_step(&mut self, step: &Step) -> Result<End, EngineError> {
-        let vars = self.vars_value();
         let text = step
             .instructions
             .as_ref()
             .map(|i| i.value.as_str())
             .unwrap_or(step.title());
-        let instruction = match expr::render(text, &vars) {
+        let instruction = match self.render(text) {
             Ok(t) => t,
             Err(e) => return Ok(failed(format!("instructions: {e}"))),
         };
@@ -966,9 +971,9 @@ impl Engine<'_> {
         base: &Scope,
         op: OpRef<'_>,
         for_each: Option<&String>,
-        vars: &Value,
         read_only: bool,
     ) -> Result<Vec<Prepared>, String> {
+        let vars = &self.vars_named_in(&op_text(op));
         let name = op.provider();
         let Some(provider) = self.providers.get(name) else {
             return Err(match name {
@@ -979,7 +984,8 @@ impl Engine<'_> {
         let items: Vec<(Option<usize>, Value)> = match for_each {
             None => vec![(None, vars.clone())],
             Some(expr_src) => {
-                let list = expr::eval(expr_src, vars).map_err(|e| format!("for_each: {e}"))?;
+                let list = expr::eval(expr_src, &self.vars_named_in(expr_src))
+                    .map_err(|e| format!("for_each: {e}"))?;
                 let Value::Array(list) = list else {
                     return Err(format!("for_each `{expr_src}` did not give a list"));
                 };
@@ -1027,6 +1033,20 @@ impl Engine<'_> {
                 })
             })
             .collect()
+    }
+
+    /// The variables a text (an operation, a `for_each`) can read: those whose name
+    /// appears in it. Copying only these keeps a 500-item `for_each` from copying
+    /// every saved list 500 times; a name that merely appears in a string is copied
+    /// too, which is harmless.
+    fn vars_named_in(&self, text: &str) -> Value {
+        Value::Object(
+            self.vars
+                .iter()
+                .filter(|(k, _)| text.contains(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 
     /// Run prepared operations, `concurrency` at a time; every item's outcome is kept.
@@ -1201,7 +1221,10 @@ impl Engine<'_> {
                 output_file,
                 calls: cx.calls.take(),
             },
-            mutating,
+            // Not synced: the next side effect's start (or the run's end) syncs it.
+            // Lost in a crash, it reads as "outcome unknown", which resume
+            // re-verifies before retrying: safe, one fsync per operation.
+            false,
         )?;
         Ok(r)
     }
@@ -1220,6 +1243,18 @@ enum ManualEnd {
     Skipped(String),
     Paused(String),
     Aborted(String),
+}
+
+/// An operation as text, to see which variables it names.
+fn op_text(op: OpRef<'_>) -> String {
+    match op {
+        OpRef::Shell(o) => serde_json::to_string(o),
+        OpRef::Http(o) => serde_json::to_string(o),
+        OpRef::Prometheus(o) => serde_json::to_string(o),
+        OpRef::Kube(o) => serde_json::to_string(o),
+        OpRef::Manual(o) => serde_json::to_string(o),
+    }
+    .unwrap_or_default()
 }
 
 fn scope(step: &Step, rung: Option<String>) -> Scope {

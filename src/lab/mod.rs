@@ -158,11 +158,36 @@ impl Lab {
         Ok(Self::from_loaded(scenario::load_file(path.as_ref())?, 1.0))
     }
 
+    /// Like [`Lab::from_scenario_file`], but cluster time starts at the scenario's own
+    /// `start` (the incident's date) instead of now, with the clock stopped: for
+    /// `runbook demo` and `runbook test`, whose journals then carry the incident's
+    /// times. Not for kubectl, which computes some ages from the wall clock.
+    pub fn from_scenario_file_at_incident_time(
+        path: impl AsRef<Path>,
+    ) -> Result<Lab, ScenarioError> {
+        let loaded = scenario::load_file(path.as_ref())?;
+        let start = loaded.start;
+        Ok(Self::build(loaded, 0.0, start))
+    }
+
+    /// The seed incident at its own time (2018-03-13 06:28 UTC), clock stopped.
+    pub fn seed_at_incident_time() -> Lab {
+        let loaded = scenario::parse(SEED_SCENARIO, "<seed>")
+            .expect("invariant: the embedded seed scenario is valid");
+        let start = loaded.start;
+        Self::build(loaded, 0.0, start)
+    }
+
     fn from_loaded(loaded: scenario::Loaded, speed: f64) -> Lab {
+        Self::build(loaded, speed, None)
+    }
+
+    fn build(loaded: scenario::Loaded, speed: f64, at: Option<DateTime<Utc>>) -> Lab {
         // The scenario's timestamps are written against its `start`; the lab re-bases
-        // them so that `start` is now. kubectl computes some ages client-side (describe's
-        // events) from the wall clock, so cluster time must stay close to it.
-        let start = Utc::now();
+        // them so that `start` is now (or `at`). kubectl computes some ages client-side
+        // (describe's events) from the wall clock, so for kubectl cluster time must stay
+        // close to it.
+        let start = at.unwrap_or_else(Utc::now);
         let shift = loaded
             .start
             .map(|s| start - s)

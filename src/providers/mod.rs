@@ -31,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::event::ApiCall;
 
+pub mod http;
+pub mod prometheus;
 pub mod shell;
 use crate::runbook::model::OpRef;
 

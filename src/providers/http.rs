@@ -1,0 +1,206 @@
+//! `http`: one HTTP request with templated URL, headers and body, over rustls.
+//! The result is `{status, headers, body, json?}`; a status the operation does not
+//! accept (default: any 2xx) is a failure that keeps the response for the journal.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{Defaults, ExecCtx, OpError, Provider, Resolved};
+use crate::expr;
+use crate::runbook::model::OpRef;
+
+/// The resolved form of an HTTP operation (`Resolved::op`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HttpCall {
+    pub method: String,
+    pub url: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json: Option<Value>,
+    /// Accepted statuses; empty means any 2xx.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub status: Vec<u16>,
+}
+
+/// Sends HTTP requests; one connection pool per run.
+#[derive(Debug, Clone)]
+pub struct Http {
+    client: reqwest::Client,
+}
+
+/// Bound on a request that names no timeout: a runbook step must never hang forever.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+impl Http {
+    /// A client over rustls (ring); installs the process-wide crypto provider first.
+    pub fn new() -> Result<Http, String> {
+        Ok(Http { client: client()? })
+    }
+}
+
+/// The shared reqwest client configuration of `http` and `prometheus`.
+pub(crate) fn client() -> Result<reqwest::Client, String> {
+    crate::cli::install_crypto_provider();
+    reqwest::Client::builder()
+        .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot build an HTTP client: {e}"))
+}
+
+impl Provider for Http {
+    fn resolve(&self, op: OpRef<'_>, vars: &Value, _: &Defaults) -> Result<Resolved, OpError> {
+        let OpRef::Http(op) = op else {
+            return Err(OpError::Invalid(format!(
+                "the http provider cannot run a `{}` operation",
+                op.provider()
+            )));
+        };
+        let render = |t: &str, what: &str| {
+            expr::render(t, vars).map_err(|e| OpError::Invalid(format!("{what}: {e}")))
+        };
+        let method = op
+            .method
+            .as_ref()
+            .map(|m| m.value.to_uppercase())
+            .unwrap_or_else(|| "GET".into());
+        let url = render(&op.url, "url")?;
+        reqwest::Url::parse(&url).map_err(|e| OpError::Invalid(format!("url `{url}`: {e}")))?;
+        let headers = op
+            .headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), render(v, &format!("headers.{k}"))?)))
+            .collect::<Result<BTreeMap<_, _>, OpError>>()?;
+        let body = op.body.as_ref().map(|b| render(b, "body")).transpose()?;
+        let json = op
+            .json
+            .as_ref()
+            .map(|j| expr::render_json(j, vars).map_err(|e| OpError::Invalid(format!("json: {e}"))))
+            .transpose()?;
+        let call = HttpCall {
+            method: method.clone(),
+            url: url.clone(),
+            headers,
+            body,
+            json,
+            status: op.status.iter().map(|s| s.value).collect(),
+        };
+        let display = match (&call.json, &call.body) {
+            (Some(_), _) => format!("{method} {url} (JSON body)"),
+            (None, Some(b)) => format!("{method} {url} ({} byte body)", b.len()),
+            _ => format!("{method} {url}"),
+        };
+        Ok(Resolved {
+            provider: "http".into(),
+            display,
+            op: serde_json::to_value(&call).map_err(|e| OpError::Invalid(e.to_string()))?,
+            mutating: !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS"),
+        })
+    }
+
+    fn execute<'a>(
+        &'a self,
+        op: &'a Resolved,
+        cx: &'a ExecCtx,
+    ) -> BoxFuture<'a, Result<Value, OpError>> {
+        Box::pin(async move {
+            let call: HttpCall = serde_json::from_value(op.op.clone())
+                .map_err(|e| OpError::Invalid(format!("not an http operation: {e}")))?;
+            let result = send(&self.client, &call, cx).await?;
+            let status = result["status"].as_u64().unwrap_or(0) as u16;
+            let accepted = if call.status.is_empty() {
+                (200..300).contains(&status)
+            } else {
+                call.status.contains(&status)
+            };
+            if accepted {
+                Ok(result)
+            } else {
+                Err(OpError::Failed {
+                    message: format!(
+                        "{} {} answered {status}, expected {}",
+                        call.method,
+                        call.url,
+                        if call.status.is_empty() {
+                            "2xx".to_string()
+                        } else {
+                            format!("{:?}", call.status)
+                        }
+                    ),
+                    result: Some(result),
+                })
+            }
+        })
+    }
+}
+
+/// Send one request, bounded by the timeout and the cancellation token (dropping the
+/// future drops the connection).
+pub(crate) async fn send(
+    client: &reqwest::Client,
+    call: &HttpCall,
+    cx: &ExecCtx,
+) -> Result<Value, OpError> {
+    let method = reqwest::Method::from_bytes(call.method.as_bytes())
+        .map_err(|_| OpError::Invalid(format!("bad HTTP method `{}`", call.method)))?;
+    let mut req = client.request(method, &call.url);
+    for (k, v) in &call.headers {
+        req = req.header(k, v);
+    }
+    if let Some(j) = &call.json {
+        req = req.json(j);
+    } else if let Some(b) = &call.body {
+        req = req.body(b.clone());
+    }
+    let timeout = cx.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let exchange = async {
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let headers: serde_json::Map<String, Value> = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                )
+            })
+            .collect();
+        let body = resp.text().await?;
+        Ok::<_, reqwest::Error>((status, headers, body))
+    };
+    let (status, headers, body) = tokio::select! {
+        r = tokio::time::timeout(timeout, exchange) => match r {
+            Ok(Ok(x)) => x,
+            Ok(Err(e)) => return Err(OpError::failed(format!("{} {}: {}", call.method, call.url, error_chain(&e)))),
+            Err(_) => return Err(OpError::TimedOut(timeout)),
+        },
+        () = cx.cancel.cancelled() => return Err(OpError::Cancelled),
+    };
+    let mut result = serde_json::Map::new();
+    result.insert("status".into(), Value::from(status));
+    result.insert("headers".into(), Value::Object(headers));
+    if let Ok(json) = serde_json::from_str::<Value>(&body) {
+        result.insert("json".into(), json);
+    }
+    result.insert("body".into(), Value::String(body));
+    Ok(Value::Object(result))
+}
+
+/// reqwest's top-level message hides the cause ("error sending request"): add it.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}
