@@ -505,3 +505,22 @@ async fn dry_run_asks_the_server_and_changes_nothing() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn delete_by_name_with_where_deletes_only_when_the_condition_holds() {
+    let lab = seed();
+    let p = provider(&lab);
+    let keep = run(
+        &p,
+        &format!("{{delete: pods, name: {NEW_HUB}, namespace: prod, where: \"pod.status.phase == 'Unknown'\", grace_period: 0, force: true}}"),
+    )
+    .await;
+    assert_eq!(keep.ok()["deleted"], json!([]));
+    assert!(lab.get("pods", Some("prod"), NEW_HUB).is_some());
+    let gone = run(
+        &p,
+        "{delete: pods, name: nope, namespace: prod, where: \"true\", grace_period: 0, force: true}",
+    )
+    .await;
+    assert_eq!(gone.ok()["already_gone"], json!(["nope"]));
+}

@@ -219,15 +219,18 @@ impl Run<'_> {
         let res = self.res().await?;
         let ns = self.ns(&res).map(str::to_string);
         let spec = self.spec;
+        let mut gone_before = Vec::new();
         let targets: Vec<(Option<String>, String)> = match (&spec.name, &spec.where_) {
             (Some(name), None) => vec![(ns.clone(), name.clone())],
             (name, _) => {
                 let objects = match name {
-                    Some(name) => self
-                        .get_object(&res, ns.as_deref(), name)
-                        .await?
-                        .into_iter()
-                        .collect(),
+                    Some(name) => match self.get_object(&res, ns.as_deref(), name).await? {
+                        Some(o) => vec![o],
+                        None => {
+                            gone_before.push(Each::Gone(name.clone()));
+                            Vec::new()
+                        }
+                    },
                     None => {
                         let scope = ListScope {
                             ns: ns.as_deref(),
@@ -293,7 +296,11 @@ impl Run<'_> {
                 }
             })
             .await;
-        summarize(outcomes, "deleted", self.cx.dry_run)
+        summarize(
+            gone_before.into_iter().chain(outcomes).collect(),
+            "deleted",
+            self.cx.dry_run,
+        )
     }
 
     /// Run `f` over `items`, at most the provider's concurrency at a time.
