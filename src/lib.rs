@@ -15,3 +15,4 @@ pub mod lab;
 pub mod providers;
 pub mod render;
 pub mod runbook;
+pub mod suite;

@@ -579,3 +579,59 @@ async fn get_watch_prints_a_row_for_each_change() {
     );
     k.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_api_faults_print_as_errors_from_the_server() {
+    let Some(k) = Kc::seed().await else { return };
+    k.lab.inject_fault(
+        runbook::lab::ApiFault::new(format!("/pods/{OLD_HUB}"), 403, 1).method("DELETE"),
+    );
+    let o = k
+        .run(&[
+            "delete",
+            "pod",
+            "-n",
+            "prod",
+            OLD_HUB,
+            "--grace-period=0",
+            "--force",
+        ])
+        .await;
+    assert!(!o.ok);
+    assert!(
+        o.stderr.contains(&format!(
+            "Error from server (Forbidden): pods \"{OLD_HUB}\" is forbidden: User \"system:serviceaccount:default:runbook\" cannot delete resource \"pods\" in API group \"\" in the namespace \"prod\""
+        )),
+        "{}",
+        o.stderr
+    );
+    assert!(k.lab.get("pods", Some("prod"), OLD_HUB).is_some());
+
+    k.lab.inject_fault(runbook::lab::ApiFault::new(
+        format!("/nodes/{LOST}"),
+        500,
+        1,
+    ));
+    let o = k.run(&["get", "node", LOST]).await;
+    assert!(
+        o.stderr
+            .contains("Error from server (InternalError): Internal error occurred"),
+        "{}",
+        o.stderr
+    );
+
+    // kubectl's REST client honours Retry-After on a 429 and tries again.
+    k.lab
+        .inject_fault(runbook::lab::ApiFault::new(format!("/nodes/{LOST}"), 429, 1).retry_after(1));
+    let out = k.ok(&["get", "node", LOST, "-o", "name"]).await;
+    assert_eq!(out.trim(), format!("node/{LOST}"));
+    let faulted = k
+        .lab
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains(&format!("/nodes/{LOST}")))
+        .map(|r| r.status)
+        .collect::<Vec<_>>();
+    assert_eq!(faulted, vec![500, 429, 200]);
+    k.stop().await;
+}

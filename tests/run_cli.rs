@@ -489,3 +489,74 @@ fn args_for(sys: &Sys) -> Vec<String> {
         sys.dir_param(),
     ]
 }
+
+#[test]
+fn yes_does_not_approve_an_explicit_gate_but_approve_by_name_does() {
+    let sys = Sys::new();
+    sys.touch("broken");
+    let file = fixture("fix-file-explicit.yaml");
+    let out = sys.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "-p",
+        &sys.dir_param(),
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        sys.exists("broken"),
+        "--yes did not approve the explicit gate"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--approve repair"), "{stderr}");
+    let id = sys.only_run();
+    let resumed = sys.run(&["resume", &id, "--yes"]);
+    assert_eq!(resumed.status.code(), Some(3), "{}", text(&resumed));
+    assert!(sys.exists("broken"));
+    let resumed = sys.run(&["resume", &id, "--approve", "repair"]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert!(sys.exists("repaired"));
+}
+
+#[test]
+fn postmortem_flag_writes_the_file_for_a_paused_run_and_keeps_human_edits_on_resume() {
+    let sys = Sys::new();
+    sys.touch("broken");
+    let file = fixture("fix-file.yaml");
+    let pm = sys.path("pm.md");
+    let pm_arg = pm.to_str().unwrap();
+    let out = sys.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "-p",
+        &sys.dir_param(),
+        "--postmortem",
+        pm_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let first = std::fs::read_to_string(&pm).expect("the paused run wrote its postmortem");
+    assert!(first.contains("## Timeline"), "{first}");
+    assert!(first.contains("Paused"), "{first}");
+    // A person writes the summary; the resumed run's re-render must keep it.
+    let prompt = "_What was the user impact, for how long, and how was it fixed?";
+    assert!(first.contains(prompt), "{first}");
+    let edited = first.replacen(
+        prompt,
+        "We found the flag at 03:12 and paged Ana. _Old prompt:",
+        1,
+    );
+    assert_ne!(edited, first);
+    std::fs::write(&pm, &edited).unwrap();
+    let id = sys.only_run();
+    let resumed = sys.run(&["resume", &id, "--approve", "repair", "--postmortem", pm_arg]);
+    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    let second = std::fs::read_to_string(&pm).unwrap();
+    assert!(
+        second.contains("We found the flag at 03:12 and paged Ana."),
+        "{second}"
+    );
+    assert!(
+        second.contains("Succeeded"),
+        "the generated facts were refreshed: {second}"
+    );
+}

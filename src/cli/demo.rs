@@ -1,12 +1,123 @@
+//! `runbook demo`: the seed incident, end to end, on the embedded lab.
+//!
+//! The lab starts in-process with the seed scenario (two nodes lost, the hub's volume
+//! held by a pod on one of them), `runbooks/hub-pvc-locked.yaml` runs against it with
+//! every gate answered automatically (and journaled as such), and the postmortem is
+//! written to a file whose path is printed. Cluster time is virtual: the 6-minute
+//! forced detach passes in milliseconds, and the timeline shows cluster times.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
 use super::Global;
+use crate::engine::{self, Approver, FlagApprover, Printer, PrinterOpts, PromptApprover};
+use crate::lab::Lab;
+use crate::suite::{self, runner::LabRunOpts};
+
+/// The seed runbook, embedded so the demo also runs outside a checkout.
+const SEED_RUNBOOK: &str = include_str!("../../runbooks/hub-pvc-locked.yaml");
+const SEED_PATH: &str = "runbooks/hub-pvc-locked.yaml";
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Stop at every gate for a person to approve.
     #[arg(long)]
     pub interactive: bool,
+    /// Write the postmortem here (default: the run's folder, postmortem.md).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
 }
 
-pub fn run(_args: Args, _g: &Global) -> i32 {
-    super::not_yet("demo")
+pub fn run(args: Args, g: &Global) -> i32 {
+    let loaded = match load_seed() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return crate::exit::USAGE;
+        }
+    };
+    let rt = super::runtime();
+    rt.block_on(async move {
+        let lab = Lab::seed_at_incident_time();
+        eprintln!(
+            "demo: the seed incident (2018-03-13, \"PVC for hub is locked\") in the embedded lab; cluster time starts at {}",
+            lab.now().format("%Y-%m-%d %H:%M UTC")
+        );
+        let operator = super::run::operator_name(None);
+        let printer = Arc::new(Printer::stderr(PrinterOpts {
+            tty: std::io::stderr().is_terminal(),
+            quiet: g.quiet,
+        }));
+        let approver: Arc<dyn Approver> = if args.interactive {
+            Arc::new(PromptApprover {
+                flags: FlagApprover::new(false, &[], operator.clone()),
+                printer: printer.clone(),
+            })
+        } else {
+            eprintln!("demo: gates are approved automatically and journaled as such (use --interactive to answer them)");
+            Arc::new(engine::AutoApprover::new(operator.clone()))
+        };
+        let cancel = CancellationToken::new();
+        let on_ctrl_c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_ctrl_c.cancel();
+            }
+        });
+        let opts = LabRunOpts {
+            params: vec![("prometheus".to_string(), "{{lab.url}}".to_string())],
+            approver,
+            state_dir: g.state_dir.clone(),
+            operator,
+            printer,
+            cancel,
+        };
+        let run = match suite::run_on_lab(&loaded, &lab, opts).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return crate::exit::INTERNAL;
+            }
+        };
+        let out = args
+            .output
+            .clone()
+            .unwrap_or_else(|| run.report.run_dir.join("postmortem.md"));
+        let render_opts = crate::render::RenderOpts::default();
+        let written = crate::render::render_run(&run.report.run_dir, &render_opts)
+            .and_then(|md| crate::render::write_preserving(&out, &md));
+        match written {
+            Ok(()) => println!("postmortem written to {}", out.display()),
+            Err(e) => {
+                eprintln!("error: cannot write the postmortem: {e}");
+                return crate::exit::INTERNAL;
+            }
+        }
+        run.report.exit_code
+    })
+}
+
+/// The seed runbook from the checkout when it is there (so the journal records its
+/// git commit), else the copy built into the binary.
+fn load_seed() -> Result<crate::runbook::Loaded, crate::runbook::LoadError> {
+    let path = Path::new(SEED_PATH);
+    if path.is_file() {
+        return crate::runbook::load(path);
+    }
+    match crate::runbook::parse_str(SEED_RUNBOOK, path) {
+        Ok(runbook) => Ok(crate::runbook::Loaded {
+            runbook,
+            source: SEED_RUNBOOK.to_string(),
+            path: path.to_owned(),
+            warnings: Vec::new(),
+        }),
+        Err(diagnostics) => Err(crate::runbook::LoadError::Invalid {
+            path: path.to_owned(),
+            source: SEED_RUNBOOK.to_string(),
+            diagnostics,
+        }),
+    }
 }

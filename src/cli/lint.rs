@@ -15,7 +15,8 @@ use crate::runbook::{self, Diagnostic};
 )]
 pub struct Args {
     /// Runbook files or folders (default: runbooks/). Folders are searched
-    /// recursively for *.yaml and *.yml, skipping *.scenario.yaml lab scenarios.
+    /// recursively for *.yaml and *.yml, skipping lab scenarios (*.scenario.yaml) and
+    /// test files (*.test.yaml).
     pub paths: Vec<PathBuf>,
     /// Output format of the diagnostics.
     #[arg(long, value_enum, default_value_t = Format::Text)]
@@ -44,11 +45,14 @@ struct JsonReport<'a> {
     diagnostics: Vec<JsonDiagnostic<'a>>,
 }
 
-/// A file is a lab scenario, not a runbook, when named `*.scenario.yaml`.
-fn is_scenario(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.ends_with(".scenario.yaml") || n.ends_with(".scenario.yml"))
+/// A file is a lab scenario or a runbook's test file, not a runbook, when named
+/// `*.scenario.yaml` or `*.test.yaml`.
+fn is_companion(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+        [".scenario.yaml", ".scenario.yml", ".test.yaml", ".test.yml"]
+            .iter()
+            .any(|suffix| n.ends_with(suffix))
+    })
 }
 
 fn is_yaml(path: &Path) -> bool {
@@ -78,7 +82,7 @@ pub(crate) fn runbook_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
             }
             if p.is_dir() {
                 dirs.push(p);
-            } else if is_yaml(&p) && !is_scenario(&p) {
+            } else if is_yaml(&p) && !is_companion(&p) {
                 out.push(p);
             }
         }

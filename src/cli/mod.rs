@@ -144,9 +144,3 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
-
-/// Print an error for a subcommand that has not been built yet and return INTERNAL.
-pub(crate) fn not_yet(what: &str) -> i32 {
-    eprintln!("error: `runbook {what}` is not implemented yet");
-    crate::exit::INTERNAL
-}

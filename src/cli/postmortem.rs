@@ -1,10 +1,14 @@
+//! `runbook postmortem RUN_ID [-o FILE] [--template FILE] [--tz ZONE]`: render a run's
+//! journal as a markdown postmortem.
 use std::path::PathBuf;
 
 use super::Global;
+use crate::exit;
+use crate::render::{self, RenderOpts};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The run to render (see `runbook runs`).
+    /// The run to render: its id, a unique prefix of it, or `last` (see `runbook runs`).
     #[arg(required_unless_present = "print_template")]
     pub run_id: Option<String>,
     /// Write to this file; when it exists, human-written sections are kept.
@@ -21,6 +25,63 @@ pub struct Args {
     pub print_template: bool,
 }
 
-pub fn run(_args: Args, _g: &Global) -> i32 {
-    super::not_yet("postmortem")
+pub fn run(args: Args, g: &Global) -> i32 {
+    if args.print_template {
+        print!("{}", render::DEFAULT_TEMPLATE);
+        return exit::OK;
+    }
+    let tz = match args.tz.parse::<chrono_tz::Tz>() {
+        Ok(tz) => tz,
+        Err(_) => {
+            eprintln!(
+                "error: unknown time zone {:?}: use an IANA name such as UTC, Europe/Berlin or America/New_York",
+                args.tz
+            );
+            return exit::USAGE;
+        }
+    };
+    let mut opts = RenderOpts {
+        tz,
+        ..RenderOpts::default()
+    };
+    if let Some(path) = &args.template {
+        match std::fs::read_to_string(path) {
+            Ok(source) => {
+                opts.template = Some(source);
+                opts.template_name = Some(path.display().to_string());
+            }
+            Err(e) => {
+                eprintln!("error: cannot read template {}: {e}", path.display());
+                return exit::USAGE;
+            }
+        }
+    }
+    let Some(run_id) = args.run_id.as_deref() else {
+        eprintln!("error: give a run id (or `last`)");
+        return exit::USAGE;
+    };
+    let result = render::resolve_run(&g.state_dir, run_id)
+        .and_then(|dir| render::render_run(&dir, &opts))
+        .and_then(|markdown| match &args.output {
+            Some(path) => render::write_preserving(path, &markdown).map(|()| {
+                if !g.quiet {
+                    eprintln!("wrote {}", path.display());
+                }
+            }),
+            None => {
+                print!("{markdown}");
+                Ok(())
+            }
+        });
+    match result {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if e.is_usage() {
+                exit::USAGE
+            } else {
+                exit::FAILED
+            }
+        }
+    }
 }

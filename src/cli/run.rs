@@ -101,7 +101,7 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     // Absolute, so the journaled working directory means the same thing on resume.
     let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
     let (opts, approver) = setup(&args.approval, g, params, base_dir, args.dry_run);
-    let providers = match build_providers(&args.approval.kube) {
+    let providers = match build_providers() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -109,7 +109,17 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
         }
     };
     let state_dir = g.state_dir.clone();
+    let kube_args = args.approval.kube.clone();
     drive(&args.approval, move |cancel| async move {
+        let needs_kube = uses_kube(&loaded.runbook);
+        let providers = add_kube(
+            providers,
+            &kube_args,
+            loaded.runbook.kube.as_ref(),
+            needs_kube,
+        )
+        .await
+        .map_err(engine::EngineError::Setup)?;
         engine::run(
             &loaded,
             providers,
@@ -135,7 +145,7 @@ pub fn resume(args: ResumeArgs, g: &Global) -> i32 {
     // names the file.
     let base_dir = runbook_dir_of(&g.state_dir, &args.run_id).unwrap_or_else(|| PathBuf::from("."));
     let (opts, approver) = setup(&args.approval, g, params, base_dir, false);
-    let providers = match build_providers(&args.approval.kube) {
+    let providers = match build_providers() {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
@@ -144,7 +154,18 @@ pub fn resume(args: ResumeArgs, g: &Global) -> i32 {
     };
     let state_dir = g.state_dir.clone();
     let run_id = args.run_id.clone();
+    let kube_args = args.approval.kube.clone();
     drive(&args.approval, move |cancel| async move {
+        // The runbook is re-read by the engine from the journal; a cluster that
+        // cannot be reached only matters if a kube step is still to run, and then
+        // that step fails with the reason printed here.
+        let providers = match add_kube(providers.clone(), &kube_args, None, true).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("warning: {e}");
+                providers
+            }
+        };
         engine::resume(
             &state_dir,
             &run_id,
@@ -159,12 +180,8 @@ pub fn resume(args: ResumeArgs, g: &Global) -> i32 {
 }
 
 /// The providers of a real run, registered in one place.
-pub fn build_providers(kube: &KubeArgs) -> Result<Providers, String> {
-    let _ = kube;
-    // TODO(lead): register the Kubernetes provider here, built from `kube`
-    // (kubeconfig, context, namespace, kube_qps):
-    //     .with("kube", Arc::new(providers::kube::Kube::from_args(kube)?))
-    // Until then a kube step fails with "no Kubernetes provider is configured".
+pub fn build_providers() -> Result<Providers, String> {
+    // The Kubernetes provider needs a runtime to connect: see `add_kube`.
     Ok(Providers::empty()
         .with("shell", Arc::new(providers::shell::Shell))
         .with("http", Arc::new(providers::http::Http::new()?))
@@ -181,12 +198,7 @@ fn setup(
     base_dir: PathBuf,
     dry_run: bool,
 ) -> (EngineOpts, Arc<dyn Approver>) {
-    let operator = a
-        .operator
-        .clone()
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into());
+    let operator = operator_name(a.operator.as_deref());
     let tty = std::io::stderr().is_terminal();
     let printer = Arc::new(Printer::stderr(PrinterOpts {
         tty,
@@ -238,22 +250,82 @@ where
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(report) => {
-            if let Some(path) = &a.postmortem {
-                // TODO(lead): render the postmortem of `report.run_id` to `path` here
-                // (crate::render), once the renderer lands.
-                eprintln!(
-                    "note: --postmortem {} is not written yet; use `runbook postmortem {}`",
-                    path.display(),
-                    report.run_id
-                );
+            match &a.postmortem {
+                // Every ending writes it: failed, aborted and paused runs too. A file
+                // that exists keeps its human-written sections.
+                Some(path) => {
+                    let opts = crate::render::RenderOpts::default();
+                    match crate::render::render_run(&report.run_dir, &opts)
+                        .and_then(|md| crate::render::write_preserving(path, &md))
+                    {
+                        Ok(()) => eprintln!("postmortem written to {}", path.display()),
+                        Err(e) => eprintln!(
+                            "warning: cannot write the postmortem to {}: {e} (try `runbook postmortem {}`)",
+                            path.display(),
+                            report.run_id
+                        ),
+                    }
+                }
+                None => eprintln!("postmortem: runbook postmortem {}", report.run_id),
             }
-            eprintln!("postmortem: runbook postmortem {}", report.run_id);
             report.exit_code
         }
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// Who runs it: `--operator`/RUNBOOK_OPERATOR, else `$USER`, else "unknown".
+pub fn operator_name(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// True when any step, rung, verification or handler has a `kube` operation.
+fn uses_kube(rb: &crate::runbook::Runbook) -> bool {
+    rb.steps.iter().chain(&rb.handlers).any(|s| {
+        s.kube.is_some()
+            || s.verification().is_some_and(|v| v.kube.is_some())
+            || s.escalate.iter().any(|r| r.kube.is_some())
+    })
+}
+
+/// Register the Kubernetes provider, connected the way kubectl would be with the same
+/// flags; the runbook's `kube:` defaults apply where no flag is given. When the
+/// runbook has no kube step, a cluster that cannot be reached is not an error.
+async fn add_kube(
+    providers: Providers,
+    args: &KubeArgs,
+    defaults: Option<&crate::runbook::model::KubeDefaults>,
+    needed: bool,
+) -> Result<Providers, String> {
+    let from_runbook = |f: fn(
+        &crate::runbook::model::KubeDefaults,
+    ) -> Option<&crate::runbook::model::Sp<String>>| {
+        defaults.and_then(f).map(|v| v.value.clone())
+    };
+    let connect = providers::kube::KubeConnect {
+        kubeconfig: args.kubeconfig.clone(),
+        context: args
+            .context
+            .clone()
+            .or_else(|| from_runbook(|d| d.context.as_ref())),
+        namespace: args
+            .namespace
+            .clone()
+            .or_else(|| from_runbook(|d| d.namespace.as_ref())),
+        qps: args.kube_qps,
+    };
+    match providers::kube::connect(&connect).await {
+        Ok(kube) => Ok(providers.with("kube", Arc::new(kube))),
+        Err(e) if needed => Err(format!(
+            "cannot reach Kubernetes: {e} (the runbook has kube steps; pass --kubeconfig/--context, set KUBECONFIG, or try `runbook lab`)"
+        )),
+        Err(_) => Ok(providers),
     }
 }
 

@@ -22,6 +22,9 @@ pub struct GateRequest {
     pub ops: Vec<PlannedOp>,
     /// sha256 of the canonical JSON of `ops`: an approval is bound to exactly this.
     pub digest: String,
+    /// `gate: explicit`: only an approval that names the step (or rung) counts;
+    /// `--yes` and automatic approvers do not.
+    pub explicit: bool,
 }
 
 /// A manual step or rung waiting for a person.
@@ -74,20 +77,40 @@ pub trait Approver: Send + Sync {
 
 /// Approves every gate and confirms every manual step, journaled with source
 /// `automatic`. For the lab (`runbook demo`, `runbook test`) only.
+/// A `gate: explicit` action is approved only when named in `explicit`; otherwise
+/// the run pauses there, as it would without a person.
 #[derive(Debug, Clone)]
 pub struct AutoApprover {
     pub by: String,
+    /// Steps (or rungs) with `gate: explicit` this approver may approve.
+    pub explicit: HashSet<String>,
 }
 
 impl AutoApprover {
     pub fn new(by: impl Into<String>) -> AutoApprover {
-        AutoApprover { by: by.into() }
+        AutoApprover {
+            by: by.into(),
+            explicit: HashSet::new(),
+        }
+    }
+
+    /// Also approve these `gate: explicit` steps (a test that accepts their harm).
+    pub fn with_explicit(mut self, ids: impl IntoIterator<Item = String>) -> AutoApprover {
+        self.explicit.extend(ids);
+        self
     }
 }
 
 impl Approver for AutoApprover {
-    fn gate<'a>(&'a self, _req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
+    fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
         Box::pin(async move {
+            let named = self.explicit.contains(&req.step)
+                || req.rung.as_ref().is_some_and(|r| self.explicit.contains(r));
+            if req.explicit && !named {
+                return GateAnswer::Pause {
+                    reason: explicit_reason(req),
+                };
+            }
             GateAnswer::Approve {
                 by: self.by.clone(),
                 source: ApprovalSource::Automatic,
@@ -137,7 +160,7 @@ impl FlagApprover {
                 by: self.operator.clone(),
                 source: ApprovalSource::Flag,
             })
-        } else if self.yes {
+        } else if self.yes && !req.explicit {
             Some(GateAnswer::Approve {
                 by: self.operator.clone(),
                 source: ApprovalSource::Yes,
@@ -156,11 +179,23 @@ impl FlagApprover {
     }
 }
 
+/// Why an explicit gate waits, and how to answer it.
+fn explicit_reason(req: &GateRequest) -> String {
+    let id = req.rung.as_deref().unwrap_or(&req.step);
+    format!(
+        "waiting for an explicit approval: `gate: explicit` needs `--approve {id}` (--yes does not approve it)"
+    )
+}
+
 impl Approver for FlagApprover {
     fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
         Box::pin(async move {
             self.gate_answer(req).unwrap_or_else(|| GateAnswer::Pause {
-                reason: "waiting for approval".into(),
+                reason: if req.explicit {
+                    explicit_reason(req)
+                } else {
+                    "waiting for approval".into()
+                },
             })
         })
     }
@@ -210,13 +245,29 @@ impl Approver for PromptApprover {
                 return a;
             }
             let by = self.flags.operator.clone();
+            let id = req.rung.as_deref().unwrap_or(&req.step).to_lowercase();
+            let question = if req.explicit {
+                format!(
+                    "This step has `gate: explicit`. Type `{id}` to approve it [{id}/N/skip/abort] "
+                )
+            } else {
+                "Approve? [y/N/skip/abort] ".to_string()
+            };
             loop {
-                let Some(answer) = self.ask("Approve? [y/N/skip/abort] ".into()).await else {
+                let Some(answer) = self.ask(question.clone()).await else {
                     return GateAnswer::Pause {
                         reason: "waiting for approval (no answer at the terminal)".into(),
                     };
                 };
                 return match answer.as_str() {
+                    a if a == id && req.explicit => GateAnswer::Approve {
+                        by,
+                        source: ApprovalSource::Prompt,
+                    },
+                    "y" | "yes" if req.explicit => {
+                        eprintln!("this step needs its id typed out: `{id}`");
+                        continue;
+                    }
                     "y" | "yes" => GateAnswer::Approve {
                         by,
                         source: ApprovalSource::Prompt,

@@ -46,6 +46,7 @@ impl Engine<'_> {
             title: title.to_string(),
             ops,
             digest: digest.clone(),
+            explicit: gate == Gate::Explicit,
         };
         if self.opts.dry_run {
             self.printer.plan(&req, "would run");

@@ -113,6 +113,9 @@ pub enum EngineError {
     Finished(String, String),
     #[error("cannot resume: {0}")]
     Resume(String),
+    /// A provider could not be set up (e.g. no cluster reachable for kube steps).
+    #[error("{0}")]
+    Setup(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -128,7 +131,8 @@ impl EngineError {
             | EngineError::NoSuchRun(_)
             | EngineError::Finished(..)
             | EngineError::Resume(_)
-            | EngineError::Locked { .. } => crate::exit::USAGE,
+            | EngineError::Locked { .. }
+            | EngineError::Setup(_) => crate::exit::USAGE,
             EngineError::Journal(_) | EngineError::Io { .. } => crate::exit::INTERNAL,
         }
     }

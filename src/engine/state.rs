@@ -40,18 +40,18 @@ impl RunLock {
                 context: format!("cannot open lock file {}", path.display()),
                 source,
             })?;
-        // A lock released a moment ago can still be held by a child forked by
-        // another thread of this process, until that child execs (the descriptor is
-        // close-on-exec, but the fork copies it first): retry briefly before saying
-        // that another process drives the run.
-        for _ in 0..50 {
-            // SAFETY: flock on a descriptor owned by `file`, which lives as long as
-            // the lock.
+        // A lock can outlive its holder by a moment: a child process forked by the
+        // previous holder (a shell step) keeps the descriptor until it execs. So a
+        // busy lock is retried for a second before it counts as another run's.
+        for attempt in 0..20 {
+            // SAFETY: flock on a descriptor owned by `file`, which lives as long as the lock.
             let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
             if rc == 0 {
                 return Ok(RunLock { _file: file });
             }
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            if attempt < 19 {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
         }
         Err(EngineError::Locked {
             run_id: run_id.to_string(),

@@ -46,12 +46,8 @@ impl Engine<'_> {
                     return Ok(End::Skipped(reason));
                 }
                 Err(e) => {
-                    return self.finish(
-                        step,
-                        std::time::Instant::now(),
-                        failed(format!("`when`: {e}")),
-                        Value::Null,
-                    );
+                    let now = self.clock.now();
+                    return self.finish(step, now, failed(format!("`when`: {e}")), Value::Null);
                 }
             }
         }
@@ -66,7 +62,9 @@ impl Engine<'_> {
         )?;
         self.printer.step_started(&id, kind.key(), step.title());
         tracing::info!(step = %id, kind = kind.key(), "step started");
-        let t0 = std::time::Instant::now();
+        // Step durations come from the run's clock, like the journal's timestamps, so
+        // the two agree when the clock is virtual (the lab in `demo` and `test`).
+        let t0 = self.clock.now();
         let (end, result) = match kind {
             StepKind::Check => self.check(step).await?,
             StepKind::Action if !step.escalate.is_empty() => {
@@ -95,12 +93,12 @@ impl Engine<'_> {
     pub(super) fn finish(
         &mut self,
         step: &Step,
-        t0: std::time::Instant,
+        t0: chrono::DateTime<chrono::Utc>,
         end: End,
         result: Value,
     ) -> Result<End, EngineError> {
         let id = &step.id.value;
-        let took = t0.elapsed();
+        let took = (self.clock.now() - t0).to_std().unwrap_or_default();
         match &end {
             End::Done { outcome, summary } => {
                 self.rec.emit(

@@ -79,10 +79,37 @@ fn parse_target(group: &str, version: &str, segs: &[&str]) -> Result<Target, Api
     }
 }
 
-/// The one handler behind the router.
+/// The one handler behind the router: logs the request, answers it from an injected
+/// fault if one matches (never for the lab's admin routes), else serves it.
 pub async fn handle(AxState(lab): AxState<Lab>, req: Request) -> Response {
+    let uri = req.uri().to_string();
+    let method = req.method().as_str().to_string();
+    let seq = lab.log_request(&method, &uri);
+    let fault = if lab_path(req.uri().path()) {
+        None
+    } else {
+        lab.take_fault(&method, &uri)
+    };
+    let resp = match fault {
+        Some(f) => super::faults::answer(
+            &f,
+            &method,
+            req.uri().path(),
+            req.uri().query().unwrap_or(""),
+        ),
+        None => serve(&lab, req).await,
+    };
+    lab.log_status(seq, resp.status().as_u16());
+    resp
+}
+
+fn lab_path(path: &str) -> bool {
+    path == "/lab" || path.starts_with("/lab/")
+}
+
+async fn serve(lab: &Lab, req: Request) -> Response {
+    let lab = lab.clone();
     let (parts, body) = req.into_parts();
-    lab.log_request(parts.method.as_str(), &parts.uri.to_string());
     let params: Params = Query::<Params>::try_from_uri(&parts.uri)
         .map(|q| q.0)
         .unwrap_or_default();
@@ -113,7 +140,7 @@ pub async fn handle(AxState(lab): AxState<Lab>, req: Request) -> Response {
         ["apis", g, v] if resources::GROUPS.contains(g) && *v == "v1" => {
             json_response(200, &resource_list(g, v))
         }
-        ["lab", "v1", rest @ ..] => admin(&lab, &parts.method, rest, &params),
+        ["lab", "v1", rest @ ..] => admin(&lab, &parts.method, rest, &params, &body),
         ["api", "v1", rest @ ..] => {
             resource(
                 &lab,
@@ -150,9 +177,32 @@ pub async fn handle(AxState(lab): AxState<Lab>, req: Request) -> Response {
 
 /// The lab's own admin routes, for a lab running in another process (`runbook lab`):
 /// `POST /lab/v1/advance?by=6m`, `POST /lab/v1/nodes/{name}/lose|recover`,
-/// `GET /lab/v1/requests`, `GET /lab/v1/data-losses`, `GET /lab/v1/time`.
-fn admin(lab: &Lab, method: &Method, rest: &[&str], params: &Params) -> Response {
+/// `GET /lab/v1/requests`, `GET /lab/v1/data-losses`, `GET /lab/v1/time`,
+/// `POST /lab/v1/faults` (body: one [`super::ApiFault`] as JSON), `GET /lab/v1/faults`
+/// (the pending ones), `DELETE /lab/v1/faults` (clear them).
+fn admin(lab: &Lab, method: &Method, rest: &[&str], params: &Params, body: &Bytes) -> Response {
     match (method, rest) {
+        (&Method::POST, ["faults"]) => {
+            let f: super::ApiFault = match serde_json::from_slice(body) {
+                Ok(f) => f,
+                Err(e) => {
+                    return err(ApiError::bad_request(format!(
+                        "invalid fault: {e}; expected e.g. {{\"path_contains\": \"/pods/hub-\", \"status\": 403, \"times\": 1}}"
+                    )));
+                }
+            };
+            if let Err(why) = f.check() {
+                return err(ApiError::bad_request(format!("invalid fault: {why}")));
+            }
+            lab.inject_fault(f.clone());
+            json_response(201, &json!(f))
+        }
+        (&Method::GET, ["faults"]) => json_response(200, &json!(lab.pending_faults())),
+        (&Method::DELETE, ["faults"]) => {
+            let n = lab.pending_faults().len();
+            lab.clear_faults();
+            json_response(200, &json!({"cleared": n}))
+        }
         (&Method::POST, ["advance"]) => {
             let by = params.get("by").map(String::as_str).unwrap_or("");
             match super::clock::parse_duration(by) {
@@ -295,7 +345,12 @@ async fn resource(
         (&Method::GET, None, _) if params.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             return watch(lab, &t, params, wants_table(headers));
         }
-        (&Method::GET, None, _) => list(lab, &t, params, wants_table(headers)),
+        (&Method::GET, None, _) => {
+            return match list(lab, &t, params, wants_table(headers)) {
+                Ok(resp) => resp,
+                Err(e) => err(e),
+            };
+        }
         (&Method::GET, Some(name), Some("log")) if t.res.key() == "pods" => {
             return pod_log(lab, &ns, name, params);
         }
@@ -498,7 +553,17 @@ fn get(
     Ok((200, obj.clone()))
 }
 
-fn list(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> Result<(u16, Value), ApiError> {
+/// A list body serialised straight from the store's objects (no copy of the items).
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: &'a [&'a Value],
+}
+
+fn list(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(t.res, params)?;
     let st = lab.lock();
     let key = t.res.key();
@@ -528,13 +593,22 @@ fn list(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> Result<(u16, 
         let include = IncludeObject::parse(params.get("includeObject").map(String::as_str));
         let mut tb = table::table(t.res, page, st.now(), include, Some(rv));
         tb["metadata"] = meta;
-        return Ok((200, tb));
+        return Ok(json_response(200, &tb));
     }
-    Ok((
-        200,
-        json!({"kind": format!("{}List", t.res.kind), "apiVersion": t.res.api_version(),
-        "metadata": meta, "items": page}),
-    ))
+    let body = ListBody {
+        kind: format!("{}List", t.res.kind),
+        api_version: t.res.api_version(),
+        metadata: meta,
+        items: page,
+    };
+    let bytes = serde_json::to_vec(&body)
+        .map_err(|e| ApiError::new(500, "InternalError", format!("cannot encode the list: {e}")))?;
+    drop(st);
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(bytes))
+        .unwrap_or_default())
 }
 
 fn delete_collection(

@@ -16,7 +16,8 @@
 //! OpenAPI document, so `kubectl create|apply -f` need `--validate=false`.
 //!
 //! Admin routes for a lab in another process: `POST /lab/v1/advance?by=6m`,
-//! `POST /lab/v1/nodes/{name}/lose|recover`, `GET /lab/v1/requests|data-losses|time`.
+//! `POST /lab/v1/nodes/{name}/lose|recover`, `GET /lab/v1/requests|data-losses|time`,
+//! `POST|GET|DELETE /lab/v1/faults` (API fault injection, see [`faults`]).
 //! Prometheus' query API is at `/api/v1/query` on the same address (see [`metrics`]).
 //!
 //! ```no_run
@@ -34,6 +35,8 @@
 pub mod api;
 pub mod clock;
 pub mod controllers;
+pub mod faults;
+pub mod index;
 pub mod metrics;
 pub mod patch;
 pub mod resources;
@@ -52,6 +55,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+pub use faults::ApiFault;
 pub use scenario::{Scenario, ScenarioError};
 pub use state::DataLoss;
 
@@ -59,18 +63,31 @@ pub use state::DataLoss;
 pub const SEED_SCENARIO: &str = include_str!("../../runbooks/hub-pvc-locked.scenario.yaml");
 
 /// One request the lab served, for rate and ordering assertions.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RequestRecord {
     pub method: String,
     /// Path and query, as sent.
     pub path: String,
     /// Wall-clock time of arrival.
     pub at: DateTime<Utc>,
+    /// The HTTP status answered (200 for a watch that started streaming; an injected
+    /// fault's status for a faulted request). 0 while the request is being served.
+    #[serde(default)]
+    pub status: u16,
+}
+
+/// The request log, in order of arrival. `first` is the sequence number of
+/// `items[0]`, so a request's status can be filled in after older entries were dropped.
+#[derive(Default)]
+struct RequestLog {
+    first: u64,
+    items: Vec<RequestRecord>,
 }
 
 struct Inner {
     state: Mutex<state::State>,
-    requests: Mutex<Vec<RequestRecord>>,
+    requests: Mutex<RequestLog>,
+    faults: Mutex<faults::Faults>,
     ticker: AtomicBool,
     name: String,
 }
@@ -142,11 +159,36 @@ impl Lab {
         Ok(Self::from_loaded(scenario::load_file(path.as_ref())?, 1.0))
     }
 
+    /// Like [`Lab::from_scenario_file`], but cluster time starts at the scenario's own
+    /// `start` (the incident's date) instead of now, with the clock stopped: for
+    /// `runbook demo` and `runbook test`, whose journals then carry the incident's
+    /// times. Not for kubectl, which computes some ages from the wall clock.
+    pub fn from_scenario_file_at_incident_time(
+        path: impl AsRef<Path>,
+    ) -> Result<Lab, ScenarioError> {
+        let loaded = scenario::load_file(path.as_ref())?;
+        let start = loaded.start;
+        Ok(Self::build(loaded, 0.0, start))
+    }
+
+    /// The seed incident at its own time (2018-03-13 06:28 UTC), clock stopped.
+    pub fn seed_at_incident_time() -> Lab {
+        let loaded = scenario::parse(SEED_SCENARIO, "<seed>")
+            .expect("invariant: the embedded seed scenario is valid");
+        let start = loaded.start;
+        Self::build(loaded, 0.0, start)
+    }
+
     fn from_loaded(loaded: scenario::Loaded, speed: f64) -> Lab {
+        Self::build(loaded, speed, None)
+    }
+
+    fn build(loaded: scenario::Loaded, speed: f64, at: Option<DateTime<Utc>>) -> Lab {
         // The scenario's timestamps are written against its `start`; the lab re-bases
-        // them so that `start` is now. kubectl computes some ages client-side (describe's
-        // events) from the wall clock, so cluster time must stay close to it.
-        let start = Utc::now();
+        // them so that `start` is now (or `at`). kubectl computes some ages client-side
+        // (describe's events) from the wall clock, so for kubectl cluster time must stay
+        // close to it.
+        let start = at.unwrap_or_else(Utc::now);
         let shift = loaded
             .start
             .map(|s| start - s)
@@ -197,11 +239,16 @@ impl Lab {
         }
         link_owner_uids(&mut st);
         st.link_event_uids();
-        controllers::reconcile(&mut st);
+        controllers::reconcile_all(&mut st);
+        let mut api_faults = faults::Faults::default();
+        for f in &loaded.scenario.api_faults {
+            api_faults.push(f.clone());
+        }
         Lab {
             inner: Arc::new(Inner {
                 state: Mutex::new(st),
-                requests: Mutex::new(Vec::new()),
+                requests: Mutex::new(RequestLog::default()),
+                faults: Mutex::new(api_faults),
                 ticker: AtomicBool::new(false),
                 name: loaded.scenario.name.clone(),
             }),
@@ -229,12 +276,13 @@ impl Lab {
         let mut st = self.lock();
         st.clock
             .advance(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
-        controllers::reconcile(&mut st);
+        controllers::reconcile_all(&mut st);
     }
 
-    /// Run the controllers now (tests that mutate through `kube` get this for free).
+    /// Run every controller over every object now (writes through the API already
+    /// reconcile what they touched).
     pub fn reconcile(&self) {
-        controllers::reconcile(&mut self.lock());
+        controllers::reconcile_all(&mut self.lock());
     }
 
     /// Current cluster time.
@@ -244,6 +292,11 @@ impl Lab {
 
     pub(crate) fn rv(&self) -> u64 {
         self.lock().store.rv()
+    }
+
+    /// The latest resourceVersion handed out: it changes on every change to any object.
+    pub fn resource_version(&self) -> u64 {
+        self.rv()
     }
 
     /// Read an object directly. `resource` is a plural (`pods`, `volumeattachments`),
@@ -318,29 +371,68 @@ impl Lab {
         self.lock().data_losses.clone()
     }
 
-    /// Every request served so far.
+    /// Every request served so far (the most recent 100 000 to 200 000).
     pub fn requests(&self) -> Vec<RequestRecord> {
+        self.request_log().items.clone()
+    }
+
+    fn request_log(&self) -> MutexGuard<'_, RequestLog> {
         self.inner
             .requests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
     }
 
-    pub(crate) fn log_request(&self, method: &str, path: &str) {
-        let mut r = self
-            .inner
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if r.len() >= 200_000 {
-            r.drain(..100_000);
+    /// Record an arriving request; the returned number identifies it for
+    /// [`Lab::log_status`].
+    pub(crate) fn log_request(&self, method: &str, path: &str) -> u64 {
+        let mut r = self.request_log();
+        if r.items.len() >= 200_000 {
+            r.items.drain(..100_000);
+            r.first += 100_000;
         }
-        r.push(RequestRecord {
+        r.items.push(RequestRecord {
             method: method.to_string(),
             path: path.to_string(),
             at: Utc::now(),
+            status: 0,
         });
+        r.first + r.items.len() as u64 - 1
+    }
+
+    pub(crate) fn log_status(&self, seq: u64, status: u16) {
+        let mut r = self.request_log();
+        if let Some(i) = seq.checked_sub(r.first)
+            && let Some(rec) = r.items.get_mut(i as usize)
+        {
+            rec.status = status;
+        }
+    }
+
+    /// Answer the next `f.times` requests matching `f` with an error `Status` (see
+    /// [`faults`]); they change nothing. Faults fire in injection order. A status
+    /// outside 400–599 is answered as 500.
+    pub fn inject_fault(&self, f: ApiFault) {
+        self.api_faults().push(f);
+    }
+
+    /// Drop every pending fault.
+    pub fn clear_faults(&self) {
+        self.api_faults().clear();
+    }
+
+    /// The faults not used up yet, with their remaining `times`.
+    pub fn pending_faults(&self) -> Vec<ApiFault> {
+        self.api_faults().pending()
+    }
+
+    fn api_faults(&self) -> MutexGuard<'_, faults::Faults> {
+        self.inner.faults.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The fault answering this request, if one matches (uses it up once).
+    pub(crate) fn take_fault(&self, method: &str, path: &str) -> Option<ApiFault> {
+        self.api_faults().take(method, path)
     }
 
     /// Make a node's kubelet stop posting status now (the `node_lost` fault).
@@ -348,7 +440,7 @@ impl Lab {
         let mut st = self.lock();
         let now = st.now();
         st.lost_nodes.entry(node.to_string()).or_insert(now);
-        controllers::reconcile(&mut st);
+        controllers::reconcile_all(&mut st);
     }
 
     /// Bring a lost node back (the incident's "reset the node"): its kubelet reports
@@ -377,7 +469,7 @@ impl Lab {
             }
             st.store.update("nodes", "", node, n);
         }
-        controllers::reconcile(&mut st);
+        controllers::reconcile_all(&mut st);
     }
 
     /// The API as an axum Router (a `tower::Service`).
@@ -435,6 +527,7 @@ impl Lab {
 
     /// Controllers also run on a timer, so time-driven changes (a kubelet finishing
     /// a graceful deletion, the forced-detach timer) happen while clients only watch.
+    /// A tick costs nothing unless a controller's timer is due (`State::next_wake`).
     fn start_ticker(&self) {
         if tokio::runtime::Handle::try_current().is_err()
             || self.inner.ticker.swap(true, Ordering::SeqCst)
@@ -449,7 +542,8 @@ impl Lab {
                 let Some(inner) = weak.upgrade() else { return };
                 let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
                 // A stopped clock changes nothing by itself: every mutation and every
-                // `advance` already reconciles.
+                // `advance` already reconciles. A running one runs a full pass when
+                // a timer is due.
                 if st.clock.running() {
                     controllers::reconcile(&mut st);
                 }

@@ -59,6 +59,11 @@ pub struct Scenario {
     /// Metrics served at `/api/v1/query`.
     #[serde(default)]
     pub metrics: Vec<MetricDef>,
+    /// API faults active from the start: each answers its next `times` matching
+    /// requests with an error Status (forbidden, not found, conflict, throttled,
+    /// server errors) and changes nothing.
+    #[serde(default)]
+    pub api_faults: Vec<super::faults::ApiFault>,
 }
 
 /// One fault. Exactly one of `node_lost`, `disk_fills`, `crash_loop` is set.
@@ -283,6 +288,16 @@ pub fn parse(yaml: &str, origin: &str) -> Result<Loaded, ScenarioError> {
             })?;
         }
         fault_offsets.push(at);
+    }
+    for (i, f) in scenario.api_faults.iter().enumerate() {
+        f.check().map_err(|m| {
+            err(
+                0,
+                0,
+                format!("api_faults[{i}]: {m}"),
+                "e.g. `{ path_contains: /pods/hub-, status: 403, times: 1 }`",
+            )
+        })?;
     }
     for m in &scenario.metrics {
         let sel = match &m.value {

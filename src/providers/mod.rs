@@ -17,6 +17,8 @@
 //! `manual` operations are not a provider: they need a person, and the engine asks
 //! its approver for them.
 
+pub mod kube;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -1,1 +1,189 @@
-//! See DESIGN.md.
+//! The postmortem renderer: a run's journal in, markdown out.
+//!
+//! [`render`] is a pure function of the journal and [`RenderOpts`]: it builds the
+//! [`model::Postmortem`] (facts, metrics, a timeline grouped by day, drafts of the
+//! human sections, a mermaid chart) and renders it with a handlebars template, the
+//! embedded [`DEFAULT_TEMPLATE`] unless the caller gives another. docs/postmortem.md
+//! documents the data model a template sees.
+//!
+//! The document is made of marked regions (see [`preserve`]): generated ones are
+//! rebuilt on every render, human ones are kept once edited, so
+//! [`write_preserving`] can refresh a postmortem people already worked on.
+
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+
+mod build;
+mod drafts;
+pub mod escape;
+mod format;
+mod gantt;
+mod helpers;
+pub mod model;
+mod preserve;
+mod runs;
+
+pub use preserve::write_preserving;
+pub use runs::{JOURNAL, resolve_run};
+
+/// The embedded default template; `runbook postmortem --print-template` prints it.
+pub const DEFAULT_TEMPLATE: &str = include_str!("templates/postmortem.md.hbs");
+
+/// How to render.
+#[derive(Debug, Clone)]
+pub struct RenderOpts {
+    /// Time zone of every time in the document (the heading says which).
+    pub tz: Tz,
+    /// Template source; `None` for [`DEFAULT_TEMPLATE`].
+    pub template: Option<String>,
+    /// Where the template came from (its path), for error messages.
+    pub template_name: Option<String>,
+}
+
+impl Default for RenderOpts {
+    fn default() -> RenderOpts {
+        RenderOpts {
+            tz: Tz::UTC,
+            template: None,
+            template_name: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error(transparent)]
+    Journal(#[from] crate::journal::reader::ReadError),
+    #[error(
+        "no runs in {dir} (runs live in <state-dir>/runs; see --state-dir or RUNBOOK_STATE_DIR)"
+    )]
+    NoRuns { dir: PathBuf },
+    #[error("no run {id:?} in {dir} (`runbook runs` lists them)")]
+    RunNotFound { id: String, dir: PathBuf },
+    #[error("{id:?} matches several runs: {candidates}; give more of the id")]
+    Ambiguous { id: String, candidates: String },
+    #[error("{name}:{line}:{column}: {message}")]
+    Template {
+        name: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("cannot read or write {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: runbook region markers do not pair up: {message}")]
+    Markers {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error(
+        "{path} exists and is not a postmortem written by runbook (it has no runbook region markers); refusing to overwrite it"
+    )]
+    NotAPostmortem { path: PathBuf },
+}
+
+impl RenderError {
+    /// True for mistakes in what the user typed (run id, template), as opposed to
+    /// unreadable files.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            RenderError::NoRuns { .. }
+                | RenderError::RunNotFound { .. }
+                | RenderError::Ambiguous { .. }
+                | RenderError::Template { .. }
+        )
+    }
+}
+
+/// Build the data model a template sees (exposed for docs and tests).
+pub fn model(journal: &crate::journal::reader::Journal, tz: Tz) -> model::Postmortem {
+    let built = build::build(journal, tz);
+    let mut pm = built.pm;
+    pm.gantt = gantt::chart(&built.spans, tz);
+    pm.drafts = drafts::draft(&pm);
+    pm
+}
+
+/// Render a journal as a markdown postmortem. Pure: the same journal and options
+/// always give the same bytes.
+pub fn render(
+    journal: &crate::journal::reader::Journal,
+    opts: &RenderOpts,
+) -> Result<String, RenderError> {
+    let pm = model(journal, opts.tz);
+    let name = opts
+        .template_name
+        .clone()
+        .unwrap_or_else(|| match opts.template {
+            Some(_) => "template".to_owned(),
+            None => "the default template".to_owned(),
+        });
+    let source = opts.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+    let mut hb = helpers::registry();
+    hb.register_template_string(&name, source)
+        .map_err(|e| template_error(&name, e.pos(), e.reason().to_string()))?;
+    let data = serde_json::to_value(&pm).expect("invariant: the model serializes to JSON");
+    let text = hb.render(&name, &data).map_err(|e| {
+        let pos = e.line_no.zip(e.column_no);
+        template_error(&name, pos, render_reason(&e))
+    })?;
+    Ok(tidy(&text))
+}
+
+/// Read `run_dir/journal.ndjson` and [`render`] it.
+pub fn render_run(run_dir: &Path, opts: &RenderOpts) -> Result<String, RenderError> {
+    let journal = crate::journal::reader::read(&run_dir.join(JOURNAL))?;
+    render(&journal, opts)
+}
+
+fn template_error(name: &str, pos: Option<(usize, usize)>, message: String) -> RenderError {
+    let (line, column) = pos.unwrap_or((1, 1));
+    RenderError::Template {
+        name: name.to_owned(),
+        line,
+        column,
+        message,
+    }
+}
+
+fn render_reason(e: &handlebars::RenderError) -> String {
+    match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
+            format!("`{path}` is not in the postmortem data model (see docs/postmortem.md)")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Templates are easier to write with spare blank lines; the document keeps at most
+/// one blank line in a row (outside fenced blocks, whose content is verbatim) and
+/// ends with exactly one newline.
+pub(crate) fn tidy(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut blank = 0;
+    let mut fences = escape::Fences::default();
+    for line in text.lines() {
+        let trimmed = line.trim_end();
+        let in_fence = fences.inside(line);
+        if !in_fence && trimmed.is_empty() {
+            blank += 1;
+            if blank > 1 {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(if in_fence { line } else { trimmed });
+        out.push('\n');
+    }
+    let end = out.trim_end().len();
+    out.truncate(end);
+    out.push('\n');
+    out
+}

@@ -323,7 +323,8 @@ pub struct Step {
     /// Verify steps only: how often to poll (default 10s).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<Sp<Duration>>,
-    /// Actions only: `approve` (the default) stops for approval; `auto` runs unattended.
+    /// Actions only: `approve` (the default) stops for approval; `auto` runs unattended;
+    /// `explicit` accepts only an approval that names the step (`--approve ID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<Sp<Gate>>,
     /// Actions only: remedies, gentlest first, sharing the step's `verify` block; the
@@ -525,6 +526,10 @@ pub enum Gate {
     Approve,
     /// Run without asking.
     Auto,
+    /// Ask, and accept only an approval that names this step: `--approve ID`, or the
+    /// step id typed at the prompt. `--yes`, `runbook demo` and `runbook test` do not
+    /// approve it. For actions whose harm cannot be undone (data that would be lost).
+    Explicit,
 }
 
 /// What happens when a step fails.

@@ -277,13 +277,14 @@ impl Conv<'_> {
         match s.value.as_str() {
             "approve" => Some(Sp::new(n.pos, Gate::Approve)),
             "auto" => Some(Sp::new(n.pos, Gate::Auto)),
+            "explicit" => Some(Sp::new(n.pos, Gate::Explicit)),
             other => {
                 let len = self.src.width(n.pos, other);
                 self.push(
                     Diagnostic::error(
                         "bad-value",
                         n.pos,
-                        format!("`gate` must be `approve` or `auto`, found `{other}`"),
+                        format!("`gate` must be `approve`, `auto` or `explicit`, found `{other}`"),
                     )
                     .len(len),
                 );

@@ -317,6 +317,21 @@ impl<'a> Validator<'a> {
                         .len(len),
                     );
                 }
+                Some(s) if s.gate.as_ref().map(|g| g.value) == Some(Gate::Explicit) => {
+                    let len = self.src.width(id.pos, &id.value);
+                    self.push(
+                        Diagnostic::error(
+                            "unattended-explicit",
+                            id.pos,
+                            format!(
+                                "`{}` has `gate: explicit`: it runs only when approved by name, never unattended",
+                                id.value
+                            ),
+                        )
+                        .len(len)
+                        .help("remove it from `unattended`, or change its gate to `approve`"),
+                    );
+                }
                 Some(_) => {}
             }
         }

@@ -125,3 +125,18 @@ fn a_bare_param_name_gets_a_hint_to_use_params() {
     );
     assert_eq!((d[0].line, d[0].column), (9, 38));
 }
+
+#[test]
+fn an_explicit_gate_cannot_be_listed_as_unattended() {
+    let text = "version: 1\nname: t\ntitle: t\nunattended: [wipe]\nsteps:\n  - action: wipe\n    id: wipe\n    gate: explicit\n    shell: { argv: [\"true\"] }\n";
+    let errs: Vec<_> = parse_str(text, Path::new("t.yaml"))
+        .err()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|d| d.is_error())
+        .map(|d| d.code)
+        .collect();
+    assert_eq!(errs, vec!["unattended-explicit"]);
+    let ok = "version: 1\nname: t\ntitle: t\nsteps:\n  - action: wipe\n    id: wipe\n    gate: explicit\n    shell: { argv: [\"true\"] }\n";
+    assert!(parse_str(ok, Path::new("t.yaml")).is_ok());
+}

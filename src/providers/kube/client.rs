@@ -1,0 +1,464 @@
+//! The provider's HTTP side: connecting the way kubectl does, one shared client-side
+//! rate limit, bounded retries of 429 and 5xx, and a record of every request sent.
+//!
+//! Requests go through [`kube::Client::send`] (raw request, raw response) rather than
+//! kube's typed `Api<K>`: the provider needs the status code, the `Retry-After` header
+//! and the `Status` body of every attempt for the journal, and works on JSON of any kind.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{Method, header};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::Value;
+
+use crate::journal::event::ApiCall;
+use crate::providers::{ExecCtx, OpError};
+
+/// How to reach a cluster, as kubectl's flags say it.
+#[derive(Debug, Clone, Default)]
+pub struct KubeConnect {
+    /// `--kubeconfig`; otherwise `KUBECONFIG`, `~/.kube/config`, then the in-cluster
+    /// service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// `--context`; otherwise the kubeconfig's current context.
+    pub context: Option<String>,
+    /// `--namespace`; otherwise the context's namespace (or the pod's, in-cluster).
+    pub namespace: Option<String>,
+    /// Client-side requests per second; 0 = unlimited.
+    pub qps: f64,
+}
+
+/// Why a connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("cannot read kubeconfig {path}: {message}")]
+    Kubeconfig { path: String, message: String },
+    #[error("no Kubernetes configuration found ({0}); pass --kubeconfig or set KUBECONFIG")]
+    NoConfig(String),
+    #[error("cannot use context {context:?}: {message}")]
+    Context { context: String, message: String },
+    #[error("cannot build a Kubernetes client: {0}")]
+    Client(String),
+    #[error("invalid qps {0}: expected a number >= 0")]
+    Qps(f64),
+}
+
+/// Load the configuration kubectl would use and turn kube's retry layer off.
+pub(crate) async fn load_config(opts: &KubeConnect) -> Result<kube::Config, KubeError> {
+    let kco = KubeConfigOptions {
+        context: opts.context.clone(),
+        ..Default::default()
+    };
+    let mut cfg = match (&opts.kubeconfig, &opts.context) {
+        (Some(path), _) => {
+            let kc = Kubeconfig::read_from(path).map_err(|e| KubeError::Kubeconfig {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &kco)
+                .await
+                .map_err(|e| context_error(opts, e))?
+        }
+        (None, Some(_)) => {
+            let kc = Kubeconfig::read().map_err(|e| KubeError::Kubeconfig {
+                path: std::env::var("KUBECONFIG").unwrap_or_else(|_| "~/.kube/config".into()),
+                message: e.to_string(),
+            })?;
+            kube::Config::from_custom_kubeconfig(kc, &kco)
+                .await
+                .map_err(|e| context_error(opts, e))?
+        }
+        // KUBECONFIG / ~/.kube/config, else the in-cluster service account.
+        (None, None) => kube::Config::infer()
+            .await
+            .map_err(|e| KubeError::NoConfig(e.to_string()))?,
+    };
+    // kube 5 retries 429/503/504 up to 15 times (a PDB-blocked eviction took 6 min);
+    // this provider retries itself, boundedly, and journals every attempt.
+    cfg.default_retry = false;
+    if let Some(ns) = &opts.namespace {
+        cfg.default_namespace = ns.clone();
+    }
+    Ok(cfg)
+}
+
+fn context_error(opts: &KubeConnect, e: kube::config::KubeconfigError) -> KubeError {
+    match &opts.context {
+        Some(c) => KubeError::Context {
+            context: c.clone(),
+            message: e.to_string(),
+        },
+        None => KubeError::Kubeconfig {
+            path: opts
+                .kubeconfig
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            message: e.to_string(),
+        },
+    }
+}
+
+/// A client-side rate limit shared by every execution of one provider: requests are
+/// spaced `1/qps` apart (a token bucket holding one token), so no one-second window
+/// holds more than `qps + 1` requests. `qps == 0` means unlimited.
+#[derive(Debug, Clone)]
+pub struct RateLimiter {
+    interval: Option<Duration>,
+    next: Arc<Mutex<Option<Instant>>>,
+}
+
+impl RateLimiter {
+    pub fn new(qps: f64) -> RateLimiter {
+        let interval = (qps.is_finite() && qps > 0.0).then(|| Duration::from_secs_f64(1.0 / qps));
+        RateLimiter {
+            interval,
+            next: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Reserve the next free slot and sleep until it; `Cancelled` if `cx` fires first.
+    pub async fn acquire(&self, cx: &ExecCtx) -> Result<(), OpError> {
+        let Some(interval) = self.interval else {
+            return Ok(());
+        };
+        let slot = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let now = Instant::now();
+            let slot = next.map_or(now, |n| n.max(now));
+            *next = Some(slot + interval);
+            slot
+        };
+        tokio::select! {
+            _ = tokio::time::sleep_until(slot.into()) => Ok(()),
+            _ = cx.cancel.cancelled() => Err(OpError::Cancelled),
+        }
+    }
+}
+
+/// Bounded retries of throttled (429) and failed (5xx) requests.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles each time, up to `max_delay`.
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+    /// Upper bound on the sum of the waits of one request.
+    pub max_total: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(10),
+            max_total: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One request to send.
+#[derive(Debug, Clone)]
+pub(crate) struct Req {
+    pub method: Method,
+    /// Path and query, already encoded.
+    pub path: String,
+    pub body: Option<(String, Vec<u8>)>,
+    /// The equivalent kubectl command, for the journal.
+    pub kubectl: Option<String>,
+    /// A 5xx may be retried (not a JSON patch that appends, which could apply twice).
+    pub idempotent: bool,
+}
+
+impl Req {
+    pub fn get(path: String) -> Req {
+        Req {
+            method: Method::GET,
+            path,
+            body: None,
+            kubectl: None,
+            idempotent: true,
+        }
+    }
+
+    pub fn new(method: Method, path: String) -> Req {
+        Req {
+            method,
+            path,
+            body: None,
+            kubectl: None,
+            idempotent: true,
+        }
+    }
+
+    pub fn json(mut self, content_type: &str, body: &Value) -> Req {
+        self.body = Some((
+            content_type.to_string(),
+            serde_json::to_vec(body).unwrap_or_default(),
+        ));
+        self
+    }
+
+    pub fn kubectl(mut self, line: impl Into<String>) -> Req {
+        self.kubectl = Some(line.into());
+        self
+    }
+}
+
+/// The answer to a request: its status and its JSON body (Null when it had none).
+#[derive(Debug, Clone)]
+pub(crate) struct Resp {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Resp {
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+}
+
+/// A `kube::Client` with the provider's rate limit and retry policy.
+#[derive(Clone)]
+pub(crate) struct Transport {
+    pub client: kube::Client,
+    pub limiter: RateLimiter,
+    pub retry: RetryPolicy,
+}
+
+impl Transport {
+    /// Send `req`, retrying 429 and 5xx within the policy, recording every attempt
+    /// in `cx.calls`. Returns the last answer whatever its status; `Err` only when no
+    /// answer came (connection error, cancelled).
+    pub async fn send(&self, req: &Req, cx: &ExecCtx) -> Result<Resp, OpError> {
+        let mut waited = Duration::ZERO;
+        let mut attempt = 1;
+        loop {
+            self.limiter.acquire(cx).await?;
+            let (resp, retry_after) = self.once(req, cx).await?;
+            let retryable =
+                resp.status == 429 || (resp.status >= 500 && req.idempotent && resp.status != 501);
+            if !retryable || attempt >= self.retry.attempts.max(1) {
+                return Ok(resp);
+            }
+            let backoff = self
+                .retry
+                .base_delay
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(self.retry.max_delay);
+            let delay = retry_after.map_or(backoff, |r| r.min(self.retry.max_delay));
+            if waited + delay > self.retry.max_total {
+                return Ok(resp);
+            }
+            waited += delay;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cx.cancel.cancelled() => return Err(OpError::Cancelled),
+            }
+            attempt += 1;
+        }
+    }
+
+    async fn once(&self, req: &Req, cx: &ExecCtx) -> Result<(Resp, Option<Duration>), OpError> {
+        let mut path = req.path.clone();
+        let mut kubectl = req.kubectl.clone();
+        if cx.dry_run && req.method != Method::GET {
+            path.push(if path.contains('?') { '&' } else { '?' });
+            path.push_str("dryRun=All");
+            kubectl = kubectl.map(|k| format!("{k} --dry-run=server"));
+        }
+        let mut builder = http::Request::builder()
+            .method(req.method.clone())
+            .uri(path.as_str())
+            .header(header::ACCEPT, "application/json");
+        let body = match &req.body {
+            Some((ct, bytes)) => {
+                builder = builder.header(header::CONTENT_TYPE, ct.as_str());
+                bytes.clone()
+            }
+            None => Vec::new(),
+        };
+        let request = builder
+            .body(kube::client::Body::from(body))
+            .map_err(|e| OpError::Invalid(format!("invalid request {path}: {e}")))?;
+        let started = Instant::now();
+        let record = |status: u16| {
+            cx.calls.push(ApiCall {
+                method: req.method.to_string(),
+                path: path.clone(),
+                status,
+                duration_ms: started.elapsed().as_millis() as u64,
+                kubectl: kubectl.clone(),
+            })
+        };
+        let sent = tokio::select! {
+            r = self.client.send(request) => r,
+            _ = cx.cancel.cancelled() => {
+                record(0);
+                return Err(OpError::Cancelled);
+            }
+        };
+        let response = match sent {
+            Ok(r) => r,
+            Err(e) => {
+                record(0);
+                return Err(OpError::failed(format!(
+                    "{} {path}: cannot reach the API server: {e}",
+                    req.method
+                )));
+            }
+        };
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = tokio::select! {
+            b = response.into_body().collect_bytes() => b,
+            _ = cx.cancel.cancelled() => {
+                record(status);
+                return Err(OpError::Cancelled);
+            }
+        };
+        record(status);
+        let bytes = bytes.map_err(|e| {
+            OpError::failed(format!(
+                "{} {path}: reading the answer failed: {e}",
+                req.method
+            ))
+        })?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok((Resp { status, body }, retry_after))
+    }
+}
+
+/// The error for a non-2xx answer, worded as kubectl words it:
+/// `Error from server (NotFound): pods "x" not found`; `result` carries the Status.
+pub(crate) fn api_error(resp: &Resp) -> OpError {
+    let reason = resp.body["reason"].as_str().unwrap_or("");
+    let message = resp.body["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| match &resp.body {
+            Value::String(s) => s.clone(),
+            _ => format!("the server answered HTTP {}", resp.status),
+        });
+    let reason = if reason.is_empty() {
+        default_reason(resp.status)
+    } else {
+        reason
+    };
+    OpError::Failed {
+        message: format!("Error from server ({reason}): {message}"),
+        result: Some(resp.body.clone()),
+    }
+}
+
+fn default_reason(status: u16) -> &'static str {
+    match status {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        409 => "Conflict",
+        410 => "Gone",
+        415 => "UnsupportedMediaType",
+        422 => "Invalid",
+        429 => "TooManyRequests",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "InternalError",
+    }
+}
+
+/// Percent-encode one URL component (a path segment or a query value).
+pub(crate) fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `?a=1&b=2` from pairs, encoded; "" when empty.
+pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encode_keeps_unreserved_and_escapes_the_rest() {
+        assert_eq!(encode("spec.nodeName=node-1"), "spec.nodeName%3Dnode-1");
+        assert_eq!(encode("a/b?c"), "a%2Fb%3Fc");
+        assert_eq!(
+            query(&[("labelSelector", "a=b,c!=d"), ("x", "")]),
+            "?labelSelector=a%3Db%2Cc%21%3Dd"
+        );
+        assert_eq!(query(&[]), "");
+    }
+
+    #[tokio::test]
+    async fn rate_limiter_spaces_requests_by_one_over_qps() {
+        let rl = RateLimiter::new(50.0);
+        let cx = ExecCtx::new(Value::Null);
+        let start = Instant::now();
+        for _ in 0..6 {
+            rl.acquire(&cx).await.unwrap();
+        }
+        // 6 requests at 50/s: the first at once, then 5 × 20 ms.
+        assert!(
+            start.elapsed() >= Duration::from_millis(95),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn unlimited_rate_limiter_never_waits() {
+        let rl = RateLimiter::new(0.0);
+        let cx = ExecCtx::new(Value::Null);
+        let start = Instant::now();
+        for _ in 0..1000 {
+            rl.acquire(&cx).await.unwrap();
+        }
+        assert!(start.elapsed() < Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn rate_limiter_wait_is_cancellable() {
+        let rl = RateLimiter::new(0.5);
+        let cx = ExecCtx::new(Value::Null);
+        rl.acquire(&cx).await.unwrap();
+        cx.cancel.cancel();
+        assert!(matches!(rl.acquire(&cx).await, Err(OpError::Cancelled)));
+    }
+}

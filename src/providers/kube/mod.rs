@@ -1,0 +1,368 @@
+//! The `kube` provider: Kubernetes operations the way kubectl performs them.
+//!
+//! - [`KubeProvider::resolve`] renders a runbook's `kube` mapping into a [`KubeSpec`]
+//!   and the equivalent kubectl line ([`display::kubectl`]) the gate shows.
+//! - [`KubeProvider::execute`] performs it with kube's raw client over any kind (the
+//!   lab's in-process router or a real cluster), one request at a time through
+//!   [`client::Transport`]: a rate limit shared by every concurrent execution, bounded
+//!   retries of 429/5xx, every attempt journaled in `cx.calls`.
+//!
+//! What each verb sends, and why, is in docs/kube.md and reference/kubernetes.md §1.
+
+pub mod client;
+pub mod display;
+mod drain;
+mod read;
+pub mod spec;
+mod wait;
+pub(crate) mod write;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+pub use client::{KubeConnect, KubeError, RateLimiter, RetryPolicy};
+pub use spec::{KubeSpec, Target};
+
+use crate::providers::{Defaults, ExecCtx, OpError, Provider, Resolved};
+use crate::runbook::model::OpRef;
+use client::{Req, Transport, api_error, encode};
+
+/// Default client-side rate limit, requests per second.
+pub const DEFAULT_QPS: f64 = 20.0;
+
+/// Bound on `wait` and on drain's wait for deletion when the step sets no timeout.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+
+/// Connect to the cluster kubectl would talk to with the same flags
+/// (`--kubeconfig`, `--context`, `--namespace`; `KUBECONFIG`; in-cluster config).
+pub async fn connect(opts: &KubeConnect) -> Result<KubeProvider, KubeError> {
+    if !(opts.qps.is_finite() && opts.qps >= 0.0) {
+        return Err(KubeError::Qps(opts.qps));
+    }
+    let cfg = client::load_config(opts).await?;
+    let ns = cfg.default_namespace.clone();
+    let client = kube::Client::try_from(cfg).map_err(|e| KubeError::Client(e.to_string()))?;
+    Ok(KubeProvider::new(client, ns, opts.qps))
+}
+
+/// A resource as the server serves it (built in, or found by discovery).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ApiRes {
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+    pub kind: String,
+    pub singular: String,
+    pub namespaced: bool,
+}
+
+impl ApiRes {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// `/api/v1/namespaces/prod/pods/hub-1/eviction`; `ns` is ignored for
+    /// cluster-scoped kinds.
+    pub fn url(&self, ns: Option<&str>, name: Option<&str>, sub: Option<&str>) -> String {
+        let mut u = if self.group.is_empty() {
+            format!("/api/{}", self.version)
+        } else {
+            format!("/apis/{}/{}", self.group, self.version)
+        };
+        if self.namespaced
+            && let Some(ns) = ns
+        {
+            u.push_str("/namespaces/");
+            u.push_str(&encode(ns));
+        }
+        u.push('/');
+        u.push_str(&self.plural);
+        if let Some(n) = name {
+            u.push('/');
+            u.push_str(&encode(n));
+        }
+        if let Some(s) = sub {
+            u.push('/');
+            u.push_str(s);
+        }
+        u
+    }
+}
+
+/// The `kube` provider. Clones share the rate limiter and the discovery cache.
+#[derive(Clone)]
+pub struct KubeProvider {
+    transport: Transport,
+    default_namespace: String,
+    default_wait: Duration,
+    poll: Duration,
+    concurrency: usize,
+    discovered: Arc<Mutex<HashMap<String, ApiRes>>>,
+}
+
+impl KubeProvider {
+    /// A provider over an existing client (the lab's: `lab.client()`). `qps` is the
+    /// client-side rate limit (0 = unlimited). The client must not retry by itself:
+    /// build it with `cfg.default_retry = false` (the lab's client has no retry layer).
+    pub fn new(client: kube::Client, default_namespace: impl Into<String>, qps: f64) -> Self {
+        KubeProvider {
+            transport: Transport {
+                client,
+                limiter: RateLimiter::new(qps),
+                retry: RetryPolicy::default(),
+            },
+            default_namespace: default_namespace.into(),
+            default_wait: DEFAULT_WAIT,
+            poll: Duration::from_secs(1),
+            concurrency: 32,
+            discovered: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Replace the retry policy of 429 and 5xx answers.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.transport.retry = retry;
+        self
+    }
+
+    /// How often `wait` and drain poll (default 1 s, as kubectl's wait for delete).
+    pub fn with_poll_interval(mut self, every: Duration) -> Self {
+        self.poll = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Bound on `wait` and drain when the step has no timeout (default 5 min).
+    pub fn with_default_wait(mut self, d: Duration) -> Self {
+        self.default_wait = d;
+        self
+    }
+
+    /// How many requests one operation keeps in flight when it acts on many objects
+    /// (delete by selector, drain); the rate limit applies on top (default 32).
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    /// The namespace used when neither the operation nor the runbook names one.
+    pub fn default_namespace(&self) -> &str {
+        &self.default_namespace
+    }
+
+    /// Resolve a runbook `kube` op without the engine (tests, `runbook plan`).
+    pub fn resolve_kube(
+        &self,
+        op: &crate::runbook::model::KubeOp,
+        vars: &Value,
+        defaults: &Defaults,
+    ) -> Result<Resolved, OpError> {
+        let ns = defaults
+            .namespace
+            .clone()
+            .unwrap_or_else(|| self.default_namespace.clone());
+        let spec = spec::resolve(op, vars, &ns)?;
+        Ok(Resolved {
+            provider: "kube".into(),
+            display: display::kubectl(&spec),
+            mutating: !matches!(spec.verb.as_str(), "get" | "wait"),
+            op: serde_json::to_value(&spec).map_err(|e| OpError::Invalid(e.to_string()))?,
+        })
+    }
+
+    /// Perform a resolved spec (what `execute` does after reading `Resolved::op`).
+    pub async fn run(&self, spec: &KubeSpec, cx: &ExecCtx) -> Result<Value, OpError> {
+        let bounded = matches!(spec.verb.as_str(), "wait" | "drain");
+        let limit = cx.timeout.or(bounded.then_some(self.default_wait));
+        let run = Run { p: self, cx, spec };
+        let work = run.dispatch();
+        let work = async {
+            match limit {
+                Some(d) => tokio::time::timeout(d, work)
+                    .await
+                    .unwrap_or(Err(OpError::TimedOut(d))),
+                None => work.await,
+            }
+        };
+        tokio::select! {
+            r = work => r,
+            _ = cx.cancel.cancelled() => Err(OpError::Cancelled),
+        }
+    }
+
+    /// The server's view of a resource: built-in kinds as they are, custom resources
+    /// through discovery (`/apis/GROUP`, then `/apis/GROUP/VERSION`), cached.
+    pub(crate) async fn api_res(&self, t: &Target, cx: &ExecCtx) -> Result<ApiRes, OpError> {
+        if let (Some(version), Some(kind), Some(namespaced)) = (&t.version, &t.kind, t.namespaced) {
+            return Ok(ApiRes {
+                group: t.group.clone(),
+                version: version.clone(),
+                plural: t.plural.clone(),
+                kind: kind.clone(),
+                singular: t.singular.clone(),
+                namespaced,
+            });
+        }
+        let key = format!("{}.{}", t.plural, t.group);
+        if let Some(r) = self
+            .discovered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(r.clone());
+        }
+        let not_served = || {
+            OpError::failed(format!(
+                "error: the server doesn't have a resource type \"{key}\""
+            ))
+        };
+        let group = self
+            .send(
+                &Req::get(format!("/apis/{}", encode(&t.group))).kubectl("kubectl api-resources"),
+                cx,
+            )
+            .await?;
+        if group.status == 404 {
+            return Err(not_served());
+        }
+        if !group.ok() {
+            return Err(api_error(&group));
+        }
+        let version = group.body["preferredVersion"]["version"]
+            .as_str()
+            .or_else(|| group.body["versions"][0]["version"].as_str())
+            .ok_or_else(not_served)?
+            .to_string();
+        let list = self
+            .send(
+                &Req::get(format!("/apis/{}/{}", encode(&t.group), encode(&version)))
+                    .kubectl("kubectl api-resources"),
+                cx,
+            )
+            .await?;
+        if !list.ok() {
+            return Err(api_error(&list));
+        }
+        let entry = list.body["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["name"] == t.plural.as_str())
+            .ok_or_else(not_served)?;
+        let res = ApiRes {
+            group: t.group.clone(),
+            version,
+            plural: t.plural.clone(),
+            kind: entry["kind"].as_str().unwrap_or_default().to_string(),
+            singular: entry["singularName"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(&t.singular)
+                .to_string(),
+            namespaced: entry["namespaced"].as_bool().unwrap_or(true),
+        };
+        self.discovered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, res.clone());
+        Ok(res)
+    }
+
+    pub(crate) async fn send(&self, req: &Req, cx: &ExecCtx) -> Result<client::Resp, OpError> {
+        self.transport.send(req, cx).await
+    }
+}
+
+/// One execution: the provider, the context and the resolved spec.
+pub(crate) struct Run<'a> {
+    pub p: &'a KubeProvider,
+    pub cx: &'a ExecCtx,
+    pub spec: &'a KubeSpec,
+}
+
+impl Run<'_> {
+    async fn dispatch(&self) -> Result<Value, OpError> {
+        match self.spec.verb.as_str() {
+            "get" => self.get().await,
+            "cordon" => self.cordon(true).await,
+            "uncordon" => self.cordon(false).await,
+            "taint" => self.taint().await,
+            "untaint" => self.untaint().await,
+            "delete" => self.delete().await,
+            "evict" => self.evict().await,
+            "patch" => self.patch().await,
+            "scale" => self.scale().await,
+            "rollout_restart" => self.rollout_restart().await,
+            "drain" => self.drain().await,
+            "wait" => self.wait().await,
+            other => Err(OpError::Invalid(format!("unknown kube verb `{other}`"))),
+        }
+    }
+
+    /// The operation's resource as the server serves it.
+    pub async fn res(&self) -> Result<ApiRes, OpError> {
+        let t = self
+            .spec
+            .resource
+            .as_ref()
+            .ok_or_else(|| OpError::Invalid("the kube operation names no resource".into()))?;
+        self.p.api_res(t, self.cx).await
+    }
+
+    /// The operation's namespace, None for cluster-scoped kinds.
+    pub fn ns(&self, res: &ApiRes) -> Option<&str> {
+        if res.namespaced {
+            self.spec.namespace.as_deref()
+        } else {
+            None
+        }
+    }
+
+    pub fn name(&self) -> Result<&str, OpError> {
+        self.spec
+            .name
+            .as_deref()
+            .ok_or_else(|| OpError::Invalid(format!("kube `{}` needs a name", self.spec.verb)))
+    }
+
+    pub async fn send(&self, req: Req) -> Result<client::Resp, OpError> {
+        self.p.send(&req, self.cx).await
+    }
+}
+
+impl Provider for KubeProvider {
+    fn resolve(
+        &self,
+        op: OpRef<'_>,
+        vars: &Value,
+        defaults: &Defaults,
+    ) -> Result<Resolved, OpError> {
+        match op {
+            OpRef::Kube(k) => self.resolve_kube(k, vars, defaults),
+            other => Err(OpError::Invalid(format!(
+                "the kube provider cannot run a `{}` operation",
+                other.provider()
+            ))),
+        }
+    }
+
+    fn execute<'a>(
+        &'a self,
+        op: &'a Resolved,
+        cx: &'a ExecCtx,
+    ) -> BoxFuture<'a, Result<Value, OpError>> {
+        Box::pin(async move {
+            let spec: KubeSpec = serde_json::from_value(op.op.clone())
+                .map_err(|e| OpError::Invalid(format!("not a resolved kube operation: {e}")))?;
+            self.run(&spec, cx).await
+        })
+    }
+}

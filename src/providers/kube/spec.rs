@@ -1,0 +1,298 @@
+//! Resolving a runbook's `kube` mapping into [`KubeSpec`]: every template rendered,
+//! the kind looked up, the namespace defaulted — and `where`/`for` left as written,
+//! because they are evaluated per object at execution.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::expr;
+use crate::providers::OpError;
+use crate::runbook::kinds;
+use crate::runbook::model::{KubeOp, Sp};
+
+/// The resource an operation is about. Built-in kinds carry everything; a custom
+/// resource (`widgets.example.com`) only its plural and group until discovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub plural: String,
+    /// "" for the core group.
+    pub group: String,
+    /// Singular name, bound to each object in `where`/`for`.
+    pub singular: String,
+    /// Known for built-in kinds; discovered from the server otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaced: Option<bool>,
+}
+
+impl Target {
+    fn from_kind(r: kinds::Resolved) -> Target {
+        match r {
+            kinds::Resolved::Builtin(k) => Target {
+                plural: k.plural.into(),
+                group: k.group.into(),
+                singular: k.singular.into(),
+                version: Some(k.version.into()),
+                kind: Some(k.kind.into()),
+                namespaced: Some(k.namespaced),
+            },
+            kinds::Resolved::Custom { plural, group } => Target {
+                singular: kinds::Resolved::Custom {
+                    plural: plural.clone(),
+                    group: group.clone(),
+                }
+                .singular(),
+                plural,
+                group,
+                version: None,
+                kind: None,
+                namespaced: None,
+            },
+        }
+    }
+
+    pub fn builtin(plural: &str) -> Target {
+        Target::from_kind(kinds::resolve(plural).expect("invariant: a built-in kind name resolves"))
+    }
+
+    /// How kubectl names the kind: `pods`, `deployments`, `widgets.example.com`.
+    pub fn kubectl_plural(&self) -> String {
+        if self.is_builtin() {
+            self.plural.clone()
+        } else {
+            format!("{}.{}", self.plural, self.group)
+        }
+    }
+
+    /// How kubectl names one object's kind: `pod`, `node`, `widgets.example.com`.
+    pub fn kubectl_singular(&self) -> String {
+        if self.is_builtin() {
+            self.singular.clone()
+        } else {
+            self.kubectl_plural()
+        }
+    }
+
+    fn is_builtin(&self) -> bool {
+        Target::builtin_named(&self.plural, &self.group)
+    }
+
+    /// True for a kind kubectl knows without its group (`pods`, `deployments`).
+    pub fn builtin_named(plural: &str, group: &str) -> bool {
+        kinds::BUILTIN
+            .iter()
+            .any(|k| k.plural == plural && k.group == group)
+    }
+}
+
+/// A `kube` operation, resolved: what [`crate::providers::Resolved::op`] holds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct KubeSpec {
+    /// `get`, `cordon`, `uncordon`, `drain`, `delete`, `evict`, `patch`, `taint`,
+    /// `untaint`, `wait`, `scale`, `rollout_restart`.
+    pub verb: String,
+    pub resource: Option<Target>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// None for cluster-scoped kinds and with `all_namespaces`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_namespaces: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<String>,
+    /// A CEL condition per object, unevaluated.
+    #[serde(default, rename = "where", skip_serializing_if = "Option::is_none")]
+    pub where_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_period: Option<u32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_daemonsets: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_emptydir_data: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub disable_eviction: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effect: Option<String>,
+    /// wait: `delete`, `condition=Type[=Status]` or a CEL condition, unevaluated.
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+}
+
+const KIND_VERBS: &[&str] = &["get", "delete", "patch", "wait", "scale", "rollout_restart"];
+const EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
+
+fn render(s: &Option<Sp<String>>, vars: &Value, what: &str) -> Result<Option<String>, OpError> {
+    s.as_ref()
+        .map(|t| {
+            expr::render(&t.value, vars)
+                .map_err(|e| OpError::Invalid(format!("kube `{what}`: {e}")))
+        })
+        .transpose()
+}
+
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
+/// Render and check `op`; `default_ns` is the runbook's, the command line's or the
+/// kubeconfig's namespace.
+pub fn resolve(op: &KubeOp, vars: &Value, default_ns: &str) -> Result<KubeSpec, OpError> {
+    let Some((verb, value)) = op.verb() else {
+        return Err(OpError::Invalid("a kube operation needs a verb".into()));
+    };
+    let value = expr::render(&value.value, vars)
+        .map_err(|e| OpError::Invalid(format!("kube `{verb}`: {e}")))?;
+    let value = value.trim().to_string();
+    if value.is_empty() {
+        return Err(OpError::Invalid(format!(
+            "kube `{verb}`: the value rendered empty"
+        )));
+    }
+    let mut spec = KubeSpec {
+        verb: verb.to_string(),
+        name: non_empty(render(&op.name, vars, "name")?),
+        selector: non_empty(render(&op.selector, vars, "selector")?),
+        fields: non_empty(render(&op.fields, vars, "fields")?),
+        where_: op.where_.as_ref().map(|w| w.value.clone()),
+        grace_period: op.grace_period.as_ref().map(|g| g.value),
+        force: op.force.as_ref().is_some_and(|f| f.value),
+        ignore_daemonsets: op.ignore_daemonsets.as_ref().is_some_and(|f| f.value),
+        delete_emptydir_data: op.delete_emptydir_data.as_ref().is_some_and(|f| f.value),
+        disable_eviction: op.disable_eviction.as_ref().is_some_and(|f| f.value),
+        pod_selector: non_empty(render(&op.pod_selector, vars, "pod_selector")?),
+        patch_type: op.patch_type.as_ref().map(|p| p.value.clone()),
+        key: non_empty(render(&op.key, vars, "key")?),
+        value: render(&op.value, vars, "value")?,
+        effect: non_empty(render(&op.effect, vars, "effect")?),
+        for_: op.for_.as_ref().map(|f| f.value.trim().to_string()),
+        replicas: op.replicas.as_ref().map(|r| r.value),
+        all_namespaces: op.all_namespaces.as_ref().is_some_and(|a| a.value),
+        ..KubeSpec::default()
+    };
+    if let Some(b) = &op.body {
+        spec.body = Some(
+            expr::render_json(&b.value, vars)
+                .map_err(|e| OpError::Invalid(format!("kube `body`: {e}")))?,
+        );
+    }
+    let target = if KIND_VERBS.contains(&verb) {
+        let k = kinds::resolve(&value).ok_or_else(|| {
+            OpError::Invalid(format!(
+                "unknown resource kind `{value}` (custom resources are written `plural.group`)"
+            ))
+        })?;
+        Target::from_kind(k)
+    } else {
+        // cordon, uncordon, drain, taint, untaint name a node; evict names a pod.
+        spec.name = Some(value.clone());
+        Target::builtin(if verb == "evict" { "pods" } else { "nodes" })
+    };
+    let ns = non_empty(render(&op.namespace, vars, "namespace")?);
+    if ns.is_some() && spec.all_namespaces {
+        return Err(OpError::Invalid(
+            "`namespace` and `all_namespaces: true` contradict each other".into(),
+        ));
+    }
+    if target.namespaced != Some(false) && !spec.all_namespaces {
+        spec.namespace = Some(ns.unwrap_or_else(|| default_ns.to_string()));
+    }
+    spec.resource = Some(target);
+    check(&spec)?;
+    Ok(spec)
+}
+
+/// What lint checks too, checked again on rendered values.
+fn check(spec: &KubeSpec) -> Result<(), OpError> {
+    let verb = spec.verb.as_str();
+    let need = |ok: bool, what: &str| {
+        if ok {
+            Ok(())
+        } else {
+            Err(OpError::Invalid(format!("kube `{verb}` needs {what}")))
+        }
+    };
+    if let Some(name) = &spec.name
+        && (name.contains('/') || name == "." || name == "..")
+    {
+        return Err(OpError::Invalid(format!(
+            "kube `{verb}`: {name:?} is not a valid object name"
+        )));
+    }
+    match verb {
+        "delete" => {
+            need(
+                spec.name.is_some()
+                    || spec.selector.is_some()
+                    || spec.fields.is_some()
+                    || spec.where_.is_some(),
+                "`name`, `selector`, `fields` or `where` (it never deletes a whole kind)",
+            )?;
+            if spec.force && spec.grace_period.is_some_and(|g| g > 0) {
+                // kubectl pkg/cmd/delete/delete.go Complete().
+                return Err(OpError::Invalid(
+                    "`force: true` and a `grace_period` greater than 0 cannot be used together"
+                        .into(),
+                ));
+            }
+        }
+        "patch" => {
+            need(spec.name.is_some(), "`name`")?;
+            need(spec.body.is_some(), "`body`")?;
+            let t = spec.patch_type.as_deref().unwrap_or("strategic");
+            if !["strategic", "merge", "json"].contains(&t) {
+                return Err(OpError::Invalid(format!(
+                    "unknown patch type `{t}`: one of strategic, merge, json"
+                )));
+            }
+            if t == "json" && !spec.body.as_ref().is_some_and(Value::is_array) {
+                return Err(OpError::Invalid(
+                    "a JSON patch (`patch_type: json`) is a list of operations".into(),
+                ));
+            }
+        }
+        "scale" => {
+            need(spec.name.is_some(), "`name`")?;
+            need(spec.replicas.is_some(), "`replicas`")?;
+        }
+        "rollout_restart" => need(spec.name.is_some(), "`name`")?,
+        "wait" => need(
+            spec.for_.as_deref().is_some_and(|f| !f.is_empty()),
+            "`for` (`delete`, `condition=Ready` or a condition)",
+        )?,
+        "taint" | "untaint" => {
+            need(spec.key.is_some(), "`key`")?;
+            if verb == "taint" {
+                need(spec.effect.is_some(), "`effect`")?;
+            }
+            if let Some(e) = &spec.effect
+                && !EFFECTS.contains(&e.as_str())
+            {
+                return Err(OpError::Invalid(format!(
+                    "unknown taint effect `{e}`: one of NoSchedule, PreferNoSchedule, NoExecute"
+                )));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}

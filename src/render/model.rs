@@ -1,0 +1,365 @@
+//! The postmortem's data model: what a template sees.
+//!
+//! Built from the journal alone (see `build.rs`) and serialized to JSON for
+//! handlebars. docs/postmortem.md documents every field; keep the two in step.
+//! Strings are raw (unescaped) unless the field's doc says "markdown": templates
+//! escape raw values with `{{value}}` (text), `{{code value}}`, `{{cell value}}` and
+//! the other helpers, and insert markdown fields with `{{{field}}}`.
+
+use serde::Serialize;
+
+pub use super::format::Time;
+
+/// Everything a postmortem template can use.
+#[derive(Debug, Clone, Serialize)]
+pub struct Postmortem {
+    pub run: Run,
+    /// The display time zone, e.g. `UTC` or `Europe/Berlin`.
+    pub tz: String,
+    pub params: Vec<Param>,
+    pub metrics: Metrics,
+    /// Significant events grouped by day (in the display zone), oldest first.
+    pub timeline: Vec<Day>,
+    /// One row per step, in the order they started.
+    pub steps: Vec<StepRow>,
+    pub approvals: Vec<Approval>,
+    pub notes: Vec<Note>,
+    /// Markdown: the body of a mermaid `gantt` chart (without the fence).
+    pub gantt: String,
+    pub drafts: Drafts,
+    /// Things a reader must know about the journal itself (torn last line, unfinished run).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: String,
+    pub runbook: Runbook,
+    pub operator: String,
+    pub host: String,
+    pub tool_version: String,
+    pub dry_run: bool,
+    pub started: Option<Time>,
+    pub ended: Option<Time>,
+    /// From the first to the last event when the run has not finished.
+    pub duration: Option<String>,
+    /// `succeeded`, `failed`, `aborted`, `not_applicable`, `paused` or `unfinished`.
+    pub status: String,
+    /// The status for people: `Succeeded`, `Not applicable`, `Unfinished (no end in the journal)`.
+    pub status_label: String,
+    pub reason: Option<String>,
+    /// Every time another process took the run over (`runbook resume`).
+    pub resumed: Vec<Resume>,
+    /// How many events the journal holds.
+    pub events: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Runbook {
+    pub name: String,
+    pub title: String,
+    pub path: String,
+    pub sha256: String,
+    pub git_commit: Option<String>,
+    pub git_dirty: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Resume {
+    pub at: Time,
+    pub by: String,
+    pub host: String,
+}
+
+/// A run parameter. Secret values are `***` in the journal and stay so.
+#[derive(Debug, Clone, Serialize)]
+pub struct Param {
+    pub name: String,
+    /// Strings as they are, anything else as compact JSON.
+    pub value: String,
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Metrics {
+    /// The first check that found the problem, measured from the run's start.
+    pub time_to_detect: Option<Milestone>,
+    /// The first verification that passed, measured from the run's start.
+    pub time_to_mitigate: Option<Milestone>,
+    /// Waiting for a person at gates (requested → decided).
+    pub gate_wait: Wait,
+    /// Waiting for a person to carry out manual steps (requested → confirmed).
+    pub manual_wait: Wait,
+    /// Paused runs: from the pause to the resume.
+    pub paused: Wait,
+    pub counts: Counts,
+    /// The deepest escalation any step reached.
+    pub escalation: Option<Escalation>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Milestone {
+    /// Time since the run started, e.g. `4.2 s`.
+    pub after: String,
+    pub at: Time,
+    pub step: String,
+    pub title: String,
+    /// `check`, `verification` (of an action, or of a rung) or `verify` (a verify step).
+    pub what: String,
+    /// The rung whose verification passed, for escalation ladders.
+    pub rung: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Wait {
+    pub total: String,
+    pub total_ms: u64,
+    pub count: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counts {
+    pub steps: usize,
+    pub checks: usize,
+    pub actions: usize,
+    pub verifies: usize,
+    pub manual: usize,
+    pub ok: usize,
+    pub failed: usize,
+    pub skipped: usize,
+    pub operations: usize,
+    pub api_calls: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Escalation {
+    pub step: String,
+    pub rung: String,
+    pub title: String,
+    pub index: usize,
+    pub of: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Day {
+    /// `YYYY-MM-DD` in the display zone.
+    pub date: String,
+    /// `Tuesday`.
+    pub weekday: String,
+    pub entries: Vec<Entry>,
+}
+
+/// One significant event: a step (with its gate, operations and verification), an
+/// escalation rung, an escalation, a note, a pause, the run's start or end.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Stable across re-renders: `evt-<seq>` of the event that opened the entry.
+    pub id: String,
+    pub seq: u64,
+    pub time: Time,
+    /// `start`, `resume`, `step`, `rung`, `escalation`, `step_end`, `skip`, `note`,
+    /// `pause` or `finish`.
+    pub kind: String,
+    /// The kind for people: `Check`, `Action`, `Rung 2 of 5`, `Escalation`, `Note`, ….
+    pub label: String,
+    /// Bold markers such as `DETECTED`, `MITIGATED`, `RUN ENDED`.
+    pub milestones: Vec<String>,
+    pub step: Option<String>,
+    /// `check`, `action`, `verify` or `manual`, for step entries.
+    pub step_kind: Option<String>,
+    pub title: String,
+    pub rung: Option<RungRef>,
+    pub outcome: Option<Outcome>,
+    pub duration: Option<String>,
+    /// The engine's one-line summary of the step.
+    pub summary: Option<String>,
+    /// The rung that fixed an escalation ladder.
+    pub fixed_by: Option<RungRef>,
+    pub gate: Option<Gate>,
+    pub ops: Vec<Op>,
+    pub verification: Option<Verification>,
+    pub manual: Option<Manual>,
+    pub escalation: Option<EscalationStep>,
+    pub note: Option<Note>,
+    pub pause: Option<Pause>,
+    pub skip_reason: Option<String>,
+    pub resumed: Option<Resume>,
+    /// Folded output: one block per operation result, error or long list of API calls.
+    pub details: Vec<Detail>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RungRef {
+    pub id: String,
+    pub title: String,
+    pub index: usize,
+    pub of: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// `ok`, `failed`, `skipped`, `not_applicable`, `unknown`, `timed_out`, `aborted`.
+    pub code: String,
+    /// `OK`, `FAILED`, `TIMED OUT`, ….
+    pub label: String,
+    pub ok: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Gate {
+    pub requested: Time,
+    pub decided: Option<Time>,
+    /// `approved`, `declined`, `skipped`, `aborted`; none while still waiting.
+    pub decision: Option<String>,
+    pub by: Option<String>,
+    /// `prompt`, `yes`, `flag`, `unattended`, `automatic`.
+    pub source: Option<String>,
+    /// How it was answered, for people: `at the prompt`, `unattended (gate: auto)`, ….
+    pub how: Option<String>,
+    /// True when no person answered (unattended or automatic).
+    pub automatic: bool,
+    pub waited: Option<String>,
+    pub waited_ms: u64,
+    /// How many operations the plan shown at the gate held.
+    pub planned: usize,
+}
+
+/// An operation of an entry; repeated runs of the same line (retries, polls) are one
+/// `Op` with `runs` > 1 and the last run's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Op {
+    /// The line a person can repeat (for kube, the `kubectl` equivalent).
+    pub display: String,
+    pub provider: String,
+    pub mutating: bool,
+    /// The `for_each` item index.
+    pub item: Option<usize>,
+    pub runs: u32,
+    pub started: Time,
+    pub outcome: Option<Outcome>,
+    pub duration: Option<String>,
+    pub error: Option<String>,
+    /// The error's first line, at most 200 characters (the whole error is in `details`).
+    pub error_line: Option<String>,
+    /// API calls of the last run (kube).
+    pub calls: Vec<Call>,
+    /// True when the calls are too many to list inline: they are in `details`.
+    pub calls_folded: bool,
+    /// Side file in the run folder holding the full output.
+    pub output_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Call {
+    /// `METHOD path`, e.g. `DELETE /api/v1/namespaces/prod/pods/hub-1`.
+    pub line: String,
+    pub method: String,
+    pub path: String,
+    /// 0 when no answer came.
+    pub status: u16,
+    /// The status for people: `200`, or `no answer`.
+    pub answer: String,
+    pub duration: String,
+    /// The equivalent `kubectl` line, when it differs from the operation's `display`.
+    pub kubectl: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    /// The line that was polled.
+    pub display: Option<String>,
+    pub polls: u32,
+    pub passed: bool,
+    pub first: Time,
+    pub last: Time,
+    /// From the first poll to the last.
+    pub took: String,
+    /// The last poll's detail (why it did not pass yet, or what it saw).
+    pub detail: Option<String>,
+    /// `passed`, `timed_out`, `failed` or `pending`.
+    pub outcome: String,
+    /// The outcome for people: `passed`, `TIMED OUT`, `did not pass`, `still polling`.
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Manual {
+    pub instruction: String,
+    pub requested: Time,
+    pub confirmed: Option<Time>,
+    pub by: Option<String>,
+    pub outcome: Option<Outcome>,
+    pub waited: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EscalationStep {
+    pub step: String,
+    pub from: RungRef,
+    pub to: RungRef,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Note {
+    pub at: Time,
+    pub by: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Pause {
+    pub step: String,
+    pub reason: String,
+    pub resume: String,
+}
+
+/// A folded block of output.
+#[derive(Debug, Clone, Serialize)]
+pub struct Detail {
+    pub summary: String,
+    pub body: String,
+    /// Info string of the fence: `text` or `json`.
+    pub lang: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRow {
+    pub id: String,
+    pub title: String,
+    pub kind: String,
+    pub started: Time,
+    pub outcome: Option<Outcome>,
+    pub duration: Option<String>,
+    pub summary: Option<String>,
+    pub fixed_by: Option<String>,
+    pub rungs: Vec<RungRef>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Approval {
+    pub step: String,
+    pub rung: Option<String>,
+    pub title: String,
+    pub gate: Gate,
+}
+
+/// Generated first drafts, in markdown, for the human sections to start from.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Drafts {
+    /// Markdown paragraph(s).
+    pub summary: String,
+    /// Markdown bullet lists; empty when there is nothing to suggest.
+    pub questions: String,
+    pub went_well: String,
+    pub went_wrong: String,
+    pub actions: ActionDrafts,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ActionDrafts {
+    pub investigation: String,
+    pub process: String,
+    pub documentation: String,
+    pub technical: String,
+}

@@ -1,0 +1,263 @@
+//! Run one runbook against one lab, and check a test case's declared outcome.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::clock::LabClock;
+use super::spec::Case;
+use crate::engine::{self, Approver, EngineOpts, Printer, RunReport};
+use crate::journal::event::{Event, RunStatus};
+use crate::journal::reader;
+use crate::lab::Lab;
+use crate::providers::Providers;
+use crate::providers::kube::KubeProvider;
+use crate::runbook::Loaded;
+
+/// A finished run against a lab.
+pub struct LabRun {
+    pub report: RunReport,
+    /// The lab's base URL (`http://127.0.0.1:PORT`), serving the Kubernetes and
+    /// Prometheus APIs.
+    pub url: String,
+}
+
+/// Everything a run on a lab needs besides the runbook and the lab.
+pub struct LabRunOpts {
+    /// `-p` values; `{{lab.url}}` inside them is replaced with the lab's base URL.
+    pub params: Vec<(String, String)>,
+    pub approver: Arc<dyn Approver>,
+    pub state_dir: PathBuf,
+    pub operator: String,
+    /// Where the run's console lines go (`Printer::silent()` for `runbook test`).
+    pub printer: Arc<Printer>,
+    pub cancel: CancellationToken,
+}
+
+/// The providers a lab run uses: shell, http, prometheus as in production, and kube
+/// talking to the lab in-process with no rate limit.
+pub fn lab_providers(lab: &Lab) -> Result<Providers, String> {
+    Ok(crate::cli::run::build_providers()?.with(
+        "kube",
+        Arc::new(KubeProvider::new(lab.client(), "default".to_string(), 0.0)),
+    ))
+}
+
+/// Serve `lab` on 127.0.0.1, run `loaded` against it with a [`LabClock`], and stop
+/// serving. The journal's times are the lab's virtual times.
+pub async fn run_on_lab(loaded: &Loaded, lab: &Lab, opts: LabRunOpts) -> Result<LabRun, String> {
+    let (addr, server) = lab
+        .serve("127.0.0.1:0")
+        .await
+        .map_err(|e| format!("cannot serve the lab: {e}"))?;
+    let url = format!("http://{addr}");
+    let params = opts
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.replace("{{lab.url}}", &url)))
+        .collect();
+    let mut engine_opts = EngineOpts::new(opts.operator.clone(), opts.printer.clone());
+    engine_opts.params = params;
+    let providers = match lab_providers(lab) {
+        Ok(p) => p,
+        Err(e) => {
+            server.shutdown().await;
+            return Err(e);
+        }
+    };
+    let result = engine::run(
+        loaded,
+        providers,
+        opts.approver.clone(),
+        Arc::new(LabClock::new(lab.clone())),
+        &opts.state_dir,
+        engine_opts,
+        opts.cancel.clone(),
+    )
+    .await;
+    server.shutdown().await;
+    let report = result.map_err(|e| e.to_string())?;
+    Ok(LabRun { report, url })
+}
+
+/// The outcome of one test case.
+#[derive(Debug, Clone)]
+pub struct CaseResult {
+    pub runbook: String,
+    pub case: String,
+    /// Empty when the case passed.
+    pub failures: Vec<String>,
+    pub status: Option<RunStatus>,
+    pub journal: Option<PathBuf>,
+    pub wall: std::time::Duration,
+    /// Cluster time the run took.
+    pub cluster_secs: i64,
+}
+
+impl CaseResult {
+    pub fn passed(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+/// Run one test case of a runbook in a fresh lab and check its expectations.
+pub async fn run_case(
+    loaded: &Loaded,
+    test_dir: &Path,
+    case: &Case,
+    state_dir: &Path,
+    cancel: CancellationToken,
+) -> CaseResult {
+    let started = Instant::now();
+    let mut result = CaseResult {
+        runbook: loaded.runbook.name.value.clone(),
+        case: case.name.clone(),
+        failures: Vec::new(),
+        status: None,
+        journal: None,
+        wall: std::time::Duration::ZERO,
+        cluster_secs: 0,
+    };
+    let scenario = test_dir.join(&case.scenario);
+    let lab = match Lab::from_scenario_file_at_incident_time(&scenario) {
+        Ok(lab) => lab,
+        Err(e) => {
+            result
+                .failures
+                .push(format!("scenario {}: {e}", scenario.display()));
+            return result;
+        }
+    };
+    let t0 = lab.now();
+    let approver = Arc::new(
+        engine::AutoApprover::new("runbook-test").with_explicit(case.approve.iter().cloned()),
+    );
+    let opts = LabRunOpts {
+        params: case.params.clone().into_iter().collect(),
+        approver,
+        state_dir: state_dir.to_path_buf(),
+        operator: "runbook-test".to_string(),
+        printer: Arc::new(Printer::silent()),
+        cancel,
+    };
+    match run_on_lab(loaded, &lab, opts).await {
+        Ok(run) => {
+            result.status = Some(run.report.status);
+            result.journal = Some(run.report.journal.clone());
+            check_outcome(case, &run.report, &lab, &mut result.failures);
+        }
+        Err(e) => result.failures.push(e),
+    }
+    result.cluster_secs = (lab.now() - t0).num_seconds();
+    result.wall = started.elapsed();
+    result
+}
+
+/// Compare a finished run with the case's `expect`.
+fn check_outcome(case: &Case, report: &RunReport, lab: &Lab, failures: &mut Vec<String>) {
+    let expect = &case.expect;
+    if report.status != expect.status {
+        failures.push(format!(
+            "status: expected {}, got {}",
+            status_name(expect.status),
+            status_name(report.status)
+        ));
+    }
+    let journal = match reader::read(&report.journal) {
+        Ok(j) => j,
+        Err(e) => {
+            failures.push(format!("cannot read the run's journal: {e}"));
+            return;
+        }
+    };
+    let mut started = BTreeSet::new();
+    let mut fixed_by = std::collections::BTreeMap::new();
+    for r in &journal.records {
+        match &r.event {
+            Event::StepStarted { step, .. } => {
+                started.insert(step.clone());
+            }
+            Event::StepFinished {
+                step,
+                fixed_by: Some(rung),
+                ..
+            } => {
+                fixed_by.insert(step.clone(), rung.clone());
+            }
+            _ => {}
+        }
+    }
+    for id in &expect.ran {
+        if !started.contains(id) {
+            failures.push(format!("step `{id}` was expected to run but did not"));
+        }
+    }
+    for id in &expect.not_ran {
+        if started.contains(id) {
+            failures.push(format!("step `{id}` was expected not to run but ran"));
+        }
+    }
+    for (step, rung) in &expect.fixed_by {
+        match fixed_by.get(step) {
+            Some(got) if got == rung => {}
+            Some(got) => failures.push(format!(
+                "`{step}` was expected to be fixed by rung `{rung}`, but `{got}` fixed it"
+            )),
+            None => failures.push(format!(
+                "`{step}` was expected to be fixed by rung `{rung}`, but no rung fixed it"
+            )),
+        }
+    }
+    let losses = lab.data_losses();
+    match expect.data_lost {
+        Some(false) if !losses.is_empty() => {
+            let what: Vec<String> = losses
+                .iter()
+                .map(|l| format!("{}/{} volume {}", l.namespace, l.pod, l.volume))
+                .collect();
+            failures.push(format!("data was lost, expected none: {}", what.join(", ")));
+        }
+        Some(true) if losses.is_empty() => {
+            failures.push("expected data to be lost, but the lab recorded no loss".to_string())
+        }
+        _ => {}
+    }
+    if !expect.cluster.is_empty() {
+        let ctx = cluster_vars(lab);
+        for (what, cond) in &expect.cluster {
+            match crate::expr::eval_bool(cond, &ctx) {
+                Ok(true) => {}
+                Ok(false) => failures.push(format!("cluster: {what}: does not hold ({cond})")),
+                Err(e) => failures.push(format!("cluster: {what}: cannot evaluate `{cond}`: {e}")),
+            }
+        }
+    }
+}
+
+/// Every resource the lab serves, by plural, with all its objects; and `data_losses`.
+pub fn cluster_vars(lab: &Lab) -> Value {
+    let mut vars = Map::new();
+    for def in crate::lab::resources::RESOURCES {
+        vars.insert(
+            def.plural.to_string(),
+            Value::Array(lab.list(def.plural, None)),
+        );
+    }
+    let losses = serde_json::to_value(lab.data_losses()).unwrap_or(Value::Array(Vec::new()));
+    vars.insert("data_losses".to_string(), losses);
+    Value::Object(vars)
+}
+
+pub fn status_name(s: RunStatus) -> &'static str {
+    match s {
+        RunStatus::Succeeded => "succeeded",
+        RunStatus::Failed => "failed",
+        RunStatus::Aborted => "aborted",
+        RunStatus::NotApplicable => "not_applicable",
+        RunStatus::Paused => "paused",
+    }
+}

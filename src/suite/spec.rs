@@ -1,0 +1,205 @@
+//! Test files: what a runbook must do against a scenario.
+//!
+//! A runbook `NAME.yaml` is tested by `NAME.test.yaml` beside it:
+//!
+//! ```yaml
+//! version: 1
+//! tests:
+//!   - name: the seed incident is fixed by force-deleting the lost pods
+//!     scenario: hub-pvc-locked.scenario.yaml     # relative to this file
+//!     params: { prometheus: "{{lab.url}}" }       # {{lab.url}}: the lab's http://127.0.0.1:PORT
+//!     approve: []                                 # steps with `gate: explicit` approved by name
+//!     expect:
+//!       status: succeeded                         # succeeded|failed|aborted|not_applicable|paused
+//!       ran: [cordon, free-hub-volume]            # these steps started
+//!       not_ran: [reset-node]                     # these never started (skipped ones count as not run)
+//!       fixed_by: { free-hub-volume: force-delete-lost-pods }
+//!       data_lost: false                          # the lab recorded no lost data
+//!       cluster:                                  # CEL over the final cluster state
+//!         the hub pod is Running: "pods.exists(p, p.metadata.labels.component == 'hub' && p.status.phase == 'Running')"
+//! ```
+//!
+//! In `cluster` conditions every resource the lab serves is a variable holding all its
+//! objects, by plural (`pods`, `nodes`, `volumeattachments`, `persistentvolumeclaims`,
+//! ...), and `data_losses` lists what the lab recorded as lost.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::journal::event::RunStatus;
+use crate::runbook::model::Runbook;
+
+/// A parsed `NAME.test.yaml`.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    /// Always 1.
+    pub version: u32,
+    pub tests: Vec<Case>,
+}
+
+/// One test: a scenario, the answers to give, and the outcome to expect.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    /// Scenario file, relative to the test file.
+    pub scenario: String,
+    /// Parameter values; `{{lab.url}}` is replaced with the lab's base URL.
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
+    /// Steps with `gate: explicit` that this test approves by name. Every other gate
+    /// and every manual step is answered automatically; an explicit gate not named
+    /// here pauses the run, as it would without a person.
+    #[serde(default)]
+    pub approve: Vec<String>,
+    pub expect: Expect,
+}
+
+/// The declared outcome of a test.
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    pub status: RunStatus,
+    #[serde(default)]
+    pub ran: Vec<String>,
+    #[serde(default)]
+    pub not_ran: Vec<String>,
+    /// Escalating step id → the rung id whose verification passed.
+    #[serde(default)]
+    pub fixed_by: BTreeMap<String, String>,
+    #[serde(default)]
+    pub data_lost: Option<bool>,
+    /// A description → a CEL condition over the final cluster.
+    #[serde(default)]
+    pub cluster: BTreeMap<String, String>,
+}
+
+/// A test file that cannot be used, with its location.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{path}:{line}:{column}: error: {message}")]
+pub struct SpecError {
+    pub path: String,
+    pub line: u64,
+    pub column: u64,
+    pub message: String,
+}
+
+/// The JSON schema of test files, as checked in at `schemas/test.schema.json`.
+pub fn schema_json() -> String {
+    let schema = schemars::schema_for!(TestFile);
+    let mut s = serde_json::to_string_pretty(&schema).expect("invariant: a schema serialises");
+    s.push('\n');
+    s
+}
+
+/// The test file of a runbook: `NAME.test.yaml` beside `NAME.yaml`.
+pub fn test_file_for(runbook: &Path) -> PathBuf {
+    let stem = runbook
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    runbook.with_file_name(format!("{stem}.test.yaml"))
+}
+
+/// Parse a test file and check it against the runbook it tests: every step id it
+/// names must exist, and every scenario file must exist.
+pub fn load(path: &Path, runbook: &Runbook) -> Result<TestFile, SpecError> {
+    let shown = path.display().to_string();
+    let err = |line: u64, column: u64, message: String| SpecError {
+        path: shown.clone(),
+        line,
+        column,
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(0, 0, format!("cannot read: {e}")))?;
+    let mut opts = serde_saphyr::Options::default();
+    opts.strict_booleans = true;
+    let file: TestFile = serde_saphyr::from_str_with_options(&text, opts).map_err(|e| {
+        let loc = e.location();
+        err(
+            loc.map(|l| l.line()).unwrap_or(0),
+            loc.map(|l| l.column()).unwrap_or(0),
+            format!("{e} (a test file has `version: 1` and `tests:`, see docs/testing.md)"),
+        )
+    })?;
+    if file.version != 1 {
+        return Err(err(
+            1,
+            1,
+            format!(
+                "unsupported test file version {}: write `version: 1`",
+                file.version
+            ),
+        ));
+    }
+    let ids: HashSet<&str> = runbook
+        .steps
+        .iter()
+        .chain(&runbook.handlers)
+        .map(|s| s.id.value.as_str())
+        .collect();
+    let rungs: HashSet<String> = runbook
+        .steps
+        .iter()
+        .flat_map(|s| {
+            s.escalate.iter().enumerate().map(move |(i, r)| {
+                r.id.as_ref()
+                    .map(|id| id.value.clone())
+                    .unwrap_or_else(|| format!("{}.{}", s.id.value, i + 1))
+            })
+        })
+        .collect();
+    let line_of = |needle: &str| -> u64 {
+        text.lines()
+            .position(|l| l.contains(needle))
+            .map_or(0, |i| i as u64 + 1)
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for case in &file.tests {
+        let named = case
+            .approve
+            .iter()
+            .chain(&case.expect.ran)
+            .chain(&case.expect.not_ran)
+            .chain(case.expect.fixed_by.keys());
+        for id in named {
+            if !ids.contains(id.as_str()) {
+                return Err(err(
+                    line_of(id),
+                    1,
+                    format!(
+                        "test `{}` names step `{id}`, which runbook `{}` does not have",
+                        case.name, runbook.name.value
+                    ),
+                ));
+            }
+        }
+        for rung in case.expect.fixed_by.values() {
+            if !rungs.contains(rung) {
+                return Err(err(
+                    line_of(rung),
+                    1,
+                    format!(
+                        "test `{}` expects rung `{rung}`, which no escalation ladder of `{}` has",
+                        case.name, runbook.name.value
+                    ),
+                ));
+            }
+        }
+        if !dir.join(&case.scenario).is_file() {
+            return Err(err(
+                line_of(&case.scenario),
+                1,
+                format!(
+                    "test `{}`: scenario file {} does not exist",
+                    case.name,
+                    dir.join(&case.scenario).display()
+                ),
+            ));
+        }
+    }
+    Ok(file)
+}
