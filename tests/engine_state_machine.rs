@@ -509,6 +509,43 @@ steps:
 }
 
 #[tokio::test]
+async fn a_secret_in_a_failure_message_is_redacted_on_the_console_and_in_the_journal() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: secret
+title: t
+params:
+  token: { required: true, secret: true }
+steps:
+  - check: Call with the token
+    id: call
+    shell: { argv: [curl, "https://api/?token={{params.token}}"] }
+"#,
+    );
+    let mut opts = h.opts();
+    opts.params = vec![("token".into(), "s3cr3t-value".into())];
+    let report = engine::run(
+        &loaded,
+        h.providers(|line, _| Err(OpError::failed(format!("401 for {line}")))),
+        Arc::new(AutoApprover::new("test")),
+        h.clock.clone(),
+        &h.state(),
+        opts,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    let out = h.output();
+    assert!(out.contains("401 for curl https://api/?token=***"), "{out}");
+    assert!(!out.contains("s3cr3t-value"), "{out}");
+    let text = std::fs::read_to_string(&report.journal).unwrap();
+    assert!(!text.contains("s3cr3t-value"), "{text}");
+}
+
+#[tokio::test]
 async fn cancelling_aborts_the_running_step_and_the_run_can_be_resumed() {
     let mut h = Harness::new();
     h.hang = vec!["fix".into()];
