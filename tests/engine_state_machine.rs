@@ -464,6 +464,7 @@ async fn dry_run_runs_checks_and_plans_actions_without_performing_them() {
     assert_eq!(h.log(), ["probe"]);
     assert_eq!(report.status, RunStatus::Succeeded);
     assert!(h.output().contains("would run fix"), "{}", h.output());
+    assert!(h.output().contains("would verify"), "{}", h.output());
     assert!(
         events(&report)
             .iter()

@@ -291,7 +291,16 @@ impl Engine<'_> {
         };
         match pass {
             Pass::Go => {}
-            Pass::Skip(r) => return Ok((End::Skipped(r), Value::Null)),
+            Pass::Skip(r) => {
+                if let (true, Some(v)) = (self.opts.dry_run, step.verification()) {
+                    let title = v
+                        .title
+                        .as_deref()
+                        .map_or("the verification", |t| t.as_str());
+                    self.printer.line(&format!("  would verify: {title}"));
+                }
+                return Ok((End::Skipped(r), Value::Null));
+            }
             Pass::Pause(r) => {
                 return Ok((
                     End::Paused {
