@@ -1148,3 +1148,50 @@ steps:
     assert_eq!(full["stdout"].as_str().unwrap().len(), 100_000);
     assert!(std::fs::metadata(&report.journal).unwrap().len() < 20_000);
 }
+
+#[tokio::test]
+async fn a_ladder_paused_at_its_second_rung_resumes_there_without_rerunning_the_first() {
+    let h = Harness::new();
+    let loaded = h.runbook(&LADDER.replace("    gate: auto\n", ""));
+    let script = |line: &str, w: &World| match line {
+        "probe" => Ok(json!({"json": {"free": w.get("forced") == 1}})),
+        "force" => {
+            w.set("forced", 1);
+            ok_json()
+        }
+        _ => ok_json(),
+    };
+    let paused = engine::run(
+        &loaded,
+        h.providers(script),
+        Arc::new(FlagApprover::new(false, &["gentle".to_string()], "ana")),
+        h.clock.clone(),
+        &h.state(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(paused.status, RunStatus::Paused, "{}", h.output());
+    assert!(events(&paused).iter().any(|e| matches!(e,
+        Event::Paused { resume, .. } if resume.ends_with("--approve force"))));
+    let gentle_runs = |log: &[String]| log.iter().filter(|l| *l == "gentle").count();
+    assert_eq!(gentle_runs(&h.log()), 1);
+
+    let resumed = engine::resume(
+        &h.state(),
+        &paused.run_id,
+        h.providers(script),
+        Arc::new(FlagApprover::new(false, &["force".to_string()], "bo")),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
+    assert_eq!(gentle_runs(&h.log()), 1, "{:?}", h.log());
+    assert!(!h.log().contains(&"nuke".to_string()));
+    assert!(events(&resumed).iter().any(|e| matches!(e,
+        Event::StepFinished { fixed_by: Some(r), .. } if r == "force")));
+}
