@@ -57,14 +57,9 @@ pub(crate) fn client() -> Result<reqwest::Client, String> {
 impl Provider for Http {
     fn resolve(&self, op: OpRef<'_>, vars: &Value, _: &Defaults) -> Result<Resolved, OpError> {
         let OpRef::Http(op) = op else {
-            return Err(OpError::Invalid(format!(
-                "the http provider cannot run a `{}` operation",
-                op.provider()
-            )));
+            return Err(OpError::wrong_provider("http", &op));
         };
-        let render = |t: &str, what: &str| {
-            expr::render(t, vars).map_err(|e| OpError::Invalid(format!("{what}: {e}")))
-        };
+        let render = |t: &str, what: &str| super::render_field(t, vars, what);
         let method = op
             .method
             .as_ref()
@@ -110,8 +105,7 @@ impl Provider for Http {
         cx: &'a ExecCtx,
     ) -> BoxFuture<'a, Result<Value, OpError>> {
         Box::pin(async move {
-            let call: HttpCall = serde_json::from_value(op.op.clone())
-                .map_err(|e| OpError::Invalid(format!("not an http operation: {e}")))?;
+            let call: HttpCall = op.decode()?;
             let result = send(&self.client, &call, cx).await?;
             let status = result["status"].as_u64().unwrap_or(0) as u16;
             let accepted = if call.status.is_empty() {

@@ -53,6 +53,21 @@ pub struct Resolved {
     pub mutating: bool,
 }
 
+impl Resolved {
+    /// The provider-specific data of this operation, as its provider wrote it in
+    /// [`Provider::resolve`] (and as the journal keeps it for `resume`).
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, OpError> {
+        serde_json::from_value(self.op.clone()).map_err(|e| {
+            OpError::Invalid(format!("not a resolved {} operation: {e}", self.provider))
+        })
+    }
+}
+
+/// Render one templated field of an operation; the error names the field.
+pub fn render_field(template: &str, vars: &Value, field: &str) -> Result<String, OpError> {
+    crate::expr::render(template, vars).map_err(|e| OpError::Invalid(format!("{field}: {e}")))
+}
+
 /// What a provider needs to know besides the operation and the variables.
 #[derive(Debug, Clone, Default)]
 pub struct Defaults {
@@ -134,6 +149,14 @@ impl OpError {
             message: message.into(),
             result: None,
         }
+    }
+
+    /// A provider was handed another provider's operation (an engine bug).
+    pub fn wrong_provider(provider: &str, op: &OpRef<'_>) -> OpError {
+        OpError::Invalid(format!(
+            "the {provider} provider cannot run a `{}` operation",
+            op.provider()
+        ))
     }
 }
 

@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use super::http::{HttpCall, send};
 use super::{Defaults, ExecCtx, OpError, Provider, Resolved};
-use crate::expr;
 use crate::runbook::model::OpRef;
 
 /// Queries Prometheus' HTTP API.
@@ -27,15 +26,10 @@ impl Prometheus {
 impl Provider for Prometheus {
     fn resolve(&self, op: OpRef<'_>, vars: &Value, _: &Defaults) -> Result<Resolved, OpError> {
         let OpRef::Prometheus(op) = op else {
-            return Err(OpError::Invalid(format!(
-                "the prometheus provider cannot run a `{}` operation",
-                op.provider()
-            )));
+            return Err(OpError::wrong_provider("prometheus", &op));
         };
-        let server =
-            expr::render(&op.server, vars).map_err(|e| OpError::Invalid(format!("server: {e}")))?;
-        let query =
-            expr::render(&op.query, vars).map_err(|e| OpError::Invalid(format!("query: {e}")))?;
+        let server = super::render_field(&op.server, vars, "server")?;
+        let query = super::render_field(&op.query, vars, "query")?;
         let mut url = reqwest::Url::parse(server.trim_end_matches('/'))
             .map_err(|e| OpError::Invalid(format!("server `{server}`: {e}")))?;
         url.path_segments_mut()

@@ -15,7 +15,6 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Defaults, ExecCtx, OpError, Provider, Resolved};
-use crate::expr;
 use crate::runbook::model::OpRef;
 
 /// The resolved form of a shell operation (`Resolved::op`).
@@ -45,14 +44,9 @@ impl Provider for Shell {
         defaults: &Defaults,
     ) -> Result<Resolved, OpError> {
         let OpRef::Shell(op) = op else {
-            return Err(OpError::Invalid(format!(
-                "the shell provider cannot run a `{}` operation",
-                op.provider()
-            )));
+            return Err(OpError::wrong_provider("shell", &op));
         };
-        let render = |t: &str, what: &str| {
-            expr::render(t, vars).map_err(|e| OpError::Invalid(format!("{what}: {e}")))
-        };
+        let render = |t: &str, what: &str| super::render_field(t, vars, what);
         let argv = op
             .argv
             .iter()
@@ -95,8 +89,7 @@ impl Provider for Shell {
         cx: &'a ExecCtx,
     ) -> BoxFuture<'a, Result<Value, OpError>> {
         Box::pin(async move {
-            let call: ShellCall = serde_json::from_value(op.op.clone())
-                .map_err(|e| OpError::Invalid(format!("not a shell operation: {e}")))?;
+            let call: ShellCall = op.decode()?;
             run(&call, cx).await
         })
     }
