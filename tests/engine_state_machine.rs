@@ -678,3 +678,320 @@ steps:
     assert!(h.log().is_empty());
     assert!(!Path::new(&h.state()).join("runs").exists());
 }
+
+/// Answers every gate and manual step the same way.
+struct Answering {
+    gate: engine::GateAnswer,
+    manual: engine::ManualAnswer,
+}
+
+impl engine::Approver for Answering {
+    fn gate<'a>(&'a self, _: &'a engine::GateRequest) -> BoxFuture<'a, engine::GateAnswer> {
+        Box::pin(async move { self.gate.clone() })
+    }
+    fn manual<'a>(&'a self, _: &'a engine::ManualRequest) -> BoxFuture<'a, engine::ManualAnswer> {
+        Box::pin(async move { self.manual.clone() })
+    }
+}
+
+async fn run_with(h: &Harness, yaml: &str, approver: Arc<dyn engine::Approver>) -> RunReport {
+    let loaded = h.runbook(yaml);
+    engine::run(
+        &loaded,
+        h.providers(detect_fix_script),
+        approver,
+        h.clock.clone(),
+        &h.state(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_declined_gate_aborts_the_run_and_a_skipped_one_goes_on() {
+    let h = Harness::new();
+    let declined = run_with(
+        &h,
+        DETECT_FIX_VERIFY,
+        Arc::new(Answering {
+            gate: engine::GateAnswer::Decline { by: "ana".into() },
+            manual: engine::ManualAnswer::Skip { by: "ana".into() },
+        }),
+    )
+    .await;
+    assert_eq!(declined.status, RunStatus::Aborted);
+    assert_eq!(declined.exit_code, 4);
+    assert_eq!(h.log(), ["probe"]);
+    assert!(events(&declined).iter().any(|e| matches!(e,
+        Event::GateDecided { decision: Decision::Declined, by, .. } if by == "ana")));
+
+    let skipped = run_with(
+        &h,
+        DETECT_FIX_VERIFY,
+        Arc::new(Answering {
+            gate: engine::GateAnswer::Skip {
+                by: "ana".into(),
+                source: runbook::journal::event::ApprovalSource::Prompt,
+            },
+            manual: engine::ManualAnswer::Skip { by: "ana".into() },
+        }),
+    )
+    .await;
+    assert_eq!(skipped.status, RunStatus::Succeeded);
+    assert_eq!(h.log(), ["probe", "probe"], "the fix never ran");
+    assert!(
+        events(&skipped)
+            .iter()
+            .any(|e| matches!(e, Event::StepSkipped { step, .. } if step == "fix"))
+    );
+}
+
+const MANUAL: &str = r#"
+version: 1
+name: manual
+title: t
+params:
+  node: { default: node-7 }
+steps:
+  - manual: Power off the node
+    id: power-off
+    instructions: "Stop {{params.node}} in the cloud console."
+  - check: After
+    id: after
+    shell: { argv: [probe] }
+"#;
+
+#[tokio::test]
+async fn a_manual_step_pauses_unattended_and_is_confirmed_with_approve() {
+    let h = Harness::new();
+    let paused = run_with(&h, MANUAL, Arc::new(FlagApprover::new(true, &[], "ana"))).await;
+    assert_eq!(
+        paused.status,
+        RunStatus::Paused,
+        "--yes does not do a person's work"
+    );
+    assert!(
+        h.output().contains("Stop node-7 in the cloud console."),
+        "{}",
+        h.output()
+    );
+    assert!(events(&paused).iter().any(|e| matches!(e,
+        Event::ManualRequested { instruction, .. } if instruction == "Stop node-7 in the cloud console.")));
+    let resumed = engine::resume(
+        &h.state(),
+        &paused.run_id,
+        h.providers(detect_fix_script),
+        Arc::new(FlagApprover::new(false, &["power-off".to_string()], "bo")),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
+    assert!(events(&resumed).iter().any(|e| matches!(e,
+        Event::ManualConfirmed { outcome: Outcome::Ok, by, .. } if by == "bo")));
+    assert_eq!(h.log(), ["probe"]);
+}
+
+#[tokio::test]
+async fn a_manual_step_reported_failed_fails_the_run() {
+    let h = Harness::new();
+    let report = run_with(
+        &h,
+        MANUAL,
+        Arc::new(Answering {
+            gate: engine::GateAnswer::Decline { by: "ana".into() },
+            manual: engine::ManualAnswer::Failed { by: "ana".into() },
+        }),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert!(h.log().is_empty());
+}
+
+#[tokio::test]
+async fn failed_attempts_are_retried_with_backoff_on_the_clock() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: retry
+title: t
+steps:
+  - check: Flaky
+    id: flaky
+    shell: { argv: [flaky] }
+    retry: { attempts: 3, backoff: 2s }
+"#,
+    );
+    let t0 = h.clock.now();
+    let report = run_auto(
+        &h,
+        &loaded,
+        h.providers(|_, w| {
+            let n = w.get("calls") + 1;
+            w.set("calls", n);
+            if n < 3 {
+                Err(OpError::failed("not yet"))
+            } else {
+                ok_json()
+            }
+        }),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert_eq!(h.log().len(), 3);
+    // 2s, then 4s of backoff on the virtual clock.
+    assert_eq!((h.clock.now() - t0).num_seconds(), 6);
+    let attempts: Vec<u32> = events(&report)
+        .iter()
+        .filter_map(|e| match e {
+            Event::OpFinished { attempt, .. } => Some(*attempt),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(attempts, [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_verify_step_polls_until_it_holds_and_on_failure_continue_goes_on() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: verify
+title: t
+steps:
+  - check: Broken on purpose
+    id: broken
+    shell: { argv: [fail] }
+    on_failure: continue
+  - verify: Eventually ready
+    id: ready
+    shell: { argv: [ready] }
+    expect: "result.json.ready"
+    within: 1m
+    every: 10s
+"#,
+    );
+    let report = run_auto(
+        &h,
+        &loaded,
+        h.providers(|line, w| match line {
+            "ready" => {
+                let n = w.get("polls") + 1;
+                w.set("polls", n);
+                Ok(json!({"json": {"ready": n >= 3}}))
+            }
+            _ => Err(OpError::failed("nope")),
+        }),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{}", h.output());
+    let polls: Vec<bool> = events(&report)
+        .iter()
+        .filter_map(|e| match e {
+            Event::VerifyPolled { ok, .. } => Some(*ok),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(polls, [false, false, true]);
+}
+
+#[tokio::test]
+async fn dry_run_of_a_ladder_plans_every_rung_and_runs_none() {
+    let h = Harness::new();
+    let loaded = h.runbook(LADDER);
+    let mut opts = h.opts();
+    opts.dry_run = true;
+    let report = engine::run(
+        &loaded,
+        h.providers(|_, _| ok_json()),
+        Arc::new(AutoApprover::new("test")),
+        h.clock.clone(),
+        &h.state(),
+        opts,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{}", h.output());
+    assert!(h.log().is_empty(), "{:?}", h.log());
+    let out = h.output();
+    for rung in ["gentle", "force", "nuke"] {
+        assert!(out.contains(&format!("would run free / {rung}")), "{out}");
+    }
+    assert!(
+        !events(&report)
+            .iter()
+            .any(|e| matches!(e, Event::Escalated { .. }))
+    );
+}
+
+#[tokio::test]
+async fn an_empty_for_each_asks_nothing_and_succeeds() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: empty
+title: t
+params:
+  nodes: { default: [] }
+steps:
+  - action: Cordon
+    id: cordon
+    for_each: params.nodes
+    shell: { argv: [cordon, "{{item}}"] }
+"#,
+    );
+    let report = engine::run(
+        &loaded,
+        h.providers(|_, _| ok_json()),
+        Arc::new(FlagApprover::new(false, &[], "ana")),
+        h.clock.clone(),
+        &h.state(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Succeeded, "{}", h.output());
+    assert!(h.log().is_empty());
+}
+
+#[tokio::test]
+async fn a_failing_step_runs_its_handlers_then_the_run_fails() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: handlers
+title: t
+steps:
+  - action: Change
+    id: change
+    gate: auto
+    shell: { argv: [change] }
+    on_failure: [rollback]
+  - check: Never reached
+    id: later
+    shell: { argv: [later] }
+handlers:
+  - action: Roll back
+    id: rollback
+    gate: auto
+    shell: { argv: [rollback] }
+"#,
+    );
+    let report = run_auto(&h, &loaded, h.providers(|line, _| match line {
+        "change" => Err(OpError::failed("boom")),
+        _ => ok_json(),
+    }))
+    .await;
+    assert_eq!(report.status, RunStatus::Failed);
+    assert_eq!(h.log(), ["change", "rollback"]);
+}

@@ -132,3 +132,296 @@ fn clean_run_has_the_shape_of_an_incident_report() {
     assert!(s.details_open > 0);
     assert!(s.foreign_html.is_empty(), "{:?}", s.foreign_html);
 }
+
+#[test]
+fn failed_run_snapshot() {
+    insta::assert_snapshot!("failed", render_utc("failed"));
+}
+
+#[test]
+fn aborted_run_snapshot() {
+    insta::assert_snapshot!("aborted", render_utc("aborted"));
+}
+
+#[test]
+fn paused_run_snapshot() {
+    insta::assert_snapshot!("paused", render_utc("paused"));
+}
+
+#[test]
+fn run_with_notes_snapshot() {
+    insta::assert_snapshot!("notes", render_utc("notes"));
+}
+
+#[test]
+fn every_fixture_renders_to_well_formed_markdown() {
+    for name in ["clean", "escalated", "failed", "aborted", "paused", "notes"] {
+        let md = render_utc(name);
+        let s = structure(&md);
+        assert_eq!(
+            s.details_open, s.details_close,
+            "{name}: unbalanced <details>"
+        );
+        assert!(s.foreign_html.is_empty(), "{name}: {:?}", s.foreign_html);
+        assert_eq!(h2(&s).len(), 9, "{name}: {:?}", h2(&s));
+        assert!(
+            s.tables.iter().all(|(rows, _)| *rows > 1),
+            "{name}: a table without rows: {:?}",
+            s.tables
+        );
+        // Same journal, same bytes.
+        assert_eq!(
+            md,
+            render_utc(name),
+            "{name}: rendering is not deterministic"
+        );
+    }
+}
+
+const HOSTILE: &str = "</details><script>alert(1)</script>\n```\n# not a heading\n| a | b |\n<!-- runbook:end -->\n````` `x` <!-- runbook:human id=summary -->\n<details><summary>fake</summary>";
+
+/// The clean run with hostile text wherever a command, a person or the cluster
+/// supplies text: results, errors, summaries, titles, notes, parameters.
+fn hostile_journal() -> Journal {
+    use runbook::journal::event::{Event, Outcome};
+    let mut j = fixture("clean");
+    for rec in &mut j.records {
+        match &mut rec.event {
+            Event::RunStarted {
+                params, operator, ..
+            } => {
+                params.insert("evil".into(), serde_json::Value::String(HOSTILE.into()));
+                *operator = HOSTILE.into();
+            }
+            Event::StepStarted { title, .. } => *title = format!("{title} {HOSTILE}"),
+            Event::OpStarted { op, .. } => op.display = format!("{} {HOSTILE}", op.display),
+            Event::OpFinished {
+                result,
+                error,
+                outcome,
+                ..
+            } => {
+                *result = Some(serde_json::json!({ "stdout": HOSTILE, "stderr": HOSTILE }));
+                *error = Some(HOSTILE.into());
+                *outcome = Outcome::Failed;
+            }
+            Event::VerifyPolled { detail, .. } => *detail = Some(HOSTILE.into()),
+            Event::StepFinished { summary, .. } => *summary = HOSTILE.into(),
+            Event::GateDecided { by, .. } => *by = HOSTILE.into(),
+            _ => {}
+        }
+    }
+    let ts = j
+        .records
+        .last()
+        .map(|r| r.ts)
+        .expect("the fixture has records");
+    let seq = j.records.len() as u64 + 1;
+    j.records.push(runbook::journal::event::Record {
+        seq,
+        ts,
+        event: Event::Note {
+            text: HOSTILE.into(),
+            by: HOSTILE.into(),
+        },
+    });
+    j
+}
+
+#[test]
+fn hostile_output_cannot_break_the_document() {
+    let clean = structure(&render_utc("clean"));
+    let md = render::render(&hostile_journal(), &RenderOpts::default()).expect("renders");
+    let s = structure(&md);
+    assert!(
+        s.foreign_html.is_empty(),
+        "HTML got through: {:?}",
+        s.foreign_html
+    );
+    assert_eq!(s.details_open, s.details_close);
+    // Same sections and the same tables as the clean run: nothing opened a heading,
+    // a table or a code block of its own.
+    assert_eq!(h2(&s), h2(&clean));
+    let levels = |st: &Structure| st.headings.iter().map(|(l, _)| *l).collect::<Vec<_>>();
+    assert_eq!(
+        levels(&s).len(),
+        levels(&clean).len() + 1,
+        "only the note's entry heading is new"
+    );
+    assert_eq!(
+        s.tables.iter().map(|t| t.1).collect::<Vec<_>>(),
+        clean.tables.iter().map(|t| t.1).collect::<Vec<_>>()
+    );
+    assert!(!s.headings.iter().any(|(_, t)| t == "not a heading"));
+    // Markers in the output are not taken for ours: re-rendering over the file works
+    // and changes nothing.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("pm.md");
+    render::write_preserving(&file, &md).expect("first write");
+    render::write_preserving(&file, &md).expect("re-render over hostile output");
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), md);
+    // And the output is shown, verbatim, inside fenced blocks.
+    let fenced: String = Parser::new(&md)
+        .filter_map(|e| match e {
+            Event::Text(t) => Some(t.into_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        fenced.contains(HOSTILE),
+        "the hostile text is not shown verbatim"
+    );
+}
+
+#[test]
+fn secret_parameters_stay_redacted() {
+    let md = render_utc("paused");
+    assert!(md.contains("`pagerduty_token` = `***` (secret)"), "{md}");
+    let journal = fixture("paused");
+    let pm = render::model(&journal, chrono_tz::UTC);
+    let secret = pm
+        .params
+        .iter()
+        .find(|p| p.name == "pagerduty_token")
+        .expect("param");
+    assert!(secret.secret);
+    assert_eq!(secret.value, "***");
+}
+
+#[test]
+fn times_follow_the_chosen_zone_and_days_split_at_its_midnight() {
+    // The escalated run crosses midnight UTC (23:58 → 00:01) but not in Berlin (00:58 → 01:01).
+    let utc = render_utc("escalated");
+    assert!(utc.contains("All times in UTC."));
+    assert!(utc.contains("### 2018-03-20 (Tuesday)") && utc.contains("### 2018-03-21 (Wednesday)"));
+    let berlin = render_in("escalated", chrono_tz::Europe::Berlin);
+    assert!(berlin.contains("All times in Europe/Berlin."));
+    assert!(!berlin.contains("### 2018-03-20"));
+    assert!(berlin.contains("### 2018-03-21 (Wednesday)"));
+    assert!(berlin.contains("#### 00:58:40 · Run started"), "{berlin}");
+    assert!(berlin.contains("| Started | 2018-03-21 00:58:40 CET |"));
+}
+
+#[test]
+fn escalations_are_shown_as_such() {
+    let md = render_utc("escalated");
+    assert!(md.contains(
+        "- Delete the hub pods (gentlest; often not enough) did not work (the hub pod was not Running and Ready within 1m); escalated to rung 2 of 5: Force-delete every pod stuck on a lost node"
+    ));
+    assert!(md.contains("- Fixed by rung 2 of 5: Force-delete every pod stuck on a lost node"));
+}
+
+#[test]
+fn gantt_chart_has_a_bar_per_step_and_rung() {
+    let pm = render::model(&fixture("escalated"), chrono_tz::UTC);
+    let bars = pm.gantt.lines().filter(|l| l.contains(", t")).count();
+    // 6 checks + cordon + 2 rungs + the verify step.
+    assert_eq!(bars, 10, "{}", pm.gantt);
+    assert!(pm.gantt.contains("section Escalation of free-hub-volume"));
+}
+
+#[test]
+fn a_template_error_names_the_file_and_line() {
+    let opts = RenderOpts {
+        template: Some("# {{run.id}}\n\n{{run.no_such_field}}\n".into()),
+        template_name: Some("team.hbs".into()),
+        ..RenderOpts::default()
+    };
+    let err = render::render(&fixture("clean"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("team.hbs:3:"), "{err}");
+    assert!(err.contains("no_such_field"), "{err}");
+    let opts = RenderOpts {
+        template: Some("ok\n{{#each steps}}\n".into()),
+        template_name: Some("broken.hbs".into()),
+        ..RenderOpts::default()
+    };
+    let err = render::render(&fixture("clean"), &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("broken.hbs:"), "{err}");
+}
+
+#[test]
+fn a_custom_template_sees_the_model() {
+    let opts = RenderOpts {
+        template: Some(
+            "{{run.id}} {{run.status}} {{metrics.time_to_mitigate.after}}\n{{#each steps}}{{code id}} {{/each}}\n".into(),
+        ),
+        ..RenderOpts::default()
+    };
+    let md = render::render(&fixture("escalated"), &opts).expect("renders");
+    assert_eq!(
+        md,
+        "20180320T235840Z-hub-pvc-locked-c91e succeeded 2m 45s\n`launch-rate` `lost-pods` `bad-nodes` `multi-attach` `hub-claim` `hub-attachment` `cordon` `free-hub-volume` `launches-recovered`\n"
+    );
+}
+
+#[test]
+fn a_journal_cut_mid_run_renders_what_it_has_and_says_so() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journals/escalated.ndjson");
+    let text = std::fs::read_to_string(path).expect("fixture");
+    // Killed while force-deleting: keep everything up to the first force delete's
+    // op_started, plus half of the next line (a torn write).
+    let cut = text
+        .find("\"event\":\"op_finished\",\"scope\":{\"step\":\"free-hub-volume\",\"rung\":\"force-delete-lost-pods\"")
+        .expect("the fixture force-deletes");
+    let line_start = text[..cut].rfind('\n').expect("a line before") + 1;
+    let torn = &text[..line_start + 40];
+    let journal = reader::parse(torn.as_bytes()).expect("a torn tail is not fatal");
+    assert!(journal.torn_tail);
+    let md = render::render(&journal, &RenderOpts::default()).expect("renders");
+    let s = structure(&md);
+    assert_eq!(s.details_open, s.details_close);
+    assert!(md.contains("> **Warning:** The journal's last line was incomplete"));
+    assert!(md.contains("> **Warning:** The run has not finished"));
+    assert!(md.contains("| Status | **Unfinished (the journal has no end)** |"));
+    assert!(md.contains(
+        "- Ran `kubectl delete pod hub-65d9f46698-dj4jb --grace-period=0 --force -n prod`: **NO RESULT (the run stopped before it finished)**"
+    ));
+}
+
+#[test]
+fn skipped_steps_and_a_run_that_did_not_apply_are_shown() {
+    use runbook::journal::event::{Event, Outcome, Record, RunStatus};
+    let mut j = fixture("clean");
+    // Keep the run start and the first check, then: the check finds nothing to do.
+    j.records.truncate(2);
+    let ts = j.records[1].ts;
+    let events = [
+        Event::StepFinished {
+            step: "launch-rate".into(),
+            outcome: Outcome::NotApplicable,
+            duration_ms: 90,
+            summary: "launch success rate is 0.97: nothing to fix".into(),
+            fixed_by: None,
+        },
+        Event::StepSkipped {
+            step: "cordon".into(),
+            reason: "the checks found nothing to fix".into(),
+        },
+        Event::RunFinished {
+            status: RunStatus::NotApplicable,
+            duration_ms: 120,
+            reason: Some("launch-rate: the expectation did not hold".into()),
+        },
+    ];
+    for event in events {
+        let seq = j.records.len() as u64 + 1;
+        j.records.push(Record { seq, ts, event });
+    }
+    let md = render::render(&j, &RenderOpts::default()).expect("renders");
+    assert!(
+        md.contains("- Step `launch-rate`: **NOT APPLICABLE** after 90 ms"),
+        "{md}"
+    );
+    assert!(md.contains("#### 06:28:00 · Skipped: cordon"));
+    assert!(md.contains("- Skipped: the checks found nothing to fix"));
+    assert!(
+        md.contains("| Status | **Not applicable**: launch-rate: the expectation did not hold |")
+    );
+    assert!(md.contains("| Time to detect | unknown: no check found a problem |"));
+    assert!(md.contains("The run ended as not applicable: the checks found nothing to fix"));
+}

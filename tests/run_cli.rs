@@ -147,6 +147,10 @@ fn a_check_finds_the_problem_an_approved_action_fixes_it_and_the_verification_pr
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("▶ detect (check)"), "{stderr}");
     assert!(stderr.contains("✓ repair ok"), "{stderr}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "no bars or colours without a terminal: {stderr}"
+    );
     let id = sys.only_run();
     assert!(
         stderr.contains(&format!("postmortem: runbook postmortem {id}")),
@@ -329,6 +333,10 @@ fn ctrl_c_during_a_long_step_aborts_with_exit_4_and_a_journal_that_says_so() {
     // A note from another terminal while the run holds its lock.
     let note = sys.run(&["note", &id, "paged the storage team"]);
     assert_eq!(note.status.code(), Some(0), "{}", text(&note));
+    // But nobody else may drive it.
+    let second = sys.run(&["resume", &id, "--yes"]);
+    assert_eq!(second.status.code(), Some(2), "{}", text(&second));
+    assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another process"));
 
     let t0 = Instant::now();
     signal(&child, libc::SIGINT);
@@ -383,6 +391,103 @@ fn runs_lists_past_runs_with_their_status() {
     assert_eq!(line["runbook"], "fix-file");
     assert_eq!(line["status"], "not_applicable");
     assert_eq!(line["run_id"], sys.only_run());
+}
+
+#[test]
+fn dry_run_runs_the_checks_and_prints_the_plan_without_acting() {
+    let sys = Sys::new();
+    sys.touch("broken");
+    let file = fixture("fix-file.yaml");
+    let out = sys.run(&[
+        "run",
+        file.to_str().unwrap(),
+        "-p",
+        &sys.dir_param(),
+        "--dry-run",
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(sys.exists("broken"), "nothing was changed");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("would run repair"), "{stderr}");
+    assert!(stderr.contains("✓ detect ok"), "{stderr}");
+}
+
+/// Run the binary on a pseudo-terminal (util-linux `script`), typing `input`.
+fn on_a_terminal(sys: &Sys, args: &[String], input: &str) -> Option<Output> {
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("skipping: util-linux `script` is not installed");
+        return None;
+    }
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let cmdline = format!(
+        "{} --state-dir '{}' {}",
+        env!("CARGO_BIN_EXE_runbook"),
+        sys.state().display(),
+        quoted.join(" ")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .env("USER", "ana")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script starts");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input.as_bytes())
+        .expect("typing works");
+    Some(child.wait_with_output().expect("script finishes"))
+}
+
+#[test]
+fn on_a_terminal_the_gate_asks_and_the_answer_is_journaled() {
+    let sys = Sys::new();
+    sys.touch("broken");
+    let file = fixture("fix-file.yaml").display().to_string();
+    let args = vec!["run".to_string(), file, "-p".into(), sys.dir_param()];
+    let Some(out) = on_a_terminal(&sys, &args, "y\n") else {
+        return;
+    };
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("Approve? [y/N/skip/abort]"), "{shown}");
+    assert!(sys.exists("repaired"), "{shown}");
+    let ev = sys.events(&sys.only_run());
+    assert!(ev.iter().any(|e| matches!(e, Event::GateDecided {
+        source: runbook::journal::event::ApprovalSource::Prompt, by, .. } if by == "ana")));
+
+    // Declining ends the run as aborted and changes nothing.
+    let sys = Sys::new();
+    sys.touch("broken");
+    let Some(out) = on_a_terminal(&sys, &args_for(&sys), "n\n") else {
+        return;
+    };
+    assert!(
+        sys.exists("broken"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ev = sys.events(&sys.only_run());
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::RunFinished {
+            status: RunStatus::Aborted,
+            ..
+        }
+    )));
+}
+
+fn args_for(sys: &Sys) -> Vec<String> {
+    vec![
+        "run".to_string(),
+        fixture("fix-file.yaml").display().to_string(),
+        "-p".into(),
+        sys.dir_param(),
+    ]
 }
 
 #[test]

@@ -64,6 +64,13 @@ impl Recorder {
                 .map_err(|e| EngineError::Journal(e.to_string()))?
         };
         let ts = self.clock.now();
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(
+                event = %serde_json::to_string(&event).unwrap_or_default(),
+                sync,
+                "journal"
+            );
+        }
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         w.append(ts, event, sync)
             .map(|_| ())

@@ -85,6 +85,7 @@ impl Engine<'_> {
             false,
         )?;
         self.printer.step_started(&id, kind.key(), step.title());
+        tracing::info!(step = %id, kind = kind.key(), "step started");
         // Step durations come from the run's clock, like the journal's timestamps, so
         // the two agree when the clock is virtual (the lab in `demo` and `test`).
         let t0 = self.clock.now();
@@ -136,6 +137,12 @@ impl Engine<'_> {
                 )?;
                 self.printer
                     .step_finished(id, *outcome, took, &self.rec.redact(summary));
+                tracing::info!(
+                    step = %id,
+                    outcome = outcome_word(*outcome),
+                    duration_ms = took.as_millis() as u64,
+                    "step finished"
+                );
                 self.set_step_var(id, outcome_word(*outcome), result);
             }
             End::Skipped(reason) => self.skip(id, reason)?,
@@ -292,10 +299,15 @@ impl Engine<'_> {
             prepared.retain(|x| !done_items.contains(&x.planned.scope.item));
         }
         let gate = self.gate_of(step, None);
-        match self
-            .gate(step, None, step.title(), &prepared, gate, prior.as_ref())
-            .await?
-        {
+        // Nothing left to run (an empty `for_each`, or every item finished before a
+        // resume): there is nothing to approve.
+        let pass = if prepared.is_empty() && !self.opts.dry_run {
+            Pass::Go
+        } else {
+            self.gate(step, None, step.title(), &prepared, gate, prior.as_ref())
+                .await?
+        };
+        match pass {
             Pass::Go => {}
             Pass::Skip(r) => return Ok((End::Skipped(r), Value::Null)),
             Pass::Pause(r) => {
@@ -523,6 +535,9 @@ impl Engine<'_> {
                 None => format!("{}.{}", step.id.value, i + 1),
             })
             .collect();
+        if self.opts.dry_run {
+            return self.ladder_plan(step, &ids).await;
+        }
         let prior = self.prior(step);
         // On resume, start at the last rung that was started: the ones before it were
         // tried and did not satisfy the verification.
@@ -571,6 +586,40 @@ impl Engine<'_> {
         Ok(failed(format!(
             "no rung of the ladder fixed it (last: {last_reason})"
         )))
+    }
+
+    /// `--dry-run` of a ladder: the plan of every rung, nothing performed.
+    async fn ladder_plan(&mut self, step: &Step, ids: &[String]) -> Result<End, EngineError> {
+        for (rung, rung_id) in step.escalate.iter().zip(ids) {
+            let title = rung
+                .title
+                .as_ref()
+                .map(|t| t.value.clone())
+                .unwrap_or_else(|| rung_id.clone());
+            match rung.op() {
+                Some(OpRef::Manual(text)) => {
+                    let instruction = self.render(text).unwrap_or_else(|e| format!("({e})"));
+                    self.printer.line(&format!(
+                        "  would ask a person ({rung_id}: {title}):\n{}",
+                        indent(&self.rec.redact(&instruction))
+                    ));
+                }
+                Some(op) => {
+                    let base = scope(step, Some(rung_id.clone()));
+                    match self.prepare(&base, op, rung.for_each.as_deref(), false) {
+                        Ok(prepared) => {
+                            self.gate(step, Some(rung_id), &title, &prepared, Gate::Approve, None)
+                                .await?;
+                        }
+                        Err(e) => self.printer.line(&format!("  {rung_id}: cannot plan: {e}")),
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(End::Skipped(
+            "dry run: the plan of every rung printed, nothing performed".into(),
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -660,10 +709,17 @@ impl Engine<'_> {
                 )?;
             }
             if unknown.is_empty() && ran {
-                // It ran to the end and the verification still fails: next rung.
-                return Ok(RungEnd::NotFixed(format!(
-                    "{rung_id} ran and the verification does not hold"
-                )));
+                // It ran to the end; the process stopped while verifying: verify
+                // again for the rung's full `within`.
+                return Ok(
+                    match self.verify(step, Some(rung_id), v, within, false).await? {
+                        Verdict::Holds => RungEnd::Fixed,
+                        Verdict::Fails(d) => {
+                            RungEnd::NotFixed(format!("verification after {rung_id}: {d}"))
+                        }
+                        Verdict::Aborted => RungEnd::Aborted("aborted by operator".into()),
+                    },
+                );
             }
             done_items = p.ok_items(Some(rung_id));
         }
@@ -689,10 +745,13 @@ impl Engine<'_> {
             };
             prepared.retain(|x| !done_items.contains(&x.planned.scope.item));
             let gate = self.gate_of(step, Some(rung));
-            match self
-                .gate(step, Some(rung_id), &title, &prepared, gate, prior)
-                .await?
-            {
+            let pass = if prepared.is_empty() && !self.opts.dry_run {
+                Pass::Go
+            } else {
+                self.gate(step, Some(rung_id), &title, &prepared, gate, prior)
+                    .await?
+            };
+            match pass {
                 Pass::Go => {}
                 Pass::Skip(r) => return Ok(RungEnd::NotFixed(r)),
                 Pass::Pause(r) => return Ok(RungEnd::Paused(r)),

@@ -345,7 +345,12 @@ async fn resource(
         (&Method::GET, None, _) if params.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             return watch(lab, &t, params, wants_table(headers));
         }
-        (&Method::GET, None, _) => list(lab, &t, params, wants_table(headers)),
+        (&Method::GET, None, _) => {
+            return match list(lab, &t, params, wants_table(headers)) {
+                Ok(resp) => resp,
+                Err(e) => err(e),
+            };
+        }
         (&Method::GET, Some(name), Some("log")) if t.res.key() == "pods" => {
             return pod_log(lab, &ns, name, params);
         }
@@ -548,7 +553,17 @@ fn get(
     Ok((200, obj.clone()))
 }
 
-fn list(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> Result<(u16, Value), ApiError> {
+/// A list body serialised straight from the store's objects (no copy of the items).
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: &'a [&'a Value],
+}
+
+fn list(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(t.res, params)?;
     let st = lab.lock();
     let key = t.res.key();
@@ -578,13 +593,22 @@ fn list(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> Result<(u16, 
         let include = IncludeObject::parse(params.get("includeObject").map(String::as_str));
         let mut tb = table::table(t.res, page, st.now(), include, Some(rv));
         tb["metadata"] = meta;
-        return Ok((200, tb));
+        return Ok(json_response(200, &tb));
     }
-    Ok((
-        200,
-        json!({"kind": format!("{}List", t.res.kind), "apiVersion": t.res.api_version(),
-        "metadata": meta, "items": page}),
-    ))
+    let body = ListBody {
+        kind: format!("{}List", t.res.kind),
+        api_version: t.res.api_version(),
+        metadata: meta,
+        items: page,
+    };
+    let bytes = serde_json::to_vec(&body)
+        .map_err(|e| ApiError::new(500, "InternalError", format!("cannot encode the list: {e}")))?;
+    drop(st);
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(bytes))
+        .unwrap_or_default())
 }
 
 fn delete_collection(

@@ -36,6 +36,7 @@ pub mod api;
 pub mod clock;
 pub mod controllers;
 pub mod faults;
+pub mod index;
 pub mod metrics;
 pub mod patch;
 pub mod resources;
@@ -238,7 +239,7 @@ impl Lab {
         }
         link_owner_uids(&mut st);
         st.link_event_uids();
-        controllers::reconcile(&mut st);
+        controllers::reconcile_all(&mut st);
         let mut api_faults = faults::Faults::default();
         for f in &loaded.scenario.api_faults {
             api_faults.push(f.clone());
@@ -275,12 +276,13 @@ impl Lab {
         let mut st = self.lock();
         st.clock
             .advance(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
-        controllers::reconcile(&mut st);
+        controllers::reconcile_all(&mut st);
     }
 
-    /// Run the controllers now (tests that mutate through `kube` get this for free).
+    /// Run every controller over every object now (writes through the API already
+    /// reconcile what they touched).
     pub fn reconcile(&self) {
-        controllers::reconcile(&mut self.lock());
+        controllers::reconcile_all(&mut self.lock());
     }
 
     /// Current cluster time.
@@ -290,6 +292,11 @@ impl Lab {
 
     pub(crate) fn rv(&self) -> u64 {
         self.lock().store.rv()
+    }
+
+    /// The latest resourceVersion handed out: it changes on every change to any object.
+    pub fn resource_version(&self) -> u64 {
+        self.rv()
     }
 
     /// Read an object directly. `resource` is a plural (`pods`, `volumeattachments`),
@@ -433,7 +440,7 @@ impl Lab {
         let mut st = self.lock();
         let now = st.now();
         st.lost_nodes.entry(node.to_string()).or_insert(now);
-        controllers::reconcile(&mut st);
+        controllers::reconcile_all(&mut st);
     }
 
     /// Bring a lost node back (the incident's "reset the node"): its kubelet reports
@@ -462,7 +469,7 @@ impl Lab {
             }
             st.store.update("nodes", "", node, n);
         }
-        controllers::reconcile(&mut st);
+        controllers::reconcile_all(&mut st);
     }
 
     /// The API as an axum Router (a `tower::Service`).
@@ -520,6 +527,7 @@ impl Lab {
 
     /// Controllers also run on a timer, so time-driven changes (a kubelet finishing
     /// a graceful deletion, the forced-detach timer) happen while clients only watch.
+    /// A tick costs nothing unless a controller's timer is due (`State::next_wake`).
     fn start_ticker(&self) {
         if tokio::runtime::Handle::try_current().is_err()
             || self.inner.ticker.swap(true, Ordering::SeqCst)
@@ -534,7 +542,8 @@ impl Lab {
                 let Some(inner) = weak.upgrade() else { return };
                 let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
                 // A stopped clock changes nothing by itself: every mutation and every
-                // `advance` already reconciles.
+                // `advance` already reconciles. A running one runs a full pass when
+                // a timer is due.
                 if st.clock.running() {
                     controllers::reconcile(&mut st);
                 }

@@ -90,6 +90,10 @@ pub struct State {
     pub detach_since: BTreeMap<String, DateTime<Utc>>,
     pub data_losses: Vec<DataLoss>,
     pub next_ip: u32,
+    /// The earliest cluster time at which a time-driven controller has something to do
+    /// (an eviction timeout, a detach timer, a kubelet finishing a deletion, a fault):
+    /// a write after it runs a full pass instead of an incremental one.
+    pub next_wake: Option<DateTime<Utc>>,
 }
 
 impl State {
@@ -108,6 +112,14 @@ impl State {
             detach_since: BTreeMap::new(),
             data_losses: Vec::new(),
             next_ip: 10,
+            next_wake: None,
+        }
+    }
+
+    /// A controller will have work at `t` without any write: make sure a pass runs then.
+    pub fn wake_at(&mut self, t: DateTime<Utc>) {
+        if self.next_wake.is_none_or(|w| t < w) {
+            self.next_wake = Some(t);
         }
     }
 
@@ -371,9 +383,13 @@ impl State {
         let uid = str_at(owner, "/metadata/uid").to_string();
         let deps: Vec<(String, String, String, Value)> = self
             .store
-            .all()
-            .filter(|(_, v)| owner_uids(v).contains(&uid))
-            .map(|((r, n, m), v)| (r.clone(), n.clone(), m.clone(), v.clone()))
+            .index
+            .dependents(&uid)
+            .into_iter()
+            .filter_map(|(r, n, m)| {
+                let v = self.store.get(&r, &n, &m)?.clone();
+                Some((r, n, m, v))
+            })
             .collect();
         for (r, n, m, mut v) in deps {
             if let Some(refs) = v
@@ -473,15 +489,26 @@ impl State {
         };
         let uid = str_at(involved, "/metadata/uid").to_string();
         let now = self.now();
-        let existing = self
-            .store
-            .list("events", Some(&ns))
-            .find(|e| {
-                e.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(&uid)
-                    && e["reason"] == reason
-                    && e["message"] == message
-            })
-            .cloned();
+        let same = |e: &Value| {
+            e.pointer("/involvedObject/uid").and_then(Value::as_str) == Some(&uid)
+                && e["reason"] == reason
+                && e["message"] == message
+        };
+        let existing = if uid.is_empty() {
+            self.store
+                .list("events", Some(&ns))
+                .find(|e| same(e))
+                .cloned()
+        } else {
+            self.store
+                .index
+                .events_about(&uid)
+                .into_iter()
+                .filter(|(_, ens, _)| *ens == ns)
+                .filter_map(|(r, ens, name)| self.store.get(&r, &ens, &name))
+                .find(|e| same(e))
+                .cloned()
+        };
         if let Some(mut e) = existing {
             let last = e["lastTimestamp"]
                 .as_str()

@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
 use super::clock::ts;
+use super::index::Indexes;
 use super::resources::ResourceDef;
 use super::status::ApiError;
 
@@ -56,6 +57,9 @@ pub struct Store {
     history: VecDeque<Arc<WatchEvent>>,
     /// Watches from before this resourceVersion get 410 Gone.
     history_floor: u64,
+    /// Changes not yet seen by the controllers (drained by [`Store::take_changes`]).
+    changes: Vec<Arc<WatchEvent>>,
+    pub index: Indexes,
 }
 
 const HISTORY: usize = 20_000;
@@ -72,6 +76,8 @@ impl Store {
             rng: seed | 1,
             history: VecDeque::new(),
             history_floor: 1000,
+            changes: Vec::new(),
+            index: Indexes::default(),
         }
     }
 
@@ -153,8 +159,19 @@ impl Store {
             self.history_floor = dropped.rv;
         }
         self.history.push_back(ev.clone());
+        self.changes.push(ev.clone());
         // No receivers is fine: nobody is watching.
         let _ = self.tx.send(ev);
+    }
+
+    /// Every change since the last call, in order: what the controllers must look at.
+    pub fn take_changes(&mut self) -> Vec<Arc<WatchEvent>> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Is there a change the controllers have not seen?
+    pub fn has_changes(&self) -> bool {
+        !self.changes.is_empty()
     }
 
     /// Events after `rv`, or `None` when they are no longer kept (410 Gone).
@@ -224,6 +241,7 @@ impl Store {
         if obj.get("spec").is_some() && obj["metadata"].get("generation").is_none() {
             obj["metadata"]["generation"] = json!(1);
         }
+        self.index.insert(&key, &obj);
         self.objects.insert(key, obj.clone());
         self.emit(EventType::Added, &res.key(), ns, obj.clone(), None);
         Ok(obj)
@@ -233,11 +251,12 @@ impl Store {
     /// bumps resourceVersion, and generation when anything outside metadata/status changed.
     pub fn update(&mut self, res: &str, ns: &str, name: &str, mut obj: Value) -> Option<Value> {
         let key = (res.to_string(), ns.to_string(), name.to_string());
-        let old = self.objects.get(&key)?.clone();
-        let changed_spec = spec_part(&old) != spec_part(&obj);
-        if old == obj {
+        let old = self.objects.get(&key)?;
+        if *old == obj {
             return Some(obj);
         }
+        let old = old.clone();
+        let changed_spec = spec_changed(&old, &obj);
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         obj["metadata"]["uid"] = old["metadata"]["uid"].clone();
@@ -248,6 +267,8 @@ impl Store {
         } else if let Some(g) = old["metadata"].get("generation") {
             obj["metadata"]["generation"] = g.clone();
         }
+        self.index.remove(&key, &old);
+        self.index.insert(&key, &obj);
         self.objects.insert(key, obj.clone());
         self.emit(EventType::Modified, res, ns, obj.clone(), Some(old));
         Some(obj)
@@ -257,6 +278,7 @@ impl Store {
     pub fn remove(&mut self, res: &str, ns: &str, name: &str) -> Option<Value> {
         let key = (res.to_string(), ns.to_string(), name.to_string());
         let mut obj = self.objects.remove(&key)?;
+        self.index.remove(&key, &obj);
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.emit(EventType::Deleted, res, ns, obj.clone(), None);
@@ -269,12 +291,14 @@ impl Store {
     }
 }
 
-/// Everything but metadata and status: what bumps `metadata.generation`.
-fn spec_part(v: &Value) -> Value {
-    let mut v = v.clone();
-    if let Some(m) = v.as_object_mut() {
-        m.remove("metadata");
-        m.remove("status");
-    }
-    v
+/// Did anything but metadata and status change? That bumps `metadata.generation`.
+fn spec_changed(old: &Value, new: &Value) -> bool {
+    let (Some(a), Some(b)) = (old.as_object(), new.as_object()) else {
+        return old != new;
+    };
+    let outside = |k: &String| k != "metadata" && k != "status";
+    a.iter()
+        .filter(|(k, _)| outside(k))
+        .any(|(k, v)| b.get(k) != Some(v))
+        || b.keys().filter(|k| outside(k)).any(|k| !a.contains_key(k))
 }

@@ -19,6 +19,15 @@ fn entries(pm: &Postmortem) -> impl Iterator<Item = &Entry> {
     pm.timeline.iter().flat_map(|d| d.entries.iter())
 }
 
+/// `s` cut to `n` characters.
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() > n {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    } else {
+        s.to_owned()
+    }
+}
+
 fn quoted(s: &str) -> String {
     format!("“{}”", text(s))
 }
@@ -60,7 +69,10 @@ fn summary(pm: &Postmortem) -> String {
         .steps
         .iter()
         .filter(|st| st.kind == "check" && st.outcome.as_ref().is_some_and(|o| o.ok))
-        .filter_map(|st| st.summary.as_deref().filter(|x| !x.is_empty()).map(text))
+        .map(|st| match st.summary.as_deref().filter(|x| !x.is_empty()) {
+            Some(summary) => format!("{}: {}", quoted(&st.title), text(&shorten(summary, 80))),
+            None => quoted(&st.title),
+        })
         .collect();
     if !found.is_empty() {
         s.push_str(&format!(" They found: {}.", found.join("; ")));
@@ -237,7 +249,7 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
         let step = e.step.as_deref().unwrap_or("");
         if e.kind != "rung"
             && let Some(o) = &e.outcome
-            && matches!(o.code.as_str(), "failed" | "unknown")
+            && matches!(o.code.as_str(), "failed" | "unknown" | "timed_out")
         {
             let why = e
                 .summary
@@ -249,6 +261,20 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
                 code(step),
                 quoted(&e.title),
                 o.label.to_lowercase()
+            ));
+        }
+        for op in e.ops.iter().filter(|op| {
+            op.outcome
+                .as_ref()
+                .is_some_and(|o| o.code == "failed" || o.code == "timed_out")
+        }) {
+            inv.push(format!(
+                "Find out why {} failed{}.",
+                code(&op.display),
+                op.error_line
+                    .as_deref()
+                    .map(|e| format!(": {}", text(e)))
+                    .unwrap_or_default()
             ));
         }
         if let Some(v) = &e.verification
@@ -267,7 +293,7 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
                 quoted(&e.title),
                 m.waited
                     .as_deref()
-                    .map(|w| format!(" (it took {w} of a person's time)"))
+                    .map(|w| format!(" (the run waited {w} for a person)"))
                     .unwrap_or_default()
             ));
         }

@@ -34,20 +34,38 @@ fn clean(s: &str) -> String {
         .collect()
 }
 
-/// Text in a markdown paragraph, list item or heading: markdown and HTML punctuation
-/// is backslash-escaped and line breaks become spaces, so the value stays one inline
-/// run of text. This is the template engine's escape function: `{{value}}` is safe.
+/// Text in a markdown paragraph, list item, heading or table cell: markdown and HTML
+/// punctuation is backslash-escaped where it could mean something, and line breaks
+/// become spaces, so the value stays one inline run of text. This is the template
+/// engine's escape function: `{{value}}` is safe.
+///
+/// Characters that are only special in some positions are escaped only there, so a
+/// CEL expression or a snake_case name stays readable in the markdown source: `_`
+/// next to a non-alphanumeric character (`bad_nodes` is left alone), `&` before a
+/// letter or `#` (an entity), `#` and `>` at the start of the value (a heading, a
+/// quote). `<`, `[`, `]`, `*`, `` ` ``, `|`, `~` and `\` are always escaped.
 pub fn text(s: &str) -> String {
+    let chars: Vec<char> = clean(s)
+        .chars()
+        .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })
+        .collect();
     let mut out = String::with_capacity(s.len() + 8);
-    for c in clean(s).chars() {
-        match c {
-            '\\' | '`' | '*' | '_' | '[' | ']' | '<' | '>' | '|' | '~' | '&' | '#' | '!' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\n' | '\t' => out.push(' '),
-            c => out.push(c),
+    let first = chars.iter().position(|c| !c.is_whitespace());
+    for (i, &c) in chars.iter().enumerate() {
+        let prev = i.checked_sub(1).and_then(|p| chars.get(p));
+        let next = chars.get(i + 1);
+        let alnum = |c: Option<&char>| c.is_some_and(|c| c.is_alphanumeric());
+        let escape = match c {
+            '\\' | '`' | '*' | '[' | ']' | '<' | '|' | '~' => true,
+            '_' => !(alnum(prev) && alnum(next)),
+            '&' => next.is_some_and(|n| n.is_ascii_alphanumeric() || *n == '#'),
+            '#' | '>' => Some(i) == first,
+            _ => false,
+        };
+        if escape {
+            out.push('\\');
         }
+        out.push(c);
     }
     out
 }
@@ -173,6 +191,40 @@ pub fn escape_line_start(t: &str) -> String {
     }
 }
 
+/// Tracks fenced code blocks line by line, so code that scans a document for its
+/// own markers (or tidies blank lines) leaves the inside of a fence alone.
+#[derive(Debug, Default)]
+pub struct Fences {
+    open: Option<(char, usize)>,
+}
+
+impl Fences {
+    /// Feed the next line; true when the line is part of a fenced block (its
+    /// opening and closing fence lines included).
+    pub fn inside(&mut self, line: &str) -> bool {
+        let t = line.trim();
+        let fence = |c: char| t.len() - t.trim_start_matches(c).len();
+        match self.open {
+            Some((c, n)) => {
+                if fence(c) >= n && t.trim_start_matches(c).is_empty() {
+                    self.open = None;
+                }
+                true
+            }
+            None => {
+                for c in ['`', '~'] {
+                    let n = fence(c);
+                    if n >= 3 {
+                        self.open = Some((c, n));
+                        return true;
+                    }
+                }
+                false
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,8 +245,13 @@ mod tests {
 
     #[test]
     fn text_cannot_open_html_or_code() {
-        assert_eq!(text("</details><b>"), "\\</details\\>\\<b\\>");
+        assert_eq!(text("</details><b>"), "\\</details>\\<b>");
         assert_eq!(text("a|b\nc"), "a\\|b c");
+        assert_eq!(text("# x > y"), "\\# x > y");
+        assert_eq!(
+            text("bad_nodes && _x_ &amp;"),
+            "bad_nodes && \\_x\\_ \\&amp;"
+        );
     }
 
     #[test]

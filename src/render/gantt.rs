@@ -12,6 +12,8 @@ pub struct Span {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub ok: bool,
+    /// Still running when the journal ends (a paused or interrupted run).
+    pub open: bool,
     /// The step has an escalation ladder (its rungs are drawn instead of the step).
     pub ladder: bool,
     pub step: String,
@@ -75,7 +77,11 @@ pub fn chart(spans: &[Span], tz: Tz) -> String {
         } else {
             s.end
         };
-        let tag = if s.ok { "done" } else { "crit" };
+        let tag = match (s.ok, s.open) {
+            (true, _) => "done",
+            (false, true) => "active",
+            (false, false) => "crit",
+        };
         out.push_str(&format!(
             "    {} :{tag}, t{}, {}, {}\n",
             label(&s.label),

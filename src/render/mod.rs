@@ -167,16 +167,11 @@ fn render_reason(e: &handlebars::RenderError) -> String {
 pub(crate) fn tidy(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut blank = 0;
-    let mut fence: Option<usize> = None;
+    let mut fences = escape::Fences::default();
     for line in text.lines() {
         let trimmed = line.trim_end();
-        let ticks = trimmed.len() - trimmed.trim_start_matches('`').len();
-        match fence {
-            Some(n) if ticks >= n && trimmed.trim_start_matches('`').is_empty() => fence = None,
-            None if ticks >= 3 => fence = Some(ticks),
-            _ => {}
-        }
-        if fence.is_none() && trimmed.is_empty() {
+        let in_fence = fences.inside(line);
+        if !in_fence && trimmed.is_empty() {
             blank += 1;
             if blank > 1 {
                 continue;
@@ -184,7 +179,7 @@ pub(crate) fn tidy(text: &str) -> String {
         } else {
             blank = 0;
         }
-        out.push_str(if fence.is_some() { line } else { trimmed });
+        out.push_str(if in_fence { line } else { trimmed });
         out.push('\n');
     }
     let end = out.trim_end().len();

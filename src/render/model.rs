@@ -257,6 +257,8 @@ pub struct Call {
     pub path: String,
     /// 0 when no answer came.
     pub status: u16,
+    /// The status for people: `200`, or `no answer`.
+    pub answer: String,
     pub duration: String,
     /// The equivalent `kubectl` line, when it differs from the operation's `display`.
     pub kubectl: Option<String>,

@@ -14,8 +14,8 @@
 //! refreshed with the new draft), rebuilds every generated region, keeps text people
 //! wrote outside the markers where it was (attached to the region before it), and
 //! drops nothing: a generated region that was edited by hand is kept as a human
-//! region `<id>-edited` next to its regenerated copy, and human regions the template
-//! no longer has move to the end under "Orphaned sections".
+//! region `<id>-edited` next to its regenerated copy, and edited human regions the
+//! template no longer has move to the end under "Orphaned sections".
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -92,9 +92,14 @@ fn parse(text: &str) -> Result<Doc, (usize, String)> {
     let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut open: Option<Open> = None;
     let mut pos = 0;
+    // A marker inside a fenced block is command output, not ours.
+    let mut fences = super::escape::Fences::default();
     for (n, line) in text.split_inclusive('\n').enumerate() {
         let start = pos;
         pos += line.len();
+        if fences.inside(line) {
+            continue;
+        }
         let Some(inner) = line
             .trim()
             .strip_prefix("<!-- runbook:")
@@ -219,7 +224,8 @@ pub fn merge(existing: &str, rendered: &str, path: &Path) -> Result<String, Rend
         .regions
         .iter()
         .filter(|r| !used.contains(&key(r)))
-        .filter(|r| r.kind == Kind::Human || r.edited() || !r.trailing.trim().is_empty())
+        // An orphan nobody edited holds only a prompt or a draft: nothing to keep.
+        .filter(|r| r.edited() || !r.trailing.trim().is_empty())
         .collect();
     if !orphans.is_empty() {
         if !out.lines().any(|l| l.trim() == ORPHANS) {
@@ -229,7 +235,7 @@ pub fn merge(existing: &str, rendered: &str, path: &Path) -> Result<String, Rend
         }
         for r in orphans {
             out.push('\n');
-            if r.kind == Kind::Human || r.edited() {
+            if r.edited() {
                 out.push_str(&r.raw);
             }
             out.push_str(&r.trailing);
@@ -262,11 +268,11 @@ pub fn write_preserving(path: &Path, rendered: &str) -> Result<(), RenderError> 
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "postmortem.md".to_owned());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
     let tmp = path.with_file_name(format!(".{file_name}.tmp"));
-    std::fs::write(&tmp, &text).map_err(|e| RenderError::Io {
-        path: tmp.clone(),
-        source: e,
-    })?;
+    std::fs::write(&tmp, &text).map_err(io)?;
     if let Some(old) = &existing {
         let bak = path.with_file_name(format!("{file_name}.bak"));
         std::fs::write(&bak, old).map_err(|e| RenderError::Io {
@@ -346,6 +352,21 @@ mod tests {
         // Merging again does not add a second heading.
         let again = merge(&merged, &doc("s", "f"), Path::new("pm.md")).unwrap();
         assert_eq!(again.matches(ORPHANS).count(), 1);
+        assert_eq!(again.matches("Users could not log in.").count(), 1);
+    }
+
+    #[test]
+    fn an_unedited_orphan_is_only_a_prompt_and_goes() {
+        let old = format!(
+            "{}
+{}
+",
+            doc("s", "f"),
+            region("human", "impact", "_prompt_")
+        );
+        let merged = merge(&old, &doc("s", "f"), Path::new("pm.md")).unwrap();
+        assert!(!merged.contains("_prompt_"));
+        assert!(!merged.contains(ORPHANS));
     }
 
     #[test]

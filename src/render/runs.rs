@@ -63,10 +63,13 @@ pub fn resolve_run(state_dir: &Path, id: &str) -> Result<PathBuf, RenderError> {
 /// When a run started: the time of its journal's first event, else the journal's
 /// modification time; runs without a readable journal sort first.
 fn started(dir: &Path) -> Option<DateTime<Utc>> {
+    use std::io::BufRead;
     let path = dir.join(JOURNAL);
-    let text = std::fs::read(&path).ok()?;
-    let first = text.split(|&b| b == b'\n').next()?;
-    if let Ok(rec) = serde_json::from_slice::<Record>(first) {
+    // Only the first line: journals of long runs are megabytes.
+    let mut first = String::new();
+    let file = std::fs::File::open(&path).ok()?;
+    std::io::BufReader::new(file).read_line(&mut first).ok()?;
+    if let Ok(rec) = serde_json::from_str::<Record>(&first) {
         return Some(rec.ts);
     }
     let modified = std::fs::metadata(&path).ok()?.modified().ok()?;

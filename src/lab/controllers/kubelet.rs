@@ -3,7 +3,7 @@
 use chrono::Duration;
 use serde_json::{Value, json};
 
-use super::volumes::{pod_pvs, va_name};
+use super::volumes::{claims_of_pv, holders_on, pod_pvs, va_name};
 use super::*;
 use crate::lab::clock::{parse_ts, ts};
 use crate::lab::state::{State, str_at};
@@ -13,17 +13,58 @@ use crate::lab::state::{State, str_at};
 /// volumes are attached — a ReadWriteOnce volume attached to another node leaves the pod
 /// ContainerCreating with a FailedAttachVolume "Multi-Attach error" event (§1.6) — and
 /// applies crash loops.
-pub(super) fn kubelet(st: &mut State) {
+///
+/// Looks at changed pods, pods on changed nodes, and pods waiting for a volume whose
+/// attachment or claim changed; everything on a time-driven pass.
+pub(super) fn kubelet(st: &mut State, d: &Dirty) {
     let now = st.now();
     let crash = !st.crash_loops.is_empty();
-    let work = pods_where(st, |p| {
-        let node = str_at(p, "/spec/nodeName");
-        !node.is_empty()
-            && !st.node_lost(node)
-            && (crash
-                || p.pointer("/metadata/deletionTimestamp").is_some()
-                || str_at(p, "/status/phase") == "Pending")
-    });
+    let mut keys = pods_to_visit(st, d);
+    if !d.all {
+        let pvs: BTreeSet<String> = d
+            .versions("volumeattachments.storage.k8s.io")
+            .map(|va| str_at(va, "/spec/source/persistentVolumeName").to_string())
+            .chain(
+                d.versions("persistentvolumeclaims")
+                    .map(|c| str_at(c, "/spec/volumeName").to_string()),
+            )
+            .filter(|pv| !pv.is_empty())
+            .collect();
+        for pv in pvs {
+            for (ns, claim) in claims_of_pv(st, &pv) {
+                keys.extend(st.store.index.pods_with_claim(&ns, &claim));
+            }
+        }
+        // A pod waiting for a volume names its holders in the Multi-Attach event, so
+        // it is looked at again when a pod sharing its claim changes or goes.
+        let shared: BTreeSet<(String, String)> = d
+            .versions("pods")
+            .flat_map(|p| {
+                let ns = str_at(p, "/metadata/namespace");
+                crate::lab::index::claims_of(p).map(move |c| (ns.to_string(), c.to_string()))
+            })
+            .collect();
+        for (ns, claim) in shared {
+            keys.extend(st.store.index.pods_with_claim(&ns, &claim));
+        }
+    }
+    let work: Vec<Value> = pods_by_key(st, &keys)
+        .into_iter()
+        .filter(|p| {
+            let node = str_at(p, "/spec/nodeName");
+            !node.is_empty()
+                && !st.node_lost(node)
+                && (crash
+                    || p.pointer("/metadata/deletionTimestamp").is_some()
+                    || str_at(p, "/status/phase") == "Pending")
+        })
+        .collect();
+    let loops: Vec<_> = st.crash_loops.iter().map(|c| c.2).collect();
+    for since in loops {
+        // Restart counts grow by the minute.
+        let minutes = (now - since).num_minutes().max(0);
+        st.wake_at(since + Duration::minutes(minutes + 1));
+    }
     for pod in work {
         let node = str_at(&pod, "/spec/nodeName").to_string();
         let (ns, name) = (
@@ -42,10 +83,11 @@ pub(super) fn kubelet(st: &mut State) {
             // Clamped: a scenario may write any number here.
             let grace = Duration::seconds(grace.clamp(0, MAX_GRACE_SECONDS));
             let requested = del - grace;
-            if now >= requested + KUBELET_STOP_TIME.min(grace)
-                && crate::lab::state::finalizers(&pod).is_empty()
-            {
+            let done_at = requested + KUBELET_STOP_TIME.min(grace);
+            if now >= done_at && crate::lab::state::finalizers(&pod).is_empty() {
                 st.remove(res("pods"), &ns, &name);
+            } else if now < done_at {
+                st.wake_at(done_at);
             }
             continue;
         }
@@ -133,12 +175,9 @@ pub(super) fn start_pod(st: &mut State, pod: &Value, node: &str) {
             .collect();
         if let Some(other) = vas.iter().find(|va| str_at(va, "/spec/nodeName") != node) {
             let other_node = str_at(other, "/spec/nodeName").to_string();
-            let users: Vec<String> = pods_on(st, &other_node)
+            let users: Vec<String> = holders_on(st, &pv, &other_node)
                 .into_iter()
-                .filter(|p| {
-                    str_at(p, "/metadata/namespace") == ns
-                        && pod_pvs(st, p).iter().any(|(v, _)| *v == pv)
-                })
+                .filter(|p| str_at(p, "/metadata/namespace") == ns)
                 .map(|p| str_at(&p, "/metadata/name").to_string())
                 .collect();
             blocked = Some((pv, users));
@@ -191,6 +230,9 @@ pub(super) fn start_pod(st: &mut State, pod: &Value, node: &str) {
             &msg,
             "attachdetach-controller",
         );
+        // The reconciler retries; a retry a minute later counts the event again.
+        let again = st.now() + Duration::minutes(1);
+        st.wake_at(again);
         return;
     }
     for pv in attach {

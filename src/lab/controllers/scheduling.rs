@@ -8,22 +8,27 @@ use crate::lab::state::{State, str_at};
 
 /// Scheduler: an unbound pod goes to a Ready, schedulable node whose NoSchedule and
 /// NoExecute taints it tolerates, preferring the node with the fewest pods.
-pub(super) fn scheduler(st: &mut State) {
-    let pending = pods_where(st, |p| {
-        str_at(p, "/spec/nodeName").is_empty()
-            && active(p)
-            && str_at(p, "/status/phase") == "Pending"
-    });
+///
+/// Only unbound pods that changed are looked at, or all unbound pods when a node
+/// changed (it may have become Ready or schedulable).
+pub(super) fn scheduler(st: &mut State, d: &Dirty) {
+    let unbound = if d.all || !d.nodes.is_empty() {
+        st.store.index.pods_on("")
+    } else {
+        d.pods.iter().cloned().collect()
+    };
+    let pending: Vec<Value> = pods_by_key(st, &unbound)
+        .into_iter()
+        .filter(|p| {
+            str_at(p, "/spec/nodeName").is_empty()
+                && active(p)
+                && str_at(p, "/status/phase") == "Pending"
+        })
+        .collect();
     if pending.is_empty() {
         return;
     }
     let nodes = st.store.list_owned("nodes", None);
-    let mut per_node: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    for p in st.store.list("pods", None) {
-        *per_node
-            .entry(str_at(p, "/spec/nodeName").to_string())
-            .or_default() += 1;
-    }
     for pod in pending {
         let candidates: Vec<&Value> = nodes
             .iter()
@@ -44,15 +49,11 @@ pub(super) fn scheduler(st: &mut State) {
             str_at(&pod, "/metadata/namespace").to_string(),
             str_at(&pod, "/metadata/name").to_string(),
         );
+        // The index counts every pod bound to the node, this pass's bindings included.
         let best = candidates.into_iter().min_by_key(|n| {
             let nn = str_at(n, "/metadata/name");
-            (per_node.get(nn).copied().unwrap_or(0), nn.to_string())
+            (st.store.index.pod_count_on(nn), nn.to_string())
         });
-        if let Some(n) = best {
-            *per_node
-                .entry(str_at(n, "/metadata/name").to_string())
-                .or_default() += 1;
-        }
         let mut p = pod.clone();
         let now = ts(st.now());
         let mut conds: Vec<Value> = p

@@ -45,9 +45,20 @@ pub(super) fn va_name(pv: &str, attacher: &str, node: &str) -> String {
 /// VolumeAttachment stays while a pod on its node uses the volume. When the last such
 /// pod is gone it is detached at once if the node is healthy or tainted out-of-service,
 /// else after the 6-minute forced-detach timer.
-pub(super) fn attach_detach(st: &mut State) {
+///
+/// VolumeAttachments are few; they are looked at when anything they depend on changed:
+/// attachments, volumes, claims, nodes, or a pod that mounts a claim.
+pub(super) fn attach_detach(st: &mut State, d: &Dirty) {
+    let relevant = d.touched("volumeattachments.storage.k8s.io")
+        || d.touched("persistentvolumes")
+        || d.touched("persistentvolumeclaims")
+        || !d.nodes.is_empty()
+        || d.versions("pods")
+            .any(|p| crate::lab::index::claims_of(p).next().is_some());
+    if !relevant {
+        return;
+    }
     let now = st.now();
-    let nodes = st.store.list_owned("nodes", None);
     for va in st
         .store
         .list_owned("volumeattachments.storage.k8s.io", None)
@@ -55,22 +66,50 @@ pub(super) fn attach_detach(st: &mut State) {
         let name = str_at(&va, "/metadata/name").to_string();
         let node = str_at(&va, "/spec/nodeName").to_string();
         let pv = str_at(&va, "/spec/source/persistentVolumeName").to_string();
-        let holders: Vec<Value> = pods_on(st, &node)
-            .into_iter()
-            .filter(|p| pod_pvs(st, p).iter().any(|(v, _)| *v == pv))
-            .collect();
-        if !holders.is_empty() {
+        if !holders_on(st, &pv, &node).is_empty() {
             st.detach_since.remove(&name);
             continue;
         }
-        let node_obj = nodes.iter().find(|n| str_at(n, "/metadata/name") == node);
+        let node_obj = st.store.get("nodes", "", &node);
         let healthy = node_obj.is_some_and(node_ready) && !st.node_lost(&node);
         let out_of_service = node_obj.is_some_and(|n| has_taint(n, OUT_OF_SERVICE));
+        let gone = node_obj.is_none();
         let since = *st.detach_since.entry(name.clone()).or_insert(now);
-        if healthy || out_of_service || node_obj.is_none() || now - since >= FORCE_DETACH_AFTER {
+        if healthy || out_of_service || gone || now - since >= FORCE_DETACH_AFTER {
             st.detach_since.remove(&name);
             st.store
                 .remove("volumeattachments.storage.k8s.io", "", &name);
+        } else {
+            st.wake_at(since + FORCE_DETACH_AFTER);
         }
     }
+}
+
+/// The claims bound to the PersistentVolume `pv` (claims are few; no index needed).
+pub(super) fn claims_of_pv(st: &State, pv: &str) -> Vec<(String, String)> {
+    if st.store.get("persistentvolumes", "", pv).is_none() {
+        return Vec::new();
+    }
+    st.store
+        .list("persistentvolumeclaims", None)
+        .filter(|c| str_at(c, "/spec/volumeName") == pv)
+        .map(|c| {
+            (
+                str_at(c, "/metadata/namespace").to_string(),
+                str_at(c, "/metadata/name").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Pods on `node` mounting the volume `pv` through a claim, in (namespace, name) order.
+pub(super) fn holders_on(st: &State, pv: &str, node: &str) -> Vec<Value> {
+    let mut keys = std::collections::BTreeSet::new();
+    for (ns, claim) in claims_of_pv(st, pv) {
+        keys.extend(st.store.index.pods_with_claim(&ns, &claim));
+    }
+    pods_by_key(st, &keys)
+        .into_iter()
+        .filter(|p| str_at(p, "/spec/nodeName") == node)
+        .collect()
 }

@@ -3,6 +3,8 @@
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use std::collections::BTreeSet;
+
 use super::*;
 use crate::lab::clock::ts;
 use crate::lab::resources;
@@ -17,53 +19,91 @@ pub(super) struct PodSummary {
     pub(super) created: String,
 }
 
-/// Active pods by the uid of their controller owner.
-pub(super) fn active_pods_by_owner(
-    st: &State,
-) -> std::collections::HashMap<String, Vec<PodSummary>> {
-    let mut map: std::collections::HashMap<String, Vec<PodSummary>> =
-        std::collections::HashMap::new();
-    for p in st.store.list("pods", None) {
-        let Some(owner) = controller_of(p).and_then(|o| o["uid"].as_str()) else {
-            continue;
-        };
-        if !active(p) {
-            continue;
-        }
-        map.entry(owner.to_string()).or_default().push(PodSummary {
+/// Active pods whose controller owner has this uid (through the owner index).
+pub(super) fn active_pods_of(st: &State, owner_uid: &str) -> Vec<PodSummary> {
+    st.store
+        .index
+        .dependents(owner_uid)
+        .into_iter()
+        .filter(|(r, _, _)| r == "pods")
+        .filter_map(|(r, ns, name)| st.store.get(&r, &ns, &name))
+        .filter(|p| controller_of(p).is_some_and(|o| o["uid"] == owner_uid) && active(p))
+        .map(|p| PodSummary {
             name: str_at(p, "/metadata/name").to_string(),
             scheduled: !str_at(p, "/spec/nodeName").is_empty(),
             ready: pod_ready(p),
             created: str_at(p, "/metadata/creationTimestamp").to_string(),
-        });
-    }
-    map
+        })
+        .collect()
 }
 
-/// Garbage collector: dependents whose owners are gone are deleted (background propagation).
-pub(super) fn garbage_collect(st: &mut State) {
-    let has_owners: Vec<(&crate::lab::store::Key, Vec<String>)> = st
-        .store
-        .all()
-        .filter(|(_, v)| v.pointer("/metadata/deletionTimestamp").is_none())
-        .map(|(k, v)| (k, owner_uids(v)))
-        .filter(|(_, owners)| !owners.is_empty())
-        .collect();
-    if has_owners.is_empty() {
-        return;
+/// (namespace, name) of an object.
+fn ns_name(v: &Value) -> (String, String) {
+    (
+        str_at(v, "/metadata/namespace").to_string(),
+        str_at(v, "/metadata/name").to_string(),
+    )
+}
+
+/// The objects of `kind` that changed, plus the controller owners of `kind` of the
+/// changed objects of `dependent_kind`: what a status or replica count depends on.
+fn changed_with_owners(st: &State, d: &Dirty, kind: &str, dependent_kind: &str) -> Vec<Value> {
+    if d.all {
+        return st.store.list_owned(kind, None);
     }
-    let uids: std::collections::HashSet<&str> = st
-        .store
-        .all()
-        .map(|(_, v)| str_at(v, "/metadata/uid"))
+    let mut keys: BTreeSet<(String, String)> = d.versions(kind).map(ns_name).collect();
+    for v in d.versions(dependent_kind) {
+        if let Some(uid) = controller_of(v).and_then(|o| o["uid"].as_str())
+            && let Some((r, ns, name)) = st.store.index.by_uid(uid)
+            && r == kind
+        {
+            keys.insert((ns.clone(), name.clone()));
+        }
+    }
+    keys.iter()
+        .filter_map(|(ns, name)| st.store.get(kind, ns, name).cloned())
+        .collect()
+}
+
+/// Garbage collector: dependents whose owners are gone are deleted (background
+/// propagation). Looks at changed objects and the dependents of removed ones.
+pub(super) fn garbage_collect(st: &mut State, d: &Dirty) {
+    let candidates: BTreeSet<crate::lab::store::Key> = if d.all {
+        st.store
+            .all()
+            .filter(|(_, v)| v.pointer("/metadata/ownerReferences").is_some())
+            .map(|(k, _)| k.clone())
+            .collect()
+    } else {
+        let mut c = BTreeSet::new();
+        for ev in &d.events {
+            if ev.etype == crate::lab::store::EventType::Deleted {
+                c.extend(
+                    st.store
+                        .index
+                        .dependents(str_at(&ev.object, "/metadata/uid")),
+                );
+            } else if ev.object.pointer("/metadata/ownerReferences").is_some() {
+                c.insert((
+                    ev.resource.clone(),
+                    ev.namespace.clone(),
+                    str_at(&ev.object, "/metadata/name").to_string(),
+                ));
+            }
+        }
+        c
+    };
+    let orphans: Vec<crate::lab::store::Key> = candidates
+        .into_iter()
+        .filter(|(r, ns, name)| {
+            st.store.get(r, ns, name).is_some_and(|v| {
+                let owners = owner_uids(v);
+                v.pointer("/metadata/deletionTimestamp").is_none()
+                    && !owners.is_empty()
+                    && owners.iter().all(|u| st.store.index.by_uid(u).is_none())
+            })
+        })
         .collect();
-    let orphans: Vec<crate::lab::store::Key> = has_owners
-        .iter()
-        .filter(|(_, owners)| owners.iter().all(|u| !uids.contains(u.as_str())))
-        .map(|(k, _)| (*k).clone())
-        .collect();
-    drop(uids);
-    drop(has_owners);
     for (r, ns, name) in orphans {
         if let Some(def) = resources::by_key(&r) {
             let _ = st.delete(def, &ns, &name, &DeleteOpts::default());
@@ -120,7 +160,10 @@ pub(super) fn owned_by<'a>(items: &'a [Value], owner: &Value) -> impl Iterator<I
 /// `pod-template-hash` matches the current template gets all replicas, others get 0.
 /// `kubectl rollout restart` changes the template annotation, so a new ReplicaSet
 /// takes over.
-pub(super) fn deployments(st: &mut State) {
+pub(super) fn deployments(st: &mut State, d: &Dirty) {
+    if !d.touched("deployments.apps") && !d.touched("replicasets.apps") {
+        return;
+    }
     let rss = st.store.list_owned("replicasets.apps", None);
     for dep in st.store.list_owned("deployments.apps", None) {
         if dep.pointer("/metadata/deletionTimestamp").is_some() {
@@ -177,9 +220,8 @@ pub(super) fn deployments(st: &mut State) {
 /// ReplicaSet controller (`pkg/controller/replicaset`): counts active pods (not
 /// terminal, no deletionTimestamp — so a NodeLost pod still counts until it is
 /// deleted) and creates or deletes pods to match `spec.replicas`.
-pub(super) fn replicasets(st: &mut State) {
-    let mut by_owner = active_pods_by_owner(st);
-    for rs in st.store.list_owned("replicasets.apps", None) {
+pub(super) fn replicasets(st: &mut State, d: &Dirty) {
+    for rs in changed_with_owners(st, d, "replicasets.apps", "pods") {
         if rs.pointer("/metadata/deletionTimestamp").is_some() {
             continue;
         }
@@ -188,9 +230,7 @@ pub(super) fn replicasets(st: &mut State) {
             .pointer("/spec/replicas")
             .and_then(Value::as_i64)
             .unwrap_or(1);
-        let mut mine = by_owner
-            .remove(str_at(&rs, "/metadata/uid"))
-            .unwrap_or_default();
+        let mut mine = active_pods_of(st, str_at(&rs, "/metadata/uid"));
         let have = mine.len() as i64;
         if have < want {
             for _ in have..want {
@@ -239,8 +279,34 @@ pub(super) fn int_or_percent(v: &Value, total: i64, round_up: bool) -> i64 {
 
 /// Disruption controller (`pkg/controller/disruption`): currentHealthy, desiredHealthy
 /// and disruptionsAllowed of every PDB, which the eviction subresource checks.
-pub(super) fn disruption_budgets(st: &mut State) {
-    for pdb in st.store.list_owned("poddisruptionbudgets.policy", None) {
+///
+/// Recomputes changed budgets and those selecting a changed pod.
+pub(super) fn disruption_budgets(st: &mut State, d: &Dirty) {
+    const PDB: &str = "poddisruptionbudgets.policy";
+    let pdbs: Vec<Value> = if d.all {
+        st.store.list_owned(PDB, None)
+    } else {
+        let mut keys: BTreeSet<(String, String)> = d.versions(PDB).map(ns_name).collect();
+        let namespaces: BTreeSet<&str> = d
+            .versions("pods")
+            .map(|p| str_at(p, "/metadata/namespace"))
+            .collect();
+        for ns in namespaces {
+            for pdb in st.store.list(PDB, Some(ns)) {
+                let sel =
+                    LabelSelector::from_object(pdb.pointer("/spec/selector").unwrap_or(&json!({})));
+                if d.versions("pods")
+                    .any(|p| str_at(p, "/metadata/namespace") == ns && sel.matches(p))
+                {
+                    keys.insert(ns_name(pdb));
+                }
+            }
+        }
+        keys.iter()
+            .filter_map(|(ns, name)| st.store.get(PDB, ns, name).cloned())
+            .collect()
+    };
+    for pdb in pdbs {
         let ns = str_at(&pdb, "/metadata/namespace").to_string();
         let sel = LabelSelector::from_object(pdb.pointer("/spec/selector").unwrap_or(&json!({})));
         let pods: Vec<Value> = st
@@ -274,17 +340,33 @@ pub(super) fn disruption_budgets(st: &mut State) {
 }
 
 /// Status of ReplicaSets and Deployments (what `kubectl get deploy` and rollout read).
-pub(super) fn workload_status(st: &mut State) {
-    let by_owner = active_pods_by_owner(st);
-    let counts = |uid: &str| {
-        by_owner
-            .get(uid)
-            .map(|v| (v.len(), v.iter().filter(|p| p.ready).count()))
-            .unwrap_or((0, 0))
+///
+/// Recomputes changed ReplicaSets and Deployments and the owners of changed pods and
+/// ReplicaSets.
+pub(super) fn workload_status(st: &mut State, d: &Dirty) {
+    let counts = |st: &State, uid: &str| {
+        let pods = active_pods_of(st, uid);
+        (pods.len(), pods.iter().filter(|p| p.ready).count())
     };
-    let rss = st.store.list_owned("replicasets.apps", None);
+    let rss = changed_with_owners(st, d, "replicasets.apps", "pods");
+    let mut deps = changed_with_owners(st, d, "deployments.apps", "replicasets.apps");
+    if !d.all {
+        // Owners of the ReplicaSets whose pods changed.
+        for rs in &rss {
+            if let Some(uid) = controller_of(rs).and_then(|o| o["uid"].as_str())
+                && let Some((r, ns, name)) = st.store.index.by_uid(uid).cloned()
+                && r == "deployments.apps"
+                && !deps
+                    .iter()
+                    .any(|d| ns_name(d) == (ns.clone(), name.clone()))
+                && let Some(dep) = st.store.get(&r, &ns, &name)
+            {
+                deps.push(dep.clone());
+            }
+        }
+    }
     for rs in &rss {
-        let (total, ready) = counts(str_at(rs, "/metadata/uid"));
+        let (total, ready) = counts(st, str_at(rs, "/metadata/uid"));
         let mut r = rs.clone();
         r["status"] = json!({"replicas": total, "fullyLabeledReplicas": total, "readyReplicas": ready,
             "availableReplicas": ready, "observedGeneration": rs["metadata"]["generation"]});
@@ -295,14 +377,22 @@ pub(super) fn workload_status(st: &mut State) {
             r,
         );
     }
-    for dep in st.store.list_owned("deployments.apps", None) {
+    for dep in deps {
+        let owned: Vec<Value> = st
+            .store
+            .index
+            .dependents(str_at(&dep, "/metadata/uid"))
+            .into_iter()
+            .filter(|(r, _, _)| r == "replicasets.apps")
+            .filter_map(|(r, ns, name)| st.store.get(&r, &ns, &name).cloned())
+            .collect();
         let template = dep.pointer("/spec/template").cloned().unwrap_or(json!({}));
         let hash = template_hash(&template);
         let mut total = 0;
         let mut ready = 0;
         let mut updated = 0;
-        for rs in owned_by(&rss, &dep) {
-            let (t, r) = counts(str_at(rs, "/metadata/uid"));
+        for rs in owned_by(&owned, &dep) {
+            let (t, r) = counts(st, str_at(rs, "/metadata/uid"));
             total += t;
             ready += r;
             if str_at(rs, "/metadata/labels/pod-template-hash") == hash

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Time rendering a postmortem from a journal of 10 000 events (generated in memory by
+# examples/render_bench.rs; nothing big is written to disk). Target: well under 1 s.
+# Usage: scripts/bench-render.sh [EVENTS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo run --quiet --release --example render_bench -- "${1:-10000}"

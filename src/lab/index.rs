@@ -1,0 +1,170 @@
+//! Secondary indexes of the store, kept up to date on every write, so controllers find
+//! what a change affects without scanning every object: pods by node and by claim,
+//! objects by uid and by owner uid, events by the object they are about.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde_json::Value;
+
+use super::state::str_at;
+use super::store::Key;
+
+/// (namespace, name) of a pod.
+pub type PodKey = (String, String);
+
+#[derive(Debug, Default)]
+pub struct Indexes {
+    /// `spec.nodeName` → pods; unscheduled pods are under "".
+    pods_by_node: HashMap<String, BTreeSet<PodKey>>,
+    /// (namespace, claimName) → pods mounting that PersistentVolumeClaim.
+    pods_by_claim: HashMap<(String, String), BTreeSet<PodKey>>,
+    /// `metadata.uid` → object.
+    by_uid: HashMap<String, Key>,
+    /// Owner uid (any `ownerReferences` entry) → dependents.
+    dependents: HashMap<String, BTreeSet<Key>>,
+    /// `involvedObject.uid` → events about that object.
+    events_by_uid: HashMap<String, BTreeSet<Key>>,
+}
+
+fn add<K: std::hash::Hash + Eq, V: Ord>(m: &mut HashMap<K, BTreeSet<V>>, k: K, v: V) {
+    m.entry(k).or_default().insert(v);
+}
+
+fn del<K: std::hash::Hash + Eq, V: Ord>(m: &mut HashMap<K, BTreeSet<V>>, k: &K, v: &V) {
+    if let Some(set) = m.get_mut(k) {
+        set.remove(v);
+        if set.is_empty() {
+            m.remove(k);
+        }
+    }
+}
+
+/// The claim names a pod mounts.
+pub fn claims_of(pod: &Value) -> impl Iterator<Item = &str> {
+    pod.pointer("/spec/volumes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|v| {
+            v.pointer("/persistentVolumeClaim/claimName")
+                .and_then(Value::as_str)
+        })
+}
+
+fn owner_uids(obj: &Value) -> impl Iterator<Item = &str> {
+    obj.pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["uid"].as_str())
+        .filter(|u| !u.is_empty())
+}
+
+impl Indexes {
+    pub fn insert(&mut self, key: &Key, obj: &Value) {
+        let uid = str_at(obj, "/metadata/uid");
+        if !uid.is_empty() {
+            self.by_uid.insert(uid.to_string(), key.clone());
+        }
+        for o in owner_uids(obj) {
+            add(&mut self.dependents, o.to_string(), key.clone());
+        }
+        match key.0.as_str() {
+            "pods" => {
+                let pk = (key.1.clone(), key.2.clone());
+                add(
+                    &mut self.pods_by_node,
+                    str_at(obj, "/spec/nodeName").to_string(),
+                    pk.clone(),
+                );
+                for c in claims_of(obj) {
+                    add(
+                        &mut self.pods_by_claim,
+                        (key.1.clone(), c.to_string()),
+                        pk.clone(),
+                    );
+                }
+            }
+            "events" => {
+                let about = str_at(obj, "/involvedObject/uid");
+                if !about.is_empty() {
+                    add(&mut self.events_by_uid, about.to_string(), key.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn remove(&mut self, key: &Key, obj: &Value) {
+        let uid = str_at(obj, "/metadata/uid");
+        if self.by_uid.get(uid) == Some(key) {
+            self.by_uid.remove(uid);
+        }
+        for o in owner_uids(obj) {
+            del(&mut self.dependents, &o.to_string(), key);
+        }
+        match key.0.as_str() {
+            "pods" => {
+                let pk = (key.1.clone(), key.2.clone());
+                del(
+                    &mut self.pods_by_node,
+                    &str_at(obj, "/spec/nodeName").to_string(),
+                    &pk,
+                );
+                for c in claims_of(obj) {
+                    del(
+                        &mut self.pods_by_claim,
+                        &(key.1.clone(), c.to_string()),
+                        &pk,
+                    );
+                }
+            }
+            "events" => {
+                let about = str_at(obj, "/involvedObject/uid");
+                del(&mut self.events_by_uid, &about.to_string(), key);
+            }
+            _ => {}
+        }
+    }
+
+    /// Pods bound to `node` ("" = unscheduled).
+    pub fn pods_on(&self, node: &str) -> Vec<PodKey> {
+        self.pods_by_node
+            .get(node)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How many pods are bound to `node`.
+    pub fn pod_count_on(&self, node: &str) -> usize {
+        self.pods_by_node.get(node).map_or(0, BTreeSet::len)
+    }
+
+    /// Pods in `ns` mounting the claim `claim`.
+    pub fn pods_with_claim(&self, ns: &str, claim: &str) -> Vec<PodKey> {
+        self.pods_by_claim
+            .get(&(ns.to_string(), claim.to_string()))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn by_uid(&self, uid: &str) -> Option<&Key> {
+        self.by_uid.get(uid)
+    }
+
+    /// Objects listing `uid` among their owners.
+    pub fn dependents(&self, uid: &str) -> Vec<Key> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Events whose involvedObject has this uid.
+    pub fn events_about(&self, uid: &str) -> Vec<Key> {
+        self.events_by_uid
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}

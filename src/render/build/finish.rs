@@ -1,0 +1,254 @@
+//! The end of the pass: open steps and rungs closed, entries finished and grouped
+//! by day.
+
+use chrono::{DateTime, Datelike, Utc};
+
+use super::present::{bounded, label, long_weekday, no_result, result_details};
+use super::{Builder, Built, EntryAcc};
+use crate::render::format::{Time, between, duration_ms};
+use crate::render::gantt::Span;
+use crate::render::model::*;
+
+impl Builder {
+    pub(super) fn finish(mut self) -> Built {
+        // Fall back to any passing verification only when the runbook has nothing
+        // that proves the fix (no verify step, no ladder): a failed ladder must not
+        // count the cordon's verification as mitigation.
+        let fix_possible = !self.rungs.is_empty() || self.steps.iter().any(|s| s.kind == "verify");
+        let any = self.mitigated_any.take().filter(|_| !fix_possible);
+        if let Some((i, m)) = self.mitigated_fix.take().or(any) {
+            let e = &mut self.entries[i].entry;
+            e.milestones.push(if e.time.time == m.at.time {
+                "MITIGATED".to_owned()
+            } else {
+                format!("MITIGATED at {}", m.at.time)
+            });
+            self.metrics.time_to_mitigate = Some(m);
+        }
+        let first = self.first_ts;
+        let last = self.last_ts;
+        // Rungs and steps still open at the end of the journal.
+        let mut open: Vec<String> = self
+            .current_rung
+            .keys()
+            .filter(|step| {
+                self.step_row
+                    .get(*step)
+                    .is_some_and(|&r| self.steps[r].outcome.is_none())
+            })
+            .cloned()
+            .collect();
+        open.sort();
+        for step in open {
+            if let Some(end) = last {
+                let before = self.spans.len();
+                self.close_rung(&step, end);
+                for s in &mut self.spans[before..] {
+                    s.open = true;
+                }
+            }
+        }
+        for row in &self.steps {
+            if row.outcome.is_none()
+                && let (Some(&start), Some(end)) = (self.step_start.get(&row.id), last)
+            {
+                self.spans.push(Span {
+                    label: row.title.clone(),
+                    section: row.kind.clone(),
+                    start,
+                    end,
+                    ok: false,
+                    open: true,
+                    ladder: self.current_rung.contains_key(&row.id),
+                    step: row.id.clone(),
+                });
+            }
+        }
+        // Escalations name rungs that had not started yet when they were journaled.
+        let rungs = &self.rungs;
+        for acc in &mut self.entries {
+            if let Some(esc) = &mut acc.entry.escalation {
+                for r in [&mut esc.from, &mut esc.to] {
+                    if let Some((known, _)) = rungs.get(&(esc.step.clone(), r.id.clone())) {
+                        *r = known.clone();
+                    }
+                }
+            }
+        }
+        let mut run = self.run.take().unwrap_or_else(|| {
+            self.warnings.insert(
+                0,
+                "The journal has no run_started event: the facts about the run are missing."
+                    .to_owned(),
+            );
+            Run {
+                id: "unknown".to_owned(),
+                runbook: Runbook {
+                    name: "unknown".to_owned(),
+                    title: "unknown runbook".to_owned(),
+                    path: String::new(),
+                    sha256: String::new(),
+                    git_commit: None,
+                    git_dirty: false,
+                },
+                operator: "unknown".to_owned(),
+                host: "unknown".to_owned(),
+                tool_version: "unknown".to_owned(),
+                dry_run: false,
+                started: first.map(|t| Time::new(t, self.tz)),
+                ended: None,
+                duration: None,
+                status: "unfinished".to_owned(),
+                status_label: "Unfinished (the journal has no end)".to_owned(),
+                reason: None,
+                resumed: Vec::new(),
+                events: 0,
+            }
+        });
+        run.events = self.events;
+        let start = self.run_start.or(first);
+        if let (Some(s), Some(e)) = (start, self.finished.or(last)) {
+            run.duration = Some(duration_ms(between(s, e)));
+        }
+        if self.finished.is_none() && self.events > 0 {
+            self.warnings.push(
+                "The run has not finished: it is still running, or the process was killed. Everything after the last event is unknown."
+                    .to_owned(),
+            );
+        }
+        for row in &mut self.steps {
+            row.rungs = self
+                .rungs
+                .iter()
+                .filter(|((s, _), _)| *s == row.id)
+                .map(|(_, (r, _))| r.clone())
+                .collect();
+            row.rungs.sort_by_key(|r| r.index);
+        }
+        let finished = self.finished.is_some();
+        let mut timeline: Vec<Day> = Vec::new();
+        let mut approvals = Vec::new();
+        for acc in self.entries {
+            let e = finish_entry(acc, finished);
+            if let Some(g) = &e.gate {
+                approvals.push(Approval {
+                    step: e.step.clone().unwrap_or_default(),
+                    rung: e.rung.as_ref().map(|r| r.id.clone()),
+                    title: e.title.clone(),
+                    gate: g.clone(),
+                });
+            }
+            match timeline.last_mut() {
+                Some(day) if day.date == e.time.date => day.entries.push(e),
+                _ => {
+                    let weekday = e
+                        .time
+                        .date
+                        .parse::<chrono::NaiveDate>()
+                        .map(|d| d.weekday().to_string())
+                        .unwrap_or_default();
+                    timeline.push(Day {
+                        date: e.time.date.clone(),
+                        weekday: long_weekday(&weekday),
+                        entries: vec![e],
+                    });
+                }
+            }
+        }
+        Built {
+            pm: Postmortem {
+                run,
+                tz: self.tz.name().to_owned(),
+                params: self.params,
+                metrics: self.metrics,
+                timeline,
+                steps: self.steps,
+                approvals,
+                notes: self.notes,
+                gantt: String::new(),
+                drafts: Drafts::default(),
+                warnings: self.warnings,
+            },
+            spans: self.spans,
+        }
+    }
+}
+
+/// Turn an accumulated entry into its final form: operations in order, their output
+/// folded into details, verifications that never passed marked.
+fn finish_entry(acc: EntryAcc, run_finished: bool) -> Entry {
+    let mut e = acc.entry;
+    e.label = label(&e);
+    for a in acc.ops {
+        let mut op = a.op;
+        if op.outcome.is_none() {
+            op.outcome = Some(no_result());
+        }
+        let what = match op.item {
+            Some(n) => format!("{} (item {n})", op.display),
+            None => op.display.clone(),
+        };
+        if let Some(err) = &op.error
+            && (err.contains('\n') || err.len() > 200)
+        {
+            e.details.push(Detail {
+                summary: format!("Error of {what}"),
+                body: bounded(err),
+                lang: "text".to_owned(),
+            });
+        }
+        if op.calls_folded {
+            let body: Vec<String> = op
+                .calls
+                .iter()
+                .map(|c| format!("{} {} → {} ({})", c.method, c.path, c.answer, c.duration))
+                .collect();
+            e.details.push(Detail {
+                summary: format!("{} API calls of {what}", op.calls.len()),
+                body: body.join("\n"),
+                lang: "text".to_owned(),
+            });
+        }
+        if let Some(r) = &a.result {
+            result_details(&what, r, &mut e.details);
+        }
+        e.ops.push(op);
+    }
+    if let Some(v) = &mut e.verification {
+        // A verify step polls its own operation: it is listed once, under `ops`.
+        if e.ops.iter().any(|o| Some(&o.display) == v.display.as_ref()) {
+            v.display = None;
+        }
+        let first: Option<DateTime<Utc>> = v.first.utc.parse().ok();
+        let last: Option<DateTime<Utc>> = v.last.utc.parse().ok();
+        if let (Some(f), Some(l)) = (first, last) {
+            v.took = duration_ms(between(f, l));
+        }
+        if !v.passed && v.outcome == "pending" {
+            v.outcome = match e.outcome.as_ref().map(|o| o.code.as_str()) {
+                Some("timed_out") => "timed_out",
+                Some("failed") => "failed",
+                _ if e.kind == "rung" || run_finished => "failed",
+                _ => "pending",
+            }
+            .to_owned();
+        }
+        v.label = match v.outcome.as_str() {
+            "passed" => "passed",
+            "timed_out" => "TIMED OUT",
+            "failed" => "did not pass",
+            _ => "still polling",
+        }
+        .to_owned();
+        if let Some(a) = acc.verify_op
+            && let Some(r) = &a.result
+        {
+            result_details(
+                &format!("the last verification poll ({})", a.op.display),
+                r,
+                &mut e.details,
+            );
+        }
+    }
+    e
+}

@@ -1,0 +1,572 @@
+//! From journal records to the [`Postmortem`] model, in one pass.
+//!
+//! Events are folded into timeline entries: a step's gate, operations, verification
+//! polls and manual confirmation all land on the entry its `StepStarted` (or, inside
+//! an escalation ladder, its `RungStarted`) opened, found by the event's scope. Polls
+//! and retries of one operation line are merged, so a verification polled 30 times
+//! is one line with `runs: 30`, not 30 entries.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde_json::Value;
+
+use super::format::{Time, between, duration_ms};
+use super::gantt::Span;
+use super::model::*;
+use present::{add_wait, first_line, outcome, plain, status};
+
+mod finish;
+mod present;
+mod steps;
+use crate::journal::event::{self, Event, Record, Scope};
+use crate::journal::reader::Journal;
+
+/// More API calls than this for one operation are folded into a `<details>` block.
+pub(super) const INLINE_CALLS: usize = 3;
+
+/// The model without drafts and chart, plus the spans the chart is drawn from.
+pub struct Built {
+    pub pm: Postmortem,
+    pub spans: Vec<Span>,
+}
+
+/// Build the model of a journal, with times shown in `tz`.
+pub fn build(journal: &Journal, tz: Tz) -> Built {
+    let mut b = Builder::new(tz);
+    let mut expected_seq = 1;
+    for rec in &journal.records {
+        if rec.seq != expected_seq && b.warnings.len() < 20 {
+            b.warnings.push(format!(
+                "The journal skips from event {} to {}: events may be missing.",
+                expected_seq.saturating_sub(1),
+                rec.seq
+            ));
+        }
+        expected_seq = rec.seq + 1;
+        b.record(rec);
+    }
+    if journal.torn_tail {
+        b.warnings.push(
+            "The journal's last line was incomplete (the process was killed while writing it) and was ignored."
+                .to_owned(),
+        );
+    }
+    b.finish()
+}
+
+/// An operation being accumulated, with its last raw result.
+struct OpAcc {
+    op: Op,
+    result: Option<Value>,
+}
+
+struct EntryAcc {
+    entry: Entry,
+    ops: Vec<OpAcc>,
+    /// The verification's polled operation (kept apart from `ops`).
+    verify_op: Option<OpAcc>,
+}
+
+type OpKey = (String, Option<String>, Option<usize>, bool);
+
+struct Builder {
+    tz: Tz,
+    run: Option<Run>,
+    run_start: Option<DateTime<Utc>>,
+    first_ts: Option<DateTime<Utc>>,
+    last_ts: Option<DateTime<Utc>>,
+    finished: Option<DateTime<Utc>>,
+    params: Vec<Param>,
+    entries: Vec<EntryAcc>,
+    steps: Vec<StepRow>,
+    step_row: HashMap<String, usize>,
+    step_entry: HashMap<String, usize>,
+    step_start: HashMap<String, DateTime<Utc>>,
+    rung_entry: HashMap<(String, String), usize>,
+    current_rung: HashMap<String, String>,
+    rungs: HashMap<(String, String), (RungRef, DateTime<Utc>)>,
+    /// Where the running operation of each scope is: entry index, op index or None
+    /// for the verification's operation.
+    running: HashMap<OpKey, (usize, Option<usize>)>,
+    notes: Vec<Note>,
+    metrics: Metrics,
+    paused_at: Option<DateTime<Utc>>,
+    /// First passing verification of a verify step or a ladder, and of anything.
+    mitigated_fix: Option<(usize, Milestone)>,
+    mitigated_any: Option<(usize, Milestone)>,
+    spans: Vec<Span>,
+    warnings: Vec<String>,
+    events: usize,
+}
+
+fn op_key(scope: &Scope) -> OpKey {
+    (
+        scope.step.clone(),
+        scope.rung.clone(),
+        scope.item,
+        scope.verification,
+    )
+}
+
+impl Builder {
+    fn new(tz: Tz) -> Builder {
+        Builder {
+            tz,
+            run: None,
+            run_start: None,
+            first_ts: None,
+            last_ts: None,
+            finished: None,
+            params: Vec::new(),
+            entries: Vec::new(),
+            steps: Vec::new(),
+            step_row: HashMap::new(),
+            step_entry: HashMap::new(),
+            step_start: HashMap::new(),
+            rung_entry: HashMap::new(),
+            current_rung: HashMap::new(),
+            rungs: HashMap::new(),
+            running: HashMap::new(),
+            notes: Vec::new(),
+            metrics: Metrics {
+                time_to_detect: None,
+                time_to_mitigate: None,
+                gate_wait: Wait::default(),
+                manual_wait: Wait::default(),
+                paused: Wait::default(),
+                counts: Counts::default(),
+                escalation: None,
+            },
+            paused_at: None,
+            mitigated_fix: None,
+            mitigated_any: None,
+            spans: Vec::new(),
+            warnings: Vec::new(),
+            events: 0,
+        }
+    }
+
+    fn time(&self, ts: DateTime<Utc>) -> Time {
+        Time::new(ts, self.tz)
+    }
+
+    fn start(&self) -> DateTime<Utc> {
+        self.run_start
+            .or(self.first_ts)
+            .expect("invariant: start() is called after the first record")
+    }
+
+    fn push_entry(&mut self, rec: &Record, kind: &str, title: String) -> usize {
+        self.entries.push(EntryAcc {
+            entry: Entry {
+                id: format!("evt-{}", rec.seq),
+                seq: rec.seq,
+                time: self.time(rec.ts),
+                kind: kind.to_owned(),
+                label: String::new(),
+                milestones: Vec::new(),
+                step: None,
+                step_kind: None,
+                title,
+                rung: None,
+                outcome: None,
+                duration: None,
+                summary: None,
+                fixed_by: None,
+                gate: None,
+                ops: Vec::new(),
+                verification: None,
+                manual: None,
+                escalation: None,
+                note: None,
+                pause: None,
+                skip_reason: None,
+                resumed: None,
+                details: Vec::new(),
+            },
+            ops: Vec::new(),
+            verify_op: None,
+        });
+        self.entries.len() - 1
+    }
+
+    fn step_title(&self, step: &str) -> String {
+        self.step_row
+            .get(step)
+            .map_or_else(|| step.to_owned(), |&i| self.steps[i].title.clone())
+    }
+
+    /// The entry an event of `scope` belongs to; a step the journal never started
+    /// (a journal cut at the front) gets an entry of its own.
+    fn entry_for(
+        &mut self,
+        rec: &Record,
+        step: &str,
+        rung: Option<&str>,
+        verification: bool,
+    ) -> usize {
+        if let Some(r) = rung
+            && let Some(&i) = self.rung_entry.get(&(step.to_owned(), r.to_owned()))
+        {
+            return i;
+        }
+        if verification
+            && rung.is_none()
+            && let Some(r) = self.current_rung.get(step)
+            && let Some(&i) = self.rung_entry.get(&(step.to_owned(), r.clone()))
+        {
+            return i;
+        }
+        if let Some(&i) = self.step_entry.get(step) {
+            return i;
+        }
+        let i = self.push_entry(rec, "step", step.to_owned());
+        self.entries[i].entry.step = Some(step.to_owned());
+        self.step_entry.insert(step.to_owned(), i);
+        i
+    }
+
+    fn rung_ref(&self, step: &str, rung: &str) -> RungRef {
+        self.rungs
+            .get(&(step.to_owned(), rung.to_owned()))
+            .map(|(r, _)| r.clone())
+            .unwrap_or_else(|| RungRef {
+                id: rung.to_owned(),
+                title: rung.to_owned(),
+                index: 0,
+                of: 0,
+            })
+    }
+
+    fn record(&mut self, rec: &Record) {
+        self.events += 1;
+        self.first_ts.get_or_insert(rec.ts);
+        self.last_ts = Some(rec.ts);
+        match &rec.event {
+            Event::RunStarted {
+                run_id,
+                runbook,
+                params,
+                operator,
+                host,
+                tool_version,
+                dry_run,
+                ..
+            } => {
+                self.run_start = Some(rec.ts);
+                self.params = params
+                    .iter()
+                    .map(|(name, v)| Param {
+                        name: name.clone(),
+                        secret: v.as_str() == Some("***"),
+                        value: plain(v),
+                    })
+                    .collect();
+                self.run = Some(Run {
+                    id: run_id.clone(),
+                    runbook: Runbook {
+                        name: runbook.name.clone(),
+                        title: runbook.title.clone(),
+                        path: runbook.path.clone(),
+                        sha256: runbook.sha256.clone(),
+                        git_commit: runbook.git.as_ref().map(|g| g.commit.clone()),
+                        git_dirty: runbook.git.as_ref().is_some_and(|g| g.dirty),
+                    },
+                    operator: operator.clone(),
+                    host: host.clone(),
+                    tool_version: tool_version.clone(),
+                    dry_run: *dry_run,
+                    started: Some(self.time(rec.ts)),
+                    ended: None,
+                    duration: None,
+                    status: "unfinished".to_owned(),
+                    status_label: "Unfinished (the journal has no end)".to_owned(),
+                    reason: None,
+                    resumed: Vec::new(),
+                    events: 0,
+                });
+                let i = self.push_entry(rec, "start", String::new());
+                self.entries[i]
+                    .entry
+                    .milestones
+                    .push("RUN STARTED".to_owned());
+            }
+            Event::RunResumed { operator, host } => {
+                let resume = Resume {
+                    at: self.time(rec.ts),
+                    by: operator.clone(),
+                    host: host.clone(),
+                };
+                if let Some(run) = &mut self.run {
+                    run.resumed.push(resume.clone());
+                }
+                if let Some(p) = self.paused_at.take() {
+                    add_wait(&mut self.metrics.paused, between(p, rec.ts));
+                }
+                let i = self.push_entry(rec, "resume", String::new());
+                self.entries[i].entry.resumed = Some(resume);
+            }
+            Event::StepStarted { step, title, kind } => self.step_started(rec, step, title, kind),
+            Event::StepSkipped { step, reason } => {
+                self.metrics.counts.skipped += 1;
+                let last = self.entries.len().checked_sub(1);
+                let i = match self.step_entry.get(step) {
+                    Some(&i) if Some(i) == last => i,
+                    _ => {
+                        let i = self.push_entry(rec, "skip", self.step_title(step));
+                        self.entries[i].entry.step = Some(step.clone());
+                        i
+                    }
+                };
+                let e = &mut self.entries[i].entry;
+                e.skip_reason = Some(reason.clone());
+                e.outcome = Some(outcome(event::Outcome::Skipped));
+                if let Some(&r) = self.step_row.get(step) {
+                    self.steps[r].outcome = Some(outcome(event::Outcome::Skipped));
+                }
+            }
+            Event::GateRequested {
+                step, rung, ops, ..
+            } => {
+                let i = self.entry_for(rec, step, rung.as_deref(), false);
+                let requested = self.time(rec.ts);
+                let e = &mut self.entries[i].entry;
+                // A gate asked again after a resume keeps its first request time, so
+                // the wait counts the whole time nobody answered.
+                if e.gate.as_ref().is_none_or(|g| g.decided.is_some()) {
+                    e.gate = Some(Gate {
+                        requested,
+                        decided: None,
+                        decision: None,
+                        by: None,
+                        source: None,
+                        how: None,
+                        automatic: false,
+                        waited: None,
+                        waited_ms: 0,
+                        planned: ops.len(),
+                    });
+                }
+            }
+            Event::GateDecided {
+                step,
+                rung,
+                decision: d,
+                by,
+                source: s,
+                ..
+            } => self.gate_decided(rec, step, rung.as_deref(), *d, by, *s),
+            Event::Paused {
+                step,
+                reason,
+                resume,
+            } => {
+                self.paused_at = Some(rec.ts);
+                let i = self.push_entry(rec, "pause", self.step_title(step));
+                let e = &mut self.entries[i].entry;
+                e.step = Some(step.clone());
+                e.milestones.push("PAUSED".to_owned());
+                e.pause = Some(Pause {
+                    step: step.clone(),
+                    reason: reason.clone(),
+                    resume: resume.clone(),
+                });
+            }
+            Event::OpStarted { op, attempt } => self.op_started(rec, op, *attempt),
+            Event::OpFinished {
+                scope,
+                outcome: o,
+                duration_ms: d,
+                result,
+                error,
+                output_file,
+                calls,
+                ..
+            } => {
+                self.metrics.counts.api_calls += calls.len();
+                let key = op_key(scope);
+                let (i, slot) = match self.running.remove(&key) {
+                    Some(found) => found,
+                    None => {
+                        // No OpStarted (a journal cut at the front): show what we know.
+                        let op = event::PlannedOp {
+                            scope: scope.clone(),
+                            provider: String::new(),
+                            display: "(operation not in the journal)".to_owned(),
+                            op: Value::Null,
+                            mutating: false,
+                        };
+                        self.op_started(rec, &op, 1);
+                        match self.running.remove(&key) {
+                            Some(found) => found,
+                            None => return,
+                        }
+                    }
+                };
+                let acc = match slot {
+                    Some(k) => &mut self.entries[i].ops[k],
+                    None => match &mut self.entries[i].verify_op {
+                        Some(acc) => acc,
+                        None => return,
+                    },
+                };
+                acc.op.outcome = Some(outcome(*o));
+                acc.op.duration = Some(duration_ms(*d));
+                acc.op.error = error.clone();
+                acc.op.error_line = error.as_deref().map(first_line);
+                acc.op.output_file = output_file.clone();
+                acc.op.calls_folded = calls.len() > INLINE_CALLS;
+                acc.op.calls = calls
+                    .iter()
+                    .map(|c| Call {
+                        line: format!("{} {}", c.method, c.path),
+                        method: c.method.clone(),
+                        path: c.path.clone(),
+                        status: c.status,
+                        answer: if c.status == 0 {
+                            "no answer".to_owned()
+                        } else {
+                            c.status.to_string()
+                        },
+                        duration: duration_ms(c.duration_ms),
+                        kubectl: c.kubectl.clone().filter(|k| *k != acc.op.display),
+                    })
+                    .collect();
+                acc.result = result.clone();
+            }
+            Event::ManualRequested { scope, instruction } => {
+                let i = self.entry_for(rec, &scope.step, scope.rung.as_deref(), scope.verification);
+                let requested = self.time(rec.ts);
+                self.entries[i].entry.manual = Some(Manual {
+                    instruction: instruction.clone(),
+                    requested,
+                    confirmed: None,
+                    by: None,
+                    outcome: None,
+                    waited: None,
+                });
+            }
+            Event::ManualConfirmed {
+                scope,
+                outcome: o,
+                by,
+            } => {
+                let i = self.entry_for(rec, &scope.step, scope.rung.as_deref(), scope.verification);
+                let waited = self.wait_since_manual(i, rec.ts);
+                add_wait(&mut self.metrics.manual_wait, waited);
+                let confirmed = self.time(rec.ts);
+                let e = &mut self.entries[i].entry;
+                let m = e.manual.get_or_insert_with(|| Manual {
+                    instruction: String::new(),
+                    requested: confirmed.clone(),
+                    confirmed: None,
+                    by: None,
+                    outcome: None,
+                    waited: None,
+                });
+                m.confirmed = Some(confirmed);
+                m.by = Some(by.clone());
+                m.outcome = Some(outcome(*o));
+                m.waited = Some(duration_ms(waited));
+            }
+            Event::VerifyPolled {
+                scope, ok, detail, ..
+            } => self.verify_polled(rec, scope, *ok, detail.as_deref()),
+            Event::RungStarted {
+                step,
+                rung,
+                title,
+                index,
+                of,
+            } => {
+                let r = RungRef {
+                    id: rung.clone(),
+                    title: title.clone(),
+                    index: *index,
+                    of: *of,
+                };
+                self.close_rung(step, rec.ts);
+                self.rungs
+                    .insert((step.clone(), rung.clone()), (r.clone(), rec.ts));
+                if self
+                    .metrics
+                    .escalation
+                    .as_ref()
+                    .is_none_or(|e| e.index < *index)
+                {
+                    self.metrics.escalation = Some(Escalation {
+                        step: step.clone(),
+                        rung: rung.clone(),
+                        title: title.clone(),
+                        index: *index,
+                        of: *of,
+                    });
+                }
+                let i = self.push_entry(rec, "rung", title.clone());
+                let e = &mut self.entries[i].entry;
+                e.step = Some(step.clone());
+                e.step_kind = Some("action".to_owned());
+                e.rung = Some(r);
+                self.rung_entry.insert((step.clone(), rung.clone()), i);
+                self.current_rung.insert(step.clone(), rung.clone());
+            }
+            Event::Escalated {
+                step,
+                from,
+                to,
+                reason,
+            } => {
+                let title = self.step_title(step);
+                let i = self.push_entry(rec, "escalation", title);
+                let (from, to) = (self.rung_ref(step, from), self.rung_ref(step, to));
+                let e = &mut self.entries[i].entry;
+                e.step = Some(step.clone());
+                e.milestones.push("ESCALATED".to_owned());
+                e.escalation = Some(EscalationStep {
+                    step: step.clone(),
+                    from,
+                    to,
+                    reason: reason.clone(),
+                });
+            }
+            Event::Saved { .. } => {}
+            Event::StepFinished {
+                step,
+                outcome: o,
+                duration_ms: d,
+                summary,
+                fixed_by,
+            } => self.step_finished(rec, step, *o, *d, summary, fixed_by.as_deref()),
+            Event::Note { text, by } => {
+                let note = Note {
+                    at: self.time(rec.ts),
+                    by: by.clone(),
+                    text: text.clone(),
+                };
+                self.notes.push(note.clone());
+                let i = self.push_entry(rec, "note", String::new());
+                self.entries[i].entry.note = Some(note);
+            }
+            Event::RunFinished {
+                status: s, reason, ..
+            } => {
+                self.finished = Some(rec.ts);
+                let (code, label) = status(*s);
+                let ended = self.time(rec.ts);
+                if let Some(run) = &mut self.run {
+                    run.status = code.to_owned();
+                    run.status_label = label.to_owned();
+                    run.reason = reason.clone();
+                    run.ended = Some(ended);
+                }
+                let i = self.push_entry(rec, "finish", label.to_owned());
+                let e = &mut self.entries[i].entry;
+                e.milestones
+                    .push(format!("RUN {}", code.replace('_', " ").to_uppercase()));
+                e.summary = reason.clone();
+            }
+        }
+    }
+}

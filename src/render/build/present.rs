@@ -1,0 +1,174 @@
+//! How journal values are shown: outcome and status labels, approval sources, output
+//! cut to size and folded into details.
+
+use serde_json::Value;
+
+use crate::journal::event::{self, ApprovalSource, Decision, RunStatus};
+use crate::render::format::duration_ms;
+use crate::render::model::{Detail, Entry, Outcome, Wait};
+
+/// Output longer than this (bytes) is cut in the document; the journal's side file
+/// (`output_file`) keeps all of it.
+const MAX_OUTPUT: usize = 8 * 1024;
+
+pub fn outcome(o: event::Outcome) -> Outcome {
+    use event::Outcome as O;
+    let (code, label) = match o {
+        O::Ok => ("ok", "OK"),
+        O::Failed => ("failed", "FAILED"),
+        O::Skipped => ("skipped", "SKIPPED"),
+        O::NotApplicable => ("not_applicable", "NOT APPLICABLE"),
+        O::Unknown => ("unknown", "UNKNOWN (no result in the journal)"),
+        O::TimedOut => ("timed_out", "TIMED OUT"),
+        O::Aborted => ("aborted", "ABORTED"),
+    };
+    Outcome {
+        code: code.to_owned(),
+        label: label.to_owned(),
+        ok: o == O::Ok,
+    }
+}
+
+pub(super) fn no_result() -> Outcome {
+    Outcome {
+        code: "unknown".to_owned(),
+        label: "NO RESULT (the run stopped before it finished)".to_owned(),
+        ok: false,
+    }
+}
+
+pub(super) fn status(s: RunStatus) -> (&'static str, &'static str) {
+    match s {
+        RunStatus::Succeeded => ("succeeded", "Succeeded"),
+        RunStatus::Failed => ("failed", "Failed"),
+        RunStatus::Aborted => ("aborted", "Aborted"),
+        RunStatus::NotApplicable => ("not_applicable", "Not applicable"),
+        RunStatus::Paused => ("paused", "Paused, waiting for a person"),
+    }
+}
+
+pub(super) fn decision(d: Decision) -> &'static str {
+    match d {
+        Decision::Approved => "approved",
+        Decision::Declined => "declined",
+        Decision::Skipped => "skipped",
+        Decision::Aborted => "aborted",
+    }
+}
+
+pub(super) fn source(s: ApprovalSource) -> (&'static str, &'static str, bool) {
+    match s {
+        ApprovalSource::Prompt => ("prompt", "at the prompt", false),
+        ApprovalSource::Yes => ("yes", "in advance with --yes", false),
+        ApprovalSource::Flag => ("flag", "in advance with --approve", false),
+        ApprovalSource::Unattended => ("unattended", "unattended (no person was asked)", true),
+        ApprovalSource::Automatic => ("automatic", "automatically (runbook demo/test)", true),
+    }
+}
+
+/// A JSON value as one line of text: strings as they are, anything else as JSON.
+pub fn plain(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Cut `s` to [`MAX_OUTPUT`] bytes at a character boundary, saying how much is missing.
+pub(super) fn bounded(s: &str) -> String {
+    if s.len() <= MAX_OUTPUT {
+        return s.to_owned();
+    }
+    let mut end = MAX_OUTPUT;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n… ({} more bytes not shown)", &s[..end], s.len() - end)
+}
+
+/// The folded blocks showing an operation's result: stdout and stderr of a command
+/// apart, a string as text, anything else as pretty JSON.
+pub(super) fn result_details(what: &str, result: &Value, out: &mut Vec<Detail>) {
+    let mut push = |summary: String, body: String, lang: &str| {
+        if !body.trim().is_empty() {
+            out.push(Detail {
+                summary,
+                body: bounded(&body),
+                lang: lang.to_owned(),
+            });
+        }
+    };
+    match result {
+        Value::Null => {}
+        Value::String(s) => push(format!("Output of {what}"), s.clone(), "text"),
+        Value::Object(map) if map.contains_key("stdout") || map.contains_key("stderr") => {
+            for (key, label) in [("stdout", "Output"), ("stderr", "Errors (stderr)")] {
+                if let Some(v) = map.get(key) {
+                    push(format!("{label} of {what}"), plain(v), "text");
+                }
+            }
+        }
+        other => push(
+            format!("Result of {what}"),
+            serde_json::to_string_pretty(other).unwrap_or_else(|_| other.to_string()),
+            "json",
+        ),
+    }
+}
+
+/// The first line of `s`, cut to 200 characters.
+pub(super) fn first_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("");
+    if line.chars().count() > 200 {
+        line.chars().take(199).collect::<String>() + "…"
+    } else {
+        line.to_owned()
+    }
+}
+
+/// The entry's kind for people.
+pub(super) fn label(e: &Entry) -> String {
+    match e.kind.as_str() {
+        "start" => "Run started".to_owned(),
+        "resume" => "Run resumed".to_owned(),
+        "rung" => match &e.rung {
+            Some(r) => format!("Rung {} of {}", r.index, r.of),
+            None => "Rung".to_owned(),
+        },
+        "escalation" => "Escalation".to_owned(),
+        "skip" => "Skipped".to_owned(),
+        "note" => "Note".to_owned(),
+        "pause" => "Paused".to_owned(),
+        "finish" if e.milestones.iter().any(|m| m == "RUN PAUSED") => "Run stopped".to_owned(),
+        "finish" => "Run ended".to_owned(),
+        "step_end" => "Finished".to_owned(),
+        _ => match e.step_kind.as_deref() {
+            Some("check") => "Check",
+            Some("action") => "Action",
+            Some("verify") => "Verify",
+            Some("manual") => "Manual step",
+            _ => "Step",
+        }
+        .to_owned(),
+    }
+}
+
+pub(super) fn long_weekday(short: &str) -> String {
+    match short {
+        "Mon" => "Monday",
+        "Tue" => "Tuesday",
+        "Wed" => "Wednesday",
+        "Thu" => "Thursday",
+        "Fri" => "Friday",
+        "Sat" => "Saturday",
+        "Sun" => "Sunday",
+        other => other,
+    }
+    .to_owned()
+}
+
+pub(super) fn add_wait(w: &mut Wait, ms: u64) {
+    w.total_ms += ms;
+    w.count += 1;
+    w.total = duration_ms(w.total_ms);
+}

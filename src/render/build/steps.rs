@@ -1,0 +1,329 @@
+//! Folding step events into their timeline entries: steps, rungs, operations,
+//! verification polls and gates.
+
+use chrono::{DateTime, Utc};
+
+use super::present::{add_wait, decision, outcome, source};
+use super::{Builder, OpAcc, op_key};
+use crate::journal::event::{self, ApprovalSource, Decision, Record, Scope};
+use crate::render::format::{between, duration_ms};
+use crate::render::gantt::Span;
+use crate::render::model::*;
+
+impl Builder {
+    pub(super) fn step_started(&mut self, rec: &Record, step: &str, title: &str, kind: &str) {
+        let c = &mut self.metrics.counts;
+        c.steps += 1;
+        match kind {
+            "check" => c.checks += 1,
+            "action" => c.actions += 1,
+            "verify" => c.verifies += 1,
+            "manual" => c.manual += 1,
+            _ => {}
+        }
+        let i = self.push_entry(rec, "step", title.to_owned());
+        let e = &mut self.entries[i].entry;
+        e.step = Some(step.to_owned());
+        e.step_kind = Some(kind.to_owned());
+        self.step_entry.insert(step.to_owned(), i);
+        self.step_start.insert(step.to_owned(), rec.ts);
+        self.step_row.insert(step.to_owned(), self.steps.len());
+        self.steps.push(StepRow {
+            id: step.to_owned(),
+            title: title.to_owned(),
+            kind: kind.to_owned(),
+            started: self.time(rec.ts),
+            outcome: None,
+            duration: None,
+            summary: None,
+            fixed_by: None,
+            rungs: Vec::new(),
+        });
+    }
+
+    pub(super) fn step_finished(
+        &mut self,
+        rec: &Record,
+        step: &str,
+        o: event::Outcome,
+        d: u64,
+        summary: &str,
+        fixed_by: Option<&str>,
+    ) {
+        let out = outcome(o);
+        match o {
+            event::Outcome::Ok => self.metrics.counts.ok += 1,
+            event::Outcome::Skipped => self.metrics.counts.skipped += 1,
+            event::Outcome::NotApplicable => {}
+            _ => self.metrics.counts.failed += 1,
+        }
+        self.close_rung(step, rec.ts);
+        if o == event::Outcome::TimedOut {
+            // The verification that was polling when the step ran out of time.
+            let polled = self
+                .current_rung
+                .get(step)
+                .and_then(|r| self.rung_entry.get(&(step.to_owned(), r.clone())))
+                .or(self.step_entry.get(step))
+                .copied();
+            if let Some(v) = polled.and_then(|i| self.entries[i].entry.verification.as_mut())
+                && !v.passed
+            {
+                v.outcome = "timed_out".to_owned();
+            }
+        }
+        let fixed = fixed_by.map(|r| self.rung_ref(step, r));
+        let kind = self
+            .step_row
+            .get(step)
+            .map(|&r| self.steps[r].kind.clone())
+            .unwrap_or_default();
+        if let Some(&r) = self.step_row.get(step) {
+            let row = &mut self.steps[r];
+            row.outcome = Some(out.clone());
+            row.duration = Some(duration_ms(d));
+            row.summary = Some(summary.to_owned());
+            row.fixed_by = fixed_by.map(str::to_owned);
+        }
+        let start = self.step_start.get(step).copied().unwrap_or(rec.ts);
+        self.spans.push(Span {
+            label: self.step_title(step),
+            section: kind.clone(),
+            start,
+            end: rec.ts,
+            ok: o == event::Outcome::Ok || o == event::Outcome::NotApplicable,
+            open: false,
+            ladder: self.current_rung.contains_key(step),
+            step: step.to_owned(),
+        });
+        // The outcome joins the step's entry when nothing happened in between;
+        // otherwise (escalations, notes, other steps) it gets an entry at its own time.
+        let last = self.entries.len().checked_sub(1);
+        let i = match self.step_entry.get(step) {
+            Some(&i) if Some(i) == last => i,
+            _ => {
+                let i = self.push_entry(rec, "step_end", self.step_title(step));
+                let e = &mut self.entries[i].entry;
+                e.step = Some(step.to_owned());
+                e.step_kind = Some(kind.clone());
+                i
+            }
+        };
+        if kind == "check" && o == event::Outcome::Ok && self.metrics.time_to_detect.is_none() {
+            self.metrics.time_to_detect = Some(Milestone {
+                after: duration_ms(between(self.start(), rec.ts)),
+                at: self.time(rec.ts),
+                step: step.to_owned(),
+                title: self.step_title(step),
+                what: "check".to_owned(),
+                rung: None,
+            });
+            self.entries[i].entry.milestones.push("DETECTED".to_owned());
+        }
+        let e = &mut self.entries[i].entry;
+        e.outcome = Some(out);
+        e.duration = Some(duration_ms(d));
+        e.summary = Some(summary.to_owned()).filter(|s| !s.is_empty());
+        e.fixed_by = fixed;
+    }
+
+    /// The span of the step's current rung ends (a next rung starts or the step ends).
+    pub(super) fn close_rung(&mut self, step: &str, end: DateTime<Utc>) {
+        let Some(rung) = self.current_rung.get(step).cloned() else {
+            return;
+        };
+        if let Some((r, start)) = self.rungs.get(&(step.to_owned(), rung.clone())) {
+            let passed = self
+                .rung_entry
+                .get(&(step.to_owned(), rung.clone()))
+                .and_then(|&i| self.entries[i].entry.verification.as_ref())
+                .is_some_and(|v| v.passed);
+            let already = self
+                .spans
+                .iter()
+                .any(|s| s.step == step && s.label == format!("{}/{} {}", r.index, r.of, r.title));
+            if !already {
+                self.spans.push(Span {
+                    label: format!("{}/{} {}", r.index, r.of, r.title),
+                    section: format!("ladder:{step}"),
+                    start: *start,
+                    end,
+                    ok: passed,
+                    open: false,
+                    ladder: true,
+                    step: step.to_owned(),
+                });
+            }
+        }
+    }
+
+    pub(super) fn op_started(&mut self, rec: &Record, op: &event::PlannedOp, _attempt: u32) {
+        self.metrics.counts.operations += 1;
+        let s = &op.scope;
+        let i = self.entry_for(rec, &s.step, s.rung.as_deref(), s.verification);
+        let started = self.time(rec.ts);
+        let fresh = || OpAcc {
+            op: Op {
+                display: op.display.clone(),
+                provider: op.provider.clone(),
+                mutating: op.mutating,
+                item: s.item,
+                runs: 0,
+                started: started.clone(),
+                outcome: None,
+                duration: None,
+                error: None,
+                error_line: None,
+                calls: Vec::new(),
+                calls_folded: false,
+                output_file: None,
+            },
+            result: None,
+        };
+        let acc = &mut self.entries[i];
+        let slot = if s.verification {
+            let v = acc.verify_op.get_or_insert_with(fresh);
+            v.op.runs += 1;
+            None
+        } else {
+            let k = match acc
+                .ops
+                .iter()
+                .position(|a| a.op.item == s.item && a.op.display == op.display)
+            {
+                Some(k) => k,
+                None => {
+                    acc.ops.push(fresh());
+                    acc.ops.len() - 1
+                }
+            };
+            acc.ops[k].op.runs += 1;
+            Some(k)
+        };
+        self.running.insert(op_key(s), (i, slot));
+    }
+
+    pub(super) fn verify_polled(
+        &mut self,
+        rec: &Record,
+        scope: &Scope,
+        ok: bool,
+        detail: Option<&str>,
+    ) {
+        let i = self.entry_for(rec, &scope.step, scope.rung.as_deref(), scope.verification);
+        let now = self.time(rec.ts);
+        let acc = &mut self.entries[i];
+        let display = acc
+            .verify_op
+            .as_ref()
+            .or(acc.ops.last())
+            .map(|a| a.op.display.clone());
+        let v = acc.entry.verification.get_or_insert_with(|| Verification {
+            display: None,
+            polls: 0,
+            passed: false,
+            first: now.clone(),
+            last: now.clone(),
+            took: String::new(),
+            detail: None,
+            outcome: "pending".to_owned(),
+            label: String::new(),
+        });
+        v.display = display;
+        v.polls += 1;
+        v.passed = ok;
+        v.last = now;
+        v.detail = detail.map(str::to_owned);
+        v.outcome = if ok { "passed" } else { "pending" }.to_owned();
+        if ok {
+            let step = scope.step.clone();
+            let kind = self
+                .step_row
+                .get(&step)
+                .map(|&r| self.steps[r].kind.clone())
+                .unwrap_or_default();
+            let rung = acc.entry.rung.as_ref().map(|r| r.id.clone());
+            // A verify step or the verification of an escalation ladder proves the
+            // problem is fixed; the verification of a preparatory action (cordon)
+            // only proves that action worked. Prefer the former.
+            let fixes = kind == "verify" || rung.is_some();
+            let slot = if fixes {
+                &self.mitigated_fix
+            } else {
+                &self.mitigated_any
+            };
+            if slot.is_none() {
+                let m = Milestone {
+                    after: duration_ms(between(self.start(), rec.ts)),
+                    at: self.time(rec.ts),
+                    title: self.step_title(&step),
+                    step,
+                    what: if kind == "verify" {
+                        "verify"
+                    } else {
+                        "verification"
+                    }
+                    .to_owned(),
+                    rung,
+                };
+                if fixes {
+                    self.mitigated_fix = Some((i, m));
+                } else {
+                    self.mitigated_any = Some((i, m));
+                }
+            }
+        }
+    }
+
+    pub(super) fn gate_decided(
+        &mut self,
+        rec: &Record,
+        step: &str,
+        rung: Option<&str>,
+        d: Decision,
+        by: &str,
+        s: ApprovalSource,
+    ) {
+        let i = self.entry_for(rec, step, rung, false);
+        let decided = self.time(rec.ts);
+        let (code, how, automatic) = source(s);
+        let requested_ts = self.gate_requested_ts(i).unwrap_or(rec.ts);
+        let waited = between(requested_ts, rec.ts);
+        add_wait(&mut self.metrics.gate_wait, waited);
+        let e = &mut self.entries[i].entry;
+        let g = e.gate.get_or_insert_with(|| Gate {
+            requested: decided.clone(),
+            decided: None,
+            decision: None,
+            by: None,
+            source: None,
+            how: None,
+            automatic: false,
+            waited: None,
+            waited_ms: 0,
+            planned: 0,
+        });
+        g.decided = Some(decided);
+        g.decision = Some(decision(d).to_owned());
+        g.by = Some(by.to_owned());
+        g.source = Some(code.to_owned());
+        g.how = Some(how.to_owned());
+        g.automatic = automatic;
+        g.waited = Some(duration_ms(waited));
+        g.waited_ms = waited;
+    }
+
+    pub(super) fn gate_requested_ts(&self, i: usize) -> Option<DateTime<Utc>> {
+        let g = self.entries[i].entry.gate.as_ref()?;
+        g.requested.utc.parse().ok()
+    }
+
+    pub(super) fn wait_since_manual(&self, i: usize, ts: DateTime<Utc>) -> u64 {
+        self.entries[i]
+            .entry
+            .manual
+            .as_ref()
+            .and_then(|m| m.requested.utc.parse::<DateTime<Utc>>().ok())
+            .map_or(0, |r| between(r, ts))
+    }
+}
