@@ -987,10 +987,14 @@ handlers:
     shell: { argv: [rollback] }
 "#,
     );
-    let report = run_auto(&h, &loaded, h.providers(|line, _| match line {
-        "change" => Err(OpError::failed("boom")),
-        _ => ok_json(),
-    }))
+    let report = run_auto(
+        &h,
+        &loaded,
+        h.providers(|line, _| match line {
+            "change" => Err(OpError::failed("boom")),
+            _ => ok_json(),
+        }),
+    )
     .await;
     assert_eq!(report.status, RunStatus::Failed);
     assert_eq!(h.log(), ["change", "rollback"]);

@@ -201,3 +201,14 @@ fn output_into_a_new_folder_creates_it_and_a_second_run_keeps_edits() {
     assert!(again.contains("The prometheus data survived this time."));
     assert_eq!(again, edited, "nothing else changed");
 }
+
+#[test]
+fn a_missing_template_file_is_named() {
+    let st = state(&[(RUN, "escalated")]);
+    postmortem(st.path())
+        .args([RUN, "--template", "no-such.hbs"])
+        .assert()
+        .code(2)
+        .stdout("")
+        .stderr(predicate::str::contains("cannot read template no-such.hbs"));
+}

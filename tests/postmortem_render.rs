@@ -293,11 +293,14 @@ fn times_follow_the_chosen_zone_and_days_split_at_its_midnight() {
     // The escalated run crosses midnight UTC (23:58 → 00:01) but not in Berlin (00:58 → 01:01).
     let utc = render_utc("escalated");
     assert!(utc.contains("All times in UTC."));
-    assert!(utc.contains("### 2018-03-20 (Tuesday)") && utc.contains("### 2018-03-21 (Wednesday)"));
+    assert!(
+        utc.contains("### 2018-03-20 (Tuesday, UTC)")
+            && utc.contains("### 2018-03-21 (Wednesday, UTC)")
+    );
     let berlin = render_in("escalated", chrono_tz::Europe::Berlin);
     assert!(berlin.contains("All times in Europe/Berlin."));
     assert!(!berlin.contains("### 2018-03-20"));
-    assert!(berlin.contains("### 2018-03-21 (Wednesday)"));
+    assert!(berlin.contains("### 2018-03-21 (Wednesday, Europe/Berlin)"));
     assert!(berlin.contains("#### 00:58:40 · Run started"), "{berlin}");
     assert!(berlin.contains("| Started | 2018-03-21 00:58:40 CET |"));
 }

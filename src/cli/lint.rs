@@ -91,30 +91,39 @@ pub(crate) fn runbook_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-pub fn run(args: Args, _g: &Global) -> i32 {
-    let paths = if args.paths.is_empty() {
+/// The runbooks named on the command line (files, or folders searched recursively;
+/// `runbooks/` when none is given), or the usage error to print.
+pub(crate) fn runbooks_in(paths: Vec<PathBuf>) -> Result<Vec<PathBuf>, String> {
+    let paths = if paths.is_empty() {
         vec![PathBuf::from("runbooks")]
     } else {
-        args.paths
+        paths
     };
     let mut files = Vec::new();
     for p in &paths {
         match runbook_files(p) {
             Ok(found) => files.extend(found),
-            Err(e) => {
-                eprintln!("error: {}: {e}", p.display());
-                return exit::USAGE;
-            }
+            Err(e) => return Err(format!("error: {}: {e}", p.display())),
         }
     }
     if files.is_empty() {
         let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        eprintln!(
+        return Err(format!(
             "error: no runbooks (*.yaml, *.yml) found in {}",
             shown.join(", ")
-        );
-        return exit::USAGE;
+        ));
     }
+    Ok(files)
+}
+
+pub fn run(args: Args, _g: &Global) -> i32 {
+    let files = match runbooks_in(args.paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return exit::USAGE;
+        }
+    };
 
     let mut results: Vec<(PathBuf, String, Vec<Diagnostic>)> = Vec::new();
     for file in &files {

@@ -18,25 +18,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args, g: &Global) -> i32 {
-    let paths = if args.paths.is_empty() {
-        vec![PathBuf::from("runbooks")]
-    } else {
-        args.paths
-    };
-    let mut files = Vec::new();
-    for p in &paths {
-        match super::lint::runbook_files(p) {
-            Ok(found) => files.extend(found),
-            Err(e) => {
-                eprintln!("error: cannot read {}: {e}", p.display());
-                return crate::exit::USAGE;
-            }
+    let files = match super::lint::runbooks_in(args.paths) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            return crate::exit::USAGE;
         }
-    }
-    if files.is_empty() {
-        eprintln!("error: no runbooks found in {}", show(&paths));
-        return crate::exit::USAGE;
-    }
+    };
     let rt = super::runtime();
     let state_dir = g.state_dir.join("test-runs");
     let cancel = CancellationToken::new();
@@ -129,12 +117,4 @@ fn print_result(r: &CaseResult) {
     {
         println!("      journal: {}", j.display());
     }
-}
-
-fn show(paths: &[PathBuf]) -> String {
-    paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
 }

@@ -155,7 +155,12 @@ impl LabelSelector {
 
     /// Does an object (with `metadata.labels`) match?
     pub fn matches(&self, obj: &Value) -> bool {
-        let labels = obj.pointer("/metadata/labels");
+        if self.reqs.is_empty() {
+            return true;
+        }
+        // `get` rather than `pointer`: lists filter every object, and `Value::pointer`
+        // allocates for each path segment.
+        let labels = obj.get("metadata").and_then(|m| m.get("labels"));
         self.matches_labels(labels)
     }
 
@@ -221,10 +226,29 @@ impl FieldSelector {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.reqs.iter().all(|r| {
-            let actual = field_value(obj, &r.field);
-            (actual == r.value) != r.negated
-        })
+        self.reqs
+            .iter()
+            .all(|r| field_equals(obj, &r.field, &r.value) != r.negated)
+    }
+}
+
+/// The value at a dotted field path (`spec.nodeName`), without allocating.
+fn field_at<'a>(obj: &'a Value, field: &str) -> Option<&'a Value> {
+    let path = match field {
+        "source" => "source.component",
+        "status.podIPs" => "status.podIP",
+        f => f,
+    };
+    path.split('.').try_fold(obj, |v, k| v.get(k))
+}
+
+/// `field_value(obj, field) == value`, without building the string.
+fn field_equals(obj: &Value, field: &str, value: &str) -> bool {
+    match field_at(obj, field) {
+        Some(Value::String(s)) => s == value,
+        Some(Value::Bool(b)) => value == if *b { "true" } else { "false" },
+        Some(Value::Number(_)) | None => field_value(obj, field) == value,
+        _ => value.is_empty(),
     }
 }
 

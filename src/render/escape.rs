@@ -45,6 +45,13 @@ fn clean(s: &str) -> String {
 /// letter or `#` (an entity), `#` and `>` at the start of the value (a heading, a
 /// quote). `<`, `[`, `]`, `*`, `` ` ``, `|`, `~` and `\` are always escaped.
 pub fn text(s: &str) -> String {
+    // Most values (ids, names, times) need nothing: skip the work.
+    if !s
+        .bytes()
+        .any(|b| b < 0x20 || b == 0x7f || b"\\`*[]<|~_&#>".contains(&b))
+    {
+        return s.to_owned();
+    }
     let chars: Vec<char> = clean(s)
         .chars()
         .map(|c| if c == '\n' || c == '\t' { ' ' } else { c })

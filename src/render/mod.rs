@@ -129,7 +129,9 @@ pub fn render(
     hb.register_template_string(&name, source)
         .map_err(|e| template_error(&name, e.pos(), e.reason().to_string()))?;
     let data = serde_json::to_value(&pm).expect("invariant: the model serializes to JSON");
-    let text = hb.render(&name, &data).map_err(|e| {
+    // A Context from the value itself: `render(&data)` would copy it once more.
+    let ctx = handlebars::Context::from(data);
+    let text = hb.render_with_context(&name, &ctx).map_err(|e| {
         let pos = e.line_no.zip(e.column_no);
         template_error(&name, pos, render_reason(&e))
     })?;
