@@ -1,7 +1,7 @@
 //! The kube provider against the in-process lab, through `resolve` + `execute`:
 //! reads, cordon, taint, delete, evict, patch, scale, rollout restart.
 
-#[path = "kube_support.rs"]
+#[path = "kube_support/mod.rs"]
 mod support;
 
 use runbook::providers::{ExecCtx, OpError};
