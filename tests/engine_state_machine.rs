@@ -464,6 +464,7 @@ async fn dry_run_runs_checks_and_plans_actions_without_performing_them() {
     assert_eq!(h.log(), ["probe"]);
     assert_eq!(report.status, RunStatus::Succeeded);
     assert!(h.output().contains("would run fix"), "{}", h.output());
+    assert!(h.output().contains("would verify"), "{}", h.output());
     assert!(
         events(&report)
             .iter()
@@ -506,6 +507,43 @@ steps:
     assert!(!text.contains("s3cr3t-value"), "{text}");
     assert!(text.contains("Bearer ***"));
     assert!(!h.output().contains("s3cr3t-value"));
+}
+
+#[tokio::test]
+async fn a_secret_in_a_failure_message_is_redacted_on_the_console_and_in_the_journal() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: secret
+title: t
+params:
+  token: { required: true, secret: true }
+steps:
+  - check: Call with the token
+    id: call
+    shell: { argv: [curl, "https://api/?token={{params.token}}"] }
+"#,
+    );
+    let mut opts = h.opts();
+    opts.params = vec![("token".into(), "s3cr3t-value".into())];
+    let report = engine::run(
+        &loaded,
+        h.providers(|line, _| Err(OpError::failed(format!("401 for {line}")))),
+        Arc::new(AutoApprover::new("test")),
+        h.clock.clone(),
+        &h.state(),
+        opts,
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.status, RunStatus::Failed);
+    let out = h.output();
+    assert!(out.contains("401 for curl https://api/?token=***"), "{out}");
+    assert!(!out.contains("s3cr3t-value"), "{out}");
+    let text = std::fs::read_to_string(&report.journal).unwrap();
+    assert!(!text.contains("s3cr3t-value"), "{text}");
 }
 
 #[tokio::test]
@@ -998,4 +1036,162 @@ handlers:
     .await;
     assert_eq!(report.status, RunStatus::Failed);
     assert_eq!(h.log(), ["change", "rollback"]);
+}
+
+#[tokio::test]
+async fn resuming_a_for_each_runs_only_the_items_that_did_not_finish_and_asks_again() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: fan-out
+title: t
+params:
+  nodes: { default: [a, b, c, d] }
+steps:
+  - action: Cordon
+    id: cordon
+    for_each: params.nodes
+    concurrency: 1
+    shell: { argv: [cordon, "{{item}}"] }
+"#,
+    );
+    let report = run_auto(&h, &loaded, h.providers(|_, _| ok_json())).await;
+    assert_eq!(report.status, RunStatus::Succeeded);
+    // Cut the journal as if killed while item 1 ran: item 0 finished, item 1 started.
+    let text = std::fs::read_to_string(&report.journal).unwrap();
+    let mut kept = String::new();
+    for line in text.lines() {
+        kept.push_str(line);
+        kept.push('\n');
+        if line.contains("\"op_started\"") && line.contains("cordon b") {
+            break;
+        }
+    }
+    std::fs::write(&report.journal, kept).unwrap();
+    let before = h.log().len();
+
+    // The earlier approval does not carry over: nothing can tell whether b happened.
+    let paused = engine::resume(
+        &h.state(),
+        &report.run_id,
+        h.providers(|_, _| ok_json()),
+        Arc::new(FlagApprover::new(false, &[], "ana")),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(paused.status, RunStatus::Paused, "{}", h.output());
+    assert_eq!(h.log().len(), before);
+
+    let resumed = engine::resume(
+        &h.state(),
+        &report.run_id,
+        h.providers(|_, _| ok_json()),
+        Arc::new(FlagApprover::new(false, &["cordon".to_string()], "ana")),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
+    assert_eq!(&h.log()[before..], ["cordon b", "cordon c", "cordon d"]);
+}
+
+#[tokio::test]
+async fn a_large_output_goes_to_a_side_file_and_the_journal_keeps_a_bounded_copy() {
+    let h = Harness::new();
+    let loaded = h.runbook(
+        r#"
+version: 1
+name: big
+title: t
+steps:
+  - check: Dump
+    id: dump
+    shell: { argv: [dump] }
+    save: dump
+"#,
+    );
+    let big = "x".repeat(100_000);
+    let report = run_auto(
+        &h,
+        &loaded,
+        h.providers(move |_, _| Ok(json!({"exit_code": 0, "stdout": big.clone(), "stderr": ""}))),
+    )
+    .await;
+    assert_eq!(report.status, RunStatus::Succeeded);
+    let ev = events(&report);
+    let (result, file) = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::OpFinished {
+                result: Some(r),
+                output_file: Some(f),
+                ..
+            } => Some((r.clone(), f.clone())),
+            _ => None,
+        })
+        .expect("a side file for the large result");
+    assert!(result["stdout"].as_str().unwrap().len() < 4096);
+    assert!(
+        result["stdout"]
+            .as_str()
+            .unwrap()
+            .ends_with("[100000 bytes in total]")
+    );
+    let full: Value =
+        serde_json::from_slice(&std::fs::read(report.run_dir.join(&file)).unwrap()).unwrap();
+    assert_eq!(full["stdout"].as_str().unwrap().len(), 100_000);
+    assert!(std::fs::metadata(&report.journal).unwrap().len() < 20_000);
+}
+
+#[tokio::test]
+async fn a_ladder_paused_at_its_second_rung_resumes_there_without_rerunning_the_first() {
+    let h = Harness::new();
+    let loaded = h.runbook(&LADDER.replace("    gate: auto\n", ""));
+    let script = |line: &str, w: &World| match line {
+        "probe" => Ok(json!({"json": {"free": w.get("forced") == 1}})),
+        "force" => {
+            w.set("forced", 1);
+            ok_json()
+        }
+        _ => ok_json(),
+    };
+    let paused = engine::run(
+        &loaded,
+        h.providers(script),
+        Arc::new(FlagApprover::new(false, &["gentle".to_string()], "ana")),
+        h.clock.clone(),
+        &h.state(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(paused.status, RunStatus::Paused, "{}", h.output());
+    assert!(events(&paused).iter().any(|e| matches!(e,
+        Event::Paused { resume, .. } if resume.ends_with("--approve force"))));
+    let gentle_runs = |log: &[String]| log.iter().filter(|l| *l == "gentle").count();
+    assert_eq!(gentle_runs(&h.log()), 1);
+
+    let resumed = engine::resume(
+        &h.state(),
+        &paused.run_id,
+        h.providers(script),
+        Arc::new(FlagApprover::new(false, &["force".to_string()], "bo")),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
+    assert_eq!(gentle_runs(&h.log()), 1, "{:?}", h.log());
+    assert!(!h.log().contains(&"nuke".to_string()));
+    assert!(events(&resumed).iter().any(|e| matches!(e,
+        Event::StepFinished { fixed_by: Some(r), .. } if r == "force")));
 }

@@ -13,11 +13,15 @@
 
 mod approve;
 mod clock;
+mod gate;
+mod ladder;
+mod ops;
 mod printer;
 mod record;
 mod run;
 mod state;
 mod steps;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

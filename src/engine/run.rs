@@ -347,7 +347,9 @@ impl Engine<'_> {
             "run {} {word} in {}{}",
             self.run_id,
             super::printer::human(std::time::Duration::from_millis(took)),
-            reason.map(|r| format!(": {r}")).unwrap_or_default()
+            reason
+                .map(|r| format!(": {}", self.rec.redact(&r)))
+                .unwrap_or_default()
         ));
         Ok(status)
     }

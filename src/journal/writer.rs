@@ -18,7 +18,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 
 use super::event::{Event, Record};
 
@@ -116,7 +116,8 @@ impl Writer {
         self.catch_up()?;
         let record = Record {
             seq: self.seq + 1,
-            ts,
+            // The format promises millisecond precision on the wire.
+            ts: ts.trunc_subsecs(3),
             event,
         };
         let mut line =

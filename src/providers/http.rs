@@ -178,7 +178,7 @@ pub(crate) async fn send(
     let (status, headers, body) = tokio::select! {
         r = tokio::time::timeout(timeout, exchange) => match r {
             Ok(Ok(x)) => x,
-            Ok(Err(e)) => return Err(OpError::failed(format!("{} {}: {}", call.method, call.url, error_chain(&e)))),
+            Ok(Err(e)) => return Err(OpError::failed(describe(call, &e))),
             Err(_) => return Err(OpError::TimedOut(timeout)),
         },
         () = cx.cancel.cancelled() => return Err(OpError::Cancelled),
@@ -191,6 +191,16 @@ pub(crate) async fn send(
     }
     result.insert("body".into(), Value::String(body));
     Ok(Value::Object(result))
+}
+
+/// What went wrong, naming the request once.
+fn describe(call: &HttpCall, e: &reqwest::Error) -> String {
+    let chain = error_chain(e);
+    if chain.contains(&call.url) {
+        format!("{}: {chain}", call.method)
+    } else {
+        format!("{} {}: {chain}", call.method, call.url)
+    }
 }
 
 /// reqwest's top-level message hides the cause ("error sending request"): add it.

@@ -1,0 +1,124 @@
+//! The gate: the plan of an action shown, a decision asked for and journaled
+//! (fsynced) before anything runs.
+
+use super::EngineError;
+use super::approve::{GateAnswer, GateRequest};
+use super::ops::Prepared;
+use super::run::{Engine, sha256_hex};
+use crate::journal::event::{ApprovalSource, Decision, Event, PlannedOp};
+use crate::journal::replay::StepReplay;
+use crate::runbook::model::{Gate, Step};
+
+/// A gate's verdict.
+pub(super) enum Pass {
+    Go,
+    Skip(String),
+    Pause(String),
+    Abort(String),
+}
+
+pub(super) fn source_word(s: ApprovalSource) -> &'static str {
+    match s {
+        ApprovalSource::Prompt => "at the prompt",
+        ApprovalSource::Yes => "--yes",
+        ApprovalSource::Flag => "--approve",
+        ApprovalSource::Unattended => "unattended",
+        ApprovalSource::Automatic => "automatic",
+    }
+}
+
+impl Engine<'_> {
+    /// Show the plan and get a decision, journaled before anything runs.
+    pub(super) async fn gate(
+        &mut self,
+        step: &Step,
+        rung: Option<&str>,
+        title: &str,
+        prepared: &[Prepared],
+        gate: Gate,
+        prior: Option<&StepReplay>,
+    ) -> Result<Pass, EngineError> {
+        let ops: Vec<PlannedOp> = prepared.iter().map(|p| p.planned.clone()).collect();
+        let digest = sha256_hex(&serde_json::to_vec(&ops).unwrap_or_default());
+        let req = GateRequest {
+            step: step.id.value.clone(),
+            rung: rung.map(str::to_string),
+            title: title.to_string(),
+            ops,
+            digest: digest.clone(),
+            explicit: gate == Gate::Explicit,
+        };
+        if self.opts.dry_run {
+            self.printer.plan(&req, "would run");
+            return Ok(Pass::Skip(
+                "dry run: plan printed, nothing performed".into(),
+            ));
+        }
+        if let Some(g) = prior.and_then(|p| p.approval(rung, &digest)) {
+            self.printer
+                .line(&format!("  approved earlier by {} (same plan)", g.by));
+            return Ok(Pass::Go);
+        }
+        let decided = |decision, by: String, source| Event::GateDecided {
+            step: req.step.clone(),
+            rung: req.rung.clone(),
+            decision,
+            by,
+            source,
+            digest: digest.clone(),
+        };
+        let requested = Event::GateRequested {
+            step: req.step.clone(),
+            rung: req.rung.clone(),
+            ops: req.ops.clone(),
+            digest: digest.clone(),
+        };
+        if gate == Gate::Auto {
+            self.rec.emit(requested, false)?;
+            self.rec.emit(
+                decided(
+                    Decision::Approved,
+                    self.opts.operator.clone(),
+                    ApprovalSource::Unattended,
+                ),
+                false,
+            )?;
+            return Ok(Pass::Go);
+        }
+        self.rec.emit(requested, true)?;
+        self.printer.plan(&req, "plan of");
+        let answer = tokio::select! {
+            a = self.approver.gate(&req) => a,
+            () = self.cancel.cancelled() => return Ok(Pass::Abort("aborted by operator".into())),
+        };
+        Ok(match answer {
+            GateAnswer::Approve { by, source } => {
+                self.rec
+                    .emit(decided(Decision::Approved, by.clone(), source), true)?;
+                self.printer
+                    .line(&format!("  approved by {by} ({})", source_word(source)));
+                Pass::Go
+            }
+            GateAnswer::Skip { by, source } => {
+                self.rec
+                    .emit(decided(Decision::Skipped, by.clone(), source), true)?;
+                Pass::Skip(format!("skipped at the gate by {by}"))
+            }
+            GateAnswer::Decline { by } => {
+                self.rec.emit(
+                    decided(Decision::Declined, by.clone(), ApprovalSource::Prompt),
+                    true,
+                )?;
+                Pass::Abort(format!("gate declined by {by}"))
+            }
+            GateAnswer::Abort { by } => {
+                self.rec.emit(
+                    decided(Decision::Aborted, by.clone(), ApprovalSource::Prompt),
+                    true,
+                )?;
+                Pass::Abort(format!("aborted at the gate by {by}"))
+            }
+            GateAnswer::Pause { reason } => Pass::Pause(reason),
+        })
+    }
+}

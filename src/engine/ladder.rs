@@ -1,0 +1,298 @@
+//! Escalation ladders: remedies gentlest first, each verified, stopping at the
+//! first one the verification accepts.
+
+use std::time::Duration;
+
+use super::EngineError;
+use super::gate::Pass;
+use super::run::Engine;
+use super::steps::{End, ManualEnd, concurrency, failed, indent, ok, scope};
+use super::verify::{DEFAULT_WITHIN, Verdict};
+use crate::journal::event::{Event, Outcome};
+use crate::journal::replay::StepReplay;
+use crate::runbook::model::{Gate, OpRef, Rung, Step, Verification};
+
+pub(super) enum RungEnd {
+    Fixed,
+    NotFixed(String),
+    Paused(String),
+    Aborted(String),
+}
+
+impl Engine<'_> {
+    pub(super) async fn ladder(&mut self, step: &Step) -> Result<End, EngineError> {
+        let Some(v) = step.verification() else {
+            return Ok(failed("an escalation ladder needs a verification".into()));
+        };
+        let ids: Vec<String> = step
+            .escalate
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match &r.id {
+                Some(id) => id.value.clone(),
+                None => format!("{}.{}", step.id.value, i + 1),
+            })
+            .collect();
+        if self.opts.dry_run {
+            return self.ladder_plan(step, &ids).await;
+        }
+        let prior = self.prior(step);
+        // On resume, start at the last rung that was started: the ones before it were
+        // tried and did not satisfy the verification.
+        let first = prior
+            .as_ref()
+            .and_then(|p| p.rungs.last())
+            .and_then(|last| ids.iter().position(|i| i == last))
+            .unwrap_or(0);
+        let n = ids.len();
+        let mut last_reason = String::from("no rung ran");
+        for (i, rung) in step.escalate.iter().enumerate().skip(first) {
+            let rung_id = &ids[i];
+            let resumed = prior.as_ref().filter(|p| p.rungs.contains(rung_id));
+            let outcome = self.rung(step, v, rung, rung_id, i, n, resumed).await?;
+            match outcome {
+                RungEnd::Fixed => {
+                    self.fixed_by = Some(rung_id.clone());
+                    return Ok(ok(format!("fixed by {rung_id} (rung {} of {n})", i + 1)));
+                }
+                RungEnd::NotFixed(reason) => {
+                    last_reason = reason.clone();
+                    if let Some(next) = ids.get(i + 1) {
+                        self.rec.emit(
+                            Event::Escalated {
+                                step: step.id.value.clone(),
+                                from: rung_id.clone(),
+                                to: next.clone(),
+                                reason: reason.clone(),
+                            },
+                            false,
+                        )?;
+                        self.printer.line(&format!(
+                            "  ↑ escalating from {rung_id} to {next}: {reason}"
+                        ));
+                    }
+                }
+                RungEnd::Paused(reason) => {
+                    return Ok(End::Paused {
+                        reason,
+                        approve: rung_id.clone(),
+                    });
+                }
+                RungEnd::Aborted(reason) => return Ok(End::Aborted(reason)),
+            }
+        }
+        Ok(failed(format!(
+            "no rung of the ladder fixed it (last: {last_reason})"
+        )))
+    }
+
+    /// `--dry-run` of a ladder: the plan of every rung, nothing performed.
+    pub(super) async fn ladder_plan(
+        &mut self,
+        step: &Step,
+        ids: &[String],
+    ) -> Result<End, EngineError> {
+        for (rung, rung_id) in step.escalate.iter().zip(ids) {
+            let title = rung
+                .title
+                .as_ref()
+                .map(|t| t.value.clone())
+                .unwrap_or_else(|| rung_id.clone());
+            match rung.op() {
+                Some(OpRef::Manual(text)) => {
+                    let instruction = self.render(text).unwrap_or_else(|e| format!("({e})"));
+                    self.printer.line(&format!(
+                        "  would ask a person ({rung_id}: {title}):\n{}",
+                        indent(&self.rec.redact(&instruction))
+                    ));
+                }
+                Some(op) => {
+                    let base = scope(step, Some(rung_id.clone()));
+                    match self.prepare(&base, op, rung.for_each.as_deref(), false) {
+                        Ok(prepared) => {
+                            self.gate(step, Some(rung_id), &title, &prepared, Gate::Approve, None)
+                                .await?;
+                        }
+                        Err(e) => self.printer.line(&format!("  {rung_id}: cannot plan: {e}")),
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(End::Skipped(
+            "dry run: the plan of every rung printed, nothing performed".into(),
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn rung(
+        &mut self,
+        step: &Step,
+        v: &Verification,
+        rung: &Rung,
+        rung_id: &str,
+        index: usize,
+        of: usize,
+        prior: Option<&StepReplay>,
+    ) -> Result<RungEnd, EngineError> {
+        if let Some(when) = &rung.when {
+            match self.eval_bool(when, None) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Ok(RungEnd::NotFixed(format!(
+                        "{rung_id} skipped: `when` did not hold"
+                    )));
+                }
+                Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: `when`: {e}"))),
+            }
+        }
+        let title = rung
+            .title
+            .as_ref()
+            .map(|t| t.value.clone())
+            .unwrap_or_else(|| rung_id.to_string());
+        let within = rung
+            .within
+            .as_deref()
+            .or(v.within.as_deref())
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_WITHIN);
+        if prior.is_none() {
+            self.rec.emit(
+                Event::RungStarted {
+                    step: step.id.value.clone(),
+                    rung: rung_id.to_string(),
+                    title: title.clone(),
+                    index: index + 1,
+                    of,
+                },
+                false,
+            )?;
+        }
+        self.printer
+            .line(&format!("  rung {}/{of} {rung_id}: {title}", index + 1));
+        let Some(op) = rung.op() else {
+            return Ok(RungEnd::NotFixed(format!("{rung_id} has no operation")));
+        };
+        let mut done_items = Vec::new();
+        if let Some(p) = prior {
+            // Killed during this rung: re-verify first.
+            match self
+                .verify(step, Some(rung_id), v, Duration::ZERO, true)
+                .await?
+            {
+                Verdict::Holds => return Ok(RungEnd::Fixed),
+                Verdict::Aborted => return Ok(RungEnd::Aborted("aborted by operator".into())),
+                Verdict::Fails(_) => {}
+            }
+            let unknown = p.unknown_ops(Some(rung_id));
+            let manual_done = p
+                .manual
+                .iter()
+                .any(|(r, o)| r.as_deref() == Some(rung_id) && *o == Outcome::Ok);
+            let ran = !p.ok_items(Some(rung_id)).is_empty() || manual_done;
+            for key in &unknown {
+                let mut s = scope(step, Some(rung_id.to_string()));
+                s.item = key.item;
+                self.rec.emit(
+                    Event::OpFinished {
+                        scope: s,
+                        attempt: 0,
+                        outcome: Outcome::Unknown,
+                        duration_ms: 0,
+                        result: None,
+                        error: Some(
+                            "the run stopped before this operation's result was journaled".into(),
+                        ),
+                        output_file: None,
+                        calls: Vec::new(),
+                    },
+                    true,
+                )?;
+            }
+            if unknown.is_empty() && ran {
+                // It ran to the end; the process stopped while verifying: verify
+                // again for the rung's full `within`.
+                return Ok(
+                    match self.verify(step, Some(rung_id), v, within, false).await? {
+                        Verdict::Holds => RungEnd::Fixed,
+                        Verdict::Fails(d) => {
+                            RungEnd::NotFixed(format!("verification after {rung_id}: {d}"))
+                        }
+                        Verdict::Aborted => RungEnd::Aborted("aborted by operator".into()),
+                    },
+                );
+            }
+            done_items = p.ok_items(Some(rung_id));
+        }
+        if let OpRef::Manual(text) = op {
+            let instruction = match self.render(text) {
+                Ok(t) => t,
+                Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: {e}"))),
+            };
+            match self
+                .manual(step, Some(rung_id), &title, instruction)
+                .await?
+            {
+                ManualEnd::Done => {}
+                ManualEnd::Failed(r) | ManualEnd::Skipped(r) => return Ok(RungEnd::NotFixed(r)),
+                ManualEnd::Paused(r) => return Ok(RungEnd::Paused(r)),
+                ManualEnd::Aborted(r) => return Ok(RungEnd::Aborted(r)),
+            }
+        } else {
+            let base = scope(step, Some(rung_id.to_string()));
+            let mut prepared = match self.prepare(&base, op, rung.for_each.as_deref(), false) {
+                Ok(p) => p,
+                Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: {e}"))),
+            };
+            prepared.retain(|x| !done_items.contains(&x.planned.scope.item));
+            let gate = self.gate_of(step, Some(rung));
+            let pass = if prepared.is_empty() && !self.opts.dry_run {
+                Pass::Go
+            } else {
+                self.gate(step, Some(rung_id), &title, &prepared, gate, prior)
+                    .await?
+            };
+            match pass {
+                Pass::Go => {}
+                Pass::Skip(r) => return Ok(RungEnd::NotFixed(r)),
+                Pass::Pause(r) => return Ok(RungEnd::Paused(r)),
+                Pass::Abort(r) => return Ok(RungEnd::Aborted(r)),
+            }
+            let t = rung
+                .timeout
+                .as_deref()
+                .or(step.timeout.as_deref())
+                .map(|d| d.0);
+            let (_result, errors) = self
+                .execute_all(
+                    prepared,
+                    rung.for_each.is_some(),
+                    concurrency(
+                        rung.concurrency.as_deref().copied(),
+                        self.opts.default_concurrency,
+                    ),
+                    t,
+                    None,
+                    &done_items,
+                )
+                .await?;
+            if self.cancel.is_cancelled() {
+                return Ok(RungEnd::Aborted("aborted by operator".into()));
+            }
+            if !errors.is_empty() {
+                self.printer.line(&format!(
+                    "  {rung_id}: {} (verifying anyway)",
+                    errors.join("; ")
+                ));
+            }
+        }
+        match self.verify(step, Some(rung_id), v, within, false).await? {
+            Verdict::Holds => Ok(RungEnd::Fixed),
+            Verdict::Fails(d) => Ok(RungEnd::NotFixed(format!(
+                "verification after {rung_id}: {d}"
+            ))),
+            Verdict::Aborted => Ok(RungEnd::Aborted("aborted by operator".into())),
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Operations: resolved through their provider (the plan), then run with bounded
+//! concurrency, retries, timeouts and cancellation, each start journaled first.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::Value;
+
+use super::EngineError;
+use super::printer::{Bar, human};
+use super::run::Engine;
+use crate::expr;
+use crate::journal::event::{Event, Outcome, PlannedOp, Scope};
+use crate::providers::{ExecCtx, OpError, Resolved};
+use crate::runbook::model::{OpRef, Retry};
+
+/// An operation ready to run: as planned (redacted, journaled) and as resolved.
+pub(super) struct Prepared {
+    pub(super) planned: PlannedOp,
+    pub(super) resolved: Resolved,
+    pub(super) vars: Value,
+}
+
+/// An operation as text, to see which variables it names.
+pub(super) fn op_text(op: OpRef<'_>) -> String {
+    match op {
+        OpRef::Shell(o) => serde_json::to_string(o),
+        OpRef::Http(o) => serde_json::to_string(o),
+        OpRef::Prometheus(o) => serde_json::to_string(o),
+        OpRef::Kube(o) => serde_json::to_string(o),
+        OpRef::Manual(o) => serde_json::to_string(o),
+    }
+    .unwrap_or_default()
+}
+
+impl Engine<'_> {
+    /// Resolve an operation, once or per `for_each` item, into planned operations.
+    pub(super) fn prepare(
+        &self,
+        base: &Scope,
+        op: OpRef<'_>,
+        for_each: Option<&String>,
+        read_only: bool,
+    ) -> Result<Vec<Prepared>, String> {
+        let vars = &self.vars_named_in(&op_text(op));
+        let name = op.provider();
+        let Some(provider) = self.providers.get(name) else {
+            return Err(match name {
+                "kube" => "no Kubernetes provider is configured for this run (kube steps need a cluster: --kubeconfig/--context)".to_string(),
+                other => format!("no `{other}` provider is configured for this run"),
+            });
+        };
+        let items: Vec<(Option<usize>, Value)> = match for_each {
+            None => vec![(None, vars.clone())],
+            Some(expr_src) => {
+                let list = expr::eval(expr_src, &self.vars_named_in(expr_src))
+                    .map_err(|e| format!("for_each: {e}"))?;
+                let Value::Array(list) = list else {
+                    return Err(format!("for_each `{expr_src}` did not give a list"));
+                };
+                list.into_iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        let mut v = vars.clone();
+                        if let Value::Object(m) = &mut v {
+                            m.insert("item".into(), item);
+                            m.insert("index".into(), Value::from(i));
+                        }
+                        (Some(i), v)
+                    })
+                    .collect()
+            }
+        };
+        items
+            .into_iter()
+            .map(|(item, vars)| {
+                let mut resolved =
+                    provider
+                        .resolve(op, &vars, &self.opts.defaults)
+                        .map_err(|e| match item {
+                            Some(i) => format!("item {i}: {e}"),
+                            None => e.to_string(),
+                        })?;
+                // Checks and verifications are read-only by the runbook's contract
+                // (lint rejects mutating kube verbs there).
+                if read_only {
+                    resolved.mutating = false;
+                }
+                let mut scope = base.clone();
+                scope.item = item;
+                let planned = PlannedOp {
+                    scope,
+                    provider: resolved.provider.clone(),
+                    display: self.rec.redact(&resolved.display),
+                    op: self.rec.redact_value(&resolved.op),
+                    mutating: resolved.mutating,
+                };
+                Ok(Prepared {
+                    planned,
+                    resolved,
+                    vars,
+                })
+            })
+            .collect()
+    }
+
+    /// The variables a text (an operation, a `for_each`) can read: those whose name
+    /// appears in it. Copying only these keeps a 500-item `for_each` from copying
+    /// every saved list 500 times; a name that merely appears in a string is copied
+    /// too, which is harmless.
+    pub(super) fn vars_named_in(&self, text: &str) -> Value {
+        Value::Object(
+            self.vars
+                .iter()
+                .filter(|(k, _)| text.contains(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+    }
+
+    /// Run prepared operations, `concurrency` at a time; every item's outcome is kept.
+    /// Returns the step's result (a list for `for_each`) and one message per failure.
+    pub(super) async fn execute_all(
+        &self,
+        prepared: Vec<Prepared>,
+        is_list: bool,
+        concurrency: usize,
+        t: Option<Duration>,
+        retry: Option<&Retry>,
+        done_items: &[Option<usize>],
+    ) -> Result<(Value, Vec<String>), EngineError> {
+        let total = prepared.len() + done_items.len();
+        let bar = if is_list {
+            self.printer.progress(total as u64, String::new())
+        } else {
+            match prepared.first() {
+                Some(p) => self.printer.spinner(p.planned.display.clone()),
+                None => Bar::default(),
+            }
+        };
+        bar.set_position(done_items.len() as u64);
+        let failures = std::sync::atomic::AtomicUsize::new(0);
+        #[allow(clippy::type_complexity)]
+        let mut results: Vec<(Option<usize>, Result<Result<Value, OpError>, EngineError>)> =
+            futures::stream::iter(prepared.iter())
+                .map(|p| async {
+                    let r = self.execute_retrying(p, t, retry).await;
+                    if !matches!(r, Ok(Ok(_))) {
+                        let n = failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        bar.set_message(format!("{n} failed"));
+                    }
+                    bar.inc();
+                    (p.planned.scope.item, r)
+                })
+                .buffer_unordered(concurrency.max(1))
+                .collect::<Vec<_>>()
+                .await;
+        bar.finish();
+        results.sort_by_key(|(i, _)| *i);
+        let mut errors = Vec::new();
+        let mut values = Vec::new();
+        for (item, r) in results {
+            let r = r?;
+            match r {
+                Ok(v) => values.push(v),
+                Err(e) => {
+                    values.push(match &e {
+                        OpError::Failed {
+                            result: Some(r), ..
+                        } => r.clone(),
+                        _ => Value::Null,
+                    });
+                    errors.push(match item {
+                        Some(i) => format!("item {i}: {e}"),
+                        None => e.to_string(),
+                    });
+                }
+            }
+        }
+        if is_list && errors.len() > 1 {
+            let n = errors.len();
+            errors.insert(0, format!("{n} of {total} items failed"));
+        }
+        let result = if is_list {
+            Value::Array(values)
+        } else {
+            values.into_iter().next().unwrap_or(Value::Null)
+        };
+        Ok((result, errors))
+    }
+
+    pub(super) async fn execute_retrying(
+        &self,
+        p: &Prepared,
+        t: Option<Duration>,
+        retry: Option<&Retry>,
+    ) -> Result<Result<Value, OpError>, EngineError> {
+        let attempts = retry.map(|r| r.attempts.value.max(1)).unwrap_or(1);
+        let mut backoff = retry
+            .and_then(|r| r.backoff.as_deref())
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(1));
+        let max_backoff = retry
+            .and_then(|r| r.max_backoff.as_deref())
+            .map(|d| d.0)
+            .unwrap_or(Duration::from_secs(60));
+        let mut attempt = 1;
+        loop {
+            let r = self.execute_one(p, attempt, t).await?;
+            match &r {
+                Err(OpError::Failed { .. } | OpError::TimedOut(_)) if attempt < attempts => {
+                    tokio::select! {
+                        () = self.clock.sleep(backoff) => {}
+                        () = self.cancel.cancelled() => return Ok(Err(OpError::Cancelled)),
+                    }
+                    backoff = (backoff * 2).min(max_backoff);
+                    attempt += 1;
+                }
+                _ => return Ok(r),
+            }
+        }
+    }
+
+    /// One attempt: journal the start (synced before a side effect), run it bounded by
+    /// the timeout and Ctrl-C, journal the end.
+    pub(super) async fn execute_one(
+        &self,
+        p: &Prepared,
+        attempt: u32,
+        t: Option<Duration>,
+    ) -> Result<Result<Value, OpError>, EngineError> {
+        let mutating = p.resolved.mutating;
+        self.rec.emit(
+            Event::OpStarted {
+                op: p.planned.clone(),
+                attempt,
+            },
+            mutating,
+        )?;
+        let Some(provider) = self.providers.get(&p.resolved.provider) else {
+            return Ok(Err(OpError::Invalid(format!(
+                "no `{}` provider",
+                p.resolved.provider
+            ))));
+        };
+        let cx = ExecCtx {
+            cancel: self.cancel.child_token(),
+            timeout: t,
+            dry_run: false,
+            vars: p.vars.clone(),
+            calls: Default::default(),
+        };
+        let started = std::time::Instant::now();
+        let fut = provider.execute(&p.resolved, &cx);
+        let r = tokio::select! {
+            r = fut => r,
+            () = self.cancel.cancelled() => Err(OpError::Cancelled),
+        };
+        let r = match (r, t) {
+            // A provider that ignored its timeout still reports it as one.
+            (Err(OpError::Cancelled), Some(t)) if !self.cancel.is_cancelled() => {
+                Err(OpError::TimedOut(t))
+            }
+            (r, _) => r,
+        };
+        let took = started.elapsed().as_millis() as u64;
+        let (outcome, result, error) = match &r {
+            Ok(v) => (Outcome::Ok, Some(v.clone()), None),
+            Err(OpError::Failed { message, result }) => {
+                (Outcome::Failed, result.clone(), Some(message.clone()))
+            }
+            Err(OpError::TimedOut(d)) => (
+                Outcome::TimedOut,
+                None,
+                Some(format!("timed out after {}", human(*d))),
+            ),
+            Err(OpError::Cancelled) => (Outcome::Aborted, None, Some("aborted by operator".into())),
+            Err(OpError::Invalid(m)) => (Outcome::Failed, None, Some(m.clone())),
+        };
+        let (result, output_file) = match result {
+            Some(v) => {
+                let (v, f) = self.rec.bounded(&p.planned.scope, &v);
+                (Some(v), f)
+            }
+            None => (None, None),
+        };
+        self.rec.emit(
+            Event::OpFinished {
+                scope: p.planned.scope.clone(),
+                attempt,
+                outcome,
+                duration_ms: took,
+                result,
+                error: error.map(|e| self.rec.redact(&e)),
+                output_file,
+                calls: cx.calls.take(),
+            },
+            // Not synced: the next side effect's start (or the run's end) syncs it.
+            // Lost in a crash, it reads as "outcome unknown", which resume
+            // re-verifies before retrying: safe, one fsync per operation.
+            false,
+        )?;
+        Ok(r)
+    }
+}
