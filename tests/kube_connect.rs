@@ -9,7 +9,7 @@ use runbook::providers::kube::{KubeConnect, KubeError, connect};
 use runbook::providers::{ExecCtx, Provider};
 use serde_json::json;
 
-#[path = "kube_support.rs"]
+#[path = "kube_support/mod.rs"]
 mod support;
 
 #[tokio::test]

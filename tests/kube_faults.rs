@@ -3,7 +3,7 @@
 //! way an apiserver (or an RBAC policy, or an overloaded control plane) would.
 //! Also: discovery of a custom resource, and the client-side rate limit.
 
-#[path = "kube_support.rs"]
+#[path = "kube_support/mod.rs"]
 mod support;
 
 use std::convert::Infallible;
@@ -82,7 +82,7 @@ fn custom(path: &str) -> Option<Value> {
 }
 
 /// A client over the lab with `faults` in front; a request whose path contains
-/// `unreachable` fails as a refused connection would.
+/// `unreachable` fails as a refused connection would, one with `slow` hangs for 30 s.
 fn faulty_client(lab: &Lab, faults: Vec<Fault>) -> kube::Client {
     let router = lab.router();
     let faults = Arc::new(Mutex::new(faults));
@@ -91,6 +91,9 @@ fn faulty_client(lab: &Lab, faults: Vec<Fault>) -> kube::Client {
         let faults = faults.clone();
         async move {
             let path = req.uri().path().to_string();
+            if path.contains("slow") {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            }
             if path.contains("unreachable") {
                 return Err::<Response<Body>, std::io::Error>(std::io::Error::other(
                     "connection refused",
@@ -279,6 +282,39 @@ async fn an_unreachable_server_is_reported_with_status_zero() {
     assert!(
         msg.starts_with("GET /api/v1/nodes/unreachable-node: cannot reach the API server"),
         "{msg}"
+    );
+    assert_eq!(ran.trace(), ["GET 0"]);
+}
+
+#[tokio::test]
+async fn a_request_cut_off_by_the_step_timeout_is_still_journaled() {
+    let lab = seed();
+    let p = faulty(&lab, vec![]);
+    let mut cx = runbook::providers::ExecCtx::new(json!({}));
+    cx.timeout = Some(Duration::from_millis(200));
+    let started = Instant::now();
+    let ran = run_with(&p, "{get: nodes, name: slow-node}", cx).await;
+    assert!(
+        matches!(ran.result, Err(runbook::providers::OpError::TimedOut(_))),
+        "{:?}",
+        ran.result
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(ran.trace(), ["GET 0"]);
+    assert_eq!(ran.calls[0].path, "/api/v1/nodes/slow-node");
+
+    // Ctrl-C the same way.
+    let cx = runbook::providers::ExecCtx::new(json!({}));
+    let cancel = cx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        cancel.cancel();
+    });
+    let ran = run_with(&p, "{get: nodes, name: slow-node}", cx).await;
+    assert!(
+        matches!(ran.result, Err(runbook::providers::OpError::Cancelled)),
+        "{:?}",
+        ran.result
     );
     assert_eq!(ran.trace(), ["GET 0"]);
 }

@@ -3,7 +3,7 @@
 //! (PDB-blocked eviction = 429, stale resourceVersion = 409, a pod on a lost node
 //! that never goes away = a wait that times out).
 
-#[path = "kube_support.rs"]
+#[path = "kube_support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
@@ -420,4 +420,35 @@ async fn cancelling_stops_a_wait_promptly() {
         ran.result
     );
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn drain_blocked_by_a_pdb_fails_after_bounded_retries_and_says_which_pod() {
+    let lab = scenario(DRAIN);
+    let p = provider(&lab);
+    let ran = run(
+        &p,
+        "{drain: n1, ignore_daemonsets: true, delete_emptydir_data: true, force: true, grace_period: 0}",
+    )
+    .await;
+    let (msg, result) = ran.err();
+    assert!(
+        msg.starts_with(r#"error when evicting pods on node "n1": "#),
+        "{msg}"
+    );
+    assert!(msg.contains("disruption budget"), "{msg}");
+    let result = result.unwrap();
+    assert_eq!(result["failed"][0]["name"], "prod/web-1");
+    assert_eq!(
+        strs(&result["evicted"]),
+        ["prod/bare-1", "prod/done-1", "prod/scratch-1"]
+    );
+    // web-1's eviction was tried as often as the retry policy allows (3), no more.
+    let web = ran
+        .calls
+        .iter()
+        .filter(|c| c.path.ends_with("/pods/web-1/eviction"))
+        .count();
+    assert_eq!(web, 3);
+    assert!(lab.get("pods", Some("prod"), "web-1").is_some());
 }

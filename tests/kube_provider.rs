@@ -1,7 +1,7 @@
 //! The kube provider against the in-process lab, through `resolve` + `execute`:
 //! reads, cordon, taint, delete, evict, patch, scale, rollout restart.
 
-#[path = "kube_support.rs"]
+#[path = "kube_support/mod.rs"]
 mod support;
 
 use runbook::providers::{ExecCtx, OpError};
@@ -523,4 +523,42 @@ async fn delete_by_name_with_where_deletes_only_when_the_condition_holds() {
     )
     .await;
     assert_eq!(gone.ok()["already_gone"], json!(["nope"]));
+}
+
+#[tokio::test]
+async fn the_namespace_comes_from_the_op_then_the_defaults_then_the_kubeconfig() {
+    use runbook::providers::{Defaults, Provider};
+    use runbook::runbook::model::OpRef;
+    let lab = seed();
+    let p = runbook::providers::kube::KubeProvider::new(lab.client(), "from-kubeconfig", 0.0);
+    let get = op("{get: pods}");
+    let with = |ns: Option<&str>| Defaults {
+        namespace: ns.map(String::from),
+        ..Default::default()
+    };
+    let ns_of =
+        |d: &Defaults| p.resolve(OpRef::Kube(&get), &json!({}), d).unwrap().op["namespace"].clone();
+    assert_eq!(ns_of(&with(None)), "from-kubeconfig");
+    assert_eq!(ns_of(&with(Some(""))), "from-kubeconfig");
+    assert_eq!(ns_of(&with(Some("prod"))), "prod");
+    let own = op("{get: pods, namespace: kube-system}");
+    let r = p
+        .resolve(OpRef::Kube(&own), &json!({}), &with(Some("prod")))
+        .unwrap();
+    assert_eq!(r.op["namespace"], "kube-system");
+}
+
+#[tokio::test]
+async fn delete_across_namespaces_names_objects_with_their_namespace() {
+    let lab = seed();
+    let p = provider(&lab);
+    let ran = run(
+        &p,
+        &format!("{{delete: pods, all_namespaces: true, fields: spec.nodeName={LOST}, grace_period: 0, force: true}}"),
+    )
+    .await;
+    let deleted = strs(&ran.ok()["deleted"]);
+    assert!(deleted.contains(&format!("prod/{OLD_HUB}")), "{deleted:?}");
+    assert!(ran.calls[0].path.starts_with("/api/v1/pods?fieldSelector="));
+    assert!(lab.get("pods", Some("prod"), OLD_HUB).is_none());
 }

@@ -285,27 +285,27 @@ impl Transport {
         let request = builder
             .body(kube::client::Body::from(body))
             .map_err(|e| OpError::Invalid(format!("invalid request {path}: {e}")))?;
-        let started = Instant::now();
-        let record = |status: u16| {
-            cx.calls.push(ApiCall {
+        // Recorded when it ends however it ends: answered, refused, or dropped by a
+        // timeout or Ctrl-C around this future (then with status 0, or the status
+        // already received).
+        let mut call = InFlight {
+            cx,
+            call: Some(ApiCall {
                 method: req.method.to_string(),
                 path: path.clone(),
-                status,
-                duration_ms: started.elapsed().as_millis() as u64,
-                kubectl: kubectl.clone(),
-            })
+                status: 0,
+                duration_ms: 0,
+                kubectl,
+            }),
+            started: Instant::now(),
         };
         let sent = tokio::select! {
             r = self.client.send(request) => r,
-            _ = cx.cancel.cancelled() => {
-                record(0);
-                return Err(OpError::Cancelled);
-            }
+            _ = cx.cancel.cancelled() => return Err(OpError::Cancelled),
         };
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
-                record(0);
                 return Err(OpError::failed(format!(
                     "{} {path}: cannot reach the API server: {e}",
                     req.method
@@ -313,6 +313,7 @@ impl Transport {
             }
         };
         let status = response.status().as_u16();
+        call.status(status);
         let retry_after = response
             .headers()
             .get(header::RETRY_AFTER)
@@ -321,12 +322,9 @@ impl Transport {
             .map(Duration::from_secs);
         let bytes = tokio::select! {
             b = response.into_body().collect_bytes() => b,
-            _ = cx.cancel.cancelled() => {
-                record(status);
-                return Err(OpError::Cancelled);
-            }
+            _ = cx.cancel.cancelled() => return Err(OpError::Cancelled),
         };
-        record(status);
+        drop(call);
         let bytes = bytes.map_err(|e| {
             OpError::failed(format!(
                 "{} {path}: reading the answer failed: {e}",
@@ -340,6 +338,30 @@ impl Transport {
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         Ok((Resp { status, body }, retry_after))
+    }
+}
+
+/// A request being sent; pushed to the call log when dropped.
+struct InFlight<'a> {
+    cx: &'a ExecCtx,
+    call: Option<ApiCall>,
+    started: Instant,
+}
+
+impl InFlight<'_> {
+    fn status(&mut self, status: u16) {
+        if let Some(c) = self.call.as_mut() {
+            c.status = status;
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.call.take() {
+            c.duration_ms = self.started.elapsed().as_millis() as u64;
+            self.cx.calls.push(c);
+        }
     }
 }
 

@@ -167,6 +167,7 @@ impl KubeProvider {
         let ns = defaults
             .namespace
             .clone()
+            .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| self.default_namespace.clone());
         let spec = spec::resolve(op, vars, &ns)?;
         Ok(Resolved {

@@ -479,3 +479,83 @@ pub(crate) fn summarize(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_period_follows_kubectl_delete_rules() {
+        assert_eq!(effective_grace(true, None), Some(0));
+        assert_eq!(effective_grace(true, Some(0)), Some(0));
+        assert_eq!(effective_grace(false, Some(0)), Some(1));
+        assert_eq!(effective_grace(false, Some(30)), Some(30));
+        assert_eq!(effective_grace(false, None), None);
+    }
+
+    #[test]
+    fn eviction_body_is_policy_v1_with_camel_case_delete_options() {
+        assert_eq!(
+            eviction_body("hub-1", "prod", Some(0)),
+            json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                "metadata": {"name": "hub-1", "namespace": "prod"},
+                "deleteOptions": {"gracePeriodSeconds": 0}})
+        );
+        assert!(
+            eviction_body("hub-1", "prod", None)
+                .get("deleteOptions")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn many_outcomes_sum_up_and_the_first_failure_fails_the_op() {
+        let ok = summarize(
+            vec![
+                Each::Done("b".into()),
+                Each::Gone("c".into()),
+                Each::Done("a".into()),
+            ],
+            "deleted",
+            false,
+        )
+        .unwrap();
+        assert_eq!(ok, json!({"deleted": ["a", "b"], "already_gone": ["c"]}));
+        let err = summarize(
+            vec![
+                Each::Done("a".into()),
+                Each::Failed(
+                    "b".into(),
+                    OpError::failed("Error from server (Forbidden): no"),
+                ),
+                Each::Failed(
+                    "c".into(),
+                    OpError::failed("Error from server (Forbidden): no"),
+                ),
+            ],
+            "deleted",
+            false,
+        )
+        .unwrap_err();
+        match err {
+            OpError::Failed { message, result } => {
+                assert_eq!(
+                    message,
+                    "Error from server (Forbidden): no (and 1 more failures)"
+                );
+                let r = result.unwrap();
+                assert_eq!(r["deleted"], json!(["a"]));
+                assert_eq!(r["failed"].as_array().unwrap().len(), 2);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            summarize(
+                vec![Each::Failed("a".into(), OpError::Cancelled)],
+                "deleted",
+                false
+            ),
+            Err(OpError::Cancelled)
+        ));
+    }
+}

@@ -1,5 +1,5 @@
-//! Shared helpers of the kube provider tests (included with `#[path]`; as its own
-//! test target it holds no test).
+//! Shared helpers of the kube provider tests (a folder, so cargo does not build it
+//! as a test target of its own).
 #![allow(dead_code)]
 
 use std::path::Path;
