@@ -348,10 +348,7 @@ impl Provider for KubeProvider {
     ) -> Result<Resolved, OpError> {
         match op {
             OpRef::Kube(k) => self.resolve_kube(k, vars, defaults),
-            other => Err(OpError::Invalid(format!(
-                "the kube provider cannot run a `{}` operation",
-                other.provider()
-            ))),
+            other => Err(OpError::wrong_provider("kube", &other)),
         }
     }
 
@@ -361,8 +358,7 @@ impl Provider for KubeProvider {
         cx: &'a ExecCtx,
     ) -> BoxFuture<'a, Result<Value, OpError>> {
         Box::pin(async move {
-            let spec: KubeSpec = serde_json::from_value(op.op.clone())
-                .map_err(|e| OpError::Invalid(format!("not a resolved kube operation: {e}")))?;
+            let spec: KubeSpec = op.decode()?;
             self.run(&spec, cx).await
         })
     }
