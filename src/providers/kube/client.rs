@@ -101,9 +101,15 @@ fn context_error(opts: &KubeConnect, e: kube::config::KubeconfigError) -> KubeEr
     }
 }
 
+/// Added to the spacing of rate-limited requests; see [`RateLimiter`].
+pub const SPACING_MARGIN: Duration = Duration::from_millis(2);
+
 /// A client-side rate limit shared by every execution of one provider: requests are
-/// spaced `1/qps` apart (a token bucket holding one token), so no one-second window
-/// holds more than `qps + 1` requests. `qps == 0` means unlimited.
+/// spaced `1/qps` apart plus [`SPACING_MARGIN`] (a token bucket holding one token).
+/// Spaced exactly `1/qps` apart, the server could see `qps + 1` requests inside one
+/// second whenever the first of them was delivered a little late; the margin absorbs
+/// up to `qps × 2 ms` of such delivery jitter, so the server's own log shows at most
+/// `qps` requests in any second. `qps == 0` means unlimited.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     interval: Option<Duration>,
@@ -112,7 +118,8 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(qps: f64) -> RateLimiter {
-        let interval = (qps.is_finite() && qps > 0.0).then(|| Duration::from_secs_f64(1.0 / qps));
+        let interval = (qps.is_finite() && qps > 0.0)
+            .then(|| Duration::from_secs_f64(1.0 / qps) + SPACING_MARGIN);
         RateLimiter {
             interval,
             next: Arc::new(Mutex::new(None)),
