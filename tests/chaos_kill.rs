@@ -470,3 +470,65 @@ fn a_journal_cut_at_any_byte_reads_back_and_resume_or_postmortem_never_crash() {
         }
     }
 }
+
+#[test]
+fn empty_and_corrupt_journals_are_listed_and_resume_refuses_them_with_a_clear_error() {
+    let sys = Sys::new();
+    let runs = sys.state().join("runs");
+    for id in ["a-empty", "b-corrupt"] {
+        std::fs::create_dir_all(runs.join(id)).expect("a run dir");
+    }
+    // Killed while writing its first event; edited by hand in the middle.
+    std::fs::write(sys.journal("a-empty"), "").expect("writable temp dir");
+    let good = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journals/paused.ndjson"),
+    )
+    .expect("a fixture journal");
+    let mut lines: Vec<&str> = good.lines().collect();
+    lines.insert(1, "{not json");
+    std::fs::write(sys.journal("b-corrupt"), lines.join("\n") + "\n").expect("writable");
+
+    let list = sys.run(&["runs"]);
+    assert_eq!(list.status.code(), Some(0), "{}", text(&list));
+    let stdout = String::from_utf8_lossy(&list.stdout);
+    for id in ["a-empty", "b-corrupt"] {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(id))
+            .unwrap_or_else(|| panic!("runs lists {id}: {stdout}"));
+        assert!(line.contains("unreadable"), "{line}");
+        assert!(
+            !line.contains("-262143"),
+            "an unreadable run has no start time to show: {line}"
+        );
+    }
+
+    let empty = sys.run(&["resume", "a-empty", "--yes"]);
+    assert!(!crashed(&empty), "{}", text(&empty));
+    assert_eq!(empty.status.code(), Some(2), "{}", text(&empty));
+    assert!(
+        String::from_utf8_lossy(&empty.stderr).contains("journal is empty"),
+        "{}",
+        text(&empty)
+    );
+
+    let corrupt = sys.run(&["resume", "b-corrupt", "--yes"]);
+    assert!(
+        !crashed(&corrupt),
+        "a corrupt journal is bad input, not a bug in runbook: {}",
+        text(&corrupt)
+    );
+    assert_eq!(corrupt.status.code(), Some(2), "{}", text(&corrupt));
+    assert!(
+        String::from_utf8_lossy(&corrupt.stderr).contains("journal.ndjson:2: corrupt journal line"),
+        "the error names the file and line: {}",
+        text(&corrupt)
+    );
+    let pm = sys.run(&["postmortem", "b-corrupt"]);
+    assert!(!crashed(&pm), "{}", text(&pm));
+    assert!(
+        String::from_utf8_lossy(&pm.stderr).contains("journal.ndjson:2"),
+        "{}",
+        text(&pm)
+    );
+}
