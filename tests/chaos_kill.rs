@@ -262,6 +262,11 @@ fn kill_and_recover(seed: u64, from: From, delay: Duration) {
     if !finished {
         let out = sys.run(&["resume", id, "--yes"]);
         assert_eq!(out.status.code(), Some(0), "{ctx}: resume: {}", text(&out));
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("Kubernetes"),
+            "{ctx}: no cluster warning for a runbook without kube steps: {}",
+            text(&out)
+        );
     }
     let events: Vec<Event> = reader::read(&sys.journal(id))
         .unwrap_or_else(|e| panic!("{ctx}: the resumed run's journal reads back: {e}"))
