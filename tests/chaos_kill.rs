@@ -137,9 +137,8 @@ fn crashed(o: &Output) -> bool {
     o.status.code().is_none_or(|c| c == 70 || c == 101) || stderr.contains("panicked at")
 }
 
-/// Start `runbook run` and SIGKILL it `delay` after `from`.
-fn kill_after(sys: &Sys, from: From, delay: Duration) {
-    let args = sys.start_args();
+/// Start the binary with `args` and SIGKILL it `delay` after `from`.
+fn kill_after(sys: &Sys, args: &[String], from: From, delay: Duration) {
     let mut child = sys
         .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
         .stdout(Stdio::null())
@@ -199,12 +198,15 @@ fn unknown_effects(events: &[Event]) -> BTreeMap<String, usize> {
     m
 }
 
-/// Kill a run after `delay`, then check the journal, `runs`, `postmortem` and
+/// Kill a run after `delay` (and its first resume after `resume_kill`), then check the journal, `runs`, `postmortem` and
 /// `resume`, and count the side effects.
-fn kill_and_recover(seed: u64, from: From, delay: Duration) {
-    let ctx = format!("seed {seed} (kill {delay:?} after {from:?}; rerun with CHAOS_SEED={seed})");
+fn kill_and_recover(seed: u64, from: From, delay: Duration, resume_kill: Option<Duration>) {
+    let ctx = format!(
+        "seed {seed} (kill {delay:?} after {from:?}, then the resume after {resume_kill:?}; \
+         rerun with CHAOS_SEED={seed})"
+    );
     let sys = Sys::new();
-    kill_after(&sys, from, delay);
+    kill_after(&sys, &sys.start_args(), from, delay);
     // The killed process's shell children may still be finishing their sleep: they
     // can only add effects of ops whose result was not journaled (unknown), which
     // the checks below allow; waiting keeps them from racing with the resume.
@@ -259,6 +261,21 @@ fn kill_and_recover(seed: u64, from: From, delay: Duration) {
             ""
         }
     );
+    let mut finished = finished;
+    if let Some(d) = resume_kill.filter(|_| !finished) {
+        // Kill the resume too: the journal must survive a second crash.
+        let args: Vec<String> = ["resume", id, "--yes"].map(String::from).to_vec();
+        kill_after(&sys, &args, From::Spawn, d);
+        std::thread::sleep(Duration::from_millis(250));
+        let again = reader::read(&sys.journal(id))
+            .unwrap_or_else(|e| panic!("{ctx}: the journal reads back after two kills: {e}"));
+        finished = matches!(
+            again.records.last().map(|r| &r.event),
+            Some(Event::RunFinished { .. })
+        );
+        let pm = sys.run(&["postmortem", id]);
+        assert_eq!(pm.status.code(), Some(0), "{ctx}: {}", text(&pm));
+    }
     if !finished {
         let out = sys.run(&["resume", id, "--yes"]);
         assert_eq!(out.status.code(), Some(0), "{ctx}: resume: {}", text(&out));
@@ -381,7 +398,10 @@ fn a_run_killed_at_random_points_resumes_to_success_with_every_effect_once_or_re
             (From::JournalCreated, after_journal)
         };
         let delay = Duration::from_millis(rng.below(span.as_millis() as u64 * 11 / 10 + 1));
-        kill_and_recover(seed, from, delay);
+        // One kill in three also kills the first resume.
+        let resume_kill = (rng.below(3) == 0)
+            .then(|| Duration::from_millis(rng.below(total.as_millis() as u64 + 1)));
+        kill_and_recover(seed, from, delay, resume_kill);
     }
 }
 
