@@ -557,3 +557,108 @@ fn empty_and_corrupt_journals_are_listed_and_resume_refuses_them_with_a_clear_er
         text(&pm)
     );
 }
+
+/// An unfinished run's journal with whole lines dropped, duplicated or swapped: every
+/// line parses, the sequence is one no run produced. Resume must refuse it clearly or
+/// finish it, never crash or hang.
+#[test]
+fn resume_of_a_journal_with_lines_dropped_duplicated_or_swapped_never_crashes() {
+    let origin = Sys::new();
+    let args = origin.start_args();
+    let out = origin.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let ids = origin.run_ids();
+    let source = std::fs::read_to_string(origin.journal(&ids[0])).expect("the journal");
+    let lines: Vec<&str> = source.lines().collect();
+
+    for seed in seeds(200, 8) {
+        let mut rng = Rng(seed);
+        // A run cut short (as if killed) somewhere before its end, then tampered with.
+        let keep = 3 + rng.below(lines.len() as u64 - 3) as usize;
+        let mut mutated: Vec<&str> = lines[..keep].to_vec();
+        let mut what = vec![format!("first {keep} lines")];
+        for _ in 0..1 + rng.below(3) {
+            let n = mutated.len() as u64;
+            let i = 1 + rng.below(n - 1) as usize; // keep run_started
+            match rng.below(3) {
+                0 => {
+                    what.push(format!("drop {i}"));
+                    mutated.remove(i);
+                }
+                1 => {
+                    what.push(format!("duplicate {i}"));
+                    mutated.insert(i, mutated[i]);
+                }
+                _ if i + 1 < mutated.len() => {
+                    what.push(format!("swap {i}"));
+                    mutated.swap(i, i + 1);
+                }
+                _ => {}
+            }
+        }
+        let ctx = format!("seed {seed} ({}; CHAOS_SEED={seed})", what.join(", "));
+        // The copy's system is fixed already, as the original run left its own.
+        let copy = Sys::new();
+        for name in ["broken", "effects"] {
+            let _ = std::fs::remove_file(copy.path(name));
+        }
+        for name in ["repaired", "done-a", "done-b", "done-c", "done-d"] {
+            std::fs::write(copy.path(name), "").expect("writable temp dir");
+        }
+        let id = "20260101-000000-kill-0001";
+        let dir = copy.state().join("runs").join(id);
+        std::fs::create_dir_all(&dir).expect("a run dir");
+        let text_mutated = (mutated.join("\n") + "\n").replace(
+            &origin.dir.path().display().to_string(),
+            &copy.dir.path().display().to_string(),
+        );
+        std::fs::write(dir.join("journal.ndjson"), text_mutated).expect("a journal copy");
+
+        let mut child = copy
+            .cmd(&["resume", id, "--yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let t0 = Instant::now();
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("a waitable child") {
+                break s;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("{ctx}: resume hung");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+        }
+        let code = status.code();
+        eprintln!("{ctx}: resume exit {code:?}");
+        assert!(
+            !matches!(code, None | Some(70 | 101)) && !stderr.contains("panicked at"),
+            "{ctx}: resume crashed: {code:?}\n{stderr}"
+        );
+        assert!(
+            matches!(code, Some(0 | 1 | 2 | 5)),
+            "{ctx}: exit {code:?}\n{stderr}"
+        );
+        if code == Some(2) {
+            assert!(stderr.contains("error"), "{ctx}: a clear error: {stderr}");
+        } else {
+            let after = reader::read(&dir.join("journal.ndjson"))
+                .unwrap_or_else(|e| panic!("{ctx}: the journal reads back: {e}"));
+            assert!(
+                matches!(
+                    after.records.last().map(|r| &r.event),
+                    Some(Event::RunFinished { .. })
+                ),
+                "{ctx}: ends with run_finished\n{stderr}"
+            );
+        }
+        let pm = copy.run(&["postmortem", id]);
+        assert!(!crashed(&pm), "{ctx}: postmortem: {}", text(&pm));
+    }
+}
