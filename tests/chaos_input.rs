@@ -191,7 +191,10 @@ fn load_test_file(contents: &str) {
             shown.starts_with(&file.display().to_string()),
             "the error names the file: {shown}"
         );
-        assert!(e.line >= 1, "the error has a line: {shown}");
+        assert!(
+            e.line >= 1 || e.message.starts_with("cannot read"),
+            "the error has a line: {shown}"
+        );
     }
 }
 
@@ -614,4 +617,29 @@ proptest! {
             .expect("the default template renders any journal");
         prop_assert!(md.contains("## Timeline"), "{}", md);
     }
+}
+
+#[test]
+fn an_unreadable_scenario_or_test_file_is_named_without_a_made_up_line() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let scenario = dir.path().join("binary.scenario.yaml");
+    std::fs::write(&scenario, [0xff, 0xfe, 0x00, 0x9f]).expect("writable temp dir");
+    let Err(e) = Lab::from_scenario_file(&scenario) else {
+        panic!("a scenario that is not UTF-8 loaded");
+    };
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!("{}: cannot read", scenario.display())),
+        "the file is named, with no line 0: {shown}"
+    );
+
+    let rb = load(&repo("runbooks/hub-pvc-locked.yaml")).expect("the shipped runbook loads");
+    let test_file = dir.path().join("binary.test.yaml");
+    std::fs::write(&test_file, [0xff, 0xfe, 0x00, 0x9f]).expect("writable temp dir");
+    let e = spec::load(&test_file, &rb.runbook).expect_err("not UTF-8");
+    let shown = e.to_string();
+    assert!(
+        shown.starts_with(&format!("{}: error: cannot read", test_file.display())),
+        "the file is named, with no line 0: {shown}"
+    );
 }
