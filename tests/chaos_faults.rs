@@ -247,3 +247,24 @@ async fn a_persistent_forbidden_node_patch_fails_the_run_cleanly_at_that_step() 
     let md = postmortem_renders(&run);
     assert!(md.contains("Forbidden"), "the postmortem says why: {md}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unavailable_prometheus_at_the_first_check_ends_the_run_cleanly() {
+    let lab = seed_lab();
+    lab.inject_fault(ApiFault::new("/api/v1/query", 503, 1000));
+    let state = tempfile::tempdir().expect("a temp dir");
+    let run = run_seed(&lab, state.path()).await;
+    let ev = events(&run);
+    assert!(matches!(ev.last(), Some(Event::RunFinished { .. })));
+    // Nothing was changed on the cluster after the check could not run.
+    assert!(lab.requests().iter().all(|r| r.method == "GET"));
+    let errors = op_errors(&ev, "launch-rate");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("/api/v1/query") && e.contains("answered HTTP 503")),
+        "the error names the status: {errors:#?}"
+    );
+    assert_eq!(run.report.status, RunStatus::Failed);
+    postmortem_renders(&run);
+}
