@@ -155,6 +155,7 @@ pub fn resume(args: ResumeArgs, g: &Global) -> i32 {
     let state_dir = g.state_dir.clone();
     let run_id = args.run_id.clone();
     let kube_args = args.approval.kube.clone();
+    let kube_needed = run_uses_kube(&g.state_dir, &args.run_id);
     drive(&args.approval, move |cancel| async move {
         // The runbook is re-read by the engine from the journal; a cluster that
         // cannot be reached only matters if a kube step is still to run, and then
@@ -162,7 +163,9 @@ pub fn resume(args: ResumeArgs, g: &Global) -> i32 {
         let providers = match add_kube(providers.clone(), &kube_args, None, true).await {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("warning: {e}");
+                if kube_needed {
+                    eprintln!("warning: {e}");
+                }
                 providers
             }
         };
@@ -336,6 +339,20 @@ fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
             _ => Err(format!("`-p {p}`: write parameters as name=value")),
         })
         .collect()
+}
+
+/// Whether the run's runbook has kube steps (true when that cannot be told), so that
+/// resume warns about an unreachable cluster only when it matters.
+fn run_uses_kube(state_dir: &std::path::Path, run_id: &str) -> bool {
+    let j = crate::journal::reader::read(&engine::journal_path(state_dir, run_id));
+    let path = j
+        .ok()
+        .and_then(|j| crate::journal::replay::replay(&j.records).ok())
+        .map(|r| PathBuf::from(r.runbook.path));
+    match path.and_then(|p| crate::runbook::load(&p).ok()) {
+        Some(loaded) => uses_kube(&loaded.runbook),
+        None => true,
+    }
 }
 
 fn runbook_dir_of(state_dir: &std::path::Path, run_id: &str) -> Option<PathBuf> {

@@ -70,7 +70,12 @@ pub fn runs(args: RunsArgs, g: &Global) -> i32 {
             r.run_id,
             r.runbook,
             r.status,
-            r.started.format("%Y-%m-%d %H:%M:%S"),
+            // An unreadable journal has no start time (list_runs sorts it first).
+            if r.started == chrono::DateTime::<chrono::Utc>::MIN_UTC {
+                "-".to_string()
+            } else {
+                r.started.format("%Y-%m-%d %H:%M:%S").to_string()
+            },
             engine::human_duration(std::time::Duration::from_millis(r.duration_ms)),
         );
     }

@@ -122,7 +122,11 @@ pub(crate) async fn resume(
         return Err(EngineError::NoSuchRun(run_id.to_string()));
     }
     let _lock = RunLock::acquire(&run_dir, run_id)?;
-    let j = reader::read(&journal).map_err(|e| EngineError::Journal(e.to_string()))?;
+    // A corrupt line is bad input (an edited or damaged file), not a bug: exit 2.
+    let j = reader::read(&journal).map_err(|e| match e {
+        reader::ReadError::Corrupt { .. } => EngineError::Resume(e.to_string()),
+        reader::ReadError::Io { .. } => EngineError::Journal(e.to_string()),
+    })?;
     let r = replay::replay(&j.records).map_err(|e| EngineError::Resume(e.to_string()))?;
     if let Some(s) = r.status
         && !matches!(s, RunStatus::Paused | RunStatus::Aborted)

@@ -149,13 +149,23 @@ fn one() -> u32 {
 
 /// A scenario that could not be loaded: where, what, and what to do about it.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{path}:{line}:{column}: {message}{}", hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
+#[error("{}: {message}{}", location(path, *line, *column), hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default())]
 pub struct ScenarioError {
     pub path: String,
     pub line: u64,
     pub column: u64,
     pub message: String,
     pub hint: Option<String>,
+}
+
+/// `path:line:column`, or only the path when there is no line (the file could not be
+/// read): a made-up `:0:0` would send an editor to nowhere.
+fn location(path: &str, line: u64, column: u64) -> String {
+    if line == 0 {
+        path.to_string()
+    } else {
+        format!("{path}:{line}:{column}")
+    }
 }
 
 /// A checked scenario: objects with their kind resolved, faults with their offsets.

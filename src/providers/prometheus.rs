@@ -70,12 +70,22 @@ impl Provider for Prometheus {
                 )));
             };
             if body["status"] != "success" {
-                return Err(OpError::Failed {
-                    message: format!(
-                        "query failed: {} {}",
-                        body["errorType"].as_str().unwrap_or("error"),
-                        body["error"].as_str().unwrap_or("")
+                let message = match (body["errorType"].as_str(), body["error"].as_str()) {
+                    (Some(kind), Some(error)) => format!("query failed: {kind} {error}"),
+                    // Not Prometheus' error format (a proxy or load balancer answered,
+                    // e.g. a 503): the HTTP status is all there is to go on.
+                    _ => format!(
+                        "query failed: {url} answered HTTP {}{}",
+                        resp["status"],
+                        body["message"]
+                            .as_str()
+                            .or(body["error"].as_str())
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
                     ),
+                };
+                return Err(OpError::Failed {
+                    message,
                     result: Some(body.clone()),
                 });
             }

@@ -79,7 +79,7 @@ pub struct Expect {
 
 /// A test file that cannot be used, with its location.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{path}:{line}:{column}: error: {message}")]
+#[error("{}: error: {message}", if *line == 0 { path.clone() } else { format!("{path}:{line}:{column}") })]
 pub struct SpecError {
     pub path: String,
     pub line: u64,
