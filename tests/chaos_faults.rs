@@ -162,6 +162,13 @@ async fn forbidden_pod_deletes_fail_both_delete_rungs_and_the_ladder_escalates_p
             "the ladder escalated from {rung}: {escalations:#?}"
         );
     }
+    // The reason for escalating names the refusal, not only the failed verification.
+    assert!(
+        ev.iter().any(|e| matches!(e,
+            Event::Escalated { from, reason, .. }
+                if from == "delete-hub-pods" && reason.contains("Forbidden"))),
+        "the escalation says why the rung failed"
+    );
     // Each delete rung's op_finished carries kubectl's words for the refused call.
     for rung in ["delete-hub-pods", "force-delete-lost-pods"] {
         assert!(

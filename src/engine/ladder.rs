@@ -225,6 +225,7 @@ impl Engine<'_> {
             }
             done_items = p.ok_items(Some(rung_id));
         }
+        let mut op_errors: Vec<String> = Vec::new();
         if let OpRef::Manual(text) = op {
             let instruction = match self.render(text) {
                 Ok(t) => t,
@@ -286,11 +287,18 @@ impl Engine<'_> {
                     errors.join("; ")
                 ));
             }
+            op_errors = errors;
         }
         match self.verify(step, Some(rung_id), v, within, false).await? {
             Verdict::Holds => Ok(RungEnd::Fixed),
-            Verdict::Fails(d) => Ok(RungEnd::NotFixed(format!(
+            // The escalation's reason carries the rung's own errors too: "Forbidden" is
+            // why a delete did not free the volume, not only that the check still fails.
+            Verdict::Fails(d) if op_errors.is_empty() => Ok(RungEnd::NotFixed(format!(
                 "verification after {rung_id}: {d}"
+            ))),
+            Verdict::Fails(d) => Ok(RungEnd::NotFixed(format!(
+                "{rung_id} failed ({}); verification after it: {d}",
+                op_errors.join("; ")
             ))),
             Verdict::Aborted => Ok(RungEnd::Aborted("aborted by operator".into())),
         }
