@@ -101,35 +101,70 @@ fn context_error(opts: &KubeConnect, e: kube::config::KubeconfigError) -> KubeEr
     }
 }
 
-/// Added to the spacing of rate-limited requests; see [`RateLimiter`].
-pub const SPACING_MARGIN: Duration = Duration::from_millis(2);
-
-/// A client-side rate limit shared by every execution of one provider: requests are
-/// spaced `1/qps` apart plus [`SPACING_MARGIN`] (a token bucket holding one token).
-/// Spaced exactly `1/qps` apart, the server could see `qps + 1` requests inside one
-/// second whenever the first of them was delivered a little late; the margin absorbs
-/// up to `qps × 2 ms` of such delivery jitter, so the server's own log shows at most
-/// `qps` requests in any second. `qps == 0` means unlimited.
+/// A client-side rate limit shared by every execution of one provider (every
+/// `for_each` item, every object of a selector delete). `qps == 0` means unlimited.
+///
+/// Two rules together:
+/// - requests are spaced `1/qps` apart (a token bucket holding one token), so the
+///   rate is smooth;
+/// - at most `max(1, floor(qps))` requests are *in the window*: a request takes a
+///   permit before it is sent and gives it back one second after its answer came.
+///
+/// The second rule is what makes the limit hold where it is measured, at the server:
+/// a request arrives at the server between its sending and its answer, so two
+/// requests that share a permit arrive more than a second apart, whatever the
+/// delivery jitter of a loaded machine. Spacing alone let the server see `qps + 1`
+/// requests in one second whenever the first was delivered late.
 #[derive(Debug, Clone)]
 pub struct RateLimiter {
     interval: Option<Duration>,
     next: Arc<Mutex<Option<Instant>>>,
+    window: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// Held while a rate-limited request is in flight; [`Permit::answered`] returns it
+/// to the window one second later.
+#[derive(Debug)]
+pub struct Permit(Option<tokio::sync::OwnedSemaphorePermit>);
+
+impl Permit {
+    /// The request was answered (or failed): its slot frees up in one second.
+    pub fn answered(self) {
+        if let Some(permit) = self.0 {
+            // The task only sleeps and drops the permit; if the runtime shuts down
+            // first, the permit is dropped with it, which is what we want.
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                drop(permit);
+            });
+        }
+    }
 }
 
 impl RateLimiter {
     pub fn new(qps: f64) -> RateLimiter {
-        let interval = (qps.is_finite() && qps > 0.0)
-            .then(|| Duration::from_secs_f64(1.0 / qps) + SPACING_MARGIN);
+        let limited = qps.is_finite() && qps > 0.0;
         RateLimiter {
-            interval,
+            interval: limited.then(|| Duration::from_secs_f64(1.0 / qps)),
             next: Arc::new(Mutex::new(None)),
+            window: limited.then(|| {
+                let permits = (qps.floor() as usize).clamp(1, tokio::sync::Semaphore::MAX_PERMITS);
+                Arc::new(tokio::sync::Semaphore::new(permits))
+            }),
         }
     }
 
-    /// Reserve the next free slot and sleep until it; `Cancelled` if `cx` fires first.
-    pub async fn acquire(&self, cx: &ExecCtx) -> Result<(), OpError> {
-        let Some(interval) = self.interval else {
-            return Ok(());
+    /// Wait for a permit in the window and for the next free slot; `Cancelled` if
+    /// `cx` fires first.
+    pub async fn acquire(&self, cx: &ExecCtx) -> Result<Permit, OpError> {
+        let (Some(interval), Some(window)) = (self.interval, &self.window) else {
+            return Ok(Permit(None));
+        };
+        let permit = tokio::select! {
+            p = Arc::clone(window).acquire_owned() => {
+                p.map_err(|_| OpError::Invalid("the rate limiter was closed".into()))?
+            }
+            _ = cx.cancel.cancelled() => return Err(OpError::Cancelled),
         };
         let slot = {
             let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
@@ -139,7 +174,7 @@ impl RateLimiter {
             slot
         };
         tokio::select! {
-            _ = tokio::time::sleep_until(slot.into()) => Ok(()),
+            _ = tokio::time::sleep_until(slot.into()) => Ok(Permit(Some(permit))),
             _ = cx.cancel.cancelled() => Err(OpError::Cancelled),
         }
     }
@@ -245,8 +280,10 @@ impl Transport {
         let mut waited = Duration::ZERO;
         let mut attempt = 1;
         loop {
-            self.limiter.acquire(cx).await?;
-            let (resp, retry_after) = self.once(req, cx).await?;
+            let permit = self.limiter.acquire(cx).await?;
+            let answer = self.once(req, cx).await;
+            permit.answered();
+            let (resp, retry_after) = answer?;
             let retryable =
                 resp.status == 429 || (resp.status >= 500 && req.idempotent && resp.status != 501);
             if !retryable || attempt >= self.retry.attempts.max(1) {
@@ -466,6 +503,27 @@ mod tests {
         // 6 requests at 50/s: the first at once, then 5 × 20 ms.
         assert!(
             start.elapsed() >= Duration::from_millis(95),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_permit_returns_to_the_window_one_second_after_its_answer() {
+        // 2 qps: two requests may be in the window. The first is answered late
+        // (after 800 ms), so the third waits until a second after that answer,
+        // later than the 1/qps spacing alone (1 s) would let it go.
+        let rl = RateLimiter::new(2.0);
+        let cx = ExecCtx::new(Value::Null);
+        let start = Instant::now();
+        let first = rl.acquire(&cx).await.unwrap();
+        let second = rl.acquire(&cx).await.unwrap();
+        second.answered();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        first.answered();
+        rl.acquire(&cx).await.unwrap().answered();
+        assert!(
+            start.elapsed() >= Duration::from_millis(1500),
             "{:?}",
             start.elapsed()
         );
