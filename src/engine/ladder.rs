@@ -191,25 +191,7 @@ impl Engine<'_> {
                 .iter()
                 .any(|(r, o)| r.as_deref() == Some(rung_id) && *o == Outcome::Ok);
             let ran = !p.ok_items(Some(rung_id)).is_empty() || manual_done;
-            for key in &unknown {
-                let mut s = scope(step, Some(rung_id.to_string()));
-                s.item = key.item;
-                self.rec.emit(
-                    Event::OpFinished {
-                        scope: s,
-                        attempt: 0,
-                        outcome: Outcome::Unknown,
-                        duration_ms: 0,
-                        result: None,
-                        error: Some(
-                            "the run stopped before this operation's result was journaled".into(),
-                        ),
-                        output_file: None,
-                        calls: Vec::new(),
-                    },
-                    true,
-                )?;
-            }
+            self.journal_unknown(step, Some(rung_id), &unknown)?;
             if unknown.is_empty() && ran {
                 // It ran to the end; the process stopped while verifying: verify
                 // again for the rung's full `within`.

@@ -360,20 +360,15 @@ impl Engine<'_> {
             .unwrap_or(Gate::Approve)
     }
 
-    /// On resume: operations of this step (or rung) whose outcome the journal does not
-    /// know are journaled as `unknown`, then the verification runs once. If it holds,
-    /// the step is done without running anything again.
-    pub(super) async fn reverify_unknown(
+    /// Journal, for each operation the process stopped in the middle of, that its
+    /// outcome is unknown (resume then re-verifies before retrying anything).
+    pub(super) fn journal_unknown(
         &mut self,
         step: &Step,
-        prior: &StepReplay,
         rung: Option<&str>,
-    ) -> Result<Option<End>, EngineError> {
-        let unknown = prior.unknown_ops(rung);
-        if unknown.is_empty() {
-            return Ok(None);
-        }
-        for key in &unknown {
+        unknown: &[crate::journal::replay::OpKey],
+    ) -> Result<(), EngineError> {
+        for key in unknown {
             let mut s = scope(step, rung.map(str::to_string));
             s.item = key.item;
             self.rec.emit(
@@ -392,6 +387,23 @@ impl Engine<'_> {
                 true,
             )?;
         }
+        Ok(())
+    }
+
+    /// On resume: operations of this step (or rung) whose outcome the journal does not
+    /// know are journaled as `unknown`, then the verification runs once. If it holds,
+    /// the step is done without running anything again.
+    pub(super) async fn reverify_unknown(
+        &mut self,
+        step: &Step,
+        prior: &StepReplay,
+        rung: Option<&str>,
+    ) -> Result<Option<End>, EngineError> {
+        let unknown = prior.unknown_ops(rung);
+        if unknown.is_empty() {
+            return Ok(None);
+        }
+        self.journal_unknown(step, rung, &unknown)?;
         self.printer.line(&format!(
             "? {}: {} operation(s) have an unknown outcome (the run stopped mid-action)",
             step.id.value,
