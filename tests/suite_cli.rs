@@ -23,6 +23,13 @@ fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `runbook test PATH` with its own state dir: the exit code and stdout.
+fn runbook_test(path: &str) -> (Option<i32>, String) {
+    let state = tempfile::tempdir().unwrap();
+    let out = runbook(state.path()).args(["test", path]).output().unwrap();
+    (out.status.code(), stdout_of(&out))
+}
+
 #[test]
 fn every_shipped_runbook_passes_its_tests() {
     let state = tempfile::tempdir().unwrap();
@@ -56,13 +63,8 @@ fn every_shipped_runbook_passes_its_tests() {
 
 #[test]
 fn a_runbook_without_the_force_delete_rung_fails_against_the_seed() {
-    let state = tempfile::tempdir().unwrap();
-    let out = runbook(state.path())
-        .args(["test", "tests/fixtures/runbooks/hub-no-force-delete.yaml"])
-        .output()
-        .unwrap();
-    let text = stdout_of(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = runbook_test("tests/fixtures/runbooks/hub-no-force-delete.yaml");
+    assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("FAIL  hub-no-force-delete"), "{text}");
     assert!(
         text.contains("status: expected succeeded, got failed"),
@@ -77,13 +79,8 @@ fn a_runbook_without_the_force_delete_rung_fails_against_the_seed() {
 
 #[test]
 fn a_runbook_that_deletes_prometheus_without_checking_its_volume_fails_on_data_loss() {
-    let state = tempfile::tempdir().unwrap();
-    let out = runbook(state.path())
-        .args(["test", "tests/fixtures/runbooks/prometheus-careless.yaml"])
-        .output()
-        .unwrap();
-    let text = stdout_of(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let (code, text) = runbook_test("tests/fixtures/runbooks/prometheus-careless.yaml");
+    assert_eq!(code, Some(1), "{text}");
     assert!(
         text.contains(
             "data was lost, expected none: prod/prometheus-server-5d8c7b9f4-q2w7r volume data"

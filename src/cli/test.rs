@@ -95,10 +95,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
 }
 
 fn print_result(r: &CaseResult) {
-    let status = r
-        .status
-        .map(suite::runner::status_name)
-        .unwrap_or("did not run");
+    let status = r.status.map(|s| s.as_str()).unwrap_or("did not run");
     let cluster = crate::runbook::model::Duration(std::time::Duration::from_secs(
         r.cluster_secs.max(0) as u64,
     ));

@@ -133,7 +133,7 @@ pub(crate) async fn resume(
     {
         return Err(EngineError::Finished(
             run_id.to_string(),
-            super::state::status_word(s).to_string(),
+            s.as_str().to_string(),
         ));
     }
     let path = PathBuf::from(&r.runbook.path);
@@ -346,7 +346,7 @@ impl Engine<'_> {
             true,
         )?;
         self.rec.sync()?;
-        let word = super::state::status_word(status).replace('_', " ");
+        let word = status.as_str().replace('_', " ");
         self.printer.line(&format!(
             "run {} {word} in {}{}",
             self.run_id,

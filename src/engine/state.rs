@@ -111,7 +111,7 @@ pub fn list_runs(state_dir: &Path) -> Result<Vec<RunSummary>, EngineError> {
         {
             Ok(r) => {
                 let status = match r.status {
-                    Some(s) => status_word(s).to_string(),
+                    Some(s) => s.as_str().to_string(),
                     None if is_locked(&dir) => "running".into(),
                     None => "interrupted".into(),
                 };
@@ -141,15 +141,4 @@ pub fn list_runs(state_dir: &Path) -> Result<Vec<RunSummary>, EngineError> {
     }
     out.sort_by(|a, b| a.started.cmp(&b.started).then(a.run_id.cmp(&b.run_id)));
     Ok(out)
-}
-
-pub(crate) fn status_word(s: crate::journal::event::RunStatus) -> &'static str {
-    use crate::journal::event::RunStatus::*;
-    match s {
-        Succeeded => "succeeded",
-        Failed => "failed",
-        Aborted => "aborted",
-        NotApplicable => "not_applicable",
-        Paused => "paused",
-    }
 }

@@ -147,6 +147,28 @@ impl Engine<'_> {
 
     // ----- checks ---------------------------------------------------------------
 
+    /// Run a step's own prepared operations with the step's `for_each`, concurrency,
+    /// timeout and retry settings.
+    async fn execute_step(
+        &self,
+        step: &Step,
+        prepared: Vec<super::ops::Prepared>,
+        done_items: &[Option<usize>],
+    ) -> Result<(Value, Vec<String>), EngineError> {
+        self.execute_all(
+            prepared,
+            step.for_each.is_some(),
+            concurrency(
+                step.concurrency.as_deref().copied(),
+                self.opts.default_concurrency,
+            ),
+            timeout(step),
+            step.retry.as_ref(),
+            done_items,
+        )
+        .await
+    }
+
     pub(super) async fn check(&mut self, step: &Step) -> Result<(End, Value), EngineError> {
         let Some(op) = step.op() else {
             return Ok((failed("the check has no operation".into()), Value::Null));
@@ -156,19 +178,7 @@ impl Engine<'_> {
             Ok(p) => p,
             Err(e) => return Ok((failed(e), Value::Null)),
         };
-        let (result, errors) = self
-            .execute_all(
-                prepared,
-                step.for_each.is_some(),
-                concurrency(
-                    step.concurrency.as_deref().copied(),
-                    self.opts.default_concurrency,
-                ),
-                timeout(step),
-                step.retry.as_ref(),
-                &[],
-            )
-            .await?;
+        let (result, errors) = self.execute_step(step, prepared, &[]).await?;
         if self.cancel.is_cancelled() {
             return Ok((End::Aborted("aborted by operator".into()), result));
         }
@@ -312,19 +322,7 @@ impl Engine<'_> {
             }
             Pass::Abort(r) => return Ok((End::Aborted(r), Value::Null)),
         }
-        let (result, errors) = self
-            .execute_all(
-                prepared,
-                step.for_each.is_some(),
-                concurrency(
-                    step.concurrency.as_deref().copied(),
-                    self.opts.default_concurrency,
-                ),
-                timeout(step),
-                step.retry.as_ref(),
-                &done_items,
-            )
-            .await?;
+        let (result, errors) = self.execute_step(step, prepared, &done_items).await?;
         if self.cancel.is_cancelled() {
             return Ok((End::Aborted("aborted by operator".into()), result));
         }

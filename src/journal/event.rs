@@ -145,6 +145,19 @@ pub enum RunStatus {
     Paused,
 }
 
+impl RunStatus {
+    /// The status as the journal writes it (`not_applicable`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Aborted => "aborted",
+            RunStatus::NotApplicable => "not_applicable",
+            RunStatus::Paused => "paused",
+        }
+    }
+}
+
 /// Everything that can happen in a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]

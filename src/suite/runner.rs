@@ -163,8 +163,8 @@ fn check_outcome(case: &Case, report: &RunReport, lab: &Lab, failures: &mut Vec<
     if report.status != expect.status {
         failures.push(format!(
             "status: expected {}, got {}",
-            status_name(expect.status),
-            status_name(report.status)
+            expect.status.as_str(),
+            report.status.as_str()
         ));
     }
     let journal = match reader::read(&report.journal) {
@@ -250,14 +250,4 @@ pub fn cluster_vars(lab: &Lab) -> Value {
     let losses = serde_json::to_value(lab.data_losses()).unwrap_or(Value::Array(Vec::new()));
     vars.insert("data_losses".to_string(), losses);
     Value::Object(vars)
-}
-
-pub fn status_name(s: RunStatus) -> &'static str {
-    match s {
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Aborted => "aborted",
-        RunStatus::NotApplicable => "not_applicable",
-        RunStatus::Paused => "paused",
-    }
 }
