@@ -537,6 +537,21 @@ fn empty_and_corrupt_journals_are_listed_and_resume_refuses_them_with_a_clear_er
         text(&empty)
     );
 
+    let before = std::fs::read(sys.journal("a-empty")).expect("the empty journal");
+    let note = sys.run(&["note", "a-empty", "paged storage"]);
+    assert!(!crashed(&note), "{}", text(&note));
+    assert_eq!(note.status.code(), Some(2), "{}", text(&note));
+    assert!(
+        String::from_utf8_lossy(&note.stderr).contains("has no events"),
+        "{}",
+        text(&note)
+    );
+    assert_eq!(
+        std::fs::read(sys.journal("a-empty")).expect("the empty journal"),
+        before,
+        "a note is not the first event of a run"
+    );
+
     let corrupt = sys.run(&["resume", "b-corrupt", "--yes"]);
     assert!(
         !crashed(&corrupt),
@@ -551,6 +566,12 @@ fn empty_and_corrupt_journals_are_listed_and_resume_refuses_them_with_a_clear_er
     );
     let pm = sys.run(&["postmortem", "b-corrupt"]);
     assert!(!crashed(&pm), "{}", text(&pm));
+    assert_eq!(
+        pm.status.code(),
+        Some(2),
+        "bad input, as for resume: {}",
+        text(&pm)
+    );
     assert!(
         String::from_utf8_lossy(&pm.stderr).contains("journal.ndjson:2"),
         "{}",
@@ -645,6 +666,19 @@ fn resume_of_a_journal_with_lines_dropped_duplicated_or_swapped_never_crashes() 
             matches!(code, Some(0 | 1 | 2 | 5)),
             "{ctx}: exit {code:?}\n{stderr}"
         );
+        // A line dropped from the middle, repeated or swapped breaks the gapless
+        // numbering: resume must refuse that journal rather than guess what ran.
+        let tampered = mutated
+            .iter()
+            .enumerate()
+            .any(|(i, l)| !l.starts_with(&format!("{{\"seq\":{},", i + 1)));
+        if tampered {
+            assert_eq!(code, Some(2), "{ctx}: resume refuses it\n{stderr}");
+            assert!(
+                stderr.contains("journal.ndjson:") && stderr.contains("edited or damaged"),
+                "{ctx}: names the line: {stderr}"
+            );
+        }
         if code == Some(2) {
             assert!(stderr.contains("error"), "{ctx}: a clear error: {stderr}");
         } else {

@@ -51,6 +51,17 @@ fn unknown_field_and_bad_durations_are_rejected() {
         .err()
         .expect("rejected");
     assert!(e.to_string().contains("faultz"), "{e}");
+    // One position, printed once, and no snippet of an unnamed `<input>`.
+    assert_eq!((e.line, e.column), (3, 1), "{e}");
+    assert!(
+        e.message
+            .starts_with("unknown field `faultz`, expected one of"),
+        "{e}"
+    );
+    assert!(
+        !e.to_string().contains("line 3 column 1") && !e.to_string().contains("<input>"),
+        "{e}"
+    );
     let e = Lab::from_scenario_str(
         "version: 1\nname: x\nfaults:\n  - at: 5x\n    node_lost: { node: n }\n",
     )

@@ -99,7 +99,7 @@ fn an_unreadable_journal_is_an_error_naming_the_file() {
     postmortem(st.path())
         .arg("broken")
         .assert()
-        .code(1)
+        .code(2)
         .stderr(predicate::str::contains(
             "journal.ndjson:1: corrupt journal line",
         ));

@@ -365,6 +365,88 @@ fn ctrl_c_during_a_long_step_aborts_with_exit_4_and_a_journal_that_says_so() {
 }
 
 #[test]
+fn a_second_ctrl_c_exits_at_once_and_leaves_a_resumable_run() {
+    let sys = Sys::new();
+    let file = fixture("stubborn-fix.yaml");
+    let mut child = sys
+        .cmd(&["run", file.to_str().unwrap(), "-p", &sys.dir_param()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    wait_for(&sys.path("started"), Duration::from_secs(20));
+    let id = sys.only_run();
+    // The first Ctrl-C: wait until the runner says it is stopping the step.
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (said, heard) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("aborting") {
+                let _ = said.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    signal(&child, libc::SIGINT);
+    heard
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the first Ctrl-C is acknowledged");
+    // The step's group is killed, but its grandchild holds the output pipe for up to
+    // two seconds: the second Ctrl-C does not wait for that.
+    signal(&child, libc::SIGINT);
+    let status = wait_exit(&mut child, Duration::from_secs(10));
+    let said = reader.join().expect("the stderr reader");
+    if let Ok(pid) = std::fs::read_to_string(sys.path("orphan"))
+        && let Ok(pid) = pid.trim().parse::<i32>()
+    {
+        // SAFETY: killing the test's own leftover grandchild.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    assert_eq!(status.code(), Some(4), "{said}");
+    // The step's own process group died with the first Ctrl-C.
+    let member = std::fs::read_to_string(sys.path("member")).expect("the member's pid");
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{}/stat", member.trim()))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+    };
+    let t0 = Instant::now();
+    while alive() && t0.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!alive(), "the step's grandchild {member} outlived the run");
+    let ev = sys.events(&id);
+    assert!(
+        !ev.iter().any(|e| matches!(e, Event::RunFinished { .. })),
+        "exited at once, before the step wound down: {ev:?}"
+    );
+
+    // What was journaled reads back, and the run resumes: the fix's start is
+    // journaled and its result is not, so it is re-verified, not run again.
+    let out = sys.run(&["resume", &id, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("unknown outcome"),
+        "{}",
+        text(&out)
+    );
+    let fix_starts = sys
+        .events(&id)
+        .iter()
+        .filter(|e| matches!(e, Event::OpStarted { op, .. } if !op.scope.verification))
+        .count();
+    assert_eq!(fix_starts, 1, "the fix is not run a second time");
+}
+
+#[test]
 fn an_invalid_runbook_never_starts() {
     let sys = Sys::new();
     let file = fixture("invalid.yaml");

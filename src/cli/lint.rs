@@ -127,10 +127,13 @@ pub fn run(args: Args, _g: &Global) -> i32 {
 
     let mut results: Vec<(PathBuf, String, Vec<Diagnostic>)> = Vec::new();
     for file in &files {
-        match std::fs::read_to_string(file) {
-            Ok(source) => {
+        match runbook::read_source(file) {
+            Ok(runbook::Source::Text(source)) => {
                 let diags = runbook::lint_str(&source);
                 results.push((file.clone(), source, diags));
+            }
+            Ok(runbook::Source::NotUtf8 { lossy, diagnostic }) => {
+                results.push((file.clone(), lossy, vec![diagnostic]));
             }
             Err(e) => {
                 let d = Diagnostic::error(

@@ -231,24 +231,10 @@ where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<RunReport, engine::EngineError>>,
 {
-    let rt = super::runtime();
+    let rt = super::engine_runtime();
     let cancel = CancellationToken::new();
-    let result = rt.block_on(async {
-        let c = cancel.clone();
-        let watcher = tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_err() {
-                return;
-            }
-            eprintln!("\naborting: stopping the running step (Ctrl-C again to exit at once)");
-            c.cancel();
-            if tokio::signal::ctrl_c().await.is_ok() {
-                std::process::exit(exit::ABORTED);
-            }
-        });
-        let r = f(cancel.clone()).await;
-        watcher.abort();
-        r
-    });
+    watch_ctrl_c(cancel.clone());
+    let result = rt.block_on(f(cancel.clone()));
     // A prompt blocked on stdin must not keep the process alive.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
@@ -277,6 +263,35 @@ where
             eprintln!("error: {e}");
             e.exit_code()
         }
+    }
+}
+
+/// Ctrl-C, watched on a thread of its own so that it is heard even while the engine's
+/// thread is inside a blocking call (an fsync on a hung disk, a slow write to a pipe):
+/// the first cancels the running step, a second exits at once.
+fn watch_ctrl_c(cancel: CancellationToken) {
+    let spawned = std::thread::Builder::new()
+        .name("ctrl-c".into())
+        .spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    return;
+                }
+                eprintln!("\naborting: stopping the running step (Ctrl-C again to exit at once)");
+                cancel.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(exit::ABORTED);
+                }
+            });
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot watch for Ctrl-C: {e}");
     }
 }
 

@@ -96,6 +96,22 @@ pub fn note(args: NoteArgs, g: &Global) -> i32 {
         eprintln!("error: the note is empty");
         return exit::USAGE;
     }
+    // A note belongs to a run: a journal that does not begin with the run's start
+    // (killed before its first event, or not a journal) gets none.
+    match crate::journal::reader::read(&path) {
+        Ok(j) if j.records.is_empty() => {
+            eprintln!(
+                "error: run {} has no events (it was stopped before it started); there is no run to add a note to",
+                args.run_id
+            );
+            return exit::USAGE;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    }
     let by = args
         .operator
         .or_else(|| std::env::var("USER").ok())

@@ -33,6 +33,10 @@ pub(super) fn op_text(op: OpRef<'_>) -> String {
     .unwrap_or_default()
 }
 
+/// How long a cancelled operation gets to wind down (longer than the shell
+/// provider's wait for a killed program's pipes to close).
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
 impl Engine<'_> {
     /// Resolve an operation, once or per `for_each` item, into planned operations.
     pub(super) fn prepare(
@@ -252,9 +256,16 @@ impl Engine<'_> {
         };
         let started = std::time::Instant::now();
         let fut = provider.execute(&p.resolved, &cx);
+        tokio::pin!(fut);
         let r = tokio::select! {
-            r = fut => r,
-            () = self.cancel.cancelled() => Err(OpError::Cancelled),
+            r = &mut fut => r,
+            // The provider sees the same cancellation and winds down itself (a shell
+            // command's whole process group is killed, a request dropped): let it,
+            // rather than drop it half-way and leave grandchildren running. One that
+            // does not answer in time is dropped.
+            () = self.cancel.cancelled() => tokio::time::timeout(CANCEL_GRACE, &mut fut)
+                .await
+                .unwrap_or(Err(OpError::Cancelled)),
         };
         let r = match (r, t) {
             // A provider that ignored its timeout still reports it as one.

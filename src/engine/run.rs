@@ -127,6 +127,14 @@ pub(crate) async fn resume(
         reader::ReadError::Corrupt { .. } => EngineError::Resume(e.to_string()),
         reader::ReadError::Io { .. } => EngineError::Journal(e.to_string()),
     })?;
+    if let Some((line, what)) = &j.seq_fault {
+        // Lines were removed, repeated or reordered: what ran cannot be told, so
+        // continuing could repeat a side effect. The postmortem still renders it.
+        return Err(EngineError::Resume(format!(
+            "{}:{line}: {what}; the journal was edited or damaged, so what already ran cannot be told. Start a new run (`runbook postmortem {run_id}` still renders this one)",
+            journal.display()
+        )));
+    }
     let r = replay::replay(&j.records).map_err(|e| EngineError::Resume(e.to_string()))?;
     if let Some(s) = r.status
         && !matches!(s, RunStatus::Paused | RunStatus::Aborted)

@@ -15,6 +15,10 @@ pub struct Journal {
     pub records: Vec<Record>,
     /// The last line was incomplete or unparsable and was ignored.
     pub torn_tail: bool,
+    /// The first place where `seq` is not the gapless 1, 2, 3 … every writer keeps:
+    /// the 1-based line and what is wrong. Only an edited or damaged file has one;
+    /// the renderer shows it as a warning, `resume` refuses to continue such a run.
+    pub seq_fault: Option<(usize, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +62,13 @@ pub fn parse(bytes: &[u8]) -> Result<Journal, (usize, String)> {
             continue;
         }
         match serde_json::from_slice::<Record>(line) {
-            Ok(record) => journal.records.push(record),
+            Ok(record) => {
+                let expected = journal.records.last().map_or(1, |r| r.seq + 1);
+                if record.seq != expected && journal.seq_fault.is_none() {
+                    journal.seq_fault = Some((i + 1, seq_fault(expected, record.seq)));
+                }
+                journal.records.push(record);
+            }
             // A final line that is complete but unparsable is also a torn write when
             // nothing follows it (a crash between write and fsync can leave garbage).
             Err(_) if i + 1 == last && tail.is_empty() => journal.torn_tail = true,
@@ -69,6 +79,15 @@ pub fn parse(bytes: &[u8]) -> Result<Journal, (usize, String)> {
         journal.torn_tail = true;
     }
     Ok(journal)
+}
+
+fn seq_fault(expected: u64, found: u64) -> String {
+    let what = if found > expected {
+        format!("events {expected}..{} are missing", found - 1)
+    } else {
+        "an event is repeated or out of order".to_owned()
+    };
+    format!("event {found} where event {expected} was expected: {what}")
 }
 
 #[cfg(test)]
@@ -108,5 +127,27 @@ mod tests {
         let text = format!("{NOTE}\nnot json\n{NOTE}\n");
         let (line, _) = parse(text.as_bytes()).unwrap_err();
         assert_eq!(line, 2);
+    }
+
+    #[test]
+    fn a_gap_or_a_repeat_in_seq_is_reported_with_its_line() {
+        let two = NOTE.replace("\"seq\":1", "\"seq\":2");
+        let three = NOTE.replace("\"seq\":1", "\"seq\":3");
+        let j = parse(format!("{NOTE}\n{two}\n{three}\n").as_bytes()).unwrap();
+        assert_eq!(j.seq_fault, None);
+
+        let j = parse(format!("{NOTE}\n{three}\n").as_bytes()).unwrap();
+        assert_eq!(j.records.len(), 2, "the records are still read");
+        let (line, msg) = j.seq_fault.unwrap();
+        assert_eq!(line, 2);
+        assert!(msg.contains("events 2..2 are missing"), "{msg}");
+
+        let j = parse(format!("{NOTE}\n{two}\n{two}\n").as_bytes()).unwrap();
+        let (line, msg) = j.seq_fault.unwrap();
+        assert_eq!(line, 3);
+        assert!(msg.contains("repeated or out of order"), "{msg}");
+
+        let j = parse(format!("{two}\n").as_bytes()).unwrap();
+        assert_eq!(j.seq_fault.unwrap().0, 1, "a journal starts at event 1");
     }
 }

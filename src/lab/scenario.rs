@@ -190,7 +190,7 @@ pub fn parse(yaml: &str, origin: &str) -> Result<Loaded, ScenarioError> {
             path: origin.to_string(),
             line: loc.map(|l| l.line()).unwrap_or(0),
             column: loc.map(|l| l.column()).unwrap_or(0),
-            message: e.to_string(),
+            message: crate::runbook::parse::yaml_message(&e),
             hint: Some(
                 "compare with schemas/scenario.schema.json (`runbook lab --help` lists the fields)"
                     .into(),

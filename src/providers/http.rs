@@ -32,7 +32,7 @@ pub struct HttpCall {
 /// Sends HTTP requests; one connection pool per run.
 #[derive(Debug, Clone)]
 pub struct Http {
-    client: reqwest::Client,
+    client: LazyClient,
 }
 
 /// Bound on a request that names no timeout: a runbook step must never hang forever.
@@ -41,7 +41,23 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 impl Http {
     /// A client over rustls (ring); installs the process-wide crypto provider first.
     pub fn new() -> Result<Http, String> {
-        Ok(Http { client: client()? })
+        Ok(Http {
+            client: LazyClient::default(),
+        })
+    }
+}
+
+/// A client built on first use: loading the system's root certificates costs a few
+/// milliseconds that a run without HTTP steps should not pay.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LazyClient(std::sync::Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>);
+
+impl LazyClient {
+    pub(crate) fn get(&self) -> Result<&reqwest::Client, OpError> {
+        self.0
+            .get_or_init(client)
+            .as_ref()
+            .map_err(|e| OpError::failed(e.clone()))
     }
 }
 
@@ -106,7 +122,7 @@ impl Provider for Http {
     ) -> BoxFuture<'a, Result<Value, OpError>> {
         Box::pin(async move {
             let call: HttpCall = op.decode()?;
-            let result = send(&self.client, &call, cx).await?;
+            let result = send(self.client.get()?, &call, cx).await?;
             let status = result["status"].as_u64().unwrap_or(0) as u16;
             let accepted = if call.status.is_empty() {
                 (200..300).contains(&status)

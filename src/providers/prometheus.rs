@@ -12,13 +12,13 @@ use crate::runbook::model::OpRef;
 /// Queries Prometheus' HTTP API.
 #[derive(Debug, Clone)]
 pub struct Prometheus {
-    client: reqwest::Client,
+    client: super::http::LazyClient,
 }
 
 impl Prometheus {
     pub fn new() -> Result<Prometheus, String> {
         Ok(Prometheus {
-            client: super::http::client()?,
+            client: super::http::LazyClient::default(),
         })
     }
 }
@@ -62,7 +62,7 @@ impl Provider for Prometheus {
                 json: None,
                 status: Vec::new(),
             };
-            let resp = send(&self.client, &call, cx).await?;
+            let resp = send(self.client.get()?, &call, cx).await?;
             let Some(body) = resp.get("json") else {
                 return Err(OpError::failed(format!(
                     "{url} answered {} without JSON (is this a Prometheus server?)",

@@ -97,6 +97,7 @@ impl RenderError {
                 | RenderError::RunNotFound { .. }
                 | RenderError::Ambiguous { .. }
                 | RenderError::Template { .. }
+                | RenderError::Journal(crate::journal::reader::ReadError::Corrupt { .. })
         )
     }
 }

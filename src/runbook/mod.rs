@@ -10,7 +10,7 @@ pub mod convert;
 pub mod diag;
 pub mod kinds;
 pub mod model;
-mod parse;
+pub(crate) mod parse;
 pub mod schema;
 mod source;
 pub mod validate;
@@ -100,10 +100,19 @@ impl std::error::Error for LoadError {}
 
 /// Read, parse and validate a runbook file.
 pub fn load(path: &Path) -> Result<Loaded, LoadError> {
-    let source = std::fs::read_to_string(path).map_err(|e| LoadError::Io {
+    let source = match read_source(path).map_err(|e| LoadError::Io {
         path: path.to_owned(),
         source: e,
-    })?;
+    })? {
+        Source::Text(text) => text,
+        Source::NotUtf8 { lossy, diagnostic } => {
+            return Err(LoadError::Invalid {
+                path: path.to_owned(),
+                source: lossy,
+                diagnostics: vec![diagnostic],
+            });
+        }
+    };
     match analyze(&source) {
         (Some(runbook), diags) if !diags.iter().any(Diagnostic::is_error) => Ok(Loaded {
             runbook,
@@ -116,6 +125,52 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
             source,
             diagnostics,
         }),
+    }
+}
+
+/// A runbook file's text, or where it stops being UTF-8.
+#[derive(Debug)]
+pub enum Source {
+    Text(String),
+    /// The file is not UTF-8: `diagnostic` points at the first bad byte and `lossy`
+    /// is the text with bad bytes replaced, for showing the line.
+    NotUtf8 {
+        lossy: String,
+        diagnostic: Diagnostic,
+    },
+}
+
+/// Read a runbook file. Bytes that are not UTF-8 are a diagnostic at the line and
+/// column of the first bad one, like any other mistake in the file.
+pub fn read_source(path: &Path) -> std::io::Result<Source> {
+    let bytes = std::fs::read(path)?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Source::Text(text)),
+        Err(e) => {
+            let bytes = e.as_bytes();
+            let at = e.utf8_error().valid_up_to();
+            // Everything before `at` is valid UTF-8.
+            let before = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let pos = model::Pos {
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                col: u32::try_from(col).unwrap_or(u32::MAX),
+            };
+            let diagnostic = Diagnostic::error(
+                "not-utf8",
+                pos,
+                format!(
+                    "the file is not UTF-8 text: byte 0x{:02x} here is not valid UTF-8",
+                    bytes[at]
+                ),
+            )
+            .help("save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8 FILE`); runbooks are UTF-8 YAML");
+            Ok(Source::NotUtf8 {
+                lossy: String::from_utf8_lossy(bytes).into_owned(),
+                diagnostic,
+            })
+        }
     }
 }
 
@@ -164,6 +219,21 @@ fn check(source: &str) -> (Option<Runbook>, Vec<Diagnostic>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_file_that_is_not_utf8_is_an_error_at_the_first_bad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("latin1.yaml");
+        std::fs::write(&path, b"version: 1\nname: caf\xe9\n").unwrap();
+        let e = super::load(&path).unwrap_err();
+        let shown = e.to_string();
+        assert!(
+            shown.contains(&format!("{}:2:10", path.display())),
+            "the position of the bad byte: {shown}"
+        );
+        assert!(shown.contains("0xe9") && shown.contains("UTF-8"), "{shown}");
+        assert!(shown.contains("iconv"), "a suggested fix: {shown}");
+    }
+
     use super::*;
 
     #[test]

@@ -128,9 +128,7 @@ fn yaml_error(e: &serde_saphyr::Error) -> Diagnostic {
             col: u32::try_from(l.column()).unwrap_or(0),
         })
         .unwrap_or(Pos::UNKNOWN);
-    let raw = e.render_with_options(serde_saphyr::render_options! {
-        snippets: serde_saphyr::SnippetMode::Off,
-    });
+    let raw = raw_message(e);
     let mut message = clean_message(&raw);
     // "duplicate mapping key: id, set DuplicateKeyPolicy in Options if acceptable"
     if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
@@ -167,6 +165,18 @@ fn yaml_error(e: &serde_saphyr::Error) -> Diagnostic {
         Some(h) => d.help(h),
         None => d,
     }
+}
+
+fn raw_message(e: &serde_saphyr::Error) -> String {
+    e.render_with_options(serde_saphyr::render_options! {
+        snippets: serde_saphyr::SnippetMode::Off,
+    })
+}
+
+/// What a YAML error says, without the position and snippet the reader adds: for
+/// callers that print `FILE:LINE:COL: message` themselves (scenarios, test files).
+pub(crate) fn yaml_message(e: &serde_saphyr::Error) -> String {
+    clean_message(&raw_message(e))
 }
 
 /// The reader appends " at line X column Y" and sometimes a snippet; we print the

@@ -122,7 +122,10 @@ pub fn load(path: &Path, runbook: &Runbook) -> Result<TestFile, SpecError> {
         err(
             loc.map(|l| l.line()).unwrap_or(0),
             loc.map(|l| l.column()).unwrap_or(0),
-            format!("{e} (a test file has `version: 1` and `tests:`, see docs/testing.md)"),
+            format!(
+                "{} (a test file has `version: 1` and `tests:`, see docs/testing.md)",
+                crate::runbook::parse::yaml_message(&e)
+            ),
         )
     })?;
     if file.version != 1 {
