@@ -601,6 +601,81 @@ async fn cancelling_aborts_the_running_step_and_the_run_can_be_resumed() {
     )));
 }
 
+/// A run stopped right after its gate was approved: the journal up to that
+/// `gate_decided`, its digest replaced by `digest` when given.
+fn cut_after_approval(report: &RunReport, digest: Option<&str>) {
+    let text = std::fs::read_to_string(&report.journal).unwrap();
+    let mut kept = String::new();
+    for line in text.lines() {
+        let decided = line.contains("\"gate_decided\"") && line.contains("\"step\":\"fix\"");
+        let line = match (decided, digest) {
+            (true, Some(d)) => {
+                let mut v: Value = serde_json::from_str(line).unwrap();
+                v["digest"] = json!(d);
+                v.to_string()
+            }
+            _ => line.to_string(),
+        };
+        kept.push_str(&line);
+        kept.push('\n');
+        if decided {
+            break;
+        }
+    }
+    std::fs::write(&report.journal, kept).unwrap();
+}
+
+#[tokio::test]
+async fn an_approval_carries_over_on_resume_only_for_the_same_plan() {
+    let h = Harness::new();
+    let loaded = h.runbook(DETECT_FIX_VERIFY);
+    let unattended = || Arc::new(FlagApprover::new(false, &[], "ana"));
+
+    // Approved, then stopped before the fix ran: the same plan is not asked again.
+    let report = run_auto(&h, &loaded, h.providers(detect_fix_script)).await;
+    cut_after_approval(&report, None);
+    let same = engine::resume(
+        &h.state(),
+        &report.run_id,
+        h.providers(detect_fix_script),
+        unattended(),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(same.status, RunStatus::Succeeded, "{}", h.output());
+    assert!(h.output().contains("approved earlier by"), "{}", h.output());
+
+    // The approval was of other operations (say the plan resolved under other
+    // flags): it does not carry over, the gate asks again and, unattended, pauses.
+    let h = Harness::new();
+    let loaded = h.runbook(DETECT_FIX_VERIFY);
+    let report = run_auto(&h, &loaded, h.providers(detect_fix_script)).await;
+    cut_after_approval(&report, Some(&"0".repeat(64)));
+    let before = h.log().len();
+    let stale = engine::resume(
+        &h.state(),
+        &report.run_id,
+        h.providers(detect_fix_script),
+        unattended(),
+        h.clock.clone(),
+        h.opts(),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stale.status, RunStatus::Paused, "{}", h.output());
+    assert_eq!(h.log().len(), before, "nothing ran on the old approval");
+    assert!(
+        h.output()
+            .contains("approved a different plan (digest 000000000000 then"),
+        "{}",
+        h.output()
+    );
+}
+
 #[tokio::test]
 async fn an_action_killed_after_it_acted_is_re_verified_not_rerun() {
     let h = Harness::new();

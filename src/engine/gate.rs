@@ -59,6 +59,16 @@ impl Engine<'_> {
                 .line(&format!("  approved earlier by {} (same plan)", g.by));
             return Ok(Pass::Go);
         }
+        if let Some(g) = prior.and_then(|p| p.stale_approval(rung, &digest)) {
+            // An approval is of a plan, not of a step: the operations resolve
+            // differently now (other flags, other defaults), so it is asked again.
+            self.printer.line(&format!(
+                "  {} approved a different plan (digest {} then, {} now): asking again",
+                g.by,
+                &g.digest[..g.digest.len().min(12)],
+                &digest[..12]
+            ));
+        }
         let decided = |decision, by: String, source| Event::GateDecided {
             step: req.step.clone(),
             rung: req.rung.clone(),

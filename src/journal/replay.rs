@@ -122,6 +122,14 @@ impl StepReplay {
             g.rung.as_deref() == rung && g.digest == digest && g.decision == Decision::Approved
         })
     }
+
+    /// The last approval of this gate for a plan other than `digest`: it was given for
+    /// different operations, so it does not carry over.
+    pub fn stale_approval(&self, rung: Option<&str>, digest: &str) -> Option<&GateRecord> {
+        self.gates.iter().rev().find(|g| {
+            g.rung.as_deref() == rung && g.digest != digest && g.decision == Decision::Approved
+        })
+    }
 }
 
 /// A run as its journal tells it.
