@@ -625,49 +625,51 @@ fn cut_after_approval(report: &RunReport, digest: Option<&str>) {
     std::fs::write(&report.journal, kept).unwrap();
 }
 
-#[tokio::test]
-async fn an_approval_carries_over_on_resume_only_for_the_same_plan() {
-    let h = Harness::new();
+/// The detect-fix run, approved automatically, then cut right after its gate was
+/// approved (with that approval's digest replaced by `digest` when given), then
+/// resumed with nobody to approve anything.
+async fn resume_after_approval(h: &Harness, digest: Option<&str>) -> RunReport {
     let loaded = h.runbook(DETECT_FIX_VERIFY);
-    let unattended = || Arc::new(FlagApprover::new(false, &[], "ana"));
-
-    // Approved, then stopped before the fix ran: the same plan is not asked again.
-    let report = run_auto(&h, &loaded, h.providers(detect_fix_script)).await;
-    cut_after_approval(&report, None);
-    let same = engine::resume(
+    let report = run_auto(h, &loaded, h.providers(detect_fix_script)).await;
+    cut_after_approval(&report, digest);
+    engine::resume(
         &h.state(),
         &report.run_id,
         h.providers(detect_fix_script),
-        unattended(),
+        Arc::new(FlagApprover::new(false, &[], "ana")),
         h.clock.clone(),
         h.opts(),
         CancellationToken::new(),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn an_approval_carries_over_on_resume_only_for_the_same_plan() {
+    // Approved, then stopped before the fix ran: the same plan is not asked again.
+    let h = Harness::new();
+    let same = resume_after_approval(&h, None).await;
     assert_eq!(same.status, RunStatus::Succeeded, "{}", h.output());
     assert!(h.output().contains("approved earlier by"), "{}", h.output());
+    assert_eq!(
+        h.log().iter().filter(|l| *l == "fix").count(),
+        2,
+        "{:?}",
+        h.log()
+    );
 
     // The approval was of other operations (say the plan resolved under other
     // flags): it does not carry over, the gate asks again and, unattended, pauses.
     let h = Harness::new();
-    let loaded = h.runbook(DETECT_FIX_VERIFY);
-    let report = run_auto(&h, &loaded, h.providers(detect_fix_script)).await;
-    cut_after_approval(&report, Some(&"0".repeat(64)));
-    let before = h.log().len();
-    let stale = engine::resume(
-        &h.state(),
-        &report.run_id,
-        h.providers(detect_fix_script),
-        unattended(),
-        h.clock.clone(),
-        h.opts(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let stale = resume_after_approval(&h, Some(&"0".repeat(64))).await;
     assert_eq!(stale.status, RunStatus::Paused, "{}", h.output());
-    assert_eq!(h.log().len(), before, "nothing ran on the old approval");
+    assert_eq!(
+        h.log().iter().filter(|l| *l == "fix").count(),
+        1,
+        "nothing ran on the old approval: {:?}",
+        h.log()
+    );
     assert!(
         h.output()
             .contains("approved a different plan (digest 000000000000 then"),

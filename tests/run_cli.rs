@@ -87,6 +87,25 @@ impl Sys {
             .collect()
     }
 
+    /// Start `runbook run FIXTURE -p dir=… [-p EXTRA]` in the background (stderr piped)
+    /// and wait until its step has written the `started` flag.
+    fn start(&self, fixture_name: &str, extra: &[&str]) -> Child {
+        let file = fixture(fixture_name);
+        let dir = self.dir_param();
+        let mut args = vec!["run", file.to_str().unwrap(), "-p", &dir];
+        for e in extra {
+            args.extend(["-p", e]);
+        }
+        let child = self
+            .cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        wait_for(&self.path("started"), Duration::from_secs(20));
+        child
+    }
+
     fn only_run(&self) -> String {
         let ids = self.run_ids();
         assert_eq!(ids.len(), 1, "{ids:?}");
@@ -265,21 +284,7 @@ fn a_for_each_with_one_failing_item_runs_and_reports_every_item() {
 fn a_run_killed_mid_action_resumes_with_outcome_unknown_and_re_verifies_instead_of_rerunning() {
     let sys = Sys::new();
     sys.touch("broken");
-    let file = fixture("slow-fix.yaml");
-    let mut child = sys
-        .cmd(&[
-            "run",
-            file.to_str().unwrap(),
-            "-p",
-            &sys.dir_param(),
-            "-p",
-            "linger=2",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
-    wait_for(&sys.path("started"), Duration::from_secs(20));
+    let mut child = sys.start("slow-fix.yaml", &["linger=2"]);
     signal(&child, libc::SIGKILL);
     wait_exit(&mut child, Duration::from_secs(5));
     let id = sys.only_run();
@@ -313,21 +318,7 @@ fn a_run_killed_mid_action_resumes_with_outcome_unknown_and_re_verifies_instead_
 fn ctrl_c_during_a_long_step_aborts_with_exit_4_and_a_journal_that_says_so() {
     let sys = Sys::new();
     sys.touch("broken");
-    let file = fixture("slow-fix.yaml");
-    let mut child = sys
-        .cmd(&[
-            "run",
-            file.to_str().unwrap(),
-            "-p",
-            &sys.dir_param(),
-            "-p",
-            "linger=30",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    wait_for(&sys.path("started"), Duration::from_secs(20));
+    let mut child = sys.start("slow-fix.yaml", &["linger=30"]);
     let id = sys.only_run();
 
     // A note from another terminal while the run holds its lock.
@@ -367,14 +358,7 @@ fn ctrl_c_during_a_long_step_aborts_with_exit_4_and_a_journal_that_says_so() {
 #[test]
 fn a_second_ctrl_c_exits_at_once_and_leaves_a_resumable_run() {
     let sys = Sys::new();
-    let file = fixture("stubborn-fix.yaml");
-    let mut child = sys
-        .cmd(&["run", file.to_str().unwrap(), "-p", &sys.dir_param()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    wait_for(&sys.path("started"), Duration::from_secs(20));
+    let mut child = sys.start("stubborn-fix.yaml", &[]);
     let id = sys.only_run();
     // The first Ctrl-C: wait until the runner says it is stopping the step.
     let stderr = child.stderr.take().expect("piped stderr");
