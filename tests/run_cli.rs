@@ -481,6 +481,11 @@ fn dry_run_runs_the_checks_and_prints_the_plan_without_acting() {
 
 /// Run the binary on a pseudo-terminal (util-linux `script`), typing `input`.
 fn on_a_terminal(sys: &Sys, args: &[String], input: &str) -> Option<Output> {
+    on_a_terminal_after(sys, args, Duration::ZERO, input)
+}
+
+/// Like `on_a_terminal`, with the person taking `think` before typing.
+fn on_a_terminal_after(sys: &Sys, args: &[String], think: Duration, input: &str) -> Option<Output> {
     if Command::new("script").arg("--version").output().is_err() {
         eprintln!("skipping: util-linux `script` is not installed");
         return None;
@@ -501,6 +506,7 @@ fn on_a_terminal(sys: &Sys, args: &[String], input: &str) -> Option<Output> {
         .spawn()
         .expect("script starts");
     use std::io::Write;
+    std::thread::sleep(think);
     child
         .stdin
         .take()
@@ -508,6 +514,38 @@ fn on_a_terminal(sys: &Sys, args: &[String], input: &str) -> Option<Output> {
         .write_all(input.as_bytes())
         .expect("typing works");
     Some(child.wait_with_output().expect("script finishes"))
+}
+
+#[test]
+fn demo_interactive_counts_the_time_a_person_takes_at_a_gate() {
+    let sys = Sys::new();
+    let args = vec!["demo".to_string(), "--interactive".to_string()];
+    let Some(out) =
+        on_a_terminal_after(&sys, &args, Duration::from_millis(1500), &"y\n".repeat(20))
+    else {
+        return;
+    };
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(shown.contains("Approve? [y/N/skip/abort]"), "{shown}");
+    let id = sys.only_run();
+    let j = reader::read(&sys.state().join("runs").join(&id).join("journal.ndjson")).unwrap();
+    let requested = j
+        .records
+        .iter()
+        .find(|r| matches!(r.event, Event::GateRequested { .. }))
+        .expect("a gate was asked");
+    let decided = j
+        .records
+        .iter()
+        .find(|r| matches!(r.event, Event::GateDecided { .. }))
+        .expect("and answered");
+    // The lab's clock is virtual, but a person's time is not: the 1.5 s before the
+    // first answer shows in the journal (and so in the postmortem's gate waits).
+    let waited = decided.ts - requested.ts;
+    assert!(
+        waited >= chrono::Duration::milliseconds(1000),
+        "the gate waited {waited} in the journal\n{shown}"
+    );
 }
 
 #[test]

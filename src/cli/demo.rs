@@ -13,7 +13,12 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::Global;
-use crate::engine::{self, Approver, FlagApprover, Printer, PrinterOpts, PromptApprover};
+use futures::future::BoxFuture;
+
+use crate::engine::{
+    self, Approver, FlagApprover, GateAnswer, GateRequest, ManualAnswer, ManualRequest, Printer,
+    PrinterOpts, PromptApprover,
+};
 use crate::lab::Lab;
 use crate::suite::{self, runner::LabRunOpts};
 
@@ -52,9 +57,12 @@ pub fn run(args: Args, g: &Global) -> i32 {
             quiet: g.quiet,
         }));
         let approver: Arc<dyn Approver> = if args.interactive {
-            Arc::new(PromptApprover {
-                flags: FlagApprover::new(false, &[], operator.clone()),
-                printer: printer.clone(),
+            Arc::new(PersonTakesTime {
+                inner: Arc::new(PromptApprover {
+                    flags: FlagApprover::new(false, &[], operator.clone()),
+                    printer: printer.clone(),
+                }),
+                lab: lab.clone(),
             })
         } else {
             eprintln!("demo: gates are approved automatically and journaled as such (use --interactive to answer them)");
@@ -98,6 +106,35 @@ pub fn run(args: Args, g: &Global) -> i32 {
         }
         run.report.exit_code
     })
+}
+
+/// In `--interactive`, the time a person takes at a gate or a manual step is real:
+/// the lab's clock (virtual, moved only by the engine's waits) is advanced by it, so
+/// the cluster moves on meanwhile, as a real one would, and the postmortem shows how
+/// long the gate waited.
+struct PersonTakesTime {
+    inner: Arc<dyn Approver>,
+    lab: Lab,
+}
+
+impl Approver for PersonTakesTime {
+    fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
+        Box::pin(async move {
+            let t0 = std::time::Instant::now();
+            let answer = self.inner.gate(req).await;
+            self.lab.advance(t0.elapsed());
+            answer
+        })
+    }
+
+    fn manual<'a>(&'a self, req: &'a ManualRequest) -> BoxFuture<'a, ManualAnswer> {
+        Box::pin(async move {
+            let t0 = std::time::Instant::now();
+            let answer = self.inner.manual(req).await;
+            self.lab.advance(t0.elapsed());
+            answer
+        })
+    }
 }
 
 /// The seed runbook from the checkout when it is there (so the journal records its
