@@ -216,10 +216,31 @@ fn without_approval_the_run_pauses_and_resume_with_approve_continues_it() {
         "the plan is shown: {stderr}"
     );
 
-    let resumed = sys.run(&["resume", &id, "--approve", "repair"]);
+    // Runs are named as `runbook postmortem` names them: a prefix, or `last`.
+    let noted = sys.run(&["note", &id[..12], "waiting for the storage team"]);
+    assert_eq!(noted.status.code(), Some(0), "{}", text(&noted));
+    let unknown = sys.run(&["resume", "nope", "--approve", "repair"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no run \"nope\""),
+        "{}",
+        text(&unknown)
+    );
+
+    let resumed = sys.run(&["resume", "last", "--approve", "repair"]);
     assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert!(
+        !String::from_utf8_lossy(&resumed.stderr).contains("Kubernetes"),
+        "a shell-only run says nothing about Kubernetes: {}",
+        text(&resumed)
+    );
     assert!(sys.exists("repaired"));
     let ev = sys.events(&id);
+    assert!(
+        ev.iter().any(
+            |e| matches!(e, Event::Note { text, .. } if text == "waiting for the storage team")
+        )
+    );
     let checks = ev
         .iter()
         .filter(|e| matches!(e, Event::StepStarted { step, .. } if step == "detect"))

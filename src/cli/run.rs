@@ -67,7 +67,7 @@ pub struct RunArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ResumeArgs {
-    /// The run to continue (see `runbook runs`).
+    /// The run to continue: its id, a unique prefix of it, or `last` (see `runbook runs`).
     pub run_id: String,
     /// A secret parameter, as name=value: secrets are not kept in the journal, so a
     /// run that has them needs them again (repeatable).
@@ -133,7 +133,14 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     })
 }
 
-pub fn resume(args: ResumeArgs, g: &Global) -> i32 {
+pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
+    args.run_id = match resolve_run_id(&g.state_dir, &args.run_id) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let params = match parse_params(&args.params) {
         Ok(p) => p,
         Err(e) => {
@@ -293,6 +300,16 @@ fn watch_ctrl_c(cancel: CancellationToken) {
     if let Err(e) = spawned {
         tracing::warn!("cannot watch for Ctrl-C: {e}");
     }
+}
+
+/// A run named as `runbook postmortem` takes it: its id, a unique prefix of it, or
+/// `last` (the newest run).
+pub fn resolve_run_id(state_dir: &std::path::Path, id: &str) -> Result<String, String> {
+    let dir = crate::render::resolve_run(state_dir, id).map_err(|e| e.to_string())?;
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| format!("run {id:?} has no usable folder name"))
 }
 
 /// Who runs it: `--operator`/RUNBOOK_OPERATOR, else `$USER`, else "unknown".

@@ -15,7 +15,7 @@ pub struct RunsArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct NoteArgs {
-    /// The run to annotate.
+    /// The run to annotate: its id, a unique prefix of it, or `last`.
     pub run_id: String,
     /// The note.
     pub text: String,
@@ -82,7 +82,14 @@ pub fn runs(args: RunsArgs, g: &Global) -> i32 {
     exit::OK
 }
 
-pub fn note(args: NoteArgs, g: &Global) -> i32 {
+pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
+    args.run_id = match super::run::resolve_run_id(&g.state_dir, &args.run_id) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let path = engine::journal_path(&g.state_dir, &args.run_id);
     if !path.is_file() {
         eprintln!(
