@@ -248,6 +248,16 @@ fn without_approval_the_run_pauses_and_resume_with_approve_continues_it() {
     assert_eq!(checks, 1, "the check is not run again");
     assert!(ev.iter().any(|e| matches!(e, Event::RunResumed { .. })));
 
+    // The postmortem tells one run: the step that paused and was resumed is one step
+    // that succeeded, and nobody is asked to continue a run that has finished.
+    let pm = sys.run(&["postmortem", &id]);
+    assert_eq!(pm.status.code(), Some(0), "{}", text(&pm));
+    let md = String::from_utf8_lossy(&pm.stdout);
+    assert!(md.contains("| Steps | 2 (1 checks, 1 actions"), "{md}");
+    assert!(!md.contains("had not finished"), "{md}");
+    assert!(!md.contains("Who continues the paused run"), "{md}");
+    assert!(md.contains("It stood paused, waiting for a person"), "{md}");
+
     let done = sys.run(&["resume", &id]);
     assert_eq!(done.status.code(), Some(2), "{}", text(&done));
     assert!(String::from_utf8_lossy(&done.stderr).contains("already finished"));

@@ -111,6 +111,15 @@ fn summary(pm: &Postmortem) -> String {
             quoted(&m.title)
         ));
     }
+    let paused = &pm.metrics.paused;
+    if paused.count > 0 && r.status != "paused" {
+        s.push_str(&format!(
+            " It stood paused, waiting for a person, for {} ({} time{}).",
+            paused.total,
+            paused.count,
+            if paused.count == 1 { "" } else { "s" }
+        ));
+    }
     let status = match r.status.as_str() {
         "succeeded" => "succeeded".to_owned(),
         "failed" => "failed".to_owned(),
@@ -164,7 +173,10 @@ fn questions(pm: &Postmortem) -> Vec<String> {
                 quoted(&e.title)
             ));
         }
-        if let Some(p) = &e.pause {
+        // Only while the run is still paused: a later resume answered it.
+        if let Some(p) = &e.pause
+            && pm.run.status == "paused"
+        {
             q.push(format!(
                 "Who continues the paused run ({})?",
                 code(&p.resume)

@@ -12,6 +12,20 @@ use crate::render::model::*;
 
 impl Builder {
     pub(super) fn step_started(&mut self, rec: &Record, step: &str, title: &str, kind: &str) {
+        let i = self.push_entry(rec, "step", title.to_owned());
+        let e = &mut self.entries[i].entry;
+        e.step = Some(step.to_owned());
+        e.step_kind = Some(kind.to_owned());
+        self.step_entry.insert(step.to_owned(), i);
+        self.step_start.insert(step.to_owned(), rec.ts);
+        // A step that starts again without having finished (the run paused, was
+        // aborted or killed there, and was resumed) is the same step: one row, counted
+        // once, whose outcome is the one it finally had. The timeline keeps both starts.
+        if let Some(&r) = self.step_row.get(step)
+            && self.steps[r].outcome.is_none()
+        {
+            return;
+        }
         let c = &mut self.metrics.counts;
         c.steps += 1;
         match kind {
@@ -21,12 +35,6 @@ impl Builder {
             "manual" => c.manual += 1,
             _ => {}
         }
-        let i = self.push_entry(rec, "step", title.to_owned());
-        let e = &mut self.entries[i].entry;
-        e.step = Some(step.to_owned());
-        e.step_kind = Some(kind.to_owned());
-        self.step_entry.insert(step.to_owned(), i);
-        self.step_start.insert(step.to_owned(), rec.ts);
         self.step_row.insert(step.to_owned(), self.steps.len());
         self.steps.push(StepRow {
             id: step.to_owned(),
