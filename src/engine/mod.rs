@@ -101,7 +101,7 @@ pub struct RunReport {
 /// the run with a status and are in the journal.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("parameter error: {0}")]
+    #[error("{0}")]
     Params(String),
     #[error("{0}")]
     Journal(String),
