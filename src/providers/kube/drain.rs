@@ -1,14 +1,18 @@
 //! `drain`: kubectl drain's steps (pkg/drain/{drain,filters}.go, reference §1.2):
 //! cordon, list the node's pods, apply kubectl's filters, evict (or delete) what
-//! remains, then wait until those pods are gone.
+//! remains, then wait until those pods are gone. An eviction a PodDisruptionBudget
+//! refuses is tried again every 5 s until the budget allows it or the step's timeout
+//! (kubectl drain retries it until its `--timeout`).
 
 use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
+use super::client::{Req, Resp, RetryPolicy, Transport};
 use super::read::ListScope;
-use super::write::{Each, label};
-use super::{Run, Target};
+use super::write::{Each, eviction_outcome, label};
+use super::{ApiRes, Run, Target};
 use crate::providers::OpError;
 
 const DAEMONSET: &str = "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)";
@@ -138,8 +142,7 @@ impl Run<'_> {
                     if spec.disable_eviction {
                         self.delete_pod(pods_res, &ns, &name, who).await
                     } else {
-                        self.evict_one(pods_res, &ns, &name, spec.grace_period, who)
-                            .await
+                        self.evict_until_allowed(pods_res, &ns, &name, who).await
                     }
                 }
             })
@@ -171,6 +174,68 @@ impl Run<'_> {
         result["skipped"] = json!(skipped);
         result["warnings"] = json!(warnings);
         Ok(result)
+    }
+
+    /// kubectl drain's eviction of one pod (pkg/drain/drain.go `evictPods`): a 429 —
+    /// the pod's PodDisruptionBudget allows no disruption now — is not an error but
+    /// "will retry after 5s", again and again, until the budget allows it (another
+    /// pod of the set became ready, the budget was changed) or the operation's
+    /// deadline, which fails with the pod, the budget and how often it was refused.
+    /// Every attempt is a journaled API call. A dry run asks once: a plan must not
+    /// wait for a budget.
+    async fn evict_until_allowed(&self, res: &ApiRes, ns: &str, name: &str, who: String) -> Each {
+        let req = self.eviction_req(res, ns, name, self.spec.grace_period);
+        let mut refused: u32 = 0;
+        loop {
+            let resp = match self.send_eviction(&req).await {
+                Ok(r) if r.status == 429 && !self.cx.dry_run => r,
+                other => return eviction_outcome(other, who),
+            };
+            refused += 1;
+            let next = Instant::now() + self.p.evict_retry;
+            let wake = self.deadline.map_or(next, |d| next.min(d));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.cx.cancel.cancelled() => return Each::Failed(who, OpError::Cancelled),
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                let limit = self.cx.timeout.unwrap_or(self.p.default_wait);
+                return Each::Failed(
+                    who,
+                    OpError::Failed {
+                        message: blocked_message(ns, name, limit, refused, &resp),
+                        result: Some(resp.body),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Send an eviction without the transport's quick retries of a 429: a refusing
+    /// budget does not change in milliseconds, and [`Self::evict_until_allowed`] owns
+    /// the cadence. A 5xx still gets the provider's bounded retries.
+    async fn send_eviction(&self, req: &Req) -> Result<Resp, OpError> {
+        let t = &self.p.transport;
+        let once = Transport {
+            client: t.client.clone(),
+            limiter: t.limiter.clone(),
+            retry: RetryPolicy {
+                attempts: 1,
+                ..t.retry
+            },
+        };
+        let first = once.send(req, self.cx).await?;
+        if first.status >= 500 && first.status != 501 {
+            let rest = Transport {
+                retry: RetryPolicy {
+                    attempts: t.retry.attempts.saturating_sub(1).max(1),
+                    ..t.retry
+                },
+                ..once
+            };
+            return rest.send(req, self.cx).await;
+        }
+        Ok(first)
     }
 
     /// `--disable-eviction`: a plain DELETE with the same options.
@@ -229,4 +294,38 @@ impl Run<'_> {
             _ = self.cx.cancel.cancelled() => Err(OpError::Cancelled),
         }
     }
+}
+
+/// The error of an eviction still refused at the deadline, in kubectl's words
+/// ("error when evicting pods/\"web-1\" -n \"prod\": global timeout reached: 5m0s")
+/// plus what the server said last, which names the budget.
+fn blocked_message(
+    ns: &str,
+    name: &str,
+    limit: std::time::Duration,
+    refused: u32,
+    resp: &Resp,
+) -> String {
+    let said = resp.body["message"]
+        .as_str()
+        .unwrap_or("the server answered HTTP 429 Too Many Requests");
+    let causes: Vec<&str> = resp.body["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["message"].as_str())
+        .collect();
+    let times = if refused == 1 { "once" } else { "times" };
+    let count = if refused == 1 {
+        String::new()
+    } else {
+        format!("{refused} ")
+    };
+    let mut m = format!(
+        "error when evicting pods/\"{name}\" -n \"{ns}\": global timeout reached: {limit:?}; refused {count}{times}: {said}"
+    );
+    if !causes.is_empty() {
+        m.push_str(&format!(" ({})", causes.join("; ")));
+    }
+    m
 }
