@@ -526,6 +526,13 @@ async fn drain_blocked_by_a_pdb_succeeds_once_the_budget_is_relaxed() {
     assert!(web.len() >= 2, "{web:?}");
     assert_eq!(web.last().map(String::as_str), Some("POST 201"), "{web:?}");
     assert!(web[..web.len() - 1].iter().all(|c| c == "POST 429"));
+    let refused = web.len() - 1;
+    assert_eq!(
+        strs(&ran.ok()["warnings"]).last(),
+        Some(&format!(
+            "eviction of prod/web-1 refused by its disruption budget {refused} time(s), retried every 50ms until allowed"
+        ))
+    );
     assert!(lab.get("pods", Some("prod"), "web-1").is_none());
 }
 

@@ -5,6 +5,7 @@
 //! (kubectl drain retries it until its `--timeout`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -128,9 +129,13 @@ impl Run<'_> {
             .filter_map(|p| p.pointer("/metadata/uid").and_then(Value::as_str))
             .map(String::from)
             .collect();
+        // Pods a budget held back for a while before letting them go: kubectl prints
+        // "(will retry after 5s)" for each refusal; the result keeps one line per pod.
+        let held = Mutex::new(BTreeMap::<String, u32>::new());
         let outcomes = self
             .each(evict, |pod| {
                 let pods_res = &pods_res;
+                let held = &held;
                 async move {
                     let ns = pod
                         .pointer("/metadata/namespace")
@@ -142,7 +147,8 @@ impl Run<'_> {
                     if spec.disable_eviction {
                         self.delete_pod(pods_res, &ns, &name, who).await
                     } else {
-                        self.evict_until_allowed(pods_res, &ns, &name, who).await
+                        self.evict_until_allowed(pods_res, &ns, &name, who, held)
+                            .await
                     }
                 }
             })
@@ -172,6 +178,10 @@ impl Run<'_> {
         result["cordoned"] = json!(cordoned);
         result["method"] = json!(method);
         result["skipped"] = json!(skipped);
+        let held = held.into_inner().unwrap_or_else(|e| e.into_inner());
+        warnings.extend(held.iter().map(|(who, n)| {
+            format!("eviction of {who} refused by its disruption budget {n} time(s), retried every {:?} until allowed", self.p.evict_retry)
+        }));
         result["warnings"] = json!(warnings);
         Ok(result)
     }
@@ -183,13 +193,27 @@ impl Run<'_> {
     /// deadline, which fails with the pod, the budget and how often it was refused.
     /// Every attempt is a journaled API call. A dry run asks once: a plan must not
     /// wait for a budget.
-    async fn evict_until_allowed(&self, res: &ApiRes, ns: &str, name: &str, who: String) -> Each {
+    async fn evict_until_allowed(
+        &self,
+        res: &ApiRes,
+        ns: &str,
+        name: &str,
+        who: String,
+        held: &Mutex<BTreeMap<String, u32>>,
+    ) -> Each {
         let req = self.eviction_req(res, ns, name, self.spec.grace_period);
         let mut refused: u32 = 0;
         loop {
             let resp = match self.send_eviction(&req).await {
                 Ok(r) if r.status == 429 && !self.cx.dry_run => r,
-                other => return eviction_outcome(other, who),
+                other => {
+                    if refused > 0 {
+                        held.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(who.clone(), refused);
+                    }
+                    return eviction_outcome(other, who);
+                }
             };
             refused += 1;
             let next = Instant::now() + self.p.evict_retry;
@@ -328,4 +352,40 @@ fn blocked_message(
         m.push_str(&format!(" ({})", causes.join("; ")));
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(causes: Value) -> Resp {
+        Resp {
+            status: 429,
+            body: json!({"kind": "Status", "code": 429, "reason": "TooManyRequests",
+                "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+                "details": {"causes": causes}}),
+        }
+    }
+
+    #[test]
+    fn blocked_message_names_the_pod_the_timeout_and_the_budget() {
+        let r = refusal(json!([{"reason": "DisruptionBudget",
+            "message": "The disruption budget web needs 1 healthy pods and has 1 currently"}]));
+        assert_eq!(
+            blocked_message("prod", "web-1", std::time::Duration::from_secs(120), 24, &r),
+            "error when evicting pods/\"web-1\" -n \"prod\": global timeout reached: 120s; refused 24 times: \
+             Cannot evict pod as it would violate the pod's disruption budget. \
+             (The disruption budget web needs 1 healthy pods and has 1 currently)"
+        );
+    }
+
+    #[test]
+    fn blocked_message_without_causes_says_what_the_server_said() {
+        let r = refusal(json!([]));
+        assert_eq!(
+            blocked_message("prod", "web-1", std::time::Duration::from_secs(5), 1, &r),
+            "error when evicting pods/\"web-1\" -n \"prod\": global timeout reached: 5s; refused once: \
+             Cannot evict pod as it would violate the pod's disruption budget."
+        );
+    }
 }
