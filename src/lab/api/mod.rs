@@ -29,6 +29,7 @@ use super::status::ApiError;
 
 type Params = HashMap<String, String>;
 
+/// A JSON answer; an invalid status code becomes 500 rather than a panic.
 pub fn json_response(code: u16, body: &Value) -> Response {
     Response::builder()
         .status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
