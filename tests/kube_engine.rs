@@ -61,12 +61,16 @@ struct Ran {
 }
 
 async fn run_on_lab(lab: &Lab, yaml: &str, dry_run: bool) -> Ran {
+    let provider = KubeProvider::new(lab.client(), "default", 0.0)
+        .with_poll_interval(Duration::from_millis(20));
+    run_with_provider(provider, yaml, dry_run).await
+}
+
+async fn run_with_provider(provider: KubeProvider, yaml: &str, dry_run: bool) -> Ran {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rb.yaml");
     std::fs::write(&path, yaml).unwrap();
     let loaded = runbook::runbook::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let provider = KubeProvider::new(lab.client(), "default", 0.0)
-        .with_poll_interval(Duration::from_millis(20));
     let providers = Providers::empty().with("kube", Arc::new(provider));
     let (printer, out) = Printer::capture();
     let mut opts = EngineOpts::new("ana", Arc::new(printer));
@@ -194,4 +198,70 @@ async fn a_dry_run_reads_but_changes_nothing() {
         "{}",
         ran.output
     );
+}
+
+/// A node whose only `web` pod is guarded by a budget that allows no disruption.
+const PDB_BLOCKED: &str = r#"
+version: 1
+name: pdb
+start: "2026-01-01T00:00:00Z"
+objects:
+  - { apiVersion: v1, kind: Node, metadata: { name: n1 }, status: { conditions: [ { type: Ready, status: "True" } ] } }
+  - apiVersion: policy/v1
+    kind: PodDisruptionBudget
+    metadata: { name: web-budget, namespace: prod }
+    spec: { minAvailable: 1, selector: { matchLabels: { app: web } } }
+  - apiVersion: v1
+    kind: Pod
+    metadata: { name: web-1, namespace: prod, labels: { app: web }, ownerReferences: [ { apiVersion: apps/v1, kind: ReplicaSet, name: web, controller: true } ] }
+    spec: { nodeName: n1, containers: [ { name: web, image: web } ] }
+    status: { phase: Running, conditions: [ { type: Ready, status: "True" } ] }
+"#;
+
+const DRAIN_N1: &str = r#"
+version: 1
+name: drain
+title: Drain n1
+steps:
+  - action: Drain n1
+    id: drain
+    timeout: 1s
+    kube: { drain: n1 }
+"#;
+
+#[tokio::test]
+async fn a_drain_step_held_by_a_pdb_journals_every_attempt_and_fails_at_its_timeout() {
+    let lab = Lab::from_scenario_str(PDB_BLOCKED).unwrap();
+    lab.set_speed(0.0);
+    let provider = KubeProvider::new(lab.client(), "default", 0.0)
+        .with_poll_interval(Duration::from_millis(20))
+        .with_eviction_retry(Duration::from_millis(100));
+    let ran = run_with_provider(provider, DRAIN_N1, false).await;
+    assert_eq!(ran.status, RunStatus::Failed, "{}", ran.output);
+    let evictions: Vec<ApiCall> = calls_of(&ran.events, "drain")
+        .into_iter()
+        .filter(|c| c.path == "/api/v1/namespaces/prod/pods/web-1/eviction")
+        .collect();
+    assert!(evictions.len() >= 3, "{evictions:?}");
+    assert!(
+        evictions
+            .iter()
+            .all(|c| c.method == "POST" && c.status == 429)
+    );
+    let errors: Vec<String> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::OpFinished { scope, error, .. } if scope.step == "drain" => error.clone(),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        errors.iter().any(
+            |e| e.contains(r#"pods/"web-1" -n "prod": global timeout reached: 1s"#)
+                && e.contains("The disruption budget web-budget needs 1 healthy pods")
+        ),
+        "{errors:?}"
+    );
+    assert!(lab.get("pods", Some("prod"), "web-1").is_some());
 }

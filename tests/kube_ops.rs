@@ -422,33 +422,162 @@ async fn cancelling_stops_a_wait_promptly() {
     assert!(started.elapsed() < Duration::from_secs(2));
 }
 
+const DRAIN_N1: &str = "{drain: n1, ignore_daemonsets: true, delete_emptydir_data: true, force: true, grace_period: 0}";
+
+/// The eviction calls of one pod, as `METHOD status`.
+fn evictions_of(ran: &Ran, pod: &str) -> Vec<String> {
+    ran.calls
+        .iter()
+        .filter(|c| c.path.ends_with(&format!("/pods/{pod}/eviction")))
+        .map(|c| format!("{} {}", c.method, c.status))
+        .collect()
+}
+
 #[tokio::test]
-async fn drain_blocked_by_a_pdb_fails_after_bounded_retries_and_says_which_pod() {
+async fn drain_blocked_by_a_pdb_retries_until_the_step_timeout_then_names_pod_and_budget() {
     let lab = scenario(DRAIN);
     let p = provider(&lab);
-    let ran = run(
-        &p,
-        "{drain: n1, ignore_daemonsets: true, delete_emptydir_data: true, force: true, grace_period: 0}",
-    )
-    .await;
+    let mut cx = ExecCtx::new(json!({}));
+    cx.timeout = Some(Duration::from_millis(600));
+    let started = Instant::now();
+    let ran = run_with(&p, DRAIN_N1, cx).await;
     let (msg, result) = ran.err();
     assert!(
-        msg.starts_with(r#"error when evicting pods on node "n1": "#),
+        msg.starts_with(
+            r#"error when evicting pods on node "n1": error when evicting pods/"web-1" -n "prod": global timeout reached: 600ms; refused "#
+        ),
         "{msg}"
     );
-    assert!(msg.contains("disruption budget"), "{msg}");
+    assert!(
+        msg.contains("Cannot evict pod as it would violate the pod's disruption budget."),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("The disruption budget web needs 1 healthy pods and has 1 currently"),
+        "{msg}"
+    );
+    // It kept trying on the provider's cadence (50 ms here, 5 s by default), one
+    // journaled POST per attempt, until the step's timeout, and not past it.
+    let web = evictions_of(&ran, "web-1");
+    assert!(web.len() > 3, "{web:?}");
+    assert!(web.iter().all(|c| c == "POST 429"), "{web:?}");
+    assert!(
+        web.len() < 20,
+        "one POST per 50 ms, not a busy loop: {web:?}"
+    );
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(600), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
     let result = result.unwrap();
     assert_eq!(result["failed"][0]["name"], "prod/web-1");
+    assert_eq!(result["failed"][0]["status"]["code"], 429);
     assert_eq!(
         strs(&result["evicted"]),
         ["prod/bare-1", "prod/done-1", "prod/scratch-1"]
     );
-    // web-1's eviction was tried as often as the retry policy allows (3), no more.
-    let web = ran
-        .calls
-        .iter()
-        .filter(|c| c.path.ends_with("/pods/web-1/eviction"))
-        .count();
-    assert_eq!(web, 3);
     assert!(lab.get("pods", Some("prod"), "web-1").is_some());
+}
+
+/// Wait until the lab has refused `pod`'s eviction at least once.
+async fn until_refused(lab: &runbook::lab::Lab, pod: &str) {
+    let path = format!("/pods/{pod}/eviction");
+    for _ in 0..500 {
+        if lab
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with(&path) && r.status == 429)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the eviction of {pod} was never refused");
+}
+
+#[tokio::test]
+async fn drain_blocked_by_a_pdb_succeeds_once_the_budget_is_relaxed() {
+    let lab = scenario(DRAIN);
+    let p = provider(&lab);
+    let drain = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let mut cx = ExecCtx::new(json!({}));
+            cx.timeout = Some(Duration::from_secs(20));
+            run_with(&p, DRAIN_N1, cx).await
+        })
+    };
+    until_refused(&lab, "web-1").await;
+    // Someone lowers the budget mid-drain: the next attempt gets through.
+    let pdbs: kube::Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
+        kube::Api::namespaced(lab.client(), "prod");
+    pdbs.patch(
+        "web",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"minAvailable": 0}})),
+    )
+    .await
+    .unwrap();
+    let ran = drain.await.unwrap();
+    assert_eq!(
+        strs(&ran.ok()["evicted"]),
+        ["prod/bare-1", "prod/done-1", "prod/scratch-1", "prod/web-1"]
+    );
+    let web = evictions_of(&ran, "web-1");
+    assert!(web.len() >= 2, "{web:?}");
+    assert_eq!(web.last().map(String::as_str), Some("POST 201"), "{web:?}");
+    assert!(web[..web.len() - 1].iter().all(|c| c == "POST 429"));
+    let refused = web.len() - 1;
+    assert_eq!(
+        strs(&ran.ok()["warnings"]).last(),
+        Some(&format!(
+            "eviction of prod/web-1 refused by its disruption budget {refused} time(s), retried every 50ms until allowed"
+        ))
+    );
+    assert!(lab.get("pods", Some("prod"), "web-1").is_none());
+}
+
+#[tokio::test]
+async fn drain_blocked_by_a_pdb_succeeds_once_another_pod_of_the_set_is_ready() {
+    let lab = scenario(DRAIN);
+    let p = provider(&lab);
+    let drain = {
+        let p = p.clone();
+        tokio::spawn(async move {
+            let mut cx = ExecCtx::new(json!({}));
+            cx.timeout = Some(Duration::from_secs(20));
+            run_with(&p, DRAIN_N1, cx).await
+        })
+    };
+    until_refused(&lab, "web-1").await;
+    // A second web pod on n2 becomes ready: the budget (minAvailable 1) allows one.
+    lab.create(json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "web-2", "namespace": "prod", "labels": {"app": "web"}},
+        "spec": {"nodeName": "n2", "containers": [{"name": "web", "image": "web"}]},
+        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}))
+        .unwrap();
+    let ran = drain.await.unwrap();
+    assert!(strs(&ran.ok()["evicted"]).contains(&"prod/web-1".to_string()));
+    assert!(evictions_of(&ran, "web-1").len() >= 2);
+    assert!(lab.get("pods", Some("prod"), "web-2").is_some());
+}
+
+#[tokio::test]
+async fn cancelling_a_drain_blocked_by_a_pdb_stops_it_promptly() {
+    let lab = scenario(DRAIN);
+    let p = provider(&lab).with_eviction_retry(Duration::from_secs(5));
+    let cx = ExecCtx::new(json!({}));
+    let cancel = cx.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    let ran = run_with(&p, DRAIN_N1, cx).await;
+    assert!(
+        matches!(ran.result, Err(OpError::Cancelled)),
+        "{:?}",
+        ran.result
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(evictions_of(&ran, "web-1"), ["POST 429"]);
 }

@@ -40,11 +40,13 @@ pub fn fast_retry() -> RetryPolicy {
     }
 }
 
-/// A provider over the lab's in-process client, unlimited rate, fast polls/retries.
+/// A provider over the lab's in-process client, unlimited rate, fast polls/retries
+/// (drain re-evicts a PDB-blocked pod every 50 ms instead of kubectl's 5 s).
 pub fn provider(lab: &Lab) -> KubeProvider {
     KubeProvider::new(lab.client(), "default", 0.0)
         .with_retry(fast_retry())
         .with_poll_interval(Duration::from_millis(20))
+        .with_eviction_retry(Duration::from_millis(50))
         .with_default_wait(Duration::from_secs(20))
 }
 

@@ -1,14 +1,19 @@
 //! `drain`: kubectl drain's steps (pkg/drain/{drain,filters}.go, reference §1.2):
 //! cordon, list the node's pods, apply kubectl's filters, evict (or delete) what
-//! remains, then wait until those pods are gone.
+//! remains, then wait until those pods are gone. An eviction a PodDisruptionBudget
+//! refuses is tried again every 5 s until the budget allows it or the step's timeout
+//! (kubectl drain retries it until its `--timeout`).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 
 use serde_json::{Value, json};
+use tokio::time::Instant;
 
+use super::client::{Req, Resp, RetryPolicy, Transport};
 use super::read::ListScope;
-use super::write::{Each, label};
-use super::{Run, Target};
+use super::write::{Each, eviction_outcome, label};
+use super::{ApiRes, Run, Target};
 use crate::providers::OpError;
 
 const DAEMONSET: &str = "cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)";
@@ -124,9 +129,13 @@ impl Run<'_> {
             .filter_map(|p| p.pointer("/metadata/uid").and_then(Value::as_str))
             .map(String::from)
             .collect();
+        // Pods a budget held back for a while before letting them go: kubectl prints
+        // "(will retry after 5s)" for each refusal; the result keeps one line per pod.
+        let held = Mutex::new(BTreeMap::<String, u32>::new());
         let outcomes = self
             .each(evict, |pod| {
                 let pods_res = &pods_res;
+                let held = &held;
                 async move {
                     let ns = pod
                         .pointer("/metadata/namespace")
@@ -138,7 +147,7 @@ impl Run<'_> {
                     if spec.disable_eviction {
                         self.delete_pod(pods_res, &ns, &name, who).await
                     } else {
-                        self.evict_one(pods_res, &ns, &name, spec.grace_period, who)
+                        self.evict_until_allowed(pods_res, &ns, &name, who, held)
                             .await
                     }
                 }
@@ -169,8 +178,88 @@ impl Run<'_> {
         result["cordoned"] = json!(cordoned);
         result["method"] = json!(method);
         result["skipped"] = json!(skipped);
+        let held = held.into_inner().unwrap_or_else(|e| e.into_inner());
+        warnings.extend(held.iter().map(|(who, n)| {
+            format!("eviction of {who} refused by its disruption budget {n} time(s), retried every {:?} until allowed", self.p.evict_retry)
+        }));
         result["warnings"] = json!(warnings);
         Ok(result)
+    }
+
+    /// kubectl drain's eviction of one pod (pkg/drain/drain.go `evictPods`): a 429 —
+    /// the pod's PodDisruptionBudget allows no disruption now — is not an error but
+    /// "will retry after 5s", again and again, until the budget allows it (another
+    /// pod of the set became ready, the budget was changed) or the operation's
+    /// deadline, which fails with the pod, the budget and how often it was refused.
+    /// Every attempt is a journaled API call. A dry run asks once: a plan must not
+    /// wait for a budget.
+    async fn evict_until_allowed(
+        &self,
+        res: &ApiRes,
+        ns: &str,
+        name: &str,
+        who: String,
+        held: &Mutex<BTreeMap<String, u32>>,
+    ) -> Each {
+        let req = self.eviction_req(res, ns, name, self.spec.grace_period);
+        let mut refused: u32 = 0;
+        loop {
+            let resp = match self.send_eviction(&req).await {
+                Ok(r) if r.status == 429 && !self.cx.dry_run => r,
+                other => {
+                    if refused > 0 {
+                        held.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(who.clone(), refused);
+                    }
+                    return eviction_outcome(other, who);
+                }
+            };
+            refused += 1;
+            let next = Instant::now() + self.p.evict_retry;
+            let wake = self.deadline.map_or(next, |d| next.min(d));
+            tokio::select! {
+                _ = tokio::time::sleep_until(wake) => {}
+                _ = self.cx.cancel.cancelled() => return Each::Failed(who, OpError::Cancelled),
+            }
+            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                let limit = self.cx.timeout.unwrap_or(self.p.default_wait);
+                return Each::Failed(
+                    who,
+                    OpError::Failed {
+                        message: blocked_message(ns, name, limit, refused, &resp),
+                        result: Some(resp.body),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Send an eviction without the transport's quick retries of a 429: a refusing
+    /// budget does not change in milliseconds, and [`Self::evict_until_allowed`] owns
+    /// the cadence. A 5xx still gets the provider's bounded retries.
+    async fn send_eviction(&self, req: &Req) -> Result<Resp, OpError> {
+        let t = &self.p.transport;
+        let once = Transport {
+            client: t.client.clone(),
+            limiter: t.limiter.clone(),
+            retry: RetryPolicy {
+                attempts: 1,
+                ..t.retry
+            },
+        };
+        let first = once.send(req, self.cx).await?;
+        if first.status >= 500 && first.status != 501 {
+            let rest = Transport {
+                retry: RetryPolicy {
+                    attempts: t.retry.attempts.saturating_sub(1).max(1),
+                    ..t.retry
+                },
+                ..once
+            };
+            return rest.send(req, self.cx).await;
+        }
+        Ok(first)
     }
 
     /// `--disable-eviction`: a plain DELETE with the same options.
@@ -228,5 +317,75 @@ impl Run<'_> {
             _ = tokio::time::sleep(self.p.poll) => Ok(()),
             _ = self.cx.cancel.cancelled() => Err(OpError::Cancelled),
         }
+    }
+}
+
+/// The error of an eviction still refused at the deadline, in kubectl's words
+/// ("error when evicting pods/\"web-1\" -n \"prod\": global timeout reached: 5m0s")
+/// plus what the server said last, which names the budget.
+fn blocked_message(
+    ns: &str,
+    name: &str,
+    limit: std::time::Duration,
+    refused: u32,
+    resp: &Resp,
+) -> String {
+    let said = resp.body["message"]
+        .as_str()
+        .unwrap_or("the server answered HTTP 429 Too Many Requests");
+    let causes: Vec<&str> = resp.body["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["message"].as_str())
+        .collect();
+    let times = if refused == 1 { "once" } else { "times" };
+    let count = if refused == 1 {
+        String::new()
+    } else {
+        format!("{refused} ")
+    };
+    let mut m = format!(
+        "error when evicting pods/\"{name}\" -n \"{ns}\": global timeout reached: {limit:?}; refused {count}{times}: {said}"
+    );
+    if !causes.is_empty() {
+        m.push_str(&format!(" ({})", causes.join("; ")));
+    }
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(causes: Value) -> Resp {
+        Resp {
+            status: 429,
+            body: json!({"kind": "Status", "code": 429, "reason": "TooManyRequests",
+                "message": "Cannot evict pod as it would violate the pod's disruption budget.",
+                "details": {"causes": causes}}),
+        }
+    }
+
+    #[test]
+    fn blocked_message_names_the_pod_the_timeout_and_the_budget() {
+        let r = refusal(json!([{"reason": "DisruptionBudget",
+            "message": "The disruption budget web needs 1 healthy pods and has 1 currently"}]));
+        assert_eq!(
+            blocked_message("prod", "web-1", std::time::Duration::from_secs(120), 24, &r),
+            "error when evicting pods/\"web-1\" -n \"prod\": global timeout reached: 120s; refused 24 times: \
+             Cannot evict pod as it would violate the pod's disruption budget. \
+             (The disruption budget web needs 1 healthy pods and has 1 currently)"
+        );
+    }
+
+    #[test]
+    fn blocked_message_without_causes_says_what_the_server_said() {
+        let r = refusal(json!([]));
+        assert_eq!(
+            blocked_message("prod", "web-1", std::time::Duration::from_secs(5), 1, &r),
+            "error when evicting pods/\"web-1\" -n \"prod\": global timeout reached: 5s; refused once: \
+             Cannot evict pod as it would violate the pod's disruption budget."
+        );
     }
 }

@@ -37,6 +37,10 @@ pub const DEFAULT_QPS: f64 = 20.0;
 /// Bound on `wait` and on drain's wait for deletion when the step sets no timeout.
 pub const DEFAULT_WAIT: Duration = Duration::from_secs(300);
 
+/// kubectl drain evicts a pod again this long after its PodDisruptionBudget refused it
+/// (pkg/drain/drain.go evictPods: "will retry after 5s").
+pub const EVICT_RETRY: Duration = Duration::from_secs(5);
+
 /// Connect to the cluster kubectl would talk to with the same flags
 /// (`--kubeconfig`, `--context`, `--namespace`; `KUBECONFIG`; in-cluster config).
 pub async fn connect(opts: &KubeConnect) -> Result<KubeProvider, KubeError> {
@@ -104,6 +108,7 @@ pub struct KubeProvider {
     default_namespace: String,
     default_wait: Duration,
     poll: Duration,
+    evict_retry: Duration,
     concurrency: usize,
     discovered: Arc<Mutex<HashMap<String, ApiRes>>>,
 }
@@ -122,6 +127,7 @@ impl KubeProvider {
             default_namespace: default_namespace.into(),
             default_wait: DEFAULT_WAIT,
             poll: Duration::from_secs(1),
+            evict_retry: EVICT_RETRY,
             concurrency: 32,
             discovered: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -136,6 +142,13 @@ impl KubeProvider {
     /// How often `wait` and drain poll (default 1 s, as kubectl's wait for delete).
     pub fn with_poll_interval(mut self, every: Duration) -> Self {
         self.poll = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// How long drain waits before evicting again a pod whose PodDisruptionBudget
+    /// refused it (default 5 s, kubectl drain's fixed interval).
+    pub fn with_eviction_retry(mut self, every: Duration) -> Self {
+        self.evict_retry = every.max(Duration::from_millis(1));
         self
     }
 
@@ -182,14 +195,22 @@ impl KubeProvider {
     pub async fn run(&self, spec: &KubeSpec, cx: &ExecCtx) -> Result<Value, OpError> {
         let bounded = matches!(spec.verb.as_str(), "wait" | "drain");
         let limit = cx.timeout.or(bounded.then_some(self.default_wait));
-        let run = Run { p: self, cx, spec };
+        // One instant for both: at the deadline the operation is polled before the
+        // timer, so drain can end with its own error (which pod, which budget).
+        let deadline = limit.map(|d| tokio::time::Instant::now() + d);
+        let run = Run {
+            p: self,
+            cx,
+            spec,
+            deadline,
+        };
         let work = run.dispatch();
         let work = async {
-            match limit {
-                Some(d) => tokio::time::timeout(d, work)
+            match (limit, deadline) {
+                (Some(d), Some(at)) => tokio::time::timeout_at(at, work)
                     .await
                     .unwrap_or(Err(OpError::TimedOut(d))),
-                None => work.await,
+                _ => work.await,
             }
         };
         tokio::select! {
@@ -287,6 +308,9 @@ pub(crate) struct Run<'a> {
     pub p: &'a KubeProvider,
     pub cx: &'a ExecCtx,
     pub spec: &'a KubeSpec,
+    /// When the operation's timeout (the step's, or the default bound of wait and
+    /// drain) runs out; None when nothing bounds it.
+    pub deadline: Option<tokio::time::Instant>,
 }
 
 impl Run<'_> {

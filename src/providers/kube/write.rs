@@ -52,6 +52,16 @@ pub(crate) fn label(obj: &Value, qualify: bool) -> String {
     }
 }
 
+/// What an eviction's answer means: 2xx evicted, 404 already gone, else failed.
+pub(crate) fn eviction_outcome(sent: Result<Resp, OpError>, who: String) -> Each {
+    match sent {
+        Ok(r) if r.ok() => Each::Done(who),
+        Ok(r) if r.status == 404 => Each::Gone(who),
+        Ok(r) => Each::Failed(who, api_error(&r)),
+        Err(e) => Each::Failed(who, e),
+    }
+}
+
 /// The outcome of acting on one object of many.
 pub(crate) enum Each {
     Done(String),
@@ -335,6 +345,18 @@ impl Run<'_> {
         grace: Option<u32>,
         who: String,
     ) -> Each {
+        let req = self.eviction_req(res, ns, name, grace);
+        eviction_outcome(self.send(req).await, who)
+    }
+
+    /// POST `pods/NAME/eviction`, journaled as the kubectl line that sends the same.
+    pub(crate) fn eviction_req(
+        &self,
+        res: &ApiRes,
+        ns: &str,
+        name: &str,
+        grace: Option<u32>,
+    ) -> Req {
         let mut body = eviction_body(name, ns, grace);
         if self.cx.dry_run {
             body["deleteOptions"]["dryRun"] = json!(["All"]);
@@ -344,18 +366,12 @@ impl Run<'_> {
             quote(&eviction_body(name, ns, grace).to_string()),
             res.url(Some(ns), Some(name), Some("eviction"))
         );
-        let req = Req::new(
+        Req::new(
             Method::POST,
             res.url(Some(ns), Some(name), Some("eviction")),
         )
         .json("application/json", &body)
-        .kubectl(line);
-        match self.send(req).await {
-            Ok(r) if r.ok() => Each::Done(who),
-            Ok(r) if r.status == 404 => Each::Gone(who),
-            Ok(r) => Each::Failed(who, api_error(&r)),
-            Err(e) => Each::Failed(who, e),
-        }
+        .kubectl(line)
     }
 
     /// `patch`: strategic merge (default), JSON merge or JSON patch; the patched object.

@@ -1,0 +1,80 @@
+//! Discovery (`/version`, `/api`, `/apis`, the resource lists kubectl caches) and the
+//! Prometheus query API the lab serves from its scenario's metrics.
+
+use axum::body::Bytes;
+use axum::extract::Query;
+use axum::response::Response;
+use http::HeaderMap;
+use serde_json::{Value, json};
+
+use super::{Params, json_response};
+use crate::lab::Lab;
+use crate::lab::metrics;
+use crate::lab::resources;
+
+pub(super) fn version() -> Value {
+    json!({"major": "1", "minor": "37", "gitVersion": "v1.37.1-runbook-lab", "gitCommit": "lab",
+        "gitTreeState": "clean", "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.25",
+        "compiler": "gc", "platform": "linux/amd64"})
+}
+
+pub(super) fn group(g: &str) -> Value {
+    let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
+    json!({"kind": "APIGroup", "apiVersion": "v1", "name": g, "versions": [gv.clone()], "preferredVersion": gv})
+}
+
+pub(super) fn group_list() -> Value {
+    let groups: Vec<Value> = resources::GROUPS
+        .iter()
+        .map(|g| {
+            let mut v = group(g);
+            if let Some(m) = v.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            v
+        })
+        .collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+pub(super) fn resource_list(g: &str, v: &str) -> Value {
+    let resources: Vec<Value> = resources::RESOURCES
+        .iter()
+        .filter(|r| r.group == g && r.version == v)
+        .flat_map(|r| r.discovery_entries())
+        .collect();
+    let gv = if g.is_empty() {
+        v.to_string()
+    } else {
+        format!("{g}/{v}")
+    };
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
+}
+
+pub(super) fn prometheus(lab: &Lab, params: &Params, body: &Bytes, _h: &HeaderMap) -> Response {
+    let mut q = params.get("query").cloned();
+    if q.is_none() {
+        // POST with a form body, as Prometheus clients may send.
+        if let Ok(form) = serde_urlencoded_parse(body) {
+            q = form.get("query").cloned();
+        }
+    }
+    let Some(q) = q else {
+        return json_response(
+            400,
+            &json!({"status": "error", "errorType": "bad_data", "error": "missing query parameter \"query\""}),
+        );
+    };
+    let st = lab.lock();
+    let (code, v) = metrics::query(&st, &q);
+    json_response(code, &v)
+}
+
+fn serde_urlencoded_parse(body: &Bytes) -> Result<Params, ()> {
+    let s = std::str::from_utf8(body).map_err(|_| ())?;
+    let uri: http::Uri = format!("/?{s}").parse().map_err(|_| ())?;
+    Query::<Params>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .map_err(|_| ())
+}

@@ -1,0 +1,197 @@
+//! Reads: get one object, list with selectors and paging (as JSON or as the Table
+//! kubectl prints), and pod logs.
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{StatusCode, header};
+use serde_json::{Value, json};
+
+use super::{Params, Target, err, json_response};
+use crate::lab::Lab;
+use crate::lab::resources::{self, ResourceDef};
+use crate::lab::select::{FieldSelector, LabelSelector};
+use crate::lab::state::str_at;
+use crate::lab::status::ApiError;
+use crate::lab::table::{self, IncludeObject};
+
+/// `GET pods/{name}/log`: the real apiserver proxies to the node's kubelet. The lab
+/// has no containers, so it answers what a user would get: a 400 for a container that
+/// has not started, a kubelet dial timeout for a pod on a lost node, else a short
+/// simulated log.
+pub(super) fn pod_log(lab: &Lab, ns: &str, name: &str, params: &Params) -> Response {
+    let st = lab.lock();
+    let pods = resources::by_key("pods").expect("invariant: pods are a served resource");
+    let Some(pod) = st.store.get("pods", ns, name) else {
+        return err(ApiError::not_found(pods, name));
+    };
+    let containers: Vec<String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["name"].as_str().map(String::from))
+        .collect();
+    let container = match params.get("container") {
+        Some(c) => c.clone(),
+        None if containers.len() == 1 => containers[0].clone(),
+        None => {
+            return err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )));
+        }
+    };
+    let node = str_at(pod, "/spec/nodeName");
+    if st.node_lost(node) {
+        let ip = str_at(pod, "/status/hostIP");
+        let ip = if ip.is_empty() { node } else { ip };
+        return err(ApiError::new(
+            500,
+            "InternalError",
+            format!(
+                "Get \"https://{ip}:10250/containerLogs/{ns}/{name}/{container}\": dial tcp {ip}:10250: i/o timeout"
+            ),
+        ));
+    }
+    let status = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["name"] == container.as_str()));
+    if let Some(reason) = status
+        .and_then(|c| c.pointer("/state/waiting/reason"))
+        .and_then(Value::as_str)
+        && reason != "CrashLoopBackOff"
+    {
+        return err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+        )));
+    }
+    if status.is_none() {
+        return err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+        )));
+    }
+    let text = format!(
+        "[runbook lab] simulated container {container} of pod {ns}/{name}: no real log is kept\n"
+    );
+    Response::builder()
+        .status(200)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(text))
+        .unwrap_or_default()
+}
+
+pub(super) fn selectors(
+    res: &ResourceDef,
+    params: &Params,
+) -> Result<(LabelSelector, FieldSelector), ApiError> {
+    let labels = LabelSelector::parse(
+        params
+            .get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or(""),
+    )
+    .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?;
+    let fs_text = params
+        .get("fieldSelector")
+        .map(String::as_str)
+        .unwrap_or("");
+    let fields = FieldSelector::parse(fs_text).map_err(ApiError::bad_request)?;
+    if let Some(bad) = fields.unsupported(res.selectable_fields()) {
+        // The real registry's message (apiserver/pkg/registry/generic/registry/store.go).
+        return Err(ApiError::bad_request(format!(
+            "Unable to find \"{}/{}, Resource={}\" that match label selector \"{}\", field selector \"{fs_text}\": field label not supported: {bad}",
+            res.group,
+            res.version,
+            res.plural,
+            params
+                .get("labelSelector")
+                .map(String::as_str)
+                .unwrap_or("")
+        )));
+    }
+    Ok((labels, fields))
+}
+
+pub(super) fn get(
+    lab: &Lab,
+    res: &'static ResourceDef,
+    ns: &str,
+    name: &str,
+    as_table: bool,
+    params: &Params,
+) -> Result<(u16, Value), ApiError> {
+    let st = lab.lock();
+    let obj = st
+        .store
+        .get(&res.key(), ns, name)
+        .ok_or_else(|| ApiError::not_found(res, name))?;
+    if as_table {
+        let include = IncludeObject::parse(params.get("includeObject").map(String::as_str));
+        return Ok((200, table::table(res, &[obj], st.now(), include, None)));
+    }
+    Ok((200, obj.clone()))
+}
+
+/// A list body serialised straight from the store's objects (no copy of the items).
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: &'a [&'a Value],
+}
+
+pub(super) fn list(
+    lab: &Lab,
+    t: &Target,
+    params: &Params,
+    as_table: bool,
+) -> Result<Response, ApiError> {
+    let (labels, fields) = selectors(t.res, params)?;
+    let st = lab.lock();
+    let key = t.res.key();
+    let matching: Vec<&Value> = st
+        .store
+        .list(&key, t.ns.as_deref())
+        .filter(|o| labels.matches(o) && fields.matches(o))
+        .collect();
+    let offset: usize = params
+        .get("continue")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let limit: usize = params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .filter(|l| *l > 0)
+        .unwrap_or(usize::MAX);
+    let end = offset.saturating_add(limit).min(matching.len());
+    let page = &matching[offset.min(end)..end];
+    let rv = st.store.rv();
+    let mut meta = json!({"resourceVersion": rv.to_string()});
+    if end < matching.len() {
+        meta["continue"] = json!(end.to_string());
+        meta["remainingItemCount"] = json!(matching.len() - end);
+    }
+    if as_table {
+        let include = IncludeObject::parse(params.get("includeObject").map(String::as_str));
+        let mut tb = table::table(t.res, page, st.now(), include, Some(rv));
+        tb["metadata"] = meta;
+        return Ok(json_response(200, &tb));
+    }
+    let body = ListBody {
+        kind: format!("{}List", t.res.kind),
+        api_version: t.res.api_version(),
+        metadata: meta,
+        items: page,
+    };
+    let bytes = serde_json::to_vec(&body)
+        .map_err(|e| ApiError::new(500, "InternalError", format!("cannot encode the list: {e}")))?;
+    drop(st);
+    Ok(Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(bytes))
+        .unwrap_or_default())
+}

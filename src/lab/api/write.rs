@@ -1,0 +1,198 @@
+//! Writes: create, replace (PUT), patch (strategic merge, JSON merge, JSON patch),
+//! delete one or a collection, and the eviction subresource. Each runs the
+//! controllers once afterwards, as the real control plane would react to the write.
+
+use axum::body::Bytes;
+use http::{HeaderMap, header};
+use serde_json::{Value, json};
+
+use super::read::selectors;
+use super::{Params, Target, dry_run, parse_json};
+use crate::lab::resources::ResourceDef;
+use crate::lab::state::{DeleteOpts, str_at};
+use crate::lab::status::{self, ApiError};
+use crate::lab::{Lab, controllers, patch};
+
+/// POST to a collection: create (201).
+pub(super) fn create(
+    lab: &Lab,
+    res: &'static ResourceDef,
+    ns: &str,
+    body: &Bytes,
+    params: &Params,
+) -> Result<(u16, Value), ApiError> {
+    parse_json(body).and_then(|obj| {
+        let mut st = lab.lock();
+        let r = st.create(res, ns, obj, dry_run(params));
+        if r.is_ok() {
+            controllers::reconcile(&mut st);
+        }
+        r.map(|o| (201, o))
+    })
+}
+
+/// POST `pods/{name}/eviction` (201, or the PodDisruptionBudget's 429).
+pub(super) fn evict(
+    lab: &Lab,
+    ns: &str,
+    name: &str,
+    body: &Bytes,
+) -> Result<(u16, Value), ApiError> {
+    parse_json(body).and_then(|ev| {
+        let mut st = lab.lock();
+        let r = st.evict(ns, name, &ev);
+        controllers::reconcile(&mut st);
+        r.map(|s| (201, s))
+    })
+}
+
+/// PUT an object or its `/status`.
+pub(super) fn replace(
+    lab: &Lab,
+    res: &'static ResourceDef,
+    ns: &str,
+    name: &str,
+    status_only: bool,
+    body: &Bytes,
+    params: &Params,
+) -> Result<(u16, Value), ApiError> {
+    parse_json(body).and_then(|obj| {
+        let mut st = lab.lock();
+        let r = st.replace(res, ns, name, obj, status_only, dry_run(params));
+        controllers::reconcile(&mut st);
+        r.map(|o| (200, o))
+    })
+}
+
+/// DELETE one object.
+pub(super) fn delete_one(
+    lab: &Lab,
+    res: &'static ResourceDef,
+    ns: &str,
+    name: &str,
+    body: &Bytes,
+    params: &Params,
+) -> Result<(u16, Value), ApiError> {
+    let opts = delete_opts(body, params)?;
+    let mut st = lab.lock();
+    let r = st.delete(res, ns, name, &opts);
+    controllers::reconcile(&mut st);
+    r.map(|(obj, gone)| {
+        // Pods, PVs, PVCs and VolumeAttachments return the object
+        // (ReturnDeletedObject, §1.3); other kinds a Success Status.
+        let returns_object = matches!(res.key().as_str(), "pods" | "persistentvolumes" | "persistentvolumeclaims" | "volumeattachments.storage.k8s.io" | "namespaces");
+        if returns_object || !gone {
+            (200, obj)
+        } else {
+            (200, status::success(200, json!({"name": name, "group": res.group, "kind": res.plural, "uid": obj["metadata"]["uid"]})))
+        }
+    })
+}
+
+fn delete_opts(body: &Bytes, params: &Params) -> Result<DeleteOpts, ApiError> {
+    let mut opts = if body.iter().any(|b| !b.is_ascii_whitespace()) {
+        DeleteOpts::from_json(&parse_json(body)?)
+    } else {
+        DeleteOpts::default()
+    };
+    if let Some(g) = params.get("gracePeriodSeconds") {
+        opts.grace = Some(
+            g.parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid gracePeriodSeconds {g:?}")))?,
+        );
+    }
+    if let Some(p) = params.get("propagationPolicy") {
+        opts.propagation = Some(p.clone());
+    }
+    if dry_run(params) {
+        opts.dry_run = true;
+    }
+    Ok(opts)
+}
+
+pub(super) fn delete_collection(
+    lab: &Lab,
+    t: &Target,
+    body: &Bytes,
+    params: &Params,
+) -> Result<(u16, Value), ApiError> {
+    let (labels, fields) = selectors(t.res, params)?;
+    let opts = delete_opts(body, params)?;
+    let mut st = lab.lock();
+    let names: Vec<(String, String)> = st
+        .store
+        .list(&t.res.key(), t.ns.as_deref())
+        .filter(|o| labels.matches(o) && fields.matches(o))
+        .map(|o| {
+            (
+                str_at(o, "/metadata/namespace").to_string(),
+                str_at(o, "/metadata/name").to_string(),
+            )
+        })
+        .collect();
+    let mut items = Vec::new();
+    for (ns, name) in names {
+        if let Ok((obj, _)) = st.delete(t.res, &ns, &name, &opts) {
+            items.push(obj);
+        }
+    }
+    controllers::reconcile(&mut st);
+    Ok((
+        200,
+        json!({"kind": format!("{}List", t.res.kind), "apiVersion": t.res.api_version(),
+        "metadata": {"resourceVersion": st.store.rv().to_string()}, "items": items}),
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn patch_object(
+    lab: &Lab,
+    res: &'static ResourceDef,
+    ns: &str,
+    name: &str,
+    status_only: bool,
+    headers: &HeaderMap,
+    params: &Params,
+    body: &Bytes,
+) -> Result<(u16, Value), ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    let p = parse_json(body)?;
+    let mut st = lab.lock();
+    let old = st
+        .store
+        .get(&res.key(), ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(res, name))?;
+    let mut new = old.clone();
+    match ct.as_str() {
+        "application/strategic-merge-patch+json" => patch::strategic_merge(&mut new, &p),
+        "application/merge-patch+json" => patch::merge_patch(&mut new, &p),
+        "application/json-patch+json" => {
+            patch::json_patch(&mut new, &p).map_err(|e| ApiError::new(422, "Invalid", e))?
+        }
+        other => return Err(ApiError::unsupported_media_type(other)),
+    }
+    // A resourceVersion in the patch is an optimistic-lock precondition (§4.6).
+    let patched_rv = new
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(String::from);
+    let old_rv = old
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(String::from);
+    if patched_rv.is_some() && patched_rv != old_rv {
+        return Err(ApiError::conflict(res, name));
+    }
+    let r = st.replace(res, ns, name, new, status_only, dry_run(params))?;
+    controllers::reconcile(&mut st);
+    Ok((200, r))
+}

@@ -1,0 +1,88 @@
+//! The lab's whole world behind one lock: the object store, the virtual clock, the
+//! scenario's faults and metrics, and the bits of controller memory that Kubernetes
+//! keeps outside objects (which nodes' kubelets are dead, detach timers).
+//!
+//! The operations on it are shared by the HTTP handlers and the controllers, so a
+//! controller's force delete follows the same rules as kubectl's. Each has its file:
+//! [`writes`] (create, replace, delete with the registries' rules, data losses),
+//! [`eviction`] (the eviction subresource and PodDisruptionBudgets), [`events`]
+//! (core/v1 Events), [`shape`] (what the API validates and defaults on create), and
+//! [`json`] (small readers of JSON objects every controller uses).
+
+mod events;
+mod eviction;
+mod json;
+mod shape;
+mod writes;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::clock::Clock;
+use super::scenario::{Fault, MetricDef};
+use super::select::LabelSelector;
+use super::store::Store;
+
+pub use json::{at, controller_of, finalizers, owner_uids, pod_ready, str_at};
+pub use shape::check_shape;
+pub(crate) use shape::default_pod;
+pub use writes::{DATA_VOLUME_ANNOTATION, DataLoss, DeleteOpts};
+
+pub struct State {
+    pub store: Store,
+    pub clock: Clock,
+    pub faults: Vec<(Duration, Fault)>,
+    pub applied: Vec<bool>,
+    pub metrics: Vec<MetricDef>,
+    /// Nodes whose kubelet stopped posting status, and since when.
+    pub lost_nodes: BTreeMap<String, DateTime<Utc>>,
+    /// Nodes whose disk filled up.
+    pub full_disks: BTreeSet<String>,
+    /// (namespace, selector, since) of crash-looping pods.
+    pub crash_loops: Vec<(String, LabelSelector, DateTime<Utc>)>,
+    /// VolumeAttachment name → when its last holder pod disappeared (forced-detach timer).
+    pub detach_since: BTreeMap<String, DateTime<Utc>>,
+    pub data_losses: Vec<DataLoss>,
+    pub next_ip: u32,
+    /// The earliest cluster time at which a time-driven controller has something to do
+    /// (an eviction timeout, a detach timer, a kubelet finishing a deletion, a fault):
+    /// a write after it runs a full pass instead of an incremental one.
+    pub next_wake: Option<DateTime<Utc>>,
+}
+
+impl State {
+    pub fn new(clock: Clock, faults: Vec<(Duration, Fault)>, metrics: Vec<MetricDef>) -> Self {
+        let seed = clock.now().timestamp_nanos_opt().unwrap_or(42) as u64;
+        let n = faults.len();
+        State {
+            store: Store::new(seed),
+            clock,
+            faults,
+            applied: vec![false; n],
+            metrics,
+            lost_nodes: BTreeMap::new(),
+            full_disks: BTreeSet::new(),
+            crash_loops: Vec::new(),
+            detach_since: BTreeMap::new(),
+            data_losses: Vec::new(),
+            next_ip: 10,
+            next_wake: None,
+        }
+    }
+
+    /// A controller will have work at `t` without any write: make sure a pass runs then.
+    pub fn wake_at(&mut self, t: DateTime<Utc>) {
+        if self.next_wake.is_none_or(|w| t < w) {
+            self.next_wake = Some(t);
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn node_lost(&self, node: &str) -> bool {
+        self.lost_nodes.contains_key(node)
+    }
+}
