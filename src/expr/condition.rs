@@ -601,6 +601,18 @@ mod tests {
             );
             assert!(
                 eval_bool(
+                    "now.getDayOfWeek() == 5 && now.getHours('Europe/Zurich') == 15",
+                    &json!({})
+                )
+                .unwrap()
+            );
+            assert!(eval_bool("timestamp(int(now)) == now", &json!({})).unwrap());
+            assert_eq!(
+                eval("now - duration('1h') + duration('30s')", &json!({})).unwrap(),
+                json!("2026-03-13T13:00:30+00:00")
+            );
+            assert!(
+                eval_bool(
                     "int(now) - int(timestamp('2026-03-13T13:59:00+00:00')) == 60",
                     &json!({})
                 )
@@ -615,6 +627,8 @@ mod tests {
             assert!(eval_bool("timestamp('yesterday') < now", &json!({})).is_err());
             assert!(eval_bool("now - duration('5 minutes') < now", &json!({})).is_err());
             assert!(eval_bool("now < '2026-03-13'", &json!({})).is_err());
+            // CEL durations have no day unit, unlike the runbook's `within`.
+            assert!(eval_bool("now - duration('2d') < now", &json!({})).is_err());
         });
     }
 
