@@ -332,3 +332,67 @@ steps:
         .expect("a pod on a lost node stays Terminating");
     assert!(pod.pointer("/metadata/deletionTimestamp").is_some());
 }
+
+#[tokio::test]
+async fn a_test_files_cluster_expectations_read_the_labs_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = r#"
+version: 1
+name: graceful-delete
+title: t
+steps:
+  - action: Delete the notebook pod gracefully
+    id: delete
+    gate: auto
+    kube: { delete: pod, name: jupyter-binder-2dexamples-2dr-2dq3x9a1, namespace: prod, grace_period: 30 }
+    verify:
+      kube: { get: pods, namespace: prod, where: "has(pod.metadata.deletionTimestamp) && timestamp(pod.metadata.deletionTimestamp) < now" }
+      expect: "result.exists(p, p.metadata.name == 'jupyter-binder-2dexamples-2dr-2dq3x9a1')"
+      within: 2m
+      every: 10s
+"#;
+    let loaded = load(dir.path(), yaml);
+    let scenario =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/hub-pvc-locked.scenario.yaml");
+    let test_file = dir.path().join("rb.test.yaml");
+    // At the end the lab's clock is 10 s past the grace period (the poll at +40 s).
+    std::fs::write(
+        &test_file,
+        format!(
+            r#"version: 1
+tests:
+  - name: graceful delete on a lost node
+    scenario: "{}"
+    expect:
+      status: succeeded
+      cluster:
+        past its grace period: "pods.exists(p, p.metadata.name == 'jupyter-binder-2dexamples-2dr-2dq3x9a1' && now - timestamp(p.metadata.deletionTimestamp) == duration('10s'))"
+        not a minute past it: "pods.exists(p, p.metadata.name == 'jupyter-binder-2dexamples-2dr-2dq3x9a1' && now - timestamp(p.metadata.deletionTimestamp) > duration('1m'))"
+"#,
+            scenario.display()
+        ),
+    )
+    .unwrap();
+    let spec = runbook::suite::spec::load(&test_file, &loaded.runbook).unwrap();
+    let result = runbook::suite::run_case(
+        &loaded,
+        dir.path(),
+        &spec.tests[0],
+        &dir.path().join("state"),
+        CancellationToken::new(),
+    )
+    .await;
+    assert_eq!(
+        result.status,
+        Some(RunStatus::Succeeded),
+        "{:?}",
+        result.failures
+    );
+    assert_eq!(result.cluster_secs, 40);
+    assert_eq!(
+        result.failures,
+        vec![format!(
+            "cluster: not a minute past it: does not hold (pods.exists(p, p.metadata.name == 'jupyter-binder-2dexamples-2dr-2dq3x9a1' && now - timestamp(p.metadata.deletionTimestamp) > duration('1m')))"
+        )]
+    );
+}

@@ -51,11 +51,11 @@ fn now_val() -> Option<Box<dyn Val + 'static>> {
         .map(|t| Box::new(CelTimestamp::from(t.fixed_offset())) as Box<dyn Val>)
 }
 
-/// Bind the variables `program` reads: `now` from the clock, the others from
-/// `vars` (converting only what it reads keeps a `where` over 1000 pods from
+/// Bind the variables a program reads (`names`): `now` from the clock, the others
+/// from `vars` (converting only what it reads keeps a `where` over 1000 pods from
 /// converting every saved list 1000 times), except the names in `skip`.
-fn bind_vars<'v>(context: &mut Context<'_, 'v>, program: &Program, vars: &'v Value, skip: &[&str]) {
-    for name in program.references().variables() {
+fn bind_vars<'v>(context: &mut Context<'_, 'v>, names: &[&str], vars: &'v Value, skip: &[&str]) {
+    for &name in names {
         if skip.contains(&name) {
             continue;
         }
@@ -154,7 +154,7 @@ fn short_parse_message(msg: &str) -> String {
 pub fn eval(expr: &str, ctx: &Value) -> Result<Value, ExprError> {
     let program = program(expr)?;
     let mut context = ENV.with(|env| Context::with_env(Arc::clone(env)));
-    bind_vars(&mut context, &program, ctx, &[]);
+    bind_vars(&mut context, &program.references().variables(), ctx, &[]);
     let value = program.execute(&context).map_err(|e| execution_error(&e))?;
     from_cel(&value)
 }
@@ -187,13 +187,10 @@ pub fn eval_bool_each(
     let program = program(expr)?;
     let mut base = ENV.with(|env| Context::with_env(Arc::clone(env)));
     let referenced = program.references();
+    let names = referenced.variables();
     // One `now` for every item: the objects were listed at one moment.
-    bind_vars(&mut base, &program, ctx, bind);
-    let bound: Vec<&str> = bind
-        .iter()
-        .copied()
-        .filter(|b| referenced.has_variable(b))
-        .collect();
+    bind_vars(&mut base, &names, ctx, bind);
+    let bound: Vec<&str> = bind.iter().copied().filter(|b| names.contains(b)).collect();
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let mut scope = base.new_inner_scope();
