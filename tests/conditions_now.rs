@@ -288,9 +288,12 @@ steps:
 
 #[tokio::test]
 async fn a_verification_on_the_lab_holds_once_the_lab_clock_passes_the_grace_period() {
-    // A user pod on a lost node, deleted gracefully: it stays Terminating (no kubelet
-    // confirms), and only the passing of lab time makes it "past its grace period".
-    let yaml = r#"
+    // A notebook pod on a lost node, not yet evicted, deleted with a 20 s grace
+    // period: it stays Terminating (no kubelet confirms), and only the passing of lab
+    // time makes it "past its grace period".
+    const POD: &str = "jupyter-ipython-2dipython-2din-2ddepth-2dk2m8pq";
+    let yaml = format!(
+        r#"
 version: 1
 name: graceful-then-check
 title: t
@@ -298,19 +301,24 @@ steps:
   - action: Delete the notebook pod gracefully
     id: delete
     gate: auto
-    kube: { delete: pod, name: jupyter-binder-2dexamples-2dr-2dq3x9a1, namespace: prod, grace_period: 30 }
+    kube: {{ delete: pod, name: {POD}, namespace: prod, grace_period: 20 }}
     verify:
       kube:
         get: pods
         namespace: prod
-        where: "pod.metadata.name == 'jupyter-binder-2dexamples-2dr-2dq3x9a1' && has(pod.metadata.deletionTimestamp) && timestamp(pod.metadata.deletionTimestamp) < now"
+        where: "pod.metadata.name == '{POD}' && has(pod.metadata.deletionTimestamp) && timestamp(pod.metadata.deletionTimestamp) < now"
       expect: "size(result) == 1"
       within: 2m
       every: 10s
-"#;
+"#
+    );
     let lab = Lab::seed_at_incident_time();
     let start = lab.now();
-    let (report, _dir) = run_lab(&lab, yaml).await;
+    let before = lab
+        .get("pods", Some("prod"), POD)
+        .expect("the seed has the pod");
+    assert!(before.pointer("/metadata/deletionTimestamp").is_none());
+    let (report, _dir) = run_lab(&lab, &yaml).await;
     assert_eq!(report.status, RunStatus::Succeeded);
     let polls: Vec<bool> = records(&report)
         .iter()
@@ -319,18 +327,20 @@ steps:
             _ => None,
         })
         .collect();
-    // Grace ends 30 s after the delete: polls at +0, +10, +20 and +30 s (not yet
-    // past), +40 s holds.
-    assert_eq!(polls, vec![false, false, false, false, true]);
-    assert_eq!((lab.now() - start).num_seconds(), 40);
+    // The grace period ends 20 s after the delete: the polls at +0, +10 and +20 s
+    // are not past it, the one at +30 s is.
+    assert_eq!(polls, vec![false, false, false, true]);
+    assert_eq!((lab.now() - start).num_seconds(), 30);
     let pod = lab
-        .get(
-            "pods",
-            Some("prod"),
-            "jupyter-binder-2dexamples-2dr-2dq3x9a1",
-        )
+        .get("pods", Some("prod"), POD)
         .expect("a pod on a lost node stays Terminating");
-    assert!(pod.pointer("/metadata/deletionTimestamp").is_some());
+    assert_eq!(
+        pod.pointer("/metadata/deletionTimestamp"),
+        Some(&json!(
+            (start + chrono::Duration::seconds(20))
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ))
+    );
 }
 
 #[tokio::test]
@@ -394,5 +404,55 @@ tests:
         vec![format!(
             "cluster: not a minute past it: does not hold (pods.exists(p, p.metadata.name == 'jupyter-binder-2dexamples-2dr-2dq3x9a1' && now - timestamp(p.metadata.deletionTimestamp) > duration('1m')))"
         )]
+    );
+}
+
+/// The yaml block of docs/format.md that contains `marker`.
+fn doc_example(marker: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/format.md");
+    let doc = std::fs::read_to_string(path).unwrap();
+    doc.split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("\n```").next())
+        .find(|b| b.contains(marker))
+        .unwrap_or_else(|| panic!("docs/format.md has no yaml example with {marker}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn the_documented_terminating_example_finds_and_clears_the_seed_incidents_stuck_hub_pod() {
+    let steps: String = doc_example("id: stuck-terminating")
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect();
+    let yaml = format!(
+        "version: 1\nname: doc-terminating\ntitle: t\nparams:\n  namespace: {{ default: prod }}\nsteps:\n{steps}"
+    );
+    let lab = Lab::seed_at_incident_time();
+    let (report, _dir) = run_lab(&lab, &yaml).await;
+    let records = records(&report);
+    let (outcome, summary) = finished(&records, "stuck-terminating");
+    assert_eq!(outcome, Outcome::Ok, "{summary}");
+    // Only the old hub pod (deleted five hours before the incident's time) is past
+    // its grace period by more than 5 minutes; the others were evicted just now.
+    let stuck: Vec<String> = records
+        .iter()
+        .find_map(|r| match &r.event {
+            Event::Saved { name, value, .. } if name == "stuck_pods" => Some(
+                value
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .expect("stuck_pods saved");
+    assert_eq!(stuck, vec!["hub-65d9f46698-dj4jb".to_string()]);
+    assert_eq!(report.status, RunStatus::Succeeded);
+    assert!(
+        lab.get("pods", Some("prod"), "hub-65d9f46698-dj4jb")
+            .is_none()
     );
 }
