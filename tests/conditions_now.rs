@@ -24,19 +24,19 @@ use tokio_util::sync::CancellationToken;
 struct Returns(Value);
 
 impl Provider for Returns {
-    fn resolve(&self, op: OpRef<'_>, _: &Value, _: &Defaults) -> Result<Resolved, OpError> {
+    fn resolve(&self, op: OpRef<'_>, vars: &Value, _: &Defaults) -> Result<Resolved, OpError> {
         let OpRef::Shell(op) = op else {
             return Err(OpError::Invalid("scripted provider: shell only".into()));
         };
+        let argv = op
+            .argv
+            .iter()
+            .map(|a| runbook::expr::render(a, vars).map_err(|e| OpError::Invalid(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Resolved {
             provider: "shell".into(),
-            display: op
-                .argv
-                .iter()
-                .map(|a| a.value.clone())
-                .collect::<Vec<_>>()
-                .join(" "),
-            op: json!(null),
+            display: argv.join(" "),
+            op: json!(argv),
             mutating: false,
         })
     }
@@ -454,5 +454,56 @@ async fn the_documented_terminating_example_finds_and_clears_the_seed_incidents_
     assert!(
         lab.get("pods", Some("prod"), "hub-65d9f46698-dj4jb")
             .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_when_and_a_for_each_read_now_too() {
+    // The virtual clock starts at 14:00 UTC.
+    let yaml = r#"
+version: 1
+name: when-now
+title: t
+steps:
+  - check: Only from 14:00 UTC on
+    id: afternoon
+    when: "now.getHours() >= 14"
+    shell: { argv: [probe] }
+  - check: Only before 14:00 UTC
+    id: morning
+    when: "now.getHours() < 14"
+    shell: { argv: [probe] }
+  - action: One item per timestamp
+    id: stamps
+    gate: auto
+    for_each: "[now - duration('1m'), now]"
+    shell: { argv: [stamp, "{{item}}"] }
+"#;
+    let (report, _, _dir) = run_scripted(yaml, json!({"exit_code": 0})).await;
+    assert_eq!(report.status, RunStatus::Succeeded);
+    let records = records(&report);
+    assert_eq!(finished(&records, "afternoon").0, Outcome::Ok);
+    let skipped: Vec<String> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::StepSkipped { step, .. } => Some(step.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(skipped, vec!["morning".to_string()]);
+    // A timestamp that becomes data is an RFC 3339 string.
+    let displays: Vec<String> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::OpStarted { op, .. } if op.scope.step == "stamps" => Some(op.display.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        displays,
+        vec![
+            "stamp 2026-03-13T13:59:00+00:00".to_string(),
+            "stamp 2026-03-13T14:00:00+00:00".to_string()
+        ]
     );
 }
