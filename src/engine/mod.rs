@@ -159,7 +159,13 @@ pub async fn run(
     opts: EngineOpts,
     cancel: CancellationToken,
 ) -> Result<RunReport, EngineError> {
-    run::start(loaded, providers, approver, clock, state_dir, opts, cancel).await
+    // Conditions read `now` from the run's clock (the lab's in `demo` and `test`).
+    let scope = Arc::clone(&clock);
+    crate::expr::with_clock(
+        scope,
+        run::start(loaded, providers, approver, clock, state_dir, opts, cancel),
+    )
+    .await
 }
 
 /// Continue a paused or interrupted run from its journal: completed steps are not run
@@ -174,7 +180,12 @@ pub async fn resume(
     opts: EngineOpts,
     cancel: CancellationToken,
 ) -> Result<RunReport, EngineError> {
-    run::resume(state_dir, run_id, providers, approver, clock, opts, cancel).await
+    let scope = Arc::clone(&clock);
+    crate::expr::with_clock(
+        scope,
+        run::resume(state_dir, run_id, providers, approver, clock, opts, cancel),
+    )
+    .await
 }
 
 /// The folder of a run.

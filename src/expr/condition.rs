@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use cel::common::types::{
-    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelUInt,
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp,
+    CelUInt,
 };
 use cel::common::value::Val;
 use cel::objects::Key;
@@ -15,6 +16,60 @@ use cel::{Context, Env, Program, Value as Cel};
 use serde_json::{Number, Value};
 
 use super::{ExprError, VarRef};
+use crate::engine::Clock;
+
+/// The name under which every condition sees the current time, a CEL `timestamp`.
+pub const NOW: &str = "now";
+
+tokio::task_local! {
+    /// The clock `now` is read from. A task-local rather than a parameter because
+    /// conditions are also evaluated deep inside providers (a kube `where`, `wait`'s
+    /// `for`), which only receive the run's variables as JSON; the engine scopes its
+    /// whole run with its own clock, so those see the same (possibly virtual) time.
+    static CLOCK: Arc<dyn Clock>;
+}
+
+/// Run `fut` with `clock` as the source of `now` in every condition it evaluates,
+/// on whichever thread it is polled. The engine wraps each run in this.
+pub async fn with_clock<F: std::future::Future>(clock: Arc<dyn Clock>, fut: F) -> F::Output {
+    CLOCK.scope(clock, fut).await
+}
+
+/// [`with_clock`] for synchronous code (a test suite's expectations over the lab).
+pub fn with_clock_sync<R>(clock: Arc<dyn Clock>, f: impl FnOnce() -> R) -> R {
+    CLOCK.sync_scope(clock, f)
+}
+
+/// `now` as CEL sees it, read from the clock in scope when the condition is
+/// evaluated (so every poll of a verification sees a later one). Outside a
+/// [`with_clock`] scope there is no `now`: a condition that reads it fails with
+/// "not defined" rather than silently reading the wall clock.
+fn now_val() -> Option<Box<dyn Val + 'static>> {
+    CLOCK
+        .try_with(|c| c.now())
+        .ok()
+        .map(|t| Box::new(CelTimestamp::from(t.fixed_offset())) as Box<dyn Val>)
+}
+
+/// Bind the variables a program reads (`names`): `now` from the clock, the others
+/// from `vars` (converting only what it reads keeps a `where` over 1000 pods from
+/// converting every saved list 1000 times), except the names in `skip`.
+fn bind_vars<'v>(context: &mut Context<'_, 'v>, names: &[&str], vars: &'v Value, skip: &[&str]) {
+    for &name in names {
+        if skip.contains(&name) {
+            continue;
+        }
+        if name == NOW
+            && let Some(now) = now_val()
+        {
+            context.add_variable_as_val(NOW, now);
+            continue;
+        }
+        if let Some(v) = vars.get(name) {
+            context.add_variable_as_val(name, to_val(v));
+        }
+    }
+}
 
 /// Compiled programs kept by source text (see the template cache).
 const CACHE_LIMIT: usize = 4096;
@@ -99,15 +154,7 @@ fn short_parse_message(msg: &str) -> String {
 pub fn eval(expr: &str, ctx: &Value) -> Result<Value, ExprError> {
     let program = program(expr)?;
     let mut context = ENV.with(|env| Context::with_env(Arc::clone(env)));
-    if let Value::Object(vars) = ctx {
-        // Converting only what the program reads keeps a `where` over 1000 pods from
-        // converting every saved list 1000 times.
-        for name in program.references().variables() {
-            if let Some(v) = vars.get(name) {
-                context.add_variable_as_val(name, to_val(v));
-            }
-        }
-    }
+    bind_vars(&mut context, &program.references().variables(), ctx, &[]);
     let value = program.execute(&context).map_err(|e| execution_error(&e))?;
     from_cel(&value)
 }
@@ -140,21 +187,10 @@ pub fn eval_bool_each(
     let program = program(expr)?;
     let mut base = ENV.with(|env| Context::with_env(Arc::clone(env)));
     let referenced = program.references();
-    if let Value::Object(vars) = ctx {
-        for name in referenced.variables() {
-            if bind.contains(&name) {
-                continue;
-            }
-            if let Some(v) = vars.get(name) {
-                base.add_variable_as_val(name, to_val(v));
-            }
-        }
-    }
-    let bound: Vec<&str> = bind
-        .iter()
-        .copied()
-        .filter(|b| referenced.has_variable(b))
-        .collect();
+    let names = referenced.variables();
+    // One `now` for every item: the objects were listed at one moment.
+    bind_vars(&mut base, &names, ctx, bind);
+    let bound: Vec<&str> = bind.iter().copied().filter(|b| names.contains(b)).collect();
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         let mut scope = base.new_inner_scope();
@@ -472,6 +508,178 @@ mod tests {
         let paths: Vec<String> = refs.iter().map(|r| r.path.join(".")).collect();
         assert_eq!(paths, vec!["params.ns", "lost", "y"]);
         assert_eq!(refs[1].offset, 20);
+    }
+
+    /// A clock stopped at one instant.
+    struct At(chrono::DateTime<chrono::Utc>);
+
+    impl Clock for At {
+        fn now(&self) -> chrono::DateTime<chrono::Utc> {
+            self.0
+        }
+        fn sleep(&self, _: std::time::Duration) -> futures::future::BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    fn at(t: &str) -> Arc<dyn Clock> {
+        Arc::new(At(t.parse().expect("test timestamp")))
+    }
+
+    /// A pod whose graceful deletion (30 s) was asked at 14:00:00: the API server
+    /// sets deletionTimestamp to the end of the grace period.
+    fn terminating() -> Value {
+        json!({"pod": {"metadata": {
+            "deletionTimestamp": "2026-03-13T14:00:30Z",
+            "deletionGracePeriodSeconds": 30
+        }}})
+    }
+
+    #[test]
+    fn now_is_the_clocks_time_as_a_cel_timestamp() {
+        let clock = at("2026-03-13T14:05:00Z");
+        with_clock_sync(clock, || {
+            assert_eq!(
+                eval("now", &json!({})).unwrap(),
+                json!("2026-03-13T14:05:00+00:00")
+            );
+            assert!(eval_bool("type(now) == google.protobuf.Timestamp", &json!({})).unwrap());
+            assert!(
+                eval_bool("now.getHours() == 14 && now.getMinutes() == 5", &json!({})).unwrap()
+            );
+        });
+    }
+
+    #[test]
+    fn now_compares_and_subtracts_with_timestamps_and_durations() {
+        let pod = terminating();
+        let past_grace = "timestamp(pod.metadata.deletionTimestamp) < now";
+        let long_past = "now - timestamp(pod.metadata.deletionTimestamp) > duration('300s')";
+        let asked = "timestamp(pod.metadata.deletionTimestamp) - duration(string(pod.metadata.deletionGracePeriodSeconds) + 's') + duration('5m') < now";
+        // Within its grace period: none holds.
+        with_clock_sync(at("2026-03-13T14:00:29Z"), || {
+            assert!(!eval_bool(past_grace, &pod).unwrap());
+            assert!(!eval_bool(long_past, &pod).unwrap());
+            assert!(!eval_bool(asked, &pod).unwrap());
+        });
+        // One second after its grace period.
+        with_clock_sync(at("2026-03-13T14:00:31Z"), || {
+            assert!(eval_bool(past_grace, &pod).unwrap());
+            assert!(!eval_bool(long_past, &pod).unwrap());
+            assert!(!eval_bool(asked, &pod).unwrap());
+        });
+        // Five minutes and a second after it was asked / its grace ended.
+        with_clock_sync(at("2026-03-13T14:05:01Z"), || {
+            assert!(!eval_bool(long_past, &pod).unwrap());
+            assert!(eval_bool(asked, &pod).unwrap());
+        });
+        with_clock_sync(at("2026-03-13T14:05:31Z"), || {
+            assert!(eval_bool(long_past, &pod).unwrap());
+        });
+    }
+
+    #[test]
+    fn durations_and_differences_convert_to_seconds() {
+        with_clock_sync(at("2026-03-13T14:00:00Z"), || {
+            assert_eq!(
+                eval("now - timestamp('2026-03-13T13:58:30Z')", &json!({})).unwrap(),
+                json!(90.0)
+            );
+            assert_eq!(
+                eval("duration('1h30m') + duration('1.5s')", &json!({})).unwrap(),
+                json!(5401.5)
+            );
+            assert!(
+                eval_bool(
+                    "now + duration('-2m') == timestamp('2026-03-13T13:58:00Z')",
+                    &json!({})
+                )
+                .unwrap()
+            );
+            assert!(
+                eval_bool(
+                    "now.getDayOfWeek() == 5 && now.getHours('Europe/Zurich') == 15",
+                    &json!({})
+                )
+                .unwrap()
+            );
+            assert!(eval_bool("timestamp(int(now)) == now", &json!({})).unwrap());
+            assert_eq!(
+                eval("now - duration('1h') + duration('30s')", &json!({})).unwrap(),
+                json!("2026-03-13T13:00:30+00:00")
+            );
+            assert!(
+                eval_bool(
+                    "int(now) - int(timestamp('2026-03-13T13:59:00+00:00')) == 60",
+                    &json!({})
+                )
+                .unwrap()
+            );
+        });
+    }
+
+    #[test]
+    fn a_bad_timestamp_or_duration_is_an_error_not_a_panic() {
+        with_clock_sync(at("2026-03-13T14:00:00Z"), || {
+            assert!(eval_bool("timestamp('yesterday') < now", &json!({})).is_err());
+            assert!(eval_bool("now - duration('5 minutes') < now", &json!({})).is_err());
+            assert!(eval_bool("now < '2026-03-13'", &json!({})).is_err());
+            // CEL durations have no day unit, unlike the runbook's `within`.
+            assert!(eval_bool("now - duration('2d') < now", &json!({})).is_err());
+        });
+    }
+
+    #[test]
+    fn every_item_of_a_where_sees_now() {
+        let items = vec![
+            json!({"metadata": {"deletionTimestamp": "2026-03-13T13:59:00Z"}}),
+            json!({"metadata": {"deletionTimestamp": "2026-03-13T14:01:00Z"}}),
+            json!({"metadata": {}}),
+        ];
+        let cond = "has(pod.metadata.deletionTimestamp) && timestamp(pod.metadata.deletionTimestamp) < now";
+        let kept = with_clock_sync(at("2026-03-13T14:00:00Z"), || {
+            eval_bool_each(cond, &json!({}), &["object", "pod"], &items)
+        })
+        .unwrap();
+        assert_eq!(kept, vec![true, false, false]);
+        let kept = with_clock_sync(at("2026-03-13T14:02:00Z"), || {
+            eval_bool_each(cond, &json!({}), &["object", "pod"], &items)
+        })
+        .unwrap();
+        assert_eq!(kept, vec![true, true, false]);
+    }
+
+    #[tokio::test]
+    async fn now_follows_the_clock_in_scope_across_awaits() {
+        let clock = Arc::new(std::sync::Mutex::new(
+            "2026-03-13T14:00:00Z".parse().unwrap(),
+        ));
+        struct Shared(Arc<std::sync::Mutex<chrono::DateTime<chrono::Utc>>>);
+        impl Clock for Shared {
+            fn now(&self) -> chrono::DateTime<chrono::Utc> {
+                *self.0.lock().unwrap()
+            }
+            fn sleep(&self, d: std::time::Duration) -> futures::future::BoxFuture<'_, ()> {
+                *self.0.lock().unwrap() += chrono::Duration::from_std(d).unwrap();
+                Box::pin(tokio::task::yield_now())
+            }
+        }
+        let shared: Arc<dyn Clock> = Arc::new(Shared(Arc::clone(&clock)));
+        let seen = with_clock(Arc::clone(&shared), async {
+            let first = eval("now", &json!({})).unwrap();
+            shared.sleep(std::time::Duration::from_secs(90)).await;
+            let second = eval("now", &json!({})).unwrap();
+            (first, second)
+        })
+        .await;
+        assert_eq!(seen.0, json!("2026-03-13T14:00:00+00:00"));
+        assert_eq!(seen.1, json!("2026-03-13T14:01:30+00:00"));
+    }
+
+    #[test]
+    fn without_a_clock_now_is_undefined_rather_than_the_wall_clock() {
+        let e = eval("now", &json!({})).unwrap_err();
+        assert!(e.message.contains("`now` is not defined"), "{}", e.message);
     }
 
     #[test]

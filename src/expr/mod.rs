@@ -19,7 +19,9 @@
 mod condition;
 mod template;
 
-pub use condition::{condition_refs, eval, eval_bool, eval_bool_each};
+pub use condition::{
+    NOW, condition_refs, eval, eval_bool, eval_bool_each, with_clock, with_clock_sync,
+};
 pub use template::{render, render_json, template_refs};
 
 /// An error from parsing or evaluating a template or a condition.

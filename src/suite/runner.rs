@@ -228,13 +228,20 @@ fn check_outcome(case: &Case, report: &RunReport, lab: &Lab, failures: &mut Vec<
     }
     if !expect.cluster.is_empty() {
         let ctx = cluster_vars(lab);
-        for (what, cond) in &expect.cluster {
-            match crate::expr::eval_bool(cond, &ctx) {
-                Ok(true) => {}
-                Ok(false) => failures.push(format!("cluster: {what}: does not hold ({cond})")),
-                Err(e) => failures.push(format!("cluster: {what}: cannot evaluate `{cond}`: {e}")),
+        // `now` is the cluster's time, as during the run (the run already stopped the
+        // lab's clock, so this LabClock changes nothing).
+        let clock: Arc<dyn crate::engine::Clock> = Arc::new(LabClock::new(lab.clone()));
+        crate::expr::with_clock_sync(clock, || {
+            for (what, cond) in &expect.cluster {
+                match crate::expr::eval_bool(cond, &ctx) {
+                    Ok(true) => {}
+                    Ok(false) => failures.push(format!("cluster: {what}: does not hold ({cond})")),
+                    Err(e) => {
+                        failures.push(format!("cluster: {what}: cannot evaluate `{cond}`: {e}"))
+                    }
+                }
             }
-        }
+        });
     }
 }
 

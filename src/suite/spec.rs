@@ -21,7 +21,8 @@
 //!
 //! In `cluster` conditions every resource the lab serves is a variable holding all its
 //! objects, by plural (`pods`, `nodes`, `volumeattachments`, `persistentvolumeclaims`,
-//! ...), and `data_losses` lists what the lab recorded as lost.
+//! ...), `data_losses` lists what the lab recorded as lost, and `now` is the lab's
+//! time when the run ended.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};

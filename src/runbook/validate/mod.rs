@@ -59,6 +59,8 @@ struct Ctx {
     objects: Vec<String>,
     /// The kind is a template or unknown: any name may be its singular.
     any_object: bool,
+    /// A CEL condition (which also sees `now`), not a template.
+    condition: bool,
 }
 
 pub(crate) struct Validator<'a> {
@@ -585,10 +587,13 @@ impl<'a> Validator<'a> {
 
     fn save_name(&mut self, s: &Sp<String>) {
         let bad_ident = !is_ident(&s.value);
-        let reserved = RESERVED.contains(&s.value.as_str());
+        let is_now = s.value == crate::expr::NOW;
+        let reserved = RESERVED.contains(&s.value.as_str()) || is_now;
         if bad_ident || reserved {
             let len = self.src.width(s.pos, &s.value);
-            let why = if reserved {
+            let why = if is_now {
+                "`now` is the current time in conditions: choose another name".to_owned()
+            } else if reserved {
                 format!("`{}` is bound by the engine", s.value)
             } else {
                 "use letters, digits and underscores, starting with a letter".to_owned()

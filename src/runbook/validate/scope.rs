@@ -49,17 +49,46 @@ impl Validator<'_> {
             );
             return;
         }
+        let ctx = Ctx {
+            condition: true,
+            ..ctx.clone()
+        };
         match expr::condition_refs(&sp.value) {
             Ok(refs) => {
                 for r in refs {
-                    if r.path.len() == 1 && CEL_BUILTINS.contains(&r.path[0].as_str()) {
-                        continue;
+                    if !self.builtin(sp, &r) {
+                        self.var(sp, &r, &ctx);
                     }
-                    self.var(sp, &r, ctx);
                 }
             }
             Err(e) => self.expr_error("condition-syntax", sp, &e),
         }
+    }
+
+    /// Whether a name in a condition is CEL's or bound in every condition: type
+    /// names, extension namespaces, and `now` (the run clock's time, a timestamp,
+    /// which has methods but no fields).
+    fn builtin(&mut self, sp: &Sp<String>, r: &VarRef) -> bool {
+        if r.path.len() == 1 && CEL_BUILTINS.contains(&r.path[0].as_str()) {
+            return true;
+        }
+        if r.path[0] != expr::NOW {
+            return false;
+        }
+        if let Some(field) = r.path.get(1) {
+            let pos = self.src.pos_in(sp, r.offset);
+            let len = r.path.join(".").chars().count();
+            self.push(
+                Diagnostic::error(
+                    "now-field",
+                    pos,
+                    format!("`now` is a timestamp: it has no field `{field}`"),
+                )
+                .len(len)
+                .help("compare it with a timestamp or subtract one: `now - timestamp(x) > duration('5m')`; methods such as `now.getHours()` work"),
+            );
+        }
+        true
     }
 
     pub(super) fn for_each(&mut self, sp: &Sp<String>) {
@@ -87,11 +116,14 @@ impl Validator<'_> {
             Ok(r) => r,
             Err(e) => return self.expr_error("condition-syntax", sp, &e),
         };
+        let ctx = Ctx {
+            condition: true,
+            ..Ctx::default()
+        };
         for r in &refs {
-            if r.path.len() == 1 && CEL_BUILTINS.contains(&r.path[0].as_str()) {
-                continue;
+            if !self.builtin(sp, r) {
+                self.var(sp, r, &ctx);
             }
-            self.var(sp, r, &Ctx::default());
         }
         let len = self.src.width(sp.pos, &sp.value);
         let not_list = |what: &str| {
@@ -247,8 +279,16 @@ impl Validator<'_> {
                 if ctx.result {
                     candidates.push("result");
                 }
+                if ctx.condition {
+                    candidates.push(expr::NOW);
+                }
                 candidates.extend(ctx.objects.iter().map(String::as_str));
-                let help = if singular_elsewhere {
+                let help = if name == expr::NOW {
+                    Some("`now` is only defined in conditions (`when`, `expect`, `where`, `for_each`, `for`), not in templates".to_owned())
+                } else if ctx.condition && strsim::osa_distance(name, expr::NOW) == 1 {
+                    // Too short for the similarity `suggest` uses (`nwo`, `nowe`).
+                    Some(format!("did you mean `{}`?", expr::NOW))
+                } else if singular_elsewhere {
                     Some(format!(
                         "`{name}` is only bound inside a kube `where` or `for` condition"
                     ))

@@ -140,3 +140,66 @@ fn an_explicit_gate_cannot_be_listed_as_unattended() {
     let ok = "version: 1\nname: t\ntitle: t\nsteps:\n  - action: wipe\n    id: wipe\n    gate: explicit\n    shell: { argv: [\"true\"] }\n";
     assert!(parse_str(ok, Path::new("t.yaml")).is_ok());
 }
+
+/// Errors as (code, message, help) for one runbook.
+fn diags(params: &str, steps: &str) -> Vec<(&'static str, String, Option<String>)> {
+    let text = format!("version: 1\nname: t\ntitle: t\nparams:\n{params}\nsteps:\n{steps}");
+    match parse_str(&text, Path::new("t.yaml")) {
+        Ok(_) => Vec::new(),
+        Err(d) => d
+            .into_iter()
+            .filter(|d| d.is_error())
+            .map(|d| (d.code, d.message.clone(), d.help.clone()))
+            .collect(),
+    }
+}
+
+#[test]
+fn now_is_known_in_every_kind_of_condition() {
+    let steps = r#"  - check: Pods Terminating past their grace period
+    id: stuck
+    when: "now > timestamp('2026-01-01T00:00:00Z')"
+    kube:
+      get: pods
+      where: "has(pod.metadata.deletionTimestamp) && timestamp(pod.metadata.deletionTimestamp) < now"
+    save: stuck
+    expect: "size(result) > 0 && now.getHours() >= 0"
+  - action: Wait for them
+    id: wait
+    for_each: "stuck.filter(p, now - timestamp(p.metadata.deletionTimestamp) > duration('5m'))"
+    kube: { wait: pod, name: "{{item.metadata.name}}", for: "now > timestamp(object.metadata.deletionTimestamp)" }
+    verify:
+      shell: { argv: ["true"] }
+      expect: "now - timestamp(stuck[0].metadata.deletionTimestamp) > duration('300s')"
+"#;
+    assert_eq!(diags(NS, steps), Vec::new());
+}
+
+#[test]
+fn a_misspelt_now_is_undefined_and_suggests_now() {
+    let steps = "  - check: c\n    id: c\n    shell: { argv: [\"true\"] }\n    expect: \"nwo > timestamp('2026-01-01T00:00:00Z')\"\n";
+    let d = diags(NS, steps);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].0, "undefined");
+    assert!(d[0].1.contains("`nwo`"), "{d:?}");
+    assert_eq!(d[0].2.as_deref(), Some("did you mean `now`?"));
+}
+
+#[test]
+fn now_is_not_a_template_variable_nor_a_save_name_and_has_no_fields() {
+    let template = "  - check: c\n    id: c\n    shell: { argv: [echo, \"{{now}}\"] }\n";
+    let d = diags(NS, template);
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].0, "undefined");
+    assert!(
+        d[0].2
+            .as_deref()
+            .unwrap_or("")
+            .contains("only defined in conditions"),
+        "{d:?}"
+    );
+    let save = "  - check: c\n    id: c\n    shell: { argv: [\"true\"] }\n    save: now\n";
+    assert_eq!(codes(NS, save), vec!["save-name"]);
+    let field = "  - check: c\n    id: c\n    shell: { argv: [\"true\"] }\n    expect: \"now.seconds > 0\"\n";
+    assert_eq!(codes(NS, field), vec!["now-field"]);
+}
