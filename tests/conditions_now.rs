@@ -3,6 +3,8 @@
 //! and a verification can wait for time to pass. The engine runs against scripted
 //! providers with a virtual clock, and against the lab with its virtual clock.
 
+mod scripted_support;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,20 +27,7 @@ struct Returns(Value);
 
 impl Provider for Returns {
     fn resolve(&self, op: OpRef<'_>, vars: &Value, _: &Defaults) -> Result<Resolved, OpError> {
-        let OpRef::Shell(op) = op else {
-            return Err(OpError::Invalid("scripted provider: shell only".into()));
-        };
-        let argv = op
-            .argv
-            .iter()
-            .map(|a| runbook::expr::render(a, vars).map_err(|e| OpError::Invalid(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Resolved {
-            provider: "shell".into(),
-            display: argv.join(" "),
-            op: json!(argv),
-            mutating: false,
-        })
+        scripted_support::resolve_shell(op, vars, false)
     }
 
     fn execute<'a>(

@@ -1,6 +1,8 @@
 //! The engine as a state machine: scripted providers, a virtual clock, no processes.
 //! Each test runs a small runbook and checks the outcome and the journal.
 
+mod scripted_support;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -43,20 +45,7 @@ struct Scripted {
 
 impl Provider for Scripted {
     fn resolve(&self, op: OpRef<'_>, vars: &Value, _: &Defaults) -> Result<Resolved, OpError> {
-        let OpRef::Shell(op) = op else {
-            return Err(OpError::Invalid("scripted provider: shell only".into()));
-        };
-        let argv = op
-            .argv
-            .iter()
-            .map(|a| runbook::expr::render(a, vars).map_err(|e| OpError::Invalid(e.to_string())))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Resolved {
-            provider: "shell".into(),
-            display: argv.join(" "),
-            op: json!(argv),
-            mutating: true,
-        })
+        scripted_support::resolve_shell(op, vars, true)
     }
 
     fn execute<'a>(

@@ -478,6 +478,19 @@ async fn drain_blocked_by_a_pdb_retries_until_the_step_timeout_then_names_pod_an
     assert!(lab.get("pods", Some("prod"), "web-1").is_some());
 }
 
+/// Start draining n1 (20 s timeout) in the background and return once the budget has
+/// refused web-1's eviction at least once.
+async fn drain_held_by_the_budget(lab: &runbook::lab::Lab) -> tokio::task::JoinHandle<Ran> {
+    let p = provider(lab);
+    let drain = tokio::spawn(async move {
+        let mut cx = ExecCtx::new(json!({}));
+        cx.timeout = Some(Duration::from_secs(20));
+        run_with(&p, DRAIN_N1, cx).await
+    });
+    until_refused(lab, "web-1").await;
+    drain
+}
+
 /// Wait until the lab has refused `pod`'s eviction at least once.
 async fn until_refused(lab: &runbook::lab::Lab, pod: &str) {
     let path = format!("/pods/{pod}/eviction");
@@ -497,16 +510,7 @@ async fn until_refused(lab: &runbook::lab::Lab, pod: &str) {
 #[tokio::test]
 async fn drain_blocked_by_a_pdb_succeeds_once_the_budget_is_relaxed() {
     let lab = scenario(DRAIN);
-    let p = provider(&lab);
-    let drain = {
-        let p = p.clone();
-        tokio::spawn(async move {
-            let mut cx = ExecCtx::new(json!({}));
-            cx.timeout = Some(Duration::from_secs(20));
-            run_with(&p, DRAIN_N1, cx).await
-        })
-    };
-    until_refused(&lab, "web-1").await;
+    let drain = drain_held_by_the_budget(&lab).await;
     // Someone lowers the budget mid-drain: the next attempt gets through.
     let pdbs: kube::Api<k8s_openapi::api::policy::v1::PodDisruptionBudget> =
         kube::Api::namespaced(lab.client(), "prod");
@@ -539,16 +543,7 @@ async fn drain_blocked_by_a_pdb_succeeds_once_the_budget_is_relaxed() {
 #[tokio::test]
 async fn drain_blocked_by_a_pdb_succeeds_once_another_pod_of_the_set_is_ready() {
     let lab = scenario(DRAIN);
-    let p = provider(&lab);
-    let drain = {
-        let p = p.clone();
-        tokio::spawn(async move {
-            let mut cx = ExecCtx::new(json!({}));
-            cx.timeout = Some(Duration::from_secs(20));
-            run_with(&p, DRAIN_N1, cx).await
-        })
-    };
-    until_refused(&lab, "web-1").await;
+    let drain = drain_held_by_the_budget(&lab).await;
     // A second web pod on n2 becomes ready: the budget (minAvailable 1) allows one.
     lab.create(json!({"apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "web-2", "namespace": "prod", "labels": {"app": "web"}},
