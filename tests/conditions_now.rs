@@ -496,3 +496,74 @@ steps:
         ]
     );
 }
+
+#[tokio::test]
+async fn a_kube_wait_polls_on_the_labs_clock() {
+    // The same notebook pod on a lost node, deleted with a 20 s grace period. A kube
+    // `wait` polls on the run's clock: against the lab, its polls move the lab's time,
+    // so the grace period runs out (and a hopeless wait times out) in cluster time,
+    // not in wall time.
+    const POD: &str = "jupyter-ipython-2dipython-2din-2ddepth-2dk2m8pq";
+    let yaml = format!(
+        r#"
+version: 1
+name: wait-out-grace
+title: t
+steps:
+  - action: Delete the notebook pod gracefully
+    id: delete
+    gate: auto
+    kube: {{ delete: pod, name: {POD}, namespace: prod, grace_period: 20 }}
+  - check: Its grace period runs out
+    id: grace
+    kube:
+      wait: pods
+      name: {POD}
+      namespace: prod
+      for: "timestamp(pod.metadata.deletionTimestamp) < now"
+    timeout: 2m
+  - check: It never goes away (no kubelet confirms)
+    id: gone
+    kube: {{ wait: pods, name: {POD}, namespace: prod, for: delete }}
+    timeout: 90s
+"#
+    );
+    let lab = Lab::seed_at_incident_time();
+    let start = lab.now();
+    let wall = std::time::Instant::now();
+    let (report, _dir) = run_lab(&lab, &yaml).await;
+    let finished: Vec<(String, Outcome, String)> = records(&report)
+        .iter()
+        .filter_map(|r| match &r.event {
+            Event::StepFinished {
+                step,
+                outcome,
+                summary,
+                ..
+            } => Some((step.clone(), *outcome, summary.clone())),
+            _ => None,
+        })
+        .collect();
+    let outcomes: Vec<(&str, Outcome)> =
+        finished.iter().map(|(s, o, _)| (s.as_str(), *o)).collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("delete", Outcome::Ok),
+            ("grace", Outcome::Ok),
+            ("gone", Outcome::Failed)
+        ],
+        "{finished:?}"
+    );
+    assert_eq!(finished[2].2, "timed out after 90s", "{finished:?}");
+    let passed = lab.now() - start;
+    assert!(
+        passed >= chrono::Duration::seconds(20 + 90),
+        "the lab's time moved with the polls: {passed}"
+    );
+    assert!(
+        wall.elapsed() < Duration::from_secs(60),
+        "110 s of cluster time are not waited out on the wall clock: {:?}",
+        wall.elapsed()
+    );
+}

@@ -253,6 +253,7 @@ impl Engine<'_> {
             dry_run: false,
             vars: p.vars.clone(),
             calls: Default::default(),
+            clock: crate::providers::RunClock(std::sync::Arc::clone(&self.clock)),
         };
         let started = std::time::Instant::now();
         let fut = provider.execute(&p.resolved, &cx);

@@ -93,6 +93,10 @@ pub struct ExecCtx {
     pub vars: Value,
     /// API calls made so far by this execution, in order; the engine journals them.
     pub calls: CallLog,
+    /// The run's clock. Waits inside an operation (polling, retry cadences) sleep on
+    /// it and measure their deadline by it, so that against the lab's virtual time
+    /// (`runbook demo`, `runbook test`) they follow the cluster's time.
+    pub clock: RunClock,
 }
 
 impl ExecCtx {
@@ -103,7 +107,35 @@ impl ExecCtx {
             dry_run: false,
             vars,
             calls: CallLog::default(),
+            clock: RunClock::default(),
         }
+    }
+}
+
+/// The clock an operation waits on: the engine's [`Clock`](crate::engine::Clock)
+/// (the wall clock by default).
+#[derive(Clone)]
+pub struct RunClock(pub Arc<dyn crate::engine::Clock>);
+
+impl Default for RunClock {
+    fn default() -> RunClock {
+        RunClock(Arc::new(crate::engine::SystemClock))
+    }
+}
+
+impl std::fmt::Debug for RunClock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunClock")
+    }
+}
+
+impl RunClock {
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.0.now()
+    }
+
+    pub async fn sleep(&self, d: Duration) {
+        self.0.sleep(d).await;
     }
 }
 

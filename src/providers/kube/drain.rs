@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 use super::client::{Req, Resp, RetryPolicy, Transport};
 use super::read::ListScope;
@@ -216,13 +215,10 @@ impl Run<'_> {
                 }
             };
             refused += 1;
-            let next = Instant::now() + self.p.evict_retry;
-            let wake = self.deadline.map_or(next, |d| next.min(d));
-            tokio::select! {
-                _ = tokio::time::sleep_until(wake) => {}
-                _ = self.cx.cancel.cancelled() => return Each::Failed(who, OpError::Cancelled),
+            if let Err(e) = self.nap(self.p.evict_retry).await {
+                return Each::Failed(who, e);
             }
-            if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            if self.past_deadline() {
                 let limit = self.cx.timeout.unwrap_or(self.p.default_wait);
                 return Each::Failed(
                     who,
@@ -308,14 +304,6 @@ impl Run<'_> {
                 return Ok(());
             }
             self.pause().await?;
-        }
-    }
-
-    /// Sleep one poll interval, or return `Cancelled`.
-    pub async fn pause(&self) -> Result<(), OpError> {
-        tokio::select! {
-            _ = tokio::time::sleep(self.p.poll) => Ok(()),
-            _ = self.cx.cancel.cancelled() => Err(OpError::Cancelled),
         }
     }
 }

@@ -195,22 +195,33 @@ impl KubeProvider {
     pub async fn run(&self, spec: &KubeSpec, cx: &ExecCtx) -> Result<Value, OpError> {
         let bounded = matches!(spec.verb.as_str(), "wait" | "drain");
         let limit = cx.timeout.or(bounded.then_some(self.default_wait));
-        // One instant for both: at the deadline the operation is polled before the
-        // timer, so drain can end with its own error (which pod, which budget).
-        let deadline = limit.map(|d| tokio::time::Instant::now() + d);
+        // `wait` and drain poll: they sleep on the run's clock and end themselves at
+        // this deadline, measured by that clock (the lab's virtual time in `runbook
+        // test`), drain with its own error (which pod, which budget).
+        let deadline = limit.map(|d| {
+            cx.clock.now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+        });
         let run = Run {
             p: self,
             cx,
             spec,
+            limit,
             deadline,
         };
         let work = run.dispatch();
+        // The wall-clock bound of everything else (one request that hangs), and a
+        // backstop for the pollers, which end on their own first.
+        let backstop = if bounded {
+            POLLER_BACKSTOP
+        } else {
+            Duration::ZERO
+        };
         let work = async {
-            match (limit, deadline) {
-                (Some(d), Some(at)) => tokio::time::timeout_at(at, work)
+            match limit {
+                Some(d) => tokio::time::timeout(d + backstop, work)
                     .await
                     .unwrap_or(Err(OpError::TimedOut(d))),
-                _ => work.await,
+                None => work.await,
             }
         };
         tokio::select! {
@@ -308,9 +319,44 @@ pub(crate) struct Run<'a> {
     pub p: &'a KubeProvider,
     pub cx: &'a ExecCtx,
     pub spec: &'a KubeSpec,
-    /// When the operation's timeout (the step's, or the default bound of wait and
-    /// drain) runs out; None when nothing bounds it.
-    pub deadline: Option<tokio::time::Instant>,
+    /// The operation's timeout (the step's, or the default bound of wait and drain).
+    pub limit: Option<Duration>,
+    /// When `limit` runs out, on the run's clock; None when nothing bounds it.
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// How long past their deadline on the wall clock the pollers (`wait`, drain) are
+/// given to end on their own, with their own error, before the wall-clock bound
+/// cuts them off.
+const POLLER_BACKSTOP: Duration = Duration::from_secs(1);
+
+impl Run<'_> {
+    /// Sleep one poll interval on the run's clock (less when the deadline is nearer);
+    /// `Cancelled` on Ctrl-C, `TimedOut` once the deadline has passed.
+    pub async fn pause(&self) -> Result<(), OpError> {
+        self.nap(self.p.poll).await?;
+        match (self.limit, self.deadline) {
+            (Some(limit), Some(d)) if self.cx.clock.now() >= d => Err(OpError::TimedOut(limit)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Sleep `d` on the run's clock, but not past the deadline; `Cancelled` on Ctrl-C.
+    pub async fn nap(&self, d: Duration) -> Result<(), OpError> {
+        let d = match self.deadline {
+            Some(at) => d.min((at - self.cx.clock.now()).to_std().unwrap_or_default()),
+            None => d,
+        };
+        tokio::select! {
+            () = self.cx.clock.sleep(d) => Ok(()),
+            _ = self.cx.cancel.cancelled() => Err(OpError::Cancelled),
+        }
+    }
+
+    /// Whether the deadline has passed on the run's clock.
+    pub fn past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| self.cx.clock.now() >= d)
+    }
 }
 
 impl Run<'_> {
