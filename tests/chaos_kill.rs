@@ -694,5 +694,14 @@ fn resume_of_a_journal_with_lines_dropped_duplicated_or_swapped_never_crashes() 
         }
         let pm = copy.run(&["postmortem", id]);
         assert!(!crashed(&pm), "{ctx}: postmortem: {}", text(&pm));
+        if tampered {
+            // Resume refused it; the postmortem renders it, and says what is wrong.
+            assert_eq!(pm.status.code(), Some(0), "{ctx}: {}", text(&pm));
+            assert!(
+                String::from_utf8_lossy(&pm.stdout).contains("of the journal: event "),
+                "{ctx}: the report warns about the numbering: {}",
+                text(&pm)
+            );
+        }
     }
 }

@@ -143,7 +143,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 /// The runtime of `run` and `resume`: one thread. A step is a chain of awaits on one
 /// child process or request at a time (fan-out is concurrent, not parallel), so a
 /// second thread buys nothing and costs a cross-thread wake-up for every event the
-/// engine waits on (about 0.2 ms a step on a 2-core VM; docs/engine.md "Overhead").
+/// engine waits on (about 0.3 ms a step on a 2-core VM; docs/engine.md "Speed").
 /// Ctrl-C is watched on a thread of its own (`cli::run::watch_ctrl_c`).
 pub fn engine_runtime() -> tokio::runtime::Runtime {
     install_crypto_provider();

@@ -65,7 +65,7 @@ impl Engine<'_> {
             self.printer.line(&format!(
                 "  {} approved a different plan (digest {} then, {} now): asking again",
                 g.by,
-                &g.digest[..g.digest.len().min(12)],
+                g.digest.chars().take(12).collect::<String>(),
                 &digest[..12]
             ));
         }

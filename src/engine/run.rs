@@ -127,7 +127,7 @@ pub(crate) async fn resume(
         reader::ReadError::Corrupt { .. } => EngineError::Resume(e.to_string()),
         reader::ReadError::Io { .. } => EngineError::Journal(e.to_string()),
     })?;
-    if let Some((line, what)) = &j.seq_fault {
+    if let Some((line, what)) = j.seq_faults.first() {
         // Lines were removed, repeated or reordered: what ran cannot be told, so
         // continuing could repeat a side effect. The postmortem still renders it.
         return Err(EngineError::Resume(format!(

@@ -15,11 +15,15 @@ pub struct Journal {
     pub records: Vec<Record>,
     /// The last line was incomplete or unparsable and was ignored.
     pub torn_tail: bool,
-    /// The first place where `seq` is not the gapless 1, 2, 3 … every writer keeps:
-    /// the 1-based line and what is wrong. Only an edited or damaged file has one;
-    /// the renderer shows it as a warning, `resume` refuses to continue such a run.
-    pub seq_fault: Option<(usize, String)>,
+    /// Where `seq` is not the gapless 1, 2, 3 … every writer keeps (the first
+    /// [`MAX_SEQ_FAULTS`]): the 1-based line and what is wrong. Only an edited or
+    /// damaged file has any; the renderer shows them as warnings, `resume` refuses to
+    /// continue such a run.
+    pub seq_faults: Vec<(usize, String)>,
 }
+
+/// How many `seq` faults a journal reports; one is enough to refuse it.
+pub const MAX_SEQ_FAULTS: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -64,8 +68,10 @@ pub fn parse(bytes: &[u8]) -> Result<Journal, (usize, String)> {
         match serde_json::from_slice::<Record>(line) {
             Ok(record) => {
                 let expected = journal.records.last().map_or(1, |r| r.seq + 1);
-                if record.seq != expected && journal.seq_fault.is_none() {
-                    journal.seq_fault = Some((i + 1, seq_fault(expected, record.seq)));
+                if record.seq != expected && journal.seq_faults.len() < MAX_SEQ_FAULTS {
+                    journal
+                        .seq_faults
+                        .push((i + 1, seq_fault(expected, record.seq)));
                 }
                 journal.records.push(record);
             }
@@ -134,20 +140,20 @@ mod tests {
         let two = NOTE.replace("\"seq\":1", "\"seq\":2");
         let three = NOTE.replace("\"seq\":1", "\"seq\":3");
         let j = parse(format!("{NOTE}\n{two}\n{three}\n").as_bytes()).unwrap();
-        assert_eq!(j.seq_fault, None);
+        assert!(j.seq_faults.is_empty());
 
         let j = parse(format!("{NOTE}\n{three}\n").as_bytes()).unwrap();
         assert_eq!(j.records.len(), 2, "the records are still read");
-        let (line, msg) = j.seq_fault.unwrap();
+        let (line, msg) = j.seq_faults[0].clone();
         assert_eq!(line, 2);
         assert!(msg.contains("events 2..2 are missing"), "{msg}");
 
         let j = parse(format!("{NOTE}\n{two}\n{two}\n").as_bytes()).unwrap();
-        let (line, msg) = j.seq_fault.unwrap();
+        let (line, msg) = j.seq_faults[0].clone();
         assert_eq!(line, 3);
         assert!(msg.contains("repeated or out of order"), "{msg}");
 
         let j = parse(format!("{two}\n").as_bytes()).unwrap();
-        assert_eq!(j.seq_fault.unwrap().0, 1, "a journal starts at event 1");
+        assert_eq!(j.seq_faults[0].0, 1, "a journal starts at event 1");
     }
 }

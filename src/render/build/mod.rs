@@ -35,16 +35,12 @@ pub struct Built {
 /// Build the model of a journal, with times shown in `tz`.
 pub fn build(journal: &Journal, tz: Tz) -> Built {
     let mut b = Builder::new(tz);
-    let mut expected_seq = 1;
+    for (line, what) in &journal.seq_faults {
+        b.warnings.push(format!(
+            "Line {line} of the journal: {what} (the file was edited or damaged; the timeline may be incomplete)."
+        ));
+    }
     for rec in &journal.records {
-        if rec.seq != expected_seq && b.warnings.len() < 20 {
-            b.warnings.push(format!(
-                "The journal skips from event {} to {}: events may be missing.",
-                expected_seq.saturating_sub(1),
-                rec.seq
-            ));
-        }
-        expected_seq = rec.seq + 1;
         b.record(rec);
     }
     if journal.torn_tail {
