@@ -37,6 +37,7 @@ pub mod clock;
 pub mod controllers;
 pub mod faults;
 pub mod index;
+mod load;
 pub mod metrics;
 pub mod patch;
 pub mod resources;
@@ -181,78 +182,6 @@ impl Lab {
 
     fn from_loaded(loaded: scenario::Loaded, speed: f64) -> Lab {
         Self::build(loaded, speed, None)
-    }
-
-    fn build(loaded: scenario::Loaded, speed: f64, at: Option<DateTime<Utc>>) -> Lab {
-        // The scenario's timestamps are written against its `start`; the lab re-bases
-        // them so that `start` is now (or `at`). kubectl computes some ages client-side
-        // (describe's events) from the wall clock, so for kubectl cluster time must stay
-        // close to it.
-        let start = at.unwrap_or_else(Utc::now);
-        let shift = loaded
-            .start
-            .map(|s| start - s)
-            .unwrap_or_else(chrono::Duration::zero);
-        let clock = clock::Clock::new(start, speed);
-        let faults = loaded
-            .fault_offsets
-            .iter()
-            .copied()
-            .zip(loaded.scenario.faults.iter().cloned())
-            .collect();
-        let mut st = state::State::new(clock, faults, loaded.scenario.metrics.clone());
-        let ns_def = resources::by_key("namespaces").expect("invariant: namespaces are served");
-        let mut namespaces: Vec<String> = vec!["default".into(), "kube-system".into()];
-        namespaces.extend(
-            loaded
-                .objects
-                .iter()
-                .filter(|(d, _, _)| d.namespaced)
-                .map(|(_, ns, _)| ns.clone()),
-        );
-        for ns in namespaces {
-            if st.store.get("namespaces", "", &ns).is_none()
-                && !loaded.objects.iter().any(|(d, _, o)| {
-                    d.key() == "namespaces" && o["metadata"]["name"] == ns.as_str()
-                })
-            {
-                let _ = st.store.create(
-                    ns_def,
-                    "",
-                    json!({"metadata": {"name": ns}, "status": {"phase": "Active"}}),
-                    start,
-                    true,
-                );
-            }
-        }
-        for (def, ns, obj) in &loaded.objects {
-            let mut obj = obj.clone();
-            shift_timestamps(&mut obj, shift);
-            if def.key() == "pods" {
-                state::default_pod(&mut obj);
-            }
-            if obj.pointer("/metadata/creationTimestamp").is_none() {
-                obj["metadata"]["creationTimestamp"] = json!(clock::ts(start));
-            }
-            // Duplicates are reported by the store as AlreadyExists; the first one wins.
-            let _ = st.store.create(def, ns, obj, start, true);
-        }
-        link_owner_uids(&mut st);
-        st.link_event_uids();
-        controllers::reconcile_all(&mut st);
-        let mut api_faults = faults::Faults::default();
-        for f in &loaded.scenario.api_faults {
-            api_faults.push(f.clone());
-        }
-        Lab {
-            inner: Arc::new(Inner {
-                state: Mutex::new(st),
-                requests: Mutex::new(RequestLog::default()),
-                faults: Mutex::new(api_faults),
-                ticker: AtomicBool::new(false),
-                name: loaded.scenario.name.clone(),
-            }),
-        }
     }
 
     /// The scenario's name.
@@ -549,63 +478,6 @@ impl Lab {
                 }
             }
         });
-    }
-}
-
-/// Move every RFC 3339 timestamp in an object by `shift`.
-fn shift_timestamps(v: &mut Value, shift: chrono::Duration) {
-    match v {
-        Value::String(s) => {
-            if s.len() >= 20
-                && s.as_bytes().get(10) == Some(&b'T')
-                && let Some(t) = clock::parse_ts(s).and_then(|t| t.checked_add_signed(shift))
-            {
-                *s = clock::ts(t);
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(|x| shift_timestamps(x, shift)),
-        Value::Object(m) => m.values_mut().for_each(|x| shift_timestamps(x, shift)),
-        _ => {}
-    }
-}
-
-fn link_owner_uids(st: &mut state::State) {
-    let all: Vec<(store::Key, Value)> = st
-        .store
-        .all()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for ((r, ns, name), obj) in &all {
-        let Some(refs) = obj
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-        else {
-            continue;
-        };
-        if refs
-            .iter()
-            .all(|o| o["uid"].as_str().is_some_and(|u| !u.is_empty()))
-        {
-            continue;
-        }
-        let mut new = obj.clone();
-        if let Some(refs) = new
-            .pointer_mut("/metadata/ownerReferences")
-            .and_then(Value::as_array_mut)
-        {
-            for o in refs.iter_mut() {
-                let kind = o["kind"].as_str().unwrap_or_default();
-                let oname = o["name"].as_str().unwrap_or_default();
-                let owner = all.iter().find(|((_, ons, n), v)| {
-                    v["kind"] == kind && n == oname && (ons == ns || ons.is_empty())
-                });
-                if let Some((_, v)) = owner {
-                    o["uid"] = v["metadata"]["uid"].clone();
-                    o["apiVersion"] = v["apiVersion"].clone();
-                }
-            }
-        }
-        st.store.update(r, ns, name, new);
     }
 }
 
