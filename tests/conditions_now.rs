@@ -275,12 +275,14 @@ steps:
     assert_eq!(report.status, RunStatus::Succeeded);
 }
 
+/// A notebook pod of the seed scenario on a lost node, not yet evicted.
+const POD: &str = "jupyter-ipython-2dipython-2din-2ddepth-2dk2m8pq";
+
 #[tokio::test]
 async fn a_verification_on_the_lab_holds_once_the_lab_clock_passes_the_grace_period() {
     // A notebook pod on a lost node, not yet evicted, deleted with a 20 s grace
     // period: it stays Terminating (no kubelet confirms), and only the passing of lab
     // time makes it "past its grace period".
-    const POD: &str = "jupyter-ipython-2dipython-2din-2ddepth-2dk2m8pq";
     let yaml = format!(
         r#"
 version: 1
@@ -503,7 +505,6 @@ async fn a_kube_wait_polls_on_the_labs_clock() {
     // `wait` polls on the run's clock: against the lab, its polls move the lab's time,
     // so the grace period runs out (and a hopeless wait times out) in cluster time,
     // not in wall time.
-    const POD: &str = "jupyter-ipython-2dipython-2din-2ddepth-2dk2m8pq";
     let yaml = format!(
         r#"
 version: 1

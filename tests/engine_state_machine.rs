@@ -130,6 +130,26 @@ impl Harness {
         runbook::runbook::load(&path).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// `engine::resume` of `run_id` with these providers and approver.
+    async fn resume(
+        &self,
+        run_id: &str,
+        providers: Providers,
+        approver: Arc<dyn engine::Approver>,
+    ) -> RunReport {
+        engine::resume(
+            &self.state(),
+            run_id,
+            providers,
+            approver,
+            self.clock.clone(),
+            self.opts(),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap()
+    }
+
     fn state(&self) -> std::path::PathBuf {
         self.dir.path().join("state")
     }
@@ -276,17 +296,13 @@ async fn an_unapproved_gate_pauses_and_resume_with_approval_finishes_without_rer
         if step == "fix" && resume.contains("--approve fix")))
     );
 
-    let resumed = engine::resume(
-        &h.state(),
-        &paused.run_id,
-        h.providers(detect_fix_script),
-        Arc::new(FlagApprover::new(false, &["fix".to_string()], "bo")),
-        h.clock.clone(),
-        h.opts(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let resumed = h
+        .resume(
+            &paused.run_id,
+            h.providers(detect_fix_script),
+            Arc::new(FlagApprover::new(false, &["fix".to_string()], "bo")),
+        )
+        .await;
     assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
     assert_eq!(
         h.log(),
@@ -568,17 +584,13 @@ async fn cancelling_aborts_the_running_step_and_the_run_can_be_resumed() {
     // Resumed: the aborted action's outcome is unknown, so it is re-verified first
     // (still broken) and then run again.
     h.hang.clear();
-    let resumed = engine::resume(
-        &h.state(),
-        &report.run_id,
-        h.providers(detect_fix_script),
-        Arc::new(AutoApprover::new("test")),
-        h.clock.clone(),
-        h.opts(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let resumed = h
+        .resume(
+            &report.run_id,
+            h.providers(detect_fix_script),
+            Arc::new(AutoApprover::new("test")),
+        )
+        .await;
     assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
     assert_eq!(h.log(), ["probe", "fix", "probe", "fix", "probe"]);
     assert!(events(&resumed).iter().any(|e| matches!(
@@ -621,17 +633,12 @@ async fn resume_after_approval(h: &Harness, digest: Option<&str>) -> RunReport {
     let loaded = h.runbook(DETECT_FIX_VERIFY);
     let report = run_auto(h, &loaded, h.providers(detect_fix_script)).await;
     cut_after_approval(&report, digest);
-    engine::resume(
-        &h.state(),
+    h.resume(
         &report.run_id,
         h.providers(detect_fix_script),
         Arc::new(FlagApprover::new(false, &[], "ana")),
-        h.clock.clone(),
-        h.opts(),
-        CancellationToken::new(),
     )
     .await
-    .unwrap()
 }
 
 #[tokio::test]
@@ -687,17 +694,13 @@ async fn an_action_killed_after_it_acted_is_re_verified_not_rerun() {
     kept.push_str("{\"seq\":99,\"ts\":\"2026-");
     std::fs::write(&report.journal, kept).unwrap();
     let before = h.log().len();
-    let resumed = engine::resume(
-        &h.state(),
-        &report.run_id,
-        h.providers(detect_fix_script),
-        Arc::new(FlagApprover::new(false, &[], "ana")),
-        h.clock.clone(),
-        h.opts(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let resumed = h
+        .resume(
+            &report.run_id,
+            h.providers(detect_fix_script),
+            Arc::new(FlagApprover::new(false, &[], "ana")),
+        )
+        .await;
     assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
     assert_eq!(&h.log()[before..], ["probe"], "only the verification runs");
     assert!(h.output().contains("unknown outcome"), "{}", h.output());
@@ -883,17 +886,13 @@ async fn a_manual_step_pauses_unattended_and_is_confirmed_with_approve() {
     );
     assert!(events(&paused).iter().any(|e| matches!(e,
         Event::ManualRequested { instruction, .. } if instruction == "Stop node-7 in the cloud console.")));
-    let resumed = engine::resume(
-        &h.state(),
-        &paused.run_id,
-        h.providers(detect_fix_script),
-        Arc::new(FlagApprover::new(false, &["power-off".to_string()], "bo")),
-        h.clock.clone(),
-        h.opts(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let resumed = h
+        .resume(
+            &paused.run_id,
+            h.providers(detect_fix_script),
+            Arc::new(FlagApprover::new(false, &["power-off".to_string()], "bo")),
+        )
+        .await;
     assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
     assert!(events(&resumed).iter().any(|e| matches!(e,
         Event::ManualConfirmed { outcome: Outcome::Ok, by, .. } if by == "bo")));
@@ -1138,31 +1137,23 @@ steps:
     let before = h.log().len();
 
     // The earlier approval does not carry over: nothing can tell whether b happened.
-    let paused = engine::resume(
-        &h.state(),
-        &report.run_id,
-        h.providers(|_, _| ok_json()),
-        Arc::new(FlagApprover::new(false, &[], "ana")),
-        h.clock.clone(),
-        h.opts(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let paused = h
+        .resume(
+            &report.run_id,
+            h.providers(|_, _| ok_json()),
+            Arc::new(FlagApprover::new(false, &[], "ana")),
+        )
+        .await;
     assert_eq!(paused.status, RunStatus::Paused, "{}", h.output());
     assert_eq!(h.log().len(), before);
 
-    let resumed = engine::resume(
-        &h.state(),
-        &report.run_id,
-        h.providers(|_, _| ok_json()),
-        Arc::new(FlagApprover::new(false, &["cordon".to_string()], "ana")),
-        h.clock.clone(),
-        h.opts(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let resumed = h
+        .resume(
+            &report.run_id,
+            h.providers(|_, _| ok_json()),
+            Arc::new(FlagApprover::new(false, &["cordon".to_string()], "ana")),
+        )
+        .await;
     assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
     assert_eq!(&h.log()[before..], ["cordon b", "cordon c", "cordon d"]);
 }
@@ -1244,17 +1235,13 @@ async fn a_ladder_paused_at_its_second_rung_resumes_there_without_rerunning_the_
     let gentle_runs = |log: &[String]| log.iter().filter(|l| *l == "gentle").count();
     assert_eq!(gentle_runs(&h.log()), 1);
 
-    let resumed = engine::resume(
-        &h.state(),
-        &paused.run_id,
-        h.providers(script),
-        Arc::new(FlagApprover::new(false, &["force".to_string()], "bo")),
-        h.clock.clone(),
-        h.opts(),
-        CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let resumed = h
+        .resume(
+            &paused.run_id,
+            h.providers(script),
+            Arc::new(FlagApprover::new(false, &["force".to_string()], "bo")),
+        )
+        .await;
     assert_eq!(resumed.status, RunStatus::Succeeded, "{}", h.output());
     assert_eq!(gentle_runs(&h.log()), 1, "{:?}", h.log());
     assert!(!h.log().contains(&"nuke".to_string()));
