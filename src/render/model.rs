@@ -224,6 +224,24 @@ pub struct Gate {
     pub planned: usize,
 }
 
+impl Gate {
+    /// A gate asked at `requested` for a plan of `planned` operations, not yet answered.
+    pub fn asked(requested: Time, planned: usize) -> Gate {
+        Gate {
+            requested,
+            decided: None,
+            decision: None,
+            by: None,
+            source: None,
+            how: None,
+            automatic: false,
+            waited: None,
+            waited_ms: 0,
+            planned,
+        }
+    }
+}
+
 /// An operation of an entry; repeated runs of the same line (retries, polls) are one
 /// `Op` with `runs` > 1 and the last run's outcome.
 #[derive(Debug, Clone, Serialize)]

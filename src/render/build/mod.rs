@@ -332,18 +332,7 @@ impl Builder {
                 // A gate asked again after a resume keeps its first request time, so
                 // the wait counts the whole time nobody answered.
                 if e.gate.as_ref().is_none_or(|g| g.decided.is_some()) {
-                    e.gate = Some(Gate {
-                        requested,
-                        decided: None,
-                        decision: None,
-                        by: None,
-                        source: None,
-                        how: None,
-                        automatic: false,
-                        waited: None,
-                        waited_ms: 0,
-                        planned: ops.len(),
-                    });
+                    e.gate = Some(Gate::asked(requested, ops.len()));
                 }
             }
             Event::GateDecided {

@@ -299,18 +299,10 @@ impl Builder {
         let waited = between(requested_ts, rec.ts);
         add_wait(&mut self.metrics.gate_wait, waited);
         let e = &mut self.entries[i].entry;
-        let g = e.gate.get_or_insert_with(|| Gate {
-            requested: decided.clone(),
-            decided: None,
-            decision: None,
-            by: None,
-            source: None,
-            how: None,
-            automatic: false,
-            waited: None,
-            waited_ms: 0,
-            planned: 0,
-        });
+        // A decision without its request (a damaged journal): asked when decided.
+        let g = e
+            .gate
+            .get_or_insert_with(|| Gate::asked(decided.clone(), 0));
         g.decided = Some(decided);
         g.decision = Some(decision(d).to_owned());
         g.by = Some(by.to_owned());
