@@ -275,8 +275,14 @@ where
 
 /// Ctrl-C, watched on a thread of its own so that it is heard even while the engine's
 /// thread is inside a blocking call (an fsync on a hung disk, a slow write to a pipe):
-/// the first cancels the running step, a second exits at once.
+/// the first cancels the running step, a second kills the running steps' process
+/// groups and exits at once.
+///
+/// The handler is registered before this returns, and one stream hears both signals:
+/// a Ctrl-C that arrives while the first is being reported is not lost (with two
+/// separate `ctrl_c()` futures, one arriving before the second was polled was).
 fn watch_ctrl_c(cancel: CancellationToken) {
+    let (registered, is_registered) = std::sync::mpsc::channel::<()>();
     let spawned = std::thread::Builder::new()
         .name("ctrl-c".into())
         .spawn(move || {
@@ -287,18 +293,28 @@ fn watch_ctrl_c(cancel: CancellationToken) {
                 return;
             };
             rt.block_on(async {
-                if tokio::signal::ctrl_c().await.is_err() {
+                use tokio::signal::unix::{SignalKind, signal};
+                let Ok(mut interrupts) = signal(SignalKind::interrupt()) else {
+                    return;
+                };
+                let _ = registered.send(());
+                if interrupts.recv().await.is_none() {
                     return;
                 }
                 eprintln!("\naborting: stopping the running step (Ctrl-C again to exit at once)");
                 cancel.cancel();
-                if tokio::signal::ctrl_c().await.is_ok() {
+                if interrupts.recv().await.is_some() {
+                    crate::providers::shell::kill_running_groups();
                     std::process::exit(exit::ABORTED);
                 }
             });
         });
-    if let Err(e) = spawned {
-        tracing::warn!("cannot watch for Ctrl-C: {e}");
+    match spawned {
+        Ok(_) => {
+            // Bounded: a thread that failed to build its runtime drops the sender.
+            let _ = is_registered.recv_timeout(std::time::Duration::from_secs(5));
+        }
+        Err(e) => tracing::warn!("cannot watch for Ctrl-C: {e}"),
     }
 }
 

@@ -117,6 +117,7 @@ async fn run(call: &ShellCall, cx: &ExecCtx) -> Result<Value, OpError> {
         ))
     })?;
     let pid = child.id();
+    let _running = pid.map(Running::register);
     let stdin_pipe = child.stdin.take();
     let mut stdout = child.stdout.take();
     let mut stderr = child.stderr.take();
@@ -159,6 +160,44 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
         let _ = p.read_to_end(&mut buf).await;
     }
     buf
+}
+
+/// Process groups of the steps running now, so that a process that must exit at once
+/// (a second Ctrl-C) kills them first: `std::process::exit` runs no destructor, and
+/// the engine's own kill on cancellation may not have run yet on a loaded machine.
+static RUNNING: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// One entry of `RUNNING`, removed when the step's future ends (or is dropped).
+struct Running(u32);
+
+impl Running {
+    fn register(pid: u32) -> Self {
+        RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(pid);
+        Running(pid)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut running = RUNNING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        running.retain(|p| *p != self.0);
+    }
+}
+
+/// Kill the process group of every step running now (SIGKILL). Called on the way out
+/// when the process cannot wait for the engine to wind its steps down.
+pub fn kill_running_groups() {
+    let running = RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for pid in running.iter() {
+        kill_group(*pid);
+    }
 }
 
 fn kill_group(pid: u32) {
