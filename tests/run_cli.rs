@@ -386,6 +386,56 @@ fn ctrl_c_during_a_long_step_aborts_with_exit_4_and_a_journal_that_says_so() {
     );
 }
 
+/// SIGTERM (a service manager, `kill`) and SIGHUP (the SSH connection dropped) are
+/// handled like the first Ctrl-C: the step's process group is killed, the run is
+/// journaled as aborted, the process exits 4 and the run resumes. By default either
+/// signal ended the process with nothing journaled and the step still running.
+#[test]
+fn sigterm_and_sighup_abort_like_ctrl_c_and_leave_a_resumable_run() {
+    for sig in [libc::SIGTERM, libc::SIGHUP] {
+        let sys = Sys::new();
+        let mut child = sys.start("stubborn-fix.yaml", &[]);
+        let id = sys.only_run();
+        signal(&child, sig);
+        let status = wait_exit(&mut child, Duration::from_secs(10));
+        if let Ok(pid) = std::fs::read_to_string(sys.path("orphan"))
+            && let Ok(pid) = pid.trim().parse::<i32>()
+        {
+            // SAFETY: killing the test's own leftover grandchild.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        assert_eq!(status.code(), Some(4), "signal {sig}");
+        let member = std::fs::read_to_string(sys.path("member")).expect("the member's pid");
+        let alive = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", member.trim()))
+                .is_ok_and(|stat| !stat.contains(") Z "))
+        };
+        let t0 = Instant::now();
+        while alive() && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(
+            !alive(),
+            "signal {sig}: the step's process {member} outlived the run"
+        );
+        let ev = sys.events(&id);
+        assert!(
+            ev.iter().any(|e| matches!(
+                e,
+                Event::RunFinished {
+                    status: RunStatus::Aborted,
+                    ..
+                }
+            )),
+            "signal {sig}: the abort is journaled: {ev:?}"
+        );
+        let out = sys.run(&["resume", &id, "--yes"]);
+        assert_eq!(out.status.code(), Some(0), "signal {sig}: {}", text(&out));
+    }
+}
+
 #[test]
 fn a_second_ctrl_c_exits_at_once_and_leaves_a_resumable_run() {
     let sys = Sys::new();

@@ -273,18 +273,23 @@ where
     }
 }
 
-/// Ctrl-C, watched on a thread of its own so that it is heard even while the engine's
-/// thread is inside a blocking call (an fsync on a hung disk, a slow write to a pipe):
-/// the first cancels the running step, a second kills the running steps' process
-/// groups and exits at once.
+/// Ctrl-C, SIGTERM and SIGHUP, watched on a thread of its own so that they are heard even
+/// while the engine's thread is inside a blocking call (an fsync on a hung disk, a slow
+/// write to a pipe). The first of them cancels the running step: the engine kills its
+/// process group, journals the step as aborted and the run exits 4, resumable. SIGTERM
+/// (a service manager, `kill`) and SIGHUP (the SSH connection dropped mid-incident) get
+/// exactly that treatment instead of the default, which ended the process with nothing
+/// journaled and the step's processes still running. A second signal of any of the
+/// three kills the running steps' process groups and exits at once.
 ///
-/// The handler is registered before this returns, and one stream hears both signals:
-/// a Ctrl-C that arrives while the first is being reported is not lost (with two
-/// separate `ctrl_c()` futures, one arriving before the second was polled was).
+/// The handlers are registered before this returns, and one stream per signal hears
+/// every delivery: a second signal arriving while the first is being reported is not
+/// lost (with two separate `ctrl_c()` futures, one arriving before the second was
+/// polled was).
 fn watch_ctrl_c(cancel: CancellationToken) {
     let (registered, is_registered) = std::sync::mpsc::channel::<()>();
     let spawned = std::thread::Builder::new()
-        .name("ctrl-c".into())
+        .name("signals".into())
         .spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -294,16 +299,38 @@ fn watch_ctrl_c(cancel: CancellationToken) {
             };
             rt.block_on(async {
                 use tokio::signal::unix::{SignalKind, signal};
-                let Ok(mut interrupts) = signal(SignalKind::interrupt()) else {
+                let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::hangup()),
+                ) else {
                     return;
                 };
                 let _ = registered.send(());
-                if interrupts.recv().await.is_none() {
+                let next =
+                    async |int: &mut tokio::signal::unix::Signal,
+                           term: &mut tokio::signal::unix::Signal,
+                           hup: &mut tokio::signal::unix::Signal| {
+                        tokio::select! {
+                            Some(()) = int.recv() => "Ctrl-C",
+                            Some(()) = term.recv() => "SIGTERM",
+                            Some(()) = hup.recv() => "SIGHUP",
+                            else => "",
+                        }
+                    };
+                let first = next(&mut int, &mut term, &mut hup).await;
+                if first.is_empty() {
                     return;
                 }
-                eprintln!("\naborting: stopping the running step (Ctrl-C again to exit at once)");
+                if first == "Ctrl-C" {
+                    eprintln!(
+                        "\naborting: stopping the running step (Ctrl-C again to exit at once)"
+                    );
+                } else {
+                    eprintln!("\naborting on {first}: stopping the running step");
+                }
                 cancel.cancel();
-                if interrupts.recv().await.is_some() {
+                if !next(&mut int, &mut term, &mut hup).await.is_empty() {
                     crate::providers::shell::kill_running_groups();
                     std::process::exit(exit::ABORTED);
                 }
@@ -314,7 +341,7 @@ fn watch_ctrl_c(cancel: CancellationToken) {
             // Bounded: a thread that failed to build its runtime drops the sender.
             let _ = is_registered.recv_timeout(std::time::Duration::from_secs(5));
         }
-        Err(e) => tracing::warn!("cannot watch for Ctrl-C: {e}"),
+        Err(e) => tracing::warn!("cannot watch for signals: {e}"),
     }
 }
 
