@@ -41,7 +41,7 @@ pub enum KubeError {
     Context { context: String, message: String },
     #[error("cannot build a Kubernetes client: {0}")]
     Client(String),
-    #[error("invalid qps {0}: expected 0 (unlimited) or a number from {MIN_QPS} to {MAX_QPS}")]
+    #[error("invalid qps {0:?}: expected 0 (unlimited) or a number from {MIN_QPS} to {MAX_QPS}")]
     Qps(f64),
 }
 
