@@ -1,5 +1,6 @@
 //! The object store: JSON objects of any kind keyed by (resource, namespace, name),
-//! a monotonic resourceVersion counter, and a broadcast of every change for watches.
+//! a monotonic resourceVersion counter, and the bounded history of changes that
+//! watches read (woken by a `tokio::sync::watch` of the latest resourceVersion).
 //!
 //! Objects stay `serde_json::Value` so any kind round-trips (reference/kubernetes.md §4).
 

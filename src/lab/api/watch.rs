@@ -1,5 +1,10 @@
 //! `?watch=true`: newline-delimited watch events, replay from a resourceVersion,
 //! bookmarks and watch-list (`sendInitialEvents`).
+//!
+//! A watch reads its events from the store's bounded history (docs/limits.md, "Lab
+//! limits"), so it holds no copies of its own however slow its client is: one that
+//! falls behind the history gets an `ERROR` event with 410 Expired and is closed,
+//! and one that stops reading is closed after [`limits::SLOW_WATCHER`].
 
 use std::convert::Infallible;
 use std::time::Duration as StdDuration;
