@@ -22,8 +22,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args, _g: &Global) -> i32 {
-    if !(args.speed.is_finite() && args.speed >= 0.0) {
-        eprintln!("error: --speed must be a number >= 0 (got {})", args.speed);
+    let max = crate::lab::limits::MAX_SPEED;
+    if !(args.speed.is_finite() && (0.0..=max).contains(&args.speed)) {
+        eprintln!(
+            "error: --speed must be a number from 0 to {max} (got {}); cluster time past \
+             a century after the start cannot be represented",
+            args.speed
+        );
         return crate::exit::USAGE;
     }
     let lab = match &args.scenario {

@@ -47,7 +47,7 @@ pub struct KubeArgs {
     #[arg(long, short = 'n')]
     pub namespace: Option<String>,
     /// Client-side limit of Kubernetes API requests per second (0 = unlimited).
-    #[arg(long, default_value_t = 20.0)]
+    #[arg(long, default_value_t = 20.0, value_parser = crate::providers::kube::parse_qps)]
     pub kube_qps: f64,
 }
 

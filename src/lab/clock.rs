@@ -34,9 +34,14 @@ impl Clock {
     }
 
     pub fn now(&self) -> DateTime<Utc> {
+        // Saturates (at the cap `advance` uses) instead of overflowing chrono's
+        // date range: a huge `speed` set through the library must not panic.
+        let cap = Duration::days(365 * 100);
         let wall = self.wall0.elapsed().as_secs_f64() * self.speed;
-        let wall = Duration::microseconds((wall * 1e6) as i64);
-        self.virt0 + wall + self.advanced
+        let wall = Duration::microseconds((wall * 1e6).min(1e18) as i64).min(cap);
+        self.virt0
+            .checked_add_signed(wall + self.advanced)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 
     /// Does cluster time move by itself?

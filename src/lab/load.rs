@@ -63,7 +63,8 @@ impl Lab {
             if obj.pointer("/metadata/creationTimestamp").is_none() {
                 obj["metadata"]["creationTimestamp"] = json!(clock::ts(start));
             }
-            // Duplicates are reported by the store as AlreadyExists; the first one wins.
+            // Cannot fail: `scenario::parse` refused duplicates, invalid names and
+            // objects without a name.
             let _ = st.store.create(def, ns, obj, start, true);
         }
         link_owner_uids(&mut st);

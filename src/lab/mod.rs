@@ -37,8 +37,10 @@ pub mod clock;
 pub mod controllers;
 pub mod faults;
 pub mod index;
+pub mod limits;
 mod load;
 pub mod metrics;
+pub mod names;
 pub mod patch;
 pub mod resources;
 pub mod scenario;
@@ -300,7 +302,8 @@ impl Lab {
         self.lock().data_losses.clone()
     }
 
-    /// Every request served so far (the most recent 100 000 to 200 000).
+    /// The requests served so far: the most recent [`limits::REQUEST_LOG`] to twice
+    /// that many (older ones are dropped in blocks, so logging stays O(1)).
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.request_log().items.clone()
     }
@@ -316,13 +319,18 @@ impl Lab {
     /// [`Lab::log_status`].
     pub(crate) fn log_request(&self, method: &str, path: &str) -> u64 {
         let mut r = self.request_log();
-        if r.items.len() >= 200_000 {
-            r.items.drain(..100_000);
-            r.first += 100_000;
+        if r.items.len() >= 2 * limits::REQUEST_LOG {
+            r.items.drain(..limits::REQUEST_LOG);
+            r.first += limits::REQUEST_LOG as u64;
+        }
+        // A URI can be tens of kilobytes; the log keeps a bounded prefix of each.
+        let mut cut = path.len().min(limits::LOGGED_URI);
+        while !path.is_char_boundary(cut) {
+            cut -= 1;
         }
         r.items.push(RequestRecord {
-            method: method.to_string(),
-            path: path.to_string(),
+            method: method.chars().take(16).collect(),
+            path: path[..cut].to_string(),
             at: Utc::now(),
             status: 0,
         });

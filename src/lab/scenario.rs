@@ -224,6 +224,7 @@ pub fn parse(yaml: &str, origin: &str) -> Result<Loaded, ScenarioError> {
         })?),
     };
     let mut objects = Vec::new();
+    let mut seen = std::collections::HashMap::new();
     for o in &scenario.objects {
         let (line, col) = (o.referenced.line(), o.referenced.column());
         let v = &o.value;
@@ -268,6 +269,23 @@ pub fn parse(yaml: &str, origin: &str) -> Result<Loaded, ScenarioError> {
         } else {
             String::new()
         };
+        if let Err(e) = super::store::check_names(def, &ns, name) {
+            return Err(err(
+                line,
+                col,
+                e.message,
+                "object names are lowercase DNS names, e.g. `hub-0` or `node-1.example.com`",
+            ));
+        }
+        let key = (def.key(), ns.clone(), name.to_string());
+        if let Some((l, c)) = seen.insert(key, (line, col)) {
+            return Err(err(
+                line,
+                col,
+                format!("{kind} {name:?} is defined twice (first at line {l}, column {c})"),
+                "remove one of them or give it another name",
+            ));
+        }
         objects.push((def, ns, v.clone()));
     }
     let mut fault_offsets = Vec::new();

@@ -1,5 +1,6 @@
 //! The object store: JSON objects of any kind keyed by (resource, namespace, name),
-//! a monotonic resourceVersion counter, and a broadcast of every change for watches.
+//! a monotonic resourceVersion counter, and the bounded history of changes that
+//! watches read (woken by a `tokio::sync::watch` of the latest resourceVersion).
 //!
 //! Objects stay `serde_json::Value` so any kind round-trips (reference/kubernetes.md §4).
 
@@ -8,12 +9,13 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
 use super::clock::ts;
 use super::index::Indexes;
 use super::resources::ResourceDef;
 use super::status::ApiError;
+use super::{limits, names};
 
 /// (resource key such as `pods` or `deployments.apps`, namespace or "", name).
 pub type Key = (String, String, String);
@@ -51,10 +53,17 @@ pub struct WatchEvent {
 pub struct Store {
     objects: BTreeMap<Key, Value>,
     rv: u64,
-    tx: broadcast::Sender<Arc<WatchEvent>>,
+    /// The latest resourceVersion, for watches to wake on. Watches read the events
+    /// themselves from `history`, so what they hold is bounded by the history's
+    /// bounds, however slow they are.
+    tx: watch::Sender<u64>,
     rng: u64,
-    /// Recent events, so a watch from a resourceVersion a list returned misses nothing.
-    history: VecDeque<Arc<WatchEvent>>,
+    /// Recent events with their estimated size, so a watch from a resourceVersion a
+    /// list returned misses nothing. Bounded by [`limits::HISTORY_EVENTS`] and
+    /// [`limits::HISTORY_BYTES`].
+    history: VecDeque<(Arc<WatchEvent>, usize)>,
+    /// Sum of the sizes in `history`.
+    history_bytes: usize,
     /// Watches from before this resourceVersion get 410 Gone.
     history_floor: u64,
     /// Changes not yet seen by the controllers (drained by [`Store::take_changes`]).
@@ -62,26 +71,26 @@ pub struct Store {
     pub index: Indexes,
 }
 
-const HISTORY: usize = 20_000;
-
 const NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 impl Store {
     pub fn new(seed: u64) -> Self {
-        let (tx, _) = broadcast::channel(8192);
+        let (tx, _) = watch::channel(1000);
         Store {
             objects: BTreeMap::new(),
             rv: 1000,
             tx,
             rng: seed | 1,
             history: VecDeque::new(),
+            history_bytes: 0,
             history_floor: 1000,
             changes: Vec::new(),
             index: Indexes::default(),
         }
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<WatchEvent>> {
+    /// Wakes when the store changes; then read the change with [`Store::history_since`].
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.tx.subscribe()
     }
 
@@ -153,15 +162,21 @@ impl Store {
             object,
             old,
         });
-        if self.history.len() >= HISTORY
-            && let Some(dropped) = self.history.pop_front()
+        let size = limits::approx_size(&ev.object) + ev.old.as_ref().map_or(0, limits::approx_size);
+        self.history.push_back((ev.clone(), size));
+        self.history_bytes += size;
+        while self.history.len() > limits::HISTORY_EVENTS
+            || (self.history_bytes > limits::HISTORY_BYTES && self.history.len() > 1)
         {
+            let Some((dropped, n)) = self.history.pop_front() else {
+                break;
+            };
+            self.history_bytes -= n;
             self.history_floor = dropped.rv;
         }
-        self.history.push_back(ev.clone());
         self.changes.push(ev.clone());
         // No receivers is fine: nobody is watching.
-        let _ = self.tx.send(ev);
+        self.tx.send_replace(self.rv);
     }
 
     /// Every change since the last call, in order: what the controllers must look at.
@@ -179,7 +194,9 @@ impl Store {
         if rv < self.history_floor {
             return None;
         }
-        Some(self.history.iter().filter(|e| e.rv > rv).cloned().collect())
+        // The history is in resourceVersion order.
+        let from = self.history.partition_point(|(e, _)| e.rv <= rv);
+        Some(self.history.range(from..).map(|(e, _)| e.clone()).collect())
     }
 
     /// Create an object: fills kind/apiVersion, namespace, name from generateName,
@@ -220,6 +237,7 @@ impl Store {
             };
             name = format!("{prefix}{}", self.suffix(5));
         }
+        check_names(res, ns, &name)?;
         let key = (res.key(), ns.to_string(), name.clone());
         if self.objects.contains_key(&key) {
             return Err(ApiError::already_exists(res, &name));
@@ -289,6 +307,31 @@ impl Store {
     pub fn all(&self) -> impl Iterator<Item = (&Key, &Value)> {
         self.objects.iter()
     }
+}
+
+/// 422 Invalid for a name or namespace the API server would refuse (`..`,
+/// `../../x`, `Hub`): names become path segments.
+pub fn check_names(res: &ResourceDef, ns: &str, name: &str) -> Result<(), ApiError> {
+    let name_ok = if res.key() == "namespaces" {
+        names::dns_label(name)
+    } else {
+        names::dns_subdomain(name)
+    };
+    let invalid = |field: &str, why: String| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!(
+                "{} {name:?} is invalid: {field}: Invalid value: {why}",
+                res.kind
+            ),
+        )
+    };
+    name_ok.map_err(|why| invalid("metadata.name", why))?;
+    if res.namespaced {
+        names::dns_label(ns).map_err(|why| invalid("metadata.namespace", why))?;
+    }
+    Ok(())
 }
 
 /// Did anything but metadata and status change? That bumps `metadata.generation`.

@@ -1,6 +1,11 @@
 //! `http`: one HTTP request with templated URL, headers and body, over rustls.
 //! The result is `{status, headers, body, json?}`; a status the operation does not
 //! accept (default: any 2xx) is a failure that keeps the response for the journal.
+//!
+//! The body is read up to [`max_output`](super::limits::max_output) bytes and the
+//! connection is dropped there: an endless or huge body ends at the cap (or at the
+//! timeout), and the result says `body_truncated: true` (with `body_bytes`, the
+//! declared `Content-Length`, when the server sent one).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -169,8 +174,9 @@ pub(crate) async fn send(
         req = req.body(b.clone());
     }
     let timeout = cx.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let cap = super::limits::max_output()?;
     let exchange = async {
-        let resp = req.send().await?;
+        let mut resp = req.send().await?;
         let status = resp.status().as_u16();
         let headers: serde_json::Map<String, Value> = resp
             .headers()
@@ -182,10 +188,24 @@ pub(crate) async fn send(
                 )
             })
             .collect();
-        let body = resp.text().await?;
-        Ok::<_, reqwest::Error>((status, headers, body))
+        let declared = resp.content_length();
+        let mut kept: Vec<u8> = Vec::new();
+        let mut truncated = false;
+        while let Some(chunk) = resp.chunk().await? {
+            let room = cap - kept.len();
+            if chunk.len() > room {
+                kept.extend_from_slice(&chunk[..room]);
+                truncated = true;
+                // Stop reading: dropping the response closes the connection, so an
+                // endless body costs nothing more.
+                break;
+            }
+            kept.extend_from_slice(&chunk);
+        }
+        let cut = truncated.then_some(declared);
+        Ok::<_, reqwest::Error>((status, headers, kept, cut))
     };
-    let (status, headers, body) = tokio::select! {
+    let (status, headers, kept, cut) = tokio::select! {
         r = tokio::time::timeout(timeout, exchange) => match r {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => return Err(OpError::failed(describe(call, &e))),
@@ -193,13 +213,23 @@ pub(crate) async fn send(
         },
         () = cx.cancel.cancelled() => return Err(OpError::Cancelled),
     };
+    let body = super::limits::cut_text(&kept, cut.is_some());
     let mut result = serde_json::Map::new();
     result.insert("status".into(), Value::from(status));
     result.insert("headers".into(), Value::Object(headers));
-    if let Ok(json) = serde_json::from_str::<Value>(&body) {
+    // A cut body is not JSON, whatever it starts with.
+    if cut.is_none()
+        && let Ok(json) = serde_json::from_str::<Value>(&body)
+    {
         result.insert("json".into(), json);
     }
     result.insert("body".into(), Value::String(body));
+    if let Some(declared) = cut {
+        result.insert("body_truncated".into(), Value::Bool(true));
+        if let Some(n) = declared {
+            result.insert("body_bytes".into(), Value::from(n));
+        }
+    }
     Ok(Value::Object(result))
 }
 

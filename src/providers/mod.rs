@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::journal::event::ApiCall;
 
 pub mod http;
+pub mod limits;
 pub mod prometheus;
 pub mod shell;
 use crate::runbook::model::OpRef;

@@ -63,6 +63,15 @@ impl Provider for Prometheus {
                 status: Vec::new(),
             };
             let resp = send(self.client.get()?, &call, cx).await?;
+            if resp.get("body_truncated").is_some() {
+                // A cut JSON answer cannot be parsed; say why rather than "not JSON".
+                let cap = super::limits::max_output()?;
+                return Err(OpError::failed(format!(
+                    "Prometheus answer exceeds {cap} bytes (from {url}): narrow the query \
+                     (aggregate with sum/topk, filter labels) or raise {}",
+                    super::limits::MAX_OUTPUT_ENV
+                )));
+            }
             let Some(body) = resp.get("json") else {
                 return Err(OpError::failed(format!(
                     "{url} answered {} without JSON (is this a Prometheus server?)",

@@ -3,6 +3,11 @@
 //!
 //! The child runs in its own process group, so a timeout or Ctrl-C kills everything
 //! it started (`kill(-pgid, SIGKILL)`), not just the direct child.
+//!
+//! Bounds (docs/limits.md): a step that names no `timeout` is killed after
+//! [`DEFAULT_TIMEOUT`]; stdout and stderr are each kept up to
+//! [`max_output`](super::limits::max_output) bytes, and a cut stream is recorded as
+//! `stdout_truncated: true, stdout_bytes: N` (likewise for stderr).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -12,8 +17,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
+use super::limits::{self, Captured};
 use super::{Defaults, ExecCtx, OpError, Provider, Resolved};
 use crate::runbook::model::OpRef;
 
@@ -35,6 +41,11 @@ pub struct Shell;
 /// How long to wait for the pipes to close after killing a process group whose
 /// grandchildren escaped it.
 const REAP_GRACE: Duration = Duration::from_secs(2);
+
+/// Bound on a shell operation whose step names no `timeout`: `yes` or a command
+/// waiting on a prompt must not hold an incident run forever. A step that needs
+/// longer says so with `timeout:`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 impl Provider for Shell {
     fn resolve(
@@ -96,6 +107,8 @@ impl Provider for Shell {
 }
 
 async fn run(call: &ShellCall, cx: &ExecCtx) -> Result<Value, OpError> {
+    let cap = limits::max_output()?;
+    let limit = cx.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let mut cmd = tokio::process::Command::new(&call.argv[0]);
     cmd.args(&call.argv[1..])
         .envs(&call.env)
@@ -129,37 +142,28 @@ async fn run(call: &ShellCall, cx: &ExecCtx) -> Result<Value, OpError> {
                 let _ = pipe.write_all(text.as_bytes()).await;
             }
         };
-        let ((), out, err) = tokio::join!(feed, read(stdout.take()), read(stderr.take()));
+        let ((), out, err) = tokio::join!(
+            feed,
+            limits::read_capped(stdout.take(), cap),
+            limits::read_capped(stderr.take(), cap)
+        );
         let status = child.wait().await;
         (out, err, status)
     };
     tokio::pin!(io);
-    let timeout = async {
-        match cx.timeout {
-            Some(t) => tokio::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
+    let timeout = tokio::time::sleep(limit);
     let stop = tokio::select! {
         (out, err, status) = &mut io => {
             return finish(call, out, err, status);
         }
         () = cx.cancel.cancelled() => OpError::Cancelled,
-        () = timeout => OpError::TimedOut(cx.timeout.unwrap_or_default()),
+        () = timeout => OpError::TimedOut(limit),
     };
     if let Some(pid) = pid {
         kill_group(pid);
     }
     let _ = tokio::time::timeout(REAP_GRACE, io).await;
     Err(stop)
-}
-
-async fn read<R: tokio::io::AsyncRead + Unpin>(pipe: Option<R>) -> Vec<u8> {
-    let mut buf = Vec::new();
-    if let Some(mut p) = pipe {
-        let _ = p.read_to_end(&mut buf).await;
-    }
-    buf
 }
 
 /// Process groups of the steps running now, so that a process that must exit at once
@@ -211,14 +215,14 @@ fn kill_group(pid: u32) {
 
 fn finish(
     call: &ShellCall,
-    out: Vec<u8>,
-    err: Vec<u8>,
+    out: Captured,
+    err: Captured,
     status: std::io::Result<std::process::ExitStatus>,
 ) -> Result<Value, OpError> {
     let status =
         status.map_err(|e| OpError::failed(format!("waiting for `{}`: {e}", call.argv[0])))?;
-    let stdout = String::from_utf8_lossy(&out).into_owned();
-    let stderr = String::from_utf8_lossy(&err).into_owned();
+    let stdout = limits::text(&out);
+    let stderr = limits::text(&err);
     let mut result = serde_json::Map::new();
     result.insert(
         "exit_code".into(),
@@ -226,12 +230,21 @@ fn finish(
     );
     let trimmed = stdout.trim();
     if !trimmed.is_empty()
+        && !out.truncated()
         && let Ok(json) = serde_json::from_str::<Value>(trimmed)
     {
         result.insert("json".into(), json);
     }
     result.insert("stdout".into(), Value::String(stdout));
     result.insert("stderr".into(), Value::String(stderr.clone()));
+    // Only a cut stream gets these fields, so results (and the journals and
+    // postmortems pinned by snapshots) of every other step are unchanged.
+    for (name, c) in [("stdout", &out), ("stderr", &err)] {
+        if c.truncated() {
+            result.insert(format!("{name}_truncated"), Value::Bool(true));
+            result.insert(format!("{name}_bytes"), Value::from(c.total));
+        }
+    }
     let result = Value::Object(result);
     if status.success() {
         return Ok(result);
@@ -366,6 +379,24 @@ mod tests {
         assert!(t0.elapsed() < Duration::from_secs(5));
         tokio::time::sleep(Duration::from_millis(1300)).await;
         assert!(!marker.exists(), "a grandchild outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn output_past_the_cap_is_drained_counted_and_marked_cut() {
+        let vars = json!({});
+        let script = "head -c 10000000 /dev/zero; echo done >&2";
+        let r = Shell
+            .resolve(OpRef::Shell(&op(&["sh", "-c", script])), &vars, &defaults())
+            .unwrap();
+        let out = Shell.execute(&r, &ExecCtx::new(vars)).await.unwrap();
+        assert_eq!(
+            out["stdout"].as_str().unwrap().len(),
+            limits::DEFAULT_MAX_OUTPUT
+        );
+        assert_eq!(out["stdout_truncated"], true);
+        assert_eq!(out["stdout_bytes"], 10_000_000);
+        assert_eq!(out["stderr"], "done\n");
+        assert!(out.get("stderr_truncated").is_none(), "{:?}", out["stderr"]);
     }
 
     #[tokio::test]

@@ -23,9 +23,9 @@ use axum::response::Response;
 use http::{HeaderMap, Method, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::Lab;
 use super::resources::{self, ResourceDef};
 use super::status::ApiError;
+use super::{Lab, limits};
 
 type Params = HashMap<String, String>;
 
@@ -119,8 +119,19 @@ async fn serve(lab: &Lab, req: Request) -> Response {
     let params: Params = Query::<Params>::try_from_uri(&parts.uri)
         .map(|q| q.0)
         .unwrap_or_default();
-    let body = match axum::body::to_bytes(body, 64 << 20).await {
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits::MAX_BODY as u64) {
+        return err(too_large());
+    }
+    // Read at most MAX_BODY: a chunked body with no Content-Length is cut off
+    // there, not buffered whole.
+    let body = match axum::body::to_bytes(body, limits::MAX_BODY).await {
         Ok(b) => b,
+        Err(e) if is_length_limit(&e) => return err(too_large()),
         Err(e) => {
             return err(ApiError::bad_request(format!(
                 "cannot read the request body: {e}"
@@ -179,6 +190,28 @@ async fn serve(lab: &Lab, req: Request) -> Response {
             "the server could not find the requested resource",
         )),
     }
+}
+
+/// 413 with the API server's Status (k8s.io/apiserver pkg/endpoints/handlers/rest.go
+/// `limitedReadBody`: "limit is 3145728").
+fn too_large() -> ApiError {
+    ApiError::new(
+        413,
+        "RequestEntityTooLarge",
+        format!("Request entity too large: limit is {}", limits::MAX_BODY),
+    )
+}
+
+/// Did reading the body stop at the length limit (rather than fail)?
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn wants_table(h: &HeaderMap) -> bool {

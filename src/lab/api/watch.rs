@@ -1,5 +1,10 @@
 //! `?watch=true`: newline-delimited watch events, replay from a resourceVersion,
 //! bookmarks and watch-list (`sendInitialEvents`).
+//!
+//! A watch reads its events from the store's bounded history (docs/limits.md, "Lab
+//! limits"), so it holds no copies of its own however slow its client is: one that
+//! falls behind the history gets an `ERROR` event with 410 Expired and is closed,
+//! and one that stops reading is closed after [`limits::SLOW_WATCHER`].
 
 use std::convert::Infallible;
 use std::time::Duration as StdDuration;
@@ -11,11 +16,11 @@ use serde_json::{Value, json};
 
 use super::read::selectors;
 use super::{Params, Target, err};
-use crate::lab::Lab;
 use crate::lab::resources::ResourceDef;
 use crate::lab::status::ApiError;
 use crate::lab::store::{EventType, WatchEvent};
 use crate::lab::table::{self, IncludeObject};
+use crate::lab::{Lab, limits};
 
 /// One line of a watch stream.
 fn watch_line(
@@ -99,23 +104,22 @@ pub(super) fn watch(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> R
         (rx, initial, replay, start_rv, st.now())
     };
     let lab2 = lab.clone();
-    let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(256);
+    let (tx, out) = tokio::sync::mpsc::channel::<Bytes>(limits::WATCH_BUFFER);
+    let watcher = tx.clone();
+    // A client that does not take the next line within SLOW_WATCHER is dropped: its
+    // watch ends, and with it the events and initial list it holds.
+    let send = move |line: Bytes| {
+        let tx = tx.clone();
+        async move { tx.send_timeout(line, limits::SLOW_WATCHER).await.is_ok() }
+    };
     tokio::spawn(async move {
         let table_res = |now| if as_table { Some((res, now)) } else { None };
         for o in initial {
-            if tx
-                .send(watch_line("ADDED", o, table_res(now)))
-                .await
-                .is_err()
-            {
+            if !send(watch_line("ADDED", o, table_res(now))).await {
                 return;
             }
         }
-        if send_initial
-            && tx
-                .send(watch_line("BOOKMARK", bookmark(res, start_rv, true), None))
-                .await
-                .is_err()
+        if send_initial && !send(watch_line("BOOKMARK", bookmark(res, start_rv, true), None)).await
         {
             return;
         }
@@ -135,15 +139,14 @@ pub(super) fn watch(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> R
         };
         for ev in replay.iter().filter(|e| relevant(e)) {
             if let Some((ty, o)) = translate(ev)
-                && tx
-                    .send(watch_line(ty, o, table_res(lab2.now())))
-                    .await
-                    .is_err()
+                && !send(watch_line(ty, o, table_res(lab2.now()))).await
             {
                 return;
             }
         }
+        drop(replay);
         let mut rx = rx;
+        let mut seen = start_rv;
         let deadline = tokio::time::sleep(StdDuration::from_secs(timeout));
         tokio::pin!(deadline);
         let mut tick = tokio::time::interval(StdDuration::from_secs(5));
@@ -153,21 +156,35 @@ pub(super) fn watch(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> R
                 _ = &mut deadline => return,
                 _ = tick.tick(), if bookmarks => {
                     let rv = lab2.rv();
-                    if tx.send(watch_line("BOOKMARK", bookmark(res, rv, false), None)).await.is_err() { return; }
+                    if !send(watch_line("BOOKMARK", bookmark(res, rv, false), None)).await { return; }
                 }
-                ev = rx.recv() => match ev {
-                    Ok(ev) => {
-                        if ev.rv <= start_rv || !relevant(&ev) { continue; }
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let batch = lab2.lock().store.history_since(seen);
+                    let Some(batch) = batch else {
+                        // Fell behind the bounded history: end the watch the way the
+                        // API server does, with an ERROR event carrying 410 Expired.
+                        let gone = ApiError::new(
+                            410,
+                            "Expired",
+                            format!("too old resource version: {seen} ({})", lab2.rv()),
+                        );
+                        let _ = send(watch_line("ERROR", gone.to_status(), None)).await;
+                        return;
+                    };
+                    for ev in batch {
+                        seen = seen.max(ev.rv);
+                        if !relevant(&ev) { continue; }
                         if let Some((ty, o)) = translate(&ev)
-                            && tx.send(watch_line(ty, o, table_res(lab2.now()))).await.is_err()
+                            && !send(watch_line(ty, o, table_res(lab2.now()))).await
                         {
                             return;
                         }
                     }
-                    // Too slow a reader: end the watch; clients re-list and re-watch.
-                    Err(_) => return,
-                },
-                _ = tx.closed() => return,
+                }
+                () = watcher.closed() => return,
             }
         }
     });

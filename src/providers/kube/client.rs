@@ -41,7 +41,7 @@ pub enum KubeError {
     Context { context: String, message: String },
     #[error("cannot build a Kubernetes client: {0}")]
     Client(String),
-    #[error("invalid qps {0}: expected a number >= 0")]
+    #[error("invalid qps {0:?}: expected 0 (unlimited) or a number from {MIN_QPS} to {MAX_QPS}")]
     Qps(f64),
 }
 
@@ -141,9 +141,32 @@ impl Permit {
     }
 }
 
+/// Slowest client-side rate accepted: one request every 1000 s. Below it the spacing
+/// `1/qps` stops being a duration (`--kube-qps 1e-20` used to panic).
+pub const MIN_QPS: f64 = 0.001;
+
+/// Fastest client-side rate accepted (beyond it, pass 0: unlimited).
+pub const MAX_QPS: f64 = 1e6;
+
+/// `--kube-qps`: 0 (unlimited) or a number from [`MIN_QPS`] to [`MAX_QPS`].
+pub fn parse_qps(s: &str) -> Result<f64, String> {
+    let qps: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if qps == 0.0 || (MIN_QPS..=MAX_QPS).contains(&qps) {
+        Ok(qps)
+    } else {
+        Err(KubeError::Qps(qps).to_string())
+    }
+}
+
 impl RateLimiter {
+    /// A limiter for `qps` requests per second; 0 (or anything not a positive number)
+    /// means unlimited, and a rate outside [`MIN_QPS`]..=[`MAX_QPS`] is saturated to it.
     pub fn new(qps: f64) -> RateLimiter {
         let limited = qps.is_finite() && qps > 0.0;
+        let qps = qps.clamp(MIN_QPS, MAX_QPS);
         RateLimiter {
             interval: limited.then(|| Duration::from_secs_f64(1.0 / qps)),
             next: Arc::new(Mutex::new(None)),

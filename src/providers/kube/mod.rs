@@ -24,7 +24,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-pub use client::{KubeConnect, KubeError, RateLimiter, RetryPolicy};
+pub use client::{KubeConnect, KubeError, MAX_QPS, MIN_QPS, RateLimiter, RetryPolicy, parse_qps};
 pub use spec::{KubeSpec, Target};
 
 use crate::providers::{Defaults, ExecCtx, OpError, Provider, Resolved};
@@ -44,7 +44,7 @@ pub const EVICT_RETRY: Duration = Duration::from_secs(5);
 /// Connect to the cluster kubectl would talk to with the same flags
 /// (`--kubeconfig`, `--context`, `--namespace`; `KUBECONFIG`; in-cluster config).
 pub async fn connect(opts: &KubeConnect) -> Result<KubeProvider, KubeError> {
-    if !(opts.qps.is_finite() && opts.qps >= 0.0) {
+    if client::parse_qps(&opts.qps.to_string()).is_err() {
         return Err(KubeError::Qps(opts.qps));
     }
     let cfg = client::load_config(opts).await?;

@@ -221,6 +221,17 @@ pub fn resolve(op: &KubeOp, vars: &Value, default_ns: &str) -> Result<KubeSpec, 
     Ok(spec)
 }
 
+/// An RFC 1123 label, as the API server checks namespace names
+/// (k8s.io/apimachinery pkg/util/validation `IsDNS1123Label`).
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    b.len() <= 63
+        && b.first().is_some_and(alnum)
+        && b.last().is_some_and(alnum)
+        && b.iter().all(|c| alnum(c) || *c == b'-')
+}
+
 /// What lint checks too, checked again on rendered values.
 fn check(spec: &KubeSpec) -> Result<(), OpError> {
     let verb = spec.verb.as_str();
@@ -236,6 +247,15 @@ fn check(spec: &KubeSpec) -> Result<(), OpError> {
     {
         return Err(OpError::Invalid(format!(
             "kube `{verb}`: {name:?} is not a valid object name"
+        )));
+    }
+    // The namespace becomes a path segment (`/namespaces/{ns}/…`): `..` or `a/b`
+    // would address another URL. The API server only accepts RFC 1123 labels.
+    if let Some(ns) = &spec.namespace
+        && !is_dns_label(ns)
+    {
+        return Err(OpError::Invalid(format!(
+            "kube `{verb}`: namespace {ns:?} is not a valid namespace name (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit)"
         )));
     }
     match verb {

@@ -1,0 +1,206 @@
+//! Issue 13 items 9, 10, 14 and 16, lab side: the lab's memory is bounded against a
+//! hostile client (request bodies, the watch history, watchers that stop reading),
+//! `--speed` is validated, and object names are checked as the API server checks
+//! them (no `../../x`, no duplicates).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::Duration;
+
+use runbook::lab::Lab;
+use runbook::lab::limits::HISTORY_EVENTS;
+use serde_json::{Value, json};
+
+/// One raw HTTP/1.1 request to `addr`; returns (status, body). Raw so that the
+/// test controls exactly what is sent (a 10 MB body, a chunked one).
+fn request(addr: std::net::SocketAddr, head: &str, body: &[u8]) -> (u16, Value) {
+    let mut s = TcpStream::connect(addr).expect("the lab listens");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    // The lab may answer (and close) before the whole body is sent: that is the point.
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn pod(name: &str, pad: usize) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": name, "namespace": "default",
+                        "annotations": {"pad": "x".repeat(pad)}},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}]}})
+}
+
+#[tokio::test]
+async fn a_body_over_3_mib_is_refused_with_413_as_the_api_server_does() {
+    let lab = Lab::empty();
+    let (addr, server) = lab.serve("127.0.0.1:0").await.unwrap();
+    let big = serde_json::to_vec(&pod("big", 10 << 20)).unwrap();
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        let head = format!(
+            "POST /api/v1/namespaces/default/pods HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            big.len()
+        );
+        request(addr, &head, &big)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["kind"], "Status");
+    assert_eq!(body["reason"], "RequestEntityTooLarge");
+    assert_eq!(body["code"], 413);
+    // Without Content-Length (chunked) the body is cut at the limit as well.
+    let (status, _) = tokio::task::spawn_blocking(move || {
+        let chunk = vec![b' '; 1 << 20];
+        let mut body = Vec::new();
+        for _ in 0..5 {
+            body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+            body.extend_from_slice(&chunk);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(b"0\r\n\r\n");
+        let head = "POST /api/v1/namespaces/default/pods HTTP/1.1\r\nHost: lab\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+        request(addr, head, &body)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 413);
+    assert!(lab.get("pods", Some("default"), "big").is_none());
+    server.shutdown().await;
+}
+
+#[test]
+fn a_pod_named_like_a_path_is_invalid_and_a_duplicate_already_exists() {
+    let lab = Lab::empty();
+    for bad in ["../../x", "..", "Hub", "a/b"] {
+        let e = lab.create(pod(bad, 0)).expect_err(bad);
+        assert_eq!((e.code, e.reason), (422, "Invalid"), "{bad}: {e}");
+        assert!(e.message.contains("metadata.name"), "{e}");
+    }
+    let mut in_bad_ns = pod("ok", 0);
+    in_bad_ns["metadata"]["namespace"] = json!("..");
+    let e = lab.create(in_bad_ns).expect_err("namespace ..");
+    assert_eq!(e.code, 422, "{e}");
+    lab.create(pod("hub-0", 0)).unwrap();
+    let e = lab.create(pod("hub-0", 0)).expect_err("a duplicate");
+    assert_eq!((e.code, e.reason), (409, "AlreadyExists"));
+}
+
+#[test]
+fn a_scenario_with_a_duplicate_or_a_path_name_does_not_load_and_says_where() {
+    let dup = "version: 1\nname: dup\nobjects:\n  - {apiVersion: v1, kind: Node, metadata: {name: n1}}\n  - {apiVersion: v1, kind: Node, metadata: {name: n1}}\n";
+    let e = Lab::from_scenario_str(dup)
+        .err()
+        .expect("a duplicate is refused");
+    let msg = e.to_string();
+    assert!(msg.contains("defined twice"), "{msg}");
+    assert!(msg.contains("line 4"), "{msg}");
+    assert_eq!(e.line, 5, "{msg}");
+    let path = "version: 1\nname: path\nobjects:\n  - {apiVersion: v1, kind: Pod, metadata: {name: ../../x}, spec: {containers: [{name: c, image: i}]}}\n";
+    let e = Lab::from_scenario_str(path)
+        .err()
+        .expect("a path name is refused");
+    assert_eq!(e.line, 4, "{e}");
+    assert!(e.to_string().contains("RFC 1123"), "{e}");
+}
+
+#[test]
+fn the_watch_history_is_bounded_and_an_older_watch_gets_410_gone() {
+    let lab = Lab::empty();
+    let first = lab.resource_version();
+    for i in 0..HISTORY_EVENTS + 10 {
+        lab.create(pod(&format!("p-{i}"), 0)).unwrap();
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (addr, server) = lab.serve("127.0.0.1:0").await.unwrap();
+        let (status, body) = tokio::task::spawn_blocking(move || {
+            let head = format!(
+                "GET /api/v1/namespaces/default/pods?watch=true&resourceVersion={first} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n"
+            );
+            request(addr, &head, b"")
+        })
+        .await
+        .unwrap();
+        assert_eq!(status, 410, "{body}");
+        assert_eq!(body["reason"], "Expired");
+        assert!(
+            body["message"].as_str().unwrap().contains("too old resource version"),
+            "{body}"
+        );
+        server.shutdown().await;
+    });
+}
+
+#[tokio::test]
+async fn a_watcher_that_stops_reading_is_closed_with_410_once_it_falls_behind() {
+    let lab = Lab::empty();
+    lab.create(pod("seed", 0)).unwrap();
+    let (addr, server) = lab.serve("127.0.0.1:0").await.unwrap();
+    let rv = lab.resource_version();
+    let mut watch = TcpStream::connect(addr).unwrap();
+    watch
+        .write_all(
+            format!("GET /api/v1/namespaces/default/pods?watch=true&resourceVersion={rv} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    // The watcher reads nothing while objects of ~200 KB each are created: far more
+    // than its socket and its line buffer hold, and more than the history keeps.
+    let lab2 = lab.clone();
+    tokio::task::spawn_blocking(move || {
+        for i in 0..600 {
+            lab2.create(pod(&format!("big-{i}"), 200 << 10)).unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        watch
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut last = String::new();
+        let mut added = 0;
+        for line in BufReader::new(watch).lines() {
+            let Ok(line) = line else { break };
+            if line.contains("\"type\":\"ADDED\"") {
+                added += 1;
+            }
+            if line.starts_with('{') {
+                last = line;
+            }
+        }
+        (added, last)
+    })
+    .await
+    .unwrap();
+    let (added, last) = lines;
+    assert!(added < 600, "the slow watcher got every event ({added})");
+    let last: Value = serde_json::from_str(&last).expect("a JSON line");
+    assert_eq!(last["type"], "ERROR", "{last}");
+    assert_eq!(last["object"]["code"], 410);
+    server.shutdown().await;
+}
+
+#[test]
+fn lab_speed_beyond_the_maximum_is_a_usage_error_not_a_panic() {
+    for speed in ["1e12", "1e308", "-1", "NaN"] {
+        let flag = format!("--speed={speed}");
+        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .args(["lab", &flag])
+            .output()
+            .expect("the binary runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "--speed {speed}: {stderr}");
+        assert!(stderr.contains("--speed"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

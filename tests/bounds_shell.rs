@@ -1,0 +1,130 @@
+//! Issue 13 item 1, shell side, measured from outside the process: a step that
+//! floods its stdout keeps the run's memory bounded (stdout and stderr are each kept
+//! up to `RUNBOOK_MAX_OUTPUT`, 4 MiB by default, the rest drained and counted), and
+//! the journal says the output was cut and how large it was.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use runbook::journal::event::{Event, Outcome};
+use runbook::journal::reader;
+
+/// Peak resident memory allowed to a run whose step prints hundreds of megabytes.
+const MAX_RSS_KB: i64 = 200 * 1024;
+
+/// Run `runbook run FILE` to its end; returns (exit code, peak RSS in KiB, wall time).
+/// The peak comes from `wait4`'s rusage of that very child, so it is exact and
+/// unaffected by other tests running in parallel.
+// The child is reaped by `wait4` (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+fn run_measured(state: &Path, file: &Path, env: &[(&str, &str)]) -> (i32, i64, Duration) {
+    let t0 = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+        .arg("--state-dir")
+        .arg(state)
+        .arg("run")
+        .arg(file)
+        .envs(env.iter().copied())
+        .env("USER", "ana")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child; `status` and `usage` outlive the call.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4 failed");
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    (code, usage.ru_maxrss, t0.elapsed())
+}
+
+fn finished_results(state: &Path) -> Vec<(Outcome, Option<serde_json::Value>)> {
+    let runs: Vec<_> = std::fs::read_dir(state.join("runs"))
+        .expect("a runs folder")
+        .flatten()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let journal = reader::read(&runs[0].path().join("journal.ndjson")).expect("a journal");
+    journal
+        .records
+        .into_iter()
+        .filter_map(|r| match r.event {
+            Event::OpFinished {
+                outcome, result, ..
+            } => Some((outcome, result)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn runbook(dir: &Path, step: &str) -> std::path::PathBuf {
+    let file = dir.join("flood.yaml");
+    let text = format!(
+        "version: 1\nname: flood\ntitle: A step that prints a lot\nsteps:\n  - action: Print\n    id: print\n    gate: auto\n{step}"
+    );
+    std::fs::write(&file, text).expect("a writable temp dir");
+    file
+}
+
+#[test]
+fn a_step_printing_600_mb_keeps_the_run_small_and_the_journal_says_it_was_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = runbook(
+        dir.path(),
+        "    shell:\n      argv: [sh, -c, 'head -c 600000000 /dev/zero; echo tail >&2']\n",
+    );
+    let (code, rss_kb, took) = run_measured(&dir.path().join("state"), &file, &[]);
+    assert_eq!(code, 0, "the run succeeds");
+    assert!(rss_kb < MAX_RSS_KB, "peak RSS {rss_kb} KiB (took {took:?})");
+    let results = finished_results(&dir.path().join("state"));
+    let (outcome, result) = &results[0];
+    assert_eq!(*outcome, Outcome::Ok);
+    let result = result.as_ref().expect("a journaled result");
+    assert_eq!(result["stdout_truncated"], true, "{result}");
+    assert_eq!(result["stdout_bytes"], 600_000_000u64);
+    assert!(result.get("stderr_truncated").is_none());
+    assert_eq!(result["stderr"], "tail\n");
+}
+
+#[test]
+fn an_endless_yes_ends_at_its_timeout_with_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = runbook(
+        dir.path(),
+        "    timeout: 2s\n    shell:\n      argv: [yes]\n",
+    );
+    let (code, rss_kb, took) = run_measured(&dir.path().join("state"), &file, &[]);
+    assert_eq!(code, 1, "the step timed out");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    assert!(rss_kb < MAX_RSS_KB, "peak RSS {rss_kb} KiB");
+    let results = finished_results(&dir.path().join("state"));
+    assert_eq!(results[0].0, Outcome::TimedOut);
+}
+
+#[test]
+fn the_cap_is_raised_or_lowered_with_runbook_max_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = runbook(
+        dir.path(),
+        "    shell:\n      argv: [sh, -c, 'head -c 5000 /dev/zero | tr \"\\\\0\" x']\n",
+    );
+    let (code, _, _) = run_measured(
+        &dir.path().join("state"),
+        &file,
+        &[("RUNBOOK_MAX_OUTPUT", "1K")],
+    );
+    assert_eq!(code, 0);
+    let results = finished_results(&dir.path().join("state"));
+    let result = results[0].1.as_ref().expect("a journaled result");
+    assert_eq!(result["stdout"], "x".repeat(1024));
+    assert_eq!(result["stdout_bytes"], 5000);
+}
