@@ -291,3 +291,136 @@ impl Drop for Bar {
         self.finish();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::engine::SystemClock;
+    use crate::journal::event::{Outcome, RunbookRef};
+    use crate::journal::reader;
+    use crate::journal::writer::Writer;
+
+    /// Remembers what it heard, and how many lines the journal had at that moment.
+    struct Spy {
+        journal: PathBuf,
+        heard: Mutex<Vec<(String, usize)>>,
+    }
+
+    impl Spy {
+        fn lines(&self) -> usize {
+            reader::read(&self.journal)
+                .map(|j| j.records.len())
+                .unwrap_or(0)
+        }
+    }
+
+    impl Reporter for Spy {
+        fn event(&self, event: &Event, state: &RunState) {
+            let name = serde_json::to_value(event)
+                .ok()
+                .and_then(|v| v["event"].as_str().map(str::to_string))
+                .unwrap_or_default();
+            // The state has applied the event before any reporter hears of it.
+            assert_eq!(state.run_id, "r1");
+            self.heard.lock().unwrap().push((name, self.lines()));
+        }
+
+        fn progress(&self, message: &Progress) {
+            if let Progress::Notice(Notice::Reverifying) = message {
+                self.heard
+                    .lock()
+                    .unwrap()
+                    .push(("notice".into(), self.lines()));
+            }
+        }
+    }
+
+    fn stream(dir: &Path, secrets: Vec<String>, reporters: Vec<Arc<dyn Reporter>>) -> Events {
+        let path = dir.join("journal.ndjson");
+        let writer = Writer::create(&path).unwrap();
+        let rec = Recorder::new(writer, Arc::new(SystemClock), secrets, dir, 16 * 1024);
+        Events::new(rec, RunState::default(), reporters)
+    }
+
+    fn started() -> Event {
+        Event::RunStarted {
+            format: 1,
+            run_id: "r1".into(),
+            runbook: RunbookRef::default(),
+            params: serde_json::Map::new(),
+            operator: "ana".into(),
+            host: "h".into(),
+            tool_version: "0".into(),
+            dry_run: false,
+        }
+    }
+
+    #[test]
+    fn the_journal_has_every_event_before_any_reporter_hears_of_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let spy = Arc::new(Spy {
+            journal: dir.path().join("journal.ndjson"),
+            heard: Mutex::default(),
+        });
+        let events = stream(dir.path(), Vec::new(), vec![spy.clone(), Arc::new(Quiet)]);
+        events.emit(started(), true).unwrap();
+        events.notice(Notice::Reverifying);
+        events
+            .emit(
+                Event::StepSkipped {
+                    step: "a".into(),
+                    reason: "no".into(),
+                },
+                false,
+            )
+            .unwrap();
+        let heard = spy.heard.lock().unwrap().clone();
+        assert_eq!(
+            heard,
+            vec![
+                ("run_started".to_string(), 1),
+                // A notice is never journaled.
+                ("notice".to_string(), 1),
+                ("step_skipped".to_string(), 2),
+            ]
+        );
+        assert!(events.state().steps["a"].is_done());
+    }
+
+    #[test]
+    fn reporters_and_the_state_see_the_event_as_journaled_with_secrets_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = stream(dir.path(), vec!["hunter2".into()], Vec::new());
+        events.emit(started(), true).unwrap();
+        events
+            .emit(
+                Event::StepFinished {
+                    step: "login".into(),
+                    outcome: Outcome::Failed,
+                    duration_ms: 1,
+                    summary: "bad password hunter2".into(),
+                    fixed_by: None,
+                },
+                true,
+            )
+            .unwrap();
+        let state = events.state();
+        assert_eq!(
+            state.steps["login"].summary.as_deref(),
+            Some("bad password ***")
+        );
+        let text = std::fs::read_to_string(dir.path().join("journal.ndjson")).unwrap();
+        assert!(!text.contains("hunter2"));
+    }
+
+    #[test]
+    fn without_a_reporter_that_draws_bars_no_bar_message_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let events = stream(dir.path(), Vec::new(), vec![Arc::new(Quiet)]);
+        let bar = events.bar(BarKind::Items { total: 3 });
+        assert!(bar.0.is_none());
+    }
+}
