@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use super::printer::Printer;
+use super::console::Printer;
 use crate::journal::event::{ApprovalSource, PlannedOp};
 
 /// The plan shown at a gate.

@@ -3,10 +3,11 @@
 
 use super::EngineError;
 use super::approve::{GateAnswer, GateRequest};
+use super::events::Notice;
 use super::ops::Prepared;
 use super::run::{Engine, sha256_hex};
 use crate::journal::event::{ApprovalSource, Decision, Event, PlannedOp};
-use crate::journal::replay::StepReplay;
+use crate::journal::state::StepState;
 use crate::runbook::model::{Gate, Step};
 
 /// A gate's verdict.
@@ -15,16 +16,6 @@ pub(super) enum Pass {
     Skip(String),
     Pause(String),
     Abort(String),
-}
-
-pub(super) fn source_word(s: ApprovalSource) -> &'static str {
-    match s {
-        ApprovalSource::Prompt => "at the prompt",
-        ApprovalSource::Yes => "--yes",
-        ApprovalSource::Flag => "--approve",
-        ApprovalSource::Unattended => "unattended",
-        ApprovalSource::Automatic => "automatic",
-    }
 }
 
 impl Engine<'_> {
@@ -36,7 +27,7 @@ impl Engine<'_> {
         title: &str,
         prepared: &[Prepared],
         gate: Gate,
-        prior: Option<&StepReplay>,
+        prior: Option<&StepState>,
     ) -> Result<Pass, EngineError> {
         let ops: Vec<PlannedOp> = prepared.iter().map(|p| p.planned.clone()).collect();
         let digest = sha256_hex(&serde_json::to_vec(&ops).unwrap_or_default());
@@ -49,25 +40,27 @@ impl Engine<'_> {
             explicit: gate == Gate::Explicit,
         };
         if self.opts.dry_run {
-            self.printer.plan(&req, "would run");
+            self.events.notice(Notice::Plan {
+                request: req,
+                header: "would run",
+            });
             return Ok(Pass::Skip(
                 "dry run: plan printed, nothing performed".into(),
             ));
         }
         if let Some(g) = prior.and_then(|p| p.approval(rung, &digest)) {
-            self.printer
-                .line(&format!("  approved earlier by {} (same plan)", g.by));
+            self.events
+                .notice(Notice::ApprovedEarlier { by: g.by.clone() });
             return Ok(Pass::Go);
         }
         if let Some(g) = prior.and_then(|p| p.stale_approval(rung, &digest)) {
             // An approval is of a plan, not of a step: the operations resolve
             // differently now (other flags, other defaults), so it is asked again.
-            self.printer.line(&format!(
-                "  {} approved a different plan (digest {} then, {} now): asking again",
-                g.by,
-                g.digest.chars().take(12).collect::<String>(),
-                &digest[..12]
-            ));
+            self.events.notice(Notice::StaleApproval {
+                by: g.by.clone(),
+                then: g.digest.clone(),
+                now: digest.clone(),
+            });
         }
         let decided = |decision, by: String, source| Event::GateDecided {
             step: req.step.clone(),
@@ -84,8 +77,8 @@ impl Engine<'_> {
             digest: digest.clone(),
         };
         if gate == Gate::Auto {
-            self.rec.emit(requested, false)?;
-            self.rec.emit(
+            self.events.emit(requested, false)?;
+            self.events.emit(
                 decided(
                     Decision::Approved,
                     self.opts.operator.clone(),
@@ -95,34 +88,35 @@ impl Engine<'_> {
             )?;
             return Ok(Pass::Go);
         }
-        self.rec.emit(requested, true)?;
-        self.printer.plan(&req, "plan of");
+        self.events.emit(requested, true)?;
+        self.events.notice(Notice::Plan {
+            request: req.clone(),
+            header: "plan of",
+        });
         let answer = tokio::select! {
             a = self.approver.gate(&req) => a,
             () = self.cancel.cancelled() => return Ok(Pass::Abort("aborted by operator".into())),
         };
         Ok(match answer {
             GateAnswer::Approve { by, source } => {
-                self.rec
-                    .emit(decided(Decision::Approved, by.clone(), source), true)?;
-                self.printer
-                    .line(&format!("  approved by {by} ({})", source_word(source)));
+                self.events
+                    .emit(decided(Decision::Approved, by, source), true)?;
                 Pass::Go
             }
             GateAnswer::Skip { by, source } => {
-                self.rec
+                self.events
                     .emit(decided(Decision::Skipped, by.clone(), source), true)?;
                 Pass::Skip(format!("skipped at the gate by {by}"))
             }
             GateAnswer::Decline { by } => {
-                self.rec.emit(
+                self.events.emit(
                     decided(Decision::Declined, by.clone(), ApprovalSource::Prompt),
                     true,
                 )?;
                 Pass::Abort(format!("gate declined by {by}"))
             }
             GateAnswer::Abort { by } => {
-                self.rec.emit(
+                self.events.emit(
                     decided(Decision::Aborted, by.clone(), ApprovalSource::Prompt),
                     true,
                 )?;

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use super::EngineError;
+use super::events::Notice;
 use super::gate::Pass;
 use super::run::Engine;
-use super::steps::{End, ManualEnd, concurrency, failed, indent, ok, scope};
+use super::steps::{End, ManualEnd, concurrency, failed, ok, scope};
 use super::verify::{DEFAULT_WITHIN, Verdict};
 use crate::journal::event::{Event, Outcome};
-use crate::journal::replay::StepReplay;
+use crate::journal::state::StepState;
 use crate::runbook::model::{Gate, OpRef, Rung, Step, Verification};
 
 pub(super) enum RungEnd {
@@ -58,7 +59,7 @@ impl Engine<'_> {
                 RungEnd::NotFixed(reason) => {
                     last_reason = reason.clone();
                     if let Some(next) = ids.get(i + 1) {
-                        self.rec.emit(
+                        self.events.emit(
                             Event::Escalated {
                                 step: step.id.value.clone(),
                                 from: rung_id.clone(),
@@ -67,9 +68,6 @@ impl Engine<'_> {
                             },
                             false,
                         )?;
-                        self.printer.line(&format!(
-                            "  ↑ escalating from {rung_id} to {next}: {reason}"
-                        ));
                     }
                 }
                 RungEnd::Paused(reason) => {
@@ -101,10 +99,11 @@ impl Engine<'_> {
             match rung.op() {
                 Some(OpRef::Manual(text)) => {
                     let instruction = self.render(text).unwrap_or_else(|e| format!("({e})"));
-                    self.printer.line(&format!(
-                        "  would ask a person ({rung_id}: {title}):\n{}",
-                        indent(&self.rec.redact(&instruction))
-                    ));
+                    self.events.notice(Notice::WouldAskRung {
+                        rung: rung_id.clone(),
+                        title,
+                        instruction: self.events.redact(&instruction),
+                    });
                 }
                 Some(op) => {
                     let base = scope(step, Some(rung_id.clone()));
@@ -113,7 +112,10 @@ impl Engine<'_> {
                             self.gate(step, Some(rung_id), &title, &prepared, Gate::Approve, None)
                                 .await?;
                         }
-                        Err(e) => self.printer.line(&format!("  {rung_id}: cannot plan: {e}")),
+                        Err(error) => self.events.notice(Notice::CannotPlan {
+                            rung: rung_id.clone(),
+                            error,
+                        }),
                     }
                 }
                 None => {}
@@ -133,7 +135,7 @@ impl Engine<'_> {
         rung_id: &str,
         index: usize,
         of: usize,
-        prior: Option<&StepReplay>,
+        prior: Option<&StepState>,
     ) -> Result<RungEnd, EngineError> {
         if let Some(when) = &rung.when {
             match self.eval_bool(when, None) {
@@ -158,7 +160,7 @@ impl Engine<'_> {
             .map(|d| d.0)
             .unwrap_or(DEFAULT_WITHIN);
         if prior.is_none() {
-            self.rec.emit(
+            self.events.emit(
                 Event::RungStarted {
                     step: step.id.value.clone(),
                     rung: rung_id.to_string(),
@@ -168,9 +170,14 @@ impl Engine<'_> {
                 },
                 false,
             )?;
+        } else {
+            self.events.notice(Notice::RungResumed {
+                index: index + 1,
+                of,
+                rung: rung_id.to_string(),
+                title: title.clone(),
+            });
         }
-        self.printer
-            .line(&format!("  rung {}/{of} {rung_id}: {title}", index + 1));
         let Some(op) = rung.op() else {
             return Ok(RungEnd::NotFixed(format!("{rung_id} has no operation")));
         };
@@ -264,10 +271,10 @@ impl Engine<'_> {
                 return Ok(RungEnd::Aborted("aborted by operator".into()));
             }
             if !errors.is_empty() {
-                self.printer.line(&format!(
-                    "  {rung_id}: {} (verifying anyway)",
-                    errors.join("; ")
-                ));
+                self.events.notice(Notice::RungErrors {
+                    rung: rung_id.to_string(),
+                    errors: errors.join("; "),
+                });
             }
             op_errors = errors;
         }

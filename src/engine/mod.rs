@@ -2,8 +2,9 @@
 //!
 //! It never touches the outside world itself. Operations go through
 //! [`crate::providers::Provider`]s, decisions of people through an [`Approver`], time
-//! through a [`Clock`], and every event is written to the run's journal before the
-//! engine acts on it. So the same engine runs a real incident (`runbook run`), the
+//! through a [`Clock`], and every event goes through one stream ([`events`]): the
+//! journal first (written before the engine acts on it), then the run state, then
+//! reporters such as the console. So the same engine runs a real incident (`runbook run`), the
 //! embedded lab (`runbook demo`, `runbook test`, with a virtual clock and an
 //! [`AutoApprover`]) and its own tests (scripted providers, milliseconds per run).
 //!
@@ -13,10 +14,11 @@
 
 mod approve;
 mod clock;
+mod console;
+mod events;
 mod gate;
 mod ladder;
 mod ops;
-mod printer;
 mod record;
 mod run;
 mod state;
@@ -33,7 +35,8 @@ pub use approve::{
     PromptApprover,
 };
 pub use clock::{Clock, SystemClock};
-pub use printer::{Printer, PrinterOpts, human as human_duration};
+pub use console::{Printer, PrinterOpts, human as human_duration};
+pub use events::{BarId, BarKind, BarUpdate, Notice, Progress, Quiet, Reporter};
 pub use run::git_ref;
 pub use state::{RunSummary, list_runs, new_run_id};
 
@@ -53,8 +56,11 @@ pub struct EngineOpts {
     /// `-p name=value` pairs, in the order given. On resume only secret params are
     /// read from here (the journal has every other value).
     pub params: Vec<(String, String)>,
-    /// Where console lines, plans and progress bars go.
+    /// The console reporter: where console lines, plans and progress bars go. It
+    /// hears the run's events after the journal has them, before `reporters`.
     pub printer: Arc<Printer>,
+    /// Further consumers of the run's events, after the console, in order.
+    pub reporters: Vec<Arc<dyn Reporter>>,
     /// `for_each` items run at once when the step says nothing (default 8).
     pub default_concurrency: usize,
     /// Results larger than this many bytes (serialized) go to a side file; the journal
@@ -70,6 +76,7 @@ impl EngineOpts {
             defaults: Defaults::default(),
             params: Vec::new(),
             printer,
+            reporters: Vec::new(),
             default_concurrency: 8,
             max_inline_output: 16 * 1024,
         }

@@ -7,7 +7,8 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use super::EngineError;
-use super::printer::{Bar, human};
+use super::console::human;
+use super::events::BarKind;
 use super::run::Engine;
 use crate::expr;
 use crate::journal::event::{Event, Outcome, PlannedOp, Scope};
@@ -95,8 +96,8 @@ impl Engine<'_> {
                 let planned = PlannedOp {
                     scope,
                     provider: resolved.provider.clone(),
-                    display: self.rec.redact(&resolved.display),
-                    op: self.rec.redact_value(&resolved.op),
+                    display: self.events.redact(&resolved.display),
+                    op: self.events.redact_value(&resolved.op),
                     mutating: resolved.mutating,
                 };
                 Ok(Prepared {
@@ -135,11 +136,15 @@ impl Engine<'_> {
     ) -> Result<(Value, Vec<String>), EngineError> {
         let total = prepared.len() + done_items.len();
         let bar = if is_list {
-            self.printer.progress(total as u64, String::new())
+            self.events.bar(BarKind::Items {
+                total: total as u64,
+            })
         } else {
             match prepared.first() {
-                Some(p) => self.printer.spinner(p.planned.display.clone()),
-                None => Bar::default(),
+                Some(p) => self.events.bar(BarKind::Spinner {
+                    message: p.planned.display.clone(),
+                }),
+                None => self.events.no_bar(),
             }
         };
         bar.set_position(done_items.len() as u64);
@@ -234,7 +239,7 @@ impl Engine<'_> {
         t: Option<Duration>,
     ) -> Result<Result<Value, OpError>, EngineError> {
         let mutating = p.resolved.mutating;
-        self.rec.emit(
+        self.events.emit(
             Event::OpStarted {
                 op: p.planned.clone(),
                 attempt,
@@ -291,19 +296,19 @@ impl Engine<'_> {
         };
         let (result, output_file) = match result {
             Some(v) => {
-                let (v, f) = self.rec.bounded(&p.planned.scope, &v);
+                let (v, f) = self.events.bounded(&p.planned.scope, &v);
                 (Some(v), f)
             }
             None => (None, None),
         };
-        self.rec.emit(
+        self.events.emit(
             Event::OpFinished {
                 scope: p.planned.scope.clone(),
                 attempt,
                 outcome,
                 duration_ms: took,
                 result,
-                error: error.map(|e| self.rec.redact(&e)),
+                error: error.map(|e| self.events.redact(&e)),
                 output_file,
                 calls: cx.calls.take(),
             },

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 
 use super::{Clock, EngineError};
@@ -53,8 +54,13 @@ impl Recorder {
     }
 
     /// Journal an event, redacted; `sync` makes it (and everything before it) durable
-    /// before this returns.
-    pub(crate) fn emit(&self, event: Event, sync: bool) -> Result<(), EngineError> {
+    /// before this returns. Returns the event as journaled and its time, for the rest
+    /// of the stream ([`super::events::Events`]).
+    pub(crate) fn append(
+        &self,
+        event: Event,
+        sync: bool,
+    ) -> Result<(DateTime<Utc>, Event), EngineError> {
         let event = if self.secrets.is_empty() {
             event
         } else {
@@ -72,9 +78,10 @@ impl Recorder {
             );
         }
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        w.append(ts, event, sync)
-            .map(|_| ())
-            .map_err(|e| EngineError::Journal(e.to_string()))
+        w.append(ts, event.clone(), sync)
+            .map_err(|e| EngineError::Journal(e.to_string()))?;
+        // The journal keeps millisecond precision; the state sees the same time.
+        Ok((ts.trunc_subsecs(3), event))
     }
 
     pub(crate) fn sync(&self) -> Result<(), EngineError> {

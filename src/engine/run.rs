@@ -1,6 +1,6 @@
 //! Starting, resuming and finishing a run; the loop over steps.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -8,12 +8,13 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::events::{Events, Reporter};
 use super::record::Recorder;
 use super::state::RunLock;
 use super::steps::End;
-use super::{Approver, Clock, EngineError, EngineOpts, Printer, RunReport};
+use super::{Approver, Clock, EngineError, EngineOpts, RunReport};
 use crate::journal::event::{self, Event, GitRef, Outcome, RunStatus, RunbookRef};
-use crate::journal::replay::{self, StepReplay};
+use crate::journal::state::{RunState, StepState};
 use crate::journal::{reader, writer::Writer};
 use crate::providers::Providers;
 use crate::runbook::model::{FailurePolicy, OnFailure, Runbook, Step};
@@ -24,15 +25,16 @@ pub(crate) struct Engine<'r> {
     pub providers: Providers,
     pub approver: Arc<dyn Approver>,
     pub clock: Arc<dyn Clock>,
-    pub rec: Recorder,
-    pub printer: Arc<Printer>,
+    /// The event stream: journal, run state, reporters.
+    pub events: Events,
     pub opts: EngineOpts,
     pub cancel: CancellationToken,
     pub run_id: String,
     /// `params`, saved values and `steps`.
     pub vars: Map<String, Value>,
-    /// What the journal said about each step when this process took the run over.
-    pub prior: HashMap<String, StepReplay>,
+    /// Steps this process started: what the run state says about any other step
+    /// comes from an earlier process (resume), and is what this one continues from.
+    pub ran_here: HashSet<String>,
     /// The rung that fixed the current step's ladder, for its `step_finished`.
     pub fixed_by: Option<String>,
 }
@@ -66,7 +68,8 @@ pub(crate) async fn start(
         opts.max_inline_output,
     );
     let journaled_params = redact_params(rb, &params);
-    rec.emit(
+    let events = Events::new(rec, RunState::default(), reporters(&opts));
+    events.emit(
         Event::RunStarted {
             format: event::FORMAT,
             run_id: run_id.clone(),
@@ -79,13 +82,6 @@ pub(crate) async fn start(
         },
         true,
     )?;
-    let printer = Arc::clone(&opts.printer);
-    printer.line(&format!(
-        "run {run_id}: {} — {}{}",
-        rb.name.value,
-        rb.title.value,
-        if opts.dry_run { " (dry run)" } else { "" }
-    ));
     let mut vars = Map::new();
     vars.insert("params".into(), Value::Object(params));
     vars.insert("steps".into(), Value::Object(Map::new()));
@@ -94,13 +90,12 @@ pub(crate) async fn start(
         providers,
         approver,
         clock,
-        rec,
-        printer,
+        events,
         opts,
         cancel,
         run_id: run_id.clone(),
         vars,
-        prior: HashMap::new(),
+        ran_here: HashSet::new(),
         fixed_by: None,
     };
     let status = engine.run_steps(now).await?;
@@ -135,7 +130,7 @@ pub(crate) async fn resume(
             journal.display()
         )));
     }
-    let r = replay::replay(&j.records).map_err(|e| EngineError::Resume(e.to_string()))?;
+    let r = RunState::from_records(&j.records).map_err(|e| EngineError::Resume(e.to_string()))?;
     if let Some(s) = r.status
         && !matches!(s, RunStatus::Paused | RunStatus::Aborted)
     {
@@ -202,18 +197,6 @@ pub(crate) async fn resume(
         opts.max_inline_output,
     );
     let now = clock.now();
-    rec.emit(
-        Event::RunResumed {
-            operator: opts.operator.clone(),
-            host: host(),
-        },
-        true,
-    )?;
-    let printer = Arc::clone(&opts.printer);
-    printer.line(&format!(
-        "resuming run {run_id}: {} — {}",
-        rb.name.value, rb.title.value
-    ));
     let mut vars = Map::new();
     vars.insert("params".into(), Value::Object(params));
     let mut steps = Map::new();
@@ -238,22 +221,38 @@ pub(crate) async fn resume(
     for (name, value) in &r.saved {
         vars.insert(name.clone(), load_saved(&run_dir, value));
     }
+    // The engine continues with the state the journal folded into.
+    let events = Events::new(rec, r, reporters(&opts));
+    events.emit(
+        Event::RunResumed {
+            operator: opts.operator.clone(),
+            host: host(),
+        },
+        true,
+    )?;
     let mut engine = Engine {
         rb,
         providers,
         approver,
         clock,
-        rec,
-        printer,
+        events,
         opts,
         cancel,
         run_id: run_id.to_string(),
         vars,
-        prior: r.steps,
+        ran_here: HashSet::new(),
         fixed_by: None,
     };
     let status = engine.run_steps(now).await?;
     Ok(report(run_id.to_string(), run_dir, journal, status))
+}
+
+/// The console first, then the other reporters, in the order given.
+fn reporters(opts: &EngineOpts) -> Vec<Arc<dyn Reporter>> {
+    let console: Arc<dyn Reporter> = opts.printer.clone();
+    std::iter::once(console)
+        .chain(opts.reporters.iter().cloned())
+        .collect()
 }
 
 fn report(run_id: String, run_dir: PathBuf, journal: PathBuf, status: RunStatus) -> RunReport {
@@ -275,11 +274,7 @@ impl Engine<'_> {
         let rb = self.rb;
         let (status, reason) = 'run: {
             for step in &rb.steps {
-                if self
-                    .prior
-                    .get(&step.id.value)
-                    .is_some_and(StepReplay::is_done)
-                {
+                if self.done_before(step) {
                     continue;
                 }
                 let end = self.run_step(step).await?;
@@ -325,18 +320,14 @@ impl Engine<'_> {
                     }
                     End::Paused { reason, approve } => {
                         let resume = format!("runbook resume {} --approve {approve}", self.run_id);
-                        self.rec.emit(
+                        self.events.emit(
                             Event::Paused {
                                 step: step.id.value.clone(),
                                 reason: reason.clone(),
-                                resume: resume.clone(),
+                                resume,
                             },
                             false,
                         )?;
-                        self.printer.line(&format!(
-                            "⏸ paused at {}: {reason}\n  continue with: {resume}",
-                            step.id.value
-                        ));
                         break 'run (RunStatus::Paused, Some(reason));
                     }
                     End::Aborted(reason) => break 'run (RunStatus::Aborted, Some(reason)),
@@ -345,24 +336,15 @@ impl Engine<'_> {
             (RunStatus::Succeeded, None)
         };
         let took = (self.clock.now() - t0).num_milliseconds().max(0) as u64;
-        self.rec.emit(
+        self.events.emit(
             Event::RunFinished {
                 status,
                 duration_ms: took,
-                reason: reason.clone(),
+                reason,
             },
             true,
         )?;
-        self.rec.sync()?;
-        let word = status.as_str().replace('_', " ");
-        self.printer.line(&format!(
-            "run {} {word} in {}{}",
-            self.run_id,
-            super::printer::human(std::time::Duration::from_millis(took)),
-            reason
-                .map(|r| format!(": {}", self.rec.redact(&r)))
-                .unwrap_or_default()
-        ));
+        self.events.sync()?;
         Ok(status)
     }
 
@@ -388,6 +370,25 @@ impl Engine<'_> {
             }
         }
         Ok(None)
+    }
+
+    /// What earlier processes journaled about a step this process has not started:
+    /// what a resumed step continues from. `None` for a step this process ran.
+    pub(crate) fn prior(&self, step: &Step) -> Option<StepState> {
+        if self.ran_here.contains(&step.id.value) {
+            return None;
+        }
+        self.events.state().step(&step.id.value).cloned()
+    }
+
+    /// The step was done by an earlier process (resume does not run it again).
+    fn done_before(&self, step: &Step) -> bool {
+        !self.ran_here.contains(&step.id.value)
+            && self
+                .events
+                .state()
+                .step(&step.id.value)
+                .is_some_and(StepState::is_done)
     }
 
     /// Record a step's outcome under `steps.ID` for later conditions and templates.

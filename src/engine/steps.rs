@@ -9,10 +9,11 @@ use serde_json::Value;
 
 use super::EngineError;
 use super::approve::{ManualAnswer, ManualRequest};
+use super::events::Notice;
 use super::run::{Engine, outcome_word};
 use crate::expr;
 use crate::journal::event::{Event, Outcome, Scope};
-use crate::journal::replay::StepReplay;
+use crate::journal::state::StepState;
 use crate::runbook::model::{Gate, Rung, Step, StepKind};
 
 use super::gate::Pass;
@@ -52,7 +53,7 @@ impl Engine<'_> {
             }
         }
         let kind = step.kind();
-        self.rec.emit(
+        self.events.emit(
             Event::StepStarted {
                 step: id.clone(),
                 title: step.title().to_string(),
@@ -60,32 +61,33 @@ impl Engine<'_> {
             },
             false,
         )?;
-        self.printer.step_started(&id, kind.key(), step.title());
         tracing::info!(step = %id, kind = kind.key(), "step started");
         // Step durations come from the run's clock, like the journal's timestamps, so
         // the two agree when the clock is virtual (the lab in `demo` and `test`).
         let t0 = self.clock.now();
-        let (end, result) = match kind {
-            StepKind::Check => self.check(step).await?,
+        let ran = match kind {
+            StepKind::Check => self.check(step).await,
             StepKind::Action if !step.escalate.is_empty() => {
-                (self.ladder(step).await?, Value::Null)
+                self.ladder(step).await.map(|end| (end, Value::Null))
             }
-            StepKind::Action => self.action(step).await?,
-            StepKind::Verify => self.verify_step(step).await?,
-            StepKind::Manual => (self.manual_step(step).await?, Value::Null),
+            StepKind::Action => self.action(step).await,
+            StepKind::Verify => self.verify_step(step).await,
+            StepKind::Manual => self.manual_step(step).await.map(|end| (end, Value::Null)),
         };
+        // From here on, what the run state says about this step is this process's.
+        self.ran_here.insert(id);
+        let (end, result) = ran?;
         self.finish(step, t0, end, result)
     }
 
     pub(super) fn skip(&mut self, id: &str, reason: &str) -> Result<(), EngineError> {
-        self.rec.emit(
+        self.events.emit(
             Event::StepSkipped {
                 step: id.to_string(),
                 reason: reason.to_string(),
             },
             false,
         )?;
-        self.printer.line(&format!("↷ {id} skipped: {reason}"));
         self.set_step_var(id, "skipped", Value::Null);
         Ok(())
     }
@@ -101,18 +103,16 @@ impl Engine<'_> {
         let took = (self.clock.now() - t0).to_std().unwrap_or_default();
         match &end {
             End::Done { outcome, summary } => {
-                self.rec.emit(
+                self.events.emit(
                     Event::StepFinished {
                         step: id.clone(),
                         outcome: *outcome,
                         duration_ms: took.as_millis() as u64,
-                        summary: self.rec.redact(summary),
+                        summary: self.events.redact(summary),
                         fixed_by: self.fixed_by.take(),
                     },
                     false,
                 )?;
-                self.printer
-                    .step_finished(id, *outcome, took, &self.rec.redact(summary));
                 tracing::info!(
                     step = %id,
                     outcome = outcome_word(*outcome),
@@ -123,7 +123,7 @@ impl Engine<'_> {
             }
             End::Skipped(reason) => self.skip(id, reason)?,
             End::Aborted(reason) => {
-                self.rec.emit(
+                self.events.emit(
                     Event::StepFinished {
                         step: id.clone(),
                         outcome: Outcome::Aborted,
@@ -133,16 +133,10 @@ impl Engine<'_> {
                     },
                     false,
                 )?;
-                self.printer
-                    .step_finished(id, Outcome::Aborted, took, reason);
             }
             End::Paused { .. } => {}
         }
         Ok(end)
-    }
-
-    pub(super) fn prior(&self, step: &Step) -> Option<StepReplay> {
-        self.prior.get(&step.id.value).cloned()
     }
 
     // ----- checks ---------------------------------------------------------------
@@ -208,12 +202,12 @@ impl Engine<'_> {
             return Ok(());
         };
         let s = scope(step, None);
-        let (value, file) = self.rec.bounded(&s, result);
+        let (value, file) = self.events.bounded(&s, result);
         let journaled = match file {
             Some(f) => serde_json::json!({ "$output_file": f }),
             None => value,
         };
-        self.rec.emit(
+        self.events.emit(
             Event::Saved {
                 step: step.id.value.clone(),
                 name: name.value.clone(),
@@ -307,7 +301,9 @@ impl Engine<'_> {
                         .title
                         .as_deref()
                         .map_or("the verification", |t| t.as_str());
-                    self.printer.line(&format!("  would verify: {title}"));
+                    self.events.notice(Notice::WouldVerify {
+                        title: title.to_string(),
+                    });
                 }
                 return Ok((End::Skipped(r), Value::Null));
             }
@@ -364,12 +360,12 @@ impl Engine<'_> {
         &mut self,
         step: &Step,
         rung: Option<&str>,
-        unknown: &[crate::journal::replay::OpKey],
+        unknown: &[crate::journal::state::OpKey],
     ) -> Result<(), EngineError> {
         for key in unknown {
             let mut s = scope(step, rung.map(str::to_string));
             s.item = key.item;
-            self.rec.emit(
+            self.events.emit(
                 Event::OpFinished {
                     scope: s,
                     attempt: 0,
@@ -394,7 +390,7 @@ impl Engine<'_> {
     pub(super) async fn reverify_unknown(
         &mut self,
         step: &Step,
-        prior: &StepReplay,
+        prior: &StepState,
         rung: Option<&str>,
     ) -> Result<Option<End>, EngineError> {
         let unknown = prior.unknown_ops(rung);
@@ -402,29 +398,23 @@ impl Engine<'_> {
             return Ok(None);
         }
         self.journal_unknown(step, rung, &unknown)?;
-        self.printer.line(&format!(
-            "? {}: {} operation(s) have an unknown outcome (the run stopped mid-action)",
-            step.id.value,
-            unknown.len()
-        ));
+        self.events.notice(Notice::UnknownOutcomes {
+            step: step.id.value.clone(),
+            count: unknown.len(),
+        });
         let Some(v) = step.verification() else {
-            self.printer.line(
-                "  no verification can tell whether they happened: the action goes through its gate again",
-            );
+            self.events.notice(Notice::NoVerificationToTell);
             return Ok(None);
         };
-        self.printer
-            .line("  re-verifying before anything is retried");
+        self.events.notice(Notice::Reverifying);
         match self.verify(step, rung, v, Duration::ZERO, true).await? {
             Verdict::Holds => {
-                self.printer
-                    .line("  the verification holds: nothing is run again");
+                self.events.notice(Notice::ReverifyHolds);
                 Ok(Some(ok("outcome was unknown; re-verified, holds".into())))
             }
             Verdict::Aborted => Ok(Some(End::Aborted("aborted by operator".into()))),
-            Verdict::Fails(d) => {
-                self.printer
-                    .line(&format!("  the verification does not hold ({d}): retrying"));
+            Verdict::Fails(detail) => {
+                self.events.notice(Notice::ReverifyFails { detail });
                 Ok(None)
             }
         }
@@ -443,7 +433,7 @@ impl Engine<'_> {
             Err(e) => return Ok(failed(format!("instructions: {e}"))),
         };
         if self.opts.dry_run {
-            self.printer.line(&format!("  would ask: {instruction}"));
+            self.events.notice(Notice::WouldAsk { instruction });
             return Ok(End::Skipped("dry run: manual step not asked".into()));
         }
         Ok(
@@ -468,21 +458,18 @@ impl Engine<'_> {
         instruction: String,
     ) -> Result<ManualEnd, EngineError> {
         let s = scope(step, rung.map(str::to_string));
-        let instruction = self.rec.redact(&instruction);
+        let instruction = self.events.redact(&instruction);
         if self.opts.dry_run {
-            self.printer
-                .line(&format!("  would ask a person: {instruction}"));
+            self.events.notice(Notice::WouldAskPerson { instruction });
             return Ok(ManualEnd::Skipped("dry run".into()));
         }
-        self.rec.emit(
+        self.events.emit(
             Event::ManualRequested {
                 scope: s.clone(),
                 instruction: instruction.clone(),
             },
             true,
         )?;
-        self.printer
-            .line(&format!("  ✋ {title}\n{}", indent(&instruction)));
         let req = ManualRequest {
             step: step.id.value.clone(),
             rung: rung.map(str::to_string),
@@ -507,7 +494,7 @@ impl Engine<'_> {
             ),
             ManualAnswer::Pause { reason } => return Ok(ManualEnd::Paused(reason)),
         };
-        self.rec.emit(
+        self.events.emit(
             Event::ManualConfirmed {
                 scope: s,
                 outcome,
@@ -558,13 +545,6 @@ pub(super) fn timeout(step: &Step) -> Option<Duration> {
 
 pub(super) fn concurrency(c: Option<u32>, default: usize) -> usize {
     c.map(|c| c as usize).unwrap_or(default).max(1)
-}
-
-pub(super) fn indent(text: &str) -> String {
-    text.lines()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// A short description of a result for the console and the timeline.

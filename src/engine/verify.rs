@@ -6,7 +6,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::EngineError;
-use super::printer::human;
+use super::console::human;
+use super::events::{BarKind, Notice};
 use super::run::Engine;
 use super::steps::{End, failed, ok, scope, summarize, timeout};
 use crate::journal::event::{Event, Scope};
@@ -47,8 +48,7 @@ impl Engine<'_> {
             .map(|t| t.value.clone())
             .unwrap_or_else(|| "verification".into());
         if !quiet {
-            self.printer
-                .line(&format!("  verifying: {title} (within {})", human(within)));
+            self.events.notice(Notice::Verifying { title, within });
         }
         self.poll(
             s,
@@ -77,9 +77,10 @@ impl Engine<'_> {
         };
         let start = self.clock.now();
         let deadline = start + chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
-        let bar = self
-            .printer
-            .countdown(within, format!("{} polling", s.step));
+        let bar = self.events.bar(BarKind::Countdown {
+            within,
+            message: format!("{} polling", s.step),
+        });
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -99,12 +100,12 @@ impl Engine<'_> {
                     },
                 },
             };
-            self.rec.emit(
+            self.events.emit(
                 Event::VerifyPolled {
                     scope: s.clone(),
                     attempt,
                     ok: holds,
-                    detail: Some(self.rec.redact(&detail)),
+                    detail: Some(self.events.redact(&detail)),
                 },
                 false,
             )?;

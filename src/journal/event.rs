@@ -43,7 +43,7 @@ pub struct Scope {
 }
 
 /// The runbook a run executes, pinned by content hash and git commit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunbookRef {
     pub name: String,
     pub title: String,

@@ -106,6 +106,16 @@ impl Builder {
             }
         });
         run.events = self.events;
+        // Whether the run ended is the run state's answer, the same one `resume` and
+        // `runbook runs` get: a `run_finished` followed by a `run_resumed` is a run
+        // that went on (and, if nothing ended it since, did not finish).
+        if self.state.status.is_none() && self.finished.is_some() {
+            run.status = "unfinished".to_owned();
+            run.status_label = "Unfinished (the journal has no end)".to_owned();
+            run.reason = None;
+            run.ended = None;
+            self.finished = None;
+        }
         let start = self.run_start.or(first);
         if let (Some(s), Some(e)) = (start, self.finished.or(last)) {
             run.duration = Some(duration_ms(between(s, e)));
@@ -251,4 +261,85 @@ fn finish_entry(acc: EntryAcc, run_finished: bool) -> Entry {
         }
     }
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use serde_json::Map;
+
+    use crate::journal::event::{Event, Record, RunStatus, RunbookRef};
+    use crate::journal::reader::Journal;
+
+    fn journal(events: Vec<Event>) -> Journal {
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 13, 14, 0, 0).unwrap();
+        Journal {
+            records: events
+                .into_iter()
+                .enumerate()
+                .map(|(i, event)| Record {
+                    seq: i as u64 + 1,
+                    ts: t0 + chrono::Duration::seconds(i as i64),
+                    event,
+                })
+                .collect(),
+            torn_tail: false,
+            seq_faults: Vec::new(),
+        }
+    }
+
+    fn started() -> Event {
+        Event::RunStarted {
+            format: 1,
+            run_id: "r1".into(),
+            runbook: RunbookRef::default(),
+            params: Map::new(),
+            operator: "ana".into(),
+            host: "h".into(),
+            tool_version: "0".into(),
+            dry_run: false,
+        }
+    }
+
+    fn paused() -> Event {
+        Event::RunFinished {
+            status: RunStatus::Paused,
+            duration_ms: 1000,
+            reason: Some("nobody answered".into()),
+        }
+    }
+
+    fn resumed() -> Event {
+        Event::RunResumed {
+            operator: "bo".into(),
+            host: "h".into(),
+        }
+    }
+
+    #[test]
+    fn a_paused_run_is_paused() {
+        let pm = super::super::build(&journal(vec![started(), paused()]), chrono_tz::UTC).pm;
+        assert_eq!(pm.run.status, "paused");
+    }
+
+    /// Resume and `runbook runs` call such a run interrupted; the postmortem must not
+    /// call it paused because of the first process's `run_finished`.
+    #[test]
+    fn a_run_resumed_and_then_killed_has_not_finished() {
+        let built = super::super::build(
+            &journal(vec![started(), paused(), resumed()]),
+            chrono_tz::UTC,
+        );
+        assert_eq!(built.pm.run.status, "unfinished");
+        assert!(built.pm.run.ended.is_none());
+        assert!(
+            built
+                .pm
+                .warnings
+                .iter()
+                .any(|w| w.contains("has not finished")),
+            "{:?}",
+            built.pm.warnings
+        );
+    }
 }

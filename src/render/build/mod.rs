@@ -22,6 +22,7 @@ mod present;
 mod steps;
 use crate::journal::event::{self, Event, Record, Scope};
 use crate::journal::reader::Journal;
+use crate::journal::state::RunState;
 
 /// More API calls than this for one operation are folded into a `<details>` block.
 pub(super) const INLINE_CALLS: usize = 3;
@@ -95,6 +96,9 @@ struct Builder {
     spans: Vec<Span>,
     warnings: Vec<String>,
     events: usize,
+    /// The run as [`RunState`] folds it: the engine's and `resume`'s view, so the
+    /// postmortem's run-level facts (did the run end?) agree with theirs.
+    state: RunState,
 }
 
 fn op_key(scope: &Scope) -> OpKey {
@@ -141,6 +145,7 @@ impl Builder {
             spans: Vec::new(),
             warnings: Vec::new(),
             events: 0,
+            state: RunState::default(),
         }
     }
 
@@ -237,6 +242,7 @@ impl Builder {
     }
 
     fn record(&mut self, rec: &Record) {
+        self.state.apply(rec.ts, &rec.event);
         self.events += 1;
         self.first_ts.get_or_insert(rec.ts);
         self.last_ts = Some(rec.ts);
