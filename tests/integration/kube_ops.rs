@@ -3,8 +3,7 @@
 //! (PDB-blocked eviction = 429, stale resourceVersion = 409, a pod on a lost node
 //! that never goes away = a wait that times out).
 
-#[path = "kube_support/mod.rs"]
-mod support;
+use crate::support::kube as support;
 
 use std::time::{Duration, Instant};
 

@@ -83,7 +83,7 @@ fn lint_text_output_matches_snapshots() {
     for path in corpus() {
         let (text, _) = lint(&path);
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        insta::with_settings!({snapshot_path => "lint/snapshots", prepend_module_to_snapshot => false}, {
+        insta::with_settings!({snapshot_path => "../lint/snapshots", prepend_module_to_snapshot => false}, {
             insta::assert_snapshot!(format!("{name}.text"), text);
         });
     }
@@ -94,7 +94,7 @@ fn lint_json_output_matches_snapshots() {
     for path in corpus() {
         let (_, diags) = lint(&path);
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-        insta::with_settings!({snapshot_path => "lint/snapshots", prepend_module_to_snapshot => false}, {
+        insta::with_settings!({snapshot_path => "../lint/snapshots", prepend_module_to_snapshot => false}, {
             insta::assert_json_snapshot!(format!("{name}.json"), diags);
         });
     }

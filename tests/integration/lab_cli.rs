@@ -1,19 +1,17 @@
 //! `runbook lab` through the real binary.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Command, Stdio};
+
+use crate::support::cli::Cli;
 
 #[test]
 fn lab_serves_on_loopback_prints_the_port_and_writes_a_kubeconfig() {
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+    let mut child = Cli::new()
         .args(["lab", "--port", "0", "--write-kubeconfig"])
         .arg(&kc)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .spawn();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut seen = Vec::new();
     for line in lines.by_ref() {
@@ -68,13 +66,8 @@ fn lab_rejects_a_bad_scenario_with_its_location_and_exit_code_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.scenario.yaml");
     std::fs::write(&path, "version: 1\nname: bad\nobjects:\n  - apiVersion: v1\n    kind: Pood\n    metadata: { name: x }\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .arg("lab")
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = Cli::new().arg("lab").arg(&path).run();
+    let err = &out.code(2).stderr;
     assert!(err.contains(&format!("{}:4:", path.display())), "{err}");
     assert!(
         err.contains("unknown object kind v1/Pood") && err.contains("hint:"),

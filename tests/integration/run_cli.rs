@@ -2,11 +2,13 @@
 //! a "system" made of files in a temp dir.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use runbook::journal::event::{Event, Outcome, RunStatus};
 use runbook::journal::reader;
+
+use crate::support::cli::{Cli, Output};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -42,19 +44,12 @@ impl Sys {
         self.path(".runbook")
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
-        c.arg("--state-dir")
-            .arg(self.state())
-            .args(args)
-            .env("USER", "ana")
-            .env_remove("RUNBOOK_OPERATOR")
-            .stdin(Stdio::null());
-        c
+    fn cmd(&self, args: &[&str]) -> Cli {
+        Cli::new().state_dir(self.state()).args(args)
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("the binary runs")
+        self.cmd(args).run()
     }
 
     fn dir_param(&self) -> String {
@@ -96,12 +91,7 @@ impl Sys {
         for e in extra {
             args.extend(["-p", e]);
         }
-        let child = self
-            .cmd(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
+        let child = self.cmd(&args).spawn();
         wait_for(&self.path("started"), Duration::from_secs(20));
         child
     }
@@ -111,15 +101,6 @@ impl Sys {
         assert_eq!(ids.len(), 1, "{ids:?}");
         ids[0].clone()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn wait_for(path: &Path, within: Duration) {
@@ -161,9 +142,9 @@ fn a_check_finds_the_problem_an_approved_action_fixes_it_and_the_verification_pr
         &sys.dir_param(),
         "--yes",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", out);
     assert!(!sys.exists("broken") && sys.exists("repaired"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = out.stderr.as_str();
     assert!(stderr.contains("▶ detect (check)"), "{stderr}");
     assert!(stderr.contains("✓ repair ok"), "{stderr}");
     assert!(
@@ -194,7 +175,7 @@ fn a_check_finds_the_problem_an_approved_action_fixes_it_and_the_verification_pr
         &sys.dir_param(),
         "--yes",
     ]);
-    assert_eq!(again.status.code(), Some(5), "{}", text(&again));
+    assert_eq!(again.status.code(), Some(5), "{}", again);
 }
 
 #[test]
@@ -203,10 +184,10 @@ fn without_approval_the_run_pauses_and_resume_with_approve_continues_it() {
     sys.touch("broken");
     let file = fixture("fix-file.yaml");
     let out = sys.run(&["run", file.to_str().unwrap(), "-p", &sys.dir_param()]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", out);
     assert!(sys.exists("broken"), "nothing ran without approval");
     let id = sys.only_run();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = out.stderr.as_str();
     assert!(
         stderr.contains(&format!("runbook resume {id} --approve repair")),
         "{stderr}"
@@ -218,21 +199,21 @@ fn without_approval_the_run_pauses_and_resume_with_approve_continues_it() {
 
     // Runs are named as `runbook postmortem` names them: a prefix, or `last`.
     let noted = sys.run(&["note", &id[..12], "waiting for the storage team"]);
-    assert_eq!(noted.status.code(), Some(0), "{}", text(&noted));
+    assert_eq!(noted.status.code(), Some(0), "{}", noted);
     let unknown = sys.run(&["resume", "nope", "--approve", "repair"]);
-    assert_eq!(unknown.status.code(), Some(2), "{}", text(&unknown));
+    assert_eq!(unknown.status.code(), Some(2), "{}", unknown);
     assert!(
-        String::from_utf8_lossy(&unknown.stderr).contains("no run \"nope\""),
+        unknown.stderr.as_str().contains("no run \"nope\""),
         "{}",
-        text(&unknown)
+        unknown
     );
 
     let resumed = sys.run(&["resume", "last", "--approve", "repair"]);
-    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert_eq!(resumed.status.code(), Some(0), "{}", resumed);
     assert!(
-        !String::from_utf8_lossy(&resumed.stderr).contains("Kubernetes"),
+        !resumed.stderr.as_str().contains("Kubernetes"),
         "a shell-only run says nothing about Kubernetes: {}",
-        text(&resumed)
+        resumed
     );
     assert!(sys.exists("repaired"));
     let ev = sys.events(&id);
@@ -251,16 +232,16 @@ fn without_approval_the_run_pauses_and_resume_with_approve_continues_it() {
     // The postmortem tells one run: the step that paused and was resumed is one step
     // that succeeded, and nobody is asked to continue a run that has finished.
     let pm = sys.run(&["postmortem", &id]);
-    assert_eq!(pm.status.code(), Some(0), "{}", text(&pm));
-    let md = String::from_utf8_lossy(&pm.stdout);
+    assert_eq!(pm.status.code(), Some(0), "{}", pm);
+    let md = pm.stdout.as_str();
     assert!(md.contains("| Steps | 2 (1 checks, 1 actions"), "{md}");
     assert!(!md.contains("had not finished"), "{md}");
     assert!(!md.contains("Who continues the paused run"), "{md}");
     assert!(md.contains("It stood paused, waiting for a person"), "{md}");
 
     let done = sys.run(&["resume", &id]);
-    assert_eq!(done.status.code(), Some(2), "{}", text(&done));
-    assert!(String::from_utf8_lossy(&done.stderr).contains("already finished"));
+    assert_eq!(done.status.code(), Some(2), "{}", done);
+    assert!(done.stderr.as_str().contains("already finished"));
 }
 
 #[test]
@@ -275,7 +256,7 @@ fn an_escalation_needs_its_second_rung_and_never_reaches_the_third() {
         &sys.dir_param(),
         "--yes",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", out);
     assert!(sys.exists("repaired"));
     assert!(!sys.exists("never"));
     let ev = sys.events(&sys.only_run());
@@ -293,9 +274,9 @@ fn a_for_each_with_one_failing_item_runs_and_reports_every_item() {
     let sys = Sys::new();
     let file = fixture("fan-out.yaml");
     let out = sys.run(&["run", file.to_str().unwrap(), "-p", &sys.dir_param()]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", out);
     assert!(sys.exists("a") && sys.exists("c") && !sys.exists("b"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = out.stderr.as_str();
     assert!(
         stderr.contains("item 1: `sh` failed: exit 7: item b is stuck"),
         "{stderr}"
@@ -327,8 +308,8 @@ fn a_run_killed_mid_action_resumes_with_outcome_unknown_and_re_verifies_instead_
     );
 
     let out = sys.run(&["resume", &id]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{}", out);
+    let stderr = out.stderr.as_str();
     assert!(stderr.contains("unknown outcome"), "{stderr}");
     let ev = sys.events(&id);
     assert!(ev.iter().any(|e| matches!(
@@ -354,11 +335,11 @@ fn ctrl_c_during_a_long_step_aborts_with_exit_4_and_a_journal_that_says_so() {
 
     // A note from another terminal while the run holds its lock.
     let note = sys.run(&["note", &id, "paged the storage team"]);
-    assert_eq!(note.status.code(), Some(0), "{}", text(&note));
+    assert_eq!(note.status.code(), Some(0), "{}", note);
     // But nobody else may drive it.
     let second = sys.run(&["resume", &id, "--yes"]);
-    assert_eq!(second.status.code(), Some(2), "{}", text(&second));
-    assert!(String::from_utf8_lossy(&second.stderr).contains("in use by another process"));
+    assert_eq!(second.status.code(), Some(2), "{}", second);
+    assert!(second.stderr.as_str().contains("in use by another process"));
 
     let t0 = Instant::now();
     signal(&child, libc::SIGINT);
@@ -379,7 +360,7 @@ fn ctrl_c_during_a_long_step_aborts_with_exit_4_and_a_journal_that_says_so() {
     assert!(ev.iter().any(|e| matches!(e, Event::RunFinished { status: RunStatus::Aborted, reason: Some(r), .. } if r == "aborted by operator")));
 
     let runs = sys.run(&["runs"]);
-    let listing = String::from_utf8_lossy(&runs.stdout);
+    let listing = runs.stdout.as_str();
     assert!(
         listing.contains(&id) && listing.contains("aborted"),
         "{listing}"
@@ -447,12 +428,8 @@ fn a_second_ctrl_c_exits_at_once_and_leaves_a_resumable_run() {
     // What was journaled reads back, and the run resumes: the fix's start is
     // journaled and its result is not, so it is re-verified, not run again.
     let out = sys.run(&["resume", &id, "--yes"]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("unknown outcome"),
-        "{}",
-        text(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", out);
+    assert!(out.stderr.as_str().contains("unknown outcome"), "{}", out);
     let fix_starts = sys
         .events(&id)
         .iter()
@@ -466,12 +443,8 @@ fn an_invalid_runbook_never_starts() {
     let sys = Sys::new();
     let file = fixture("invalid.yaml");
     let out = sys.run(&["run", file.to_str().unwrap(), "--yes"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("params.nope"),
-        "{}",
-        text(&out)
-    );
+    assert_eq!(out.status.code(), Some(2), "{}", out);
+    assert!(out.stderr.as_str().contains("params.nope"), "{}", out);
     assert!(sys.run_ids().is_empty());
 }
 
@@ -480,11 +453,11 @@ fn runs_lists_past_runs_with_their_status() {
     let sys = Sys::new();
     let file = fixture("fix-file.yaml");
     let out = sys.run(&["run", file.to_str().unwrap(), "-p", &sys.dir_param()]);
-    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(5), "{}", out);
     let runs = sys.run(&["runs", "--json"]);
     assert_eq!(runs.status.code(), Some(0));
     let line: serde_json::Value =
-        serde_json::from_slice(runs.stdout.split(|b| *b == b'\n').next().unwrap()).unwrap();
+        serde_json::from_str(runs.stdout.lines().next().unwrap_or_default()).unwrap();
     assert_eq!(line["runbook"], "fix-file");
     assert_eq!(line["status"], "not_applicable");
     assert_eq!(line["run_id"], sys.only_run());
@@ -503,60 +476,34 @@ fn dry_run_runs_the_checks_and_prints_the_plan_without_acting() {
         "--dry-run",
         "--yes",
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", out);
     assert!(sys.exists("broken"), "nothing was changed");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = out.stderr.as_str();
     assert!(stderr.contains("would run repair"), "{stderr}");
     assert!(stderr.contains("✓ detect ok"), "{stderr}");
 }
 
-/// Run the binary on a pseudo-terminal (util-linux `script`), typing `input`.
-fn on_a_terminal(sys: &Sys, args: &[String], input: &str) -> Option<Output> {
+/// Run the binary on a pseudo-terminal, typing `input`.
+fn on_a_terminal(sys: &Sys, args: &[String], input: &str) -> Output {
     on_a_terminal_after(sys, args, Duration::ZERO, input)
 }
 
 /// Like `on_a_terminal`, with the person taking `think` before typing.
-fn on_a_terminal_after(sys: &Sys, args: &[String], think: Duration, input: &str) -> Option<Output> {
-    if Command::new("script").arg("--version").output().is_err() {
-        eprintln!("skipping: util-linux `script` is not installed");
-        return None;
-    }
-    let quoted: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
-    let cmdline = format!(
-        "{} --state-dir '{}' {}",
-        env!("CARGO_BIN_EXE_runbook"),
-        sys.state().display(),
-        quoted.join(" ")
-    );
-    let mut child = Command::new("script")
-        .args(["-qec", &cmdline, "/dev/null"])
-        .env("USER", "ana")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script starts");
-    use std::io::Write;
-    std::thread::sleep(think);
-    child
-        .stdin
-        .take()
-        .expect("piped stdin")
-        .write_all(input.as_bytes())
-        .expect("typing works");
-    Some(child.wait_with_output().expect("script finishes"))
+fn on_a_terminal_after(sys: &Sys, args: &[String], think: Duration, input: &str) -> Output {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    sys.cmd(&args)
+        .on_a_terminal()
+        .think(think)
+        .stdin(input)
+        .run()
 }
 
 #[test]
 fn demo_interactive_counts_the_time_a_person_takes_at_a_gate() {
     let sys = Sys::new();
     let args = vec!["demo".to_string(), "--interactive".to_string()];
-    let Some(out) =
-        on_a_terminal_after(&sys, &args, Duration::from_millis(1500), &"y\n".repeat(20))
-    else {
-        return;
-    };
-    let shown = String::from_utf8_lossy(&out.stdout);
+    let out = on_a_terminal_after(&sys, &args, Duration::from_millis(1500), &"y\n".repeat(20));
+    let shown = out.stdout.as_str();
     assert!(shown.contains("Approve? [y/N/skip/abort]"), "{shown}");
     let id = sys.only_run();
     let j = reader::read(&sys.state().join("runs").join(&id).join("journal.ndjson")).unwrap();
@@ -585,10 +532,8 @@ fn on_a_terminal_the_gate_asks_and_the_answer_is_journaled() {
     sys.touch("broken");
     let file = fixture("fix-file.yaml").display().to_string();
     let args = vec!["run".to_string(), file, "-p".into(), sys.dir_param()];
-    let Some(out) = on_a_terminal(&sys, &args, "y\n") else {
-        return;
-    };
-    let shown = String::from_utf8_lossy(&out.stdout);
+    let out = on_a_terminal(&sys, &args, "y\n");
+    let shown = out.stdout.as_str();
     assert!(shown.contains("Approve? [y/N/skip/abort]"), "{shown}");
     assert!(sys.exists("repaired"), "{shown}");
     let ev = sys.events(&sys.only_run());
@@ -598,14 +543,8 @@ fn on_a_terminal_the_gate_asks_and_the_answer_is_journaled() {
     // Declining ends the run as aborted and changes nothing.
     let sys = Sys::new();
     sys.touch("broken");
-    let Some(out) = on_a_terminal(&sys, &args_for(&sys), "n\n") else {
-        return;
-    };
-    assert!(
-        sys.exists("broken"),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let out = on_a_terminal(&sys, &args_for(&sys), "n\n");
+    assert!(sys.exists("broken"), "{}", out.stdout.as_str());
     let ev = sys.events(&sys.only_run());
     assert!(ev.iter().any(|e| matches!(
         e,
@@ -637,19 +576,19 @@ fn yes_does_not_approve_an_explicit_gate_but_approve_by_name_does() {
         &sys.dir_param(),
         "--yes",
     ]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", out);
     assert!(
         sys.exists("broken"),
         "--yes did not approve the explicit gate"
     );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = out.stderr.as_str();
     assert!(stderr.contains("--approve repair"), "{stderr}");
     let id = sys.only_run();
     let resumed = sys.run(&["resume", &id, "--yes"]);
-    assert_eq!(resumed.status.code(), Some(3), "{}", text(&resumed));
+    assert_eq!(resumed.status.code(), Some(3), "{}", resumed);
     assert!(sys.exists("broken"));
     let resumed = sys.run(&["resume", &id, "--approve", "repair"]);
-    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert_eq!(resumed.status.code(), Some(0), "{}", resumed);
     assert!(sys.exists("repaired"));
 }
 
@@ -668,7 +607,7 @@ fn postmortem_flag_writes_the_file_for_a_paused_run_and_keeps_human_edits_on_res
         "--postmortem",
         pm_arg,
     ]);
-    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", out);
     let first = std::fs::read_to_string(&pm).expect("the paused run wrote its postmortem");
     assert!(first.contains("## Timeline"), "{first}");
     assert!(first.contains("Paused"), "{first}");
@@ -684,7 +623,7 @@ fn postmortem_flag_writes_the_file_for_a_paused_run_and_keeps_human_edits_on_res
     std::fs::write(&pm, &edited).unwrap();
     let id = sys.only_run();
     let resumed = sys.run(&["resume", &id, "--approve", "repair", "--postmortem", pm_arg]);
-    assert_eq!(resumed.status.code(), Some(0), "{}", text(&resumed));
+    assert_eq!(resumed.status.code(), Some(0), "{}", resumed);
     let second = std::fs::read_to_string(&pm).unwrap();
     assert!(
         second.contains("We found the flag at 03:12 and paged Ana."),

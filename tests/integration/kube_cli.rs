@@ -3,11 +3,12 @@
 //! journal holds every API call with its kubectl line.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use runbook::journal::event::{Event, RunStatus};
 use runbook::journal::reader;
 use runbook::lab::{self, Lab};
+
+use crate::support::cli::Cli;
 
 const RUNBOOK: &str = r#"
 version: 1
@@ -70,8 +71,8 @@ async fn runbook_run_targets_the_kubeconfig_context_and_namespace() {
     std::fs::write(&rb, RUNBOOK).unwrap();
     let state = dir.path().join("state");
 
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
-    cmd.arg("run")
+    let cli = Cli::new()
+        .arg("run")
         .arg(&rb)
         .arg("--state-dir")
         .arg(&state)
@@ -84,17 +85,12 @@ async fn runbook_run_targets_the_kubeconfig_context_and_namespace() {
             "prod",
             "--yes",
             "-q",
-        ])
-        .env("USER", "ana")
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output())
+        ]);
+    // The lab serves from this runtime: the blocking run must not hold its thread.
+    let out = tokio::task::spawn_blocking(move || cli.run())
         .await
-        .unwrap()
-        .expect("the binary runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+        .expect("the run's thread does not panic");
+    out.success();
     assert_eq!(lost(&lab), 0, "the stuck pods are gone");
 
     let events = journal_events(&state);
@@ -142,20 +138,79 @@ async fn a_kube_runbook_without_a_cluster_fails_with_a_clear_error() {
     let rb = dir.path().join("lost-pods.yaml");
     std::fs::write(&rb, RUNBOOK).unwrap();
     let missing = dir.path().join("no-such-kubeconfig");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_runbook"));
-    cmd.arg("run")
+    let cli = Cli::new()
+        .arg("run")
         .arg(&rb)
         .arg("--state-dir")
         .arg(dir.path().join("state"))
         .arg("--kubeconfig")
         .arg(&missing)
-        .args(["--yes", "-q"])
-        .stdin(Stdio::null());
-    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .args(["--yes", "-q"]);
+    let out = tokio::task::spawn_blocking(move || cli.run())
         .await
-        .unwrap()
-        .expect("the binary runs");
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+        .expect("the run's thread does not panic");
+    out.failure().stderr_contains(missing.display().to_string());
+}
+
+const LIST: &str = r#"
+version: 1
+name: list
+title: List what the cluster has
+steps:
+  - check: Nodes
+    id: nodes
+    kube: { get: nodes }
+    expect: "size(result) == 4"
+  - check: Pods of the default namespace
+    id: pods
+    kube: { get: pods }
+"#;
+
+/// `KUBECONFIG`, as kubectl reads it, when no flag names a file: its context and that
+/// context's namespace (`default`) are used. Through the binary, so the variable is
+/// set for the child only (the tests of this binary share one environment).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runbook_run_reads_the_kubeconfig_named_by_the_environment() {
+    let lab = Lab::seed();
+    lab.set_speed(0.0);
+    let (addr, server) = lab.serve("127.0.0.1:0").await.expect("the lab listens");
+    let dir = tempfile::tempdir().unwrap();
+    let kc = dir.path().join("kubeconfig");
+    lab::write_kubeconfig(addr, &kc).unwrap();
+    let rb = dir.path().join("list.yaml");
+    std::fs::write(&rb, LIST).unwrap();
+
+    for (i, context) in [None, Some("runbook-lab")].into_iter().enumerate() {
+        let state = dir.path().join(format!("state-{i}"));
+        let mut cli = Cli::new()
+            .state_dir(&state)
+            .arg("run")
+            .arg(&rb)
+            .args(["--yes", "-q"])
+            .env("KUBECONFIG", &kc);
+        if let Some(c) = context {
+            cli = cli.args(["--context", c]);
+        }
+        let out = tokio::task::spawn_blocking(move || cli.run())
+            .await
+            .expect("the run's thread does not panic");
+        out.success();
+        let paths: Vec<String> = journal_events(&state)
+            .iter()
+            .filter_map(|e| match e {
+                Event::OpFinished { scope, calls, .. } if scope.step == "pods" => {
+                    Some(calls.iter().map(|c| c.path.clone()).collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(
+            paths
+                .iter()
+                .any(|p| p.starts_with("/api/v1/namespaces/default/pods")),
+            "context {context:?}: {paths:?}"
+        );
+    }
+    server.shutdown().await;
 }

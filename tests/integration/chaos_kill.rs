@@ -5,15 +5,16 @@
 //!
 //! Seeded and deterministic in what it asserts: wherever a kill lands, the same
 //! properties must hold. A failure names its seed; `CHAOS_SEED=N cargo test --test
-//! chaos_kill` runs that seed alone.
+//! integration chaos_kill` runs that seed alone.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use runbook::journal::event::{Event, Outcome, RunStatus};
 use runbook::journal::reader;
+
+use crate::support::cli::{Cli, Output};
 
 const ITEMS: [&str; 4] = ["a", "b", "c", "d"];
 
@@ -71,20 +72,15 @@ impl Sys {
         self.path(".runbook")
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_runbook"));
-        c.arg("--state-dir")
-            .arg(self.state())
+    fn cmd(&self, args: &[&str]) -> Cli {
+        Cli::new()
+            .state_dir(self.state())
             .args(args)
             .env("USER", "chaos")
-            .env_remove("RUNBOOK_OPERATOR")
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::null());
-        c
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("the binary runs")
+        self.cmd(args).run()
     }
 
     fn start_args(&self) -> Vec<String> {
@@ -122,18 +118,9 @@ impl Sys {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// Exit 70, a signal, or a Rust panic message: the tool crashed instead of answering.
 fn crashed(o: &Output) -> bool {
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let stderr = o.stderr.as_str();
     o.status.code().is_none_or(|c| c == 70 || c == 101) || stderr.contains("panicked at")
 }
 
@@ -141,10 +128,8 @@ fn crashed(o: &Output) -> bool {
 fn kill_after(sys: &Sys, args: &[String], from: From, delay: Duration) {
     let mut child = sys
         .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the binary starts");
+        .discard_output()
+        .spawn();
     let mut t0 = Instant::now();
     if from == From::JournalCreated {
         while !sys.state().join("runs").exists() && t0.elapsed() < Duration::from_secs(20) {
@@ -228,24 +213,20 @@ fn kill_and_recover(seed: u64, from: From, delay: Duration, resume_kill: Option<
             "{ctx}: effects without run_started"
         );
         let out = sys.run(&["resume", id, "--yes"]);
-        assert!(!crashed(&out), "{ctx}: {}", text(&out));
+        assert!(!crashed(&out), "{ctx}: {}", out);
         return;
     }
 
     let runs = sys.run(&["runs"]);
-    assert_eq!(runs.status.code(), Some(0), "{ctx}: {}", text(&runs));
+    assert_eq!(runs.status.code(), Some(0), "{ctx}: {}", runs);
     assert!(
-        String::from_utf8_lossy(&runs.stdout).contains(id.as_str()),
+        runs.stdout.as_str().contains(id.as_str()),
         "{ctx}: runs lists the run: {}",
-        text(&runs)
+        runs
     );
     let pm = sys.run(&["postmortem", id]);
-    assert_eq!(pm.status.code(), Some(0), "{ctx}: {}", text(&pm));
-    assert!(
-        String::from_utf8_lossy(&pm.stdout).contains("## Timeline"),
-        "{ctx}: {}",
-        text(&pm)
-    );
+    assert_eq!(pm.status.code(), Some(0), "{ctx}: {}", pm);
+    assert!(pm.stdout.as_str().contains("## Timeline"), "{ctx}: {}", pm);
 
     let finished = matches!(
         journal.records.last().map(|r| &r.event),
@@ -274,15 +255,15 @@ fn kill_and_recover(seed: u64, from: From, delay: Duration, resume_kill: Option<
             Some(Event::RunFinished { .. })
         );
         let pm = sys.run(&["postmortem", id]);
-        assert_eq!(pm.status.code(), Some(0), "{ctx}: {}", text(&pm));
+        assert_eq!(pm.status.code(), Some(0), "{ctx}: {}", pm);
     }
     if !finished {
         let out = sys.run(&["resume", id, "--yes"]);
-        assert_eq!(out.status.code(), Some(0), "{ctx}: resume: {}", text(&out));
+        assert_eq!(out.status.code(), Some(0), "{ctx}: resume: {}", out);
         assert!(
-            !String::from_utf8_lossy(&out.stderr).contains("Kubernetes"),
+            !out.stderr.as_str().contains("Kubernetes"),
             "{ctx}: no cluster warning for a runbook without kube steps: {}",
-            text(&out)
+            out
         );
     }
     let events: Vec<Event> = reader::read(&sys.journal(id))
@@ -355,10 +336,7 @@ fn full_run_durations() -> (Duration, Duration) {
     let args = sys.start_args();
     let mut child = sys
         .cmd(&args.iter().map(String::as_str).collect::<Vec<_>>())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
+        .spawn();
     let t0 = Instant::now();
     let mut created = None;
     let status = loop {
@@ -411,7 +389,7 @@ fn a_journal_cut_at_any_byte_reads_back_and_resume_or_postmortem_never_crash() {
     let origin = Sys::new();
     let args = origin.start_args();
     let out = origin.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", out);
     let ids = origin.run_ids();
     let bytes = std::fs::read(origin.journal(&ids[0])).expect("the journal");
     let full = reader::parse(&bytes).expect("a whole journal parses");
@@ -452,16 +430,16 @@ fn a_journal_cut_at_any_byte_reads_back_and_resume_or_postmortem_never_crash() {
         std::fs::write(dir.join("journal.ndjson"), text_cut).expect("a journal copy");
 
         let pm = copy.run(&["postmortem", id]);
-        assert!(!crashed(&pm), "{ctx}: postmortem: {}", text(&pm));
+        assert!(!crashed(&pm), "{ctx}: postmortem: {}", pm);
         if pm.status.code() != Some(0) {
             assert!(
-                String::from_utf8_lossy(&pm.stderr).contains("error"),
+                pm.stderr.as_str().contains("error"),
                 "{ctx}: a clear error: {}",
-                text(&pm)
+                pm
             );
         }
         let res = copy.run(&["resume", id, "--yes"]);
-        assert!(!crashed(&res), "{ctx}: resume: {}", text(&res));
+        assert!(!crashed(&res), "{ctx}: resume: {}", res);
         let code = res.status.code();
         eprintln!(
             "{ctx}: postmortem exit {:?}, resume exit {code:?}",
@@ -480,18 +458,18 @@ fn a_journal_cut_at_any_byte_reads_back_and_resume_or_postmortem_never_crash() {
                         Some(Event::RunFinished { .. })
                     ),
                     "{ctx}: the resumed run ends with run_finished: {}",
-                    text(&res)
+                    res
                 );
                 assert!(!after.torn_tail, "{ctx}: the resume cut the torn line");
                 let pm = copy.run(&["postmortem", id]);
-                assert_eq!(pm.status.code(), Some(0), "{ctx}: {}", text(&pm));
+                assert_eq!(pm.status.code(), Some(0), "{ctx}: {}", pm);
             }
             Some(2) => assert!(
-                String::from_utf8_lossy(&res.stderr).contains("error"),
+                res.stderr.as_str().contains("error"),
                 "{ctx}: a clear error: {}",
-                text(&res)
+                res
             ),
-            _ => panic!("{ctx}: unexpected exit: {}", text(&res)),
+            _ => panic!("{ctx}: unexpected exit: {}", res),
         }
     }
 }
@@ -514,8 +492,8 @@ fn empty_and_corrupt_journals_are_listed_and_resume_refuses_them_with_a_clear_er
     std::fs::write(sys.journal("b-corrupt"), lines.join("\n") + "\n").expect("writable");
 
     let list = sys.run(&["runs"]);
-    assert_eq!(list.status.code(), Some(0), "{}", text(&list));
-    let stdout = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(list.status.code(), Some(0), "{}", list);
+    let stdout = list.stdout.as_str();
     for id in ["a-empty", "b-corrupt"] {
         let line = stdout
             .lines()
@@ -529,23 +507,19 @@ fn empty_and_corrupt_journals_are_listed_and_resume_refuses_them_with_a_clear_er
     }
 
     let empty = sys.run(&["resume", "a-empty", "--yes"]);
-    assert!(!crashed(&empty), "{}", text(&empty));
-    assert_eq!(empty.status.code(), Some(2), "{}", text(&empty));
+    assert!(!crashed(&empty), "{}", empty);
+    assert_eq!(empty.status.code(), Some(2), "{}", empty);
     assert!(
-        String::from_utf8_lossy(&empty.stderr).contains("journal is empty"),
+        empty.stderr.as_str().contains("journal is empty"),
         "{}",
-        text(&empty)
+        empty
     );
 
     let before = std::fs::read(sys.journal("a-empty")).expect("the empty journal");
     let note = sys.run(&["note", "a-empty", "paged storage"]);
-    assert!(!crashed(&note), "{}", text(&note));
-    assert_eq!(note.status.code(), Some(2), "{}", text(&note));
-    assert!(
-        String::from_utf8_lossy(&note.stderr).contains("has no events"),
-        "{}",
-        text(&note)
-    );
+    assert!(!crashed(&note), "{}", note);
+    assert_eq!(note.status.code(), Some(2), "{}", note);
+    assert!(note.stderr.as_str().contains("has no events"), "{}", note);
     assert_eq!(
         std::fs::read(sys.journal("a-empty")).expect("the empty journal"),
         before,
@@ -556,27 +530,26 @@ fn empty_and_corrupt_journals_are_listed_and_resume_refuses_them_with_a_clear_er
     assert!(
         !crashed(&corrupt),
         "a corrupt journal is bad input, not a bug in runbook: {}",
-        text(&corrupt)
+        corrupt
     );
-    assert_eq!(corrupt.status.code(), Some(2), "{}", text(&corrupt));
+    assert_eq!(corrupt.status.code(), Some(2), "{}", corrupt);
     assert!(
-        String::from_utf8_lossy(&corrupt.stderr).contains("journal.ndjson:2: corrupt journal line"),
+        corrupt
+            .stderr
+            .as_str()
+            .contains("journal.ndjson:2: corrupt journal line"),
         "the error names the file and line: {}",
-        text(&corrupt)
+        corrupt
     );
     let pm = sys.run(&["postmortem", "b-corrupt"]);
-    assert!(!crashed(&pm), "{}", text(&pm));
+    assert!(!crashed(&pm), "{}", pm);
     assert_eq!(
         pm.status.code(),
         Some(2),
         "bad input, as for resume: {}",
-        text(&pm)
+        pm
     );
-    assert!(
-        String::from_utf8_lossy(&pm.stderr).contains("journal.ndjson:2"),
-        "{}",
-        text(&pm)
-    );
+    assert!(pm.stderr.as_str().contains("journal.ndjson:2"), "{}", pm);
 }
 
 /// An unfinished run's journal with whole lines dropped, duplicated or swapped: every
@@ -587,7 +560,7 @@ fn resume_of_a_journal_with_lines_dropped_duplicated_or_swapped_never_crashes() 
     let origin = Sys::new();
     let args = origin.start_args();
     let out = origin.run(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(0), "{}", out);
     let ids = origin.run_ids();
     let source = std::fs::read_to_string(origin.journal(&ids[0])).expect("the journal");
     let lines: Vec<&str> = source.lines().collect();
@@ -635,12 +608,7 @@ fn resume_of_a_journal_with_lines_dropped_duplicated_or_swapped_never_crashes() 
         );
         std::fs::write(dir.join("journal.ndjson"), text_mutated).expect("a journal copy");
 
-        let mut child = copy
-            .cmd(&["resume", id, "--yes"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary starts");
+        let mut child = copy.cmd(&["resume", id, "--yes"]).spawn();
         let t0 = Instant::now();
         let status = loop {
             if let Some(s) = child.try_wait().expect("a waitable child") {
@@ -693,14 +661,14 @@ fn resume_of_a_journal_with_lines_dropped_duplicated_or_swapped_never_crashes() 
             );
         }
         let pm = copy.run(&["postmortem", id]);
-        assert!(!crashed(&pm), "{ctx}: postmortem: {}", text(&pm));
+        assert!(!crashed(&pm), "{ctx}: postmortem: {}", pm);
         if tampered {
             // Resume refused it; the postmortem renders it, and says what is wrong.
-            assert_eq!(pm.status.code(), Some(0), "{ctx}: {}", text(&pm));
+            assert_eq!(pm.status.code(), Some(0), "{ctx}: {}", pm);
             assert!(
-                String::from_utf8_lossy(&pm.stdout).contains("of the journal: event "),
+                pm.stdout.as_str().contains("of the journal: event "),
                 "{ctx}: the report warns about the numbering: {}",
-                text(&pm)
+                pm
             );
         }
     }

@@ -1,16 +1,16 @@
 //! `connect` targets a cluster the way kubectl does: `--kubeconfig`, `--context`,
-//! `--namespace`, `KUBECONFIG`. Runs against the lab served over TCP, so the real
-//! HTTP client (hyper + rustls, one crypto provider) is built and used.
+//! `--namespace`. Runs against the lab served over TCP, so the real HTTP client
+//! (hyper + rustls, one crypto provider) is built and used.
 //!
-//! One test function: it sets `KUBECONFIG`, which no other test may see change.
+//! `KUBECONFIG` is tested through the binary (`kube_cli`), set for the child process
+//! only: the tests of this binary share one environment, which none may change.
 
 use runbook::lab::{self, Lab};
 use runbook::providers::kube::{KubeConnect, KubeError, connect};
 use runbook::providers::{ExecCtx, Provider};
 use serde_json::json;
 
-#[path = "kube_support/mod.rs"]
-mod support;
+use crate::support::kube as support;
 
 #[tokio::test]
 async fn connect_targets_the_cluster_like_kubectl() {
@@ -88,30 +88,6 @@ async fn connect_targets_the_cluster_like_kubectl() {
     .err()
     .expect("a negative qps fails");
     assert!(matches!(e, KubeError::Qps(_)));
-
-    // KUBECONFIG, as kubectl reads it, when no flag names a file.
-    // SAFETY: this test binary has no other test and sets the variable before any
-    // thread reads the environment.
-    unsafe { std::env::set_var("KUBECONFIG", &kc) };
-    let p = connect(&KubeConnect {
-        context: Some("runbook-lab".into()),
-        ..Default::default()
-    })
-    .await
-    .expect("connects through KUBECONFIG");
-    let cx = ExecCtx::new(json!({}));
-    let r = p
-        .resolve(
-            runbook::runbook::model::OpRef::Kube(&op),
-            &json!({}),
-            &Default::default(),
-        )
-        .unwrap();
-    assert!(p.execute(&r, &cx).await.is_ok());
-    let p = connect(&KubeConnect::default())
-        .await
-        .expect("infers the config from KUBECONFIG");
-    assert_eq!(p.default_namespace(), "default");
 
     server.shutdown().await;
 }

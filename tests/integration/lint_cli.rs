@@ -3,12 +3,7 @@
 use std::path::Path;
 use std::process::Command as StdCommand;
 
-use assert_cmd::Command;
-use predicates::prelude::*;
-
-fn runbook() -> Command {
-    Command::cargo_bin("runbook").expect("the runbook binary is built")
-}
+use crate::support::cli::Cli;
 
 const CLEAN: &str = "\
 version: 1
@@ -38,23 +33,23 @@ fn write(dir: &Path, name: &str, text: &str) {
 
 #[test]
 fn shipped_runbooks_lint_clean() {
-    runbook()
+    Cli::new()
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .args(["lint"])
-        .assert()
+        .run()
         .code(0)
-        .stdout("")
-        .stderr(predicate::str::contains("no problems"));
+        .stdout_is("")
+        .stderr_contains("no problems");
 }
 
 #[test]
 fn clean_file_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "clean.yaml", CLEAN);
-    runbook()
+    Cli::new()
         .current_dir(dir.path())
         .args(["lint", "clean.yaml"])
-        .assert()
+        .run()
         .code(0);
 }
 
@@ -62,31 +57,31 @@ fn clean_file_exits_0() {
 fn errors_exit_1_with_path_line_column_source_and_caret() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "broken.yaml", BROKEN);
-    runbook()
+    Cli::new()
         .current_dir(dir.path())
         .args(["lint", "broken.yaml"])
-        .assert()
+        .run()
         .code(1)
-        .stdout(predicate::str::contains(
+        .stdout_contains(
             "broken.yaml:7:18: error: unknown resource kind `podz`\n  |\n7 |     kube: { get: podz }\n  |                  ^^^^\n",
-        ))
-        .stderr(predicate::str::contains("1 error in 1 file"));
+        )
+        .stderr_contains("1 error in 1 file");
 }
 
 #[test]
 fn a_missing_path_is_a_usage_error_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    runbook()
+    Cli::new()
         .current_dir(dir.path())
         .args(["lint", "nope.yaml"])
-        .assert()
+        .run()
         .code(2)
-        .stderr(predicate::str::contains("nope.yaml"));
+        .stderr_contains("nope.yaml");
 }
 
 #[test]
 fn an_unknown_flag_is_a_usage_error_exit_2() {
-    runbook().args(["lint", "--frobnicate"]).assert().code(2);
+    Cli::new().args(["lint", "--frobnicate"]).run().code(2);
 }
 
 #[test]
@@ -96,15 +91,14 @@ fn folders_are_searched_recursively_and_scenarios_skipped() {
     write(dir.path(), "rb/nested/b.yml", BROKEN);
     write(dir.path(), "rb/a.scenario.yaml", "not: a runbook\n");
     write(dir.path(), "rb/notes.txt", "ignored");
-    let out = runbook()
+    let out = Cli::new()
         .current_dir(dir.path())
         .args(["lint", "rb", "--format", "json"])
-        .assert()
+        .run()
         .code(1)
-        .get_output()
         .stdout
         .clone();
-    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["files_checked"], 2);
     assert_eq!(report["errors"], 1);
     let d = &report["diagnostics"][0];
@@ -126,31 +120,28 @@ fn all_files_are_reported_in_one_run() {
         "two.yaml",
         BROKEN.replace("broken", "two").as_str(),
     );
-    runbook()
+    Cli::new()
         .current_dir(dir.path())
         .args(["lint", "one.yaml", "two.yaml"])
-        .assert()
+        .run()
         .code(1)
-        .stdout(
-            predicate::str::contains("one.yaml:7:18")
-                .and(predicate::str::contains("two.yaml:7:18")),
-        )
-        .stderr(predicate::str::contains("2 errors in 2 files"));
+        .stdout_contains("one.yaml:7:18")
+        .stdout_contains("two.yaml:7:18")
+        .stderr_contains("2 errors in 2 files");
 }
 
 #[test]
 fn json_format_of_a_clean_run_has_no_diagnostics() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "clean.yaml", CLEAN);
-    let out = runbook()
+    let out = Cli::new()
         .current_dir(dir.path())
         .args(["lint", "--format", "json", "clean.yaml"])
-        .assert()
+        .run()
         .code(0)
-        .get_output()
         .stdout
         .clone();
-    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["errors"], 0);
     assert_eq!(report["diagnostics"], serde_json::json!([]));
 }
@@ -177,15 +168,14 @@ fn list_shows_name_title_steps_and_last_commit() {
     write(d, "runbooks/clean.yaml", CLEAN);
     git(d, &["add", "."]);
     git(d, &["commit", "-q", "-m", "Add the clean runbook"]);
-    let out = runbook()
+    let out = Cli::new()
         .current_dir(d)
         .args(["list"])
-        .assert()
+        .run()
         .code(0)
-        .get_output()
         .stdout
         .clone();
-    let text = String::from_utf8(out).unwrap();
+    let text = out;
     let line = text
         .lines()
         .find(|l| l.starts_with("clean"))
@@ -202,16 +192,15 @@ fn list_shows_name_title_steps_and_last_commit() {
 fn list_outside_a_git_repository_omits_the_commit() {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "rb/clean.yaml", CLEAN);
-    let out = runbook()
+    let out = Cli::new()
         .current_dir(dir.path())
         .env("GIT_CEILING_DIRECTORIES", dir.path())
         .args(["list", "rb"])
-        .assert()
+        .run()
         .code(0)
-        .get_output()
         .stdout
         .clone();
-    let text = String::from_utf8(out).unwrap();
+    let text = out;
     assert!(
         text.contains("clean") && text.contains("A clean runbook"),
         "{text}"
@@ -222,10 +211,10 @@ fn list_outside_a_git_repository_omits_the_commit() {
 #[test]
 fn list_of_a_missing_folder_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    runbook()
+    Cli::new()
         .current_dir(dir.path())
         .args(["list", "nope"])
-        .assert()
+        .run()
         .code(2);
 }
 
@@ -235,11 +224,11 @@ fn schema_prints_the_checked_in_schema() {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/runbook.schema.json"),
     )
     .unwrap();
-    runbook()
+    Cli::new()
         .args(["schema"])
-        .assert()
+        .run()
         .code(0)
-        .stdout(checked_in);
+        .stdout_is(checked_in);
 }
 
 #[test]
@@ -250,13 +239,11 @@ fn warnings_alone_exit_0_and_are_shown() {
         "unverified.yaml",
         "version: 1\nname: unverified\ntitle: t\nsteps:\n  - action: Cordon\n    id: cordon\n    kube: { cordon: node-1 }\n",
     );
-    runbook()
+    Cli::new()
         .current_dir(dir.path())
         .args(["lint", "unverified.yaml"])
-        .assert()
+        .run()
         .code(0)
-        .stdout(predicate::str::contains(
-            "unverified.yaml:5:5: warning: this action has no `verify:` block",
-        ))
-        .stderr(predicate::str::contains("no errors, 1 warning"));
+        .stdout_contains("unverified.yaml:5:5: warning: this action has no `verify:` block")
+        .stderr_contains("no errors, 1 warning");
 }

@@ -4,46 +4,32 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
+use crate::support::cli::{Cli, Output};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The binary, run from the repository root with its own state directory.
-fn runbook(state: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("runbook").expect("the runbook binary is built");
-    cmd.current_dir(repo())
+/// The binary, run from the repository root with its own state directory (given
+/// through the environment, the way CI sets it).
+fn runbook(state: &Path) -> Cli {
+    Cli::new()
+        .current_dir(repo())
         .env("RUNBOOK_STATE_DIR", state)
-        .env_remove("RUST_LOG");
-    cmd
 }
 
-fn stdout_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `runbook test PATH` with its own state dir: the exit code and stdout.
-fn runbook_test(path: &str) -> (Option<i32>, String) {
+/// `runbook test PATH` with its own state dir.
+fn runbook_test(path: &str) -> Output {
     let state = tempfile::tempdir().unwrap();
-    let out = runbook(state.path()).args(["test", path]).output().unwrap();
-    (out.status.code(), stdout_of(&out))
+    runbook(state.path()).args(["test", path]).run()
 }
 
 #[test]
 fn every_shipped_runbook_passes_its_tests() {
     let state = tempfile::tempdir().unwrap();
-    let out = runbook(state.path())
-        .args(["test", "runbooks"])
-        .output()
-        .unwrap();
-    let text = stdout_of(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = runbook(state.path()).args(["test", "runbooks"]).run();
+    out.success();
+    let text = &out.stdout;
     for name in [
         "hub-pvc-locked",
         "prometheus-node-lost",
@@ -63,8 +49,8 @@ fn every_shipped_runbook_passes_its_tests() {
 
 #[test]
 fn a_runbook_without_the_force_delete_rung_fails_against_the_seed() {
-    let (code, text) = runbook_test("tests/fixtures/runbooks/hub-no-force-delete.yaml");
-    assert_eq!(code, Some(1), "{text}");
+    let out = runbook_test("tests/fixtures/runbooks/hub-no-force-delete.yaml");
+    let text = &out.code(1).stdout;
     assert!(text.contains("FAIL  hub-no-force-delete"), "{text}");
     assert!(
         text.contains("status: expected succeeded, got failed"),
@@ -79,8 +65,8 @@ fn a_runbook_without_the_force_delete_rung_fails_against_the_seed() {
 
 #[test]
 fn a_runbook_that_deletes_prometheus_without_checking_its_volume_fails_on_data_loss() {
-    let (code, text) = runbook_test("tests/fixtures/runbooks/prometheus-careless.yaml");
-    assert_eq!(code, Some(1), "{text}");
+    let out = runbook_test("tests/fixtures/runbooks/prometheus-careless.yaml");
+    let text = &out.code(1).stdout;
     assert!(
         text.contains(
             "data was lost, expected none: prod/prometheus-server-5d8c7b9f4-q2w7r volume data"
@@ -103,12 +89,8 @@ fn a_test_file_naming_an_unknown_step_is_an_error_with_its_location() {
         "version: 1\ntests:\n  - name: x\n    scenario: t.scenario.yaml\n    expect:\n      status: succeeded\n      ran: [nope]\n",
     )
     .unwrap();
-    let out = runbook(dir.path())
-        .args(["test", rb.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let text = stdout_of(&out);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    let out = runbook(dir.path()).arg("test").arg(&rb).run();
+    let text = &out.code(1).stdout;
     assert!(
         text.contains(
             "t.test.yaml:7:1: error: test `x` names step `nope`, which runbook `t` does not have"
@@ -120,10 +102,8 @@ fn a_test_file_naming_an_unknown_step_is_an_error_with_its_location() {
 #[test]
 fn demo_fixes_the_seed_incident_and_writes_its_postmortem() {
     let state = tempfile::tempdir().unwrap();
-    let out = runbook(state.path()).args(["demo"]).output().unwrap();
-    let text = stdout_of(&out);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{text}\n{err}");
+    let out = runbook(state.path()).arg("demo").run();
+    let text = &out.success().stdout;
     let path = text
         .lines()
         .find_map(|l| l.strip_prefix("postmortem written to "))
@@ -148,6 +128,6 @@ fn checked_in_test_file_schema_is_current() {
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         on_disk == fresh,
-        "schemas/test.schema.json is stale: run `RUNBOOK_UPDATE_SCHEMAS=1 cargo test --test suite_cli` and commit it"
+        "schemas/test.schema.json is stale: run `RUNBOOK_UPDATE_SCHEMAS=1 cargo test --test integration suite_cli` and commit it"
     );
 }

@@ -1,7 +1,7 @@
 //! Figures for the README, not a test of speed: run with
 //!
 //! ```sh
-//! cargo test --release --test lint_bench -- --ignored --nocapture
+//! cargo test --release --test integration lint_bench -- --ignored --nocapture
 //! ```
 //!
 //! It prints what templates, conditions and parsing cost on realistic data (the
@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 #[test]
-#[ignore]
+#[ignore = "a benchmark for the README's figures, not a test (scripts/test.sh skips it)"]
 fn expression_and_parse_costs() {
     let lab = runbook::lab::Lab::seed();
     lab.reconcile();

@@ -1,8 +1,7 @@
 //! The kube provider against the in-process lab, through `resolve` + `execute`:
 //! reads, cordon, taint, delete, evict, patch, scale, rollout restart.
 
-#[path = "kube_support/mod.rs"]
-mod support;
+use crate::support::kube as support;
 
 use runbook::providers::{ExecCtx, OpError};
 use serde_json::json;

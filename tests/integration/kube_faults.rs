@@ -3,8 +3,7 @@
 //! way an apiserver (or an RBAC policy, or an overloaded control plane) would.
 //! Also: discovery of a custom resource, and the client-side rate limit.
 
-#[path = "kube_support/mod.rs"]
-mod support;
+use crate::support::kube as support;
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};

@@ -2,14 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
-use predicates::prelude::*;
+use crate::support::cli::Cli;
 
 const RUN: &str = "20180320T235840Z-hub-pvc-locked-c91e";
-
-fn runbook() -> Command {
-    Command::cargo_bin("runbook").expect("the runbook binary is built")
-}
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -28,10 +23,8 @@ fn state(runs: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-fn postmortem(state: &Path) -> Command {
-    let mut cmd = runbook();
-    cmd.env("RUNBOOK_STATE_DIR", state).arg("postmortem");
-    cmd
+fn postmortem(state: &Path) -> Cli {
+    Cli::new().env("RUNBOOK_STATE_DIR", state).arg("postmortem")
 }
 
 #[test]
@@ -39,11 +32,11 @@ fn prints_the_postmortem_of_a_run_to_stdout() {
     let st = state(&[(RUN, "escalated")]);
     postmortem(st.path())
         .arg(RUN)
-        .assert()
+        .run()
         .code(0)
-        .stdout(predicate::str::starts_with("<!-- runbook:human id=title"))
-        .stdout(predicate::str::contains("## Timeline"))
-        .stdout(predicate::str::contains("All times in UTC."));
+        .stdout_starts_with("<!-- runbook:human id=title")
+        .stdout_contains("## Timeline")
+        .stdout_contains("All times in UTC.");
 }
 
 #[test]
@@ -54,20 +47,20 @@ fn accepts_a_unique_prefix_and_last() {
     ]);
     postmortem(st.path())
         .arg("20180320")
-        .assert()
+        .run()
         .code(0)
-        .stdout(predicate::str::contains(format!("| Run | `{RUN}` |")));
+        .stdout_contains(format!("| Run | `{RUN}` |"));
     // `last` is the run that started last, whatever the folder names say.
     postmortem(st.path())
         .arg("last")
-        .assert()
+        .run()
         .code(0)
-        .stdout(predicate::str::contains(format!("| Run | `{RUN}` |")));
+        .stdout_contains(format!("| Run | `{RUN}` |"));
     postmortem(st.path())
         .arg("2018")
-        .assert()
+        .run()
         .code(2)
-        .stderr(predicate::str::contains("matches several runs"));
+        .stderr_contains("matches several runs");
 }
 
 #[test]
@@ -75,19 +68,17 @@ fn a_missing_run_names_where_it_looked() {
     let st = state(&[(RUN, "escalated")]);
     postmortem(st.path())
         .arg("nope")
-        .assert()
+        .run()
         .code(2)
-        .stdout("")
-        .stderr(predicate::str::contains("no run \"nope\""))
-        .stderr(predicate::str::contains(
-            st.path().join("runs").display().to_string(),
-        ));
+        .stdout_is("")
+        .stderr_contains("no run \"nope\"")
+        .stderr_contains(st.path().join("runs").display().to_string());
     let empty = tempfile::tempdir().expect("tempdir");
     postmortem(empty.path())
         .arg("last")
-        .assert()
+        .run()
         .code(2)
-        .stderr(predicate::str::contains("no runs in"));
+        .stderr_contains("no runs in");
 }
 
 #[test]
@@ -98,19 +89,17 @@ fn an_unreadable_journal_is_an_error_naming_the_file() {
     std::fs::write(run.join("journal.ndjson"), "{\"seq\":1}\nnot json\n{}\n").expect("write");
     postmortem(st.path())
         .arg("broken")
-        .assert()
+        .run()
         .code(2)
-        .stderr(predicate::str::contains(
-            "journal.ndjson:1: corrupt journal line",
-        ));
+        .stderr_contains("journal.ndjson:1: corrupt journal line");
     let gone = st.path().join("runs").join("empty");
     std::fs::create_dir_all(&gone).expect("dir");
     postmortem(st.path())
         .arg("empty")
-        .assert()
+        .run()
         .code(1)
-        .stderr(predicate::str::contains("cannot read journal"))
-        .stderr(predicate::str::contains("journal.ndjson"));
+        .stderr_contains("cannot read journal")
+        .stderr_contains("journal.ndjson");
 }
 
 #[test]
@@ -120,17 +109,17 @@ fn writes_to_a_file_with_the_chosen_time_zone() {
     postmortem(st.path())
         .args([RUN, "--tz", "Europe/Berlin", "-o"])
         .arg(&out)
-        .assert()
+        .run()
         .code(0)
-        .stdout("");
+        .stdout_is("");
     let text = std::fs::read_to_string(&out).expect("written");
     assert!(text.contains("All times in Europe/Berlin."));
     assert!(text.contains("#### 00:58:40 · Run started"));
     postmortem(st.path())
         .args([RUN, "--tz", "Mars/Olympus"])
-        .assert()
+        .run()
         .code(2)
-        .stderr(predicate::str::contains("unknown time zone"));
+        .stderr_contains("unknown time zone");
 }
 
 #[test]
@@ -138,12 +127,10 @@ fn print_template_is_a_starting_point_for_a_custom_one() {
     let st = state(&[(RUN, "escalated")]);
     let printed = postmortem(st.path())
         .arg("--print-template")
-        .assert()
+        .run()
         .code(0)
-        .get_output()
         .stdout
         .clone();
-    let printed = String::from_utf8(printed).expect("utf-8");
     assert_eq!(printed, runbook::render::DEFAULT_TEMPLATE);
     // The printed template, used as a file, renders what the embedded one does.
     let file = st.path().join("team.hbs");
@@ -152,9 +139,8 @@ fn print_template_is_a_starting_point_for_a_custom_one() {
         .arg(RUN)
         .arg("--template")
         .arg(&file)
-        .output()
-        .expect("runs");
-    let embedded = postmortem(st.path()).arg(RUN).output().expect("runs");
+        .run();
+    let embedded = postmortem(st.path()).arg(RUN).run();
     assert!(with_file.status.success());
     assert_eq!(with_file.stdout, embedded.stdout);
 }
@@ -168,10 +154,10 @@ fn a_broken_template_names_the_file_and_line() {
         .arg(RUN)
         .arg("--template")
         .arg(&file)
-        .assert()
+        .run()
         .code(2)
-        .stderr(predicate::str::contains(format!("{}:2:", file.display())))
-        .stderr(predicate::str::contains("oops"));
+        .stderr_contains(format!("{}:2:", file.display()))
+        .stderr_contains("oops");
 }
 
 #[test]
@@ -182,7 +168,7 @@ fn output_into_a_new_folder_creates_it_and_a_second_run_keeps_edits() {
         .arg(RUN)
         .arg("-o")
         .arg(&out)
-        .assert()
+        .run()
         .code(0);
     let text = std::fs::read_to_string(&out).expect("written");
     let edited = text.replace(
@@ -195,7 +181,7 @@ fn output_into_a_new_folder_creates_it_and_a_second_run_keeps_edits() {
         .arg(RUN)
         .arg("-o")
         .arg(&out)
-        .assert()
+        .run()
         .code(0);
     let again = std::fs::read_to_string(&out).expect("written");
     assert!(again.contains("The prometheus data survived this time."));
@@ -207,8 +193,8 @@ fn a_missing_template_file_is_named() {
     let st = state(&[(RUN, "escalated")]);
     postmortem(st.path())
         .args([RUN, "--template", "no-such.hbs"])
-        .assert()
+        .run()
         .code(2)
-        .stdout("")
-        .stderr(predicate::str::contains("cannot read template no-such.hbs"));
+        .stdout_is("")
+        .stderr_contains("cannot read template no-such.hbs");
 }

@@ -8,7 +8,6 @@
 //! a failure prints the minimal input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, RngSeed, TestRng};
@@ -19,6 +18,8 @@ use runbook::runbook::load;
 use runbook::suite::spec;
 use serde_json::{Value, json};
 
+use crate::support::cli::{Cli, Output};
+
 fn repo(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
 }
@@ -28,28 +29,11 @@ fn read(rel: &str) -> String {
 }
 
 fn bin(args: &[&str], state: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_runbook"))
-        .arg("--state-dir")
-        .arg(state)
-        .args(args)
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    Cli::new().state_dir(state).args(args).run()
 }
 
 fn crashed(o: &Output) -> bool {
-    o.status.code().is_none_or(|c| c == 70 || c == 101)
-        || String::from_utf8_lossy(&o.stderr).contains("panicked at")
+    o.status.code().is_none_or(|c| c == 70 || c == 101) || o.stderr.as_str().contains("panicked at")
 }
 
 /// Replace `delete` bytes at `at` (both moved to char boundaries) with `insert`.
@@ -138,24 +122,20 @@ fn lint_file(contents: &[u8]) {
         &["lint", file.to_str().expect("utf-8 temp path")],
         dir.path(),
     );
-    assert!(!crashed(&out), "{}", text(&out));
+    assert!(!crashed(&out), "{}", out);
     match out.status.code() {
         Some(0) => {}
         Some(1 | 2) => {
-            let all = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let all = format!("{}{}", out.stdout.as_str(), out.stderr.as_str());
             // A file that is not UTF-8 has no lines to point at: the file is named.
             let unreadable = all.contains("hostile.yaml: error: cannot read the file");
             assert!(
                 unreadable || names_line(&all, "hostile.yaml"),
                 "the error names the file and line: {}",
-                text(&out)
+                out
             );
         }
-        _ => panic!("unexpected exit: {}", text(&out)),
+        _ => panic!("unexpected exit: {}", out),
     }
 }
 
@@ -249,18 +229,14 @@ fn runbook_test_with_hostile_test_files_fails_naming_the_file_and_line() {
         std::fs::write(dir.path().join("hub-pvc-locked.test.yaml"), contents)
             .expect("writable temp dir");
         let out = bin(&["test", rb.to_str().expect("utf-8")], dir.path());
-        assert!(!crashed(&out), "{what}: {}", text(&out));
+        assert!(!crashed(&out), "{what}: {}", out);
         // A broken test file fails the runbook's tests (exit 1, docs/testing.md).
-        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", out);
+        let all = format!("{}{}", out.stdout.as_str(), out.stderr.as_str());
         assert!(
             names_line(&all, "hub-pvc-locked.test.yaml"),
             "{what}: names the test file and line: {}",
-            text(&out)
+            out
         );
         assert!(
             all.len() < 20_000,
@@ -362,13 +338,9 @@ fn a_corrupt_journal_line_is_an_error_naming_the_file_and_line() {
     std::fs::create_dir_all(&run).expect("a run dir");
     std::fs::copy(&file, run.join("journal.ndjson")).expect("copy");
     let out = bin(&["postmortem", "20260101-000000-x-0000"], &state);
-    assert!(!crashed(&out), "{}", text(&out));
-    assert!(matches!(out.status.code(), Some(1 | 2)), "{}", text(&out));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("journal.ndjson:3"),
-        "{}",
-        text(&out)
-    );
+    assert!(!crashed(&out), "{}", out);
+    assert!(matches!(out.status.code(), Some(1 | 2)), "{}", out);
+    assert!(out.stderr.as_str().contains("journal.ndjson:3"), "{}", out);
 }
 
 // ---- postmortem of a journal full of hostile strings --------------------------------
@@ -513,8 +485,8 @@ fn a_postmortem_of_a_journal_full_of_hostile_strings_keeps_its_structure() {
         )
         .expect("copy");
         let out = bin(&["postmortem", "20260101-000000-x-0000"], dir.path());
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        assert_eq!(out.status.code(), Some(0), "{}", out);
+        out.stdout
     };
     let expected_headings = headings(&clean);
     assert!(expected_headings.iter().any(|h| h.contains("Timeline")));
@@ -532,21 +504,21 @@ fn a_postmortem_of_a_journal_full_of_hostile_strings_keeps_its_structure() {
         std::fs::write(run.join("journal.ndjson"), &journal).expect("writable temp dir");
         let out = bin(&["postmortem", "20260101-000000-x-0000"], dir.path());
         let ctx = format!("seed {seed} (CHAOS_SEED={seed} reruns it)");
-        assert!(!crashed(&out), "{ctx}: {}", text(&out));
-        assert_eq!(out.status.code(), Some(0), "{ctx}: {}", text(&out));
-        let md = String::from_utf8_lossy(&out.stdout);
+        assert!(!crashed(&out), "{ctx}: {}", out);
+        assert_eq!(out.status.code(), Some(0), "{ctx}: {}", out);
+        let md = out.stdout.as_str();
         assert_eq!(
-            headings(&md),
+            headings(md),
             expected_headings,
             "{ctx}: hostile text adds or removes no heading"
         );
         assert_eq!(
-            raw_html(&md),
+            raw_html(md),
             Vec::<String>::new(),
             "{ctx}: no HTML gets through"
         );
         assert_eq!(
-            comments(&md),
+            comments(md),
             comments(&clean),
             "{ctx}: no region marker is added or lost"
         );

@@ -1,7 +1,7 @@
 //! The engine as a state machine: scripted providers, a virtual clock, no processes.
 //! Each test runs a small runbook and checks the outcome and the journal.
 
-mod scripted_support;
+use crate::support::scripted as scripted_support;
 
 use std::collections::HashMap;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! and a verification can wait for time to pass. The engine runs against scripted
 //! providers with a virtual clock, and against the lab with its virtual clock.
 
-mod scripted_support;
+use crate::support::scripted as scripted_support;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
