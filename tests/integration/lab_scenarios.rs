@@ -15,7 +15,7 @@ fn checked_in_scenario_schema_is_current() {
     let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         on_disk == fresh,
-        "schemas/scenario.schema.json is stale: run `RUNBOOK_UPDATE_SCHEMAS=1 cargo test --test lab_scenarios` and commit it"
+        "schemas/scenario.schema.json is stale: run `RUNBOOK_UPDATE_SCHEMAS=1 cargo test --test integration lab_scenarios` and commit it"
     );
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Every file there is broken on purpose; its snapshot is the exact text (and JSON) a
 //! user reads. A change of wording or position shows up as a snapshot diff. Review
-//! with `cargo insta review`, or accept with `INSTA_UPDATE=always cargo test --test lint_corpus`.
+//! with `cargo insta review`, or accept with `INSTA_UPDATE=always cargo test --test integration lint_corpus`.
 
 use std::path::{Path, PathBuf};
 

@@ -1,5 +1,4 @@
-//! Shared helpers of the kube provider tests (a folder, so cargo does not build it
-//! as a test target of its own).
+//! Shared helpers of the kube provider tests.
 #![allow(dead_code)]
 
 use std::path::Path;
