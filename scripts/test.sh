@@ -14,7 +14,7 @@ fi
 export RUNBOOK_KUBECTL="$PWD/$venv/bin/kubectl"
 
 # Debian packages the tests run: Prometheus (the prometheus provider's server) and
-# openssl (the TLS server of tests/http_tls.rs).
+# openssl (the TLS server of tests/integration/http_tls.rs).
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
@@ -33,3 +33,7 @@ trap 'rm -rf "$state"' EXIT
 cargo run --quiet -- --state-dir "$state" demo
 cargo run --quiet -- --state-dir "$state" test runbooks/
 cargo test --all-targets
+# The tests that need the tools installed above are #[ignore]d (a plain `cargo test`
+# runs without them); here they run, and fail if a tool is missing. The benchmark is
+# the one ignored test that is not a test.
+cargo test --test integration -- --ignored --skip lint_bench::

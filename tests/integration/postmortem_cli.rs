@@ -1,0 +1,200 @@
+//! `runbook postmortem` through the real binary.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::cli::Cli;
+
+const RUN: &str = "20180320T235840Z-hub-pvc-locked-c91e";
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/journals")
+        .join(format!("{name}.ndjson"))
+}
+
+/// A state dir holding the given fixtures as runs.
+fn state(runs: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (id, name) in runs {
+        let run = dir.path().join("runs").join(id);
+        std::fs::create_dir_all(&run).expect("run dir");
+        std::fs::copy(fixture(name), run.join("journal.ndjson")).expect("copy journal");
+    }
+    dir
+}
+
+fn postmortem(state: &Path) -> Cli {
+    Cli::new().env("RUNBOOK_STATE_DIR", state).arg("postmortem")
+}
+
+#[test]
+fn prints_the_postmortem_of_a_run_to_stdout() {
+    let st = state(&[(RUN, "escalated")]);
+    postmortem(st.path())
+        .arg(RUN)
+        .run()
+        .code(0)
+        .stdout_starts_with("<!-- runbook:human id=title")
+        .stdout_contains("## Timeline")
+        .stdout_contains("All times in UTC.");
+}
+
+#[test]
+fn accepts_a_unique_prefix_and_last() {
+    let st = state(&[
+        (RUN, "escalated"),
+        ("20180313T062800Z-hub-pvc-locked-7f3a", "clean"),
+    ]);
+    postmortem(st.path())
+        .arg("20180320")
+        .run()
+        .code(0)
+        .stdout_contains(format!("| Run | `{RUN}` |"));
+    // `last` is the run that started last, whatever the folder names say.
+    postmortem(st.path())
+        .arg("last")
+        .run()
+        .code(0)
+        .stdout_contains(format!("| Run | `{RUN}` |"));
+    postmortem(st.path())
+        .arg("2018")
+        .run()
+        .code(2)
+        .stderr_contains("matches several runs");
+}
+
+#[test]
+fn a_missing_run_names_where_it_looked() {
+    let st = state(&[(RUN, "escalated")]);
+    postmortem(st.path())
+        .arg("nope")
+        .run()
+        .code(2)
+        .stdout_is("")
+        .stderr_contains("no run \"nope\"")
+        .stderr_contains(st.path().join("runs").display().to_string());
+    let empty = tempfile::tempdir().expect("tempdir");
+    postmortem(empty.path())
+        .arg("last")
+        .run()
+        .code(2)
+        .stderr_contains("no runs in");
+}
+
+#[test]
+fn an_unreadable_journal_is_an_error_naming_the_file() {
+    let st = state(&[]);
+    let run = st.path().join("runs").join("broken");
+    std::fs::create_dir_all(&run).expect("dir");
+    std::fs::write(run.join("journal.ndjson"), "{\"seq\":1}\nnot json\n{}\n").expect("write");
+    postmortem(st.path())
+        .arg("broken")
+        .run()
+        .code(2)
+        .stderr_contains("journal.ndjson:1: corrupt journal line");
+    let gone = st.path().join("runs").join("empty");
+    std::fs::create_dir_all(&gone).expect("dir");
+    postmortem(st.path())
+        .arg("empty")
+        .run()
+        .code(1)
+        .stderr_contains("cannot read journal")
+        .stderr_contains("journal.ndjson");
+}
+
+#[test]
+fn writes_to_a_file_with_the_chosen_time_zone() {
+    let st = state(&[(RUN, "escalated")]);
+    let out = st.path().join("pm.md");
+    postmortem(st.path())
+        .args([RUN, "--tz", "Europe/Berlin", "-o"])
+        .arg(&out)
+        .run()
+        .code(0)
+        .stdout_is("");
+    let text = std::fs::read_to_string(&out).expect("written");
+    assert!(text.contains("All times in Europe/Berlin."));
+    assert!(text.contains("#### 00:58:40 · Run started"));
+    postmortem(st.path())
+        .args([RUN, "--tz", "Mars/Olympus"])
+        .run()
+        .code(2)
+        .stderr_contains("unknown time zone");
+}
+
+#[test]
+fn print_template_is_a_starting_point_for_a_custom_one() {
+    let st = state(&[(RUN, "escalated")]);
+    let printed = postmortem(st.path())
+        .arg("--print-template")
+        .run()
+        .code(0)
+        .stdout
+        .clone();
+    assert_eq!(printed, runbook::render::DEFAULT_TEMPLATE);
+    // The printed template, used as a file, renders what the embedded one does.
+    let file = st.path().join("team.hbs");
+    std::fs::write(&file, &printed).expect("write");
+    let with_file = postmortem(st.path())
+        .arg(RUN)
+        .arg("--template")
+        .arg(&file)
+        .run();
+    let embedded = postmortem(st.path()).arg(RUN).run();
+    assert!(with_file.status.success());
+    assert_eq!(with_file.stdout, embedded.stdout);
+}
+
+#[test]
+fn a_broken_template_names_the_file_and_line() {
+    let st = state(&[(RUN, "escalated")]);
+    let file = st.path().join("team.hbs");
+    std::fs::write(&file, "# {{run.id}}\n{{run.oops}}\n").expect("write");
+    postmortem(st.path())
+        .arg(RUN)
+        .arg("--template")
+        .arg(&file)
+        .run()
+        .code(2)
+        .stderr_contains(format!("{}:2:", file.display()))
+        .stderr_contains("oops");
+}
+
+#[test]
+fn output_into_a_new_folder_creates_it_and_a_second_run_keeps_edits() {
+    let st = state(&[(RUN, "escalated")]);
+    let out = st.path().join("incidents").join("2018-03-21-hub.md");
+    postmortem(st.path())
+        .arg(RUN)
+        .arg("-o")
+        .arg(&out)
+        .run()
+        .code(0);
+    let text = std::fs::read_to_string(&out).expect("written");
+    let edited = text.replace(
+        "_What could have gone worse, and did not?_",
+        "The prometheus data survived this time.",
+    );
+    assert_ne!(text, edited);
+    std::fs::write(&out, &edited).expect("edit");
+    postmortem(st.path())
+        .arg(RUN)
+        .arg("-o")
+        .arg(&out)
+        .run()
+        .code(0);
+    let again = std::fs::read_to_string(&out).expect("written");
+    assert!(again.contains("The prometheus data survived this time."));
+    assert_eq!(again, edited, "nothing else changed");
+}
+
+#[test]
+fn a_missing_template_file_is_named() {
+    let st = state(&[(RUN, "escalated")]);
+    postmortem(st.path())
+        .args([RUN, "--template", "no-such.hbs"])
+        .run()
+        .code(2)
+        .stdout_is("")
+        .stderr_contains("cannot read template no-such.hbs");
+}

@@ -1,0 +1,5 @@
+//! What several test modules share.
+
+pub mod cli;
+pub mod kube;
+pub mod scripted;
