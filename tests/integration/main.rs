@@ -12,6 +12,10 @@
 
 mod support;
 
+mod bounds_http;
+mod bounds_kube;
+mod bounds_lab;
+mod bounds_shell;
 mod chaos_faults;
 mod chaos_input;
 mod chaos_kill;

@@ -25,6 +25,9 @@ pub struct Cli {
     stdin: Option<Vec<u8>>,
     terminal: bool,
     think: Duration,
+    /// Type stdin only once stdout shows this (then think): a person answers a prompt
+    /// they have seen, however long the program took to show it.
+    after: Option<String>,
     discard_output: bool,
 }
 
@@ -53,6 +56,7 @@ impl Cli {
             stdin: None,
             terminal: false,
             think: Duration::ZERO,
+            after: None,
             discard_output: false,
         }
     }
@@ -112,6 +116,13 @@ impl Cli {
         self
     }
 
+    /// For `run`: wait until stdout shows `prompt` before thinking and typing (a fixed
+    /// delay from the start races the program's start-up on a loaded machine).
+    pub fn after_prompt(mut self, prompt: &str) -> Cli {
+        self.after = Some(prompt.to_string());
+        self
+    }
+
     /// For `spawn`: send stdout and stderr nowhere instead of to pipes (a background
     /// run whose output nobody reads must not block on a full pipe).
     pub fn discard_output(mut self) -> Cli {
@@ -129,7 +140,7 @@ impl Cli {
         argv
     }
 
-    fn command(mut self) -> (Command, Option<Vec<u8>>, Duration) {
+    fn command(mut self) -> (Command, Option<Vec<u8>>, Duration, Option<String>) {
         let argv = self.argv();
         let mut cmd = if self.terminal {
             // `script` needs one command line; single quotes keep every argument whole.
@@ -153,29 +164,55 @@ impl Cli {
         } else {
             cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
-        (cmd, self.stdin, self.think)
+        (cmd, self.stdin, self.think, self.after)
     }
 
     /// Run to the end and collect what it printed.
     pub fn run(self) -> Output {
         let terminal = self.terminal;
-        let (mut cmd, stdin, think) = self.command();
+        let (mut cmd, stdin, think, after) = self.command();
         let mut child = cmd.spawn().unwrap_or_else(|e| {
             if terminal {
                 panic!("util-linux `script` runs the binary on a terminal: {e}")
             }
             panic!("{BIN} starts: {e}")
         });
-        let writer = type_input(&mut child, stdin, think);
+        let (seen, shown) = std::sync::mpsc::channel::<()>();
+        let stdout_reader = after.map(|prompt| {
+            let mut pipe = child.stdout.take().expect("stdout is piped");
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut all = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut told = false;
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    all.extend_from_slice(&buf[..n]);
+                    if !told && String::from_utf8_lossy(&all).contains(&prompt) {
+                        told = true;
+                        let _ = seen.send(());
+                    }
+                }
+                all
+            })
+        });
+        let gate = stdout_reader.is_some().then_some(shown);
+        let writer = type_input(&mut child, stdin, think, gate);
         let out = child
             .wait_with_output()
             .expect("the binary's output is read");
         if let Some(w) = writer {
             w.join().expect("the stdin writer does not panic");
         }
+        let stdout = match stdout_reader {
+            Some(r) => r.join().expect("the stdout reader does not panic"),
+            None => out.stdout,
+        };
         Output {
             status: out.status,
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
@@ -183,10 +220,10 @@ impl Cli {
     /// Start in the background; stdout and stderr are pipes (read them or use
     /// `discard_output`) and stdin, when given, is typed in.
     pub fn spawn(self) -> Child {
-        let (mut cmd, stdin, think) = self.command();
+        let (mut cmd, stdin, think, _) = self.command();
         let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{BIN} starts: {e}"));
         // The writer thread ends by itself when the input is written or the child exits.
-        drop(type_input(&mut child, stdin, think));
+        drop(type_input(&mut child, stdin, think, None));
         child
     }
 }
@@ -212,11 +249,14 @@ fn copy_env_and_dir(from: &Command, to: &mut Command) {
 }
 
 /// Write `input` to the child's stdin from a thread (a big input must not deadlock
-/// against a child that fills its stdout pipe first), after `think`.
+/// against a child that fills its stdout pipe first), after `think` — counted from
+/// when `shown` says the prompt appeared, if given (bounded: a program that never
+/// shows it gets the input after 60 s and the test's assertions tell what it printed).
 fn type_input(
     child: &mut Child,
     input: Option<Vec<u8>>,
     think: Duration,
+    shown: Option<std::sync::mpsc::Receiver<()>>,
 ) -> Option<std::thread::JoinHandle<()>> {
     let input = input?;
     let mut stdin = child
@@ -224,6 +264,9 @@ fn type_input(
         .take()
         .expect("stdin is piped when input is given");
     Some(std::thread::spawn(move || {
+        if let Some(shown) = shown {
+            let _ = shown.recv_timeout(Duration::from_secs(60));
+        }
         std::thread::sleep(think);
         // The child may exit without reading everything: that is its answer, not an error.
         let _ = stdin.write_all(&input);

@@ -14,13 +14,13 @@ use runbook::journal::reader;
 const MAX_RSS_KB: i64 = 200 * 1024;
 
 /// Run `runbook run FILE` to its end; returns (exit code, peak RSS in KiB, wall time).
-/// The peak comes from `wait4`'s rusage of that very child, so it is exact and
-/// unaffected by other tests running in parallel.
-// The child is reaped by `wait4` (for its rusage), which clippy cannot see.
-#[allow(clippy::zombie_processes)]
+/// The peak is the child's own `VmHWM` (the high-water mark of the memory image it
+/// exec'ed), read from /proc while it runs. Not `wait4`'s `ru_maxrss`: Linux carries
+/// the parent's resident size across `exec` into it, and the parent here is the whole
+/// test binary with every other test running in it.
 fn run_measured(state: &Path, file: &Path, env: &[(&str, &str)]) -> (i32, i64, Duration) {
     let t0 = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_runbook"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runbook"))
         .arg("--state-dir")
         .arg(state)
         .arg("run")
@@ -32,19 +32,32 @@ fn run_measured(state: &Path, file: &Path, env: &[(&str, &str)]) -> (i32, i64, D
         .stderr(Stdio::null())
         .spawn()
         .expect("the binary starts");
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: waiting for our own child; `status` and `usage` outlive the call.
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4 failed");
-    let code = if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0i64;
+    let status = loop {
+        if let Ok(status) = std::fs::read_to_string(&status_file)
+            && let Some(kb) = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        {
+            peak_kb = peak_kb.max(kb);
+        }
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            break status;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "the run did not end in 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
     };
-    (code, usage.ru_maxrss, t0.elapsed())
+    use std::os::unix::process::ExitStatusExt;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    assert!(peak_kb > 0, "VmHWM of the run was never read");
+    (code, peak_kb, t0.elapsed())
 }
 
 fn finished_results(state: &Path) -> Vec<(Outcome, Option<serde_json::Value>)> {
