@@ -14,6 +14,7 @@ pub(crate) mod parse;
 pub mod schema;
 mod source;
 pub mod validate;
+pub mod verbs;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

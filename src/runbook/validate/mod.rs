@@ -131,8 +131,10 @@ fn shape_of(step: &Step) -> Shape {
     }
     match step.op() {
         Some(OpRef::Kube(k)) => match k.verb() {
-            Some(("get", _)) if k.name.is_none() => Shape::List,
-            Some(("get", _)) => Shape::Map("a single object from `kube: get` with a `name`"),
+            Some((KubeVerb::Get, _)) if k.name.is_none() => Shape::List,
+            Some((KubeVerb::Get, _)) => {
+                Shape::Map("a single object from `kube: get` with a `name`")
+            }
             _ => Shape::Unknown,
         },
         Some(OpRef::Prometheus(_)) => Shape::Map("the result of a prometheus query"),
