@@ -9,6 +9,7 @@
 pub mod convert;
 pub mod diag;
 pub mod kinds;
+pub mod limits;
 pub mod model;
 pub(crate) mod parse;
 pub mod schema;

@@ -199,8 +199,12 @@ impl KubeProvider {
         // `wait` and drain poll: they sleep on the run's clock and end themselves at
         // this deadline, measured by that clock (the lab's virtual time in `runbook
         // test`), drain with its own error (which pod, which budget).
+        // Saturating: `now + TimeDelta::MAX` panics (issue 13 item 10).
         let deadline = limit.map(|d| {
-            cx.clock.now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+            chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| cx.clock.now().checked_add_signed(d))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
         });
         let run = Run {
             p: self,

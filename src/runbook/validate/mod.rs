@@ -9,6 +9,7 @@ use super::diag::{Diagnostic, suggest};
 use super::model::*;
 use super::source::Source;
 
+mod bounds;
 mod ops;
 mod scope;
 
@@ -194,6 +195,7 @@ impl<'a> Validator<'a> {
             .help(format!("e.g. `name: {slug}`"));
             self.push(d);
         }
+        self.name_bounds();
         for (name, p) in &rb.params {
             if !is_ident(name) || RESERVED.contains(&name.as_str()) {
                 self.push(

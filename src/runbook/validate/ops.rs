@@ -12,6 +12,7 @@ impl Validator<'_> {
     pub(super) fn op(&mut self, op: OpRef<'_>, ctx: &Ctx) {
         match op {
             OpRef::Shell(s) => {
+                self.shell_script_templates(s);
                 for a in &s.argv {
                     self.template(a, ctx);
                 }
