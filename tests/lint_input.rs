@@ -191,3 +191,36 @@ fn a_runbook_over_the_input_cap_is_refused_and_the_hint_says_how_to_raise_it() {
         .assert()
         .success();
 }
+
+/// Issue 13 item 16: an object given for a list param used to start the run and fail
+/// at the `for_each` that needed the list; now the run refuses it before any step.
+#[test]
+fn an_object_for_a_list_param_is_refused_before_the_first_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("first-step-ran");
+    let text = format!(
+        "version: 1\nname: t\ntitle: t\nparams:\n  nodes: {{ default: [a, b] }}\nsteps:\n  - check: Mark\n    id: mark\n    shell: {{ argv: [touch, \"{}\"] }}\n  - check: Each\n    id: each\n    for_each: params.nodes\n    shell: {{ argv: [echo, \"{{{{item}}}}\"] }}\n",
+        marker.display()
+    );
+    let path = write(dir.path(), "t.yaml", &text);
+    Command::cargo_bin("runbook")
+        .unwrap()
+        .args([
+            "run",
+            "-q",
+            "--yes",
+            "-p",
+            r#"nodes={"a":1}"#,
+            "--state-dir",
+        ])
+        .arg(dir.path().join("state"))
+        .arg(&path)
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("`nodes` takes a list")
+                .and(predicate::str::contains("not a mapping")),
+        );
+    assert!(!marker.exists(), "a step ran before the param was refused");
+}

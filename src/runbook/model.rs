@@ -716,6 +716,37 @@ fn verb_entry<S: Serializer>(
     map.end()
 }
 
+impl Param {
+    /// Whether a value given on the command line has the shape the default promises
+    /// (a list for a list, a number for a number...): an object passed for a list
+    /// param is refused when the run starts, not at the `for_each` that needs it
+    /// (issue 13, item 16). A param without a default, or with a string one, takes
+    /// any value.
+    pub fn check_value(&self, value: &serde_json::Value) -> Result<(), String> {
+        use serde_json::Value as V;
+        let Some(default) = self.default.as_ref().map(|d| &d.value) else {
+            return Ok(());
+        };
+        let kind = |v: &V| match v {
+            V::Null => "null",
+            V::Bool(_) => "a boolean",
+            V::Number(_) => "a number",
+            V::String(_) => "a string",
+            V::Array(_) => "a list",
+            V::Object(_) => "a mapping",
+        };
+        if default.is_string() || kind(default) == kind(value) {
+            Ok(())
+        } else {
+            Err(format!(
+                "takes {} like its default `{default}`, not {}",
+                kind(default),
+                kind(value)
+            ))
+        }
+    }
+}
+
 impl KubeOp {
     /// The verb and its value (kind or object name).
     pub fn verb(&self) -> Option<(KubeVerb, &Sp<String>)> {
@@ -743,6 +774,23 @@ mod tests {
         assert!(d("5x").unwrap_err().contains("unknown unit `x`"));
         assert!(d("m5").unwrap_err().contains("expected a number"));
         assert!(d("").is_err());
+    }
+
+    #[test]
+    fn a_param_value_must_have_its_defaults_shape() {
+        let param = |d: serde_json::Value| Param {
+            pos: Pos::UNKNOWN,
+            description: None,
+            default: Some(Sp::new(Pos::UNKNOWN, d)),
+            required: false,
+            secret: false,
+        };
+        let list = param(serde_json::json!(["a"]));
+        assert!(list.check_value(&serde_json::json!(["b", "c"])).is_ok());
+        let e = list.check_value(&serde_json::json!({"a": 1})).unwrap_err();
+        assert!(e.contains("a list") && e.contains("not a mapping"), "{e}");
+        let text = param(serde_json::json!("x"));
+        assert!(text.check_value(&serde_json::json!("y")).is_ok());
     }
 
     #[test]
