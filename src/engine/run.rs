@@ -462,6 +462,8 @@ pub(crate) fn resolve_params(
             })?,
             _ => Value::String(value.clone()),
         };
+        p.check_value(&typed)
+            .map_err(|e| EngineError::Params(format!("`{name}` {e}")))?;
         out.insert(name.clone(), typed);
     }
     let mut secrets = Vec::new();

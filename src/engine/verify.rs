@@ -76,7 +76,11 @@ impl Engine<'_> {
             Err(e) => return Ok(Verdict::Fails(e)),
         };
         let start = self.clock.now();
-        let deadline = start + chrono::Duration::from_std(within).unwrap_or(chrono::Duration::MAX);
+        // Saturating: `start + TimeDelta::MAX` panics (issue 13 item 10, `within: 100000000d`).
+        let deadline = chrono::Duration::from_std(within)
+            .ok()
+            .and_then(|d| start.checked_add_signed(d))
+            .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC);
         let bar = self.events.bar(BarKind::Countdown {
             within,
             message: format!("{} polling", s.step),

@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
-use serde_saphyr::Spanned;
 
 use super::clock::{parse_duration, parse_ts};
 use super::resources;
 use super::select::LabelSelector;
+use crate::runbook::yaml::{self, Spanned};
 
 /// A scenario file (version 1).
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -180,22 +180,20 @@ pub struct Loaded {
 
 /// Parse and check a scenario. `origin` names the source in errors (a path, or
 /// `<seed scenario>`).
-pub fn parse(yaml: &str, origin: &str) -> Result<Loaded, ScenarioError> {
-    let mut opts = serde_saphyr::Options::default();
-    // `off`/`yes` stay strings (STYLE.md pitfall).
-    opts.strict_booleans = true;
-    let scenario: Scenario = serde_saphyr::from_str_with_options(yaml, opts).map_err(|e| {
-        let loc = e.location();
-        ScenarioError {
-            path: origin.to_string(),
-            line: loc.map(|l| l.line()).unwrap_or(0),
-            column: loc.map(|l| l.column()).unwrap_or(0),
-            message: crate::runbook::parse::yaml_message(&e),
-            hint: Some(
+pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
+    // The one reader policy (duplicate keys, alias budget, strict booleans, tags).
+    let scenario: Scenario = yaml::from_str(text).map_err(|e| ScenarioError {
+        path: origin.to_string(),
+        line: e.line,
+        column: e.column,
+        hint: Some(e.help().map_or_else(
+            || {
                 "compare with schemas/scenario.schema.json (`runbook lab --help` lists the fields)"
-                    .into(),
-            ),
-        }
+                    .to_owned()
+            },
+            str::to_owned,
+        )),
+        message: e.message,
     })?;
     let err = |line: u64, column: u64, message: String, hint: &str| ScenarioError {
         path: origin.to_string(),
@@ -354,13 +352,14 @@ pub fn parse(yaml: &str, origin: &str) -> Result<Loaded, ScenarioError> {
 
 /// Read and parse a scenario file.
 pub fn load_file(path: &Path) -> Result<Loaded, ScenarioError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
-        path: path.display().to_string(),
-        line: 0,
-        column: 0,
-        message: format!("cannot read the scenario: {e}"),
-        hint: Some("check the path; scenarios live in runbooks/*.scenario.yaml".into()),
-    })?;
+    let text =
+        yaml::read_input_text(path, "a scenario (YAML file)").map_err(|e| ScenarioError {
+            path: path.display().to_string(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read the scenario: {e}"),
+            hint: Some("check the path; scenarios live in runbooks/*.scenario.yaml".into()),
+        })?;
     parse(&text, &path.display().to_string())
 }
 

@@ -9,11 +9,14 @@
 pub mod convert;
 pub mod diag;
 pub mod kinds;
+pub mod limits;
 pub mod model;
 pub(crate) mod parse;
 pub mod schema;
 mod source;
 pub mod validate;
+pub mod verbs;
+pub mod yaml;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -140,10 +143,11 @@ pub enum Source {
     },
 }
 
-/// Read a runbook file. Bytes that are not UTF-8 are a diagnostic at the line and
-/// column of the first bad one, like any other mistake in the file.
+/// Read a runbook file (a regular file within the input cap, [`yaml::read_input`]).
+/// Bytes that are not UTF-8 are a diagnostic at the line and column of the first bad
+/// one, like any other mistake in the file.
 pub fn read_source(path: &Path) -> std::io::Result<Source> {
-    let bytes = std::fs::read(path)?;
+    let bytes = yaml::read_input(path, "a runbook (YAML file)")?;
     match String::from_utf8(bytes) {
         Ok(text) => Ok(Source::Text(text)),
         Err(e) => {

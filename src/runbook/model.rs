@@ -18,6 +18,8 @@ use std::fmt;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Serialize, Serializer};
 
+pub use super::verbs::KubeVerb;
+
 /// A position in a runbook file: 1-based line and column; 0 means unknown.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct Pos {
@@ -628,43 +630,12 @@ pub struct KubeOp {
     #[serde(skip)]
     #[schemars(skip)]
     pub pos: Pos,
-    /// List objects of a kind (`pods`, `nodes`, `volumeattachments`,
-    /// `deployments.apps`, a custom resource `plural.group`); one object with `name`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub get: Option<Sp<String>>,
-    /// Mark a node unschedulable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cordon: Option<Sp<String>>,
-    /// Mark a node schedulable again.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub uncordon: Option<Sp<String>>,
-    /// Cordon a node and evict its pods, with kubectl's filters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub drain: Option<Sp<String>>,
-    /// Delete objects of a kind, by `name` or `selector`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delete: Option<Sp<String>>,
-    /// Evict a pod through the policy/v1 Eviction API (respects PodDisruptionBudgets).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evict: Option<Sp<String>>,
-    /// Patch an object of a kind (`patch_type`, `patch`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patch: Option<Sp<String>>,
-    /// Add a taint to a node (`key`, `value`, `effect`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub taint: Option<Sp<String>>,
-    /// Remove a taint from a node (`key`, optional `effect`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub untaint: Option<Sp<String>>,
-    /// Wait until objects of a kind meet `for` (always bounded by the step timeout).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wait: Option<Sp<String>>,
-    /// Set `replicas` on a deployment, statefulset or replicaset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scale: Option<Sp<String>>,
-    /// Restart a deployment, statefulset or daemonset's pods (kubectl rollout restart).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollout_restart: Option<Sp<String>>,
+    /// The verb and its value (a kind or an object's name). The converter guarantees
+    /// exactly one per operation; the schema lists the verbs from
+    /// [`super::verbs::VERBS`], so each is described there, not here.
+    #[serde(flatten, serialize_with = "verb_entry")]
+    #[schemars(skip)]
+    pub verb: Option<(KubeVerb, Sp<String>)>,
 
     /// Object name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -732,47 +703,59 @@ pub struct KubeOp {
     pub replicas: Option<Sp<u32>>,
 }
 
-/// The Kubernetes verbs, as they appear as keys of a `kube` mapping.
-pub const KUBE_VERBS: &[&str] = &[
-    "get",
-    "cordon",
-    "uncordon",
-    "drain",
-    "delete",
-    "evict",
-    "patch",
-    "taint",
-    "untaint",
-    "wait",
-    "scale",
-    "rollout_restart",
-];
+/// Serialises the verb as the key the runbook wrote (`cordon: NODE`).
+fn verb_entry<S: Serializer>(
+    verb: &Option<(KubeVerb, Sp<String>)>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(None)?;
+    if let Some((verb, value)) = verb {
+        map.serialize_entry(verb.name(), value)?;
+    }
+    map.end()
+}
+
+impl Param {
+    /// Whether a value given on the command line has the shape the default promises
+    /// (a list for a list, a number for a number...): an object passed for a list
+    /// param is refused when the run starts, not at the `for_each` that needs it
+    /// (issue 13, item 16). A param without a default, or with a string one, takes
+    /// any value.
+    pub fn check_value(&self, value: &serde_json::Value) -> Result<(), String> {
+        use serde_json::Value as V;
+        let Some(default) = self.default.as_ref().map(|d| &d.value) else {
+            return Ok(());
+        };
+        let kind = |v: &V| match v {
+            V::Null => "null",
+            V::Bool(_) => "a boolean",
+            V::Number(_) => "a number",
+            V::String(_) => "a string",
+            V::Array(_) => "a list",
+            V::Object(_) => "a mapping",
+        };
+        if default.is_string() || kind(default) == kind(value) {
+            Ok(())
+        } else {
+            Err(format!(
+                "takes {} like its default `{default}`, not {}",
+                kind(default),
+                kind(value)
+            ))
+        }
+    }
+}
 
 impl KubeOp {
-    /// The verb and its value (kind or object name). `parse.rs` guarantees exactly one.
-    pub fn verb(&self) -> Option<(&'static str, &Sp<String>)> {
-        let verbs = [
-            ("get", &self.get),
-            ("cordon", &self.cordon),
-            ("uncordon", &self.uncordon),
-            ("drain", &self.drain),
-            ("delete", &self.delete),
-            ("evict", &self.evict),
-            ("patch", &self.patch),
-            ("taint", &self.taint),
-            ("untaint", &self.untaint),
-            ("wait", &self.wait),
-            ("scale", &self.scale),
-            ("rollout_restart", &self.rollout_restart),
-        ];
-        verbs
-            .into_iter()
-            .find_map(|(verb, v)| v.as_ref().map(|v| (verb, v)))
+    /// The verb and its value (kind or object name).
+    pub fn verb(&self) -> Option<(KubeVerb, &Sp<String>)> {
+        self.verb.as_ref().map(|(v, value)| (*v, value))
     }
 
     /// True for verbs that change the cluster.
     pub fn is_mutating(&self) -> bool {
-        !matches!(self.verb(), Some(("get" | "wait", _)) | None)
+        self.verb().is_some_and(|(v, _)| v.mutates())
     }
 }
 
@@ -791,6 +774,23 @@ mod tests {
         assert!(d("5x").unwrap_err().contains("unknown unit `x`"));
         assert!(d("m5").unwrap_err().contains("expected a number"));
         assert!(d("").is_err());
+    }
+
+    #[test]
+    fn a_param_value_must_have_its_defaults_shape() {
+        let param = |d: serde_json::Value| Param {
+            pos: Pos::UNKNOWN,
+            description: None,
+            default: Some(Sp::new(Pos::UNKNOWN, d)),
+            required: false,
+            secret: false,
+        };
+        let list = param(serde_json::json!(["a"]));
+        assert!(list.check_value(&serde_json::json!(["b", "c"])).is_ok());
+        let e = list.check_value(&serde_json::json!({"a": 1})).unwrap_err();
+        assert!(e.contains("a list") && e.contains("not a mapping"), "{e}");
+        let text = param(serde_json::json!("x"));
+        assert!(text.check_value(&serde_json::json!("y")).is_ok());
     }
 
     #[test]

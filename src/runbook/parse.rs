@@ -1,19 +1,16 @@
 //! YAML text to a tree of [`Node`]s that remember where they were written.
 //!
-//! This is the only file that knows the YAML crate (serde-saphyr; its API moves
-//! fast). It reads the document into a generic tree, not into the model, so that the
-//! converter (`convert.rs`) can report every problem of the file instead of the first
-//! one serde would stop at. The reader is strict: `yes`/`off` stay strings (only
-//! `true`/`false` are booleans), a key written twice is an error, and a budget bounds
-//! the work an alias bomb can cause.
+//! It reads the document, with the one reader policy of [`super::yaml`], into a
+//! generic tree, not into the model, so that the converter (`convert.rs`) can report
+//! every problem of the file instead of the first one serde would stop at.
 
 use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_saphyr::{DuplicateKeyPolicy, Spanned};
 
 use super::diag::Diagnostic;
 use super::model::Pos;
+use super::yaml::{self, Spanned, YamlError};
 
 /// A YAML value with the position of its first character.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,19 +53,7 @@ pub(crate) fn parse_yaml(source: &str) -> Result<Node, Diagnostic> {
     if let Some(d) = tab_indentation(source) {
         return Err(d);
     }
-    let mut options = serde_saphyr::Options::default();
-    options.strict_booleans = true;
-    options.duplicate_keys = DuplicateKeyPolicy::Error;
-    // A runbook is a few hundred lines: bound what anchors and aliases may expand to
-    // far below the reader's defaults (a million replayed events), so a
-    // billion-laughs document fails in milliseconds instead of seconds.
-    options.alias_limits.max_total_replayed_events = 20_000;
-    if let Some(budget) = options.budget.as_mut() {
-        budget.max_events = 200_000;
-        budget.max_nodes = 100_000;
-        budget.max_reader_input_bytes = Some(8 * 1024 * 1024);
-    }
-    match serde_saphyr::from_str_with_options::<Option<Node>>(source, options) {
+    match yaml::from_str::<Option<Node>>(source) {
         Ok(Some(node)) => Ok(node),
         Ok(None) => Err(Diagnostic::error(
             "empty",
@@ -120,71 +105,27 @@ fn tab_indentation(source: &str) -> Option<Diagnostic> {
     None
 }
 
-fn yaml_error(e: &serde_saphyr::Error) -> Diagnostic {
-    let pos = e
-        .location()
-        .map(|l| Pos {
-            line: u32::try_from(l.line()).unwrap_or(0),
-            col: u32::try_from(l.column()).unwrap_or(0),
-        })
-        .unwrap_or(Pos::UNKNOWN);
-    let raw = raw_message(e);
-    let mut message = clean_message(&raw);
-    // "duplicate mapping key: id, set DuplicateKeyPolicy in Options if acceptable"
-    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(", set ").next().unwrap_or(rest);
-        message = format!("the key `{key}` appears twice in this mapping");
-    }
-    let lower = raw.to_lowercase();
-    let (code, help) = if lower.contains("duplicate") {
-        (
-            "yaml-duplicate-key",
-            Some("each key may appear once in a mapping; remove or rename one"),
-        )
-    } else if lower.contains("budget") || lower.contains("alias") {
-        (
-            "yaml-budget",
-            Some("the document expands too much (anchors and aliases); write it out plainly"),
-        )
-    } else if lower.contains("indent") || lower.contains("mapping values are not allowed") {
-        (
-            "yaml-syntax",
-            Some("check the indentation: keys of one mapping start in the same column"),
-        )
-    } else {
-        ("yaml-syntax", None)
+fn yaml_error(e: &YamlError) -> Diagnostic {
+    let pos = Pos {
+        line: u32::try_from(e.line).unwrap_or(0),
+        col: u32::try_from(e.column).unwrap_or(0),
     };
-    let mut d = Diagnostic::error(code, pos, format!("invalid YAML: {message}"));
-    if let Some(key) = message
-        .strip_prefix("the key `")
-        .and_then(|r| r.split('`').next())
+    let code = match e.kind {
+        yaml::YamlErrorKind::DuplicateKey(_) => "yaml-duplicate-key",
+        yaml::YamlErrorKind::Budget => "yaml-budget",
+        yaml::YamlErrorKind::Tag => "yaml-tag",
+        yaml::YamlErrorKind::Indentation | yaml::YamlErrorKind::Other => "yaml-syntax",
+    };
+    let mut d = Diagnostic::error(code, pos, format!("invalid YAML: {}", e.message));
+    if let yaml::YamlErrorKind::DuplicateKey(key) = &e.kind
+        && !key.is_empty()
     {
         d = d.len(key.chars().count());
     }
-    match help {
+    match e.help() {
         Some(h) => d.help(h),
         None => d,
     }
-}
-
-fn raw_message(e: &serde_saphyr::Error) -> String {
-    e.render_with_options(serde_saphyr::render_options! {
-        snippets: serde_saphyr::SnippetMode::Off,
-    })
-}
-
-/// What a YAML error says, without the position and snippet the reader adds: for
-/// callers that print `FILE:LINE:COL: message` themselves (scenarios, test files).
-pub(crate) fn yaml_message(e: &serde_saphyr::Error) -> String {
-    clean_message(&raw_message(e))
-}
-
-/// The reader appends " at line X column Y" and sometimes a snippet; we print the
-/// position ourselves.
-fn clean_message(raw: &str) -> String {
-    let first = raw.lines().next().unwrap_or(raw).trim();
-    let cut = first.find(" at line ").map_or(first, |i| &first[..i]);
-    cut.trim_end_matches([',', ':', '.']).trim().to_owned()
 }
 
 impl<'de> Deserialize<'de> for Node {

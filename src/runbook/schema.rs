@@ -6,7 +6,8 @@
 
 use serde_json::{Value, json};
 
-use super::model::{KUBE_VERBS, Runbook};
+use super::model::Runbook;
+use super::verbs::VERBS;
 
 /// The schema as JSON.
 pub fn schema() -> Value {
@@ -40,13 +41,23 @@ pub fn schema() -> Value {
             ]),
         );
     }
+    // The verbs come from the one table of verbs (`verbs.rs`), not from the
+    // model's fields: each is a string property with its summary as hover text.
     if let Some(kube) = v
         .pointer_mut("/definitions/KubeOp")
         .and_then(Value::as_object_mut)
     {
-        let any: Vec<Value> = KUBE_VERBS
+        if let Some(props) = kube.get_mut("properties").and_then(Value::as_object_mut) {
+            for verb in VERBS {
+                props.insert(
+                    verb.name.into(),
+                    json!({ "description": verb.summary, "type": "string" }),
+                );
+            }
+        }
+        let any: Vec<Value> = VERBS
             .iter()
-            .map(|verb| json!({ "required": [verb] }))
+            .map(|verb| json!({ "required": [verb.name] }))
             .collect();
         kube.insert("oneOf".into(), Value::Array(any));
     }

@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::runbook::yaml;
+
 use crate::journal::event::RunStatus;
 use crate::runbook::model::Runbook;
 
@@ -115,19 +117,14 @@ pub fn load(path: &Path, runbook: &Runbook) -> Result<TestFile, SpecError> {
         column,
         message,
     };
-    let text = std::fs::read_to_string(path).map_err(|e| err(0, 0, format!("cannot read: {e}")))?;
-    let mut opts = serde_saphyr::Options::default();
-    opts.strict_booleans = true;
-    let file: TestFile = serde_saphyr::from_str_with_options(&text, opts).map_err(|e| {
-        let loc = e.location();
-        err(
-            loc.map(|l| l.line()).unwrap_or(0),
-            loc.map(|l| l.column()).unwrap_or(0),
-            format!(
-                "{} (a test file has `version: 1` and `tests:`, see docs/testing.md)",
-                crate::runbook::parse::yaml_message(&e)
-            ),
-        )
+    let text = yaml::read_input_text(path, "a test file (YAML)")
+        .map_err(|e| err(0, 0, format!("cannot read: {e}")))?;
+    // The one reader policy (duplicate keys, alias budget, strict booleans, tags).
+    let file: TestFile = yaml::from_str(&text).map_err(|e| {
+        let hint = e
+            .help()
+            .unwrap_or("a test file has `version: 1` and `tests:`, see docs/testing.md");
+        err(e.line, e.column, format!("{} ({hint})", e.message))
     })?;
     if file.version != 1 {
         return Err(err(

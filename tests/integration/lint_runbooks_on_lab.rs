@@ -127,7 +127,7 @@ fn run_checks(runbook_file: &str, scenario_file: &str) -> usize {
         let result = match step.op() {
             Some(OpRef::Kube(k)) => {
                 let (verb, kind) = k.verb().unwrap();
-                assert_eq!(verb, "get", "{}", step.id.value);
+                assert_eq!(verb.name(), "get", "{}", step.id.value);
                 let ns = k.namespace.as_ref().map(|n| render(n, &ctx));
                 let resolved = kinds::resolve(&kind.value).unwrap();
                 let plural = match &resolved {

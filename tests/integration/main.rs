@@ -41,6 +41,7 @@ mod lint_cli;
 mod lint_corpus;
 mod lint_docs;
 mod lint_fuzz;
+mod lint_input;
 mod lint_runbooks_on_lab;
 mod postmortem_cli;
 mod postmortem_preserve;

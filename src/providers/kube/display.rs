@@ -64,7 +64,7 @@ fn where_note(line: &mut String, label: &str, cond: &Option<String>) {
 pub fn kubectl(spec: &KubeSpec) -> String {
     let name = spec.name.clone().unwrap_or_default();
     let mut line = String::from("kubectl");
-    match spec.verb.as_str() {
+    match spec.verb.name() {
         "get" => {
             push(&mut line, "get");
             object(&mut line, spec);
@@ -86,7 +86,7 @@ pub fn kubectl(spec: &KubeSpec) -> String {
             where_note(&mut line, "only objects where", &spec.where_);
         }
         "cordon" | "uncordon" => {
-            push(&mut line, &spec.verb);
+            push(&mut line, spec.verb.name());
             push(&mut line, &name);
         }
         "drain" => {

@@ -29,6 +29,7 @@ pub use spec::{KubeSpec, Target};
 
 use crate::providers::{Defaults, ExecCtx, OpError, Provider, Resolved};
 use crate::runbook::model::OpRef;
+use crate::runbook::verbs::KubeVerb;
 use client::{Req, Transport, api_error, encode};
 
 /// Default client-side rate limit, requests per second.
@@ -186,20 +187,24 @@ impl KubeProvider {
         Ok(Resolved {
             provider: "kube".into(),
             display: display::kubectl(&spec),
-            mutating: !matches!(spec.verb.as_str(), "get" | "wait"),
+            mutating: spec.verb.mutates(),
             op: serde_json::to_value(&spec).map_err(|e| OpError::Invalid(e.to_string()))?,
         })
     }
 
     /// Perform a resolved spec (what `execute` does after reading `Resolved::op`).
     pub async fn run(&self, spec: &KubeSpec, cx: &ExecCtx) -> Result<Value, OpError> {
-        let bounded = matches!(spec.verb.as_str(), "wait" | "drain");
+        let bounded = matches!(spec.verb, KubeVerb::Wait | KubeVerb::Drain);
         let limit = cx.timeout.or(bounded.then_some(self.default_wait));
         // `wait` and drain poll: they sleep on the run's clock and end themselves at
         // this deadline, measured by that clock (the lab's virtual time in `runbook
         // test`), drain with its own error (which pod, which budget).
+        // Saturating: `now + TimeDelta::MAX` panics (issue 13 item 10).
         let deadline = limit.map(|d| {
-            cx.clock.now() + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+            chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| cx.clock.now().checked_add_signed(d))
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
         });
         let run = Run {
             p: self,
@@ -361,20 +366,21 @@ impl Run<'_> {
 
 impl Run<'_> {
     async fn dispatch(&self) -> Result<Value, OpError> {
-        match self.spec.verb.as_str() {
-            "get" => self.get().await,
-            "cordon" => self.cordon(true).await,
-            "uncordon" => self.cordon(false).await,
-            "taint" => self.taint().await,
-            "untaint" => self.untaint().await,
-            "delete" => self.delete().await,
-            "evict" => self.evict().await,
-            "patch" => self.patch().await,
-            "scale" => self.scale().await,
-            "rollout_restart" => self.rollout_restart().await,
-            "drain" => self.drain().await,
-            "wait" => self.wait().await,
-            other => Err(OpError::Invalid(format!("unknown kube verb `{other}`"))),
+        // Exhaustive: a verb added to `runbook::verbs` does not compile until it is
+        // dispatched here.
+        match self.spec.verb {
+            KubeVerb::Get => self.get().await,
+            KubeVerb::Cordon => self.cordon(true).await,
+            KubeVerb::Uncordon => self.cordon(false).await,
+            KubeVerb::Taint => self.taint().await,
+            KubeVerb::Untaint => self.untaint().await,
+            KubeVerb::Delete => self.delete().await,
+            KubeVerb::Evict => self.evict().await,
+            KubeVerb::Patch => self.patch().await,
+            KubeVerb::Scale => self.scale().await,
+            KubeVerb::RolloutRestart => self.rollout_restart().await,
+            KubeVerb::Drain => self.drain().await,
+            KubeVerb::Wait => self.wait().await,
         }
     }
 

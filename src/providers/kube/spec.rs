@@ -9,6 +9,7 @@ use crate::expr;
 use crate::providers::OpError;
 use crate::runbook::kinds;
 use crate::runbook::model::{KubeOp, Sp};
+use crate::runbook::verbs::{KubeVerb, VerbTarget};
 
 /// The resource an operation is about. Built-in kinds carry everything; a custom
 /// resource (`widgets.example.com`) only its plural and group until discovery.
@@ -91,9 +92,8 @@ impl Target {
 /// A `kube` operation, resolved: what [`crate::providers::Resolved::op`] holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KubeSpec {
-    /// `get`, `cordon`, `uncordon`, `drain`, `delete`, `evict`, `patch`, `taint`,
-    /// `untaint`, `wait`, `scale`, `rollout_restart`.
-    pub verb: String,
+    /// Serialises as the runbook's key (`rollout_restart`), as the string it was.
+    pub verb: KubeVerb,
     pub resource: Option<Target>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -138,7 +138,6 @@ pub struct KubeSpec {
     pub replicas: Option<u32>,
 }
 
-const KIND_VERBS: &[&str] = &["get", "delete", "patch", "wait", "scale", "rollout_restart"];
 const EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
 
 fn render(s: &Option<Sp<String>>, vars: &Value, what: &str) -> Result<Option<String>, OpError> {
@@ -169,7 +168,7 @@ pub fn resolve(op: &KubeOp, vars: &Value, default_ns: &str) -> Result<KubeSpec, 
         )));
     }
     let mut spec = KubeSpec {
-        verb: verb.to_string(),
+        verb,
         name: non_empty(render(&op.name, vars, "name")?),
         selector: non_empty(render(&op.selector, vars, "selector")?),
         fields: non_empty(render(&op.fields, vars, "fields")?),
@@ -195,7 +194,7 @@ pub fn resolve(op: &KubeOp, vars: &Value, default_ns: &str) -> Result<KubeSpec, 
                 .map_err(|e| OpError::Invalid(format!("kube `body`: {e}")))?,
         );
     }
-    let target = if KIND_VERBS.contains(&verb) {
+    let target = if verb.takes_kind() {
         let k = kinds::resolve(&value).ok_or_else(|| {
             OpError::Invalid(format!(
                 "unknown resource kind `{value}` (custom resources are written `plural.group`)"
@@ -205,7 +204,11 @@ pub fn resolve(op: &KubeOp, vars: &Value, default_ns: &str) -> Result<KubeSpec, 
     } else {
         // cordon, uncordon, drain, taint, untaint name a node; evict names a pod.
         spec.name = Some(value.clone());
-        Target::builtin(if verb == "evict" { "pods" } else { "nodes" })
+        Target::builtin(if verb.spec().target == VerbTarget::Pod {
+            "pods"
+        } else {
+            "nodes"
+        })
     };
     let ns = non_empty(render(&op.namespace, vars, "namespace")?);
     if ns.is_some() && spec.all_namespaces {
@@ -234,7 +237,7 @@ fn is_dns_label(s: &str) -> bool {
 
 /// What lint checks too, checked again on rendered values.
 fn check(spec: &KubeSpec) -> Result<(), OpError> {
-    let verb = spec.verb.as_str();
+    let verb = spec.verb;
     let need = |ok: bool, what: &str| {
         if ok {
             Ok(())
@@ -259,7 +262,7 @@ fn check(spec: &KubeSpec) -> Result<(), OpError> {
         )));
     }
     match verb {
-        "delete" => {
+        KubeVerb::Delete => {
             need(
                 spec.name.is_some()
                     || spec.selector.is_some()
@@ -275,7 +278,7 @@ fn check(spec: &KubeSpec) -> Result<(), OpError> {
                 ));
             }
         }
-        "patch" => {
+        KubeVerb::Patch => {
             need(spec.name.is_some(), "`name`")?;
             need(spec.body.is_some(), "`body`")?;
             let t = spec.patch_type.as_deref().unwrap_or("strategic");
@@ -290,18 +293,18 @@ fn check(spec: &KubeSpec) -> Result<(), OpError> {
                 ));
             }
         }
-        "scale" => {
+        KubeVerb::Scale => {
             need(spec.name.is_some(), "`name`")?;
             need(spec.replicas.is_some(), "`replicas`")?;
         }
-        "rollout_restart" => need(spec.name.is_some(), "`name`")?,
-        "wait" => need(
+        KubeVerb::RolloutRestart => need(spec.name.is_some(), "`name`")?,
+        KubeVerb::Wait => need(
             spec.for_.as_deref().is_some_and(|f| !f.is_empty()),
             "`for` (`delete`, `condition=Ready` or a condition)",
         )?,
-        "taint" | "untaint" => {
+        KubeVerb::Taint | KubeVerb::Untaint => {
             need(spec.key.is_some(), "`key`")?;
-            if verb == "taint" {
+            if verb == KubeVerb::Taint {
                 need(spec.effect.is_some(), "`effect`")?;
             }
             if let Some(e) = &spec.effect
@@ -312,7 +315,11 @@ fn check(spec: &KubeSpec) -> Result<(), OpError> {
                 )));
             }
         }
-        _ => {}
+        KubeVerb::Get
+        | KubeVerb::Cordon
+        | KubeVerb::Uncordon
+        | KubeVerb::Drain
+        | KubeVerb::Evict => {}
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::diag::{Diagnostic, suggest};
+use super::limits;
 use super::model::*;
 use super::parse::{Node, Yaml};
 pub(crate) use super::source::Source;
@@ -329,6 +330,31 @@ impl<'s> Conv<'s> {
         let n = f.get(key)?;
         let text = self.string(n, &format!("`{key}`"))?;
         match Duration::parse(&text) {
+            Ok(d) if d.0 > limits::MAX_DURATION => {
+                let len = self.src.width(n.pos, &text);
+                self.push(
+                    Diagnostic::error(
+                        "duration-too-long",
+                        n.pos,
+                        format!(
+                            "`{key}: {}` is longer than the limit of 30 days",
+                            text.value
+                        ),
+                    )
+                    .len(len)
+                    .help("durations are at most 30d (docs/format.md, Limits)"),
+                );
+                None
+            }
+            Ok(d) if key == "every" && d.0.is_zero() => {
+                let len = self.src.width(n.pos, &text);
+                self.push(
+                    Diagnostic::error("every-zero", n.pos, "`every: 0` would poll without pause")
+                        .len(len)
+                        .help("poll at a human pace, e.g. `every: 5s`"),
+                );
+                None
+            }
             Ok(d) => Some(Sp::new(n.pos, d)),
             Err(e) => {
                 let len = self.src.width(n.pos, &text);

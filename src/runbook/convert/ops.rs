@@ -4,6 +4,7 @@ use super::{Conv, Fields, HTTP_KEYS, KUBE_QUALIFIERS, PROMETHEUS_KEYS, SHELL_KEY
 use crate::runbook::diag::{Diagnostic, suggest};
 use crate::runbook::model::*;
 use crate::runbook::parse::{Node, Yaml};
+use crate::runbook::verbs::VERBS;
 
 impl Conv<'_> {
     pub(super) fn shell(&mut self, node: &Node) -> Option<ShellOp> {
@@ -90,10 +91,11 @@ impl Conv<'_> {
 
     /// Keys a verb does not use are errors (a `force: true` on a `get` is a mistake
     /// someone will rely on); keys it needs must be there.
-    fn kube_qualifiers(&mut self, f: &Fields<'_>, verb: &str) {
-        let (allowed, required) = kube_verb_keys(verb);
+    fn kube_qualifiers(&mut self, f: &Fields<'_>, verb: KubeVerb) {
+        let spec = verb.spec();
+        let (allowed, required) = (spec.keys, spec.required);
         for (key, k, _) in &f.entries {
-            if KUBE_VERBS.contains(key) || allowed.contains(key) {
+            if KubeVerb::from_name(key).is_some() || allowed.contains(key) {
                 continue;
             }
             let help = if allowed.is_empty() {
@@ -116,7 +118,7 @@ impl Conv<'_> {
                 self.missing(f, key, &format!("`kube: {verb}`"), None);
             }
         }
-        if verb == "delete"
+        if verb == KubeVerb::Delete
             && !["name", "selector", "fields", "where"]
                 .iter()
                 .any(|k| f.has(k))
@@ -143,11 +145,11 @@ impl Conv<'_> {
         };
         // Unknown keys are reported against the verbs and the qualifiers together, so
         // `list: pods` suggests `get`... only when it is close; say which are verbs.
-        let mut allowed: Vec<&str> = KUBE_VERBS.to_vec();
+        let mut allowed: Vec<&str> = KubeVerb::names().collect();
         allowed.extend_from_slice(KUBE_QUALIFIERS);
         let has_verb = entries
             .iter()
-            .any(|(k, _)| matches!(&k.value, Yaml::Str(s) if KUBE_VERBS.contains(&s.as_str())));
+            .any(|(k, _)| matches!(&k.value, Yaml::Str(s) if KubeVerb::from_name(s).is_some()));
         let mut known = Vec::new();
         let mut unknown = 0;
         for (k, v) in entries {
@@ -165,7 +167,7 @@ impl Conv<'_> {
             let (what, candidates): (&str, Vec<&str>) = if has_verb {
                 ("option", KUBE_QUALIFIERS.to_vec())
             } else {
-                ("verb", KUBE_VERBS.to_vec())
+                ("verb", KubeVerb::names().collect())
             };
             let d = Diagnostic::error(
                 "unknown-kube-key",
@@ -191,32 +193,31 @@ impl Conv<'_> {
             pos: node.pos,
             entries: known,
         };
-        let verbs: Vec<&str> = KUBE_VERBS.iter().copied().filter(|v| f.has(v)).collect();
+        let verb_names: Vec<&str> = KubeVerb::names().collect();
+        let verbs: Vec<KubeVerb> = VERBS
+            .iter()
+            .filter(|v| f.has(v.name))
+            .map(|v| v.verb)
+            .collect();
         if verbs.is_empty() && unknown == 0 {
             self.push(
                 Diagnostic::error("kube-verb", node.pos, "`kube` needs one verb")
-                    .help(format!("one of: {}", KUBE_VERBS.join(", "))),
+                    .help(format!("one of: {}", verb_names.join(", "))),
             );
         }
-        self.at_most_one(&f, KUBE_VERBS, "kube-verb", "this `kube` operation");
+        self.at_most_one(&f, &verb_names, "kube-verb", "this `kube` operation");
         if let [verb] = verbs[..] {
             self.kube_qualifiers(&f, verb);
         }
         let s = |c: &mut Self, k: &str| c.opt_string(&f, k);
+        // With several verbs (an error above) the first one in the file is kept, so
+        // later checks still see the operation.
+        let verb = verbs
+            .first()
+            .and_then(|v| s(self, v.name()).map(|value| (*v, value)));
         Some(KubeOp {
             pos: node.pos,
-            get: s(self, "get"),
-            cordon: s(self, "cordon"),
-            uncordon: s(self, "uncordon"),
-            drain: s(self, "drain"),
-            delete: s(self, "delete"),
-            evict: s(self, "evict"),
-            patch: s(self, "patch"),
-            taint: s(self, "taint"),
-            untaint: s(self, "untaint"),
-            wait: s(self, "wait"),
-            scale: s(self, "scale"),
-            rollout_restart: s(self, "rollout_restart"),
+            verb,
             name: s(self, "name"),
             namespace: s(self, "namespace"),
             all_namespaces: self.opt_bool(&f, "all_namespaces"),
@@ -237,68 +238,5 @@ impl Conv<'_> {
             for_: s(self, "for"),
             replicas: self.opt_uint(&f, "replicas"),
         })
-    }
-}
-
-/// The qualifier keys each kube verb uses, and those it requires.
-pub(crate) fn kube_verb_keys(verb: &str) -> (&'static [&'static str], &'static [&'static str]) {
-    match verb {
-        "get" => (
-            &[
-                "name",
-                "namespace",
-                "all_namespaces",
-                "selector",
-                "fields",
-                "where",
-            ],
-            &[],
-        ),
-        "cordon" | "uncordon" => (&[], &[]),
-        "drain" => (
-            &[
-                "grace_period",
-                "force",
-                "ignore_daemonsets",
-                "delete_emptydir_data",
-                "disable_eviction",
-                "pod_selector",
-            ],
-            &[],
-        ),
-        "delete" => (
-            &[
-                "name",
-                "namespace",
-                "all_namespaces",
-                "selector",
-                "fields",
-                "where",
-                "grace_period",
-                "force",
-            ],
-            &[],
-        ),
-        "evict" => (&["namespace", "grace_period"], &[]),
-        "patch" => (
-            &["name", "namespace", "patch_type", "body"],
-            &["name", "body"],
-        ),
-        "taint" => (&["key", "value", "effect"], &["key", "effect"]),
-        "untaint" => (&["key", "effect"], &["key"]),
-        "wait" => (
-            &[
-                "name",
-                "namespace",
-                "all_namespaces",
-                "selector",
-                "fields",
-                "for",
-            ],
-            &["for"],
-        ),
-        "scale" => (&["name", "namespace", "replicas"], &["name", "replicas"]),
-        "rollout_restart" => (&["name", "namespace"], &["name"]),
-        _ => (&[], &[]),
     }
 }

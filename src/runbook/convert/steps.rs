@@ -7,6 +7,7 @@ use super::{
     STEP_KEYS, VERIFICATION_KEYS,
 };
 use crate::runbook::diag::Diagnostic;
+use crate::runbook::limits;
 use crate::runbook::model::*;
 use crate::runbook::parse::{Node, Yaml};
 
@@ -351,6 +352,19 @@ impl Conv<'_> {
                 attempts.pos,
                 "`attempts` counts the first try too; it must be at least 1",
             ));
+        } else if attempts.value > limits::MAX_ATTEMPTS {
+            self.push(
+                Diagnostic::error(
+                    "out-of-range",
+                    attempts.pos,
+                    format!(
+                        "`attempts: {}` is more than the limit of {}",
+                        attempts.value,
+                        limits::MAX_ATTEMPTS
+                    ),
+                )
+                .help("retry a few times with a backoff; a person should look after that"),
+            );
         }
         Some(Retry {
             attempts,

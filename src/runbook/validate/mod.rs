@@ -9,6 +9,7 @@ use super::diag::{Diagnostic, suggest};
 use super::model::*;
 use super::source::Source;
 
+mod bounds;
 mod ops;
 mod scope;
 
@@ -131,8 +132,10 @@ fn shape_of(step: &Step) -> Shape {
     }
     match step.op() {
         Some(OpRef::Kube(k)) => match k.verb() {
-            Some(("get", _)) if k.name.is_none() => Shape::List,
-            Some(("get", _)) => Shape::Map("a single object from `kube: get` with a `name`"),
+            Some((KubeVerb::Get, _)) if k.name.is_none() => Shape::List,
+            Some((KubeVerb::Get, _)) => {
+                Shape::Map("a single object from `kube: get` with a `name`")
+            }
             _ => Shape::Unknown,
         },
         Some(OpRef::Prometheus(_)) => Shape::Map("the result of a prometheus query"),
@@ -192,6 +195,7 @@ impl<'a> Validator<'a> {
             .help(format!("e.g. `name: {slug}`"));
             self.push(d);
         }
+        self.name_bounds();
         for (name, p) in &rb.params {
             if !is_ident(name) || RESERVED.contains(&name.as_str()) {
                 self.push(

@@ -12,6 +12,7 @@ impl Validator<'_> {
     pub(super) fn op(&mut self, op: OpRef<'_>, ctx: &Ctx) {
         match op {
             OpRef::Shell(s) => {
+                self.shell_script_templates(s);
                 for a in &s.argv {
                     self.template(a, ctx);
                 }
@@ -99,22 +100,14 @@ impl Validator<'_> {
             return;
         };
         self.template(value, ctx);
-        let kind_verb = matches!(
-            verb,
-            "get" | "delete" | "patch" | "wait" | "scale" | "rollout_restart"
-        );
+        let kind_verb = verb.takes_kind();
         let mut objects = vec!["object".to_owned()];
         let mut any_object = !kind_verb || value.value.contains("{{");
         if kind_verb && !value.value.contains("{{") {
             match kinds::resolve(&value.value) {
                 Some(resolved) => {
                     objects.push(resolved.singular());
-                    let allowed: Option<&[&str]> = match verb {
-                        "scale" => Some(&["deployments", "statefulsets", "replicasets"]),
-                        "rollout_restart" => Some(&["deployments", "statefulsets", "daemonsets"]),
-                        _ => None,
-                    };
-                    if let Some(allowed) = allowed {
+                    if let Some(allowed) = verb.spec().kinds {
                         let ok = matches!(&resolved, kinds::Resolved::Builtin(b) if allowed.contains(&b.plural));
                         if !ok {
                             let len = self.src.width(value.pos, &value.value);

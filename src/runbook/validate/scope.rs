@@ -16,6 +16,12 @@ impl Validator<'_> {
     }
 
     pub(super) fn template(&mut self, sp: &Sp<String>, ctx: &Ctx) {
+        if !sp.value.contains("{{") {
+            return;
+        }
+        if !self.expression_fits(sp) {
+            return;
+        }
         match expr::template_refs(&sp.value) {
             Ok(refs) => {
                 for r in refs {
@@ -27,6 +33,9 @@ impl Validator<'_> {
     }
 
     pub(super) fn condition(&mut self, sp: &Sp<String>, ctx: &Ctx) {
+        if !self.expression_fits(sp) {
+            return;
+        }
         if sp.value.contains("{{") {
             let inner = sp
                 .value

@@ -203,3 +203,109 @@ fn now_is_not_a_template_variable_nor_a_save_name_and_has_no_fields() {
     let field = "  - check: c\n    id: c\n    shell: { argv: [\"true\"] }\n    expect: \"now.seconds > 0\"\n";
     assert_eq!(codes(NS, field), vec!["now-field"]);
 }
+
+/// The first error with `code` in `steps`, for its position and hint.
+fn first(steps: &str, code: &str) -> crate::runbook::Diagnostic {
+    let text = format!("version: 1\nname: t\ntitle: t\nparams:\n{NS}\nsteps:\n{steps}");
+    let diags = parse_str(&text, Path::new("t.yaml")).expect_err("lint accepts it");
+    diags
+        .into_iter()
+        .find(|d| d.code == code)
+        .unwrap_or_else(|| panic!("no `{code}` error"))
+}
+
+#[test]
+fn sh_c_with_a_template_in_the_script_is_an_error_with_the_safe_rewrite() {
+    // Issue 13 item 7: injectable even in a check, which no gate stands before.
+    let steps =
+        "  - check: c\n    id: c\n    shell: { argv: [sh, -c, \"echo {{params.ns}} done\"] }\n";
+    let d = first(steps, "shell-template-in-script");
+    assert_eq!((d.line, d.column), (9, 35), "{d:?}");
+    assert_eq!(
+        d.help.as_deref(),
+        Some(
+            "pass values as arguments and quote them in the script: `argv: [sh, -c, 'echo \"$1\" done', sh, \"{{params.ns}}\"]`"
+        )
+    );
+    for shell in ["bash", "/bin/sh", "zsh", "dash"] {
+        let steps = format!(
+            "  - check: c\n    id: c\n    shell: {{ argv: [{shell}, -ec, \"ls {{{{params.ns}}}}\"] }}\n"
+        );
+        assert_eq!(
+            codes(NS, &steps),
+            vec!["shell-template-in-script"],
+            "{shell}"
+        );
+    }
+}
+
+#[test]
+fn sh_c_with_values_as_positional_arguments_lints_clean() {
+    let steps = "  - check: c\n    id: c\n    shell: { argv: [sh, -c, 'echo \"$1\"', sh, \"{{params.ns}}\"] }\n";
+    assert_eq!(codes(NS, steps), Vec::<&str>::new());
+    let plain = "  - check: c\n    id: c\n    shell: { argv: [echo, \"{{params.ns}}\"] }\n";
+    assert_eq!(codes(NS, plain), Vec::<&str>::new());
+}
+
+#[test]
+fn durations_past_30_days_and_every_zero_are_refused() {
+    // Issue 13 item 10: `within: 100000000d` passed lint and panicked the run.
+    let verify = |within: &str, every: &str| {
+        format!(
+            "  - action: a\n    id: a\n    shell: {{ argv: [\"true\"] }}\n    verify:\n      shell: {{ argv: [\"true\"] }}\n      within: {within}\n      every: {every}\n"
+        )
+    };
+    assert_eq!(
+        codes(NS, &verify("100000000d", "5s")),
+        vec!["duration-too-long"]
+    );
+    assert_eq!(codes(NS, &verify("5m", "0ms")), vec!["every-zero"]);
+    assert_eq!(codes(NS, &verify("30d", "1s")), Vec::<&str>::new());
+    let timeout = "  - check: c\n    id: c\n    timeout: 31d\n    shell: { argv: [\"true\"] }\n";
+    assert_eq!(codes(NS, timeout), vec!["duration-too-long"]);
+}
+
+#[test]
+fn retry_attempts_are_capped() {
+    let retry = |n: u64| {
+        format!(
+            "  - check: c\n    id: c\n    retry: {{ attempts: {n} }}\n    shell: {{ argv: [\"true\"] }}\n"
+        )
+    };
+    assert_eq!(codes(NS, &retry(4_294_967_295)), vec!["out-of-range"]);
+    assert_eq!(codes(NS, &retry(101)), vec!["out-of-range"]);
+    assert_eq!(codes(NS, &retry(100)), Vec::<&str>::new());
+}
+
+#[test]
+fn names_and_step_ids_longer_than_63_characters_are_refused() {
+    let id = "a".repeat(64);
+    let steps = format!("  - check: c\n    id: {id}\n    shell: {{ argv: [\"true\"] }}\n");
+    assert_eq!(codes(NS, &steps), vec!["too-long"]);
+    let ok = format!(
+        "  - check: c\n    id: {}\n    shell: {{ argv: [\"true\"] }}\n",
+        "a".repeat(63)
+    );
+    assert_eq!(codes(NS, &ok), Vec::<&str>::new());
+    let name = "n".repeat(300);
+    let text = format!(
+        "version: 1\nname: {name}\ntitle: t\nsteps:\n  - check: c\n    id: c\n    shell: {{ argv: [\"true\"] }}\n"
+    );
+    let diags = parse_str(&text, Path::new("t.yaml")).unwrap_err();
+    assert!(
+        diags.iter().any(|d| d.code == "too-long" && d.line == 2),
+        "{diags:?}"
+    );
+}
+
+#[test]
+fn huge_or_deeply_nested_expressions_are_refused() {
+    let long = format!("size(result) > 0 {}", "|| true ".repeat(600));
+    let steps =
+        format!("  - check: c\n    id: c\n    kube: {{ get: pods }}\n    expect: \"{long}\"\n");
+    assert_eq!(codes(NS, &steps), vec!["expression-too-large"]);
+    let deep = format!("{}true{}", "(".repeat(40), ")".repeat(40));
+    let steps =
+        format!("  - check: c\n    id: c\n    kube: {{ get: pods }}\n    expect: \"{deep}\"\n");
+    assert_eq!(codes(NS, &steps), vec!["expression-too-deep"]);
+}
