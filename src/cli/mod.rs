@@ -153,7 +153,6 @@ pub fn engine_runtime() -> tokio::runtime::Runtime {
         .expect("invariant: a tokio runtime can be built on this platform")
 }
 
-/// Install ring as the process-wide rustls provider; harmless when already installed.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+/// Install the process-wide rustls provider (kept here for callers of the old path;
+/// the providers own it now).
+pub use crate::providers::install_crypto_provider;
