@@ -7,12 +7,16 @@
 //! `runbook test`.
 
 pub mod cli;
+pub mod clock;
 pub mod engine;
 pub mod exit;
 pub mod expr;
 pub mod journal;
 pub mod lab;
+#[cfg(test)]
+mod layering;
 pub mod providers;
 pub mod render;
 pub mod runbook;
+pub mod store;
 pub mod suite;

@@ -83,6 +83,12 @@ pub enum Command {
 
 /// Entry point of the binary: parse, set up logging, dispatch, return the exit code.
 pub fn main() -> i32 {
+    install_panic_hook();
+    // Internal, for tests only (tests/panic_hook.rs): a panic that no input can cause
+    // once the known panics are fixed, so the hook stays tested.
+    if std::env::var_os("RUNBOOK_TEST_PANIC").is_some_and(|v| v == "1") {
+        panic!("RUNBOOK_TEST_PANIC=1 is set (an internal switch that tests the panic hook)");
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -153,7 +159,34 @@ pub fn engine_runtime() -> tokio::runtime::Runtime {
         .expect("invariant: a tokio runtime can be built on this platform")
 }
 
-/// Install ring as the process-wide rustls provider; harmless when already installed.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+/// A panic is a bug in runbook, not in the user's runbook: say so in words, ask for a
+/// report, and exit 70 (internal error, as the README's exit-code table promises)
+/// instead of Rust's 101 and a backtrace hint. The run's journal is already durable up
+/// to its last synced event and the run lock dies with the process, so `runbook
+/// resume` can continue the run once the bug is fixed or avoided.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".to_owned());
+        let location = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "runbook hit a bug and stopped: {message}{location}\n\
+             This is a bug in runbook {}, not in your runbook. Please report it with this \
+             message, the command you ran and, if a run was going on, its journal \
+             (`runbook runs` shows where it is); `runbook resume` continues the run.",
+            env!("CARGO_PKG_VERSION")
+        );
+        std::process::exit(crate::exit::INTERNAL);
+    }));
 }
+
+/// Install the process-wide rustls provider (kept here for callers of the old path;
+/// the providers own it now).
+pub use crate::providers::install_crypto_provider;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use super::Global;
 use crate::exit;
 use crate::render::{self, RenderOpts};
+use crate::store::{DirStore, RunStore};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -60,8 +61,11 @@ pub fn run(args: Args, g: &Global) -> i32 {
         eprintln!("error: give a run id (or `last`)");
         return exit::USAGE;
     };
-    let result = render::resolve_run(&g.state_dir, run_id)
-        .and_then(|dir| render::render_run(&dir, &opts))
+    let store = DirStore::new(&g.state_dir);
+    let result = store
+        .resolve(run_id)
+        .map_err(render::RenderError::from)
+        .and_then(|id| render::render_run(&store.run_dir(&id), &opts))
         .and_then(|markdown| match &args.output {
             Some(path) => render::write_preserving(path, &markdown).map(|()| {
                 if !g.quiet {

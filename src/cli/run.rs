@@ -14,6 +14,7 @@ use crate::engine::{
 };
 use crate::exit;
 use crate::providers::{self, Providers};
+use crate::store::{DirStore, RunStore};
 
 /// Flags shared by `run` and `resume`: who approves what, and how to reach clusters.
 #[derive(Debug, Clone, clap::Args)]
@@ -192,13 +193,7 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
 /// The providers of a real run, registered in one place.
 pub fn build_providers() -> Result<Providers, String> {
     // The Kubernetes provider needs a runtime to connect: see `add_kube`.
-    Ok(Providers::empty()
-        .with("shell", Arc::new(providers::shell::Shell))
-        .with("http", Arc::new(providers::http::Http::new()?))
-        .with(
-            "prometheus",
-            Arc::new(providers::prometheus::Prometheus::new()?),
-        ))
+    providers::standard()
 }
 
 fn setup(
@@ -345,14 +340,12 @@ fn watch_ctrl_c(cancel: CancellationToken) {
     }
 }
 
-/// A run named as `runbook postmortem` takes it: its id, a unique prefix of it, or
-/// `last` (the newest run).
+/// A run named as `runbook postmortem` takes it: its id, `last` (the newest run), or
+/// a unique prefix or suffix of an id (see [`RunStore::resolve`]).
 pub fn resolve_run_id(state_dir: &std::path::Path, id: &str) -> Result<String, String> {
-    let dir = crate::render::resolve_run(state_dir, id).map_err(|e| e.to_string())?;
-    dir.file_name()
-        .and_then(|n| n.to_str())
-        .map(str::to_string)
-        .ok_or_else(|| format!("run {id:?} has no usable folder name"))
+    DirStore::new(state_dir)
+        .resolve(id)
+        .map_err(|e| e.to_string())
 }
 
 /// Who runs it: `--operator`/RUNBOOK_OPERATOR, else `$USER`, else "unknown".
@@ -419,7 +412,7 @@ fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
 /// Whether the run's runbook has kube steps (true when that cannot be told), so that
 /// resume warns about an unreachable cluster only when it matters.
 fn run_uses_kube(state_dir: &std::path::Path, run_id: &str) -> bool {
-    let j = crate::journal::reader::read(&engine::journal_path(state_dir, run_id));
+    let j = crate::journal::reader::read(&DirStore::new(state_dir).journal_path(run_id));
     let path = j
         .ok()
         .and_then(|j| crate::journal::replay::replay(&j.records).ok())
@@ -431,7 +424,7 @@ fn run_uses_kube(state_dir: &std::path::Path, run_id: &str) -> bool {
 }
 
 fn runbook_dir_of(state_dir: &std::path::Path, run_id: &str) -> Option<PathBuf> {
-    let j = crate::journal::reader::read(&engine::journal_path(state_dir, run_id)).ok()?;
+    let j = crate::journal::reader::read(&DirStore::new(state_dir).journal_path(run_id)).ok()?;
     let r = crate::journal::replay::replay(&j.records).ok()?;
     let path = PathBuf::from(r.runbook.path);
     let dir = match path.parent() {

@@ -5,6 +5,7 @@ use super::Global;
 use crate::engine;
 use crate::exit;
 use crate::journal::event::Event;
+use crate::store::{self, DirStore, RunStore};
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
@@ -25,11 +26,12 @@ pub struct NoteArgs {
 }
 
 pub fn runs(args: RunsArgs, g: &Global) -> i32 {
-    let runs = match engine::list_runs(&g.state_dir) {
+    let store = DirStore::new(&g.state_dir);
+    let runs = match store::list_runs(&store) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
-            return e.exit_code();
+            return exit::INTERNAL;
         }
     };
     if args.json {
@@ -45,7 +47,7 @@ pub fn runs(args: RunsArgs, g: &Global) -> i32 {
         return exit::OK;
     }
     if runs.is_empty() {
-        eprintln!("no runs in {}", g.state_dir.join("runs").display());
+        eprintln!("no runs in {}", store.location());
         return exit::OK;
     }
     let id_w = runs
@@ -90,7 +92,7 @@ pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
             return exit::USAGE;
         }
     };
-    let path = engine::journal_path(&g.state_dir, &args.run_id);
+    let path = DirStore::new(&g.state_dir).journal_path(&args.run_id);
     if !path.is_file() {
         eprintln!(
             "error: run {} not found in {} (see `runbook runs`)",

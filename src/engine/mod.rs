@@ -8,9 +8,9 @@
 //! embedded lab (`runbook demo`, `runbook test`, with a virtual clock and an
 //! [`AutoApprover`]) and its own tests (scripted providers, milliseconds per run).
 //!
-//! A run lives in `<state_dir>/runs/<run-id>/`: `journal.ndjson` (the single source of
-//! truth), `lock` (held while a process drives the run) and `outputs/` (side files for
-//! outputs too large to inline). [`resume`] rebuilds the state from the journal alone.
+//! Where a run lives (its id, folder, lock and side files) is the run store's business
+//! ([`crate::store`]); the journal is the single source of truth, and [`resume`]
+//! rebuilds the state from the journal alone.
 
 mod approve;
 mod clock;
@@ -197,10 +197,10 @@ pub async fn resume(
 
 /// The folder of a run.
 pub fn run_dir(state_dir: &Path, run_id: &str) -> PathBuf {
-    state_dir.join("runs").join(run_id)
+    crate::store::DirStore::new(state_dir).run_dir(run_id)
 }
 
 /// The journal of a run.
 pub fn journal_path(state_dir: &Path, run_id: &str) -> PathBuf {
-    run_dir(state_dir, run_id).join("journal.ndjson")
+    crate::store::RunStore::journal_path(&crate::store::DirStore::new(state_dir), run_id)
 }

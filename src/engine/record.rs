@@ -9,9 +9,8 @@
 //! next sync, those lines are lost (or torn, which the reader ignores) and `resume`
 //! simply runs the read-only operation again — harmless by definition.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
@@ -19,15 +18,15 @@ use serde_json::Value;
 use super::{Clock, EngineError};
 use crate::journal::event::{Event, Scope};
 use crate::journal::writer::Writer;
+use crate::store::SideFiles;
 
 pub(crate) struct Recorder {
     writer: Mutex<Writer>,
     clock: std::sync::Arc<dyn Clock>,
     /// Secret values, longest first (so a secret containing another is replaced whole).
     secrets: Vec<String>,
-    run_dir: PathBuf,
     max_inline: usize,
-    side_files: AtomicU64,
+    side_files: SideFiles,
 }
 
 /// A string in journaled results longer than this is cut when the result is too big.
@@ -47,9 +46,8 @@ impl Recorder {
             writer: Mutex::new(writer),
             clock,
             secrets,
-            run_dir: run_dir.to_owned(),
             max_inline,
-            side_files: AtomicU64::new(0),
+            side_files: SideFiles::open(run_dir),
         }
     }
 
@@ -124,27 +122,18 @@ impl Recorder {
         if size <= self.max_inline {
             return (v, None);
         }
-        let n = self.side_files.fetch_add(1, Ordering::Relaxed) + 1;
-        let mut name = format!("outputs/{n:04}-{}", scope.step);
+        let mut label = scope.step.clone();
         if let Some(r) = &scope.rung {
-            name.push_str(&format!("-{r}"));
+            label.push_str(&format!("-{r}"));
         }
         if let Some(i) = scope.item {
-            name.push_str(&format!("-{i}"));
+            label.push_str(&format!("-{i}"));
         }
         if scope.verification {
-            name.push_str("-verify");
+            label.push_str("-verify");
         }
-        name.push_str(".json");
-        let path = self.run_dir.join(&name);
-        let written = path
-            .parent()
-            .map(std::fs::create_dir_all)
-            .unwrap_or(Ok(()))
-            .and_then(|()| {
-                std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap_or_default())
-            });
-        let file = written.ok().map(|()| name);
+        let bytes = serde_json::to_vec_pretty(&v).unwrap_or_default();
+        let file = self.side_files.write(&label, &bytes).ok();
         (truncate_strings(&v), file)
     }
 }

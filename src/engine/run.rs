@@ -10,7 +10,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Events, Reporter};
 use super::record::Recorder;
-use super::state::RunLock;
 use super::steps::End;
 use super::{Approver, Clock, EngineError, EngineOpts, RunReport};
 use crate::journal::event::{self, Event, GitRef, Outcome, RunStatus, RunbookRef};
@@ -18,6 +17,7 @@ use crate::journal::state::{RunState, StepState};
 use crate::journal::{reader, writer::Writer};
 use crate::providers::Providers;
 use crate::runbook::model::{FailurePolicy, OnFailure, Runbook, Step};
+use crate::store::{DirStore, RunStore, SideFiles};
 
 /// A run in progress: everything the step functions need.
 pub(crate) struct Engine<'r> {
@@ -51,14 +51,9 @@ pub(crate) async fn start(
     let rb = &loaded.runbook;
     let (params, secrets) = resolve_params(rb, &opts.params)?;
     let now = clock.now();
-    let run_id = super::new_run_id(now, &rb.name);
-    let run_dir = super::run_dir(state_dir, &run_id);
-    std::fs::create_dir_all(&run_dir).map_err(|source| EngineError::Io {
-        context: format!("cannot create run folder {}", run_dir.display()),
-        source,
-    })?;
-    let _lock = RunLock::acquire(&run_dir, &run_id)?;
-    let journal = run_dir.join("journal.ndjson");
+    let git = git_ref_off_thread(&loaded.path).await;
+    let held = DirStore::new(state_dir).create(now, &rb.name)?;
+    let (run_id, run_dir, journal) = (held.run_id.clone(), held.dir.clone(), held.journal.clone());
     let writer = Writer::create(&journal).map_err(|e| EngineError::Journal(e.to_string()))?;
     let rec = Recorder::new(
         writer,
@@ -73,7 +68,7 @@ pub(crate) async fn start(
         Event::RunStarted {
             format: event::FORMAT,
             run_id: run_id.clone(),
-            runbook: runbook_ref(loaded),
+            runbook: runbook_ref(loaded, git),
             params: journaled_params,
             operator: opts.operator.clone(),
             host: host(),
@@ -111,12 +106,8 @@ pub(crate) async fn resume(
     opts: EngineOpts,
     cancel: CancellationToken,
 ) -> Result<RunReport, EngineError> {
-    let run_dir = super::run_dir(state_dir, run_id);
-    let journal = run_dir.join("journal.ndjson");
-    if !journal.is_file() {
-        return Err(EngineError::NoSuchRun(run_id.to_string()));
-    }
-    let _lock = RunLock::acquire(&run_dir, run_id)?;
+    let held = DirStore::new(state_dir).hold(run_id)?;
+    let (run_dir, journal) = (held.dir.clone(), held.journal.clone());
     // A corrupt line is bad input (an edited or damaged file), not a bug: exit 2.
     let j = reader::read(&journal).map_err(|e| match e {
         reader::ReadError::Corrupt { .. } => EngineError::Resume(e.to_string()),
@@ -429,7 +420,7 @@ pub(crate) fn outcome_word(o: Outcome) -> &'static str {
 /// too large and lives in a side file.
 fn load_saved(run_dir: &Path, value: &Value) -> Value {
     if let Some(file) = value.get("$output_file").and_then(Value::as_str)
-        && let Ok(bytes) = std::fs::read(run_dir.join(file))
+        && let Some(bytes) = SideFiles::read(run_dir, file)
         && let Ok(v) = serde_json::from_slice(&bytes)
     {
         return v;
@@ -510,13 +501,13 @@ fn redact_params(rb: &Runbook, params: &Map<String, Value>) -> Map<String, Value
         .collect()
 }
 
-fn runbook_ref(loaded: &crate::runbook::Loaded) -> RunbookRef {
+fn runbook_ref(loaded: &crate::runbook::Loaded, git: Option<GitRef>) -> RunbookRef {
     RunbookRef {
         name: loaded.runbook.name.value.clone(),
         title: loaded.runbook.title.value.clone(),
         path: loaded.path.display().to_string(),
         sha256: sha256_hex(loaded.source.as_bytes()),
-        git: git_ref(&loaded.path),
+        git,
     }
 }
 
@@ -531,6 +522,16 @@ fn short(s: &str) -> &str {
 
 fn host() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+/// [`git_ref`] on tokio's blocking pool: it waits for two `git` processes, which must
+/// not stall the runtime's only thread (`engine_runtime` is current-thread).
+async fn git_ref_off_thread(path: &Path) -> Option<GitRef> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || git_ref(&path))
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The git commit the runbook file is at, and whether it differs from it. Runs `git`

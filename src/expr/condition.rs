@@ -16,7 +16,7 @@ use cel::{Context, Env, Program, Value as Cel};
 use serde_json::{Number, Value};
 
 use super::{ExprError, VarRef};
-use crate::engine::Clock;
+use crate::clock::Clock;
 
 /// The name under which every condition sees the current time, a CEL `timestamp`.
 pub const NOW: &str = "now";

@@ -15,7 +15,6 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -196,22 +195,20 @@ pub fn append_once(path: &Path, ts: DateTime<Utc>, event: Event) -> Result<u64, 
     w.append(ts, event, true)
 }
 
-/// An advisory `flock` held for the duration of one append.
-/// Holds the raw descriptor: the `File` outlives the guard (both live in `append`).
-struct Flock(std::os::fd::RawFd);
+/// An advisory `flock` (std's `File::lock` on Linux) held for the duration of one
+/// append. It holds a duplicate of the writer's descriptor so the writer stays free
+/// to be borrowed mutably; a duplicate shares the open file description, and so the
+/// lock, which is released when the guard drops.
+struct Flock(File);
 
 impl Flock {
     fn exclusive(file: &File) -> std::io::Result<Flock> {
-        let fd = file.as_raw_fd();
+        let dup = file.try_clone()?;
         loop {
-            // SAFETY: flock on a valid, open file descriptor owned by `file`.
-            let rc = unsafe { libc::flock(fd, libc::LOCK_EX) };
-            if rc == 0 {
-                return Ok(Flock(fd));
-            }
-            let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
-                return Err(err);
+            match dup.lock() {
+                Ok(()) => return Ok(Flock(dup)),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
             }
         }
     }
@@ -219,10 +216,9 @@ impl Flock {
 
 impl Drop for Flock {
     fn drop(&mut self) {
-        // SAFETY: unlocking the descriptor we locked; it is still open.
-        unsafe {
-            libc::flock(self.0, libc::LOCK_UN);
-        }
+        // Closing the duplicate would not release it: the writer's descriptor shares
+        // the lock, so unlock explicitly.
+        let _ = self.0.unlock();
     }
 }
 

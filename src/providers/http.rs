@@ -68,7 +68,7 @@ impl LazyClient {
 
 /// The shared reqwest client configuration of `http` and `prometheus`.
 pub(crate) fn client() -> Result<reqwest::Client, String> {
-    crate::cli::install_crypto_provider();
+    super::install_crypto_provider();
     reqwest::Client::builder()
         .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")))
         .build()

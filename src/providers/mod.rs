@@ -113,14 +113,14 @@ impl ExecCtx {
     }
 }
 
-/// The clock an operation waits on: the engine's [`Clock`](crate::engine::Clock)
+/// The clock an operation waits on: the run's [`Clock`](crate::clock::Clock)
 /// (the wall clock by default).
 #[derive(Clone)]
-pub struct RunClock(pub Arc<dyn crate::engine::Clock>);
+pub struct RunClock(pub Arc<dyn crate::clock::Clock>);
 
 impl Default for RunClock {
     fn default() -> RunClock {
-        RunClock(Arc::new(crate::engine::SystemClock))
+        RunClock(Arc::new(crate::clock::SystemClock))
     }
 }
 
@@ -233,6 +233,25 @@ impl Providers {
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Provider>> {
         self.map.get(name)
     }
+}
+
+/// The providers every real run has: shell, http and prometheus. Kubernetes is added
+/// by the caller, because connecting needs flags (`runbook run`) or a lab (`runbook
+/// test`). Built here rather than in the CLI so that `suite` and `cli` share one set
+/// without `suite` importing `cli` (docs/architecture.md, "Modules").
+pub fn standard() -> Result<Providers, String> {
+    Ok(Providers::empty()
+        .with("shell", Arc::new(shell::Shell))
+        .with("http", Arc::new(http::Http::new()?))
+        .with("prometheus", Arc::new(prometheus::Prometheus::new()?)))
+}
+
+/// Install ring as the process-wide rustls provider; harmless when already installed.
+/// kube and reqwest each could pick a provider of their own, and two in one process
+/// make `kube::Client::try_from` panic (docs: STYLE.md "Two TLS crypto providers
+/// panic"), so every client this crate builds calls this first.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 impl std::fmt::Debug for Providers {

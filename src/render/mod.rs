@@ -22,10 +22,8 @@ mod gantt;
 mod helpers;
 pub mod model;
 mod preserve;
-mod runs;
 
 pub use preserve::write_preserving;
-pub use runs::{JOURNAL, resolve_run};
 
 /// The embedded default template; `runbook postmortem --print-template` prints it.
 pub const DEFAULT_TEMPLATE: &str = include_str!("templates/postmortem.md.hbs");
@@ -55,14 +53,9 @@ impl Default for RenderOpts {
 pub enum RenderError {
     #[error(transparent)]
     Journal(#[from] crate::journal::reader::ReadError),
-    #[error(
-        "no runs in {dir} (runs live in <state-dir>/runs; see --state-dir or RUNBOOK_STATE_DIR)"
-    )]
-    NoRuns { dir: PathBuf },
-    #[error("no run {id:?} in {dir} (`runbook runs` lists them)")]
-    RunNotFound { id: String, dir: PathBuf },
-    #[error("{id:?} matches several runs: {candidates}; give more of the id")]
-    Ambiguous { id: String, candidates: String },
+    /// The run named could not be found (or not uniquely): see [`crate::store`].
+    #[error(transparent)]
+    Run(#[from] crate::store::StoreError),
     #[error("{name}:{line}:{column}: {message}")]
     Template {
         name: String,
@@ -91,12 +84,12 @@ impl RenderError {
     /// True for mistakes in what the user typed (run id, template), as opposed to
     /// unreadable files.
     pub fn is_usage(&self) -> bool {
+        if let RenderError::Run(e) = self {
+            return e.is_usage();
+        }
         matches!(
             self,
-            RenderError::NoRuns { .. }
-                | RenderError::RunNotFound { .. }
-                | RenderError::Ambiguous { .. }
-                | RenderError::Template { .. }
+            RenderError::Template { .. }
                 | RenderError::Journal(crate::journal::reader::ReadError::Corrupt { .. })
         )
     }
@@ -139,9 +132,10 @@ pub fn render(
     Ok(tidy(&text))
 }
 
-/// Read `run_dir/journal.ndjson` and [`render`] it.
+/// Read the journal of the run folder `run_dir` (as [`crate::store::DirStore`] lays it
+/// out) and [`render`] it.
 pub fn render_run(run_dir: &Path, opts: &RenderOpts) -> Result<String, RenderError> {
-    let journal = crate::journal::reader::read(&run_dir.join(JOURNAL))?;
+    let journal = crate::journal::reader::read(&crate::store::DirStore::journal_in(run_dir))?;
     render(&journal, opts)
 }
 

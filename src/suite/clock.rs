@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 
-use crate::engine::Clock;
+use crate::clock::Clock;
 use crate::lab::Lab;
 
 /// A [`Clock`] whose `sleep` advances the lab's virtual clock (and lets its

@@ -41,7 +41,7 @@ pub struct LabRunOpts {
 /// The providers a lab run uses: shell, http, prometheus as in production, and kube
 /// talking to the lab in-process with no rate limit.
 pub fn lab_providers(lab: &Lab) -> Result<Providers, String> {
-    Ok(crate::cli::run::build_providers()?.with(
+    Ok(crate::providers::standard()?.with(
         "kube",
         Arc::new(KubeProvider::new(lab.client(), "default".to_string(), 0.0)),
     ))
@@ -230,7 +230,7 @@ fn check_outcome(case: &Case, report: &RunReport, lab: &Lab, failures: &mut Vec<
         let ctx = cluster_vars(lab);
         // `now` is the cluster's time, as during the run (the run already stopped the
         // lab's clock, so this LabClock changes nothing).
-        let clock: Arc<dyn crate::engine::Clock> = Arc::new(LabClock::new(lab.clone()));
+        let clock: Arc<dyn crate::clock::Clock> = Arc::new(LabClock::new(lab.clone()));
         crate::expr::with_clock_sync(clock, || {
             for (what, cond) in &expect.cluster {
                 match crate::expr::eval_bool(cond, &ctx) {

@@ -50,6 +50,7 @@ pub async fn connect(opts: &KubeConnect) -> Result<KubeProvider, KubeError> {
     }
     let cfg = client::load_config(opts).await?;
     let ns = cfg.default_namespace.clone();
+    super::install_crypto_provider();
     let client = kube::Client::try_from(cfg).map_err(|e| KubeError::Client(e.to_string()))?;
     Ok(KubeProvider::new(client, ns, opts.qps))
 }
