@@ -19,7 +19,7 @@ pub mod test;
 
 /// Runbook-as-code: run incident runbooks step by step, gated, verified and journaled.
 #[derive(Debug, Parser)]
-#[command(name = "runbook", version, about, after_help = crate::exit::HELP_TABLE)]
+#[command(name = "runbook", version, after_help = crate::exit::HELP_TABLE)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
