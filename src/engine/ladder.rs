@@ -196,7 +196,7 @@ impl Engine<'_> {
             let manual_done = p
                 .manual
                 .iter()
-                .any(|(r, o)| r.as_deref() == Some(rung_id) && *o == Outcome::Ok);
+                .any(|m| m.rung.as_deref() == Some(rung_id) && m.outcome == Outcome::Ok);
             let ran = !p.ok_items(Some(rung_id)).is_empty() || manual_done;
             self.journal_unknown(step, Some(rung_id), &unknown)?;
             if unknown.is_empty() && ran {
