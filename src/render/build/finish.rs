@@ -287,7 +287,7 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use serde_json::Map;
 
-    use crate::journal::event::{Event, Record, RunStatus, RunbookRef};
+    use crate::journal::event::{ApprovalSource, Decision, Event, Record, RunStatus, RunbookRef};
     use crate::journal::reader::Journal;
 
     fn journal(events: Vec<Event>) -> Journal {
@@ -333,6 +333,71 @@ mod tests {
             operator: "bo".into(),
             host: "h".into(),
         }
+    }
+
+    fn step(kind: &str) -> Event {
+        Event::StepStarted {
+            step: "fix".into(),
+            title: "Fix".into(),
+            kind: kind.into(),
+        }
+    }
+
+    /// The gate's wait and who answered come from the run state: asked at second 2,
+    /// asked again after a resume at second 4, approved at second 5.
+    #[test]
+    fn a_gate_asked_again_after_a_resume_waits_from_the_first_request() {
+        let asked = || Event::GateRequested {
+            step: "fix".into(),
+            rung: None,
+            ops: Vec::new(),
+            digest: "d".into(),
+        };
+        let pm = super::super::build(
+            &journal(vec![
+                started(),
+                step("action"),
+                asked(),
+                resumed(),
+                asked(),
+                Event::GateDecided {
+                    step: "fix".into(),
+                    rung: None,
+                    decision: Decision::Approved,
+                    by: "bo".into(),
+                    source: ApprovalSource::Prompt,
+                    digest: "d".into(),
+                },
+            ]),
+            chrono_tz::UTC,
+        )
+        .pm;
+        assert_eq!(pm.metrics.gate_wait.total_ms, 3000);
+        assert_eq!(pm.approvals.len(), 1);
+        assert_eq!(pm.approvals[0].gate.by.as_deref(), Some("bo"));
+        assert_eq!(pm.approvals[0].gate.waited_ms, 3000);
+    }
+
+    /// A pause counts from the `paused` event to the resume, as the state has it.
+    #[test]
+    fn a_pause_counts_until_the_resume() {
+        let pm = super::super::build(
+            &journal(vec![
+                started(),
+                Event::Paused {
+                    step: "fix".into(),
+                    reason: "nobody".into(),
+                    resume: "runbook resume r1".into(),
+                },
+                paused(),
+                resumed(),
+            ]),
+            chrono_tz::UTC,
+        )
+        .pm;
+        assert_eq!(pm.metrics.paused.total_ms, 2000);
+        assert_eq!(pm.metrics.paused.count, 1);
+        assert_eq!(pm.run.resumed.len(), 1);
     }
 
     #[test]
