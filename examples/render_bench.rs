@@ -3,8 +3,13 @@
 //! `for_each` cordon over many nodes, a verification polled many times, an escalation,
 //! notes), then times reading it and rendering it with the default template.
 //!
-//! `cargo run --release --example render_bench -- [EVENTS]`, or
-//! `scripts/bench-render.sh`. Nothing is written to disk.
+//! With `one-step`, the journal is instead one gated `for_each` step of EVENTS/2
+//! operations (the shape of issue 18's quadratic case: each operation start used to
+//! search the step's earlier operations).
+//!
+//! `cargo run --release --example render_bench -- [EVENTS] [one-step]`, or
+//! `scripts/bench-render.sh [EVENTS] [one-step]`. Nothing is written to disk. It is a
+//! microbenchmark: it times the library's read and render, not the binary.
 
 use std::time::Instant;
 
@@ -43,7 +48,99 @@ fn scope(step: &str, item: Option<usize>, verification: bool) -> Scope {
     }
 }
 
-fn journal(events: usize) -> String {
+fn run_started(g: &mut Gen) {
+    g.push(
+        0,
+        Event::RunStarted {
+            format: 1,
+            run_id: "bench".into(),
+            runbook: RunbookRef {
+                name: "hub-pvc-locked".into(),
+                title: "Force-delete the pods of lost nodes".into(),
+                path: "runbooks/hub-pvc-locked.yaml".into(),
+                sha256: "0".repeat(64),
+                git: None,
+            },
+            params: serde_json::Map::new(),
+            operator: "ana".into(),
+            host: "bench".into(),
+            tool_version: "0.1.0".into(),
+            dry_run: false,
+        },
+    );
+}
+
+/// One `for_each` step with as many operations as fit in `events`.
+fn one_step(events: usize) -> Vec<Record> {
+    let mut g = Gen {
+        records: Vec::new(),
+        ts: "2018-03-13T06:28:00Z".parse().expect("a valid timestamp"),
+    };
+    run_started(&mut g);
+    let id = "delete-lost-pods";
+    g.push(
+        10,
+        Event::StepStarted {
+            step: id.into(),
+            title: "Force-delete the pods on lost nodes".into(),
+            kind: "action".into(),
+        },
+    );
+    let items = events.saturating_sub(5) / 2;
+    for i in 0..items {
+        let s = scope(id, Some(i), false);
+        g.push(
+            1,
+            Event::OpStarted {
+                op: PlannedOp {
+                    scope: s.clone(),
+                    provider: "kube".into(),
+                    display: format!("kubectl delete pod hub-{i} --grace-period=0 --force -n prod"),
+                    op: json!({ "delete": "pod", "name": format!("hub-{i}") }),
+                    mutating: true,
+                },
+                attempt: 1,
+            },
+        );
+        g.push(
+            2,
+            Event::OpFinished {
+                scope: s,
+                attempt: 1,
+                outcome: Outcome::Ok,
+                duration_ms: 2,
+                result: Some(json!({ "deleted": format!("hub-{i}") })),
+                error: None,
+                output_file: None,
+                calls: vec![],
+            },
+        );
+    }
+    g.push(
+        5,
+        Event::StepFinished {
+            step: id.into(),
+            outcome: Outcome::Ok,
+            duration_ms: 1,
+            summary: format!("deleted {items} pods"),
+            fixed_by: None,
+        },
+    );
+    g.push(
+        1,
+        Event::RunFinished {
+            status: RunStatus::Succeeded,
+            duration_ms: 0,
+            reason: None,
+        },
+    );
+    g.records
+}
+
+fn journal(events: usize, shape: Option<&str>) -> String {
+    if shape == Some("one-step") {
+        return to_text(&one_step(events));
+    }
     let mut g = Gen {
         records: Vec::new(),
         ts: "2018-03-13T06:28:00Z".parse().expect("a valid timestamp"),
@@ -206,8 +303,12 @@ fn journal(events: usize) -> String {
             reason: None,
         },
     );
+    to_text(&g.records)
+}
+
+fn to_text(records: &[Record]) -> String {
     let mut text = String::new();
-    for r in &g.records {
+    for r in records {
         text.push_str(&serde_json::to_string(r).expect("records serialize"));
         text.push('\n');
     }
@@ -219,8 +320,12 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(10_000);
-    let text = journal(events);
-    let runs = 5;
+    let shape = std::env::args().nth(2);
+    let text = journal(events, shape.as_deref());
+    let runs: usize = std::env::var("RENDER_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5);
     let mut best_read = f64::MAX;
     let mut best_render = f64::MAX;
     let mut best_model = f64::MAX;

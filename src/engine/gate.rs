@@ -3,9 +3,10 @@
 
 use super::EngineError;
 use super::approve::{GateAnswer, GateRequest};
+use super::ctx::Ctx;
 use super::events::Notice;
 use super::ops::Prepared;
-use super::run::{Engine, sha256_hex};
+use super::run::sha256_hex;
 use crate::journal::event::{ApprovalSource, Decision, Event, PlannedOp};
 use crate::journal::state::StepState;
 use crate::runbook::model::{Gate, Step};
@@ -18,7 +19,7 @@ pub(super) enum Pass {
     Abort(String),
 }
 
-impl Engine<'_> {
+impl Ctx<'_> {
     /// Show the plan and get a decision, journaled before anything runs.
     pub(super) async fn gate(
         &mut self,

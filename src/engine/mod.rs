@@ -15,9 +15,10 @@
 mod approve;
 mod clock;
 mod console;
+mod ctx;
 mod events;
 mod gate;
-mod ladder;
+mod handlers;
 mod ops;
 mod record;
 mod run;

@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use super::EngineError;
 use super::console::human;
+use super::ctx::Ctx;
 use super::events::BarKind;
-use super::run::Engine;
 use crate::expr;
 use crate::journal::event::{Event, Outcome, PlannedOp, Scope};
 use crate::providers::{ExecCtx, OpError, Resolved};
@@ -38,7 +38,7 @@ pub(super) fn op_text(op: OpRef<'_>) -> String {
 /// provider's wait for a killed program's pipes to close).
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
-impl Engine<'_> {
+impl Ctx<'_> {
     /// Resolve an operation, once or per `for_each` item, into planned operations.
     pub(super) fn prepare(
         &self,

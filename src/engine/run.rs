@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
+use super::ctx::Ctx;
 use super::events::{Events, Reporter};
 use super::record::Recorder;
 use super::steps::End;
@@ -18,26 +19,6 @@ use crate::journal::{reader, writer::Writer};
 use crate::providers::Providers;
 use crate::runbook::model::{FailurePolicy, OnFailure, Runbook, Step};
 use crate::store::{DirStore, RunStore, SideFiles};
-
-/// A run in progress: everything the step functions need.
-pub(crate) struct Engine<'r> {
-    pub rb: &'r Runbook,
-    pub providers: Providers,
-    pub approver: Arc<dyn Approver>,
-    pub clock: Arc<dyn Clock>,
-    /// The event stream: journal, run state, reporters.
-    pub events: Events,
-    pub opts: EngineOpts,
-    pub cancel: CancellationToken,
-    pub run_id: String,
-    /// `params`, saved values and `steps`.
-    pub vars: Map<String, Value>,
-    /// Steps this process started: what the run state says about any other step
-    /// comes from an earlier process (resume), and is what this one continues from.
-    pub ran_here: HashSet<String>,
-    /// The rung that fixed the current step's ladder, for its `step_finished`.
-    pub fixed_by: Option<String>,
-}
 
 pub(crate) async fn start(
     loaded: &crate::runbook::Loaded,
@@ -80,7 +61,7 @@ pub(crate) async fn start(
     let mut vars = Map::new();
     vars.insert("params".into(), Value::Object(params));
     vars.insert("steps".into(), Value::Object(Map::new()));
-    let mut engine = Engine {
+    let mut engine = Runner::new(Ctx {
         rb,
         providers,
         approver,
@@ -90,9 +71,7 @@ pub(crate) async fn start(
         cancel,
         run_id: run_id.clone(),
         vars,
-        ran_here: HashSet::new(),
-        fixed_by: None,
-    };
+    });
     let status = engine.run_steps(now).await?;
     Ok(report(run_id, run_dir, journal, status))
 }
@@ -221,7 +200,7 @@ pub(crate) async fn resume(
         },
         true,
     )?;
-    let mut engine = Engine {
+    let mut engine = Runner::new(Ctx {
         rb,
         providers,
         approver,
@@ -231,9 +210,7 @@ pub(crate) async fn resume(
         cancel,
         run_id: run_id.to_string(),
         vars,
-        ran_here: HashSet::new(),
-        fixed_by: None,
-    };
+    });
     let status = engine.run_steps(now).await?;
     Ok(report(run_id.to_string(), run_dir, journal, status))
 }
@@ -256,13 +233,30 @@ fn report(run_id: String, run_dir: PathBuf, journal: PathBuf, status: RunStatus)
     }
 }
 
-impl Engine<'_> {
+/// The loop over a run's steps: the one place that knows which steps this process
+/// started, so a handler gets the run state of its step only when it continues what
+/// an earlier process began.
+pub(crate) struct Runner<'r> {
+    pub cx: Ctx<'r>,
+    /// Steps this process started: what the run state says about any other step
+    /// comes from an earlier process (resume), and is what this one continues from.
+    pub(super) ran_here: HashSet<String>,
+}
+
+impl<'r> Runner<'r> {
+    fn new(cx: Ctx<'r>) -> Runner<'r> {
+        Runner {
+            cx,
+            ran_here: HashSet::new(),
+        }
+    }
+
     /// Run every step not done yet, in order, and journal how the run ended.
     async fn run_steps(
         &mut self,
         t0: chrono::DateTime<chrono::Utc>,
     ) -> Result<RunStatus, EngineError> {
-        let rb = self.rb;
+        let rb = self.cx.rb;
         let (status, reason) = 'run: {
             for step in &rb.steps {
                 if self.done_before(step) {
@@ -310,8 +304,9 @@ impl Engine<'_> {
                         }
                     }
                     End::Paused { reason, approve } => {
-                        let resume = format!("runbook resume {} --approve {approve}", self.run_id);
-                        self.events.emit(
+                        let resume =
+                            format!("runbook resume {} --approve {approve}", self.cx.run_id);
+                        self.cx.events.emit(
                             Event::Paused {
                                 step: step.id.value.clone(),
                                 reason: reason.clone(),
@@ -326,8 +321,8 @@ impl Engine<'_> {
             }
             (RunStatus::Succeeded, None)
         };
-        let took = (self.clock.now() - t0).num_milliseconds().max(0) as u64;
-        self.events.emit(
+        let took = (self.cx.clock.now() - t0).num_milliseconds().max(0) as u64;
+        self.cx.events.emit(
             Event::RunFinished {
                 status,
                 duration_ms: took,
@@ -335,7 +330,7 @@ impl Engine<'_> {
             },
             true,
         )?;
-        self.events.sync()?;
+        self.cx.events.sync()?;
         Ok(status)
     }
 
@@ -344,7 +339,7 @@ impl Engine<'_> {
         &mut self,
         ids: &[String],
     ) -> Result<Option<(RunStatus, Option<String>)>, EngineError> {
-        let rb = self.rb;
+        let rb = self.cx.rb;
         for id in ids {
             let Some(step) = rb
                 .handlers
@@ -369,19 +364,22 @@ impl Engine<'_> {
         if self.ran_here.contains(&step.id.value) {
             return None;
         }
-        self.events.state().step(&step.id.value).cloned()
+        self.cx.events.state().step(&step.id.value).cloned()
     }
 
     /// The step was done by an earlier process (resume does not run it again).
     fn done_before(&self, step: &Step) -> bool {
         !self.ran_here.contains(&step.id.value)
             && self
+                .cx
                 .events
                 .state()
                 .step(&step.id.value)
                 .is_some_and(StepState::is_done)
     }
+}
 
+impl Ctx<'_> {
     /// Record a step's outcome under `steps.ID` for later conditions and templates.
     pub(crate) fn set_step_var(&mut self, id: &str, status: &str, result: Value) {
         if let Some(Value::Object(steps)) = self.vars.get_mut("steps") {

@@ -1,23 +1,23 @@
-//! One step, by kind: checks, actions, verify steps and manual steps, and how a
-//! step's start and end are journaled. The parts an action is made of live next
-//! door: `gate.rs` (plan and decision), `ops.rs` (resolving and running operations),
-//! `verify.rs` (polling) and `ladder.rs` (escalation).
+//! One step: its `when`, its start and end journaled, and in between the handler of
+//! its kind (`handlers/`). What handlers share lives here and next door, as methods of
+//! the context: saving results and evaluating conditions (here), `gate.rs` (plan and
+//! decision), `ops.rs` (resolving and running operations), `verify.rs` (polling) and
+//! resume's re-verification of operations whose outcome is unknown (here).
 
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::EngineError;
-use super::approve::{ManualAnswer, ManualRequest};
+use super::ctx::Ctx;
 use super::events::Notice;
-use super::run::{Engine, outcome_word};
+use super::handlers;
+use super::run::{Runner, outcome_word};
+use super::verify::Verdict;
 use crate::expr;
 use crate::journal::event::{Event, Outcome, Scope};
 use crate::journal::state::StepState;
-use crate::runbook::model::{Gate, Rung, Step, StepKind};
-
-use super::gate::Pass;
-use super::verify::{DEFAULT_WITHIN, Verdict};
+use crate::runbook::model::{Gate, Rung, Step};
 
 /// How a step ended, for the run loop.
 pub(crate) enum End {
@@ -34,26 +34,27 @@ pub(crate) enum End {
     Aborted(String),
 }
 
-impl Engine<'_> {
+impl Runner<'_> {
     /// Run one step and journal its start and end.
     pub(crate) async fn run_step(&mut self, step: &Step) -> Result<End, EngineError> {
         let id = step.id.value.clone();
         if let Some(when) = &step.when {
-            match self.eval_bool(when, None) {
+            match self.cx.eval_bool(when, None) {
                 Ok(true) => {}
                 Ok(false) => {
                     let reason = format!("`when` did not hold: {}", when.value);
-                    self.skip(&id, &reason)?;
+                    self.cx.skip(&id, &reason)?;
                     return Ok(End::Skipped(reason));
                 }
                 Err(e) => {
-                    let now = self.clock.now();
-                    return self.finish(step, now, failed(format!("`when`: {e}")), Value::Null);
+                    let now = self.cx.clock.now();
+                    let end = failed(format!("`when`: {e}"));
+                    return self.cx.finish(step, now, end, Value::Null, None);
                 }
             }
         }
         let kind = step.kind();
-        self.events.emit(
+        self.cx.events.emit(
             Event::StepStarted {
                 step: id.clone(),
                 title: step.title().to_string(),
@@ -64,22 +65,17 @@ impl Engine<'_> {
         tracing::info!(step = %id, kind = kind.key(), "step started");
         // Step durations come from the run's clock, like the journal's timestamps, so
         // the two agree when the clock is virtual (the lab in `demo` and `test`).
-        let t0 = self.clock.now();
-        let ran = match kind {
-            StepKind::Check => self.check(step).await,
-            StepKind::Action if !step.escalate.is_empty() => {
-                self.ladder(step).await.map(|end| (end, Value::Null))
-            }
-            StepKind::Action => self.action(step).await,
-            StepKind::Verify => self.verify_step(step).await,
-            StepKind::Manual => self.manual_step(step).await.map(|end| (end, Value::Null)),
-        };
+        let t0 = self.cx.clock.now();
+        let prior = self.prior(step);
+        let ran = handlers::handle(&mut self.cx, step, prior.as_ref()).await;
         // From here on, what the run state says about this step is this process's.
         self.ran_here.insert(id);
-        let (end, result) = ran?;
-        self.finish(step, t0, end, result)
+        let h = ran?;
+        self.cx.finish(step, t0, h.end, h.result, h.fixed_by)
     }
+}
 
+impl Ctx<'_> {
     pub(super) fn skip(&mut self, id: &str, reason: &str) -> Result<(), EngineError> {
         self.events.emit(
             Event::StepSkipped {
@@ -98,6 +94,7 @@ impl Engine<'_> {
         t0: chrono::DateTime<chrono::Utc>,
         end: End,
         result: Value,
+        fixed_by: Option<String>,
     ) -> Result<End, EngineError> {
         let id = &step.id.value;
         let took = (self.clock.now() - t0).to_std().unwrap_or_default();
@@ -109,7 +106,7 @@ impl Engine<'_> {
                         outcome: *outcome,
                         duration_ms: took.as_millis() as u64,
                         summary: self.events.redact(summary),
-                        fixed_by: self.fixed_by.take(),
+                        fixed_by,
                     },
                     false,
                 )?;
@@ -139,11 +136,9 @@ impl Engine<'_> {
         Ok(end)
     }
 
-    // ----- checks ---------------------------------------------------------------
-
     /// Run a step's own prepared operations with the step's `for_each`, concurrency,
     /// timeout and retry settings.
-    async fn execute_step(
+    pub(super) async fn execute_step(
         &self,
         step: &Step,
         prepared: Vec<super::ops::Prepared>,
@@ -161,39 +156,6 @@ impl Engine<'_> {
             done_items,
         )
         .await
-    }
-
-    pub(super) async fn check(&mut self, step: &Step) -> Result<(End, Value), EngineError> {
-        let Some(op) = step.op() else {
-            return Ok((failed("the check has no operation".into()), Value::Null));
-        };
-        let base = scope(step, None);
-        let prepared = match self.prepare(&base, op, step.for_each.as_deref(), true) {
-            Ok(p) => p,
-            Err(e) => return Ok((failed(e), Value::Null)),
-        };
-        let (result, errors) = self.execute_step(step, prepared, &[]).await?;
-        if self.cancel.is_cancelled() {
-            return Ok((End::Aborted("aborted by operator".into()), result));
-        }
-        if !errors.is_empty() {
-            return Ok((failed(errors.join("; ")), result));
-        }
-        self.save(step, &result)?;
-        match self.expect(step, &result) {
-            Ok(true) | Err(None) => Ok((ok(summarize(&result)), result)),
-            Ok(false) => Ok((
-                End::Done {
-                    outcome: Outcome::NotApplicable,
-                    summary: format!(
-                        "expect does not hold ({}): nothing to do",
-                        step.expect.as_deref().map(String::as_str).unwrap_or("")
-                    ),
-                },
-                result,
-            )),
-            Err(Some(e)) => Ok((failed(format!("expect: {e}")), result)),
-        }
     }
 
     /// Keep the result under the step's `save` name.
@@ -256,93 +218,6 @@ impl Engine<'_> {
             self.vars.remove("result");
         }
         out
-    }
-
-    // ----- actions --------------------------------------------------------------
-
-    pub(super) async fn action(&mut self, step: &Step) -> Result<(End, Value), EngineError> {
-        let Some(op) = step.op() else {
-            return Ok((failed("the action has no operation".into()), Value::Null));
-        };
-        let base = scope(step, None);
-        let mut prepared = match self.prepare(&base, op, step.for_each.as_deref(), false) {
-            Ok(p) => p,
-            Err(e) => return Ok((failed(e), Value::Null)),
-        };
-        let mut prior = self.prior(step);
-        let mut done_items = Vec::new();
-        if let Some(p) = &prior {
-            let unknown = !p.unknown_ops(None).is_empty();
-            if let Some(end) = self.reverify_unknown(step, p, None).await? {
-                return Ok((end, Value::Null));
-            }
-            done_items = p.ok_items(None);
-            prepared.retain(|x| !done_items.contains(&x.planned.scope.item));
-            if unknown && step.verification().is_none() {
-                // Nothing can tell whether it already happened: a person decides
-                // again, the earlier approval does not carry over.
-                prior = None;
-            }
-        }
-        let gate = self.gate_of(step, None);
-        // Nothing left to run (an empty `for_each`, or every item finished before a
-        // resume): there is nothing to approve.
-        let pass = if prepared.is_empty() && !self.opts.dry_run {
-            Pass::Go
-        } else {
-            self.gate(step, None, step.title(), &prepared, gate, prior.as_ref())
-                .await?
-        };
-        match pass {
-            Pass::Go => {}
-            Pass::Skip(r) => {
-                if let (true, Some(v)) = (self.opts.dry_run, step.verification()) {
-                    let title = v
-                        .title
-                        .as_deref()
-                        .map_or("the verification", |t| t.as_str());
-                    self.events.notice(Notice::WouldVerify {
-                        title: title.to_string(),
-                    });
-                }
-                return Ok((End::Skipped(r), Value::Null));
-            }
-            Pass::Pause(r) => {
-                return Ok((
-                    End::Paused {
-                        reason: r,
-                        approve: step.id.value.clone(),
-                    },
-                    Value::Null,
-                ));
-            }
-            Pass::Abort(r) => return Ok((End::Aborted(r), Value::Null)),
-        }
-        let (result, errors) = self.execute_step(step, prepared, &done_items).await?;
-        if self.cancel.is_cancelled() {
-            return Ok((End::Aborted("aborted by operator".into()), result));
-        }
-        if !errors.is_empty() {
-            return Ok((failed(errors.join("; ")), result));
-        }
-        self.save(step, &result)?;
-        match self.expect(step, &result) {
-            Ok(true) | Err(None) => {}
-            Ok(false) => {
-                let x = step.expect.as_deref().map(String::as_str).unwrap_or("");
-                return Ok((failed(format!("expect does not hold: {x}")), result));
-            }
-            Err(Some(e)) => return Ok((failed(format!("expect: {e}")), result)),
-        }
-        let Some(v) = step.verification() else {
-            return Ok((ok(summarize(&result)), result));
-        };
-        let within = v.within.as_deref().map(|d| d.0).unwrap_or(DEFAULT_WITHIN);
-        match self.verify(step, None, v, within, false).await? {
-            Verdict::Holds => Ok((ok(format!("{}; verified", summarize(&result))), result)),
-            Verdict::Fails(d) => Ok((failed(format!("verification failed: {d}")), result)),
-            Verdict::Aborted => Ok((End::Aborted("aborted by operator".into()), result)),
-        }
     }
 
     pub(super) fn gate_of(&self, step: &Step, rung: Option<&Rung>) -> Gate {
@@ -419,101 +294,6 @@ impl Engine<'_> {
             }
         }
     }
-
-    // ----- manual steps ---------------------------------------------------------
-
-    pub(super) async fn manual_step(&mut self, step: &Step) -> Result<End, EngineError> {
-        let text = step
-            .instructions
-            .as_ref()
-            .map(|i| i.value.as_str())
-            .unwrap_or(step.title());
-        let instruction = match self.render(text) {
-            Ok(t) => t,
-            Err(e) => return Ok(failed(format!("instructions: {e}"))),
-        };
-        if self.opts.dry_run {
-            self.events.notice(Notice::WouldAsk { instruction });
-            return Ok(End::Skipped("dry run: manual step not asked".into()));
-        }
-        Ok(
-            match self.manual(step, None, step.title(), instruction).await? {
-                ManualEnd::Done => ok("confirmed done".into()),
-                ManualEnd::Failed(r) => failed(r),
-                ManualEnd::Skipped(r) => End::Skipped(r),
-                ManualEnd::Paused(r) => End::Paused {
-                    reason: r,
-                    approve: step.id.value.clone(),
-                },
-                ManualEnd::Aborted(r) => End::Aborted(r),
-            },
-        )
-    }
-
-    pub(super) async fn manual(
-        &mut self,
-        step: &Step,
-        rung: Option<&str>,
-        title: &str,
-        instruction: String,
-    ) -> Result<ManualEnd, EngineError> {
-        let s = scope(step, rung.map(str::to_string));
-        let instruction = self.events.redact(&instruction);
-        if self.opts.dry_run {
-            self.events.notice(Notice::WouldAskPerson { instruction });
-            return Ok(ManualEnd::Skipped("dry run".into()));
-        }
-        self.events.emit(
-            Event::ManualRequested {
-                scope: s.clone(),
-                instruction: instruction.clone(),
-            },
-            true,
-        )?;
-        let req = ManualRequest {
-            step: step.id.value.clone(),
-            rung: rung.map(str::to_string),
-            title: title.to_string(),
-            instruction,
-        };
-        let answer = tokio::select! {
-            a = self.approver.manual(&req) => a,
-            () = self.cancel.cancelled() => return Ok(ManualEnd::Aborted("aborted by operator".into())),
-        };
-        let (outcome, by, end) = match answer {
-            ManualAnswer::Done { by, .. } => (Outcome::Ok, by, ManualEnd::Done),
-            ManualAnswer::Failed { by } => (
-                Outcome::Failed,
-                by.clone(),
-                ManualEnd::Failed(format!("{by} reported the manual step failed")),
-            ),
-            ManualAnswer::Skip { by } => (
-                Outcome::Skipped,
-                by.clone(),
-                ManualEnd::Skipped(format!("skipped by {by}")),
-            ),
-            ManualAnswer::Pause { reason } => return Ok(ManualEnd::Paused(reason)),
-        };
-        self.events.emit(
-            Event::ManualConfirmed {
-                scope: s,
-                outcome,
-                by,
-            },
-            true,
-        )?;
-        Ok(end)
-    }
-
-    // ----- operations -----------------------------------------------------------
-}
-
-pub(super) enum ManualEnd {
-    Done,
-    Failed(String),
-    Skipped(String),
-    Paused(String),
-    Aborted(String),
 }
 
 pub(super) fn scope(step: &Step, rung: Option<String>) -> Scope {

@@ -3,13 +3,11 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
-
 use super::EngineError;
 use super::console::human;
+use super::ctx::Ctx;
 use super::events::{BarKind, Notice};
-use super::run::Engine;
-use super::steps::{End, failed, ok, scope, summarize, timeout};
+use super::steps::{scope, summarize};
 use crate::journal::event::{Event, Scope};
 use crate::providers::OpError;
 use crate::runbook::model::{OpRef, Step, Verification};
@@ -24,7 +22,7 @@ pub(super) enum Verdict {
 pub(super) const DEFAULT_WITHIN: Duration = Duration::from_secs(60);
 pub(super) const DEFAULT_EVERY: Duration = Duration::from_secs(10);
 
-impl Engine<'_> {
+impl Ctx<'_> {
     /// Poll a verification (an action's block, `verification = true`) until `expect`
     /// holds or `within` runs out. `within` zero polls exactly once.
     pub(super) async fn verify(
@@ -135,35 +133,5 @@ impl Engine<'_> {
                 }
             }
         }
-    }
-
-    pub(super) async fn verify_step(&mut self, step: &Step) -> Result<(End, Value), EngineError> {
-        let Some(op) = step.op() else {
-            return Ok((
-                failed("the verify step has no operation".into()),
-                Value::Null,
-            ));
-        };
-        if self.opts.dry_run {
-            return Ok((End::Skipped("dry run: would verify".into()), Value::Null));
-        }
-        let within = step
-            .within
-            .as_deref()
-            .map(|d| d.0)
-            .unwrap_or(DEFAULT_WITHIN);
-        let every = step.every.as_deref().map(|d| d.0).unwrap_or(DEFAULT_EVERY);
-        let expect = step.expect.as_deref().map(String::as_str);
-        let s = scope(step, None);
-        Ok(
-            match self
-                .poll(s, op, expect, within, every, timeout(step))
-                .await?
-            {
-                Verdict::Holds => (ok("holds".into()), Value::Null),
-                Verdict::Fails(d) => (failed(d), Value::Null),
-                Verdict::Aborted => (End::Aborted("aborted by operator".into()), Value::Null),
-            },
-        )
     }
 }

@@ -16,7 +16,9 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::event::{Decision, Event, Outcome, Record, RunStatus, RunbookRef, Scope};
+use super::event::{
+    ApprovalSource, Decision, Event, Outcome, Record, RunStatus, RunbookRef, Scope,
+};
 
 /// Identifies one operation of a step: its rung, its `for_each` item, and whether it
 /// belongs to the verification.
@@ -37,6 +39,24 @@ impl From<&Scope> for OpKey {
     }
 }
 
+/// What the events say about one operation (one scope): its last state, when it last
+/// started and finished, which attempt that was and how many times it started.
+///
+/// Only the outcome is kept, never the result: the renderer streams results from the
+/// journal itself, so applying an `op_finished` stays cheap however big its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpRecord {
+    pub state: OpState,
+    /// Time of the last `op_started` of this scope (or of its `op_finished` when the
+    /// journal has no start, a journal cut at the front).
+    pub started: DateTime<Utc>,
+    pub finished: Option<DateTime<Utc>>,
+    /// The attempt number of the last event about the operation.
+    pub attempt: u32,
+    /// How many `op_started` events this scope had (retries and polls included).
+    pub starts: u32,
+}
+
 /// The last thing the events say about one operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OpState {
@@ -48,34 +68,119 @@ pub enum OpState {
     },
 }
 
-/// A gate decision as journaled.
+/// A gate decision as journaled, with the request it answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateRecord {
     pub rung: Option<String>,
     pub decision: Decision,
     pub by: String,
+    pub source: ApprovalSource,
     pub digest: String,
+    /// When the gate was first asked and not answered since (a gate asked again after
+    /// a resume keeps this time, so the wait counts the whole time nobody answered);
+    /// the decision's own time when the journal has no request.
+    pub asked: DateTime<Utc>,
+    pub decided: DateTime<Utc>,
+    /// How many operations the plan shown at the gate held (0 without a request).
+    pub planned: usize,
+}
+
+impl GateRecord {
+    /// Milliseconds a person (or the policy) took to answer.
+    pub fn waited_ms(&self) -> u64 {
+        between_ms(self.asked, self.decided)
+    }
+}
+
+/// A gate asked and not answered yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingGate {
+    pub rung: Option<String>,
+    pub asked: DateTime<Utc>,
+    pub planned: usize,
+}
+
+/// A manual confirmation as journaled, with the request it answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManualRecord {
+    /// The rung, `None` for a manual step.
+    pub rung: Option<String>,
+    pub outcome: Outcome,
+    pub by: String,
+    /// The last request of this step (or rung) since it (last) started; `None` when
+    /// the journal has none (it was cut, or the request was before a restart).
+    pub requested: Option<DateTime<Utc>>,
+    pub confirmed: DateTime<Utc>,
+}
+
+impl ManualRecord {
+    /// Milliseconds the person took (0 without a request).
+    pub fn waited_ms(&self) -> u64 {
+        self.requested.map_or(0, |r| between_ms(r, self.confirmed))
+    }
+}
+
+/// A rung of an escalation ladder as it was (last) started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RungInfo {
+    pub title: String,
+    /// 1-based position in the ladder, of `of` rungs.
+    pub index: usize,
+    pub of: usize,
+    pub started: DateTime<Utc>,
+}
+
+/// A pause of the run: from the `paused` event to the `run_resumed` that ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PauseRecord {
+    pub from: DateTime<Utc>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A later process that took the run over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResumeRecord {
+    pub at: DateTime<Utc>,
+    pub operator: String,
+    pub host: String,
+}
+
+/// Milliseconds from `a` to `b`, 0 when `b` is earlier (clocks of two hosts).
+pub fn between_ms(a: DateTime<Utc>, b: DateTime<Utc>) -> u64 {
+    u64::try_from((b - a).num_milliseconds()).unwrap_or(0)
 }
 
 /// What the events say about one step.
 #[derive(Debug, Clone, Default)]
 pub struct StepState {
     pub started: bool,
+    /// From the last `step_started` (a step resumed starts again).
+    pub started_at: Option<DateTime<Utc>>,
     /// From `step_started`.
     pub title: String,
+    /// `check`, `action`, `verify` or `manual`, from `step_started`.
+    pub kind: String,
     /// From `step_finished`.
     pub finished: Option<Outcome>,
+    pub finished_at: Option<DateTime<Utc>>,
     pub summary: Option<String>,
     /// From `step_skipped`.
     pub skipped: Option<String>,
     pub gates: Vec<GateRecord>,
-    pub ops: BTreeMap<OpKey, OpState>,
+    /// Gates asked and not answered yet, by rung (`None`: the step's own gate).
+    pub pending_gates: Vec<PendingGate>,
+    pub ops: BTreeMap<OpKey, OpRecord>,
     /// Escalation rungs started, in order.
     pub rungs: Vec<String>,
-    /// Titles of the rungs started, by rung id.
-    pub rung_titles: HashMap<String, String>,
-    /// Manual confirmations: rung (None for a manual step) and outcome.
-    pub manual: Vec<(Option<String>, Outcome)>,
+    /// The rungs started, by rung id.
+    pub rung_info: HashMap<String, RungInfo>,
+    /// The rung of the last `rung_started`.
+    pub current_rung: Option<String>,
+    /// Manual confirmations, in order.
+    pub manual: Vec<ManualRecord>,
+    /// The last manual request of the step (rung `None`) or of each rung since it
+    /// (last) started.
+    pub manual_requested: Vec<(Option<String>, DateTime<Utc>)>,
 }
 
 /// The name this type had when only `resume` folded the journal.
@@ -96,7 +201,7 @@ impl StepState {
                 !k.verification
                     && k.rung.as_deref() == rung
                     && matches!(
-                        s,
+                        s.state,
                         OpState::Started
                             | OpState::Finished {
                                 outcome: Outcome::Aborted | Outcome::Unknown,
@@ -114,7 +219,7 @@ impl StepState {
             .filter(|(k, s)| {
                 !k.verification
                     && k.rung.as_deref() == rung
-                    && **s
+                    && s.state
                         == OpState::Finished {
                             outcome: Outcome::Ok,
                         }
@@ -140,7 +245,19 @@ impl StepState {
 
     /// The title of a rung as it was started; its id when it never was.
     pub fn rung_title<'a>(&'a self, rung: &'a str) -> &'a str {
-        self.rung_titles.get(rung).map_or(rung, String::as_str)
+        self.rung_info.get(rung).map_or(rung, |r| r.title.as_str())
+    }
+
+    /// The operation of `scope`'s key, if the events named it.
+    pub fn op(&self, key: &OpKey) -> Option<&OpRecord> {
+        self.ops.get(key)
+    }
+
+    /// The gate of `rung` asked and not answered yet.
+    pub fn pending_gate(&self, rung: Option<&str>) -> Option<&PendingGate> {
+        self.pending_gates
+            .iter()
+            .find(|g| g.rung.as_deref() == rung)
     }
 }
 
@@ -166,8 +283,15 @@ pub struct RunState {
     pub steps: HashMap<String, StepState>,
     /// The step of the last `paused` event, if the run is paused.
     pub paused_at: Option<String>,
+    /// Every pause, in order; the last one is open while the run is paused.
+    pub pauses: Vec<PauseRecord>,
     /// How many processes drove the run: 1 + the `run_resumed` events.
     pub sessions: u32,
+    /// Every later process that took the run over.
+    pub resumes: Vec<ResumeRecord>,
+    /// When and why the run ended, with `status` (cleared by a `run_resumed`).
+    pub ended: Option<DateTime<Utc>>,
+    pub reason: Option<String>,
 }
 
 /// The name this type had when only `resume` folded the journal.
@@ -221,22 +345,53 @@ impl RunState {
                 self.started = ts;
                 self.sessions = 1;
             }
-            Event::Note { .. }
-            | Event::VerifyPolled { .. }
-            | Event::GateRequested { .. }
-            | Event::ManualRequested { .. }
-            | Event::Escalated { .. } => {}
-            Event::RunResumed { .. } => {
-                self.status = None;
-                self.paused_at = None;
-                self.sessions += 1;
+            Event::Note { .. } | Event::VerifyPolled { .. } | Event::Escalated { .. } => {}
+            Event::GateRequested {
+                step, rung, ops, ..
+            } => {
+                let s = self.step_mut(step);
+                if s.pending_gate(rung.as_deref()).is_none() {
+                    s.pending_gates.push(PendingGate {
+                        rung: rung.clone(),
+                        asked: ts,
+                        planned: ops.len(),
+                    });
+                }
             }
-            Event::StepStarted { step, title, .. } => {
+            Event::ManualRequested { scope, .. } => {
+                let m = &mut self.step_mut(&scope.step).manual_requested;
+                m.retain(|(r, _)| *r != scope.rung);
+                m.push((scope.rung.clone(), ts));
+            }
+            Event::RunResumed { operator, host } => {
+                self.status = None;
+                self.ended = None;
+                self.reason = None;
+                self.paused_at = None;
+                if let Some(p) = self.pauses.last_mut()
+                    && p.to.is_none()
+                {
+                    p.to = Some(ts);
+                }
+                self.sessions += 1;
+                self.resumes.push(ResumeRecord {
+                    at: ts,
+                    operator: operator.clone(),
+                    host: host.clone(),
+                });
+            }
+            Event::StepStarted { step, title, kind } => {
                 let s = self.step_mut(step);
                 s.started = true;
+                s.started_at = Some(ts);
                 s.title.clone_from(title);
-                // A step run again after an abort starts over.
+                s.kind.clone_from(kind);
+                // A step run again after an abort starts over, and so does what it
+                // asked a person: a request before the restart is not answered by a
+                // decision after it.
                 s.finished = None;
+                s.pending_gates.retain(|g| g.rung.is_some());
+                s.manual_requested.retain(|(r, _)| r.is_some());
             }
             Event::StepSkipped { step, reason } => {
                 self.step_mut(step).skipped = Some(reason.clone());
@@ -246,37 +401,114 @@ impl RunState {
                 rung,
                 decision,
                 by,
+                source,
                 digest,
+            } => {
+                let s = self.step_mut(step);
+                let pending = s
+                    .pending_gates
+                    .iter()
+                    .position(|g| g.rung == *rung)
+                    .map(|i| s.pending_gates.remove(i));
+                s.gates.push(GateRecord {
+                    rung: rung.clone(),
+                    decision: *decision,
+                    by: by.clone(),
+                    source: *source,
+                    digest: digest.clone(),
+                    asked: pending.as_ref().map_or(ts, |p| p.asked),
+                    decided: ts,
+                    planned: pending.map_or(0, |p| p.planned),
+                });
+            }
+            Event::Paused { step, .. } => {
+                self.paused_at = Some(step.clone());
+                // Paused twice without a resume: the pause counts from the last one.
+                match self.pauses.last_mut() {
+                    Some(p) if p.to.is_none() => p.from = ts,
+                    _ => self.pauses.push(PauseRecord { from: ts, to: None }),
+                }
+            }
+            Event::OpStarted { op, attempt } => {
+                let op = self
+                    .step_mut(&op.scope.step)
+                    .ops
+                    .entry(OpKey::from(&op.scope))
+                    .or_insert(OpRecord {
+                        state: OpState::Started,
+                        started: ts,
+                        finished: None,
+                        attempt: *attempt,
+                        starts: 0,
+                    });
+                op.state = OpState::Started;
+                op.started = ts;
+                op.finished = None;
+                op.attempt = *attempt;
+                op.starts += 1;
+            }
+            Event::OpFinished {
+                scope,
+                outcome,
+                attempt,
                 ..
-            } => self.step_mut(step).gates.push(GateRecord {
-                rung: rung.clone(),
-                decision: *decision,
-                by: by.clone(),
-                digest: digest.clone(),
-            }),
-            Event::Paused { step, .. } => self.paused_at = Some(step.clone()),
-            Event::OpStarted { op, .. } => {
-                self.step_mut(&op.scope.step)
+            } => {
+                let op = self
+                    .step_mut(&scope.step)
                     .ops
-                    .insert(OpKey::from(&op.scope), OpState::Started);
+                    .entry(OpKey::from(scope))
+                    .or_insert(OpRecord {
+                        state: OpState::Started,
+                        started: ts,
+                        finished: None,
+                        attempt: *attempt,
+                        starts: 0,
+                    });
+                op.state = OpState::Finished { outcome: *outcome };
+                op.finished = Some(ts);
+                op.attempt = *attempt;
             }
-            Event::OpFinished { scope, outcome, .. } => {
-                self.step_mut(&scope.step)
-                    .ops
-                    .insert(OpKey::from(scope), OpState::Finished { outcome: *outcome });
+            Event::ManualConfirmed { scope, outcome, by } => {
+                let s = self.step_mut(&scope.step);
+                let requested = s
+                    .manual_requested
+                    .iter()
+                    .find(|(r, _)| *r == scope.rung)
+                    .map(|&(_, at)| at);
+                s.manual.push(ManualRecord {
+                    rung: scope.rung.clone(),
+                    outcome: *outcome,
+                    by: by.clone(),
+                    requested,
+                    confirmed: ts,
+                });
             }
-            Event::ManualConfirmed { scope, outcome, .. } => self
-                .step_mut(&scope.step)
-                .manual
-                .push((scope.rung.clone(), *outcome)),
             Event::RungStarted {
-                step, rung, title, ..
+                step,
+                rung,
+                title,
+                index,
+                of,
             } => {
                 let s = self.step_mut(step);
                 if !s.rungs.contains(rung) {
                     s.rungs.push(rung.clone());
                 }
-                s.rung_titles.insert(rung.clone(), title.clone());
+                s.rung_info.insert(
+                    rung.clone(),
+                    RungInfo {
+                        title: title.clone(),
+                        index: *index,
+                        of: *of,
+                        started: ts,
+                    },
+                );
+                s.current_rung = Some(rung.clone());
+                // What the rung asked before it started again is not answered by
+                // what comes after.
+                let again = Some(rung);
+                s.pending_gates.retain(|g| g.rung.as_ref() != again);
+                s.manual_requested.retain(|(r, _)| r.as_ref() != again);
             }
             Event::Saved { name, value, .. } => {
                 self.saved.insert(name.clone(), value.clone());
@@ -289,14 +521,17 @@ impl RunState {
             } => {
                 let s = self.step_mut(step);
                 s.finished = Some(*outcome);
+                s.finished_at = Some(ts);
                 s.summary = Some(summary.clone());
             }
             Event::RunFinished {
                 status,
                 duration_ms,
-                ..
+                reason,
             } => {
                 self.status = Some(*status);
+                self.ended = Some(ts);
+                self.reason.clone_from(reason);
                 self.duration_ms += duration_ms;
             }
         }
@@ -308,318 +543,5 @@ impl RunState {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::journal::event::{ApprovalSource, PlannedOp};
-
-    fn rec(seq: u64, event: Event) -> Record {
-        Record {
-            seq,
-            ts: Utc::now(),
-            event,
-        }
-    }
-
-    /// Records numbered from 1, all at the same instant.
-    fn records(events: Vec<Event>) -> Vec<Record> {
-        events
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| rec(i as u64 + 1, e))
-            .collect()
-    }
-
-    fn started() -> Event {
-        Event::RunStarted {
-            format: 1,
-            run_id: "r1".into(),
-            runbook: RunbookRef {
-                name: "n".into(),
-                title: "t".into(),
-                path: "p.yaml".into(),
-                sha256: "00".into(),
-                git: None,
-            },
-            params: Map::new(),
-            operator: "ana".into(),
-            host: "h".into(),
-            tool_version: "0".into(),
-            dry_run: false,
-        }
-    }
-
-    fn scope(step: &str, rung: Option<&str>, item: Option<usize>) -> Scope {
-        Scope {
-            step: step.into(),
-            rung: rung.map(str::to_string),
-            item,
-            verification: false,
-        }
-    }
-
-    fn step_started(step: &str) -> Event {
-        Event::StepStarted {
-            step: step.into(),
-            title: format!("Title of {step}"),
-            kind: "action".into(),
-        }
-    }
-
-    fn op_started(scope: Scope) -> Event {
-        Event::OpStarted {
-            op: PlannedOp {
-                scope,
-                provider: "shell".into(),
-                display: "touch x".into(),
-                op: Value::Null,
-                mutating: true,
-            },
-            attempt: 1,
-        }
-    }
-
-    fn op_finished(scope: Scope, outcome: Outcome) -> Event {
-        Event::OpFinished {
-            scope,
-            attempt: 1,
-            outcome,
-            duration_ms: 1,
-            result: Some(Value::from("big")),
-            error: None,
-            output_file: None,
-            calls: Vec::new(),
-        }
-    }
-
-    fn finished(step: &str, outcome: Outcome) -> Event {
-        Event::StepFinished {
-            step: step.into(),
-            outcome,
-            duration_ms: 1,
-            summary: "s".into(),
-            fixed_by: None,
-        }
-    }
-
-    fn decided(step: &str, rung: Option<&str>, decision: Decision, digest: &str) -> Event {
-        Event::GateDecided {
-            step: step.into(),
-            rung: rung.map(str::to_string),
-            decision,
-            by: "ana".into(),
-            source: ApprovalSource::Prompt,
-            digest: digest.into(),
-        }
-    }
-
-    fn run_finished(status: RunStatus, duration_ms: u64) -> Event {
-        Event::RunFinished {
-            status,
-            duration_ms,
-            reason: None,
-        }
-    }
-
-    #[test]
-    fn a_journal_must_start_with_run_started() {
-        assert!(RunState::from_records(&[]).is_err());
-        let r = RunState::from_records(&records(vec![step_started("a")]));
-        assert!(r.is_err());
-    }
-
-    #[test]
-    fn run_started_sets_the_identity_of_the_run() {
-        let r = RunState::from_records(&records(vec![started()])).unwrap();
-        assert_eq!(r.run_id, "r1");
-        assert_eq!(r.runbook.name, "n");
-        assert_eq!(r.operator, "ana");
-        assert_eq!(r.sessions, 1);
-        assert_eq!(r.status, None);
-    }
-
-    #[test]
-    fn an_op_started_but_never_finished_has_an_unknown_outcome() {
-        let r = RunState::from_records(&records(vec![
-            started(),
-            step_started("fix"),
-            op_started(scope("fix", None, None)),
-        ]))
-        .unwrap();
-        let s = &r.steps["fix"];
-        assert!(!s.is_done());
-        assert_eq!(s.unknown_ops(None).len(), 1);
-        assert_eq!(s.title, "Title of fix");
-        assert_eq!(r.status, None);
-    }
-
-    #[test]
-    fn an_aborted_op_is_unknown_and_ok_items_are_not_run_again() {
-        let r = RunState::from_records(&records(vec![
-            started(),
-            step_started("fix"),
-            op_started(scope("fix", None, Some(0))),
-            op_finished(scope("fix", None, Some(0)), Outcome::Ok),
-            op_started(scope("fix", None, Some(1))),
-            op_finished(scope("fix", None, Some(1)), Outcome::Aborted),
-            op_started(scope("fix", None, Some(2))),
-        ]))
-        .unwrap();
-        let s = &r.steps["fix"];
-        assert_eq!(s.ok_items(None), vec![Some(0)]);
-        let unknown: Vec<_> = s.unknown_ops(None).iter().map(|k| k.item).collect();
-        assert_eq!(unknown, vec![Some(1), Some(2)]);
-        // Another rung's operations are another rung's.
-        assert!(s.unknown_ops(Some("fix.2")).is_empty());
-    }
-
-    #[test]
-    fn verification_ops_are_never_unknown_actions() {
-        let mut v = scope("fix", None, None);
-        v.verification = true;
-        let r = RunState::from_records(&records(vec![
-            started(),
-            step_started("fix"),
-            op_started(v),
-        ]))
-        .unwrap();
-        assert!(r.steps["fix"].unknown_ops(None).is_empty());
-    }
-
-    #[test]
-    fn an_approval_holds_for_the_same_plan_only() {
-        let r = RunState::from_records(&records(vec![
-            started(),
-            step_started("fix"),
-            decided("fix", None, Decision::Approved, "d1"),
-            decided("fix", Some("fix.2"), Decision::Declined, "d2"),
-        ]))
-        .unwrap();
-        let s = &r.steps["fix"];
-        assert_eq!(s.approval(None, "d1").map(|g| g.by.as_str()), Some("ana"));
-        assert!(s.approval(None, "d9").is_none());
-        assert_eq!(
-            s.stale_approval(None, "d9").map(|g| g.digest.as_str()),
-            Some("d1")
-        );
-        // A declined gate is no approval.
-        assert!(s.approval(Some("fix.2"), "d2").is_none());
-    }
-
-    #[test]
-    fn a_step_aborted_is_not_done_and_starts_over_when_run_again() {
-        let mut r = RunState::from_records(&records(vec![
-            started(),
-            step_started("fix"),
-            finished("fix", Outcome::Aborted),
-        ]))
-        .unwrap();
-        assert!(!r.steps["fix"].is_done());
-        r.apply(Utc::now(), &step_started("fix"));
-        assert_eq!(r.steps["fix"].finished, None);
-        r.apply(Utc::now(), &finished("fix", Outcome::Failed));
-        assert!(r.steps["fix"].is_done());
-        assert_eq!(r.steps["fix"].summary.as_deref(), Some("s"));
-    }
-
-    #[test]
-    fn a_skipped_step_is_done() {
-        let r = RunState::from_records(&records(vec![
-            started(),
-            Event::StepSkipped {
-                step: "a".into(),
-                reason: "no".into(),
-            },
-        ]))
-        .unwrap();
-        assert!(r.steps["a"].is_done());
-        assert!(!r.steps["a"].started);
-    }
-
-    #[test]
-    fn rungs_are_kept_in_order_once_with_their_titles() {
-        let rung = |id: &str, index| Event::RungStarted {
-            step: "fix".into(),
-            rung: id.into(),
-            title: format!("{id} title"),
-            index,
-            of: 2,
-        };
-        let r = RunState::from_records(&records(vec![
-            started(),
-            step_started("fix"),
-            rung("fix.1", 1),
-            rung("fix.2", 2),
-            rung("fix.1", 1),
-            Event::ManualConfirmed {
-                scope: scope("fix", Some("fix.2"), None),
-                outcome: Outcome::Ok,
-                by: "bo".into(),
-            },
-        ]))
-        .unwrap();
-        let s = &r.steps["fix"];
-        assert_eq!(s.rungs, vec!["fix.1", "fix.2"]);
-        assert_eq!(s.rung_title("fix.2"), "fix.2 title");
-        assert_eq!(s.rung_title("fix.3"), "fix.3");
-        assert_eq!(s.manual, vec![(Some("fix.2".to_string()), Outcome::Ok)]);
-    }
-
-    #[test]
-    fn a_resumed_run_is_no_longer_paused_and_saved_values_survive() {
-        let r = RunState::from_records(&records(vec![
-            started(),
-            Event::Saved {
-                step: "c".into(),
-                name: "x".into(),
-                value: Value::from(3),
-            },
-            Event::Paused {
-                step: "fix".into(),
-                reason: "nobody".into(),
-                resume: "runbook resume r1".into(),
-            },
-            run_finished(RunStatus::Paused, 5),
-        ]))
-        .unwrap();
-        assert_eq!(r.paused_at.as_deref(), Some("fix"));
-        assert_eq!(r.status, Some(RunStatus::Paused));
-        let mut r = r;
-        r.apply(
-            Utc::now(),
-            &Event::RunResumed {
-                operator: "bo".into(),
-                host: "h".into(),
-            },
-        );
-        assert_eq!(r.status, None);
-        assert_eq!(r.paused_at, None);
-        assert_eq!(r.saved["x"], Value::from(3));
-        assert_eq!(r.sessions, 2);
-        r.apply(Utc::now(), &run_finished(RunStatus::Succeeded, 7));
-        assert_eq!(r.status, Some(RunStatus::Succeeded));
-        assert_eq!(r.duration_ms, 12);
-    }
-
-    #[test]
-    fn applying_one_event_at_a_time_is_the_same_as_folding_the_journal() {
-        let events = vec![
-            started(),
-            step_started("fix"),
-            decided("fix", None, Decision::Approved, "d1"),
-            op_started(scope("fix", None, None)),
-            op_finished(scope("fix", None, None), Outcome::Ok),
-            finished("fix", Outcome::Ok),
-            run_finished(RunStatus::Succeeded, 3),
-        ];
-        let recs = records(events);
-        let folded = RunState::from_records(&recs).unwrap();
-        let mut live = RunState::default();
-        for r in &recs {
-            live.apply(r.ts, &r.event);
-            // Every prefix is a valid state, too.
-            assert_eq!(live.last_ts, r.ts);
-        }
-        assert_eq!(format!("{live:?}"), format!("{folded:?}"));
-        assert!(live.steps["fix"].is_done());
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;

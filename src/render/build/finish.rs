@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Datelike, Utc};
 
-use super::present::{bounded, label, long_weekday, no_result, result_details};
+use super::present::{add_wait, bounded, label, long_weekday, no_result, result_details, status};
 use super::{Builder, Built, EntryAcc};
 use crate::render::format::{Time, between, duration_ms};
 use crate::render::gantt::Span;
@@ -14,7 +14,8 @@ impl Builder {
         // Fall back to any passing verification only when the runbook has nothing
         // that proves the fix (no verify step, no ladder): a failed ladder must not
         // count the cordon's verification as mitigation.
-        let fix_possible = !self.rungs.is_empty() || self.steps.iter().any(|s| s.kind == "verify");
+        let fix_possible = self.state.steps.values().any(|s| !s.rung_info.is_empty())
+            || self.steps.iter().any(|s| s.kind == "verify");
         let any = self.mitigated_any.take().filter(|_| !fix_possible);
         if let Some((i, m)) = self.mitigated_fix.take().or(any) {
             let e = &mut self.entries[i].entry;
@@ -29,14 +30,17 @@ impl Builder {
         let last = self.last_ts;
         // Rungs and steps still open at the end of the journal.
         let mut open: Vec<String> = self
-            .current_rung
-            .keys()
-            .filter(|step| {
-                self.step_row
-                    .get(*step)
-                    .is_some_and(|&r| self.steps[r].outcome.is_none())
+            .state
+            .steps
+            .iter()
+            .filter(|(step, s)| {
+                s.current_rung.is_some()
+                    && self
+                        .step_row
+                        .get(*step)
+                        .is_some_and(|&r| self.steps[r].outcome.is_none())
             })
-            .cloned()
+            .map(|(step, _)| step.clone())
             .collect();
         open.sort();
         for step in open {
@@ -49,8 +53,9 @@ impl Builder {
             }
         }
         for row in &self.steps {
+            let st = self.state.step(&row.id);
             if row.outcome.is_none()
-                && let (Some(&start), Some(end)) = (self.step_start.get(&row.id), last)
+                && let (Some(start), Some(end)) = (st.and_then(|s| s.started_at), last)
             {
                 self.spans.push(Span {
                     label: row.title.clone(),
@@ -59,18 +64,18 @@ impl Builder {
                     end,
                     ok: false,
                     open: true,
-                    ladder: self.current_rung.contains_key(&row.id),
+                    ladder: st.is_some_and(|s| s.current_rung.is_some()),
                     step: row.id.clone(),
                 });
             }
         }
         // Escalations name rungs that had not started yet when they were journaled.
-        let rungs = &self.rungs;
-        for acc in &mut self.entries {
+        let mut entries = std::mem::take(&mut self.entries);
+        for acc in &mut entries {
             if let Some(esc) = &mut acc.entry.escalation {
                 for r in [&mut esc.from, &mut esc.to] {
-                    if let Some((known, _)) = rungs.get(&(esc.step.clone(), r.id.clone())) {
-                        *r = known.clone();
+                    if let Some(known) = self.known_rung(&esc.step, &r.id) {
+                        *r = known;
                     }
                 }
             }
@@ -106,39 +111,53 @@ impl Builder {
             }
         });
         run.events = self.events;
-        // Whether the run ended is the run state's answer, the same one `resume` and
-        // `runbook runs` get: a `run_finished` followed by a `run_resumed` is a run
-        // that went on (and, if nothing ended it since, did not finish).
-        if self.state.status.is_none() && self.finished.is_some() {
-            run.status = "unfinished".to_owned();
-            run.status_label = "Unfinished (the journal has no end)".to_owned();
-            run.reason = None;
-            run.ended = None;
-            self.finished = None;
+        // Whether and how the run ended is the run state's answer, the same one
+        // `resume` and `runbook runs` get: a `run_finished` followed by a
+        // `run_resumed` is a run that went on (and, if nothing ended it since, did
+        // not finish).
+        let ended = self.state.ended.filter(|_| self.state.status.is_some());
+        if let (Some(s), Some(at)) = (self.state.status, ended) {
+            let (code, label) = status(s);
+            run.status = code.to_owned();
+            run.status_label = label.to_owned();
+            run.reason.clone_from(&self.state.reason);
+            run.ended = Some(Time::new(at, self.tz));
         }
         let start = self.run_start.or(first);
-        if let (Some(s), Some(e)) = (start, self.finished.or(last)) {
+        if let (Some(s), Some(e)) = (start, ended.or(last)) {
             run.duration = Some(duration_ms(between(s, e)));
         }
-        if self.finished.is_none() && self.events > 0 {
+        // Pauses ended by a resume, as the state counts them.
+        for p in &self.state.pauses {
+            if let Some(to) = p.to {
+                add_wait(&mut self.metrics.paused, between(p.from, to));
+            }
+        }
+        if ended.is_none() && self.events > 0 {
             self.warnings.push(
                 "The run has not finished: it is still running, or the process was killed. Everything after the last event is unknown."
                     .to_owned(),
             );
         }
         for row in &mut self.steps {
-            row.rungs = self
-                .rungs
-                .iter()
-                .filter(|((s, _), _)| *s == row.id)
-                .map(|(_, (r, _))| r.clone())
-                .collect();
-            row.rungs.sort_by_key(|r| r.index);
+            if let Some(st) = self.state.step(&row.id) {
+                row.rungs = st
+                    .rung_info
+                    .iter()
+                    .map(|(id, r)| RungRef {
+                        id: id.clone(),
+                        title: r.title.clone(),
+                        index: r.index,
+                        of: r.of,
+                    })
+                    .collect();
+                row.rungs.sort_by_key(|r| r.index);
+            }
         }
-        let finished = self.finished.is_some();
+        let finished = ended.is_some();
         let mut timeline: Vec<Day> = Vec::new();
         let mut approvals = Vec::new();
-        for acc in self.entries {
+        for acc in entries {
             let e = finish_entry(acc, finished);
             if let Some(g) = &e.gate {
                 approvals.push(Approval {
@@ -268,7 +287,7 @@ mod tests {
     use chrono::{TimeZone, Utc};
     use serde_json::Map;
 
-    use crate::journal::event::{Event, Record, RunStatus, RunbookRef};
+    use crate::journal::event::{ApprovalSource, Decision, Event, Record, RunStatus, RunbookRef};
     use crate::journal::reader::Journal;
 
     fn journal(events: Vec<Event>) -> Journal {
@@ -314,6 +333,71 @@ mod tests {
             operator: "bo".into(),
             host: "h".into(),
         }
+    }
+
+    fn step(kind: &str) -> Event {
+        Event::StepStarted {
+            step: "fix".into(),
+            title: "Fix".into(),
+            kind: kind.into(),
+        }
+    }
+
+    /// The gate's wait and who answered come from the run state: asked at second 2,
+    /// asked again after a resume at second 4, approved at second 5.
+    #[test]
+    fn a_gate_asked_again_after_a_resume_waits_from_the_first_request() {
+        let asked = || Event::GateRequested {
+            step: "fix".into(),
+            rung: None,
+            ops: Vec::new(),
+            digest: "d".into(),
+        };
+        let pm = super::super::build(
+            &journal(vec![
+                started(),
+                step("action"),
+                asked(),
+                resumed(),
+                asked(),
+                Event::GateDecided {
+                    step: "fix".into(),
+                    rung: None,
+                    decision: Decision::Approved,
+                    by: "bo".into(),
+                    source: ApprovalSource::Prompt,
+                    digest: "d".into(),
+                },
+            ]),
+            chrono_tz::UTC,
+        )
+        .pm;
+        assert_eq!(pm.metrics.gate_wait.total_ms, 3000);
+        assert_eq!(pm.approvals.len(), 1);
+        assert_eq!(pm.approvals[0].gate.by.as_deref(), Some("bo"));
+        assert_eq!(pm.approvals[0].gate.waited_ms, 3000);
+    }
+
+    /// A pause counts from the `paused` event to the resume, as the state has it.
+    #[test]
+    fn a_pause_counts_until_the_resume() {
+        let pm = super::super::build(
+            &journal(vec![
+                started(),
+                Event::Paused {
+                    step: "fix".into(),
+                    reason: "nobody".into(),
+                    resume: "runbook resume r1".into(),
+                },
+                paused(),
+                resumed(),
+            ]),
+            chrono_tz::UTC,
+        )
+        .pm;
+        assert_eq!(pm.metrics.paused.total_ms, 2000);
+        assert_eq!(pm.metrics.paused.count, 1);
+        assert_eq!(pm.run.resumed.len(), 1);
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! From journal records to the [`Postmortem`] model, in one pass.
 //!
-//! Events are folded into timeline entries: a step's gate, operations, verification
-//! polls and manual confirmation all land on the entry its `StepStarted` (or, inside
-//! an escalation ladder, its `RungStarted`) opened, found by the event's scope. Polls
-//! and retries of one operation line are merged, so a verification polled 30 times
-//! is one line with `runs: 30`, not 30 entries.
+//! Every record is first applied to a [`RunState`], the same fold the engine and
+//! `resume` use; what an event *means* (a step's outcome, who decided a gate and how
+//! long it was asked, a manual confirmation and its wait, an operation's outcome, the
+//! rungs of a ladder, pauses, resumes and whether the run ended) is then read from
+//! that state, so the postmortem cannot disagree with the engine or with `resume`.
+//! This module only decides where things are shown: events are placed into timeline
+//! entries (a step's gate, operations, verification polls and manual confirmation
+//! land on the entry its `StepStarted` or, inside an escalation ladder, its
+//! `RungStarted` opened), and it streams the details the state does not keep (results,
+//! errors, API calls). Polls and retries of one operation line are merged, so a
+//! verification polled 30 times is one line with `runs: 30`, not 30 entries.
 
 use std::collections::HashMap;
 
@@ -12,7 +18,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
 
-use super::format::{Time, between, duration_ms};
+use super::format::{Time, duration_ms};
 use super::gantt::Span;
 use super::model::*;
 use present::{add_wait, first_line, outcome, plain, status};
@@ -22,7 +28,7 @@ mod present;
 mod steps;
 use crate::journal::event::{self, Event, Record, Scope};
 use crate::journal::reader::Journal;
-use crate::journal::state::RunState;
+use crate::journal::state::{self, OpState, RunState};
 
 /// More API calls than this for one operation are folded into a `<details>` block.
 pub(super) const INLINE_CALLS: usize = 3;
@@ -62,6 +68,10 @@ struct OpAcc {
 struct EntryAcc {
     entry: Entry,
     ops: Vec<OpAcc>,
+    /// Where each operation line of `ops` is, by `for_each` item: a step of 100 000
+    /// items finds its line in constant time (issue 18: a linear search made
+    /// rendering quadratic). Lines of one item differ by their display.
+    op_index: HashMap<Option<usize>, Vec<usize>>,
     /// The verification's polled operation (kept apart from `ops`).
     verify_op: Option<OpAcc>,
 }
@@ -74,30 +84,25 @@ struct Builder {
     run_start: Option<DateTime<Utc>>,
     first_ts: Option<DateTime<Utc>>,
     last_ts: Option<DateTime<Utc>>,
-    finished: Option<DateTime<Utc>>,
     params: Vec<Param>,
     entries: Vec<EntryAcc>,
     steps: Vec<StepRow>,
     step_row: HashMap<String, usize>,
     step_entry: HashMap<String, usize>,
-    step_start: HashMap<String, DateTime<Utc>>,
     rung_entry: HashMap<(String, String), usize>,
-    current_rung: HashMap<String, String>,
-    rungs: HashMap<(String, String), (RungRef, DateTime<Utc>)>,
     /// Where the running operation of each scope is: entry index, op index or None
     /// for the verification's operation.
     running: HashMap<OpKey, (usize, Option<usize>)>,
     notes: Vec<Note>,
     metrics: Metrics,
-    paused_at: Option<DateTime<Utc>>,
     /// First passing verification of a verify step or a ladder, and of anything.
     mitigated_fix: Option<(usize, Milestone)>,
     mitigated_any: Option<(usize, Milestone)>,
     spans: Vec<Span>,
     warnings: Vec<String>,
     events: usize,
-    /// The run as [`RunState`] folds it: the engine's and `resume`'s view, so the
-    /// postmortem's run-level facts (did the run end?) agree with theirs.
+    /// The run as [`RunState`] folds it: the engine's and `resume`'s view. Every
+    /// record is applied to it before it is placed, and the facts are read from it.
     state: RunState,
 }
 
@@ -118,16 +123,12 @@ impl Builder {
             run_start: None,
             first_ts: None,
             last_ts: None,
-            finished: None,
             params: Vec::new(),
             entries: Vec::new(),
             steps: Vec::new(),
             step_row: HashMap::new(),
             step_entry: HashMap::new(),
-            step_start: HashMap::new(),
             rung_entry: HashMap::new(),
-            current_rung: HashMap::new(),
-            rungs: HashMap::new(),
             running: HashMap::new(),
             notes: Vec::new(),
             metrics: Metrics {
@@ -139,7 +140,6 @@ impl Builder {
                 counts: Counts::default(),
                 escalation: None,
             },
-            paused_at: None,
             mitigated_fix: None,
             mitigated_any: None,
             spans: Vec::new(),
@@ -188,6 +188,7 @@ impl Builder {
                 details: Vec::new(),
             },
             ops: Vec::new(),
+            op_index: HashMap::new(),
             verify_op: None,
         });
         self.entries.len() - 1
@@ -215,8 +216,8 @@ impl Builder {
         }
         if verification
             && rung.is_none()
-            && let Some(r) = self.current_rung.get(step)
-            && let Some(&i) = self.rung_entry.get(&(step.to_owned(), r.clone()))
+            && let Some(r) = self.current_rung(step)
+            && let Some(&i) = self.rung_entry.get(&(step.to_owned(), r.to_owned()))
         {
             return i;
         }
@@ -229,19 +230,37 @@ impl Builder {
         i
     }
 
+    /// The rung as the run state knows it; its id alone when it never started.
     fn rung_ref(&self, step: &str, rung: &str) -> RungRef {
-        self.rungs
-            .get(&(step.to_owned(), rung.to_owned()))
-            .map(|(r, _)| r.clone())
-            .unwrap_or_else(|| RungRef {
-                id: rung.to_owned(),
-                title: rung.to_owned(),
-                index: 0,
-                of: 0,
-            })
+        self.known_rung(step, rung).unwrap_or_else(|| RungRef {
+            id: rung.to_owned(),
+            title: rung.to_owned(),
+            index: 0,
+            of: 0,
+        })
+    }
+
+    fn known_rung(&self, step: &str, rung: &str) -> Option<RungRef> {
+        let r = self.state.step(step)?.rung_info.get(rung)?;
+        Some(RungRef {
+            id: rung.to_owned(),
+            title: r.title.clone(),
+            index: r.index,
+            of: r.of,
+        })
+    }
+
+    /// The rung of `step` that started last.
+    fn current_rung(&self, step: &str) -> Option<&str> {
+        self.state.step(step)?.current_rung.as_deref()
     }
 
     fn record(&mut self, rec: &Record) {
+        // The rung that was running ends when the next one starts: its span is closed
+        // while the state still names it the current one.
+        if let Event::RungStarted { step, .. } = &rec.event {
+            self.close_rung(step, rec.ts);
+        }
         self.state.apply(rec.ts, &rec.event);
         self.events += 1;
         self.first_ts.get_or_insert(rec.ts);
@@ -295,17 +314,17 @@ impl Builder {
                     .milestones
                     .push("RUN STARTED".to_owned());
             }
-            Event::RunResumed { operator, host } => {
+            Event::RunResumed { .. } => {
+                let Some(r) = self.state.resumes.last() else {
+                    return;
+                };
                 let resume = Resume {
-                    at: self.time(rec.ts),
-                    by: operator.clone(),
-                    host: host.clone(),
+                    at: self.time(r.at),
+                    by: r.operator.clone(),
+                    host: r.host.clone(),
                 };
                 if let Some(run) = &mut self.run {
                     run.resumed.push(resume.clone());
-                }
-                if let Some(p) = self.paused_at.take() {
-                    add_wait(&mut self.metrics.paused, between(p, rec.ts));
                 }
                 let i = self.push_entry(rec, "resume", String::new());
                 self.entries[i].entry.resumed = Some(resume);
@@ -329,32 +348,28 @@ impl Builder {
                     self.steps[r].outcome = Some(outcome(event::Outcome::Skipped));
                 }
             }
-            Event::GateRequested {
-                step, rung, ops, ..
-            } => {
+            Event::GateRequested { step, rung, .. } => {
                 let i = self.entry_for(rec, step, rung.as_deref(), false);
-                let requested = self.time(rec.ts);
-                let e = &mut self.entries[i].entry;
-                // A gate asked again after a resume keeps its first request time, so
-                // the wait counts the whole time nobody answered.
-                if e.gate.as_ref().is_none_or(|g| g.decided.is_some()) {
-                    e.gate = Some(Gate::asked(requested, ops.len()));
-                }
+                // The state keeps the first request not answered since (a gate asked
+                // again after a resume), so the wait counts the whole time.
+                let Some(p) = self
+                    .state
+                    .step(step)
+                    .and_then(|s| s.pending_gate(rung.as_deref()))
+                else {
+                    return;
+                };
+                let gate = Gate::asked(self.time(p.asked), p.planned);
+                self.entries[i].entry.gate = Some(gate);
             }
-            Event::GateDecided {
-                step,
-                rung,
-                decision: d,
-                by,
-                source: s,
-                ..
-            } => self.gate_decided(rec, step, rung.as_deref(), *d, by, *s),
+            Event::GateDecided { step, rung, .. } => {
+                self.gate_decided(rec, step, rung.as_deref());
+            }
             Event::Paused {
                 step,
                 reason,
                 resume,
             } => {
-                self.paused_at = Some(rec.ts);
                 let i = self.push_entry(rec, "pause", self.step_title(step));
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
@@ -368,7 +383,6 @@ impl Builder {
             Event::OpStarted { op, attempt } => self.op_started(rec, op, *attempt),
             Event::OpFinished {
                 scope,
-                outcome: o,
                 duration_ms: d,
                 result,
                 error,
@@ -403,7 +417,14 @@ impl Builder {
                         None => return,
                     },
                 };
-                acc.op.outcome = Some(outcome(*o));
+                acc.op.outcome = self
+                    .state
+                    .step(&scope.step)
+                    .and_then(|s| s.op(&state::OpKey::from(scope)))
+                    .and_then(|r| match r.state {
+                        OpState::Finished { outcome: o } => Some(outcome(o)),
+                        OpState::Started => None,
+                    });
                 acc.op.duration = Some(duration_ms(*d));
                 acc.op.error = error.clone();
                 acc.op.error_line = error.as_deref().map(first_line);
@@ -429,7 +450,14 @@ impl Builder {
             }
             Event::ManualRequested { scope, instruction } => {
                 let i = self.entry_for(rec, &scope.step, scope.rung.as_deref(), scope.verification);
-                let requested = self.time(rec.ts);
+                let Some(&(_, at)) = self
+                    .state
+                    .step(&scope.step)
+                    .and_then(|s| s.manual_requested.iter().find(|(r, _)| *r == scope.rung))
+                else {
+                    return;
+                };
+                let requested = self.time(at);
                 self.entries[i].entry.manual = Some(Manual {
                     instruction: instruction.clone(),
                     requested,
@@ -439,27 +467,30 @@ impl Builder {
                     waited: None,
                 });
             }
-            Event::ManualConfirmed {
-                scope,
-                outcome: o,
-                by,
-            } => {
+            Event::ManualConfirmed { scope, .. } => {
                 let i = self.entry_for(rec, &scope.step, scope.rung.as_deref(), scope.verification);
-                let waited = self.wait_since_manual(i, rec.ts);
+                let Some(c) = self.state.step(&scope.step).and_then(|s| s.manual.last()) else {
+                    return;
+                };
+                let waited = c.waited_ms();
+                let (by, o) = (c.by.clone(), c.outcome);
+                let confirmed = self.time(c.confirmed);
+                // A confirmation without its request (a damaged journal): asked when
+                // confirmed.
+                let requested = self.time(c.requested.unwrap_or(c.confirmed));
                 add_wait(&mut self.metrics.manual_wait, waited);
-                let confirmed = self.time(rec.ts);
                 let e = &mut self.entries[i].entry;
                 let m = e.manual.get_or_insert_with(|| Manual {
                     instruction: String::new(),
-                    requested: confirmed.clone(),
+                    requested,
                     confirmed: None,
                     by: None,
                     outcome: None,
                     waited: None,
                 });
                 m.confirmed = Some(confirmed);
-                m.by = Some(by.clone());
-                m.outcome = Some(outcome(*o));
+                m.by = Some(by);
+                m.outcome = Some(outcome(o));
                 m.waited = Some(duration_ms(waited));
             }
             Event::VerifyPolled {
@@ -472,15 +503,7 @@ impl Builder {
                 index,
                 of,
             } => {
-                let r = RungRef {
-                    id: rung.clone(),
-                    title: title.clone(),
-                    index: *index,
-                    of: *of,
-                };
-                self.close_rung(step, rec.ts);
-                self.rungs
-                    .insert((step.clone(), rung.clone()), (r.clone(), rec.ts));
+                let r = self.rung_ref(step, rung);
                 if self
                     .metrics
                     .escalation
@@ -501,7 +524,6 @@ impl Builder {
                 e.step_kind = Some("action".to_owned());
                 e.rung = Some(r);
                 self.rung_entry.insert((step.clone(), rung.clone()), i);
-                self.current_rung.insert(step.clone(), rung.clone());
             }
             Event::Escalated {
                 step,
@@ -525,11 +547,11 @@ impl Builder {
             Event::Saved { .. } => {}
             Event::StepFinished {
                 step,
-                outcome: o,
                 duration_ms: d,
                 summary,
                 fixed_by,
-            } => self.step_finished(rec, step, *o, *d, summary, fixed_by.as_deref()),
+                ..
+            } => self.step_finished(rec, step, *d, summary, fixed_by.as_deref()),
             Event::Note { text, by } => {
                 let note = Note {
                     at: self.time(rec.ts),
@@ -543,15 +565,9 @@ impl Builder {
             Event::RunFinished {
                 status: s, reason, ..
             } => {
-                self.finished = Some(rec.ts);
+                // The run's status, end and reason are the state's (see `finish`);
+                // this entry marks where this process stopped.
                 let (code, label) = status(*s);
-                let ended = self.time(rec.ts);
-                if let Some(run) = &mut self.run {
-                    run.status = code.to_owned();
-                    run.status_label = label.to_owned();
-                    run.reason = reason.clone();
-                    run.ended = Some(ended);
-                }
                 let i = self.push_entry(rec, "finish", label.to_owned());
                 let e = &mut self.entries[i].entry;
                 e.milestones

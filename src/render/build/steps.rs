@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::present::{add_wait, decision, outcome, source};
 use super::{Builder, OpAcc, op_key};
-use crate::journal::event::{self, ApprovalSource, Decision, Record, Scope};
+use crate::journal::event::{self, Record, Scope};
 use crate::render::format::{between, duration_ms};
 use crate::render::gantt::Span;
 use crate::render::model::*;
@@ -17,7 +17,6 @@ impl Builder {
         e.step = Some(step.to_owned());
         e.step_kind = Some(kind.to_owned());
         self.step_entry.insert(step.to_owned(), i);
-        self.step_start.insert(step.to_owned(), rec.ts);
         // A step that starts again without having finished (the run paused, was
         // aborted or killed there, and was resumed) is the same step: one row, counted
         // once, whose outcome is the one it finally had. The timeline keeps both starts.
@@ -53,11 +52,20 @@ impl Builder {
         &mut self,
         rec: &Record,
         step: &str,
-        o: event::Outcome,
         d: u64,
         summary: &str,
         fixed_by: Option<&str>,
     ) {
+        // The outcome and the start are the run state's: the same the engine acted on
+        // and `resume` rebuilds (a step started again after a resume counts from its
+        // last start).
+        let Some(st) = self.state.step(step) else {
+            return;
+        };
+        let Some(o) = st.finished else {
+            return;
+        };
+        let start = st.started_at.unwrap_or(rec.ts);
         let out = outcome(o);
         match o {
             event::Outcome::Ok => self.metrics.counts.ok += 1,
@@ -69,9 +77,8 @@ impl Builder {
         if o == event::Outcome::TimedOut {
             // The verification that was polling when the step ran out of time.
             let polled = self
-                .current_rung
-                .get(step)
-                .and_then(|r| self.rung_entry.get(&(step.to_owned(), r.clone())))
+                .current_rung(step)
+                .and_then(|r| self.rung_entry.get(&(step.to_owned(), r.to_owned())))
                 .or(self.step_entry.get(step))
                 .copied();
             if let Some(v) = polled.and_then(|i| self.entries[i].entry.verification.as_mut())
@@ -93,7 +100,6 @@ impl Builder {
             row.summary = Some(summary.to_owned());
             row.fixed_by = fixed_by.map(str::to_owned);
         }
-        let start = self.step_start.get(step).copied().unwrap_or(rec.ts);
         self.spans.push(Span {
             label: self.step_title(step),
             section: kind.clone(),
@@ -101,7 +107,7 @@ impl Builder {
             end: rec.ts,
             ok: o == event::Outcome::Ok || o == event::Outcome::NotApplicable,
             open: false,
-            ladder: self.current_rung.contains_key(step),
+            ladder: self.current_rung(step).is_some(),
             step: step.to_owned(),
         });
         // The outcome joins the step's entry when nothing happened in between;
@@ -137,10 +143,15 @@ impl Builder {
 
     /// The span of the step's current rung ends (a next rung starts or the step ends).
     pub(super) fn close_rung(&mut self, step: &str, end: DateTime<Utc>) {
-        let Some(rung) = self.current_rung.get(step).cloned() else {
+        let Some(rung) = self.current_rung(step).map(str::to_owned) else {
             return;
         };
-        if let Some((r, start)) = self.rungs.get(&(step.to_owned(), rung.clone())) {
+        let started = self
+            .state
+            .step(step)
+            .and_then(|s| s.rung_info.get(&rung))
+            .map(|r| r.started);
+        if let (Some(r), Some(start)) = (self.known_rung(step, &rung), started) {
             let passed = self
                 .rung_entry
                 .get(&(step.to_owned(), rung.clone()))
@@ -154,7 +165,7 @@ impl Builder {
                 self.spans.push(Span {
                     label: format!("{}/{} {}", r.index, r.of, r.title),
                     section: format!("ladder:{step}"),
-                    start: *start,
+                    start,
                     end,
                     ok: passed,
                     open: false,
@@ -194,14 +205,16 @@ impl Builder {
             v.op.runs += 1;
             None
         } else {
-            let k = match acc
-                .ops
+            let lines = acc.op_index.entry(s.item).or_default();
+            let k = match lines
                 .iter()
-                .position(|a| a.op.item == s.item && a.op.display == op.display)
+                .copied()
+                .find(|&k| acc.ops[k].op.display == op.display)
             {
                 Some(k) => k,
                 None => {
                     acc.ops.push(fresh());
+                    lines.push(acc.ops.len() - 1);
                     acc.ops.len() - 1
                 }
             };
@@ -283,47 +296,28 @@ impl Builder {
         }
     }
 
-    pub(super) fn gate_decided(
-        &mut self,
-        rec: &Record,
-        step: &str,
-        rung: Option<&str>,
-        d: Decision,
-        by: &str,
-        s: ApprovalSource,
-    ) {
+    /// A gate's decision, as the run state recorded it (the decision the engine acted
+    /// on, with the request it answered), joins the gate of its entry.
+    pub(super) fn gate_decided(&mut self, rec: &Record, step: &str, rung: Option<&str>) {
         let i = self.entry_for(rec, step, rung, false);
-        let decided = self.time(rec.ts);
-        let (code, how, automatic) = source(s);
-        let requested_ts = self.gate_requested_ts(i).unwrap_or(rec.ts);
-        let waited = between(requested_ts, rec.ts);
+        let Some(g) = self.state.step(step).and_then(|s| s.gates.last()) else {
+            return;
+        };
+        let (code, how, automatic) = source(g.source);
+        let waited = g.waited_ms();
+        let (d, by) = (g.decision, g.by.clone());
+        let (requested, decided) = (self.time(g.asked), self.time(g.decided));
         add_wait(&mut self.metrics.gate_wait, waited);
         let e = &mut self.entries[i].entry;
         // A decision without its request (a damaged journal): asked when decided.
-        let g = e
-            .gate
-            .get_or_insert_with(|| Gate::asked(decided.clone(), 0));
+        let g = e.gate.get_or_insert_with(|| Gate::asked(requested, 0));
         g.decided = Some(decided);
         g.decision = Some(decision(d).to_owned());
-        g.by = Some(by.to_owned());
+        g.by = Some(by);
         g.source = Some(code.to_owned());
         g.how = Some(how.to_owned());
         g.automatic = automatic;
         g.waited = Some(duration_ms(waited));
         g.waited_ms = waited;
-    }
-
-    pub(super) fn gate_requested_ts(&self, i: usize) -> Option<DateTime<Utc>> {
-        let g = self.entries[i].entry.gate.as_ref()?;
-        g.requested.utc.parse().ok()
-    }
-
-    pub(super) fn wait_since_manual(&self, i: usize, ts: DateTime<Utc>) -> u64 {
-        self.entries[i]
-            .entry
-            .manual
-            .as_ref()
-            .and_then(|m| m.requested.utc.parse::<DateTime<Utc>>().ok())
-            .map_or(0, |r| between(r, ts))
     }
 }

@@ -1,0 +1,490 @@
+//! Unit tests of [`RunState::apply`], event sequence by event sequence.
+
+use super::*;
+use crate::journal::event::{ApprovalSource, PlannedOp};
+
+fn rec(seq: u64, event: Event) -> Record {
+    Record {
+        seq,
+        ts: Utc::now(),
+        event,
+    }
+}
+
+/// Records numbered from 1, all at the same instant.
+fn records(events: Vec<Event>) -> Vec<Record> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| rec(i as u64 + 1, e))
+        .collect()
+}
+
+fn started() -> Event {
+    Event::RunStarted {
+        format: 1,
+        run_id: "r1".into(),
+        runbook: RunbookRef {
+            name: "n".into(),
+            title: "t".into(),
+            path: "p.yaml".into(),
+            sha256: "00".into(),
+            git: None,
+        },
+        params: Map::new(),
+        operator: "ana".into(),
+        host: "h".into(),
+        tool_version: "0".into(),
+        dry_run: false,
+    }
+}
+
+fn scope(step: &str, rung: Option<&str>, item: Option<usize>) -> Scope {
+    Scope {
+        step: step.into(),
+        rung: rung.map(str::to_string),
+        item,
+        verification: false,
+    }
+}
+
+fn step_started(step: &str) -> Event {
+    Event::StepStarted {
+        step: step.into(),
+        title: format!("Title of {step}"),
+        kind: "action".into(),
+    }
+}
+
+fn op_started(scope: Scope) -> Event {
+    Event::OpStarted {
+        op: PlannedOp {
+            scope,
+            provider: "shell".into(),
+            display: "touch x".into(),
+            op: Value::Null,
+            mutating: true,
+        },
+        attempt: 1,
+    }
+}
+
+fn op_finished(scope: Scope, outcome: Outcome) -> Event {
+    Event::OpFinished {
+        scope,
+        attempt: 1,
+        outcome,
+        duration_ms: 1,
+        result: Some(Value::from("big")),
+        error: None,
+        output_file: None,
+        calls: Vec::new(),
+    }
+}
+
+fn finished(step: &str, outcome: Outcome) -> Event {
+    Event::StepFinished {
+        step: step.into(),
+        outcome,
+        duration_ms: 1,
+        summary: "s".into(),
+        fixed_by: None,
+    }
+}
+
+fn decided(step: &str, rung: Option<&str>, decision: Decision, digest: &str) -> Event {
+    Event::GateDecided {
+        step: step.into(),
+        rung: rung.map(str::to_string),
+        decision,
+        by: "ana".into(),
+        source: ApprovalSource::Prompt,
+        digest: digest.into(),
+    }
+}
+
+fn run_finished(status: RunStatus, duration_ms: u64) -> Event {
+    Event::RunFinished {
+        status,
+        duration_ms,
+        reason: None,
+    }
+}
+
+#[test]
+fn a_journal_must_start_with_run_started() {
+    assert!(RunState::from_records(&[]).is_err());
+    let r = RunState::from_records(&records(vec![step_started("a")]));
+    assert!(r.is_err());
+}
+
+#[test]
+fn run_started_sets_the_identity_of_the_run() {
+    let r = RunState::from_records(&records(vec![started()])).unwrap();
+    assert_eq!(r.run_id, "r1");
+    assert_eq!(r.runbook.name, "n");
+    assert_eq!(r.operator, "ana");
+    assert_eq!(r.sessions, 1);
+    assert_eq!(r.status, None);
+}
+
+#[test]
+fn an_op_started_but_never_finished_has_an_unknown_outcome() {
+    let r = RunState::from_records(&records(vec![
+        started(),
+        step_started("fix"),
+        op_started(scope("fix", None, None)),
+    ]))
+    .unwrap();
+    let s = &r.steps["fix"];
+    assert!(!s.is_done());
+    assert_eq!(s.unknown_ops(None).len(), 1);
+    assert_eq!(s.title, "Title of fix");
+    assert_eq!(r.status, None);
+}
+
+#[test]
+fn an_aborted_op_is_unknown_and_ok_items_are_not_run_again() {
+    let r = RunState::from_records(&records(vec![
+        started(),
+        step_started("fix"),
+        op_started(scope("fix", None, Some(0))),
+        op_finished(scope("fix", None, Some(0)), Outcome::Ok),
+        op_started(scope("fix", None, Some(1))),
+        op_finished(scope("fix", None, Some(1)), Outcome::Aborted),
+        op_started(scope("fix", None, Some(2))),
+    ]))
+    .unwrap();
+    let s = &r.steps["fix"];
+    assert_eq!(s.ok_items(None), vec![Some(0)]);
+    let unknown: Vec<_> = s.unknown_ops(None).iter().map(|k| k.item).collect();
+    assert_eq!(unknown, vec![Some(1), Some(2)]);
+    // Another rung's operations are another rung's.
+    assert!(s.unknown_ops(Some("fix.2")).is_empty());
+}
+
+#[test]
+fn verification_ops_are_never_unknown_actions() {
+    let mut v = scope("fix", None, None);
+    v.verification = true;
+    let r = RunState::from_records(&records(vec![
+        started(),
+        step_started("fix"),
+        op_started(v),
+    ]))
+    .unwrap();
+    assert!(r.steps["fix"].unknown_ops(None).is_empty());
+}
+
+#[test]
+fn an_approval_holds_for_the_same_plan_only() {
+    let r = RunState::from_records(&records(vec![
+        started(),
+        step_started("fix"),
+        decided("fix", None, Decision::Approved, "d1"),
+        decided("fix", Some("fix.2"), Decision::Declined, "d2"),
+    ]))
+    .unwrap();
+    let s = &r.steps["fix"];
+    assert_eq!(s.approval(None, "d1").map(|g| g.by.as_str()), Some("ana"));
+    assert!(s.approval(None, "d9").is_none());
+    assert_eq!(
+        s.stale_approval(None, "d9").map(|g| g.digest.as_str()),
+        Some("d1")
+    );
+    // A declined gate is no approval.
+    assert!(s.approval(Some("fix.2"), "d2").is_none());
+}
+
+#[test]
+fn a_step_aborted_is_not_done_and_starts_over_when_run_again() {
+    let mut r = RunState::from_records(&records(vec![
+        started(),
+        step_started("fix"),
+        finished("fix", Outcome::Aborted),
+    ]))
+    .unwrap();
+    assert!(!r.steps["fix"].is_done());
+    r.apply(Utc::now(), &step_started("fix"));
+    assert_eq!(r.steps["fix"].finished, None);
+    r.apply(Utc::now(), &finished("fix", Outcome::Failed));
+    assert!(r.steps["fix"].is_done());
+    assert_eq!(r.steps["fix"].summary.as_deref(), Some("s"));
+}
+
+#[test]
+fn a_skipped_step_is_done() {
+    let r = RunState::from_records(&records(vec![
+        started(),
+        Event::StepSkipped {
+            step: "a".into(),
+            reason: "no".into(),
+        },
+    ]))
+    .unwrap();
+    assert!(r.steps["a"].is_done());
+    assert!(!r.steps["a"].started);
+}
+
+#[test]
+fn rungs_are_kept_in_order_once_with_their_titles() {
+    let rung = |id: &str, index| Event::RungStarted {
+        step: "fix".into(),
+        rung: id.into(),
+        title: format!("{id} title"),
+        index,
+        of: 2,
+    };
+    let r = RunState::from_records(&records(vec![
+        started(),
+        step_started("fix"),
+        rung("fix.1", 1),
+        rung("fix.2", 2),
+        rung("fix.1", 1),
+        Event::ManualConfirmed {
+            scope: scope("fix", Some("fix.2"), None),
+            outcome: Outcome::Ok,
+            by: "bo".into(),
+        },
+    ]))
+    .unwrap();
+    let s = &r.steps["fix"];
+    assert_eq!(s.rungs, vec!["fix.1", "fix.2"]);
+    assert_eq!(s.rung_title("fix.2"), "fix.2 title");
+    assert_eq!(s.rung_title("fix.3"), "fix.3");
+    let m: Vec<_> = s
+        .manual
+        .iter()
+        .map(|m| (m.rung.clone(), m.outcome))
+        .collect();
+    assert_eq!(m, vec![(Some("fix.2".to_string()), Outcome::Ok)]);
+    assert_eq!(s.current_rung.as_deref(), Some("fix.1"));
+    assert_eq!(s.rung_info["fix.2"].index, 2);
+}
+
+#[test]
+fn a_resumed_run_is_no_longer_paused_and_saved_values_survive() {
+    let r = RunState::from_records(&records(vec![
+        started(),
+        Event::Saved {
+            step: "c".into(),
+            name: "x".into(),
+            value: Value::from(3),
+        },
+        Event::Paused {
+            step: "fix".into(),
+            reason: "nobody".into(),
+            resume: "runbook resume r1".into(),
+        },
+        run_finished(RunStatus::Paused, 5),
+    ]))
+    .unwrap();
+    assert_eq!(r.paused_at.as_deref(), Some("fix"));
+    assert_eq!(r.status, Some(RunStatus::Paused));
+    let mut r = r;
+    r.apply(
+        Utc::now(),
+        &Event::RunResumed {
+            operator: "bo".into(),
+            host: "h".into(),
+        },
+    );
+    assert_eq!(r.status, None);
+    assert_eq!(r.paused_at, None);
+    assert_eq!(r.saved["x"], Value::from(3));
+    assert_eq!(r.sessions, 2);
+    r.apply(Utc::now(), &run_finished(RunStatus::Succeeded, 7));
+    assert_eq!(r.status, Some(RunStatus::Succeeded));
+    assert_eq!(r.duration_ms, 12);
+}
+
+#[test]
+fn applying_one_event_at_a_time_is_the_same_as_folding_the_journal() {
+    let events = vec![
+        started(),
+        step_started("fix"),
+        decided("fix", None, Decision::Approved, "d1"),
+        op_started(scope("fix", None, None)),
+        op_finished(scope("fix", None, None), Outcome::Ok),
+        finished("fix", Outcome::Ok),
+        run_finished(RunStatus::Succeeded, 3),
+    ];
+    let recs = records(events);
+    let folded = RunState::from_records(&recs).unwrap();
+    let mut live = RunState::default();
+    for r in &recs {
+        live.apply(r.ts, &r.event);
+        // Every prefix is a valid state, too.
+        assert_eq!(live.last_ts, r.ts);
+    }
+    assert_eq!(format!("{live:?}"), format!("{folded:?}"));
+    assert!(live.steps["fix"].is_done());
+}
+
+/// Records one second apart, from a fixed instant, so waits are exact.
+fn timed(events: Vec<Event>) -> Vec<Record> {
+    let t0 = DateTime::parse_from_rfc3339("2026-03-13T14:00:00Z")
+        .expect("a valid timestamp")
+        .with_timezone(&Utc);
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Record {
+            seq: i as u64 + 1,
+            ts: t0 + chrono::Duration::seconds(i as i64),
+            event,
+        })
+        .collect()
+}
+
+fn gate_requested(step: &str, rung: Option<&str>, ops: usize) -> Event {
+    Event::GateRequested {
+        step: step.into(),
+        rung: rung.map(str::to_string),
+        ops: (0..ops)
+            .map(|i| PlannedOp {
+                scope: scope(step, rung, Some(i)),
+                provider: "shell".into(),
+                display: format!("touch {i}"),
+                op: Value::Null,
+                mutating: true,
+            })
+            .collect(),
+        digest: "d1".into(),
+    }
+}
+
+/// The postmortem's gate wait is the state's: from the first request not answered
+/// since (asked again after a resume without a restart) to the decision.
+#[test]
+fn a_gate_decision_knows_when_it_was_asked_who_answered_and_how() {
+    let r = RunState::from_records(&timed(vec![
+        started(),
+        step_started("fix"),
+        gate_requested("fix", None, 3),
+        Event::RunResumed {
+            operator: "bo".into(),
+            host: "h".into(),
+        },
+        gate_requested("fix", None, 3),
+        decided("fix", None, Decision::Approved, "d1"),
+    ]))
+    .unwrap();
+    let g = &r.steps["fix"].gates[0];
+    assert_eq!(g.source, ApprovalSource::Prompt);
+    assert_eq!(g.by, "ana");
+    assert_eq!(g.planned, 3);
+    assert_eq!(g.waited_ms(), 3000);
+    assert!(r.steps["fix"].pending_gates.is_empty());
+}
+
+#[test]
+fn a_step_started_again_asks_its_gate_afresh() {
+    let r = RunState::from_records(&timed(vec![
+        started(),
+        step_started("fix"),
+        gate_requested("fix", None, 1),
+        step_started("fix"),
+        gate_requested("fix", None, 2),
+        decided("fix", None, Decision::Declined, "d1"),
+    ]))
+    .unwrap();
+    let g = &r.steps["fix"].gates[0];
+    assert_eq!((g.waited_ms(), g.planned), (1000, 2));
+}
+
+#[test]
+fn a_decision_without_a_request_was_asked_when_decided() {
+    let r = RunState::from_records(&timed(vec![
+        started(),
+        decided("fix", Some("fix.2"), Decision::Approved, "d1"),
+    ]))
+    .unwrap();
+    let g = &r.steps["fix"].gates[0];
+    assert_eq!((g.waited_ms(), g.planned), (0, 0));
+}
+
+#[test]
+fn a_manual_confirmation_knows_its_request_and_who_confirmed() {
+    let r = RunState::from_records(&timed(vec![
+        started(),
+        step_started("reset"),
+        Event::ManualRequested {
+            scope: scope("reset", None, None),
+            instruction: "reset the node".into(),
+        },
+        Event::ManualConfirmed {
+            scope: scope("reset", None, None),
+            outcome: Outcome::Ok,
+            by: "bo".into(),
+        },
+        Event::ManualConfirmed {
+            scope: scope("other", Some("other.3"), None),
+            outcome: Outcome::Failed,
+            by: "bo".into(),
+        },
+    ]))
+    .unwrap();
+    let m = &r.steps["reset"].manual[0];
+    assert_eq!((m.by.as_str(), m.outcome), ("bo", Outcome::Ok));
+    assert_eq!(m.waited_ms(), 1000);
+    // A confirmation without its request waited nothing measurable.
+    assert_eq!(r.steps["other"].manual[0].requested, None);
+    assert_eq!(r.steps["other"].manual[0].waited_ms(), 0);
+}
+
+#[test]
+fn operations_keep_their_times_attempts_and_starts_but_not_their_results() {
+    let s = scope("fix", None, Some(4));
+    let mut retry = op_started(s.clone());
+    if let Event::OpStarted { attempt, .. } = &mut retry {
+        *attempt = 2;
+    }
+    let r = RunState::from_records(&timed(vec![
+        started(),
+        op_started(s.clone()),
+        op_finished(s.clone(), Outcome::Failed),
+        retry,
+        op_finished(scope("fix", None, Some(5)), Outcome::Ok),
+    ]))
+    .unwrap();
+    let st = &r.steps["fix"];
+    let o = st.op(&OpKey::from(&s)).unwrap();
+    assert_eq!(o.state, OpState::Started);
+    assert_eq!((o.attempt, o.starts, o.finished), (2, 2, None));
+    // A finish without a start (a journal cut at the front) is still an outcome.
+    let cut = st.op(&OpKey::from(&scope("fix", None, Some(5)))).unwrap();
+    assert_eq!(cut.starts, 0);
+    assert_eq!(
+        cut.state,
+        OpState::Finished {
+            outcome: Outcome::Ok
+        }
+    );
+}
+
+#[test]
+fn pauses_resumes_and_the_end_are_timed() {
+    let mut r = RunState::from_records(&timed(vec![
+        started(),
+        Event::Paused {
+            step: "fix".into(),
+            reason: "nobody".into(),
+            resume: "runbook resume r1".into(),
+        },
+        run_finished(RunStatus::Paused, 5),
+        Event::RunResumed {
+            operator: "bo".into(),
+            host: "h2".into(),
+        },
+    ]))
+    .unwrap();
+    assert_eq!(r.pauses.len(), 1);
+    let p = r.pauses[0];
+    assert_eq!(p.to.map(|to| between_ms(p.from, to)), Some(2000));
+    assert_eq!(r.resumes[0].host, "h2");
+    // Resumed: the first process's end is not the run's.
+    assert_eq!((r.status, r.ended), (None, None));
+    r.apply(r.last_ts, &run_finished(RunStatus::Failed, 1));
+    assert_eq!(r.ended, Some(r.last_ts));
+}
