@@ -42,6 +42,7 @@ mod load;
 pub mod metrics;
 pub mod names;
 pub mod patch;
+pub mod quantity;
 pub mod resources;
 pub mod scenario;
 pub mod select;

@@ -39,6 +39,10 @@ pub struct State {
     pub lost_nodes: BTreeMap<String, DateTime<Utc>>,
     /// Nodes whose disk filled up.
     pub full_disks: BTreeSet<String>,
+    /// Nodes whose capacity the lab made up because the scenario gave none: the
+    /// scheduler treats them as unlimited, so scenarios written before capacity was
+    /// modelled schedule as they always did.
+    pub default_capacity: BTreeSet<String>,
     /// (namespace, selector, since) of crash-looping pods.
     pub crash_loops: Vec<(String, LabelSelector, DateTime<Utc>)>,
     /// VolumeAttachment name → when its last holder pod disappeared (forced-detach timer).
@@ -63,6 +67,7 @@ impl State {
             metrics,
             lost_nodes: BTreeMap::new(),
             full_disks: BTreeSet::new(),
+            default_capacity: BTreeSet::new(),
             crash_loops: Vec::new(),
             detach_since: BTreeMap::new(),
             data_losses: Vec::new(),

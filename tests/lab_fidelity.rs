@@ -1,0 +1,311 @@
+//! The lab models the failures clusters really have (issue 16): capacity-aware
+//! scheduling, ResourceQuota admission, a cluster autoscaler, scenario logs and faults
+//! with the kubelet's timing. Each test drives the lab through its HTTP API (kube's
+//! client over the lab's router) or, where what a person reads matters, a real kubectl.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, ResourceExt};
+use runbook::lab::{Lab, LabServer};
+use serde_json::{Value, json};
+
+/// A lab from scenario text with its clock stopped: only `advance` moves time.
+fn lab(yaml: &str) -> Lab {
+    let lab = Lab::from_scenario_str(yaml).unwrap_or_else(|e| panic!("scenario: {e}"));
+    lab.set_speed(0.0);
+    lab
+}
+
+/// `n` nodes named `node-0…` with the given allocatable (all Ready).
+fn nodes(n: usize, cpu: &str, memory: &str, pods: u32) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "  - apiVersion: v1\n    kind: Node\n    metadata: {{ name: node-{i}, labels: {{ pool: general }} }}\n    status: {{ allocatable: {{ cpu: \"{cpu}\", memory: {memory}, pods: \"{pods}\" }}, capacity: {{ cpu: \"{cpu}\", memory: {memory}, pods: \"{pods}\" }} }}\n"
+            )
+        })
+        .collect()
+}
+
+fn pod(name: &str, cpu: &str, memory: &str) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "nginx",
+            "resources": {"requests": {"cpu": cpu, "memory": memory}}}]}
+    }))
+    .expect("a valid pod")
+}
+
+async fn events_about(lab: &Lab, name: &str) -> Vec<Event> {
+    let events: Api<Event> = Api::all(lab.client());
+    events
+        .list(&ListParams::default().fields(&format!("involvedObject.name={name}")))
+        .await
+        .expect("list events")
+        .items
+}
+
+fn messages(evs: &[Event], reason: &str) -> Vec<String> {
+    evs.iter()
+        .filter(|e| e.reason.as_deref() == Some(reason))
+        .filter_map(|e| e.message.clone())
+        .collect()
+}
+
+/// kubectl 1.37: $RUNBOOK_KUBECTL, else the repository's `.venv/bin/kubectl` (as in
+/// tests/lab_kubectl.rs). The tests that need it are `#[ignore]`d; scripts/test.sh
+/// installs kubectl and runs them.
+fn kubectl_path() -> PathBuf {
+    if let Some(p) = std::env::var_os("RUNBOOK_KUBECTL") {
+        return PathBuf::from(p);
+    }
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/kubectl")
+}
+
+/// A lab served over TCP with a kubeconfig for kubectl.
+struct Kubectl {
+    server: Option<LabServer>,
+    dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    async fn start(lab: &Lab) -> Kubectl {
+        let (addr, server) = lab.serve("127.0.0.1:0").await.expect("serve the lab");
+        let dir = tempfile::tempdir().expect("temp dir");
+        runbook::lab::write_kubeconfig(addr, &dir.path().join("kubeconfig")).expect("kubeconfig");
+        Kubectl {
+            server: Some(server),
+            dir,
+        }
+    }
+
+    /// Run kubectl; (success, stdout, stderr).
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(kubectl_path())
+                .args(args)
+                .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
+                .env("HOME", self.dir.path())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish in 60 s"))
+        .expect("kubectl runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, stdout, stderr) = self.run(args).await;
+        assert!(ok, "kubectl {args:?} failed:\n{stdout}\n{stderr}");
+        stdout
+    }
+
+    async fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------- 1. scheduling
+
+#[tokio::test]
+async fn a_pod_too_big_for_every_node_stays_pending_with_the_schedulers_words() {
+    let lab = lab(&format!(
+        "version: 1\nname: full\nobjects:\n{}",
+        nodes(8, "4", "4Gi", 110)
+    ));
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
+    pods.create(&PostParams::default(), &pod("big", "1", "8Gi"))
+        .await
+        .unwrap();
+    lab.advance(Duration::from_secs(60));
+    let p = pods.get("big").await.unwrap();
+    let status = p.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    assert!(p.spec.unwrap().node_name.is_none());
+    let cond = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "PodScheduled")
+        .unwrap();
+    assert_eq!(
+        (cond.status.as_str(), cond.reason.as_deref()),
+        ("False", Some("Unschedulable"))
+    );
+    let msgs = messages(&events_about(&lab, "big").await, "FailedScheduling");
+    assert_eq!(msgs.len(), 1, "{msgs:?}");
+    assert!(
+        msgs[0].starts_with("0/8 nodes are available: 8 Insufficient memory. preemption:"),
+        "{}",
+        msgs[0]
+    );
+}
+
+#[tokio::test]
+async fn pods_fill_nodes_by_requests_and_the_rest_wait_until_room_is_freed() {
+    let lab = lab(&format!(
+        "version: 1\nname: fill\nobjects:\n{}",
+        nodes(2, "2", "8Gi", 110)
+    ));
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
+    for i in 0..5 {
+        pods.create(&PostParams::default(), &pod(&format!("w{i}"), "1", "1Gi"))
+            .await
+            .unwrap();
+    }
+    let all = pods.list(&ListParams::default()).await.unwrap().items;
+    let bound: Vec<_> = all
+        .iter()
+        .filter(|p| p.spec.as_ref().unwrap().node_name.is_some())
+        .collect();
+    assert_eq!(bound.len(), 4, "2 nodes × 2 cpu hold four 1-cpu pods");
+    let waiting = all
+        .iter()
+        .find(|p| p.spec.as_ref().unwrap().node_name.is_none())
+        .unwrap()
+        .name_any();
+    let msgs = messages(&events_about(&lab, &waiting).await, "FailedScheduling");
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("0/2 nodes are available: 2 Insufficient cpu.")),
+        "{msgs:?}"
+    );
+    // Deleting a bound pod frees its cpu: the waiting pod is scheduled.
+    let victim = bound[0].name_any();
+    pods.delete(&victim, &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let p = pods.get(&waiting).await.unwrap();
+    assert!(
+        p.spec.unwrap().node_name.is_some(),
+        "scheduled once room was freed"
+    );
+}
+
+#[tokio::test]
+async fn the_node_pods_limit_taints_and_node_selectors_are_honoured() {
+    let yaml = format!(
+        "version: 1\nname: limits\nobjects:\n{}  - apiVersion: v1\n    kind: Node\n    metadata: {{ name: gpu-0, labels: {{ pool: gpu }} }}\n    spec: {{ taints: [ {{ key: nvidia.com/gpu, value: present, effect: NoSchedule }} ] }}\n    status: {{ allocatable: {{ cpu: \"8\", memory: 32Gi, pods: \"110\" }} }}\n",
+        nodes(1, "8", "32Gi", 2)
+    );
+    let lab = lab(&yaml);
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
+    for i in 0..3 {
+        pods.create(
+            &PostParams::default(),
+            &pod(&format!("p{i}"), "100m", "64Mi"),
+        )
+        .await
+        .unwrap();
+    }
+    let msgs = messages(&events_about(&lab, "p2").await, "FailedScheduling");
+    assert!(
+        msgs.iter().any(|m| m.starts_with(
+            "0/2 nodes are available: 1 Too many pods, 1 node(s) had untolerated taint {nvidia.com/gpu: present}."
+        )),
+        "{msgs:?}"
+    );
+    // A pod selecting the gpu pool and tolerating its taint goes there.
+    let mut gpu = pod("trainer", "1", "1Gi");
+    let spec = gpu.spec.as_mut().unwrap();
+    spec.node_selector = Some([("pool".to_string(), "gpu".to_string())].into());
+    spec.tolerations = Some(vec![
+        serde_json::from_value(
+            json!({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}),
+        )
+        .unwrap(),
+    ]);
+    pods.create(&PostParams::default(), &gpu).await.unwrap();
+    let p = pods.get("trainer").await.unwrap();
+    assert_eq!(p.spec.unwrap().node_name.as_deref(), Some("gpu-0"));
+    // Selecting a pool that does not exist leaves the pod Pending.
+    let mut lost = pod("nowhere", "1", "1Gi");
+    lost.spec.as_mut().unwrap().node_selector =
+        Some([("pool".to_string(), "tpu".to_string())].into());
+    pods.create(&PostParams::default(), &lost).await.unwrap();
+    let msgs = messages(&events_about(&lab, "nowhere").await, "FailedScheduling");
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("node(s) didn't match Pod's node affinity/selector")),
+        "{msgs:?}"
+    );
+}
+
+#[tokio::test]
+async fn nodes_without_declared_capacity_take_any_pod_and_are_served_with_a_spec() {
+    let lab = lab(
+        "version: 1\nname: old\nobjects:\n  - { apiVersion: v1, kind: Node, metadata: { name: n1 } }\n",
+    );
+    let nodes_api: Api<Node> = Api::all(lab.client());
+    let raw: Value = serde_json::to_value(nodes_api.get("n1").await.unwrap()).unwrap();
+    assert_eq!(
+        raw["spec"],
+        json!({}),
+        "a Node written without spec is served with spec: {{}}"
+    );
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
+    pods.create(&PostParams::default(), &pod("huge", "64", "1Ti"))
+        .await
+        .unwrap();
+    let p = pods.get("huge").await.unwrap();
+    assert_eq!(p.spec.unwrap().node_name.as_deref(), Some("n1"));
+}
+
+#[tokio::test]
+#[ignore = "needs kubectl (scripts/test.sh installs it)"]
+async fn kubectl_describe_node_shows_allocated_resources_and_events_show_failed_scheduling() {
+    let lab = lab(&format!(
+        "version: 1\nname: full\nobjects:\n{}",
+        nodes(1, "4", "8Gi", 110)
+    ));
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
+    pods.create(&PostParams::default(), &pod("a", "3", "6Gi"))
+        .await
+        .unwrap();
+    pods.create(&PostParams::default(), &pod("b", "2", "1Gi"))
+        .await
+        .unwrap();
+    let k = Kubectl::start(&lab).await;
+    let describe = k.ok(&["describe", "node", "node-0"]).await;
+    let allocated = describe
+        .split("Allocated resources:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Allocated resources section:\n{describe}"));
+    let cpu = allocated
+        .lines()
+        .find(|l| l.trim_start().starts_with("cpu"))
+        .unwrap();
+    let memory = allocated
+        .lines()
+        .find(|l| l.trim_start().starts_with("memory"))
+        .unwrap();
+    assert!(cpu.contains("3 (75%)"), "{cpu}");
+    assert!(memory.contains("6Gi (75%)"), "{memory}");
+    let events = k
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "reason=FailedScheduling",
+        ])
+        .await;
+    assert!(
+        events.contains("0/1 nodes are available: 1 Insufficient cpu."),
+        "{events}"
+    );
+    let get = k.ok(&["get", "pod", "b"]).await;
+    assert!(get.contains("Pending"), "{get}");
+    k.stop().await;
+}
