@@ -23,12 +23,14 @@ use super::store::WatchEvent;
 
 mod kubelet;
 mod nodes;
+mod quota;
 mod scheduling;
 mod volumes;
 mod workloads;
 
 use kubelet::kubelet;
 use nodes::{apply_faults, node_lifecycle, pod_gc};
+use quota::resource_quotas;
 use scheduling::scheduler;
 use volumes::attach_detach;
 use workloads::{deployments, disruption_budgets, garbage_collect, replicasets, workload_status};
@@ -159,6 +161,7 @@ fn run(st: &mut State, mut all: bool) {
         kubelet(st, &d);
         disruption_budgets(st, &d);
         workload_status(st, &d);
+        resource_quotas(st, &d);
     }
 }
 

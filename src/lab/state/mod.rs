@@ -12,6 +12,7 @@
 mod events;
 mod eviction;
 mod json;
+mod quota;
 mod shape;
 mod writes;
 
@@ -25,6 +26,7 @@ use super::select::LabelSelector;
 use super::store::Store;
 
 pub use json::{at, controller_of, finalizers, owner_uids, pod_ready, str_at};
+pub use quota::pod_usage;
 pub use shape::check_shape;
 pub(crate) use shape::default_pod;
 pub use writes::{DATA_VOLUME_ANNOTATION, DataLoss, DeleteOpts};
