@@ -469,3 +469,165 @@ async fn kubectl_gets_creates_and_deletes_resource_quotas() {
         .await;
     k.stop().await;
 }
+
+// ---------------------------------------------------------------- 3. autoscaler
+
+const POOLS: &str = "version: 1
+name: autoscale
+node_pools:
+  - name: default-pool
+    min: 1
+    max: 3
+    machine: { cpu: \"2\", memory: 8Gi }
+objects:
+  - apiVersion: apps/v1
+    kind: Deployment
+    metadata: { name: web, namespace: default }
+    spec:
+      replicas: 1
+      selector: { matchLabels: { app: web } }
+      template:
+        metadata: { labels: { app: web } }
+        spec:
+          containers:
+            - name: web
+              image: nginx
+              resources: { requests: { cpu: 1500m, memory: 1Gi } }
+";
+
+async fn scale(lab: &Lab, replicas: i32) {
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(lab.client(), "default");
+    deployments
+        .patch(
+            "web",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .unwrap();
+}
+
+async fn node_names(lab: &Lab) -> Vec<String> {
+    let nodes: Api<Node> = Api::all(lab.client());
+    let mut n: Vec<String> = nodes
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    n.sort();
+    n
+}
+
+async fn running(lab: &Lab) -> usize {
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
+    pods.list(&ListParams::default().fields("status.phase=Running"))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+#[tokio::test]
+async fn the_autoscaler_adds_nodes_for_pending_pods_then_removes_them_after_ten_minutes() {
+    let lab = lab(POOLS);
+    assert_eq!(node_names(&lab).await.len(), 1, "the pool starts at min");
+    assert_eq!(running(&lab).await, 1);
+    scale(&lab, 3).await;
+    assert_eq!(running(&lab).await, 1, "two pods do not fit: Pending");
+    // Within one scan interval the autoscaler has not acted yet.
+    lab.advance(Duration::from_secs(5));
+    assert_eq!(node_names(&lab).await.len(), 1);
+    lab.advance(Duration::from_secs(10));
+    assert_eq!(
+        node_names(&lab).await.len(),
+        3,
+        "scale-up 1->3 after the scan interval"
+    );
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
+    let pending = pods
+        .list(&ListParams::default().fields("status.phase=Pending"))
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(pending.len(), 2, "new nodes are still booting");
+    let msgs = messages(
+        &events_about(&lab, &pending[0].name_any()).await,
+        "TriggeredScaleUp",
+    );
+    assert_eq!(
+        msgs,
+        vec!["pod triggered scale-up: [{default-pool 1->3 (max: 3)}]"]
+    );
+    lab.advance(Duration::from_secs(90));
+    assert_eq!(running(&lab).await, 3, "pods run once the nodes are Ready");
+
+    // One more pod than max allows: NotTriggerScaleUp.
+    scale(&lab, 4).await;
+    lab.advance(Duration::from_secs(15));
+    assert_eq!(node_names(&lab).await.len(), 3);
+    let pending = pods
+        .list(&ListParams::default().fields("status.phase=Pending"))
+        .await
+        .unwrap()
+        .items;
+    let msgs = messages(
+        &events_about(&lab, &pending[0].name_any()).await,
+        "NotTriggerScaleUp",
+    );
+    assert_eq!(
+        msgs,
+        vec!["pod didn't trigger scale-up: 1 max node group size reached"]
+    );
+
+    // Back to one replica: two nodes are unneeded; they go after 10 minutes, not before.
+    scale(&lab, 1).await;
+    lab.advance(Duration::from_secs(9 * 60));
+    assert_eq!(
+        node_names(&lab).await.len(),
+        3,
+        "not before 10 minutes unneeded"
+    );
+    lab.advance(Duration::from_secs(61));
+    assert_eq!(
+        node_names(&lab).await.len(),
+        1,
+        "scaled down to the one node in use"
+    );
+    assert_eq!(running(&lab).await, 1);
+}
+
+#[tokio::test]
+async fn scale_down_leaves_cordoned_and_annotated_nodes_and_keeps_the_pool_minimum() {
+    let lab = lab(&POOLS
+        .replace("min: 1", "min: 0")
+        .replace("replicas: 1", "replicas: 3"));
+    lab.advance(Duration::from_secs(15));
+    lab.advance(Duration::from_secs(90));
+    let names = node_names(&lab).await;
+    assert_eq!(names.len(), 3);
+    assert_eq!(running(&lab).await, 3);
+    let nodes: Api<Node> = Api::all(lab.client());
+    nodes.cordon(&names[0]).await.unwrap();
+    nodes
+        .patch(
+            &names[1],
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(json!({"metadata": {"annotations": {
+                "cluster-autoscaler.kubernetes.io/scale-down-disabled": "true"}}})),
+        )
+        .await
+        .unwrap();
+    scale(&lab, 0).await;
+    lab.advance(Duration::from_secs(11 * 60));
+    assert_eq!(
+        node_names(&lab).await,
+        vec![names[0].clone(), names[1].clone()],
+        "only the node neither cordoned nor annotated is removed"
+    );
+    let msgs = messages(&events_about(&lab, &names[2]).await, "ScaleDown");
+    assert_eq!(msgs, vec!["marked the node as toBeDeleted/unschedulable"]);
+}

@@ -45,6 +45,7 @@ pub mod patch;
 pub mod quantity;
 pub mod resources;
 pub mod scenario;
+pub mod scenario_model;
 pub mod select;
 pub mod state;
 pub mod status;

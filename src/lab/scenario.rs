@@ -64,6 +64,14 @@ pub struct Scenario {
     /// server errors) and changes nothing.
     #[serde(default)]
     pub api_faults: Vec<super::faults::ApiFault>,
+    /// Node pools the cluster autoscaler grows and shrinks (docs/lab.md, "Capacity
+    /// and autoscaling").
+    #[serde(default)]
+    pub node_pools: Vec<super::scenario_model::NodePool>,
+    /// The cluster autoscaler's timing (defaults: the real autoscaler's). It runs
+    /// when `node_pools` is not empty.
+    #[serde(default)]
+    pub autoscaler: super::scenario_model::Autoscaler,
 }
 
 /// One fault. Exactly one of `node_lost`, `disk_fills`, `crash_loop` is set.

@@ -21,6 +21,7 @@ use super::resources;
 use super::state::{State, str_at};
 use super::store::WatchEvent;
 
+pub(crate) mod autoscaler;
 mod kubelet;
 mod nodes;
 mod quota;
@@ -28,6 +29,7 @@ mod scheduling;
 mod volumes;
 mod workloads;
 
+use autoscaler::autoscaler;
 use kubelet::kubelet;
 use nodes::{apply_faults, node_lifecycle, pod_gc};
 use quota::resource_quotas;
@@ -157,6 +159,7 @@ fn run(st: &mut State, mut all: bool) {
         deployments(st, &d);
         replicasets(st, &d);
         scheduler(st, &d);
+        autoscaler(st, &d);
         attach_detach(st, &d);
         kubelet(st, &d);
         disruption_budgets(st, &d);

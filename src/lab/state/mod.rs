@@ -51,6 +51,15 @@ pub struct State {
     pub detach_since: BTreeMap<String, DateTime<Utc>>,
     pub data_losses: Vec<DataLoss>,
     pub next_ip: u32,
+    /// The scenario's node pools and autoscaler timing (`controllers/autoscaler.rs`).
+    pub node_pools: Vec<crate::lab::scenario_model::NodePool>,
+    pub autoscaler: crate::lab::scenario_model::Autoscaler,
+    /// Nodes the autoscaler added that are still booting, and when they become Ready.
+    pub provisioning: BTreeMap<String, DateTime<Utc>>,
+    /// Nodes the autoscaler finds unneeded, and since when.
+    pub unneeded: BTreeMap<String, DateTime<Utc>>,
+    /// The last scale-up (scale-down waits `scale_down_delay_after_add` after it).
+    pub last_scale_up: Option<DateTime<Utc>>,
     /// The earliest cluster time at which a time-driven controller has something to do
     /// (an eviction timeout, a detach timer, a kubelet finishing a deletion, a fault):
     /// a write after it runs a full pass instead of an incremental one.
@@ -74,6 +83,11 @@ impl State {
             detach_since: BTreeMap::new(),
             data_losses: Vec::new(),
             next_ip: 10,
+            node_pools: Vec::new(),
+            autoscaler: Default::default(),
+            provisioning: BTreeMap::new(),
+            unneeded: BTreeMap::new(),
+            last_scale_up: None,
             next_wake: None,
         }
     }

@@ -1,0 +1,176 @@
+//! Scenario model types added for issue 16 (node pools and the cluster autoscaler,
+//! container logs, timing). Each validates itself while it is read, so a mistake is
+//! reported with the file, line and column of the value, like every other key.
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::clock::parse_duration;
+use super::quantity;
+use super::select::LabelSelector;
+
+/// A duration written as `10s`, `5m`, `1h30m`; refused while reading when it is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(try_from = "String")]
+#[schemars(with = "String")]
+pub struct Span(pub Duration);
+
+impl TryFrom<String> for Span {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        match parse_duration(&s) {
+            Ok(d) if d >= Duration::zero() => Ok(Span(d)),
+            Ok(_) => Err(format!("{s:?}: a duration here cannot be negative")),
+            Err(e) => Err(format!("{e} (e.g. `30s`, `10m`)")),
+        }
+    }
+}
+
+/// A label selector written as kubectl takes it (`app=web,tier!=db`), checked on read.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(try_from = "String")]
+#[schemars(with = "String")]
+pub struct Selector(pub String, #[schemars(skip)] pub LabelSelector);
+
+impl TryFrom<String> for Selector {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let sel = LabelSelector::parse(&s).map_err(|e| format!("selector {s:?}: {e}"))?;
+        Ok(Selector(s, sel))
+    }
+}
+
+/// A group of identical machines the cluster autoscaler grows and shrinks between
+/// `min` and `max` (a GKE node pool, an EKS node group, an ASG).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodePool {
+    /// Pool name; its nodes are called `<name>-<5 letters>` and carry the label
+    /// `lab.runbook.dev/node-pool: <name>`.
+    pub name: String,
+    /// The autoscaler never shrinks the pool below this many nodes.
+    #[serde(default)]
+    pub min: u32,
+    /// The autoscaler never grows the pool beyond this many nodes.
+    pub max: u32,
+    /// Nodes the pool has when the scenario starts (default `min`), created Ready.
+    #[serde(default)]
+    pub nodes: Option<u32>,
+    /// What one node offers the scheduler (its allocatable).
+    pub machine: Machine,
+    /// Extra labels on the pool's nodes (e.g. `cloud.google.com/gke-nodepool`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Taints on the pool's nodes, written as in a Node's `spec.taints`.
+    #[serde(default)]
+    #[schemars(with = "Vec<serde_json::Map<String, Value>>")]
+    pub taints: Vec<Value>,
+}
+
+/// A machine shape: `{ cpu: "4", memory: 16Gi, pods: 110 }`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, try_from = "MachineRaw")]
+#[schemars(with = "MachineRaw")]
+pub struct Machine {
+    /// The allocatable resource list, as a Node's `status.allocatable` shows it.
+    pub allocatable: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MachineRaw {
+    /// CPUs, e.g. `"4"` or `3920m`.
+    pub cpu: Value,
+    /// Memory, e.g. `16Gi`.
+    pub memory: Value,
+    /// Most pods a node runs (default 110, the kubelet's default).
+    #[serde(default)]
+    pub pods: Option<u32>,
+    /// Ephemeral storage (default `100Gi`).
+    #[serde(default, rename = "ephemeral-storage")]
+    pub ephemeral_storage: Option<Value>,
+}
+
+impl TryFrom<MachineRaw> for Machine {
+    type Error = String;
+    fn try_from(m: MachineRaw) -> Result<Self, String> {
+        let mut a = serde_json::Map::new();
+        let storage = m.ephemeral_storage.unwrap_or(Value::from("100Gi"));
+        for (k, v) in [
+            ("cpu", m.cpu),
+            ("memory", m.memory),
+            ("ephemeral-storage", storage),
+        ] {
+            if quantity::parse_milli(&v).is_none() {
+                return Err(format!(
+                    "machine.{k}: {v} is not a quantity (e.g. `4`, `500m`, `16Gi`)"
+                ));
+            }
+            let s = match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            a.insert(k.to_string(), Value::from(s));
+        }
+        a.insert(
+            "pods".into(),
+            Value::from(m.pods.unwrap_or(110).to_string()),
+        );
+        Ok(Machine { allocatable: a })
+    }
+}
+
+/// The cluster autoscaler's timing. Every field has the real autoscaler's default.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscaler {
+    /// How long a pod is unschedulable before the autoscaler acts on it: its scan
+    /// interval (`--scan-interval`, default `10s`).
+    #[serde(default = "scan_interval")]
+    pub scan_interval: Span,
+    /// From scale-up to the new node being Ready (cloud VM boot and kubelet
+    /// registration; default `90s`).
+    #[serde(default = "node_startup")]
+    pub node_startup: Span,
+    /// How long a node must be unneeded before it is removed
+    /// (`--scale-down-unneeded-time`, default `10m`).
+    #[serde(default = "ten_minutes")]
+    pub scale_down_unneeded_time: Span,
+    /// No scale-down this long after a scale-up (`--scale-down-delay-after-add`,
+    /// default `10m`).
+    #[serde(default = "ten_minutes")]
+    pub scale_down_delay_after_add: Span,
+    /// A node whose cpu and memory requests are both below this share of its
+    /// allocatable is unneeded (`--scale-down-utilization-threshold`, default 0.5).
+    #[serde(default = "half")]
+    pub scale_down_utilization_threshold: f64,
+}
+
+impl Default for Autoscaler {
+    fn default() -> Self {
+        Autoscaler {
+            scan_interval: scan_interval(),
+            node_startup: node_startup(),
+            scale_down_unneeded_time: ten_minutes(),
+            scale_down_delay_after_add: ten_minutes(),
+            scale_down_utilization_threshold: half(),
+        }
+    }
+}
+
+fn scan_interval() -> Span {
+    Span(Duration::seconds(10))
+}
+fn node_startup() -> Span {
+    Span(Duration::seconds(90))
+}
+fn ten_minutes() -> Span {
+    Span(Duration::minutes(10))
+}
+fn half() -> f64 {
+    0.5
+}
