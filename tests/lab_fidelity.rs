@@ -631,3 +631,109 @@ async fn scale_down_leaves_cordoned_and_annotated_nodes_and_keeps_the_pool_minim
     let msgs = messages(&events_about(&lab, &names[2]).await, "ScaleDown");
     assert_eq!(msgs, vec!["marked the node as toBeDeleted/unschedulable"]);
 }
+
+// ---------------------------------------------------------------- 4. logs
+
+const LOGS: &str = "version: 1
+name: logs
+objects:
+  - { apiVersion: v1, kind: Node, metadata: { name: n1 } }
+  - apiVersion: v1
+    kind: Pod
+    metadata: { name: hub-0, namespace: prod, labels: { component: hub } }
+    spec: { containers: [ { name: hub, image: jupyterhub/k8s-hub } ] }
+logs:
+  - namespace: prod
+    selector: component=hub
+    lines:
+      - '[I 2018-03-13 06:20:01 JupyterHub app:1673] Using Authenticator: oauthenticator'
+      - '[I 2018-03-13 06:20:02 JupyterHub app:2257] JupyterHub is now running'
+    timed:
+      - { at: 2m, text: '[E 2018-03-13 06:30:00 JupyterHub user:477] Unhandled error starting server: timeout' }
+    previous:
+      - 'sqlite3.OperationalError: database is locked'
+";
+
+#[tokio::test]
+async fn a_scenario_says_what_a_pod_logs_and_the_log_api_filters_it() {
+    let lab = lab(LOGS);
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "prod");
+    let all = pods.logs("hub-0", &Default::default()).await.unwrap();
+    assert_eq!(
+        all.lines().count(),
+        2,
+        "the timed line has not come yet:\n{all}"
+    );
+    assert!(all.ends_with("JupyterHub is now running\n"), "{all}");
+    lab.advance(Duration::from_secs(150));
+    let tail = pods
+        .logs(
+            "hub-0",
+            &kube::api::LogParams {
+                tail_lines: Some(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        tail,
+        "[E 2018-03-13 06:30:00 JupyterHub user:477] Unhandled error starting server: timeout\n"
+    );
+    let recent = pods
+        .logs(
+            "hub-0",
+            &kube::api::LogParams {
+                since_seconds: Some(60),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(recent.lines().count(), 1, "{recent}");
+    let previous = pods
+        .logs(
+            "hub-0",
+            &kube::api::LogParams {
+                previous: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(previous, "sqlite3.OperationalError: database is locked\n");
+}
+
+#[test]
+fn a_logs_entry_naming_both_pod_and_selector_is_refused_with_its_line() {
+    let err = Lab::from_scenario_str(
+        "version: 1\nname: bad\nlogs:\n  - { pod: a, selector: app=b, lines: [x] }\n",
+    )
+    .err()
+    .expect("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("exactly one of `pod` and `selector`"),
+        "{text}"
+    );
+    assert_eq!(err.line, 4, "{text}");
+}
+
+#[tokio::test]
+#[ignore = "needs kubectl (scripts/test.sh installs it)"]
+async fn kubectl_logs_prints_the_scenario_lines_with_tail_and_previous() {
+    let lab = lab(LOGS);
+    let k = Kubectl::start(&lab).await;
+    let out = k.ok(&["logs", "-n", "prod", "hub-0"]).await;
+    assert!(
+        out.contains("Using Authenticator") && out.contains("is now running"),
+        "{out}"
+    );
+    let out = k.ok(&["logs", "-n", "prod", "hub-0", "--tail=1"]).await;
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let out = k
+        .ok(&["logs", "-n", "prod", "-l", "component=hub", "--previous"])
+        .await;
+    assert_eq!(out, "sqlite3.OperationalError: database is locked\n");
+    k.stop().await;
+}

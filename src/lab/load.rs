@@ -70,6 +70,7 @@ impl Lab {
         // Node pools start with `nodes` (default `min`) Ready nodes each.
         st.node_pools = loaded.scenario.node_pools.clone();
         st.autoscaler = loaded.scenario.autoscaler.clone();
+        st.logs = loaded.scenario.logs.clone();
         for pool in &loaded.scenario.node_pools {
             for _ in 0..pool.nodes.unwrap_or(pool.min) {
                 let node = controllers::autoscaler::pool_node(&mut st, pool, true);

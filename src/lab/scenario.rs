@@ -72,6 +72,9 @@ pub struct Scenario {
     /// when `node_pools` is not empty.
     #[serde(default)]
     pub autoscaler: super::scenario_model::Autoscaler,
+    /// What containers log (`kubectl logs`, with `--previous`, `--tail`, `--since`).
+    #[serde(default)]
+    pub logs: Vec<super::scenario_model::LogSpec>,
 }
 
 /// One fault. Exactly one of `node_lost`, `disk_fills`, `crash_loop` is set.

@@ -174,3 +174,92 @@ fn ten_minutes() -> Span {
 fn half() -> f64 {
     0.5
 }
+
+/// What containers log: `kubectl logs` (and `GET pods/{name}/log`) return these lines
+/// instead of the lab's placeholder.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(try_from = "LogSpecRaw")]
+#[schemars(with = "LogSpecRaw")]
+pub struct LogSpec {
+    pub namespace: String,
+    /// One pod by name, or every pod matching a selector.
+    pub target: PodTarget,
+    pub container: Option<String>,
+    pub lines: Vec<String>,
+    pub timed: Vec<TimedLine>,
+    pub previous: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum PodTarget {
+    Name(String),
+    Selector(LabelSelector),
+}
+
+impl LogSpec {
+    /// Does this entry describe `container` of `pod`?
+    pub fn applies(&self, pod: &Value, container: &str) -> bool {
+        let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str);
+        let name = pod.pointer("/metadata/name").and_then(Value::as_str);
+        ns == Some(self.namespace.as_str())
+            && self.container.as_deref().is_none_or(|c| c == container)
+            && match &self.target {
+                PodTarget::Name(n) => name == Some(n.as_str()),
+                PodTarget::Selector(s) => s.matches(pod),
+            }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LogSpecRaw {
+    /// Namespace of the pods (default `default`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// One pod by name. Exactly one of `pod` and `selector`.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// Every pod matching a label selector, e.g. `component=hub`.
+    #[serde(default)]
+    pub selector: Option<Selector>,
+    /// Only this container (default: every container of the pod).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Lines logged when the container started.
+    #[serde(default)]
+    pub lines: Vec<String>,
+    /// Lines logged later: each appears once `at` (after the scenario start) has come.
+    #[serde(default)]
+    pub timed: Vec<TimedLine>,
+    /// The last words of the previous (crashed) container: `kubectl logs --previous`.
+    #[serde(default)]
+    pub previous: Vec<String>,
+}
+
+/// A log line that appears at a moment of the scenario.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TimedLine {
+    /// After the scenario start: `90s`, `5m`.
+    pub at: Span,
+    pub text: String,
+}
+
+impl TryFrom<LogSpecRaw> for LogSpec {
+    type Error = String;
+    fn try_from(r: LogSpecRaw) -> Result<Self, String> {
+        let target = match (r.pod, r.selector) {
+            (Some(p), None) => PodTarget::Name(p),
+            (None, Some(s)) => PodTarget::Selector(s.1),
+            _ => return Err("a logs entry names exactly one of `pod` and `selector`".into()),
+        };
+        Ok(LogSpec {
+            namespace: r.namespace.unwrap_or_else(|| "default".into()),
+            target,
+            container: r.container,
+            lines: r.lines,
+            timed: r.timed,
+            previous: r.previous,
+        })
+    }
+}

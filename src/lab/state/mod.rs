@@ -60,6 +60,8 @@ pub struct State {
     pub unneeded: BTreeMap<String, DateTime<Utc>>,
     /// The last scale-up (scale-down waits `scale_down_delay_after_add` after it).
     pub last_scale_up: Option<DateTime<Utc>>,
+    /// What containers log, from the scenario.
+    pub logs: Vec<crate::lab::scenario_model::LogSpec>,
     /// The earliest cluster time at which a time-driven controller has something to do
     /// (an eviction timeout, a detach timer, a kubelet finishing a deletion, a fault):
     /// a write after it runs a full pass instead of an incremental one.
@@ -88,6 +90,7 @@ impl State {
             provisioning: BTreeMap::new(),
             unneeded: BTreeMap::new(),
             last_scale_up: None,
+            logs: Vec::new(),
             next_wake: None,
         }
     }
