@@ -737,3 +737,151 @@ async fn kubectl_logs_prints_the_scenario_lines_with_tail_and_previous() {
     assert_eq!(out, "sqlite3.OperationalError: database is locked\n");
     k.stop().await;
 }
+
+// ---------------------------------------------------------------- 5. faults with timing
+
+fn faults_scenario(pod_faults: &str, timing: &str) -> String {
+    format!(
+        "version: 1
+name: faults
+{timing}objects:
+  - {{ apiVersion: v1, kind: Node, metadata: {{ name: n1 }} }}
+  - {{ apiVersion: v1, kind: Node, metadata: {{ name: n2 }}, spec: {{ unschedulable: true }} }}
+  - apiVersion: v1
+    kind: Pod
+    metadata: {{ name: hub-0, labels: {{ app: hub }} }}
+    spec: {{ nodeName: n1, containers: [ {{ name: hub, image: hub }} ] }}
+  - apiVersion: v1
+    kind: Pod
+    metadata: {{ name: proxy-0, labels: {{ app: proxy }} }}
+    spec: {{ nodeName: n1, containers: [ {{ name: proxy, image: proxy }} ] }}
+pod_faults:
+{pod_faults}"
+    )
+}
+
+async fn container(lab: &Lab, name: &str) -> Value {
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
+    let p = serde_json::to_value(pods.get(name).await.unwrap()).unwrap();
+    p["status"]["containerStatuses"][0].clone()
+}
+
+async fn ready(lab: &Lab, name: &str) -> bool {
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
+    let p = pods.get(name).await.unwrap();
+    p.status
+        .and_then(|s| s.conditions)
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+#[tokio::test]
+async fn a_crash_loop_restarts_with_the_kubelet_back_off_hits_one_pod_and_ends() {
+    let lab = lab(&faults_scenario(
+        "  - { pod: hub-0, at: 1m, until: 20m, crash_loop: { exit_code: 2 } }\n",
+        "",
+    ));
+    assert!(ready(&lab, "hub-0").await, "healthy before the fault");
+    lab.advance(Duration::from_secs(60));
+    let c = container(&lab, "hub-0").await;
+    assert_eq!(c["state"]["waiting"]["reason"], "CrashLoopBackOff");
+    assert_eq!(c["restartCount"], 0);
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 2);
+    // Restarts at +10 s, +30 s, +70 s, +150 s, +310 s, then every 5 minutes.
+    let mut seen = Vec::new();
+    for secs in [9, 1, 20, 40, 80, 160, 300] {
+        lab.advance(Duration::from_secs(secs));
+        seen.push(
+            container(&lab, "hub-0").await["restartCount"]
+                .as_i64()
+                .unwrap(),
+        );
+    }
+    assert_eq!(seen, vec![0, 1, 2, 3, 4, 5, 6]);
+    assert!(
+        container(&lab, "hub-0").await["state"]["waiting"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("back-off 5m0s restarting failed container=hub pod=hub-0_default(")
+    );
+    assert!(
+        ready(&lab, "proxy-0").await,
+        "only the named pod crash-loops"
+    );
+    // The fault ends at 20 m: the container runs and is Ready again.
+    lab.advance(Duration::from_secs(20 * 60));
+    let c = container(&lab, "hub-0").await;
+    assert!(c["state"]["running"].is_object(), "{c}");
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 2);
+    assert!(ready(&lab, "hub-0").await);
+    let backoffs = messages(&events_about(&lab, "hub-0").await, "BackOff");
+    assert!(
+        backoffs.iter().all(
+            |m| m.starts_with("Back-off restarting failed container hub in pod hub-0_default(")
+        ),
+        "{backoffs:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_oom_kill_on_a_node_shows_oomkilled_exit_137_and_a_node_event() {
+    let lab = lab(&faults_scenario("  - { node: n1, oom_killed: {} }\n", ""));
+    for pod in ["hub-0", "proxy-0"] {
+        let c = container(&lab, pod).await;
+        assert_eq!(c["lastState"]["terminated"]["reason"], "OOMKilled", "{c}");
+        assert_eq!(c["lastState"]["terminated"]["exitCode"], 137);
+        assert!(!ready(&lab, pod).await);
+    }
+    let node_events = messages(&events_about(&lab, "n1").await, "OOMKilling");
+    assert!(!node_events.is_empty());
+    assert!(node_events[0].starts_with("Memory cgroup out of memory: Killed process"));
+}
+
+#[tokio::test]
+async fn running_but_not_ready_and_new_pods_become_ready_after_the_scenario_delay() {
+    let lab = lab(&faults_scenario(
+        "  - { selector: app=proxy, until: 5m, not_ready: {} }\n",
+        "timing: { ready_after: 20s }\n",
+    ));
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "default");
+    let proxy = pods.get("proxy-0").await.unwrap();
+    assert_eq!(
+        proxy.status.as_ref().unwrap().phase.as_deref(),
+        Some("Running")
+    );
+    assert!(!ready(&lab, "proxy-0").await, "running, readiness failing");
+    let unhealthy = messages(&events_about(&lab, "proxy-0").await, "Unhealthy");
+    assert_eq!(
+        unhealthy,
+        vec!["Readiness probe failed: HTTP probe failed with statuscode: 503"]
+    );
+    assert!(!ready(&lab, "hub-0").await, "not Ready before ready_after");
+    lab.advance(Duration::from_secs(20));
+    assert!(ready(&lab, "hub-0").await, "Ready 20 s after starting");
+    pods.create(&PostParams::default(), &pod("late", "100m", "10Mi"))
+        .await
+        .unwrap();
+    assert!(!ready(&lab, "late").await, "a new pod waits too");
+    lab.advance(Duration::from_secs(19));
+    assert!(!ready(&lab, "late").await);
+    lab.advance(Duration::from_secs(1));
+    assert!(ready(&lab, "late").await);
+    lab.advance(Duration::from_secs(5 * 60));
+    assert!(ready(&lab, "proxy-0").await, "the readiness fault ended");
+}
+
+#[test]
+fn a_pod_fault_without_a_scope_is_refused_with_its_line() {
+    let err = Lab::from_scenario_str(
+        "version: 1\nname: bad\npod_faults:\n  - { at: 1m, crash_loop: {} }\n",
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("exactly one of `pod`, `selector`, `node`"),
+        "{err}"
+    );
+    assert_eq!(err.line, 4);
+}

@@ -71,6 +71,20 @@ impl Lab {
         st.node_pools = loaded.scenario.node_pools.clone();
         st.autoscaler = loaded.scenario.autoscaler.clone();
         st.logs = loaded.scenario.logs.clone();
+        st.ready_after = loaded
+            .scenario
+            .timing
+            .ready_after
+            .map_or(chrono::Duration::zero(), |s| s.0);
+        for f in &loaded.scenario.pod_faults {
+            st.pod_faults.push(state::ActivePodFault {
+                namespace: f.namespace.clone(),
+                scope: f.scope.clone(),
+                kind: f.kind.clone(),
+                from: start + f.at,
+                until: f.until.map(|u| start + u),
+            });
+        }
         for pool in &loaded.scenario.node_pools {
             for _ in 0..pool.nodes.unwrap_or(pool.min) {
                 let node = controllers::autoscaler::pool_node(&mut st, pool, true);

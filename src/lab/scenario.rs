@@ -75,6 +75,13 @@ pub struct Scenario {
     /// What containers log (`kubectl logs`, with `--previous`, `--tail`, `--since`).
     #[serde(default)]
     pub logs: Vec<super::scenario_model::LogSpec>,
+    /// Faults on pods with a scope (pod, selector, node) and a window (`at`, `until`):
+    /// crash loops with the kubelet's back-off, OOM kills, failing readiness.
+    #[serde(default)]
+    pub pod_faults: Vec<super::scenario_model::PodFault>,
+    /// Cluster timing: how long new containers take to become Ready.
+    #[serde(default)]
+    pub timing: super::scenario_model::Timing,
 }
 
 /// One fault. Exactly one of `node_lost`, `disk_fills`, `crash_loop` is set.

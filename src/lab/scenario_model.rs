@@ -263,3 +263,141 @@ impl TryFrom<LogSpecRaw> for LogSpec {
         })
     }
 }
+
+/// Cluster timing the scenario may set (defaults keep older scenarios as they were).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Timing {
+    /// How long a started container takes to pass its readiness probe: the pod is
+    /// Running but not Ready until then (default `0s`: Ready at once).
+    #[serde(default)]
+    pub ready_after: Option<Span>,
+}
+
+/// A fault on pods, with a scope and a time window (docs/lab.md, "Pod faults").
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(try_from = "PodFaultRaw")]
+#[schemars(with = "PodFaultRaw")]
+pub struct PodFault {
+    pub at: Duration,
+    pub until: Option<Duration>,
+    pub namespace: String,
+    pub scope: PodScope,
+    pub kind: PodFaultKind,
+}
+
+/// Which pods a fault hits.
+#[derive(Debug, Clone)]
+pub enum PodScope {
+    Pod(String),
+    Selector(LabelSelector),
+    Node(String),
+}
+
+impl PodScope {
+    pub fn matches(&self, pod: &Value) -> bool {
+        let at = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or("");
+        match self {
+            PodScope::Pod(n) => at("/metadata/name") == n,
+            PodScope::Selector(s) => s.matches(pod),
+            PodScope::Node(n) => at("/spec/nodeName") == n,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodFaultKind {
+    /// The container exits at once each time it starts (`reason` `Error` or
+    /// `OOMKilled`), restarted with the kubelet's back-off.
+    CrashLoop { exit_code: i64, reason: String },
+    /// Running, but the readiness probe fails.
+    NotReady,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodFaultRaw {
+    /// When the fault starts, after the scenario start (default `0s`).
+    #[serde(default)]
+    pub at: Option<Span>,
+    /// When it ends (after the scenario start); absent: never.
+    #[serde(default)]
+    pub until: Option<Span>,
+    /// Namespace of the pods (default `default`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// One pod by name. Exactly one of `pod`, `selector`, `node`.
+    #[serde(default)]
+    pub pod: Option<String>,
+    /// Pods matching a label selector.
+    #[serde(default)]
+    pub selector: Option<Selector>,
+    /// Every pod of the namespace on this node.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// The container crashes (exit code, default 1) and restarts with back-off.
+    #[serde(default)]
+    pub crash_loop: Option<CrashLoopRaw>,
+    /// The container is killed for exceeding its memory limit (exit 137) and
+    /// restarts with back-off; the node records an `OOMKilling` event.
+    #[serde(default)]
+    pub oom_killed: Option<Empty>,
+    /// The container runs but its readiness probe fails.
+    #[serde(default)]
+    pub not_ready: Option<Empty>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CrashLoopRaw {
+    /// The exit code of each crash (default 1).
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+}
+
+/// `{}`: a fault without settings.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+impl TryFrom<PodFaultRaw> for PodFault {
+    type Error = String;
+    fn try_from(r: PodFaultRaw) -> Result<Self, String> {
+        let scope = match (r.pod, r.selector, r.node) {
+            (Some(p), None, None) => PodScope::Pod(p),
+            (None, Some(s), None) => PodScope::Selector(s.1),
+            (None, None, Some(n)) => PodScope::Node(n),
+            _ => return Err("a pod fault names exactly one of `pod`, `selector`, `node`".into()),
+        };
+        let kind = match (r.crash_loop, r.oom_killed, r.not_ready) {
+            (Some(c), None, None) => PodFaultKind::CrashLoop {
+                exit_code: c.exit_code.unwrap_or(1),
+                reason: "Error".into(),
+            },
+            (None, Some(_), None) => PodFaultKind::CrashLoop {
+                exit_code: 137,
+                reason: "OOMKilled".into(),
+            },
+            (None, None, Some(_)) => PodFaultKind::NotReady,
+            _ => {
+                return Err(
+                    "a pod fault sets exactly one of `crash_loop`, `oom_killed`, `not_ready`"
+                        .into(),
+                );
+            }
+        };
+        let at = r.at.map_or(Duration::zero(), |s| s.0);
+        if let Some(u) = r.until
+            && u.0 <= at
+        {
+            return Err("`until` must come after `at`".into());
+        }
+        Ok(PodFault {
+            at,
+            until: r.until.map(|s| s.0),
+            namespace: r.namespace.unwrap_or_else(|| "default".into()),
+            scope,
+            kind,
+        })
+    }
+}

@@ -24,6 +24,7 @@ use super::store::WatchEvent;
 pub(crate) mod autoscaler;
 mod kubelet;
 mod nodes;
+mod pod_health;
 mod quota;
 mod scheduling;
 mod volumes;

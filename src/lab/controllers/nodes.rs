@@ -38,7 +38,16 @@ pub(super) fn apply_faults(st: &mut State) -> bool {
         if let Some(c) = fault.crash_loop
             && let Ok(sel) = LabelSelector::parse(&c.selector)
         {
-            st.crash_loops.push((c.namespace, sel, when));
+            st.pod_faults.push(crate::lab::state::ActivePodFault {
+                namespace: c.namespace,
+                scope: crate::lab::scenario_model::PodScope::Selector(sel),
+                kind: crate::lab::scenario_model::PodFaultKind::CrashLoop {
+                    exit_code: 1,
+                    reason: "Error".into(),
+                },
+                from: when,
+                until: None,
+            });
         }
     }
     applied

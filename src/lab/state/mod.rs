@@ -22,7 +22,6 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::clock::Clock;
 use super::scenario::{Fault, MetricDef};
-use super::select::LabelSelector;
 use super::store::Store;
 
 pub use json::{at, controller_of, finalizers, owner_uids, pod_ready, str_at};
@@ -30,6 +29,16 @@ pub use quota::pod_usage;
 pub use shape::check_shape;
 pub(crate) use shape::default_pod;
 pub use writes::{DATA_VOLUME_ANNOTATION, DataLoss, DeleteOpts};
+
+/// A pod fault in cluster time: which pods, what, from when, until when.
+#[derive(Debug, Clone)]
+pub struct ActivePodFault {
+    pub namespace: String,
+    pub scope: crate::lab::scenario_model::PodScope,
+    pub kind: crate::lab::scenario_model::PodFaultKind,
+    pub from: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+}
 
 pub struct State {
     pub store: Store,
@@ -45,8 +54,10 @@ pub struct State {
     /// scheduler treats them as unlimited, so scenarios written before capacity was
     /// modelled schedule as they always did.
     pub default_capacity: BTreeSet<String>,
-    /// (namespace, selector, since) of crash-looping pods.
-    pub crash_loops: Vec<(String, LabelSelector, DateTime<Utc>)>,
+    /// Pod faults (crash loops, OOM kills, failing readiness) and their windows.
+    pub pod_faults: Vec<ActivePodFault>,
+    /// How long a started container takes to become Ready (scenario `timing`).
+    pub ready_after: Duration,
     /// VolumeAttachment name → when its last holder pod disappeared (forced-detach timer).
     pub detach_since: BTreeMap<String, DateTime<Utc>>,
     pub data_losses: Vec<DataLoss>,
@@ -81,7 +92,8 @@ impl State {
             lost_nodes: BTreeMap::new(),
             full_disks: BTreeSet::new(),
             default_capacity: BTreeSet::new(),
-            crash_loops: Vec::new(),
+            pod_faults: Vec::new(),
+            ready_after: Duration::zero(),
             detach_since: BTreeMap::new(),
             data_losses: Vec::new(),
             next_ip: 10,
