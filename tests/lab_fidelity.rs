@@ -885,3 +885,30 @@ fn a_pod_fault_without_a_scope_is_refused_with_its_line() {
     );
     assert_eq!(err.line, 4);
 }
+
+// ---------------------------------------------------------------- docs
+
+#[test]
+fn every_scenario_example_in_docs_lab_md_loads() {
+    let doc =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/lab.md"))
+            .expect("docs/lab.md");
+    let blocks: Vec<&str> = doc
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 6, "found {} yaml examples", blocks.len());
+    for b in blocks {
+        let yaml = format!(
+            "version: 1\nname: doc\n{}",
+            b.replace(
+                "# in a scenario file (schemas/scenario.schema.json): active from the start\n",
+                ""
+            )
+        );
+        if let Err(e) = Lab::from_scenario_str(&yaml) {
+            panic!("docs/lab.md example does not load: {e}\n{b}");
+        }
+    }
+}
