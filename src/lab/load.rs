@@ -67,6 +67,36 @@ impl Lab {
             // objects without a name.
             let _ = st.store.create(def, ns, obj, start, true);
         }
+        // Node pools start with `nodes` (default `min`) Ready nodes each.
+        st.node_pools = loaded.scenario.node_pools.clone();
+        st.autoscaler = loaded.scenario.autoscaler.clone();
+        st.logs = loaded.scenario.logs.clone();
+        st.ready_after = loaded
+            .scenario
+            .timing
+            .ready_after
+            .map_or(chrono::Duration::zero(), |s| s.0);
+        for f in &loaded.scenario.pod_faults {
+            st.pod_faults.push(state::ActivePodFault {
+                namespace: f.namespace.clone(),
+                scope: f.scope.clone(),
+                kind: f.kind.clone(),
+                from: start + f.at,
+                until: f.until.map(|u| start + u),
+            });
+        }
+        for pool in &loaded.scenario.node_pools {
+            for _ in 0..pool.nodes.unwrap_or(pool.min) {
+                let node = controllers::autoscaler::pool_node(&mut st, pool, true);
+                let _ = st.store.create(
+                    resources::by_key("nodes").expect("invariant: nodes are served"),
+                    "",
+                    node,
+                    start,
+                    true,
+                );
+            }
+        }
         link_owner_uids(&mut st);
         st.link_event_uids();
         controllers::reconcile_all(&mut st);

@@ -240,6 +240,16 @@ pub static RESOURCES: &[ResourceDef] = &[
     def("", "secrets", "secret", "Secret", true, &[], &[], &[]),
     def(
         "",
+        "resourcequotas",
+        "resourcequota",
+        "ResourceQuota",
+        true,
+        &["quota"],
+        STATUS,
+        &[],
+    ),
+    def(
+        "",
         "serviceaccounts",
         "serviceaccount",
         "ServiceAccount",

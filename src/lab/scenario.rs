@@ -64,6 +64,24 @@ pub struct Scenario {
     /// server errors) and changes nothing.
     #[serde(default)]
     pub api_faults: Vec<super::faults::ApiFault>,
+    /// Node pools the cluster autoscaler grows and shrinks (docs/lab.md, "Capacity
+    /// and autoscaling").
+    #[serde(default)]
+    pub node_pools: Vec<super::scenario_model::NodePool>,
+    /// The cluster autoscaler's timing (defaults: the real autoscaler's). It runs
+    /// when `node_pools` is not empty.
+    #[serde(default)]
+    pub autoscaler: super::scenario_model::Autoscaler,
+    /// What containers log (`kubectl logs`, with `--previous`, `--tail`, `--since`).
+    #[serde(default)]
+    pub logs: Vec<super::scenario_model::LogSpec>,
+    /// Faults on pods with a scope (pod, selector, node) and a window (`at`, `until`):
+    /// crash loops with the kubelet's back-off, OOM kills, failing readiness.
+    #[serde(default)]
+    pub pod_faults: Vec<super::scenario_model::PodFault>,
+    /// Cluster timing: how long new containers take to become Ready.
+    #[serde(default)]
+    pub timing: super::scenario_model::Timing,
 }
 
 /// One fault. Exactly one of `node_lost`, `disk_fills`, `crash_loop` is set.

@@ -71,14 +71,102 @@ pub(super) fn pod_log(lab: &Lab, ns: &str, name: &str, params: &Params) -> Respo
             "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
         )));
     }
-    let text = format!(
-        "[runbook lab] simulated container {container} of pod {ns}/{name}: no real log is kept\n"
-    );
+    let text = match scenario_log(&st, pod, &container, params) {
+        Ok(Some(text)) => text,
+        Ok(None) => format!(
+            "[runbook lab] simulated container {container} of pod {ns}/{name}: no real log is kept\n"
+        ),
+        Err(e) => return err(e),
+    };
     Response::builder()
         .status(200)
         .header(header::CONTENT_TYPE, "text/plain")
         .body(Body::from(text))
         .unwrap_or_default()
+}
+
+/// The lines the scenario's `logs` give this container, filtered as the kubelet
+/// filters them (`previous`, `sinceSeconds`, `sinceTime`, `tailLines`, `timestamps`);
+/// `None` when the scenario says nothing about it.
+fn scenario_log(
+    st: &crate::lab::state::State,
+    pod: &Value,
+    container: &str,
+    params: &Params,
+) -> Result<Option<String>, ApiError> {
+    use crate::lab::clock::{parse_ts, ts};
+    let Some(spec) = st.logs.iter().find(|l| l.applies(pod, container)) else {
+        return Ok(None);
+    };
+    let now = st.now();
+    let flag = |k: &str| params.get(k).is_some_and(|v| v == "true");
+    let started = pod
+        .pointer("/status/containerStatuses")
+        .and_then(Value::as_array)
+        .and_then(|cs| cs.iter().find(|c| c["name"] == container))
+        .and_then(|c| c.pointer("/state/running/startedAt"))
+        .or_else(|| pod.pointer("/status/startTime"))
+        .and_then(Value::as_str)
+        .and_then(parse_ts)
+        .unwrap_or(now);
+    let mut lines: Vec<(chrono::DateTime<chrono::Utc>, &str)> = if flag("previous") {
+        if spec.previous.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "previous terminated container \"{container}\" in pod \"{}\" not found",
+                str_at(pod, "/metadata/name")
+            )));
+        }
+        // The previous container ended when this one started.
+        spec.previous
+            .iter()
+            .map(|l| (started, l.as_str()))
+            .collect()
+    } else {
+        let start = st.clock.start();
+        spec.lines
+            .iter()
+            .map(|l| (started, l.as_str()))
+            .chain(spec.timed.iter().map(|t| (start + t.at.0, t.text.as_str())))
+            .filter(|(t, _)| *t <= now)
+            .collect()
+    };
+    lines.sort_by_key(|(t, _)| *t);
+    let since = match (params.get("sinceSeconds"), params.get("sinceTime")) {
+        (Some(s), _) => Some(
+            now - chrono::Duration::seconds(
+                s.parse::<i64>()
+                    .map_err(|_| ApiError::bad_request(format!("invalid sinceSeconds {s:?}")))?
+                    .clamp(0, i64::from(i32::MAX)),
+            ),
+        ),
+        (None, Some(t)) => Some(
+            parse_ts(t).ok_or_else(|| ApiError::bad_request(format!("invalid sinceTime {t:?}")))?,
+        ),
+        _ => None,
+    };
+    if let Some(since) = since {
+        lines.retain(|(t, _)| *t >= since);
+    }
+    if let Some(n) = params.get("tailLines") {
+        let n: usize = n
+            .parse()
+            .map_err(|_| ApiError::bad_request(format!("invalid tailLines {n:?}")))?;
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+    }
+    let stamps = flag("timestamps");
+    Ok(Some(
+        lines
+            .iter()
+            .map(|(t, l)| {
+                if stamps {
+                    format!("{} {l}\n", ts(*t))
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect(),
+    ))
 }
 
 pub(super) fn selectors(

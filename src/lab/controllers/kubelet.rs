@@ -18,7 +18,8 @@ use crate::lab::state::{State, str_at};
 /// attachment or claim changed; everything on a time-driven pass.
 pub(super) fn kubelet(st: &mut State, d: &Dirty) {
     let now = st.now();
-    let crash = !st.crash_loops.is_empty();
+    // Running pods need a look only when faults or a readiness delay can change them.
+    let health = !st.pod_faults.is_empty() || st.ready_after > Duration::zero();
     let mut keys = pods_to_visit(st, d);
     if !d.all {
         let pvs: BTreeSet<String> = d
@@ -54,17 +55,11 @@ pub(super) fn kubelet(st: &mut State, d: &Dirty) {
             let node = str_at(p, "/spec/nodeName");
             !node.is_empty()
                 && !st.node_lost(node)
-                && (crash
+                && (health
                     || p.pointer("/metadata/deletionTimestamp").is_some()
                     || str_at(p, "/status/phase") == "Pending")
         })
         .collect();
-    let loops: Vec<_> = st.crash_loops.iter().map(|c| c.2).collect();
-    for since in loops {
-        // Restart counts grow by the minute.
-        let minutes = (now - since).num_minutes().max(0);
-        st.wake_at(since + Duration::minutes(minutes + 1));
-    }
     for pod in work {
         let node = str_at(&pod, "/spec/nodeName").to_string();
         let (ns, name) = (
@@ -95,43 +90,11 @@ pub(super) fn kubelet(st: &mut State, d: &Dirty) {
         if phase == "Pending" {
             start_pod(st, &pod, &node);
         }
-        if let Some(since) = st
-            .crash_loops
-            .iter()
-            .find(|(cns, sel, _)| *cns == ns && sel.matches(&pod))
-            .map(|c| c.2)
-            && let Some(p) = st.store.get("pods", &ns, &name).cloned()
+        if let Some(p) = st.store.get("pods", &ns, &name).cloned()
             && str_at(&p, "/status/phase") == "Running"
+            && health
         {
-            let mut p = p;
-            let restarts = 1 + (now - since).num_minutes().max(0);
-            let statuses: Vec<Value> = container_names(&p).iter().map(|c| json!({"name": c, "ready": false, "restartCount": restarts,
-                "image": image_of(&p, c), "started": false,
-                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off restarting failed container {c}")}},
-                "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}})).collect();
-            p["status"]["containerStatuses"] = json!(statuses);
-            let mut conds: Vec<Value> = p
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            set_condition(
-                &mut conds,
-                "Ready",
-                "False",
-                "ContainersNotReady",
-                "containers with unready status",
-                &ts(since),
-            );
-            p["status"]["conditions"] = json!(conds);
-            st.store.update("pods", &ns, &name, p.clone());
-            st.record_event(
-                &p,
-                "Warning",
-                "BackOff",
-                "Back-off restarting failed container",
-                "kubelet",
-            );
+            super::pod_health::running_pod(st, &p);
         }
     }
 }
@@ -250,12 +213,18 @@ pub(super) fn start_pod(st: &mut State, pod: &Value, node: &str) {
             .store
             .create(res("volumeattachments.storage.k8s.io"), "", va, n, false);
     }
+    // Ready at once unless the scenario gives containers time to pass their probes.
+    let ready = st.ready_after <= Duration::zero();
+    if !ready {
+        let due = st.now() + st.ready_after;
+        st.wake_at(due);
+    }
     st.next_ip += 1;
     let ip = format!("10.8.{}.{}", st.next_ip / 250, st.next_ip % 250 + 2);
     let statuses: Vec<Value> = container_names(&p)
         .iter()
         .map(|c| {
-            json!({"name": c, "ready": true, "restartCount": 0,
+            json!({"name": c, "ready": ready, "restartCount": 0,
         "image": image_of(&p, c), "started": true, "state": {"running": {"startedAt": now}}})
         })
         .collect();
@@ -263,8 +232,22 @@ pub(super) fn start_pod(st: &mut State, pod: &Value, node: &str) {
     p["status"]["podIP"] = json!(ip);
     p["status"]["podIPs"] = json!([{"ip": ip}]);
     p["status"]["containerStatuses"] = json!(statuses);
-    for t in ["Initialized", "Ready", "ContainersReady", "PodScheduled"] {
+    for t in ["Initialized", "PodScheduled"] {
         set_condition(&mut conds, t, "True", "", "", &now);
+    }
+    for t in ["Ready", "ContainersReady"] {
+        if ready {
+            set_condition(&mut conds, t, "True", "", "", &now);
+        } else {
+            set_condition(
+                &mut conds,
+                t,
+                "False",
+                "ContainersNotReady",
+                "containers with unready status",
+                &now,
+            );
+        }
     }
     p["status"]["conditions"] = json!(conds);
     st.store.update("pods", &ns, &name, p.clone());

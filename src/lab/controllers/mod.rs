@@ -21,14 +21,19 @@ use super::resources;
 use super::state::{State, str_at};
 use super::store::WatchEvent;
 
+pub(crate) mod autoscaler;
 mod kubelet;
 mod nodes;
+mod pod_health;
+mod quota;
 mod scheduling;
 mod volumes;
 mod workloads;
 
+use autoscaler::autoscaler;
 use kubelet::kubelet;
 use nodes::{apply_faults, node_lifecycle, pod_gc};
+use quota::resource_quotas;
 use scheduling::scheduler;
 use volumes::attach_detach;
 use workloads::{deployments, disruption_budgets, garbage_collect, replicasets, workload_status};
@@ -155,10 +160,12 @@ fn run(st: &mut State, mut all: bool) {
         deployments(st, &d);
         replicasets(st, &d);
         scheduler(st, &d);
+        autoscaler(st, &d);
         attach_detach(st, &d);
         kubelet(st, &d);
         disruption_budgets(st, &d);
         workload_status(st, &d);
+        resource_quotas(st, &d);
     }
 }
 

@@ -38,7 +38,16 @@ pub(super) fn apply_faults(st: &mut State) -> bool {
         if let Some(c) = fault.crash_loop
             && let Ok(sel) = LabelSelector::parse(&c.selector)
         {
-            st.crash_loops.push((c.namespace, sel, when));
+            st.pod_faults.push(crate::lab::state::ActivePodFault {
+                namespace: c.namespace,
+                scope: crate::lab::scenario_model::PodScope::Selector(sel),
+                kind: crate::lab::scenario_model::PodFaultKind::CrashLoop {
+                    exit_code: 1,
+                    reason: "Error".into(),
+                },
+                from: when,
+                until: None,
+            });
         }
     }
     applied
@@ -156,11 +165,17 @@ fn update_node(st: &mut State, node: Value, now: DateTime<Utc>) {
             json!({"cpu": "4", "memory": "15Gi", "pods": "110", "ephemeral-storage": "100Gi"});
         n["status"]["capacity"] = cap.clone();
         n["status"]["allocatable"] = cap;
+        st.default_capacity.insert(name.clone());
     }
     for (k, v) in [("architecture", "amd64"), ("operatingSystem", "linux")] {
         if n.pointer(&format!("/status/nodeInfo/{k}")).is_none() {
             n["status"]["nodeInfo"][k] = json!(v);
         }
+    }
+    // NodeSpec is a struct, not a pointer: the API server always serves `spec: {}`,
+    // so `has(node.spec.unschedulable)` works on every node.
+    if !n.get("spec").is_some_and(Value::is_object) {
+        n["spec"] = json!({});
     }
     if taints.is_empty() {
         if let Some(spec) = n.get_mut("spec").and_then(Value::as_object_mut) {

@@ -238,12 +238,25 @@ pub(super) fn replicasets(st: &mut State, d: &Dirty) {
                 let suffix = st.store.suffix(5);
                 let pod = json!({
                     "metadata": {"name": format!("{}-{suffix}", str_at(&rs, "/metadata/name")), "namespace": ns,
+                        "generateName": format!("{}-", str_at(&rs, "/metadata/name")),
                         "labels": tpl.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
                         "annotations": tpl.pointer("/metadata/annotations").cloned().unwrap_or(json!({})),
                         "ownerReferences": [owner_ref(&rs)]},
                     "spec": tpl.get("spec").cloned().unwrap_or(json!({"containers": []})),
                 });
-                let _ = st.create(res("pods"), &ns, pod, false);
+                // A refused create (quota admission) is reported on the ReplicaSet
+                // and retried on its next visit, as replica_set.go does.
+                if let Err(e) = st.create(res("pods"), &ns, pod, false) {
+                    let msg = format!("Error creating: {}", e.message);
+                    st.record_event(
+                        &rs,
+                        "Warning",
+                        "FailedCreate",
+                        &msg,
+                        "replicaset-controller",
+                    );
+                    break;
+                }
             }
         } else if have > want {
             // Delete the least useful first: unscheduled, then not ready, then newest.

@@ -12,6 +12,7 @@
 mod events;
 mod eviction;
 mod json;
+mod quota;
 mod shape;
 mod writes;
 
@@ -21,13 +22,23 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::clock::Clock;
 use super::scenario::{Fault, MetricDef};
-use super::select::LabelSelector;
 use super::store::Store;
 
 pub use json::{at, controller_of, finalizers, owner_uids, pod_ready, str_at};
+pub use quota::pod_usage;
 pub use shape::check_shape;
 pub(crate) use shape::default_pod;
 pub use writes::{DATA_VOLUME_ANNOTATION, DataLoss, DeleteOpts};
+
+/// A pod fault in cluster time: which pods, what, from when, until when.
+#[derive(Debug, Clone)]
+pub struct ActivePodFault {
+    pub namespace: String,
+    pub scope: crate::lab::scenario_model::PodScope,
+    pub kind: crate::lab::scenario_model::PodFaultKind,
+    pub from: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+}
 
 pub struct State {
     pub store: Store,
@@ -39,12 +50,29 @@ pub struct State {
     pub lost_nodes: BTreeMap<String, DateTime<Utc>>,
     /// Nodes whose disk filled up.
     pub full_disks: BTreeSet<String>,
-    /// (namespace, selector, since) of crash-looping pods.
-    pub crash_loops: Vec<(String, LabelSelector, DateTime<Utc>)>,
+    /// Nodes whose capacity the lab made up because the scenario gave none: the
+    /// scheduler treats them as unlimited, so scenarios written before capacity was
+    /// modelled schedule as they always did.
+    pub default_capacity: BTreeSet<String>,
+    /// Pod faults (crash loops, OOM kills, failing readiness) and their windows.
+    pub pod_faults: Vec<ActivePodFault>,
+    /// How long a started container takes to become Ready (scenario `timing`).
+    pub ready_after: Duration,
     /// VolumeAttachment name → when its last holder pod disappeared (forced-detach timer).
     pub detach_since: BTreeMap<String, DateTime<Utc>>,
     pub data_losses: Vec<DataLoss>,
     pub next_ip: u32,
+    /// The scenario's node pools and autoscaler timing (`controllers/autoscaler.rs`).
+    pub node_pools: Vec<crate::lab::scenario_model::NodePool>,
+    pub autoscaler: crate::lab::scenario_model::Autoscaler,
+    /// Nodes the autoscaler added that are still booting, and when they become Ready.
+    pub provisioning: BTreeMap<String, DateTime<Utc>>,
+    /// Nodes the autoscaler finds unneeded, and since when.
+    pub unneeded: BTreeMap<String, DateTime<Utc>>,
+    /// The last scale-up (scale-down waits `scale_down_delay_after_add` after it).
+    pub last_scale_up: Option<DateTime<Utc>>,
+    /// What containers log, from the scenario.
+    pub logs: Vec<crate::lab::scenario_model::LogSpec>,
     /// The earliest cluster time at which a time-driven controller has something to do
     /// (an eviction timeout, a detach timer, a kubelet finishing a deletion, a fault):
     /// a write after it runs a full pass instead of an incremental one.
@@ -63,10 +91,18 @@ impl State {
             metrics,
             lost_nodes: BTreeMap::new(),
             full_disks: BTreeSet::new(),
-            crash_loops: Vec::new(),
+            default_capacity: BTreeSet::new(),
+            pod_faults: Vec::new(),
+            ready_after: Duration::zero(),
             detach_since: BTreeMap::new(),
             data_losses: Vec::new(),
             next_ip: 10,
+            node_pools: Vec::new(),
+            autoscaler: Default::default(),
+            provisioning: BTreeMap::new(),
+            unneeded: BTreeMap::new(),
+            last_scale_up: None,
+            logs: Vec::new(),
             next_wake: None,
         }
     }

@@ -102,6 +102,7 @@ impl State {
         check_shape(&obj).map_err(|why| invalid(res, &name, why))?;
         if res.key() == "pods" {
             default_pod(&mut obj);
+            self.admit_pod_quota(ns, &obj)?;
         }
         if dry_run {
             return Ok(obj);

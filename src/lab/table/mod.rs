@@ -80,6 +80,7 @@ pub fn table(
         ("apps", "replicasets") => (rs_columns(), rs_cells),
         ("", "namespaces") => (ns_columns(), ns_cells),
         ("policy", "poddisruptionbudgets") => (pdb_columns(), pdb_cells),
+        ("", "resourcequotas") => (quota_columns(), quota_cells),
         _ => (
             vec![
                 col(

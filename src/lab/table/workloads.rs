@@ -234,3 +234,40 @@ pub(super) fn rs_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
         json!(age(o, now)),
     ]
 }
+
+pub(super) fn quota_columns() -> Vec<Value> {
+    ["Name", "Age", "Request", "Limit"]
+        .iter()
+        .map(|n| col(n, "string", 0, ""))
+        .collect()
+}
+
+/// printers.go `printResourceQuota`: `used/hard` per resource, `limits.*` in LIMIT and
+/// the rest in REQUEST, sorted by name.
+pub(super) fn quota_cells(o: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let (mut request, mut limit) = (Vec::new(), Vec::new());
+    let hard = o.pointer("/status/hard").and_then(Value::as_object);
+    for (k, h) in hard.into_iter().flatten() {
+        let used = o
+            .pointer("/status/used")
+            .and_then(|u| u.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or("0");
+        let h = h
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| h.to_string());
+        let cell = format!("{k}: {used}/{h}");
+        if k.starts_with("limits.") {
+            limit.push(cell);
+        } else {
+            request.push(cell);
+        }
+    }
+    vec![
+        json!(str_at(o, "/metadata/name")),
+        json!(age(o, now)),
+        json!(request.join(", ")),
+        json!(limit.join(", ")),
+    ]
+}
