@@ -32,6 +32,7 @@ mod kube_ops;
 mod kube_provider;
 mod lab_cli;
 mod lab_faults;
+mod lab_fidelity;
 mod lab_incremental;
 mod lab_kube;
 mod lab_kubectl;
