@@ -59,9 +59,8 @@ pub struct RunArgs {
     /// A parameter, as name=value (repeatable).
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
-    /// A secret parameter read from a file, as name=path (repeatable): the file's
-    /// content, trailing newline trimmed. Secret params are also read from
-    /// `RUNBOOK_SECRET_<NAME>`; neither shows in `ps` or shell history as -p does.
+    /// A secret parameter from a file's content (trailing newline trimmed), as
+    /// name=path (repeatable); or set RUNBOOK_SECRET_<NAME>. Neither shows in `ps`.
     #[arg(long = "secret-file", value_name = "NAME=PATH")]
     pub secret_files: Vec<String>,
     /// Run the checks and print the plan of every action without performing it.
@@ -80,7 +79,8 @@ pub struct ResumeArgs {
     /// `RUNBOOK_SECRET_<NAME>`, which do not show in `ps`.
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
-    /// A secret parameter read from a file, as name=path (repeatable).
+    /// A secret parameter from a file's content (trailing newline trimmed), as
+    /// name=path (repeatable); or set RUNBOOK_SECRET_<NAME>.
     #[arg(long = "secret-file", value_name = "NAME=PATH")]
     pub secret_files: Vec<String>,
     #[command(flatten)]
