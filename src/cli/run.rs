@@ -59,6 +59,10 @@ pub struct RunArgs {
     /// A parameter, as name=value (repeatable).
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
+    /// A secret parameter from a file's content (trailing newline trimmed), as
+    /// name=path (repeatable); or set RUNBOOK_SECRET_<NAME>. Neither shows in `ps`.
+    #[arg(long = "secret-file", value_name = "NAME=PATH")]
+    pub secret_files: Vec<String>,
     /// Run the checks and print the plan of every action without performing it.
     #[arg(long)]
     pub dry_run: bool,
@@ -71,9 +75,14 @@ pub struct ResumeArgs {
     /// The run to continue: its id, a unique prefix of it, or `last` (see `runbook runs`).
     pub run_id: String,
     /// A secret parameter, as name=value: secrets are not kept in the journal, so a
-    /// run that has them needs them again (repeatable).
+    /// run that has them needs them again (repeatable). Prefer `--secret-file` or
+    /// `RUNBOOK_SECRET_<NAME>`, which do not show in `ps`.
     #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
     pub params: Vec<String>,
+    /// A secret parameter from a file's content (trailing newline trimmed), as
+    /// name=path (repeatable); or set RUNBOOK_SECRET_<NAME>.
+    #[arg(long = "secret-file", value_name = "NAME=PATH")]
+    pub secret_files: Vec<String>,
     #[command(flatten)]
     pub approval: ApprovalArgs,
 }
@@ -101,7 +110,15 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     };
     // Absolute, so the journaled working directory means the same thing on resume.
     let base_dir = std::fs::canonicalize(&base_dir).unwrap_or(base_dir);
-    let (opts, approver) = setup(&args.approval, g, params, base_dir, args.dry_run);
+    let secrets = match secret_inputs(&args.secret_files) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let (mut opts, approver) = setup(&args.approval, g, params, base_dir, args.dry_run);
+    opts.secrets = secrets;
     let providers = match build_providers() {
         Ok(p) => p,
         Err(e) => {
@@ -152,7 +169,15 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
     // The runbook's folder is the working directory of shell steps; the journal
     // names the file.
     let base_dir = runbook_dir_of(&g.state_dir, &args.run_id).unwrap_or_else(|| PathBuf::from("."));
-    let (opts, approver) = setup(&args.approval, g, params, base_dir, false);
+    let secrets = match secret_inputs(&args.secret_files) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let (mut opts, approver) = setup(&args.approval, g, params, base_dir, false);
+    opts.secrets = secrets;
     let providers = match build_providers() {
         Ok(p) => p,
         Err(e) => {
@@ -407,6 +432,52 @@ fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
             _ => Err(format!("`-p {p}`: write parameters as name=value")),
         })
         .collect()
+}
+
+/// A secret file larger than this is not a secret but a mistake (a binary, a log).
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// `--secret-file NAME=PATH` contents and the `RUNBOOK_SECRET_*` environment: the ways
+/// to give a secret param without it showing in argv. Which params they fill is the
+/// engine's business (only params marked `secret: true`).
+fn secret_inputs(files: &[String]) -> Result<engine::SecretInputs, String> {
+    use std::io::Read;
+    let mut inputs = engine::SecretInputs::default();
+    for f in files {
+        let Some((name, path)) = f
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+        else {
+            return Err(format!("`--secret-file {f}`: write it as name=path"));
+        };
+        let file = std::fs::File::open(path)
+            .map_err(|e| format!("--secret-file {name}={path}: cannot read {path}: {e}"))?;
+        let mut content = String::new();
+        file.take(MAX_SECRET_FILE + 1)
+            .read_to_string(&mut content)
+            .map_err(|e| format!("--secret-file {name}={path}: cannot read {path}: {e}"))?;
+        if content.len() as u64 > MAX_SECRET_FILE {
+            return Err(format!(
+                "--secret-file {name}={path}: {path} is larger than {MAX_SECRET_FILE} bytes"
+            ));
+        }
+        let value = content
+            .strip_suffix('\n')
+            .map(|c| c.strip_suffix('\r').unwrap_or(c))
+            .unwrap_or(&content)
+            .to_string();
+        inputs
+            .files
+            .push((name.to_string(), value, path.to_string()));
+    }
+    for (k, v) in std::env::vars_os() {
+        if let (Some(k), Some(v)) = (k.to_str(), v.to_str())
+            && k.starts_with("RUNBOOK_SECRET_")
+        {
+            inputs.env.insert(k.to_string(), v.to_string());
+        }
+    }
+    Ok(inputs)
 }
 
 /// Whether the run's runbook has kube steps (true when that cannot be told), so that

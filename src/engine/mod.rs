@@ -21,6 +21,7 @@ mod gate;
 mod handlers;
 mod ops;
 mod record;
+mod redact;
 mod run;
 mod state;
 mod steps;
@@ -38,7 +39,7 @@ pub use approve::{
 pub use clock::{Clock, SystemClock};
 pub use console::{Printer, PrinterOpts, human as human_duration};
 pub use events::{BarId, BarKind, BarUpdate, Notice, Progress, Quiet, Reporter};
-pub use run::git_ref;
+pub use run::{SecretInputs, git_ref, secret_env_var};
 pub use state::{RunSummary, list_runs, new_run_id};
 
 use crate::journal::event::RunStatus;
@@ -57,6 +58,8 @@ pub struct EngineOpts {
     /// `-p name=value` pairs, in the order given. On resume only secret params are
     /// read from here (the journal has every other value).
     pub params: Vec<(String, String)>,
+    /// Secret params from `--secret-file` and `RUNBOOK_SECRET_*` (not argv).
+    pub secrets: SecretInputs,
     /// The console reporter: where console lines, plans and progress bars go. It
     /// hears the run's events after the journal has them, before `reporters`.
     pub printer: Arc<Printer>,
@@ -76,6 +79,7 @@ impl EngineOpts {
             operator: operator.into(),
             defaults: Defaults::default(),
             params: Vec::new(),
+            secrets: SecretInputs::default(),
             printer,
             reporters: Vec::new(),
             default_concurrency: 8,

@@ -1,5 +1,5 @@
-//! The engine's side of the journal: redaction, bounded outputs with side files, and
-//! the fsync policy.
+//! The engine's side of the journal: redaction by structure (see [`super::redact`]),
+//! bounded outputs with side files, and the fsync policy.
 //!
 //! fsync policy (why fewer fsyncs are still crash-safe): an event is synced, together
 //! with every event written before it, when the engine is about to act on the outside
@@ -10,21 +10,23 @@
 //! simply runs the read-only operation again — harmless by definition.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 
+use super::redact::Redactor;
 use super::{Clock, EngineError};
-use crate::journal::event::{Event, Scope};
+use crate::journal::event::{ApiCall, Event, PlannedOp, Scope};
 use crate::journal::writer::Writer;
 use crate::store::SideFiles;
 
 pub(crate) struct Recorder {
     writer: Mutex<Writer>,
     clock: std::sync::Arc<dyn Clock>,
-    /// Secret values, longest first (so a secret containing another is replaced whole).
-    secrets: Vec<String>,
+    /// The run's secrets: the secret params', and credential headers learned from
+    /// resolved operations as they are journaled.
+    secrets: RwLock<Redactor>,
     max_inline: usize,
     side_files: SideFiles,
 }
@@ -36,16 +38,14 @@ impl Recorder {
     pub(crate) fn new(
         writer: Writer,
         clock: std::sync::Arc<dyn Clock>,
-        mut secrets: Vec<String>,
+        secrets: Vec<String>,
         run_dir: &Path,
         max_inline: usize,
     ) -> Recorder {
-        secrets.retain(|s| !s.is_empty());
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         Recorder {
             writer: Mutex::new(writer),
             clock,
-            secrets,
+            secrets: RwLock::new(Redactor::new(secrets)),
             max_inline,
             side_files: SideFiles::open(run_dir),
         }
@@ -59,14 +59,7 @@ impl Recorder {
         event: Event,
         sync: bool,
     ) -> Result<(DateTime<Utc>, Event), EngineError> {
-        let event = if self.secrets.is_empty() {
-            event
-        } else {
-            let v =
-                serde_json::to_value(&event).map_err(|e| EngineError::Journal(e.to_string()))?;
-            serde_json::from_value(self.redact_value(&v))
-                .map_err(|e| EngineError::Journal(e.to_string()))?
-        };
+        let event = self.redact_event(event);
         let ts = self.clock.now();
         if tracing::enabled!(tracing::Level::DEBUG) {
             tracing::debug!(
@@ -87,29 +80,185 @@ impl Recorder {
         w.sync().map_err(|e| EngineError::Journal(e.to_string()))
     }
 
-    pub(crate) fn redact(&self, s: &str) -> String {
-        let mut out = s.to_string();
-        for secret in &self.secrets {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "***");
-            }
-        }
-        out
+    fn redactor(&self) -> std::sync::RwLockReadGuard<'_, Redactor> {
+        self.secrets.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Free text with every secret masked (see [`Redactor::mask`]).
+    pub(crate) fn redact(&self, s: &str) -> String {
+        self.redactor().mask(s)
+    }
+
+    /// A free-text value (a result, a resolved operation) masked throughout, keys
+    /// included. Credential-named headers in it are learned as secrets first, so an
+    /// `Authorization` value the runbook did not mark is masked here and in every
+    /// later event.
     pub(crate) fn redact_value(&self, v: &Value) -> Value {
-        if self.secrets.is_empty() {
-            return v.clone();
+        let mut found = Redactor::default();
+        if found.learn_headers(v) {
+            let mut r = self.secrets.write().unwrap_or_else(|e| e.into_inner());
+            r.learn_headers(v);
         }
-        match v {
-            Value::String(s) => Value::String(self.redact(s)),
-            Value::Array(a) => Value::Array(a.iter().map(|x| self.redact_value(x)).collect()),
-            Value::Object(m) => Value::Object(
-                m.iter()
-                    .map(|(k, x)| (k.clone(), self.redact_value(x)))
+        self.redactor().mask_value(v)
+    }
+
+    /// The event with its free-text leaves masked; its structure (step ids, scopes,
+    /// enum tags, params, digests, counts) is never touched, so what is journaled
+    /// reads back as the same steps and outcomes that ran.
+    fn redact_event(&self, event: Event) -> Event {
+        if let Event::OpStarted { op, .. } = &event {
+            // Learn credential headers before the lock is taken for reading.
+            self.redact_value(&op.op);
+        }
+        if let Event::GateRequested { ops, .. } = &event {
+            for op in ops {
+                self.redact_value(&op.op);
+            }
+        }
+        let r = self.redactor();
+        if r.is_empty() {
+            return event;
+        }
+        let text = |s: String| r.mask(&s);
+        let opt = |s: Option<String>| s.map(|s| r.mask(&s));
+        let planned = |op: PlannedOp| PlannedOp {
+            display: r.mask(&op.display),
+            op: r.mask_value(&op.op),
+            ..op
+        };
+        match event {
+            Event::StepStarted { step, title, kind } => Event::StepStarted {
+                step,
+                title: text(title),
+                kind,
+            },
+            Event::StepSkipped { step, reason } => Event::StepSkipped {
+                step,
+                reason: text(reason),
+            },
+            Event::GateRequested {
+                step,
+                rung,
+                ops,
+                digest,
+            } => Event::GateRequested {
+                step,
+                rung,
+                ops: ops.into_iter().map(planned).collect(),
+                digest,
+            },
+            Event::Paused {
+                step,
+                reason,
+                resume,
+            } => Event::Paused {
+                step,
+                reason: text(reason),
+                resume,
+            },
+            Event::OpStarted { op, attempt } => Event::OpStarted {
+                op: planned(op),
+                attempt,
+            },
+            Event::OpFinished {
+                scope,
+                attempt,
+                outcome,
+                duration_ms,
+                result,
+                error,
+                output_file,
+                calls,
+            } => Event::OpFinished {
+                scope,
+                attempt,
+                outcome,
+                duration_ms,
+                result: result.map(|v| r.mask_value(&v)),
+                error: opt(error),
+                output_file,
+                calls: calls
+                    .into_iter()
+                    .map(|c| ApiCall {
+                        path: r.mask(&c.path),
+                        kubectl: c.kubectl.map(|k| r.mask(&k)),
+                        ..c
+                    })
                     .collect(),
-            ),
-            other => other.clone(),
+            },
+            Event::ManualRequested { scope, instruction } => Event::ManualRequested {
+                scope,
+                instruction: text(instruction),
+            },
+            Event::VerifyPolled {
+                scope,
+                attempt,
+                ok,
+                detail,
+            } => Event::VerifyPolled {
+                scope,
+                attempt,
+                ok,
+                detail: opt(detail),
+            },
+            Event::RungStarted {
+                step,
+                rung,
+                title,
+                index,
+                of,
+            } => Event::RungStarted {
+                step,
+                rung,
+                title: text(title),
+                index,
+                of,
+            },
+            Event::Escalated {
+                step,
+                from,
+                to,
+                reason,
+            } => Event::Escalated {
+                step,
+                from,
+                to,
+                reason: text(reason),
+            },
+            Event::Saved { step, name, value } => Event::Saved {
+                step,
+                name,
+                value: r.mask_value(&value),
+            },
+            Event::StepFinished {
+                step,
+                outcome,
+                duration_ms,
+                summary,
+                fixed_by,
+            } => Event::StepFinished {
+                step,
+                outcome,
+                duration_ms,
+                summary: text(summary),
+                fixed_by,
+            },
+            Event::Note { text: t, by } => Event::Note { text: text(t), by },
+            Event::RunFinished {
+                status,
+                duration_ms,
+                reason,
+            } => Event::RunFinished {
+                status,
+                duration_ms,
+                reason: opt(reason),
+            },
+            // Identity, params (secret ones are journaled as references by the
+            // engine), decisions and who made them: structure, never rewritten.
+            other @ (Event::RunStarted { .. }
+            | Event::RunResumed { .. }
+            | Event::GateDecided { .. }
+            | Event::ManualConfirmed { .. }) => other,
         }
     }
 

@@ -30,7 +30,10 @@ pub(crate) async fn start(
     cancel: CancellationToken,
 ) -> Result<RunReport, EngineError> {
     let rb = &loaded.runbook;
-    let (params, secrets) = resolve_params(rb, &opts.params)?;
+    let resolved = resolve_params(rb, &opts.params, &opts.secrets)?;
+    warn_about_secrets(&opts, &resolved.secrets);
+    let secrets = resolved.secret_values();
+    let params = resolved.params;
     let now = clock.now();
     let git = git_ref_off_thread(&loaded.path).await;
     let held = DirStore::new(state_dir).create(now, &rb.name)?;
@@ -43,7 +46,7 @@ pub(crate) async fn start(
         &run_dir,
         opts.max_inline_output,
     );
-    let journaled_params = redact_params(rb, &params);
+    let journaled_params = resolved.journaled;
     let events = Events::new(rec, RunState::default(), reporters(&opts));
     events.emit(
         Event::RunStarted {
@@ -123,35 +126,11 @@ pub(crate) async fn resume(
         )));
     }
     let rb = &loaded.runbook;
-    // The journal has every param except secrets, which must be given again.
-    let mut params = r.params.clone();
-    let mut secrets = Vec::new();
-    for (name, p) in &rb.params {
-        if !p.secret {
-            continue;
-        }
-        match opts.params.iter().rev().find(|(n, _)| n == name) {
-            Some((_, v)) => {
-                secrets.push(v.clone());
-                params.insert(name.clone(), Value::String(v.clone()));
-            }
-            None if params.get(name).is_some_and(|v| v == "***") => {
-                return Err(EngineError::Params(format!(
-                    "secret parameter `{name}` is not kept in the journal; give it again with -p {name}=..."
-                )));
-            }
-            None => {}
-        }
-    }
-    if let Some((n, _)) = opts
-        .params
-        .iter()
-        .find(|(n, _)| !rb.params.get(n).is_some_and(|p| p.secret))
-    {
-        return Err(EngineError::Params(format!(
-            "`{n}` cannot be changed on resume: a run keeps the params it started with (only secret params are given again)"
-        )));
-    }
+    // The journal has every param except secrets, which it names by reference
+    // (`{"$secret": NAME, "from": SOURCE}`): each is read again from a source.
+    let (params, secrets) = resume_params(rb, &r.params, &opts)?;
+    warn_about_secrets(&opts, &secrets);
+    let secrets = secrets.into_iter().map(|s| s.value).collect();
     let mut writer = Writer::open(&journal).map_err(|e| EngineError::Journal(e.to_string()))?;
     if j.torn_tail {
         // Writer::open cut the torn line; make that durable before appending.
@@ -426,12 +405,115 @@ fn load_saved(run_dir: &Path, value: &Value) -> Value {
     value.clone()
 }
 
-/// Params from defaults and `-p`; returns the values and the secret values.
+/// Where secret params come from besides `-p` (which shows in `ps` and shell
+/// history): files named with `--secret-file NAME=PATH` and `RUNBOOK_SECRET_<NAME>`
+/// environment variables. The CLI reads them; the engine only picks.
+#[derive(Debug, Clone, Default)]
+pub struct SecretInputs {
+    /// `(param name, file content with its trailing newline trimmed, path)`.
+    pub files: Vec<(String, String, String)>,
+    /// Every `RUNBOOK_SECRET_*` environment variable, by its full name.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// The environment variable a secret param is read from: `RUNBOOK_SECRET_` and the
+/// param's name upper-cased (`-` and `.` as `_`).
+pub fn secret_env_var(param: &str) -> String {
+    let name: String = param
+        .chars()
+        .map(|c| match c {
+            '-' | '.' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect();
+    format!("RUNBOOK_SECRET_{name}")
+}
+
+/// A secret param's value and where it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct SecretParam {
+    pub name: String,
+    pub value: String,
+    /// `-p`, `--secret-file`, `env RUNBOOK_SECRET_X` or `default`: journaled in the
+    /// reference, so resume can say where to give it again.
+    pub from: String,
+}
+
+/// Params as a run uses them, as the journal keeps them, and the secrets.
+pub(crate) struct ResolvedParams {
+    pub params: Map<String, Value>,
+    pub journaled: Map<String, Value>,
+    pub secrets: Vec<SecretParam>,
+}
+
+impl ResolvedParams {
+    pub(crate) fn secret_values(&self) -> Vec<String> {
+        self.secrets.iter().map(|s| s.value.clone()).collect()
+    }
+}
+
+/// What the journal keeps of a secret param: a reference, never its value (nor a
+/// rewritten copy of it).
+fn secret_ref(name: &str, from: &str) -> Value {
+    serde_json::json!({ "$secret": name, "from": from })
+}
+
+/// True for a journaled param value that stands for a secret: a reference, or the
+/// `"***"` of journals written before references.
+pub(crate) fn is_secret_ref(v: &Value) -> bool {
+    v.get("$secret").is_some() || v.as_str() == Some("***")
+}
+
+/// A secret param's value from `--secret-file`, then the environment (`-p` is looked
+/// up by the caller first).
+fn secret_from_inputs(name: &str, inputs: &SecretInputs) -> Option<(String, String)> {
+    if let Some((_, v, _)) = inputs.files.iter().rev().find(|(n, _, _)| n == name) {
+        return Some((v.clone(), "--secret-file".to_string()));
+    }
+    let var = secret_env_var(name);
+    inputs
+        .env
+        .get(&var)
+        .map(|v| (v.clone(), format!("env {var}")))
+}
+
+/// How to give a secret param, for error messages.
+fn how_to_give(name: &str) -> String {
+    format!(
+        "set {}=..., or pass --secret-file {name}=PATH (or -p {name}=..., which shows in `ps`)",
+        secret_env_var(name)
+    )
+}
+
+/// `--secret-file` may only name params marked `secret: true`.
+fn check_secret_files(rb: &Runbook, inputs: &SecretInputs) -> Result<(), EngineError> {
+    for (name, _, path) in &inputs.files {
+        match rb.params.get(name) {
+            Some(p) if p.secret => {}
+            Some(_) => {
+                return Err(EngineError::Params(format!(
+                    "--secret-file {name}={path}: `{name}` is not marked `secret: true` in the runbook; give it with -p {name}=..."
+                )));
+            }
+            None => {
+                return Err(EngineError::Params(format!(
+                    "--secret-file {name}={path}: unknown parameter `{name}`"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Params from `-p`, secret sources and defaults.
 pub(crate) fn resolve_params(
     rb: &Runbook,
     given: &[(String, String)],
-) -> Result<(Map<String, Value>, Vec<String>), EngineError> {
+    inputs: &SecretInputs,
+) -> Result<ResolvedParams, EngineError> {
+    check_secret_files(rb, inputs)?;
     let mut out = Map::new();
+    let mut from_p = HashSet::new();
     for (name, value) in given {
         let Some(p) = rb.params.get(name) else {
             let known: Vec<&str> = rb.params.keys().map(String::as_str).collect();
@@ -454,49 +536,164 @@ pub(crate) fn resolve_params(
         p.check_value(&typed)
             .map_err(|e| EngineError::Params(format!("`{name}` {e}")))?;
         out.insert(name.clone(), typed);
+        from_p.insert(name.clone());
     }
     let mut secrets = Vec::new();
+    let mut journaled = Map::new();
     for (name, p) in &rb.params {
+        let mut from = if from_p.contains(name) { "-p" } else { "" }.to_string();
         if !out.contains_key(name) {
-            match &p.default {
-                Some(d) => {
-                    out.insert(name.clone(), d.value.clone());
+            if p.secret
+                && let Some((v, src)) = secret_from_inputs(name, inputs)
+            {
+                let typed = Value::String(v);
+                p.check_value(&typed)
+                    .map_err(|e| EngineError::Params(format!("`{name}` {e}")))?;
+                out.insert(name.clone(), typed);
+                from = src;
+            } else {
+                match &p.default {
+                    Some(d) => {
+                        out.insert(name.clone(), d.value.clone());
+                        from = "default".into();
+                    }
+                    None if p.required && p.secret => {
+                        return Err(EngineError::Params(format!(
+                            "secret parameter `{name}` is required: {}",
+                            how_to_give(name)
+                        )));
+                    }
+                    None if p.required => {
+                        return Err(EngineError::Params(format!(
+                            "parameter `{name}` is required: give it with -p {name}=..."
+                        )));
+                    }
+                    None => {}
                 }
-                None if p.required => {
-                    return Err(EngineError::Params(format!(
-                        "parameter `{name}` is required: give it with -p {name}=..."
-                    )));
-                }
-                None => {}
             }
         }
-        if p.secret
-            && let Some(v) = out.get(name)
-        {
-            secrets.push(match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
+        let Some(v) = out.get(name) else { continue };
+        if p.secret {
+            secrets.push(SecretParam {
+                name: name.clone(),
+                value: match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                },
+                from: from.clone(),
             });
+            journaled.insert(name.clone(), secret_ref(name, &from));
+        } else {
+            journaled.insert(name.clone(), v.clone());
         }
     }
-    Ok((out, secrets))
+    Ok(ResolvedParams {
+        params: out,
+        journaled,
+        secrets,
+    })
 }
 
-fn redact_params(rb: &Runbook, params: &Map<String, Value>) -> Map<String, Value> {
-    params
+/// The params of a resumed run: the journal's, with each secret read again from
+/// `-p`, `--secret-file` or the environment (a secret that came from the runbook's
+/// default comes from it again). Only secret params may be given on resume.
+fn resume_params(
+    rb: &Runbook,
+    journaled: &Map<String, Value>,
+    opts: &EngineOpts,
+) -> Result<(Map<String, Value>, Vec<SecretParam>), EngineError> {
+    check_secret_files(rb, &opts.secrets)?;
+    if let Some((n, _)) = opts
+        .params
         .iter()
-        .map(|(k, v)| {
-            let secret = rb.params.get(k).is_some_and(|p| p.secret);
-            (
-                k.clone(),
-                if secret {
-                    Value::String("***".into())
-                } else {
-                    v.clone()
-                },
-            )
-        })
-        .collect()
+        .find(|(n, _)| !rb.params.get(n).is_some_and(|p| p.secret))
+    {
+        return Err(EngineError::Params(format!(
+            "`{n}` cannot be changed on resume: a run keeps the params it started with (only secret params are given again)"
+        )));
+    }
+    let mut params = journaled.clone();
+    let mut secrets = Vec::new();
+    for (name, p) in &rb.params {
+        if !p.secret {
+            continue;
+        }
+        let Some(stored) = journaled.get(name) else {
+            continue;
+        };
+        if !is_secret_ref(stored) {
+            // Journaled in the clear by a build that did not know it was secret: keep
+            // what ran, and mask it.
+            secrets.push(SecretParam {
+                name: name.clone(),
+                value: stored
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| stored.to_string()),
+                from: "journal".into(),
+            });
+            continue;
+        }
+        let was_from = stored.get("from").and_then(Value::as_str).unwrap_or("");
+        let found = match opts.params.iter().rev().find(|(n, _)| n == name) {
+            Some((_, v)) => Some((v.clone(), "-p".to_string())),
+            None => secret_from_inputs(name, &opts.secrets),
+        }
+        .or_else(|| {
+            (was_from == "default")
+                .then_some(p.default.as_ref())
+                .flatten()
+                .map(|d| {
+                    (
+                        d.value
+                            .as_str()
+                            .map(str::to_string)
+                            .unwrap_or_else(|| d.value.to_string()),
+                        "default".to_string(),
+                    )
+                })
+        });
+        let Some((value, from)) = found else {
+            let then = if was_from.is_empty() {
+                String::new()
+            } else {
+                format!(" (the run got it from {was_from})")
+            };
+            return Err(EngineError::Params(format!(
+                "secret parameter `{name}` is not kept in the journal{then}; give it again: {}",
+                how_to_give(name)
+            )));
+        };
+        params.insert(name.clone(), Value::String(value.clone()));
+        secrets.push(SecretParam {
+            name: name.clone(),
+            value,
+            from,
+        });
+    }
+    Ok((params, secrets))
+}
+
+/// Warn, before the first step, about secrets given where they show (`-p`) and
+/// secrets too short to be masked inside text.
+fn warn_about_secrets(opts: &EngineOpts, secrets: &[SecretParam]) {
+    for s in secrets {
+        if s.from == "-p" {
+            opts.printer.line(&format!(
+                "warning: secret parameter `{}` was given with -p, which shows in `ps` and shell history; prefer {} or --secret-file {}=PATH",
+                s.name,
+                secret_env_var(&s.name),
+                s.name
+            ));
+        }
+        if !s.value.is_empty() && s.value.chars().count() < super::redact::MIN_MASKABLE {
+            opts.printer.line(&format!(
+                "warning: secret parameter `{}` is shorter than {} characters: it is masked only where a whole value equals it, not inside other text",
+                s.name,
+                super::redact::MIN_MASKABLE
+            ));
+        }
+    }
 }
 
 fn runbook_ref(loaded: &crate::runbook::Loaded, git: Option<GitRef>) -> RunbookRef {

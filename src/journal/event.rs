@@ -5,8 +5,9 @@
 //! what a reader needs without looking anywhere else, and new fields are only ever added
 //! (readers ignore fields they do not know; `#[serde(default)]` on additions).
 //!
-//! Secrets never reach this file: the engine redacts secret params (and any string
-//! equal to a secret's value) before an event is built.
+//! Secrets never reach this file: a secret param is journaled as a reference
+//! (`{"$secret": NAME, "from": SOURCE}`), and the engine masks secrets in the free-text
+//! fields of every event (`engine/redact.rs`), never in its structure.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -166,7 +167,8 @@ pub enum Event {
         format: u32,
         run_id: String,
         runbook: RunbookRef,
-        /// Parameter values; secrets are `"***"`.
+        /// Parameter values; secrets are `{"$secret": NAME, "from": SOURCE}` (`"***"`
+        /// in journals of earlier versions).
         params: serde_json::Map<String, Value>,
         operator: String,
         host: String,

@@ -266,7 +266,7 @@ impl StepState {
 pub struct RunState {
     pub run_id: String,
     pub runbook: RunbookRef,
-    /// Secrets are `"***"`.
+    /// Secrets are references, `{"$secret": NAME, "from": SOURCE}` (or `"***"`).
     pub params: Map<String, Value>,
     pub operator: String,
     pub dry_run: bool,

@@ -281,8 +281,14 @@ impl Builder {
                     .iter()
                     .map(|(name, v)| Param {
                         name: name.clone(),
-                        secret: v.as_str() == Some("***"),
-                        value: plain(v),
+                        // A secret is journaled as a reference (`{"$secret": …}`),
+                        // or as `"***"` by older versions.
+                        secret: v.get("$secret").is_some() || v.as_str() == Some("***"),
+                        value: if v.get("$secret").is_some() {
+                            "***".to_string()
+                        } else {
+                            plain(v)
+                        },
                     })
                     .collect();
                 self.run = Some(Run {

@@ -1,0 +1,332 @@
+//! Masking secrets in free text, by structure.
+//!
+//! A secret is known by where it comes from: a param marked `secret: true`, or the
+//! value of an HTTP header named like a credential (`Authorization`, `Cookie`,
+//! `X-Api-Key`, anything with `token`, `secret`, `password` or `api-key` in its name),
+//! learned the first time a resolved operation carries it.
+//!
+//! What is masked is chosen by the event's structure, never by looking for the value
+//! everywhere: step ids, scopes, enum tags, param names, non-secret param values,
+//! sequence numbers and digests are never rewritten (a substring rewrite once renamed
+//! a step equal to a secret, corrupted `dir=/x/work-secret` into `dir=/x/work-***`, and
+//! turned a secret `ok` into an unreadable `"outcome": "***"`). Only free-text leaves
+//! are masked: operation results (keys as well as values), display strings, resolved
+//! operation arguments, messages.
+//!
+//! In those leaves every secret is masked in each form it is likely to take on the
+//! way out: raw, URL-encoded (`%20` and `+` for a space, strict and as a URL parser
+//! leaves a path), base64 (standard and URL-safe, the whole value and the value at
+//! each of the three alignments inside a longer base64 string) and JSON-escaped.
+//! A secret shorter than [`MIN_MASKABLE`] characters cannot be found inside text
+//! without masking half of it (`e`, `ok`): only a leaf equal to it is masked, and the
+//! run warns at start.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+/// What a masked secret is replaced with.
+pub(crate) const MASK: &str = "***";
+
+/// Secrets shorter than this are masked only where a whole leaf equals them.
+pub(crate) const MIN_MASKABLE: usize = 4;
+
+/// Base64 fragments shorter than this (from a short secret at an odd alignment) are
+/// not searched for: they would match ordinary words.
+const MIN_B64_FRAGMENT: usize = 6;
+
+/// The secrets of a run and every form of them to mask.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Redactor {
+    /// Secrets of at least [`MIN_MASKABLE`] characters, in every encoded form,
+    /// longest first (a form containing another is replaced whole).
+    forms: Vec<String>,
+    /// Every secret value, for whole-leaf equality.
+    whole: BTreeSet<String>,
+}
+
+impl Redactor {
+    pub(crate) fn new(secrets: impl IntoIterator<Item = String>) -> Redactor {
+        let mut r = Redactor::default();
+        for s in secrets {
+            r.add(&s);
+        }
+        r
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.whole.is_empty()
+    }
+
+    /// Learn a secret (a no-op for one already known or empty).
+    pub(crate) fn add(&mut self, secret: &str) {
+        if secret.is_empty() || !self.whole.insert(secret.to_string()) {
+            return;
+        }
+        if secret.chars().count() < MIN_MASKABLE {
+            return;
+        }
+        let mut forms: BTreeSet<String> = self.forms.drain(..).collect();
+        forms.extend(encoded_forms(secret));
+        self.forms = forms.into_iter().collect();
+        self.forms
+            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    }
+
+    /// `s` with every form of every secret replaced by [`MASK`].
+    pub(crate) fn mask(&self, s: &str) -> String {
+        if self.whole.contains(s) {
+            return MASK.to_string();
+        }
+        let mut out = s.to_string();
+        for form in &self.forms {
+            if out.contains(form.as_str()) {
+                out = out.replace(form.as_str(), MASK);
+            }
+        }
+        out
+    }
+
+    /// A free-text value masked throughout: strings, object keys, and numbers whose
+    /// digits hold a secret. Also learns the values of credential-named headers
+    /// (see [`Redactor::learn_headers`]) before masking.
+    pub(crate) fn mask_value(&self, v: &Value) -> Value {
+        if self.is_empty() {
+            return v.clone();
+        }
+        match v {
+            Value::String(s) => Value::String(self.mask(s)),
+            Value::Number(n) => {
+                let text = n.to_string();
+                let masked = self.mask(&text);
+                if masked == text {
+                    v.clone()
+                } else {
+                    Value::String(masked)
+                }
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.mask_value(x)).collect()),
+            Value::Object(m) => {
+                let mut out = Map::new();
+                for (k, x) in m {
+                    let mut key = self.mask(k);
+                    // Two keys masked alike must not overwrite each other.
+                    while out.contains_key(&key) {
+                        key.push('*');
+                    }
+                    out.insert(key, self.mask_value(x));
+                }
+                Value::Object(out)
+            }
+            other => other.clone(),
+        }
+    }
+
+    /// Learn as secrets the values of credential-named headers anywhere in a resolved
+    /// operation (`{"headers": {"Authorization": "Bearer …"}}`), so they are masked
+    /// though the runbook did not mark them. Returns true when one was new.
+    pub(crate) fn learn_headers(&mut self, op: &Value) -> bool {
+        let mut found = Vec::new();
+        collect_credential_headers(op, &mut found);
+        let before = self.whole.len();
+        for value in found {
+            self.add(&value);
+            // `Bearer abc` / `Basic abc`: the credential alone is a secret too.
+            if let Some((_, cred)) = value.split_once(' ') {
+                self.add(cred.trim());
+            }
+        }
+        self.whole.len() != before
+    }
+}
+
+/// A header whose value is a credential, by its name (case-insensitive).
+pub(crate) fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    matches!(
+        n.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie" | "x-api-key"
+    ) || [
+        "token", "secret", "password", "api-key", "apikey", "api_key",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+fn collect_credential_headers(v: &Value, found: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "headers"
+                    && let Value::Object(h) = x
+                {
+                    for (name, value) in h {
+                        if is_credential_header(name)
+                            && let Value::String(s) = value
+                        {
+                            found.push(s.clone());
+                        }
+                    }
+                }
+                collect_credential_headers(x, found);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_credential_headers(x, found)),
+        _ => {}
+    }
+}
+
+/// Every form of `secret` worth masking (including itself), deduplicated.
+fn encoded_forms(secret: &str) -> BTreeSet<String> {
+    let mut forms = BTreeSet::new();
+    forms.insert(secret.to_string());
+    for plus in [false, true] {
+        forms.insert(percent_encode(secret, plus, true));
+        forms.insert(percent_encode(secret, plus, false));
+    }
+    let bytes = secret.as_bytes();
+    for alphabet in [STD, URL_SAFE] {
+        let whole = base64(bytes, alphabet);
+        forms.insert(whole.trim_end_matches('=').to_string());
+        forms.insert(whole);
+        for offset in 0..3 {
+            let fragment = base64_fragment(bytes, offset, alphabet);
+            if fragment.len() >= MIN_B64_FRAGMENT {
+                forms.insert(fragment);
+            }
+        }
+    }
+    if let Ok(json) = serde_json::to_string(secret) {
+        forms.insert(json[1..json.len() - 1].to_string());
+    }
+    forms.retain(|f| f.len() >= MIN_MASKABLE);
+    forms
+}
+
+/// URL-encoding: `strict` encodes everything but RFC 3986's unreserved characters;
+/// otherwise only what a URL parser encodes in a path or query (space, quotes, `<>`,
+/// `` ` ``, `{}`, controls, non-ASCII), which is what a secret templated raw into a
+/// URL becomes (`Sup er/Sec` → `Sup%20er/Sec`). `plus` writes a space as `+`.
+fn percent_encode(s: &str, plus: bool, strict: bool) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        let keep = if strict {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+        } else {
+            b.is_ascii_graphic() && !matches!(b, b'"' | b'<' | b'>' | b'`' | b'{' | b'}')
+        };
+        if b == b' ' && plus {
+            out.push('+');
+        } else if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+const STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// Base64 with `=` padding.
+fn base64(bytes: &[u8], alphabet: &[u8; 64]) -> String {
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.len();
+        let word = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= n {
+                out.push(alphabet[((word >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The base64 characters that depend only on `secret` when it sits `offset` bytes
+/// after a 3-byte boundary inside a longer encoded string: character `i` covers bits
+/// `6i..6i+6`, which must lie inside the secret's bits `8·offset..8·(offset+len)`.
+fn base64_fragment(secret: &[u8], offset: usize, alphabet: &[u8; 64]) -> String {
+    let mut padded = vec![0u8; offset];
+    padded.extend_from_slice(secret);
+    let encoded = base64(&padded, alphabet);
+    let first = (8 * offset).div_ceil(6);
+    let end = (8 * (offset + secret.len())) / 6;
+    encoded.get(first..end).unwrap_or_default().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard_encoding() {
+        assert_eq!(base64(b"hunter2", STD), "aHVudGVyMg==");
+        assert_eq!(base64(b"\xfb\xff", URL_SAFE), "-_8=");
+        assert_eq!(base64(b"", STD), "");
+    }
+
+    #[test]
+    fn a_secret_inside_a_longer_base64_string_is_masked_at_every_alignment() {
+        let secret = "Sup3r-Secret-Value";
+        let r = Redactor::new([secret.to_string()]);
+        for prefix in ["", "a", "ab", "abc", "user:"] {
+            let encoded = base64(format!("{prefix}{secret}:tail").as_bytes(), STD);
+            let masked = r.mask(&encoded);
+            assert!(masked.contains(MASK), "{prefix:?}: {encoded} → {masked}");
+        }
+    }
+
+    #[test]
+    fn encoded_forms_are_masked() {
+        let secret = "Sup er/Sec+ret\"x";
+        let r = Redactor::new([secret.to_string()]);
+        for text in [
+            format!("https://h/a/{}", percent_encode(secret, false, false)),
+            format!("q={}", percent_encode(secret, true, true)),
+            format!("q={}", percent_encode(secret, false, true)),
+            base64(secret.as_bytes(), STD),
+            base64(secret.as_bytes(), URL_SAFE),
+            serde_json::to_string(secret).unwrap(),
+        ] {
+            assert!(r.mask(&text).contains(MASK), "{text}");
+            assert!(!r.mask(&text).contains("Sec"), "{text} → {}", r.mask(&text));
+        }
+    }
+
+    #[test]
+    fn a_short_secret_is_masked_only_as_a_whole_leaf() {
+        let r = Redactor::new(["ok".to_string()]);
+        assert_eq!(r.mask("ok"), MASK);
+        assert_eq!(r.mask("look"), "look");
+        let v = r.mask_value(&serde_json::json!({"ok": ["ok", "book"]}));
+        assert_eq!(v, serde_json::json!({"***": ["***", "book"]}));
+    }
+
+    #[test]
+    fn object_keys_and_numbers_are_masked() {
+        let r = Redactor::new(["hunter22".to_string(), "31337".to_string()]);
+        let v = r.mask_value(&serde_json::json!({"user-hunter22": 1, "pin": 31337}));
+        assert_eq!(v, serde_json::json!({"user-***": 1, "pin": "***"}));
+    }
+
+    #[test]
+    fn credential_headers_are_learned_as_secrets() {
+        let mut r = Redactor::default();
+        let op = serde_json::json!({"url": "u", "headers": {
+            "Authorization": "Bearer abcdef123", "X-Api-Key": "k3y-value", "Accept": "text/plain"}});
+        assert!(r.learn_headers(&op));
+        let v = r.mask_value(&op);
+        assert_eq!(v["headers"]["Authorization"], MASK);
+        assert_eq!(v["headers"]["X-Api-Key"], MASK);
+        assert_eq!(v["headers"]["Accept"], "text/plain");
+        assert_eq!(r.mask("echo abcdef123"), "echo ***");
+        assert!(is_credential_header("X-Vault-Token"));
+        assert!(!is_credential_header("Content-Type"));
+    }
+}
