@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
-use super::event::{Decision, Event, Outcome, Record, RunStatus, RunbookRef, Scope};
+use super::event::{Decision, Event, KubeTarget, Outcome, Record, RunStatus, RunbookRef, Scope};
 
 /// Identifies one operation of a step: its rung, its `for_each` item, and whether it
 /// belongs to the verification.
@@ -168,6 +168,8 @@ pub struct RunState {
     pub paused_at: Option<String>,
     /// How many processes drove the run: 1 + the `run_resumed` events.
     pub sessions: u32,
+    /// The cluster the run's kube steps act on, as recorded when it started.
+    pub target: Option<KubeTarget>,
 }
 
 /// The name this type had when only `resume` folded the journal.
@@ -211,8 +213,10 @@ impl RunState {
                 params,
                 operator,
                 dry_run,
+                target,
                 ..
             } => {
+                self.target.clone_from(target);
                 self.run_id.clone_from(run_id);
                 self.runbook = runbook.clone();
                 self.params = params.clone();
@@ -230,6 +234,11 @@ impl RunState {
                 self.status = None;
                 self.paused_at = None;
                 self.sessions += 1;
+            }
+            Event::StepRetried { step, .. } => {
+                // The failed attempt stays in the journal (the postmortem shows it);
+                // for what runs next, the step has not run yet.
+                self.steps.remove(step);
             }
             Event::StepStarted { step, title, .. } => {
                 let s = self.step_mut(step);
@@ -345,6 +354,7 @@ mod tests {
             host: "h".into(),
             tool_version: "0".into(),
             dry_run: false,
+            target: None,
         }
     }
 
