@@ -133,6 +133,9 @@ impl Printer {
                 op.provider, op.display
             ));
         }
+        if let Some(t) = &req.target {
+            text.push_str(&format!("    target: {t}\n"));
+        }
         text.push_str(&format!("    plan digest {}", short(&req.digest)));
         self.line(&text);
     }
