@@ -197,6 +197,9 @@ impl Reporter for Printer {
                 "resuming run {}: {} — {}",
                 state.run_id, state.runbook.name, state.runbook.title
             )),
+            Event::StepRetried { step, by } => {
+                self.line(&format!("↻ {step} failed the run; retrying it ({by})"));
+            }
             Event::StepStarted { step, title, kind } => self.step_started(step, kind, title),
             Event::StepSkipped { step, reason } => {
                 self.line(&format!("↷ {step} skipped: {reason}"));
