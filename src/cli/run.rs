@@ -447,12 +447,14 @@ fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
-/// Whether a step still to run has a kube operation (true when that cannot be told:
-/// then `resume` is as strict as it can be). With `retry_failed`, failed steps count
-/// as still to run.
+/// Whether a step still to run has a kube operation. With `retry_failed`, failed
+/// steps count as still to run. False when the journal or the runbook cannot be read:
+/// the engine then refuses the resume with the reason (an empty journal, a runbook
+/// that no longer loads) before anything runs, which a "cannot reach Kubernetes"
+/// here would hide.
 fn run_needs_kube(state_dir: &std::path::Path, run_id: &str, retry_failed: bool) -> bool {
     let Some((state, loaded)) = run_and_runbook(state_dir, run_id) else {
-        return true;
+        return false;
     };
     let rb = &loaded.runbook;
     rb.steps.iter().chain(&rb.handlers).any(|s| {
