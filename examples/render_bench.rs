@@ -66,6 +66,7 @@ fn run_started(g: &mut Gen) {
             host: "bench".into(),
             tool_version: "0.1.0".into(),
             dry_run: false,
+            target: None,
         },
     );
 }
@@ -160,6 +161,7 @@ fn journal(events: usize, shape: Option<&str>) -> String {
         host: "bench".into(),
         tool_version: "0.1.0".into(),
         dry_run: false,
+        target: None,
     });
     let mut step = 0;
     // Steps of about 50 events each: a gated for_each over 10 nodes, 10 polls, a note.

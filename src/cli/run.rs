@@ -83,6 +83,10 @@ pub struct ResumeArgs {
     /// name=path (repeatable); or set RUNBOOK_SECRET_<NAME>.
     #[arg(long = "secret-file", value_name = "NAME=PATH")]
     pub secret_files: Vec<String>,
+    /// Resume a failed run: the step that failed it runs again (completed steps are
+    /// not repeated; the retry is journaled).
+    #[arg(long)]
+    pub retry_failed: bool,
     #[command(flatten)]
     pub approval: ApprovalArgs,
 }
@@ -129,12 +133,14 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     let state_dir = g.state_dir.clone();
     let kube_args = args.approval.kube.clone();
     drive(&args.approval, move |cancel| async move {
+        let mut opts = opts;
         let needs_kube = uses_kube(&loaded.runbook);
         let providers = add_kube(
             providers,
             &kube_args,
             loaded.runbook.kube.as_ref(),
             needs_kube,
+            &mut opts,
         )
         .await
         .map_err(engine::EngineError::Setup)?;
@@ -178,6 +184,7 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
     };
     let (mut opts, approver) = setup(&args.approval, g, params, base_dir, false);
     opts.secrets = secrets;
+    opts.retry_failed = args.retry_failed;
     let providers = match build_providers() {
         Ok(p) => p,
         Err(e) => {
@@ -188,20 +195,23 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
     let state_dir = g.state_dir.clone();
     let run_id = args.run_id.clone();
     let kube_args = args.approval.kube.clone();
-    let kube_needed = run_uses_kube(&g.state_dir, &args.run_id);
+    let kube_needed = run_needs_kube(&g.state_dir, &args.run_id, args.retry_failed);
     drive(&args.approval, move |cancel| async move {
-        // The runbook is re-read by the engine from the journal; a cluster that
-        // cannot be reached only matters if a kube step is still to run, and then
-        // that step fails with the reason printed here.
-        let providers = match add_kube(providers.clone(), &kube_args, None, true).await {
-            Ok(p) => p,
-            Err(e) => {
-                if kube_needed {
-                    eprintln!("warning: {e}");
-                }
-                providers
-            }
-        };
+        let mut opts = opts;
+        // As strict as `run`: when a step still to run needs a cluster, one that
+        // cannot be reached refuses the resume before anything is journaled (exit 2,
+        // the run stays as it was). The engine then refuses a cluster other than the
+        // run's own (`EngineOpts::target`).
+        let defaults = kube_defaults_of(&state_dir, &run_id);
+        let providers = add_kube(
+            providers,
+            &kube_args,
+            defaults.as_ref(),
+            kube_needed,
+            &mut opts,
+        )
+        .await
+        .map_err(|e| engine::EngineError::Resume(format!("{e}; the run is unchanged")))?;
         engine::resume(
             &state_dir,
             &run_id,
@@ -392,12 +402,20 @@ fn uses_kube(rb: &crate::runbook::Runbook) -> bool {
 
 /// Register the Kubernetes provider, connected the way kubectl would be with the same
 /// flags; the runbook's `kube:` defaults apply where no flag is given. When the
-/// runbook has no kube step, a cluster that cannot be reached is not an error.
+/// runbook has kube steps (still to run, on resume), the cluster must answer one read
+/// (its identity), else this is an error; otherwise an unreachable cluster is not.
+///
+/// On success the cluster's identity goes into `opts.target` (journaled by `run`,
+/// compared by `resume`), and shell steps get `KUBECONFIG` (the file the client read,
+/// absolute) and, when a context was chosen, `RUNBOOK_KUBE_CONTEXT`: kubectl has no
+/// environment variable for a context, so a shell step that must use the same
+/// context passes `--context "$RUNBOOK_KUBE_CONTEXT"` (docs/engine.md).
 async fn add_kube(
     providers: Providers,
     args: &KubeArgs,
     defaults: Option<&crate::runbook::model::KubeDefaults>,
     needed: bool,
+    opts: &mut EngineOpts,
 ) -> Result<Providers, String> {
     let from_runbook = |f: fn(
         &crate::runbook::model::KubeDefaults,
@@ -416,12 +434,32 @@ async fn add_kube(
             .or_else(|| from_runbook(|d| d.namespace.as_ref())),
         qps: args.kube_qps,
     };
-    match providers::kube::connect(&connect).await {
-        Ok(kube) => Ok(providers.with("kube", Arc::new(kube))),
-        Err(e) if needed => Err(format!(
+    if let Some(k) = &args.kubeconfig {
+        let abs = std::path::absolute(k).unwrap_or_else(|_| k.clone());
+        opts.defaults
+            .env
+            .insert("KUBECONFIG".into(), abs.display().to_string());
+    }
+    if let Some(c) = &connect.context {
+        opts.defaults
+            .env
+            .insert("RUNBOOK_KUBE_CONTEXT".into(), c.clone());
+    }
+    if !needed {
+        // No kube step: the cluster is not contacted, and no target is recorded.
+        return Ok(providers);
+    }
+    match providers::kube::connect_and_identify(&connect).await {
+        Ok((kube, target)) => {
+            if let Some(k) = &target.kubeconfig {
+                opts.defaults.env.insert("KUBECONFIG".into(), k.clone());
+            }
+            opts.target = Some(target);
+            Ok(providers.with("kube", Arc::new(kube)))
+        }
+        Err(e) => Err(format!(
             "cannot reach Kubernetes: {e} (the runbook has kube steps; pass --kubeconfig/--context, set KUBECONFIG, or try `runbook lab`)"
         )),
-        Err(_) => Ok(providers),
     }
 }
 
@@ -480,18 +518,52 @@ fn secret_inputs(files: &[String]) -> Result<engine::SecretInputs, String> {
     Ok(inputs)
 }
 
-/// Whether the run's runbook has kube steps (true when that cannot be told), so that
-/// resume warns about an unreachable cluster only when it matters.
-fn run_uses_kube(state_dir: &std::path::Path, run_id: &str) -> bool {
-    let j = crate::journal::reader::read(&DirStore::new(state_dir).journal_path(run_id));
-    let path = j
-        .ok()
-        .and_then(|j| crate::journal::replay::replay(&j.records).ok())
-        .map(|r| PathBuf::from(r.runbook.path));
-    match path.and_then(|p| crate::runbook::load(&p).ok()) {
-        Some(loaded) => uses_kube(&loaded.runbook),
-        None => true,
-    }
+/// Whether a step still to run has a kube operation. With `retry_failed`, failed
+/// steps count as still to run. False when the journal or the runbook cannot be read:
+/// the engine then refuses the resume with the reason (an empty journal, a runbook
+/// that no longer loads) before anything runs, which a "cannot reach Kubernetes"
+/// here would hide.
+fn run_needs_kube(state_dir: &std::path::Path, run_id: &str, retry_failed: bool) -> bool {
+    let Some((state, loaded)) = run_and_runbook(state_dir, run_id) else {
+        return false;
+    };
+    let rb = &loaded.runbook;
+    rb.steps.iter().chain(&rb.handlers).any(|s| {
+        let has_kube = s.kube.is_some()
+            || s.verification().is_some_and(|v| v.kube.is_some())
+            || s.escalate.iter().any(|r| r.kube.is_some());
+        let done = state.step(&s.id.value).is_some_and(|st| {
+            st.is_done()
+                && !(retry_failed
+                    && matches!(
+                        st.finished,
+                        Some(
+                            crate::journal::event::Outcome::Failed
+                                | crate::journal::event::Outcome::TimedOut
+                        )
+                    ))
+        });
+        has_kube && !done
+    })
+}
+
+/// The runbook's `kube:` defaults (its context, its namespace), so `resume` connects
+/// as `run` did.
+fn kube_defaults_of(
+    state_dir: &std::path::Path,
+    run_id: &str,
+) -> Option<crate::runbook::model::KubeDefaults> {
+    run_and_runbook(state_dir, run_id).and_then(|(_, l)| l.runbook.kube)
+}
+
+fn run_and_runbook(
+    state_dir: &std::path::Path,
+    run_id: &str,
+) -> Option<(crate::journal::state::RunState, crate::runbook::Loaded)> {
+    let j = crate::journal::reader::read(&DirStore::new(state_dir).journal_path(run_id)).ok()?;
+    let state = crate::journal::state::RunState::from_records(&j.records).ok()?;
+    let loaded = crate::runbook::load(&PathBuf::from(&state.runbook.path)).ok()?;
+    Some((state, loaded))
 }
 
 fn runbook_dir_of(state_dir: &std::path::Path, run_id: &str) -> Option<PathBuf> {

@@ -25,6 +25,9 @@ pub struct GateRequest {
     /// `gate: explicit`: only an approval that names the step (or rung) counts;
     /// `--yes` and automatic approvers do not.
     pub explicit: bool,
+    /// The cluster the plan's kube operations act on (`context X, server Y, cluster
+    /// uid Z`), when it has any and the run knows its cluster; the digest covers it.
+    pub target: Option<String>,
 }
 
 /// A manual step or rung waiting for a person.

@@ -133,6 +133,9 @@ impl Printer {
                 op.provider, op.display
             ));
         }
+        if let Some(t) = &req.target {
+            text.push_str(&format!("    target: {t}\n"));
+        }
         text.push_str(&format!("    plan digest {}", short(&req.digest)));
         self.line(&text);
     }
@@ -194,6 +197,9 @@ impl Reporter for Printer {
                 "resuming run {}: {} — {}",
                 state.run_id, state.runbook.name, state.runbook.title
             )),
+            Event::StepRetried { step, by } => {
+                self.line(&format!("↻ {step} failed the run; retrying it ({by})"));
+            }
             Event::StepStarted { step, title, kind } => self.step_started(step, kind, title),
             Event::StepSkipped { step, reason } => {
                 self.line(&format!("↷ {step} skipped: {reason}"));

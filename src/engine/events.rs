@@ -355,6 +355,7 @@ mod tests {
             host: "h".into(),
             tool_version: "0".into(),
             dry_run: false,
+            target: None,
         }
     }
 

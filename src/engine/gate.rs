@@ -31,8 +31,23 @@ impl Ctx<'_> {
         prior: Option<&StepState>,
     ) -> Result<Pass, EngineError> {
         let ops: Vec<PlannedOp> = prepared.iter().map(|p| p.planned.clone()).collect();
-        let digest = sha256_hex(&serde_json::to_vec(&ops).unwrap_or_default());
+        // A kube plan is a plan for one cluster: its digest covers the target, so an
+        // approval given for one cluster never approves the same plan on another. A
+        // plan without kube operations keeps the digest of its operations alone.
+        let target = self
+            .opts
+            .target
+            .as_ref()
+            .filter(|_| ops.iter().any(|o| o.provider == "kube"));
+        let digest = match target {
+            Some(t) => sha256_hex(
+                &serde_json::to_vec(&serde_json::json!({"ops": &ops, "target": t.describe()}))
+                    .unwrap_or_default(),
+            ),
+            None => sha256_hex(&serde_json::to_vec(&ops).unwrap_or_default()),
+        };
         let req = GateRequest {
+            target: target.map(|t| t.describe()),
             step: step.id.value.clone(),
             rung: rung.map(str::to_string),
             title: title.to_string(),

@@ -42,7 +42,7 @@ pub use events::{BarId, BarKind, BarUpdate, Notice, Progress, Quiet, Reporter};
 pub use run::{SecretInputs, git_ref, secret_env_var};
 pub use state::{RunSummary, list_runs, new_run_id};
 
-use crate::journal::event::RunStatus;
+use crate::journal::event::{KubeTarget, RunStatus};
 use crate::providers::{Defaults, Providers};
 
 /// Everything about a run that is not the runbook, the providers, the approver or the
@@ -70,6 +70,12 @@ pub struct EngineOpts {
     /// Results larger than this many bytes (serialized) go to a side file; the journal
     /// keeps a truncated copy.
     pub max_inline_output: usize,
+    /// The cluster the kube provider is connected to, when it is: `run` journals it,
+    /// `resume` refuses to continue a run on another one, and a kube plan's digest
+    /// covers it (an approval is of an action on one cluster).
+    pub target: Option<KubeTarget>,
+    /// `resume --retry-failed`: a failed run continues from the step that failed it.
+    pub retry_failed: bool,
 }
 
 impl EngineOpts {
@@ -84,6 +90,8 @@ impl EngineOpts {
             reporters: Vec::new(),
             default_concurrency: 8,
             max_inline_output: 16 * 1024,
+            target: None,
+            retry_failed: false,
         }
     }
 }

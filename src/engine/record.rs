@@ -258,6 +258,7 @@ impl Recorder {
             other @ (Event::RunStarted { .. }
             | Event::RunResumed { .. }
             | Event::GateDecided { .. }
+            | Event::StepRetried { .. }
             | Event::ManualConfirmed { .. }) => other,
         }
     }

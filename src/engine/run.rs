@@ -13,7 +13,7 @@ use super::events::{Events, Reporter};
 use super::record::Recorder;
 use super::steps::End;
 use super::{Approver, Clock, EngineError, EngineOpts, RunReport};
-use crate::journal::event::{self, Event, GitRef, Outcome, RunStatus, RunbookRef};
+use crate::journal::event::{self, Event, GitRef, KubeTarget, Outcome, RunStatus, RunbookRef};
 use crate::journal::state::{RunState, StepState};
 use crate::journal::{reader, writer::Writer};
 use crate::providers::Providers;
@@ -58,6 +58,7 @@ pub(crate) async fn start(
             host: host(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             dry_run: opts.dry_run,
+            target: opts.target.clone(),
         },
         true,
     )?;
@@ -104,14 +105,22 @@ pub(crate) async fn resume(
         )));
     }
     let r = RunState::from_records(&j.records).map_err(|e| EngineError::Resume(e.to_string()))?;
-    if let Some(s) = r.status
-        && !matches!(s, RunStatus::Paused | RunStatus::Aborted)
-    {
-        return Err(EngineError::Finished(
-            run_id.to_string(),
-            s.as_str().to_string(),
-        ));
-    }
+    let retry = match r.status {
+        Some(RunStatus::Failed) if opts.retry_failed => Some(()),
+        Some(s) if !matches!(s, RunStatus::Paused | RunStatus::Aborted) => {
+            let hint = if s == RunStatus::Failed {
+                " (add --retry-failed to run the failed step again)"
+            } else {
+                ""
+            };
+            return Err(EngineError::Finished(
+                run_id.to_string(),
+                format!("{}{hint}", s.as_str()),
+            ));
+        }
+        _ => None,
+    };
+    check_target(&r, opts.target.as_ref())?;
     let path = PathBuf::from(&r.runbook.path);
     let loaded = crate::runbook::load(&path).map_err(|e| {
         EngineError::Resume(format!("the runbook of this run no longer loads:\n{e}"))
@@ -126,6 +135,14 @@ pub(crate) async fn resume(
         )));
     }
     let rb = &loaded.runbook;
+    let retry = match retry {
+        Some(()) => Some(failed_step(rb, &r).ok_or_else(|| {
+            EngineError::Resume(format!(
+                "run {run_id} failed, but its journal names no failed step to retry"
+            ))
+        })?),
+        None => None,
+    };
     // The journal has every param except secrets, which it names by reference
     // (`{"$secret": NAME, "from": SOURCE}`): each is read again from a source.
     let (params, secrets) = resume_params(rb, &r.params, &opts)?;
@@ -179,6 +196,15 @@ pub(crate) async fn resume(
         },
         true,
     )?;
+    if let Some(step) = retry {
+        events.emit(
+            Event::StepRetried {
+                step,
+                by: opts.operator.clone(),
+            },
+            true,
+        )?;
+    }
     let mut engine = Runner::new(Ctx {
         rb,
         providers,
@@ -192,6 +218,58 @@ pub(crate) async fn resume(
     });
     let status = engine.run_steps(now).await?;
     Ok(report(run_id.to_string(), run_dir, journal, status))
+}
+
+/// The step whose failure ended a failed run, which `--retry-failed` runs again: the
+/// first step of the main sequence that finished failed (or timed out) and does not
+/// `continue` on failure — where the loop over steps stopped.
+fn failed_step(rb: &Runbook, r: &RunState) -> Option<String> {
+    rb.steps
+        .iter()
+        .find(|step| {
+            !continues(step)
+                && r.step(&step.id.value).is_some_and(|s| {
+                    matches!(
+                        s.finished,
+                        Some(Outcome::Failed | Outcome::TimedOut | Outcome::Unknown)
+                    )
+                })
+        })
+        .map(|step| step.id.value.clone())
+}
+
+/// A run continues on the cluster it started on, or not at all: a shell whose
+/// KUBECONFIG now points elsewhere must not roll back another cluster. Checked before
+/// anything is journaled, so a refused resume changes nothing.
+fn check_target(r: &RunState, now: Option<&KubeTarget>) -> Result<(), EngineError> {
+    let (Some(then), Some(now)) = (r.target.as_ref(), now) else {
+        return Ok(());
+    };
+    if then.same_cluster(now) {
+        return Ok(());
+    }
+    let mut how = Vec::new();
+    if let Some(k) = &then.kubeconfig {
+        how.push(format!("--kubeconfig {k} (or KUBECONFIG={k})"));
+    }
+    if let Some(c) = &then.context {
+        how.push(format!("--context {c}"));
+    }
+    Err(EngineError::Resume(format!(
+        "run {} started on another cluster: {} then, {} now{}. Nothing was done; point at the run's cluster with {}",
+        r.run_id,
+        then.describe(),
+        now.describe(),
+        now.kubeconfig
+            .as_ref()
+            .map(|k| format!(" (from {k})"))
+            .unwrap_or_default(),
+        if how.is_empty() {
+            "--kubeconfig/--context or KUBECONFIG".to_string()
+        } else {
+            how.join(" ")
+        }
+    )))
 }
 
 /// The console first, then the other reporters, in the order given.

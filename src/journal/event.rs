@@ -63,6 +63,48 @@ pub struct GitRef {
     pub dirty: bool,
 }
 
+/// The Kubernetes cluster a run acts on, recorded when it starts so that `resume`
+/// cannot continue it on another cluster by accident (a shell that points elsewhere)
+/// and the postmortem can say which cluster was touched.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KubeTarget {
+    /// The kubeconfig file the client read (`--kubeconfig`, else `$KUBECONFIG`);
+    /// `None` for `~/.kube/config` found by default or the in-cluster config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    /// The context used (`--context`, the runbook's `kube.context`, else the
+    /// kubeconfig's current context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The API server's URL.
+    pub server: String,
+    /// The uid of the `kube-system` namespace: what tools use to tell clusters apart
+    /// (a server URL can move; this uid lives as long as the cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_uid: Option<String>,
+}
+
+impl KubeTarget {
+    /// One line for the gate's plan, the console and the postmortem's facts.
+    pub fn describe(&self) -> String {
+        format!(
+            "context {}, server {}, cluster uid {}",
+            self.context.as_deref().unwrap_or("(none)"),
+            self.server,
+            self.cluster_uid.as_deref().unwrap_or("(unknown)")
+        )
+    }
+
+    /// Whether two targets are the same cluster: by `kube-system` uid when both have
+    /// one, else by server URL.
+    pub fn same_cluster(&self, other: &KubeTarget) -> bool {
+        match (&self.cluster_uid, &other.cluster_uid) {
+            (Some(a), Some(b)) => a == b,
+            _ => self.server == other.server,
+        }
+    }
+}
+
 /// An operation fully resolved (templates rendered, `for_each` expanded), as shown in
 /// the plan and journaled before it runs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -174,9 +216,16 @@ pub enum Event {
         host: String,
         tool_version: String,
         dry_run: bool,
+        /// The cluster of the run's kube steps (absent in journals written before
+        /// targets were recorded, and for runbooks without kube steps).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<KubeTarget>,
     },
     /// A later process took the run over (`runbook resume`).
     RunResumed { operator: String, host: String },
+    /// `runbook resume --retry-failed`: the step that failed the run runs again (its
+    /// earlier attempt stays in the journal; completed steps are not repeated).
+    StepRetried { step: String, by: String },
     StepStarted {
         step: String,
         title: String,

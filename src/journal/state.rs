@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::event::{
-    ApprovalSource, Decision, Event, Outcome, Record, RunStatus, RunbookRef, Scope,
+    ApprovalSource, Decision, Event, KubeTarget, Outcome, Record, RunStatus, RunbookRef, Scope,
 };
 
 /// Identifies one operation of a step: its rung, its `for_each` item, and whether it
@@ -292,6 +292,8 @@ pub struct RunState {
     /// When and why the run ended, with `status` (cleared by a `run_resumed`).
     pub ended: Option<DateTime<Utc>>,
     pub reason: Option<String>,
+    /// The cluster the run's kube steps act on, as recorded when it started.
+    pub target: Option<KubeTarget>,
 }
 
 /// The name this type had when only `resume` folded the journal.
@@ -335,8 +337,10 @@ impl RunState {
                 params,
                 operator,
                 dry_run,
+                target,
                 ..
             } => {
+                self.target.clone_from(target);
                 self.run_id.clone_from(run_id);
                 self.runbook = runbook.clone();
                 self.params = params.clone();
@@ -379,6 +383,11 @@ impl RunState {
                     operator: operator.clone(),
                     host: host.clone(),
                 });
+            }
+            Event::StepRetried { step, .. } => {
+                // The failed attempt stays in the journal (the postmortem shows it);
+                // for what runs next, the step has not run yet.
+                self.steps.remove(step);
             }
             Event::StepStarted { step, title, kind } => {
                 let s = self.step_mut(step);

@@ -36,6 +36,7 @@ fn started() -> Event {
         host: "h".into(),
         tool_version: "0".into(),
         dry_run: false,
+        target: None,
     }
 }
 
@@ -487,4 +488,50 @@ fn pauses_resumes_and_the_end_are_timed() {
     assert_eq!((r.status, r.ended), (None, None));
     r.apply(r.last_ts, &run_finished(RunStatus::Failed, 1));
     assert_eq!(r.ended, Some(r.last_ts));
+}
+
+#[test]
+fn run_started_without_a_target_still_reads_and_one_with_a_target_is_kept() {
+    let old = r#"{"seq":1,"ts":"2026-03-13T14:25:01Z","event":"run_started","format":1,"run_id":"r1","runbook":{"name":"n","title":"t","path":"p.yaml","sha256":"00"},"params":{},"operator":"ana","host":"h","tool_version":"0","dry_run":false}"#;
+    let r: Record = serde_json::from_str(old).expect("an old run_started parses");
+    let state = RunState::from_records(&[r]).expect("it folds");
+    assert_eq!(state.target, None);
+
+    let mut with = started();
+    if let Event::RunStarted { target, .. } = &mut with {
+        *target = Some(KubeTarget {
+            server: "https://a:6443".into(),
+            cluster_uid: Some("uid-a".into()),
+            ..Default::default()
+        });
+    }
+    let state = RunState::from_records(&records(vec![with])).expect("it folds");
+    assert_eq!(
+        state.target.and_then(|t| t.cluster_uid).as_deref(),
+        Some("uid-a")
+    );
+}
+
+/// `step_retried` makes a failed step one still to run; the others stay done.
+#[test]
+fn a_retried_step_is_no_longer_done() {
+    let finished = |step: &str, outcome| Event::StepFinished {
+        step: step.into(),
+        outcome,
+        duration_ms: 1,
+        summary: String::new(),
+        fixed_by: None,
+    };
+    let state = RunState::from_records(&records(vec![
+        started(),
+        finished("a", Outcome::Ok),
+        finished("b", Outcome::Failed),
+        Event::StepRetried {
+            step: "b".into(),
+            by: "bo".into(),
+        },
+    ]))
+    .expect("it folds");
+    assert!(state.steps["a"].is_done());
+    assert!(state.step("b").is_none_or(|s| !s.is_done()));
 }

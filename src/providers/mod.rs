@@ -77,6 +77,10 @@ pub struct Defaults {
     pub namespace: Option<String>,
     /// Working directory of shell steps that name none: the runbook's folder.
     pub base_dir: PathBuf,
+    /// Environment every shell step gets under its own `env` (which wins): the run's
+    /// `KUBECONFIG` and `RUNBOOK_KUBE_CONTEXT`, so `kubectl` in a shell step talks to
+    /// the cluster the run's kube steps act on.
+    pub env: std::collections::BTreeMap<String, String>,
 }
 
 /// How one execution of a resolved operation is bounded and observed.

@@ -67,11 +67,10 @@ impl Provider for Shell {
         if argv.first().is_none_or(String::is_empty) {
             return Err(OpError::Invalid("argv[0] (the program) is empty".into()));
         }
-        let env = op
-            .env
-            .iter()
-            .map(|(k, v)| Ok((k.clone(), render(v, &format!("env.{k}"))?)))
-            .collect::<Result<BTreeMap<_, _>, OpError>>()?;
+        let mut env = defaults.env.clone();
+        for (k, v) in &op.env {
+            env.insert(k.clone(), render(v, &format!("env.{k}"))?);
+        }
         let dir = match &op.dir {
             Some(d) => defaults.base_dir.join(render(d, "dir")?),
             None => defaults.base_dir.clone(),
@@ -306,6 +305,7 @@ mod tests {
         Defaults {
             namespace: None,
             base_dir: std::env::temp_dir(),
+            env: BTreeMap::new(),
         }
     }
 
@@ -410,6 +410,7 @@ mod tests {
         let d = Defaults {
             namespace: None,
             base_dir: dir.path().to_owned(),
+            env: BTreeMap::new(),
         };
         let r = Shell.resolve(OpRef::Shell(&o), &vars, &d).unwrap();
         let out = Shell.execute(&r, &ExecCtx::new(vars)).await.unwrap();

@@ -39,6 +39,10 @@ pub struct Run {
     pub host: String,
     pub tool_version: String,
     pub dry_run: bool,
+    /// The cluster the run's kube steps acted on (`context X, server Y, cluster uid Z`).
+    pub target: Option<String>,
+    /// Steps run again with `runbook resume --retry-failed`, in order, with who asked.
+    pub retried: Vec<Retry>,
     pub started: Option<Time>,
     pub ended: Option<Time>,
     /// From the first to the last event when the run has not finished.
@@ -52,6 +56,14 @@ pub struct Run {
     pub resumed: Vec<Resume>,
     /// How many events the journal holds.
     pub events: usize,
+}
+
+/// A failed step run again (`runbook resume --retry-failed`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Retry {
+    pub step: String,
+    pub by: String,
+    pub at: Time,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -49,6 +49,7 @@ mod postmortem_cli;
 mod postmortem_preserve;
 mod postmortem_render;
 mod run_cli;
+mod run_target;
 mod secrets;
 mod suite_cli;
 

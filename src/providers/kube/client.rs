@@ -41,6 +41,8 @@ pub enum KubeError {
     Context { context: String, message: String },
     #[error("cannot build a Kubernetes client: {0}")]
     Client(String),
+    #[error("cannot reach the cluster at {server}: {message}")]
+    Unreachable { server: String, message: String },
     #[error("invalid qps {0:?}: expected 0 (unlimited) or a number from {MIN_QPS} to {MAX_QPS}")]
     Qps(f64),
 }

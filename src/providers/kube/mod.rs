@@ -14,6 +14,7 @@ pub mod display;
 mod drain;
 mod read;
 pub mod spec;
+pub mod target;
 mod wait;
 pub(crate) mod write;
 
@@ -26,6 +27,7 @@ use serde_json::Value;
 
 pub use client::{KubeConnect, KubeError, MAX_QPS, MIN_QPS, RateLimiter, RetryPolicy, parse_qps};
 pub use spec::{KubeSpec, Target};
+pub use target::connect_and_identify;
 
 use crate::providers::{Defaults, ExecCtx, OpError, Provider, Resolved};
 use crate::runbook::model::OpRef;

@@ -100,6 +100,8 @@ impl Builder {
                 host: "unknown".to_owned(),
                 tool_version: "unknown".to_owned(),
                 dry_run: false,
+                target: None,
+                retried: Vec::new(),
                 started: first.map(|t| Time::new(t, self.tz)),
                 ended: None,
                 duration: None,
@@ -317,6 +319,7 @@ mod tests {
             host: "h".into(),
             tool_version: "0".into(),
             dry_run: false,
+            target: None,
         }
     }
 

@@ -274,6 +274,7 @@ impl Builder {
                 host,
                 tool_version,
                 dry_run,
+                target,
                 ..
             } => {
                 self.run_start = Some(rec.ts);
@@ -305,6 +306,8 @@ impl Builder {
                     host: host.clone(),
                     tool_version: tool_version.clone(),
                     dry_run: *dry_run,
+                    target: target.as_ref().map(|t| t.describe()),
+                    retried: Vec::new(),
                     started: Some(self.time(rec.ts)),
                     ended: None,
                     duration: None,
@@ -334,6 +337,16 @@ impl Builder {
                 }
                 let i = self.push_entry(rec, "resume", String::new());
                 self.entries[i].entry.resumed = Some(resume);
+            }
+            Event::StepRetried { step, by } => {
+                let retry = crate::render::model::Retry {
+                    step: step.clone(),
+                    by: by.clone(),
+                    at: self.time(rec.ts),
+                };
+                if let Some(run) = &mut self.run {
+                    run.retried.push(retry);
+                }
             }
             Event::StepStarted { step, title, kind } => self.step_started(rec, step, title, kind),
             Event::StepSkipped { step, reason } => {
