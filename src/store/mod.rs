@@ -18,6 +18,7 @@
 
 mod dir;
 mod list;
+mod lock;
 mod resolve;
 
 use std::path::PathBuf;
@@ -25,7 +26,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 
 pub use dir::{DirStore, JOURNAL, LOCK, OUTPUTS, SideFiles};
-pub use list::{RunSummary, list_runs};
+pub use list::{RunSummary, list_runs, summarize};
+pub use lock::{HoldState, LockHolder};
 pub use resolve::resolve_among;
 
 /// Where runs are kept. Every method takes a run id as [`RunStore::resolve`] returns
@@ -49,6 +51,9 @@ pub trait RunStore: Send + Sync {
     /// True while some process holds the run (so a run with no final status is still
     /// going on rather than interrupted).
     fn is_held(&self, run_id: &str) -> bool;
+
+    /// Whether the run is held, by whom, and whether a holder died with it.
+    fn hold_state(&self, run_id: &str) -> HoldState;
 
     /// Where the run's journal is read and appended. The journal writer and reader are
     /// file based today; a database store would hand out a sink here instead.
@@ -119,8 +124,17 @@ pub enum StoreError {
     NotFound { id: String, dir: PathBuf },
     #[error("{id:?} matches several runs: {candidates}; give more of the id")]
     Ambiguous { id: String, candidates: String },
-    #[error("run {run_id} is in use by another process (lock {lock})")]
-    Locked { run_id: String, lock: PathBuf },
+    #[error(
+        "only dry runs in {dir}, and `last` skips them (they changed nothing); name a dry run by its id"
+    )]
+    OnlyDryRuns { dir: PathBuf },
+    #[error("run {run_id} is in use by another process (lock {lock}{holder})")]
+    Locked {
+        run_id: String,
+        lock: PathBuf,
+        /// `, held by pid N on this host`, when the lock file names its holder.
+        holder: String,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
