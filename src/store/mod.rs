@@ -21,7 +21,7 @@ mod list;
 mod lock;
 mod resolve;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
@@ -100,6 +100,19 @@ impl HeldRun {
     }
 }
 
+/// The state directory when none is given: `.runbook` at the top of the git
+/// repository `cwd` is in, so `runbook runs` from a subfolder finds the runs started
+/// from the top (and the runbooks' repository is where `.runbook/.gitignore` keeps
+/// them out of commits); outside a repository, `.runbook` in `cwd`. Returned relative
+/// (`.runbook`) when that is where it is, so messages stay short.
+pub fn default_state_dir(cwd: &Path) -> PathBuf {
+    const NAME: &str = ".runbook";
+    match cwd.ancestors().find(|d| d.join(".git").exists()) {
+        Some(top) if top != cwd => top.join(NAME),
+        _ => PathBuf::from(NAME),
+    }
+}
+
 /// A new run id: UTC start time, the runbook's name and a short random suffix, so ids
 /// sort by time, say what ran, and end in 4 hex digits a person can type to name the
 /// run: `20260313-142501-hub-pvc-locked-7f3a`.
@@ -153,6 +166,17 @@ impl StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_state_dir_is_at_the_git_top_level_else_here() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sub = tmp.path().join("runbooks/db");
+        std::fs::create_dir_all(&sub).unwrap();
+        assert_eq!(default_state_dir(&sub), PathBuf::from(".runbook"));
+        std::fs::create_dir(tmp.path().join(".git")).unwrap();
+        assert_eq!(default_state_dir(&sub), tmp.path().join(".runbook"));
+        assert_eq!(default_state_dir(tmp.path()), PathBuf::from(".runbook"));
+    }
 
     #[test]
     fn a_run_id_sorts_by_time_names_the_runbook_and_ends_in_4_hex() {
