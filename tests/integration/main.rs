@@ -48,6 +48,7 @@ mod postmortem_cli;
 mod postmortem_preserve;
 mod postmortem_render;
 mod run_cli;
+mod runs_manage;
 mod suite_cli;
 
 mod user_output;
