@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod abort;
+pub mod completions;
 pub mod demo;
 pub mod lab;
 pub mod lint;
@@ -20,9 +21,12 @@ pub mod schema;
 pub mod show;
 pub mod test;
 
+/// `runbook --version`: the release and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RUNBOOK_COMMIT"), ")");
+
 /// Runbook-as-code: run incident runbooks step by step, gated, verified and journaled.
 #[derive(Debug, Parser)]
-#[command(name = "runbook", version, after_help = crate::exit::HELP_TABLE)]
+#[command(name = "runbook", version = VERSION, after_help = crate::exit::HELP_TABLE)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -125,6 +129,11 @@ pub enum Command {
     Note(runs::NoteArgs),
     /// Render a run's journal as a markdown postmortem.
     Postmortem(postmortem::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(completions::Args),
+    /// Print the man page (roff) of runbook and every subcommand.
+    #[command(hide = true)]
+    Man(completions::ManArgs),
     /// Serve a simulated Kubernetes cluster on 127.0.0.1, loaded from a scenario.
     Lab(lab::Args),
     /// Run the seed incident end to end against the embedded lab.
@@ -168,6 +177,8 @@ pub fn main() -> i32 {
         Command::Resume(a) => run::resume(a, g),
         Command::Runs(a) => runs::runs(a, g),
         Command::Show(a) => show::run(a, g),
+        Command::Completions(a) => completions::completions(a),
+        Command::Man(a) => completions::man(a),
         Command::Abort(a) => abort::run(a, g),
         Command::Note(a) => runs::note(a, g),
         Command::Postmortem(a) => postmortem::run(a, g),

@@ -54,6 +54,11 @@ pub struct KubeArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook run runbooks/hub-pvc-locked.yaml -p namespace=hub
+  runbook run rb.yaml --dry-run                    checks and plans, changes nothing
+  runbook run rb.yaml --approve scale-down          approve one gate; others pause (exit 3)
+  id=$(runbook run rb.yaml --yes)                   the run id is the only line on stdout")]
 pub struct RunArgs {
     /// The runbook file.
     pub file: PathBuf,
@@ -68,6 +73,10 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook resume last --approve scale-down
+  runbook resume 7f3a --yes
+  runbook resume 7f3a -p token=$TOKEN              secrets are not journaled: give them again")]
 pub struct ResumeArgs {
     /// The run to continue: its id, a unique prefix of it, or `last` (see `runbook runs`).
     pub run_id: String,
@@ -484,8 +493,8 @@ fn check_resume_hold(state_dir: &std::path::Path, run_id: &str) -> Result<(), St
     use crate::store::HoldState;
     match DirStore::new(state_dir).hold_state(run_id) {
         HoldState::Held(holder) => Err(format!(
-            "run {run_id} is in use by {} (it is being driven there; `runbook show {run_id}` says where it is)",
-            holder.map_or_else(|| "another process".to_string(), |h| h.describe())
+            "run {run_id} is in use by another process{} (it is being driven there; `runbook show {run_id}` says where it is)",
+            holder.map_or_else(String::new, |h| format!(", {}", h.describe()))
         )),
         HoldState::Stale(holder) => {
             eprintln!(
