@@ -400,3 +400,133 @@ fn the_state_dir_is_at_the_git_top_level_and_ignored_by_git() {
         .success()
         .stdout_contains(out.stdout.trim());
 }
+
+/// Every subcommand `runbook --help` lists (the hidden `man` is not one of them).
+fn subcommands() -> Vec<String> {
+    let help = Cli::new().arg("--help").run();
+    help.success();
+    let commands: Vec<String> = help
+        .stdout
+        .split("Commands:")
+        .nth(1)
+        .expect("--help has a Commands section")
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(String::from)
+        .collect();
+    assert!(commands.len() >= 14, "{commands:?}");
+    commands
+}
+
+#[test]
+fn completions_and_man_pages_cover_every_subcommand() {
+    let subs = subcommands();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = Cli::new().args(["completions", shell]).run();
+        out.success();
+        for sub in &subs {
+            assert!(
+                out.stdout.contains(sub.as_str()),
+                "{shell} completion lacks `{sub}`"
+            );
+        }
+    }
+    let bash = Cli::new().args(["completions", "bash"]).run();
+    bash.stdout_contains("complete -F")
+        .stdout_contains("--state-dir");
+    let man = Cli::new().arg("man").run();
+    man.success().stdout_contains(".TH runbook");
+    for sub in &subs {
+        assert!(man.stdout.contains(sub.as_str()), "man page lacks `{sub}`");
+        let page = Cli::new().args(["man", sub]).run();
+        page.success()
+            .stdout_contains(format!(".TH runbook-{sub}"))
+            .stdout_contains("Examples:");
+        // And the same Examples in --help.
+        Cli::new()
+            .args([sub.as_str(), "--help"])
+            .run()
+            .success()
+            .stdout_contains("Examples:\n  runbook ");
+    }
+    Cli::new()
+        .args(["man", "nope"])
+        .run()
+        .code(2)
+        .stderr_contains("no subcommand `nope`");
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = Cli::new().arg("--version").run();
+    out.success();
+    let line = out.stdout.trim();
+    let (_, commit) = line
+        .split_once(" (")
+        .unwrap_or_else(|| panic!("`{line}` has no commit"));
+    let hash = commit.trim_end_matches(')').split(',').next().unwrap_or("");
+    assert!(
+        hash == "unknown commit"
+            || (hash.len() == 12 && hash.chars().all(|c| c.is_ascii_hexdigit())),
+        "{line}"
+    );
+}
+
+#[test]
+fn output_json_is_one_spelling_on_list_lint_and_test() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let list = Cli::new()
+        .current_dir(root)
+        .args(["list", "-o", "json"])
+        .run();
+    list.success();
+    let rows: Vec<Value> = list
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("list -o json lines"))
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| r["name"] == "hub-pvc-locked" && r["valid"] == true && r["steps"].is_u64()),
+        "{rows:?}"
+    );
+    let fix = fixture("fix-file.yaml");
+    for spelling in [
+        &["-o", "json"][..],
+        &["--output", "json"],
+        &["--format", "json"],
+    ] {
+        let mut args = vec!["lint", path(&fix)];
+        args.extend_from_slice(spelling);
+        let out = Cli::new().args(&args).run();
+        out.success();
+        let v: Value = serde_json::from_str(&out.stdout).expect("lint JSON");
+        assert_eq!(v["files_checked"], 1, "{spelling:?}");
+    }
+    let out = Cli::new()
+        .current_dir(root)
+        .state_dir(tempfile::tempdir().expect("a temp dir").path())
+        .args(["test", "runbooks/hub-pvc-locked.yaml", "-o", "json"])
+        .run();
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("test -o json lines"))
+        .collect();
+    let summary = lines.last().expect("a summary line");
+    assert_eq!(summary["kind"], "summary", "{out}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["kind"] == "case" && l["runbook"] == "hub-pvc-locked")
+    );
+    // The old spelling of `runs -o json` still works.
+    let sys = Sys::new();
+    let id = sys.paused_run();
+    let old = sys.run(&["runs", "--json"]);
+    let v: Value = serde_json::from_str(old.stdout.trim()).expect("runs --json");
+    assert_eq!(v["run_id"], id.as_str());
+}

@@ -13,18 +13,21 @@ fn repo() -> PathBuf {
 }
 
 /// Every subcommand, as `runbook --help` lists them.
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 14] = [
     "lint",
     "list",
     "schema",
     "run",
     "resume",
     "runs",
+    "show",
+    "abort",
     "note",
     "postmortem",
     "lab",
     "demo",
     "test",
+    "completions",
 ];
 
 #[test]
