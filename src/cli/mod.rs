@@ -197,8 +197,15 @@ fn init_tracing(g: &Global) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person: a terminal, and no NO_COLOR (https://no-color.org).
+    // tracing-subscriber colours by default, which put escape codes into pipes and CI logs.
+    let colour = {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match g.log_format {
         LogFormat::Text => builder.try_init(),

@@ -530,3 +530,15 @@ fn output_json_is_one_spelling_on_list_lint_and_test() {
     let v: Value = serde_json::from_str(old.stdout.trim()).expect("runs --json");
     assert_eq!(v["run_id"], id.as_str());
 }
+
+#[test]
+fn tracing_logs_into_a_pipe_have_no_colour_codes() {
+    let sys = Sys::new();
+    let fix = fixture("fix-file.yaml");
+    let out = sys.run(&["-vv", "run", path(&fix), "-p", &sys.dir_param(), "--yes"]);
+    out.success().stderr_contains("DEBUG");
+    assert!(
+        !out.stderr.contains('\u{1b}'),
+        "escape codes in a pipe:\n{out}"
+    );
+}
