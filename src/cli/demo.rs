@@ -27,6 +27,9 @@ const SEED_RUNBOOK: &str = include_str!("../../runbooks/hub-pvc-locked.yaml");
 const SEED_PATH: &str = "runbooks/hub-pvc-locked.yaml";
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook demo                     the seed incident, approved automatically
+  runbook demo --interactive       stop at every gate and ask")]
 pub struct Args {
     /// Stop at every gate for a person to approve.
     #[arg(long)]

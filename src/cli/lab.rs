@@ -7,6 +7,10 @@ use crate::lab::Lab;
 /// Serve the lab. Without SCENARIO it plays the seed incident
 /// (runbooks/hub-pvc-locked.scenario.yaml, embedded in the binary).
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook lab                                  the seed incident on a free port
+  runbook lab runbooks/disk-full.scenario.yaml
+  KUBECONFIG=.runbook/lab.kubeconfig kubectl get pods -A")]
 pub struct Args {
     /// Scenario file (default: the seed incident).
     pub scenario: Option<PathBuf>,

@@ -11,16 +11,22 @@ use crate::runbook::{self, Diagnostic};
 
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Exit codes: 0 clean, 1 a runbook has errors, 2 usage error (e.g. a path that does not exist)."
+    after_help = "Exit codes: 0 clean, 1 a runbook has errors, 2 usage error (e.g. a path that does not exist).
+
+Examples:
+  runbook lint                      every runbook under runbooks/
+  runbook lint rb.yaml -o json      diagnostics as JSON for CI annotations"
 )]
 pub struct Args {
     /// Runbook files or folders (default: runbooks/). Folders are searched
     /// recursively for *.yaml and *.yml, skipping lab scenarios (*.scenario.yaml) and
     /// test files (*.test.yaml).
     pub paths: Vec<PathBuf>,
-    /// Output format of the diagnostics.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub format: Format,
+    #[command(flatten)]
+    pub output: super::OutputArgs,
+    /// The old spelling of `-o`.
+    #[arg(long, value_enum, hide = true)]
+    pub format: Option<Format>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,7 +160,12 @@ pub fn run(args: Args, _g: &Global) -> i32 {
         .filter(|(_, _, d)| d.iter().any(Diagnostic::is_error))
         .count();
 
-    match args.format {
+    let format = match (args.format, args.output.output) {
+        (Some(f), _) => f,
+        (None, super::Output::Json) => Format::Json,
+        (None, super::Output::Text) => Format::Text,
+    };
+    match format {
         Format::Json => {
             let report = JsonReport {
                 files_checked: results.len(),

@@ -8,9 +8,14 @@ use crate::exit;
 use crate::runbook;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook list                     the runbooks in runbooks/
+  runbook list ops/runbooks -o json")]
 pub struct Args {
     /// Folder of runbooks (default: runbooks/).
     pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: super::OutputArgs,
 }
 
 /// One row of the listing.
@@ -19,6 +24,19 @@ struct Row {
     title: String,
     steps: String,
     commit: String,
+}
+
+/// One runbook in `list -o json`.
+#[derive(serde::Serialize)]
+struct JsonRow<'a> {
+    path: String,
+    name: &'a str,
+    /// False when the runbook does not lint (`title` then says how many problems).
+    valid: bool,
+    title: &'a str,
+    steps: Option<usize>,
+    /// `<short hash> <date> <subject>`, or null outside git or for an untracked file.
+    last_commit: Option<&'a str>,
 }
 
 /// `<short hash> <date> <subject>` of the last commit touching `file`; None outside
@@ -77,6 +95,22 @@ pub fn run(args: Args, _g: &Global) -> i32 {
             },
         };
         rows.push(row);
+    }
+    if args.output.json() {
+        for (file, r) in files.iter().zip(&rows) {
+            let code = super::print_json(&JsonRow {
+                path: file.display().to_string(),
+                name: &r.name,
+                valid: r.steps != "-",
+                title: &r.title,
+                steps: r.steps.parse().ok(),
+                last_commit: (!r.commit.is_empty()).then_some(r.commit.as_str()),
+            });
+            if code != exit::OK {
+                return code;
+            }
+        }
+        return exit::OK;
     }
     let header = Row {
         name: "NAME".into(),

@@ -7,19 +7,26 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod abort;
+pub mod completions;
 pub mod demo;
 pub mod lab;
 pub mod lint;
 pub mod list;
+pub mod operator;
 pub mod postmortem;
 pub mod run;
 pub mod runs;
 pub mod schema;
+pub mod show;
 pub mod test;
+
+/// `runbook --version`: the release and the commit it was built from (build.rs).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RUNBOOK_COMMIT"), ")");
 
 /// Runbook-as-code: run incident runbooks step by step, gated, verified and journaled.
 #[derive(Debug, Parser)]
-#[command(name = "runbook", version, after_help = crate::exit::HELP_TABLE)]
+#[command(name = "runbook", version = VERSION, after_help = crate::exit::HELP_TABLE)]
 pub struct Cli {
     #[command(flatten)]
     pub global: Global,
@@ -30,13 +37,19 @@ pub struct Cli {
 /// Flags every subcommand understands.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Global {
-    /// Where runs are stored (journals, side files, locks).
+    /// Where runs are stored (journals, side files, locks) [default: .runbook at the
+    /// git top level, else in the working directory].
     #[arg(
-        long,
+        long = "state-dir",
+        id = "state_dir",
+        value_name = "STATE_DIR",
         global = true,
-        env = "RUNBOOK_STATE_DIR",
-        default_value = ".runbook"
+        env = "RUNBOOK_STATE_DIR"
     )]
+    pub state_dir_flag: Option<PathBuf>,
+    /// The state directory in effect: the flag, else [`crate::store::default_state_dir`]
+    /// (set by [`main`] after parsing).
+    #[arg(skip)]
     pub state_dir: PathBuf,
     /// More detail on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -47,6 +60,45 @@ pub struct Global {
     /// Format of the tracing logs on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+/// `-o`/`--output`: one spelling of machine output on every subcommand that lists
+/// or reports something (`runs`, `list`, `lint`, `show`, `test`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// For people: tables and sentences.
+    #[default]
+    Text,
+    /// For scripts: JSON (one object per line where there are several).
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct OutputArgs {
+    /// Output format: `text` for people, `json` for scripts.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Text)]
+    pub output: Output,
+}
+
+impl OutputArgs {
+    pub fn json(&self) -> bool {
+        self.output == Output::Json
+    }
+}
+
+/// Print one value as a line of JSON on stdout; an error is an internal one (every
+/// type printed derives `Serialize` over strings, numbers and maps).
+pub fn print_json(value: &impl serde::Serialize) -> i32 {
+    match serde_json::to_string(value) {
+        Ok(line) => {
+            println!("{line}");
+            crate::exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: cannot write JSON: {e}");
+            crate::exit::INTERNAL
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -67,12 +119,21 @@ pub enum Command {
     Run(run::RunArgs),
     /// Continue a paused or interrupted run.
     Resume(run::ResumeArgs),
-    /// List past runs.
+    /// List past runs, newest first.
     Runs(runs::RunsArgs),
+    /// Show one run: its status, where it waits, what it needs, how to continue.
+    Show(show::Args),
+    /// End a paused or interrupted run, from any terminal.
+    Abort(abort::Args),
     /// Add a timestamped operator note to a run's journal.
     Note(runs::NoteArgs),
     /// Render a run's journal as a markdown postmortem.
     Postmortem(postmortem::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell).
+    Completions(completions::Args),
+    /// Print the man page (roff) of runbook and every subcommand.
+    #[command(hide = true)]
+    Man(completions::ManArgs),
     /// Serve a simulated Kubernetes cluster on 127.0.0.1, loaded from a scenario.
     Lab(lab::Args),
     /// Run the seed incident end to end against the embedded lab.
@@ -89,7 +150,7 @@ pub fn main() -> i32 {
     if std::env::var_os("RUNBOOK_TEST_PANIC").is_some_and(|v| v == "1") {
         panic!("RUNBOOK_TEST_PANIC=1 is set (an internal switch that tests the panic hook)");
     }
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -101,6 +162,12 @@ pub fn main() -> i32 {
         }
     };
     init_tracing(&cli.global);
+    cli.global.state_dir = match &cli.global.state_dir_flag {
+        Some(dir) => dir.clone(),
+        None => std::env::current_dir()
+            .map(|cwd| crate::store::default_state_dir(&cwd))
+            .unwrap_or_else(|_| PathBuf::from(".runbook")),
+    };
     let g = &cli.global;
     match cli.command {
         Command::Lint(a) => lint::run(a, g),
@@ -109,6 +176,10 @@ pub fn main() -> i32 {
         Command::Run(a) => run::run(a, g),
         Command::Resume(a) => run::resume(a, g),
         Command::Runs(a) => runs::runs(a, g),
+        Command::Show(a) => show::run(a, g),
+        Command::Completions(a) => completions::completions(a),
+        Command::Man(a) => completions::man(a),
+        Command::Abort(a) => abort::run(a, g),
         Command::Note(a) => runs::note(a, g),
         Command::Postmortem(a) => postmortem::run(a, g),
         Command::Lab(a) => lab::run(a, g),
@@ -126,8 +197,15 @@ fn init_tracing(g: &Global) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Colour only for a person: a terminal, and no NO_COLOR (https://no-color.org).
+    // tracing-subscriber colours by default, which put escape codes into pipes and CI logs.
+    let colour = {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = match g.log_format {
         LogFormat::Text => builder.try_init(),

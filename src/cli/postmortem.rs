@@ -8,6 +8,10 @@ use crate::render::{self, RenderOpts};
 use crate::store::{DirStore, RunStore};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook postmortem last
+  runbook postmortem 7f3a -o incidents/2026-03-13.md    keeps the human-written sections
+  runbook postmortem last --tz Europe/Paris")]
 pub struct Args {
     /// The run to render: its id, a unique prefix of it, or `last` (see `runbook runs`).
     #[arg(required_unless_present = "print_template")]

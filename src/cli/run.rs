@@ -25,7 +25,8 @@ pub struct ApprovalArgs {
     /// Approve the gate of this step (repeatable).
     #[arg(long = "approve", value_name = "STEP_ID")]
     pub approve: Vec<String>,
-    /// Who approves (default: $USER).
+    /// Who does it, journaled with every approval (default: $USER, then the login
+    /// name, then `git config user.email`).
     #[arg(long, env = "RUNBOOK_OPERATOR")]
     pub operator: Option<String>,
     /// Write the postmortem to this file when the run ends.
@@ -53,6 +54,11 @@ pub struct KubeArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook run runbooks/hub-pvc-locked.yaml -p namespace=hub
+  runbook run rb.yaml --dry-run                    checks and plans, changes nothing
+  runbook run rb.yaml --approve scale-down          approve one gate; others pause (exit 3)
+  id=$(runbook run rb.yaml --yes)                   the run id is the only line on stdout")]
 pub struct RunArgs {
     /// The runbook file.
     pub file: PathBuf,
@@ -71,6 +77,10 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook resume last --approve scale-down
+  runbook resume 7f3a --yes
+  runbook resume 7f3a -p token=$TOKEN              secrets are not journaled: give them again")]
 pub struct ResumeArgs {
     /// The run to continue: its id, a unique prefix of it, or `last` (see `runbook runs`).
     pub run_id: String,
@@ -108,6 +118,10 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
             return exit::USAGE;
         }
     };
+    if let Err(e) = check_approvals(&args.approval.approve, &loaded.runbook) {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
     let base_dir = match args.file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -172,6 +186,17 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
             return exit::USAGE;
         }
     };
+    if let Err(e) = check_resume_hold(&g.state_dir, &args.run_id) {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
+    if !args.approval.approve.is_empty()
+        && let Some(loaded) = runbook_of(&g.state_dir, &args.run_id)
+        && let Err(e) = check_approvals(&args.approval.approve, &loaded.runbook)
+    {
+        eprintln!("error: {e}");
+        return exit::USAGE;
+    }
     // The runbook's folder is the working directory of shell steps; the journal
     // names the file.
     let base_dir = runbook_dir_of(&g.state_dir, &args.run_id).unwrap_or_else(|| PathBuf::from("."));
@@ -294,6 +319,9 @@ where
                 }
                 None => eprintln!("postmortem: runbook postmortem {}", report.run_id),
             }
+            // The one thing on stdout: scripts take the run id from here, not from
+            // the human text on stderr.
+            println!("{}", report.run_id);
             report.exit_code
         }
         Err(e) => {
@@ -383,13 +411,8 @@ pub fn resolve_run_id(state_dir: &std::path::Path, id: &str) -> Result<String, S
         .map_err(|e| e.to_string())
 }
 
-/// Who runs it: `--operator`/RUNBOOK_OPERATOR, else `$USER`, else "unknown".
-pub fn operator_name(flag: Option<&str>) -> String {
-    flag.map(str::to_string)
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into())
-}
+/// Who runs it (see [`super::operator`] for the order of sources).
+pub use super::operator::operator_name;
 
 /// True when any step, rung, verification or handler has a `kube` operation.
 fn uses_kube(rb: &crate::runbook::Runbook) -> bool {
@@ -564,6 +587,73 @@ fn run_and_runbook(
     let state = crate::journal::state::RunState::from_records(&j.records).ok()?;
     let loaded = crate::runbook::load(&PathBuf::from(&state.runbook.path)).ok()?;
     Some((state, loaded))
+}
+
+/// `--approve ID` must name something that can be approved: a step with a gate or a
+/// confirmation (an action or a manual step, handlers included) or a rung of an
+/// escalation ladder. A typo used to be ignored and the run paused again at the gate
+/// the person meant to approve.
+fn check_approvals(approve: &[String], rb: &crate::runbook::Runbook) -> Result<(), String> {
+    use crate::runbook::model::StepKind;
+    let mut ids: Vec<String> = Vec::new();
+    for step in rb.steps.iter().chain(&rb.handlers) {
+        if matches!(step.kind(), StepKind::Action | StepKind::Manual) {
+            ids.push(step.id.value.clone());
+        }
+        for (n, rung) in step.escalate.iter().enumerate() {
+            ids.push(match &rung.id {
+                Some(id) => id.value.clone(),
+                None => format!("{}.{}", step.id.value, n + 1),
+            });
+        }
+    }
+    let unknown: Vec<&String> = approve.iter().filter(|a| !ids.contains(a)).collect();
+    let Some(first) = unknown.first() else {
+        return Ok(());
+    };
+    let mut close: Vec<&String> = ids
+        .iter()
+        .filter(|id| strsim::jaro_winkler(id, first) > 0.8)
+        .collect();
+    close.sort_by(|a, b| strsim::jaro_winkler(b, first).total_cmp(&strsim::jaro_winkler(a, first)));
+    let hint = match close.first() {
+        Some(c) => format!("did you mean `{c}`? "),
+        None => String::new(),
+    };
+    let list = if ids.is_empty() {
+        "this runbook has no gates".to_string()
+    } else {
+        format!("the gates of `{}` are: {}", rb.name.value, ids.join(", "))
+    };
+    Err(format!(
+        "--approve {first}: no step or rung of that id can be approved; {hint}({list})"
+    ))
+}
+
+/// Resume refuses a run a live process holds, naming it, and reports a run left by
+/// a process that died instead of taking it over without a word.
+fn check_resume_hold(state_dir: &std::path::Path, run_id: &str) -> Result<(), String> {
+    use crate::store::HoldState;
+    match DirStore::new(state_dir).hold_state(run_id) {
+        HoldState::Held(holder) => Err(format!(
+            "run {run_id} is in use by another process{} (it is being driven there; `runbook show {run_id}` says where it is)",
+            holder.map_or_else(String::new, |h| format!(", {}", h.describe()))
+        )),
+        HoldState::Stale(holder) => {
+            eprintln!(
+                "note: {}; taking it over",
+                HoldState::stale_message(&holder, run_id)
+            );
+            Ok(())
+        }
+        HoldState::Free => Ok(()),
+    }
+}
+
+fn runbook_of(state_dir: &std::path::Path, run_id: &str) -> Option<crate::runbook::Loaded> {
+    let j = crate::journal::reader::read(&DirStore::new(state_dir).journal_path(run_id)).ok()?;
+    let r = crate::journal::replay::replay(&j.records).ok()?;
+    crate::runbook::load(std::path::Path::new(&r.runbook.path)).ok()
 }
 
 fn runbook_dir_of(state_dir: &std::path::Path, run_id: &str) -> Option<PathBuf> {

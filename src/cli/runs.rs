@@ -1,47 +1,132 @@
-//! `runbook runs` (past runs) and `runbook note RUN_ID TEXT` (an operator note, also
-//! while the run is going on in another terminal).
+//! `runbook runs` (past runs, newest first, filtered) and `runbook note RUN TEXT` (an
+//! operator note, also while the run is going on in another terminal).
 
-use super::Global;
+use chrono::{DateTime, Utc};
+
+use super::{Global, OutputArgs};
 use crate::engine;
 use crate::exit;
 use crate::journal::event::Event;
-use crate::store::{self, DirStore, RunStore};
+use crate::store::{self, DirStore, RunStore, RunSummary};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook runs                               every run, newest first
+  runbook runs --status paused               runs waiting for a person
+  runbook runs --runbook hub-pvc-locked --since 2d
+  runbook runs -o json | jq -r .run_id       one JSON object per run")]
 pub struct RunsArgs {
-    /// Print JSON lines instead of a table.
-    #[arg(long)]
+    /// Only runs with this status (succeeded, failed, aborted, not_applicable, paused,
+    /// running, interrupted, or dry-run for dry runs).
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Only runs of this runbook (its name).
+    #[arg(long, value_name = "NAME")]
+    pub runbook: Option<String>,
+    /// Only runs started in the last DURATION (`90m`, `12h`, `7d`) or since a date
+    /// (`2026-03-13`, or RFC 3339).
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    pub since: Option<DateTime<Utc>>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    /// The old spelling of `-o json`.
+    #[arg(long, hide = true)]
     pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook note last \"paged the storage team\"
+  runbook note 7f3a \"customer impact ended 14:32\" --operator lee")]
 pub struct NoteArgs {
-    /// The run to annotate: its id, a unique prefix of it, or `last`.
+    /// The run to annotate: its id, a unique prefix or suffix of it, or `last`.
     pub run_id: String,
     /// The note.
     pub text: String,
-    /// Who writes the note (default: $USER).
+    /// Who writes the note (default: $USER, then the login name, then `git config
+    /// user.email`).
     #[arg(long, env = "RUNBOOK_OPERATOR")]
     pub operator: Option<String>,
 }
 
+/// `--since`: a duration back from now, or a date or time.
+fn parse_since(s: &str) -> Result<DateTime<Utc>, String> {
+    let s = s.trim();
+    if let Some(unit) = s.chars().last().filter(|c| c.is_ascii_alphabetic())
+        && let Ok(n) = s[..s.len() - 1].parse::<i64>()
+    {
+        let d = match unit {
+            's' => chrono::Duration::try_seconds(n),
+            'm' => chrono::Duration::try_minutes(n),
+            'h' => chrono::Duration::try_hours(n),
+            'd' => chrono::Duration::try_days(n),
+            'w' => chrono::Duration::try_weeks(n),
+            _ => None,
+        };
+        if let Some(d) = d {
+            return Ok(Utc::now() - d);
+        }
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    Err(format!(
+        "`{s}` is neither a duration (90m, 12h, 7d) nor a date (2026-03-13, or RFC 3339)"
+    ))
+}
+
+fn keep(r: &RunSummary, args: &RunsArgs) -> bool {
+    let status_ok = match args.status.as_deref() {
+        None => true,
+        Some(s) if s.replace('-', "_") == "dry_run" => r.dry_run,
+        Some(s) => r.status == s.replace('-', "_"),
+    };
+    status_ok
+        && args.runbook.as_ref().is_none_or(|n| &r.runbook == n)
+        && args.since.is_none_or(|t| r.started >= t)
+}
+
 pub fn runs(args: RunsArgs, g: &Global) -> i32 {
+    const STATUSES: [&str; 9] = [
+        "succeeded",
+        "failed",
+        "aborted",
+        "not_applicable",
+        "paused",
+        "running",
+        "interrupted",
+        "unreadable",
+        "dry_run",
+    ];
+    if let Some(s) = &args.status
+        && !STATUSES.contains(&s.replace('-', "_").as_str())
+    {
+        eprintln!(
+            "error: --status {s}: not a status; one of {}",
+            STATUSES.join(", ")
+        );
+        return exit::USAGE;
+    }
     let store = DirStore::new(&g.state_dir);
-    let runs = match store::list_runs(&store) {
+    let mut runs = match store::list_runs(&store) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::INTERNAL;
         }
     };
-    if args.json {
+    // Newest first, as `kubectl get events --sort-by` users and `git log` readers
+    // expect: the run someone asks about is almost always the latest.
+    runs.reverse();
+    runs.retain(|r| keep(r, &args));
+    if args.json || args.output.json() {
         for r in &runs {
-            match serde_json::to_string(r) {
-                Ok(line) => println!("{line}"),
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return exit::INTERNAL;
-                }
+            let code = super::print_json(r);
+            if code != exit::OK {
+                return code;
             }
         }
         return exit::OK;
@@ -50,38 +135,75 @@ pub fn runs(args: RunsArgs, g: &Global) -> i32 {
         eprintln!("no runs in {}", store.location());
         return exit::OK;
     }
-    let id_w = runs
-        .iter()
-        .map(|r| r.run_id.len())
-        .max()
-        .unwrap_or(6)
-        .max(6);
-    let rb_w = runs
-        .iter()
-        .map(|r| r.runbook.len())
-        .max()
-        .unwrap_or(7)
-        .max(7);
-    println!(
-        "{:id_w$}  {:rb_w$}  {:14}  {:20}  DURATION",
-        "RUN", "RUNBOOK", "STATUS", "STARTED (UTC)"
-    );
+    print_table(&runs);
     for r in &runs {
-        println!(
-            "{:id_w$}  {:rb_w$}  {:14}  {:20}  {}",
-            r.run_id,
-            r.runbook,
-            r.status,
-            // An unreadable journal has no start time (list_runs sorts it first).
-            if r.started == chrono::DateTime::<chrono::Utc>::MIN_UTC {
-                "-".to_string()
-            } else {
-                r.started.format("%Y-%m-%d %H:%M:%S").to_string()
-            },
-            engine::human_duration(std::time::Duration::from_millis(r.duration_ms)),
-        );
+        if let Some(stale) = &r.stale_lock {
+            eprintln!("note: {stale}");
+        }
     }
     exit::OK
+}
+
+fn print_table(runs: &[RunSummary]) {
+    let rows: Vec<[String; 7]> = runs
+        .iter()
+        .map(|r| {
+            [
+                r.run_id.clone(),
+                r.runbook.clone(),
+                r.status_label(),
+                // An unreadable journal has no start time.
+                if r.started == DateTime::<Utc>::MIN_UTC {
+                    "-".to_string()
+                } else {
+                    r.started.format("%Y-%m-%d %H:%M:%S").to_string()
+                },
+                engine::human_duration(std::time::Duration::from_millis(r.duration_ms)),
+                operators(r),
+                r.paused_at.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    let header = [
+        "RUN",
+        "RUNBOOK",
+        "STATUS",
+        "STARTED (UTC)",
+        "DURATION",
+        "OPERATOR",
+        "PAUSED AT",
+    ]
+    .map(String::from);
+    let mut widths = [0usize; 7];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// `ana`, or `ana, lee` when lee resumed it.
+fn operators(r: &RunSummary) -> String {
+    let mut names = vec![r.operator.clone()];
+    for n in &r.resumed_by {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    names.retain(|n| !n.is_empty());
+    if names.is_empty() {
+        "-".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
@@ -121,11 +243,7 @@ pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
             return exit::USAGE;
         }
     }
-    let by = args
-        .operator
-        .or_else(|| std::env::var("USER").ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".into());
+    let by = super::operator::operator_name(args.operator.as_deref());
     // The run may be going on in another process: one locked, appended, fsynced line.
     match crate::journal::writer::append_once(
         &path,
@@ -143,5 +261,24 @@ pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
             eprintln!("error: {e}");
             exit::INTERNAL
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_durations_and_dates() {
+        let t = parse_since("2026-03-13").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-03-13T00:00:00+00:00");
+        let hour_ago = parse_since("1h").unwrap();
+        let d = Utc::now() - hour_ago;
+        assert!(d.num_minutes() >= 59 && d.num_minutes() <= 61, "{d}");
+        assert!(
+            parse_since("soon")
+                .unwrap_err()
+                .contains("neither a duration")
+        );
     }
 }

@@ -3,6 +3,8 @@
 use super::Global;
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook schema > runbook.schema.json     for editor completion of runbook YAML")]
 pub struct Args {}
 
 pub fn run(_args: Args, _g: &Global) -> i32 {

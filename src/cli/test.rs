@@ -8,6 +8,10 @@ use super::Global;
 use crate::suite::{self, CaseResult, spec};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook test                                 every runbook in runbooks/ with a test file
+  runbook test runbooks/hub-pvc-locked.yaml --filter locked
+  runbook test -o json | jq 'select(.passed | not)'")]
 pub struct Args {
     /// Runbook files or folders (default: runbooks/). A runbook NAME.yaml is tested by
     /// NAME.test.yaml beside it.
@@ -15,6 +19,36 @@ pub struct Args {
     /// Only run test cases whose name contains this text.
     #[arg(long, value_name = "TEXT")]
     pub filter: Option<String>,
+    #[command(flatten)]
+    pub output: super::OutputArgs,
+}
+
+/// One line of `test -o json`: a case's result, or (last) the totals.
+#[derive(serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum JsonLine<'a> {
+    Case {
+        runbook: &'a str,
+        case: &'a str,
+        passed: bool,
+        status: Option<&'static str>,
+        failures: &'a [String],
+        wall_ms: u128,
+        cluster_secs: i64,
+        journal: Option<String>,
+    },
+    /// A runbook that could not be tested (it does not lint, or its test file does not load).
+    Error {
+        path: String,
+        error: String,
+    },
+    Untested {
+        path: String,
+    },
+    Summary {
+        passed: usize,
+        failed: usize,
+    },
 }
 
 pub fn run(args: Args, g: &Global) -> i32 {
@@ -25,6 +59,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
             return crate::exit::USAGE;
         }
     };
+    let json = args.output.json();
     let rt = super::runtime();
     let state_dir = g.state_dir.join("test-runs");
     let cancel = CancellationToken::new();
@@ -33,9 +68,16 @@ pub fn run(args: Args, g: &Global) -> i32 {
         let loaded = match crate::runbook::load(file) {
             Ok(l) => l,
             Err(e) => {
-                println!("FAIL  {}: the runbook does not lint", file.display());
-                for line in e.to_string().lines() {
-                    println!("      {line}");
+                if json {
+                    super::print_json(&JsonLine::Error {
+                        path: file.display().to_string(),
+                        error: e.to_string(),
+                    });
+                } else {
+                    println!("FAIL  {}: the runbook does not lint", file.display());
+                    for line in e.to_string().lines() {
+                        println!("      {line}");
+                    }
                 }
                 failed += 1;
                 continue;
@@ -49,8 +91,15 @@ pub fn run(args: Args, g: &Global) -> i32 {
         let tests = match spec::load(&test_path, &loaded.runbook) {
             Ok(t) => t,
             Err(e) => {
-                println!("FAIL  {}", loaded.runbook.name.value);
-                println!("      {e}");
+                if json {
+                    super::print_json(&JsonLine::Error {
+                        path: test_path.display().to_string(),
+                        error: e.to_string(),
+                    });
+                } else {
+                    println!("FAIL  {}", loaded.runbook.name.value);
+                    println!("      {e}");
+                }
                 failed += 1;
                 continue;
             }
@@ -71,13 +120,39 @@ pub fn run(args: Args, g: &Global) -> i32 {
                 &state_dir,
                 cancel.clone(),
             ));
-            print_result(&result);
+            if json {
+                super::print_json(&JsonLine::Case {
+                    runbook: &result.runbook,
+                    case: &result.case,
+                    passed: result.passed(),
+                    status: result.status.map(|s| s.as_str()),
+                    failures: &result.failures,
+                    wall_ms: result.wall.as_millis(),
+                    cluster_secs: result.cluster_secs,
+                    journal: result.journal.as_ref().map(|j| j.display().to_string()),
+                });
+            } else {
+                print_result(&result);
+            }
             if result.passed() {
                 passed += 1;
             } else {
                 failed += 1;
             }
         }
+    }
+    if json {
+        for f in &untested {
+            super::print_json(&JsonLine::Untested {
+                path: f.display().to_string(),
+            });
+        }
+        super::print_json(&JsonLine::Summary { passed, failed });
+        return if failed > 0 {
+            crate::exit::FAILED
+        } else {
+            crate::exit::OK
+        };
     }
     for f in &untested {
         println!(

@@ -17,7 +17,7 @@ impl From<StoreError> for EngineError {
     fn from(e: StoreError) -> EngineError {
         match e {
             StoreError::NotFound { id, .. } => EngineError::NoSuchRun(id),
-            StoreError::Locked { run_id, lock } => EngineError::Locked { run_id, lock },
+            StoreError::Locked { run_id, lock, .. } => EngineError::Locked { run_id, lock },
             StoreError::Io { context, source } => EngineError::Io { context, source },
             other => EngineError::Resume(other.to_string()),
         }

@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 
+use super::lock::{self, HoldState, LockHolder};
 use super::{HeldRun, RunStore, StoreError, StoredRun, new_run_id, resolve_among};
-use crate::journal::event::Record;
+use crate::journal::event::{Event, Record};
 
 /// The journal's file name inside a run folder.
 pub const JOURNAL: &str = "journal.ndjson";
@@ -57,6 +58,22 @@ impl DirStore {
         ))
     }
 
+    /// `<state_dir>/.gitignore` with `*`, so that journals (which hold command
+    /// output) and lock files are never committed by a `git add -A` in the repository
+    /// the runbooks live in. Written once; a file someone edited is left alone, and a
+    /// state directory that cannot take it is not a reason to refuse a run.
+    fn ignore_in_git(&self) {
+        let Some(state_dir) = self.runs.parent() else {
+            return;
+        };
+        let path = state_dir.join(".gitignore");
+        if !path.exists()
+            && let Err(e) = std::fs::write(&path, "# runbook's state: runs are not committed\n*\n")
+        {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+
     fn ids(&self) -> Result<Vec<String>, StoreError> {
         let entries = match std::fs::read_dir(&self.runs) {
             Ok(e) => e,
@@ -86,6 +103,7 @@ impl RunStore for DirStore {
             context: format!("cannot create run folder {}", dir.display()),
             source,
         })?;
+        self.ignore_in_git();
         self.held(&run_id)
     }
 
@@ -102,6 +120,20 @@ impl RunStore for DirStore {
     fn resolve(&self, query: &str) -> Result<String, StoreError> {
         // An unreadable runs folder is, to the person asking, no runs there.
         let ids = self.ids().unwrap_or_default();
+        if query == "last" && !ids.is_empty() {
+            // A dry run changed nothing: `last` means the last run that could have.
+            let real: Vec<String> = ids
+                .iter()
+                .filter(|id| !first_event(&self.run_dir(id)).is_some_and(|f| f.dry_run))
+                .cloned()
+                .collect();
+            if real.is_empty() {
+                return Err(StoreError::OnlyDryRuns {
+                    dir: self.runs.clone(),
+                });
+            }
+            return resolve_among(&real, query, &self.runs, |id| started(&self.run_dir(id)));
+        }
         resolve_among(&ids, query, &self.runs, |id| started(&self.run_dir(id)))
     }
 
@@ -126,6 +158,16 @@ impl RunStore for DirStore {
         matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock))
     }
 
+    fn hold_state(&self, run_id: &str) -> HoldState {
+        let path = self.run_dir(run_id).join(LOCK);
+        let holder = LockHolder::read(&path);
+        if self.is_held(run_id) {
+            HoldState::Held(holder)
+        } else {
+            holder.map_or(HoldState::Free, HoldState::Stale)
+        }
+    }
+
     fn journal_path(&self, run_id: &str) -> PathBuf {
         self.run_dir(run_id).join(JOURNAL)
     }
@@ -135,34 +177,58 @@ impl RunStore for DirStore {
     }
 }
 
+/// What a journal's first line says: when the run started and whether it was a dry run.
+struct FirstEvent {
+    ts: DateTime<Utc>,
+    dry_run: bool,
+}
+
+/// The first record of a run's journal. Only the first line is read: journals of long
+/// runs are megabytes.
+fn first_event(dir: &Path) -> Option<FirstEvent> {
+    use std::io::BufRead;
+    let mut first = String::new();
+    let file = File::open(dir.join(JOURNAL)).ok()?;
+    std::io::BufReader::new(file).read_line(&mut first).ok()?;
+    let rec = serde_json::from_str::<Record>(&first).ok()?;
+    let dry_run = matches!(rec.event, Event::RunStarted { dry_run: true, .. });
+    Some(FirstEvent {
+        ts: rec.ts,
+        dry_run,
+    })
+}
+
 /// When a run started: the time of its journal's first event, else the journal's
 /// modification time; runs without a readable journal sort first.
 fn started(dir: &Path) -> Option<DateTime<Utc>> {
-    use std::io::BufRead;
-    let path = dir.join(JOURNAL);
-    // Only the first line: journals of long runs are megabytes.
-    let mut first = String::new();
-    let file = File::open(&path).ok()?;
-    std::io::BufReader::new(file).read_line(&mut first).ok()?;
-    if let Ok(rec) = serde_json::from_str::<Record>(&first) {
-        return Some(rec.ts);
+    if let Some(first) = first_event(dir) {
+        return Some(first.ts);
     }
+    let path = dir.join(JOURNAL);
     let modified = std::fs::metadata(&path).ok()?.modified().ok()?;
     Some(DateTime::<Utc>::from(modified))
 }
 
 /// An exclusive lock on `<run>/lock`, held while a process drives the run. It is an
 /// `flock` (std's `File::try_lock` on Linux), so the kernel drops it when the process
-/// dies and a run killed with SIGKILL can be resumed.
+/// dies and a run killed with SIGKILL can be resumed. The file names the holder
+/// (`store::lock`), so a busy or abandoned run can be explained.
 #[derive(Debug)]
 pub(crate) struct DirLock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        // Let go normally: an empty file tells the next holder nobody died with it.
+        lock::release(&mut self.file);
+    }
 }
 
 impl DirLock {
     fn acquire(run_dir: &Path, run_id: &str) -> Result<DirLock, StoreError> {
         let path = run_dir.join(LOCK);
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
@@ -176,7 +242,15 @@ impl DirLock {
         // busy lock is retried for a second before it counts as another run's.
         for attempt in 0..20 {
             match file.try_lock() {
-                Ok(()) => return Ok(DirLock { _file: file }),
+                Ok(()) => {
+                    if let Err(source) = lock::claim(&mut file) {
+                        return Err(StoreError::Io {
+                            context: format!("cannot write {}", path.display()),
+                            source,
+                        });
+                    }
+                    return Ok(DirLock { file });
+                }
                 Err(TryLockError::WouldBlock) => {}
                 Err(TryLockError::Error(source)) => {
                     return Err(StoreError::Io {
@@ -189,9 +263,13 @@ impl DirLock {
                 std::thread::sleep(std::time::Duration::from_millis(50));
             }
         }
+        let holder = LockHolder::read(&path)
+            .map(|h| format!(", held by {}", h.describe()))
+            .unwrap_or_default();
         Err(StoreError::Locked {
             run_id: run_id.to_string(),
             lock: path,
+            holder,
         })
     }
 }

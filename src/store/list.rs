@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{RunStore, StoreError};
+use super::{HoldState, RunStore, StoreError};
+use crate::journal::event::{Event, Record};
 use crate::journal::{reader, replay};
 
 /// One line of `runbook runs`.
@@ -18,7 +19,100 @@ pub struct RunSummary {
     pub status: String,
     pub started: DateTime<Utc>,
     pub duration_ms: u64,
+    /// A dry run changed nothing; it is listed as such and `last` skips it.
+    pub dry_run: bool,
+    /// Who started the run.
+    pub operator: String,
+    /// Who resumed it, in order (one entry per `runbook resume`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed_by: Vec<String>,
+    /// The step a paused run waits at.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paused_at: Option<String>,
+    /// Why it waits and the command that continues it (a paused run's last `paused`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_with: Option<String>,
+    /// For an interrupted run whose lock still names the process that died with it:
+    /// what `store::lock` says about it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_lock: Option<String>,
     pub journal: PathBuf,
+}
+
+impl RunSummary {
+    /// The status as a person reads it: a dry run says so.
+    pub fn status_label(&self) -> String {
+        if self.dry_run {
+            format!("{} (dry run)", self.status)
+        } else {
+            self.status.clone()
+        }
+    }
+}
+
+/// The run's summary from its journal.
+pub fn summarize(store: &dyn RunStore, run_id: &str) -> Result<RunSummary, String> {
+    let journal = store.journal_path(run_id);
+    let j = reader::read(&journal).map_err(|e| e.to_string())?;
+    let r = replay::replay(&j.records).map_err(|e| e.to_string())?;
+    let hold = store.hold_state(run_id);
+    let status = match r.status {
+        Some(s) => s.as_str().to_string(),
+        None if matches!(hold, HoldState::Held(_)) => "running".into(),
+        None => "interrupted".into(),
+    };
+    let duration_ms = match r.status {
+        Some(_) => r.duration_ms,
+        None => u64::try_from((r.last_ts - r.started).num_milliseconds()).unwrap_or(0),
+    };
+    let stale_lock = match (&hold, r.status) {
+        (HoldState::Stale(holder), None) => Some(HoldState::stale_message(holder, &r.run_id)),
+        _ => None,
+    };
+    let (waiting_for, continue_with) = match r.paused_at {
+        Some(_) => last_pause(&j.records),
+        None => (None, None),
+    };
+    Ok(RunSummary {
+        resumed_by: resumers(&j.records),
+        run_id: r.run_id,
+        runbook: r.runbook.name,
+        status,
+        started: r.started,
+        duration_ms,
+        dry_run: r.dry_run,
+        operator: r.operator,
+        paused_at: r.paused_at,
+        waiting_for,
+        continue_with,
+        stale_lock,
+        journal,
+    })
+}
+
+fn resumers(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|rec| match &rec.event {
+            Event::RunResumed { operator, .. } => Some(operator.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn last_pause(records: &[Record]) -> (Option<String>, Option<String>) {
+    records
+        .iter()
+        .rev()
+        .find_map(|rec| match &rec.event {
+            Event::Paused { reason, resume, .. } => {
+                Some((Some(reason.clone()), Some(resume.clone())))
+            }
+            _ => None,
+        })
+        .unwrap_or((None, None))
 }
 
 /// Every run in `store`, oldest first. Unreadable journals are listed with status
@@ -26,39 +120,21 @@ pub struct RunSummary {
 pub fn list_runs(store: &dyn RunStore) -> Result<Vec<RunSummary>, StoreError> {
     let mut out = Vec::new();
     for run in store.list()? {
-        let journal = run.journal;
-        let summary = match reader::read(&journal)
-            .map_err(|e| e.to_string())
-            .and_then(|j| replay::replay(&j.records).map_err(|e| e.to_string()))
-        {
-            Ok(r) => {
-                let status = match r.status {
-                    Some(s) => s.as_str().to_string(),
-                    None if store.is_held(&run.run_id) => "running".into(),
-                    None => "interrupted".into(),
-                };
-                let duration_ms = match r.status {
-                    Some(_) => r.duration_ms,
-                    None => u64::try_from((r.last_ts - r.started).num_milliseconds()).unwrap_or(0),
-                };
-                RunSummary {
-                    run_id: r.run_id,
-                    runbook: r.runbook.name,
-                    status,
-                    started: r.started,
-                    duration_ms,
-                    journal,
-                }
-            }
-            Err(_) => RunSummary {
-                run_id: run.run_id,
-                runbook: "?".into(),
-                status: "unreadable".into(),
-                started: DateTime::<Utc>::MIN_UTC,
-                duration_ms: 0,
-                journal,
-            },
-        };
+        let summary = summarize(store, &run.run_id).unwrap_or_else(|_| RunSummary {
+            run_id: run.run_id.clone(),
+            runbook: "?".into(),
+            status: "unreadable".into(),
+            started: DateTime::<Utc>::MIN_UTC,
+            duration_ms: 0,
+            dry_run: false,
+            operator: String::new(),
+            resumed_by: Vec::new(),
+            paused_at: None,
+            waiting_for: None,
+            continue_with: None,
+            stale_lock: None,
+            journal: run.journal.clone(),
+        });
         out.push(summary);
     }
     out.sort_by(|a, b| a.started.cmp(&b.started).then(a.run_id.cmp(&b.run_id)));

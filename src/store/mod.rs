@@ -18,14 +18,16 @@
 
 mod dir;
 mod list;
+mod lock;
 mod resolve;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
 pub use dir::{DirStore, JOURNAL, LOCK, OUTPUTS, SideFiles};
-pub use list::{RunSummary, list_runs};
+pub use list::{RunSummary, list_runs, summarize};
+pub use lock::{HoldState, LockHolder};
 pub use resolve::resolve_among;
 
 /// Where runs are kept. Every method takes a run id as [`RunStore::resolve`] returns
@@ -49,6 +51,9 @@ pub trait RunStore: Send + Sync {
     /// True while some process holds the run (so a run with no final status is still
     /// going on rather than interrupted).
     fn is_held(&self, run_id: &str) -> bool;
+
+    /// Whether the run is held, by whom, and whether a holder died with it.
+    fn hold_state(&self, run_id: &str) -> HoldState;
 
     /// Where the run's journal is read and appended. The journal writer and reader are
     /// file based today; a database store would hand out a sink here instead.
@@ -95,6 +100,19 @@ impl HeldRun {
     }
 }
 
+/// The state directory when none is given: `.runbook` at the top of the git
+/// repository `cwd` is in, so `runbook runs` from a subfolder finds the runs started
+/// from the top (and the runbooks' repository is where `.runbook/.gitignore` keeps
+/// them out of commits); outside a repository, `.runbook` in `cwd`. Returned relative
+/// (`.runbook`) when that is where it is, so messages stay short.
+pub fn default_state_dir(cwd: &Path) -> PathBuf {
+    const NAME: &str = ".runbook";
+    match cwd.ancestors().find(|d| d.join(".git").exists()) {
+        Some(top) if top != cwd => top.join(NAME),
+        _ => PathBuf::from(NAME),
+    }
+}
+
 /// A new run id: UTC start time, the runbook's name and a short random suffix, so ids
 /// sort by time, say what ran, and end in 4 hex digits a person can type to name the
 /// run: `20260313-142501-hub-pvc-locked-7f3a`.
@@ -119,8 +137,17 @@ pub enum StoreError {
     NotFound { id: String, dir: PathBuf },
     #[error("{id:?} matches several runs: {candidates}; give more of the id")]
     Ambiguous { id: String, candidates: String },
-    #[error("run {run_id} is in use by another process (lock {lock})")]
-    Locked { run_id: String, lock: PathBuf },
+    #[error(
+        "only dry runs in {dir}, and `last` skips them (they changed nothing); name a dry run by its id"
+    )]
+    OnlyDryRuns { dir: PathBuf },
+    #[error("run {run_id} is in use by another process (lock {lock}{holder})")]
+    Locked {
+        run_id: String,
+        lock: PathBuf,
+        /// `, held by pid N on this host`, when the lock file names its holder.
+        holder: String,
+    },
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -139,6 +166,17 @@ impl StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_state_dir_is_at_the_git_top_level_else_here() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sub = tmp.path().join("runbooks/db");
+        std::fs::create_dir_all(&sub).unwrap();
+        assert_eq!(default_state_dir(&sub), PathBuf::from(".runbook"));
+        std::fs::create_dir(tmp.path().join(".git")).unwrap();
+        assert_eq!(default_state_dir(&sub), tmp.path().join(".runbook"));
+        assert_eq!(default_state_dir(tmp.path()), PathBuf::from(".runbook"));
+    }
 
     #[test]
     fn a_run_id_sorts_by_time_names_the_runbook_and_ends_in_4_hex() {

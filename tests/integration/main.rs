@@ -50,6 +50,7 @@ mod postmortem_preserve;
 mod postmortem_render;
 mod run_cli;
 mod run_target;
+mod runs_manage;
 mod secrets;
 mod suite_cli;
 

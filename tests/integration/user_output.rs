@@ -13,18 +13,21 @@ fn repo() -> PathBuf {
 }
 
 /// Every subcommand, as `runbook --help` lists them.
-const SUBCOMMANDS: [&str; 11] = [
+const SUBCOMMANDS: [&str; 14] = [
     "lint",
     "list",
     "schema",
     "run",
     "resume",
     "runs",
+    "show",
+    "abort",
     "note",
     "postmortem",
     "lab",
     "demo",
     "test",
+    "completions",
 ];
 
 #[test]
@@ -52,6 +55,8 @@ fn normalised(dir: &Path) -> Vec<(String, &'static str)> {
         // The digest covers the rendered operations, which hold the temp dir's path.
         (r"plan digest [0-9a-f]{12}".into(), "plan digest [DIGEST]"),
         (r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}".into(), "[TIME]"),
+        // With the padding after it: a column's width follows the real duration's.
+        (r"\b\d+(\.\d+)?(ms|s)\b +".into(), "[DURATION] "),
         (r"\b\d+(\.\d+)?(ms|s)\b".into(), "[DURATION]"),
     ]
 }

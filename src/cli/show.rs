@@ -1,0 +1,73 @@
+//! `runbook show RUN`: one run as a person needs it when picking it up: its status,
+//! who did what, where it waits, what it waits for, and the command that continues it.
+
+use super::{Global, OutputArgs};
+use crate::exit;
+use crate::store::{self, DirStore, RunStore};
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  runbook show last               the newest run (dry runs are skipped)
+  runbook show 7f3a               a run by the 4 hex digits its id ends with
+  runbook show 7f3a -o json       the same as one JSON object")]
+pub struct Args {
+    /// The run: its id, a unique prefix or suffix of it, or `last`.
+    pub run_id: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+pub fn run(args: Args, g: &Global) -> i32 {
+    let store = DirStore::new(&g.state_dir);
+    let run_id = match store.resolve(&args.run_id) {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return if e.is_usage() {
+                exit::USAGE
+            } else {
+                exit::INTERNAL
+            };
+        }
+    };
+    let summary = match store::summarize(&store, &run_id) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: run {run_id}: {e}");
+            return exit::USAGE;
+        }
+    };
+    if args.output.json() {
+        return super::print_json(&summary);
+    }
+    let s = &summary;
+    println!("run:       {}", s.run_id);
+    println!("runbook:   {}", s.runbook);
+    println!("status:    {}", s.status_label());
+    println!(
+        "started:   {} UTC by {}",
+        s.started.format("%Y-%m-%d %H:%M:%S"),
+        s.operator
+    );
+    for by in &s.resumed_by {
+        println!("resumed:   by {by}");
+    }
+    if let Some(step) = &s.paused_at {
+        println!("waits at:  step `{step}`");
+        if let Some(why) = &s.waiting_for {
+            println!("needs:     {why}");
+        }
+        if let Some(cmd) = &s.continue_with {
+            println!("continue:  {cmd}");
+        }
+        println!("or end it: runbook abort {} --reason \"...\"", s.run_id);
+    } else if s.status == "interrupted" {
+        println!("continue:  runbook resume {}", s.run_id);
+    }
+    if let Some(stale) = &s.stale_lock {
+        println!("lock:      {stale}");
+    }
+    println!("journal:   {}", s.journal.display());
+    println!("postmortem: runbook postmortem {}", s.run_id);
+    exit::OK
+}
