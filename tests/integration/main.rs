@@ -47,6 +47,7 @@ mod panic_hook;
 mod postmortem_cli;
 mod postmortem_preserve;
 mod postmortem_render;
+mod robust_disk;
 mod run_cli;
 mod suite_cli;
 
