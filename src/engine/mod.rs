@@ -21,6 +21,7 @@ mod ladder;
 mod ops;
 mod record;
 mod run;
+mod siblings;
 mod state;
 mod steps;
 mod verify;

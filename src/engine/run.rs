@@ -77,6 +77,12 @@ pub(crate) async fn start(
         },
         true,
     )?;
+    let others = super::siblings::unfinished_runs_of(&DirStore::new(state_dir), &rb.name, &run_id);
+    if let Some(text) = super::siblings::warning(&rb.name, &others) {
+        eprintln!("warning: {text}");
+        let by = "runbook".to_string();
+        events.emit(Event::Note { text, by }, false)?;
+    }
     let mut vars = Map::new();
     vars.insert("params".into(), Value::Object(params));
     vars.insert("steps".into(), Value::Object(Map::new()));
