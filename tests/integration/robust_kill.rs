@@ -2,7 +2,7 @@
 //! resumed at once, without the sleep that used to hide the race. The action's
 //! process group outlives the engine; a resume that re-ran the action after one
 //! immediate poll of its verification put a second execution next to the first. The
-//! fixture claims a marker with O_EXCL while it runs, so any overlap is counted.
+//! fixture claims a marker with an atomic marker (mkdir) while it runs, so any overlap is counted.
 //!
 //! `CHAOS_SEED=N cargo test --test integration robust_kill` runs one seed alone.
 
@@ -61,7 +61,14 @@ fn round(seed: u64, signal: i32) {
     }
     // Let any execution still running end before looking.
     let t0 = Instant::now();
-    while work.join("running").exists() && t0.elapsed() < Duration::from_secs(5) {
+    let alive = || {
+        std::fs::read_to_string(work.join("running/pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            // SAFETY: signal 0 only asks whether the process exists.
+            .is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0)
+    };
+    while alive() && t0.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let overlaps = std::fs::read_to_string(work.join("overlaps")).unwrap_or_default();
