@@ -17,7 +17,9 @@ fn run_dir(state: &Path) -> PathBuf {
 
 #[test]
 fn a_journal_that_is_a_directory_a_fifo_or_a_device_is_refused_with_exit_2() {
-    let cases: [(&str, fn(&Path)); 3] = [
+    /// What the journal is instead, and how to make it at a path.
+    type Case = (&'static str, fn(&Path));
+    let cases: [Case; 3] = [
         ("a directory", |p| std::fs::create_dir(p).unwrap()),
         ("a FIFO", |p| {
             let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
