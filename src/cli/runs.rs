@@ -258,8 +258,21 @@ pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
             exit::OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
-            exit::INTERNAL
+            use crate::journal::writer::WriteError;
+            match e {
+                WriteError::Io { path, source } => {
+                    eprintln!(
+                        "error: cannot write {}: {source}{}",
+                        path.display(),
+                        exit::io_hint(&source, &path)
+                    );
+                    exit::IO_ERROR
+                }
+                e => {
+                    eprintln!("error: {e}");
+                    exit::USAGE
+                }
+            }
         }
     }
 }

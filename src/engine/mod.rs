@@ -23,6 +23,7 @@ mod ops;
 mod record;
 mod redact;
 mod run;
+mod siblings;
 mod state;
 mod steps;
 mod verify;
@@ -141,6 +142,13 @@ pub enum EngineError {
         context: String,
         source: std::io::Error,
     },
+    /// The journal or a file of the run could not be written: a full disk, a quota,
+    /// permissions. The message says what to free (exit 74, not "a bug").
+    #[error("cannot write {}: {source}{}", path.display(), crate::exit::io_hint(source, path))]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl EngineError {
@@ -153,7 +161,8 @@ impl EngineError {
             | EngineError::Resume(_)
             | EngineError::Locked { .. }
             | EngineError::Setup(_) => crate::exit::USAGE,
-            EngineError::Journal(_) | EngineError::Io { .. } => crate::exit::INTERNAL,
+            EngineError::Io { .. } | EngineError::Write { .. } => crate::exit::IO_ERROR,
+            EngineError::Journal(_) => crate::exit::INTERNAL,
         }
     }
 }

@@ -18,8 +18,19 @@ use serde_json::Value;
 use super::redact::Redactor;
 use super::{Clock, EngineError};
 use crate::journal::event::{ApiCall, Event, PlannedOp, Scope};
-use crate::journal::writer::Writer;
+use crate::journal::writer::{WriteError, Writer};
 use crate::store::SideFiles;
+
+impl From<WriteError> for EngineError {
+    fn from(e: WriteError) -> EngineError {
+        match e {
+            WriteError::Io { path, source } => EngineError::Write { path, source },
+            // A journal at the end of its numbering was forged or damaged: bad input.
+            e @ WriteError::SeqExhausted(_) => EngineError::Resume(e.to_string()),
+            e @ WriteError::Exists(_) => EngineError::Journal(e.to_string()),
+        }
+    }
+}
 
 pub(crate) struct Recorder {
     writer: Mutex<Writer>,
@@ -69,15 +80,14 @@ impl Recorder {
             );
         }
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        w.append(ts, event.clone(), sync)
-            .map_err(|e| EngineError::Journal(e.to_string()))?;
+        w.append(ts, event.clone(), sync)?;
         // The journal keeps millisecond precision; the state sees the same time.
         Ok((ts.trunc_subsecs(3), event))
     }
 
     pub(crate) fn sync(&self) -> Result<(), EngineError> {
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        w.sync().map_err(|e| EngineError::Journal(e.to_string()))
+        Ok(w.sync()?)
     }
 
     fn redactor(&self) -> std::sync::RwLockReadGuard<'_, Redactor> {
@@ -283,8 +293,33 @@ impl Recorder {
             label.push_str("-verify");
         }
         let bytes = serde_json::to_vec_pretty(&v).unwrap_or_default();
-        let file = self.side_files.write(&label, &bytes).ok();
-        (truncate_strings(&v), file)
+        match self.side_files.write(&label, &bytes) {
+            Ok(file) => (truncate_strings(&v), Some(file)),
+            // The disk is full (or the folder unwritable): the output is not lost
+            // silently. The journal keeps the cut copy and says the whole was not kept.
+            Err(e) => {
+                let why = format!(
+                    "the whole output ({} bytes) could not be written to a side file under {}: {e}; only this cut copy is kept",
+                    bytes.len(),
+                    self.side_files.dir().display()
+                );
+                tracing::warn!("{why}");
+                (with_side_file_error(truncate_strings(&v), why), None)
+            }
+        }
+    }
+}
+
+/// The key under which a cut result says its side file could not be written.
+pub(crate) const SIDE_FILE_ERROR: &str = "$side_file_error";
+
+fn with_side_file_error(v: Value, why: String) -> Value {
+    match v {
+        Value::Object(mut m) => {
+            m.insert(SIDE_FILE_ERROR.into(), Value::String(why));
+            Value::Object(m)
+        }
+        other => serde_json::json!({ "$cut": other, SIDE_FILE_ERROR: why }),
     }
 }
 

@@ -38,7 +38,7 @@ pub(crate) async fn start(
     let git = git_ref_off_thread(&loaded.path).await;
     let held = DirStore::new(state_dir).create(now, &rb.name)?;
     let (run_id, run_dir, journal) = (held.run_id.clone(), held.dir.clone(), held.journal.clone());
-    let writer = Writer::create(&journal).map_err(|e| EngineError::Journal(e.to_string()))?;
+    let writer = Writer::create(&journal)?;
     let rec = Recorder::new(
         writer,
         Arc::clone(&clock),
@@ -62,6 +62,12 @@ pub(crate) async fn start(
         },
         true,
     )?;
+    let others = super::siblings::unfinished_runs_of(&DirStore::new(state_dir), &rb.name, &run_id);
+    if let Some(text) = super::siblings::warning(&rb.name, &others) {
+        eprintln!("warning: {text}");
+        let by = "runbook".to_string();
+        events.emit(Event::Note { text, by }, false)?;
+    }
     let mut vars = Map::new();
     vars.insert("params".into(), Value::Object(params));
     vars.insert("steps".into(), Value::Object(Map::new()));
@@ -93,8 +99,11 @@ pub(crate) async fn resume(
     let (run_dir, journal) = (held.dir.clone(), held.journal.clone());
     // A corrupt line is bad input (an edited or damaged file), not a bug: exit 2.
     let j = reader::read(&journal).map_err(|e| match e {
-        reader::ReadError::Corrupt { .. } => EngineError::Resume(e.to_string()),
-        reader::ReadError::Io { .. } => EngineError::Journal(e.to_string()),
+        reader::ReadError::Io { path, source } => EngineError::Io {
+            context: format!("cannot read journal {}", path.display()),
+            source,
+        },
+        e => EngineError::Resume(e.to_string()),
     })?;
     if let Some((line, what)) = j.seq_faults.first() {
         // Lines were removed, repeated or reordered: what ran cannot be told, so
@@ -148,12 +157,10 @@ pub(crate) async fn resume(
     let (params, secrets) = resume_params(rb, &r.params, &opts)?;
     warn_about_secrets(&opts, &secrets);
     let secrets = secrets.into_iter().map(|s| s.value).collect();
-    let mut writer = Writer::open(&journal).map_err(|e| EngineError::Journal(e.to_string()))?;
+    let mut writer = Writer::open(&journal)?;
     if j.torn_tail {
         // Writer::open cut the torn line; make that durable before appending.
-        writer
-            .sync()
-            .map_err(|e| EngineError::Journal(e.to_string()))?;
+        writer.sync()?;
     }
     let rec = Recorder::new(
         writer,

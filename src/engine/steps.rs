@@ -13,7 +13,7 @@ use super::ctx::Ctx;
 use super::events::Notice;
 use super::handlers;
 use super::run::{Runner, outcome_word};
-use super::verify::Verdict;
+use super::verify::{DEFAULT_WITHIN, Verdict};
 use crate::expr;
 use crate::journal::event::{Event, Outcome, Scope};
 use crate::journal::state::StepState;
@@ -260,7 +260,8 @@ impl Ctx<'_> {
     }
 
     /// On resume: operations of this step (or rung) whose outcome the journal does not
-    /// know are journaled as `unknown`, then the verification runs once. If it holds,
+    /// know are journaled as `unknown`, then the verification is polled for its
+    /// `within`. If it holds,
     /// the step is done without running anything again.
     pub(super) async fn reverify_unknown(
         &mut self,
@@ -282,7 +283,11 @@ impl Ctx<'_> {
             return Ok(None);
         };
         self.events.notice(Notice::Reverifying);
-        match self.verify(step, rung, v, Duration::ZERO, true).await? {
+        // Polled for its whole `within`, not once: after a crash the action may still
+        // be running (its process group outlives the engine), and re-running it now
+        // would put a second execution next to the first (issue 13 item 2).
+        let within = v.within.as_deref().map(|d| d.0).unwrap_or(DEFAULT_WITHIN);
+        match self.verify(step, rung, v, within, true).await? {
             Verdict::Holds => {
                 self.events.notice(Notice::ReverifyHolds);
                 Ok(Some(ok("outcome was unknown; re-verified, holds".into())))

@@ -22,6 +22,18 @@ pub struct Journal {
     pub seq_faults: Vec<(usize, String)>,
 }
 
+/// The largest journal read back (1 GiB): a run of 500 000 notes is ~60 MB, so only
+/// a forged or wrong file is larger, and reading it whole would take the memory.
+pub const MAX_JOURNAL_BYTES: u64 = 1 << 30;
+
+impl ReadError {
+    /// True when the file is not a journal at all or is damaged (bad input, exit 2),
+    /// rather than unreadable for the environment's reasons.
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, ReadError::Io { .. })
+    }
+}
+
 /// How many `seq` faults a journal reports; one is enough to refuse it.
 pub const MAX_SEQ_FAULTS: usize = 20;
 
@@ -32,6 +44,14 @@ pub enum ReadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A directory, a FIFO, a device (`/dev/zero`): reading it would fail, block
+    /// forever or never end, so it is refused before it is opened.
+    #[error("{path} is not a journal: it is {what}, not a regular file")]
+    NotAFile { path: PathBuf, what: &'static str },
+    #[error(
+        "{path} is not a journal: it has {size} bytes, more than the {MAX_JOURNAL_BYTES} a journal may have"
+    )]
+    TooLarge { path: PathBuf, size: u64 },
     #[error("{path}:{line}: corrupt journal line: {message}")]
     Corrupt {
         path: PathBuf,
@@ -42,10 +62,35 @@ pub enum ReadError {
 
 /// Read and parse a journal file.
 pub fn read(path: &Path) -> Result<Journal, ReadError> {
-    let bytes = std::fs::read(path).map_err(|source| ReadError::Io {
+    let io = |source| ReadError::Io {
         path: path.to_owned(),
         source,
-    })?;
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        use std::os::unix::fs::FileTypeExt;
+        let t = meta.file_type();
+        let what = if t.is_dir() {
+            "a directory"
+        } else if t.is_fifo() {
+            "a FIFO"
+        } else if t.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(ReadError::NotAFile {
+            path: path.to_owned(),
+            what,
+        });
+    }
+    if meta.len() > MAX_JOURNAL_BYTES {
+        return Err(ReadError::TooLarge {
+            path: path.to_owned(),
+            size: meta.len(),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(io)?;
     parse(&bytes).map_err(|(line, message)| ReadError::Corrupt {
         path: path.to_owned(),
         line,

@@ -30,6 +30,12 @@ pub enum WriteError {
     },
     #[error("journal {0} already exists")]
     Exists(PathBuf),
+    /// The last event has seq 2^64−1: another would wrap to 0 and break the journal's
+    /// gapless numbering, so nothing more is appended (a forged or damaged journal).
+    #[error(
+        "journal {0} is full: its last event has the highest possible number (2^64-1); nothing more can be added"
+    )]
+    SeqExhausted(PathBuf),
 }
 
 /// An open journal, positioned for appending.
@@ -113,8 +119,12 @@ impl Writer {
     ) -> Result<u64, WriteError> {
         let _lock = Flock::exclusive(&self.file).map_err(|e| io(&self.path, e))?;
         self.catch_up()?;
+        let seq = self
+            .seq
+            .checked_add(1)
+            .ok_or_else(|| WriteError::SeqExhausted(self.path.clone()))?;
         let record = Record {
-            seq: self.seq + 1,
+            seq,
             // The format promises millisecond precision on the wire.
             ts: ts.trunc_subsecs(3),
             event,
@@ -232,6 +242,21 @@ mod tests {
             text: text.into(),
             by: "ana".into(),
         }
+    }
+
+    #[test]
+    fn an_append_after_the_last_possible_seq_is_refused_not_wrapped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.ndjson");
+        let line = format!(
+            "{{\"seq\":{},\"ts\":\"2026-01-01T00:00:00Z\",\"event\":\"note\",\"text\":\"x\",\"by\":\"a\"}}\n",
+            u64::MAX
+        );
+        std::fs::write(&path, line).unwrap();
+        let e = append_once(&path, Utc::now(), note("y")).unwrap_err();
+        assert!(matches!(e, WriteError::SeqExhausted(_)), "{e}");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1, "nothing appended: {text}");
     }
 
     #[test]

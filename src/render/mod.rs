@@ -87,11 +87,8 @@ impl RenderError {
         if let RenderError::Run(e) = self {
             return e.is_usage();
         }
-        matches!(
-            self,
-            RenderError::Template { .. }
-                | RenderError::Journal(crate::journal::reader::ReadError::Corrupt { .. })
-        )
+        matches!(self, RenderError::Template { .. })
+            || matches!(self, RenderError::Journal(e) if e.is_bad_input())
     }
 }
 

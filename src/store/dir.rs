@@ -310,8 +310,17 @@ impl SideFiles {
         let name = format!("{OUTPUTS}/{n:04}-{label}.json");
         let path = self.run_dir.join(&name);
         std::fs::create_dir_all(self.run_dir.join(OUTPUTS))?;
-        std::fs::write(&path, bytes)?;
+        if let Err(e) = std::fs::write(&path, bytes) {
+            // A partial file (a full disk) must not pass for the whole output.
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         Ok(name)
+    }
+
+    /// The folder side files are written to (for messages).
+    pub fn dir(&self) -> PathBuf {
+        self.run_dir.join(OUTPUTS)
     }
 
     /// The contents of a side file the journal names (relative to the run folder);
