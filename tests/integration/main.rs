@@ -48,6 +48,7 @@ mod postmortem_cli;
 mod postmortem_preserve;
 mod postmortem_render;
 mod run_cli;
+mod suite_bugs;
 mod suite_cli;
 
 mod user_output;

@@ -1,0 +1,85 @@
+//! Regressions of issue 15 in `runbook test`: shell steps run (in the runbook's
+//! folder, talking to the lab), and a failing case says which step failed and why.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::cli::{Cli, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `runbook test PATH...` from the repository root, with `state` as the state dir.
+fn runbook_test(state: &Path, paths: &[&str]) -> Output {
+    Cli::new()
+        .current_dir(repo())
+        .state_dir(state)
+        .arg("test")
+        .args(paths)
+        .run()
+}
+
+/// What changes from run to run in `runbook test` output: the state dir, run ids,
+/// wall-clock seconds.
+fn filters(state: &Path) -> Vec<(String, &'static str)> {
+    vec![
+        (regex_escape(&state.display().to_string()), "[STATE]"),
+        (r"\d{8}-\d{6}-[a-z0-9-]+-[0-9a-f]{4}".into(), "[RUN]"),
+        (r"\d+\.\d+s wall".into(), "[WALL]s wall"),
+        (regex_escape(&repo().display().to_string()), "[REPO]"),
+    ]
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}
+
+#[test]
+fn shell_steps_run_in_the_runbooks_folder_with_the_labs_kubeconfig() {
+    let state = tempfile::tempdir().expect("a temp dir");
+    let out = runbook_test(state.path(), &["tests/fixtures/suite/shell-steps.yaml"]);
+    let text = &out.success().stdout;
+    assert!(
+        text.starts_with("PASS  shell-steps :: every shell step runs (succeeded;"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_program_missing_from_path_is_reported_as_not_found_on_path() {
+    let state = tempfile::tempdir().expect("a temp dir");
+    let out = runbook_test(state.path(), &["tests/fixtures/suite/missing-program.yaml"]);
+    let text = &out.code(1).stdout;
+    assert!(
+        text.contains("cannot start `runbook-test-no-such-program`: not found on PATH (in "),
+        "{text}"
+    );
+}
+
+/// The FAIL block names the runbook and case (header), the step and rung that failed
+/// with its error or unmet verification (`why:`), and the journal.
+#[test]
+fn a_failing_case_says_which_step_failed_why_and_where_its_journal_is() {
+    let state = tempfile::tempdir().expect("a temp dir");
+    let out = runbook_test(
+        state.path(),
+        &[
+            "tests/fixtures/suite/missing-program.yaml",
+            "tests/fixtures/runbooks/hub-no-force-delete.yaml",
+            "tests/fixtures/runbooks/prometheus-careless.yaml",
+        ],
+    );
+    let filters = filters(state.path());
+    let filters: Vec<(&str, &str)> = filters.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+    insta::with_settings!({filters => filters}, {
+        insta::assert_snapshot!("test-failures", out.code(1).stdout);
+    });
+}
