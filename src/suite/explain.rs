@@ -86,7 +86,7 @@ pub fn why_it_ended(records: &[Record]) -> Vec<String> {
     if let Some(e) = error.filter(|e| !c.why.contains(e)) {
         lines.push(format!("last error: {e}"));
     }
-    if let Some(d) = unmet.filter(|d| !c.why.contains(d)) {
+    if let Some(d) = unmet.filter(|d| !c.why.contains(d) && Some(*d) != error) {
         lines.push(format!("last verification: {d}"));
     }
     lines

@@ -239,6 +239,10 @@ fn check_outcome(
             Event::StepStarted { step, .. } => {
                 started.insert(step.clone());
             }
+            // `ran`/`not_ran` may name a rung (its id is unique in the runbook).
+            Event::RungStarted { rung, .. } => {
+                started.insert(rung.clone());
+            }
             Event::StepFinished {
                 step,
                 fixed_by: Some(rung),
@@ -251,12 +255,12 @@ fn check_outcome(
     }
     for id in &expect.ran {
         if !started.contains(id) {
-            failures.push(format!("step `{id}` was expected to run but did not"));
+            failures.push(format!("`{id}` was expected to run but did not"));
         }
     }
     for id in &expect.not_ran {
         if started.contains(id) {
-            failures.push(format!("step `{id}` was expected not to run but ran"));
+            failures.push(format!("`{id}` was expected not to run but ran"));
         }
     }
     for (step, rung) in &expect.fixed_by {

@@ -83,3 +83,21 @@ fn a_failing_case_says_which_step_failed_why_and_where_its_journal_is() {
         insta::assert_snapshot!("test-failures", out.code(1).stdout);
     });
 }
+
+/// `approve:`, `ran:` and `not_ran:` take rung ids, as `runbook run --approve RUNG`
+/// does: an explicit rung approved by id runs and fixes the step; unapproved, the
+/// run pauses at it and the rung after it never starts.
+#[test]
+fn test_files_name_rungs_in_approve_ran_and_not_ran() {
+    let state = tempfile::tempdir().expect("a temp dir");
+    let out = runbook_test(state.path(), &["tests/fixtures/suite/rung-ids.yaml"]);
+    let text = &out.success().stdout;
+    assert!(
+        text.contains("PASS  rung-ids :: approving the rung by its id lets it run (succeeded;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("PASS  rung-ids :: without the approval the run pauses at the rung (paused;"),
+        "{text}"
+    );
+}
