@@ -206,6 +206,23 @@ impl Validator<'_> {
                 None => d,
             });
         };
+        // Handlebars reads `x.length` as the field `length` of `x`; a list has none,
+        // so the template fails at run time. Its `len` helper counts.
+        if !ctx.condition
+            && r.path.len() >= 2
+            && let Some(last @ ("length" | "size" | "count")) = r.path.last().map(String::as_str)
+        {
+            let of = r.path[..r.path.len() - 1].join(".");
+            error(
+                self,
+                "template-length",
+                format!(
+                    "a template cannot read `.{last}`: `{of}.{last}` is the field `{last}` of `{of}`, which a list does not have"
+                ),
+                Some(format!("count with the `len` helper: `{{{{len {of}}}}}`")),
+            );
+            return;
+        }
         match root {
             "params" => {
                 if let Some(name) = r.path.get(1)
