@@ -101,3 +101,53 @@ fn test_files_name_rungs_in_approve_ran_and_not_ran() {
         "{text}"
     );
 }
+
+/// `runbook lint FILE` on `text`, from a temp dir; stdout and stderr together.
+fn lint(text: &str) -> String {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let path = dir.path().join("r.yaml");
+    std::fs::write(&path, text).expect("a writable temp dir");
+    let out = Cli::new()
+        .state_dir(dir.path())
+        .arg("lint")
+        .arg(&path)
+        .run();
+    format!("{}{}", out.code(1).stdout, out.stderr)
+}
+
+const HEADER: &str = "version: 1\nname: t\ntitle: t\nsteps:\n";
+
+#[test]
+fn misleading_lint_advice_points_at_the_real_remedy() {
+    let text = lint(&format!(
+        "{HEADER}  - check: c\n    id: c\n    shell: {{ argv: [true] }}\n  - action: a\n    id: a\n    on_failure: retry\n    kube: {{ rollout_undo: deployment/x }}\n    verify: {{ kube: {{ get: pods }}, expect: \"true\" }}\n"
+    ));
+    assert!(
+        text.contains("help: YAML reads a bare `true` as a boolean: quote it, `\"true\"`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("help: to try the step again, give it `retry:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the kube provider does not support `kubectl rollout undo` yet"),
+        "{text}"
+    );
+    assert!(!text.contains("did you mean `rollout_restart`"), "{text}");
+}
+
+#[test]
+fn lint_rejects_what_fails_at_run_time() {
+    let text = lint(&format!(
+        "{HEADER}  - check: c\n    id: c\n    kube: {{ get: pods }}\n    save: pods\n  - verify: v\n    id: v\n    for_each: pods\n    kube: {{ get: pods }}\n    expect: \"size(result) > 0\"\n  - check: d\n    id: d\n    shell: {{ argv: [echo, \"{{{{pods.length}}}}\"] }}\n"
+    ));
+    assert!(
+        text.contains("error: `for_each` does not apply to a verify step"),
+        "{text}"
+    );
+    assert!(
+        text.contains("help: count with the `len` helper: `{{len pods}}`"),
+        "{text}"
+    );
+}
