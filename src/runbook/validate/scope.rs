@@ -70,7 +70,22 @@ impl Validator<'_> {
                     }
                 }
             }
-            Err(e) => self.expr_error("condition-syntax", sp, &e),
+            Err(e) => return self.expr_error("condition-syntax", sp, &e),
+        }
+        // CEL parses a call of any name and fails only when it runs.
+        if let Ok(unknown) = expr::unknown_functions(&sp.value) {
+            for (name, offset) in unknown {
+                let pos = self.src.pos_in(sp, offset);
+                self.push(
+                    Diagnostic::error(
+                        "unknown-function",
+                        pos,
+                        format!("CEL has no function `{name}`"),
+                    )
+                    .len(name.chars().count())
+                    .help("conditions offer CEL's standard functions and its strings, lists and math extensions (docs/format.md, \"Templates and conditions\")"),
+                );
+            }
         }
     }
 

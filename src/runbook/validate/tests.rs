@@ -329,3 +329,9 @@ fn a_template_counts_with_len_not_dot_length() {
     );
     assert_eq!(codes(NS, &good), Vec::<&str>::new());
 }
+
+#[test]
+fn a_condition_calling_an_unknown_function_is_an_error() {
+    let steps = "  - check: c\n    id: c\n    kube: { get: pods }\n    expect: \"size(result) > 0 && quantity('15k') > 0\"\n";
+    assert_eq!(codes(NS, steps), vec!["unknown-function"]);
+}
