@@ -184,6 +184,10 @@ fn print_result(r: &CaseResult) {
     for f in &r.failures {
         println!("      - {f}");
     }
+    for (i, line) in r.why.iter().enumerate() {
+        let label = if i == 0 { "why: " } else { "     " };
+        println!("      {label}{line}");
+    }
     if !r.passed()
         && let Some(j) = &r.journal
     {

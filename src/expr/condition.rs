@@ -391,6 +391,104 @@ fn walk(e: &IdedExpr, p: &Program, bound: &mut Vec<String>, refs: &mut Vec<VarRe
     }
 }
 
+/// The functions a condition calls that CEL (with the extensions this crate adds)
+/// does not have, such as `quantity('15k')`: CEL parses any call and fails only when
+/// it runs, so lint asks the evaluator itself. Each is (name, byte offset of the call).
+pub fn unknown_functions(expr: &str) -> Result<Vec<(String, usize)>, ExprError> {
+    let program = program(expr)?;
+    let mut calls = Vec::new();
+    calls_in(program.expression(), &mut calls);
+    let mut unknown: Vec<(String, usize)> = Vec::new();
+    for (id, name, target) in calls {
+        // Operators (`_==_`, `@in`, `!_`) are calls too; they always exist.
+        if !name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
+            continue;
+        }
+        let declared = match &target {
+            None => probe(&format!("{name}(null)"), &name),
+            // `x.f()` is a method of `x`'s value, or `f` of namespace `x` (`math.greatest`).
+            Some(ns) => {
+                probe(&format!("null.{name}()"), &name)
+                    || ns
+                        .as_ref()
+                        .is_some_and(|ns| probe(&format!("{ns}.{name}(null)"), &name))
+            }
+        };
+        if !declared && !unknown.iter().any(|(n, _)| n == &name) {
+            let offset = program
+                .source_info()
+                .offset_for(id)
+                .map(|(start, _)| char_to_byte(&program.source_info().source, start as usize))
+                .unwrap_or(0);
+            unknown.push((name, offset));
+        }
+    }
+    Ok(unknown)
+}
+
+/// Whether evaluating `call` (which calls `name` on nothing bound) finds a function
+/// called `name`: only a missing one is an undeclared reference to that name.
+fn probe(call: &str, name: &str) -> bool {
+    let Ok(p) = ENV.with(|env| env.compile(call)) else {
+        return true;
+    };
+    let context = ENV.with(|env| Context::with_env(Arc::clone(env)));
+    !matches!(p.execute(&context), Err(cel::ExecutionError::UndeclaredReference(n)) if n.as_str() == name)
+}
+
+/// Every call in `e`: (id, function name, its target: None for a global call, else
+/// Some(the target's name when it is a plain identifier)).
+fn calls_in(e: &IdedExpr, out: &mut Vec<(u64, String, Option<Option<String>>)>) {
+    match &e.expr {
+        Expr::Call(c) => {
+            let target = c.target.as_ref().map(|t| match &t.expr {
+                Expr::Ident(n) => Some(n.clone()),
+                _ => None,
+            });
+            out.push((e.id, c.func_name.clone(), target));
+            if let Some(t) = &c.target {
+                calls_in(t, out);
+            }
+            for a in &c.args {
+                calls_in(a, out);
+            }
+        }
+        Expr::Select(s) => calls_in(&s.operand, out),
+        Expr::Comprehension(c) => {
+            for x in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                calls_in(x, out);
+            }
+        }
+        Expr::List(l) => l.elements.iter().for_each(|x| calls_in(x, out)),
+        Expr::Map(m) => {
+            for entry in &m.entries {
+                if let EntryExpr::MapEntry(me) = &entry.expr {
+                    calls_in(&me.key, out);
+                    calls_in(&me.value, out);
+                }
+            }
+        }
+        Expr::Struct(st) => {
+            for entry in &st.entries {
+                match &entry.expr {
+                    EntryExpr::MapEntry(me) => {
+                        calls_in(&me.key, out);
+                        calls_in(&me.value, out);
+                    }
+                    EntryExpr::StructField(f) => calls_in(&f.value, out),
+                }
+            }
+        }
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
 /// `a.b.c` as (id of `a`, ["a", "b", "c"]); None unless the chain ends in an ident.
 fn dotted(e: &IdedExpr) -> Option<(u64, Vec<String>)> {
     match &e.expr {
@@ -500,6 +598,20 @@ mod tests {
         assert!(e.offset.is_some());
         let e = condition_refs("a == = b").unwrap_err();
         assert_eq!(e.offset, Some(5), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_functions_are_found_and_known_ones_are_not() {
+        let known = "size(pods) > 0 && 'a,b'.split(',').size() == 2 && math.greatest(1, 2) == 2 \
+                     && pods.all(p, p.name.startsWith('x')) && int('1') == 1 && duration('1s') > duration('0s')";
+        assert_eq!(unknown_functions(known).unwrap(), vec![]);
+        let bad = "quantity('15k') > 0 && pods.exists(p, p.name.frobnicate())";
+        let names: Vec<String> = unknown_functions(bad)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(names, vec!["quantity", "frobnicate"]);
     }
 
     #[test]

@@ -20,7 +20,8 @@ mod condition;
 mod template;
 
 pub use condition::{
-    NOW, condition_refs, eval, eval_bool, eval_bool_each, with_clock, with_clock_sync,
+    NOW, condition_refs, eval, eval_bool, eval_bool_each, unknown_functions, with_clock,
+    with_clock_sync,
 };
 pub use template::{render, render_json, template_refs};
 

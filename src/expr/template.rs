@@ -277,6 +277,13 @@ mod tests {
             .collect()
     }
 
+    /// docs/format.md documents `{{len x}}` as the way to count in a template.
+    #[test]
+    fn len_counts_a_list() {
+        let ctx = json!({"pods": [1, 2, 3]});
+        assert_eq!(render("{{len pods}} pods", &ctx).unwrap(), "3 pods");
+    }
+
     #[test]
     fn renders_without_html_escaping() {
         let ctx = json!({"params": {"ns": "<prod> & co"}});

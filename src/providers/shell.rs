@@ -105,6 +105,23 @@ impl Provider for Shell {
     }
 }
 
+/// Why a program did not start, in words that point at the remedy: spawning reports a
+/// missing working directory and a program missing from PATH alike as ENOENT, and
+/// "No such file or directory" reads as "not installed" in both cases.
+fn spawn_error(call: &ShellCall, e: &std::io::Error) -> String {
+    let program = &call.argv[0];
+    let dir = call.dir.display();
+    if !call.dir.is_dir() {
+        format!("cannot start `{program}`: its working directory {dir} does not exist")
+    } else if e.kind() == std::io::ErrorKind::NotFound && !program.contains('/') {
+        format!("cannot start `{program}`: not found on PATH (in {dir})")
+    } else if e.kind() == std::io::ErrorKind::NotFound {
+        format!("cannot start `{program}`: no such file (in {dir})")
+    } else {
+        format!("cannot start `{program}` (in {dir}): {e}")
+    }
+}
+
 async fn run(call: &ShellCall, cx: &ExecCtx) -> Result<Value, OpError> {
     let cap = limits::max_output()?;
     let limit = cx.timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -121,13 +138,9 @@ async fn run(call: &ShellCall, cx: &ExecCtx) -> Result<Value, OpError> {
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| {
-        OpError::failed(format!(
-            "cannot start `{}` (in {}): {e}",
-            call.argv[0],
-            call.dir.display()
-        ))
-    })?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| OpError::failed(spawn_error(call, &e)))?;
     let pid = child.id();
     let _running = pid.map(Running::register);
     let stdin_pipe = child.stdin.take();

@@ -8,7 +8,9 @@
 //! the journal's timestamps are the cluster's.
 
 pub mod clock;
+pub mod explain;
 pub mod runner;
+pub mod shell;
 pub mod spec;
 
 pub use clock::LabClock;

@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::clock::LabClock;
+use super::shell::LabShell;
 use super::spec::Case;
 use crate::engine::{self, Approver, EngineOpts, Printer, RunReport};
 use crate::journal::event::{Event, RunStatus};
@@ -38,13 +39,50 @@ pub struct LabRunOpts {
     pub cancel: CancellationToken,
 }
 
-/// The providers a lab run uses: shell, http, prometheus as in production, and kube
-/// talking to the lab in-process with no rate limit.
-pub fn lab_providers(lab: &Lab) -> Result<Providers, String> {
-    Ok(crate::providers::standard()?.with(
-        "kube",
-        Arc::new(KubeProvider::new(lab.client(), "default".to_string(), 0.0)),
-    ))
+/// The providers a lab run uses: http and prometheus as in production, shell as in
+/// production but with `KUBECONFIG` set to `kubeconfig` (the lab's), and kube talking
+/// to the lab in-process with no rate limit.
+pub fn lab_providers(lab: &Lab, kubeconfig: &Path) -> Result<Providers, String> {
+    let standard = crate::providers::standard()?;
+    let shell = standard
+        .get("shell")
+        .cloned()
+        .ok_or("invariant: the standard providers include shell")?;
+    Ok(standard
+        .with(
+            "shell",
+            Arc::new(LabShell {
+                inner: shell,
+                kubeconfig: kubeconfig.to_path_buf(),
+            }),
+        )
+        .with(
+            "kube",
+            Arc::new(KubeProvider::new(lab.client(), "default".to_string(), 0.0)),
+        ))
+}
+
+/// Write a kubeconfig for the lab served at `addr` into `state_dir`, for shell steps;
+/// the name carries the port, unique while the lab is served.
+fn write_lab_kubeconfig(state_dir: &Path, addr: std::net::SocketAddr) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    let dir = std::fs::canonicalize(state_dir)
+        .map_err(|e| format!("cannot resolve {}: {e}", state_dir.display()))?;
+    let path = dir.join(format!("lab-{}.kubeconfig", addr.port()));
+    crate::lab::write_kubeconfig(addr, &path)
+        .map_err(|e| format!("cannot write the lab's kubeconfig {}: {e}", path.display()))?;
+    Ok(path)
+}
+
+/// The folder shell steps run in when they name no `dir`: the runbook's, as for
+/// `runbook run`.
+fn runbook_dir(loaded: &Loaded) -> PathBuf {
+    let dir = match loaded.path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::canonicalize(&dir).unwrap_or(dir)
 }
 
 /// Serve `lab` on 127.0.0.1, run `loaded` against it with a [`LabClock`], and stop
@@ -62,13 +100,17 @@ pub async fn run_on_lab(loaded: &Loaded, lab: &Lab, opts: LabRunOpts) -> Result<
         .collect();
     let mut engine_opts = EngineOpts::new(opts.operator.clone(), opts.printer.clone());
     engine_opts.params = params;
-    let providers = match lab_providers(lab) {
+    engine_opts.defaults.base_dir = runbook_dir(loaded);
+    let providers = match write_lab_kubeconfig(&opts.state_dir, addr)
+        .and_then(|kc| Ok((lab_providers(lab, &kc)?, kc)))
+    {
         Ok(p) => p,
         Err(e) => {
             server.shutdown().await;
             return Err(e);
         }
     };
+    let (providers, kubeconfig) = providers;
     let result = engine::run(
         loaded,
         providers,
@@ -80,6 +122,8 @@ pub async fn run_on_lab(loaded: &Loaded, lab: &Lab, opts: LabRunOpts) -> Result<
     )
     .await;
     server.shutdown().await;
+    // The lab is gone, and so is what the kubeconfig points at.
+    let _ = std::fs::remove_file(&kubeconfig);
     let report = result.map_err(|e| e.to_string())?;
     Ok(LabRun { report, url })
 }
@@ -91,6 +135,10 @@ pub struct CaseResult {
     pub case: String,
     /// Empty when the case passed.
     pub failures: Vec<String>,
+    /// When the case failed: how the run ended, from its journal (the step and rung
+    /// that failed or paused, the error, the unmet verification). See
+    /// [`super::explain::why_it_ended`].
+    pub why: Vec<String>,
     pub status: Option<RunStatus>,
     pub journal: Option<PathBuf>,
     pub wall: std::time::Duration,
@@ -117,6 +165,7 @@ pub async fn run_case(
         runbook: loaded.runbook.name.value.clone(),
         case: case.name.clone(),
         failures: Vec::new(),
+        why: Vec::new(),
         status: None,
         journal: None,
         wall: std::time::Duration::ZERO,
@@ -148,7 +197,10 @@ pub async fn run_case(
         Ok(run) => {
             result.status = Some(run.report.status);
             result.journal = Some(run.report.journal.clone());
-            check_outcome(case, &run.report, &lab, &mut result.failures);
+            let why = check_outcome(case, &run.report, &lab, &mut result.failures);
+            if !result.failures.is_empty() {
+                result.why = why;
+            }
         }
         Err(e) => result.failures.push(e),
     }
@@ -157,8 +209,14 @@ pub async fn run_case(
     result
 }
 
-/// Compare a finished run with the case's `expect`.
-fn check_outcome(case: &Case, report: &RunReport, lab: &Lab, failures: &mut Vec<String>) {
+/// Compare a finished run with the case's `expect`; return how the run ended (for a
+/// failing case's report).
+fn check_outcome(
+    case: &Case,
+    report: &RunReport,
+    lab: &Lab,
+    failures: &mut Vec<String>,
+) -> Vec<String> {
     let expect = &case.expect;
     if report.status != expect.status {
         failures.push(format!(
@@ -171,7 +229,7 @@ fn check_outcome(case: &Case, report: &RunReport, lab: &Lab, failures: &mut Vec<
         Ok(j) => j,
         Err(e) => {
             failures.push(format!("cannot read the run's journal: {e}"));
-            return;
+            return Vec::new();
         }
     };
     let mut started = BTreeSet::new();
@@ -180,6 +238,10 @@ fn check_outcome(case: &Case, report: &RunReport, lab: &Lab, failures: &mut Vec<
         match &r.event {
             Event::StepStarted { step, .. } => {
                 started.insert(step.clone());
+            }
+            // `ran`/`not_ran` may name a rung (its id is unique in the runbook).
+            Event::RungStarted { rung, .. } => {
+                started.insert(rung.clone());
             }
             Event::StepFinished {
                 step,
@@ -193,12 +255,12 @@ fn check_outcome(case: &Case, report: &RunReport, lab: &Lab, failures: &mut Vec<
     }
     for id in &expect.ran {
         if !started.contains(id) {
-            failures.push(format!("step `{id}` was expected to run but did not"));
+            failures.push(format!("`{id}` was expected to run but did not"));
         }
     }
     for id in &expect.not_ran {
         if started.contains(id) {
-            failures.push(format!("step `{id}` was expected not to run but ran"));
+            failures.push(format!("`{id}` was expected not to run but ran"));
         }
     }
     for (step, rung) in &expect.fixed_by {
@@ -243,6 +305,7 @@ fn check_outcome(case: &Case, report: &RunReport, lab: &Lab, failures: &mut Vec<
             }
         });
     }
+    super::explain::why_it_ended(&journal.records)
 }
 
 /// Every resource the lab serves, by plural, with all its objects; and `data_losses`.

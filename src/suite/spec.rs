@@ -8,10 +8,10 @@
 //!   - name: the seed incident is fixed by force-deleting the lost pods
 //!     scenario: hub-pvc-locked.scenario.yaml     # relative to this file
 //!     params: { prometheus: "{{lab.url}}" }       # {{lab.url}}: the lab's http://127.0.0.1:PORT
-//!     approve: []                                 # steps with `gate: explicit` approved by name
+//!     approve: []                                 # steps or rungs with `gate: explicit` approved by id
 //!     expect:
 //!       status: succeeded                         # succeeded|failed|aborted|not_applicable|paused
-//!       ran: [cordon, free-hub-volume]            # these steps started
+//!       ran: [cordon, free-hub-volume]            # these steps (or rungs) started
 //!       not_ran: [reset-node]                     # these never started (skipped ones count as not run)
 //!       fixed_by: { free-hub-volume: force-delete-lost-pods }
 //!       data_lost: false                          # the lab recorded no lost data
@@ -53,7 +53,7 @@ pub struct Case {
     /// Parameter values; `{{lab.url}}` is replaced with the lab's base URL.
     #[serde(default)]
     pub params: BTreeMap<String, String>,
-    /// Steps with `gate: explicit` that this test approves by name. Every other gate
+    /// Steps or rungs with `gate: explicit` that this test approves by id. Every other gate
     /// and every manual step is answered automatically; an explicit gate not named
     /// here pauses the run, as it would without a person.
     #[serde(default)]
@@ -160,13 +160,26 @@ pub fn load(path: &Path, runbook: &Runbook) -> Result<TestFile, SpecError> {
     };
     let dir = path.parent().unwrap_or(Path::new("."));
     for case in &file.tests {
-        let named = case
+        // `approve`, `ran` and `not_ran` take rung ids as well as step ids (as
+        // `runbook run --approve RUNG` does); `fixed_by` keys are steps.
+        let step_or_rung = case
             .approve
             .iter()
             .chain(&case.expect.ran)
-            .chain(&case.expect.not_ran)
-            .chain(case.expect.fixed_by.keys());
-        for id in named {
+            .chain(&case.expect.not_ran);
+        for id in step_or_rung {
+            if !ids.contains(id.as_str()) && !rungs.contains(id) {
+                return Err(err(
+                    line_of(id),
+                    1,
+                    format!(
+                        "test `{}` names step `{id}`, which runbook `{}` does not have (nor a rung with that id)",
+                        case.name, runbook.name.value
+                    ),
+                ));
+            }
+        }
+        for id in case.expect.fixed_by.keys() {
             if !ids.contains(id.as_str()) {
                 return Err(err(
                     line_of(id),

@@ -56,6 +56,7 @@ mod run_cli;
 mod run_target;
 mod runs_manage;
 mod secrets;
+mod suite_bugs;
 mod suite_cli;
 
 mod user_output;

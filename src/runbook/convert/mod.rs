@@ -160,14 +160,19 @@ impl<'s> Conv<'s> {
             Yaml::Seq(_) | Yaml::Map(_) => 1,
             _ => self.src.token_width(node.pos),
         };
-        self.push(
-            Diagnostic::error(
-                "wrong-type",
-                node.pos,
-                format!("{what} must be {expected}, found {}", node.value.describe()),
-            )
-            .len(len),
-        );
+        let d = Diagnostic::error(
+            "wrong-type",
+            node.pos,
+            format!("{what} must be {expected}, found {}", node.value.describe()),
+        )
+        .len(len);
+        // `argv: [true]` runs the program `true`; YAML reads the bare word as a boolean.
+        self.push(match &node.value {
+            Yaml::Bool(b) if expected.contains("string") => d.help(format!(
+                "YAML reads a bare `{b}` as a boolean: quote it, `\"{b}\"`"
+            )),
+            _ => d,
+        });
     }
 
     fn missing(&mut self, f: &Fields<'_>, key: &str, what: &str, help: Option<&str>) {

@@ -183,9 +183,25 @@ impl Conv<'_> {
                 "label" | "annotate" | "edit" | "update" => Some("patch"),
                 _ => None,
             };
-            let d = match synonym.or_else(|| suggest(key, candidates.iter().copied())) {
-                Some(s) => d.help(format!("did you mean `{s}`?")),
-                None => d.help(format!("the {what}s are: {}", candidates.join(", "))),
+            // A verb kubectl has and this format does not yet: a near name (`rollout_undo`
+            // → `rollout_restart`) would be a different remedy, so say it is missing.
+            let unsupported = match key.as_str() {
+                "rollout_undo" | "undo" => Some("kubectl rollout undo"),
+                "rollout_status" => Some("kubectl rollout status"),
+                "set_image" => Some("kubectl set image"),
+                "apply" => Some("kubectl apply"),
+                "logs" => Some("kubectl logs"),
+                _ => None,
+            };
+            let d = match (unsupported, synonym) {
+                (Some(cmd), _) => d.help(format!(
+                    "the kube provider does not support `{cmd}` yet: run it from a `shell:` step (`shell: {{ argv: [kubectl, ...] }}`) or a `manual:` step"
+                )),
+                (None, Some(s)) => d.help(format!("did you mean `{s}`?")),
+                (None, None) => match suggest(key, candidates.iter().copied()) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!("the {what}s are: {}", candidates.join(", "))),
+                },
             };
             self.push(d);
         }

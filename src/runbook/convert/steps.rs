@@ -309,7 +309,12 @@ impl Conv<'_> {
                             format!("`on_failure` must be `stop`, `continue` or a list of handler ids, found `{other}`"),
                         )
                         .len(len)
-                        .help(format!("to run a handler, write `on_failure: [{other}]`")),
+                        .help(if other == "retry" {
+                            // Retrying is the step's `retry:`, not a failure policy.
+                            "to try the step again, give it `retry: { attempts: 3, backoff: 2s }`; `on_failure` says what happens after the last attempt".to_owned()
+                        } else {
+                            format!("to run a handler, write `on_failure: [{other}]`")
+                        }),
                     );
                     None
                 }

@@ -472,6 +472,22 @@ impl<'a> Validator<'a> {
                 ),
             );
         }
+        // A verification polls one condition until it holds; the engine does not run
+        // it per item, so `item` would be undefined at run time.
+        if let Some(fe) = &step.for_each
+            && kind == StepKind::Verify
+        {
+            let len = self.src.token_width(fe.pos);
+            self.push(
+                Diagnostic::error(
+                    "for-each-on-verify",
+                    fe.pos,
+                    "`for_each` does not apply to a verify step: a verification is one condition polled until it holds",
+                )
+                .len(len)
+                .help("read every object in one operation and test them all in `expect`, e.g. `result.all(p, ...)`; `for_each` belongs to checks and actions"),
+            );
+        }
         for (name, d) in [("within", &step.within), ("every", &step.every)] {
             if let Some(d) = d
                 && kind != StepKind::Verify

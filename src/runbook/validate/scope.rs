@@ -70,7 +70,22 @@ impl Validator<'_> {
                     }
                 }
             }
-            Err(e) => self.expr_error("condition-syntax", sp, &e),
+            Err(e) => return self.expr_error("condition-syntax", sp, &e),
+        }
+        // CEL parses a call of any name and fails only when it runs.
+        if let Ok(unknown) = expr::unknown_functions(&sp.value) {
+            for (name, offset) in unknown {
+                let pos = self.src.pos_in(sp, offset);
+                self.push(
+                    Diagnostic::error(
+                        "unknown-function",
+                        pos,
+                        format!("CEL has no function `{name}`"),
+                    )
+                    .len(name.chars().count())
+                    .help("conditions offer CEL's standard functions and its strings, lists and math extensions (docs/format.md, \"Templates and conditions\")"),
+                );
+            }
         }
     }
 
@@ -206,6 +221,23 @@ impl Validator<'_> {
                 None => d,
             });
         };
+        // Handlebars reads `x.length` as the field `length` of `x`; a list has none,
+        // so the template fails at run time. Its `len` helper counts.
+        if !ctx.condition
+            && r.path.len() >= 2
+            && let Some(last @ ("length" | "size" | "count")) = r.path.last().map(String::as_str)
+        {
+            let of = r.path[..r.path.len() - 1].join(".");
+            error(
+                self,
+                "template-length",
+                format!(
+                    "a template cannot read `.{last}`: `{of}.{last}` is the field `{last}` of `{of}`, which a list does not have"
+                ),
+                Some(format!("count with the `len` helper: `{{{{len {of}}}}}`")),
+            );
+            return;
+        }
         match root {
             "params" => {
                 if let Some(name) = r.path.get(1)

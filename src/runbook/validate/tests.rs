@@ -309,3 +309,29 @@ fn huge_or_deeply_nested_expressions_are_refused() {
         format!("  - check: c\n    id: c\n    kube: {{ get: pods }}\n    expect: \"{deep}\"\n");
     assert_eq!(codes(NS, &steps), vec!["expression-too-deep"]);
 }
+
+#[test]
+fn a_verify_step_cannot_iterate() {
+    let steps = "  - check: c\n    id: c\n    kube: { get: pods }\n    save: pods\n  - verify: v\n    id: v\n    for_each: pods\n    kube: { get: pods }\n    expect: \"size(result) > 0\"\n";
+    assert_eq!(codes(NS, steps), vec!["for-each-on-verify"]);
+}
+
+#[test]
+fn a_template_counts_with_len_not_dot_length() {
+    let saved = "  - check: c\n    id: c\n    kube: { get: pods }\n    save: pods\n";
+    for bad in ["{{pods.length}}", "{{pods.size}}"] {
+        let steps =
+            format!("{saved}  - check: d\n    id: d\n    shell: {{ argv: [echo, \"{bad}\"] }}\n");
+        assert_eq!(codes(NS, &steps), vec!["template-length"], "{bad}");
+    }
+    let good = format!(
+        "{saved}  - check: d\n    id: d\n    shell: {{ argv: [echo, \"{{{{len pods}}}}\"] }}\n"
+    );
+    assert_eq!(codes(NS, &good), Vec::<&str>::new());
+}
+
+#[test]
+fn a_condition_calling_an_unknown_function_is_an_error() {
+    let steps = "  - check: c\n    id: c\n    kube: { get: pods }\n    expect: \"size(result) > 0 && quantity('15k') > 0\"\n";
+    assert_eq!(codes(NS, steps), vec!["unknown-function"]);
+}
