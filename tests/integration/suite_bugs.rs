@@ -1,6 +1,7 @@
 //! Regressions of issue 15 in `runbook test`: shell steps run (in the runbook's
 //! folder, talking to the lab), and a failing case says which step failed and why.
 
+use crate::support::regex_escape;
 use std::path::{Path, PathBuf};
 
 use crate::support::cli::{Cli, Output};
@@ -28,18 +29,6 @@ fn filters(state: &Path) -> Vec<(String, &'static str)> {
         (r"\d+\.\d+s wall".into(), "[WALL]s wall"),
         (regex_escape(&repo().display().to_string()), "[REPO]"),
     ]
-}
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
-            special
-                .then_some('\\')
-                .into_iter()
-                .chain(std::iter::once(c))
-        })
-        .collect()
 }
 
 #[test]

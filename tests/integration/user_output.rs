@@ -4,6 +4,7 @@
 //! review (`cargo insta review`); run ids, temp paths and times are replaced by
 //! placeholders so only the wording and layout are pinned.
 
+use crate::support::regex_escape;
 use std::path::{Path, PathBuf};
 
 use crate::support::cli::Cli;
@@ -59,18 +60,6 @@ fn normalised(dir: &Path) -> Vec<(String, &'static str)> {
         (r"\b\d+(\.\d+)?(ms|s)\b +".into(), "[DURATION] "),
         (r"\b\d+(\.\d+)?(ms|s)\b".into(), "[DURATION]"),
     ]
-}
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
-            special
-                .then_some('\\')
-                .into_iter()
-                .chain(std::iter::once(c))
-        })
-        .collect()
 }
 
 fn fixture(name: &str) -> PathBuf {
