@@ -15,6 +15,10 @@
 #
 # Usage: scripts/bench-engine.sh            (N = 100 and 500)
 #        SKIP_ANSIBLE=1 ROUNDS=11 scripts/bench-engine.sh
+#        BASELINE_BIN=/path/to/old/runbook scripts/bench-engine.sh
+#          also runs an older build (say, a release build of an earlier commit) on the
+#          same runbooks, interleaved round by round with this one, and prints the
+#          ratio of their per-step overheads: a before/after comparison in one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -77,6 +81,12 @@ PY
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores; $ROUNDS rounds, medians"
 
 configs=(actions-disk actions-tmpfs checks-disk floor)
+base="${BASELINE_BIN:-}"
+if [ -n "$base" ]; then
+  [ -x "$base" ] || { echo "BASELINE_BIN=$base is not an executable" >&2; exit 2; }
+  echo "baseline: $base ($("$base" --version 2>/dev/null | head -1))"
+  configs+=(base-actions-disk base-checks-disk)
+fi
 declare -A total ms
 for n in 100 500; do
   runbook_file action "$n" "$work/actions-$n.yaml"
@@ -90,6 +100,10 @@ for n in 100 500; do
     timed "$work/floor-$n.sh" >>"$work/t-floor-$n"
     timed "$bin" --state-dir "$shm/a-$n-$r" --quiet run "$work/actions-$n.yaml" >>"$work/t-actions-tmpfs-$n"
     timed "$bin" --state-dir "$work/c-$n-$r" --quiet run "$work/checks-$n.yaml" >>"$work/t-checks-disk-$n"
+    if [ -n "$base" ]; then
+      timed "$base" --state-dir "$work/ba-$n-$r" --quiet run "$work/actions-$n.yaml" >>"$work/t-base-actions-disk-$n"
+      timed "$base" --state-dir "$work/bc-$n-$r" --quiet run "$work/checks-$n.yaml" >>"$work/t-base-checks-disk-$n"
+    fi
   done
   for c in "${configs[@]}"; do
     total[$c-$n]=$(median <"$work/t-$c-$n")
@@ -103,6 +117,8 @@ label() {
     actions-tmpfs) echo "runbook run, N actions, tmpfs" ;;
     checks-disk) echo "runbook run, N checks, disk" ;;
     floor) echo "shell script (floor)" ;;
+    base-actions-disk) echo "baseline, N actions, disk" ;;
+    base-checks-disk) echo "baseline, N checks, disk" ;;
   esac
 }
 echo
@@ -144,7 +160,9 @@ fi
 
 echo
 echo "engine time per step beyond the command (runbook minus the floor):"
-for c in actions-disk actions-tmpfs checks-disk; do
+overheads=(actions-disk actions-tmpfs checks-disk)
+[ -n "$base" ] && overheads+=(base-actions-disk base-checks-disk)
+for c in "${overheads[@]}"; do
   for n in 100 500; do
     awk -v e="${ms[$c-$n]}" -v f="${ms[floor-$n]}" -v l="$(label "$c")" -v n="$n" \
       'BEGIN { printf "  %-32s N=%-4s %.3f ms (process start included)\n", l, n, e - f }'
@@ -158,4 +176,13 @@ done
 if [ -n "${ansible_ms:-}" ]; then
   awk -v a="$ansible_ms" -v e="${ms[actions-disk-100]}" -v c="${ms[checks-disk-100]}" \
     'BEGIN { printf "N=100: ansible-playbook takes %.0fx the time of runbook per step (actions, fsync on, disk); %.0fx (checks)\n", a / e, a / c }'
+fi
+if [ -n "$base" ]; then
+  for k in actions checks; do
+    awk -v e5="${total[$k-disk-500]}" -v e1="${total[$k-disk-100]}" \
+      -v b5="${total[base-$k-disk-500]}" -v b1="${total[base-$k-disk-100]}" \
+      -v f5="${total[floor-500]}" -v f1="${total[floor-100]}" -v k="$k" \
+      'BEGIN { e = ((e5 - e1) - (f5 - f1)) * 1000 / 400; b = ((b5 - b1) - (f5 - f1)) * 1000 / 400;
+               printf "marginal overhead per step, %s: this build %.3f ms, baseline %.3f ms (this / baseline = %.2f)\n", k, e, b, (b > 0 ? e / b : 0) }'
+  done
 fi
