@@ -268,6 +268,7 @@ fn setup(
     let printer = Arc::new(Printer::stderr(PrinterOpts {
         tty,
         quiet: g.quiet,
+        colour: g.colour(),
     }));
     let flags = FlagApprover::new(a.yes, &a.approve, operator.clone());
     let approver: Arc<dyn Approver> = if tty && std::io::stdin().is_terminal() {

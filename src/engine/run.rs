@@ -64,7 +64,7 @@ pub(crate) async fn start(
     )?;
     let others = super::siblings::unfinished_runs_of(&DirStore::new(state_dir), &rb.name, &run_id);
     if let Some(text) = super::siblings::warning(&rb.name, &others) {
-        eprintln!("warning: {text}");
+        opts.printer.line(&format!("warning: {text}"));
         let by = "runbook".to_string();
         events.emit(Event::Note { text, by }, false)?;
     }
