@@ -271,6 +271,13 @@ impl Reporter for Printer {
                 "resuming run {}: {} — {}",
                 state.run_id, state.runbook.name, state.runbook.title
             )),
+            Event::RunbookChanged { .. } => self.painted(
+                Paint::Warning,
+                &format!(
+                    "warning: {}",
+                    crate::journal::event::describe_change(event)
+                ),
+            ),
             Event::StepRetried { step, by } => {
                 self.line(&format!("↻ {step} failed the run; retrying it ({by})"));
             }

@@ -47,12 +47,15 @@ pub(crate) async fn start(
         opts.max_inline_output,
     );
     let journaled_params = resolved.journaled;
+    keep_copy(&run_dir, loaded)?;
+    let runbook = runbook_ref(loaded, git);
+    let version_warning = runbook.version_warning();
     let events = Events::new(rec, RunState::default(), reporters(&opts));
     events.emit(
         Event::RunStarted {
             format: event::FORMAT,
             run_id: run_id.clone(),
-            runbook: runbook_ref(loaded, git),
+            runbook,
             params: journaled_params,
             operator: opts.operator.clone(),
             host: host(),
@@ -62,6 +65,13 @@ pub(crate) async fn start(
         },
         true,
     )?;
+    // A version git cannot give back later: said on the console and journaled as a
+    // note (the postmortem shows it), besides the flags on `run_started`.
+    if let Some(text) = version_warning {
+        opts.printer.line(&format!("warning: {text}"));
+        let by = "runbook".to_string();
+        events.emit(Event::Note { text, by }, false)?;
+    }
     let others = super::siblings::unfinished_runs_of(&DirStore::new(state_dir), &rb.name, &run_id);
     if let Some(text) = super::siblings::warning(&rb.name, &others) {
         opts.printer.line(&format!("warning: {text}"));
@@ -135,14 +145,33 @@ pub(crate) async fn resume(
         EngineError::Resume(format!("the runbook of this run no longer loads:\n{e}"))
     })?;
     let sha = sha256_hex(loaded.source.as_bytes());
-    if sha != r.runbook.sha256 {
+    let changed = if sha == r.runbook.sha256 {
+        None
+    } else if opts.accept_changes {
+        keep_copy(&run_dir, &loaded)?;
+        let (steps, compared) = match std::fs::read_to_string(copy_path(&run_dir, &r.runbook.sha256)) {
+            Ok(old) => (changed_steps(&old, &loaded, &r), true),
+            Err(_) => (Vec::new(), false),
+        };
+        let git = git_ref_off_thread(&loaded.path).await;
+        let new = runbook_ref(&loaded, git);
+        Some(Event::RunbookChanged {
+            old_sha256: r.runbook.sha256.clone(),
+            new_sha256: sha,
+            git: new.git,
+            untracked: new.untracked,
+            steps,
+            compared,
+            by: opts.operator.clone(),
+        })
+    } else {
         return Err(EngineError::Resume(format!(
-            "{} changed since the run started (sha256 {} then, {} now); start a new run",
+            "{} changed since the run started (sha256 {} then, {} now); `runbook resume {run_id} --accept-changes` continues with the edited file (the steps not yet run that changed are journaled, and their gates ask again), or start a new run",
             path.display(),
-            short(&r.runbook.sha256),
-            short(&sha)
+            r.runbook.sha256,
+            sha
         )));
-    }
+    };
     let rb = &loaded.runbook;
     let retry = match retry {
         Some(()) => Some(failed_step(rb, &r).ok_or_else(|| {
@@ -203,6 +232,10 @@ pub(crate) async fn resume(
         },
         true,
     )?;
+    if let Some(change) = changed {
+        // Durable before any step of the edited runbook runs.
+        events.emit(change, true)?;
+    }
     if let Some(step) = retry {
         events.emit(
             Event::StepRetried {
@@ -781,14 +814,87 @@ fn warn_about_secrets(opts: &EngineOpts, secrets: &[SecretParam]) {
     }
 }
 
-fn runbook_ref(loaded: &crate::runbook::Loaded, git: Option<GitRef>) -> RunbookRef {
+fn runbook_ref(loaded: &crate::runbook::Loaded, git: Option<GitInfo>) -> RunbookRef {
+    let untracked = matches!(git, Some(GitInfo::Untracked));
     RunbookRef {
         name: loaded.runbook.name.value.clone(),
         title: loaded.runbook.title.value.clone(),
         path: loaded.path.display().to_string(),
         sha256: sha256_hex(loaded.source.as_bytes()),
-        git,
+        git: match git {
+            Some(GitInfo::Tracked(g)) => Some(g),
+            _ => None,
+        },
+        untracked,
     }
+}
+
+/// Where a run keeps the exact text of a version of its runbook: a resume with
+/// `--accept-changes` compares the steps of the version the run started with (or
+/// last accepted) against the edited file. The journal pins the version by sha256;
+/// the copy is what makes a diff possible when the file in git has moved on.
+fn copy_path(run_dir: &Path, sha256: &str) -> PathBuf {
+    run_dir.join(format!("runbook-{}.yaml", short(sha256)))
+}
+
+fn keep_copy(run_dir: &Path, loaded: &crate::runbook::Loaded) -> Result<(), EngineError> {
+    let sha = sha256_hex(loaded.source.as_bytes());
+    let path = copy_path(run_dir, &sha);
+    std::fs::write(&path, loaded.source.as_bytes()).map_err(|source| EngineError::Io {
+        context: format!("cannot keep a copy of the runbook in {}", path.display()),
+        source,
+    })
+}
+
+/// The steps (handlers included) not yet done whose definition differs between the
+/// `old` text and the edited runbook: added, removed or changed, compared on the
+/// parsed model (so comments, formatting and line numbers do not count).
+fn changed_steps(
+    old: &str,
+    new: &crate::runbook::Loaded,
+    r: &RunState,
+) -> Vec<event::StepChange> {
+    let Ok(old_rb) = crate::runbook::parse_str(old, &new.path) else {
+        return Vec::new();
+    };
+    let as_map = |rb: &Runbook| -> Vec<(String, Value)> {
+        rb.steps
+            .iter()
+            .chain(&rb.handlers)
+            .map(|s| {
+                (
+                    s.id.value.clone(),
+                    serde_json::to_value(s).unwrap_or(Value::Null),
+                )
+            })
+            .collect()
+    };
+    let (before, after) = (as_map(&old_rb), as_map(&new.runbook));
+    let done = |id: &str| r.step(id).is_some_and(StepState::is_done);
+    let mut changes = Vec::new();
+    for (id, step) in &after {
+        if done(id) {
+            continue;
+        }
+        let change = match before.iter().find(|(o, _)| o == id) {
+            None => "added",
+            Some((_, old)) if old != step => "changed",
+            Some(_) => continue,
+        };
+        changes.push(event::StepChange {
+            step: id.clone(),
+            change: change.to_owned(),
+        });
+    }
+    for (id, _) in &before {
+        if !done(id) && !after.iter().any(|(n, _)| n == id) {
+            changes.push(event::StepChange {
+                step: id.clone(),
+                change: "removed".to_owned(),
+            });
+        }
+    }
+    changes
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
@@ -806,7 +912,7 @@ fn host() -> String {
 
 /// [`git_ref`] on tokio's blocking pool: it waits for two `git` processes, which must
 /// not stall the runtime's only thread (`engine_runtime` is current-thread).
-async fn git_ref_off_thread(path: &Path) -> Option<GitRef> {
+async fn git_ref_off_thread(path: &Path) -> Option<GitInfo> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || git_ref(&path))
         .await
@@ -814,9 +920,19 @@ async fn git_ref_off_thread(path: &Path) -> Option<GitRef> {
         .flatten()
 }
 
-/// The git commit the runbook file is at, and whether it differs from it. Runs `git`
-/// (metadata only, before the first step); `None` outside a repository.
-pub fn git_ref(path: &Path) -> Option<GitRef> {
+/// What git says about a runbook file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitInfo {
+    /// Tracked: the commit, and whether the file differs from it.
+    Tracked(GitRef),
+    /// In a repository that does not track it: no commit has this file.
+    Untracked,
+}
+
+/// The git commit the runbook file is at and whether it differs from it, or that git
+/// does not track it. Runs `git` (metadata only, before the first step); `None`
+/// outside a repository.
+pub fn git_ref(path: &Path) -> Option<GitInfo> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -833,6 +949,20 @@ pub fn git_ref(path: &Path) -> Option<GitRef> {
         return None;
     }
     let commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // `ls-files --error-unmatch` fails for a file the index does not have: an
+    // untracked file must not be recorded "at commit X (with changes)" as if X had it.
+    let tracked = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "--error-unmatch", "--"])
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    if !tracked.success() {
+        return Some(GitInfo::Untracked);
+    }
     let status = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -841,8 +971,8 @@ pub fn git_ref(path: &Path) -> Option<GitRef> {
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
-    Some(GitRef {
+    Some(GitInfo::Tracked(GitRef {
         commit,
         dirty: !status.stdout.is_empty(),
-    })
+    }))
 }
