@@ -68,13 +68,14 @@ pub struct Global {
 
 /// `--color`: when stderr gets ANSI colour, as `ls --color` and `cargo --color` decide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+// No doc comments on the variants: clap would print every subcommand's help in its
+// long form for them. The flag's help says what each value does.
 pub enum ColorChoice {
-    /// On a terminal, unless `NO_COLOR` is set to a non-empty value (https://no-color.org).
+    // On a terminal, unless `NO_COLOR` is set to a non-empty value (https://no-color.org).
     #[default]
     Auto,
-    /// Always, even into a pipe or a file (and in spite of `NO_COLOR`).
+    // Even into a pipe or a file, and in spite of `NO_COLOR`.
     Always,
-    /// Never.
     Never,
 }
 

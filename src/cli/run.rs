@@ -43,7 +43,8 @@ pub struct ApprovalArgs {
 /// `--events FORMAT`: how the event stream is written on stdout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum EventsFormat {
-    /// One JSON object per line, as in the journal.
+    // One JSON object per line, as in the journal (no doc comment: clap would switch
+    // the help of `run` and `resume` to its long form).
     Json,
 }
 

@@ -273,10 +273,7 @@ impl Reporter for Printer {
             )),
             Event::RunbookChanged { .. } => self.painted(
                 Paint::Warning,
-                &format!(
-                    "warning: {}",
-                    crate::journal::event::describe_change(event)
-                ),
+                &format!("warning: {}", crate::journal::event::describe_change(event)),
             ),
             Event::StepRetried { step, by } => {
                 self.line(&format!("↻ {step} failed the run; retrying it ({by})"));

@@ -47,7 +47,6 @@ pub(crate) async fn start(
         opts.max_inline_output,
     );
     let journaled_params = resolved.journaled;
-    keep_copy(&run_dir, loaded)?;
     let runbook = runbook_ref(loaded, git);
     let version_warning = runbook.version_warning();
     let events = Events::new(rec, RunState::default(), reporters(&opts));
@@ -148,18 +147,25 @@ pub(crate) async fn resume(
     let changed = if sha == r.runbook.sha256 {
         None
     } else if opts.accept_changes {
-        keep_copy(&run_dir, &loaded)?;
-        let (steps, compared) = match std::fs::read_to_string(copy_path(&run_dir, &r.runbook.sha256)) {
-            Ok(old) => (changed_steps(&old, &loaded, &r), true),
-            Err(_) => (Vec::new(), false),
-        };
         let git = git_ref_off_thread(&loaded.path).await;
         let new = runbook_ref(&loaded, git);
+        let compared = !r.runbook.step_digests.is_empty();
+        let steps = if compared {
+            changed_steps(
+                &r.runbook.step_digests,
+                &new.step_digests,
+                &loaded.runbook,
+                &r,
+            )
+        } else {
+            Vec::new()
+        };
         Some(Event::RunbookChanged {
             old_sha256: r.runbook.sha256.clone(),
             new_sha256: sha,
             git: new.git,
             untracked: new.untracked,
+            step_digests: new.step_digests,
             steps,
             compared,
             by: opts.operator.clone(),
@@ -826,72 +832,51 @@ fn runbook_ref(loaded: &crate::runbook::Loaded, git: Option<GitInfo>) -> Runbook
             _ => None,
         },
         untracked,
+        step_digests: step_digests(&loaded.runbook),
     }
 }
 
-/// Where a run keeps the exact text of a version of its runbook: a resume with
-/// `--accept-changes` compares the steps of the version the run started with (or
-/// last accepted) against the edited file. The journal pins the version by sha256;
-/// the copy is what makes a diff possible when the file in git has moved on.
-fn copy_path(run_dir: &Path, sha256: &str) -> PathBuf {
-    run_dir.join(format!("runbook-{}.yaml", short(sha256)))
+/// sha256 of each step's definition (handlers included) as the model parses it, so
+/// comments, formatting and line numbers do not count.
+fn step_digests(rb: &Runbook) -> std::collections::BTreeMap<String, String> {
+    rb.steps
+        .iter()
+        .chain(&rb.handlers)
+        .map(|s| {
+            let json = serde_json::to_vec(s).unwrap_or_default();
+            (s.id.value.clone(), sha256_hex(&json))
+        })
+        .collect()
 }
 
-fn keep_copy(run_dir: &Path, loaded: &crate::runbook::Loaded) -> Result<(), EngineError> {
-    let sha = sha256_hex(loaded.source.as_bytes());
-    let path = copy_path(run_dir, &sha);
-    std::fs::write(&path, loaded.source.as_bytes()).map_err(|source| EngineError::Io {
-        context: format!("cannot keep a copy of the runbook in {}", path.display()),
-        source,
-    })
-}
-
-/// The steps (handlers included) not yet done whose definition differs between the
-/// `old` text and the edited runbook: added, removed or changed, compared on the
-/// parsed model (so comments, formatting and line numbers do not count).
+/// The steps not yet done that an edit added, changed (another digest) or removed:
+/// the new file's steps in order, then the removed ones by id.
 fn changed_steps(
-    old: &str,
-    new: &crate::runbook::Loaded,
+    old: &std::collections::BTreeMap<String, String>,
+    new: &std::collections::BTreeMap<String, String>,
+    rb: &Runbook,
     r: &RunState,
 ) -> Vec<event::StepChange> {
-    let Ok(old_rb) = crate::runbook::parse_str(old, &new.path) else {
-        return Vec::new();
-    };
-    let as_map = |rb: &Runbook| -> Vec<(String, Value)> {
-        rb.steps
-            .iter()
-            .chain(&rb.handlers)
-            .map(|s| {
-                (
-                    s.id.value.clone(),
-                    serde_json::to_value(s).unwrap_or(Value::Null),
-                )
-            })
-            .collect()
-    };
-    let (before, after) = (as_map(&old_rb), as_map(&new.runbook));
     let done = |id: &str| r.step(id).is_some_and(StepState::is_done);
+    let change = |step: &str, change: &str| event::StepChange {
+        step: step.to_owned(),
+        change: change.to_owned(),
+    };
     let mut changes = Vec::new();
-    for (id, step) in &after {
+    for step in rb.steps.iter().chain(&rb.handlers) {
+        let id = step.id.value.as_str();
         if done(id) {
             continue;
         }
-        let change = match before.iter().find(|(o, _)| o == id) {
-            None => "added",
-            Some((_, old)) if old != step => "changed",
-            Some(_) => continue,
-        };
-        changes.push(event::StepChange {
-            step: id.clone(),
-            change: change.to_owned(),
-        });
+        match old.get(id) {
+            None => changes.push(change(id, "added")),
+            Some(d) if Some(d) != new.get(id) => changes.push(change(id, "changed")),
+            Some(_) => {}
+        }
     }
-    for (id, _) in &before {
-        if !done(id) && !after.iter().any(|(n, _)| n == id) {
-            changes.push(event::StepChange {
-                step: id.clone(),
-                change: "removed".to_owned(),
-            });
+    for id in old.keys() {
+        if !done(id) && !new.contains_key(id) {
+            changes.push(change(id, "removed"));
         }
     }
     changes
@@ -900,10 +885,6 @@ fn changed_steps(
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn short(s: &str) -> &str {
-    s.get(..12).unwrap_or(s)
 }
 
 fn host() -> String {

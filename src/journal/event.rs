@@ -59,6 +59,12 @@ pub struct RunbookRef {
     /// The file is inside a git repository that does not track it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub untracked: bool,
+    /// sha256 of each step's definition (handlers included), by step id: what `resume
+    /// --accept-changes` compares to tell which steps an edit changed, from the
+    /// journal alone (no copy of the file is kept: a runbook may hold literal
+    /// credentials). Absent in journals written before.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub step_digests: std::collections::BTreeMap<String, String>,
 }
 
 impl RunbookRef {
@@ -281,12 +287,15 @@ pub enum Event {
         git: Option<GitRef>,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         untracked: bool,
+        /// The new version's step digests (see [`RunbookRef::step_digests`]).
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        step_digests: std::collections::BTreeMap<String, String>,
         /// The steps not yet run (handlers included) that were added, removed or
         /// changed, in the new file's order; empty when only steps already done, or
         /// nothing a step does, changed.
         steps: Vec<StepChange>,
-        /// False when the run's copy of the old version was missing (runs started
-        /// before copies were kept): the steps could not be compared.
+        /// False when the journal has no step digests of the old version (a run
+        /// started by an earlier version): the steps could not be compared.
         #[serde(default = "yes", skip_serializing_if = "is_true")]
         compared: bool,
         by: String,
@@ -425,7 +434,7 @@ pub fn describe_change(event: &Event) -> String {
     };
     let short = |s: &str| s.get(..12).unwrap_or(s).to_owned();
     let what = if !compared {
-        "the steps could not be compared (no copy of the old version was kept)".to_owned()
+        "the steps could not be compared (the run was started by a version of runbook that did not record them)".to_owned()
     } else if steps.is_empty() {
         "no step still to run changed".to_owned()
     } else {
@@ -442,6 +451,10 @@ pub fn describe_change(event: &Event) -> String {
         "the runbook changed since the run started (sha256 {} then, {} now{}) and the run continued with it (--accept-changes); {what}",
         short(old_sha256),
         short(new_sha256),
-        if *untracked { ", not tracked by git" } else { "" }
+        if *untracked {
+            ", not tracked by git"
+        } else {
+            ""
+        }
     )
 }

@@ -388,8 +388,10 @@ impl RunState {
                 new_sha256,
                 git,
                 untracked,
+                step_digests,
                 ..
             } => {
+                self.runbook.step_digests.clone_from(step_digests);
                 // The run continues with the edited file: it is the run's runbook
                 // from here on, so a later resume compares against it.
                 self.runbook.sha256.clone_from(new_sha256);

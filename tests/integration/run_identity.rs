@@ -167,7 +167,9 @@ fn warnings_are_yellow_and_tracing_logs_follow_the_same_rule() {
     // tracing-subscriber paints its level names when colour is on.
     assert!(out.stderr.contains("DEBUG"), "{out}");
     assert!(
-        out.stderr.lines().any(|l| l.contains("DEBUG") && l.contains(ESC)),
+        out.stderr
+            .lines()
+            .any(|l| l.contains("DEBUG") && l.contains(ESC)),
         "tracing logs without colour under --color always:\n{out}"
     );
     let plain = sys
@@ -245,7 +247,10 @@ fn a_modified_runbook_warns_and_a_committed_one_does_not() {
     clean.code(3);
     assert!(!clean.stderr.contains("warning: "), "{clean}");
     let r = run_started(&sys.events(clean.stdout.trim()));
-    assert!(!r.untracked && r.git.as_ref().is_some_and(|g| !g.dirty), "{r:?}");
+    assert!(
+        !r.untracked && r.git.as_ref().is_some_and(|g| !g.dirty),
+        "{r:?}"
+    );
 
     let text = std::fs::read_to_string(&rb).expect("the copy");
     std::fs::write(&rb, text.replace("within: 5s", "within: 4s")).expect("an edit");
@@ -274,7 +279,10 @@ fn resume_refuses_an_edited_runbook_naming_both_sha256_and_accept_changes_journa
     // The edit: the step already done (`detect`) gets a new title, the paused one
     // (`repair`) a shorter verification, and a step is added at the end.
     let edited = original
-        .replace("The broken flag is present", "The broken flag file is present")
+        .replace(
+            "The broken flag is present",
+            "The broken flag file is present",
+        )
         .replace("within: 5s", "within: 4s")
         + "  - check: The repaired flag is there\n    id: confirm\n    shell: { argv: [ls, \"{{params.dir}}/repaired\"] }\n";
     std::fs::write(&rb, &edited).expect("an edit");
@@ -289,7 +297,11 @@ fn resume_refuses_an_edited_runbook_naming_both_sha256_and_accept_changes_journa
         .code(2)
         .stderr_contains(format!("sha256 {old_sha} then, {new_sha} now"))
         .stderr_contains("--accept-changes");
-    assert_eq!(sys.events(&id).len(), before, "a refused resume journals nothing");
+    assert_eq!(
+        sys.events(&id).len(),
+        before,
+        "a refused resume journals nothing"
+    );
 
     let accepted = sys
         .cmd(&["resume", &id, "--approve", "repair", "--accept-changes"])
@@ -330,7 +342,11 @@ fn resume_refuses_an_edited_runbook_naming_both_sha256_and_accept_changes_journa
         ]
     );
     // The added step ran, with the edited file.
-    assert!(events.iter().any(|e| matches!(e, Event::StepFinished { step, .. } if step == "confirm")));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::StepFinished { step, .. } if step == "confirm"))
+    );
     let pm = sys.cmd(&["postmortem", &id]).run();
     pm.success()
         .stdout_contains("the runbook changed since the run started")
@@ -402,7 +418,9 @@ fn an_approval_of_a_plan_the_edit_changed_is_asked_again() {
         "the changed action did not run on the old approval"
     );
     // Approved by name, the edited action runs and the verification holds.
-    sys.cmd(&["resume", &id, "--approve", "fix"]).run().success();
+    sys.cmd(&["resume", &id, "--approve", "fix"])
+        .run()
+        .success();
     assert!(sys.dir.path().join("fixed").exists());
 }
 
@@ -439,11 +457,11 @@ fn events_json_streams_the_journal_lines_with_secrets_redacted() {
     assert_eq!(lines[0]["event"], "run_started");
     assert_eq!(lines.last().expect("events")["event"], "run_finished");
     // Exactly the journal's lines, in order: same seq, time and content.
-    let id = lines[0]["run_id"].as_str().expect("run_started names the run");
-    let journal = std::fs::read_to_string(
-        sys.state().join("runs").join(id).join("journal.ndjson"),
-    )
-    .expect("the journal");
+    let id = lines[0]["run_id"]
+        .as_str()
+        .expect("run_started names the run");
+    let journal = std::fs::read_to_string(sys.state().join("runs").join(id).join("journal.ndjson"))
+        .expect("the journal");
     let journaled: Vec<Value> = journal
         .lines()
         .map(|l| serde_json::from_str(l).expect("journal lines are JSON"))

@@ -367,5 +367,8 @@ async fn a_shell_step_sees_the_run_kubeconfig_and_context_and_runs_names_the_tar
     run(w.cli().args(["show", &id]))
         .await
         .success()
-        .stdout_contains(format!("target:    context runbook-lab, server {server}, cluster uid {}", a.uid()));
+        .stdout_contains(format!(
+            "target:    context runbook-lab, server {server}, cluster uid {}",
+            a.uid()
+        ));
 }
