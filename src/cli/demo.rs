@@ -58,6 +58,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
         let printer = Arc::new(Printer::stderr(PrinterOpts {
             tty: std::io::stderr().is_terminal(),
             quiet: g.quiet,
+            colour: g.colour(),
         }));
         let approver: Arc<dyn Approver> = if args.interactive {
             Arc::new(PersonTakesTime {

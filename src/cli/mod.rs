@@ -60,6 +60,46 @@ pub struct Global {
     /// Format of the tracing logs on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Colour on stderr: `auto` (on a terminal, unless NO_COLOR is set), `always`,
+    /// `never`. The same rule for the console and the tracing logs.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
+/// `--color`: when stderr gets ANSI colour, as `ls --color` and `cargo --color` decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+// No doc comments on the variants: clap would print every subcommand's help in its
+// long form for them. The flag's help says what each value does.
+pub enum ColorChoice {
+    // On a terminal, unless `NO_COLOR` is set to a non-empty value (https://no-color.org).
+    #[default]
+    Auto,
+    // Even into a pipe or a file, and in spite of `NO_COLOR`.
+    Always,
+    Never,
+}
+
+impl Global {
+    /// Whether stderr gets colour: the one rule for the console reporter and the
+    /// tracing logs.
+    pub fn colour(&self) -> bool {
+        use std::io::IsTerminal;
+        colour_enabled(
+            self.color,
+            std::io::stderr().is_terminal(),
+            std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
+        )
+    }
+}
+
+/// `--color WHEN` with what the process sees: `auto` means a terminal without
+/// `NO_COLOR`; an explicit `always`/`never` wins over both (as in cargo and ls).
+pub fn colour_enabled(choice: ColorChoice, stderr_is_tty: bool, no_color: bool) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => stderr_is_tty && !no_color,
+    }
 }
 
 /// `-o`/`--output`: one spelling of machine output on every subcommand that lists
@@ -98,6 +138,20 @@ pub fn print_json(value: &impl serde::Serialize) -> i32 {
             eprintln!("error: cannot write JSON: {e}");
             crate::exit::INTERNAL
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_follows_the_flag_then_the_terminal_and_no_color() {
+        assert!(colour_enabled(ColorChoice::Auto, true, false));
+        assert!(!colour_enabled(ColorChoice::Auto, false, false), "a pipe");
+        assert!(!colour_enabled(ColorChoice::Auto, true, true), "NO_COLOR");
+        assert!(colour_enabled(ColorChoice::Always, false, true));
+        assert!(!colour_enabled(ColorChoice::Never, true, false));
     }
 }
 
@@ -197,12 +251,9 @@ fn init_tracing(g: &Global) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    // Colour only for a person: a terminal, and no NO_COLOR (https://no-color.org).
-    // tracing-subscriber colours by default, which put escape codes into pipes and CI logs.
-    let colour = {
-        use std::io::IsTerminal;
-        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-    };
+    // The console's rule (`--color`, a terminal, NO_COLOR): tracing-subscriber
+    // colours by default, which put escape codes into pipes and CI logs.
+    let colour = g.colour();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(colour)

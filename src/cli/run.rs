@@ -32,8 +32,20 @@ pub struct ApprovalArgs {
     /// Write the postmortem to this file when the run ends.
     #[arg(long, value_name = "FILE")]
     pub postmortem: Option<PathBuf>,
+    /// Stream every journaled event as one JSON line on stdout (the journal's own
+    /// lines, secrets redacted), instead of printing only the run id there.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub events: Option<EventsFormat>,
     #[command(flatten)]
     pub kube: KubeArgs,
+}
+
+/// `--events FORMAT`: how the event stream is written on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EventsFormat {
+    // One JSON object per line, as in the journal (no doc comment: clap would switch
+    // the help of `run` and `resume` to its long form).
+    Json,
 }
 
 /// How to reach Kubernetes, the way kubectl does it.
@@ -58,7 +70,8 @@ pub struct KubeArgs {
   runbook run runbooks/hub-pvc-locked.yaml -p namespace=hub
   runbook run rb.yaml --dry-run                    checks and plans, changes nothing
   runbook run rb.yaml --approve scale-down          approve one gate; others pause (exit 3)
-  id=$(runbook run rb.yaml --yes)                   the run id is the only line on stdout")]
+  id=$(runbook run rb.yaml --yes)                   the run id is the only line on stdout
+  runbook run rb.yaml --yes --events json | jq -c 'select(.event == \"step_finished\")'")]
 pub struct RunArgs {
     /// The runbook file.
     pub file: PathBuf,
@@ -80,6 +93,7 @@ pub struct RunArgs {
 #[command(after_help = "Examples:
   runbook resume last --approve scale-down
   runbook resume 7f3a --yes
+  runbook resume 7f3a --accept-changes             continue with the edited runbook
   runbook resume 7f3a -p token=$TOKEN              secrets are not journaled: give them again")]
 pub struct ResumeArgs {
     /// The run to continue: its id, a unique prefix of it, or `last` (see `runbook runs`).
@@ -97,6 +111,11 @@ pub struct ResumeArgs {
     /// not repeated; the retry is journaled).
     #[arg(long)]
     pub retry_failed: bool,
+    /// Continue although the runbook file was edited since the run started: the old
+    /// and new sha256 and the steps not yet run that changed are journaled, and the
+    /// gates of changed plans ask again.
+    #[arg(long)]
+    pub accept_changes: bool,
     #[command(flatten)]
     pub approval: ApprovalArgs,
 }
@@ -210,6 +229,7 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
     let (mut opts, approver) = setup(&args.approval, g, params, base_dir, false);
     opts.secrets = secrets;
     opts.retry_failed = args.retry_failed;
+    opts.accept_changes = args.accept_changes;
     let providers = match build_providers() {
         Ok(p) => p,
         Err(e) => {
@@ -268,6 +288,7 @@ fn setup(
     let printer = Arc::new(Printer::stderr(PrinterOpts {
         tty,
         quiet: g.quiet,
+        colour: g.colour(),
     }));
     let flags = FlagApprover::new(a.yes, &a.approve, operator.clone());
     let approver: Arc<dyn Approver> = if tty && std::io::stdin().is_terminal() {
@@ -279,6 +300,9 @@ fn setup(
         Arc::new(flags)
     };
     let mut opts = EngineOpts::new(operator, printer);
+    if a.events == Some(EventsFormat::Json) {
+        opts.reporters.push(Arc::new(engine::JsonLines::stdout()));
+    }
     opts.dry_run = dry_run;
     opts.params = params;
     opts.defaults.base_dir = base_dir;
@@ -320,8 +344,11 @@ where
                 None => eprintln!("postmortem: runbook postmortem {}", report.run_id),
             }
             // The one thing on stdout: scripts take the run id from here, not from
-            // the human text on stderr.
-            println!("{}", report.run_id);
+            // the human text on stderr. With `--events json` stdout is the event
+            // stream only (`run_started` and every other event name the run).
+            if a.events.is_none() {
+                println!("{}", report.run_id);
+            }
             report.exit_code
         }
         Err(e) => {

@@ -145,7 +145,7 @@ pub fn runs(args: RunsArgs, g: &Global) -> i32 {
 }
 
 fn print_table(runs: &[RunSummary]) {
-    let rows: Vec<[String; 7]> = runs
+    let rows: Vec<[String; 8]> = runs
         .iter()
         .map(|r| {
             [
@@ -160,6 +160,7 @@ fn print_table(runs: &[RunSummary]) {
                 },
                 engine::human_duration(std::time::Duration::from_millis(r.duration_ms)),
                 operators(r),
+                target(r),
                 r.paused_at.clone().unwrap_or_else(|| "-".into()),
             ]
         })
@@ -171,10 +172,11 @@ fn print_table(runs: &[RunSummary]) {
         "STARTED (UTC)",
         "DURATION",
         "OPERATOR",
+        "TARGET",
         "PAUSED AT",
     ]
     .map(String::from);
-    let mut widths = [0usize; 7];
+    let mut widths = [0usize; 8];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -187,6 +189,18 @@ fn print_table(runs: &[RunSummary]) {
             .map(|(cell, w)| format!("{cell:w$}"))
             .collect();
         println!("{}", line.join("  ").trim_end());
+    }
+}
+
+/// The cluster as a person names it: `CONTEXT@SERVER`, the server alone without a
+/// context, `-` for a run without kube steps (the uid is in `runs -o json`).
+fn target(r: &RunSummary) -> String {
+    match &r.target {
+        Some(t) => match &t.context {
+            Some(c) => format!("{c}@{}", t.server),
+            None => t.server.clone(),
+        },
+        None => "-".into(),
     }
 }
 

@@ -52,6 +52,9 @@ pub fn run(args: Args, g: &Global) -> i32 {
     for by in &s.resumed_by {
         println!("resumed:   by {by}");
     }
+    if let Some(t) = &s.target {
+        println!("target:    {}", t.describe());
+    }
     if let Some(step) = &s.paused_at {
         println!("waits at:  step `{step}`");
         if let Some(why) = &s.waiting_for {

@@ -18,7 +18,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::approve::GateRequest;
 use super::events::{BarId, BarKind, BarUpdate, Notice, Progress, Reporter};
-use crate::journal::event::{ApprovalSource, Decision, Event, Outcome};
+use crate::journal::event::{ApprovalSource, Decision, Event, Outcome, PlannedOp, RunStatus};
 use crate::journal::state::RunState;
 
 /// What the CLI (or `demo`/`test`) decided about the console.
@@ -28,13 +28,45 @@ pub struct PrinterOpts {
     pub tty: bool,
     /// `--quiet`: plain lines only.
     pub quiet: bool,
+    /// ANSI colour for failures, warnings, forced or irreversible plans and explicit
+    /// gates (`--color`, a terminal, `NO_COLOR`: decided by the CLI).
+    pub colour: bool,
 }
+
+/// What a coloured line means; each has one colour everywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Paint {
+    /// A step or run that failed, timed out or was aborted: red.
+    Failure,
+    /// `warning: …`: yellow.
+    Warning,
+    /// An operation that cannot be taken back (`--force`, a delete at grace period
+    /// 0): bold red.
+    Danger,
+    /// The header of a `gate: explicit` plan: bold magenta, so it does not read like
+    /// every other gate.
+    Explicit,
+}
+
+impl Paint {
+    fn code(self) -> &'static str {
+        match self {
+            Paint::Failure => "\x1b[31m",
+            Paint::Warning => "\x1b[33m",
+            Paint::Danger => "\x1b[1;31m",
+            Paint::Explicit => "\x1b[1;35m",
+        }
+    }
+}
+
+const RESET: &str = "\x1b[0m";
 
 type Sink = Arc<Mutex<Box<dyn Write + Send>>>;
 
 /// Console output of a run.
 pub struct Printer {
     multi: Option<MultiProgress>,
+    colour: bool,
     sink: Sink,
     /// The bars being drawn, by the id the stream gave them.
     bars: Mutex<HashMap<BarId, ProgressBar>>,
@@ -55,6 +87,7 @@ impl Printer {
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
         Printer {
             multi,
+            colour: opts.colour,
             sink: Arc::new(Mutex::new(Box::new(std::io::stderr()))),
             bars: Mutex::default(),
         }
@@ -65,6 +98,7 @@ impl Printer {
         let buf = Arc::new(Mutex::new(Vec::new()));
         let printer = Printer {
             multi: None,
+            colour: false,
             sink: Arc::new(Mutex::new(Box::new(SharedBuf(Arc::clone(&buf))))),
             bars: Mutex::default(),
         };
@@ -75,13 +109,39 @@ impl Printer {
     pub fn silent() -> Printer {
         Printer {
             multi: None,
+            colour: false,
             sink: Arc::new(Mutex::new(Box::new(std::io::sink()))),
             bars: Mutex::default(),
         }
     }
 
-    /// One line of output, above any bars.
+    /// One line of output, above any bars. A `warning: …` line is painted as one.
     pub fn line(&self, text: &str) {
+        if text.starts_with("warning:") {
+            self.painted(Paint::Warning, text);
+        } else {
+            self.write(text);
+        }
+    }
+
+    /// A line in the colour of what it means, when colour is on.
+    fn painted(&self, paint: Paint, text: &str) {
+        self.write(&self.paint(paint, text));
+    }
+
+    /// `text` wrapped in `paint`'s colour, line by line (bars print line by line),
+    /// or as it is without colour.
+    fn paint(&self, paint: Paint, text: &str) -> String {
+        if !self.colour {
+            return text.to_owned();
+        }
+        text.lines()
+            .map(|l| format!("{}{l}{RESET}", paint.code()))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn write(&self, text: &str) {
         match &self.multi {
             Some(m) => {
                 for l in text.lines() {
@@ -115,7 +175,12 @@ impl Printer {
         } else {
             format!(" — {summary}")
         };
-        self.line(&format!("{mark} {id} {word} in {}{summary}", human(took)));
+        let text = format!("{mark} {id} {word} in {}{summary}", human(took));
+        if failure(outcome) {
+            self.painted(Paint::Failure, &text);
+        } else {
+            self.line(&text);
+        }
     }
 
     /// The plan of an action: every resolved operation, one per line.
@@ -124,14 +189,23 @@ impl Printer {
             Some(r) => format!("{} / {r}", req.step),
             None => req.step.clone(),
         };
-        let mut text = format!("  {header} {target}: {}\n", req.title);
+        let head = format!("  {header} {target}: {}", req.title);
+        let mut text = if req.explicit {
+            self.paint(Paint::Explicit, &head)
+        } else {
+            head
+        };
+        text.push('\n');
         for op in &req.ops {
             let item = op.scope.item.map(|i| format!("[{i}] ")).unwrap_or_default();
             let verb = if op.mutating { "will run" } else { "reads" };
-            text.push_str(&format!(
-                "    {item}{} {verb}: {}\n",
-                op.provider, op.display
-            ));
+            let line = format!("    {item}{} {verb}: {}", op.provider, op.display);
+            if op.mutating && irreversible(op) {
+                text.push_str(&self.paint(Paint::Danger, &line));
+            } else {
+                text.push_str(&line);
+            }
+            text.push('\n');
         }
         if let Some(t) = &req.target {
             text.push_str(&format!("    target: {t}\n"));
@@ -197,6 +271,10 @@ impl Reporter for Printer {
                 "resuming run {}: {} — {}",
                 state.run_id, state.runbook.name, state.runbook.title
             )),
+            Event::RunbookChanged { .. } => self.painted(
+                Paint::Warning,
+                &format!("warning: {}", crate::journal::event::describe_change(event)),
+            ),
             Event::StepRetried { step, by } => {
                 self.line(&format!("↻ {step} failed the run; retrying it ({by})"));
             }
@@ -253,7 +331,7 @@ impl Reporter for Printer {
                 reason,
             } => {
                 let word = status.as_str().replace('_', " ");
-                self.line(&format!(
+                let text = format!(
                     "run {} {word} in {}{}",
                     state.run_id,
                     human(Duration::from_millis(*duration_ms)),
@@ -261,7 +339,12 @@ impl Reporter for Printer {
                         .as_ref()
                         .map(|r| format!(": {r}"))
                         .unwrap_or_default()
-                ));
+                );
+                if matches!(status, RunStatus::Failed | RunStatus::Aborted) {
+                    self.painted(Paint::Failure, &text);
+                } else {
+                    self.line(&text);
+                }
             }
             _ => {}
         }
@@ -406,6 +489,19 @@ impl Write for SharedBuf {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// The outcomes a person must look at.
+fn failure(o: Outcome) -> bool {
+    matches!(o, Outcome::Failed | Outcome::TimedOut | Outcome::Aborted)
+}
+
+/// An operation that cannot be taken back: a forced delete (`--force`, or a grace
+/// period of 0, which skips the kubelet's confirmation that the pod is gone).
+fn irreversible(op: &PlannedOp) -> bool {
+    op.op.get("force").and_then(serde_json::Value::as_bool) == Some(true)
+        || op.display.contains("--force")
+        || op.display.contains("--grace-period=0")
 }
 
 fn outcome_words(o: Outcome) -> (&'static str, &'static str) {

@@ -16,6 +16,7 @@
 //! event carries, such as a plan shown at a gate) travel on the same stream with
 //! [`Events::progress`] but are never journaled and never change the state.
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -25,7 +26,7 @@ use serde_json::Value;
 use super::EngineError;
 use super::approve::GateRequest;
 use super::record::Recorder;
-use crate::journal::event::{Event, Scope};
+use crate::journal::event::{Event, Record, Scope};
 use crate::journal::state::RunState;
 
 /// A consumer of a run's events. Reporters cannot fail the run: whatever they do
@@ -33,6 +34,12 @@ use crate::journal::state::RunState;
 pub trait Reporter: Send + Sync {
     /// An event, after the journal has it and `state` has applied it.
     fn event(&self, event: &Event, state: &RunState);
+
+    /// The same, with the journal line's `seq` and time: for a reporter that
+    /// repeats the journal (`--events json`). By default, [`Reporter::event`].
+    fn record(&self, record: &Record, state: &RunState) {
+        self.event(&record.event, state);
+    }
 
     /// A transient message: never journaled.
     fn progress(&self, _message: &Progress) {}
@@ -51,6 +58,49 @@ pub struct Quiet;
 
 impl Reporter for Quiet {
     fn event(&self, _event: &Event, _state: &RunState) {}
+}
+
+/// `--events json`: every event of the run, as the journal has it (the same line:
+/// `seq`, `ts`, the event, secrets already redacted by the journal's [`Recorder`]),
+/// one JSON object per line on stdout, as it happens. For CI pipelines that follow a
+/// run without parsing the console. Notes appended by another process (`runbook
+/// note`) are in the journal but not in this stream.
+pub struct JsonLines {
+    out: Mutex<Box<dyn std::io::Write + Send>>,
+}
+
+impl JsonLines {
+    /// Lines on stdout.
+    pub fn stdout() -> JsonLines {
+        JsonLines::to(Box::new(std::io::stdout()))
+    }
+
+    /// Lines into any writer (tests).
+    pub fn to(out: Box<dyn std::io::Write + Send>) -> JsonLines {
+        JsonLines {
+            out: Mutex::new(out),
+        }
+    }
+}
+
+impl std::fmt::Debug for JsonLines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JsonLines")
+    }
+}
+
+impl Reporter for JsonLines {
+    fn event(&self, _event: &Event, _state: &RunState) {}
+
+    fn record(&self, record: &Record, _state: &RunState) {
+        // A reader that went away (`| head`) must not fail the run: the journal has
+        // every event regardless.
+        if let Ok(line) = serde_json::to_string(record) {
+            let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
 }
 
 /// Which progress bar a [`Progress::Bar`] message is about.
@@ -198,11 +248,11 @@ impl Events {
     /// Journal an event (durable before this returns when `sync`), apply it to the
     /// run state, then hand it to every reporter in order.
     pub(crate) fn emit(&self, event: Event, sync: bool) -> Result<(), EngineError> {
-        let (ts, event) = self.journal.append(event, sync)?;
+        let record = self.journal.append(event, sync)?;
         let mut state = self.state();
-        state.apply(ts, &event);
+        state.apply(record.ts, &record.event);
         for r in self.reporters.iter() {
-            r.event(&event, &state);
+            r.record(&record, &state);
         }
         Ok(())
     }

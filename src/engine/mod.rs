@@ -39,7 +39,7 @@ pub use approve::{
 };
 pub use clock::{Clock, SystemClock};
 pub use console::{Printer, PrinterOpts, human as human_duration};
-pub use events::{BarId, BarKind, BarUpdate, Notice, Progress, Quiet, Reporter};
+pub use events::{BarId, BarKind, BarUpdate, JsonLines, Notice, Progress, Quiet, Reporter};
 pub use run::{SecretInputs, git_ref, secret_env_var};
 pub use state::{RunSummary, list_runs, new_run_id};
 
@@ -77,6 +77,9 @@ pub struct EngineOpts {
     pub target: Option<KubeTarget>,
     /// `resume --retry-failed`: a failed run continues from the step that failed it.
     pub retry_failed: bool,
+    /// `resume --accept-changes`: continue a run whose runbook file was edited (the
+    /// change is journaled as `runbook_changed`); without it such a resume is refused.
+    pub accept_changes: bool,
 }
 
 impl EngineOpts {
@@ -93,6 +96,7 @@ impl EngineOpts {
             max_inline_output: 16 * 1024,
             target: None,
             retry_failed: false,
+            accept_changes: false,
         }
     }
 }

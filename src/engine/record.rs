@@ -12,12 +12,12 @@
 use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::SubsecRound;
 use serde_json::Value;
 
 use super::redact::Redactor;
 use super::{Clock, EngineError};
-use crate::journal::event::{ApiCall, Event, PlannedOp, Scope};
+use crate::journal::event::{ApiCall, Event, PlannedOp, Record, Scope};
 use crate::journal::writer::{WriteError, Writer};
 use crate::store::SideFiles;
 
@@ -63,13 +63,9 @@ impl Recorder {
     }
 
     /// Journal an event, redacted; `sync` makes it (and everything before it) durable
-    /// before this returns. Returns the event as journaled and its time, for the rest
-    /// of the stream ([`super::events::Events`]).
-    pub(crate) fn append(
-        &self,
-        event: Event,
-        sync: bool,
-    ) -> Result<(DateTime<Utc>, Event), EngineError> {
+    /// before this returns. Returns the record as journaled (its `seq`, its time, the
+    /// redacted event), for the rest of the stream ([`super::events::Events`]).
+    pub(crate) fn append(&self, event: Event, sync: bool) -> Result<Record, EngineError> {
         let event = self.redact_event(event);
         let ts = self.clock.now();
         if tracing::enabled!(tracing::Level::DEBUG) {
@@ -80,9 +76,13 @@ impl Recorder {
             );
         }
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        w.append(ts, event.clone(), sync)?;
+        let seq = w.append(ts, event.clone(), sync)?;
         // The journal keeps millisecond precision; the state sees the same time.
-        Ok((ts.trunc_subsecs(3), event))
+        Ok(Record {
+            seq,
+            ts: ts.trunc_subsecs(3),
+            event,
+        })
     }
 
     pub(crate) fn sync(&self) -> Result<(), EngineError> {
@@ -269,6 +269,7 @@ impl Recorder {
             | Event::RunResumed { .. }
             | Event::GateDecided { .. }
             | Event::StepRetried { .. }
+            | Event::RunbookChanged { .. }
             | Event::ManualConfirmed { .. }) => other,
         }
     }

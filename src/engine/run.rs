@@ -47,12 +47,14 @@ pub(crate) async fn start(
         opts.max_inline_output,
     );
     let journaled_params = resolved.journaled;
+    let runbook = runbook_ref(loaded, git);
+    let version_warning = runbook.version_warning();
     let events = Events::new(rec, RunState::default(), reporters(&opts));
     events.emit(
         Event::RunStarted {
             format: event::FORMAT,
             run_id: run_id.clone(),
-            runbook: runbook_ref(loaded, git),
+            runbook,
             params: journaled_params,
             operator: opts.operator.clone(),
             host: host(),
@@ -62,9 +64,16 @@ pub(crate) async fn start(
         },
         true,
     )?;
+    // A version git cannot give back later: said on the console and journaled as a
+    // note (the postmortem shows it), besides the flags on `run_started`.
+    if let Some(text) = version_warning {
+        opts.printer.line(&format!("warning: {text}"));
+        let by = "runbook".to_string();
+        events.emit(Event::Note { text, by }, false)?;
+    }
     let others = super::siblings::unfinished_runs_of(&DirStore::new(state_dir), &rb.name, &run_id);
     if let Some(text) = super::siblings::warning(&rb.name, &others) {
-        eprintln!("warning: {text}");
+        opts.printer.line(&format!("warning: {text}"));
         let by = "runbook".to_string();
         events.emit(Event::Note { text, by }, false)?;
     }
@@ -135,14 +144,40 @@ pub(crate) async fn resume(
         EngineError::Resume(format!("the runbook of this run no longer loads:\n{e}"))
     })?;
     let sha = sha256_hex(loaded.source.as_bytes());
-    if sha != r.runbook.sha256 {
+    let changed = if sha == r.runbook.sha256 {
+        None
+    } else if opts.accept_changes {
+        let git = git_ref_off_thread(&loaded.path).await;
+        let new = runbook_ref(&loaded, git);
+        let compared = !r.runbook.step_digests.is_empty();
+        let steps = if compared {
+            changed_steps(
+                &r.runbook.step_digests,
+                &new.step_digests,
+                &loaded.runbook,
+                &r,
+            )
+        } else {
+            Vec::new()
+        };
+        Some(Event::RunbookChanged {
+            old_sha256: r.runbook.sha256.clone(),
+            new_sha256: sha,
+            git: new.git,
+            untracked: new.untracked,
+            step_digests: new.step_digests,
+            steps,
+            compared,
+            by: opts.operator.clone(),
+        })
+    } else {
         return Err(EngineError::Resume(format!(
-            "{} changed since the run started (sha256 {} then, {} now); start a new run",
+            "{} changed since the run started (sha256 {} then, {} now); `runbook resume {run_id} --accept-changes` continues with the edited file (the steps not yet run that changed are journaled, and their gates ask again), or start a new run",
             path.display(),
-            short(&r.runbook.sha256),
-            short(&sha)
+            r.runbook.sha256,
+            sha
         )));
-    }
+    };
     let rb = &loaded.runbook;
     let retry = match retry {
         Some(()) => Some(failed_step(rb, &r).ok_or_else(|| {
@@ -203,6 +238,10 @@ pub(crate) async fn resume(
         },
         true,
     )?;
+    if let Some(change) = changed {
+        // Durable before any step of the edited runbook runs.
+        events.emit(change, true)?;
+    }
     if let Some(step) = retry {
         events.emit(
             Event::StepRetried {
@@ -781,23 +820,71 @@ fn warn_about_secrets(opts: &EngineOpts, secrets: &[SecretParam]) {
     }
 }
 
-fn runbook_ref(loaded: &crate::runbook::Loaded, git: Option<GitRef>) -> RunbookRef {
+fn runbook_ref(loaded: &crate::runbook::Loaded, git: Option<GitInfo>) -> RunbookRef {
+    let untracked = matches!(git, Some(GitInfo::Untracked));
     RunbookRef {
         name: loaded.runbook.name.value.clone(),
         title: loaded.runbook.title.value.clone(),
         path: loaded.path.display().to_string(),
         sha256: sha256_hex(loaded.source.as_bytes()),
-        git,
+        git: match git {
+            Some(GitInfo::Tracked(g)) => Some(g),
+            _ => None,
+        },
+        untracked,
+        step_digests: step_digests(&loaded.runbook),
     }
+}
+
+/// sha256 of each step's definition (handlers included) as the model parses it, so
+/// comments, formatting and line numbers do not count.
+fn step_digests(rb: &Runbook) -> std::collections::BTreeMap<String, String> {
+    rb.steps
+        .iter()
+        .chain(&rb.handlers)
+        .map(|s| {
+            let json = serde_json::to_vec(s).unwrap_or_default();
+            (s.id.value.clone(), sha256_hex(&json))
+        })
+        .collect()
+}
+
+/// The steps not yet done that an edit added, changed (another digest) or removed:
+/// the new file's steps in order, then the removed ones by id.
+fn changed_steps(
+    old: &std::collections::BTreeMap<String, String>,
+    new: &std::collections::BTreeMap<String, String>,
+    rb: &Runbook,
+    r: &RunState,
+) -> Vec<event::StepChange> {
+    let done = |id: &str| r.step(id).is_some_and(StepState::is_done);
+    let change = |step: &str, change: &str| event::StepChange {
+        step: step.to_owned(),
+        change: change.to_owned(),
+    };
+    let mut changes = Vec::new();
+    for step in rb.steps.iter().chain(&rb.handlers) {
+        let id = step.id.value.as_str();
+        if done(id) {
+            continue;
+        }
+        match old.get(id) {
+            None => changes.push(change(id, "added")),
+            Some(d) if Some(d) != new.get(id) => changes.push(change(id, "changed")),
+            Some(_) => {}
+        }
+    }
+    for id in old.keys() {
+        if !done(id) && !new.contains_key(id) {
+            changes.push(change(id, "removed"));
+        }
+    }
+    changes
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn short(s: &str) -> &str {
-    s.get(..12).unwrap_or(s)
 }
 
 fn host() -> String {
@@ -806,7 +893,7 @@ fn host() -> String {
 
 /// [`git_ref`] on tokio's blocking pool: it waits for two `git` processes, which must
 /// not stall the runtime's only thread (`engine_runtime` is current-thread).
-async fn git_ref_off_thread(path: &Path) -> Option<GitRef> {
+async fn git_ref_off_thread(path: &Path) -> Option<GitInfo> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || git_ref(&path))
         .await
@@ -814,9 +901,19 @@ async fn git_ref_off_thread(path: &Path) -> Option<GitRef> {
         .flatten()
 }
 
-/// The git commit the runbook file is at, and whether it differs from it. Runs `git`
-/// (metadata only, before the first step); `None` outside a repository.
-pub fn git_ref(path: &Path) -> Option<GitRef> {
+/// What git says about a runbook file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitInfo {
+    /// Tracked: the commit, and whether the file differs from it.
+    Tracked(GitRef),
+    /// In a repository that does not track it: no commit has this file.
+    Untracked,
+}
+
+/// The git commit the runbook file is at and whether it differs from it, or that git
+/// does not track it. Runs `git` (metadata only, before the first step); `None`
+/// outside a repository.
+pub fn git_ref(path: &Path) -> Option<GitInfo> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -833,6 +930,20 @@ pub fn git_ref(path: &Path) -> Option<GitRef> {
         return None;
     }
     let commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // `ls-files --error-unmatch` fails for a file the index does not have: an
+    // untracked file must not be recorded "at commit X (with changes)" as if X had it.
+    let tracked = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["ls-files", "--error-unmatch", "--"])
+        .arg(file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    if !tracked.success() {
+        return Some(GitInfo::Untracked);
+    }
     let status = std::process::Command::new("git")
         .arg("-C")
         .arg(dir)
@@ -841,8 +952,8 @@ pub fn git_ref(path: &Path) -> Option<GitRef> {
         .stderr(std::process::Stdio::null())
         .output()
         .ok()?;
-    Some(GitRef {
+    Some(GitInfo::Tracked(GitRef {
         commit,
         dirty: !status.stdout.is_empty(),
-    })
+    }))
 }

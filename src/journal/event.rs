@@ -52,8 +52,49 @@ pub struct RunbookRef {
     pub path: String,
     /// sha256 of the file's bytes, hex.
     pub sha256: String,
+    /// The commit the file is at, when git tracks it (absent outside a repository and
+    /// for a file git does not track: such a file is not attributed to any commit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitRef>,
+    /// The file is inside a git repository that does not track it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub untracked: bool,
+    /// sha256 of each step's definition (handlers included), by step id: what `resume
+    /// --accept-changes` compares to tell which steps an edit changed, from the
+    /// journal alone (no copy of the file is kept: a runbook may hold literal
+    /// credentials). Absent in journals written before.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub step_digests: std::collections::BTreeMap<String, String>,
+}
+
+impl RunbookRef {
+    /// Why this version of the runbook cannot be found in git later, if it cannot:
+    /// `has uncommitted changes` or `is not tracked by git`.
+    pub fn version_warning(&self) -> Option<String> {
+        if self.untracked {
+            Some(format!(
+                "{} is not tracked by git: this run is not attributed to a commit; it is pinned by its sha256 {} only",
+                self.path, self.sha256
+            ))
+        } else {
+            self.git.as_ref().filter(|g| g.dirty).map(|g| {
+                format!(
+                    "{} has uncommitted changes: this run uses a version that is not commit {} (sha256 {})",
+                    self.path,
+                    g.commit.get(..12).unwrap_or(&g.commit),
+                    self.sha256
+                )
+            })
+        }
+    }
+}
+
+/// How a step of the runbook differs between two versions of its file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepChange {
+    pub step: String,
+    /// `added`, `removed` or `changed`.
+    pub change: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -201,6 +242,14 @@ impl RunStatus {
     }
 }
 
+fn yes() -> bool {
+    true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 /// Everything that can happen in a run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -226,6 +275,31 @@ pub enum Event {
     /// `runbook resume --retry-failed`: the step that failed the run runs again (its
     /// earlier attempt stays in the journal; completed steps are not repeated).
     StepRetried { step: String, by: String },
+    /// `runbook resume --accept-changes`: the runbook file was edited while the run
+    /// waited, and the run continues with the edited file. Journaled right after
+    /// `run_resumed`, before any step runs; from here on the run's runbook is the new
+    /// version (a later resume compares against `new_sha256`).
+    RunbookChanged {
+        old_sha256: String,
+        new_sha256: String,
+        /// The new version's commit (absent when untracked or outside git).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        git: Option<GitRef>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        untracked: bool,
+        /// The new version's step digests (see [`RunbookRef::step_digests`]).
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        step_digests: std::collections::BTreeMap<String, String>,
+        /// The steps not yet run (handlers included) that were added, removed or
+        /// changed, in the new file's order; empty when only steps already done, or
+        /// nothing a step does, changed.
+        steps: Vec<StepChange>,
+        /// False when the journal has no step digests of the old version (a run
+        /// started by an earlier version): the steps could not be compared.
+        #[serde(default = "yes", skip_serializing_if = "is_true")]
+        compared: bool,
+        by: String,
+    },
     StepStarted {
         step: String,
         title: String,
@@ -333,4 +407,54 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+}
+
+/// Who accepted a `runbook_changed` (empty for any other event).
+pub fn changed_by(event: &Event) -> &str {
+    match event {
+        Event::RunbookChanged { by, .. } => by,
+        _ => "",
+    }
+}
+
+/// One sentence for a `runbook_changed`, shared by the console and the postmortem:
+/// `the runbook changed (sha256 ab12… then, cd34… now) and the run continued with it
+/// (--accept-changes); steps not yet run: repair changed, cleanup added`.
+pub fn describe_change(event: &Event) -> String {
+    let Event::RunbookChanged {
+        old_sha256,
+        new_sha256,
+        steps,
+        compared,
+        untracked,
+        ..
+    } = event
+    else {
+        return String::new();
+    };
+    let short = |s: &str| s.get(..12).unwrap_or(s).to_owned();
+    let what = if !compared {
+        "the steps could not be compared (the run was started by a version of runbook that did not record them)".to_owned()
+    } else if steps.is_empty() {
+        "no step still to run changed".to_owned()
+    } else {
+        format!(
+            "steps not yet run: {}",
+            steps
+                .iter()
+                .map(|c| format!("{} {}", c.step, c.change))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    format!(
+        "the runbook changed since the run started (sha256 {} then, {} now{}) and the run continued with it (--accept-changes); {what}",
+        short(old_sha256),
+        short(new_sha256),
+        if *untracked {
+            ", not tracked by git"
+        } else {
+            ""
+        }
+    )
 }

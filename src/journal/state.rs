@@ -384,6 +384,20 @@ impl RunState {
                     host: host.clone(),
                 });
             }
+            Event::RunbookChanged {
+                new_sha256,
+                git,
+                untracked,
+                step_digests,
+                ..
+            } => {
+                self.runbook.step_digests.clone_from(step_digests);
+                // The run continues with the edited file: it is the run's runbook
+                // from here on, so a later resume compares against it.
+                self.runbook.sha256.clone_from(new_sha256);
+                self.runbook.git.clone_from(git);
+                self.runbook.untracked = *untracked;
+            }
             Event::StepRetried { step, .. } => {
                 // The failed attempt stays in the journal (the postmortem shows it);
                 // for what runs next, the step has not run yet.

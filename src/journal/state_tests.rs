@@ -29,7 +29,7 @@ fn started() -> Event {
             title: "t".into(),
             path: "p.yaml".into(),
             sha256: "00".into(),
-            git: None,
+            ..RunbookRef::default()
         },
         params: Map::new(),
         operator: "ana".into(),

@@ -38,6 +38,10 @@ pub struct RunSummary {
     /// what `store::lock` says about it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_lock: Option<String>,
+    /// The cluster the run acts on, as `run_started` recorded it (none for a
+    /// runbook without kube steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::journal::event::KubeTarget>,
     pub journal: PathBuf,
 }
 
@@ -88,6 +92,7 @@ pub fn summarize(store: &dyn RunStore, run_id: &str) -> Result<RunSummary, Strin
         waiting_for,
         continue_with,
         stale_lock,
+        target: r.target,
         journal,
     })
 }
@@ -133,6 +138,7 @@ pub fn list_runs(store: &dyn RunStore) -> Result<Vec<RunSummary>, StoreError> {
             waiting_for: None,
             continue_with: None,
             stale_lock: None,
+            target: None,
             journal: run.journal.clone(),
         });
         out.push(summary);

@@ -53,6 +53,7 @@ mod robust_journal;
 mod robust_kill;
 mod robust_runs;
 mod run_cli;
+mod run_identity;
 mod run_target;
 mod runs_manage;
 mod secrets;

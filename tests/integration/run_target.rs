@@ -314,3 +314,61 @@ async fn a_failed_run_is_retried_from_the_failed_step_without_repeating_the_othe
     pm.stdout_contains(format!("cluster uid {}", a.uid()));
     pm.stdout_contains("told to fail");
 }
+
+/// A kube check (so the run has a cluster) and a shell step that writes down the
+/// environment it was given.
+const ENV_RUNBOOK: &str = r#"
+version: 1
+name: shell-env
+title: A shell step sees the run's cluster
+params:
+  dir: { required: true }
+steps:
+  - check: The binder exists
+    id: binder
+    kube: { get: deployments, name: binder, namespace: prod }
+  - action: Write down the cluster the shell step sees
+    id: note-env
+    gate: auto
+    shell:
+      argv: [sh, -c, 'printf "%s\n%s\n" "$KUBECONFIG" "$RUNBOOK_KUBE_CONTEXT" > "$1/env-seen"', sh, "{{params.dir}}"]
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_step_sees_the_run_kubeconfig_and_context_and_runs_names_the_target() {
+    let w = World::new();
+    std::fs::write(&w.runbook, ENV_RUNBOOK).expect("a writable temp dir");
+    let a = Cluster::start(w.dir.path(), "a").await;
+    let out = run(w.start(&a.kubeconfig, &["--context", "runbook-lab"])).await;
+    out.success();
+    let seen = std::fs::read_to_string(w.path("env-seen")).expect("the shell step ran");
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines.len(), 2, "{seen:?}");
+    assert_eq!(Path::new(lines[0]), a.kubeconfig, "KUBECONFIG");
+    assert_eq!(lines[1], "runbook-lab", "RUNBOOK_KUBE_CONTEXT");
+
+    // `runs` names the cluster of each run: context@server in the table, the whole
+    // target (uid included) in JSON; `show` prints it too.
+    let id = w.run_id();
+    let table = run(w.cli().arg("runs")).await;
+    table.success().stdout_contains("TARGET");
+    let server = match &w.journal()[0] {
+        Event::RunStarted {
+            target: Some(t), ..
+        } => t.server.clone(),
+        other => panic!("run_started records the target: {other:?}"),
+    };
+    table.stdout_contains(format!("runbook-lab@{server}"));
+    let json = run(w.cli().args(["runs", "-o", "json"])).await;
+    let row: serde_json::Value =
+        serde_json::from_str(json.stdout.trim()).expect("one JSON line per run");
+    assert_eq!(row["target"]["cluster_uid"], a.uid().as_str());
+    assert_eq!(row["target"]["context"], "runbook-lab");
+    run(w.cli().args(["show", &id]))
+        .await
+        .success()
+        .stdout_contains(format!(
+            "target:    context runbook-lab, server {server}, cluster uid {}",
+            a.uid()
+        ));
+}

@@ -571,6 +571,17 @@ impl Builder {
                 fixed_by,
                 ..
             } => self.step_finished(rec, step, *d, summary, fixed_by.as_deref()),
+            // An accepted edit of the runbook reads as a note by whoever accepted it.
+            Event::RunbookChanged { .. } => {
+                let note = Note {
+                    at: self.time(rec.ts),
+                    by: crate::journal::event::changed_by(&rec.event).to_owned(),
+                    text: crate::journal::event::describe_change(&rec.event),
+                };
+                self.notes.push(note.clone());
+                let i = self.push_entry(rec, "note", String::new());
+                self.entries[i].entry.note = Some(note);
+            }
             Event::Note { text, by } => {
                 let note = Note {
                     at: self.time(rec.ts),
