@@ -125,9 +125,18 @@ pub(super) fn template_hash(template: &Value) -> String {
 
 /// A ReplicaSet written in a scenario carries the Deployment's template plus its
 /// `pod-template-hash` label: that still counts as the current template.
+///
+/// Compared without nulls and empty mappings: a client that decodes the template into
+/// typed structs and encodes it again (kubectl rollout undo) writes
+/// `creationTimestamp: null` and `resources: {}`, and the real controller compares
+/// defaulted objects, where those are the same.
 pub(super) fn same_template(rs_tpl: Option<&Value>, dep_tpl: &Value) -> bool {
     let Some(t) = rs_tpl else { return false };
     let mut t = t.clone();
+    let mut dep_tpl = dep_tpl.clone();
+    prune_empty(&mut t);
+    prune_empty(&mut dep_tpl);
+    let dep_tpl = &dep_tpl;
     if let Some(l) = t
         .pointer_mut("/metadata/labels")
         .and_then(Value::as_object_mut)
@@ -142,6 +151,20 @@ pub(super) fn same_template(rs_tpl: Option<&Value>, dep_tpl: &Value) -> bool {
         l.remove("pod-template-hash");
     }
     t == d
+}
+
+/// Remove nulls and empty mappings, recursively.
+fn prune_empty(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for x in m.values_mut() {
+                prune_empty(x);
+            }
+            m.retain(|_, x| !x.is_null() && !x.as_object().is_some_and(|o| o.is_empty()));
+        }
+        Value::Array(a) => a.iter_mut().for_each(prune_empty),
+        _ => {}
+    }
 }
 
 pub(super) fn owner_ref(obj: &Value) -> Value {

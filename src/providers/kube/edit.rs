@@ -31,7 +31,9 @@ pub(crate) fn changes(old: &Value, new: &Value) -> Vec<String> {
             "status",
         ]
         .iter()
-        .any(|skip| p == skip || p.starts_with(&format!("{skip}.")) || p.starts_with(&format!("{skip}[")))
+        .any(|skip| {
+            p == skip || p.starts_with(&format!("{skip}.")) || p.starts_with(&format!("{skip}["))
+        })
     });
     out
 }
@@ -46,7 +48,12 @@ fn diff(path: &str, old: &Value, new: &Value, out: &mut Vec<String>) {
                 } else {
                     format!("{path}.{k}")
                 };
-                diff(&p, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
+                diff(
+                    &p,
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         (Value::Array(a), Value::Array(b)) if a.len() == b.len() => {
@@ -197,7 +204,11 @@ impl Run<'_> {
         if !r.ok() {
             return Err(api_error(&r));
         }
-        out["generation"] = r.body.pointer("/metadata/generation").cloned().unwrap_or(Value::Null);
+        out["generation"] = r
+            .body
+            .pointer("/metadata/generation")
+            .cloned()
+            .unwrap_or(Value::Null);
         Ok(out)
     }
 
@@ -229,7 +240,10 @@ impl Run<'_> {
             return Err(api_error(&r));
         }
         // A new object: everything changes, the paths would say nothing more.
-        let diffs = live.as_ref().map(|old| changes(old, &r.body)).unwrap_or_default();
+        let diffs = live
+            .as_ref()
+            .map(|old| changes(old, &r.body))
+            .unwrap_or_default();
         Ok(json!({"kind": res.kind, "name": name, "namespace": ns,
             "created": live.is_none(), "changed": live.is_none() || !diffs.is_empty(),
             "changes": diffs,
@@ -251,7 +265,10 @@ mod tests {
             "status": {"replicas": 1}});
         assert_eq!(
             changes(&old, &new),
-            ["metadata.labels.b", "spec.template.spec.containers[0].image"]
+            [
+                "metadata.labels.b",
+                "spec.template.spec.containers[0].image"
+            ]
         );
         assert!(changes(&old, &old).is_empty());
     }

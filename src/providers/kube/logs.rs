@@ -15,7 +15,10 @@ fn default_container(pod: &Value) -> Option<String> {
     pod.pointer("/metadata/annotations")
         .and_then(|a| a.get("kubectl.kubernetes.io/default-container"))
         .and_then(Value::as_str)
-        .or_else(|| pod.pointer("/spec/containers/0/name").and_then(Value::as_str))
+        .or_else(|| {
+            pod.pointer("/spec/containers/0/name")
+                .and_then(Value::as_str)
+        })
         .map(String::from)
 }
 
@@ -41,10 +44,7 @@ impl Run<'_> {
         let res = self.res().await?;
         let name = self.name()?.to_string();
         let ns = self.ns(&res).map(str::to_string);
-        let pods = self
-            .p
-            .api_res(&Target::builtin("pods"), self.cx)
-            .await?;
+        let pods = self.p.api_res(&Target::builtin("pods"), self.cx).await?;
         let (pod, candidates) = if res.plural == "pods" {
             (self.get_resp(&pods, ns.as_deref(), &name).await?, 1)
         } else {
@@ -139,7 +139,9 @@ impl Run<'_> {
             other => other.to_string(),
         };
         let lines: Vec<&str> = text.lines().collect();
-        Ok(json!({"pod": pod_name, "container": container, "lines": lines,
-            "text": text, "pods": candidates}))
+        Ok(
+            json!({"pod": pod_name, "container": container, "lines": lines,
+            "text": text, "pods": candidates}),
+        )
     }
 }

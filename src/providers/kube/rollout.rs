@@ -85,12 +85,18 @@ fn selector_string(dep: &Value) -> Result<String, OpError> {
 /// Where a Deployment's rollout stands, in kubectl's words; `true` when complete
 /// (rollout_status.go `DeploymentStatusViewer.Status`).
 pub(crate) fn deployment_status(dep: &Value) -> Result<(bool, String), OpError> {
-    let name = dep.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = dep
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let int = |p: &str| dep.pointer(p).and_then(Value::as_i64).unwrap_or(0);
     let generation = int("/metadata/generation");
     let observed = int("/status/observedGeneration");
     if generation > observed {
-        return Ok((false, "Waiting for deployment spec update to be observed...".into()));
+        return Ok((
+            false,
+            "Waiting for deployment spec update to be observed...".into(),
+        ));
     }
     let progress_timed_out = dep
         .pointer("/status/conditions")
@@ -135,7 +141,10 @@ pub(crate) fn deployment_status(dep: &Value) -> Result<(bool, String), OpError> 
             ),
         ));
     }
-    Ok((true, format!("deployment \"{name}\" successfully rolled out")))
+    Ok((
+        true,
+        format!("deployment \"{name}\" successfully rolled out"),
+    ))
 }
 
 impl Run<'_> {
@@ -220,7 +229,10 @@ impl Run<'_> {
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default();
-        if let Some(a) = rs.pointer("/metadata/annotations").and_then(Value::as_object) {
+        if let Some(a) = rs
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object)
+        {
             for (k, v) in a {
                 if !SKIP_ANNOTATIONS.contains(&k.as_str()) {
                     annotations.insert(k.clone(), v.clone());
@@ -321,17 +333,31 @@ mod tests {
             s(&dep(2, 1, json!({}))).1,
             "Waiting for deployment spec update to be observed..."
         );
-        assert!(s(&dep(2, 2, json!({"updatedReplicas": 1, "replicas": 3})))
+        assert!(
+            s(&dep(2, 2, json!({"updatedReplicas": 1, "replicas": 3})))
+                .1
+                .contains("1 out of 3 new replicas have been updated")
+        );
+        assert!(
+            s(&dep(2, 2, json!({"updatedReplicas": 3, "replicas": 4})))
+                .1
+                .contains("1 old replicas are pending termination")
+        );
+        assert!(
+            s(&dep(
+                2,
+                2,
+                json!({"updatedReplicas": 3, "replicas": 3, "availableReplicas": 2})
+            ))
             .1
-            .contains("1 out of 3 new replicas have been updated"));
-        assert!(s(&dep(2, 2, json!({"updatedReplicas": 3, "replicas": 4})))
-            .1
-            .contains("1 old replicas are pending termination"));
-        assert!(s(&dep(2, 2, json!({"updatedReplicas": 3, "replicas": 3, "availableReplicas": 2})))
-            .1
-            .contains("2 of 3 updated replicas are available"));
+            .contains("2 of 3 updated replicas are available")
+        );
         assert_eq!(
-            s(&dep(2, 2, json!({"updatedReplicas": 3, "replicas": 3, "availableReplicas": 3}))),
+            s(&dep(
+                2,
+                2,
+                json!({"updatedReplicas": 3, "replicas": 3, "availableReplicas": 3})
+            )),
             (true, "deployment \"web\" successfully rolled out".into())
         );
     }

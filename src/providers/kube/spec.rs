@@ -379,7 +379,10 @@ fn manifest(value: &str, base_dir: &Path) -> Result<(Value, Option<String>), OpE
 fn manifest_target(m: &Value) -> Result<(Target, String, Option<String>), OpError> {
     let api_version = m["apiVersion"].as_str().unwrap_or("");
     let kind = m["kind"].as_str().unwrap_or("");
-    let name = m.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("");
+    let name = m
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if api_version.is_empty() || kind.is_empty() || name.is_empty() {
         return Err(OpError::Invalid(
             "kube `apply`: the manifest needs `apiVersion`, `kind` and `metadata.name`".into(),
