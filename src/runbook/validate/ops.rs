@@ -134,9 +134,24 @@ impl Validator<'_> {
                     .len(len);
                     let lower = value.value.to_ascii_lowercase();
                     let plurals = kinds::BUILTIN.iter().map(|k| k.plural);
-                    let d = match suggest(&lower, plurals).or_else(|| suggest(&lower, kinds::all_names())) {
+                    // kubectl's `deployment/web`: here the kind and the name are apart.
+                    let split = value.value.split_once('/').and_then(|(kind, name)| {
+                        let k = kinds::resolve(kind)?;
+                        Some(format!(
+                            "write the kind and the name apart: `{verb}: {}` with `name: {name}`",
+                            match k {
+                                kinds::Resolved::Builtin(b) => b.plural.to_string(),
+                                kinds::Resolved::Custom { plural, group } =>
+                                    format!("{plural}.{group}"),
+                            }
+                        ))
+                    });
+                    let d = match split {
+                        Some(help) => d.help(help),
+                        None => match suggest(&lower, plurals).or_else(|| suggest(&lower, kinds::all_names())) {
                         Some(s) => d.help(format!("did you mean `{s}`? (custom resources are written `plural.group`, e.g. `widgets.example.com`)")),
                         None => d.help("use a kind as kubectl names it (`pods`, `po`, `deployments.apps`) or a custom resource as `plural.group`"),
+                        },
                     };
                     self.push(d);
                 }
