@@ -71,6 +71,22 @@ fn lint_points_at_what_the_new_verbs_lack_or_misuse() {
     assert!(
         lint("  - check: c\n    id: c\n    kube: { apply: m.yaml, dry_run: true }\n").is_empty()
     );
+    // An inline manifest is checked at lint time, where it is written.
+    let d = lint(
+        "  - action: a\n    id: a\n    kube:\n      apply: |\n        apiVersion: v1\n        kind: ConfigMap\n",
+    );
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].0, "kube-manifest");
+    assert_eq!((d[0].1, d[0].2), (9, 9), "the manifest's first line: {d:?}");
+    assert!(d[0].3.contains("`metadata.name`"), "{d:?}");
+    let d = lint(
+        "  - action: a\n    id: a\n    kube: { apply: \"{apiVersion: example.com/v1, kind: Widget, metadata: {name: w}}\" }\n",
+    );
+    assert!(d[0].3.contains("not a built-in kind"), "{d:?}");
+    let d = lint(
+        "  - action: a\n    id: a\n    kube: { set_image: deployments, name: web, images: {} }\n",
+    );
+    assert_eq!(d[0].0, "kube-images", "{d:?}");
     // logs and rollout_status are read-only: fine in checks and verifications.
     assert!(
         lint("  - check: c\n    id: c\n    kube: { logs: deployment/web, previous: true, tail: 20, since: 10m }\n    expect: \"result.lines.exists(l, l.contains('OOM'))\"\n").is_empty()
