@@ -701,6 +701,42 @@ pub struct KubeOp {
     /// scale: the desired replica count.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<Sp<u32>>,
+
+    /// rollout_undo: the revision to go back to (default: the previous one), as
+    /// `kubectl rollout history` numbers them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<Sp<u32>>,
+
+    /// logs: the container (needed when the pod has several).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<Sp<String>>,
+    /// logs: only the last N lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<Sp<u32>>,
+    /// logs: only lines newer than this, e.g. `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Sp<Duration>>,
+    /// logs: the previous (crashed) container's log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<Sp<bool>>,
+
+    /// label, annotate: keys to set, with their values (templates).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, Sp<String>>,
+    /// label, annotate: keys to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<Sp<String>>,
+    /// label, annotate: allow changing a key that already has another value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overwrite: Option<Sp<bool>>,
+
+    /// set_image: container name → image; `*` means every container.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, Sp<String>>,
+
+    /// apply: ask the server what would change (`dryRun=All`) and change nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dry_run: Option<Sp<bool>>,
 }
 
 /// Serialises the verb as the key the runbook wrote (`cordon: NODE`).
@@ -755,6 +791,10 @@ impl KubeOp {
 
     /// True for verbs that change the cluster.
     pub fn is_mutating(&self) -> bool {
+        // A server-side dry run of `apply` changes nothing: it may be a check.
+        if self.dry_run.as_ref().is_some_and(|d| d.value) {
+            return false;
+        }
         self.verb().is_some_and(|(v, _)| v.mutates())
     }
 }

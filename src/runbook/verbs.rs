@@ -28,6 +28,13 @@ pub enum KubeVerb {
     Wait,
     Scale,
     RolloutRestart,
+    RolloutUndo,
+    RolloutStatus,
+    Logs,
+    Label,
+    Annotate,
+    SetImage,
+    Apply,
 }
 
 /// What a verb's value names.
@@ -39,6 +46,10 @@ pub enum VerbTarget {
     Node,
     /// A pod's name (in `namespace`).
     Pod,
+    /// A pod's name, or `KIND/NAME` of a workload whose pods are meant (`logs`).
+    PodOrWorkload,
+    /// A manifest: a file's path (relative to the runbook) or inline YAML (`apply`).
+    Manifest,
 }
 
 /// Everything the format, lint, schema, provider and docs need to know of one verb.
@@ -216,6 +227,82 @@ pub const VERBS: &[VerbSpec] = &[
         required: &["key"],
         summary: "Remove a taint from a node (`key`, optional `effect`).",
     },
+    VerbSpec {
+        verb: KubeVerb::RolloutUndo,
+        name: "rollout_undo",
+        mutates: true,
+        target: VerbTarget::Kind,
+        kinds: Some(&["deployments"]),
+        keys: &["name", "namespace", "to_revision"],
+        required: &["name"],
+        summary: "Roll a deployment back to its previous revision, or `to_revision` (kubectl rollout undo): the old ReplicaSet is scaled up again.",
+    },
+    VerbSpec {
+        verb: KubeVerb::RolloutStatus,
+        name: "rollout_status",
+        mutates: false,
+        target: VerbTarget::Kind,
+        kinds: Some(&["deployments"]),
+        keys: &["name", "namespace"],
+        required: &["name"],
+        summary: "Wait until a deployment's rollout is complete (kubectl rollout status), bounded by the step's `timeout`.",
+    },
+    VerbSpec {
+        verb: KubeVerb::Logs,
+        name: "logs",
+        mutates: false,
+        target: VerbTarget::PodOrWorkload,
+        kinds: None,
+        keys: &["namespace", "container", "tail", "since", "previous"],
+        required: &[],
+        summary: "A pod's log, or one pod's of `deployment/NAME` (kubectl logs); the result has `lines`.",
+    },
+    VerbSpec {
+        verb: KubeVerb::Label,
+        name: "label",
+        mutates: true,
+        target: VerbTarget::Kind,
+        kinds: None,
+        keys: &["name", "namespace", "set", "remove", "overwrite"],
+        required: &["name"],
+        summary: "Set (`set`) or remove (`remove`) labels of an object (kubectl label; `overwrite` to change a value).",
+    },
+    VerbSpec {
+        verb: KubeVerb::Annotate,
+        name: "annotate",
+        mutates: true,
+        target: VerbTarget::Kind,
+        kinds: None,
+        keys: &["name", "namespace", "set", "remove", "overwrite"],
+        required: &["name"],
+        summary: "Set (`set`) or remove (`remove`) annotations of an object (kubectl annotate; `overwrite` to change a value).",
+    },
+    VerbSpec {
+        verb: KubeVerb::SetImage,
+        name: "set_image",
+        mutates: true,
+        target: VerbTarget::Kind,
+        kinds: Some(&[
+            "deployments",
+            "statefulsets",
+            "daemonsets",
+            "replicasets",
+            "pods",
+        ]),
+        keys: &["name", "namespace", "images"],
+        required: &["name", "images"],
+        summary: "Set container images (`images: {container: image}`) of a workload (kubectl set image).",
+    },
+    VerbSpec {
+        verb: KubeVerb::Apply,
+        name: "apply",
+        mutates: true,
+        target: VerbTarget::Manifest,
+        kinds: None,
+        keys: &["namespace", "dry_run"],
+        required: &[],
+        summary: "Server-side apply of a manifest (a file, relative to the runbook, or inline YAML) with field manager `runbook`; `dry_run: true` only reports what would change.",
+    },
 ];
 
 impl KubeVerb {
@@ -262,7 +349,7 @@ impl fmt::Display for KubeVerb {
 mod tests {
     use super::*;
 
-    const ALL: [KubeVerb; 12] = [
+    const ALL: [KubeVerb; 19] = [
         KubeVerb::Get,
         KubeVerb::Cordon,
         KubeVerb::Uncordon,
@@ -275,6 +362,13 @@ mod tests {
         KubeVerb::Wait,
         KubeVerb::Scale,
         KubeVerb::RolloutRestart,
+        KubeVerb::RolloutUndo,
+        KubeVerb::RolloutStatus,
+        KubeVerb::Logs,
+        KubeVerb::Label,
+        KubeVerb::Annotate,
+        KubeVerb::SetImage,
+        KubeVerb::Apply,
     ];
 
     #[test]
@@ -297,13 +391,13 @@ mod tests {
     }
 
     #[test]
-    fn only_get_and_wait_are_read_only() {
+    fn only_the_readers_are_read_only() {
         let read_only: Vec<_> = VERBS
             .iter()
             .filter(|s| !s.mutates)
             .map(|s| s.name)
             .collect();
-        assert_eq!(read_only, ["get", "wait"]);
+        assert_eq!(read_only, ["get", "wait", "rollout_status", "logs"]);
     }
 
     #[test]

@@ -167,6 +167,8 @@ fn format_reference_verb_table_matches_the_verbs_the_parser_knows() {
             let target = match row[1].as_str() {
                 "node name" => VerbTarget::Node,
                 "pod name" => VerbTarget::Pod,
+                "pod name or KIND/NAME" => VerbTarget::PodOrWorkload,
+                "manifest" => VerbTarget::Manifest,
                 _ => VerbTarget::Kind,
             };
             assert_eq!(target, spec.target, "`{name}`: value column {:?}", row[1]);

@@ -119,10 +119,15 @@ fn misleading_lint_advice_points_at_the_real_remedy() {
         text.contains("help: to try the step again, give it `retry:"),
         "{text}"
     );
+    // rollout_undo is a verb now (issue 15): kubectl's `deployment/x` is explained,
+    // and a different remedy is never suggested.
     assert!(
-        text.contains("the kube provider does not support `kubectl rollout undo` yet"),
+        text.contains(
+            "help: write the kind and the name apart: `rollout_undo: deployments` with `name: x`"
+        ),
         "{text}"
     );
+    assert!(!text.contains("does not support"), "{text}");
     assert!(!text.contains("did you mean `rollout_restart`"), "{text}");
 }
 

@@ -125,9 +125,18 @@ pub(super) fn template_hash(template: &Value) -> String {
 
 /// A ReplicaSet written in a scenario carries the Deployment's template plus its
 /// `pod-template-hash` label: that still counts as the current template.
+///
+/// Compared without nulls and empty mappings: a client that decodes the template into
+/// typed structs and encodes it again (kubectl rollout undo) writes
+/// `creationTimestamp: null` and `resources: {}`, and the real controller compares
+/// defaulted objects, where those are the same.
 pub(super) fn same_template(rs_tpl: Option<&Value>, dep_tpl: &Value) -> bool {
     let Some(t) = rs_tpl else { return false };
     let mut t = t.clone();
+    let mut dep_tpl = dep_tpl.clone();
+    prune_empty(&mut t);
+    prune_empty(&mut dep_tpl);
+    let dep_tpl = &dep_tpl;
     if let Some(l) = t
         .pointer_mut("/metadata/labels")
         .and_then(Value::as_object_mut)
@@ -144,6 +153,20 @@ pub(super) fn same_template(rs_tpl: Option<&Value>, dep_tpl: &Value) -> bool {
     t == d
 }
 
+/// Remove nulls and empty mappings, recursively.
+fn prune_empty(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            for x in m.values_mut() {
+                prune_empty(x);
+            }
+            m.retain(|_, x| !x.is_null() && !x.as_object().is_some_and(|o| o.is_empty()));
+        }
+        Value::Array(a) => a.iter_mut().for_each(prune_empty),
+        _ => {}
+    }
+}
+
 pub(super) fn owner_ref(obj: &Value) -> Value {
     json!({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": obj["metadata"]["name"],
         "uid": obj["metadata"]["uid"], "controller": true, "blockOwnerDeletion": true})
@@ -154,6 +177,18 @@ pub(super) fn owned_by<'a>(items: &'a [Value], owner: &Value) -> impl Iterator<I
     items
         .iter()
         .filter(move |v| controller_of(v).is_some_and(|o| o["uid"] == uid))
+}
+
+/// The annotation that numbers a Deployment's rollouts (`kubectl rollout history`).
+pub(crate) const REVISION: &str = "deployment.kubernetes.io/revision";
+
+/// A ReplicaSet's revision; 0 when it has none.
+fn revision(rs: &Value) -> u64 {
+    rs.pointer("/metadata/annotations")
+        .and_then(|a| a.get(REVISION))
+        .and_then(Value::as_str)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Deployment controller (simplified to the Recreate idea): the ReplicaSet whose
@@ -184,6 +219,26 @@ pub(super) fn deployments(st: &mut State, d: &Dirty) {
                 || same_template(rs.pointer("/spec/template"), &template)
         };
         let current = owned.iter().find(|rs| is_current(rs));
+        // Revisions as deployment_util.go numbers them: a new ReplicaSet, or an old
+        // one adopted again (`kubectl rollout undo`), gets the highest old revision
+        // plus one; the Deployment carries its current ReplicaSet's revision.
+        let max_old = owned
+            .iter()
+            .filter(|rs| !is_current(rs))
+            .map(revision)
+            .max()
+            .unwrap_or(0);
+        let current_revision = current.map_or(max_old + 1, |rs| revision(rs).max(max_old + 1));
+        if dep
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(REVISION))
+            .and_then(Value::as_str)
+            != Some(current_revision.to_string().as_str())
+        {
+            let mut d = dep.clone();
+            d["metadata"]["annotations"][REVISION] = json!(current_revision.to_string());
+            st.store.update("deployments.apps", &ns, &dname, d);
+        }
         if current.is_none() {
             let mut tpl = template.clone();
             tpl["metadata"]["labels"]["pod-template-hash"] = json!(hash);
@@ -197,7 +252,7 @@ pub(super) fn deployments(st: &mut State, d: &Dirty) {
             let rs = json!({
                 "metadata": {"name": format!("{dname}-{hash}"), "namespace": ns, "labels": labels,
                     "ownerReferences": [owner_ref(&dep)],
-                    "annotations": {"deployment.kubernetes.io/revision": (owned.len() + 1).to_string()}},
+                    "annotations": {REVISION: current_revision.to_string()}},
                 "spec": {"replicas": replicas, "selector": selector, "template": tpl},
             });
             let now = st.now();
@@ -207,9 +262,19 @@ pub(super) fn deployments(st: &mut State, d: &Dirty) {
         }
         for rs in &owned {
             let want = if is_current(rs) { replicas } else { 0 };
-            if rs.pointer("/spec/replicas").and_then(Value::as_i64) != Some(want) {
+            let want_revision = if is_current(rs) {
+                current_revision
+            } else {
+                revision(rs)
+            };
+            let stale_revision = revision(rs) != want_revision;
+            if rs.pointer("/spec/replicas").and_then(Value::as_i64) != Some(want) || stale_revision
+            {
                 let mut r = rs.clone();
                 r["spec"]["replicas"] = json!(want);
+                if stale_revision {
+                    r["metadata"]["annotations"][REVISION] = json!(want_revision.to_string());
+                }
                 st.store
                     .update("replicasets.apps", &ns, str_at(rs, "/metadata/name"), r);
             }

@@ -188,6 +188,94 @@ pub fn kubectl(spec: &KubeSpec) -> String {
             object(&mut line, spec);
             scope(&mut line, spec);
         }
+        "rollout_undo" => {
+            push(&mut line, "rollout");
+            push(&mut line, "undo");
+            object(&mut line, spec);
+            scope(&mut line, spec);
+            if let Some(r) = spec.to_revision {
+                push(&mut line, &format!("--to-revision={r}"));
+            }
+        }
+        "rollout_status" => {
+            push(&mut line, "rollout");
+            push(&mut line, "status");
+            object(&mut line, spec);
+            scope(&mut line, spec);
+        }
+        "logs" => {
+            push(&mut line, "logs");
+            match &spec.resource {
+                Some(t) if t.plural != "pods" => {
+                    push(&mut line, &format!("{}/{name}", t.kubectl_singular()));
+                }
+                _ => push(&mut line, &name),
+            }
+            scope(&mut line, spec);
+            if let Some(c) = &spec.container {
+                push(&mut line, "-c");
+                push(&mut line, c);
+            }
+            if let Some(t) = spec.tail {
+                push(&mut line, &format!("--tail={t}"));
+            }
+            if let Some(s) = spec.since_seconds {
+                push(&mut line, &format!("--since={s}s"));
+            }
+            if spec.previous {
+                push(&mut line, "--previous");
+            }
+        }
+        "label" | "annotate" => {
+            push(&mut line, spec.verb.name());
+            object(&mut line, spec);
+            scope(&mut line, spec);
+            for (k, v) in &spec.set {
+                push(&mut line, &format!("{k}={v}"));
+            }
+            for k in &spec.remove {
+                push(&mut line, &format!("{k}-"));
+            }
+            if spec.overwrite {
+                push(&mut line, "--overwrite");
+            }
+        }
+        "set_image" => {
+            push(&mut line, "set");
+            push(&mut line, "image");
+            match &spec.resource {
+                Some(t) => push(&mut line, &format!("{}/{name}", t.kubectl_singular())),
+                None => push(&mut line, &name),
+            }
+            scope(&mut line, spec);
+            for (c, i) in &spec.images {
+                push(&mut line, &format!("{c}={i}"));
+            }
+        }
+        "apply" => {
+            push(&mut line, "apply");
+            push(&mut line, "--server-side");
+            push(&mut line, "--field-manager=runbook");
+            scope(&mut line, spec);
+            push(&mut line, "-f");
+            match &spec.file {
+                Some(f) => push(&mut line, f),
+                None => {
+                    push(&mut line, "-");
+                    if let Some(t) = &spec.resource {
+                        line.push_str(&format!("  # {} {name}", t.kubectl_singular()));
+                    }
+                }
+            }
+            if spec.dry_run {
+                // Before the note, so the line stays a command a person can paste.
+                if let Some(at) = line.find("  # ") {
+                    line.insert_str(at, " --dry-run=server");
+                } else {
+                    push(&mut line, "--dry-run=server");
+                }
+            }
+        }
         other => push(&mut line, other),
     }
     line

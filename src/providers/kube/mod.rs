@@ -12,7 +12,10 @@
 pub mod client;
 pub mod display;
 mod drain;
+mod edit;
+mod logs;
 mod read;
+mod rollout;
 pub mod spec;
 pub mod target;
 mod wait;
@@ -186,18 +189,21 @@ impl KubeProvider {
             .clone()
             .filter(|n| !n.trim().is_empty())
             .unwrap_or_else(|| self.default_namespace.clone());
-        let spec = spec::resolve(op, vars, &ns)?;
+        let spec = spec::resolve(op, vars, &ns, &defaults.base_dir)?;
         Ok(Resolved {
             provider: "kube".into(),
             display: display::kubectl(&spec),
-            mutating: spec.verb.mutates(),
+            mutating: spec.verb.mutates() && !spec.dry_run,
             op: serde_json::to_value(&spec).map_err(|e| OpError::Invalid(e.to_string()))?,
         })
     }
 
     /// Perform a resolved spec (what `execute` does after reading `Resolved::op`).
     pub async fn run(&self, spec: &KubeSpec, cx: &ExecCtx) -> Result<Value, OpError> {
-        let bounded = matches!(spec.verb, KubeVerb::Wait | KubeVerb::Drain);
+        let bounded = matches!(
+            spec.verb,
+            KubeVerb::Wait | KubeVerb::Drain | KubeVerb::RolloutStatus
+        );
         let limit = cx.timeout.or(bounded.then_some(self.default_wait));
         // `wait` and drain poll: they sleep on the run's clock and end themselves at
         // this deadline, measured by that clock (the lab's virtual time in `runbook
@@ -384,6 +390,13 @@ impl Run<'_> {
             KubeVerb::RolloutRestart => self.rollout_restart().await,
             KubeVerb::Drain => self.drain().await,
             KubeVerb::Wait => self.wait().await,
+            KubeVerb::RolloutUndo => self.rollout_undo().await,
+            KubeVerb::RolloutStatus => self.rollout_status().await,
+            KubeVerb::Logs => self.logs().await,
+            KubeVerb::Label => self.edit_meta("labels").await,
+            KubeVerb::Annotate => self.edit_meta("annotations").await,
+            KubeVerb::SetImage => self.set_image().await,
+            KubeVerb::Apply => self.apply().await,
         }
     }
 

@@ -2,6 +2,9 @@
 //! the kind looked up, the namespace defaulted — and `where`/`for` left as written,
 //! because they are evaluated per object at execution.
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -136,6 +139,38 @@ pub struct KubeSpec {
     pub for_: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
+    /// rollout_undo: the revision to go back to; None for the previous one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_revision: Option<u32>,
+    /// logs: the container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// logs: only the last N lines.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<u32>,
+    /// logs: only lines of the last N seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_seconds: Option<u64>,
+    /// logs: the previous container's log.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub previous: bool,
+    /// label, annotate: keys to set (rendered values).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub set: BTreeMap<String, String>,
+    /// label, annotate: keys to remove.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overwrite: bool,
+    /// set_image: container → image.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
+    /// apply: where the manifest came from (a path as written), None when inline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// apply: a server-side dry run; nothing changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 const EFFECTS: &[&str] = &["NoSchedule", "PreferNoSchedule", "NoExecute"];
@@ -155,7 +190,12 @@ fn non_empty(s: Option<String>) -> Option<String> {
 
 /// Render and check `op`; `default_ns` is the runbook's, the command line's or the
 /// kubeconfig's namespace.
-pub fn resolve(op: &KubeOp, vars: &Value, default_ns: &str) -> Result<KubeSpec, OpError> {
+pub fn resolve(
+    op: &KubeOp,
+    vars: &Value,
+    default_ns: &str,
+    base_dir: &Path,
+) -> Result<KubeSpec, OpError> {
     let Some((verb, value)) = op.verb() else {
         return Err(OpError::Invalid("a kube operation needs a verb".into()));
     };
@@ -186,6 +226,20 @@ pub fn resolve(op: &KubeOp, vars: &Value, default_ns: &str) -> Result<KubeSpec, 
         for_: op.for_.as_ref().map(|f| f.value.trim().to_string()),
         replicas: op.replicas.as_ref().map(|r| r.value),
         all_namespaces: op.all_namespaces.as_ref().is_some_and(|a| a.value),
+        to_revision: op.to_revision.as_ref().map(|r| r.value),
+        container: non_empty(render(&op.container, vars, "container")?),
+        tail: op.tail.as_ref().map(|t| t.value),
+        since_seconds: op.since.as_ref().map(|d| d.value.0.as_secs().max(1)),
+        previous: op.previous.as_ref().is_some_and(|p| p.value),
+        set: render_map(&op.set, vars, "set")?,
+        remove: op
+            .remove
+            .iter()
+            .map(|k| render(&Some(k.clone()), vars, "remove").map(Option::unwrap_or_default))
+            .collect::<Result<_, _>>()?,
+        overwrite: op.overwrite.as_ref().is_some_and(|o| o.value),
+        images: render_map(&op.images, vars, "images")?,
+        dry_run: op.dry_run.as_ref().is_some_and(|d| d.value),
         ..KubeSpec::default()
     };
     if let Some(b) = &op.body {
@@ -194,7 +248,46 @@ pub fn resolve(op: &KubeOp, vars: &Value, default_ns: &str) -> Result<KubeSpec, 
                 .map_err(|e| OpError::Invalid(format!("kube `body`: {e}")))?,
         );
     }
-    let target = if verb.takes_kind() {
+    let target = if verb == KubeVerb::Apply {
+        let (manifest, file) = manifest(&value, base_dir)?;
+        spec.file = file;
+        let (target, name, ns) = manifest_target(&manifest)?;
+        spec.name = Some(name);
+        spec.body = Some(manifest);
+        if let Some(ns) = ns
+            && op.namespace.is_none()
+        {
+            spec.namespace = Some(ns);
+        }
+        target
+    } else if verb == KubeVerb::Logs {
+        // `kubectl logs deployment/web`: the pods of a workload; else a pod's name.
+        match value.split_once('/') {
+            Some((kind, name)) => {
+                let k = kinds::resolve(kind)
+                    .and_then(|k| match k {
+                        kinds::Resolved::Builtin(b)
+                            if ["pods", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs"]
+                                .contains(&b.plural) =>
+                        {
+                            Some(k)
+                        }
+                        _ => None,
+                    })
+                    .ok_or_else(|| {
+                        OpError::Invalid(format!(
+                            "kube `logs`: `{kind}` is not a kind with pods (pod, deployment, replicaset, statefulset, daemonset, job)"
+                        ))
+                    })?;
+                spec.name = Some(name.to_string());
+                Target::from_kind(k)
+            }
+            None => {
+                spec.name = Some(value.clone());
+                Target::builtin("pods")
+            }
+        }
+    } else if verb.takes_kind() {
         let k = kinds::resolve(&value).ok_or_else(|| {
             OpError::Invalid(format!(
                 "unknown resource kind `{value}` (custom resources are written `plural.group`)"
@@ -217,11 +310,98 @@ pub fn resolve(op: &KubeOp, vars: &Value, default_ns: &str) -> Result<KubeSpec, 
         ));
     }
     if target.namespaced != Some(false) && !spec.all_namespaces {
-        spec.namespace = Some(ns.unwrap_or_else(|| default_ns.to_string()));
+        let from_manifest = spec.namespace.take();
+        spec.namespace = Some(
+            ns.or(from_manifest)
+                .unwrap_or_else(|| default_ns.to_string()),
+        );
+    } else {
+        spec.namespace = None;
+    }
+    // What is applied carries the namespace it is applied to, as kubectl sets it.
+    if verb == KubeVerb::Apply
+        && let (Some(ns), Some(body)) = (&spec.namespace, spec.body.as_mut())
+    {
+        body["metadata"]["namespace"] = Value::String(ns.clone());
     }
     spec.resource = Some(target);
     check(&spec)?;
     Ok(spec)
+}
+
+fn render_map(
+    m: &BTreeMap<String, Sp<String>>,
+    vars: &Value,
+    what: &str,
+) -> Result<BTreeMap<String, String>, OpError> {
+    m.iter()
+        .map(|(k, v)| {
+            let v = expr::render(&v.value, vars)
+                .map_err(|e| OpError::Invalid(format!("kube `{what}.{k}`: {e}")))?;
+            Ok((k.clone(), v))
+        })
+        .collect()
+}
+
+/// `apply`'s value: inline YAML when it spans lines (or is a flow mapping), else a
+/// path relative to the runbook's folder. One document; returns it as JSON and the
+/// path it was read from.
+fn manifest(value: &str, base_dir: &Path) -> Result<(Value, Option<String>), OpError> {
+    let inline = value.contains('\n') || value.starts_with('{');
+    let (text, file) = if inline {
+        (value.to_string(), None)
+    } else {
+        let path = base_dir.join(value);
+        let text = crate::runbook::yaml::read_input_text(&path, "manifest").map_err(|e| {
+            OpError::Invalid(format!(
+                "kube `apply`: cannot read the manifest {}: {e}",
+                path.display()
+            ))
+        })?;
+        (text, Some(value.to_string()))
+    };
+    let where_ = file.as_deref().unwrap_or("the inline manifest");
+    let v: Value = crate::runbook::yaml::from_str(&text).map_err(|e| {
+        OpError::Invalid(format!(
+            "kube `apply`: {where_}:{}:{}: {}",
+            e.line, e.column, e.message
+        ))
+    })?;
+    if !v.is_object() {
+        return Err(OpError::Invalid(format!(
+            "kube `apply`: {where_} is not one Kubernetes object (a mapping with apiVersion, kind and metadata.name)"
+        )));
+    }
+    Ok((v, file))
+}
+
+/// The built-in kind, the name and the namespace a manifest names.
+fn manifest_target(m: &Value) -> Result<(Target, String, Option<String>), OpError> {
+    let api_version = m["apiVersion"].as_str().unwrap_or("");
+    let kind = m["kind"].as_str().unwrap_or("");
+    let name = m
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if api_version.is_empty() || kind.is_empty() || name.is_empty() {
+        return Err(OpError::Invalid(
+            "kube `apply`: the manifest needs `apiVersion`, `kind` and `metadata.name`".into(),
+        ));
+    }
+    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+    let k = kinds::BUILTIN
+        .iter()
+        .find(|k| k.kind == kind && k.group == group)
+        .ok_or_else(|| {
+            OpError::Invalid(format!(
+                "kube `apply`: `{api_version}` `{kind}` is not a built-in kind (custom resources cannot be applied yet)"
+            ))
+        })?;
+    let ns = m
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(String::from);
+    Ok((Target::builtin(k.plural), name.to_string(), ns))
 }
 
 /// An RFC 1123 label, as the API server checks namespace names
@@ -315,6 +495,24 @@ fn check(spec: &KubeSpec) -> Result<(), OpError> {
                 )));
             }
         }
+        KubeVerb::RolloutUndo | KubeVerb::RolloutStatus => need(spec.name.is_some(), "`name`")?,
+        KubeVerb::Label | KubeVerb::Annotate => {
+            need(spec.name.is_some(), "`name`")?;
+            need(
+                !spec.set.is_empty() || !spec.remove.is_empty(),
+                "`set` or `remove`",
+            )?;
+        }
+        KubeVerb::SetImage => {
+            need(spec.name.is_some(), "`name`")?;
+            need(!spec.images.is_empty(), "`images` (container: image)")?;
+            if let Some((c, _)) = spec.images.iter().find(|(_, i)| i.trim().is_empty()) {
+                return Err(OpError::Invalid(format!(
+                    "kube `set_image`: the image of `{c}` rendered empty"
+                )));
+            }
+        }
+        KubeVerb::Logs | KubeVerb::Apply => {}
         KubeVerb::Get
         | KubeVerb::Cordon
         | KubeVerb::Uncordon

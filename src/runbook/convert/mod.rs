@@ -106,6 +106,16 @@ pub(crate) const KUBE_QUALIFIERS: &[&str] = &[
     "effect",
     "for",
     "replicas",
+    "to_revision",
+    "container",
+    "tail",
+    "since",
+    "previous",
+    "set",
+    "remove",
+    "overwrite",
+    "images",
+    "dry_run",
 ];
 const OP_KEYS: &[&str] = &["shell", "http", "prometheus", "kube"];
 

@@ -118,6 +118,24 @@ impl Conv<'_> {
                 self.missing(f, key, &format!("`kube: {verb}`"), None);
             }
         }
+        if matches!(verb, KubeVerb::Label | KubeVerb::Annotate) && !f.has("set") && !f.has("remove")
+        {
+            let what = if verb == KubeVerb::Label {
+                "labels"
+            } else {
+                "annotations"
+            };
+            self.push(
+                Diagnostic::error(
+                    "kube-nothing-to-change",
+                    f.pos,
+                    format!("`kube: {verb}` without `set` or `remove` changes nothing"),
+                )
+                .help(format!(
+                    "add `set: {{ key: value }}` to set {what} or `remove: [key]` to remove them"
+                )),
+            );
+        }
         if verb == KubeVerb::Delete
             && !["name", "selector", "fields", "where"]
                 .iter()
@@ -180,25 +198,15 @@ impl Conv<'_> {
                 "remove" | "del" | "rm" | "kill" => Some("delete"),
                 "restart" | "rollout" | "rollout-restart" => Some("rollout_restart"),
                 "unschedule" => Some("cordon"),
-                "label" | "annotate" | "edit" | "update" => Some("patch"),
+                "edit" | "update" => Some("patch"),
+                "undo" | "rollback" | "rollout-undo" => Some("rollout_undo"),
+                "log" => Some("logs"),
+                "image" | "set-image" => Some("set_image"),
                 _ => None,
             };
-            // A verb kubectl has and this format does not yet: a near name (`rollout_undo`
-            // → `rollout_restart`) would be a different remedy, so say it is missing.
-            let unsupported = match key.as_str() {
-                "rollout_undo" | "undo" => Some("kubectl rollout undo"),
-                "rollout_status" => Some("kubectl rollout status"),
-                "set_image" => Some("kubectl set image"),
-                "apply" => Some("kubectl apply"),
-                "logs" => Some("kubectl logs"),
-                _ => None,
-            };
-            let d = match (unsupported, synonym) {
-                (Some(cmd), _) => d.help(format!(
-                    "the kube provider does not support `{cmd}` yet: run it from a `shell:` step (`shell: {{ argv: [kubectl, ...] }}`) or a `manual:` step"
-                )),
-                (None, Some(s)) => d.help(format!("did you mean `{s}`?")),
-                (None, None) => match suggest(key, candidates.iter().copied()) {
+            let d = match synonym {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => match suggest(key, candidates.iter().copied()) {
                     Some(s) => d.help(format!("did you mean `{s}`?")),
                     None => d.help(format!("the {what}s are: {}", candidates.join(", "))),
                 },
@@ -253,6 +261,16 @@ impl Conv<'_> {
             effect: s(self, "effect"),
             for_: s(self, "for"),
             replicas: self.opt_uint(&f, "replicas"),
+            to_revision: self.opt_uint(&f, "to_revision"),
+            container: s(self, "container"),
+            tail: self.opt_uint(&f, "tail"),
+            since: self.duration(&f, "since"),
+            previous: self.opt_bool(&f, "previous"),
+            set: self.string_map(&f, "set"),
+            remove: self.string_list(&f, "remove"),
+            overwrite: self.opt_bool(&f, "overwrite"),
+            images: self.string_map(&f, "images"),
+            dry_run: self.opt_bool(&f, "dry_run"),
         })
     }
 }

@@ -134,9 +134,24 @@ impl Validator<'_> {
                     .len(len);
                     let lower = value.value.to_ascii_lowercase();
                     let plurals = kinds::BUILTIN.iter().map(|k| k.plural);
-                    let d = match suggest(&lower, plurals).or_else(|| suggest(&lower, kinds::all_names())) {
+                    // kubectl's `deployment/web`: here the kind and the name are apart.
+                    let split = value.value.split_once('/').and_then(|(kind, name)| {
+                        let k = kinds::resolve(kind)?;
+                        Some(format!(
+                            "write the kind and the name apart: `{verb}: {}` with `name: {name}`",
+                            match k {
+                                kinds::Resolved::Builtin(b) => b.plural.to_string(),
+                                kinds::Resolved::Custom { plural, group } =>
+                                    format!("{plural}.{group}"),
+                            }
+                        ))
+                    });
+                    let d = match split {
+                        Some(help) => d.help(help),
+                        None => match suggest(&lower, plurals).or_else(|| suggest(&lower, kinds::all_names())) {
                         Some(s) => d.help(format!("did you mean `{s}`? (custom resources are written `plural.group`, e.g. `widgets.example.com`)")),
                         None => d.help("use a kind as kubectl names it (`pods`, `po`, `deployments.apps`) or a custom resource as `plural.group`"),
+                        },
                     };
                     self.push(d);
                 }
@@ -196,6 +211,17 @@ impl Validator<'_> {
                 "`namespace` and `all_namespaces: true` contradict each other",
             );
         }
+        if verb == KubeVerb::Apply {
+            self.inline_manifest(value);
+        }
+        if verb == KubeVerb::SetImage
+            && k.images.is_empty()
+            && let Some((_, v)) = k.verb()
+        {
+            // `images: {}`: present, so the converter did not call it missing.
+            self.err("kube-images", v.pos, "`kube: set_image` names no image")
+                .help = Some("add `images: { CONTAINER: IMAGE }`".into());
+        }
         if let Some(b) = &k.body {
             self.json_templates(b, ctx);
         }
@@ -212,6 +238,51 @@ impl Validator<'_> {
             && !f.value.trim_start().starts_with("condition=")
         {
             self.condition(f, &object_ctx);
+        }
+    }
+}
+
+impl Validator<'_> {
+    /// An inline `apply` manifest (text with a newline) is checked now: one object of a
+    /// built-in kind with a name. A path is read when the step runs.
+    fn inline_manifest(&mut self, value: &Sp<String>) {
+        let text = &value.value;
+        if text.contains("{{") || !(text.contains('\n') || text.trim_start().starts_with('{')) {
+            return;
+        }
+        let problem = match crate::runbook::yaml::from_str::<serde_json::Value>(text) {
+            Err(e) => Some(format!(
+                "the inline manifest is not YAML (its line {}, column {}: {})",
+                e.line, e.column, e.message
+            )),
+            Ok(m) => {
+                let s = |p: &str| m.pointer(p).and_then(|v| v.as_str()).unwrap_or("");
+                let group = s("/apiVersion").rsplit_once('/').map_or("", |(g, _)| g);
+                if s("/apiVersion").is_empty()
+                    || s("/kind").is_empty()
+                    || s("/metadata/name").is_empty()
+                {
+                    Some(
+                        "the inline manifest needs `apiVersion`, `kind` and `metadata.name`"
+                            .to_string(),
+                    )
+                } else if !kinds::BUILTIN
+                    .iter()
+                    .any(|b| b.kind == s("/kind") && b.group == group)
+                {
+                    Some(format!(
+                        "`{}` `{}` is not a built-in kind: `apply` takes built-in kinds only",
+                        s("/apiVersion"),
+                        s("/kind")
+                    ))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(msg) = problem {
+            self.err("kube-manifest", value.pos, msg).help =
+                Some("write one Kubernetes object, e.g. `apiVersion: v1`, `kind: ConfigMap`, `metadata: { name: x }`".into());
         }
     }
 }
