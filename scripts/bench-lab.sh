@@ -8,9 +8,26 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet --example lab_bench --bin runbook
+cargo build --release --quiet --example lab_bench --example lab_scale --bin runbook
 echo "== lab API server, in-process benchmark (examples/lab_bench.rs) =="
 ./target/release/examples/lab_bench
+
+# The lab at 10 000 pods (issue 18): a scenario written like the shipped ones, loaded by
+# `runbook lab` (time to its first line, peak RSS), then field-selector lists and
+# 50 concurrent clients against one (examples/lab_scale.rs).
+PODS=${PODS:-10000}
+scale=$(mktemp -d)
+python3 scripts/gen-scenario.py "$PODS" >"$scale/big.scenario.yaml"
+echo "== runbook lab with $PODS pods ($(du -h "$scale/big.scenario.yaml" | cut -f1) scenario) =="
+t0=$(date +%s%N)
+./target/release/runbook lab "$scale/big.scenario.yaml" --port 0 >"$scale/out" 2>&1 &
+big_pid=$!
+for _ in $(seq 1200); do grep -q '^port:' "$scale/out" && break; sleep 0.01; done
+t1=$(date +%s%N)
+echo "loaded and serving in $(( (t1 - t0) / 1000000 )) ms (process start included), peak RSS $(awk '/VmHWM/ {printf "%.0f MiB", $2/1024}' /proc/$big_pid/status)"
+kill "$big_pid"
+./target/release/examples/lab_scale "$scale/big.scenario.yaml"
+rm -rf "$scale"
 
 kubectl="${RUNBOOK_KUBECTL:-.venv/bin/kubectl}"
 if [ -x "$kubectl" ]; then

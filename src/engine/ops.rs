@@ -149,21 +149,54 @@ impl Ctx<'_> {
         };
         bar.set_position(done_items.len() as u64);
         let failures = std::sync::atomic::AtomicUsize::new(0);
+        // Group commit: operations are started in groups that share one fsync of
+        // their `op_started` records (each start is still durable before its
+        // operation runs). A group fills every free slot, and a new one is started
+        // only once at least half the slots are free (or none is running), so a
+        // batch of N under `concurrency` C costs at most about 2N/C fsyncs, not N,
+        // while one slow operation never holds up the others.
+        let concurrency = concurrency.max(1);
+        let refill_at = concurrency.div_ceil(2);
+        let mut pending = prepared.iter();
+        let mut running = futures::stream::FuturesUnordered::new();
         #[allow(clippy::type_complexity)]
         let mut results: Vec<(Option<usize>, Result<Result<Value, OpError>, EngineError>)> =
-            futures::stream::iter(prepared.iter())
-                .map(|p| async {
-                    let r = self.execute_retrying(p, t, retry).await;
-                    if !matches!(r, Ok(Ok(_))) {
-                        let n = failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                        bar.set_message(format!("{n} failed"));
+            Vec::with_capacity(prepared.len());
+        let mut journal_error = None;
+        loop {
+            let free = concurrency - running.len();
+            if journal_error.is_none() && free > 0 && (free >= refill_at || running.is_empty()) {
+                let group: Vec<&Prepared> = pending.by_ref().take(free).collect();
+                match self.start_group(&group) {
+                    Ok(()) => {
+                        for p in group {
+                            let (bar, failures) = (&bar, &failures);
+                            running.push(async move {
+                                // The first attempt's start was journaled with its group.
+                                let r = self.execute_retrying(p, t, retry, true).await;
+                                if !matches!(r, Ok(Ok(_))) {
+                                    let n = failures
+                                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                                        + 1;
+                                    bar.set_message(format!("{n} failed"));
+                                }
+                                bar.inc();
+                                (p.planned.scope.item, r)
+                            });
+                        }
                     }
-                    bar.inc();
-                    (p.planned.scope.item, r)
-                })
-                .buffer_unordered(concurrency.max(1))
-                .collect::<Vec<_>>()
-                .await;
+                    // Nothing more starts; what runs is let finish and journaled.
+                    Err(e) => journal_error = Some(e),
+                }
+            }
+            match running.next().await {
+                Some(r) => results.push(r),
+                None => break,
+            }
+        }
+        if let Some(e) = journal_error {
+            return Err(e);
+        }
         bar.finish();
         results.sort_by_key(|(i, _)| *i);
         let mut errors = Vec::new();
@@ -203,6 +236,7 @@ impl Ctx<'_> {
         p: &Prepared,
         t: Option<Duration>,
         retry: Option<&Retry>,
+        first_journaled: bool,
     ) -> Result<Result<Value, OpError>, EngineError> {
         let attempts = retry.map(|r| r.attempts.value.max(1)).unwrap_or(1);
         let mut backoff = retry
@@ -215,7 +249,8 @@ impl Ctx<'_> {
             .unwrap_or(Duration::from_secs(60));
         let mut attempt = 1;
         loop {
-            let r = self.execute_one(p, attempt, t).await?;
+            let journaled = first_journaled && attempt == 1;
+            let r = self.execute_one(p, attempt, t, journaled).await?;
             match &r {
                 Err(OpError::Failed { .. } | OpError::TimedOut(_)) if attempt < attempts => {
                     tokio::select! {
@@ -230,22 +265,44 @@ impl Ctx<'_> {
         }
     }
 
-    /// One attempt: journal the start (synced before a side effect), run it bounded by
-    /// the timeout and Ctrl-C, journal the end.
+    /// Journal the first attempt's start of each operation of a group, then make
+    /// them durable with one fsync when any of them mutates (read-only starts ride
+    /// along with the next sync, as before).
+    fn start_group(&self, group: &[&Prepared]) -> Result<(), EngineError> {
+        for p in group {
+            self.events.emit(
+                Event::OpStarted {
+                    op: p.planned.clone(),
+                    attempt: 1,
+                },
+                false,
+            )?;
+        }
+        if group.iter().any(|p| p.resolved.mutating) {
+            self.events.sync()?;
+        }
+        Ok(())
+    }
+
+    /// One attempt: journal the start (synced before a side effect) unless its group
+    /// did (`journaled`), run it bounded by the timeout and Ctrl-C, journal the end.
     pub(super) async fn execute_one(
         &self,
         p: &Prepared,
         attempt: u32,
         t: Option<Duration>,
+        journaled: bool,
     ) -> Result<Result<Value, OpError>, EngineError> {
         let mutating = p.resolved.mutating;
-        self.events.emit(
-            Event::OpStarted {
-                op: p.planned.clone(),
-                attempt,
-            },
-            mutating,
-        )?;
+        if !journaled {
+            self.events.emit(
+                Event::OpStarted {
+                    op: p.planned.clone(),
+                    attempt,
+                },
+                mutating,
+            )?;
+        }
         let Some(provider) = self.providers.get(&p.resolved.provider) else {
             return Ok(Err(OpError::Invalid(format!(
                 "no `{}` provider",

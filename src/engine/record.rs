@@ -42,6 +42,15 @@ pub(crate) struct Recorder {
     side_files: SideFiles,
 }
 
+/// What a run cost in fsyncs, for `-vv` (and the test that proves group commit:
+/// `tests/integration/robust_group_commit.rs` reads this line).
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        tracing::debug!(fsyncs = w.fsyncs(), journal = %w.path().display(), "journal closed");
+    }
+}
+
 /// A string in journaled results longer than this is cut when the result is too big.
 const MAX_STRING: usize = 2048;
 

@@ -86,7 +86,7 @@ impl Ctx<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let out = self.execute_one(&prepared, attempt, t).await?;
+            let out = self.execute_one(&prepared, attempt, t, false).await?;
             let (holds, detail) = match &out {
                 Err(OpError::Cancelled) => {
                     bar.finish();

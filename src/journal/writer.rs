@@ -50,6 +50,9 @@ pub struct Writer {
     len: u64,
     /// Appends not yet fsynced.
     unsynced: bool,
+    /// fsyncs this writer made (reported in debug logs; tests count them to prove
+    /// group commit).
+    fsyncs: u64,
 }
 
 impl Writer {
@@ -79,6 +82,7 @@ impl Writer {
             seq: 0,
             len: 0,
             unsynced: false,
+            fsyncs: 0,
         })
     }
 
@@ -95,6 +99,7 @@ impl Writer {
             seq: 0,
             len: 0,
             unsynced: false,
+            fsyncs: 0,
         };
         w.catch_up()?;
         Ok(w)
@@ -143,9 +148,15 @@ impl Writer {
         Ok(record.seq)
     }
 
+    /// How many fsyncs this writer has made.
+    pub fn fsyncs(&self) -> u64 {
+        self.fsyncs
+    }
+
     /// Make every appended event durable.
     pub fn sync(&mut self) -> Result<(), WriteError> {
         if self.unsynced {
+            self.fsyncs += 1;
             self.file.sync_data().map_err(|e| io(&self.path, e))?;
             self.unsynced = false;
         }

@@ -6,6 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
+use super::select::field_value;
 use super::state::str_at;
 use super::store::Key;
 
@@ -24,7 +25,14 @@ pub struct Indexes {
     dependents: HashMap<String, BTreeSet<Key>>,
     /// `involvedObject.uid` → events about that object.
     events_by_uid: HashMap<String, BTreeSet<Key>>,
+    /// (field, value as a field selector sees it) → pods, for the fields in
+    /// [`INDEXED_POD_FIELDS`]: a list with `fieldSelector=spec.nodeName=X` reads the
+    /// pods on X, not every pod.
+    pods_by_field: HashMap<(&'static str, String), BTreeSet<PodKey>>,
 }
+
+/// Pod fields whose field-selector equalities are served from an index.
+pub const INDEXED_POD_FIELDS: [&str; 2] = ["spec.nodeName", "status.phase"];
 
 fn add<K: std::hash::Hash + Eq, V: Ord>(m: &mut HashMap<K, BTreeSet<V>>, k: K, v: V) {
     m.entry(k).or_default().insert(v);
@@ -84,6 +92,13 @@ impl Indexes {
                         pk.clone(),
                     );
                 }
+                for f in INDEXED_POD_FIELDS {
+                    add(
+                        &mut self.pods_by_field,
+                        (f, field_value(obj, f)),
+                        pk.clone(),
+                    );
+                }
             }
             "events" => {
                 let about = str_at(obj, "/involvedObject/uid");
@@ -118,6 +133,9 @@ impl Indexes {
                         &pk,
                     );
                 }
+                for f in INDEXED_POD_FIELDS {
+                    del(&mut self.pods_by_field, &(f, field_value(obj, f)), &pk);
+                }
             }
             "events" => {
                 let about = str_at(obj, "/involvedObject/uid");
@@ -146,6 +164,23 @@ impl Indexes {
             .get(&(ns.to_string(), claim.to_string()))
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The pods whose `field` (one of [`INDEXED_POD_FIELDS`]) renders as `value`
+    /// for a field selector, in (namespace, name) order; `None` when the field is not
+    /// indexed.
+    pub fn pods_where(
+        &self,
+        field: &str,
+        value: &str,
+    ) -> Option<impl Iterator<Item = &PodKey> + '_> {
+        let f = INDEXED_POD_FIELDS.into_iter().find(|f| *f == field)?;
+        Some(
+            self.pods_by_field
+                .get(&(f, value.to_string()))
+                .into_iter()
+                .flatten(),
+        )
     }
 
     pub fn by_uid(&self, uid: &str) -> Option<&Key> {

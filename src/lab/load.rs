@@ -106,7 +106,7 @@ impl Lab {
         }
         Lab {
             inner: Arc::new(Inner {
-                state: Mutex::new(st),
+                state: std::sync::RwLock::new(st),
                 requests: Mutex::new(RequestLog::default()),
                 faults: Mutex::new(api_faults),
                 ticker: AtomicBool::new(false),

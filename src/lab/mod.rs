@@ -55,7 +55,7 @@ pub mod table;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -90,7 +90,9 @@ struct RequestLog {
 }
 
 struct Inner {
-    state: Mutex<state::State>,
+    /// Read-write: lists, gets and watches' catch-up read in parallel; writes, the
+    /// controllers and the ticker take it exclusively.
+    state: RwLock<state::State>,
     requests: Mutex<RequestLog>,
     faults: Mutex<faults::Faults>,
     ticker: AtomicBool,
@@ -193,9 +195,16 @@ impl Lab {
         &self.inner.name
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, state::State> {
+    /// The state, exclusively: for anything that changes it.
+    pub(crate) fn lock(&self) -> RwLockWriteGuard<'_, state::State> {
         // A panic while holding the lock leaves consistent JSON behind; keep serving.
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state, shared with other readers: for requests that only read it (a
+    /// list takes its items here and encodes them after releasing it).
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, state::State> {
+        self.inner.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// How fast cluster time passes relative to wall time (1.0 = real time; 0 = only
@@ -220,11 +229,11 @@ impl Lab {
 
     /// Current cluster time.
     pub fn now(&self) -> DateTime<Utc> {
-        self.lock().now()
+        self.read().now()
     }
 
     pub(crate) fn rv(&self) -> u64 {
-        self.lock().store.rv()
+        self.read().store.rv()
     }
 
     /// The latest resourceVersion handed out: it changes on every change to any object.
@@ -242,7 +251,7 @@ impl Lab {
         } else {
             ""
         };
-        self.lock().store.get(&def.key(), ns, name).cloned()
+        self.read().store.get(&def.key(), ns, name).cloned()
     }
 
     /// All objects of a resource, in one namespace or (None) all.
@@ -251,7 +260,7 @@ impl Lab {
             return Vec::new();
         };
         let ns = if def.namespaced { ns } else { None };
-        self.lock().store.list_owned(&def.key(), ns)
+        self.read().store.list_owned(&def.key(), ns)
     }
 
     /// Create an object directly (no HTTP), as the API would: `apiVersion` and `kind`
@@ -479,7 +488,18 @@ impl Lab {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { return };
-                let mut st = inner.state.lock().unwrap_or_else(|e| e.into_inner());
+                // A stopped clock is seen under the shared lock, without holding up
+                // readers.
+                if !inner
+                    .state
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clock
+                    .running()
+                {
+                    continue;
+                }
+                let mut st = inner.state.write().unwrap_or_else(|e| e.into_inner());
                 // A stopped clock changes nothing by itself: every mutation and every
                 // `advance` already reconciles. A running one runs a full pass when
                 // a timer is due.

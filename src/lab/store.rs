@@ -51,7 +51,9 @@ pub struct WatchEvent {
 }
 
 pub struct Store {
-    objects: BTreeMap<Key, Value>,
+    /// Shared, so a list takes its items under the lab's read lock by reference
+    /// count and encodes them after the lock is released.
+    objects: BTreeMap<Key, Arc<Value>>,
     rv: u64,
     /// The latest resourceVersion, for watches to wake on. Watches read the events
     /// themselves from `history`, so what they hold is bounded by the history's
@@ -133,6 +135,14 @@ impl Store {
     pub fn get(&self, res: &str, ns: &str, name: &str) -> Option<&Value> {
         self.objects
             .get(&(res.to_string(), ns.to_string(), name.to_string()))
+            .map(|v| &**v)
+    }
+
+    /// A shared handle on one object, to read after the lab's lock is released.
+    pub fn get_shared(&self, res: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
+        self.objects
+            .get(&(res.to_string(), ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Objects of one resource, in one namespace or all, ordered by namespace and name.
@@ -141,11 +151,40 @@ impl Store {
         res: &'a str,
         ns: Option<&'a str>,
     ) -> impl Iterator<Item = &'a Value> + 'a {
+        self.list_shared(res, ns).map(|v| &**v)
+    }
+
+    /// [`Store::list`] as shared handles, to encode after the lab's lock is released.
+    pub fn list_shared<'a>(
+        &'a self,
+        res: &'a str,
+        ns: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
         let start = (res.to_string(), ns.unwrap_or("").to_string(), String::new());
         self.objects
             .range(start..)
             .take_while(move |((r, n, _), _)| r == res && ns.is_none_or(|ns| n == ns))
             .map(|(_, v)| v)
+    }
+
+    /// The pods whose indexed `field` (`spec.nodeName`, `status.phase`) renders as
+    /// `value`, in one namespace or all, in (namespace, name) order: a field-selector
+    /// list served from the index instead of a scan. `None` when the field is not
+    /// indexed.
+    pub fn pods_where<'a>(
+        &'a self,
+        field: &str,
+        value: &str,
+        ns: Option<&'a str>,
+    ) -> Option<impl Iterator<Item = &'a Arc<Value>> + 'a> {
+        let keys = self.index.pods_where(field, value)?;
+        Some(
+            keys.filter(move |(n, _)| ns.is_none_or(|ns| n == ns))
+                .filter_map(|(n, name)| {
+                    self.objects
+                        .get(&("pods".to_string(), n.clone(), name.clone()))
+                }),
+        )
     }
 
     /// Clones of the objects of one resource (for controllers that mutate while iterating).
@@ -260,7 +299,7 @@ impl Store {
             obj["metadata"]["generation"] = json!(1);
         }
         self.index.insert(&key, &obj);
-        self.objects.insert(key, obj.clone());
+        self.objects.insert(key, Arc::new(obj.clone()));
         self.emit(EventType::Added, &res.key(), ns, obj.clone(), None);
         Ok(obj)
     }
@@ -270,10 +309,10 @@ impl Store {
     pub fn update(&mut self, res: &str, ns: &str, name: &str, mut obj: Value) -> Option<Value> {
         let key = (res.to_string(), ns.to_string(), name.to_string());
         let old = self.objects.get(&key)?;
-        if *old == obj {
+        if **old == obj {
             return Some(obj);
         }
-        let old = old.clone();
+        let old = Value::clone(old);
         let changed_spec = spec_changed(&old, &obj);
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -287,7 +326,7 @@ impl Store {
         }
         self.index.remove(&key, &old);
         self.index.insert(&key, &obj);
-        self.objects.insert(key, obj.clone());
+        self.objects.insert(key, Arc::new(obj.clone()));
         self.emit(EventType::Modified, res, ns, obj.clone(), Some(old));
         Some(obj)
     }
@@ -295,7 +334,7 @@ impl Store {
     /// Remove an object for good; watchers see DELETED with a new resourceVersion.
     pub fn remove(&mut self, res: &str, ns: &str, name: &str) -> Option<Value> {
         let key = (res.to_string(), ns.to_string(), name.to_string());
-        let mut obj = self.objects.remove(&key)?;
+        let mut obj = Arc::unwrap_or_clone(self.objects.remove(&key)?);
         self.index.remove(&key, &obj);
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -305,7 +344,7 @@ impl Store {
 
     /// Every object, for finding owners by uid.
     pub fn all(&self) -> impl Iterator<Item = (&Key, &Value)> {
-        self.objects.iter()
+        self.objects.iter().map(|(k, v)| (k, &**v))
     }
 }
 
@@ -344,4 +383,80 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
         .filter(|(k, _)| outside(k))
         .any(|(k, v)| b.get(k) != Some(v))
         || b.keys().filter(|k| outside(k)).any(|k| !a.contains_key(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::resources;
+    use crate::lab::select::FieldSelector;
+
+    fn pod(name: &str, node: &str, phase: &str) -> Value {
+        json!({"metadata": {"name": name}, "spec": {"nodeName": node}, "status": {"phase": phase}})
+    }
+
+    /// Names of the pods `pods_where` gives, and of those a scan with the same
+    /// selector finds: they must be the same, in the same order.
+    fn both(store: &Store, field: &str, value: &str, ns: Option<&str>) -> (Vec<String>, Vec<String>) {
+        let name = |v: &Value| str_name(v);
+        let indexed = store
+            .pods_where(field, value, ns)
+            .expect("indexed field")
+            .map(|v| name(v))
+            .collect();
+        let sel = FieldSelector::parse(&format!("{field}={value}")).unwrap();
+        let scanned = store
+            .list("pods", ns)
+            .filter(|o| sel.matches(o))
+            .map(name)
+            .collect();
+        (indexed, scanned)
+    }
+
+    fn str_name(v: &Value) -> String {
+        v["metadata"]["name"].as_str().unwrap_or_default().to_string()
+    }
+
+    #[test]
+    fn field_selector_lists_on_indexed_pod_fields_follow_every_write() {
+        let pods = resources::by_key("pods").unwrap();
+        let now = Utc::now();
+        let mut store = Store::new(1);
+        for (ns, name, node, phase) in [
+            ("prod", "b", "n1", "Running"),
+            ("prod", "a", "n1", "Unknown"),
+            ("dev", "c", "n1", "Running"),
+            ("prod", "d", "n2", "Running"),
+        ] {
+            store
+                .create(pods, ns, pod(name, node, phase), now, false)
+                .unwrap();
+        }
+        store
+            .create(pods, "prod", json!({"metadata": {"name": "e"}}), now, false)
+            .unwrap();
+        let (indexed, scanned) = both(&store, "spec.nodeName", "n1", None);
+        assert_eq!(indexed, ["c", "a", "b"]);
+        assert_eq!(indexed, scanned);
+        let (indexed, _) = both(&store, "spec.nodeName", "n1", Some("prod"));
+        assert_eq!(indexed, ["a", "b"]);
+        // A pod without a node or phase is where a selector for "" finds it.
+        assert_eq!(both(&store, "spec.nodeName", "", None).0, ["e"]);
+        assert_eq!(both(&store, "status.phase", "", None).0, ["e"]);
+        // An update moves the pod between index entries; a delete takes it out.
+        store.update("pods", "prod", "b", pod("b", "n2", "Failed"));
+        store.remove("pods", "prod", "a");
+        for (field, value) in [
+            ("spec.nodeName", "n1"),
+            ("spec.nodeName", "n2"),
+            ("status.phase", "Running"),
+            ("status.phase", "Failed"),
+            ("status.phase", "Unknown"),
+        ] {
+            let (indexed, scanned) = both(&store, field, value, None);
+            assert_eq!(indexed, scanned, "{field}={value}");
+        }
+        assert_eq!(both(&store, "spec.nodeName", "n2", None).0, ["b", "d"]);
+        assert!(store.pods_where("metadata.name", "b", None).is_none());
+    }
 }

@@ -113,6 +113,7 @@ fn yaml_error(e: &YamlError) -> Diagnostic {
     let code = match e.kind {
         yaml::YamlErrorKind::DuplicateKey(_) => "yaml-duplicate-key",
         yaml::YamlErrorKind::Budget => "yaml-budget",
+        yaml::YamlErrorKind::Size => "yaml-size",
         yaml::YamlErrorKind::Tag => "yaml-tag",
         yaml::YamlErrorKind::Indentation | yaml::YamlErrorKind::Other => "yaml-syntax",
     };
@@ -262,6 +263,34 @@ mod tests {
                 "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
             ));
         }
-        assert!(parse_yaml(&src).is_err());
+        let e = parse_yaml(&src).unwrap_err();
+        assert_eq!(e.code, "yaml-budget", "{e:?}");
+        // The message names the limit, the value reached and how to raise it.
+        assert!(e.message.contains("anchors and aliases"), "{}", e.message);
+        assert!(e.message.contains("the limit is 20000"), "{}", e.message);
+        assert!(
+            e.message.contains("RUNBOOK_YAML_MAX_ALIAS_EVENTS=N"),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn a_plain_runbook_of_20_000_steps_is_within_the_budget() {
+        let mut src = String::from("version: 1\nname: big\ntitle: Big\nsteps:\n");
+        for i in 0..20_000 {
+            src.push_str(&format!(
+                "  - check: Step {i}\n    id: s{i}\n    shell: {{ argv: [\"true\", \"{i}\"] }}\n"
+            ));
+        }
+        // ~160 000 nodes: above the fixed floor of 100 000, below one per byte.
+        let node = parse_yaml(&src).unwrap_or_else(|e| panic!("{e:?}"));
+        let Yaml::Map(m) = node.value else {
+            panic!("not a map")
+        };
+        let Yaml::Seq(steps) = &m[3].1.value else {
+            panic!("steps not a list")
+        };
+        assert_eq!(steps.len(), 20_000);
     }
 }

@@ -8,9 +8,14 @@
 //!
 //! - `yes`/`off` stay strings; only `true`/`false` are booleans (STYLE.md pitfall);
 //! - a key written twice in a mapping is an error;
-//! - anchors and aliases may replay at most [`MAX_ALIAS_EVENTS`] events, and a
-//!   document at most [`MAX_EVENTS`] events and [`MAX_NODES`] nodes, so a
-//!   billion-laughs document fails in milliseconds;
+//! - anchors and aliases may replay at most [`MAX_ALIAS_EVENTS`] events (raise it
+//!   with [`MAX_ALIAS_EVENTS_ENV`]), so a billion-laughs document fails in
+//!   milliseconds;
+//! - a document may have as many nodes as it has bytes (at least [`MAX_NODES`]), and
+//!   twice as many parser events: a plain file of any size the input cap lets through
+//!   (10 000 pods, 20 000 steps) loads, since every node is written out at least once
+//!   in its text; only aliases can make a tree larger than its file. The node limit
+//!   can be raised with [`MAX_NODES_ENV`];
 //! - a tag the reader does not know (`!secret`, `!include`, `!!python/object`) is an
 //!   error, not silently dropped;
 //! - a file is read only when it is a regular file of at most [`max_input_bytes`]
@@ -28,10 +33,12 @@ pub use serde_saphyr::Spanned;
 /// Events that anchors and aliases may replay in one document. A runbook or a
 /// scenario is a few hundred lines; the reader's own default is a million.
 pub const MAX_ALIAS_EVENTS: usize = 20_000;
-/// Parser events in one document.
-pub const MAX_EVENTS: usize = 200_000;
-/// Nodes in one document.
+/// The environment variable that raises (or lowers) [`MAX_ALIAS_EVENTS`].
+pub const MAX_ALIAS_EVENTS_ENV: &str = "RUNBOOK_YAML_MAX_ALIAS_EVENTS";
+/// Nodes in one document, at least; a larger file may have one node per byte.
 pub const MAX_NODES: usize = 100_000;
+/// The environment variable that sets the node limit (parser events: twice it).
+pub const MAX_NODES_ENV: &str = "RUNBOOK_YAML_MAX_NODES";
 /// The default cap on an input file's size: 8 MiB, ~300 times the largest runbook or
 /// scenario in this repository.
 pub const DEFAULT_MAX_INPUT_BYTES: u64 = 8 * 1024 * 1024;
@@ -53,8 +60,10 @@ pub struct YamlError {
 pub enum YamlErrorKind {
     /// The key written twice.
     DuplicateKey(String),
-    /// Anchors and aliases (or sheer size) exceed the budget.
+    /// Anchors and aliases replay more than their budget.
     Budget,
+    /// The tree has more nodes (or parser events) than the limit.
+    Size,
     /// A tag the reader does not know.
     Tag,
     Indentation,
@@ -69,9 +78,12 @@ impl YamlError {
             YamlErrorKind::DuplicateKey(_) => {
                 Some("each key may appear once in a mapping; remove or rename one")
             }
-            YamlErrorKind::Budget => {
-                Some("the document expands too much (anchors and aliases); write it out plainly")
-            }
+            YamlErrorKind::Budget => Some(
+                "the document expands too much through anchors and aliases; write the repeated parts out plainly, or raise the limit as the message says",
+            ),
+            YamlErrorKind::Size => Some(
+                "split the file, or raise the limit as the message says if a tree this large is intended",
+            ),
             YamlErrorKind::Tag => Some(
                 "YAML tags (`!name`) are not part of the format; remove the tag and write the value plainly",
             ),
@@ -83,16 +95,45 @@ impl YamlError {
     }
 }
 
-fn options() -> serde_saphyr::Options {
+/// The reader's limits for one document.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    bytes: usize,
+    nodes: usize,
+    events: usize,
+    alias_events: usize,
+}
+
+impl Limits {
+    /// Limits for a document of `bytes` bytes: one node per byte (at least
+    /// [`MAX_NODES`]) unless [`MAX_NODES_ENV`] says otherwise, and twice as many
+    /// events (a collection is a start and an end).
+    fn for_size(bytes: usize) -> Limits {
+        let env = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
+        let nodes = env(MAX_NODES_ENV).unwrap_or_else(|| bytes.max(MAX_NODES));
+        Limits {
+            bytes,
+            nodes,
+            events: nodes.saturating_mul(2).saturating_add(16),
+            alias_events: env(MAX_ALIAS_EVENTS_ENV).unwrap_or(MAX_ALIAS_EVENTS),
+        }
+    }
+}
+
+fn options(limits: &Limits) -> serde_saphyr::Options {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     options.duplicate_keys = DuplicateKeyPolicy::Error;
     options.reject_unsupported_tags = true;
     options.reject_tagged_field_names = true;
-    options.alias_limits.max_total_replayed_events = MAX_ALIAS_EVENTS;
+    options.alias_limits.max_total_replayed_events = limits.alias_events;
     if let Some(budget) = options.budget.as_mut() {
-        budget.max_events = MAX_EVENTS;
-        budget.max_nodes = MAX_NODES;
+        budget.max_events = limits.events;
+        budget.max_nodes = limits.nodes;
         budget.max_reader_input_bytes = usize::try_from(max_input_bytes()).ok();
     }
     options
@@ -100,11 +141,69 @@ fn options() -> serde_saphyr::Options {
 
 /// Read one document into `T` with the policy above.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    serde_saphyr::from_str_with_options(text, options()).map_err(|e| error(&e))
+    let limits = Limits::for_size(text.len());
+    serde_saphyr::from_str_with_options(text, options(&limits)).map_err(|e| error(&e, &limits))
 }
 
-fn error(e: &serde_saphyr::Error) -> YamlError {
+/// The error under the reader's wrappers (a snippet, an alias being replayed).
+fn root(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    loop {
+        match e {
+            serde_saphyr::Error::WithSnippet { error, .. }
+            | serde_saphyr::Error::AliasError { error, .. } => e = error,
+            other => return other,
+        }
+    }
+}
+
+/// A budget the document breached, said in the person's terms: what was counted,
+/// the limit, and how to raise it; `None` for any other error.
+fn budget_message(e: &serde_saphyr::Error, limits: &Limits) -> Option<(String, YamlErrorKind)> {
+    use serde_saphyr::budget::BudgetBreach;
+    let size = |what: &str, counted: usize, limit: usize| {
+        format!(
+            "this document has more than {limit} {what} in its YAML tree (reading stopped at {counted});              the limit for a file of {} bytes is {limit}; raise it with {MAX_NODES_ENV}=N (N nodes, 2N parser events)",
+            limits.bytes
+        )
+    };
+    match root(e) {
+        serde_saphyr::Error::AliasReplayLimitExceeded {
+            total_replayed_events,
+            max_total_replayed_events,
+            ..
+        } => Some((
+            format!(
+                "anchors and aliases in this document replay more than {max_total_replayed_events} parser events                  (reading stopped at {total_replayed_events}); the limit is {max_total_replayed_events};                  raise it with {MAX_ALIAS_EVENTS_ENV}=N"
+            ),
+            YamlErrorKind::Budget,
+        )),
+        serde_saphyr::Error::Budget { breach, .. } => match breach {
+            BudgetBreach::Nodes { nodes } => {
+                Some((size("nodes", *nodes, limits.nodes), YamlErrorKind::Size))
+            }
+            BudgetBreach::Events { events } => Some((
+                size("parser events", *events, limits.events),
+                YamlErrorKind::Size,
+            )),
+            other => Some((
+                format!("the document exceeds a limit of the YAML reader: {other:?}"),
+                YamlErrorKind::Budget,
+            )),
+        },
+        _ => None,
+    }
+}
+
+fn error(e: &serde_saphyr::Error, limits: &Limits) -> YamlError {
     let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    if let Some((message, kind)) = budget_message(e, limits) {
+        return YamlError {
+            line,
+            column,
+            message,
+            kind,
+        };
+    }
     let raw = e.render_with_options(serde_saphyr::render_options! {
         snippets: serde_saphyr::SnippetMode::Off,
     });

@@ -276,10 +276,16 @@ impl DirLock {
 
 /// A run's side files: outputs too large to inline in the journal, written whole as
 /// `outputs/NNNN-<label>.json`. The journal refers to them by that relative path.
+///
+/// Content-addressed within a process: the same bytes written twice (a check's list
+/// and the value saved from it, a verification that sees what the action saw) are
+/// one file, named by the first label, that both journal lines refer to.
 #[derive(Debug)]
 pub struct SideFiles {
     run_dir: PathBuf,
     next: AtomicU64,
+    /// sha256 of the bytes → the file already holding them.
+    written: std::sync::Mutex<std::collections::HashMap<[u8; 32], String>>,
 }
 
 impl SideFiles {
@@ -300,12 +306,29 @@ impl SideFiles {
         SideFiles {
             run_dir: run_dir.to_owned(),
             next: AtomicU64::new(highest + 1),
+            written: Default::default(),
         }
     }
 
     /// Write `bytes` as the next side file named after `label`; returns its path
     /// relative to the run folder (what the journal records).
+    /// Bytes already written by this process are not written again: the name of
+    /// the file that has them is returned.
     pub fn write(&self, label: &str, bytes: &[u8]) -> std::io::Result<String> {
+        use sha2::{Digest, Sha256};
+        let digest: [u8; 32] = Sha256::digest(bytes).into();
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(name) = written.get(&digest)
+            && self.run_dir.join(name).is_file()
+        {
+            return Ok(name.clone());
+        }
+        let name = self.write_new(label, bytes)?;
+        written.insert(digest, name.clone());
+        Ok(name)
+    }
+
+    fn write_new(&self, label: &str, bytes: &[u8]) -> std::io::Result<String> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let name = format!("{OUTPUTS}/{n:04}-{label}.json");
         let path = self.run_dir.join(&name);
@@ -435,5 +458,22 @@ mod tests {
             b"1"
         );
         assert!(SideFiles::read(tmp.path(), "../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn the_same_output_written_twice_is_one_side_file_referenced_twice() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = SideFiles::open(tmp.path());
+        let list = br#"{"items":[1,2,3]}"#;
+        let first = files.write("lost-pods", list).unwrap();
+        assert_eq!(first, "outputs/0001-lost-pods.json");
+        assert_eq!(files.write("lost-pods-verify", list).unwrap(), first);
+        // Other bytes are another file.
+        assert_eq!(
+            files.write("lost-pods", b"{}").unwrap(),
+            "outputs/0002-lost-pods.json"
+        );
+        let on_disk = std::fs::read_dir(tmp.path().join(OUTPUTS)).unwrap().count();
+        assert_eq!(on_disk, 2);
     }
 }

@@ -50,6 +50,7 @@ mod postmortem_cli;
 mod postmortem_preserve;
 mod postmortem_render;
 mod robust_disk;
+mod robust_group_commit;
 mod robust_journal;
 mod robust_kill;
 mod robust_runs;

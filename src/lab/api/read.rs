@@ -19,7 +19,7 @@ use crate::lab::table::{self, IncludeObject};
 /// has not started, a kubelet dial timeout for a pod on a lost node, else a short
 /// simulated log.
 pub(super) fn pod_log(lab: &Lab, ns: &str, name: &str, params: &Params) -> Response {
-    let st = lab.lock();
+    let st = lab.read();
     let pods = resources::by_key("pods").expect("invariant: pods are a served resource");
     let Some(pod) = st.store.get("pods", ns, name) else {
         return err(ApiError::not_found(pods, name));
@@ -209,16 +209,19 @@ pub(super) fn get(
     as_table: bool,
     params: &Params,
 ) -> Result<(u16, Value), ApiError> {
-    let st = lab.lock();
-    let obj = st
-        .store
-        .get(&res.key(), ns, name)
-        .ok_or_else(|| ApiError::not_found(res, name))?;
+    let (obj, now) = {
+        let st = lab.read();
+        let obj = st
+            .store
+            .get_shared(&res.key(), ns, name)
+            .ok_or_else(|| ApiError::not_found(res, name))?;
+        (obj, st.now())
+    };
     if as_table {
         let include = IncludeObject::parse(params.get("includeObject").map(String::as_str));
-        return Ok((200, table::table(res, &[obj], st.now(), include, None)));
+        return Ok((200, table::table(res, &[&*obj], now, include, None)));
     }
-    Ok((200, obj.clone()))
+    Ok((200, Value::clone(&obj)))
 }
 
 /// A list body serialised straight from the store's objects (no copy of the items).
@@ -238,13 +241,30 @@ pub(super) fn list(
     as_table: bool,
 ) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(t.res, params)?;
-    let st = lab.lock();
-    let key = t.res.key();
-    let matching: Vec<&Value> = st
-        .store
-        .list(&key, t.ns.as_deref())
-        .filter(|o| labels.matches(o) && fields.matches(o))
-        .collect();
+    // Under the shared lock: pick the matching objects (by reference count) and the
+    // resourceVersion and time they go with; encoding happens after it is released.
+    let (matching, rv, now) = {
+        let st = lab.read();
+        let key = t.res.key();
+        let ns = t.ns.as_deref();
+        let keep = |o: &&std::sync::Arc<Value>| labels.matches(o) && fields.matches(o);
+        // An equality on an indexed pod field (spec.nodeName, status.phase) reads the
+        // index; every requirement is still checked on what it gives.
+        let indexed = (key == "pods")
+            .then(|| {
+                fields
+                    .reqs
+                    .iter()
+                    .filter(|r| !r.negated)
+                    .find_map(|r| st.store.pods_where(&r.field, &r.value, ns))
+            })
+            .flatten();
+        let matching: Vec<std::sync::Arc<Value>> = match indexed {
+            Some(pods) => pods.filter(keep).cloned().collect(),
+            None => st.store.list_shared(&key, ns).filter(keep).cloned().collect(),
+        };
+        (matching, st.store.rv(), st.now())
+    };
     let offset: usize = params
         .get("continue")
         .and_then(|c| c.parse().ok())
@@ -255,8 +275,7 @@ pub(super) fn list(
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX);
     let end = offset.saturating_add(limit).min(matching.len());
-    let page = &matching[offset.min(end)..end];
-    let rv = st.store.rv();
+    let page: Vec<&Value> = matching[offset.min(end)..end].iter().map(|v| &**v).collect();
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if end < matching.len() {
         meta["continue"] = json!(end.to_string());
@@ -264,7 +283,7 @@ pub(super) fn list(
     }
     if as_table {
         let include = IncludeObject::parse(params.get("includeObject").map(String::as_str));
-        let mut tb = table::table(t.res, page, st.now(), include, Some(rv));
+        let mut tb = table::table(t.res, &page, now, include, Some(rv));
         tb["metadata"] = meta;
         return Ok(json_response(200, &tb));
     }
@@ -272,11 +291,10 @@ pub(super) fn list(
         kind: format!("{}List", t.res.kind),
         api_version: t.res.api_version(),
         metadata: meta,
-        items: page,
+        items: &page,
     };
     let bytes = serde_json::to_vec(&body)
         .map_err(|e| ApiError::new(500, "InternalError", format!("cannot encode the list: {e}")))?;
-    drop(st);
     Ok(Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, "application/json")

@@ -70,7 +70,7 @@ pub(super) fn watch(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> R
     let ns = t.ns.clone();
     let matches = move |o: &Value| labels.matches(o) && fields.matches(o);
     let (rx, initial, replay, start_rv, now) = {
-        let st = lab.lock();
+        let st = lab.read();
         let rx = st.store.subscribe();
         let from_now = send_initial || rv_param.is_empty() || rv_param == "0";
         let initial: Vec<Value> = if from_now {
@@ -162,7 +162,7 @@ pub(super) fn watch(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> R
                     if changed.is_err() {
                         return;
                     }
-                    let batch = lab2.lock().store.history_since(seen);
+                    let batch = lab2.read().store.history_since(seen);
                     let Some(batch) = batch else {
                         // Fell behind the bounded history: end the watch the way the
                         // API server does, with an ERROR event carrying 410 Expired.
