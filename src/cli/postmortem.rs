@@ -11,7 +11,8 @@ use crate::store::{DirStore, RunStore};
 #[command(after_help = "Examples:
   runbook postmortem last
   runbook postmortem 7f3a -o incidents/2026-03-13.md    keeps the human-written sections
-  runbook postmortem last --tz Europe/Paris")]
+  runbook postmortem last --tz Europe/Paris
+  runbook postmortem last --details full             every result whole, as the journal has it")]
 pub struct Args {
     /// The run to render: its id, a unique prefix of it, or `last` (see `runbook runs`).
     #[arg(required_unless_present = "print_template")]
@@ -25,6 +26,11 @@ pub struct Args {
     /// Time zone of the timeline, e.g. Europe/Berlin.
     #[arg(long, default_value = "UTC")]
     pub tz: String,
+    /// How much of each result to show: `summary` (tables as `kubectl get` prints
+    /// them, values, excerpts; API calls in an appendix), `full` (every result whole,
+    /// folded) or `none`.
+    #[arg(long, default_value = "summary", value_parser = ["full", "summary", "none"])]
+    pub details: String,
     /// Print the embedded template and exit.
     #[arg(long)]
     pub print_template: bool,
@@ -47,6 +53,11 @@ pub fn run(args: Args, g: &Global) -> i32 {
     };
     let mut opts = RenderOpts {
         tz,
+        details: match args.details.as_str() {
+            "full" => render::Details::Full,
+            "none" => render::Details::None,
+            _ => render::Details::Summary,
+        },
         ..RenderOpts::default()
     };
     if let Some(path) = &args.template {

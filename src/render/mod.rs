@@ -22,6 +22,9 @@ mod gantt;
 mod helpers;
 pub mod model;
 mod preserve;
+pub mod summary;
+
+pub use summary::Details;
 
 pub use preserve::write_preserving;
 
@@ -37,6 +40,8 @@ pub struct RenderOpts {
     pub template: Option<String>,
     /// Where the template came from (its path), for error messages.
     pub template_name: Option<String>,
+    /// How much of each result to show (summary by default).
+    pub details: Details,
 }
 
 impl Default for RenderOpts {
@@ -45,6 +50,7 @@ impl Default for RenderOpts {
             tz: Tz::UTC,
             template: None,
             template_name: None,
+            details: Details::default(),
         }
     }
 }
@@ -94,7 +100,16 @@ impl RenderError {
 
 /// Build the data model a template sees (exposed for docs and tests).
 pub fn model(journal: &crate::journal::reader::Journal, tz: Tz) -> model::Postmortem {
-    let built = build::build(journal, tz);
+    model_with(journal, tz, Details::Full)
+}
+
+/// [`model`] with a level of detail.
+pub fn model_with(
+    journal: &crate::journal::reader::Journal,
+    tz: Tz,
+    details: Details,
+) -> model::Postmortem {
+    let built = build::build(journal, tz, details);
     let mut pm = built.pm;
     pm.gantt = gantt::chart(&built.spans, tz);
     pm.drafts = drafts::draft(&pm);
@@ -107,7 +122,7 @@ pub fn render(
     journal: &crate::journal::reader::Journal,
     opts: &RenderOpts,
 ) -> Result<String, RenderError> {
-    let pm = model(journal, opts.tz);
+    let pm = model_with(journal, opts.tz, opts.details);
     let name = opts
         .template_name
         .clone()

@@ -29,6 +29,29 @@ pub struct Postmortem {
     pub drafts: Drafts,
     /// Things a reader must know about the journal itself (torn last line, unfinished run).
     pub warnings: Vec<String>,
+    /// `full`, `summary` or `none` (`runbook postmortem --details`).
+    pub detail_level: String,
+    /// In summary and none: every API call, grouped by step and request (the appendix).
+    pub api_calls: Vec<CallGroup>,
+}
+
+/// Identical API calls of one step, counted (the appendix of a summary).
+#[derive(Debug, Clone, Serialize)]
+pub struct CallGroup {
+    pub step: String,
+    pub line: String,
+    pub answer: String,
+    pub count: usize,
+    pub kubectl: Option<String>,
+}
+
+/// A result as the summary shows it: `markdown` is a table or an excerpt, already
+/// escaped; `raw` says where the whole result is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shown {
+    pub what: String,
+    pub markdown: String,
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +221,8 @@ pub struct Entry {
     pub resumed: Option<Resume>,
     /// Folded output: one block per operation result, error or long list of API calls.
     pub details: Vec<Detail>,
+    /// In summary: results as tables and excerpts (markdown).
+    pub results: Vec<Shown>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -277,6 +302,12 @@ pub struct Op {
     pub calls_folded: bool,
     /// Side file in the run folder holding the full output.
     pub output_file: Option<String>,
+    /// A small result in one line (plain text): `deleted hub-0; already gone: none`.
+    pub result_line: Option<String>,
+    /// For PromQL: the Prometheus graph of the query.
+    pub link: Option<String>,
+    /// In summary: where the whole result is (markdown: `` `journal.ndjson` event 12 ``).
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

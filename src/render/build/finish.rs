@@ -1,6 +1,8 @@
 //! The end of the pass: open steps and rungs closed, entries finished and grouped
 //! by day.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Datelike, Utc};
 
 use super::present::{add_wait, bounded, label, long_weekday, no_result, result_details, status};
@@ -8,6 +10,7 @@ use super::{Builder, Built, EntryAcc};
 use crate::render::format::{Time, between, duration_ms};
 use crate::render::gantt::Span;
 use crate::render::model::*;
+use crate::render::summary::{self, Details};
 
 impl Builder {
     pub(super) fn finish(mut self) -> Built {
@@ -159,8 +162,9 @@ impl Builder {
         let finished = ended.is_some();
         let mut timeline: Vec<Day> = Vec::new();
         let mut approvals = Vec::new();
+        let mut calls = Calls::default();
         for acc in entries {
-            let e = finish_entry(acc, finished);
+            let e = finish_entry(acc, finished, self.details, &mut calls);
             if let Some(g) = &e.gate {
                 approvals.push(Approval {
                     step: e.step.clone().unwrap_or_default(),
@@ -199,17 +203,49 @@ impl Builder {
                 gantt: String::new(),
                 drafts: Drafts::default(),
                 warnings: self.warnings,
+                detail_level: self.details.name().to_owned(),
+                api_calls: calls.groups,
             },
             spans: self.spans,
         }
     }
 }
 
+/// The appendix of API calls (summary): identical calls of one step counted once.
+#[derive(Default)]
+struct Calls {
+    groups: Vec<CallGroup>,
+    index: HashMap<(String, String, String), usize>,
+}
+
+impl Calls {
+    fn add(&mut self, step: &str, op: &Op) {
+        for c in &op.calls {
+            let key = (step.to_owned(), c.line.clone(), c.answer.clone());
+            match self.index.get(&key) {
+                Some(&i) => self.groups[i].count += 1,
+                None => {
+                    self.index.insert(key, self.groups.len());
+                    self.groups.push(CallGroup {
+                        step: step.to_owned(),
+                        line: c.line.clone(),
+                        answer: c.answer.clone(),
+                        count: 1,
+                        kubectl: c.kubectl.clone(),
+                    });
+                }
+            }
+        }
+    }
+}
+
 /// Turn an accumulated entry into its final form: operations in order, their output
-/// folded into details, verifications that never passed marked.
-fn finish_entry(acc: EntryAcc, run_finished: bool) -> Entry {
+/// folded into details (full) or shown as tables and excerpts (summary),
+/// verifications that never passed marked.
+fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Calls) -> Entry {
     let mut e = acc.entry;
     e.label = label(&e);
+    let step = e.step.clone().unwrap_or_default();
     for a in acc.ops {
         let mut op = a.op;
         if op.outcome.is_none() {
@@ -221,27 +257,55 @@ fn finish_entry(acc: EntryAcc, run_finished: bool) -> Entry {
         };
         if let Some(err) = &op.error
             && (err.contains('\n') || err.len() > 200)
+            && mode != Details::None
         {
             e.details.push(Detail {
                 summary: format!("Error of {what}"),
-                body: bounded(err),
+                body: if mode == Details::Full {
+                    bounded(err)
+                } else {
+                    excerpt(err)
+                },
                 lang: "text".to_owned(),
             });
         }
-        if op.calls_folded {
-            let body: Vec<String> = op
-                .calls
-                .iter()
-                .map(|c| format!("{} {} → {} ({})", c.method, c.path, c.answer, c.duration))
-                .collect();
-            e.details.push(Detail {
-                summary: format!("{} API calls of {what}", op.calls.len()),
-                body: body.join("\n"),
-                lang: "text".to_owned(),
-            });
-        }
-        if let Some(r) = &a.result {
-            result_details(&what, r, &mut e.details);
+        match mode {
+            Details::Full => {
+                if op.calls_folded {
+                    let body: Vec<String> = op
+                        .calls
+                        .iter()
+                        .map(|c| format!("{} {} → {} ({})", c.method, c.path, c.answer, c.duration))
+                        .collect();
+                    e.details.push(Detail {
+                        summary: format!("{} API calls of {what}", op.calls.len()),
+                        body: body.join("\n"),
+                        lang: "text".to_owned(),
+                    });
+                }
+                if let Some(r) = &a.result {
+                    result_details(&what, r, &mut e.details);
+                }
+            }
+            Details::Summary | Details::None => {
+                calls.add(&step, &op);
+                op.calls.clear();
+                op.calls_folded = false;
+                if let Some(r) = &a.result {
+                    op.result_line = summary::result_line(r);
+                    if mode == Details::Summary
+                        && let Some((at, seq)) = a.result_at
+                        && let Some(md) = summary::result_block(r, at, &raw(seq))
+                    {
+                        e.results.push(Shown {
+                            what: String::new(),
+                            markdown: md,
+                            source: raw(seq),
+                        });
+                        op.source = Some(raw(seq));
+                    }
+                }
+            }
         }
         e.ops.push(op);
     }
@@ -271,17 +335,47 @@ fn finish_entry(acc: EntryAcc, run_finished: bool) -> Entry {
             _ => "still polling",
         }
         .to_owned();
-        if let Some(a) = acc.verify_op
-            && let Some(r) = &a.result
-        {
-            result_details(
-                &format!("the last verification poll ({})", a.op.display),
-                r,
-                &mut e.details,
-            );
+        if let Some(a) = acc.verify_op {
+            if mode != Details::Full {
+                calls.add(&step, &a.op);
+            }
+            if let Some(r) = &a.result {
+                let what = format!("the last verification poll ({})", a.op.display);
+                match mode {
+                    Details::Full => result_details(&what, r, &mut e.details),
+                    Details::Summary => {
+                        if let Some((at, seq)) = a.result_at
+                            && let Some(md) = summary::result_block(r, at, &raw(seq))
+                        {
+                            e.results.push(Shown {
+                                what: "Last verification poll".to_owned(),
+                                markdown: md,
+                                source: raw(seq),
+                            });
+                        }
+                    }
+                    Details::None => {}
+                }
+            }
         }
     }
     e
+}
+
+/// Where a result is kept whole: the journal, in the run folder.
+fn raw(seq: u64) -> String {
+    format!("`journal.ndjson` event {seq}")
+}
+
+/// The first lines of an error (summary).
+fn excerpt(s: &str) -> String {
+    let cut: String = s.lines().take(6).collect::<Vec<_>>().join("\n");
+    let cut: String = cut.chars().take(600).collect();
+    if cut.len() < s.trim_end().len() {
+        format!("{cut}\n… (the journal has all of it)")
+    } else {
+        cut
+    }
 }
 
 #[cfg(test)]
@@ -373,6 +467,7 @@ mod tests {
                 },
             ]),
             chrono_tz::UTC,
+            crate::render::Details::Full,
         )
         .pm;
         assert_eq!(pm.metrics.gate_wait.total_ms, 3000);
@@ -396,6 +491,7 @@ mod tests {
                 resumed(),
             ]),
             chrono_tz::UTC,
+            crate::render::Details::Full,
         )
         .pm;
         assert_eq!(pm.metrics.paused.total_ms, 2000);
@@ -405,7 +501,12 @@ mod tests {
 
     #[test]
     fn a_paused_run_is_paused() {
-        let pm = super::super::build(&journal(vec![started(), paused()]), chrono_tz::UTC).pm;
+        let pm = super::super::build(
+            &journal(vec![started(), paused()]),
+            chrono_tz::UTC,
+            crate::render::Details::Full,
+        )
+        .pm;
         assert_eq!(pm.run.status, "paused");
     }
 
@@ -416,6 +517,7 @@ mod tests {
         let built = super::super::build(
             &journal(vec![started(), paused(), resumed()]),
             chrono_tz::UTC,
+            crate::render::Details::Full,
         );
         assert_eq!(built.pm.run.status, "unfinished");
         assert!(built.pm.run.ended.is_none());

@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::format::{Time, duration_ms};
 use super::gantt::Span;
 use super::model::*;
+use super::summary::Details;
 use present::{add_wait, first_line, outcome, plain, status};
 
 mod finish;
@@ -40,8 +41,9 @@ pub struct Built {
 }
 
 /// Build the model of a journal, with times shown in `tz`.
-pub fn build(journal: &Journal, tz: Tz) -> Built {
+pub fn build(journal: &Journal, tz: Tz, details: Details) -> Built {
     let mut b = Builder::new(tz);
+    b.details = details;
     for (line, what) in &journal.seq_faults {
         b.warnings.push(format!(
             "Line {line} of the journal: {what} (the file was edited or damaged; the timeline may be incomplete)."
@@ -63,6 +65,8 @@ pub fn build(journal: &Journal, tz: Tz) -> Built {
 struct OpAcc {
     op: Op,
     result: Option<Value>,
+    /// When the result was read, and the event that holds it.
+    result_at: Option<(DateTime<Utc>, u64)>,
 }
 
 struct EntryAcc {
@@ -104,6 +108,7 @@ struct Builder {
     /// The run as [`RunState`] folds it: the engine's and `resume`'s view. Every
     /// record is applied to it before it is placed, and the facts are read from it.
     state: RunState,
+    details: Details,
 }
 
 fn op_key(scope: &Scope) -> OpKey {
@@ -146,6 +151,7 @@ impl Builder {
             warnings: Vec::new(),
             events: 0,
             state: RunState::default(),
+            details: Details::Full,
         }
     }
 
@@ -186,6 +192,7 @@ impl Builder {
                 skip_reason: None,
                 resumed: None,
                 details: Vec::new(),
+                results: Vec::new(),
             },
             ops: Vec::new(),
             op_index: HashMap::new(),
@@ -466,6 +473,7 @@ impl Builder {
                     })
                     .collect();
                 acc.result = result.clone();
+                acc.result_at = Some((rec.ts, rec.seq));
             }
             Event::ManualRequested { scope, instruction } => {
                 let i = self.entry_for(rec, &scope.step, scope.rung.as_deref(), scope.verification);
