@@ -13,6 +13,8 @@ pub use super::format::Time;
 /// Everything a postmortem template can use.
 #[derive(Debug, Clone, Serialize)]
 pub struct Postmortem {
+    /// Everyone who acted or wrote a note, in order of appearance.
+    pub authors: Vec<String>,
     pub run: Run,
     /// The display time zone, e.g. `UTC` or `Europe/Berlin`.
     pub tz: String,
@@ -35,14 +37,12 @@ pub struct Postmortem {
     pub api_calls: Vec<CallGroup>,
 }
 
-/// Identical API calls of one step, counted (the appendix of a summary).
+/// The API calls of one step (the appendix of a summary): each distinct request
+/// once, as `METHOD path → answer`, with `(×n)` when repeated.
 #[derive(Debug, Clone, Serialize)]
 pub struct CallGroup {
     pub step: String,
-    pub line: String,
-    pub answer: String,
-    pub count: usize,
-    pub kubectl: Option<String>,
+    pub calls: Vec<String>,
 }
 
 /// A result as the summary shows it: `markdown` is a table or an excerpt, already
@@ -117,6 +117,12 @@ pub struct Param {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Metrics {
+    /// When users were first affected (`--incident-start`); `null` when unknown.
+    pub impact_start: Option<Time>,
+    /// The first mutating operation.
+    pub first_action: Option<Time>,
+    /// The run's end, when it succeeded.
+    pub resolved: Option<Time>,
     /// The first check that found the problem, measured from the run's start.
     pub time_to_detect: Option<Milestone>,
     /// The first verification that passed, measured from the run's start.
@@ -134,6 +140,8 @@ pub struct Metrics {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Milestone {
+    /// From the impact start (`--incident-start`), when known.
+    pub from_impact: Option<String>,
     /// Time since the run started, e.g. `4.2 s`.
     pub after: String,
     pub at: Time,
@@ -415,10 +423,17 @@ pub struct Drafts {
     pub went_well: String,
     pub went_wrong: String,
     pub actions: ActionDrafts,
+    /// Markdown: which check found the problem, what it saw (with the graph).
+    pub detection: String,
+    /// Markdown: what fixed it and what proved it.
+    pub resolution: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ActionDrafts {
+    /// Markdown: every item below as a row of the action-items table
+    /// (`| item | type | priority | owner | issue |`), empty when there is none.
+    pub table: String,
     pub investigation: String,
     pub process: String,
     pub documentation: String,

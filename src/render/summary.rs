@@ -47,6 +47,9 @@ const LINE_CHARS: usize = 160;
 
 const MASK: &str = "***";
 
+/// What an empty list of objects shows.
+pub const NO_OBJECTS: &str = "No objects.";
+
 fn plain(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -132,11 +135,24 @@ pub fn result_line(result: &Value) -> Option<String> {
             }
             s.join(", ")
         };
-        return Some(format!(
-            "deleted {}; already gone: {}",
-            names(deleted),
-            names(gone)
-        ));
+        // One named pod: the command already names it.
+        return Some(match (deleted.len(), gone.len()) {
+            (1, 0) => "deleted".to_owned(),
+            (0, 1) => "already gone".to_owned(),
+            _ => format!("deleted {}; already gone: {}", names(deleted), names(gone)),
+        });
+    }
+    if let (Some(Value::Bool(changed)), Some(Value::Bool(true))) =
+        (map.get("changed"), map.get("unschedulable"))
+    {
+        return Some(
+            if *changed {
+                "cordoned"
+            } else {
+                "already cordoned"
+            }
+            .to_owned(),
+        );
     }
     if map.contains_key("status") && map.contains_key("body") {
         return None;
@@ -156,7 +172,7 @@ pub fn result_block(result: &Value, at: DateTime<Utc>, raw: &str) -> Option<Stri
     match result {
         Value::Array(items) if items.iter().all(is_kube_object) => {
             if items.is_empty() {
-                return Some("No objects.".to_owned());
+                return Some(NO_OBJECTS.to_owned());
             }
             Some(kube_tables(items, at, &more))
         }
@@ -292,7 +308,9 @@ pub fn graph_link(server: &str, query: &str, at: DateTime<Utc>) -> String {
         .trim_end_matches('/')
         .chars()
         .map(|c| match c {
-            ' ' | '(' | ')' | '<' | '>' | '"' | '`' | '[' | ']' | '\\' => percent(&c.to_string()),
+            ' ' | '(' | ')' | '<' | '>' | '"' | '`' | '[' | ']' | '|' | '\\' => {
+                percent(&c.to_string())
+            }
             c if c.is_control() => String::new(),
             c => c.to_string(),
         })

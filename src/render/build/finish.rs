@@ -190,8 +190,26 @@ impl Builder {
                 }
             }
         }
+        // A gate asked before a pause and decided after the resume is one decision:
+        // its row is the decided one (asked at the first request), not a phantom
+        // "waiting" row beside it.
+        let decided: std::collections::HashSet<(String, Option<String>)> = approvals
+            .iter()
+            .filter(|a| a.gate.decision.is_some())
+            .map(|a| (a.step.clone(), a.rung.clone()))
+            .collect();
+        approvals.retain(|a| {
+            a.gate.decision.is_some() || !decided.contains(&(a.step.clone(), a.rung.clone()))
+        });
+        for a in &mut approvals {
+            if a.gate.source.as_deref() == Some("flag") && a.gate.waited_ms > 0 {
+                a.gate.how = Some("with --approve, after waiting".to_owned());
+            }
+        }
+        let authors = authors(&run, &approvals, &self.notes, &timeline);
         Built {
             pm: Postmortem {
+                authors,
                 run,
                 tz: self.tz.name().to_owned(),
                 params: self.params,
@@ -204,38 +222,88 @@ impl Builder {
                 drafts: Drafts::default(),
                 warnings: self.warnings,
                 detail_level: self.details.name().to_owned(),
-                api_calls: calls.groups,
+                api_calls: calls.finish(),
             },
             spans: self.spans,
         }
     }
 }
 
-/// The appendix of API calls (summary): identical calls of one step counted once.
+/// Everyone who acted in the run or wrote about it: the operator, whoever resumed
+/// or retried it, decided a gate, confirmed a manual step or wrote a note; in the
+/// order they first appear. Automatic approvals are no person's.
+fn authors(run: &Run, approvals: &[Approval], notes: &[Note], timeline: &[Day]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |who: &str| {
+        if !who.is_empty() && !out.iter().any(|o| o == who) {
+            out.push(who.to_owned());
+        }
+    };
+    add(&run.operator);
+    run.resumed.iter().for_each(|r| add(&r.by));
+    run.retried.iter().for_each(|r| add(&r.by));
+    for a in approvals.iter().filter(|a| !a.gate.automatic) {
+        if let Some(by) = &a.gate.by {
+            add(by);
+        }
+    }
+    for e in timeline.iter().flat_map(|d| &d.entries) {
+        if let Some(by) = e.manual.as_ref().and_then(|m| m.by.as_deref()) {
+            add(by);
+        }
+    }
+    notes.iter().for_each(|n| add(&n.by));
+    out
+}
+
+/// The appendix of API calls (summary): per step, identical calls counted once.
 #[derive(Default)]
 struct Calls {
     groups: Vec<CallGroup>,
-    index: HashMap<(String, String, String), usize>,
+    counts: Vec<Vec<(String, usize)>>,
+    index: HashMap<String, usize>,
 }
 
 impl Calls {
     fn add(&mut self, step: &str, op: &Op) {
+        if op.calls.is_empty() {
+            return;
+        }
+        let g = match self.index.get(step) {
+            Some(&g) => g,
+            None => {
+                self.index.insert(step.to_owned(), self.groups.len());
+                self.groups.push(CallGroup {
+                    step: step.to_owned(),
+                    calls: Vec::new(),
+                });
+                self.counts.push(Vec::new());
+                self.groups.len() - 1
+            }
+        };
         for c in &op.calls {
-            let key = (step.to_owned(), c.line.clone(), c.answer.clone());
-            match self.index.get(&key) {
-                Some(&i) => self.groups[i].count += 1,
-                None => {
-                    self.index.insert(key, self.groups.len());
-                    self.groups.push(CallGroup {
-                        step: step.to_owned(),
-                        line: c.line.clone(),
-                        answer: c.answer.clone(),
-                        count: 1,
-                        kubectl: c.kubectl.clone(),
-                    });
-                }
+            // Success is the rule: only other answers are written.
+            let line = if (200..300).contains(&c.status) {
+                c.line.clone()
+            } else {
+                format!("{} → {}", c.line, c.answer)
+            };
+            let counts = &mut self.counts[g];
+            match counts.iter_mut().find(|(l, _)| *l == line) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((line, 1)),
             }
         }
+    }
+
+    fn finish(mut self) -> Vec<CallGroup> {
+        for (g, counts) in self.groups.iter_mut().zip(self.counts) {
+            g.calls = counts
+                .into_iter()
+                .map(|(l, n)| if n > 1 { format!("{l} (×{n})") } else { l })
+                .collect();
+        }
+        self.groups
     }
 }
 
@@ -289,6 +357,10 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
             }
             Details::Summary | Details::None => {
                 calls.add(&step, &op);
+                // A `where` filter can be long: the runbook has it whole.
+                if let Some((i, _)) = op.display.char_indices().nth(SHORT_DISPLAY) {
+                    op.display = format!("{}…", &op.display[..i]);
+                }
                 op.calls.clear();
                 op.calls_folded = false;
                 if let Some(r) = &a.result {
@@ -343,9 +415,14 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                 let what = format!("the last verification poll ({})", a.op.display);
                 match mode {
                     Details::Full => result_details(&what, r, &mut e.details),
-                    Details::Summary => {
+                    Details::Summary
+                        if !v.passed
+                            || e.milestones.iter().any(|m| m.starts_with("MITIGATED"))
+                            || e.kind == "rung" =>
+                    {
                         if let Some((at, seq)) = a.result_at
                             && let Some(md) = summary::result_block(r, at, &raw(seq))
+                            && md != summary::NO_OBJECTS
                         {
                             e.results.push(Shown {
                                 what: "Last verification poll".to_owned(),
@@ -354,7 +431,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                             });
                         }
                     }
-                    Details::None => {}
+                    Details::Summary | Details::None => {}
                 }
             }
         }
@@ -362,9 +439,12 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
     e
 }
 
+/// Characters of an operation's line in a summary.
+const SHORT_DISPLAY: usize = 100;
+
 /// Where a result is kept whole: the journal, in the run folder.
 fn raw(seq: u64) -> String {
-    format!("`journal.ndjson` event {seq}")
+    format!("journal event {seq}")
 }
 
 /// The first lines of an error (summary).

@@ -148,6 +148,7 @@ impl Builder {
         };
         if kind == "check" && o == event::Outcome::Ok && self.metrics.time_to_detect.is_none() {
             self.metrics.time_to_detect = Some(Milestone {
+                from_impact: None,
                 after: duration_ms(between(self.start(), rec.ts)),
                 at: self.time(rec.ts),
                 step: step.to_owned(),
@@ -312,6 +313,7 @@ impl Builder {
             };
             if slot.is_none() {
                 let m = Milestone {
+                    from_impact: None,
                     after: duration_ms(between(self.start(), rec.ts)),
                     at: self.time(rec.ts),
                     title: self.step_title(&step),
