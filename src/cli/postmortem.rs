@@ -11,7 +11,9 @@ use crate::store::{DirStore, RunStore};
 #[command(after_help = "Examples:
   runbook postmortem last
   runbook postmortem 7f3a -o incidents/2026-03-13.md    keeps the human-written sections
-  runbook postmortem last --tz Europe/Paris")]
+  runbook postmortem last --tz Europe/Paris
+  runbook postmortem last --details full             every result whole, as the journal has it
+  runbook postmortem last --incident-start '2018-03-13 01:00'   times to detect/mitigate from the impact start")]
 pub struct Args {
     /// The run to render: its id, a unique prefix of it, or `last` (see `runbook runs`).
     #[arg(required_unless_present = "print_template")]
@@ -25,9 +27,38 @@ pub struct Args {
     /// Time zone of the timeline, e.g. Europe/Berlin.
     #[arg(long, default_value = "UTC")]
     pub tz: String,
+    /// How much of each result to show: `summary` (tables as `kubectl get` prints
+    /// them, values, excerpts; API calls in an appendix), `full` (every result whole,
+    /// folded) or `none`.
+    #[arg(long, default_value = "summary", value_parser = ["full", "summary", "none"])]
+    pub details: String,
+    /// When users were first affected (RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` in the
+    /// --tz zone): time to detect and to mitigate are counted from it. Without it
+    /// they are "unknown".
+    #[arg(long, value_name = "TIME")]
+    pub incident_start: Option<String>,
     /// Print the embedded template and exit.
     #[arg(long)]
     pub print_template: bool,
+}
+
+/// `2018-03-13T01:00:00Z`, or a local time in `tz`: `2018-03-13 01:00[:00]`.
+fn parse_time(s: &str, tz: chrono_tz::Tz) -> Option<chrono::DateTime<chrono::Utc>> {
+    use chrono::TimeZone;
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
+        return Some(t.with_timezone(&chrono::Utc));
+    }
+    let naive = [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| chrono::NaiveDateTime::parse_from_str(s.trim(), f).ok())?;
+    tz.from_local_datetime(&naive)
+        .earliest()
+        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 pub fn run(args: Args, g: &Global) -> i32 {
@@ -47,8 +78,24 @@ pub fn run(args: Args, g: &Global) -> i32 {
     };
     let mut opts = RenderOpts {
         tz,
+        details: match args.details.as_str() {
+            "full" => render::Details::Full,
+            "none" => render::Details::None,
+            _ => render::Details::Summary,
+        },
         ..RenderOpts::default()
     };
+    if let Some(at) = &args.incident_start {
+        match parse_time(at, tz) {
+            Some(t) => opts.incident_start = Some(t),
+            None => {
+                eprintln!(
+                    "error: --incident-start {at:?} is not a time: write 2018-03-13T01:00:00Z, or 2018-03-13 01:00 in the --tz zone"
+                );
+                return exit::USAGE;
+            }
+        }
+    }
     if let Some(path) = &args.template {
         match std::fs::read_to_string(path) {
             Ok(source) => {

@@ -39,7 +39,135 @@ pub fn draft(pm: &Postmortem) -> Drafts {
         went_well: list(&went_well(pm)),
         went_wrong: list(&went_wrong(pm)),
         actions: actions(pm),
+        detection: detection(pm),
+        resolution: resolution(pm),
     }
+}
+
+/// Which check found the problem, what it saw, with the graph when it asked
+/// Prometheus.
+fn detection(pm: &Postmortem) -> String {
+    let Some(d) = &pm.metrics.time_to_detect else {
+        return String::new();
+    };
+    let found = pm
+        .steps
+        .iter()
+        .find(|s| s.id == d.step)
+        .and_then(|s| s.summary.as_deref())
+        .filter(|s| !s.is_empty())
+        .map(|s| format!(": {}", text(s)))
+        .unwrap_or_default();
+    let link = entries(pm)
+        .filter(|e| e.step.as_deref() == Some(&d.step))
+        .flat_map(|e| &e.ops)
+        .find_map(|o| o.link.as_deref())
+        .map(|l| format!(" ([graph]({l}))"))
+        .unwrap_or_default();
+    let mut s = format!(
+        "The check {} ({}) confirmed the problem at {}{found}{link}.",
+        quoted(&d.title),
+        code(&d.step),
+        d.at.time
+    );
+    if let Some(after) = &d.from_impact {
+        s.push_str(&format!(" That was {after} after the impact started."));
+    } else {
+        s.push_str(" _Which alert or person noticed it first, and when?_");
+    }
+    s
+}
+
+/// What fixed it: the rung that worked (with the commands it ran) or the actions,
+/// and the verification that proved it.
+fn resolution(pm: &Postmortem) -> String {
+    let mut parts = Vec::new();
+    for st in pm.steps.iter().filter(|st| st.kind == "action") {
+        let Some(fixed) = &st.fixed_by else {
+            continue;
+        };
+        let Some(r) = st.rungs.iter().find(|r| &r.id == fixed) else {
+            continue;
+        };
+        let ran: Vec<String> = entries(pm)
+            .filter(|e| {
+                e.step.as_deref() == Some(&st.id) && e.rung.as_ref().is_some_and(|x| &x.id == fixed)
+            })
+            .flat_map(|e| &e.ops)
+            .filter(|o| o.mutating)
+            .map(|o| code(&o.display))
+            .collect();
+        let cmds = match ran.len() {
+            0 => String::new(),
+            n if n <= 3 => format!(": {}", ran.join(", ")),
+            n => format!(": {} and {} more", ran[..2].join(", "), n - 2),
+        };
+        parts.push(format!(
+            "{} was fixed by rung {} of {}, {}{cmds}.",
+            quoted(&st.title),
+            r.index,
+            r.of,
+            quoted(&r.title)
+        ));
+    }
+    if parts.is_empty() {
+        let acted: Vec<String> = pm
+            .steps
+            .iter()
+            .filter(|st| st.kind == "action" && st.outcome.as_ref().is_some_and(|o| o.ok))
+            .map(|st| quoted(&st.title))
+            .collect();
+        if !acted.is_empty() {
+            parts.push(format!("The run did: {}.", acted.join(", ")));
+        }
+    }
+    if let Some(m) = &pm.metrics.time_to_mitigate {
+        parts.push(format!(
+            "The fix was verified at {} ({}).",
+            m.at.time,
+            quoted(&m.title)
+        ));
+    }
+    for st in pm.steps.iter().filter(|st| st.kind == "verify") {
+        if let (Some(o), Some(sum)) = (&st.outcome, st.summary.as_deref()) {
+            parts.push(format!(
+                "{}: {}{}.",
+                quoted(&st.title),
+                o.label.to_lowercase(),
+                if sum.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", text(sum))
+                }
+            ));
+        }
+    }
+    parts.join(" ")
+}
+
+/// Escape the pipes of a markdown line not escaped yet, so it fits in a table cell.
+fn in_cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut prev = ' ';
+    for c in s.chars() {
+        if c == '|' && prev != '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+        prev = c;
+    }
+    out
+}
+
+/// The action items as table rows: item, type, then blanks for people.
+fn action_table(groups: &[(&str, &[String])]) -> String {
+    let mut rows = Vec::new();
+    for (kind, items) in groups {
+        for i in *items {
+            rows.push(format!("| {} | {kind} | _P?_ | _?_ | _?_ |", in_cell(i)));
+        }
+    }
+    rows.join("\n")
 }
 
 fn summary(pm: &Postmortem) -> String {
@@ -47,13 +175,12 @@ fn summary(pm: &Postmortem) -> String {
     let mut s = String::new();
     if let Some(start) = &r.started {
         s.push_str(&format!(
-            "On {} at {} ({}), {} ran the runbook {} ({}) on {}{}.",
+            "On {} at {} ({}), {} ran the runbook {} on {}{}.",
             start.date,
             &start.time[..5],
             text(&pm.tz),
             text(&r.operator),
             code(&r.runbook.name),
-            quoted(&r.runbook.title),
             code(&r.host),
             if r.dry_run { " as a dry run" } else { "" }
         ));
@@ -70,7 +197,11 @@ fn summary(pm: &Postmortem) -> String {
         .iter()
         .filter(|st| st.kind == "check" && st.outcome.as_ref().is_some_and(|o| o.ok))
         .map(|st| match st.summary.as_deref().filter(|x| !x.is_empty()) {
-            Some(summary) => format!("{}: {}", quoted(&st.title), text(&shorten(summary, 80))),
+            Some(summary) => format!(
+                "{}: {}",
+                quoted(&shorten(&st.title, 40)),
+                text(&shorten(summary, 60))
+            ),
             None => quoted(&st.title),
         })
         .collect();
@@ -103,13 +234,6 @@ fn summary(pm: &Postmortem) -> String {
         }
         line.push('.');
         s.push_str(&line);
-    }
-    if let Some(m) = &pm.metrics.time_to_mitigate {
-        s.push_str(&format!(
-            " The first verification passed {} after the start ({}).",
-            m.after,
-            quoted(&m.title)
-        ));
     }
     let paused = &pm.metrics.paused;
     if paused.count > 0 && r.status != "paused" {
@@ -145,11 +269,7 @@ fn questions(pm: &Postmortem) -> Vec<String> {
     ];
     for e in entries(pm) {
         if let Some(esc) = &e.escalation {
-            q.push(format!(
-                "Why did {} not work ({})?",
-                quoted(&esc.from.title),
-                text(&esc.reason)
-            ));
+            q.push(format!("Why did {} not work?", quoted(&esc.from.title)));
         }
         if e.kind != "rung"
             && let Some(o) = &e.outcome
@@ -311,9 +431,8 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
         }
         if let Some(esc) = &e.escalation {
             docs.push(format!(
-                "Document that {} does not resolve this ({}), so people go straight to {}.",
+                "Document that {} does not resolve this, so people go straight to {}.",
                 quoted(&esc.from.title),
-                text(&esc.reason),
                 quoted(&esc.to.title)
             ));
         }
@@ -350,7 +469,14 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
                 .unwrap_or_default()
         ));
     }
+    let table = action_table(&[
+        ("investigate", &inv),
+        ("mitigate", &tech),
+        ("process", &process),
+        ("documentation", &docs),
+    ]);
     ActionDrafts {
+        table,
         investigation: list(&inv),
         process: list(&process),
         documentation: list(&docs),

@@ -55,47 +55,162 @@ fn section_title(section: &str) -> String {
     }
 }
 
+/// Bars at most: mermaid refuses a diagram over `maxTextSize` (50 000 characters by
+/// default, ~90 per bar), so a long run's bars are grouped under that.
+const MAX_BARS: usize = 200;
+
+/// Consecutive bars of one section with the same state are drawn as one from this
+/// many on ("6 checks").
+const GROUP_FROM: usize = 3;
+
+/// One drawn bar: a span, or a run of them.
+struct Bar<'a> {
+    first: &'a Span,
+    count: usize,
+    end: DateTime<Utc>,
+}
+
+fn tag(s: &Span) -> &'static str {
+    match (s.ok, s.open) {
+        (true, _) => "done",
+        (false, true) => "active",
+        (false, false) => "crit",
+    }
+}
+
+/// Group consecutive spans of one section (`same_state`: and the same state).
+fn group<'a>(spans: &[&'a Span], same_state: bool) -> Vec<Bar<'a>> {
+    let mut bars: Vec<Bar<'a>> = Vec::new();
+    let mut i = 0;
+    while i < spans.len() {
+        let first = spans[i];
+        let mut j = i + 1;
+        while j < spans.len()
+            && !first.section.starts_with("ladder:")
+            && spans[j].section == first.section
+            && (!same_state || tag(spans[j]) == tag(first))
+        {
+            j += 1;
+        }
+        let run = &spans[i..j];
+        if run.len() >= GROUP_FROM || !same_state {
+            bars.push(Bar {
+                first,
+                count: run.len(),
+                end: run.iter().map(|s| s.end).max().unwrap_or(first.end),
+            });
+        } else {
+            bars.extend(run.iter().map(|s| Bar {
+                first: s,
+                count: 1,
+                end: s.end,
+            }));
+        }
+        i = j;
+    }
+    bars
+}
+
 /// The chart's body (without the fence), bars in the display zone. Spans are drawn in
-/// the order they started; a ladder step is drawn as its rungs.
+/// the order they started; a ladder step is drawn as its rungs; three or more
+/// consecutive steps of one kind that ended alike are one bar, and a chart that would
+/// still be too big for mermaid groups every run of one kind.
 pub fn chart(spans: &[Span], tz: Tz) -> String {
     let mut spans: Vec<&Span> = spans
         .iter()
         .filter(|s| !s.ladder || s.section.starts_with("ladder:"))
         .collect();
     spans.sort_by_key(|s| s.start);
+    let mut bars = group(&spans, true);
+    if bars.len() > MAX_BARS {
+        bars = group(&spans, false);
+    }
+    let hidden = bars.len().saturating_sub(MAX_BARS);
+    bars.truncate(MAX_BARS);
     let fmt = |t: DateTime<Utc>| t.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string();
     let mut out = String::from("gantt\n    dateFormat YYYY-MM-DD HH:mm:ss\n    axisFormat %H:%M\n");
     let mut current: Option<&str> = None;
-    for (n, s) in spans.iter().enumerate() {
+    for (n, b) in bars.iter().enumerate() {
+        let s = b.first;
         if current != Some(s.section.as_str()) {
             out.push_str(&format!("    section {}\n", section_title(&s.section)));
             current = Some(&s.section);
         }
         // A bar needs a width to be seen; sub-second steps get one second.
-        let end = if s.end <= s.start {
+        let end = if b.end <= s.start {
             s.start + chrono::Duration::seconds(1)
         } else {
-            s.end
+            b.end
         };
-        let tag = match (s.ok, s.open) {
-            (true, _) => "done",
-            (false, true) => "active",
-            (false, false) => "crit",
+        let name = if b.count > 1 {
+            format!("{} {}", b.count, section_title(&s.section).to_lowercase())
+        } else {
+            label(&s.label)
+        };
+        let tag = if b.count > 1 && !bars_alike(&spans, b) {
+            "active"
+        } else {
+            tag(s)
         };
         out.push_str(&format!(
-            "    {} :{tag}, t{}, {}, {}\n",
-            label(&s.label),
+            "    {name} :{tag}, t{}, {}, {}\n",
             n + 1,
             fmt(s.start),
             fmt(end)
         ));
     }
+    if hidden > 0 {
+        out.push_str(&format!(
+            "    %% {hidden} more bars not drawn (mermaid's size limit)\n"
+        ));
+    }
     out.trim_end().to_owned()
+}
+
+/// Whether every span a grouped bar stands for ended alike (else it is drawn neutral).
+fn bars_alike(spans: &[&Span], b: &Bar<'_>) -> bool {
+    let Some(i) = spans.iter().position(|s| std::ptr::eq(*s, b.first)) else {
+        return true;
+    };
+    spans[i..i + b.count].iter().all(|s| tag(s) == tag(b.first))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn span(section: &str, ok: bool, secs: i64) -> Span {
+        let t0: DateTime<Utc> = "2018-03-13T06:28:00Z".parse().unwrap();
+        Span {
+            label: format!("step {secs}"),
+            section: section.to_owned(),
+            start: t0 + chrono::Duration::seconds(secs),
+            end: t0 + chrono::Duration::seconds(secs + 1),
+            ok,
+            open: false,
+            ladder: false,
+            step: format!("s{secs}"),
+        }
+    }
+
+    #[test]
+    fn consecutive_checks_are_one_bar_and_a_huge_run_stays_under_the_limit() {
+        let mut spans: Vec<Span> = (0..6).map(|i| span("check", true, i)).collect();
+        spans.push(span("action", true, 10));
+        let c = chart(&spans, Tz::UTC);
+        assert!(
+            c.contains("    6 checks :done, t1, 2018-03-13 06:28:00, 2018-03-13 06:28:06"),
+            "{c}"
+        );
+        assert!(c.contains("    step 10 :done, t2,"), "{c}");
+        // 100 000 steps alternating kinds and outcomes: no grouping by state helps.
+        let big: Vec<Span> = (0..100_000)
+            .map(|i| span(if i % 2 == 0 { "check" } else { "action" }, i % 3 == 0, i))
+            .collect();
+        let c = chart(&big, Tz::UTC);
+        assert!(c.len() < 50_000, "{} characters", c.len());
+        assert!(c.contains("more bars not drawn"), "the cut is said");
+    }
 
     #[test]
     fn labels_cannot_break_the_chart() {

@@ -153,13 +153,14 @@ impl HelperDef for RegionHelper {
     ) -> HelperResult {
         let id = region_id(h)?;
         let body = block_body(h, r, ctx, rc)?;
-        let sha = sha256_hex(&body);
+        let mut sha = sha256_hex(&body);
+        sha.truncate(super::preserve::SHA_CHARS);
         let begin = if self.human {
             begin_human(&id, Some(&sha))
         } else {
             begin_generated(&id, &sha)
         };
-        out.write(&format!("{begin}\n\n{body}\n\n{END}\n"))?;
+        out.write(&format!("{begin}\n{body}\n{END}\n"))?;
         Ok(())
     }
 }

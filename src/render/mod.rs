@@ -22,6 +22,9 @@ mod gantt;
 mod helpers;
 pub mod model;
 mod preserve;
+pub mod summary;
+
+pub use summary::Details;
 
 pub use preserve::write_preserving;
 
@@ -37,6 +40,10 @@ pub struct RenderOpts {
     pub template: Option<String>,
     /// Where the template came from (its path), for error messages.
     pub template_name: Option<String>,
+    /// How much of each result to show (summary by default).
+    pub details: Details,
+    /// When users were first affected: times to detect and mitigate count from it.
+    pub incident_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Default for RenderOpts {
@@ -45,6 +52,8 @@ impl Default for RenderOpts {
             tz: Tz::UTC,
             template: None,
             template_name: None,
+            details: Details::default(),
+            incident_start: None,
         }
     }
 }
@@ -94,11 +103,62 @@ impl RenderError {
 
 /// Build the data model a template sees (exposed for docs and tests).
 pub fn model(journal: &crate::journal::reader::Journal, tz: Tz) -> model::Postmortem {
-    let built = build::build(journal, tz);
+    model_with(
+        journal,
+        &RenderOpts {
+            tz,
+            details: Details::Full,
+            ..RenderOpts::default()
+        },
+    )
+}
+
+/// [`model`] as [`render`] builds it for `opts` (level of detail, impact start).
+pub fn model_with(
+    journal: &crate::journal::reader::Journal,
+    opts: &RenderOpts,
+) -> model::Postmortem {
+    let tz = opts.tz;
+    let built = build::build(journal, tz, opts.details);
     let mut pm = built.pm;
+    anchor(&mut pm, opts.incident_start, tz);
     pm.gantt = gantt::chart(&built.spans, tz);
     pm.drafts = drafts::draft(&pm);
     pm
+}
+
+/// The incident's milestones: first action, resolution, and, when the impact start
+/// is known, the times to detect and mitigate counted from it (as the postmortem
+/// templates of Google's SRE book and incident.io define them).
+fn anchor(pm: &mut model::Postmortem, start: Option<chrono::DateTime<chrono::Utc>>, tz: Tz) {
+    let m = &mut pm.metrics;
+    m.first_action = pm
+        .timeline
+        .iter()
+        .flat_map(|d| &d.entries)
+        .flat_map(|e| &e.ops)
+        .filter(|o| o.mutating)
+        .map(|o| o.started.clone())
+        .min_by(|a, b| a.utc.cmp(&b.utc));
+    if pm.run.status == "succeeded" {
+        m.resolved.clone_from(&pm.run.ended);
+    }
+    let Some(start) = start else {
+        return;
+    };
+    m.impact_start = Some(format::Time::new(start, tz));
+    for ms in [&mut m.time_to_detect, &mut m.time_to_mitigate]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(at) = ms.at.utc.parse::<chrono::DateTime<chrono::Utc>>() {
+            ms.from_impact = Some(if at >= start {
+                format::duration_ms(format::between(start, at))
+            } else {
+                "0 ms (the impact start given is after it)".to_owned()
+            });
+        }
+    }
 }
 
 /// Render a journal as a markdown postmortem. Pure: the same journal and options
@@ -107,7 +167,7 @@ pub fn render(
     journal: &crate::journal::reader::Journal,
     opts: &RenderOpts,
 ) -> Result<String, RenderError> {
-    let pm = model(journal, opts.tz);
+    let pm = model_with(journal, opts);
     let name = opts
         .template_name
         .clone()

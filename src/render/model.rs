@@ -13,6 +13,8 @@ pub use super::format::Time;
 /// Everything a postmortem template can use.
 #[derive(Debug, Clone, Serialize)]
 pub struct Postmortem {
+    /// Everyone who acted or wrote a note, in order of appearance.
+    pub authors: Vec<String>,
     pub run: Run,
     /// The display time zone, e.g. `UTC` or `Europe/Berlin`.
     pub tz: String,
@@ -29,6 +31,27 @@ pub struct Postmortem {
     pub drafts: Drafts,
     /// Things a reader must know about the journal itself (torn last line, unfinished run).
     pub warnings: Vec<String>,
+    /// `full`, `summary` or `none` (`runbook postmortem --details`).
+    pub detail_level: String,
+    /// In summary and none: every API call, grouped by step and request (the appendix).
+    pub api_calls: Vec<CallGroup>,
+}
+
+/// The API calls of one step (the appendix of a summary): each distinct request
+/// once, as `METHOD path → answer`, with `(×n)` when repeated.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallGroup {
+    pub step: String,
+    pub calls: Vec<String>,
+}
+
+/// A result as the summary shows it: `markdown` is a table or an excerpt, already
+/// escaped; `raw` says where the whole result is.
+#[derive(Debug, Clone, Serialize)]
+pub struct Shown {
+    pub what: String,
+    pub markdown: String,
+    pub source: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,6 +117,12 @@ pub struct Param {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Metrics {
+    /// When users were first affected (`--incident-start`); `null` when unknown.
+    pub impact_start: Option<Time>,
+    /// The first mutating operation.
+    pub first_action: Option<Time>,
+    /// The run's end, when it succeeded.
+    pub resolved: Option<Time>,
     /// The first check that found the problem, measured from the run's start.
     pub time_to_detect: Option<Milestone>,
     /// The first verification that passed, measured from the run's start.
@@ -111,6 +140,8 @@ pub struct Metrics {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Milestone {
+    /// From the impact start (`--incident-start`), when known.
+    pub from_impact: Option<String>,
     /// Time since the run started, e.g. `4.2 s`.
     pub after: String,
     pub at: Time,
@@ -198,6 +229,8 @@ pub struct Entry {
     pub resumed: Option<Resume>,
     /// Folded output: one block per operation result, error or long list of API calls.
     pub details: Vec<Detail>,
+    /// In summary: results as tables and excerpts (markdown).
+    pub results: Vec<Shown>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -277,6 +310,12 @@ pub struct Op {
     pub calls_folded: bool,
     /// Side file in the run folder holding the full output.
     pub output_file: Option<String>,
+    /// A small result in one line (plain text): `deleted hub-0; already gone: none`.
+    pub result_line: Option<String>,
+    /// For PromQL: the Prometheus graph of the query.
+    pub link: Option<String>,
+    /// In summary: where the whole result is (markdown: `` `journal.ndjson` event 12 ``).
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -384,10 +423,17 @@ pub struct Drafts {
     pub went_well: String,
     pub went_wrong: String,
     pub actions: ActionDrafts,
+    /// Markdown: which check found the problem, what it saw (with the graph).
+    pub detection: String,
+    /// Markdown: what fixed it and what proved it.
+    pub resolution: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ActionDrafts {
+    /// Markdown: every item below as a row of the action-items table
+    /// (`| item | type | priority | owner | issue |`), empty when there is none.
+    pub table: String,
     pub investigation: String,
     pub process: String,
     pub documentation: String,

@@ -25,6 +25,9 @@ use sha2::{Digest, Sha256};
 use super::RenderError;
 
 pub const END: &str = "<!-- runbook:end -->";
+/// Hex digits of a region's sha256 written in its marker: enough to tell an edit,
+/// short enough not to weigh on the document.
+pub const SHA_CHARS: usize = 16;
 const ORPHANS: &str = "## Orphaned sections";
 
 pub fn begin_generated(id: &str, sha: &str) -> String {
@@ -67,7 +70,12 @@ struct Region {
 impl Region {
     /// True when the body is no longer what the renderer wrote.
     fn edited(&self) -> bool {
-        self.sha.as_deref() != Some(sha256_hex(&self.body).as_str())
+        // Markers carry the first 16 hex digits (older documents all 64).
+        let full = sha256_hex(&self.body);
+        !self
+            .sha
+            .as_deref()
+            .is_some_and(|s| s.len() >= SHA_CHARS && full.starts_with(s))
     }
 }
 

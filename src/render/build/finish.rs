@@ -1,6 +1,8 @@
 //! The end of the pass: open steps and rungs closed, entries finished and grouped
 //! by day.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Datelike, Utc};
 
 use super::present::{add_wait, bounded, label, long_weekday, no_result, result_details, status};
@@ -8,6 +10,7 @@ use super::{Builder, Built, EntryAcc};
 use crate::render::format::{Time, between, duration_ms};
 use crate::render::gantt::Span;
 use crate::render::model::*;
+use crate::render::summary::{self, Details};
 
 impl Builder {
     pub(super) fn finish(mut self) -> Built {
@@ -159,8 +162,9 @@ impl Builder {
         let finished = ended.is_some();
         let mut timeline: Vec<Day> = Vec::new();
         let mut approvals = Vec::new();
+        let mut calls = Calls::default();
         for acc in entries {
-            let e = finish_entry(acc, finished);
+            let e = finish_entry(acc, finished, self.details, &mut calls);
             if let Some(g) = &e.gate {
                 approvals.push(Approval {
                     step: e.step.clone().unwrap_or_default(),
@@ -186,8 +190,26 @@ impl Builder {
                 }
             }
         }
+        // A gate asked before a pause and decided after the resume is one decision:
+        // its row is the decided one (asked at the first request), not a phantom
+        // "waiting" row beside it.
+        let decided: std::collections::HashSet<(String, Option<String>)> = approvals
+            .iter()
+            .filter(|a| a.gate.decision.is_some())
+            .map(|a| (a.step.clone(), a.rung.clone()))
+            .collect();
+        approvals.retain(|a| {
+            a.gate.decision.is_some() || !decided.contains(&(a.step.clone(), a.rung.clone()))
+        });
+        for a in &mut approvals {
+            if a.gate.source.as_deref() == Some("flag") && a.gate.waited_ms > 0 {
+                a.gate.how = Some("with --approve, after waiting".to_owned());
+            }
+        }
+        let authors = authors(&run, &approvals, &self.notes, &timeline);
         Built {
             pm: Postmortem {
+                authors,
                 run,
                 tz: self.tz.name().to_owned(),
                 params: self.params,
@@ -199,17 +221,99 @@ impl Builder {
                 gantt: String::new(),
                 drafts: Drafts::default(),
                 warnings: self.warnings,
+                detail_level: self.details.name().to_owned(),
+                api_calls: calls.finish(),
             },
             spans: self.spans,
         }
     }
 }
 
+/// Everyone who acted in the run or wrote about it: the operator, whoever resumed
+/// or retried it, decided a gate, confirmed a manual step or wrote a note; in the
+/// order they first appear. Automatic approvals are no person's.
+fn authors(run: &Run, approvals: &[Approval], notes: &[Note], timeline: &[Day]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |who: &str| {
+        if !who.is_empty() && !out.iter().any(|o| o == who) {
+            out.push(who.to_owned());
+        }
+    };
+    add(&run.operator);
+    run.resumed.iter().for_each(|r| add(&r.by));
+    run.retried.iter().for_each(|r| add(&r.by));
+    for a in approvals.iter().filter(|a| !a.gate.automatic) {
+        if let Some(by) = &a.gate.by {
+            add(by);
+        }
+    }
+    for e in timeline.iter().flat_map(|d| &d.entries) {
+        if let Some(by) = e.manual.as_ref().and_then(|m| m.by.as_deref()) {
+            add(by);
+        }
+    }
+    notes.iter().for_each(|n| add(&n.by));
+    out
+}
+
+/// The appendix of API calls (summary): per step, identical calls counted once.
+#[derive(Default)]
+struct Calls {
+    groups: Vec<CallGroup>,
+    counts: Vec<Vec<(String, usize)>>,
+    index: HashMap<String, usize>,
+}
+
+impl Calls {
+    fn add(&mut self, step: &str, op: &Op) {
+        if op.calls.is_empty() {
+            return;
+        }
+        let g = match self.index.get(step) {
+            Some(&g) => g,
+            None => {
+                self.index.insert(step.to_owned(), self.groups.len());
+                self.groups.push(CallGroup {
+                    step: step.to_owned(),
+                    calls: Vec::new(),
+                });
+                self.counts.push(Vec::new());
+                self.groups.len() - 1
+            }
+        };
+        for c in &op.calls {
+            // Success is the rule: only other answers are written.
+            let line = if (200..300).contains(&c.status) {
+                c.line.clone()
+            } else {
+                format!("{} → {}", c.line, c.answer)
+            };
+            let counts = &mut self.counts[g];
+            match counts.iter_mut().find(|(l, _)| *l == line) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((line, 1)),
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<CallGroup> {
+        for (g, counts) in self.groups.iter_mut().zip(self.counts) {
+            g.calls = counts
+                .into_iter()
+                .map(|(l, n)| if n > 1 { format!("{l} (×{n})") } else { l })
+                .collect();
+        }
+        self.groups
+    }
+}
+
 /// Turn an accumulated entry into its final form: operations in order, their output
-/// folded into details, verifications that never passed marked.
-fn finish_entry(acc: EntryAcc, run_finished: bool) -> Entry {
+/// folded into details (full) or shown as tables and excerpts (summary),
+/// verifications that never passed marked.
+fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Calls) -> Entry {
     let mut e = acc.entry;
     e.label = label(&e);
+    let step = e.step.clone().unwrap_or_default();
     for a in acc.ops {
         let mut op = a.op;
         if op.outcome.is_none() {
@@ -221,27 +325,59 @@ fn finish_entry(acc: EntryAcc, run_finished: bool) -> Entry {
         };
         if let Some(err) = &op.error
             && (err.contains('\n') || err.len() > 200)
+            && mode != Details::None
         {
             e.details.push(Detail {
                 summary: format!("Error of {what}"),
-                body: bounded(err),
+                body: if mode == Details::Full {
+                    bounded(err)
+                } else {
+                    excerpt(err)
+                },
                 lang: "text".to_owned(),
             });
         }
-        if op.calls_folded {
-            let body: Vec<String> = op
-                .calls
-                .iter()
-                .map(|c| format!("{} {} → {} ({})", c.method, c.path, c.answer, c.duration))
-                .collect();
-            e.details.push(Detail {
-                summary: format!("{} API calls of {what}", op.calls.len()),
-                body: body.join("\n"),
-                lang: "text".to_owned(),
-            });
-        }
-        if let Some(r) = &a.result {
-            result_details(&what, r, &mut e.details);
+        match mode {
+            Details::Full => {
+                if op.calls_folded {
+                    let body: Vec<String> = op
+                        .calls
+                        .iter()
+                        .map(|c| format!("{} {} → {} ({})", c.method, c.path, c.answer, c.duration))
+                        .collect();
+                    e.details.push(Detail {
+                        summary: format!("{} API calls of {what}", op.calls.len()),
+                        body: body.join("\n"),
+                        lang: "text".to_owned(),
+                    });
+                }
+                if let Some(r) = &a.result {
+                    result_details(&what, r, &mut e.details);
+                }
+            }
+            Details::Summary | Details::None => {
+                calls.add(&step, &op);
+                // A `where` filter can be long: the runbook has it whole.
+                if let Some((i, _)) = op.display.char_indices().nth(SHORT_DISPLAY) {
+                    op.display = format!("{}…", &op.display[..i]);
+                }
+                op.calls.clear();
+                op.calls_folded = false;
+                if let Some(r) = &a.result {
+                    op.result_line = summary::result_line(r);
+                    if mode == Details::Summary
+                        && let Some((at, seq)) = a.result_at
+                        && let Some(md) = summary::result_block(r, at, &raw(seq))
+                    {
+                        e.results.push(Shown {
+                            what: String::new(),
+                            markdown: md,
+                            source: raw(seq),
+                        });
+                        op.source = Some(raw(seq));
+                    }
+                }
+            }
         }
         e.ops.push(op);
     }
@@ -271,17 +407,55 @@ fn finish_entry(acc: EntryAcc, run_finished: bool) -> Entry {
             _ => "still polling",
         }
         .to_owned();
-        if let Some(a) = acc.verify_op
-            && let Some(r) = &a.result
-        {
-            result_details(
-                &format!("the last verification poll ({})", a.op.display),
-                r,
-                &mut e.details,
-            );
+        if let Some(a) = acc.verify_op {
+            if mode != Details::Full {
+                calls.add(&step, &a.op);
+            }
+            if let Some(r) = &a.result {
+                let what = format!("the last verification poll ({})", a.op.display);
+                match mode {
+                    Details::Full => result_details(&what, r, &mut e.details),
+                    Details::Summary
+                        if !v.passed
+                            || e.milestones.iter().any(|m| m.starts_with("MITIGATED"))
+                            || e.kind == "rung" =>
+                    {
+                        if let Some((at, seq)) = a.result_at
+                            && let Some(md) = summary::result_block(r, at, &raw(seq))
+                            && md != summary::NO_OBJECTS
+                        {
+                            e.results.push(Shown {
+                                what: "Last verification poll".to_owned(),
+                                markdown: md,
+                                source: raw(seq),
+                            });
+                        }
+                    }
+                    Details::Summary | Details::None => {}
+                }
+            }
         }
     }
     e
+}
+
+/// Characters of an operation's line in a summary.
+const SHORT_DISPLAY: usize = 100;
+
+/// Where a result is kept whole: the journal, in the run folder.
+fn raw(seq: u64) -> String {
+    format!("journal event {seq}")
+}
+
+/// The first lines of an error (summary).
+fn excerpt(s: &str) -> String {
+    let cut: String = s.lines().take(6).collect::<Vec<_>>().join("\n");
+    let cut: String = cut.chars().take(600).collect();
+    if cut.len() < s.trim_end().len() {
+        format!("{cut}\n… (the journal has all of it)")
+    } else {
+        cut
+    }
 }
 
 #[cfg(test)]
@@ -373,6 +547,7 @@ mod tests {
                 },
             ]),
             chrono_tz::UTC,
+            crate::render::Details::Full,
         )
         .pm;
         assert_eq!(pm.metrics.gate_wait.total_ms, 3000);
@@ -396,6 +571,7 @@ mod tests {
                 resumed(),
             ]),
             chrono_tz::UTC,
+            crate::render::Details::Full,
         )
         .pm;
         assert_eq!(pm.metrics.paused.total_ms, 2000);
@@ -405,7 +581,12 @@ mod tests {
 
     #[test]
     fn a_paused_run_is_paused() {
-        let pm = super::super::build(&journal(vec![started(), paused()]), chrono_tz::UTC).pm;
+        let pm = super::super::build(
+            &journal(vec![started(), paused()]),
+            chrono_tz::UTC,
+            crate::render::Details::Full,
+        )
+        .pm;
         assert_eq!(pm.run.status, "paused");
     }
 
@@ -416,6 +597,7 @@ mod tests {
         let built = super::super::build(
             &journal(vec![started(), paused(), resumed()]),
             chrono_tz::UTC,
+            crate::render::Details::Full,
         );
         assert_eq!(built.pm.run.status, "unfinished");
         assert!(built.pm.run.ended.is_none());

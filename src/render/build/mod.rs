@@ -21,6 +21,7 @@ use serde_json::Value;
 use super::format::{Time, duration_ms};
 use super::gantt::Span;
 use super::model::*;
+use super::summary::Details;
 use present::{add_wait, first_line, outcome, plain, status};
 
 mod finish;
@@ -40,8 +41,9 @@ pub struct Built {
 }
 
 /// Build the model of a journal, with times shown in `tz`.
-pub fn build(journal: &Journal, tz: Tz) -> Built {
+pub fn build(journal: &Journal, tz: Tz, details: Details) -> Built {
     let mut b = Builder::new(tz);
+    b.details = details;
     for (line, what) in &journal.seq_faults {
         b.warnings.push(format!(
             "Line {line} of the journal: {what} (the file was edited or damaged; the timeline may be incomplete)."
@@ -63,6 +65,8 @@ pub fn build(journal: &Journal, tz: Tz) -> Built {
 struct OpAcc {
     op: Op,
     result: Option<Value>,
+    /// When the result was read, and the event that holds it.
+    result_at: Option<(DateTime<Utc>, u64)>,
 }
 
 struct EntryAcc {
@@ -104,6 +108,9 @@ struct Builder {
     /// The run as [`RunState`] folds it: the engine's and `resume`'s view. Every
     /// record is applied to it before it is placed, and the facts are read from it.
     state: RunState,
+    details: Details,
+    /// Entries before this index opened before the last pause, stop or resume.
+    barrier: usize,
 }
 
 fn op_key(scope: &Scope) -> OpKey {
@@ -132,6 +139,9 @@ impl Builder {
             running: HashMap::new(),
             notes: Vec::new(),
             metrics: Metrics {
+                impact_start: None,
+                first_action: None,
+                resolved: None,
                 time_to_detect: None,
                 time_to_mitigate: None,
                 gate_wait: Wait::default(),
@@ -146,6 +156,8 @@ impl Builder {
             warnings: Vec::new(),
             events: 0,
             state: RunState::default(),
+            details: Details::Full,
+            barrier: 0,
         }
     }
 
@@ -186,6 +198,7 @@ impl Builder {
                 skip_reason: None,
                 resumed: None,
                 details: Vec::new(),
+                results: Vec::new(),
             },
             ops: Vec::new(),
             op_index: HashMap::new(),
@@ -203,6 +216,49 @@ impl Builder {
     /// The entry an event of `scope` belongs to; a step the journal never started
     /// (a journal cut at the front) gets an entry of its own.
     fn entry_for(
+        &mut self,
+        rec: &Record,
+        step: &str,
+        rung: Option<&str>,
+        verification: bool,
+    ) -> usize {
+        let i = self.entry_for_scope(rec, step, rung, verification);
+        if i >= self.barrier {
+            return i;
+        }
+        // The run paused (or stopped) after this entry opened: what happens now happened
+        // after the resume and is stamped then, in an entry of its own, so the timeline
+        // reads paused → resumed → approved → deleted.
+        let (kind, title, step_kind, r) = {
+            let e = &self.entries[i].entry;
+            (
+                e.kind.clone(),
+                e.title.clone(),
+                e.step_kind.clone(),
+                e.rung.clone(),
+            )
+        };
+        let title = match title.strip_suffix(" (continued)") {
+            Some(t) => format!("{t} (continued)"),
+            None => format!("{title} (continued)"),
+        };
+        let j = self.push_entry(rec, &kind, title);
+        let e = &mut self.entries[j].entry;
+        e.step = Some(step.to_owned());
+        e.step_kind = step_kind;
+        e.rung = r.clone();
+        match r {
+            Some(r) if kind == "rung" => {
+                self.rung_entry.insert((step.to_owned(), r.id), j);
+            }
+            _ => {
+                self.step_entry.insert(step.to_owned(), j);
+            }
+        }
+        j
+    }
+
+    fn entry_for_scope(
         &mut self,
         rec: &Record,
         step: &str,
@@ -337,6 +393,7 @@ impl Builder {
                 }
                 let i = self.push_entry(rec, "resume", String::new());
                 self.entries[i].entry.resumed = Some(resume);
+                self.barrier = i;
             }
             Event::StepRetried { step, by } => {
                 let retry = crate::render::model::Retry {
@@ -390,6 +447,7 @@ impl Builder {
                 resume,
             } => {
                 let i = self.push_entry(rec, "pause", self.step_title(step));
+                self.barrier = i;
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
                 e.milestones.push("PAUSED".to_owned());
@@ -466,6 +524,7 @@ impl Builder {
                     })
                     .collect();
                 acc.result = result.clone();
+                acc.result_at = Some((rec.ts, rec.seq));
             }
             Event::ManualRequested { scope, instruction } => {
                 let i = self.entry_for(rec, &scope.step, scope.rung.as_deref(), scope.verification);
@@ -599,6 +658,7 @@ impl Builder {
                 // this entry marks where this process stopped.
                 let (code, label) = status(*s);
                 let i = self.push_entry(rec, "finish", label.to_owned());
+                self.barrier = i;
                 let e = &mut self.entries[i].entry;
                 e.milestones
                     .push(format!("RUN {}", code.replace('_', " ").to_uppercase()));

@@ -89,6 +89,9 @@ pub(super) fn bounded(s: &str) -> String {
 /// The folded blocks showing an operation's result: stdout and stderr of a command
 /// apart, a string as text, anything else as pretty JSON.
 pub(super) fn result_details(what: &str, result: &Value, out: &mut Vec<Detail>) {
+    let mut masked = result.clone();
+    crate::render::summary::mask(&mut masked);
+    let result = &masked;
     let mut push = |summary: String, body: String, lang: &str| {
         if !body.trim().is_empty() {
             out.push(Detail {

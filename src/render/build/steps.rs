@@ -2,6 +2,7 @@
 //! verification polls and gates.
 
 use chrono::{DateTime, Utc};
+use serde_json::Value;
 
 use super::present::{add_wait, decision, outcome, source};
 use super::{Builder, OpAcc, op_key};
@@ -87,6 +88,28 @@ impl Builder {
                 v.outcome = "timed_out".to_owned();
             }
         }
+        // A check that read one object has the object's JSON as its summary: name it
+        // instead (the result is shown as a table below it).
+        let named;
+        let summary = match self.step_entry.get(step).and_then(|&i| {
+            self.entries[i]
+                .ops
+                .last()
+                .and_then(|a| a.result.as_ref())
+                .filter(|_| summary.starts_with('{'))
+                .and_then(|r| {
+                    Some((
+                        r.get("kind")?.as_str()?,
+                        r.pointer("/metadata/name")?.as_str()?,
+                    ))
+                })
+        }) {
+            Some((kind, name)) => {
+                named = format!("{kind} {name}");
+                named.as_str()
+            }
+            None => summary,
+        };
         let fixed = fixed_by.map(|r| self.rung_ref(step, r));
         let kind = self
             .step_row
@@ -125,6 +148,7 @@ impl Builder {
         };
         if kind == "check" && o == event::Outcome::Ok && self.metrics.time_to_detect.is_none() {
             self.metrics.time_to_detect = Some(Milestone {
+                from_impact: None,
                 after: duration_ms(between(self.start(), rec.ts)),
                 at: self.time(rec.ts),
                 step: step.to_owned(),
@@ -181,6 +205,16 @@ impl Builder {
         let s = &op.scope;
         let i = self.entry_for(rec, &s.step, s.rung.as_deref(), s.verification);
         let started = self.time(rec.ts);
+        let link = match (
+            op.provider.as_str(),
+            op.op.get("server"),
+            op.op.get("query"),
+        ) {
+            ("prometheus", Some(Value::String(server)), Some(Value::String(q))) => {
+                Some(crate::render::summary::graph_link(server, q, rec.ts))
+            }
+            _ => None,
+        };
         let fresh = || OpAcc {
             op: Op {
                 display: op.display.clone(),
@@ -196,8 +230,12 @@ impl Builder {
                 calls: Vec::new(),
                 calls_folded: false,
                 output_file: None,
+                result_line: None,
+                link: link.clone(),
+                source: None,
             },
             result: None,
+            result_at: None,
         };
         let acc = &mut self.entries[i];
         let slot = if s.verification {
@@ -275,6 +313,7 @@ impl Builder {
             };
             if slot.is_none() {
                 let m = Milestone {
+                    from_impact: None,
                     after: duration_ms(between(self.start(), rec.ts)),
                     at: self.time(rec.ts),
                     title: self.step_title(&step),
