@@ -15,7 +15,7 @@ use cel::objects::Key;
 use cel::{Context, Env, Program, Value as Cel};
 use serde_json::{Number, Value};
 
-use super::{ExprError, VarRef};
+use super::{ExprError, VarRef, cost};
 use crate::clock::Clock;
 
 /// The name under which every condition sees the current time, a CEL `timestamp`.
@@ -153,10 +153,58 @@ fn short_parse_message(msg: &str) -> String {
 /// Evaluate a CEL expression; each top-level key of `ctx` (an object) is a variable.
 pub fn eval(expr: &str, ctx: &Value) -> Result<Value, ExprError> {
     let program = program(expr)?;
+    within_budget(&program, ctx, &[])?;
     let mut context = ENV.with(|env| Context::with_env(Arc::clone(env)));
     bind_vars(&mut context, &program.references().variables(), ctx, &[]);
     let value = program.execute(&context).map_err(|e| execution_error(&e))?;
     from_cel(&value)
+}
+
+/// The estimated cost of a condition with every variable's size unknown (lint):
+/// only sizes written in the expression count. See [`super::cost`].
+pub fn static_cost(expr: &str) -> Result<u64, ExprError> {
+    let program = program(expr)?;
+    Ok(cost::estimate(program.expression(), &|_| None, false, &[]))
+}
+
+/// Refuse to run a program whose estimated cost over these values is over budget.
+fn within_budget(program: &Program, ctx: &Value, bound: &[(&str, &Value)]) -> Result<(), ExprError> {
+    let resolve = |path: &[String]| {
+        let mut v = ctx.get(&path[0])?;
+        for field in &path[1..] {
+            match v.get(field) {
+                Some(inner) => v = inner,
+                // A field the data does not have is no larger than what holds it.
+                None => break,
+            }
+        }
+        Some(v)
+    };
+    let cost = cost::estimate(program.expression(), &resolve, true, bound);
+    let budget = cost::budget();
+    if cost > budget {
+        return Err(ExprError::new(
+            format!(
+                "this condition's estimated cost is {cost}, over the budget of {budget} \
+                 (about one unit per element visited or byte copied): it was not run; \
+                 iterate over less data (filter first, avoid nested loops over large lists) \
+                 or raise {}",
+                cost::COST_BUDGET_VAR
+            ),
+            None,
+        ));
+    }
+    Ok(())
+}
+
+/// Nodes plus string bytes, to pick the heaviest item (see [`cost`]).
+fn approx_weight(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(approx_weight).sum::<usize>(),
+        Value::Object(map) => 1 + map.iter().map(|(k, v)| k.len() + approx_weight(v)).sum::<usize>(),
+        Value::String(s) => 1 + s.len(),
+        _ => 1,
+    }
 }
 
 fn execution_error(e: &cel::ExecutionError) -> ExprError {
@@ -185,6 +233,11 @@ pub fn eval_bool_each(
     items: &[Value],
 ) -> Result<Vec<bool>, ExprError> {
     let program = program(expr)?;
+    // The cost is estimated once, with the heaviest item bound.
+    if let Some(heaviest) = items.iter().max_by_key(|v| approx_weight(v)) {
+        let bound: Vec<(&str, &Value)> = bind.iter().map(|b| (*b, heaviest)).collect();
+        within_budget(&program, ctx, &bound)?;
+    }
     let mut base = ENV.with(|env| Context::with_env(Arc::clone(env)));
     let referenced = program.references();
     let names = referenced.variables();
@@ -490,7 +543,7 @@ fn calls_in(e: &IdedExpr, out: &mut Vec<(u64, String, Option<Option<String>>)>) 
 }
 
 /// `a.b.c` as (id of `a`, ["a", "b", "c"]); None unless the chain ends in an ident.
-fn dotted(e: &IdedExpr) -> Option<(u64, Vec<String>)> {
+pub(super) fn dotted(e: &IdedExpr) -> Option<(u64, Vec<String>)> {
     match &e.expr {
         Expr::Ident(name) => Some((e.id, vec![name.clone()])),
         Expr::Select(s) => {

@@ -17,12 +17,14 @@
 //! runbook mentions exists at that point, before anything runs.
 
 mod condition;
+mod cost;
 mod template;
 
 pub use condition::{
-    NOW, condition_refs, eval, eval_bool, eval_bool_each, unknown_functions, with_clock,
-    with_clock_sync,
+    NOW, condition_refs, eval, eval_bool, eval_bool_each, static_cost, unknown_functions,
+    with_clock, with_clock_sync,
 };
+pub use cost::{COST_BUDGET_VAR, DEFAULT_COST_BUDGET, budget as cost_budget};
 pub use template::{render, render_json, template_refs};
 
 /// An error from parsing or evaluating a template or a condition.

@@ -72,6 +72,28 @@ impl Validator<'_> {
             }
             Err(e) => return self.expr_error("condition-syntax", sp, &e),
         }
+        // The sizes written in the expression alone can put it over the cost budget
+        // (`lists.range(100000000)`, nested ranges); the run would refuse it anyway.
+        if let Ok(cost) = expr::static_cost(&sp.value) {
+            let budget = expr::cost_budget();
+            if cost > budget {
+                let len = self.src.width(sp.pos, &sp.value);
+                self.push(
+                    Diagnostic::error(
+                        "expression-too-costly",
+                        sp.pos,
+                        format!(
+                            "this condition's estimated cost is {cost}, over the budget of {budget}: the run would refuse it"
+                        ),
+                    )
+                    .len(len)
+                    .help(format!(
+                        "iterate over less (smaller ranges, no nested loops over large lists), or raise {} (docs/limits.md)",
+                        expr::COST_BUDGET_VAR
+                    )),
+                );
+            }
+        }
         // CEL parses a call of any name and fails only when it runs.
         if let Ok(unknown) = expr::unknown_functions(&sp.value) {
             for (name, offset) in unknown {

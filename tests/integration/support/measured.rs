@@ -1,0 +1,242 @@
+//! Run the binary under a time bound and measure its peak memory from outside.
+//!
+//! The peak comes from two places, because neither alone is exact:
+//! - `VmHWM` in /proc/PID/status, polled every few milliseconds while the child
+//!   runs: the high-water mark of the image it exec'ed, but a child that exits
+//!   between two polls is missed;
+//! - `wait4`'s `ru_maxrss`: exact for the whole life of the child, but Linux counts
+//!   in it the memory image the child had before `exec` (a copy of this test binary,
+//!   with every other test running in it), so it only ever over-states the peak.
+//!
+//! [`Measured::assert_bounded`] takes `ru_maxrss` under the bound as proof, and
+//! otherwise needs a VmHWM sample under it.
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::cli::BIN;
+
+/// Output kept per stream; the rest is read and dropped (a hostile case may print
+/// gigabytes, which must not fill the test's memory).
+const KEEP: usize = 256 * 1024;
+
+/// A run of the binary with a bound on its time.
+pub struct Run {
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+    bound: Duration,
+}
+
+/// What a measured run did.
+#[derive(Debug)]
+pub struct Measured {
+    /// The exit code; None when killed by a signal (ours at the bound, or a crash).
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Killed by us because it outlived its bound.
+    pub timed_out: bool,
+    pub elapsed: Duration,
+    /// Highest VmHWM sampled, KiB (0: never sampled).
+    pub sampled_kb: i64,
+    /// `ru_maxrss` from wait4, KiB (an over-estimate; see the module doc).
+    pub maxrss_kb: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn new<I, S>(args: I) -> Run
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).env("USER", "ana");
+        for var in [
+            "RUNBOOK_OPERATOR",
+            "RUNBOOK_STATE_DIR",
+            "RUST_LOG",
+            "KUBECONFIG",
+        ] {
+            cmd.env_remove(var);
+        }
+        Run {
+            cmd,
+            stdin: None,
+            bound: Duration::from_secs(20),
+        }
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Run {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Run {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    pub fn stdin(mut self, bytes: impl Into<Vec<u8>>) -> Run {
+        self.stdin = Some(bytes.into());
+        self
+    }
+
+    pub fn bound(mut self, bound: Duration) -> Run {
+        self.bound = bound;
+        self
+    }
+
+    /// Run to the end or to the bound (then the whole process group is killed).
+    pub fn run(mut self) -> Measured {
+        self.cmd
+            .stdin(if self.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so a step's children die with it at the bound.
+            .process_group(0);
+        let t0 = Instant::now();
+        let mut child = self.cmd.spawn().expect("the binary starts");
+        let pid = child.id() as i32;
+        let drain = |mut r: Box<dyn Read + Send>| {
+            std::thread::spawn(move || {
+                let mut kept = Vec::new();
+                let mut buf = [0u8; 16384];
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let room = KEEP.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                String::from_utf8_lossy(&kept).into_owned()
+            })
+        };
+        let out = drain(Box::new(child.stdout.take().expect("piped")));
+        let err = drain(Box::new(child.stderr.take().expect("piped")));
+        if let (Some(input), Some(mut pipe)) = (self.stdin.take(), child.stdin.take()) {
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let _ = pipe.write_all(&input);
+            });
+        }
+        let status_file = format!("/proc/{pid}/status");
+        let mut sampled_kb = 0i64;
+        let mut timed_out = false;
+        let (status, maxrss_kb) = loop {
+            if let Ok(status) = std::fs::read_to_string(&status_file)
+                && let Some(kb) = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+            {
+                sampled_kb = sampled_kb.max(kb);
+            }
+            let mut status = 0;
+            // SAFETY: an all-zero rusage is valid; wait4 on our own child.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            let got = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+            if got == pid {
+                break (status, usage.ru_maxrss);
+            }
+            if !timed_out && t0.elapsed() > self.bound {
+                timed_out = true;
+                // SAFETY: killing the process group we created.
+                unsafe { libc::kill(-pid, libc::SIGKILL) };
+            }
+            std::thread::sleep(Duration::from_millis(3));
+        };
+        // Anything the binary left in its group goes too.
+        // SAFETY: as above.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let elapsed = t0.elapsed();
+        let (code, signal) = if libc::WIFEXITED(status) {
+            (Some(libc::WEXITSTATUS(status)), None)
+        } else {
+            (None, Some(libc::WTERMSIG(status)))
+        };
+        Measured {
+            code,
+            signal,
+            timed_out,
+            elapsed,
+            sampled_kb,
+            maxrss_kb,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        }
+    }
+}
+
+impl Measured {
+    /// The peak to report, KiB: the sampled VmHWM when there is one, else
+    /// `ru_maxrss`.
+    pub fn peak_kb(&self) -> i64 {
+        if self.sampled_kb > 0 {
+            self.sampled_kb
+        } else {
+            self.maxrss_kb
+        }
+    }
+
+    /// No panic, not killed, within the time bound, peak memory under `max_kb`.
+    #[track_caller]
+    pub fn assert_sane(&self, what: &str, max_kb: i64) {
+        assert!(!self.timed_out, "{what}: still running after its bound\n{self}");
+        assert!(
+            self.signal.is_none(),
+            "{what}: killed by signal {:?}\n{self}",
+            self.signal
+        );
+        assert!(
+            !matches!(self.code, Some(70 | 101)),
+            "{what}: exit {:?} (a bug)\n{self}",
+            self.code
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "{what}: panicked\n{self}"
+        );
+        self.assert_bounded(what, max_kb);
+    }
+
+    /// Peak memory under `max_kb`: `ru_maxrss` (an over-estimate) under it proves
+    /// it; otherwise (the parent's image inflated it) a VmHWM sample must have been
+    /// taken, and be under it.
+    #[track_caller]
+    pub fn assert_bounded(&self, what: &str, max_kb: i64) {
+        if self.maxrss_kb < max_kb {
+            return;
+        }
+        assert!(
+            self.sampled_kb > 0 && self.sampled_kb < max_kb,
+            "{what}: peak RSS over {max_kb} KiB (sampled {} KiB, ru_maxrss {} KiB)\n{self}",
+            self.sampled_kb,
+            self.maxrss_kb
+        );
+    }
+}
+
+impl std::fmt::Display for Measured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cut = |s: &str| s.chars().take(3000).collect::<String>();
+        write!(
+            f,
+            "exit {:?} signal {:?} after {:?} (peak {} KiB)\n--- stdout\n{}\n--- stderr\n{}",
+            self.code,
+            self.signal,
+            self.elapsed,
+            self.peak_kb(),
+            cut(&self.stdout),
+            cut(&self.stderr)
+        )
+    }
+}
