@@ -45,6 +45,7 @@ mod lint_fuzz;
 mod lint_input;
 mod lint_runbooks_on_lab;
 mod panic_hook;
+mod params;
 mod postmortem_cli;
 mod postmortem_preserve;
 mod postmortem_render;

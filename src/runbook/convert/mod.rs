@@ -80,7 +80,7 @@ const RUNG_KEYS: &[&str] = &[
     "within",
     "gate",
 ];
-const PARAM_KEYS: &[&str] = &["description", "default", "required", "secret"];
+const PARAM_KEYS: &[&str] = &["description", "type", "default", "required", "secret"];
 const KUBE_DEFAULT_KEYS: &[&str] = &["context", "namespace"];
 const SHELL_KEYS: &[&str] = &["argv", "env", "dir", "stdin"];
 const HTTP_KEYS: &[&str] = &["method", "url", "headers", "body", "json", "status"];
