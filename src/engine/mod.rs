@@ -26,6 +26,7 @@ mod run;
 mod siblings;
 mod state;
 mod steps;
+mod titles;
 mod verify;
 
 use std::path::{Path, PathBuf};

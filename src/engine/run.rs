@@ -34,6 +34,8 @@ pub(crate) async fn start(
     warn_about_secrets(&opts, &resolved.secrets);
     let secrets = resolved.secret_values();
     let params = resolved.params;
+    let titled = super::titles::titled(rb, &serde_json::json!({ "params": &params }));
+    let rb = &titled;
     let now = clock.now();
     let git = git_ref_off_thread(&loaded.path).await;
     let held = DirStore::new(state_dir).create(now, &rb.name)?;
@@ -52,7 +54,7 @@ pub(crate) async fn start(
         Event::RunStarted {
             format: event::FORMAT,
             run_id: run_id.clone(),
-            runbook: runbook_ref(loaded, git),
+            runbook: runbook_ref(loaded, &rb.title.value, git),
             params: journaled_params,
             operator: opts.operator.clone(),
             host: host(),
@@ -155,6 +157,8 @@ pub(crate) async fn resume(
     // The journal has every param except secrets, which it names by reference
     // (`{"$secret": NAME, "from": SOURCE}`): each is read again from a source.
     let (params, secrets) = resume_params(rb, &r.params, &opts)?;
+    let titled = super::titles::titled(rb, &serde_json::json!({ "params": &params }));
+    let rb = &titled;
     warn_about_secrets(&opts, &secrets);
     let secrets = secrets.into_iter().map(|s| s.value).collect();
     let mut writer = Writer::open(&journal)?;
@@ -835,10 +839,11 @@ fn warn_about_secrets(opts: &EngineOpts, secrets: &[SecretParam]) {
     }
 }
 
-fn runbook_ref(loaded: &crate::runbook::Loaded, git: Option<GitRef>) -> RunbookRef {
+/// The runbook as the journal names it; `title` is the rendered one.
+fn runbook_ref(loaded: &crate::runbook::Loaded, title: &str, git: Option<GitRef>) -> RunbookRef {
     RunbookRef {
         name: loaded.runbook.name.value.clone(),
-        title: loaded.runbook.title.value.clone(),
+        title: title.to_owned(),
         path: loaded.path.display().to_string(),
         sha256: sha256_hex(loaded.source.as_bytes()),
         git,

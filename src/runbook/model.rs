@@ -365,6 +365,11 @@ pub struct Step {
     /// A condition on `result` that must hold for the step to succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Sp<String>>,
+    /// A template for the step's one-line outcome on the console and in the
+    /// postmortem (`{{result.used}} % used` instead of `exit 0: 90`); it sees
+    /// `result` and everything `expect` sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Sp<String>>,
     /// Bound on one attempt of the operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Sp<Duration>>,
@@ -514,6 +519,10 @@ pub struct Rung {
     /// Overrides the step's gate for this rung.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<Sp<Gate>>,
+    /// This rung's own proof of success, used instead of the step's `verify` after
+    /// it ("scale to zero" and "roll back" are proven differently).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Box<Verification>>,
 }
 
 impl Rung {

@@ -59,6 +59,7 @@ mod runs_manage;
 mod secrets;
 mod suite_bugs;
 mod suite_cli;
+mod titles_summary;
 
 mod user_output;
 

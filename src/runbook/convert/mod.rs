@@ -46,6 +46,7 @@ pub(crate) const STEP_KEYS: &[&str] = &[
     "concurrency",
     "save",
     "expect",
+    "summary",
     "timeout",
     "retry",
     "within",
@@ -79,6 +80,7 @@ const RUNG_KEYS: &[&str] = &[
     "timeout",
     "within",
     "gate",
+    "verify",
 ];
 const PARAM_KEYS: &[&str] = &["description", "type", "default", "required", "secret"];
 const KUBE_DEFAULT_KEYS: &[&str] = &["context", "namespace"];

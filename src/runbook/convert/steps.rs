@@ -259,6 +259,7 @@ impl Conv<'_> {
             concurrency: self.opt_uint(&f, "concurrency"),
             save: self.opt_string(&f, "save"),
             expect: self.opt_string(&f, "expect"),
+            summary: self.opt_string(&f, "summary"),
             timeout: self.duration(&f, "timeout"),
             retry: f.get("retry").and_then(|n| self.retry(n)),
             within: self.duration(&f, "within"),
@@ -325,6 +326,10 @@ impl Conv<'_> {
             timeout: self.duration(&f, "timeout"),
             within: self.duration(&f, "within"),
             gate: self.gate(&f),
+            verify: f
+                .get("verify")
+                .and_then(|n| self.verification(n))
+                .map(Box::new),
         })
     }
 

@@ -238,6 +238,15 @@ impl Validator<'_> {
             );
             return;
         }
+        if ctx.title && root != "params" {
+            error(
+                self,
+                "title-scope",
+                format!("a title is rendered when the run starts, with `params` only; `{root}` is not known then"),
+                Some("name params in titles (`{{params.namespace}}`); show results with the step's `summary:`".to_owned()),
+            );
+            return;
+        }
         match root {
             "params" => {
                 if let Some(name) = r.path.get(1)
