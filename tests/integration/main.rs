@@ -55,6 +55,7 @@ mod robust_kill;
 mod robust_runs;
 mod run_cli;
 mod run_target;
+mod rung_verify;
 mod runs_manage;
 mod secrets;
 mod suite_bugs;

@@ -615,11 +615,15 @@ impl<'a> Validator<'a> {
                 .help = Some("make the operation the first rung of the ladder".into());
             }
             StepKind::Action if !step.escalate.is_empty() && step.verification().is_none() => {
-                self.err(
-                    "escalate-without-verify",
-                    step.escalate[0].pos,
-                    "an `escalate` ladder needs a `verify:` block: it decides when to stop escalating",
-                );
+                // Rungs with their own `verify:` need none from the step.
+                if let Some(rung) = step.escalate.iter().find(|r| r.verify.is_none()) {
+                    self.err(
+                        "escalate-without-verify",
+                        rung.pos,
+                        "an `escalate` ladder needs a `verify:` block: it decides when to stop escalating",
+                    )
+                    .help = Some("give the step a `verify:` block, or this rung its own `verify:`".into());
+                }
             }
             _ => {}
         }
