@@ -17,11 +17,12 @@
 //! runbook mentions exists at that point, before anything runs.
 
 mod condition;
+mod k8s;
 mod template;
 
 pub use condition::{
     NOW, condition_refs, eval, eval_bool, eval_bool_each, unknown_functions, with_clock,
-    with_clock_sync,
+    with_clock_sync, wrong_arity,
 };
 pub use template::{render, render_json, template_refs};
 
