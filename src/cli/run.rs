@@ -68,6 +68,8 @@ pub struct KubeArgs {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   runbook run runbooks/hub-pvc-locked.yaml -p namespace=hub
+  runbook run rb.yaml -p @incident.yaml -p ns=hub  params from a YAML/JSON file, -p wins
+  RUNBOOK_PARAM_NS=hub runbook run rb.yaml         params from the environment
   runbook run rb.yaml --dry-run                    checks and plans, changes nothing
   runbook run rb.yaml --approve scale-down          approve one gate; others pause (exit 3)
   id=$(runbook run rb.yaml --yes)                   the run id is the only line on stdout
@@ -75,8 +77,10 @@ pub struct KubeArgs {
 pub struct RunArgs {
     /// The runbook file.
     pub file: PathBuf,
-    /// A parameter, as name=value (repeatable).
-    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    /// A parameter, as name=value, or @FILE: a YAML/JSON mapping of params
+    /// (repeatable). Also RUNBOOK_PARAM_<NAME>; -p wins over @FILE, which wins over
+    /// the environment, which wins over the default.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE|@FILE")]
     pub params: Vec<String>,
     /// A secret parameter from a file's content (trailing newline trimmed), as
     /// name=path (repeatable); or set RUNBOOK_SECRET_<NAME>. Neither shows in `ps`.
@@ -130,10 +134,17 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
             return exit::USAGE;
         }
     };
-    let params = match parse_params(&args.params) {
+    let (params, param_files) = match parse_params(&args.params) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let param_inputs = match param_inputs(&param_files) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
             return exit::USAGE;
         }
     };
@@ -156,6 +167,7 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     };
     let (mut opts, approver) = setup(&args.approval, g, params, base_dir, args.dry_run);
     opts.secrets = secrets;
+    opts.param_inputs = param_inputs;
     let providers = match build_providers() {
         Ok(p) => p,
         Err(e) => {
@@ -191,15 +203,22 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
 }
 
 pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
-    args.run_id = match resolve_run_id(&g.state_dir, &args.run_id) {
-        Ok(id) => id,
+    let params = match parse_params(&args.params) {
+        Ok((_, files)) if !files.is_empty() => {
+            eprintln!(
+                "error: `-p @{}`: a resumed run keeps the params it started with; only secret params are given again, as -p NAME=VALUE",
+                files[0].display()
+            );
+            return exit::USAGE;
+        }
+        Ok((p, _)) => p,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
         }
     };
-    let params = match parse_params(&args.params) {
-        Ok(p) => p,
+    args.run_id = match resolve_run_id(&g.state_dir, &args.run_id) {
+        Ok(id) => id,
         Err(e) => {
             eprintln!("error: {e}");
             return exit::USAGE;
@@ -513,13 +532,47 @@ async fn add_kube(
     }
 }
 
-fn parse_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
-    raw.iter()
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
-            _ => Err(format!("`-p {p}`: write parameters as name=value")),
-        })
-        .collect()
+/// `-p name=value` pairs and `-p @FILE` paths, each in the order given.
+type ParsedParams = (Vec<(String, String)>, Vec<PathBuf>);
+
+fn parse_params(raw: &[String]) -> Result<ParsedParams, String> {
+    let mut pairs = Vec::new();
+    let mut files = Vec::new();
+    for p in raw {
+        if let Some(file) = p.strip_prefix('@') {
+            if file.is_empty() {
+                return Err("`-p @`: name the params file, e.g. `-p @params.yaml`".into());
+            }
+            files.push(PathBuf::from(file));
+            continue;
+        }
+        match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => pairs.push((k.to_string(), v.to_string())),
+            _ => {
+                return Err(format!(
+                    "`-p {p}`: write parameters as name=value, or @FILE for a YAML/JSON file of them"
+                ));
+            }
+        }
+    }
+    Ok((pairs, files))
+}
+
+/// The params of `-p @FILE`s and every `RUNBOOK_PARAM_*` variable; which ones a run
+/// uses is the engine's business (the runbook's params, in the documented order).
+fn param_inputs(files: &[PathBuf]) -> Result<engine::ParamInputs, String> {
+    let mut inputs = engine::ParamInputs::default();
+    for f in files {
+        inputs.files.extend(crate::runbook::read_param_file(f)?);
+    }
+    for (k, v) in std::env::vars_os() {
+        if let (Some(k), Some(v)) = (k.to_str(), v.to_str())
+            && k.starts_with("RUNBOOK_PARAM_")
+        {
+            inputs.env.insert(k.to_string(), v.to_string());
+        }
+    }
+    Ok(inputs)
 }
 
 /// A secret file larger than this is not a secret but a mistake (a binary, a log).

@@ -26,6 +26,7 @@ mod run;
 mod siblings;
 mod state;
 mod steps;
+mod titles;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -40,7 +41,7 @@ pub use approve::{
 pub use clock::{Clock, SystemClock};
 pub use console::{Printer, PrinterOpts, human as human_duration};
 pub use events::{BarId, BarKind, BarUpdate, JsonLines, Notice, Progress, Quiet, Reporter};
-pub use run::{SecretInputs, git_ref, secret_env_var};
+pub use run::{ParamInputs, SecretInputs, git_ref, param_env_var, secret_env_var};
 pub use state::{RunSummary, list_runs, new_run_id};
 
 use crate::journal::event::{KubeTarget, RunStatus};
@@ -61,6 +62,9 @@ pub struct EngineOpts {
     pub params: Vec<(String, String)>,
     /// Secret params from `--secret-file` and `RUNBOOK_SECRET_*` (not argv).
     pub secrets: SecretInputs,
+    /// Params from `-p @FILE` and `RUNBOOK_PARAM_*` (a new run only: a resumed run
+    /// keeps the params it started with).
+    pub param_inputs: ParamInputs,
     /// The console reporter: where console lines, plans and progress bars go. It
     /// hears the run's events after the journal has them, before `reporters`.
     pub printer: Arc<Printer>,
@@ -90,6 +94,7 @@ impl EngineOpts {
             defaults: Defaults::default(),
             params: Vec::new(),
             secrets: SecretInputs::default(),
+            param_inputs: ParamInputs::default(),
             printer,
             reporters: Vec::new(),
             default_concurrency: 8,

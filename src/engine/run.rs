@@ -17,7 +17,7 @@ use crate::journal::event::{self, Event, GitRef, KubeTarget, Outcome, RunStatus,
 use crate::journal::state::{RunState, StepState};
 use crate::journal::{reader, writer::Writer};
 use crate::providers::Providers;
-use crate::runbook::model::{FailurePolicy, OnFailure, Runbook, Step};
+use crate::runbook::model::{FailurePolicy, OnFailure, Param, Runbook, Step};
 use crate::store::{DirStore, RunStore, SideFiles};
 
 pub(crate) async fn start(
@@ -30,10 +30,12 @@ pub(crate) async fn start(
     cancel: CancellationToken,
 ) -> Result<RunReport, EngineError> {
     let rb = &loaded.runbook;
-    let resolved = resolve_params(rb, &opts.params, &opts.secrets)?;
+    let resolved = resolve_params(rb, &opts.params, &opts.secrets, &opts.param_inputs)?;
     warn_about_secrets(&opts, &resolved.secrets);
     let secrets = resolved.secret_values();
     let params = resolved.params;
+    let titled = super::titles::titled(rb, &serde_json::json!({ "params": &params }));
+    let rb = &titled;
     let now = clock.now();
     let git = git_ref_off_thread(&loaded.path).await;
     let held = DirStore::new(state_dir).create(now, &rb.name)?;
@@ -47,7 +49,7 @@ pub(crate) async fn start(
         opts.max_inline_output,
     );
     let journaled_params = resolved.journaled;
-    let runbook = runbook_ref(loaded, git);
+    let runbook = runbook_ref(loaded, &rb.title.value, git);
     let version_warning = runbook.version_warning();
     let events = Events::new(rec, RunState::default(), reporters(&opts));
     events.emit(
@@ -148,7 +150,7 @@ pub(crate) async fn resume(
         None
     } else if opts.accept_changes {
         let git = git_ref_off_thread(&loaded.path).await;
-        let new = runbook_ref(&loaded, git);
+        let new = runbook_ref(&loaded, &loaded.runbook.title.value, git);
         let compared = !r.runbook.step_digests.is_empty();
         let steps = if compared {
             changed_steps(
@@ -190,6 +192,8 @@ pub(crate) async fn resume(
     // The journal has every param except secrets, which it names by reference
     // (`{"$secret": NAME, "from": SOURCE}`): each is read again from a source.
     let (params, secrets) = resume_params(rb, &r.params, &opts)?;
+    let titled = super::titles::titled(rb, &serde_json::json!({ "params": &params }));
+    let rb = &titled;
     warn_about_secrets(&opts, &secrets);
     let secrets = secrets.into_iter().map(|s| s.value).collect();
     let mut writer = Writer::open(&journal)?;
@@ -540,6 +544,27 @@ pub struct SecretInputs {
     pub env: std::collections::BTreeMap<String, String>,
 }
 
+/// Where non-secret ways of giving params besides `-p name=value` put them: `-p
+/// @FILE` (a YAML/JSON mapping of params) and `RUNBOOK_PARAM_<NAME>` environment
+/// variables. The CLI reads them (only for `run`: a resumed run keeps its params);
+/// the engine picks, `-p` first, then the files, then the environment, then the
+/// default.
+#[derive(Debug, Clone, Default)]
+pub struct ParamInputs {
+    /// `(param name, value as the file typed it, "FILE:LINE:COL")`, in the order given.
+    pub files: Vec<(String, Value, String)>,
+    /// Every `RUNBOOK_PARAM_*` environment variable, by its full name.
+    pub env: std::collections::BTreeMap<String, String>,
+}
+
+/// The environment variable a param is read from: `RUNBOOK_PARAM_` and the param's
+/// name upper-cased (`-` and `.` as `_`), like [`secret_env_var`].
+pub fn param_env_var(param: &str) -> String {
+    let mut var = secret_env_var(param);
+    var.replace_range(.."RUNBOOK_SECRET".len(), "RUNBOOK_PARAM");
+    var
+}
+
 /// The environment variable a secret param is read from: `RUNBOOK_SECRET_` and the
 /// param's name upper-cased (`-` and `.` as `_`).
 pub fn secret_env_var(param: &str) -> String {
@@ -629,13 +654,41 @@ fn check_secret_files(rb: &Runbook, inputs: &SecretInputs) -> Result<(), EngineE
     Ok(())
 }
 
-/// Params from `-p`, secret sources and defaults.
+/// A value of the wrong type: "`threshold` takes an integer; got `abc` (from -p)".
+/// A secret's value is not repeated.
+fn param_error(p: &Param, name: &str, e: &str, from: &str) -> EngineError {
+    let e = if p.secret {
+        e.split("; got").next().unwrap_or(e)
+    } else {
+        e
+    };
+    EngineError::Params(format!("`{name}` {e} (from {from})"))
+}
+
+/// Params from `-p`, `-p @FILE`, the environment, secret sources and defaults.
 pub(crate) fn resolve_params(
     rb: &Runbook,
     given: &[(String, String)],
     inputs: &SecretInputs,
+    param_inputs: &ParamInputs,
 ) -> Result<ResolvedParams, EngineError> {
     check_secret_files(rb, inputs)?;
+    for (name, _, at) in &param_inputs.files {
+        if !rb.params.contains_key(name) {
+            let known: Vec<&str> = rb.params.keys().map(String::as_str).collect();
+            let hint = crate::runbook::diag::suggest(name, known.iter().copied())
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(EngineError::Params(format!(
+                "{at}: unknown parameter `{name}` (this runbook takes: {}){hint}",
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            )));
+        }
+    }
     let mut out = Map::new();
     let mut from_p = HashSet::new();
     for (name, value) in given {
@@ -650,15 +703,9 @@ pub(crate) fn resolve_params(
                 }
             )));
         };
-        // A param whose default is not a string (a list, a number) takes JSON.
-        let typed = match p.default.as_ref().map(|d| &d.value) {
-            Some(d) if !d.is_string() => serde_json::from_str(value).map_err(|e| {
-                EngineError::Params(format!("`{name}` takes JSON like its default `{d}`: {e}"))
-            })?,
-            _ => Value::String(value.clone()),
-        };
-        p.check_value(&typed)
-            .map_err(|e| EngineError::Params(format!("`{name}` {e}")))?;
+        let typed = p
+            .value_from_text(value)
+            .map_err(|e| param_error(p, name, &e, "-p"))?;
         out.insert(name.clone(), typed);
         from_p.insert(name.clone());
     }
@@ -667,14 +714,25 @@ pub(crate) fn resolve_params(
     for (name, p) in &rb.params {
         let mut from = if from_p.contains(name) { "-p" } else { "" }.to_string();
         if !out.contains_key(name) {
-            if p.secret
-                && let Some((v, src)) = secret_from_inputs(name, inputs)
-            {
-                let typed = Value::String(v);
-                p.check_value(&typed)
-                    .map_err(|e| EngineError::Params(format!("`{name}` {e}")))?;
+            let secret = p.secret.then(|| secret_from_inputs(name, inputs)).flatten();
+            let in_file = param_inputs.files.iter().rev().find(|(n, _, _)| n == name);
+            let env_var = param_env_var(name);
+            if let Some((v, src)) = secret {
+                let typed = p
+                    .value_from_text(&v)
+                    .map_err(|e| param_error(p, name, &e, &src))?;
                 out.insert(name.clone(), typed);
                 from = src;
+            } else if let Some((_, v, at)) = in_file {
+                let typed = p.check_value(v).map_err(|e| param_error(p, name, &e, at))?;
+                out.insert(name.clone(), typed);
+                from = at.clone();
+            } else if let Some(v) = param_inputs.env.get(&env_var) {
+                let typed = p
+                    .value_from_text(v)
+                    .map_err(|e| param_error(p, name, &e, &format!("env {env_var}")))?;
+                out.insert(name.clone(), typed);
+                from = format!("env {env_var}");
             } else {
                 match &p.default {
                     Some(d) => {
@@ -820,11 +878,12 @@ fn warn_about_secrets(opts: &EngineOpts, secrets: &[SecretParam]) {
     }
 }
 
-fn runbook_ref(loaded: &crate::runbook::Loaded, git: Option<GitInfo>) -> RunbookRef {
+/// The runbook as the journal names it; `title` is the rendered one.
+fn runbook_ref(loaded: &crate::runbook::Loaded, title: &str, git: Option<GitInfo>) -> RunbookRef {
     let untracked = matches!(git, Some(GitInfo::Untracked));
     RunbookRef {
         name: loaded.runbook.name.value.clone(),
-        title: loaded.runbook.title.value.clone(),
+        title: title.to_owned(),
         path: loaded.path.display().to_string(),
         sha256: sha256_hex(loaded.source.as_bytes()),
         git: match git {

@@ -181,6 +181,21 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// The step's one-line outcome for the console and the postmortem: its
+    /// `summary:` template rendered with `result` (and everything `expect` sees),
+    /// else a short description of the result. A summary that cannot be rendered
+    /// does not fail a step that worked: the description is shown with the reason.
+    pub(super) fn summary_of(&mut self, step: &Step, result: &Value) -> String {
+        let Some(template) = &step.summary else {
+            return summarize(result);
+        };
+        match self.with_vars(Some(result.clone()), |vars| expr::render(template, vars)) {
+            // One line: the console and the timeline show one line per step.
+            Ok(text) => clip(&text.split_whitespace().collect::<Vec<_>>().join(" "), 200),
+            Err(e) => format!("{} (summary: {e})", summarize(result)),
+        }
+    }
+
     /// Evaluate `expect`: `Err(None)` when there is none.
     pub(super) fn expect(&mut self, step: &Step, result: &Value) -> Result<bool, Option<String>> {
         let Some(expect) = &step.expect else {

@@ -87,6 +87,8 @@ fn new_env() -> Env {
     let _ = env.add_extension(cel::extensions::strings);
     let _ = env.add_extension(cel::extensions::lists);
     let _ = env.add_extension(cel::extensions::math);
+    // Quantities, regex, lists and URLs as Kubernetes' CEL has them.
+    let _ = env.add_extension(super::k8s::extension);
     env
 }
 
@@ -452,7 +454,7 @@ pub fn unknown_functions(expr: &str) -> Result<Vec<(String, usize)>, ExprError> 
     let mut calls = Vec::new();
     calls_in(program.expression(), &mut calls);
     let mut unknown: Vec<(String, usize)> = Vec::new();
-    for (id, name, target) in calls {
+    for (id, name, target, _) in calls {
         // Operators (`_==_`, `@in`, `!_`) are calls too; they always exist.
         if !name.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) {
             continue;
@@ -479,6 +481,40 @@ pub fn unknown_functions(expr: &str) -> Result<Vec<(String, usize)>, ExprError> 
     Ok(unknown)
 }
 
+/// Calls with a number of arguments their function does not take, such as
+/// `s.findAll()`: CEL parses them and fails only when it runs. Each is (name, byte
+/// offset of the call, arguments given, the counts it takes). Namespaced functions
+/// (`math.greatest`) and macros (`all`, `map`) are not checked.
+pub fn wrong_arity(expr: &str) -> Result<Vec<(String, usize, usize, Vec<usize>)>, ExprError> {
+    let program = program(expr)?;
+    let mut calls = Vec::new();
+    calls_in(program.expression(), &mut calls);
+    let mut out = Vec::new();
+    for (id, name, target, given) in calls {
+        if let Some(Some(ns)) = &target
+            && ["math", "strings", "lists", "optional"].contains(&ns.as_str())
+        {
+            continue;
+        }
+        let method = target.is_some();
+        let takes: Vec<usize> = super::k8s::ARITIES
+            .iter()
+            .filter(|(n, m, _)| *n == name && *m == method)
+            .flat_map(|(_, _, a)| a.iter().copied())
+            .collect();
+        if takes.is_empty() || takes.contains(&given) {
+            continue;
+        }
+        let offset = program
+            .source_info()
+            .offset_for(id)
+            .map(|(start, _)| char_to_byte(&program.source_info().source, start as usize))
+            .unwrap_or(0);
+        out.push((name, offset, given, takes));
+    }
+    Ok(out)
+}
+
 /// Whether evaluating `call` (which calls `name` on nothing bound) finds a function
 /// called `name`: only a missing one is an undeclared reference to that name.
 fn probe(call: &str, name: &str) -> bool {
@@ -489,16 +525,19 @@ fn probe(call: &str, name: &str) -> bool {
     !matches!(p.execute(&context), Err(cel::ExecutionError::UndeclaredReference(n)) if n.as_str() == name)
 }
 
-/// Every call in `e`: (id, function name, its target: None for a global call, else
-/// Some(the target's name when it is a plain identifier)).
-fn calls_in(e: &IdedExpr, out: &mut Vec<(u64, String, Option<Option<String>>)>) {
+/// A call: (id, function name, its target: None for a global call, else Some(the
+/// target's name when it is a plain identifier), how many arguments it passes).
+type Call = (u64, String, Option<Option<String>>, usize);
+
+/// Every call in `e`.
+fn calls_in(e: &IdedExpr, out: &mut Vec<Call>) {
     match &e.expr {
         Expr::Call(c) => {
             let target = c.target.as_ref().map(|t| match &t.expr {
                 Expr::Ident(n) => Some(n.clone()),
                 _ => None,
             });
-            out.push((e.id, c.func_name.clone(), target));
+            out.push((e.id, c.func_name.clone(), target, c.args.len()));
             if let Some(t) = &c.target {
                 calls_in(t, out);
             }
@@ -658,13 +697,13 @@ mod tests {
         let known = "size(pods) > 0 && 'a,b'.split(',').size() == 2 && math.greatest(1, 2) == 2 \
                      && pods.all(p, p.name.startsWith('x')) && int('1') == 1 && duration('1s') > duration('0s')";
         assert_eq!(unknown_functions(known).unwrap(), vec![]);
-        let bad = "quantity('15k') > 0 && pods.exists(p, p.name.frobnicate())";
+        let bad = "qty('15k') > 0 && pods.exists(p, p.name.frobnicate())";
         let names: Vec<String> = unknown_functions(bad)
             .unwrap()
             .into_iter()
             .map(|(n, _)| n)
             .collect();
-        assert_eq!(names, vec!["quantity", "frobnicate"]);
+        assert_eq!(names, vec!["qty", "frobnicate"]);
     }
 
     #[test]

@@ -18,11 +18,12 @@
 
 mod condition;
 mod cost;
+mod k8s;
 mod template;
 
 pub use condition::{
     NOW, condition_refs, eval, eval_bool, eval_bool_each, static_cost, unknown_functions,
-    with_clock, with_clock_sync,
+    with_clock, with_clock_sync, wrong_arity,
 };
 pub use cost::{COST_BUDGET_VAR, DEFAULT_COST_BUDGET, budget as cost_budget};
 pub use template::{render, render_json, template_refs};

@@ -204,6 +204,59 @@ fn analyze(source: &str) -> (Option<Runbook>, Vec<Diagnostic>) {
     (runbook, diags)
 }
 
+/// A param given in a `-p @FILE`: its name, its value as the file typed it, and
+/// where it was written (`FILE:LINE:COL`).
+pub type FileParam = (String, serde_json::Value, String);
+
+/// Read `-p @FILE`: a YAML (or JSON, which is YAML) mapping of param names to values.
+/// An error is rendered like a lint error: `FILE:LINE:COL`, the line and a caret.
+pub fn read_param_file(path: &Path) -> Result<Vec<FileParam>, String> {
+    let text = yaml::read_input_text(path, "a params file (YAML or JSON)").map_err(|e| {
+        format!(
+            "{}: error: cannot read the params file: {e}",
+            path.display()
+        )
+    })?;
+    let fail = |d: Diagnostic| diag::render(path, &text, &[d]).trim_end().to_owned();
+    let node = parse::parse_yaml(&text).map_err(|d| {
+        if d.code == "empty" {
+            fail(Diagnostic::error(
+                "empty",
+                d.pos(),
+                "the params file is empty: write a mapping such as `threshold: 80`",
+            ))
+        } else {
+            fail(d)
+        }
+    })?;
+    let parse::Yaml::Map(entries) = &node.value else {
+        return Err(fail(
+            Diagnostic::error(
+                "wrong-type",
+                node.pos,
+                format!(
+                    "a params file is a mapping of param names to values, found {}",
+                    node.value.describe()
+                ),
+            )
+            .help("e.g. `threshold: 80` on one line, `nodes: [a, b]` on the next"),
+        ));
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        let parse::Yaml::Str(name) = &k.value else {
+            return Err(fail(Diagnostic::error(
+                "wrong-type",
+                k.pos,
+                format!("a param name is a string, found {}", k.value.describe()),
+            )));
+        };
+        let at = format!("{}:{}:{}", path.display(), v.pos.line, v.pos.col);
+        out.push((name.clone(), v.to_json(), at));
+    }
+    Ok(out)
+}
+
 /// Everything lint finds in `source`, and the runbook when the YAML could be read.
 fn check(source: &str) -> (Option<Runbook>, Vec<Diagnostic>) {
     let node = match parse::parse_yaml(source) {

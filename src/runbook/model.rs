@@ -213,7 +213,11 @@ pub struct Param {
     pub pos: Pos,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<Sp<String>>,
-    /// Used when `-p` does not set the parameter.
+    /// What values the parameter takes; a value of another type is refused when the
+    /// run starts. Without `type`, a default's type is the parameter's type.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub ty: Option<Sp<ParamType>>,
+    /// Used when `-p`, `-p @FILE` and `RUNBOOK_PARAM_<NAME>` do not set the parameter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Sp<serde_json::Value>>,
     /// The run refuses to start without a value (from `-p` or `default`).
@@ -222,6 +226,53 @@ pub struct Param {
     /// Never printed, journaled or rendered: shown as `***`.
     #[serde(default)]
     pub secret: bool,
+}
+
+/// The type of a runbook parameter (`type:`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ParamType {
+    /// A whole number: `-p threshold=80`.
+    Integer,
+    /// Any number: `-p ratio=0.75`.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// Text, taken as given.
+    String,
+    /// A list: `-p nodes=a,b` or `-p 'nodes=["a","b"]'`.
+    List,
+    /// A runbook duration such as `90s` or `1h30m`, kept as that text.
+    Duration,
+}
+
+impl ParamType {
+    pub const NAMES: &'static [&'static str] =
+        &["integer", "number", "boolean", "string", "list", "duration"];
+
+    pub fn parse(name: &str) -> Option<ParamType> {
+        Some(match name {
+            "integer" => ParamType::Integer,
+            "number" => ParamType::Number,
+            "boolean" => ParamType::Boolean,
+            "string" => ParamType::String,
+            "list" => ParamType::List,
+            "duration" => ParamType::Duration,
+            _ => return None,
+        })
+    }
+
+    /// "an integer", "a list"...: for "takes X" messages.
+    pub fn article(self) -> &'static str {
+        match self {
+            ParamType::Integer => "an integer",
+            ParamType::Number => "a number",
+            ParamType::Boolean => "a boolean (`true` or `false`)",
+            ParamType::String => "a string",
+            ParamType::List => "a list (`a,b` or `[\"a\", \"b\"]`)",
+            ParamType::Duration => "a duration such as `90s` or `1h30m`",
+        }
+    }
 }
 
 /// Defaults for every `kube` operation of the runbook.
@@ -314,6 +365,11 @@ pub struct Step {
     /// A condition on `result` that must hold for the step to succeed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Sp<String>>,
+    /// A template for the step's one-line outcome on the console and in the
+    /// postmortem (`{{result.used}} % used` instead of `exit 0: 90`); it sees
+    /// `result` and everything `expect` sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Sp<String>>,
     /// Bound on one attempt of the operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Sp<Duration>>,
@@ -463,6 +519,10 @@ pub struct Rung {
     /// Overrides the step's gate for this rung.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<Sp<Gate>>,
+    /// This rung's own proof of success, used instead of the step's `verify` after
+    /// it ("scale to zero" and "roll back" are proven differently).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<Box<Verification>>,
 }
 
 impl Rung {
@@ -753,16 +813,92 @@ fn verb_entry<S: Serializer>(
 }
 
 impl Param {
-    /// Whether a value given on the command line has the shape the default promises
-    /// (a list for a list, a number for a number...): an object passed for a list
-    /// param is refused when the run starts, not at the `for_each` that needs it
-    /// (issue 13, item 16). A param without a default, or with a string one, takes
-    /// any value.
-    pub fn check_value(&self, value: &serde_json::Value) -> Result<(), String> {
+    /// The declared `type`, else the type of the default (a list default makes a list
+    /// param); None when the param takes any value (no type, no default, or a
+    /// mapping default).
+    pub fn effective_type(&self) -> Option<ParamType> {
         use serde_json::Value as V;
-        let Some(default) = self.default.as_ref().map(|d| &d.value) else {
-            return Ok(());
+        if let Some(t) = &self.ty {
+            return Some(t.value);
+        }
+        Some(match &self.default.as_ref()?.value {
+            V::Bool(_) => ParamType::Boolean,
+            V::Number(n) if n.is_i64() || n.is_u64() => ParamType::Integer,
+            V::Number(_) => ParamType::Number,
+            V::String(_) => ParamType::String,
+            V::Array(_) => ParamType::List,
+            V::Null | V::Object(_) => return None,
+        })
+    }
+
+    /// The value of a parameter given as text (`-p name=value`, the environment),
+    /// converted to the param's type. The error reads after the param's name:
+    /// "`threshold` takes an integer; got `abc`".
+    pub fn value_from_text(&self, raw: &str) -> Result<serde_json::Value, String> {
+        use serde_json::Value as V;
+        let Some(ty) = self.effective_type() else {
+            // A mapping default: the value is JSON of the same shape.
+            if let Some(d) = self.default.as_ref().filter(|d| d.value.is_object()) {
+                return match serde_json::from_str::<V>(raw) {
+                    Ok(v @ V::Object(_)) => Ok(v),
+                    _ => Err(format!(
+                        "takes a mapping written as JSON, like its default `{}`; got `{raw}`",
+                        d.value
+                    )),
+                };
+            }
+            return Ok(V::String(raw.to_owned()));
         };
+        let got = || format!("takes {}; got `{raw}`", ty.article());
+        let text = raw.trim();
+        match ty {
+            ParamType::String => Ok(V::String(raw.to_owned())),
+            ParamType::Integer => text.parse::<i64>().map(V::from).map_err(|_| got()),
+            ParamType::Number => match text.parse::<i64>() {
+                Ok(i) => Ok(V::from(i)),
+                Err(_) => text
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(V::Number)
+                    .ok_or_else(got),
+            },
+            ParamType::Boolean => match text {
+                "true" => Ok(V::Bool(true)),
+                "false" => Ok(V::Bool(false)),
+                _ => Err(got()),
+            },
+            ParamType::List if text.starts_with('[') => match serde_json::from_str::<V>(text) {
+                Ok(v @ V::Array(_)) => Ok(v),
+                _ => Err(format!(
+                    "takes a list; got `{raw}`, which is not a JSON list (or write it as `a,b`)"
+                )),
+            },
+            // `{...}` is a mapping written as JSON, not one list item.
+            ParamType::List if text.starts_with('{') => {
+                Err(format!("takes a list; got a mapping `{raw}`"))
+            }
+            ParamType::List if text.is_empty() => Ok(V::Array(Vec::new())),
+            ParamType::List => Ok(V::Array(
+                text.split(',')
+                    .map(|s| V::String(s.trim().to_owned()))
+                    .collect(),
+            )),
+            ParamType::Duration => match Duration::parse(text) {
+                Ok(_) => Ok(V::String(text.to_owned())),
+                Err(e) => Err(format!("{}: {e}", got())),
+            },
+        }
+    }
+
+    /// A value that already has a YAML/JSON type (from `-p @FILE` or the default),
+    /// checked against the param's type: text is read as with [`value_from_text`]
+    /// (`threshold: "80"` is 80), other values must have the type. The error reads
+    /// after the param's name, like [`value_from_text`]'s.
+    ///
+    /// [`value_from_text`]: Param::value_from_text
+    pub fn check_value(&self, value: &serde_json::Value) -> Result<serde_json::Value, String> {
+        use serde_json::Value as V;
         let kind = |v: &V| match v {
             V::Null => "null",
             V::Bool(_) => "a boolean",
@@ -771,14 +907,25 @@ impl Param {
             V::Array(_) => "a list",
             V::Object(_) => "a mapping",
         };
-        if default.is_string() || kind(default) == kind(value) {
-            Ok(())
-        } else {
-            Err(format!(
-                "takes {} like its default `{default}`, not {}",
-                kind(default),
-                kind(value)
-            ))
+        let Some(ty) = self.effective_type() else {
+            return match self.default.as_ref().map(|d| &d.value) {
+                Some(d) if d.is_object() && !value.is_object() => Err(format!(
+                    "takes a mapping like its default `{d}`, not {}",
+                    kind(value)
+                )),
+                _ => Ok(value.clone()),
+            };
+        };
+        let mismatch = || format!("takes {}; got {} `{value}`", ty.article(), kind(value));
+        match (ty, value) {
+            (ParamType::String, V::String(_)) => Ok(value.clone()),
+            (ParamType::String, V::Number(_) | V::Bool(_)) => Ok(V::String(value.to_string())),
+            (_, V::String(s)) if ty != ParamType::List => self.value_from_text(s),
+            (ParamType::Integer, V::Number(n)) if n.is_i64() || n.is_u64() => Ok(value.clone()),
+            (ParamType::Number, V::Number(_))
+            | (ParamType::Boolean, V::Bool(_))
+            | (ParamType::List, V::Array(_)) => Ok(value.clone()),
+            _ => Err(mismatch()),
         }
     }
 }
@@ -821,6 +968,7 @@ mod tests {
         let param = |d: serde_json::Value| Param {
             pos: Pos::UNKNOWN,
             description: None,
+            ty: None,
             default: Some(Sp::new(Pos::UNKNOWN, d)),
             required: false,
             secret: false,
@@ -828,9 +976,61 @@ mod tests {
         let list = param(serde_json::json!(["a"]));
         assert!(list.check_value(&serde_json::json!(["b", "c"])).is_ok());
         let e = list.check_value(&serde_json::json!({"a": 1})).unwrap_err();
-        assert!(e.contains("a list") && e.contains("not a mapping"), "{e}");
+        assert!(e.contains("a list") && e.contains("got a mapping"), "{e}");
         let text = param(serde_json::json!("x"));
         assert!(text.check_value(&serde_json::json!("y")).is_ok());
+    }
+
+    #[test]
+    fn param_text_is_read_by_the_params_type() {
+        use serde_json::json;
+        let typed = |t: ParamType| Param {
+            pos: Pos::UNKNOWN,
+            description: None,
+            ty: Some(Sp::new(Pos::UNKNOWN, t)),
+            default: None,
+            required: false,
+            secret: false,
+        };
+        let int = typed(ParamType::Integer);
+        assert_eq!(int.value_from_text("80"), Ok(json!(80)));
+        assert_eq!(
+            int.value_from_text("abc"),
+            Err("takes an integer; got `abc`".to_owned())
+        );
+        assert_eq!(
+            typed(ParamType::Number).value_from_text("0.5"),
+            Ok(json!(0.5))
+        );
+        assert!(typed(ParamType::Number).value_from_text("NaN").is_err());
+        assert_eq!(
+            typed(ParamType::Boolean).value_from_text("true"),
+            Ok(json!(true))
+        );
+        assert!(typed(ParamType::Boolean).value_from_text("yes").is_err());
+        let list = typed(ParamType::List);
+        assert_eq!(list.value_from_text("a, b"), Ok(json!(["a", "b"])));
+        assert_eq!(list.value_from_text(r#"[1, "x"]"#), Ok(json!([1, "x"])));
+        let e = list.value_from_text(r#"{"a": 1}"#).unwrap_err();
+        assert!(e.contains("takes a list; got a mapping"), "{e}");
+        assert!(list.value_from_text("[1,").is_err());
+        let d = typed(ParamType::Duration);
+        assert_eq!(d.value_from_text("1h30m"), Ok(json!("1h30m")));
+        assert!(
+            d.value_from_text("soon")
+                .unwrap_err()
+                .contains("a duration")
+        );
+        // A type inferred from the default: an integer default takes integers.
+        let mut inferred = typed(ParamType::String);
+        inferred.ty = None;
+        inferred.default = Some(Sp::new(Pos::UNKNOWN, json!(80)));
+        assert_eq!(
+            inferred.value_from_text("abc"),
+            Err("takes an integer; got `abc`".to_owned())
+        );
+        assert_eq!(inferred.check_value(&json!("90")), Ok(json!(90)));
+        assert!(inferred.check_value(&json!([1])).is_err());
     }
 
     #[test]

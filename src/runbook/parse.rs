@@ -32,6 +32,33 @@ pub(crate) enum Yaml {
     Map(Vec<(Node, Node)>),
 }
 
+impl Node {
+    /// The value as JSON; keys that are not strings are written as their text.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Yaml::Null => J::Null,
+            Yaml::Bool(b) => J::Bool(*b),
+            Yaml::Int(i) => J::from(*i),
+            Yaml::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
+            Yaml::Str(s) => J::String(s.clone()),
+            Yaml::Seq(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Yaml::Map(entries) => J::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| {
+                        let key = match &k.to_json() {
+                            J::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        (key, v.to_json())
+                    })
+                    .collect(),
+            ),
+        }
+    }
+}
+
 impl Yaml {
     /// "a string", "a list"...: for "expected X, found Y" messages.
     pub fn describe(&self) -> &'static str {

@@ -46,6 +46,7 @@ mod lint_fuzz;
 mod lint_input;
 mod lint_runbooks_on_lab;
 mod panic_hook;
+mod params;
 mod postmortem_cli;
 mod postmortem_preserve;
 mod postmortem_render;
@@ -57,10 +58,12 @@ mod robust_runs;
 mod run_cli;
 mod run_identity;
 mod run_target;
+mod rung_verify;
 mod runs_manage;
 mod secrets;
 mod suite_bugs;
 mod suite_cli;
+mod titles_summary;
 
 mod user_output;
 

@@ -8,7 +8,7 @@ use crate::engine::EngineError;
 use crate::engine::ctx::Ctx;
 use crate::engine::events::Notice;
 use crate::engine::gate::Pass;
-use crate::engine::steps::{End, failed, ok, scope, summarize};
+use crate::engine::steps::{End, failed, ok, scope};
 use crate::engine::verify::{DEFAULT_WITHIN, Verdict};
 use crate::journal::state::StepState;
 use crate::runbook::model::Step;
@@ -94,11 +94,14 @@ pub(super) async fn run(
         Err(Some(e)) => return Ok((failed(format!("expect: {e}")), result)),
     }
     let Some(v) = step.verification() else {
-        return Ok((ok(summarize(&result)), result));
+        return Ok((ok(cx.summary_of(step, &result)), result));
     };
     let within = v.within.as_deref().map(|d| d.0).unwrap_or(DEFAULT_WITHIN);
     match cx.verify(step, None, v, within, false).await? {
-        Verdict::Holds => Ok((ok(format!("{}; verified", summarize(&result))), result)),
+        Verdict::Holds => Ok((
+            ok(format!("{}; verified", cx.summary_of(step, &result))),
+            result,
+        )),
         Verdict::Fails(d) => Ok((failed(format!("verification failed: {d}")), result)),
         Verdict::Aborted => Ok((End::Aborted("aborted by operator".into()), result)),
     }

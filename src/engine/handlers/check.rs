@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::engine::EngineError;
 use crate::engine::ctx::Ctx;
-use crate::engine::steps::{End, failed, ok, scope, summarize};
+use crate::engine::steps::{End, failed, ok, scope};
 use crate::journal::event::Outcome;
 use crate::runbook::model::Step;
 
@@ -28,7 +28,7 @@ pub(super) async fn run(cx: &mut Ctx<'_>, step: &Step) -> Result<(End, Value), E
     }
     cx.save(step, &result)?;
     match cx.expect(step, &result) {
-        Ok(true) | Err(None) => Ok((ok(summarize(&result)), result)),
+        Ok(true) | Err(None) => Ok((ok(cx.summary_of(step, &result)), result)),
         Ok(false) => Ok((
             End::Done {
                 outcome: Outcome::NotApplicable,

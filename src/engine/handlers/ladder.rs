@@ -29,9 +29,11 @@ pub(super) async fn run(
     prior: Option<&StepState>,
     fixed_by: &mut Option<String>,
 ) -> Result<End, EngineError> {
-    let Some(v) = step.verification() else {
+    // Each rung is proven by its own `verify:`, else by the step's.
+    let v = step.verification();
+    if v.is_none() && step.escalate.iter().any(|r| r.verify.is_none()) {
         return Ok(failed("an escalation ladder needs a verification".into()));
-    };
+    }
     let ids: Vec<String> = step
         .escalate
         .iter()
@@ -55,6 +57,9 @@ pub(super) async fn run(
     for (i, rung) in step.escalate.iter().enumerate().skip(first) {
         let rung_id = &ids[i];
         let resumed = prior.filter(|p| p.rungs.contains(rung_id));
+        let Some(v) = rung.verify.as_deref().or(v) else {
+            return Ok(failed(format!("{rung_id} has no verification")));
+        };
         let outcome = run_rung(cx, step, v, rung, rung_id, i, n, resumed).await?;
         match outcome {
             RungEnd::Fixed => {

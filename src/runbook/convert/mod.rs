@@ -46,6 +46,7 @@ pub(crate) const STEP_KEYS: &[&str] = &[
     "concurrency",
     "save",
     "expect",
+    "summary",
     "timeout",
     "retry",
     "within",
@@ -79,8 +80,9 @@ const RUNG_KEYS: &[&str] = &[
     "timeout",
     "within",
     "gate",
+    "verify",
 ];
-const PARAM_KEYS: &[&str] = &["description", "default", "required", "secret"];
+const PARAM_KEYS: &[&str] = &["description", "type", "default", "required", "secret"];
 const KUBE_DEFAULT_KEYS: &[&str] = &["context", "namespace"];
 const SHELL_KEYS: &[&str] = &["argv", "env", "dir", "stdin"];
 const HTTP_KEYS: &[&str] = &["method", "url", "headers", "body", "json", "status"];

@@ -102,13 +102,69 @@ impl Conv<'_> {
             let param = Param {
                 pos: k.pos,
                 description: self.opt_string(&p, "description"),
+                ty: self.param_type(&p),
                 default: p.get("default").map(|d| Sp::new(d.pos, self.json(d))),
                 required: self.flag(&p, "required"),
                 secret: self.flag(&p, "secret"),
             };
+            // A default the param's own type refuses would fail every run at start.
+            if param.ty.is_some()
+                && let Some(d) = &param.default
+                && let Err(e) = param.check_value(&d.value)
+            {
+                let len = self.src.token_width(d.pos);
+                self.push(
+                    Diagnostic::error(
+                        "param-type",
+                        d.pos,
+                        format!(
+                            "the default of `{}` does not fit its type: it {e}",
+                            name.value
+                        ),
+                    )
+                    .len(len)
+                    .help("change the default or the `type`"),
+                );
+            }
             out.insert(name.value, param);
         }
         out
+    }
+
+    fn param_type(&mut self, f: &Fields<'_>) -> Option<Sp<ParamType>> {
+        let n = f.get("type")?;
+        let s = self.string(n, "`type`")?;
+        if let Some(t) = ParamType::parse(&s.value) {
+            return Some(Sp::new(n.pos, t));
+        }
+        let len = self.src.width(n.pos, &s.value);
+        let mut d = Diagnostic::error(
+            "bad-value",
+            n.pos,
+            format!(
+                "`type` must be one of {}, found `{}`",
+                ParamType::NAMES
+                    .iter()
+                    .map(|t| format!("`{t}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                s.value
+            ),
+        )
+        .len(len);
+        let alias = match s.value.as_str() {
+            "int" | "integer32" | "int64" => Some("integer"),
+            "float" | "double" => Some("number"),
+            "bool" => Some("boolean"),
+            "str" | "text" => Some("string"),
+            "array" | "sequence" => Some("list"),
+            _ => crate::runbook::diag::suggest(&s.value, ParamType::NAMES.iter().copied()),
+        };
+        if let Some(a) = alias {
+            d = d.help(format!("did you mean `type: {a}`?"));
+        }
+        self.push(d);
+        None
     }
 
     fn steps(&mut self, node: &Node, key: &str) -> Vec<Step> {
@@ -203,6 +259,7 @@ impl Conv<'_> {
             concurrency: self.opt_uint(&f, "concurrency"),
             save: self.opt_string(&f, "save"),
             expect: self.opt_string(&f, "expect"),
+            summary: self.opt_string(&f, "summary"),
             timeout: self.duration(&f, "timeout"),
             retry: f.get("retry").and_then(|n| self.retry(n)),
             within: self.duration(&f, "within"),
@@ -269,6 +326,10 @@ impl Conv<'_> {
             timeout: self.duration(&f, "timeout"),
             within: self.duration(&f, "within"),
             gate: self.gate(&f),
+            verify: f
+                .get("verify")
+                .and_then(|n| self.verification(n))
+                .map(Box::new),
         })
     }
 

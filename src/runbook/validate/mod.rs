@@ -62,7 +62,19 @@ struct Ctx {
     any_object: bool,
     /// A CEL condition (which also sees `now`), not a template.
     condition: bool,
+    /// A title: rendered once when the run starts, with `params` only.
+    title: bool,
 }
+
+/// Where titles are checked: they see `params` and nothing else.
+const TITLE: Ctx = Ctx {
+    item: false,
+    result: false,
+    objects: Vec::new(),
+    any_object: false,
+    condition: false,
+    title: true,
+};
 
 pub(crate) struct Validator<'a> {
     src: &'a Source<'a>,
@@ -196,6 +208,7 @@ impl<'a> Validator<'a> {
             self.push(d);
         }
         self.name_bounds();
+        self.template(&rb.title, &TITLE);
         for (name, p) in &rb.params {
             if !is_ident(name) || RESERVED.contains(&name.as_str()) {
                 self.push(
@@ -371,7 +384,7 @@ impl<'a> Validator<'a> {
         };
         let base = Ctx::default();
         if let Some(t) = title {
-            self.template(t, &base);
+            self.template(t, &TITLE);
         }
         if let Some(t) = &step.instructions {
             self.template(t, &base);
@@ -428,6 +441,27 @@ impl<'a> Validator<'a> {
                         self.saved.remove(n);
                     }
                 }
+            }
+        }
+        if let Some(t) = &step.summary {
+            if matches!(kind, StepKind::Verify | StepKind::Manual) {
+                self.err(
+                    "summary-kind",
+                    t.pos,
+                    format!(
+                        "`summary` describes the result of a check or an action; a {} step has none to show",
+                        kind.key()
+                    ),
+                );
+            } else {
+                // Rendered once the step is done: no `item`, `result` is every result.
+                self.template(
+                    t,
+                    &Ctx {
+                        result: true,
+                        ..Ctx::default()
+                    },
+                );
             }
         }
         for rung in &step.escalate {
@@ -581,11 +615,15 @@ impl<'a> Validator<'a> {
                 .help = Some("make the operation the first rung of the ladder".into());
             }
             StepKind::Action if !step.escalate.is_empty() && step.verification().is_none() => {
-                self.err(
-                    "escalate-without-verify",
-                    step.escalate[0].pos,
-                    "an `escalate` ladder needs a `verify:` block: it decides when to stop escalating",
-                );
+                // Rungs with their own `verify:` need none from the step.
+                if let Some(rung) = step.escalate.iter().find(|r| r.verify.is_none()) {
+                    self.err(
+                        "escalate-without-verify",
+                        rung.pos,
+                        "an `escalate` ladder needs a `verify:` block: it decides when to stop escalating",
+                    )
+                    .help = Some("give the step a `verify:` block, or this rung its own `verify:`".into());
+                }
             }
             _ => {}
         }
@@ -648,7 +686,10 @@ impl<'a> Validator<'a> {
             item: rung.for_each.is_some() || self.assumed_for_each.contains(&rung.pos),
             ..Ctx::default()
         };
-        for t in [&rung.title, &rung.manual].into_iter().flatten() {
+        if let Some(t) = &rung.title {
+            self.template(t, &TITLE);
+        }
+        if let Some(t) = &rung.manual {
             self.template(t, &ctx);
         }
         if let Some(w) = &rung.when {
@@ -663,12 +704,15 @@ impl<'a> Validator<'a> {
         if let Some(op) = rung.op() {
             self.op(op, &ctx);
         }
+        if let Some(v) = &rung.verify {
+            self.verification(v);
+        }
     }
 
     fn verification(&mut self, v: &Verification) {
         let base = Ctx::default();
         if let Some(t) = &v.title {
-            self.template(t, &base);
+            self.template(t, &TITLE);
         }
         match v.op() {
             Some(op) => {

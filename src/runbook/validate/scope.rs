@@ -105,7 +105,37 @@ impl Validator<'_> {
                         format!("CEL has no function `{name}`"),
                     )
                     .len(name.chars().count())
-                    .help("conditions offer CEL's standard functions and its strings, lists and math extensions (docs/format.md, \"Templates and conditions\")"),
+                    .help("conditions offer CEL's standard functions, its strings, lists and math extensions, and Kubernetes' quantity, regex, list and URL libraries (docs/format.md, \"CEL libraries\")"),
+                );
+            }
+        }
+        if let Ok(calls) = expr::wrong_arity(&sp.value) {
+            for (name, offset, given, takes) in calls {
+                let pos = self.src.pos_in(sp, offset);
+                let count = |n: usize| match n {
+                    1 => "1 argument".to_owned(),
+                    n => format!("{n} arguments"),
+                };
+                let takes = match takes.as_slice() {
+                    [one] => count(*one),
+                    many => format!(
+                        "{} or {}",
+                        many[..many.len() - 1]
+                            .iter()
+                            .map(usize::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        count(many[many.len() - 1])
+                    ),
+                };
+                self.push(
+                    Diagnostic::error(
+                        "function-arity",
+                        pos,
+                        format!("`{name}` takes {takes}, not {given}"),
+                    )
+                    .len(name.chars().count())
+                    .help("see docs/format.md, \"CEL libraries\", for each function's arguments"),
                 );
             }
         }
@@ -257,6 +287,15 @@ impl Validator<'_> {
                     "a template cannot read `.{last}`: `{of}.{last}` is the field `{last}` of `{of}`, which a list does not have"
                 ),
                 Some(format!("count with the `len` helper: `{{{{len {of}}}}}`")),
+            );
+            return;
+        }
+        if ctx.title && root != "params" {
+            error(
+                self,
+                "title-scope",
+                format!("a title is rendered when the run starts, with `params` only; `{root}` is not known then"),
+                Some("name params in titles (`{{params.namespace}}`); show results with the step's `summary:`".to_owned()),
             );
             return;
         }

@@ -332,6 +332,24 @@ fn a_template_counts_with_len_not_dot_length() {
 
 #[test]
 fn a_condition_calling_an_unknown_function_is_an_error() {
-    let steps = "  - check: c\n    id: c\n    kube: { get: pods }\n    expect: \"size(result) > 0 && quantity('15k') > 0\"\n";
+    let steps = "  - check: c\n    id: c\n    kube: { get: pods }\n    expect: \"size(result) > 0 && qty('15k') > 0\"\n";
     assert_eq!(codes(NS, steps), vec!["unknown-function"]);
+}
+
+#[test]
+fn kubernetes_cel_libraries_are_known_and_their_arity_is_checked() {
+    let good = "  - check: c\n    id: c\n    kube: { get: pods }\n    expect: \"quantity('15k').isGreaterThan(quantity('1k')) && isQuantity('1Gi') && 'a1'.find('[0-9]') == '1' && 'a1'.findAll('[0-9]', 1).size() == 1 && [1, 2].sum() == 3 && [1].isSorted() && url('https://x/').getHost() == 'x' && 'A'.lowerAscii() == 'a'\"\n";
+    assert_eq!(codes(NS, good), Vec::<&str>::new());
+    for bad in [
+        "quantity('1', '2') != null",
+        "quantity('1').isGreaterThan()",
+        "'a'.findAll('a', 1, 2).size() > 0",
+        "[1].sum(1) > 0",
+        "url('https://x/').getHost('x') == ''",
+        "'a'.lowerAscii('x') == 'a'",
+    ] {
+        let steps =
+            format!("  - check: c\n    id: c\n    kube: {{ get: pods }}\n    expect: \"{bad}\"\n");
+        assert_eq!(codes(NS, &steps), vec!["function-arity"], "{bad}");
+    }
 }

@@ -3,7 +3,7 @@
 //!
 //! Every run starts from the same environment so a developer's shell cannot change a
 //! result: `USER=ana` (the operator journaled), and none of `RUNBOOK_OPERATOR`,
-//! `RUNBOOK_STATE_DIR`, `RUST_LOG` or `KUBECONFIG` (a test must never reach the
+//! `RUNBOOK_STATE_DIR`, `RUST_LOG`, `KUBECONFIG` or `RUNBOOK_PARAM_*` (a test must never reach the
 //! developer's real cluster). Tests that need one of them set it with `.env`.
 
 use std::ffi::OsStr;
@@ -48,6 +48,15 @@ impl Cli {
             "KUBECONFIG",
         ] {
             cmd.env_remove(var);
+        }
+        // A developer's RUNBOOK_PARAM_* would set params of every run.
+        for (var, _) in std::env::vars_os() {
+            if var
+                .to_str()
+                .is_some_and(|v| v.starts_with("RUNBOOK_PARAM_"))
+            {
+                cmd.env_remove(var);
+            }
         }
         Cli {
             cmd,

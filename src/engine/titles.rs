@@ -1,0 +1,105 @@
+//! Titles are templates: the runbook's, each step's, rung's and verification's title
+//! may name params (`Disk above {{params.threshold}} %`). They are rendered once,
+//! when the run starts or resumes, so the gate, the console, the journal and the
+//! postmortem (which reads only the journal) all show the same text. Lint checks
+//! that a title reads only params (`validate`), so rendering cannot fail on a valid
+//! runbook; if it does, the title is shown as written rather than failing the run.
+
+use serde_json::Value;
+
+use crate::expr;
+use crate::runbook::model::{Runbook, Sp, Step, VerifyField};
+
+/// A copy of `rb` whose titles are rendered with `vars` (the run's `params`).
+pub(crate) fn titled(rb: &Runbook, vars: &Value) -> Runbook {
+    let mut out = rb.clone();
+    render(&mut out.title, vars);
+    for step in out.steps.iter_mut().chain(out.handlers.iter_mut()) {
+        step_titles(step, vars);
+    }
+    out
+}
+
+fn step_titles(step: &mut Step, vars: &Value) {
+    for t in [&mut step.check, &mut step.action, &mut step.manual]
+        .into_iter()
+        .flatten()
+    {
+        render(t, vars);
+    }
+    match &mut step.verify {
+        Some(VerifyField::Title(t)) => render(t, vars),
+        Some(VerifyField::Block(v)) => {
+            if let Some(t) = &mut v.title {
+                render(t, vars);
+            }
+        }
+        None => {}
+    }
+    for rung in &mut step.escalate {
+        if let Some(t) = &mut rung.title {
+            render(t, vars);
+        }
+        if let Some(t) = rung.verify.as_mut().and_then(|v| v.title.as_mut()) {
+            render(t, vars);
+        }
+    }
+}
+
+fn render(title: &mut Sp<String>, vars: &Value) {
+    if let Ok(text) = expr::render(&title.value, vars) {
+        title.value = text;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_title_is_rendered_with_params_and_a_bad_one_is_kept() {
+        let rb = crate::runbook::parse_str(
+            r#"version: 1
+name: t
+title: Disk above {{params.pct}} %
+params:
+  pct: { default: 90 }
+steps:
+  - check: Usage over {{params.pct}}
+    id: c
+    shell: { argv: ["true"] }
+  - action: Free {{params.pct}}
+    id: a
+    escalate:
+      - title: rung {{params.pct}}
+        shell: { argv: ["true"] }
+    verify:
+      title: below {{params.pct}}
+      shell: { argv: ["true"] }
+"#,
+            std::path::Path::new("t.yaml"),
+        )
+        .expect("a valid runbook");
+        let vars = serde_json::json!({"params": {"pct": 95}});
+        let t = titled(&rb, &vars);
+        assert_eq!(t.title.value, "Disk above 95 %");
+        assert_eq!(t.steps[0].title(), "Usage over 95");
+        assert_eq!(t.steps[1].title(), "Free 95");
+        assert_eq!(
+            t.steps[1].escalate[0]
+                .title
+                .as_ref()
+                .map(|s| s.value.as_str()),
+            Some("rung 95")
+        );
+        assert_eq!(
+            t.steps[1]
+                .verification()
+                .and_then(|v| v.title.as_ref())
+                .map(|s| s.value.as_str()),
+            Some("below 95")
+        );
+        let missing = titled(&rb, &serde_json::json!({"params": {}}));
+        assert_eq!(missing.title.value, "Disk above {{params.pct}} %");
+    }
+}
