@@ -47,6 +47,7 @@ pub mod resources;
 pub mod scenario;
 pub mod scenario_model;
 pub mod select;
+pub mod sites;
 pub mod state;
 pub mod status;
 pub mod store;
