@@ -36,6 +36,8 @@ mod lab_fidelity;
 mod lab_incremental;
 mod lab_kube;
 mod lab_kubectl;
+mod lab_network;
+mod lab_node_faults;
 mod lab_scenarios;
 mod lint_bench;
 mod lint_cli;
