@@ -30,6 +30,7 @@ mod kube_engine;
 mod kube_faults;
 mod kube_ops;
 mod kube_provider;
+mod lab_catalogue;
 mod lab_cli;
 mod lab_faults;
 mod lab_fidelity;
