@@ -19,8 +19,6 @@ pub struct Kubectl {
     server: Option<LabServer>,
     /// Holds the kubeconfig (and may hold manifests).
     pub dir: tempfile::TempDir,
-    /// The lab's base URL (`http://127.0.0.1:PORT`).
-    pub url: String,
 }
 
 impl Kubectl {
@@ -31,7 +29,6 @@ impl Kubectl {
         Kubectl {
             server: Some(server),
             dir,
-            url: format!("http://{addr}"),
         }
     }
 
