@@ -85,6 +85,15 @@ impl Lab {
                 until: f.until.map(|u| start + u),
             });
         }
+        for f in &loaded.scenario.node_faults {
+            st.node_faults.push(state::ActiveNodeFault {
+                scope: f.scope.clone(),
+                kind: f.kind,
+                from: start + f.at,
+                until: f.until.map(|u| start + u),
+            });
+        }
+        st.sites = super::sites::Sites::new(loaded.scenario.sites.clone());
         for pool in &loaded.scenario.node_pools {
             for _ in 0..pool.nodes.unwrap_or(pool.min) {
                 let node = controllers::autoscaler::pool_node(&mut st, pool, true);

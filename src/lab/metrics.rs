@@ -8,8 +8,11 @@
 
 use serde_json::{Value, json};
 
-use super::scenario::MetricValue;
+use super::controllers::node_ready;
+use super::quantity;
+use super::scenario::{MetricValue, NodeCount, PodCount, QuotaRef};
 use super::select::LabelSelector;
+use super::sites;
 use super::state::{State, pod_ready, str_at};
 
 fn running(st: &State, ns: &str, sel: &LabelSelector, schedulable_only: bool) -> usize {
@@ -25,6 +28,53 @@ fn running(st: &State, ns: &str, sel: &LabelSelector, schedulable_only: bool) ->
                     .is_some_and(|n| n.pointer("/spec/unschedulable") != Some(&json!(true)))
         })
         .count()
+}
+
+fn count_pods(st: &State, p: &PodCount) -> usize {
+    let sel = p
+        .selector
+        .as_deref()
+        .map(|s| LabelSelector::parse(s).unwrap_or_default());
+    st.store
+        .list("pods", p.namespace.as_deref())
+        .filter(|pod| sel.as_ref().is_none_or(|s| s.matches(pod)))
+        .filter(|pod| {
+            p.phase
+                .as_deref()
+                .is_none_or(|ph| str_at(pod, "/status/phase") == ph)
+        })
+        .filter(|pod| p.ready.is_none_or(|r| pod_ready(pod) == r))
+        .count()
+}
+
+/// The label the lab puts on every node of a node pool.
+const POOL_LABEL: &str = "/metadata/labels/lab.runbook.dev~1node-pool";
+
+fn count_nodes(st: &State, n: &NodeCount) -> usize {
+    let sel = n
+        .selector
+        .as_deref()
+        .map(|s| LabelSelector::parse(s).unwrap_or_default());
+    st.store
+        .list("nodes", None)
+        .filter(|node| {
+            n.pool
+                .as_deref()
+                .is_none_or(|p| str_at(node, POOL_LABEL) == p)
+        })
+        .filter(|node| sel.as_ref().is_none_or(|s| s.matches(node)))
+        .filter(|node| n.ready.is_none_or(|r| node_ready(node) == r))
+        .count()
+}
+
+/// A quota's used or hard amount in base units (milli-units / 1000); 0 when absent.
+fn quota(st: &State, q: &QuotaRef, which: &str) -> f64 {
+    st.store
+        .get("resourcequotas", &q.namespace, &q.name)
+        .and_then(|o| o.pointer(&format!("/status/{which}")))
+        .and_then(|m| m.get(&q.resource))
+        .and_then(quantity::parse_milli)
+        .map_or(0.0, |m| m as f64 / 1000.0)
 }
 
 /// The current value of every metric: (name, labels, value).
@@ -53,6 +103,14 @@ pub fn evaluate(st: &State) -> Vec<(String, serde_json::Map<String, Value>, f64)
                     if lost { 1.0 } else { 0.0 }
                 }
                 MetricValue::Constant(v) => *v,
+                MetricValue::Pods(p) => count_pods(st, p) as f64,
+                MetricValue::Nodes(n) => count_nodes(st, n) as f64,
+                MetricValue::QuotaUsed(q) => quota(st, q, "used"),
+                MetricValue::QuotaHard(q) => quota(st, q, "hard"),
+                MetricValue::SiteSuccessRate(r) => {
+                    let window = r.window.map_or(chrono::Duration::minutes(5), |w| w.0);
+                    sites::success_rate(st, &r.site, window).unwrap_or(0.0)
+                }
             };
             let mut labels: serde_json::Map<String, Value> = m
                 .labels

@@ -18,7 +18,8 @@
 //! Admin routes for a lab in another process: `POST /lab/v1/advance?by=6m`,
 //! `POST /lab/v1/nodes/{name}/lose|recover`, `GET /lab/v1/requests|data-losses|time`,
 //! `POST|GET|DELETE /lab/v1/faults` (API fault injection, see [`faults`]).
-//! Prometheus' query API is at `/api/v1/query` on the same address (see [`metrics`]).
+//! Prometheus' query API is at `/api/v1/query` on the same address (see [`metrics`]),
+//! and the scenario's HTTP sites at `/sites/<name>` or by their `Host` (see [`sites`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -47,6 +48,7 @@ pub mod resources;
 pub mod scenario;
 pub mod scenario_model;
 pub mod select;
+pub mod sites;
 pub mod state;
 pub mod status;
 pub mod store;

@@ -83,6 +83,9 @@ impl ResourceDef {
             ("", "namespaces") => &["metadata.name", "status.phase"],
             ("", "secrets") => &["metadata.name", "metadata.namespace", "type"],
             ("apps", "replicasets") => &["metadata.name", "metadata.namespace", "status.replicas"],
+            ("discovery.k8s.io", "endpointslices") => {
+                &["metadata.name", "metadata.namespace", "addressType"]
+            }
             _ if self.namespaced => &["metadata.name", "metadata.namespace"],
             _ => &["metadata.name"],
         }
@@ -319,6 +322,16 @@ pub static RESOURCES: &[ResourceDef] = &[
         &[],
     ),
     def(
+        "discovery.k8s.io",
+        "endpointslices",
+        "endpointslice",
+        "EndpointSlice",
+        true,
+        &[],
+        &[],
+        &[],
+    ),
+    def(
         "policy",
         "poddisruptionbudgets",
         "poddisruptionbudget",
@@ -331,7 +344,7 @@ pub static RESOURCES: &[ResourceDef] = &[
 ];
 
 /// The groups served under `/apis`, in discovery order.
-pub const GROUPS: &[&str] = &["apps", "storage.k8s.io", "policy"];
+pub const GROUPS: &[&str] = &["apps", "storage.k8s.io", "discovery.k8s.io", "policy"];
 
 /// Look a resource up by its URL segments.
 pub fn by_path(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {

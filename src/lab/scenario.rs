@@ -82,6 +82,15 @@ pub struct Scenario {
     /// Cluster timing: how long new containers take to become Ready.
     #[serde(default)]
     pub timing: super::scenario_model::Timing,
+    /// Faults on nodes with a scope (node, selector) and a window (`at`, `until`):
+    /// node conditions (DiskPressure, MemoryPressure, PIDPressure, NetworkUnavailable)
+    /// with their taints and events, a node losing its InternalIP.
+    #[serde(default)]
+    pub node_faults: Vec<super::scenario_model::NodeFault>,
+    /// HTTP sites in front of Services, answered on the lab's own address
+    /// (`/sites/<name>`, or the site's `host` in a Host header).
+    #[serde(default)]
+    pub sites: Vec<super::sites::Site>,
 }
 
 /// One fault. Exactly one of `node_lost`, `disk_fills`, `crash_loop` is set.
@@ -144,6 +153,71 @@ pub enum MetricValue {
     DataLost(PodsRef),
     /// A fixed value.
     Constant(f64),
+    /// The number of pods matching every filter given (namespace, selector, phase,
+    /// readiness): `{ phase: Pending }` counts pending pods.
+    Pods(PodCount),
+    /// The number of nodes matching every filter given (pool, selector, readiness):
+    /// `{ pool: user-pool }` is the autoscaler's node count of a pool.
+    Nodes(NodeCount),
+    /// A ResourceQuota's `status.used` of one resource, in base units (cores, bytes,
+    /// objects).
+    QuotaUsed(QuotaRef),
+    /// A ResourceQuota's `status.hard` of one resource, in base units.
+    QuotaHard(QuotaRef),
+    /// The share (0–1) of a site's answers in the last `window` that were 200; when
+    /// nobody asked in that window, 1 if it would answer 200 now, else 0.
+    SiteSuccessRate(SiteRate),
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PodCount {
+    /// Only this namespace (default: all).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Only pods matching this label selector.
+    #[serde(default)]
+    pub selector: Option<String>,
+    /// Only pods in this phase: `Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`.
+    #[serde(default)]
+    pub phase: Option<String>,
+    /// Only Ready pods (`true`) or pods that are not Ready (`false`).
+    #[serde(default)]
+    pub ready: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeCount {
+    /// Only nodes of this node pool (`lab.runbook.dev/node-pool` label).
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Only nodes matching this label selector.
+    #[serde(default)]
+    pub selector: Option<String>,
+    /// Only Ready nodes (`true`) or nodes that are not Ready (`false`).
+    #[serde(default)]
+    pub ready: Option<bool>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaRef {
+    pub namespace: String,
+    /// The ResourceQuota's name.
+    pub name: String,
+    /// A key of its `hard`, e.g. `pods`, `requests.memory`.
+    pub resource: String,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SiteRate {
+    /// The site's name (`sites[].name`).
+    pub site: String,
+    /// How far back answers count (default `5m` of cluster time).
+    #[serde(default)]
+    pub window: Option<super::scenario_model::Span>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -347,7 +421,22 @@ pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
         let sel = match &m.value {
             MetricValue::PodsRunning(p) | MetricValue::CountRunning(p) => Some(&p.selector),
             MetricValue::DataLost(p) => Some(&p.selector),
-            MetricValue::Constant(_) => None,
+            MetricValue::Pods(p) => p.selector.as_ref(),
+            MetricValue::Nodes(n) => n.selector.as_ref(),
+            MetricValue::SiteSuccessRate(r) => {
+                if !scenario.sites.iter().any(|s| s.name == r.site) {
+                    return Err(err(
+                        0,
+                        0,
+                        format!("metric {}: no site named {:?}", m.name, r.site),
+                        "name one of the scenario's `sites`",
+                    ));
+                }
+                None
+            }
+            MetricValue::Constant(_) | MetricValue::QuotaUsed(_) | MetricValue::QuotaHard(_) => {
+                None
+            }
         };
         if let Some(s) = sel {
             LabelSelector::parse(s).map_err(|e| {
@@ -358,6 +447,25 @@ pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
                     "e.g. `component=hub`",
                 )
             })?;
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for site in &scenario.sites {
+        if let Err(e) = super::names::dns_label(&site.name) {
+            return Err(err(
+                0,
+                0,
+                format!("site {:?}: {e}", site.name),
+                "a site's name is a lowercase DNS label, e.g. `hub`",
+            ));
+        }
+        if !names.insert(site.name.clone()) {
+            return Err(err(
+                0,
+                0,
+                format!("site {:?} is defined twice", site.name),
+                "give every site its own name",
+            ));
         }
     }
     Ok(Loaded {

@@ -292,6 +292,9 @@ pub enum PodScope {
     Pod(String),
     Selector(LabelSelector),
     Node(String),
+    /// Pods with a container whose image is this one (`repo/name:tag`), or starts
+    /// with it when it ends in `*`.
+    Image(String),
 }
 
 impl PodScope {
@@ -301,7 +304,21 @@ impl PodScope {
             PodScope::Pod(n) => at("/metadata/name") == n,
             PodScope::Selector(s) => s.matches(pod),
             PodScope::Node(n) => at("/spec/nodeName") == n,
+            PodScope::Image(i) => pod
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .any(|c| image_matches(i, c["image"].as_str().unwrap_or(""))),
         }
+    }
+}
+
+/// Does `image` match the pattern `pat` (exact, or a prefix when `pat` ends in `*`)?
+pub fn image_matches(pat: &str, image: &str) -> bool {
+    match pat.strip_suffix('*') {
+        Some(prefix) => image.starts_with(prefix),
+        None => image == pat,
     }
 }
 
@@ -312,6 +329,9 @@ pub enum PodFaultKind {
     CrashLoop { exit_code: i64, reason: String },
     /// Running, but the readiness probe fails.
     NotReady,
+    /// The image cannot be pulled: the pod stays Pending, its container waiting in
+    /// `ErrImagePull`, then `ImagePullBackOff` between attempts (the kubelet's back-off).
+    ImagePull,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -335,6 +355,10 @@ pub struct PodFaultRaw {
     /// Every pod of the namespace on this node.
     #[serde(default)]
     pub node: Option<String>,
+    /// Pods with a container running this image (`jupyterhub/k8s-hub:0.9`), or any
+    /// image starting with it when it ends in `*`.
+    #[serde(default)]
+    pub image: Option<String>,
     /// The container crashes (exit code, default 1) and restarts with back-off.
     #[serde(default)]
     pub crash_loop: Option<CrashLoopRaw>,
@@ -345,6 +369,10 @@ pub struct PodFaultRaw {
     /// The container runs but its readiness probe fails.
     #[serde(default)]
     pub not_ready: Option<Empty>,
+    /// The image cannot be pulled (`ErrImagePull`, then `ImagePullBackOff`); pods
+    /// that start while it lasts stay Pending.
+    #[serde(default)]
+    pub image_pull: Option<Empty>,
 }
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -363,25 +391,31 @@ pub struct Empty {}
 impl TryFrom<PodFaultRaw> for PodFault {
     type Error = String;
     fn try_from(r: PodFaultRaw) -> Result<Self, String> {
-        let scope = match (r.pod, r.selector, r.node) {
-            (Some(p), None, None) => PodScope::Pod(p),
-            (None, Some(s), None) => PodScope::Selector(s.1),
-            (None, None, Some(n)) => PodScope::Node(n),
-            _ => return Err("a pod fault names exactly one of `pod`, `selector`, `node`".into()),
+        let scope = match (r.pod, r.selector, r.node, r.image) {
+            (Some(p), None, None, None) => PodScope::Pod(p),
+            (None, Some(s), None, None) => PodScope::Selector(s.1),
+            (None, None, Some(n), None) => PodScope::Node(n),
+            (None, None, None, Some(i)) => PodScope::Image(i),
+            _ => {
+                return Err(
+                    "a pod fault names exactly one of `pod`, `selector`, `node`, `image`".into(),
+                );
+            }
         };
-        let kind = match (r.crash_loop, r.oom_killed, r.not_ready) {
-            (Some(c), None, None) => PodFaultKind::CrashLoop {
+        let kind = match (r.crash_loop, r.oom_killed, r.not_ready, r.image_pull) {
+            (Some(c), None, None, None) => PodFaultKind::CrashLoop {
                 exit_code: c.exit_code.unwrap_or(1),
                 reason: "Error".into(),
             },
-            (None, Some(_), None) => PodFaultKind::CrashLoop {
+            (None, Some(_), None, None) => PodFaultKind::CrashLoop {
                 exit_code: 137,
                 reason: "OOMKilled".into(),
             },
-            (None, None, Some(_)) => PodFaultKind::NotReady,
+            (None, None, Some(_), None) => PodFaultKind::NotReady,
+            (None, None, None, Some(_)) => PodFaultKind::ImagePull,
             _ => {
                 return Err(
-                    "a pod fault sets exactly one of `crash_loop`, `oom_killed`, `not_ready`"
+                    "a pod fault sets exactly one of `crash_loop`, `oom_killed`, `not_ready`, `image_pull`"
                         .into(),
                 );
             }
@@ -396,6 +430,125 @@ impl TryFrom<PodFaultRaw> for PodFault {
             at,
             until: r.until.map(|s| s.0),
             namespace: r.namespace.unwrap_or_else(|| "default".into()),
+            scope,
+            kind,
+        })
+    }
+}
+
+/// A fault on nodes, with a scope and a time window (docs/lab.md, "Node faults").
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(try_from = "NodeFaultRaw")]
+#[schemars(with = "NodeFaultRaw")]
+pub struct NodeFault {
+    pub at: Duration,
+    pub until: Option<Duration>,
+    pub scope: NodeScope,
+    pub kind: NodeFaultKind,
+}
+
+/// Which nodes a node fault hits.
+#[derive(Debug, Clone)]
+pub enum NodeScope {
+    Name(String),
+    Selector(LabelSelector),
+}
+
+impl NodeScope {
+    pub fn matches(&self, node: &Value) -> bool {
+        match self {
+            NodeScope::Name(n) => node.pointer("/metadata/name").and_then(Value::as_str) == Some(n),
+            NodeScope::Selector(s) => s.matches(node),
+        }
+    }
+}
+
+/// A node condition the kubelet (or the route controller) reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+pub enum NodeConditionType {
+    DiskPressure,
+    MemoryPressure,
+    PIDPressure,
+    NetworkUnavailable,
+}
+
+impl NodeConditionType {
+    pub const ALL: [NodeConditionType; 4] = [
+        NodeConditionType::DiskPressure,
+        NodeConditionType::MemoryPressure,
+        NodeConditionType::PIDPressure,
+        NodeConditionType::NetworkUnavailable,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeConditionType::DiskPressure => "DiskPressure",
+            NodeConditionType::MemoryPressure => "MemoryPressure",
+            NodeConditionType::PIDPressure => "PIDPressure",
+            NodeConditionType::NetworkUnavailable => "NetworkUnavailable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeFaultKind {
+    /// The condition is True while the fault lasts (with its NoSchedule taint).
+    Condition(NodeConditionType),
+    /// `status.addresses` loses its InternalIP and ExternalIP.
+    NoInternalIp,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeFaultRaw {
+    /// When the fault starts, after the scenario start (default `0s`).
+    #[serde(default)]
+    pub at: Option<Span>,
+    /// When it ends (after the scenario start); absent: never.
+    #[serde(default)]
+    pub until: Option<Span>,
+    /// One node by name. Exactly one of `node` and `selector`.
+    #[serde(default)]
+    pub node: Option<String>,
+    /// Nodes matching a label selector, e.g. `lab.runbook.dev/node-pool=user-pool`.
+    #[serde(default)]
+    pub selector: Option<Selector>,
+    /// The node reports this condition True: `DiskPressure`, `MemoryPressure`,
+    /// `PIDPressure` or `NetworkUnavailable`.
+    #[serde(default)]
+    pub condition: Option<NodeConditionType>,
+    /// The node's `status.addresses` lose the InternalIP and ExternalIP (the API
+    /// server can then not reach its kubelet: `kubectl logs` fails).
+    #[serde(default)]
+    pub no_internal_ip: Option<Empty>,
+}
+
+impl TryFrom<NodeFaultRaw> for NodeFault {
+    type Error = String;
+    fn try_from(r: NodeFaultRaw) -> Result<Self, String> {
+        let scope = match (r.node, r.selector) {
+            (Some(n), None) => NodeScope::Name(n),
+            (None, Some(s)) => NodeScope::Selector(s.1),
+            _ => return Err("a node fault names exactly one of `node` and `selector`".into()),
+        };
+        let kind = match (r.condition, r.no_internal_ip) {
+            (Some(c), None) => NodeFaultKind::Condition(c),
+            (None, Some(_)) => NodeFaultKind::NoInternalIp,
+            _ => {
+                return Err(
+                    "a node fault sets exactly one of `condition` and `no_internal_ip`".into(),
+                );
+            }
+        };
+        let at = r.at.map_or(Duration::zero(), |s| s.0);
+        if let Some(u) = r.until
+            && u.0 <= at
+        {
+            return Err("`until` must come after `at`".into());
+        }
+        Ok(NodeFault {
+            at,
+            until: r.until.map(|s| s.0),
             scope,
             kind,
         })

@@ -3,14 +3,15 @@
 //! with the kubelet's timing. Each test drives the lab through its HTTP API (kube's
 //! client over the lab's router) or, where what a person reads matters, a real kubectl.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, ResourceExt};
-use runbook::lab::{Lab, LabServer};
+use runbook::lab::Lab;
 use serde_json::{Value, json};
+
+use crate::support::kubectl::Kubectl;
 
 /// A lab from scenario text with its clock stopped: only `advance` moves time.
 fn lab(yaml: &str) -> Lab {
@@ -54,67 +55,6 @@ fn messages(evs: &[Event], reason: &str) -> Vec<String> {
         .filter(|e| e.reason.as_deref() == Some(reason))
         .filter_map(|e| e.message.clone())
         .collect()
-}
-
-/// kubectl 1.37: $RUNBOOK_KUBECTL, else the repository's `.venv/bin/kubectl` (as in
-/// tests/lab_kubectl.rs). The tests that need it are `#[ignore]`d; scripts/test.sh
-/// installs kubectl and runs them.
-fn kubectl_path() -> PathBuf {
-    if let Some(p) = std::env::var_os("RUNBOOK_KUBECTL") {
-        return PathBuf::from(p);
-    }
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/kubectl")
-}
-
-/// A lab served over TCP with a kubeconfig for kubectl.
-struct Kubectl {
-    server: Option<LabServer>,
-    dir: tempfile::TempDir,
-}
-
-impl Kubectl {
-    async fn start(lab: &Lab) -> Kubectl {
-        let (addr, server) = lab.serve("127.0.0.1:0").await.expect("serve the lab");
-        let dir = tempfile::tempdir().expect("temp dir");
-        runbook::lab::write_kubeconfig(addr, &dir.path().join("kubeconfig")).expect("kubeconfig");
-        Kubectl {
-            server: Some(server),
-            dir,
-        }
-    }
-
-    /// Run kubectl; (success, stdout, stderr).
-    async fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = tokio::time::timeout(
-            Duration::from_secs(60),
-            tokio::process::Command::new(kubectl_path())
-                .args(args)
-                .env("KUBECONFIG", self.dir.path().join("kubeconfig"))
-                .env("HOME", self.dir.path())
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .unwrap_or_else(|_| panic!("kubectl {args:?} did not finish in 60 s"))
-        .expect("kubectl runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    async fn ok(&self, args: &[&str]) -> String {
-        let (ok, stdout, stderr) = self.run(args).await;
-        assert!(ok, "kubectl {args:?} failed:\n{stdout}\n{stderr}");
-        stdout
-    }
-
-    async fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().await;
-        }
-    }
 }
 
 // ---------------------------------------------------------------- 1. scheduling
@@ -890,9 +830,10 @@ fn a_pod_fault_without_a_scope_is_refused_with_its_line() {
 
 #[test]
 fn every_scenario_example_in_docs_lab_md_loads() {
-    let doc =
-        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/lab.md"))
-            .expect("docs/lab.md");
+    let doc = std::fs::read_to_string(
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/lab.md"),
+    )
+    .expect("docs/lab.md");
     let blocks: Vec<&str> = doc
         .split("```yaml\n")
         .skip(1)

@@ -34,6 +34,8 @@ fn every_shipped_runbook_passes_its_tests() {
         "hub-pvc-locked",
         "prometheus-node-lost",
         "ingress-on-cordoned-nodes",
+        "hub-504",
+        "node-disk-pressure",
     ] {
         assert!(
             text.lines()

@@ -78,3 +78,19 @@ fn serde_urlencoded_parse(body: &Bytes) -> Result<Params, ()> {
         .map(|q| q.0)
         .map_err(|_| ())
 }
+
+/// `kubectl auth can-i`: a SelfSubjectAccessReview. The lab has no authorization, so
+/// everything is allowed (kubectl prints `yes`). The body may be protobuf, which the
+/// lab does not read: the answer echoes the spec only when it was JSON.
+pub(super) fn access_review(body: &Bytes) -> Response {
+    let spec = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("spec").cloned())
+        .unwrap_or(json!({}));
+    json_response(
+        201,
+        &json!({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+            "metadata": {}, "spec": spec,
+            "status": {"allowed": true, "reason": "the runbook lab has no authorization: everything is allowed"}}),
+    )
+}

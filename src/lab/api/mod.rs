@@ -96,17 +96,33 @@ pub async fn handle(AxState(lab): AxState<Lab>, req: Request) -> Response {
     } else {
         lab.take_fault(&method, &uri)
     };
-    let resp = match fault {
-        Some(f) => super::faults::answer(
+    let site = site_of(&lab, &req);
+    let resp = match (fault, site) {
+        (_, Some(name)) => super::sites::serve(&lab, &name).await,
+        (Some(f), None) => super::faults::answer(
             &f,
             &method,
             req.uri().path(),
             req.uri().query().unwrap_or(""),
         ),
-        None => serve(&lab, req).await,
+        (None, None) => serve(&lab, req).await,
     };
     lab.log_status(seq, resp.status().as_u16());
     resp
+}
+
+/// The site a request is for: `/sites/<name>[/…]`, or a site's `host` in the Host
+/// header. Sites are not the Kubernetes API: API faults never answer them.
+fn site_of(lab: &Lab, req: &Request) -> Option<String> {
+    if let Some(rest) = req.uri().path().strip_prefix("/sites/") {
+        return Some(rest.split('/').next().unwrap_or_default().to_string());
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())?;
+    let st = lab.lock();
+    st.sites.by_host(host).map(String::from)
 }
 
 fn lab_path(path: &str) -> bool {
@@ -153,6 +169,12 @@ async fn serve(lab: &Lab, req: Request) -> Response {
             discovery::prometheus(&lab, &params, &body, &parts.headers)
         }
         ["api", "v1"] => json_response(200, &discovery::resource_list("", "v1")),
+        [
+            "apis",
+            "authorization.k8s.io",
+            "v1",
+            "selfsubjectaccessreviews",
+        ] if parts.method == Method::POST => discovery::access_review(&body),
         ["apis", g] if resources::GROUPS.contains(g) => json_response(200, &discovery::group(g)),
         ["apis", g, v] if resources::GROUPS.contains(g) && *v == "v1" => {
             json_response(200, &discovery::resource_list(g, v))

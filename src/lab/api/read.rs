@@ -42,6 +42,26 @@ pub(super) fn pod_log(lab: &Lab, ns: &str, name: &str, params: &Params) -> Respo
         }
     };
     let node = str_at(pod, "/spec/nodeName");
+    if crate::lab::controllers::nodes::without_ip(&st, node) {
+        // The API server finds no address to reach the kubelet at
+        // (k8s.io/kubernetes pkg/util/node GetPreferredNodeAddress).
+        let known: Vec<String> = st
+            .store
+            .get("nodes", "", node)
+            .and_then(|n| n.pointer("/status/addresses").and_then(Value::as_array))
+            .into_iter()
+            .flatten()
+            .map(|a| format!("{{{} {}}}", str_at(a, "/type"), str_at(a, "/address")))
+            .collect();
+        return err(ApiError::new(
+            500,
+            "InternalError",
+            format!(
+                "no preferred addresses found; known addresses: [{}]",
+                known.join(" ")
+            ),
+        ));
+    }
     if st.node_lost(node) {
         let ip = str_at(pod, "/status/hostIP");
         let ip = if ip.is_empty() { node } else { ip };

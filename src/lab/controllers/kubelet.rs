@@ -87,7 +87,7 @@ pub(super) fn kubelet(st: &mut State, d: &Dirty) {
             continue;
         }
         let phase = str_at(&pod, "/status/phase").to_string();
-        if phase == "Pending" {
+        if phase == "Pending" && !super::pod_health::image_pull_failing(st, &pod) {
             start_pod(st, &pod, &node);
         }
         if let Some(p) = st.store.get("pods", &ns, &name).cloned()

@@ -22,8 +22,9 @@ use super::state::{State, str_at};
 use super::store::WatchEvent;
 
 pub(crate) mod autoscaler;
+pub(crate) mod endpoints;
 mod kubelet;
-mod nodes;
+pub(crate) mod nodes;
 mod pod_health;
 mod quota;
 mod scheduling;
@@ -31,6 +32,7 @@ mod volumes;
 mod workloads;
 
 use autoscaler::autoscaler;
+use endpoints::endpoints;
 use kubelet::kubelet;
 use nodes::{apply_faults, node_lifecycle, pod_gc};
 use quota::resource_quotas;
@@ -163,6 +165,7 @@ fn run(st: &mut State, mut all: bool) {
         autoscaler(st, &d);
         attach_detach(st, &d);
         kubelet(st, &d);
+        endpoints(st, &d);
         disruption_budgets(st, &d);
         workload_status(st, &d);
         resource_quotas(st, &d);
@@ -262,7 +265,7 @@ pub(super) fn active(pod: &Value) -> bool {
         && pod.pointer("/metadata/deletionTimestamp").is_none()
 }
 
-pub(super) fn node_ready(node: &Value) -> bool {
+pub fn node_ready(node: &Value) -> bool {
     node.pointer("/status/conditions")
         .and_then(Value::as_array)
         .is_some_and(|cs| {

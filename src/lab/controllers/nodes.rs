@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::lab::clock::ts;
+use crate::lab::scenario_model::{NodeConditionType, NodeFaultKind};
 use crate::lab::select::LabelSelector;
 use crate::lab::state::{DeleteOpts, State, controller_of, str_at};
 
@@ -144,18 +145,20 @@ fn update_node(st: &mut State, node: Value, now: DateTime<Utc>) {
             &now_s,
         );
     }
-    let disk_pressure = conds
-        .iter()
-        .any(|c| c["type"] == "DiskPressure" && c["status"] == "True");
+    let events = if lost {
+        Vec::new()
+    } else {
+        node_fault_conditions(st, &mut n, &mut conds, now)
+    };
     ensure_taint(&mut taints, UNREACHABLE, "NoSchedule", lost, &now_s);
     ensure_taint(&mut taints, UNREACHABLE, "NoExecute", lost, &now_s);
-    ensure_taint(
-        &mut taints,
-        DISK_PRESSURE,
-        "NoSchedule",
-        disk_pressure,
-        &now_s,
-    );
+    // TaintNodesByCondition: each pressure condition has its NoSchedule taint.
+    for c in NodeConditionType::ALL {
+        let on = conds
+            .iter()
+            .any(|x| x["type"] == c.as_str() && x["status"] == "True");
+        ensure_taint(&mut taints, condition_taint(c), "NoSchedule", on, &now_s);
+    }
     let cordoned = n.pointer("/spec/unschedulable") == Some(&json!(true));
     ensure_taint(&mut taints, UNSCHEDULABLE, "NoSchedule", cordoned, &now_s);
     n["status"]["conditions"] = json!(conds);
@@ -184,7 +187,152 @@ fn update_node(st: &mut State, node: Value, now: DateTime<Utc>) {
     } else {
         n["spec"]["taints"] = json!(taints);
     }
-    st.store.update("nodes", "", &name, n);
+    st.store.update("nodes", "", &name, n.clone());
+    for (etype, reason, msg) in events {
+        st.record_event(&n, etype, reason, &msg, "kubelet");
+    }
+}
+
+fn condition_taint(c: NodeConditionType) -> &'static str {
+    match c {
+        NodeConditionType::DiskPressure => DISK_PRESSURE,
+        NodeConditionType::MemoryPressure => "node.kubernetes.io/memory-pressure",
+        NodeConditionType::PIDPressure => "node.kubernetes.io/pid-pressure",
+        NodeConditionType::NetworkUnavailable => "node.kubernetes.io/network-unavailable",
+    }
+}
+
+/// The kubelet's (and route controller's) words for a condition, True and False:
+/// (reason, message, event reason).
+fn condition_words(
+    c: NodeConditionType,
+    on: bool,
+) -> (&'static str, &'static str, Option<&'static str>) {
+    use NodeConditionType::*;
+    match (c, on) {
+        (DiskPressure, true) => (
+            "KubeletHasDiskPressure",
+            "kubelet has disk pressure",
+            Some("NodeHasDiskPressure"),
+        ),
+        (DiskPressure, false) => (
+            "KubeletHasNoDiskPressure",
+            "kubelet has no disk pressure",
+            Some("NodeHasNoDiskPressure"),
+        ),
+        (MemoryPressure, true) => (
+            "KubeletHasInsufficientMemory",
+            "kubelet has insufficient memory available",
+            Some("NodeHasInsufficientMemory"),
+        ),
+        (MemoryPressure, false) => (
+            "KubeletHasSufficientMemory",
+            "kubelet has sufficient memory available",
+            Some("NodeHasSufficientMemory"),
+        ),
+        (PIDPressure, true) => (
+            "KubeletHasInsufficientPID",
+            "kubelet has insufficient PID available",
+            Some("NodeHasInsufficientPID"),
+        ),
+        (PIDPressure, false) => (
+            "KubeletHasSufficientPID",
+            "kubelet has sufficient PID available",
+            Some("NodeHasSufficientPID"),
+        ),
+        (NetworkUnavailable, true) => ("NoRouteCreated", "Node created without a route", None),
+        (NetworkUnavailable, false) => ("RouteCreated", "RouteController created a route", None),
+    }
+}
+
+/// Apply the node faults of the scenario to one node: conditions True while a fault
+/// lasts and False again after it (with the kubelet's events), the InternalIP taken
+/// away and given back. Registers the next moment one starts or ends.
+fn node_fault_conditions(
+    st: &mut State,
+    n: &mut Value,
+    conds: &mut Vec<Value>,
+    now: DateTime<Utc>,
+) -> Vec<(&'static str, &'static str, String)> {
+    let name = str_at(n, "/metadata/name").to_string();
+    let faults: Vec<_> = st
+        .node_faults
+        .iter()
+        .filter(|f| f.scope.matches(n))
+        .cloned()
+        .collect();
+    let mut events = Vec::new();
+    if faults.is_empty() {
+        return events;
+    }
+    for f in &faults {
+        for t in std::iter::once(f.from).chain(f.until) {
+            if t > now {
+                st.wake_at(t);
+            }
+        }
+    }
+    let now_s = ts(now);
+    for c in NodeConditionType::ALL {
+        let mine: Vec<_> = faults
+            .iter()
+            .filter(|f| f.kind == NodeFaultKind::Condition(c))
+            .collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let on = mine.iter().any(|f| f.active(now))
+            || (c == NodeConditionType::DiskPressure && st.full_disks.contains(&name));
+        let was = conds
+            .iter()
+            .any(|x| x["type"] == c.as_str() && x["status"] == "True");
+        let (reason, msg, event) = condition_words(c, on);
+        let status = if on { "True" } else { "False" };
+        set_condition(conds, c.as_str(), status, reason, msg, &now_s);
+        if was != on {
+            if let Some(ev) = event {
+                events.push(("Normal", ev, format!("Node {name} status is now: {ev}")));
+            }
+            if on && c == NodeConditionType::DiskPressure {
+                events.push((
+                    "Warning",
+                    "EvictionThresholdMet",
+                    "Attempting to reclaim ephemeral-storage".to_string(),
+                ));
+            }
+        }
+    }
+    let no_ip = faults
+        .iter()
+        .any(|f| f.kind == NodeFaultKind::NoInternalIp && f.active(now));
+    let addrs: Vec<Value> = n
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if no_ip {
+        let (gone, kept): (Vec<Value>, Vec<Value>) = addrs
+            .into_iter()
+            .partition(|a| a["type"] == "InternalIP" || a["type"] == "ExternalIP");
+        if !gone.is_empty() {
+            st.hidden_ips.entry(name.clone()).or_default().extend(gone);
+            n["status"]["addresses"] = json!(kept);
+        }
+    } else if let Some(back) = st.hidden_ips.remove(&name) {
+        n["status"]["addresses"] = json!(back.into_iter().chain(addrs).collect::<Vec<_>>());
+    }
+    events
+}
+
+/// Has a `no_internal_ip` fault taken this node's addresses now? (The API server can
+/// then not reach its kubelet.)
+pub fn without_ip(st: &State, node: &str) -> bool {
+    let now = st.now();
+    st.store.get("nodes", "", node).is_some_and(|n| {
+        st.node_faults
+            .iter()
+            .any(|f| f.kind == NodeFaultKind::NoInternalIp && f.active(now) && f.scope.matches(n))
+    })
 }
 
 /// A pod on a lost node: Unknown/NodeLost, and deleted gracefully once the

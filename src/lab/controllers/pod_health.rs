@@ -61,14 +61,17 @@ pub(super) fn running_pod(st: &mut State, pod: &Value) {
         .and_then(Value::as_str)
         .and_then(parse_ts)
         .unwrap_or(now);
+    // An image pull fault does not touch a container that already runs.
     let fault: Option<ActivePodFault> = st
         .pod_faults
         .iter()
+        .filter(|f| f.kind != PodFaultKind::ImagePull)
         .find(|f| f.namespace == ns && f.from <= now && f.scope.matches(pod))
         .cloned();
     let upcoming: Vec<DateTime<Utc>> = st
         .pod_faults
         .iter()
+        .filter(|f| f.kind != PodFaultKind::ImagePull)
         .filter(|f| f.namespace == ns && f.from > now && f.scope.matches(pod))
         .map(|f| f.from)
         .collect();
@@ -113,6 +116,7 @@ pub(super) fn running_pod(st: &mut State, pod: &Value) {
                             oom_event(st, pod, &c);
                         }
                     }
+                    PodFaultKind::ImagePull => {}
                     PodFaultKind::NotReady => {
                         s["ready"] = json!(false);
                         s["started"] = json!(true);
@@ -167,6 +171,147 @@ pub(super) fn running_pod(st: &mut State, pod: &Value) {
     if let Some((reason, msg)) = event {
         st.record_event(&p, "Warning", reason, &msg, "kubelet");
     }
+}
+
+/// How long the kubelet shows `ErrImagePull` after a failed pull before the pod's
+/// next sync shows `ImagePullBackOff`.
+const ERR_IMAGE_PULL_SHOWN: Duration = Duration::seconds(5);
+
+/// A pending pod whose image cannot be pulled now: its containers wait in
+/// `ErrImagePull` right after each attempt and in `ImagePullBackOff` between them,
+/// the attempts spaced by the kubelet's back-off (10 s doubling to 5 minutes). True
+/// when a fault holds the pod (the kubelet must not start it).
+pub(super) fn image_pull_failing(st: &mut State, pod: &Value) -> bool {
+    let now = st.now();
+    let ns = str_at(pod, "/metadata/namespace").to_string();
+    let Some(f) = st
+        .pod_faults
+        .iter()
+        .find(|f| {
+            f.kind == PodFaultKind::ImagePull
+                && f.namespace == ns
+                && f.from <= now
+                && f.until.is_none_or(|u| now < u)
+                && f.scope.matches(pod)
+        })
+        .cloned()
+    else {
+        return false;
+    };
+    if let Some(u) = f.until {
+        st.wake_at(u);
+    }
+    let name = str_at(pod, "/metadata/name").to_string();
+    let created = pod
+        .pointer("/metadata/creationTimestamp")
+        .and_then(Value::as_str)
+        .and_then(parse_ts)
+        .unwrap_or(now);
+    let t0 = f.from.max(created);
+    let (attempts, delay, next) = restarts_after(now - t0);
+    let last = if attempts == 0 {
+        t0
+    } else {
+        t0 + (next - delay)
+    };
+    let fresh = now - last < ERR_IMAGE_PULL_SHOWN;
+    st.wake_at(t0 + next);
+    if fresh {
+        st.wake_at(last + ERR_IMAGE_PULL_SHOWN);
+    }
+    let failing = |img: &str| match &f.scope {
+        crate::lab::scenario_model::PodScope::Image(pat) => {
+            crate::lab::scenario_model::image_matches(pat, img)
+        }
+        _ => true,
+    };
+    let mut statuses = Vec::new();
+    let mut bad_images = Vec::new();
+    for c in container_names(pod) {
+        let image = image_of(pod, &c);
+        let img = image.as_str().unwrap_or("").to_string();
+        let waiting = if !failing(&img) {
+            json!({"reason": "ContainerCreating"})
+        } else if fresh {
+            bad_images.push(img.clone());
+            json!({"reason": "ErrImagePull", "message": pull_error(&img)})
+        } else {
+            bad_images.push(img.clone());
+            json!({"reason": "ImagePullBackOff",
+                "message": format!("Back-off pulling image \"{img}\"")})
+        };
+        statuses.push(
+            json!({"name": c, "image": image, "imageID": "", "ready": false,
+            "restartCount": 0, "started": false, "state": {"waiting": waiting}}),
+        );
+    }
+    let mut p = pod.clone();
+    let now_s = ts(now);
+    p["status"]["phase"] = json!("Pending");
+    let node = str_at(pod, "/spec/nodeName").to_string();
+    p["status"]["hostIP"] = json!(super::kubelet::node_ip(st, &node));
+    if p.pointer("/status/startTime").is_none() {
+        p["status"]["startTime"] = json!(ts(t0));
+    }
+    p["status"]["containerStatuses"] = json!(statuses);
+    let mut conds: Vec<Value> = p
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for t in ["Initialized", "PodScheduled"] {
+        set_condition(&mut conds, t, "True", "", "", &now_s);
+    }
+    let msg = format!(
+        "containers with unready status: [{}]",
+        container_names(pod).join(" ")
+    );
+    for t in ["Ready", "ContainersReady"] {
+        set_condition(&mut conds, t, "False", "ContainersNotReady", &msg, &now_s);
+    }
+    p["status"]["conditions"] = json!(conds);
+    if p != *pod {
+        st.store.update("pods", &ns, &name, p.clone());
+        for img in bad_images {
+            if fresh {
+                st.record_event(
+                    &p,
+                    "Normal",
+                    "Pulling",
+                    &format!("Pulling image \"{img}\""),
+                    "kubelet",
+                );
+                let why = format!("Failed to pull image \"{img}\": {}", pull_error(&img));
+                st.record_event(&p, "Warning", "Failed", &why, "kubelet");
+                st.record_event(&p, "Warning", "Failed", "Error: ErrImagePull", "kubelet");
+            } else {
+                let why = format!("Back-off pulling image \"{img}\"");
+                st.record_event(&p, "Normal", "BackOff", &why, "kubelet");
+                st.record_event(
+                    &p,
+                    "Warning",
+                    "Failed",
+                    "Error: ImagePullBackOff",
+                    "kubelet",
+                );
+            }
+        }
+    }
+    true
+}
+
+/// containerd's error for an image that does not exist, as the kubelet reports it.
+fn pull_error(img: &str) -> String {
+    let full = if img.contains('/') && img.split('/').next().is_some_and(|h| h.contains('.')) {
+        img.to_string()
+    } else if img.contains('/') {
+        format!("docker.io/{img}")
+    } else {
+        format!("docker.io/library/{img}")
+    };
+    format!(
+        "rpc error: code = NotFound desc = failed to pull and unpack image \"{full}\": failed to resolve reference \"{full}\": {full}: not found"
+    )
 }
 
 /// A running container, Ready once `ready_after` has passed since it started.

@@ -40,6 +40,21 @@ pub struct ActivePodFault {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// A node fault in cluster time.
+#[derive(Debug, Clone)]
+pub struct ActiveNodeFault {
+    pub scope: crate::lab::scenario_model::NodeScope,
+    pub kind: crate::lab::scenario_model::NodeFaultKind,
+    pub from: DateTime<Utc>,
+    pub until: Option<DateTime<Utc>>,
+}
+
+impl ActiveNodeFault {
+    pub fn active(&self, now: DateTime<Utc>) -> bool {
+        self.from <= now && self.until.is_none_or(|u| now < u)
+    }
+}
+
 pub struct State {
     pub store: Store,
     pub clock: Clock,
@@ -56,6 +71,12 @@ pub struct State {
     pub default_capacity: BTreeSet<String>,
     /// Pod faults (crash loops, OOM kills, failing readiness) and their windows.
     pub pod_faults: Vec<ActivePodFault>,
+    /// Node faults (conditions, a lost InternalIP) and their windows.
+    pub node_faults: Vec<ActiveNodeFault>,
+    /// Addresses a `no_internal_ip` fault took from a node, to give back when it ends.
+    pub hidden_ips: BTreeMap<String, Vec<serde_json::Value>>,
+    /// The scenario's HTTP sites and what they answered.
+    pub sites: crate::lab::sites::Sites,
     /// How long a started container takes to become Ready (scenario `timing`).
     pub ready_after: Duration,
     /// VolumeAttachment name → when its last holder pod disappeared (forced-detach timer).
@@ -93,6 +114,9 @@ impl State {
             full_disks: BTreeSet::new(),
             default_capacity: BTreeSet::new(),
             pod_faults: Vec::new(),
+            node_faults: Vec::new(),
+            hidden_ips: BTreeMap::new(),
+            sites: Default::default(),
             ready_after: Duration::zero(),
             detach_since: BTreeMap::new(),
             data_losses: Vec::new(),

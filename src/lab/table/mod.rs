@@ -10,10 +10,12 @@ use super::resources::ResourceDef;
 use super::state::str_at;
 
 mod cluster;
+mod network;
 mod workloads;
 
 pub use cluster::node_status;
 use cluster::*;
+use network::*;
 pub use workloads::pod_status;
 use workloads::*;
 
@@ -81,6 +83,9 @@ pub fn table(
         ("", "namespaces") => (ns_columns(), ns_cells),
         ("policy", "poddisruptionbudgets") => (pdb_columns(), pdb_cells),
         ("", "resourcequotas") => (quota_columns(), quota_cells),
+        ("", "services") => (svc_columns(), svc_cells),
+        ("", "endpoints") => (ep_columns(), ep_cells),
+        ("discovery.k8s.io", "endpointslices") => (slice_columns(), slice_cells),
         _ => (
             vec![
                 col(
