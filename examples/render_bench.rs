@@ -59,7 +59,7 @@ fn run_started(g: &mut Gen) {
                 title: "Force-delete the pods of lost nodes".into(),
                 path: "runbooks/hub-pvc-locked.yaml".into(),
                 sha256: "0".repeat(64),
-                git: None,
+                ..RunbookRef::default()
             },
             params: serde_json::Map::new(),
             operator: "ana".into(),
@@ -154,7 +154,7 @@ fn journal(events: usize, shape: Option<&str>) -> String {
             title: "The hub cannot start because its database volume is held by a pod on a lost node".into(),
             path: "runbooks/hub-pvc-locked.yaml".into(),
             sha256: "0".repeat(64),
-            git: None,
+            ..RunbookRef::default()
         },
         params: serde_json::Map::from_iter([("namespace".to_owned(), json!("prod"))]),
         operator: "ana".into(),

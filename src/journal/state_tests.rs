@@ -535,3 +535,38 @@ fn a_retried_step_is_no_longer_done() {
     assert!(state.steps["a"].is_done());
     assert!(state.step("b").is_none_or(|s| !s.is_done()));
 }
+
+#[test]
+fn an_accepted_runbook_change_makes_the_edited_version_the_runs_runbook() {
+    let mut digests = std::collections::BTreeMap::new();
+    digests.insert("fix".to_string(), "d2".to_string());
+    let s = RunState::from_records(&records(vec![
+        started(),
+        Event::RunResumed {
+            operator: "lee".into(),
+            host: "h".into(),
+        },
+        Event::RunbookChanged {
+            old_sha256: "00".into(),
+            new_sha256: "11".into(),
+            git: None,
+            untracked: true,
+            step_digests: digests.clone(),
+            steps: vec![crate::journal::event::StepChange {
+                step: "fix".into(),
+                change: "changed".into(),
+            }],
+            compared: true,
+            by: "lee".into(),
+        },
+    ]))
+    .expect("a journal that folds");
+    // A later resume compares the file against the accepted version.
+    assert_eq!(s.runbook.sha256, "11");
+    assert!(s.runbook.untracked);
+    assert_eq!(s.runbook.step_digests, digests);
+    assert_eq!(
+        s.runbook.name, "n",
+        "the rest of the runbook's identity stays"
+    );
+}

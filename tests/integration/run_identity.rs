@@ -532,3 +532,33 @@ fn operator_falls_back_to_the_git_email_without_user_or_a_login_name() {
         other => panic!("run_started first: {other:?}"),
     }
 }
+
+/// The seed incident's force-delete rung: each `--force` line of its plan is bold
+/// red with `--color always`, and the plain `delete pods` rung before it is not.
+#[test]
+fn forced_deletes_in_a_plan_are_bold_red() {
+    let state = tempfile::tempdir().expect("a temp dir");
+    let out = Cli::new()
+        .state_dir(state.path())
+        .args(["demo", "--color", "always"])
+        .run();
+    out.success();
+    let forced: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("will run: kubectl delete pod") && l.contains("--force"))
+        .collect();
+    assert!(!forced.is_empty(), "the demo plans forced deletes:\n{out}");
+    for line in &forced {
+        assert!(line.starts_with("\u{1b}[1;31m"), "not bold red: {line:?}");
+    }
+    assert!(
+        out.stderr
+            .lines()
+            .filter(|l| l.contains("will run:")
+                && !l.contains("--force")
+                && !l.contains("--grace-period=0"))
+            .all(|l| !l.contains(ESC)),
+        "only irreversible operations are painted:\n{out}"
+    );
+}
