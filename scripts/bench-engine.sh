@@ -15,6 +15,7 @@
 #
 # Usage: scripts/bench-engine.sh            (N = 100 and 500)
 #        SKIP_ANSIBLE=1 ROUNDS=11 scripts/bench-engine.sh
+#        RUNBOOK_BIN=/path/to/runbook scripts/bench-engine.sh   (no build)
 #        BASELINE_BIN=/path/to/old/runbook scripts/bench-engine.sh
 #          also runs an older build (say, a release build of an earlier commit) on the
 #          same runbooks, interleaved round by round with this one, and prints the
@@ -22,8 +23,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cargo build --release --quiet
-bin="$PWD/target/release/runbook"
+# RUNBOOK_BIN=path measures that binary instead of building this checkout's.
+if [ -n "${RUNBOOK_BIN:-}" ]; then
+  bin="$RUNBOOK_BIN"
+else
+  cargo build --release --quiet
+  bin="$PWD/target/release/runbook"
+fi
 work="$(mktemp -d)"
 # The same runs with the state dir on tmpfs: what the engine itself costs, apart
 # from the disk.
