@@ -461,6 +461,40 @@ fn runbook_test_runs_every_new_verb_against_the_lab() {
         .run();
     out.success()
         .stdout_contains("PASS  verbs :: every verb acts on the lab");
+    // The journal holds each operation's kubectl equivalent (the plan at the gate and
+    // every API call), so the postmortem can say what was done in kubectl's words.
+    let journal = journals(state.path()).join("\n");
+    for line in [
+        "kubectl logs deployment/web -n prod --tail=3 --previous",
+        "kubectl apply --server-side --field-manager=runbook -n prod -f web-config.yaml --dry-run=server",
+        "kubectl apply --server-side --field-manager=runbook -n prod -f web-config.yaml",
+        "kubectl label deployment web -n prod incident=inc-42",
+        "kubectl annotate deployment web -n prod 'runbook.dev/incident=INC-42 bad deploy'",
+        "kubectl set image deployment/web -n prod web=registry.example.com/web:2.4.1",
+        "kubectl rollout undo deployment web -n prod --to-revision=1",
+        "kubectl rollout status deployment web -n prod",
+    ] {
+        let quoted = serde_json::to_string(line).unwrap();
+        assert!(
+            journal.contains(&format!("\"display\":{quoted}"))
+                && journal.contains(&format!("\"kubectl\":{quoted}")),
+            "the journal shows `{line}` as the plan and as an API call"
+        );
+    }
+}
+
+/// Every journal under a state dir, as text.
+fn journals(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(journals(&p));
+        } else if p.file_name().is_some_and(|n| n == "journal.ndjson") {
+            out.push(std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    out
 }
 
 #[test]
