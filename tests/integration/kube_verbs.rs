@@ -166,6 +166,17 @@ async fn each_new_verb_shows_its_kubectl_equivalent() {
         !r.mutating,
         "a dry-run apply changes nothing and is not gated"
     );
+    let e = support::resolve(
+        &p,
+        "{ apply: \"apiVersion: v1\\nkind: ConfigMap\\nmetadata: { name: c, namespace: staging }\\n\", namespace: prod }",
+        &serde_json::json!({}),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the manifest's namespace \"staging\" does not match `namespace: prod`"),
+        "{e}"
+    );
 }
 
 // ---- provider against the lab -----------------------------------------------------
