@@ -87,6 +87,9 @@ fn lint_points_at_what_the_new_verbs_lack_or_misuse() {
         "  - action: a\n    id: a\n    kube: { set_image: deployments, name: web, images: {} }\n",
     );
     assert_eq!(d[0].0, "kube-images", "{d:?}");
+    let d = lint("  - check: c\n    id: c\n    kube: { logs: node/n1 }\n");
+    assert_eq!(d[0].0, "kube-kind", "{d:?}");
+    assert!(d[0].3.contains("cannot read the logs of a `node`"), "{d:?}");
     // logs and rollout_status are read-only: fine in checks and verifications.
     assert!(
         lint("  - check: c\n    id: c\n    kube: { logs: deployment/web, previous: true, tail: 20, since: 10m }\n    expect: \"result.lines.exists(l, l.contains('OOM'))\"\n").is_empty()

@@ -264,7 +264,7 @@ pub fn resolve(
                 let k = kinds::resolve(kind)
                     .and_then(|k| match k {
                         kinds::Resolved::Builtin(b)
-                            if ["pods", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs"]
+                            if crate::runbook::verbs::LOG_KINDS
                                 .contains(&b.plural) =>
                         {
                             Some(k)
