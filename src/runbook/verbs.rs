@@ -82,6 +82,16 @@ const SELECT: &[&str] = &[
     "where",
 ];
 
+/// The kinds `logs: KIND/NAME` reads one pod of (kubectl logs accepts the same).
+pub const LOG_KINDS: &[&str] = &[
+    "pods",
+    "deployments",
+    "replicasets",
+    "statefulsets",
+    "daemonsets",
+    "jobs",
+];
+
 /// The table, in the order the docs and `--help` list the verbs.
 pub const VERBS: &[VerbSpec] = &[
     VerbSpec {

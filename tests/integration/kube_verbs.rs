@@ -87,6 +87,9 @@ fn lint_points_at_what_the_new_verbs_lack_or_misuse() {
         "  - action: a\n    id: a\n    kube: { set_image: deployments, name: web, images: {} }\n",
     );
     assert_eq!(d[0].0, "kube-images", "{d:?}");
+    let d = lint("  - check: c\n    id: c\n    kube: { logs: node/n1 }\n");
+    assert_eq!(d[0].0, "kube-kind", "{d:?}");
+    assert!(d[0].3.contains("cannot read the logs of a `node`"), "{d:?}");
     // logs and rollout_status are read-only: fine in checks and verifications.
     assert!(
         lint("  - check: c\n    id: c\n    kube: { logs: deployment/web, previous: true, tail: 20, since: 10m }\n    expect: \"result.lines.exists(l, l.contains('OOM'))\"\n").is_empty()
@@ -165,6 +168,17 @@ async fn each_new_verb_shows_its_kubectl_equivalent() {
     assert!(
         !r.mutating,
         "a dry-run apply changes nothing and is not gated"
+    );
+    let e = support::resolve(
+        &p,
+        "{ apply: \"apiVersion: v1\\nkind: ConfigMap\\nmetadata: { name: c, namespace: staging }\\n\", namespace: prod }",
+        &serde_json::json!({}),
+    )
+    .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("the manifest's namespace \"staging\" does not match `namespace: prod`"),
+        "{e}"
     );
 }
 
@@ -461,6 +475,40 @@ fn runbook_test_runs_every_new_verb_against_the_lab() {
         .run();
     out.success()
         .stdout_contains("PASS  verbs :: every verb acts on the lab");
+    // The journal holds each operation's kubectl equivalent (the plan at the gate and
+    // every API call), so the postmortem can say what was done in kubectl's words.
+    let journal = journals(state.path()).join("\n");
+    for line in [
+        "kubectl logs deployment/web -n prod --tail=3 --previous",
+        "kubectl apply --server-side --field-manager=runbook -n prod -f web-config.yaml --dry-run=server",
+        "kubectl apply --server-side --field-manager=runbook -n prod -f web-config.yaml",
+        "kubectl label deployment web -n prod incident=inc-42",
+        "kubectl annotate deployment web -n prod 'runbook.dev/incident=INC-42 bad deploy'",
+        "kubectl set image deployment/web -n prod web=registry.example.com/web:2.4.1",
+        "kubectl rollout undo deployment web -n prod --to-revision=1",
+        "kubectl rollout status deployment web -n prod",
+    ] {
+        let quoted = serde_json::to_string(line).unwrap();
+        assert!(
+            journal.contains(&format!("\"display\":{quoted}"))
+                && journal.contains(&format!("\"kubectl\":{quoted}")),
+            "the journal shows `{line}` as the plan and as an API call"
+        );
+    }
+}
+
+/// Every journal under a state dir, as text.
+fn journals(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(journals(&p));
+        } else if p.file_name().is_some_and(|n| n == "journal.ndjson") {
+            out.push(std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    out
 }
 
 #[test]

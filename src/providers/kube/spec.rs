@@ -254,11 +254,8 @@ pub fn resolve(
         let (target, name, ns) = manifest_target(&manifest)?;
         spec.name = Some(name);
         spec.body = Some(manifest);
-        if let Some(ns) = ns
-            && op.namespace.is_none()
-        {
-            spec.namespace = Some(ns);
-        }
+        // The manifest's namespace, for now; `namespace:` is checked against it below.
+        spec.namespace = ns;
         target
     } else if verb == KubeVerb::Logs {
         // `kubectl logs deployment/web`: the pods of a workload; else a pod's name.
@@ -267,7 +264,7 @@ pub fn resolve(
                 let k = kinds::resolve(kind)
                     .and_then(|k| match k {
                         kinds::Resolved::Builtin(b)
-                            if ["pods", "deployments", "replicasets", "statefulsets", "daemonsets", "jobs"]
+                            if crate::runbook::verbs::LOG_KINDS
                                 .contains(&b.plural) =>
                         {
                             Some(k)
@@ -311,6 +308,14 @@ pub fn resolve(
     }
     if target.namespaced != Some(false) && !spec.all_namespaces {
         let from_manifest = spec.namespace.take();
+        if let (Some(given), Some(written)) = (&ns, &from_manifest)
+            && given != written
+        {
+            // kubectl apply: "the namespace from the provided object … does not match".
+            return Err(OpError::Invalid(format!(
+                "kube `apply`: the manifest's namespace {written:?} does not match `namespace: {given}`"
+            )));
+        }
         spec.namespace = Some(
             ns.or(from_manifest)
                 .unwrap_or_else(|| default_ns.to_string()),

@@ -214,6 +214,26 @@ impl Validator<'_> {
         if verb == KubeVerb::Apply {
             self.inline_manifest(value);
         }
+        // `logs: deployment/web`: the kind before the slash must be one that has pods.
+        if verb == KubeVerb::Logs
+            && !value.value.contains("{{")
+            && let Some((kind, _)) = value.value.split_once('/')
+        {
+            let ok = matches!(kinds::resolve(kind), Some(kinds::Resolved::Builtin(b))
+                if crate::runbook::verbs::LOG_KINDS.contains(&b.plural));
+            if !ok {
+                let len = self.src.width(value.pos, &value.value);
+                self.push(
+                    Diagnostic::error(
+                        "kube-kind",
+                        value.pos,
+                        format!("`kube: logs` cannot read the logs of a `{kind}`"),
+                    )
+                    .len(len)
+                    .help("name a pod, or `deployment/NAME` (also replicaset, statefulset, daemonset, job)"),
+                );
+            }
+        }
         if verb == KubeVerb::SetImage
             && k.images.is_empty()
             && let Some((_, v)) = k.verb()
