@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod kube;
+pub mod measured;
 pub mod scripted;
 
 /// `text` as a regex matching itself, for insta filters that hide temp paths.
