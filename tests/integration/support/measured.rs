@@ -126,6 +126,8 @@ impl Run {
     }
 
     /// Run to the end or to the bound (then the whole process group is killed).
+    // The child is reaped by wait4 (for its rusage), not by Child::wait.
+    #[allow(clippy::zombie_processes)]
     pub fn run(mut self) -> Measured {
         self.cmd
             .stdin(Stdio::null())
