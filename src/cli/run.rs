@@ -578,6 +578,9 @@ fn param_inputs(files: &[PathBuf]) -> Result<engine::ParamInputs, String> {
 /// A secret file larger than this is not a secret but a mistake (a binary, a log).
 const MAX_SECRET_FILE: u64 = 64 * 1024;
 
+/// How long `--secret-file` waits for its file to give its contents (a FIFO).
+const SECRET_FILE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// `--secret-file NAME=PATH` contents and the `RUNBOOK_SECRET_*` environment: the ways
 /// to give a secret param without it showing in argv. Which params they fill is the
 /// engine's business (only params marked `secret: true`).
@@ -591,12 +594,35 @@ fn secret_inputs(files: &[String]) -> Result<engine::SecretInputs, String> {
         else {
             return Err(format!("`--secret-file {f}`: write it as name=path"));
         };
-        let file = std::fs::File::open(path)
-            .map_err(|e| format!("--secret-file {name}={path}: cannot read {path}: {e}"))?;
-        let mut content = String::new();
-        file.take(MAX_SECRET_FILE + 1)
-            .read_to_string(&mut content)
-            .map_err(|e| format!("--secret-file {name}={path}: cannot read {path}: {e}"))?;
+        // Read on a thread with a deadline: a FIFO (`<(vault read …)` is a pipe too)
+        // whose writer never comes must not hang the run before it starts.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let owned = path.to_string();
+        std::thread::spawn(move || {
+            let read = std::fs::File::open(&owned).and_then(|file| {
+                let mut content = String::new();
+                file.take(MAX_SECRET_FILE + 1)
+                    .read_to_string(&mut content)
+                    .map(|_| content)
+            });
+            let _ = tx.send(read);
+        });
+        let content = match rx.recv_timeout(SECRET_FILE_WAIT) {
+            Ok(read) => {
+                read.map_err(|e| format!("--secret-file {name}={path}: cannot read {path}: {e}"))?
+            }
+            Err(_) => {
+                return Err(format!(
+                    "--secret-file {name}={path}: nothing could be read from {path} in {} s (a FIFO nobody writes?)",
+                    SECRET_FILE_WAIT.as_secs()
+                ));
+            }
+        };
+        if content.is_empty() {
+            return Err(format!(
+                "--secret-file {name}={path}: {path} is empty; write the secret into it"
+            ));
+        }
         if content.len() as u64 > MAX_SECRET_FILE {
             return Err(format!(
                 "--secret-file {name}={path}: {path} is larger than {MAX_SECRET_FILE} bytes"

@@ -170,7 +170,11 @@ pub fn static_cost(expr: &str) -> Result<u64, ExprError> {
 }
 
 /// Refuse to run a program whose estimated cost over these values is over budget.
-fn within_budget(program: &Program, ctx: &Value, bound: &[(&str, &Value)]) -> Result<(), ExprError> {
+fn within_budget(
+    program: &Program,
+    ctx: &Value,
+    bound: &[(&str, &Value)],
+) -> Result<(), ExprError> {
     let resolve = |path: &[String]| {
         let mut v = ctx.get(&path[0])?;
         for field in &path[1..] {
@@ -203,7 +207,12 @@ fn within_budget(program: &Program, ctx: &Value, bound: &[(&str, &Value)]) -> Re
 fn approx_weight(v: &Value) -> usize {
     match v {
         Value::Array(items) => 1 + items.iter().map(approx_weight).sum::<usize>(),
-        Value::Object(map) => 1 + map.iter().map(|(k, v)| k.len() + approx_weight(v)).sum::<usize>(),
+        Value::Object(map) => {
+            1 + map
+                .iter()
+                .map(|(k, v)| k.len() + approx_weight(v))
+                .sum::<usize>()
+        }
         Value::String(s) => 1 + s.len(),
         _ => 1,
     }

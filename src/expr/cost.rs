@@ -265,7 +265,10 @@ impl Walk<'_, '_> {
                     "lists.range" | "range" => {
                         let unknown = if self.runtime { MAX_RANGE } else { 1.0 };
                         // `lists.range(n)` parses as a call with `lists` as its target.
-                        let n = args.first().and_then(|a| a.number).map_or(unknown, |n| n.max(0.0));
+                        let n = args
+                            .first()
+                            .and_then(|a| a.number)
+                            .map_or(unknown, |n| n.max(0.0));
                         Node::of(
                             base + n,
                             Est {
@@ -283,7 +286,9 @@ impl Walk<'_, '_> {
                             number: Some(if x.list || x.n > 1.0 { x.n } else { x.w }),
                         }
                     }
-                    "_+_" | "_-_" | "_*_" | "_/_" | "_%_" if num(0).is_some() && num(1).is_some() => {
+                    "_+_" | "_-_" | "_*_" | "_/_" | "_%_"
+                        if num(0).is_some() && num(1).is_some() =>
+                    {
                         let (a, b) = (num(0).unwrap_or(0.0), num(1).unwrap_or(0.0));
                         let number = match c.func_name.as_str() {
                             "_+_" => a + b,
@@ -347,11 +352,12 @@ impl Walk<'_, '_> {
                             .map(|x| x.est)
                             .max_by(|a, b| a.total().total_cmp(&b.total()))
                             .unwrap_or(Est::ONE);
-                        let factor = if matches!(c.func_name.as_str(), "sort" | "@sortByAssociatedKeys") {
-                            biggest.n.max(2.0).log2()
-                        } else {
-                            1.0
-                        };
+                        let factor =
+                            if matches!(c.func_name.as_str(), "sort" | "@sortByAssociatedKeys") {
+                                biggest.n.max(2.0).log2()
+                            } else {
+                                1.0
+                            };
                         Node::of(base + scan * factor, biggest)
                     }
                 }
@@ -398,7 +404,12 @@ impl Walk<'_, '_> {
 
 /// The estimated cost of `e`, with free variables resolved by `resolve` (bound
 /// names in `bound` take the shape of the given values), saturating at u64::MAX.
-pub(super) fn estimate(e: &IdedExpr, resolve: &Resolve<'_>, runtime: bool, bound: &[(&str, &Value)]) -> u64 {
+pub(super) fn estimate(
+    e: &IdedExpr,
+    resolve: &Resolve<'_>,
+    runtime: bool,
+    bound: &[(&str, &Value)],
+) -> u64 {
     let mut w = Walk {
         resolve,
         scope: bound
@@ -451,12 +462,19 @@ mod tests {
         let pods: Vec<_> = (0..500).map(|i| json!({"n": i})).collect();
         let ctx = json!({ "pods": pods });
         let e = "pods.all(a, pods.all(b, pods.all(c, a.n + b.n + c.n >= 0)))";
-        assert!(static_cost(e).unwrap() < 1000, "unknown sizes are small at lint");
+        assert!(
+            static_cost(e).unwrap() < 1000,
+            "unknown sizes are small at lint"
+        );
         let t0 = std::time::Instant::now();
         let err = eval(e, &ctx).unwrap_err();
         assert!(t0.elapsed() < std::time::Duration::from_secs(1));
         assert!(err.message.contains("cost"), "{}", err.message);
-        assert!(err.message.contains("RUNBOOK_CEL_COST_BUDGET"), "{}", err.message);
+        assert!(
+            err.message.contains("RUNBOOK_CEL_COST_BUDGET"),
+            "{}",
+            err.message
+        );
         // One level over the same data is fine.
         assert_eq!(eval("pods.all(a, a.n >= 0)", &ctx).unwrap(), json!(true));
         let items: Vec<_> = (0..3).map(|i| json!({"n": i})).collect();

@@ -90,23 +90,91 @@ pub fn read(path: &Path) -> Result<Journal, ReadError> {
             size: meta.len(),
         });
     }
-    let bytes = std::fs::read(path).map_err(io)?;
-    parse(&bytes).map_err(|(line, message)| ReadError::Corrupt {
-        path: path.to_owned(),
-        line,
-        message,
+    // Streamed line by line: a journal whose one line is hundreds of megabytes (a
+    // forged file of NULs) costs at most MAX_LINE_BYTES, not its size.
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
+    parse_from(&mut reader).map_err(|fail| match fail {
+        Fail::Io(e) => io(e),
+        Fail::Bad(line, message) => ReadError::Corrupt {
+            path: path.to_owned(),
+            line,
+            message,
+        },
     })
+}
+
+/// The longest journal line: no event the engine writes comes near it (results
+/// over the inline bound go to side files), so a longer line is not a journal's.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+enum Fail {
+    Io(std::io::Error),
+    Bad(usize, String),
 }
 
 /// Parse journal bytes; on error, the 1-based line number and what is wrong.
 pub fn parse(bytes: &[u8]) -> Result<Journal, (usize, String)> {
+    let mut reader = bytes;
+    parse_from(&mut reader).map_err(|fail| match fail {
+        Fail::Io(e) => (0, e.to_string()),
+        Fail::Bad(line, message) => (line, message),
+    })
+}
+
+fn parse_from(r: &mut impl std::io::BufRead) -> Result<Journal, Fail> {
+    use std::io::{BufRead, Read};
     let mut journal = Journal::default();
-    // Every complete record ends with '\n'; text after the last newline is a torn write.
-    let complete_len = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let (complete, tail) = bytes.split_at(complete_len);
-    let lines: Vec<&[u8]> = complete.split(|&b| b == b'\n').collect();
-    let last = lines.len().saturating_sub(1); // the split leaves one empty slice at the end
-    for (i, line) in lines.iter().enumerate().take(last) {
+    let mut buf = Vec::new();
+    let mut i = 0usize;
+    loop {
+        buf.clear();
+        let n = r
+            .by_ref()
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(Fail::Io)?;
+        if n == 0 {
+            break;
+        }
+        i += 1;
+        if buf.last() != Some(&b'\n') {
+            if buf.len() > MAX_LINE_BYTES {
+                // Skip to the end of this line without keeping it (read_until
+                // searches with std's memchr: fast even in a debug build).
+                let mut newline = false;
+                let mut scratch = Vec::with_capacity(64 * 1024);
+                loop {
+                    scratch.clear();
+                    let n = r
+                        .by_ref()
+                        .take(64 * 1024)
+                        .read_until(b'\n', &mut scratch)
+                        .map_err(Fail::Io)?;
+                    if n == 0 {
+                        break;
+                    }
+                    if scratch.last() == Some(&b'\n') {
+                        newline = true;
+                        break;
+                    }
+                }
+                if newline {
+                    return Err(Fail::Bad(
+                        i,
+                        format!(
+                            "this line is longer than {MAX_LINE_BYTES} bytes; no journal event is that large"
+                        ),
+                    ));
+                }
+            }
+            // Text after the last newline is a torn write.
+            if !buf.iter().all(u8::is_ascii_whitespace) {
+                journal.torn_tail = true;
+            }
+            break;
+        }
+        let line = &buf[..buf.len() - 1];
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
@@ -116,18 +184,20 @@ pub fn parse(bytes: &[u8]) -> Result<Journal, (usize, String)> {
                 if record.seq != expected && journal.seq_faults.len() < MAX_SEQ_FAULTS {
                     journal
                         .seq_faults
-                        .push((i + 1, seq_fault(expected, record.seq)));
+                        .push((i, seq_fault(expected, record.seq)));
                 }
                 journal.records.push(record);
             }
-            // A final line that is complete but unparsable is also a torn write when
-            // nothing follows it (a crash between write and fsync can leave garbage).
-            Err(_) if i + 1 == last && tail.is_empty() => journal.torn_tail = true,
-            Err(e) => return Err((i + 1, e.to_string())),
+            Err(e) => {
+                // A final line that is complete but unparsable is also a torn write when
+                // nothing follows it (a crash between write and fsync can leave garbage).
+                if r.fill_buf().map_err(Fail::Io)?.is_empty() {
+                    journal.torn_tail = true;
+                } else {
+                    return Err(Fail::Bad(i, e.to_string()));
+                }
+            }
         }
-    }
-    if !tail.iter().all(u8::is_ascii_whitespace) {
-        journal.torn_tail = true;
     }
     Ok(journal)
 }

@@ -14,7 +14,7 @@
 //! the reader ignores.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -172,34 +172,66 @@ impl Writer {
             return Ok(());
         }
         let start = if len > self.len { self.len } else { 0 };
-        let mut tail = Vec::with_capacity((len - start) as usize);
-        let mut f = &self.file;
-        f.seek(SeekFrom::Start(start))
-            .map_err(|e| io(&self.path, e))?;
-        f.read_to_end(&mut tail).map_err(|e| io(&self.path, e))?;
-        let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        if complete < tail.len() {
+        // Scanned from the end in chunks, never read whole: a journal may be up to a
+        // gigabyte, and a forged one a single line of that size.
+        let complete = rfind_newline(&self.file, start, len)
+            .map_err(|e| io(&self.path, e))?
+            .map_or(start, |nl| nl + 1);
+        if complete < len {
             // A torn line from a killed writer: drop it so our line is not glued to it.
-            let keep = start + complete as u64;
-            self.file.set_len(keep).map_err(|e| io(&self.path, e))?;
+            self.file.set_len(complete).map_err(|e| io(&self.path, e))?;
             self.file.sync_data().map_err(|e| io(&self.path, e))?;
         }
-        for line in tail[..complete].split(|&b| b == b'\n').rev() {
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
+        // The seq of the last complete line that has one, looking back at most
+        // MAX_LOOKBACK bytes (lines after a parsable one are never that long).
+        let floor = start.max(complete.saturating_sub(MAX_LOOKBACK));
+        let mut end = complete;
+        while end > floor {
+            let newline = end - 1;
+            let begin = rfind_newline(&self.file, floor, newline)
+                .map_err(|e| io(&self.path, e))?
+                .map_or(floor, |nl| nl + 1);
+            let line_len = (newline - begin) as usize;
+            if line_len > 0 && line_len <= super::reader::MAX_LINE_BYTES {
+                let mut line = vec![0u8; line_len];
+                std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut line, begin)
+                    .map_err(|e| io(&self.path, e))?;
+                #[derive(serde::Deserialize)]
+                struct SeqOnly {
+                    seq: u64,
+                }
+                if !line.iter().all(u8::is_ascii_whitespace)
+                    && let Ok(s) = serde_json::from_slice::<SeqOnly>(&line)
+                {
+                    self.seq = self.seq.max(s.seq);
+                    break;
+                }
             }
-            #[derive(serde::Deserialize)]
-            struct SeqOnly {
-                seq: u64,
-            }
-            if let Ok(s) = serde_json::from_slice::<SeqOnly>(line) {
-                self.seq = self.seq.max(s.seq);
-                break;
-            }
+            end = begin;
         }
-        self.len = start + complete as u64;
+        self.len = complete;
         Ok(())
     }
+}
+
+/// How far back [`Writer::catch_up`] looks for the last seq.
+const MAX_LOOKBACK: u64 = 2 * super::reader::MAX_LINE_BYTES as u64;
+
+/// The offset of the last `\n` in `file[from..to]`, read backwards in chunks.
+fn rfind_newline(file: &File, from: u64, to: u64) -> std::io::Result<Option<u64>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut end = to;
+    while end > from {
+        let begin = end.saturating_sub(buf.len() as u64).max(from);
+        let chunk = &mut buf[..(end - begin) as usize];
+        file.read_exact_at(chunk, begin)?;
+        if let Some(p) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(begin + p as u64));
+        }
+        end = begin;
+    }
+    Ok(None)
 }
 
 fn io(path: &Path, source: std::io::Error) -> WriteError {

@@ -22,6 +22,8 @@ mod chaos_kill;
 mod conditions_now;
 mod engine_http_prometheus;
 mod engine_state_machine;
+mod hostile_input;
+mod hostile_servers;
 mod http_tls;
 mod kube_cli;
 mod kube_connect;

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod kube;
 pub mod kubectl;
+pub mod measured;
 pub mod scripted;
 
 /// `text` as a regex matching itself, for insta filters that hide temp paths.
