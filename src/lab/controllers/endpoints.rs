@@ -54,22 +54,40 @@ pub(super) fn endpoints(st: &mut State, d: &Dirty) {
         if services.is_empty() {
             continue;
         }
-        let pods = st.store.list_owned("pods", Some(&ns));
         for svc in services {
-            let svc = default_service(st, svc);
-            let Some(sel) = svc.pointer("/spec/selector").filter(|s| s.is_object()) else {
+            let Some(sel) = svc
+                .pointer("/spec/selector")
+                .filter(|s| s.is_object())
+                .map(|s| LabelSelector::from_object(&json!({ "matchLabels": s })))
+            else {
+                let _ = default_service(st, svc);
                 continue;
             };
-            let sel = LabelSelector::from_object(&json!({ "matchLabels": sel }));
-            let selected: Vec<&Value> = pods
-                .iter()
+            // Incrementally, only a service that selects a changed pod (before or
+            // after the change), or that changed itself, needs a new list.
+            let name = str_at(&svc, "/metadata/name").to_string();
+            let concerned = d.all
+                || d.versions("services").any(|s| {
+                    str_at(s, "/metadata/namespace") == ns && str_at(s, "/metadata/name") == name
+                })
+                || d.versions("pods")
+                    .any(|p| str_at(p, "/metadata/namespace") == ns && sel.matches(p));
+            if !concerned {
+                continue;
+            }
+            let svc = default_service(st, svc);
+            let selected: Vec<Value> = st
+                .store
+                .list("pods", Some(&ns))
                 .filter(|p| {
                     sel.matches(p)
                         && !str_at(p, "/status/podIP").is_empty()
                         && p.pointer("/metadata/deletionTimestamp").is_none()
                         && matches!(str_at(p, "/status/phase"), "Running" | "Pending")
                 })
+                .cloned()
                 .collect();
+            let selected: Vec<&Value> = selected.iter().collect();
             write_endpoints(st, &ns, &svc, &selected);
             write_slice(st, &ns, &svc, &selected);
         }

@@ -11,11 +11,13 @@ use crate::lab::clock::ts;
 use crate::lab::quantity::{self, SCHEDULED};
 use crate::lab::state::{State, str_at};
 
-/// What is bound to a node with declared allocatable: summed requests and pod count.
+/// What is bound to a node with declared allocatable: summed requests and pod count,
+/// and (cached for one scheduling pass) what the node offers.
 #[derive(Default, Clone)]
 pub(crate) struct Usage {
     pub requested: BTreeMap<String, i128>,
     pub pods: i128,
+    pub allocatable: Option<BTreeMap<String, i128>>,
 }
 
 /// What a node offers, or `None` when the lab filled in its capacity itself (a scenario
@@ -90,12 +92,13 @@ pub(crate) fn unfit_reasons(
     if !matches_node_selector(pod, node) {
         return vec!["node(s) didn't match Pod's node affinity/selector".into()];
     }
-    let Some(alloc) = allocatable(st, node) else {
+    let u = usage.entry(name.clone()).or_insert_with(|| Usage {
+        allocatable: allocatable(st, node),
+        ..usage_of(st, &name)
+    });
+    let Some(alloc) = &u.allocatable else {
         return Vec::new();
     };
-    let u = usage
-        .entry(name.clone())
-        .or_insert_with(|| usage_of(st, &name));
     let mut reasons = Vec::new();
     // plugins/noderesources/fit.go fitsRequest: pods first, then cpu, memory, storage.
     if let Some(max) = alloc.get("pods")
