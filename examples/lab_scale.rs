@@ -32,8 +32,14 @@ fn mixed(base: &str, i: usize, nodes: usize) -> String {
             "{base}/api/v1/pods?fieldSelector=spec.nodeName=node-{:04}",
             i % nodes
         ),
-        1 => format!("{base}/api/v1/namespaces/prod/pods/user-{:05}", (i * 37) % 1000),
-        _ => format!("{base}/api/v1/namespaces/prod/pods?labelSelector=shard=s{}&limit=50", i % 16),
+        1 => format!(
+            "{base}/api/v1/namespaces/prod/pods/user-{:05}",
+            (i * 37) % 1000
+        ),
+        _ => format!(
+            "{base}/api/v1/namespaces/prod/pods?labelSelector=shard=s{}&limit=50",
+            i % 16
+        ),
     }
 }
 
@@ -48,9 +54,7 @@ async fn fetch(client: &reqwest::Client, url: &str) -> Result<usize, String> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     runbook::cli::install_crypto_provider();
-    let path = std::env::args()
-        .nth(1)
-        .ok_or("usage: lab_scale SCENARIO")?;
+    let path = std::env::args().nth(1).ok_or("usage: lab_scale SCENARIO")?;
     let t = Instant::now();
     let lab = Lab::from_scenario_file(&path)?;
     let loaded = t.elapsed();
@@ -66,7 +70,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = reqwest::Client::builder().build()?;
 
     for (what, sel) in [
-        ("spec.nodeName=node-0001 (40 match)", "spec.nodeName=node-0001"),
+        (
+            "spec.nodeName=node-0001 (40 match)",
+            "spec.nodeName=node-0001",
+        ),
         ("status.phase=Failed (0 match)", "status.phase=Failed"),
     ] {
         let url = format!("{base}/api/v1/pods?fieldSelector={sel}");
@@ -106,7 +113,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 tokio::spawn(async move {
                     let mut errors = 0;
                     for k in 0..per {
-                        if fetch(&client, &mixed(&base, c * per + k, nodes)).await.is_err() {
+                        if fetch(&client, &mixed(&base, c * per + k, nodes))
+                            .await
+                            .is_err()
+                        {
                             errors += 1;
                         }
                     }

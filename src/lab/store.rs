@@ -397,7 +397,12 @@ mod tests {
 
     /// Names of the pods `pods_where` gives, and of those a scan with the same
     /// selector finds: they must be the same, in the same order.
-    fn both(store: &Store, field: &str, value: &str, ns: Option<&str>) -> (Vec<String>, Vec<String>) {
+    fn both(
+        store: &Store,
+        field: &str,
+        value: &str,
+        ns: Option<&str>,
+    ) -> (Vec<String>, Vec<String>) {
         let name = |v: &Value| str_name(v);
         let indexed = store
             .pods_where(field, value, ns)
@@ -414,7 +419,10 @@ mod tests {
     }
 
     fn str_name(v: &Value) -> String {
-        v["metadata"]["name"].as_str().unwrap_or_default().to_string()
+        v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     #[test]

@@ -281,7 +281,12 @@ pub(super) fn list(
             .flatten();
         let matching: Vec<std::sync::Arc<Value>> = match indexed {
             Some(pods) => pods.filter(keep).cloned().collect(),
-            None => st.store.list_shared(&key, ns).filter(keep).cloned().collect(),
+            None => st
+                .store
+                .list_shared(&key, ns)
+                .filter(keep)
+                .cloned()
+                .collect(),
         };
         (matching, st.store.rv(), st.now())
     };
@@ -295,7 +300,10 @@ pub(super) fn list(
         .filter(|l| *l > 0)
         .unwrap_or(usize::MAX);
     let end = offset.saturating_add(limit).min(matching.len());
-    let page: Vec<&Value> = matching[offset.min(end)..end].iter().map(|v| &**v).collect();
+    let page: Vec<&Value> = matching[offset.min(end)..end]
+        .iter()
+        .map(|v| &**v)
+        .collect();
     let mut meta = json!({"resourceVersion": rv.to_string()});
     if end < matching.len() {
         meta["continue"] = json!(end.to_string());
