@@ -199,6 +199,7 @@ impl Builder {
                 resumed: None,
                 details: Vec::new(),
                 results: Vec::new(),
+                continued: false,
             },
             ops: Vec::new(),
             op_index: HashMap::new(),
@@ -238,12 +239,9 @@ impl Builder {
                 e.rung.clone(),
             )
         };
-        let title = match title.strip_suffix(" (continued)") {
-            Some(t) => format!("{t} (continued)"),
-            None => format!("{title} (continued)"),
-        };
         let j = self.push_entry(rec, &kind, title);
         let e = &mut self.entries[j].entry;
+        e.continued = true;
         e.step = Some(step.to_owned());
         e.step_kind = step_kind;
         e.rung = r.clone();
