@@ -118,9 +118,18 @@ pub fn run(args: Args, g: &Global) -> i32 {
         .map_err(render::RenderError::from)
         .and_then(|id| render::render_run(&store.run_dir(&id), &opts))
         .and_then(|markdown| match &args.output {
-            Some(path) => render::write_preserving(path, &markdown).map(|()| {
+            Some(path) => render::write_preserving_report(path, &markdown).map(|report| {
                 if !g.quiet {
                     eprintln!("wrote {}", path.display());
+                }
+                // Said even with --quiet: a section that stopped updating is news.
+                for id in &report.kept_edits {
+                    eprintln!(
+                        "note: the generated section {id:?} was edited by hand: it is kept as yours and no longer rebuilt (delete its runbook:human markers and text to get it back)"
+                    );
+                }
+                if let (Some(bak), false) = (&report.backup, g.quiet) {
+                    eprintln!("the previous version is in {}", bak.display());
                 }
             }),
             None => {

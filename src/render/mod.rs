@@ -26,7 +26,7 @@ pub mod summary;
 
 pub use summary::Details;
 
-pub use preserve::write_preserving;
+pub use preserve::{Report, write_preserving, write_preserving_report};
 
 /// The embedded default template; `runbook postmortem --print-template` prints it.
 pub const DEFAULT_TEMPLATE: &str = include_str!("templates/postmortem.md.hbs");

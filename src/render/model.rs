@@ -231,6 +231,9 @@ pub struct Entry {
     pub details: Vec<Detail>,
     /// In summary: results as tables and excerpts (markdown).
     pub results: Vec<Shown>,
+    /// The step's or rung's entry again, after the run paused and resumed: what
+    /// happened after the resume is stamped then.
+    pub continued: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]

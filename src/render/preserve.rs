@@ -173,8 +173,26 @@ fn parse(text: &str) -> Result<Doc, (usize, String)> {
     Ok(Doc { lead, regions })
 }
 
+/// What a re-render did that the person should know, said by region name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    /// Generated regions people edited: kept as theirs, no longer rebuilt.
+    pub kept_edits: Vec<String>,
+    /// Where the previous version was saved, when the file changed.
+    pub backup: Option<std::path::PathBuf>,
+}
+
 /// Merge a fresh rendering into an existing postmortem (see the module docs).
+#[cfg(test)]
 pub fn merge(existing: &str, rendered: &str, path: &Path) -> Result<String, RenderError> {
+    merge_report(existing, rendered, path).map(|(text, _)| text)
+}
+
+fn merge_report(
+    existing: &str,
+    rendered: &str,
+    path: &Path,
+) -> Result<(String, Vec<String>), RenderError> {
     let old = parse(existing).map_err(|(line, message)| RenderError::Markers {
         path: path.to_owned(),
         line,
@@ -193,36 +211,34 @@ pub fn merge(existing: &str, rendered: &str, path: &Path) -> Result<String, Rend
     let key = |r: &Region| (r.kind, r.id.clone());
     let old_by_key: HashMap<(Kind, String), &Region> =
         old.regions.iter().map(|r| (key(r), r)).collect();
-    let mut human_ids: HashSet<String> = old
-        .regions
-        .iter()
-        .chain(new.regions.iter())
-        .filter(|r| r.kind == Kind::Human)
-        .map(|r| r.id.clone())
-        .collect();
     let mut used: HashSet<(Kind, String)> = HashSet::new();
+    let mut kept = Vec::new();
     let mut out = old.lead.clone();
     for r in &new.regions {
         let prev = old_by_key.get(&key(r)).copied();
         used.insert(key(r));
         match (r.kind, prev) {
             (Kind::Human, Some(p)) if p.edited() => out.push_str(&p.raw),
+            // A generated region edited by hand becomes the person's, in place: a
+            // human region of the same id whose hash is the generated text's, so it
+            // stays "edited" and is kept from now on. Not rebuilt beside it (the
+            // document would double), and said by name.
             (Kind::Generated, Some(p)) if p.edited() => {
-                out.push_str(&r.raw);
-                let mut id = format!("{}-edited", r.id);
-                let mut n = 2;
-                while human_ids.contains(&id) {
-                    id = format!("{}-edited-{n}", r.id);
-                    n += 1;
-                }
-                human_ids.insert(id.clone());
+                kept.push(r.id.clone());
                 out.push_str(&format!(
-                    "\n<!-- The generated region {:?} was edited by hand; the edited copy is kept here. -->\n{}\n{}\n{}\n",
-                    r.id,
-                    begin_human(&id, None),
+                    "{}\n{}\n{}\n",
+                    begin_human(&r.id, p.sha.as_deref()),
                     p.body,
                     END
                 ));
+            }
+            (Kind::Generated, None) if old_by_key.contains_key(&(Kind::Human, r.id.clone())) => {
+                let p = old_by_key[&(Kind::Human, r.id.clone())];
+                used.insert((Kind::Human, r.id.clone()));
+                kept.push(r.id.clone());
+                out.push_str(&p.raw);
+                out.push_str(&p.trailing);
+                continue;
             }
             _ => out.push_str(&r.raw),
         }
@@ -249,13 +265,19 @@ pub fn merge(existing: &str, rendered: &str, path: &Path) -> Result<String, Rend
             out.push_str(&r.trailing);
         }
     }
-    Ok(out)
+    Ok((out, kept))
 }
 
 /// Write `rendered` to `path`; when the file exists, merge into it (see [`merge`]).
 /// Writes a temporary file and renames it, so a crash leaves the old file whole, and
 /// keeps the previous version as `FILE.bak` when it changes.
 pub fn write_preserving(path: &Path, rendered: &str) -> Result<(), RenderError> {
+    write_preserving_report(path, rendered).map(|_| ())
+}
+
+/// [`write_preserving`], saying what people should know: generated sections they
+/// edited (kept as theirs) and where the previous version went.
+pub fn write_preserving_report(path: &Path, rendered: &str) -> Result<Report, RenderError> {
     let io = |e: std::io::Error| RenderError::Io {
         path: path.to_owned(),
         source: e,
@@ -265,12 +287,17 @@ pub fn write_preserving(path: &Path, rendered: &str) -> Result<(), RenderError> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e)),
     };
+    let mut report = Report::default();
     let text = match &existing {
-        Some(old) => merge(old, rendered, path)?,
+        Some(old) => {
+            let (text, kept) = merge_report(old, rendered, path)?;
+            report.kept_edits = kept;
+            text
+        }
         None => rendered.to_owned(),
     };
     if existing.as_deref() == Some(text.as_str()) {
-        return Ok(());
+        return Ok(report);
     }
     let file_name = path
         .file_name()
@@ -287,8 +314,10 @@ pub fn write_preserving(path: &Path, rendered: &str) -> Result<(), RenderError> 
             path: bak.clone(),
             source: e,
         })?;
+        report.backup = Some(bak);
     }
-    std::fs::rename(&tmp, path).map_err(io)
+    std::fs::rename(&tmp, path).map_err(io)?;
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -338,11 +367,21 @@ mod tests {
     #[test]
     fn hand_edited_generated_region_is_kept_as_human() {
         let old = doc("s", "facts").replace("\nfacts\n", "\nfacts, corrected by ana\n");
-        let merged = merge(&old, &doc("s", "facts 2"), Path::new("pm.md")).unwrap();
-        assert!(merged.contains("facts 2"));
+        let (merged, kept) = merge_report(&old, &doc("s", "facts 2"), Path::new("pm.md")).unwrap();
+        // Kept in place as the person's, said by name, and not rebuilt beside it.
+        assert_eq!(kept, ["facts"]);
+        assert!(!merged.contains("facts 2"), "{merged}");
         assert!(
-            merged.contains("<!-- runbook:human id=facts-edited -->\nfacts, corrected by ana\n")
+            merged.contains("<!-- runbook:human id=facts sha256="),
+            "{merged}"
         );
+        assert!(merged.contains("\nfacts, corrected by ana\n"), "{merged}");
+        assert_eq!(merged.matches("corrected by ana").count(), 1);
+        // Rendering again keeps it, once, and still says so.
+        let (again, kept) =
+            merge_report(&merged, &doc("s", "facts 3"), Path::new("pm.md")).unwrap();
+        assert_eq!(kept, ["facts"]);
+        assert_eq!(again, merged);
     }
 
     #[test]

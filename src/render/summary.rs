@@ -243,8 +243,10 @@ fn excerpt(text: &str, raw: &str) -> Option<String> {
     Some(out)
 }
 
+/// A Kubernetes object: it has a `metadata.name` (lists from the API drop each
+/// item's `kind`; the generic NAME/AGE table is used then).
 fn is_kube_object(v: &Value) -> bool {
-    v.get("kind").is_some_and(Value::is_string) && v.pointer("/metadata/name").is_some()
+    v.pointer("/metadata/name").is_some_and(Value::is_string)
 }
 
 fn promql(map: &Map<String, Value>, more: &dyn Fn(usize) -> String) -> String {
@@ -348,7 +350,7 @@ fn kube_tables(items: &[Value], at: DateTime<Utc>, more: &dyn Fn(usize) -> Strin
     for kind in kinds {
         let of_kind: Vec<&Value> = items
             .iter()
-            .filter(|it| it["kind"].as_str() == Some(kind))
+            .filter(|it| it["kind"].as_str().unwrap_or_default() == kind)
             .collect();
         let (head, row): (&[&str], fn(&Value, DateTime<Utc>) -> Vec<String>) = match kind {
             "Pod" => (

@@ -49,13 +49,13 @@ fn accepts_a_unique_prefix_and_last() {
         .arg("20180320")
         .run()
         .code(0)
-        .stdout_contains(format!("| Run | `{RUN}` |"));
+        .stdout_contains(format!("| Run | `{RUN}` by "));
     // `last` is the run that started last, whatever the folder names say.
     postmortem(st.path())
         .arg("last")
         .run()
         .code(0)
-        .stdout_contains(format!("| Run | `{RUN}` |"));
+        .stdout_contains(format!("| Run | `{RUN}` by "));
     postmortem(st.path())
         .arg("2018")
         .run()
@@ -103,6 +103,95 @@ fn an_unreadable_journal_is_an_error_naming_the_file() {
 }
 
 #[test]
+fn details_choose_summary_tables_or_whole_results() {
+    let st = state(&[(RUN, "escalated")]);
+    let summary = postmortem(st.path()).arg(RUN).run().code(0).stdout.clone();
+    assert!(summary.contains("| Time"), "the timeline is a table");
+    assert!(!summary.contains("<details>"), "nothing folded in summary");
+    assert!(
+        summary.contains("| Step | API calls"),
+        "API calls in the appendix"
+    );
+    let full = postmortem(st.path())
+        .args([RUN, "--details", "full"])
+        .run()
+        .code(0)
+        .stdout
+        .clone();
+    assert!(full.contains("<details>"), "results whole in full");
+    assert!(
+        full.contains("  - API: `PATCH /api/v1/nodes/"),
+        "API calls inline in full"
+    );
+    let none = postmortem(st.path())
+        .args([RUN, "--details", "none"])
+        .run()
+        .code(0)
+        .stdout
+        .clone();
+    assert!(!none.contains("What the steps saw"), "{none}");
+    postmortem(st.path())
+        .args([RUN, "--details", "everything"])
+        .run()
+        .code(2)
+        .stderr_contains("possible values: full, summary, none");
+}
+
+#[test]
+fn an_incident_start_gives_times_from_the_impact() {
+    let st = state(&[(RUN, "escalated")]);
+    postmortem(st.path())
+        .arg(RUN)
+        .run()
+        .code(0)
+        .stdout_contains("| Time to detect | unknown (no impact start);");
+    postmortem(st.path())
+        .args([RUN, "--incident-start", "2018-03-20 23:00"])
+        .run()
+        .code(0)
+        .stdout_contains("| Impact start | 2018-03-20 23:00:00 UTC |")
+        .stdout_contains("| Time to detect | 58m 40s from the impact start;");
+    postmortem(st.path())
+        .args([RUN, "--incident-start", "yesterday"])
+        .run()
+        .code(2)
+        .stderr_contains("--incident-start \"yesterday\" is not a time");
+}
+
+#[test]
+fn an_edited_generated_section_is_kept_once_and_named() {
+    let st = state(&[(RUN, "escalated")]);
+    let out = st.path().join("pm.md");
+    postmortem(st.path())
+        .args([RUN, "-o"])
+        .arg(&out)
+        .run()
+        .code(0);
+    let text = std::fs::read_to_string(&out).expect("written");
+    let edited = text.replace(
+        "| Status | **Succeeded** |",
+        "| Status | **Succeeded** (tim on the phone) |",
+    );
+    assert_ne!(edited, text);
+    std::fs::write(&out, &edited).expect("edit");
+    postmortem(st.path())
+        .args([RUN, "-o"])
+        .arg(&out)
+        .run()
+        .code(0)
+        .stderr_contains("the generated section \"facts\" was edited by hand")
+        .stderr_contains("pm.md.bak");
+    let after = std::fs::read_to_string(&out).expect("written");
+    assert_eq!(
+        after.matches("| Status | **Succeeded**").count(),
+        1,
+        "{after}"
+    );
+    assert!(after.contains("(tim on the phone)"));
+    assert!(after.contains("<!-- runbook:human id=facts "));
+}
+
+#[test]
 fn writes_to_a_file_with_the_chosen_time_zone() {
     let st = state(&[(RUN, "escalated")]);
     let out = st.path().join("pm.md");
@@ -114,7 +203,7 @@ fn writes_to_a_file_with_the_chosen_time_zone() {
         .stdout_is("");
     let text = std::fs::read_to_string(&out).expect("written");
     assert!(text.contains("All times in Europe/Berlin."));
-    assert!(text.contains("#### 00:58:40 · Run started"));
+    assert!(text.contains("| 00:58:40 | Run started"), "{text}");
     postmortem(st.path())
         .args([RUN, "--tz", "Mars/Olympus"])
         .run()

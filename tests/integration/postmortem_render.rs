@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 use runbook::journal::reader::{self, Journal};
-use runbook::render::{self, RenderOpts};
+use runbook::render::{self, Details, RenderOpts};
 
 fn fixture(name: &str) -> Journal {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -14,16 +14,30 @@ fn fixture(name: &str) -> Journal {
     reader::read(&path).expect("fixture journal reads")
 }
 
-fn render_in(name: &str, tz: chrono_tz::Tz) -> String {
+fn render_in(name: &str, tz: chrono_tz::Tz, details: Details) -> String {
     let opts = RenderOpts {
         tz,
+        details,
         ..RenderOpts::default()
     };
     render::render(&fixture(name), &opts).expect("fixture renders")
 }
 
+/// The default document (`--details summary`).
 fn render_utc(name: &str) -> String {
-    render_in(name, chrono_tz::UTC)
+    render_in(name, chrono_tz::UTC, Details::Summary)
+}
+
+/// `--details full`: every result whole, the timeline entry by entry.
+fn render_full(name: &str) -> String {
+    render_in(name, chrono_tz::UTC, Details::Full)
+}
+
+fn full() -> RenderOpts {
+    RenderOpts {
+        details: Details::Full,
+        ..RenderOpts::default()
+    }
 }
 
 /// What the markdown parser sees: headings (level, text), tables (rows, columns),
@@ -101,6 +115,11 @@ fn escalated_run_snapshot() {
 }
 
 #[test]
+fn escalated_run_full_snapshot() {
+    insta::assert_snapshot!("escalated_full", render_full("escalated"));
+}
+
+#[test]
 fn clean_run_has_the_shape_of_an_incident_report() {
     let md = render_utc("clean");
     let s = structure(&md);
@@ -111,27 +130,34 @@ fn clean_run_has_the_shape_of_an_incident_report() {
             "2018-03-13, The hub cannot start because its database volume is held by a pod on a lost node"
         ))
     );
-    assert_eq!(
-        h2(&s),
-        [
-            "Questions for follow up",
-            "Summary",
-            "Facts",
-            "Timeline",
-            "Steps",
-            "Approvals",
-            "Lessons learnt",
-            "Action items",
-            "Supporting information"
-        ]
-    );
-    // Facts (2 columns), steps (5), approvals (7).
+    assert_eq!(h2(&s), SECTIONS);
+    // Overview and facts (2 columns), the timeline (3), kubectl-style tables of what
+    // the checks saw, approvals (7), action items (5), API calls (2).
     let cols: Vec<usize> = s.tables.iter().map(|t| t.1).collect();
-    assert_eq!(cols, [2, 5, 7]);
-    assert_eq!(s.details_open, s.details_close);
-    assert!(s.details_open > 0);
+    assert_eq!(cols[..3], [2, 2, 3], "{cols:?}");
+    assert_eq!(cols[cols.len() - 3..], [7, 5, 2], "{cols:?}");
+    // Summaries, not dumps: nothing folded, no JSON.
+    assert_eq!(s.details_open, 0);
+    assert!(!md.contains("\"apiVersion\""), "{md}");
     assert!(s.foreign_html.is_empty(), "{:?}", s.foreign_html);
+    let full = structure(&render_full("clean"));
+    assert_eq!(h2(&full), SECTIONS);
+    assert_eq!(full.details_open, full.details_close);
+    assert!(full.details_open > 0);
 }
+
+const SECTIONS: [&str; 10] = [
+    "Summary",
+    "Detection",
+    "Resolution",
+    "Facts",
+    "Timeline",
+    "Steps",
+    "Approvals",
+    "Lessons learnt",
+    "Action items",
+    "Supporting information",
+];
 
 #[test]
 fn failed_run_snapshot() {
@@ -155,15 +181,24 @@ fn run_with_notes_snapshot() {
 
 #[test]
 fn every_fixture_renders_to_well_formed_markdown() {
-    for name in ["clean", "escalated", "failed", "aborted", "paused", "notes"] {
-        let md = render_utc(name);
+    for (name, details) in ["clean", "escalated", "failed", "aborted", "paused", "notes"]
+        .into_iter()
+        .flat_map(|n| {
+            [
+                (n, Details::Summary),
+                (n, Details::Full),
+                (n, Details::None),
+            ]
+        })
+    {
+        let md = render_in(name, chrono_tz::UTC, details);
         let s = structure(&md);
         assert_eq!(
             s.details_open, s.details_close,
             "{name}: unbalanced <details>"
         );
         assert!(s.foreign_html.is_empty(), "{name}: {:?}", s.foreign_html);
-        assert_eq!(h2(&s).len(), 9, "{name}: {:?}", h2(&s));
+        assert_eq!(h2(&s), SECTIONS, "{name}");
         assert!(
             s.tables.iter().all(|(rows, _)| *rows > 1),
             "{name}: a table without rows: {:?}",
@@ -172,7 +207,7 @@ fn every_fixture_renders_to_well_formed_markdown() {
         // Same journal, same bytes.
         assert_eq!(
             md,
-            render_utc(name),
+            render_in(name, chrono_tz::UTC, details),
             "{name}: rendering is not deterministic"
         );
     }
@@ -230,8 +265,31 @@ fn hostile_journal() -> Journal {
 
 #[test]
 fn hostile_output_cannot_break_the_document() {
-    let clean = structure(&render_utc("clean"));
-    let md = render::render(&hostile_journal(), &RenderOpts::default()).expect("renders");
+    for details in [Details::Summary, Details::None] {
+        let clean = structure(&render_in("clean", chrono_tz::UTC, details));
+        let opts = RenderOpts {
+            details,
+            ..RenderOpts::default()
+        };
+        let md = render::render(&hostile_journal(), &opts).expect("renders");
+        let s = structure(&md);
+        assert!(s.foreign_html.is_empty(), "{:?}", s.foreign_html);
+        assert_eq!(s.details_open, s.details_close);
+        assert_eq!(h2(&s), h2(&clean));
+        assert_eq!(
+            s.headings.len(),
+            clean.headings.len(),
+            "no heading of its own"
+        );
+        assert!(!s.headings.iter().any(|(_, t)| t == "not a heading"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("pm.md");
+        render::write_preserving(&file, &md).expect("first write");
+        render::write_preserving(&file, &md).expect("re-render over hostile output");
+        assert_eq!(std::fs::read_to_string(&file).expect("read"), md);
+    }
+    let clean = structure(&render_full("clean"));
+    let md = render::render(&hostile_journal(), &full()).expect("renders");
     let s = structure(&md);
     assert!(
         s.foreign_html.is_empty(),
@@ -291,23 +349,29 @@ fn secret_parameters_stay_redacted() {
 #[test]
 fn times_follow_the_chosen_zone_and_days_split_at_its_midnight() {
     // The escalated run crosses midnight UTC (23:58 → 00:01) but not in Berlin (00:58 → 01:01).
-    let utc = render_utc("escalated");
+    let utc = render_full("escalated");
     assert!(utc.contains("All times in UTC."));
     assert!(
         utc.contains("### 2018-03-20 (Tuesday, UTC)")
             && utc.contains("### 2018-03-21 (Wednesday, UTC)")
     );
-    let berlin = render_in("escalated", chrono_tz::Europe::Berlin);
+    let berlin = render_in("escalated", chrono_tz::Europe::Berlin, Details::Full);
     assert!(berlin.contains("All times in Europe/Berlin."));
     assert!(!berlin.contains("### 2018-03-20"));
     assert!(berlin.contains("### 2018-03-21 (Wednesday, Europe/Berlin)"));
     assert!(berlin.contains("#### 00:58:40 · Run started"), "{berlin}");
-    assert!(berlin.contains("| Started | 2018-03-21 00:58:40 CET |"));
+    assert!(
+        berlin.contains("from 2018-03-21 00:58:40 CET |"),
+        "{berlin}"
+    );
+    let summary = render_in("escalated", chrono_tz::Europe::Berlin, Details::Summary);
+    assert!(summary.contains("| 2018-03-21 (Wednesday, Europe/Berlin) | Event | What happened |"));
+    assert!(summary.contains("| 00:58:40 | Run started"), "{summary}");
 }
 
 #[test]
 fn escalations_are_shown_as_such() {
-    let md = render_utc("escalated");
+    let md = render_full("escalated");
     assert!(md.contains(
         "- Delete the hub pods (gentlest; often not enough) did not work (the hub pod was not Running and Ready within 1m); escalated to rung 2 of 5: Force-delete every pod stuck on a lost node"
     ));
@@ -318,8 +382,9 @@ fn escalations_are_shown_as_such() {
 fn gantt_chart_has_a_bar_per_step_and_rung() {
     let pm = render::model(&fixture("escalated"), chrono_tz::UTC);
     let bars = pm.gantt.lines().filter(|l| l.contains(", t")).count();
-    // 6 checks + cordon + 2 rungs + the verify step.
-    assert_eq!(bars, 10, "{}", pm.gantt);
+    // The 6 checks as one bar + cordon + 2 rungs + the verify step.
+    assert_eq!(bars, 5, "{}", pm.gantt);
+    assert!(pm.gantt.contains("    6 checks :done, t1,"), "{}", pm.gantt);
     assert!(pm.gantt.contains("section Escalation of free-hub-volume"));
 }
 
@@ -375,7 +440,7 @@ fn a_journal_cut_mid_run_renders_what_it_has_and_says_so() {
     let torn = &text[..line_start + 40];
     let journal = reader::parse(torn.as_bytes()).expect("a torn tail is not fatal");
     assert!(journal.torn_tail);
-    let md = render::render(&journal, &RenderOpts::default()).expect("renders");
+    let md = render::render(&journal, &full()).expect("renders");
     let s = structure(&md);
     assert_eq!(s.details_open, s.details_close);
     assert!(md.contains("> **Warning:** The journal's last line was incomplete"));
@@ -415,7 +480,7 @@ fn skipped_steps_and_a_run_that_did_not_apply_are_shown() {
         let seq = j.records.len() as u64 + 1;
         j.records.push(Record { seq, ts, event });
     }
-    let md = render::render(&j, &RenderOpts::default()).expect("renders");
+    let md = render::render(&j, &full()).expect("renders");
     assert!(
         md.contains("- Step `launch-rate`: **NOT APPLICABLE** after 90 ms"),
         "{md}"
@@ -425,6 +490,6 @@ fn skipped_steps_and_a_run_that_did_not_apply_are_shown() {
     assert!(
         md.contains("| Status | **Not applicable**: launch-rate: the expectation did not hold |")
     );
-    assert!(md.contains("| Time to detect | unknown: no check found a problem |"));
+    assert!(md.contains("| Time to detect | unknown |"), "{md}");
     assert!(md.contains("The run ended as not applicable: the checks found nothing to fix"));
 }

@@ -660,12 +660,14 @@ fn postmortem_flag_writes_the_file_for_a_paused_run_and_keeps_human_edits_on_res
     assert!(first.contains("## Timeline"), "{first}");
     assert!(first.contains("Paused"), "{first}");
     // A person writes the summary; the resumed run's re-render must keep it.
-    let prompt = "_What was the user impact, for how long, and how was it fixed?";
-    assert!(first.contains(prompt), "{first}");
-    let edited = first.replacen(
-        prompt,
-        "We found the flag at 03:12 and paged Ana. _Old prompt:",
-        1,
+    let region = first
+        .find("<!-- runbook:human id=summary ")
+        .expect("a summary region");
+    let body = region + first[region..].find("-->\n").expect("marker ends") + 4;
+    let edited = format!(
+        "{}We found the flag at 03:12 and paged Ana. {}",
+        &first[..body],
+        &first[body..]
     );
     assert_ne!(edited, first);
     std::fs::write(&pm, &edited).unwrap();

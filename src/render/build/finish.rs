@@ -206,7 +206,19 @@ impl Builder {
                 a.gate.how = Some("with --approve, after waiting".to_owned());
             }
         }
-        let authors = authors(&run, &approvals, &self.notes, &timeline);
+        let mut authors = authors(&run, &approvals, &self.notes, &timeline);
+        for a in &self.authors_extra {
+            if !authors.contains(a) {
+                authors.push(a.clone());
+            }
+        }
+        if self.notes_hidden > 0 {
+            self.warnings.push(format!(
+                "{} more notes after the first {} are not shown here (the journal has them all).",
+                self.notes_hidden,
+                super::SHOWN_NOTES
+            ));
+        }
         Built {
             pm: Postmortem {
                 authors,
@@ -314,6 +326,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
     let mut e = acc.entry;
     e.label = label(&e);
     let step = e.step.clone().unwrap_or_default();
+    let folded_line = fold_line(&acc.folded, acc.folded_started);
     for a in acc.ops {
         let mut op = a.op;
         if op.outcome.is_none() {
@@ -381,6 +394,31 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
         }
         e.ops.push(op);
     }
+    if let Some(line) = folded_line {
+        let first = e.ops.first().map(|o| o.started.clone());
+        e.ops.push(Op {
+            display: format!("{} more items", acc.folded_started),
+            provider: String::new(),
+            mutating: e.ops.iter().any(|o| o.mutating),
+            item: None,
+            runs: 1,
+            started: first.unwrap_or_else(|| e.time.clone()),
+            outcome: Some(if acc.folded_ok {
+                crate::render::build::present::outcome(crate::journal::event::Outcome::Ok)
+            } else {
+                crate::render::build::present::outcome(crate::journal::event::Outcome::Failed)
+            }),
+            duration: None,
+            error: None,
+            error_line: None,
+            calls: Vec::new(),
+            calls_folded: false,
+            output_file: None,
+            result_line: Some(line),
+            link: None,
+            source: None,
+        });
+    }
     if let Some(v) = &mut e.verification {
         // A verify step polls its own operation: it is listed once, under `ops`.
         if e.ops.iter().any(|o| Some(&o.display) == v.display.as_ref()) {
@@ -437,6 +475,21 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
         }
     }
     e
+}
+
+/// "998 deleted, 2 already gone" for the items of a long `for_each`.
+fn fold_line(folded: &[(String, usize)], started: usize) -> Option<String> {
+    if started == 0 {
+        return None;
+    }
+    let mut parts: Vec<(usize, &str)> = folded.iter().map(|(w, n)| (*n, w.as_str())).collect();
+    parts.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
+    let finished: usize = parts.iter().map(|p| p.0).sum();
+    let mut s: Vec<String> = parts.iter().map(|(n, w)| format!("{n} {w}")).collect();
+    if started > finished {
+        s.push(format!("{} without a result", started - finished));
+    }
+    Some(s.join(", "))
 }
 
 /// Characters of an operation's line in a summary.
@@ -554,6 +607,158 @@ mod tests {
         assert_eq!(pm.approvals.len(), 1);
         assert_eq!(pm.approvals[0].gate.by.as_deref(), Some("bo"));
         assert_eq!(pm.approvals[0].gate.waited_ms, 3000);
+    }
+
+    /// Gate asked, paused, resumed by someone else, approved, ran: the timeline says it
+    /// in that order, the approval is one row with the real wait, both people are
+    /// authors.
+    #[test]
+    fn after_a_pause_what_happened_is_stamped_after_the_resume() {
+        use crate::journal::event::{Outcome, PlannedOp, Scope};
+        let scope = Scope {
+            step: "fix".into(),
+            rung: None,
+            item: None,
+            verification: false,
+        };
+        let asked = || Event::GateRequested {
+            step: "fix".into(),
+            rung: None,
+            ops: Vec::new(),
+            digest: "d".into(),
+        };
+        let pm = super::super::build(
+            &journal(vec![
+                started(),
+                step("action"),
+                asked(),
+                Event::Paused {
+                    step: "fix".into(),
+                    reason: "nobody".into(),
+                    resume: "runbook resume r1".into(),
+                },
+                paused(),
+                resumed(),
+                asked(),
+                Event::GateDecided {
+                    step: "fix".into(),
+                    rung: None,
+                    decision: Decision::Approved,
+                    by: "bo".into(),
+                    source: ApprovalSource::Flag,
+                    digest: "d".into(),
+                },
+                Event::OpStarted {
+                    op: PlannedOp {
+                        scope: scope.clone(),
+                        provider: "kube".into(),
+                        display: "kubectl delete pod p".into(),
+                        op: serde_json::Value::Null,
+                        mutating: true,
+                    },
+                    attempt: 1,
+                },
+                Event::OpFinished {
+                    scope,
+                    attempt: 1,
+                    outcome: Outcome::Ok,
+                    duration_ms: 1,
+                    result: None,
+                    error: None,
+                    output_file: None,
+                    calls: Vec::new(),
+                },
+            ]),
+            chrono_tz::UTC,
+            crate::render::Details::Summary,
+        )
+        .pm;
+        let kinds: Vec<(&str, bool)> = pm.timeline[0]
+            .entries
+            .iter()
+            .map(|e| (e.kind.as_str(), e.continued))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("start", false),
+                ("step", false),
+                ("pause", false),
+                ("finish", false),
+                ("resume", false),
+                ("step", true)
+            ]
+        );
+        let after = &pm.timeline[0].entries[5];
+        assert_eq!(
+            after.time.time, "14:00:06",
+            "stamped when asked again after the resume"
+        );
+        assert_eq!(after.ops.len(), 1);
+        assert!(
+            pm.timeline[0].entries[1].ops.is_empty(),
+            "nothing ran before the pause"
+        );
+        assert_eq!(pm.approvals.len(), 1, "{:?}", pm.approvals);
+        assert_eq!(pm.approvals[0].gate.waited_ms, 5000);
+        assert_eq!(
+            pm.approvals[0].gate.how.as_deref(),
+            Some("with --approve, after waiting")
+        );
+        assert_eq!(pm.authors, ["ana", "bo"]);
+    }
+
+    /// A `for_each` of 100 deletes shows 20 lines and counts the rest by outcome.
+    #[test]
+    fn a_long_for_each_is_summarised_by_outcome() {
+        use crate::journal::event::{Outcome, PlannedOp, Scope};
+        let mut events = vec![started(), step("action")];
+        for n in 0..100usize {
+            let scope = Scope {
+                step: "fix".into(),
+                rung: None,
+                item: Some(n),
+                verification: false,
+            };
+            events.push(Event::OpStarted {
+                op: PlannedOp {
+                    scope: scope.clone(),
+                    provider: "kube".into(),
+                    display: format!("kubectl delete pod p{n}"),
+                    op: serde_json::Value::Null,
+                    mutating: true,
+                },
+                attempt: 1,
+            });
+            let gone = n % 50 == 49;
+            events.push(Event::OpFinished {
+                scope,
+                attempt: 1,
+                outcome: Outcome::Ok,
+                duration_ms: 1,
+                result: Some(if gone {
+                    serde_json::json!({"deleted": [], "already_gone": [format!("p{n}")]})
+                } else {
+                    serde_json::json!({"deleted": [format!("p{n}")], "already_gone": []})
+                }),
+                error: None,
+                output_file: None,
+                calls: Vec::new(),
+            });
+        }
+        let pm = super::super::build(
+            &journal(events),
+            chrono_tz::UTC,
+            crate::render::Details::Summary,
+        )
+        .pm;
+        let ops = &pm.timeline[0].entries[1].ops;
+        assert_eq!(ops.len(), 21, "{ops:?}");
+        assert_eq!(ops[20].display, "80 more items");
+        assert_eq!(
+            ops[20].result_line.as_deref(),
+            Some("78 deleted, 2 already gone")
+        );
     }
 
     /// A pause counts from the `paused` event to the resume, as the state has it.

@@ -78,7 +78,30 @@ struct EntryAcc {
     op_index: HashMap<Option<usize>, Vec<usize>>,
     /// The verification's polled operation (kept apart from `ops`).
     verify_op: Option<OpAcc>,
+    /// `for_each` items past [`SHOWN_ITEMS`]: counted by how they ended, not kept
+    /// (issue 18: a step of 100 000 items cost a gigabyte).
+    folded: Vec<(String, usize)>,
+    folded_ok: bool,
+    folded_started: usize,
 }
+
+impl EntryAcc {
+    fn fold(&mut self, what: String, ok: bool) {
+        self.folded_ok &= ok;
+        match self.folded.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, n)) => *n += 1,
+            None => self.folded.push((what, 1)),
+        }
+    }
+}
+
+/// Items of a `for_each` step shown one by one; the rest are counted by outcome.
+pub(super) const SHOWN_ITEMS: usize = 20;
+/// The slot of an operation that is counted, not kept.
+pub(super) const FOLDED: usize = usize::MAX;
+/// Notes shown in the timeline; the rest are counted (500 000 notes must not take
+/// gigabytes).
+pub(super) const SHOWN_NOTES: usize = 1000;
 
 type OpKey = (String, Option<String>, Option<usize>, bool);
 
@@ -111,6 +134,9 @@ struct Builder {
     details: Details,
     /// Entries before this index opened before the last pause, stop or resume.
     barrier: usize,
+    /// Notes past [`SHOWN_NOTES`], counted, and who wrote them.
+    notes_hidden: usize,
+    authors_extra: Vec<String>,
 }
 
 fn op_key(scope: &Scope) -> OpKey {
@@ -158,6 +184,8 @@ impl Builder {
             state: RunState::default(),
             details: Details::Full,
             barrier: 0,
+            notes_hidden: 0,
+            authors_extra: Vec::new(),
         }
     }
 
@@ -199,10 +227,14 @@ impl Builder {
                 resumed: None,
                 details: Vec::new(),
                 results: Vec::new(),
+                continued: false,
             },
             ops: Vec::new(),
             op_index: HashMap::new(),
             verify_op: None,
+            folded: Vec::new(),
+            folded_ok: true,
+            folded_started: 0,
         });
         self.entries.len() - 1
     }
@@ -238,12 +270,9 @@ impl Builder {
                 e.rung.clone(),
             )
         };
-        let title = match title.strip_suffix(" (continued)") {
-            Some(t) => format!("{t} (continued)"),
-            None => format!("{title} (continued)"),
-        };
         let j = self.push_entry(rec, &kind, title);
         let e = &mut self.entries[j].entry;
+        e.continued = true;
         e.step = Some(step.to_owned());
         e.step_kind = step_kind;
         e.rung = r.clone();
@@ -487,6 +516,23 @@ impl Builder {
                         }
                     }
                 };
+                if slot == Some(FOLDED) {
+                    let o = self
+                        .state
+                        .step(&scope.step)
+                        .and_then(|s| s.op(&state::OpKey::from(scope)))
+                        .and_then(|r| match r.state {
+                            OpState::Finished { outcome: o } => Some(o),
+                            OpState::Started => None,
+                        });
+                    let what = match (o, result.as_ref().and_then(super::summary::result_line)) {
+                        (Some(event::Outcome::Ok), Some(line)) if line.len() <= 20 => line,
+                        (Some(o), _) => outcome(o).label.to_lowercase(),
+                        (None, _) => "no result".to_owned(),
+                    };
+                    self.entries[i].fold(what, o == Some(event::Outcome::Ok));
+                    return;
+                }
                 let acc = match slot {
                     Some(k) => &mut self.entries[i].ops[k],
                     None => match &mut self.entries[i].verify_op {
@@ -642,6 +688,14 @@ impl Builder {
                 self.entries[i].entry.note = Some(note);
             }
             Event::Note { text, by } => {
+                if self.notes.len() >= SHOWN_NOTES {
+                    self.notes_hidden += 1;
+                    if !self.authors_extra.iter().any(|a| a == by) && self.authors_extra.len() < 100
+                    {
+                        self.authors_extra.push(by.clone());
+                    }
+                    return;
+                }
                 let note = Note {
                     at: self.time(rec.ts),
                     by: by.clone(),

@@ -131,6 +131,15 @@ pub(super) fn first_line(s: &str) -> String {
 
 /// The entry's kind for people.
 pub(super) fn label(e: &Entry) -> String {
+    let l = base_label(e);
+    if e.continued {
+        format!("{l} (continued after the resume)")
+    } else {
+        l
+    }
+}
+
+fn base_label(e: &Entry) -> String {
     match e.kind.as_str() {
         "start" => "Run started".to_owned(),
         "resume" => "Run resumed".to_owned(),

@@ -242,6 +242,11 @@ impl Builder {
             let v = acc.verify_op.get_or_insert_with(fresh);
             v.op.runs += 1;
             None
+        } else if s.item.is_some_and(|n| n >= super::SHOWN_ITEMS)
+            && !acc.op_index.contains_key(&s.item)
+        {
+            acc.folded_started += 1;
+            Some(super::FOLDED)
         } else {
             let lines = acc.op_index.entry(s.item).or_default();
             let k = match lines
