@@ -170,6 +170,12 @@ fn execution_error(e: &cel::ExecutionError) -> ExprError {
             cel::ExecutionError::NoSuchKey(key) => {
                 format!("no such key: `{key}` (guard optional fields with has())")
             }
+            // A quantity or URL (k8s.rs) has no JSON form.
+            cel::ExecutionError::UnexpectedType { got, want } if want.contains("representable") => {
+                format!(
+                    "the condition gave a {got}, which is for comparing inside a condition: convert it (e.g. `.asInteger()`, `.isGreaterThan(...)`, `.getHost()`)"
+                )
+            }
             other => other.to_string(),
         },
         None,
@@ -831,6 +837,16 @@ mod tests {
     fn without_a_clock_now_is_undefined_rather_than_the_wall_clock() {
         let e = eval("now", &json!({})).unwrap_err();
         assert!(e.message.contains("`now` is not defined"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_quantity_as_the_result_says_how_to_convert_it() {
+        let e = eval("quantity('1k')", &json!({})).unwrap_err();
+        assert!(
+            e.message.contains("kubernetes.Quantity") && e.message.contains("asInteger"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
