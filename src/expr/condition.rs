@@ -51,6 +51,14 @@ fn now_val() -> Option<Box<dyn Val + 'static>> {
         .map(|t| Box::new(CelTimestamp::from(t.fixed_offset())) as Box<dyn Val>)
 }
 
+/// The run's time when a clock is in scope (templates rendered by the engine),
+/// else the wall clock (templates rendered outside a run).
+pub(crate) fn now_or_wall_clock() -> chrono::DateTime<chrono::Utc> {
+    CLOCK
+        .try_with(|c| c.now())
+        .unwrap_or_else(|_| chrono::Utc::now())
+}
+
 /// Bind the variables a program reads (`names`): `now` from the clock, the others
 /// from `vars` (converting only what it reads keeps a `where` over 1000 pods from
 /// converting every saved list 1000 times), except the names in `skip`.

@@ -17,6 +17,7 @@
 //! runbook mentions exists at that point, before anything runs.
 
 mod condition;
+mod helpers;
 mod k8s;
 mod template;
 
