@@ -22,6 +22,7 @@ mod chaos_kill;
 mod conditions_now;
 mod engine_http_prometheus;
 mod engine_state_machine;
+mod format_errors;
 mod http_tls;
 mod kube_cli;
 mod kube_connect;
