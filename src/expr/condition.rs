@@ -442,11 +442,15 @@ pub fn unknown_functions(expr: &str) -> Result<Vec<(String, usize)>, ExprError> 
     Ok(unknown)
 }
 
+/// A call with the wrong number of arguments: (function name, byte offset of the
+/// call, arguments given, the counts the function takes).
+pub type WrongArity = (String, usize, usize, Vec<usize>);
+
 /// Calls with a number of arguments their function does not take, such as
 /// `s.findAll()`: CEL parses them and fails only when it runs. Each is (name, byte
 /// offset of the call, arguments given, the counts it takes). Namespaced functions
 /// (`math.greatest`) and macros (`all`, `map`) are not checked.
-pub fn wrong_arity(expr: &str) -> Result<Vec<(String, usize, usize, Vec<usize>)>, ExprError> {
+pub fn wrong_arity(expr: &str) -> Result<Vec<WrongArity>, ExprError> {
     let program = program(expr)?;
     let mut calls = Vec::new();
     calls_in(program.expression(), &mut calls);
