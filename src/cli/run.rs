@@ -526,10 +526,46 @@ async fn add_kube(
             opts.target = Some(target);
             Ok(providers.with("kube", Arc::new(kube)))
         }
-        Err(e) => Err(format!(
-            "cannot reach Kubernetes: {e} (the runbook has kube steps; pass --kubeconfig/--context, set KUBECONFIG, or try `runbook lab`)"
-        )),
+        Err(e) => Err(kube_error_message(&e)),
     }
+}
+
+/// Why the runbook cannot reach Kubernetes, said once: kube's own errors nest
+/// ("failed to infer config: in-cluster: (...), kubeconfig: (failed to read
+/// kubeconfig from '\"/x\"': ...)"), and the provider's already carry a hint.
+fn kube_error_message(e: &providers::kube::KubeError) -> String {
+    use providers::kube::KubeError;
+    const HINT: &str = "the runbook has kube steps; pass --kubeconfig/--context, set KUBECONFIG, or try `runbook lab`";
+    let what = match e {
+        KubeError::NoConfig(inner) => {
+            let from_kubeconfig = inner
+                .split_once("kubeconfig: (")
+                .map(|(_, rest)| rest.strip_suffix(')').unwrap_or(rest));
+            match from_kubeconfig.map(kube_detail) {
+                Some((Some(path), why)) => format!("cannot read kubeconfig {path}: {why}"),
+                Some((None, why)) if why.contains("current context") => {
+                    "the kubeconfig names no current context".to_owned()
+                }
+                Some((None, why)) => format!("no usable kubeconfig: {why}"),
+                None => format!("no Kubernetes configuration ({})", kube_detail(inner).1),
+            }
+        }
+        KubeError::Kubeconfig { path, message } => {
+            format!("cannot read kubeconfig {path}: {}", kube_detail(message).1)
+        }
+        other => other.to_string(),
+    };
+    format!("cannot reach Kubernetes: {what} ({HINT})")
+}
+
+/// kube's "failed to read kubeconfig from '\"PATH\"': WHY" as (PATH, WHY).
+fn kube_detail(text: &str) -> (Option<&str>, &str) {
+    if let Some(rest) = text.strip_prefix("failed to read kubeconfig from '\"")
+        && let Some((path, why)) = rest.split_once("\"': ")
+    {
+        return (Some(path), why);
+    }
+    (None, text)
 }
 
 /// `-p name=value` pairs and `-p @FILE` paths, each in the order given.

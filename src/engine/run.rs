@@ -34,7 +34,7 @@ pub(crate) async fn start(
     warn_about_secrets(&opts, &resolved.secrets);
     let secrets = resolved.secret_values();
     let params = resolved.params;
-    let titled = super::titles::titled(rb, &serde_json::json!({ "params": &params }));
+    let titled = super::titles::titled(rb, &params);
     let rb = &titled;
     let now = clock.now();
     let git = git_ref_off_thread(&loaded.path).await;
@@ -192,7 +192,7 @@ pub(crate) async fn resume(
     // The journal has every param except secrets, which it names by reference
     // (`{"$secret": NAME, "from": SOURCE}`): each is read again from a source.
     let (params, secrets) = resume_params(rb, &r.params, &opts)?;
-    let titled = super::titles::titled(rb, &serde_json::json!({ "params": &params }));
+    let titled = super::titles::titled(rb, &params);
     let rb = &titled;
     warn_about_secrets(&opts, &secrets);
     let secrets = secrets.into_iter().map(|s| s.value).collect();

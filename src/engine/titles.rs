@@ -10,8 +10,18 @@ use serde_json::Value;
 use crate::expr;
 use crate::runbook::model::{Runbook, Sp, Step, VerifyField};
 
-/// A copy of `rb` whose titles are rendered with `vars` (the run's `params`).
-pub(crate) fn titled(rb: &Runbook, vars: &Value) -> Runbook {
+/// A copy of `rb` whose titles are rendered with the run's `params`, each secret
+/// param shown as `***`: a title is journaled as it is (the runbook's in
+/// `run_started`), so it must never hold a secret.
+pub(crate) fn titled(rb: &Runbook, params: &serde_json::Map<String, Value>) -> Runbook {
+    let mut shown = params.clone();
+    for (name, p) in &rb.params {
+        if p.secret && shown.contains_key(name) {
+            shown.insert(name.clone(), Value::String("***".into()));
+        }
+    }
+    let vars = serde_json::json!({ "params": shown });
+    let vars = &vars;
     let mut out = rb.clone();
     render(&mut out.title, vars);
     for step in out.steps.iter_mut().chain(out.handlers.iter_mut()) {
@@ -80,8 +90,8 @@ steps:
             std::path::Path::new("t.yaml"),
         )
         .expect("a valid runbook");
-        let vars = serde_json::json!({"params": {"pct": 95}});
-        let t = titled(&rb, &vars);
+        let params = serde_json::json!({"pct": 95});
+        let t = titled(&rb, params.as_object().expect("a map"));
         assert_eq!(t.title.value, "Disk above 95 %");
         assert_eq!(t.steps[0].title(), "Usage over 95");
         assert_eq!(t.steps[1].title(), "Free 95");
@@ -99,7 +109,7 @@ steps:
                 .map(|s| s.value.as_str()),
             Some("below 95")
         );
-        let missing = titled(&rb, &serde_json::json!({"params": {}}));
+        let missing = titled(&rb, &serde_json::Map::new());
         assert_eq!(missing.title.value, "Disk above {{params.pct}} %");
     }
 }

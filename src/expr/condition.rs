@@ -51,6 +51,14 @@ fn now_val() -> Option<Box<dyn Val + 'static>> {
         .map(|t| Box::new(CelTimestamp::from(t.fixed_offset())) as Box<dyn Val>)
 }
 
+/// The run's time when a clock is in scope (templates rendered by the engine),
+/// else the wall clock (templates rendered outside a run).
+pub(crate) fn now_or_wall_clock() -> chrono::DateTime<chrono::Utc> {
+    CLOCK
+        .try_with(|c| c.now())
+        .unwrap_or_else(|_| chrono::Utc::now())
+}
+
 /// Bind the variables a program reads (`names`): `now` from the clock, the others
 /// from `vars` (converting only what it reads keeps a `where` over 1000 pods from
 /// converting every saved list 1000 times), except the names in `skip`.
@@ -226,6 +234,12 @@ fn execution_error(e: &cel::ExecutionError) -> ExprError {
             }
             cel::ExecutionError::NoSuchKey(key) => {
                 format!("no such key: `{key}` (guard optional fields with has())")
+            }
+            // A quantity or URL (k8s.rs) has no JSON form.
+            cel::ExecutionError::UnexpectedType { got, want } if want.contains("representable") => {
+                format!(
+                    "the condition gave a {got}, which is for comparing inside a condition: convert it (e.g. `.asInteger()`, `.isGreaterThan(...)`, `.getHost()`)"
+                )
             }
             other => other.to_string(),
         },
@@ -490,11 +504,15 @@ pub fn unknown_functions(expr: &str) -> Result<Vec<(String, usize)>, ExprError> 
     Ok(unknown)
 }
 
+/// A call with the wrong number of arguments: (function name, byte offset of the
+/// call, arguments given, the counts the function takes).
+pub type WrongArity = (String, usize, usize, Vec<usize>);
+
 /// Calls with a number of arguments their function does not take, such as
 /// `s.findAll()`: CEL parses them and fails only when it runs. Each is (name, byte
 /// offset of the call, arguments given, the counts it takes). Namespaced functions
 /// (`math.greatest`) and macros (`all`, `map`) are not checked.
-pub fn wrong_arity(expr: &str) -> Result<Vec<(String, usize, usize, Vec<usize>)>, ExprError> {
+pub fn wrong_arity(expr: &str) -> Result<Vec<WrongArity>, ExprError> {
     let program = program(expr)?;
     let mut calls = Vec::new();
     calls_in(program.expression(), &mut calls);
@@ -893,6 +911,16 @@ mod tests {
     fn without_a_clock_now_is_undefined_rather_than_the_wall_clock() {
         let e = eval("now", &json!({})).unwrap_err();
         assert!(e.message.contains("`now` is not defined"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_quantity_as_the_result_says_how_to_convert_it() {
+        let e = eval("quantity('1k')", &json!({})).unwrap_err();
+        assert!(
+            e.message.contains("kubernetes.Quantity") && e.message.contains("asInteger"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

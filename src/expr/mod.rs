@@ -18,6 +18,7 @@
 
 mod condition;
 mod cost;
+mod helpers;
 mod k8s;
 mod template;
 

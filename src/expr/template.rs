@@ -25,6 +25,7 @@ fn new_registry() -> Handlebars<'static> {
     hb.set_strict_mode(true);
     // Rendered values go to argv, URLs and API calls, never to HTML.
     hb.register_escape_fn(handlebars::no_escape);
+    super::helpers::register(&mut hb);
     hb
 }
 

@@ -261,7 +261,8 @@ pub fn read_param_file(path: &Path) -> Result<Vec<FileParam>, String> {
 fn check(source: &str) -> (Option<Runbook>, Vec<Diagnostic>) {
     let node = match parse::parse_yaml(source) {
         Ok(n) => n,
-        Err(d) => return (None, vec![d]),
+        // Every independent YAML error, not only the first (issue 15).
+        Err(d) => return (None, parse::yaml_errors(source, d, 20)),
     };
     let src = convert::Source::new(source);
     let mut conv = convert::Conv::new(&src);

@@ -91,6 +91,69 @@ pub(crate) fn parse_yaml(source: &str) -> Result<Node, Diagnostic> {
     }
 }
 
+/// The YAML reader stops at its first error. To report the independent ones too,
+/// blank the list item (a step, a rung) or line that holds the error, keeping the
+/// line numbers, and read again; an error inside the blanked region's reach (at
+/// or before its last line) is taken as a consequence of the first and ends the
+/// search. At most `limit` errors in all.
+pub(crate) fn yaml_errors(source: &str, first: Diagnostic, limit: usize) -> Vec<Diagnostic> {
+    let mut lines: Vec<String> = source.lines().map(str::to_owned).collect();
+    let mut out = vec![first];
+    while out.len() < limit {
+        let last = out.last().map_or(0, |d| d.line as usize);
+        if last == 0 || last > lines.len() {
+            break;
+        }
+        let (start, end) = enclosing_item(&lines, last - 1);
+        for l in &mut lines[start..end] {
+            l.clear();
+        }
+        let text = lines.join("\n");
+        match parse_yaml(&text) {
+            Err(d) if d.line as usize > end && d.code != "empty" => out.push(d),
+            _ => break,
+        }
+    }
+    out
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
+}
+
+fn is_content(line: &str) -> bool {
+    let t = line.trim();
+    !t.is_empty() && !t.starts_with('#')
+}
+
+/// The 0-based line range [start, end) of the outermost list item below the top
+/// level that holds line `at` (a whole step), else the line and its deeper lines.
+fn enclosing_item(lines: &[String], at: usize) -> (usize, usize) {
+    let mut start = at;
+    let mut i = at;
+    loop {
+        let l = &lines[i];
+        if is_content(l) {
+            if indent(l) == 0 && i != at {
+                break;
+            }
+            if l.trim_start().starts_with("- ") || l.trim() == "-" {
+                start = i;
+            }
+        }
+        if i == 0 {
+            break;
+        }
+        i -= 1;
+    }
+    let depth = indent(&lines[start]);
+    let mut end = at + 1;
+    while end < lines.len() && (!is_content(&lines[end]) || indent(&lines[end]) > depth) {
+        end += 1;
+    }
+    (start, end)
+}
+
 /// YAML forbids tabs for indentation; the reader's message for them is obscure, so
 /// find the first one ourselves and say what to do.
 fn tab_indentation(source: &str) -> Option<Diagnostic> {

@@ -201,6 +201,6 @@ fn an_object_for_a_list_param_is_refused_before_the_first_step() {
         .run()
         .code(2)
         .stderr_contains("`nodes` takes a list")
-        .stderr_contains("not a mapping");
+        .stderr_contains("got a mapping");
     assert!(!marker.exists(), "a step ran before the param was refused");
 }

@@ -24,6 +24,7 @@ mod engine_http_prometheus;
 mod engine_state_machine;
 mod hostile_input;
 mod hostile_servers;
+mod format_errors;
 mod http_tls;
 mod kube_cli;
 mod kube_connect;

@@ -125,3 +125,45 @@ steps:
         .stdout_contains("rb.yaml:16:20: error: invalid template syntax")
         .stdout_contains("rb.yaml:21:14: error: `summary` describes the result of a check or an action");
 }
+
+#[test]
+fn a_secret_param_in_a_title_is_shown_as_stars_everywhere() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let rb = write(
+        tmp.path(),
+        "s.yaml",
+        r#"version: 1
+name: rotate
+title: Rotate token {{params.token}}
+params:
+  token: { secret: true, required: true }
+steps:
+  - check: Use {{params.token}}
+    id: use
+    shell: { argv: ["true"] }
+"#,
+    );
+    let state = tmp.path().join("state");
+    let out = Cli::new()
+        .state_dir(&state)
+        .env("RUNBOOK_SECRET_TOKEN", "hunter2hunter2")
+        .arg("run")
+        .arg(&rb)
+        .arg("--yes")
+        .run();
+    out.success().stderr_contains("rotate — Rotate token ***");
+    assert!(!out.stderr.contains("hunter2"), "{out}");
+    let runs = std::fs::read_dir(state.join("runs"))
+        .expect("runs")
+        .next()
+        .expect("one run")
+        .expect("a run folder")
+        .path();
+    let journal = std::fs::read_to_string(runs.join("journal.ndjson")).expect("the journal");
+    assert!(!journal.contains("hunter2"), "{journal}");
+    let pm = Cli::new()
+        .state_dir(&state)
+        .args(["postmortem", "last"])
+        .run();
+    assert!(!pm.success().stdout.contains("hunter2"), "{pm}");
+}
