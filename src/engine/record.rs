@@ -113,31 +113,43 @@ impl Recorder {
     /// `Authorization` value the runbook did not mark is masked here and in every
     /// later event.
     pub(crate) fn redact_value(&self, v: &Value) -> Value {
+        self.learn(v);
+        self.redactor().mask_value(v)
+    }
+
+    /// Learn the secrets a value reveals by its structure: credential-named headers,
+    /// and the values of Kubernetes Secrets in it (see [`super::redact`]).
+    fn learn(&self, v: &Value) {
         let mut found = Redactor::default();
-        if found.learn_headers(v) {
+        let mut values = Vec::new();
+        super::redact::secret_object_values(v, &mut values);
+        if found.learn_headers(v) || !values.is_empty() {
             let mut r = self.secrets.write().unwrap_or_else(|e| e.into_inner());
             r.learn_headers(v);
+            for s in values {
+                r.add(&s);
+            }
         }
-        self.redactor().mask_value(v)
     }
 
     /// The event with its free-text leaves masked; its structure (step ids, scopes,
     /// enum tags, params, digests, counts) is never touched, so what is journaled
     /// reads back as the same steps and outcomes that ran.
     fn redact_event(&self, event: Event) -> Event {
-        if let Event::OpStarted { op, .. } = &event {
-            // Learn credential headers before the lock is taken for reading.
-            self.redact_value(&op.op);
-        }
-        if let Event::GateRequested { ops, .. } = &event {
-            for op in ops {
-                self.redact_value(&op.op);
+        // Learn credential headers and Secret values before the lock is taken for
+        // reading.
+        match &event {
+            Event::OpStarted { op, .. } => self.learn(&op.op),
+            Event::GateRequested { ops, .. } => ops.iter().for_each(|op| self.learn(&op.op)),
+            Event::OpFinished {
+                result: Some(v), ..
             }
+            | Event::Saved { value: v, .. } => self.learn(v),
+            _ => {}
         }
+        // With no secret known, Kubernetes Secrets are still masked by structure
+        // (`mask_value`); free text is left as it is.
         let r = self.redactor();
-        if r.is_empty() {
-            return event;
-        }
         let text = |s: String| r.mask(&s);
         let opt = |s: Option<String>| s.map(|s| r.mask(&s));
         let planned = |op: PlannedOp| PlannedOp {

@@ -20,6 +20,15 @@
 //! A secret shorter than [`MIN_MASKABLE`] characters cannot be found inside text
 //! without masking half of it (`e`, `ok`): only a leaf equal to it is masked, and the
 //! run warns at start.
+//!
+//! Kubernetes Secrets are masked by structure too, whatever their values are and
+//! whether or not a secret param produced them ([`mask_kube_secrets`]): in any object
+//! of kind `Secret` (a manifest `apply` sends, an object the API returns, an item of a
+//! `get`) every value under `data` and `stringData` becomes [`MASK`], keys kept; and in
+//! any object the annotation `kubectl.kubernetes.io/last-applied-configuration` (a
+//! copy of the whole object as last applied, Secret data included) becomes [`MASK`].
+//! The values so masked are learned as secrets ([`secret_object_values`]), so a later
+//! step that templates one elsewhere is masked there too.
 
 use std::collections::BTreeSet;
 
@@ -91,9 +100,14 @@ impl Redactor {
     /// digits hold a secret. Also learns the values of credential-named headers
     /// (see [`Redactor::learn_headers`]) before masking.
     pub(crate) fn mask_value(&self, v: &Value) -> Value {
+        let v = &mask_kube_secrets(v);
         if self.is_empty() {
             return v.clone();
         }
+        self.mask_leaves(v)
+    }
+
+    fn mask_leaves(&self, v: &Value) -> Value {
         match v {
             Value::String(s) => Value::String(self.mask(s)),
             Value::Number(n) => {
@@ -105,7 +119,7 @@ impl Redactor {
                     Value::String(masked)
                 }
             }
-            Value::Array(a) => Value::Array(a.iter().map(|x| self.mask_value(x)).collect()),
+            Value::Array(a) => Value::Array(a.iter().map(|x| self.mask_leaves(x)).collect()),
             Value::Object(m) => {
                 let mut out = Map::new();
                 for (k, x) in m {
@@ -114,7 +128,7 @@ impl Redactor {
                     while out.contains_key(&key) {
                         key.push('*');
                     }
-                    out.insert(key, self.mask_value(x));
+                    out.insert(key, self.mask_leaves(x));
                 }
                 Value::Object(out)
             }
@@ -138,6 +152,115 @@ impl Redactor {
         }
         self.whole.len() != before
     }
+}
+
+/// The annotation in which `kubectl apply` (client-side) keeps the whole object as
+/// last applied: a Secret's data in clear inside a JSON string.
+pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Values of a Secret shorter than this are masked where they stand but not learned
+/// as run secrets: a learned `prod` or `true` would mask every leaf equal to it.
+const MIN_LEARNED: usize = 8;
+
+/// Whether `v` is a Kubernetes Secret (a manifest or an object the API returned).
+fn is_secret_object(m: &Map<String, Value>) -> bool {
+    m.get("kind").and_then(Value::as_str) == Some("Secret")
+        && m.get("apiVersion")
+            .and_then(Value::as_str)
+            .is_none_or(|a| a == "v1")
+}
+
+/// `v` with every Kubernetes Secret's `data` and `stringData` values and every
+/// last-applied-configuration annotation replaced by [`MASK`], anywhere inside it
+/// (a result holding an object, a list of items, a resolved `apply` with its
+/// manifest). Keys are kept: which keys a Secret has is not secret.
+pub(crate) fn mask_kube_secrets(v: &Value) -> Value {
+    match v {
+        Value::Array(a) => Value::Array(a.iter().map(mask_kube_secrets).collect()),
+        Value::Object(m) => {
+            let secret = is_secret_object(m);
+            let list = m.get("kind").and_then(Value::as_str) == Some("SecretList");
+            let mut out = Map::new();
+            for (k, x) in m {
+                let x = match (k.as_str(), x) {
+                    ("data" | "stringData", Value::Object(d)) if secret => Value::Object(
+                        d.keys()
+                            .map(|k| (k.clone(), Value::String(MASK.to_string())))
+                            .collect(),
+                    ),
+                    // An API list's items may omit their kind.
+                    ("items", Value::Array(items)) if list => Value::Array(
+                        items
+                            .iter()
+                            .map(|i| {
+                                let mut i = i.clone();
+                                if let Value::Object(o) = &mut i {
+                                    o.entry("kind").or_insert_with(|| "Secret".into());
+                                }
+                                mask_kube_secrets(&i)
+                            })
+                            .collect(),
+                    ),
+                    ("metadata", Value::Object(meta)) => {
+                        let mut meta = meta.clone();
+                        if let Some(Value::Object(a)) = meta.get_mut("annotations")
+                            && let Some(x) = a.get_mut(LAST_APPLIED)
+                        {
+                            *x = Value::String(MASK.to_string());
+                        }
+                        mask_kube_secrets(&Value::Object(meta))
+                    }
+                    _ => mask_kube_secrets(x),
+                };
+                out.insert(k.clone(), x);
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
+    }
+}
+
+/// The values of every Secret inside `v` worth learning as run secrets: each
+/// `stringData` value, each `data` value as written (base64) and decoded.
+pub(crate) fn secret_object_values(v: &Value, found: &mut Vec<String>) {
+    match v {
+        Value::Array(a) => a.iter().for_each(|x| secret_object_values(x, found)),
+        Value::Object(m) => {
+            if is_secret_object(m) {
+                for (field, decode) in [("stringData", false), ("data", true)] {
+                    if let Some(Value::Object(d)) = m.get(field) {
+                        for x in d.values().filter_map(Value::as_str) {
+                            found.push(x.to_string());
+                            if decode && let Some(plain) = base64_decode(x) {
+                                found.push(plain);
+                            }
+                        }
+                    }
+                }
+            }
+            m.values().for_each(|x| secret_object_values(x, found));
+        }
+        _ => {}
+    }
+    found.retain(|s| s.chars().count() >= MIN_LEARNED && s != MASK);
+}
+
+/// Standard base64 (padding optional) decoded to UTF-8 text, or None.
+fn base64_decode(s: &str) -> Option<String> {
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.trim_end_matches('=').bytes() {
+        let d = STD.iter().position(|&a| a == c)? as u32;
+        bits = (bits << 6) | d;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+            bits &= (1 << n) - 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// A header whose value is a credential, by its name (case-insensitive).
@@ -313,6 +436,30 @@ mod tests {
         let r = Redactor::new(["hunter22".to_string(), "31337".to_string()]);
         let v = r.mask_value(&serde_json::json!({"user-hunter22": 1, "pin": 31337}));
         assert_eq!(v, serde_json::json!({"user-***": 1, "pin": "***"}));
+    }
+
+    #[test]
+    fn kubernetes_secrets_are_masked_by_structure_and_their_values_learned() {
+        let v = serde_json::json!({"object": {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db", "annotations": {LAST_APPLIED: "{\"data\":{}}", "a": "b"}},
+            "data": {"token": "c2VjcmV0LXRva2Vu"}, "stringData": {"pw": "hunter2-long"}},
+            "list": {"kind": "SecretList", "items": [{"metadata": {"name": "x"}, "data": {"k": "dg=="}}]},
+            "cm": {"apiVersion": "v1", "kind": "ConfigMap", "data": {"mode": "safe"}}});
+        let m = Redactor::default().mask_value(&v);
+        assert_eq!(m["object"]["data"], serde_json::json!({"token": MASK}));
+        assert_eq!(m["object"]["stringData"], serde_json::json!({"pw": MASK}));
+        assert_eq!(m["object"]["metadata"]["annotations"][LAST_APPLIED], MASK);
+        assert_eq!(m["object"]["metadata"]["annotations"]["a"], "b");
+        assert_eq!(m["list"]["items"][0]["data"]["k"], MASK);
+        assert_eq!(
+            m["cm"]["data"]["mode"], "safe",
+            "a ConfigMap is not a Secret"
+        );
+        let mut found = Vec::new();
+        secret_object_values(&v, &mut found);
+        found.sort();
+        // The short `v` is not learned; the data value is learned encoded and decoded.
+        assert_eq!(found, ["c2VjcmV0LXRva2Vu", "hunter2-long", "secret-token"]);
     }
 
     #[test]

@@ -97,6 +97,50 @@ fn lint_points_at_what_the_new_verbs_lack_or_misuse() {
 }
 
 #[test]
+fn lint_refuses_a_secret_written_in_an_inline_manifest_and_allows_a_templated_one() {
+    let secret = |data: &str| {
+        format!(
+            "  - action: a\n    id: a\n    kube:\n      apply: |\n        apiVersion: v1\n        kind: Secret\n        metadata: {{ name: db }}\n{data}"
+        )
+    };
+    // A literal value (stringData or base64 data): an error where the key is written.
+    let d = lint(&secret(
+        "        stringData:\n          user: \"{{params.user}}\"\n          password: hunter2-literal\n",
+    ));
+    let d: Vec<_> = d.into_iter().filter(|d| d.0 != "unknown-param").collect();
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].0, "kube-secret-literal");
+    assert_eq!((d[0].1, d[0].2), (14, 11), "at `password:`: {d:?}");
+    assert!(
+        d[0].3
+            .contains("`stringData.password` is written in the runbook")
+            && d[0].3.contains("secret: true")
+            && d[0].3.contains("{{params.password}}"),
+        "{d:?}"
+    );
+    let d = lint(&secret("        data:\n          token: aHVudGVyMg==\n"));
+    assert_eq!(d[0].0, "kube-secret-literal", "{d:?}");
+    assert_eq!((d[0].1, d[0].2), (13, 11), "at `token:`: {d:?}");
+    // A flow manifest on one line points into the line.
+    let d = lint(
+        "  - action: a\n    id: a\n    kube: { apply: \"{apiVersion: v1, kind: Secret, metadata: {name: x}, stringData: {k: v}}\" }\n",
+    );
+    assert_eq!(d[0].0, "kube-secret-literal", "{d:?}");
+    assert_eq!((d[0].1, d[0].2), (7, 86), "{d:?}");
+    // Every value a template (a secret param, redacted by reference): allowed; and a
+    // ConfigMap's data is not a Secret's.
+    let src = "version: 1\nname: t\ntitle: t\nparams:\n  pw: { required: true, secret: true }\nsteps:\n  - action: a\n    id: a\n    kube:\n      apply: |\n        apiVersion: v1\n        kind: Secret\n        metadata: { name: db }\n        stringData:\n          password: \"{{params.pw}}\"\n          bare: {{params.pw}}\n";
+    let d: Vec<_> = runbook::runbook::lint_str(src)
+        .into_iter()
+        .filter(|d| d.code != "action-without-verify")
+        .collect();
+    assert!(d.is_empty(), "{d:?}");
+    assert!(
+        lint("  - action: a\n    id: a\n    kube:\n      apply: |\n        apiVersion: v1\n        kind: ConfigMap\n        metadata: { name: c }\n        data: { mode: safe }\n").is_empty()
+    );
+}
+
+#[test]
 fn lint_suggests_rollout_undo_for_undo_and_no_longer_rollout_restart() {
     let d = lint("  - action: a\n    id: a\n    kube: { undo: deployments, name: web }\n");
     assert!(

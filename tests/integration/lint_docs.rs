@@ -18,6 +18,7 @@ params:
   node: { default: node-1 }
   ticket: { default: INC-1 }
   hub_pod: { default: hub-0 }
+  db_password: { required: true, secret: true }
 steps:
   - check: Lost pods
     id: given-lost-pods
@@ -66,7 +67,7 @@ fn indent(text: &str, by: &str) -> String {
 fn wrap(block: &str) -> Option<String> {
     if let Some(rest) = block.strip_prefix("steps:\n") {
         Some(format!("{HEADER}{rest}"))
-    } else if block.starts_with("- ") {
+    } else if block.starts_with("- ") || block.starts_with("# params:") {
         Some(format!("{HEADER}{}", indent(block, "  ")))
     } else if ["shell:", "http:", "prometheus:", "kube:"]
         .iter()

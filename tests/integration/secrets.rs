@@ -349,3 +349,179 @@ steps:
     }
     assert!(hits.is_empty(), "{}", hits.join("\n"));
 }
+
+/// `runbook lab` in the background, serving `scenario`; killed on drop.
+struct LabProcess {
+    child: std::process::Child,
+    kubeconfig: PathBuf,
+}
+
+impl LabProcess {
+    fn start(dir: &Path, scenario: &Path) -> LabProcess {
+        let kubeconfig = dir.join("kubeconfig");
+        let mut child = Cli::new()
+            .args(["lab", "--port", "0", "--write-kubeconfig"])
+            .arg(&kubeconfig)
+            .arg(scenario)
+            .spawn();
+        let mut lines = BufReader::new(child.stdout.take().expect("the lab's stdout")).lines();
+        let ready = lines
+            .by_ref()
+            .any(|l| l.is_ok_and(|l| l.starts_with("export KUBECONFIG=")));
+        assert!(ready, "the lab printed its kubeconfig line");
+        // Keep reading: a closed pipe would end the lab at its next line.
+        std::thread::spawn(move || lines.for_each(drop));
+        LabProcess { child, kubeconfig }
+    }
+}
+
+impl Drop for LabProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const SECRET_APPLY: &str = r#"version: 1
+name: secret-apply
+title: Apply Secrets and read them back
+params:
+  db_password: { required: true, secret: true }
+steps:
+  - action: Apply the database Secret from a secret param
+    id: db
+    kube:
+      namespace: prod
+      apply: |
+        apiVersion: v1
+        kind: Secret
+        metadata: { name: db }
+        stringData:
+          password: "{{params.db_password}}"
+    verify:
+      kube: { get: secrets, name: db, namespace: prod }
+      expect: "result.metadata.name == 'db'"
+  - action: Apply the API Secret from a file
+    id: api
+    kube: { apply: api-secret.yaml, namespace: prod }
+    verify:
+      kube: { get: secrets, name: api, namespace: prod }
+      expect: "'token' in result.data"
+  - check: Every Secret of prod
+    id: all
+    kube: { get: secrets, namespace: prod }
+    expect: "size(result) == 3"
+    save: prod_secrets
+"#;
+
+/// A Secret applied with `kube: apply` — inline from a secret param, from a file with
+/// literal data, and one already in the cluster that `kubectl apply` annotated with
+/// its last-applied configuration — leaves no value and no base64 of one in the run
+/// folder, the console, the -vv log or the postmortem; the Secrets' keys are shown.
+#[test]
+fn secrets_applied_or_read_with_kube_leave_no_value_anywhere() {
+    let password = "Db-Passw0rd-from-param";
+    let file_token = "api-token-from-a-file-4711";
+    let annotated = "annotated-old-secret-0815";
+    let std64 = |s: &str| {
+        base64(
+            s.as_bytes(),
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+        )
+    };
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let scenario = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/bad-deploy.scenario.yaml"),
+    )
+    .expect("the bad-deploy scenario");
+    let last_applied = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "legacy", "namespace": "prod"},
+        "data": {"key": std64(annotated)}})
+    .to_string();
+    let scenario = format!(
+        "{scenario}\n  - apiVersion: v1\n    kind: Secret\n    metadata:\n      name: legacy\n      namespace: prod\n      annotations:\n        kubectl.kubernetes.io/last-applied-configuration: {}\n    type: Opaque\n    data: {{ key: {} }}\n",
+        serde_json::to_string(&last_applied).expect("json"),
+        std64(annotated)
+    );
+    let scenario = write(tmp.path(), "lab.scenario.yaml", &scenario);
+    let lab = LabProcess::start(tmp.path(), &scenario);
+    write(
+        tmp.path(),
+        "api-secret.yaml",
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{ name: api }}\ndata:\n  token: {}\n",
+            std64(file_token)
+        ),
+    );
+    let rb = write(tmp.path(), "rb.yaml", SECRET_APPLY);
+    let state = tmp.path().join("state");
+    let run = Cli::new()
+        .state_dir(&state)
+        .env("KUBECONFIG", &lab.kubeconfig)
+        .env("RUNBOOK_SECRET_DB_PASSWORD", password)
+        .args(["-vv", "run", "--yes"])
+        .arg(&rb)
+        .run();
+    run.success();
+    let postmortem = Cli::new()
+        .state_dir(&state)
+        .args(["-vv", "postmortem", "last"])
+        .run();
+    postmortem.success();
+    drop(lab);
+
+    let mut texts = vec![
+        ("run stdout".to_string(), run.stdout.clone()),
+        ("run stderr and debug log".to_string(), run.stderr.clone()),
+        ("postmortem".to_string(), postmortem.stdout.clone()),
+        ("postmortem stderr".to_string(), postmortem.stderr.clone()),
+    ];
+    let mut files = Vec::new();
+    files_under(&state, &mut files);
+    for f in files {
+        let bytes = std::fs::read(&f).expect("a run file");
+        texts.push((
+            f.display().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    let mut hits = Vec::new();
+    for secret in [password, file_token, annotated] {
+        for (form, needle) in forms(secret) {
+            for (name, text) in &texts {
+                if text.contains(&needle) {
+                    hits.push(format!("{form} of `{secret}` (`{needle}`) in {name}"));
+                }
+            }
+        }
+    }
+    assert!(hits.is_empty(), "{}", hits.join("\n"));
+
+    // The Secrets were applied and read (the keys are there, the values masked).
+    let results: Vec<Value> = events(&state)
+        .into_iter()
+        .filter(|e| e["event"] == "op_finished")
+        .filter_map(|e| e.get("result").cloned())
+        .collect();
+    let all = results
+        .iter()
+        .find(|r| r.as_array().is_some_and(|a| a.len() == 3))
+        .expect("the three Secrets of prod");
+    let by_name = |n: &str| {
+        all.as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["metadata"]["name"] == n)
+            .unwrap_or_else(|| panic!("Secret {n} in {all}"))
+            .clone()
+    };
+    assert_eq!(by_name("api")["data"], json!({"token": "***"}));
+    assert_eq!(by_name("legacy")["data"], json!({"key": "***"}));
+    assert_eq!(
+        by_name("legacy")["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
+        "***"
+    );
+    let db = by_name("db");
+    let masked = db["stringData"]["password"] == "***" || db["data"]["password"] == "***";
+    assert!(masked, "{db}");
+}

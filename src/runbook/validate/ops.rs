@@ -213,6 +213,7 @@ impl Validator<'_> {
         }
         if verb == KubeVerb::Apply {
             self.inline_manifest(value);
+            self.inline_secret(value);
         }
         // `logs: deployment/web`: the kind before the slash must be one that has pods.
         if verb == KubeVerb::Logs
@@ -305,4 +306,128 @@ impl Validator<'_> {
                 Some("write one Kubernetes object, e.g. `apiVersion: v1`, `kind: ConfigMap`, `metadata: { name: x }`".into());
         }
     }
+
+    /// An inline manifest of a Secret must take its values from templates (a secret
+    /// param, redacted by reference), never write them: the runbook is in git, and
+    /// its text is shown in plans and reviews.
+    fn inline_secret(&mut self, value: &Sp<String>) {
+        let text = &value.value;
+        if !(text.contains('\n') || text.trim_start().starts_with('{')) {
+            return;
+        }
+        // Each template stands for a value lint cannot know; a plain word keeps the
+        // YAML parseable whether or not the template was quoted.
+        const TEMPLATE: &str = "RUNBOOKTEMPLATEVALUE";
+        let mut plain = String::new();
+        let mut rest = text.as_str();
+        while let Some(open) = rest.find("{{") {
+            let Some(close) = rest[open..].find("}}") else {
+                break;
+            };
+            let end = open + close + 2 + rest[open + close + 2..].len()
+                - rest[open + close + 2..].trim_start_matches('}').len();
+            plain.push_str(&rest[..open]);
+            plain.push_str(TEMPLATE);
+            rest = &rest[end..];
+        }
+        plain.push_str(rest);
+        let Ok(m) = crate::runbook::yaml::from_str::<Value>(&plain) else {
+            return;
+        };
+        if m.get("kind").and_then(Value::as_str) != Some("Secret") {
+            return;
+        }
+        for field in ["stringData", "data"] {
+            let Some(Value::Object(d)) = m.get(field) else {
+                continue;
+            };
+            for (key, v) in d {
+                let literal = match v {
+                    Value::String(s) => !s.replace(TEMPLATE, "").trim().is_empty(),
+                    Value::Null => false,
+                    _ => true,
+                };
+                if !literal {
+                    continue;
+                }
+                let pos = self.manifest_key_pos(value, field, key);
+                let param = key.replace(['-', '.'], "_").to_lowercase();
+                let help = format!(
+                    "pass it through a secret param: declare `params: {{ {param}: {{ required: true, secret: true }} }}` and write `{key}: \"{{{{params.{param}}}}}\"` under `stringData` (redacted by reference in the journal)"
+                );
+                self.push(
+                    Diagnostic::error(
+                        "kube-secret-literal",
+                        pos,
+                        format!(
+                            "the Secret's `{field}.{key}` is written in the runbook: it would be kept in git and shown in plans and reviews"
+                        ),
+                    )
+                    .len(if pos == value.pos { 1 } else { key.chars().count() })
+                    .help(help),
+                );
+            }
+        }
+    }
+
+    /// Where `field`'s `key` is written inside an inline manifest: its line and column
+    /// in the file for a block scalar (`apply: |`), else the manifest's position.
+    fn manifest_key_pos(&self, sp: &Sp<String>, field: &str, key: &str) -> Pos {
+        let text = &sp.value;
+        let Some(field_at) = find_key(text, field, 0) else {
+            return sp.pos;
+        };
+        let Some(at) = find_key(text, key, field_at + field.len()) else {
+            return sp.pos;
+        };
+        let line = text[..at].matches('\n').count();
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let col = text[line_start..at].chars().count();
+        if line == 0 {
+            return self.src.pos_in(sp, at);
+        }
+        // A block scalar: its lines stand in the file one under the other, at the
+        // column of its first line. Checked against the file, else the manifest.
+        let written = Pos {
+            line: sp.pos.line + line as u32,
+            col: sp.pos.col,
+        };
+        let in_file = self.src.byte(written).map(|b| &self.src.text[b..]);
+        let this_line = text[line_start..].lines().next().unwrap_or("");
+        if in_file.is_some_and(|f| f.starts_with(this_line)) {
+            Pos {
+                line: written.line,
+                col: written.col + col as u32,
+            }
+        } else {
+            sp.pos
+        }
+    }
+}
+
+/// The byte offset of `key` written as a mapping key (`key:`, `"key":`, `'key':`) in
+/// YAML text, at or after `from`.
+fn find_key(text: &str, key: &str, from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(found) = text.get(i..)?.find(key) {
+        let at = i + found;
+        let before = text[..at].chars().next_back();
+        let quoted = matches!(before, Some('"' | '\''));
+        let after = &text[at + key.len()..];
+        let after = if quoted {
+            after.get(1..).unwrap_or("")
+        } else {
+            after
+        };
+        let start = if quoted { at - 1 } else { at };
+        let bounded = text[..start]
+            .chars()
+            .next_back()
+            .is_none_or(|c| c.is_whitespace() || c == '{' || c == ',');
+        if bounded && after.trim_start_matches([' ', '\t']).starts_with(':') {
+            return Some(start);
+        }
+        i = at + key.len();
+    }
+    None
 }
