@@ -174,8 +174,13 @@ impl<'a> Walk<'a, '_> {
     /// path, or a `filter` of one (its elements are the range's).
     fn value_of(&self, e: &IdedExpr) -> Option<&'a Value> {
         if let Expr::Comprehension(c) = &e.expr {
-            let filters = matches!(&c.loop_step.expr, Expr::Call(call) if call.func_name == "_?_:_");
-            return if filters { self.value_of(&c.iter_range) } else { None };
+            let filters =
+                matches!(&c.loop_step.expr, Expr::Call(call) if call.func_name == "_?_:_");
+            return if filters {
+                self.value_of(&c.iter_range)
+            } else {
+                None
+            };
         }
         let (_, path) = super::condition::dotted(e)?;
         let root = match self.bound(&path[0]) {
@@ -382,8 +387,8 @@ impl<'a> Walk<'a, '_> {
                         )
                     }
                     _ => {
-                        // Anything else reads its operands once (sort: n log n) and
-                        // returns something no larger than the largest of them.
+                        // Anything else returns something no larger than the largest
+                        // of its operands (sort: n log n).
                         let biggest = operands
                             .iter()
                             .map(|x| x.est)
@@ -395,7 +400,10 @@ impl<'a> Walk<'a, '_> {
                             } else {
                                 1.0
                             };
-                        Node::of(base + scan * factor, biggest)
+                        // A linear pass over the elements at most: indexing, `has`,
+                        // comparisons and conversions do not copy what they read.
+                        let elements: f64 = operands.iter().map(|x| x.est.n.max(1.0)).sum();
+                        Node::of(base + elements * factor, biggest)
                     }
                 }
             }
@@ -405,9 +413,9 @@ impl<'a> Walk<'a, '_> {
                 let before = self.scope.len();
                 let element = range.est.element();
                 let heaviest = match self.value_of(&c.iter_range) {
-                    Some(Value::Array(items)) => items
-                        .iter()
-                        .max_by(|a, b| weight(a).total_cmp(&weight(b))),
+                    Some(Value::Array(items)) => {
+                        items.iter().max_by(|a, b| weight(a).total_cmp(&weight(b)))
+                    }
                     _ => None,
                 };
                 let (first, second) = match &c.iter_var2 {
