@@ -83,6 +83,18 @@ impl Est {
     }
 }
 
+/// `v.a.b…`, stopping at the last field the data has (a missing field is no
+/// larger than what would hold it).
+fn follow<'v>(mut v: &'v Value, fields: &[String]) -> &'v Value {
+    for f in fields {
+        match v.get(f) {
+            Some(inner) => v = inner,
+            None => break,
+        }
+    }
+    v
+}
+
 /// The shape of a JSON value: its element count and its heaviest element.
 fn shape(v: &Value) -> Est {
     match v {
@@ -125,7 +137,9 @@ pub(super) type Resolve<'a> = dyn Fn(&[String]) -> Option<&'a Value> + 'a;
 struct Walk<'a, 'r> {
     resolve: &'r Resolve<'a>,
     /// Variables bound by comprehensions, innermost last.
-    scope: Vec<(String, Est)>,
+    /// With, when the range was data, its heaviest element: fields of the variable
+    /// are then read from it instead of bounded by the element's whole weight.
+    scope: Vec<(String, Est, Option<&'a Value>)>,
     /// A size the walk cannot bound (a `lists.range` of a computed length) is taken
     /// as 1 at lint (no false alarms) and as the largest possible at run time.
     runtime: bool,
@@ -147,19 +161,47 @@ impl Node {
     }
 }
 
-impl Walk<'_, '_> {
-    fn bound(&self, name: &str) -> Option<Est> {
+impl<'a> Walk<'a, '_> {
+    fn bound(&self, name: &str) -> Option<(Est, Option<&'a Value>)> {
         self.scope
             .iter()
             .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, e)| *e)
+            .find(|(n, _, _)| n == name)
+            .map(|(_, e, v)| (*e, *v))
+    }
+
+    /// The data a range expression iterates over, when it is data: a variable's
+    /// path, or a `filter` of one (its elements are the range's).
+    fn value_of(&self, e: &IdedExpr) -> Option<&'a Value> {
+        if let Expr::Comprehension(c) = &e.expr {
+            let filters =
+                matches!(&c.loop_step.expr, Expr::Call(call) if call.func_name == "_?_:_");
+            return if filters {
+                self.value_of(&c.iter_range)
+            } else {
+                None
+            };
+        }
+        let (_, path) = super::condition::dotted(e)?;
+        let root = match self.bound(&path[0]) {
+            Some((_, v)) => v?,
+            None => (self.resolve)(&path[..1])?,
+        };
+        Some(follow(root, &path[1..]))
     }
 
     fn path(&self, e: &IdedExpr) -> Option<Node> {
         let path = super::condition::dotted(e)?;
         let path = path.1;
-        if let Some(root) = self.bound(&path[0]) {
+        if let Some((root, value)) = self.bound(&path[0]) {
+            if let Some(v) = value {
+                let v = follow(v, &path[1..]);
+                return Some(Node {
+                    cost: path.len() as f64,
+                    est: shape(v),
+                    number: v.as_f64(),
+                });
+            }
             let est = path.iter().skip(1).fold(root, |e, _| e.element());
             return Some(Node::of(path.len() as f64, est));
         }
@@ -345,8 +387,8 @@ impl Walk<'_, '_> {
                         )
                     }
                     _ => {
-                        // Anything else reads its operands once (sort: n log n) and
-                        // returns something no larger than the largest of them.
+                        // Anything else returns something no larger than the largest
+                        // of its operands (sort: n log n).
                         let biggest = operands
                             .iter()
                             .map(|x| x.est)
@@ -358,7 +400,10 @@ impl Walk<'_, '_> {
                             } else {
                                 1.0
                             };
-                        Node::of(base + scan * factor, biggest)
+                        // A linear pass over the elements at most: indexing, `has`,
+                        // comparisons and conversions do not copy what they read.
+                        let elements: f64 = operands.iter().map(|x| x.est.n.max(1.0)).sum();
+                        Node::of(base + elements * factor, biggest)
                     }
                 }
             }
@@ -367,11 +412,22 @@ impl Walk<'_, '_> {
                 let init = self.walk(&c.accu_init);
                 let before = self.scope.len();
                 let element = range.est.element();
-                self.scope.push((c.iter_var.clone(), element));
+                let heaviest = match self.value_of(&c.iter_range) {
+                    Some(Value::Array(items)) => {
+                        items.iter().max_by(|a, b| weight(a).total_cmp(&weight(b)))
+                    }
+                    _ => None,
+                };
+                let (first, second) = match &c.iter_var2 {
+                    // Two variables: index (or key) and element.
+                    Some(_) => (None, heaviest),
+                    None => (heaviest, None),
+                };
+                self.scope.push((c.iter_var.clone(), element, first));
                 if let Some(v2) = &c.iter_var2 {
-                    self.scope.push((v2.clone(), element));
+                    self.scope.push((v2.clone(), element, second));
                 }
-                self.scope.push((c.accu_var.clone(), init.est));
+                self.scope.push((c.accu_var.clone(), init.est, None));
                 let step = self.walk(&c.loop_step);
                 let accu = if step.est.list {
                     Est {
@@ -404,17 +460,17 @@ impl Walk<'_, '_> {
 
 /// The estimated cost of `e`, with free variables resolved by `resolve` (bound
 /// names in `bound` take the shape of the given values), saturating at u64::MAX.
-pub(super) fn estimate(
+pub(super) fn estimate<'a>(
     e: &IdedExpr,
-    resolve: &Resolve<'_>,
+    resolve: &Resolve<'a>,
     runtime: bool,
-    bound: &[(&str, &Value)],
+    bound: &[(&str, &'a Value)],
 ) -> u64 {
     let mut w = Walk {
         resolve,
         scope: bound
             .iter()
-            .map(|(name, v)| ((*name).to_owned(), shape(v)))
+            .map(|(name, v)| ((*name).to_owned(), shape(v), Some(*v)))
             .collect(),
         runtime,
     };
