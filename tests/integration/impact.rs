@@ -147,7 +147,7 @@ async fn a_delete_refuses_objects_the_approved_plan_did_not_list() {
     let (message, _) = ran.err();
     assert!(
         message.starts_with(
-            "1 pod match now that the approved plan did not list (hub-7): nothing was deleted"
+            "1 pod matches now that the approved plan did not list (hub-7): nothing was deleted"
         ),
         "{message}"
     );

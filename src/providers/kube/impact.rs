@@ -102,9 +102,10 @@ impl Run<'_> {
             return Ok(());
         }
         Err(OpError::failed(format!(
-            "{} {} match now that the approved plan did not list ({}): nothing was {}; run again to see and approve the new plan",
+            "{} {} {} now that the approved plan did not list ({}): nothing was {}; run again to see and approve the new plan",
             new.len(),
             plural(res, new.len()),
+            if new.len() == 1 { "matches" } else { "match" },
             names(&new),
             past(self.spec.verb),
         )))
