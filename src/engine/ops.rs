@@ -99,6 +99,7 @@ impl Ctx<'_> {
                     display: self.events.redact(&resolved.display),
                     op: self.events.redact_value(&resolved.op),
                     mutating: resolved.mutating,
+                    impact: None,
                 };
                 Ok(Prepared {
                     planned,
@@ -316,6 +317,7 @@ impl Ctx<'_> {
             vars: p.vars.clone(),
             calls: Default::default(),
             clock: crate::providers::RunClock(std::sync::Arc::clone(&self.clock)),
+            approved: p.planned.impact.as_ref().map(|i| i.objects.clone()),
         };
         let started = std::time::Instant::now();
         let fut = provider.execute(&p.resolved, &cx);

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::journal::event::ApiCall;
+use crate::journal::event::{ApiCall, Impact};
 
 pub mod http;
 pub mod limits;
@@ -102,6 +102,9 @@ pub struct ExecCtx {
     /// it and measure their deadline by it, so that against the lab's virtual time
     /// (`runbook demo`, `runbook test`) they follow the cluster's time.
     pub clock: RunClock,
+    /// The objects the approver saw in the plan's impact ([`Provider::impact`]): a
+    /// fan-out operation acts on no object outside them.
+    pub approved: Option<Vec<String>>,
 }
 
 impl ExecCtx {
@@ -113,6 +116,7 @@ impl ExecCtx {
             vars,
             calls: CallLog::default(),
             clock: RunClock::default(),
+            approved: None,
         }
     }
 }
@@ -214,6 +218,17 @@ pub trait Provider: Send + Sync {
         op: &'a Resolved,
         cx: &'a ExecCtx,
     ) -> BoxFuture<'a, Result<Value, OpError>>;
+
+    /// What a resolved operation would touch, found by read-only requests when its
+    /// plan is shown (a delete by selector lists what matches). None for operations
+    /// that name what they touch.
+    fn impact<'a>(
+        &'a self,
+        _op: &'a Resolved,
+        _cx: &'a ExecCtx,
+    ) -> BoxFuture<'a, Result<Option<Impact>, OpError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The providers a run may use, by name.
