@@ -310,7 +310,7 @@ async fn a_failed_run_is_retried_from_the_failed_step_without_repeating_the_othe
     // One postmortem tells the failure, the retry and the cluster.
     let pm = run(w.cli().args(["postmortem", &id])).await;
     pm.success();
-    pm.stdout_contains("| Retried | `note-kubeconfig`");
+    pm.stdout_contains("`note-kubeconfig` retried");
     pm.stdout_contains(format!("cluster uid {}", a.uid()));
     pm.stdout_contains("told to fail");
 }
