@@ -102,6 +102,9 @@ pub struct ExecCtx {
     /// it and measure their deadline by it, so that against the lab's virtual time
     /// (`runbook demo`, `runbook test`) they follow the cluster's time.
     pub clock: RunClock,
+    /// Told the process group id of a program the execution started (shell), so
+    /// the engine can journal it before the program's outcome is known.
+    pub spawned: Option<tokio::sync::mpsc::UnboundedSender<u32>>,
 }
 
 impl ExecCtx {
@@ -113,6 +116,7 @@ impl ExecCtx {
             vars,
             calls: CallLog::default(),
             clock: RunClock::default(),
+            spawned: None,
         }
     }
 }

@@ -142,6 +142,10 @@ async fn run(call: &ShellCall, cx: &ExecCtx) -> Result<Value, OpError> {
         .spawn()
         .map_err(|e| OpError::failed(spawn_error(call, &e)))?;
     let pid = child.id();
+    if let (Some(pid), Some(tx)) = (pid, &cx.spawned) {
+        // The child leads its own group (`process_group(0)`): pgid = pid.
+        let _ = tx.send(pid);
+    }
     let _running = pid.map(Running::register);
     let stdin_pipe = child.stdin.take();
     let mut stdout = child.stdout.take();
@@ -214,6 +218,21 @@ pub fn kill_running_groups() {
     for pid in running.iter() {
         kill_group(*pid);
     }
+}
+
+/// Whether process group `pgid` still has a live member (`kill(-pgid, 0)`: a group
+/// whose members belong to another user counts as live too). Used by `resume` after a
+/// crash, before it runs again an action whose program may still be running.
+pub fn group_alive(pgid: u32) -> bool {
+    let Ok(pgid) = i32::try_from(pgid) else {
+        return false;
+    };
+    if pgid <= 1 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the group exists; nothing is delivered.
+    let r = unsafe { libc::kill(-pgid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 fn kill_group(pid: u32) {

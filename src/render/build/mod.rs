@@ -668,7 +668,7 @@ impl Builder {
                     reason: reason.clone(),
                 });
             }
-            Event::Saved { .. } => {}
+            Event::Saved { .. } | Event::ProcessStarted { .. } => {}
             Event::StepFinished {
                 step,
                 duration_ms: d,
