@@ -329,7 +329,7 @@ fn running_unknown(r: &RunState) -> Vec<(String, u32)> {
             if let Some(pgid) = op.pgid
                 && unknown
                 && !key.verification
-                && crate::providers::shell::group_alive(pgid)
+                && crate::providers::shell::group_alive(pgid, op.spawned.map(Into::into))
             {
                 out.push((id.clone(), pgid));
             }

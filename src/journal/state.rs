@@ -58,6 +58,8 @@ pub struct OpRecord {
     /// The process group of the last start's program, when a `process_started` said
     /// (shell actions); cleared by the next `op_started`.
     pub pgid: Option<u32>,
+    /// When that `process_started` was journaled (to tell a recycled group id).
+    pub spawned: Option<DateTime<Utc>>,
 }
 
 /// The last thing the events say about one operation.
@@ -467,6 +469,7 @@ impl RunState {
                         attempt: *attempt,
                         starts: 0,
                         pgid: None,
+                        spawned: None,
                     });
                 op.state = OpState::Started;
                 op.started = ts;
@@ -474,6 +477,7 @@ impl RunState {
                 op.attempt = *attempt;
                 op.starts += 1;
                 op.pgid = None;
+                op.spawned = None;
             }
             Event::ProcessStarted { scope, pgid, .. } => {
                 // Only the start it belongs to: a group reported for a scope the
@@ -484,6 +488,7 @@ impl RunState {
                     .and_then(|s| s.ops.get_mut(&OpKey::from(scope)))
                 {
                     op.pgid = Some(*pgid);
+                    op.spawned = Some(ts);
                 }
             }
             Event::OpFinished {
@@ -503,6 +508,7 @@ impl RunState {
                         attempt: *attempt,
                         starts: 0,
                         pgid: None,
+                        spawned: None,
                     });
                 op.state = OpState::Finished { outcome: *outcome };
                 op.finished = Some(ts);

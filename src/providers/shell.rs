@@ -220,19 +220,65 @@ pub fn kill_running_groups() {
     }
 }
 
-/// Whether process group `pgid` still has a live member (`kill(-pgid, 0)`: a group
-/// whose members belong to another user counts as live too). Used by `resume` after a
-/// crash, before it runs again an action whose program may still be running.
-pub fn group_alive(pgid: u32) -> bool {
-    let Ok(pgid) = i32::try_from(pgid) else {
+/// Whether process group `pgid`, which a program started in at about `spawned`, still
+/// has a live member (`kill(-pgid, 0)`; a group of another user's processes counts as
+/// live). Used by `resume` after a crash, before it runs again an action whose
+/// program may still be running.
+///
+/// A group id is its leader's pid, and Linux does not reuse a pid while a group of
+/// that id has members; so a live group is the program's own unless its leader is
+/// alive and started well after `spawned`: the id was reused after the program's group
+/// ended (read from `/proc`; where it cannot be read, the group counts as live).
+pub fn group_alive(pgid: u32, spawned: Option<std::time::SystemTime>) -> bool {
+    let Ok(id) = i32::try_from(pgid) else {
         return false;
     };
-    if pgid <= 1 {
+    if id <= 1 {
         return false;
     }
     // SAFETY: signal 0 only checks that the group exists; nothing is delivered.
-    let r = unsafe { libc::kill(-pgid, 0) };
-    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    let r = unsafe { libc::kill(-id, 0) };
+    let live = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    match (live, spawned, leader_start(pgid)) {
+        (false, ..) => false,
+        (true, Some(spawned), Some(leader)) => leader <= spawned + RECYCLE_SLACK,
+        (true, ..) => true,
+    }
+}
+
+/// Clock skew allowed between a leader's start (`/proc`, whole seconds of boot time)
+/// and the journaled time of its `process_started`.
+const RECYCLE_SLACK: Duration = Duration::from_secs(5);
+
+/// When the process `pid` started, if it is alive and leads the group `pid` (Linux
+/// `/proc`; `None` elsewhere).
+fn leader_start(pid: u32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After `pid (comm) `: field 3 (state) onwards; comm may hold spaces and parens.
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let pgrp: u32 = fields.get(2)?.parse().ok()?;
+    if pgrp != pid {
+        return None;
+    }
+    let ticks: u64 = fields.get(19)?.parse().ok()?;
+    let btime: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    if hz == 0 {
+        return None;
+    }
+    Some(
+        std::time::UNIX_EPOCH
+            + Duration::from_secs(btime)
+            + Duration::from_millis(ticks.saturating_mul(1000) / hz),
+    )
 }
 
 fn kill_group(pid: u32) {
@@ -388,6 +434,27 @@ mod tests {
             }
             other => panic!("expected a failure, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_live_group_is_the_programs_unless_its_leader_started_after_it() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id();
+        let now = std::time::SystemTime::now();
+        assert!(group_alive(pgid, Some(now)));
+        assert!(group_alive(pgid, None));
+        // Journaled a minute before this leader started: the id was reused.
+        let before = now - Duration::from_secs(60);
+        assert!(!group_alive(pgid, Some(before)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!group_alive(pgid, Some(now)));
+        assert!(!group_alive(0, None));
     }
 
     #[tokio::test]
