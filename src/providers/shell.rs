@@ -221,14 +221,15 @@ pub fn kill_running_groups() {
 }
 
 /// Whether process group `pgid`, which a program started in at about `spawned`, still
-/// has a live member (`kill(-pgid, 0)`; a group of another user's processes counts as
-/// live). Used by `resume` after a crash, before it runs again an action whose
-/// program may still be running.
+/// has a live member. Used by `resume` after a crash, before it runs again an action
+/// whose program may still be running.
 ///
-/// A group id is its leader's pid, and Linux does not reuse a pid while a group of
-/// that id has members; so a live group is the program's own unless its leader is
-/// alive and started well after `spawned`: the id was reused after the program's group
-/// ended (read from `/proc`; where it cannot be read, the group counts as live).
+/// Read from `/proc` where there is one: a member that is a zombie (exited, not yet
+/// reaped: the engine that would have reaped it is gone) does not count, and a group
+/// id is its leader's pid, which Linux does not reuse while a group of that id has
+/// members; so the group is the program's own unless its leader is alive and started
+/// well after `spawned` (the id was reused after the program's group ended).
+/// Elsewhere, `kill(-pgid, 0)` (a group of another user's processes counts as live).
 pub fn group_alive(pgid: u32, spawned: Option<std::time::SystemTime>) -> bool {
     let Ok(id) = i32::try_from(pgid) else {
         return false;
@@ -236,27 +237,58 @@ pub fn group_alive(pgid: u32, spawned: Option<std::time::SystemTime>) -> bool {
     if id <= 1 {
         return false;
     }
+    if let Some(members) = live_members(pgid) {
+        return members
+            && match (spawned, leader_start(pgid)) {
+                (Some(spawned), Some(leader)) => leader <= spawned + RECYCLE_SLACK,
+                _ => true,
+            };
+    }
     // SAFETY: signal 0 only checks that the group exists; nothing is delivered.
     let r = unsafe { libc::kill(-id, 0) };
-    let live = r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    match (live, spawned, leader_start(pgid)) {
-        (false, ..) => false,
-        (true, Some(spawned), Some(leader)) => leader <= spawned + RECYCLE_SLACK,
-        (true, ..) => true,
-    }
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Clock skew allowed between a leader's start (`/proc`, whole seconds of boot time)
 /// and the journaled time of its `process_started`.
 const RECYCLE_SLACK: Duration = Duration::from_secs(5);
 
+/// The fields of `/proc/PID/stat` from field 3 (state) on; `comm` may hold spaces
+/// and parentheses, so they start after the last `)`.
+fn proc_stat(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Whether a process of group `pgid` that is not a zombie exists; `None` without a
+/// readable `/proc`.
+fn live_members(pgid: u32) -> Option<bool> {
+    let want = pgid.to_string();
+    let entries = std::fs::read_dir("/proc").ok()?;
+    let mut seen_self = false;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Some(f) = proc_stat(pid) else { continue };
+        seen_self |= pid == std::process::id().to_string();
+        if f.get(2) == Some(&want) && !matches!(f.first().map(String::as_str), Some("Z" | "X")) {
+            return Some(true);
+        }
+    }
+    // A `/proc` that does not list this process is not one to trust.
+    seen_self.then_some(false)
+}
+
 /// When the process `pid` started, if it is alive and leads the group `pid` (Linux
 /// `/proc`; `None` elsewhere).
 fn leader_start(pid: u32) -> Option<std::time::SystemTime> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After `pid (comm) `: field 3 (state) onwards; comm may hold spaces and parens.
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let fields = proc_stat(&pid.to_string())?;
     let pgrp: u32 = fields.get(2)?.parse().ok()?;
     if pgrp != pid {
         return None;
@@ -452,6 +484,12 @@ mod tests {
         let before = now - Duration::from_secs(60);
         assert!(!group_alive(pgid, Some(before)));
         child.kill().unwrap();
+        // Killed and not yet reaped: a zombie is not a live member.
+        let t0 = std::time::Instant::now();
+        while group_alive(pgid, Some(now)) && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!group_alive(pgid, Some(now)), "a zombie leader is not live");
         child.wait().unwrap();
         assert!(!group_alive(pgid, Some(now)));
         assert!(!group_alive(0, None));
