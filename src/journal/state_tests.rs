@@ -612,5 +612,5 @@ fn a_process_started_names_the_group_of_its_start_until_the_next_start() {
         },
     ]))
     .unwrap();
-    assert!(r.steps.get("other").is_none());
+    assert!(!r.steps.contains_key("other"));
 }

@@ -32,9 +32,21 @@ impl Drop for Killed {
     }
 }
 
+/// Whether a process of group `pgid` that is not a zombie exists (the killed
+/// engine's orphans may stay unreaped for a while).
 fn alive(pgid: i32) -> bool {
-    // SAFETY: signal 0 only asks whether the group exists.
-    unsafe { libc::kill(-pgid, 0) == 0 }
+    let want = pgid.to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                f.get(2) == Some(&want.as_str()) && !matches!(f.first(), Some(&"Z" | &"X"))
+            })
+        })
 }
 
 fn run_and_kill() -> Killed {
