@@ -99,6 +99,7 @@ fn one_step(events: usize) -> Vec<Record> {
                     display: format!("kubectl delete pod hub-{i} --grace-period=0 --force -n prod"),
                     op: json!({ "delete": "pod", "name": format!("hub-{i}") }),
                     mutating: true,
+                    impact: None,
                 },
                 attempt: 1,
             },
@@ -183,6 +184,7 @@ fn journal(events: usize, shape: Option<&str>) -> String {
                 display: format!("kubectl cordon gke-prod-a-ssd-pool-{step}-node-{i}"),
                 op: json!({ "cordon": format!("gke-prod-a-ssd-pool-{step}-node-{i}") }),
                 mutating: true,
+                impact: None,
             })
             .collect();
         g.push(
@@ -243,6 +245,7 @@ fn journal(events: usize, shape: Option<&str>) -> String {
                         display: "kubectl get nodes -o json".into(),
                         op: json!({ "get": "nodes" }),
                         mutating: false,
+                        impact: None,
                     },
                     attempt,
                 },

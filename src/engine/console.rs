@@ -206,6 +206,9 @@ impl Printer {
                 text.push_str(&line);
             }
             text.push('\n');
+            if let Some(i) = &op.impact {
+                text.push_str(&format!("      {}\n", i.summary));
+            }
         }
         if let Some(t) = &req.target {
             text.push_str(&format!("    target: {t}\n"));

@@ -7,8 +7,11 @@ use super::ctx::Ctx;
 use super::events::Notice;
 use super::ops::Prepared;
 use super::run::sha256_hex;
-use crate::journal::event::{ApprovalSource, Decision, Event, PlannedOp};
+use futures::StreamExt;
+
+use crate::journal::event::{ApprovalSource, Decision, Event, Impact, PlannedOp};
 use crate::journal::state::StepState;
+use crate::providers::{ExecCtx, OpError, RunClock};
 use crate::runbook::model::{Gate, Step};
 
 /// A gate's verdict.
@@ -19,17 +22,70 @@ pub(super) enum Pass {
     Abort(String),
 }
 
+/// How many impact lists run at once for a `for_each` of fan-out operations.
+const ASSESS_CONCURRENCY: usize = 8;
+
 impl Ctx<'_> {
+    /// Find what each fan-out operation would touch (a delete by selector lists what
+    /// matches, read-only) and put it in its plan, so the approver sees it, the digest
+    /// covers it and execution acts on nothing else. A list that fails is shown as
+    /// such and approves no object. False when the run was aborted meanwhile.
+    async fn assess(&self, prepared: &mut [Prepared]) -> bool {
+        let found: Vec<_> = futures::stream::iter(prepared.iter().map(|p| async move {
+            let provider = self.providers.get(&p.resolved.provider)?;
+            if !p.resolved.mutating {
+                return None;
+            }
+            let cx = ExecCtx {
+                cancel: self.cancel.child_token(),
+                timeout: None,
+                dry_run: false,
+                vars: p.vars.clone(),
+                calls: Default::default(),
+                clock: RunClock(std::sync::Arc::clone(&self.clock)),
+                approved: None,
+                spawned: None,
+            };
+            match provider.impact(&p.resolved, &cx).await {
+                Ok(i) => i.map(Ok),
+                Err(OpError::Cancelled) => Some(Err(())),
+                Err(e) => Some(Ok(Impact {
+                    summary: format!(
+                        "cannot list what it would touch ({e}); it will act on nothing that matches"
+                    ),
+                    objects: Vec::new(),
+                })),
+            }
+        }))
+        .buffered(ASSESS_CONCURRENCY)
+        .collect()
+        .await;
+        for (p, i) in prepared.iter_mut().zip(found) {
+            match i {
+                Some(Ok(mut i)) => {
+                    i.summary = self.events.redact(&i.summary);
+                    p.planned.impact = Some(i);
+                }
+                Some(Err(())) => return false,
+                None => {}
+            }
+        }
+        !self.cancel.is_cancelled()
+    }
+
     /// Show the plan and get a decision, journaled before anything runs.
     pub(super) async fn gate(
         &mut self,
         step: &Step,
         rung: Option<&str>,
         title: &str,
-        prepared: &[Prepared],
+        prepared: &mut [Prepared],
         gate: Gate,
         prior: Option<&StepState>,
     ) -> Result<Pass, EngineError> {
+        if !self.assess(prepared).await {
+            return Ok(Pass::Abort("aborted by operator".into()));
+        }
         let ops: Vec<PlannedOp> = prepared.iter().map(|p| p.planned.clone()).collect();
         // A kube plan is a plan for one cluster: its digest covers the target, so an
         // approval given for one cluster never approves the same plan on another. A

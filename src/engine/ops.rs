@@ -99,6 +99,7 @@ impl Ctx<'_> {
                     display: self.events.redact(&resolved.display),
                     op: self.events.redact_value(&resolved.op),
                     mutating: resolved.mutating,
+                    impact: None,
                 };
                 Ok(Prepared {
                     planned,
@@ -327,6 +328,7 @@ impl Ctx<'_> {
             calls: Default::default(),
             clock: crate::providers::RunClock(std::sync::Arc::clone(&self.clock)),
             spawned: track.then_some(tx),
+            approved: p.planned.impact.as_ref().map(|i| i.objects.clone()),
         };
         let started = std::time::Instant::now();
         let fut = provider.execute(&p.resolved, &cx);

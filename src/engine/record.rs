@@ -155,6 +155,10 @@ impl Recorder {
         let planned = |op: PlannedOp| PlannedOp {
             display: r.mask(&op.display),
             op: r.mask_value(&op.op),
+            impact: op.impact.map(|i| crate::journal::event::Impact {
+                summary: r.mask(&i.summary),
+                ..i
+            }),
             ..op
         };
         match event {

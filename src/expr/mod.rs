@@ -27,6 +27,8 @@ pub use condition::{
     with_clock, with_clock_sync, wrong_arity,
 };
 pub use cost::{COST_BUDGET_VAR, DEFAULT_COST_BUDGET, budget as cost_budget};
+/// A duration as `kubectl get` shows ages (`4h`, `2d`).
+pub(crate) use helpers::short_age;
 pub use template::{render, render_json, template_refs};
 
 /// An error from parsing or evaluating a template or a condition.

@@ -159,6 +159,23 @@ pub struct PlannedOp {
     /// The resolved operation as data (provider-specific), secrets redacted.
     pub op: Value,
     pub mutating: bool,
+    /// What a fan-out operation (a delete by selector or filter) would touch, listed
+    /// read-only when the gate was reached: shown in the plan and covered by its
+    /// digest. Absent for operations that name their one object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impact: Option<Impact>,
+}
+
+/// The objects an operation would touch, as a read-only list found them when its
+/// plan was shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Impact {
+    /// One line for the plan: `would delete 12 pods: hub-1, hub-2, … (and 7 more);
+    /// ages 4h–2d, on 3 nodes`.
+    pub summary: String,
+    /// Every object it would touch (`name`, or `namespace/name` across namespaces),
+    /// sorted; the approval covers exactly these.
+    pub objects: Vec<String>,
 }
 
 /// One request an operation sent to an API (Kubernetes), retried ones included, so

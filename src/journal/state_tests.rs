@@ -65,6 +65,7 @@ fn op_started(scope: Scope) -> Event {
             display: "touch x".into(),
             op: Value::Null,
             mutating: true,
+            impact: None,
         },
         attempt: 1,
     }
@@ -349,6 +350,7 @@ fn gate_requested(step: &str, rung: Option<&str>, ops: usize) -> Event {
                 display: format!("touch {i}"),
                 op: Value::Null,
                 mutating: true,
+                impact: None,
             })
             .collect(),
         digest: "d1".into(),

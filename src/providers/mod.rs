@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::journal::event::ApiCall;
+use crate::journal::event::{ApiCall, Impact};
 
 pub mod http;
 pub mod limits;
@@ -105,6 +105,9 @@ pub struct ExecCtx {
     /// Told the process group id of a program the execution started (shell), so
     /// the engine can journal it before the program's outcome is known.
     pub spawned: Option<tokio::sync::mpsc::UnboundedSender<u32>>,
+    /// The objects the approver saw in the plan's impact ([`Provider::impact`]): a
+    /// fan-out operation acts on no object outside them.
+    pub approved: Option<Vec<String>>,
 }
 
 impl ExecCtx {
@@ -117,6 +120,7 @@ impl ExecCtx {
             calls: CallLog::default(),
             clock: RunClock::default(),
             spawned: None,
+            approved: None,
         }
     }
 }
@@ -218,6 +222,17 @@ pub trait Provider: Send + Sync {
         op: &'a Resolved,
         cx: &'a ExecCtx,
     ) -> BoxFuture<'a, Result<Value, OpError>>;
+
+    /// What a resolved operation would touch, found by read-only requests when its
+    /// plan is shown (a delete by selector lists what matches). None for operations
+    /// that name what they touch.
+    fn impact<'a>(
+        &'a self,
+        _op: &'a Resolved,
+        _cx: &'a ExecCtx,
+    ) -> BoxFuture<'a, Result<Option<Impact>, OpError>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// The providers a run may use, by name.

@@ -337,6 +337,9 @@ fn percent(s: &str) -> String {
     out
 }
 
+/// The cells of one row of a kind's table, for an object read at a time.
+type Row = fn(&Value, DateTime<Utc>) -> Vec<String>;
+
 /// One table per kind, in the order kinds first appear.
 fn kube_tables(items: &[Value], at: DateTime<Utc>, more: &dyn Fn(usize) -> String) -> String {
     let mut kinds: Vec<&str> = Vec::new();
@@ -352,7 +355,7 @@ fn kube_tables(items: &[Value], at: DateTime<Utc>, more: &dyn Fn(usize) -> Strin
             .iter()
             .filter(|it| it["kind"].as_str().unwrap_or_default() == kind)
             .collect();
-        let (head, row): (&[&str], fn(&Value, DateTime<Utc>) -> Vec<String>) = match kind {
+        let (head, row): (&[&str], Row) = match kind {
             "Pod" => (
                 &["NAME", "READY", "STATUS", "RESTARTS", "AGE", "NODE"],
                 pod_row,

@@ -26,6 +26,7 @@ mod format_errors;
 mod hostile_input;
 mod hostile_servers;
 mod http_tls;
+mod impact;
 mod kube_cli;
 mod kube_connect;
 mod kube_docs;

@@ -287,3 +287,45 @@ fn a_missing_template_file_is_named() {
         .stdout_is("")
         .stderr_contains("cannot read template no-such.hbs");
 }
+
+/// Issue 17's bar: the seed demo's postmortem is short enough to paste into a review
+/// (under 200 lines and 15 KB), valid GFM, and keeps what a reviewer needs.
+#[test]
+fn the_seed_demo_postmortem_fits_a_review() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let st = dir.path().join("state");
+    Cli::new()
+        .current_dir(dir.path())
+        .arg("demo")
+        .arg("--state-dir")
+        .arg(&st)
+        .run()
+        .code(0);
+    let runs: Vec<PathBuf> = std::fs::read_dir(st.join("runs"))
+        .expect("runs")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    let text = std::fs::read_to_string(runs[0].join("postmortem.md")).expect("written");
+    assert!(text.lines().count() < 200, "{} lines", text.lines().count());
+    assert!(text.len() < 15_000, "{} bytes", text.len());
+    let tables = pulldown_cmark::Parser::new_ext(&text, pulldown_cmark::Options::ENABLE_TABLES)
+        .filter(|e| {
+            matches!(
+                e,
+                pulldown_cmark::Event::Start(pulldown_cmark::Tag::Table(_))
+            )
+        })
+        .count();
+    assert!(tables >= 8, "{tables} tables");
+    for fact in [
+        "| NAME | READY | STATUS | RESTARTS | AGE | NODE |",
+        "`kubectl delete pod hub-65d9f46698-dj4jb -n prod --grace-period=0 --force`: **OK**: deleted",
+        "| `free-hub-volume` rung `force-delete-lost-pods` |",
+        "**MITIGATED at 06:35:00**",
+        "| Time to detect | unknown (no impact start);",
+        "[graph](http://127.0.0.1:",
+    ] {
+        assert!(text.contains(fact), "lacks {fact:?}\n{text}");
+    }
+    assert!(!text.contains("\"apiVersion\""), "no JSON dumps");
+}

@@ -49,7 +49,7 @@ pub(super) async fn run(
     let pass = if prepared.is_empty() && !cx.opts.dry_run {
         Pass::Go
     } else {
-        cx.gate(step, None, step.title(), &prepared, gate, prior)
+        cx.gate(step, None, step.title(), &mut prepared, gate, prior)
             .await?
     };
     match pass {

@@ -114,9 +114,16 @@ async fn plan(cx: &mut Ctx<'_>, step: &Step, ids: &[String]) -> Result<End, Engi
             Some(op) => {
                 let base = scope(step, Some(rung_id.clone()));
                 match cx.prepare(&base, op, rung.for_each.as_deref(), false) {
-                    Ok(prepared) => {
-                        cx.gate(step, Some(rung_id), &title, &prepared, Gate::Approve, None)
-                            .await?;
+                    Ok(mut prepared) => {
+                        cx.gate(
+                            step,
+                            Some(rung_id),
+                            &title,
+                            &mut prepared,
+                            Gate::Approve,
+                            None,
+                        )
+                        .await?;
                     }
                     Err(error) => cx.events.notice(Notice::CannotPlan {
                         rung: rung_id.clone(),
@@ -243,7 +250,7 @@ async fn run_rung(
         let pass = if prepared.is_empty() && !cx.opts.dry_run {
             Pass::Go
         } else {
-            cx.gate(step, Some(rung_id), &title, &prepared, gate, prior)
+            cx.gate(step, Some(rung_id), &title, &mut prepared, gate, prior)
                 .await?
         };
         match pass {

@@ -13,6 +13,7 @@ pub mod client;
 pub mod display;
 mod drain;
 mod edit;
+mod impact;
 mod logs;
 mod read;
 mod rollout;
@@ -452,6 +453,20 @@ impl Provider for KubeProvider {
         Box::pin(async move {
             let spec: KubeSpec = op.decode()?;
             self.run(&spec, cx).await
+        })
+    }
+
+    fn impact<'a>(
+        &'a self,
+        op: &'a Resolved,
+        cx: &'a ExecCtx,
+    ) -> BoxFuture<'a, Result<Option<crate::journal::event::Impact>, OpError>> {
+        Box::pin(async move {
+            let spec: KubeSpec = op.decode()?;
+            tokio::select! {
+                r = self.impact_of(&spec, cx) => r,
+                _ = cx.cancel.cancelled() => Err(OpError::Cancelled),
+            }
         })
     }
 }

@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 
 use super::client::{Req, Resp, api_error};
 use super::display::{self, quote};
-use super::read::ListScope;
 use super::{ApiRes, Run};
 use crate::providers::OpError;
 
@@ -232,28 +231,10 @@ impl Run<'_> {
         let mut gone_before = Vec::new();
         let targets: Vec<(Option<String>, String)> = match (&spec.name, &spec.where_) {
             (Some(name), None) => vec![(ns.clone(), name.clone())],
-            (name, _) => {
-                let objects = match name {
-                    Some(name) => match self.get_object(&res, ns.as_deref(), name).await? {
-                        Some(o) => vec![o],
-                        None => {
-                            gone_before.push(Each::Gone(name.clone()));
-                            Vec::new()
-                        }
-                    },
-                    None => {
-                        let scope = ListScope {
-                            ns: ns.as_deref(),
-                            labels: spec.selector.as_deref(),
-                            fields: spec.fields.as_deref(),
-                        };
-                        self.list_objects(&res, &scope).await?
-                    }
-                };
-                let objects = match &spec.where_ {
-                    Some(w) => self.filter(w, &res, objects)?,
-                    None => objects,
-                };
+            _ => {
+                let (objects, gone) = self.delete_matches(&res, ns.as_deref()).await?;
+                gone_before.extend(gone.map(Each::Gone));
+                self.within_approval(&res, &objects)?;
                 objects
                     .iter()
                     .map(|o| {

@@ -655,6 +655,7 @@ mod tests {
                         display: "kubectl delete pod p".into(),
                         op: serde_json::Value::Null,
                         mutating: true,
+                        impact: None,
                     },
                     attempt: 1,
                 },
@@ -727,6 +728,7 @@ mod tests {
                     display: format!("kubectl delete pod p{n}"),
                     op: serde_json::Value::Null,
                     mutating: true,
+                    impact: None,
                 },
                 attempt: 1,
             });

@@ -508,6 +508,7 @@ impl Builder {
                             display: "(operation not in the journal)".to_owned(),
                             op: Value::Null,
                             mutating: false,
+                            impact: None,
                         };
                         self.op_started(rec, &op, 1);
                         match self.running.remove(&key) {
