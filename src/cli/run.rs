@@ -120,6 +120,11 @@ pub struct ResumeArgs {
     /// gates of changed plans ask again.
     #[arg(long)]
     pub accept_changes: bool,
+    /// Continue although the process group of an action whose outcome is unknown
+    /// (the run was killed while it ran) still runs: the action may run a second
+    /// time next to the first. Journaled as a note naming you.
+    #[arg(long)]
+    pub rerun_unknown: bool,
     #[command(flatten)]
     pub approval: ApprovalArgs,
 }
@@ -249,6 +254,7 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
     opts.secrets = secrets;
     opts.retry_failed = args.retry_failed;
     opts.accept_changes = args.accept_changes;
+    opts.rerun_unknown = args.rerun_unknown;
     let providers = match build_providers() {
         Ok(p) => p,
         Err(e) => {

@@ -44,6 +44,7 @@ impl Ctx<'_> {
                 calls: Default::default(),
                 clock: RunClock(std::sync::Arc::clone(&self.clock)),
                 approved: None,
+                spawned: None,
             };
             match provider.impact(&p.resolved, &cx).await {
                 Ok(i) => i.map(Ok),

@@ -84,6 +84,10 @@ pub struct EngineOpts {
     /// `resume --accept-changes`: continue a run whose runbook file was edited (the
     /// change is journaled as `runbook_changed`); without it such a resume is refused.
     pub accept_changes: bool,
+    /// `resume --rerun-unknown`: continue although the process group of an action
+    /// whose outcome is unknown still runs (journaled as a note naming the operator);
+    /// without it such a resume is refused.
+    pub rerun_unknown: bool,
 }
 
 impl EngineOpts {
@@ -102,6 +106,7 @@ impl EngineOpts {
             target: None,
             retry_failed: false,
             accept_changes: false,
+            rerun_unknown: false,
         }
     }
 }

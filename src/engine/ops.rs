@@ -310,6 +310,16 @@ impl Ctx<'_> {
                 p.resolved.provider
             ))));
         };
+        // An action's program is journaled with its process group as soon as it
+        // starts, so that `resume` after a crash can tell whether it still runs.
+        let (tx, mut spawned) = tokio::sync::mpsc::unbounded_channel();
+        let scope = &p.planned.scope;
+        let track = !scope.verification
+            && self
+                .events
+                .state()
+                .step(&scope.step)
+                .is_some_and(|s| s.kind == "action");
         let cx = ExecCtx {
             cancel: self.cancel.child_token(),
             timeout: t,
@@ -317,20 +327,32 @@ impl Ctx<'_> {
             vars: p.vars.clone(),
             calls: Default::default(),
             clock: crate::providers::RunClock(std::sync::Arc::clone(&self.clock)),
+            spawned: track.then_some(tx),
             approved: p.planned.impact.as_ref().map(|i| i.objects.clone()),
         };
         let started = std::time::Instant::now();
         let fut = provider.execute(&p.resolved, &cx);
         tokio::pin!(fut);
-        let r = tokio::select! {
-            r = &mut fut => r,
-            // The provider sees the same cancellation and winds down itself (a shell
-            // command's whole process group is killed, a request dropped): let it,
-            // rather than drop it half-way and leave grandchildren running. One that
-            // does not answer in time is dropped.
-            () = self.cancel.cancelled() => tokio::time::timeout(CANCEL_GRACE, &mut fut)
-                .await
-                .unwrap_or(Err(OpError::Cancelled)),
+        let r = loop {
+            tokio::select! {
+                biased;
+                Some(pgid) = spawned.recv() => {
+                    // Not synced: a crash of the machine ends the group too; the
+                    // engine killed alone leaves the line written.
+                    self.events.emit(
+                        Event::ProcessStarted { scope: scope.clone(), attempt, pgid },
+                        false,
+                    )?;
+                }
+                r = &mut fut => break r,
+                // The provider sees the same cancellation and winds down itself (a
+                // shell command's whole process group is killed, a request dropped):
+                // let it, rather than drop it half-way and leave grandchildren
+                // running. One that does not answer in time is dropped.
+                () = self.cancel.cancelled() => break tokio::time::timeout(CANCEL_GRACE, &mut fut)
+                    .await
+                    .unwrap_or(Err(OpError::Cancelled)),
+            }
         };
         let r = match (r, t) {
             // A provider that ignored its timeout still reports it as one.

@@ -295,6 +295,7 @@ impl Recorder {
             | Event::GateDecided { .. }
             | Event::StepRetried { .. }
             | Event::RunbookChanged { .. }
+            | Event::ProcessStarted { .. }
             | Event::ManualConfirmed { .. }) => other,
         }
     }

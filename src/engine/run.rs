@@ -14,7 +14,7 @@ use super::record::Recorder;
 use super::steps::End;
 use super::{Approver, Clock, EngineError, EngineOpts, RunReport};
 use crate::journal::event::{self, Event, GitRef, KubeTarget, Outcome, RunStatus, RunbookRef};
-use crate::journal::state::{RunState, StepState};
+use crate::journal::state::{OpState, RunState, StepState};
 use crate::journal::{reader, writer::Writer};
 use crate::providers::Providers;
 use crate::runbook::model::{FailurePolicy, OnFailure, Param, Runbook, Step};
@@ -141,6 +141,14 @@ pub(crate) async fn resume(
         _ => None,
     };
     check_target(&r, opts.target.as_ref())?;
+    let running = running_unknown(&r);
+    if let Some((step, pgid)) = running.first()
+        && !opts.rerun_unknown
+    {
+        return Err(EngineError::Resume(format!(
+            "the process group {pgid} of step {step} is still running: the run stopped before its outcome was journaled, and running the step again now would put a second execution next to it; wait for it to end, or stop it with `kill -- -{pgid}`, or re-run anyway with `runbook resume {run_id} --rerun-unknown`; the run is unchanged"
+        )));
+    }
     let path = PathBuf::from(&r.runbook.path);
     let loaded = crate::runbook::load(&path).map_err(|e| {
         EngineError::Resume(format!("the runbook of this run no longer loads:\n{e}"))
@@ -242,6 +250,16 @@ pub(crate) async fn resume(
         },
         true,
     )?;
+    for (step, pgid) in &running {
+        // Said on the console and journaled, so the postmortem shows who chose to
+        // run an action again next to the execution that may still be running.
+        let text = format!(
+            "resumed with --rerun-unknown while the process group {pgid} of step {step} was still running"
+        );
+        opts.printer.line(&format!("warning: {text}"));
+        let by = opts.operator.clone();
+        events.emit(Event::Note { text, by }, true)?;
+    }
     if let Some(change) = changed {
         // Durable before any step of the edited runbook runs.
         events.emit(change, true)?;
@@ -291,6 +309,37 @@ fn failed_step(rb: &Runbook, r: &RunState) -> Option<String> {
 /// A run continues on the cluster it started on, or not at all: a shell whose
 /// KUBECONFIG now points elsewhere must not roll back another cluster. Checked before
 /// anything is journaled, so a refused resume changes nothing.
+/// The actions not done whose outcome is unknown and whose program's process group,
+/// journaled by `process_started`, still has live members: `(step, pgid)`, in step
+/// order of the journal (by step id for a stable message).
+fn running_unknown(r: &RunState) -> Vec<(String, u32)> {
+    let mut out: Vec<(String, u32)> = Vec::new();
+    for (id, s) in &r.steps {
+        if s.is_done() || s.kind != "action" {
+            continue;
+        }
+        for (key, op) in &s.ops {
+            let unknown = matches!(
+                op.state,
+                OpState::Started
+                    | OpState::Finished {
+                        outcome: Outcome::Aborted | Outcome::Unknown,
+                    }
+            );
+            if let Some(pgid) = op.pgid
+                && unknown
+                && !key.verification
+                && crate::providers::shell::group_alive(pgid, op.spawned.map(Into::into))
+            {
+                out.push((id.clone(), pgid));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 fn check_target(r: &RunState, now: Option<&KubeTarget>) -> Result<(), EngineError> {
     let (Some(then), Some(now)) = (r.target.as_ref(), now) else {
         return Ok(());

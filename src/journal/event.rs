@@ -353,6 +353,14 @@ pub enum Event {
     },
     /// An operation is about to run (written before the side effect).
     OpStarted { op: PlannedOp, attempt: u32 },
+    /// The program of a shell action started in its own process group `pgid` (journaled
+    /// right after it was spawned): after a crash, `resume` refuses to run the action
+    /// again while that group still has live members. Absent in older journals.
+    ProcessStarted {
+        scope: Scope,
+        attempt: u32,
+        pgid: u32,
+    },
     OpFinished {
         scope: Scope,
         attempt: u32,

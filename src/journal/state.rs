@@ -55,6 +55,11 @@ pub struct OpRecord {
     pub attempt: u32,
     /// How many `op_started` events this scope had (retries and polls included).
     pub starts: u32,
+    /// The process group of the last start's program, when a `process_started` said
+    /// (shell actions); cleared by the next `op_started`.
+    pub pgid: Option<u32>,
+    /// When that `process_started` was journaled (to tell a recycled group id).
+    pub spawned: Option<DateTime<Utc>>,
 }
 
 /// The last thing the events say about one operation.
@@ -463,12 +468,28 @@ impl RunState {
                         finished: None,
                         attempt: *attempt,
                         starts: 0,
+                        pgid: None,
+                        spawned: None,
                     });
                 op.state = OpState::Started;
                 op.started = ts;
                 op.finished = None;
                 op.attempt = *attempt;
                 op.starts += 1;
+                op.pgid = None;
+                op.spawned = None;
+            }
+            Event::ProcessStarted { scope, pgid, .. } => {
+                // Only the start it belongs to: a group reported for a scope the
+                // journal never started is ignored.
+                if let Some(op) = self
+                    .steps
+                    .get_mut(&scope.step)
+                    .and_then(|s| s.ops.get_mut(&OpKey::from(scope)))
+                {
+                    op.pgid = Some(*pgid);
+                    op.spawned = Some(ts);
+                }
             }
             Event::OpFinished {
                 scope,
@@ -486,6 +507,8 @@ impl RunState {
                         finished: None,
                         attempt: *attempt,
                         starts: 0,
+                        pgid: None,
+                        spawned: None,
                     });
                 op.state = OpState::Finished { outcome: *outcome };
                 op.finished = Some(ts);

@@ -572,3 +572,47 @@ fn an_accepted_runbook_change_makes_the_edited_version_the_runs_runbook() {
         "the rest of the runbook's identity stays"
     );
 }
+
+#[test]
+fn a_process_started_names_the_group_of_its_start_until_the_next_start() {
+    let s = scope("fix", None, None);
+    let spawned = Event::ProcessStarted {
+        scope: s.clone(),
+        attempt: 1,
+        pgid: 4242,
+    };
+    let r = RunState::from_records(&timed(vec![
+        started(),
+        step_started("fix"),
+        op_started(s.clone()),
+        spawned.clone(),
+    ]))
+    .unwrap();
+    let o = r.steps["fix"].op(&OpKey::from(&s)).unwrap();
+    assert_eq!(o.pgid, Some(4242));
+    assert_eq!(o.spawned, Some(o.started + chrono::Duration::seconds(1)));
+    assert_eq!(r.steps["fix"].unknown_ops(None).len(), 1);
+    // A later start has no group until its own `process_started`.
+    let r = RunState::from_records(&timed(vec![
+        started(),
+        step_started("fix"),
+        op_started(s.clone()),
+        spawned,
+        op_finished(s.clone(), Outcome::Failed),
+        op_started(s.clone()),
+    ]))
+    .unwrap();
+    let o = r.steps["fix"].op(&OpKey::from(&s)).unwrap();
+    assert_eq!((o.pgid, o.spawned), (None, None));
+    // A group for a scope never started is ignored.
+    let r = RunState::from_records(&records(vec![
+        started(),
+        Event::ProcessStarted {
+            scope: scope("other", None, None),
+            attempt: 1,
+            pgid: 7,
+        },
+    ]))
+    .unwrap();
+    assert!(!r.steps.contains_key("other"));
+}

@@ -102,6 +102,9 @@ pub struct ExecCtx {
     /// it and measure their deadline by it, so that against the lab's virtual time
     /// (`runbook demo`, `runbook test`) they follow the cluster's time.
     pub clock: RunClock,
+    /// Told the process group id of a program the execution started (shell), so
+    /// the engine can journal it before the program's outcome is known.
+    pub spawned: Option<tokio::sync::mpsc::UnboundedSender<u32>>,
     /// The objects the approver saw in the plan's impact ([`Provider::impact`]): a
     /// fan-out operation acts on no object outside them.
     pub approved: Option<Vec<String>>,
@@ -116,6 +119,7 @@ impl ExecCtx {
             vars,
             calls: CallLog::default(),
             clock: RunClock::default(),
+            spawned: None,
             approved: None,
         }
     }

@@ -142,6 +142,10 @@ async fn run(call: &ShellCall, cx: &ExecCtx) -> Result<Value, OpError> {
         .spawn()
         .map_err(|e| OpError::failed(spawn_error(call, &e)))?;
     let pid = child.id();
+    if let (Some(pid), Some(tx)) = (pid, &cx.spawned) {
+        // The child leads its own group (`process_group(0)`): pgid = pid.
+        let _ = tx.send(pid);
+    }
     let _running = pid.map(Running::register);
     let stdin_pipe = child.stdin.take();
     let mut stdout = child.stdout.take();
@@ -214,6 +218,99 @@ pub fn kill_running_groups() {
     for pid in running.iter() {
         kill_group(*pid);
     }
+}
+
+/// Whether process group `pgid`, which a program started in at about `spawned`, still
+/// has a live member. Used by `resume` after a crash, before it runs again an action
+/// whose program may still be running.
+///
+/// Read from `/proc` where there is one: a member that is a zombie (exited, not yet
+/// reaped: the engine that would have reaped it is gone) does not count, and a group
+/// id is its leader's pid, which Linux does not reuse while a group of that id has
+/// members; so the group is the program's own unless its leader is alive and started
+/// well after `spawned` (the id was reused after the program's group ended).
+/// Elsewhere, `kill(-pgid, 0)` (a group of another user's processes counts as live).
+pub fn group_alive(pgid: u32, spawned: Option<std::time::SystemTime>) -> bool {
+    let Ok(id) = i32::try_from(pgid) else {
+        return false;
+    };
+    if id <= 1 {
+        return false;
+    }
+    if let Some(members) = live_members(pgid) {
+        return members
+            && match (spawned, leader_start(pgid)) {
+                (Some(spawned), Some(leader)) => leader <= spawned + RECYCLE_SLACK,
+                _ => true,
+            };
+    }
+    // SAFETY: signal 0 only checks that the group exists; nothing is delivered.
+    let r = unsafe { libc::kill(-id, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// Clock skew allowed between a leader's start (`/proc`, whole seconds of boot time)
+/// and the journaled time of its `process_started`.
+const RECYCLE_SLACK: Duration = Duration::from_secs(5);
+
+/// The fields of `/proc/PID/stat` from field 3 (state) on; `comm` may hold spaces
+/// and parentheses, so they start after the last `)`.
+fn proc_stat(pid: &str) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Whether a process of group `pgid` that is not a zombie exists; `None` without a
+/// readable `/proc`.
+fn live_members(pgid: u32) -> Option<bool> {
+    let want = pgid.to_string();
+    let entries = std::fs::read_dir("/proc").ok()?;
+    let mut seen_self = false;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let Some(f) = proc_stat(pid) else { continue };
+        seen_self |= pid == std::process::id().to_string();
+        if f.get(2) == Some(&want) && !matches!(f.first().map(String::as_str), Some("Z" | "X")) {
+            return Some(true);
+        }
+    }
+    // A `/proc` that does not list this process is not one to trust.
+    seen_self.then_some(false)
+}
+
+/// When the process `pid` started, if it is alive and leads the group `pid` (Linux
+/// `/proc`; `None` elsewhere).
+fn leader_start(pid: u32) -> Option<std::time::SystemTime> {
+    let fields = proc_stat(&pid.to_string())?;
+    let pgrp: u32 = fields.get(2)?.parse().ok()?;
+    if pgrp != pid {
+        return None;
+    }
+    let ticks: u64 = fields.get(19)?.parse().ok()?;
+    let btime: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?;
+    if hz == 0 {
+        return None;
+    }
+    Some(
+        std::time::UNIX_EPOCH
+            + Duration::from_secs(btime)
+            + Duration::from_millis(ticks.saturating_mul(1000) / hz),
+    )
 }
 
 fn kill_group(pid: u32) {
@@ -369,6 +466,33 @@ mod tests {
             }
             other => panic!("expected a failure, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_live_group_is_the_programs_unless_its_leader_started_after_it() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id();
+        let now = std::time::SystemTime::now();
+        assert!(group_alive(pgid, Some(now)));
+        assert!(group_alive(pgid, None));
+        // Journaled a minute before this leader started: the id was reused.
+        let before = now - Duration::from_secs(60);
+        assert!(!group_alive(pgid, Some(before)));
+        child.kill().unwrap();
+        // Killed and not yet reaped: a zombie is not a live member.
+        let t0 = std::time::Instant::now();
+        while group_alive(pgid, Some(now)) && t0.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(!group_alive(pgid, Some(now)), "a zombie leader is not live");
+        child.wait().unwrap();
+        assert!(!group_alive(pgid, Some(now)));
+        assert!(!group_alive(0, None));
     }
 
     #[tokio::test]

@@ -61,6 +61,7 @@ mod robust_disk;
 mod robust_group_commit;
 mod robust_journal;
 mod robust_kill;
+mod robust_pgid;
 mod robust_runs;
 mod run_cli;
 mod run_identity;

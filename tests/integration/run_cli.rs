@@ -306,6 +306,27 @@ fn a_run_killed_mid_action_resumes_with_outcome_unknown_and_re_verifies_instead_
             .any(|e| matches!(e, Event::OpFinished { .. })),
         "killed before the result was journaled"
     );
+    // The fix's program lingers in its own process group, which outlived the runner:
+    // an immediate resume refuses to run the step again next to it.
+    let pgid = sys
+        .events(&id)
+        .iter()
+        .find_map(|e| match e {
+            Event::ProcessStarted { pgid, .. } => Some(*pgid),
+            _ => None,
+        })
+        .expect("the fix's process group is journaled");
+    let early = sys.run(&["resume", &id]);
+    assert_eq!(early.status.code(), Some(2), "{}", early);
+    assert!(
+        early.stderr.contains(&format!("kill -- -{pgid}")),
+        "{early}"
+    );
+    // Once it has ended, the run resumes.
+    let t0 = Instant::now();
+    while group_has_live_members(pgid) && t0.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let out = sys.run(&["resume", &id]);
     assert_eq!(out.status.code(), Some(0), "{}", out);
@@ -683,4 +704,21 @@ fn postmortem_flag_writes_the_file_for_a_paused_run_and_keeps_human_edits_on_res
         second.contains("Succeeded"),
         "the generated facts were refreshed: {second}"
     );
+}
+
+/// Whether a process of group `pgid` that is not a zombie exists (an orphan of a
+/// killed runner may stay unreaped for a while).
+fn group_has_live_members(pgid: u32) -> bool {
+    let want = pgid.to_string();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read_to_string(e.path().join("stat")).is_ok_and(|stat| {
+                let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                f.get(2) == Some(&want.as_str()) && !matches!(f.first(), Some(&"Z" | &"X"))
+            })
+        })
 }

@@ -669,7 +669,7 @@ impl Builder {
                     reason: reason.clone(),
                 });
             }
-            Event::Saved { .. } => {}
+            Event::Saved { .. } | Event::ProcessStarted { .. } => {}
             Event::StepFinished {
                 step,
                 duration_ms: d,
