@@ -41,7 +41,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
             exit::OK
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             exit::USAGE
         }
     }

@@ -39,21 +39,21 @@ pub fn man(args: ManArgs) -> i32 {
             // `runbook-run(1)`, as git and cargo name their subcommand pages.
             Some(sub) => sub.clone().display_name(format!("runbook-{name}")),
             None => {
-                eprintln!("error: no subcommand `{name}` (see `runbook --help`)");
+                crate::cli::error_line!("error: no subcommand `{name}` (see `runbook --help`)");
                 return exit::USAGE;
             }
         },
     };
     let mut out = Vec::new();
     if let Err(e) = clap_mangen::Man::new(cmd).render(&mut out) {
-        eprintln!("error: cannot render the man page: {e}");
+        crate::cli::error_line!("error: cannot render the man page: {e}");
         return exit::INTERNAL;
     }
     use std::io::Write;
     match std::io::stdout().write_all(&out) {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("error: cannot write the man page: {e}");
+            crate::cli::error_line!("error: cannot write the man page: {e}");
             exit::INTERNAL
         }
     }

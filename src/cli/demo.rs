@@ -43,7 +43,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
     let loaded = match load_seed() {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("{e}");
+            crate::cli::print_error(&e.to_string());
             return crate::exit::USAGE;
         }
     };
@@ -90,7 +90,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
         let run = match suite::run_on_lab(&loaded, &lab, opts).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::cli::error_line!("error: {e}");
                 return crate::exit::INTERNAL;
             }
         };
@@ -104,7 +104,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
         match written {
             Ok(()) => println!("postmortem written to {}", out.display()),
             Err(e) => {
-                eprintln!("error: cannot write the postmortem: {e}");
+                crate::cli::error_line!("error: cannot write the postmortem: {e}");
                 return crate::exit::INTERNAL;
             }
         }

@@ -28,7 +28,7 @@ pub struct Args {
 pub fn run(args: Args, _g: &Global) -> i32 {
     let max = crate::lab::limits::MAX_SPEED;
     if !(args.speed.is_finite() && (0.0..=max).contains(&args.speed)) {
-        eprintln!(
+        crate::cli::error_line!(
             "error: --speed must be a number from 0 to {max} (got {}); cluster time past \
              a century after the start cannot be represented",
             args.speed
@@ -40,7 +40,7 @@ pub fn run(args: Args, _g: &Global) -> i32 {
         Some(p) => match Lab::from_scenario_file(p) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::cli::error_line!("error: {e}");
                 return crate::exit::USAGE;
             }
         },
@@ -51,7 +51,7 @@ pub fn run(args: Args, _g: &Global) -> i32 {
         let (addr, server) = match lab.serve(&format!("127.0.0.1:{}", args.port)).await {
             Ok(x) => x,
             Err(e) => {
-                eprintln!("error: {e}");
+                crate::cli::error_line!("error: {e}");
                 return crate::exit::USAGE;
             }
         };
@@ -63,7 +63,10 @@ pub fn run(args: Args, _g: &Global) -> i32 {
         println!("prometheus: http://{addr}/api/v1/query?query=...");
         if let Some(path) = &args.write_kubeconfig {
             if let Err(e) = crate::lab::write_kubeconfig(addr, path) {
-                eprintln!("error: cannot write the kubeconfig {}: {e}", path.display());
+                crate::cli::error_line!(
+                    "error: cannot write the kubeconfig {}: {e}",
+                    path.display()
+                );
                 server.shutdown().await;
                 return crate::exit::USAGE;
             }

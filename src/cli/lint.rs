@@ -126,7 +126,7 @@ pub fn run(args: Args, _g: &Global) -> i32 {
     let files = match runbooks_in(args.paths) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("{e}");
+            crate::cli::print_error(&e.to_string());
             return exit::USAGE;
         }
     };
@@ -187,7 +187,7 @@ pub fn run(args: Args, _g: &Global) -> i32 {
             match serde_json::to_string_pretty(&report) {
                 Ok(s) => println!("{s}"),
                 Err(e) => {
-                    eprintln!("error: cannot encode the report: {e}");
+                    crate::cli::error_line!("error: cannot encode the report: {e}");
                     return exit::INTERNAL;
                 }
             }

@@ -66,7 +66,7 @@ pub fn run(args: Args, _g: &Global) -> i32 {
     let files = match super::lint::runbook_files(&dir) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("error: {}: {e}", dir.display());
+            crate::cli::error_line!("error: {}: {e}", dir.display());
             return exit::USAGE;
         }
     };

@@ -92,6 +92,28 @@ impl Global {
     }
 }
 
+/// Whether `error:` lines get colour: set once from `--color` before a subcommand runs.
+static ERROR_COLOUR: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// An `error: …` line on stderr, its `error:` in bold red when colour is on (the same
+/// rule as the console's failures). Use through [`error_line!`].
+pub fn print_error(line: &str) {
+    match line.strip_prefix("error:") {
+        Some(rest) if ERROR_COLOUR.load(std::sync::atomic::Ordering::Relaxed) => {
+            eprintln!("\x1b[1;31merror:\x1b[0m{rest}")
+        }
+        _ => eprintln!("{line}"),
+    }
+}
+
+/// `eprintln!` for a line that starts with `error:`.
+macro_rules! error_line {
+    ($($arg:tt)*) => {
+        $crate::cli::print_error(&format!($($arg)*))
+    };
+}
+pub(crate) use error_line;
+
 /// `--color WHEN` with what the process sees: `auto` means a terminal without
 /// `NO_COLOR`; an explicit `always`/`never` wins over both (as in cargo and ls).
 pub fn colour_enabled(choice: ColorChoice, stderr_is_tty: bool, no_color: bool) -> bool {
@@ -135,7 +157,7 @@ pub fn print_json(value: &impl serde::Serialize) -> i32 {
             crate::exit::OK
         }
         Err(e) => {
-            eprintln!("error: cannot write JSON: {e}");
+            error_line!("error: cannot write JSON: {e}");
             crate::exit::INTERNAL
         }
     }
@@ -215,6 +237,7 @@ pub fn main() -> i32 {
             };
         }
     };
+    ERROR_COLOUR.store(cli.global.colour(), std::sync::atomic::Ordering::Relaxed);
     init_tracing(&cli.global);
     cli.global.state_dir = match &cli.global.state_dir_flag {
         Some(dir) => dir.clone(),

@@ -69,7 +69,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
     let tz = match args.tz.parse::<chrono_tz::Tz>() {
         Ok(tz) => tz,
         Err(_) => {
-            eprintln!(
+            crate::cli::error_line!(
                 "error: unknown time zone {:?}: use an IANA name such as UTC, Europe/Berlin or America/New_York",
                 args.tz
             );
@@ -89,7 +89,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
         match parse_time(at, tz) {
             Some(t) => opts.incident_start = Some(t),
             None => {
-                eprintln!(
+                crate::cli::error_line!(
                     "error: --incident-start {at:?} is not a time: write 2018-03-13T01:00:00Z, or 2018-03-13 01:00 in the --tz zone"
                 );
                 return exit::USAGE;
@@ -103,13 +103,13 @@ pub fn run(args: Args, g: &Global) -> i32 {
                 opts.template_name = Some(path.display().to_string());
             }
             Err(e) => {
-                eprintln!("error: cannot read template {}: {e}", path.display());
+                crate::cli::error_line!("error: cannot read template {}: {e}", path.display());
                 return exit::USAGE;
             }
         }
     }
     let Some(run_id) = args.run_id.as_deref() else {
-        eprintln!("error: give a run id (or `last`)");
+        crate::cli::error_line!("error: give a run id (or `last`)");
         return exit::USAGE;
     };
     let store = DirStore::new(&g.state_dir);
@@ -140,7 +140,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
     match result {
         Ok(()) => exit::OK,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             if e.is_usage() {
                 exit::USAGE
             } else {

@@ -134,7 +134,7 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     let loaded = match crate::runbook::load(&args.file) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("{e}");
+            crate::cli::print_error(&e.to_string());
             eprintln!("the runbook did not start: fix the errors above (see `runbook lint`)");
             return exit::USAGE;
         }
@@ -142,19 +142,19 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     let (params, param_files) = match parse_params(&args.params) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             return exit::USAGE;
         }
     };
     let param_inputs = match param_inputs(&param_files) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("{e}");
+            crate::cli::print_error(&e.to_string());
             return exit::USAGE;
         }
     };
     if let Err(e) = check_approvals(&args.approval.approve, &loaded.runbook) {
-        eprintln!("error: {e}");
+        crate::cli::error_line!("error: {e}");
         return exit::USAGE;
     }
     let base_dir = match args.file.parent() {
@@ -166,7 +166,7 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     let secrets = match secret_inputs(&args.secret_files) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             return exit::USAGE;
         }
     };
@@ -176,7 +176,7 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     let providers = match build_providers() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             return exit::INTERNAL;
         }
     };
@@ -210,7 +210,7 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
 pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
     let params = match parse_params(&args.params) {
         Ok((_, files)) if !files.is_empty() => {
-            eprintln!(
+            crate::cli::error_line!(
                 "error: `-p @{}`: a resumed run keeps the params it started with; only secret params are given again, as -p NAME=VALUE",
                 files[0].display()
             );
@@ -218,26 +218,26 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
         }
         Ok((p, _)) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             return exit::USAGE;
         }
     };
     args.run_id = match resolve_run_id(&g.state_dir, &args.run_id) {
         Ok(id) => id,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             return exit::USAGE;
         }
     };
     if let Err(e) = check_resume_hold(&g.state_dir, &args.run_id) {
-        eprintln!("error: {e}");
+        crate::cli::error_line!("error: {e}");
         return exit::USAGE;
     }
     if !args.approval.approve.is_empty()
         && let Some(loaded) = runbook_of(&g.state_dir, &args.run_id)
         && let Err(e) = check_approvals(&args.approval.approve, &loaded.runbook)
     {
-        eprintln!("error: {e}");
+        crate::cli::error_line!("error: {e}");
         return exit::USAGE;
     }
     // The runbook's folder is the working directory of shell steps; the journal
@@ -246,7 +246,7 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
     let secrets = match secret_inputs(&args.secret_files) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             return exit::USAGE;
         }
     };
@@ -258,7 +258,7 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
     let providers = match build_providers() {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             return exit::INTERNAL;
         }
     };
@@ -377,7 +377,7 @@ where
             report.exit_code
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             e.exit_code()
         }
     }

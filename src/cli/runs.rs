@@ -104,7 +104,7 @@ pub fn runs(args: RunsArgs, g: &Global) -> i32 {
     if let Some(s) = &args.status
         && !STATUSES.contains(&s.replace('-', "_").as_str())
     {
-        eprintln!(
+        crate::cli::error_line!(
             "error: --status {s}: not a status; one of {}",
             STATUSES.join(", ")
         );
@@ -114,7 +114,7 @@ pub fn runs(args: RunsArgs, g: &Global) -> i32 {
     let mut runs = match store::list_runs(&store) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             return exit::INTERNAL;
         }
     };
@@ -224,13 +224,13 @@ pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
     args.run_id = match super::run::resolve_run_id(&g.state_dir, &args.run_id) {
         Ok(id) => id,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             return exit::USAGE;
         }
     };
     let path = DirStore::new(&g.state_dir).journal_path(&args.run_id);
     if !path.is_file() {
-        eprintln!(
+        crate::cli::error_line!(
             "error: run {} not found in {} (see `runbook runs`)",
             args.run_id,
             g.state_dir.display()
@@ -238,14 +238,14 @@ pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
         return exit::USAGE;
     }
     if args.text.trim().is_empty() {
-        eprintln!("error: the note is empty");
+        crate::cli::error_line!("error: the note is empty");
         return exit::USAGE;
     }
     // A note belongs to a run: a journal that does not begin with the run's start
     // (killed before its first event, or not a journal) gets none.
     match crate::journal::reader::read(&path) {
         Ok(j) if j.records.is_empty() => {
-            eprintln!(
+            crate::cli::error_line!(
                 "error: run {} has no events (it was stopped before it started); there is no run to add a note to",
                 args.run_id
             );
@@ -253,7 +253,7 @@ pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
         }
         Ok(_) => {}
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             return exit::USAGE;
         }
     }
@@ -275,7 +275,7 @@ pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
             use crate::journal::writer::WriteError;
             match e {
                 WriteError::Io { path, source } => {
-                    eprintln!(
+                    crate::cli::error_line!(
                         "error: cannot write {}: {source}{}",
                         path.display(),
                         exit::io_hint(&source, &path)
@@ -283,7 +283,7 @@ pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
                     exit::IO_ERROR
                 }
                 e => {
-                    eprintln!("error: {e}");
+                    crate::cli::error_line!("error: {e}");
                     exit::USAGE
                 }
             }

@@ -22,7 +22,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
     let run_id = match store.resolve(&args.run_id) {
         Ok(id) => id,
         Err(e) => {
-            eprintln!("error: {e}");
+            crate::cli::error_line!("error: {e}");
             return if e.is_usage() {
                 exit::USAGE
             } else {
@@ -33,7 +33,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
     let summary = match store::summarize(&store, &run_id) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("error: run {run_id}: {e}");
+            crate::cli::error_line!("error: run {run_id}: {e}");
             return exit::USAGE;
         }
     };

@@ -55,7 +55,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
     let files = match super::lint::runbooks_in(args.paths) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("{e}");
+            crate::cli::print_error(&e.to_string());
             return crate::exit::USAGE;
         }
     };

@@ -562,3 +562,18 @@ fn forced_deletes_in_a_plan_are_bold_red() {
         "only irreversible operations are painted:\n{out}"
     );
 }
+
+#[test]
+fn error_lines_are_red_with_color_always_and_plain_in_a_pipe() {
+    let sys = Sys::new();
+    let missing = "no-such-runbook.yaml";
+    let out = sys.cmd(&["--color", "always", "lint", missing]).run();
+    assert!(!out.status.success(), "{out}");
+    assert!(
+        out.stderr.contains("\u{1b}[1;31merror:\u{1b}[0m"),
+        "no red `error:` with --color always:\n{out}"
+    );
+    let out = sys.cmd(&["lint", missing]).run();
+    out.stderr_contains("error:");
+    assert!(!out.stderr.contains(ESC), "escape codes in a pipe:\n{out}");
+}
