@@ -84,6 +84,9 @@ pub struct EngineOpts {
     /// `resume --accept-changes`: continue a run whose runbook file was edited (the
     /// change is journaled as `runbook_changed`); without it such a resume is refused.
     pub accept_changes: bool,
+    /// `run --incident-start`: when users were first affected, journaled as
+    /// `incident_start` right after `run_started`.
+    pub incident_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl EngineOpts {
@@ -102,6 +105,7 @@ impl EngineOpts {
             target: None,
             retry_failed: false,
             accept_changes: false,
+            incident_start: None,
         }
     }
 }

@@ -274,7 +274,11 @@ impl Recorder {
                 summary: text(summary),
                 fixed_by,
             },
-            Event::Note { text: t, by } => Event::Note { text: text(t), by },
+            Event::Note { text: t, by, at } => Event::Note {
+                text: text(t),
+                by,
+                at,
+            },
             Event::RunFinished {
                 status,
                 duration_ms,
@@ -291,6 +295,7 @@ impl Recorder {
             | Event::GateDecided { .. }
             | Event::StepRetried { .. }
             | Event::RunbookChanged { .. }
+            | Event::IncidentStart { .. }
             | Event::ManualConfirmed { .. }) => other,
         }
     }

@@ -66,18 +66,22 @@ pub(crate) async fn start(
         },
         true,
     )?;
+    if let Some(at) = opts.incident_start {
+        let by = opts.operator.clone();
+        events.emit(Event::IncidentStart { at, by }, false)?;
+    }
     // A version git cannot give back later: said on the console and journaled as a
     // note (the postmortem shows it), besides the flags on `run_started`.
     if let Some(text) = version_warning {
         opts.printer.line(&format!("warning: {text}"));
         let by = "runbook".to_string();
-        events.emit(Event::Note { text, by }, false)?;
+        events.emit(Event::Note { text, by, at: None }, false)?;
     }
     let others = super::siblings::unfinished_runs_of(&DirStore::new(state_dir), &rb.name, &run_id);
     if let Some(text) = super::siblings::warning(&rb.name, &others) {
         opts.printer.line(&format!("warning: {text}"));
         let by = "runbook".to_string();
-        events.emit(Event::Note { text, by }, false)?;
+        events.emit(Event::Note { text, by, at: None }, false)?;
     }
     let mut vars = Map::new();
     vars.insert("params".into(), Value::Object(params));

@@ -400,7 +400,19 @@ pub enum Event {
         fixed_by: Option<String>,
     },
     /// An operator note (`runbook note`), possibly from another process.
-    Note { text: String, by: String },
+    Note {
+        text: String,
+        by: String,
+        /// When what the note says happened (`runbook note --at`), when that is
+        /// earlier than the record's own time; the timeline places the note there.
+        /// Absent in journals of earlier versions and for notes written as it happened.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<DateTime<Utc>>,
+    },
+    /// When users were first affected (`runbook run --incident-start`), journaled
+    /// right after `run_started`. The postmortem measures time to detect and to
+    /// mitigate from it.
+    IncidentStart { at: DateTime<Utc>, by: String },
     RunFinished {
         status: RunStatus,
         duration_ms: u64,

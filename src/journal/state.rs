@@ -294,6 +294,9 @@ pub struct RunState {
     pub reason: Option<String>,
     /// The cluster the run's kube steps act on, as recorded when it started.
     pub target: Option<KubeTarget>,
+    /// When users were first affected, as the run journaled it (`incident_start`;
+    /// the last one wins). `None` when the run was not told.
+    pub incident_start: Option<DateTime<Utc>>,
 }
 
 /// The name this type had when only `resume` folded the journal.
@@ -349,6 +352,7 @@ impl RunState {
                 self.started = ts;
                 self.sessions = 1;
             }
+            Event::IncidentStart { at, .. } => self.incident_start = Some(*at),
             Event::Note { .. } | Event::VerifyPolled { .. } | Event::Escalated { .. } => {}
             Event::GateRequested {
                 step, rung, ops, ..

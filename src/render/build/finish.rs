@@ -163,6 +163,14 @@ impl Builder {
         let mut timeline: Vec<Day> = Vec::new();
         let mut approvals = Vec::new();
         let mut calls = Calls::default();
+        // Backdated notes (`runbook note --at`) go after every entry of their time
+        // or earlier; the journal's own order is untouched.
+        for acc in std::mem::take(&mut self.backdated) {
+            let at = &acc.entry.time.utc;
+            let i = entries.partition_point(|e| e.entry.time.utc <= *at);
+            entries.insert(i, acc);
+        }
+        self.notes.sort_by(|a, b| a.at.utc.cmp(&b.at.utc));
         for acc in entries {
             let e = finish_entry(acc, finished, self.details, &mut calls);
             if let Some(g) = &e.gate {
@@ -237,6 +245,7 @@ impl Builder {
                 api_calls: calls.finish(),
             },
             spans: self.spans,
+            incident_start: self.state.incident_start,
         }
     }
 }
