@@ -896,6 +896,15 @@ fn runbook_ref(loaded: &crate::runbook::Loaded, title: &str, git: Option<GitInfo
         },
         untracked,
         step_digests: step_digests(&loaded.runbook),
+        links: loaded
+            .runbook
+            .links
+            .iter()
+            .map(|l| crate::journal::event::Link {
+                title: l.title.value.clone(),
+                url: l.url.value.clone(),
+            })
+            .collect(),
     }
 }
 

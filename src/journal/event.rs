@@ -65,6 +65,17 @@ pub struct RunbookRef {
     /// credentials). Absent in journals written before.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub step_digests: std::collections::BTreeMap<String, String>,
+    /// The runbook's `links:` (dashboards, alert source, chat), listed by the
+    /// postmortem. Absent in journals written before and for runbooks without links.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
+}
+
+/// A page named by a runbook's `links:`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub title: String,
+    pub url: String,
 }
 
 impl RunbookRef {

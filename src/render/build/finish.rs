@@ -98,6 +98,7 @@ impl Builder {
                     sha256: String::new(),
                     git_commit: None,
                     git_dirty: false,
+                    links: Vec::new(),
                 },
                 operator: "unknown".to_owned(),
                 host: "unknown".to_owned(),

@@ -392,6 +392,18 @@ impl Builder {
                         sha256: runbook.sha256.clone(),
                         git_commit: runbook.git.as_ref().map(|g| g.commit.clone()),
                         git_dirty: runbook.git.as_ref().is_some_and(|g| g.dirty),
+                        links: runbook
+                            .links
+                            .iter()
+                            .map(|l| crate::render::model::Link {
+                                title: l.title.clone(),
+                                url: l.url.clone(),
+                                href: url::Url::parse(&l.url)
+                                    .ok()
+                                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                                    .map(|u| u.to_string()),
+                            })
+                            .collect(),
                     },
                     operator: operator.clone(),
                     host: host.clone(),
