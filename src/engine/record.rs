@@ -296,6 +296,7 @@ impl Recorder {
             | Event::StepRetried { .. }
             | Event::RunbookChanged { .. }
             | Event::IncidentStart { .. }
+            | Event::RunbookLinks { .. }
             | Event::ManualConfirmed { .. }) => other,
         }
     }

@@ -66,6 +66,17 @@ pub(crate) async fn start(
         },
         true,
     )?;
+    if !rb.links.is_empty() {
+        let links = rb
+            .links
+            .iter()
+            .map(|l| crate::journal::event::Link {
+                title: l.title.value.clone(),
+                url: l.url.value.clone(),
+            })
+            .collect();
+        events.emit(Event::RunbookLinks { links }, false)?;
+    }
     if let Some(at) = opts.incident_start {
         let by = opts.operator.clone();
         events.emit(Event::IncidentStart { at, by }, false)?;
@@ -896,15 +907,6 @@ fn runbook_ref(loaded: &crate::runbook::Loaded, title: &str, git: Option<GitInfo
         },
         untracked,
         step_digests: step_digests(&loaded.runbook),
-        links: loaded
-            .runbook
-            .links
-            .iter()
-            .map(|l| crate::journal::event::Link {
-                title: l.title.value.clone(),
-                url: l.url.value.clone(),
-            })
-            .collect(),
     }
 }
 

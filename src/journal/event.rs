@@ -65,10 +65,6 @@ pub struct RunbookRef {
     /// credentials). Absent in journals written before.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub step_digests: std::collections::BTreeMap<String, String>,
-    /// The runbook's `links:` (dashboards, alert source, chat), listed by the
-    /// postmortem. Absent in journals written before and for runbooks without links.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub links: Vec<Link>,
 }
 
 /// A page named by a runbook's `links:`.
@@ -424,6 +420,11 @@ pub enum Event {
     /// right after `run_started`. The postmortem measures time to detect and to
     /// mitigate from it.
     IncidentStart { at: DateTime<Utc>, by: String },
+    /// The runbook's `links:` (dashboards, alert source, chat), journaled right after
+    /// `run_started` when it has any (its own event: `run_started` is already the
+    /// largest, and every event in memory is as large as the largest). The
+    /// postmortem lists them.
+    RunbookLinks { links: Vec<Link> },
     RunFinished {
         status: RunStatus,
         duration_ms: u64,

@@ -297,6 +297,8 @@ pub struct RunState {
     /// When users were first affected, as the run journaled it (`incident_start`;
     /// the last one wins). `None` when the run was not told.
     pub incident_start: Option<DateTime<Utc>>,
+    /// The runbook's `links:`, as journaled (`runbook_links`).
+    pub links: Vec<crate::journal::event::Link>,
 }
 
 /// The name this type had when only `resume` folded the journal.
@@ -353,6 +355,7 @@ impl RunState {
                 self.sessions = 1;
             }
             Event::IncidentStart { at, .. } => self.incident_start = Some(*at),
+            Event::RunbookLinks { links } => self.links.clone_from(links),
             Event::Note { .. } | Event::VerifyPolled { .. } | Event::Escalated { .. } => {}
             Event::GateRequested {
                 step, rung, ops, ..

@@ -117,6 +117,19 @@ impl Builder {
             }
         });
         run.events = self.events;
+        run.runbook.links = self
+            .state
+            .links
+            .iter()
+            .map(|l| crate::render::model::Link {
+                title: l.title.clone(),
+                url: l.url.clone(),
+                href: url::Url::parse(&l.url)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .map(|u| u.to_string()),
+            })
+            .collect();
         // Whether and how the run ended is the run state's answer, the same one
         // `resume` and `runbook runs` get: a `run_finished` followed by a
         // `run_resumed` is a run that went on (and, if nothing ended it since, did

@@ -392,18 +392,7 @@ impl Builder {
                         sha256: runbook.sha256.clone(),
                         git_commit: runbook.git.as_ref().map(|g| g.commit.clone()),
                         git_dirty: runbook.git.as_ref().is_some_and(|g| g.dirty),
-                        links: runbook
-                            .links
-                            .iter()
-                            .map(|l| crate::render::model::Link {
-                                title: l.title.clone(),
-                                url: l.url.clone(),
-                                href: url::Url::parse(&l.url)
-                                    .ok()
-                                    .filter(|u| matches!(u.scheme(), "http" | "https"))
-                                    .map(|u| u.to_string()),
-                            })
-                            .collect(),
+                        links: Vec::new(),
                     },
                     operator: operator.clone(),
                     host: host.clone(),
@@ -705,7 +694,7 @@ impl Builder {
                 let i = self.push_entry(rec, "note", String::new());
                 self.entries[i].entry.note = Some(note);
             }
-            Event::IncidentStart { .. } => {}
+            Event::IncidentStart { .. } | Event::RunbookLinks { .. } => {}
             Event::Note { text, by, at } => {
                 if self.notes.len() >= SHOWN_NOTES {
                     self.notes_hidden += 1;

@@ -86,22 +86,20 @@ impl Conv<'_> {
             let title = self.req_string(&l, "title", "a link");
             let url = self.req_string(&l, "url", "a link");
             // A missing or non-string url is reported already.
-            if matches!(l.get("url").map(|n| &n.value), Some(Yaml::Str(_))) {
-                if let Some(problem) = link_problem(&url.value) {
-                    let len = self.src.width(url.pos, &url.value);
-                    self.push(
-                        Diagnostic::error(
-                            "bad-link",
-                            url.pos,
-                            format!("the link {:?} is not a usable URL: {problem}", url.value),
-                        )
-                        .len(len)
-                        .help(
-                            "write an absolute address, such as https://grafana.example.org/d/abc",
-                        ),
-                    );
-                    continue;
-                }
+            if matches!(l.get("url").map(|n| &n.value), Some(Yaml::Str(_)))
+                && let Some(problem) = link_problem(&url.value)
+            {
+                let len = self.src.width(url.pos, &url.value);
+                self.push(
+                    Diagnostic::error(
+                        "bad-link",
+                        url.pos,
+                        format!("the link {:?} is not a usable URL: {problem}", url.value),
+                    )
+                    .len(len)
+                    .help("write an absolute address, such as https://grafana.example.org/d/abc"),
+                );
+                continue;
             }
             out.push(Link { title, url });
         }
