@@ -278,6 +278,7 @@ fn journal(events: usize, shape: Option<&str>) -> String {
             Event::Note {
                 text: format!("pool {step} done | next: `pool {}`", step + 1),
                 by: "ana".into(),
+                at: None,
             },
         );
         g.push(
@@ -297,6 +298,7 @@ fn journal(events: usize, shape: Option<&str>) -> String {
             Event::Note {
                 text: "waiting".into(),
                 by: "ana".into(),
+                at: None,
             },
         );
     }

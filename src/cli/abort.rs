@@ -85,6 +85,7 @@ fn abort(args: &Args, g: &Global) -> Result<String, String> {
     append(Event::Note {
         text: format!("run aborted: {why}"),
         by: by.clone(),
+        at: None,
     })?;
     append(Event::RunFinished {
         status: RunStatus::Aborted,

@@ -32,33 +32,15 @@ pub struct Args {
     /// folded) or `none`.
     #[arg(long, default_value = "summary", value_parser = ["full", "summary", "none"])]
     pub details: String,
-    /// When users were first affected (RFC 3339, or `YYYY-MM-DD HH:MM[:SS]` in the
-    /// --tz zone): time to detect and to mitigate are counted from it. Without it
-    /// they are "unknown".
-    #[arg(long, value_name = "TIME")]
+    /// When users were first affected (RFC 3339; `YYYY-MM-DD HH:MM[:SS]` or `HH:MM`
+    /// today in the --tz zone; `-45m` before now): time to detect and to mitigate are
+    /// counted from it. Overrides the run's own (`runbook run --incident-start`);
+    /// without either they are "unknown".
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub incident_start: Option<String>,
     /// Print the embedded template and exit.
     #[arg(long)]
     pub print_template: bool,
-}
-
-/// `2018-03-13T01:00:00Z`, or a local time in `tz`: `2018-03-13 01:00[:00]`.
-fn parse_time(s: &str, tz: chrono_tz::Tz) -> Option<chrono::DateTime<chrono::Utc>> {
-    use chrono::TimeZone;
-    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s.trim()) {
-        return Some(t.with_timezone(&chrono::Utc));
-    }
-    let naive = [
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|f| chrono::NaiveDateTime::parse_from_str(s.trim(), f).ok())?;
-    tz.from_local_datetime(&naive)
-        .earliest()
-        .map(|t| t.with_timezone(&chrono::Utc))
 }
 
 pub fn run(args: Args, g: &Global) -> i32 {
@@ -86,11 +68,11 @@ pub fn run(args: Args, g: &Global) -> i32 {
         ..RenderOpts::default()
     };
     if let Some(at) = &args.incident_start {
-        match parse_time(at, tz) {
+        match crate::clock::parse_when(at, tz, chrono::Utc::now()) {
             Some(t) => opts.incident_start = Some(t),
             None => {
                 crate::cli::error_line!(
-                    "error: --incident-start {at:?} is not a time: write 2018-03-13T01:00:00Z, or 2018-03-13 01:00 in the --tz zone"
+                    "error: --incident-start {at:?} is not a time: write 2018-03-13T01:00:00Z, 2018-03-13 01:00 or 14:02 (today) in the --tz zone, or -45m (before now)"
                 );
                 return exit::USAGE;
             }

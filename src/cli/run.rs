@@ -89,6 +89,11 @@ pub struct RunArgs {
     /// Run the checks and print the plan of every action without performing it.
     #[arg(long)]
     pub dry_run: bool,
+    /// When users were first affected, journaled for the postmortem's time to detect
+    /// and to mitigate: RFC 3339, `YYYY-MM-DD HH:MM[:SS]` or `HH:MM` (today) in UTC,
+    /// or `-45m` (before now).
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub incident_start: Option<String>,
     #[command(flatten)]
     pub approval: ApprovalArgs,
 }
@@ -157,6 +162,14 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
         crate::cli::error_line!("error: {e}");
         return exit::USAGE;
     }
+    let incident_start = match args.incident_start.as_deref().map(parse_incident_start) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let base_dir = match args.file.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
@@ -173,6 +186,7 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     let (mut opts, approver) = setup(&args.approval, g, params, base_dir, args.dry_run);
     opts.secrets = secrets;
     opts.param_inputs = param_inputs;
+    opts.incident_start = incident_start;
     let providers = match build_providers() {
         Ok(p) => p,
         Err(e) => {
@@ -461,6 +475,22 @@ pub fn resolve_run_id(state_dir: &std::path::Path, id: &str) -> Result<String, S
     DirStore::new(state_dir)
         .resolve(id)
         .map_err(|e| e.to_string())
+}
+
+/// `--incident-start`: a time in UTC (see [`crate::clock::parse_when`]), not in the
+/// future.
+fn parse_incident_start(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let now = chrono::Utc::now();
+    match crate::clock::parse_when(s, chrono_tz::UTC, now) {
+        Some(t) if t <= now => Ok(t),
+        Some(t) => Err(format!(
+            "--incident-start {s:?} is {} in the future: give when users were first affected, at or before now",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )),
+        None => Err(format!(
+            "--incident-start {s:?} is not a time: write 2018-03-13T01:00:00Z, 2018-03-13 01:00 or 14:02 (today, UTC), or -45m (before now)"
+        )),
+    }
 }
 
 /// Who runs it (see [`super::operator`] for the order of sources).

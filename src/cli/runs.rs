@@ -37,7 +37,8 @@ pub struct RunsArgs {
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
   runbook note last \"paged the storage team\"
-  runbook note 7f3a \"customer impact ended 14:32\" --operator lee")]
+  runbook note 7f3a \"customer impact ended\" --at 14:32 --operator lee
+  runbook note last \"alert fired\" --at -45m            backdated: the timeline places it then")]
 pub struct NoteArgs {
     /// The run to annotate: its id, a unique prefix or suffix of it, or `last`.
     pub run_id: String,
@@ -47,6 +48,11 @@ pub struct NoteArgs {
     /// user.email`).
     #[arg(long, env = "RUNBOOK_OPERATOR")]
     pub operator: Option<String>,
+    /// When what the note says happened, if earlier than now: RFC 3339,
+    /// `YYYY-MM-DD HH:MM[:SS]` or `HH:MM` (today) in UTC, or `-45m` (before now).
+    /// The postmortem's timeline places the note at that time.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+    pub at: Option<String>,
 }
 
 /// `--since`: a duration back from now, or a date or time.
@@ -257,14 +263,35 @@ pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
             return exit::USAGE;
         }
     }
+    let now = chrono::Utc::now();
+    let at = match args.at.as_deref() {
+        None => None,
+        Some(s) => match crate::clock::parse_when(s, chrono_tz::UTC, now) {
+            Some(t) if t <= now => Some(t),
+            Some(t) => {
+                eprintln!(
+                    "error: --at {s:?} is {} in the future: a note can be backdated, not postdated (write it when it happens)",
+                    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+                return exit::USAGE;
+            }
+            None => {
+                eprintln!(
+                    "error: --at {s:?} is not a time: write 2018-03-13T01:00:00Z, 2018-03-13 01:00 or 14:02 (today, UTC), or -45m (before now)"
+                );
+                return exit::USAGE;
+            }
+        },
+    };
     let by = super::operator::operator_name(args.operator.as_deref());
     // The run may be going on in another process: one locked, appended, fsynced line.
     match crate::journal::writer::append_once(
         &path,
-        chrono::Utc::now(),
+        now,
         Event::Note {
             text: args.text,
             by,
+            at,
         },
     ) {
         Ok(seq) => {

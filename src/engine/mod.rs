@@ -88,6 +88,9 @@ pub struct EngineOpts {
     /// whose outcome is unknown still runs (journaled as a note naming the operator);
     /// without it such a resume is refused.
     pub rerun_unknown: bool,
+    /// `run --incident-start`: when users were first affected, journaled as
+    /// `incident_start` right after `run_started`.
+    pub incident_start: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl EngineOpts {
@@ -107,6 +110,7 @@ impl EngineOpts {
             retry_failed: false,
             accept_changes: false,
             rerun_unknown: false,
+            incident_start: None,
         }
     }
 }

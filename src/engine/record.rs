@@ -278,7 +278,11 @@ impl Recorder {
                 summary: text(summary),
                 fixed_by,
             },
-            Event::Note { text: t, by } => Event::Note { text: text(t), by },
+            Event::Note { text: t, by, at } => Event::Note {
+                text: text(t),
+                by,
+                at,
+            },
             Event::RunFinished {
                 status,
                 duration_ms,
@@ -296,6 +300,8 @@ impl Recorder {
             | Event::StepRetried { .. }
             | Event::RunbookChanged { .. }
             | Event::ProcessStarted { .. }
+            | Event::IncidentStart { .. }
+            | Event::RunbookLinks { .. }
             | Event::ManualConfirmed { .. }) => other,
         }
     }

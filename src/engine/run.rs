@@ -66,18 +66,33 @@ pub(crate) async fn start(
         },
         true,
     )?;
+    if !rb.links.is_empty() {
+        let links = rb
+            .links
+            .iter()
+            .map(|l| crate::journal::event::Link {
+                title: l.title.value.clone(),
+                url: l.url.value.clone(),
+            })
+            .collect();
+        events.emit(Event::RunbookLinks { links }, false)?;
+    }
+    if let Some(at) = opts.incident_start {
+        let by = opts.operator.clone();
+        events.emit(Event::IncidentStart { at, by }, false)?;
+    }
     // A version git cannot give back later: said on the console and journaled as a
     // note (the postmortem shows it), besides the flags on `run_started`.
     if let Some(text) = version_warning {
         opts.printer.line(&format!("warning: {text}"));
         let by = "runbook".to_string();
-        events.emit(Event::Note { text, by }, false)?;
+        events.emit(Event::Note { text, by, at: None }, false)?;
     }
     let others = super::siblings::unfinished_runs_of(&DirStore::new(state_dir), &rb.name, &run_id);
     if let Some(text) = super::siblings::warning(&rb.name, &others) {
         opts.printer.line(&format!("warning: {text}"));
         let by = "runbook".to_string();
-        events.emit(Event::Note { text, by }, false)?;
+        events.emit(Event::Note { text, by, at: None }, false)?;
     }
     let mut vars = Map::new();
     vars.insert("params".into(), Value::Object(params));
@@ -258,7 +273,7 @@ pub(crate) async fn resume(
         );
         opts.printer.line(&format!("warning: {text}"));
         let by = opts.operator.clone();
-        events.emit(Event::Note { text, by }, true)?;
+        events.emit(Event::Note { text, by, at: None }, true)?;
     }
     if let Some(change) = changed {
         // Durable before any step of the edited runbook runs.

@@ -67,6 +67,13 @@ pub struct RunbookRef {
     pub step_digests: std::collections::BTreeMap<String, String>,
 }
 
+/// A page named by a runbook's `links:`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub title: String,
+    pub url: String,
+}
+
 impl RunbookRef {
     /// Why this version of the runbook cannot be found in git later, if it cannot:
     /// `has uncommitted changes` or `is not tracked by git`.
@@ -425,7 +432,24 @@ pub enum Event {
         fixed_by: Option<String>,
     },
     /// An operator note (`runbook note`), possibly from another process.
-    Note { text: String, by: String },
+    Note {
+        text: String,
+        by: String,
+        /// When what the note says happened (`runbook note --at`), when that is
+        /// earlier than the record's own time; the timeline places the note there.
+        /// Absent in journals of earlier versions and for notes written as it happened.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<DateTime<Utc>>,
+    },
+    /// When users were first affected (`runbook run --incident-start`), journaled
+    /// right after `run_started`. The postmortem measures time to detect and to
+    /// mitigate from it.
+    IncidentStart { at: DateTime<Utc>, by: String },
+    /// The runbook's `links:` (dashboards, alert source, chat), journaled right after
+    /// `run_started` when it has any (its own event: `run_started` is already the
+    /// largest, and every event in memory is as large as the largest). The
+    /// postmortem lists them.
+    RunbookLinks { links: Vec<Link> },
     RunFinished {
         status: RunStatus,
         duration_ms: u64,

@@ -299,6 +299,11 @@ pub struct RunState {
     pub reason: Option<String>,
     /// The cluster the run's kube steps act on, as recorded when it started.
     pub target: Option<KubeTarget>,
+    /// When users were first affected, as the run journaled it (`incident_start`;
+    /// the last one wins). `None` when the run was not told.
+    pub incident_start: Option<DateTime<Utc>>,
+    /// The runbook's `links:`, as journaled (`runbook_links`).
+    pub links: Vec<crate::journal::event::Link>,
 }
 
 /// The name this type had when only `resume` folded the journal.
@@ -354,6 +359,8 @@ impl RunState {
                 self.started = ts;
                 self.sessions = 1;
             }
+            Event::IncidentStart { at, .. } => self.incident_start = Some(*at),
+            Event::RunbookLinks { links } => self.links.clone_from(links),
             Event::Note { .. } | Event::VerifyPolled { .. } | Event::Escalated { .. } => {}
             Event::GateRequested {
                 step, rung, ops, ..

@@ -616,3 +616,33 @@ fn a_process_started_names_the_group_of_its_start_until_the_next_start() {
     .unwrap();
     assert!(!r.steps.contains_key("other"));
 }
+
+#[test]
+fn the_incident_start_and_links_are_the_journaled_ones_and_old_notes_still_load() {
+    let at: chrono::DateTime<Utc> = "2018-03-13T01:00:00Z".parse().unwrap();
+    let link = crate::journal::event::Link {
+        title: "dashboard".into(),
+        url: "https://grafana.example.org/d/x".into(),
+    };
+    let s = RunState::from_records(&records(vec![
+        started(),
+        Event::RunbookLinks {
+            links: vec![link.clone()],
+        },
+        Event::IncidentStart {
+            at,
+            by: "ana".into(),
+        },
+    ]))
+    .unwrap();
+    assert_eq!(s.incident_start, Some(at));
+    assert_eq!(s.links, vec![link]);
+    // A run told nothing knows nothing.
+    let s = RunState::from_records(&records(vec![started()])).unwrap();
+    assert_eq!(s.incident_start, None);
+    assert!(s.links.is_empty());
+    // A note of an earlier version (no `at`) reads back as written now.
+    let line = r#"{"seq":2,"ts":"2026-01-01T00:00:00Z","event":"note","text":"x","by":"a"}"#;
+    let r: Record = serde_json::from_str(line).unwrap();
+    assert!(matches!(r.event, Event::Note { at: None, .. }));
+}

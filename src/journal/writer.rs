@@ -284,6 +284,7 @@ mod tests {
         Event::Note {
             text: text.into(),
             by: "ana".into(),
+            at: None,
         }
     }
 

@@ -121,7 +121,8 @@ pub fn model_with(
     let tz = opts.tz;
     let built = build::build(journal, tz, opts.details);
     let mut pm = built.pm;
-    anchor(&mut pm, opts.incident_start, tz);
+    // The flag overrides what the run journaled.
+    anchor(&mut pm, opts.incident_start.or(built.incident_start), tz);
     pm.gantt = gantt::chart(&built.spans, tz);
     pm.drafts = drafts::draft(&pm);
     pm

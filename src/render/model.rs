@@ -97,6 +97,19 @@ pub struct Runbook {
     pub sha256: String,
     pub git_commit: Option<String>,
     pub git_dirty: bool,
+    /// The runbook's `links:` as the run journaled them.
+    pub links: Vec<Link>,
+}
+
+/// A page the runbook names (dashboard, alert source, chat).
+#[derive(Debug, Clone, Serialize)]
+pub struct Link {
+    pub title: String,
+    /// The URL as written.
+    pub url: String,
+    /// The URL normalised (unsafe characters percent-encoded) for a markdown link;
+    /// `None` when it is not an absolute http(s) URL (a hand-edited journal).
+    pub href: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

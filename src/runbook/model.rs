@@ -186,6 +186,10 @@ pub struct Runbook {
     /// Who maintains this runbook (people, teams, addresses).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owners: Vec<Sp<String>>,
+    /// Pages to open during the incident (dashboards, the alert's source, the chat
+    /// channel); the postmortem lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<Link>,
     /// Inputs, set with `-p name=value`; referenced as `{{params.name}}` in templates
     /// and `params.name` in conditions.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -201,6 +205,17 @@ pub struct Runbook {
     /// Steps that run only when a failing step names them in `on_failure`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handlers: Vec<Step>,
+}
+
+/// A page named in `links:`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    /// What it is (`Hub dashboard`, `#ops-incidents`).
+    pub title: Sp<String>,
+    /// An absolute `http://` or `https://` URL.
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub url: Sp<String>,
 }
 
 /// A runbook parameter.

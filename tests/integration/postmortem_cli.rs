@@ -329,3 +329,158 @@ fn the_seed_demo_postmortem_fits_a_review() {
     }
     assert!(!text.contains("\"apiVersion\""), "no JSON dumps");
 }
+
+/// A runbook that detects (a passing check) and acts, with shell only.
+const DISK_RUNBOOK: &str = r##"version: 1
+name: disk-full
+title: Disk full on web-1
+links:
+  - title: Disk dashboard
+    url: https://grafana.example.org/d/disk?var-node=web-1
+  - title: "#ops-incidents"
+    url: https://chat.example.org/archives/C042
+steps:
+  - check: Disk usage
+    id: usage
+    shell: { argv: [sh, -c, "echo 91"] }
+  - action: Clean tmp
+    id: clean
+    shell: { argv: [sh, -c, "true"] }
+"##;
+
+/// A folder with the runbook and a state dir; runs it with `extra` arguments.
+fn run_disk(extra: &[&str]) -> (tempfile::TempDir, crate::support::cli::Output) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("rb.yaml"), DISK_RUNBOOK).expect("runbook");
+    let out = Cli::new()
+        .env("RUNBOOK_STATE_DIR", dir.path().join("st"))
+        .env("RUNBOOK_OPERATOR", "ana")
+        .current_dir(dir.path())
+        .args(["run", "rb.yaml", "--yes"])
+        .args(extra)
+        .run();
+    (dir, out)
+}
+
+/// `YYYY-MM-DD HH:MM` of `now - minutes`, in UTC.
+fn minutes_ago(minutes: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::minutes(minutes))
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+#[test]
+fn run_with_an_incident_start_gives_the_postmortem_a_real_time_to_detect() {
+    let start = minutes_ago(60);
+    let (dir, out) = run_disk(&["--incident-start", &start]);
+    out.code(0);
+    let st = dir.path().join("st");
+    postmortem(&st)
+        .arg("last")
+        .run()
+        .code(0)
+        .stdout_contains(format!("| Impact start | {start}:00 UTC |"))
+        // 60 minutes back, cut to the minute: 1h 00m … or 1h 01m …, never "unknown".
+        .stdout_contains("| Time to detect | 1h 0");
+    // The flag of `postmortem` overrides what the run journaled.
+    let other = minutes_ago(120);
+    postmortem(&st)
+        .args(["last", "--incident-start", &other])
+        .run()
+        .code(0)
+        .stdout_contains(format!("| Impact start | {other}:00 UTC |"))
+        .stdout_contains("| Time to detect | 2h 0");
+    // Relative times work, a future one or a non-time does not start the run.
+    run_disk(&["--incident-start", "-45m"]).1.code(0);
+    let (dir, out) = run_disk(&["--incident-start", "23:59:59"]);
+    if chrono::Utc::now().time() < chrono::NaiveTime::from_hms_opt(23, 59, 0).expect("time") {
+        out.code(2).stderr_contains("in the future");
+        assert!(!dir.path().join("st").join("runs").exists());
+    }
+    let (dir, out) = run_disk(&["--incident-start", "yesterday"]);
+    out.code(2)
+        .stderr_contains("--incident-start \"yesterday\" is not a time");
+    assert!(!dir.path().join("st").join("runs").exists());
+}
+
+#[test]
+fn a_backdated_note_is_placed_in_the_timeline_at_its_time() {
+    let (dir, out) = run_disk(&[]);
+    out.code(0);
+    let st = dir.path().join("st");
+    let note = |extra: &[&str]| {
+        Cli::new()
+            .env("RUNBOOK_STATE_DIR", &st)
+            .env("RUNBOOK_OPERATOR", "lee")
+            .args(["note", "last"])
+            .args(extra)
+            .run()
+    };
+    note(&["written now"]).code(0);
+    let fired = minutes_ago(30);
+    note(&["alert fired", "--at", &fired]).code(0);
+    note(&["from the future", "--at", "2999-01-01T00:00:00Z"])
+        .code(2)
+        .stderr_contains("in the future");
+    note(&["whenever", "--at", "soon"])
+        .code(2)
+        .stderr_contains("is not a time");
+    let out = postmortem(&st).arg("last").run();
+    out.code(0)
+        .stdout_contains(format!("| {}:00 | Note | lee: alert fired |", &fired[11..]));
+    let md = &out.stdout;
+    let pos = |s: &str| md.find(s).unwrap_or_else(|| panic!("{s:?} missing:\n{md}"));
+    // Written last, it happened first: before the run's start and the note written
+    // during the run's aftermath.
+    assert!(pos("lee: alert fired") < pos("Run started"), "{md}");
+    assert!(pos("Run started") < pos("lee: written now"), "{md}");
+    assert!(!md.contains("from the future"));
+    // The journal keeps the order things were written in.
+    let journal = std::fs::read_dir(st.join("runs"))
+        .expect("runs")
+        .map(|e| e.expect("entry").path().join("journal.ndjson"))
+        .next()
+        .expect("one run");
+    let text = std::fs::read_to_string(journal).expect("journal");
+    let (now_at, fired_at) = (
+        text.find("written now").expect("note"),
+        text.find("alert fired").expect("note"),
+    );
+    assert!(now_at < fired_at);
+}
+
+#[test]
+fn the_runbook_links_are_listed_by_the_postmortem() {
+    let (dir, out) = run_disk(&[]);
+    out.code(0);
+    postmortem(&dir.path().join("st"))
+        .arg("last")
+        .run()
+        .code(0)
+        .stdout_contains("## Links")
+        .stdout_contains("- [Disk dashboard](<https://grafana.example.org/d/disk?var-node=web-1>)")
+        .stdout_contains("- [\\#ops-incidents](<https://chat.example.org/archives/C042>)");
+    // A runbook without links gets no empty section.
+    let st = state(&[(RUN, "escalated")]);
+    let out = postmortem(st.path()).arg(RUN).run();
+    assert!(!out.code(0).stdout.contains("## Links"));
+}
+
+#[test]
+fn a_link_that_is_not_an_absolute_http_url_is_a_lint_error_at_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = DISK_RUNBOOK.replace(
+        "https://chat.example.org/archives/C042",
+        "chat.example.org/archives/C042",
+    );
+    std::fs::write(dir.path().join("rb.yaml"), bad).expect("runbook");
+    Cli::new()
+        .current_dir(dir.path())
+        .args(["lint", "rb.yaml"])
+        .run()
+        .code(1)
+        .stdout_contains(
+            "rb.yaml:8:10: error: the link \"chat.example.org/archives/C042\" is not a usable URL",
+        )
+        .stdout_contains("help: write an absolute address");
+}

@@ -258,6 +258,7 @@ fn hostile_journal() -> Journal {
         event: Event::Note {
             text: HOSTILE.into(),
             by: HOSTILE.into(),
+            at: None,
         },
     });
     j

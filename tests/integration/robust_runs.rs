@@ -126,7 +126,7 @@ fn a_second_run_of_a_runbook_with_an_unfinished_run_warns_and_journals_a_note() 
         .records
         .into_iter()
         .filter_map(|r| match r.event {
-            Event::Note { text, by } if by == "runbook" => Some(text),
+            Event::Note { text, by, .. } if by == "runbook" => Some(text),
             _ => None,
         })
         .collect();

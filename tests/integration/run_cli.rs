@@ -376,7 +376,7 @@ fn ctrl_c_during_a_long_step_aborts_with_exit_4_and_a_journal_that_says_so() {
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
     let ev: Vec<Event> = j.records.into_iter().map(|r| r.event).collect();
     assert!(ev.iter().any(
-        |e| matches!(e, Event::Note { text, by } if text == "paged the storage team" && by == "ana")
+        |e| matches!(e, Event::Note { text, by, .. } if text == "paged the storage team" && by == "ana")
     ));
     assert!(ev.iter().any(|e| matches!(e, Event::RunFinished { status: RunStatus::Aborted, reason: Some(r), .. } if r == "aborted by operator")));
 

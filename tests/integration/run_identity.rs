@@ -228,7 +228,9 @@ fn an_untracked_runbook_warns_and_is_not_attributed_to_a_commit() {
     assert!(r.untracked, "{r:?}");
     assert_eq!(r.git, None, "no commit for an untracked file");
     assert!(
-        events.iter().any(|e| matches!(e, Event::Note { text, by }
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Note { text, by, .. }
             if by == "runbook" && text.contains("not tracked by git"))),
         "the warning is journaled"
     );

@@ -135,7 +135,7 @@ fn abort_ends_a_paused_run_from_another_process_with_who_and_why() {
     let events = sys.events(&id);
     assert!(
         events.iter().any(
-            |e| matches!(e, Event::Note { text, by } if by == "lee" && text.contains("INC-42"))
+            |e| matches!(e, Event::Note { text, by, .. } if by == "lee" && text.contains("INC-42"))
         ),
         "{events:#?}"
     );

@@ -98,6 +98,7 @@ impl Builder {
                     sha256: String::new(),
                     git_commit: None,
                     git_dirty: false,
+                    links: Vec::new(),
                 },
                 operator: "unknown".to_owned(),
                 host: "unknown".to_owned(),
@@ -116,6 +117,19 @@ impl Builder {
             }
         });
         run.events = self.events;
+        run.runbook.links = self
+            .state
+            .links
+            .iter()
+            .map(|l| crate::render::model::Link {
+                title: l.title.clone(),
+                url: l.url.clone(),
+                href: url::Url::parse(&l.url)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .map(|u| u.to_string()),
+            })
+            .collect();
         // Whether and how the run ended is the run state's answer, the same one
         // `resume` and `runbook runs` get: a `run_finished` followed by a
         // `run_resumed` is a run that went on (and, if nothing ended it since, did
@@ -163,6 +177,14 @@ impl Builder {
         let mut timeline: Vec<Day> = Vec::new();
         let mut approvals = Vec::new();
         let mut calls = Calls::default();
+        // Backdated notes (`runbook note --at`) go after every entry of their time
+        // or earlier; the journal's own order is untouched.
+        for acc in std::mem::take(&mut self.backdated) {
+            let at = &acc.entry.time.utc;
+            let i = entries.partition_point(|e| e.entry.time.utc <= *at);
+            entries.insert(i, acc);
+        }
+        self.notes.sort_by(|a, b| a.at.utc.cmp(&b.at.utc));
         for acc in entries {
             let e = finish_entry(acc, finished, self.details, &mut calls);
             if let Some(g) = &e.gate {
@@ -237,6 +259,7 @@ impl Builder {
                 api_calls: calls.finish(),
             },
             spans: self.spans,
+            incident_start: self.state.incident_start,
         }
     }
 }

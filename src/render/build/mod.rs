@@ -38,6 +38,8 @@ pub(super) const INLINE_CALLS: usize = 3;
 pub struct Built {
     pub pm: Postmortem,
     pub spans: Vec<Span>,
+    /// The impact start the run journaled (`runbook run --incident-start`).
+    pub incident_start: Option<DateTime<Utc>>,
 }
 
 /// Build the model of a journal, with times shown in `tz`.
@@ -137,6 +139,9 @@ struct Builder {
     /// Notes past [`SHOWN_NOTES`], counted, and who wrote them.
     notes_hidden: usize,
     authors_extra: Vec<String>,
+    /// Notes written later about an earlier time (`runbook note --at`): placed in
+    /// the timeline at that time when the entries are finished.
+    backdated: Vec<EntryAcc>,
 }
 
 fn op_key(scope: &Scope) -> OpKey {
@@ -186,6 +191,7 @@ impl Builder {
             barrier: 0,
             notes_hidden: 0,
             authors_extra: Vec::new(),
+            backdated: Vec::new(),
         }
     }
 
@@ -386,6 +392,7 @@ impl Builder {
                         sha256: runbook.sha256.clone(),
                         git_commit: runbook.git.as_ref().map(|g| g.commit.clone()),
                         git_dirty: runbook.git.as_ref().is_some_and(|g| g.dirty),
+                        links: Vec::new(),
                     },
                     operator: operator.clone(),
                     host: host.clone(),
@@ -688,7 +695,8 @@ impl Builder {
                 let i = self.push_entry(rec, "note", String::new());
                 self.entries[i].entry.note = Some(note);
             }
-            Event::Note { text, by } => {
+            Event::IncidentStart { .. } | Event::RunbookLinks { .. } => {}
+            Event::Note { text, by, at } => {
                 if self.notes.len() >= SHOWN_NOTES {
                     self.notes_hidden += 1;
                     if !self.authors_extra.iter().any(|a| a == by) && self.authors_extra.len() < 100
@@ -698,13 +706,23 @@ impl Builder {
                     return;
                 }
                 let note = Note {
-                    at: self.time(rec.ts),
+                    at: self.time(at.unwrap_or(rec.ts)),
                     by: by.clone(),
                     text: text.clone(),
                 };
                 self.notes.push(note.clone());
                 let i = self.push_entry(rec, "note", String::new());
                 self.entries[i].entry.note = Some(note);
+                if at.is_some() {
+                    // Not where it was written but when it says: moved in `finish`.
+                    let mut acc = self.entries.remove(i);
+                    acc.entry.time = acc
+                        .entry
+                        .note
+                        .as_ref()
+                        .map_or(acc.entry.time, |n| n.at.clone());
+                    self.backdated.push(acc);
+                }
             }
             Event::RunFinished {
                 status: s, reason, ..

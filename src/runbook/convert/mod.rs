@@ -23,6 +23,7 @@ pub(crate) const RUNBOOK_KEYS: &[&str] = &[
     "description",
     "tags",
     "owners",
+    "links",
     "params",
     "unattended",
     "kube",
@@ -84,6 +85,7 @@ const RUNG_KEYS: &[&str] = &[
 ];
 const PARAM_KEYS: &[&str] = &["description", "type", "default", "required", "secret"];
 const KUBE_DEFAULT_KEYS: &[&str] = &["context", "namespace"];
+const LINK_KEYS: &[&str] = &["title", "url"];
 const SHELL_KEYS: &[&str] = &["argv", "env", "dir", "stdin"];
 const HTTP_KEYS: &[&str] = &["method", "url", "headers", "body", "json", "status"];
 const PROMETHEUS_KEYS: &[&str] = &["server", "query"];

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Conv, Fields, KUBE_DEFAULT_KEYS, OP_KEYS, PARAM_KEYS, RETRY_KEYS, RUNBOOK_KEYS, RUNG_KEYS,
-    STEP_KEYS, VERIFICATION_KEYS,
+    Conv, Fields, KUBE_DEFAULT_KEYS, LINK_KEYS, OP_KEYS, PARAM_KEYS, RETRY_KEYS, RUNBOOK_KEYS,
+    RUNG_KEYS, STEP_KEYS, VERIFICATION_KEYS,
 };
 use crate::runbook::diag::Diagnostic;
 use crate::runbook::limits;
@@ -33,6 +33,7 @@ impl Conv<'_> {
         let description = self.opt_string(&f, "description");
         let tags = self.string_list(&f, "tags");
         let owners = self.string_list(&f, "owners");
+        let links = self.links(&f);
         let params = self.params(&f);
         let unattended = self.string_list(&f, "unattended");
         let kube = f.get("kube").and_then(|n| {
@@ -59,12 +60,50 @@ impl Conv<'_> {
             description,
             tags,
             owners,
+            links,
             params,
             unattended,
             kube,
             steps,
             handlers,
         })
+    }
+
+    /// `links:`: a list of `{title, url}`, each URL absolute http(s).
+    fn links(&mut self, f: &Fields<'_>) -> Vec<Link> {
+        let Some(n) = f.get("links") else {
+            return Vec::new();
+        };
+        let Yaml::Seq(items) = &n.value else {
+            self.wrong_type(n, "a list of `{title, url}` mappings", "`links`");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(l) = self.fields(item, "an item of `links`", LINK_KEYS) else {
+                continue;
+            };
+            let title = self.req_string(&l, "title", "a link");
+            let url = self.req_string(&l, "url", "a link");
+            // A missing or non-string url is reported already.
+            if matches!(l.get("url").map(|n| &n.value), Some(Yaml::Str(_)))
+                && let Some(problem) = link_problem(&url.value)
+            {
+                let len = self.src.width(url.pos, &url.value);
+                self.push(
+                    Diagnostic::error(
+                        "bad-link",
+                        url.pos,
+                        format!("the link {:?} is not a usable URL: {problem}", url.value),
+                    )
+                    .len(len)
+                    .help("write an absolute address, such as https://grafana.example.org/d/abc"),
+                );
+                continue;
+            }
+            out.push(Link { title, url });
+        }
+        out
     }
 
     fn params(&mut self, f: &Fields<'_>) -> BTreeMap<String, Param> {
@@ -437,5 +476,20 @@ impl Conv<'_> {
             backoff: self.duration(&f, "backoff"),
             max_backoff: self.duration(&f, "max_backoff"),
         })
+    }
+}
+
+/// Why `url` cannot be a link a reader clicks, if it cannot.
+fn link_problem(url: &str) -> Option<String> {
+    match url::Url::parse(url) {
+        Err(e) => Some(format!(
+            "{e} (expected an absolute http:// or https:// URL)"
+        )),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => Some(format!(
+            "the scheme is `{}`, expected http or https",
+            u.scheme()
+        )),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => Some("it names no host".to_owned()),
+        Ok(_) => None,
     }
 }
