@@ -474,6 +474,67 @@ async fn a_managed_quota_comes_back_with_a_new_uid_after_its_delay() {
     assert!(api.get_opt("gke-resource-quotas").await.unwrap().is_some());
 }
 
+const MANAGED_RUNBOOK: &str = r#"version: 1
+name: quota-blocks-deploys
+title: Pods in team-a are refused by the provider's quota
+steps:
+  - action: Delete the provider's quota
+    id: delete-quota
+    kube: { delete: resourcequotas, name: gke-resource-quotas, namespace: team-a }
+    verify:
+      title: The provider put the quota back (deleting it does not help)
+      kube: { get: resourcequotas, namespace: team-a }
+      expect: >-
+        size(result) == 1
+        && result[0].metadata.managedFields[0].manager == 'gke-resource-quotas'
+      within: 2m
+      every: 10s
+"#;
+
+const MANAGED_TEST: &str = r#"version: 1
+tests:
+  - name: the managed quota comes back
+    scenario: managed.scenario.yaml
+    expect:
+      status: succeeded
+      ran: [delete-quota]
+      cluster:
+        the quota is back, recreated by its manager: >-
+          resourcequotas.exists(q, q.metadata.name == 'gke-resource-quotas'
+          && q.spec.hard.pods == '1500')
+"#;
+
+#[test]
+fn runbook_test_sees_a_deleted_managed_quota_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("quota.yaml"), MANAGED_RUNBOOK).unwrap();
+    std::fs::write(d.join("quota.test.yaml"), MANAGED_TEST).unwrap();
+    std::fs::write(d.join("managed.scenario.yaml"), MANAGED).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    crate::support::cli::Cli::new()
+        .state_dir(state.path())
+        .arg("test")
+        .arg(d.join("quota.yaml"))
+        .run()
+        .success()
+        .stdout_contains("PASS  quota-blocks-deploys :: the managed quota comes back");
+    // Without the `managed` rule the quota stays deleted and the verification fails.
+    let plain = MANAGED.replace(
+        "managed:\n  - { kind: ResourceQuota, namespace: team-a, name: gke-resource-quotas, recreate_after: 30s, manager: gke-resource-quotas }\n",
+        "",
+    );
+    assert_ne!(plain, MANAGED);
+    std::fs::write(d.join("managed.scenario.yaml"), plain).unwrap();
+    crate::support::cli::Cli::new()
+        .state_dir(state.path())
+        .arg("test")
+        .arg(d.join("quota.yaml"))
+        .run()
+        .failure()
+        .stdout_contains("FAIL  quota-blocks-deploys :: the managed quota comes back");
+}
+
 #[test]
 fn a_managed_entry_naming_no_declared_object_is_refused() {
     let text = MANAGED.replace(
