@@ -106,6 +106,17 @@ impl Lab {
                 );
             }
         }
+        for rule in &loaded.scenario.managed {
+            // `scenario::parse` checked that the object is declared.
+            let Some((def, ns, _)) = loaded.objects.iter().find(|(d, ns, o)| {
+                d.kind == rule.kind
+                    && o["metadata"]["name"] == rule.name.as_str()
+                    && (*ns == rule.namespace || (rule.namespace.is_empty() && ns == "default"))
+            }) else {
+                continue;
+            };
+            controllers::managed::adopt(&mut st, rule.clone(), def.key(), ns.clone());
+        }
         link_owner_uids(&mut st);
         st.link_event_uids();
         controllers::reconcile_all(&mut st);

@@ -91,6 +91,10 @@ pub struct Scenario {
     /// (`/sites/<name>`, or the site's `host` in a Host header).
     #[serde(default)]
     pub sites: Vec<super::sites::Site>,
+    /// Objects a controller recreates some time after they are deleted (a cloud
+    /// provider's managed quota, an operator's managed config).
+    #[serde(default)]
+    pub managed: Vec<super::scenario_model::Managed>,
 }
 
 /// One fault. Exactly one of `node_lost`, `disk_fills`, `crash_loop` is set.
@@ -447,6 +451,24 @@ pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
                     "e.g. `component=hub`",
                 )
             })?;
+        }
+    }
+    for m in &scenario.managed {
+        let declared = objects.iter().any(|(def, ns, o)| {
+            def.kind == m.kind
+                && o.pointer("/metadata/name").and_then(Value::as_str) == Some(&m.name)
+                && (ns == &m.namespace || (m.namespace.is_empty() && ns == "default"))
+        });
+        if !declared {
+            return Err(err(
+                0,
+                0,
+                format!(
+                    "managed: no {} {:?} in namespace {:?} among the scenario's objects",
+                    m.kind, m.name, m.namespace
+                ),
+                "declare the object under `objects` and name it here by kind, namespace and name",
+            ));
         }
     }
     let mut names = std::collections::BTreeSet::new();

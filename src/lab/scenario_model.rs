@@ -554,3 +554,29 @@ impl TryFrom<NodeFaultRaw> for NodeFault {
         })
     }
 }
+
+/// An object a controller outside the scenario keeps in place (a cloud provider's
+/// managed ResourceQuota, an operator's managed ConfigMap): when it is deleted through
+/// the API, the lab creates it again, as the scenario declared it, `recreate_after`
+/// later on the lab's clock (docs/lab.md, "Managed objects").
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Managed {
+    /// The object's kind as written in `objects` (`ResourceQuota`, `ConfigMap`).
+    pub kind: String,
+    /// Its namespace (omit for cluster-scoped kinds).
+    #[serde(default)]
+    pub namespace: String,
+    /// Its name; the object must be one of the scenario's `objects`.
+    pub name: String,
+    /// How long after the deletion the manager puts it back (`30s`, `5m`).
+    pub recreate_after: Span,
+    /// The manager's name, shown in `metadata.managedFields` and as the source of the
+    /// event announcing the re-creation (default `addon-manager`).
+    #[serde(default = "default_manager")]
+    pub manager: String,
+}
+
+fn default_manager() -> String {
+    "addon-manager".into()
+}

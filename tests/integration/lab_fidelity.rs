@@ -410,6 +410,184 @@ async fn kubectl_gets_creates_and_deletes_resource_quotas() {
     k.stop().await;
 }
 
+const MANAGED: &str = "version: 1
+name: managed-quota
+managed:
+  - { kind: ResourceQuota, namespace: team-a, name: gke-resource-quotas, recreate_after: 30s, manager: gke-resource-quotas }
+objects:
+  - apiVersion: v1
+    kind: ResourceQuota
+    metadata: { name: gke-resource-quotas, namespace: team-a }
+    spec: { hard: { pods: \"1500\", services: \"500\" } }
+";
+
+fn quotas(lab: &Lab) -> Api<k8s_openapi::api::core::v1::ResourceQuota> {
+    Api::namespaced(lab.client(), "team-a")
+}
+
+#[tokio::test]
+async fn a_managed_quota_comes_back_with_a_new_uid_after_its_delay() {
+    let lab = lab(MANAGED);
+    let api = quotas(&lab);
+    let before = api.get("gke-resource-quotas").await.unwrap();
+    assert_eq!(
+        before.managed_fields()[0].manager.as_deref(),
+        Some("gke-resource-quotas")
+    );
+    api.delete("gke-resource-quotas", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(api.get_opt("gke-resource-quotas").await.unwrap().is_none());
+    lab.advance(Duration::from_secs(29));
+    assert!(
+        api.get_opt("gke-resource-quotas").await.unwrap().is_none(),
+        "back before recreate_after"
+    );
+    lab.advance(Duration::from_secs(2));
+    let after = api
+        .get_opt("gke-resource-quotas")
+        .await
+        .unwrap()
+        .expect("the manager recreated the quota");
+    assert_ne!(after.uid(), before.uid());
+    assert_ne!(after.resource_version(), before.resource_version());
+    assert_eq!(after.spec, before.spec);
+    assert!(after.creation_timestamp() > before.creation_timestamp());
+    assert_eq!(
+        after.managed_fields()[0].manager.as_deref(),
+        Some("gke-resource-quotas")
+    );
+    let evs: Api<Event> = Api::namespaced(lab.client(), "team-a");
+    let evs = evs.list(&ListParams::default()).await.unwrap().items;
+    let msgs = messages(&evs, "Recreated");
+    assert_eq!(
+        msgs,
+        vec![
+            "ResourceQuota gke-resource-quotas was deleted 31s ago; gke-resource-quotas created it again"
+        ]
+    );
+    // A second deletion is noticed again.
+    api.delete("gke-resource-quotas", &DeleteParams::default())
+        .await
+        .unwrap();
+    lab.advance(Duration::from_secs(31));
+    assert!(api.get_opt("gke-resource-quotas").await.unwrap().is_some());
+}
+
+const MANAGED_RUNBOOK: &str = r#"version: 1
+name: quota-blocks-deploys
+title: Pods in team-a are refused by the provider's quota
+steps:
+  - action: Delete the provider's quota
+    id: delete-quota
+    kube: { delete: resourcequotas, name: gke-resource-quotas, namespace: team-a }
+    verify:
+      title: The provider put the quota back (deleting it does not help)
+      kube: { get: resourcequotas, namespace: team-a }
+      expect: >-
+        size(result) == 1
+        && result[0].metadata.managedFields[0].manager == 'gke-resource-quotas'
+      within: 2m
+      every: 10s
+"#;
+
+const MANAGED_TEST: &str = r#"version: 1
+tests:
+  - name: the managed quota comes back
+    scenario: managed.scenario.yaml
+    expect:
+      status: succeeded
+      ran: [delete-quota]
+      cluster:
+        the quota is back, recreated by its manager: >-
+          resourcequotas.exists(q, q.metadata.name == 'gke-resource-quotas'
+          && q.spec.hard.pods == '1500')
+"#;
+
+#[test]
+fn runbook_test_sees_a_deleted_managed_quota_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("quota.yaml"), MANAGED_RUNBOOK).unwrap();
+    std::fs::write(d.join("quota.test.yaml"), MANAGED_TEST).unwrap();
+    std::fs::write(d.join("managed.scenario.yaml"), MANAGED).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    crate::support::cli::Cli::new()
+        .state_dir(state.path())
+        .arg("test")
+        .arg(d.join("quota.yaml"))
+        .run()
+        .success()
+        .stdout_contains("PASS  quota-blocks-deploys :: the managed quota comes back");
+    // Without the `managed` rule the quota stays deleted and the verification fails.
+    let plain = MANAGED.replace(
+        "managed:\n  - { kind: ResourceQuota, namespace: team-a, name: gke-resource-quotas, recreate_after: 30s, manager: gke-resource-quotas }\n",
+        "",
+    );
+    assert_ne!(plain, MANAGED);
+    std::fs::write(d.join("managed.scenario.yaml"), plain).unwrap();
+    crate::support::cli::Cli::new()
+        .state_dir(state.path())
+        .arg("test")
+        .arg(d.join("quota.yaml"))
+        .run()
+        .failure()
+        .stdout_contains("FAIL  quota-blocks-deploys :: the managed quota comes back");
+}
+
+#[test]
+fn a_managed_entry_naming_no_declared_object_is_refused() {
+    let text = MANAGED.replace(
+        "name: gke-resource-quotas, recreate",
+        "name: other, recreate",
+    );
+    let e = Lab::from_scenario_str(&text).err().expect("refused");
+    let e = e.to_string();
+    assert!(e.contains("managed: no ResourceQuota \"other\""), "{e}");
+}
+
+#[tokio::test]
+#[ignore = "needs kubectl (scripts/test.sh installs it)"]
+async fn kubectl_deletes_a_managed_quota_and_gets_it_back_after_the_delay() {
+    let lab = lab(MANAGED);
+    let k = Kubectl::start(&lab).await;
+    k.ok(&[
+        "delete",
+        "resourcequota",
+        "gke-resource-quotas",
+        "-n",
+        "team-a",
+    ])
+    .await;
+    let (ok, _, stderr) = k
+        .run(&[
+            "get",
+            "resourcequota",
+            "gke-resource-quotas",
+            "-n",
+            "team-a",
+        ])
+        .await;
+    assert!(!ok);
+    assert!(stderr.contains("NotFound"), "{stderr}");
+    lab.advance(Duration::from_secs(30));
+    let out = k
+        .ok(&[
+            "get",
+            "resourcequota",
+            "gke-resource-quotas",
+            "-n",
+            "team-a",
+            "-o",
+            "jsonpath={.spec.hard.pods} {.metadata.managedFields[0].manager}",
+        ])
+        .await;
+    assert_eq!(out, "1500 gke-resource-quotas");
+    let out = k.ok(&["get", "events", "-n", "team-a"]).await;
+    assert!(out.contains("Recreated"), "{out}");
+    k.stop().await;
+}
+
 // ---------------------------------------------------------------- 3. autoscaler
 
 const POOLS: &str = "version: 1

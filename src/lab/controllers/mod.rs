@@ -24,6 +24,7 @@ use super::store::WatchEvent;
 pub(crate) mod autoscaler;
 pub(crate) mod endpoints;
 mod kubelet;
+pub(crate) mod managed;
 pub(crate) mod nodes;
 mod pod_health;
 mod quota;
@@ -34,6 +35,7 @@ mod workloads;
 use autoscaler::autoscaler;
 use endpoints::endpoints;
 use kubelet::kubelet;
+use managed::managed_objects;
 use nodes::{apply_faults, node_lifecycle, pod_gc};
 use quota::resource_quotas;
 use scheduling::scheduler;
@@ -169,6 +171,7 @@ fn run(st: &mut State, mut all: bool) {
         disruption_budgets(st, &d);
         workload_status(st, &d);
         resource_quotas(st, &d);
+        managed_objects(st, &d);
     }
 }
 

@@ -98,6 +98,22 @@ pub struct State {
     /// (an eviction timeout, a detach timer, a kubelet finishing a deletion, a fault):
     /// a write after it runs a full pass instead of an incremental one.
     pub next_wake: Option<DateTime<Utc>>,
+    /// Objects a manager outside the cluster recreates after deletion (`controllers/managed.rs`).
+    pub managed: Vec<ManagedSlot>,
+}
+
+/// One managed object: what to recreate, and since when it has been gone.
+#[derive(Debug, Clone)]
+pub struct ManagedSlot {
+    pub rule: crate::lab::scenario_model::Managed,
+    /// The store key of its kind (`resourcequotas`).
+    pub resource: String,
+    /// The resolved namespace ("" for cluster-scoped kinds).
+    pub namespace: String,
+    /// The object as declared, without uid, resourceVersion, creationTimestamp, status.
+    pub template: serde_json::Value,
+    /// When the manager noticed it gone.
+    pub gone_since: Option<DateTime<Utc>>,
 }
 
 impl State {
@@ -128,6 +144,7 @@ impl State {
             last_scale_up: None,
             logs: Vec::new(),
             next_wake: None,
+            managed: Vec::new(),
         }
     }
 
