@@ -578,6 +578,7 @@ mod tests {
     #[test]
     fn a_gate_asked_again_after_a_resume_waits_from_the_first_request() {
         let asked = || Event::GateRequested {
+            preview: None,
             step: "fix".into(),
             rung: None,
             ops: Vec::new(),
@@ -622,6 +623,7 @@ mod tests {
             verification: false,
         };
         let asked = || Event::GateRequested {
+            preview: None,
             step: "fix".into(),
             rung: None,
             ops: Vec::new(),

@@ -47,6 +47,7 @@ pub(crate) const STEP_KEYS: &[&str] = &[
     "save",
     "expect",
     "summary",
+    "preview",
     "timeout",
     "retry",
     "within",
@@ -74,6 +75,7 @@ const RUNG_KEYS: &[&str] = &[
     "prometheus",
     "kube",
     "manual",
+    "preview",
     "when",
     "for_each",
     "concurrency",
@@ -82,6 +84,7 @@ const RUNG_KEYS: &[&str] = &[
     "gate",
     "verify",
 ];
+const PREVIEW_KEYS: &[&str] = &["shell", "http", "prometheus", "kube", "summary"];
 const PARAM_KEYS: &[&str] = &["description", "type", "default", "required", "secret"];
 const KUBE_DEFAULT_KEYS: &[&str] = &["context", "namespace"];
 const SHELL_KEYS: &[&str] = &["argv", "env", "dir", "stdin"];
