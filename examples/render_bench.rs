@@ -194,6 +194,7 @@ fn journal(events: usize, shape: Option<&str>) -> String {
                 rung: None,
                 ops: ops.clone(),
                 digest: "d".into(),
+                preview: None,
             },
         );
         g.push(

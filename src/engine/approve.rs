@@ -28,6 +28,8 @@ pub struct GateRequest {
     /// The cluster the plan's kube operations act on (`context X, server Y, cluster
     /// uid Z`), when it has any and the run knows its cluster; the digest covers it.
     pub target: Option<String>,
+    /// The step's `preview:` result, as shown; the digest covers it.
+    pub preview: Option<String>,
 }
 
 /// A manual step or rung waiting for a person.

@@ -210,6 +210,13 @@ impl Printer {
                 text.push_str(&format!("      {}\n", i.summary));
             }
         }
+        if let Some(p) = &req.preview {
+            let mut lines = p.lines();
+            text.push_str(&format!("    preview: {}\n", lines.next().unwrap_or("")));
+            for l in lines {
+                text.push_str(&format!("      {l}\n"));
+            }
+        }
         if let Some(t) = &req.target {
             text.push_str(&format!("    target: {t}\n"));
         }

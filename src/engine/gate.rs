@@ -9,10 +9,13 @@ use super::ops::Prepared;
 use super::run::sha256_hex;
 use futures::StreamExt;
 
+use crate::journal::event::Scope;
 use crate::journal::event::{ApprovalSource, Decision, Event, Impact, PlannedOp};
 use crate::journal::state::StepState;
 use crate::providers::{ExecCtx, OpError, RunClock};
-use crate::runbook::model::{Gate, Step};
+use crate::runbook::model::{Gate, Preview, Step};
+use serde_json::Value;
+use std::time::Duration;
 
 /// A gate's verdict.
 pub(super) enum Pass {
@@ -73,7 +76,48 @@ impl Ctx<'_> {
         !self.cancel.is_cancelled()
     }
 
+    /// Run a step's (or rung's) read-only `preview:` and describe its result for the
+    /// gate: the `summary` template, or the first lines of its output. A preview that
+    /// fails is shown as such; it never stops the gate. None when aborted meanwhile.
+    async fn preview(&mut self, base: &Scope, p: &Preview) -> Option<String> {
+        let op = p.op()?;
+        let prepared = match self.prepare(base, op, None, true) {
+            Ok(mut v) if !v.is_empty() => v.remove(0),
+            Ok(_) => return Some("preview: nothing to run".into()),
+            Err(e) => {
+                return Some(
+                    self.events
+                        .redact(&format!("preview could not be planned: {e}")),
+                );
+            }
+        };
+        let provider = self.providers.get(&prepared.resolved.provider)?;
+        let cx = ExecCtx {
+            cancel: self.cancel.child_token(),
+            timeout: Some(PREVIEW_TIMEOUT),
+            dry_run: false,
+            vars: prepared.vars.clone(),
+            calls: Default::default(),
+            clock: RunClock(std::sync::Arc::clone(&self.clock)),
+            approved: None,
+            spawned: None,
+        };
+        let result = match provider.execute(&prepared.resolved, &cx).await {
+            Ok(r) => r,
+            Err(OpError::Cancelled) => return None,
+            Err(e) => return Some(self.events.redact(&format!("preview failed: {e}"))),
+        };
+        let text = match &p.summary {
+            Some(t) => self
+                .with_vars(Some(result.clone()), |vars| crate::expr::render(t, vars))
+                .unwrap_or_else(|e| format!("{} (summary: {e})", first_lines(&result))),
+            None => first_lines(&result),
+        };
+        Some(self.events.redact(&text))
+    }
+
     /// Show the plan and get a decision, journaled before anything runs.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn gate(
         &mut self,
         step: &Step,
@@ -82,10 +126,25 @@ impl Ctx<'_> {
         prepared: &mut [Prepared],
         gate: Gate,
         prior: Option<&StepState>,
+        preview: Option<&Preview>,
     ) -> Result<Pass, EngineError> {
         if !self.assess(prepared).await {
             return Ok(Pass::Abort("aborted by operator".into()));
         }
+        let preview = match preview {
+            Some(p) => {
+                let base = Scope {
+                    step: step.id.value.clone(),
+                    rung: rung.map(str::to_string),
+                    ..Scope::default()
+                };
+                match self.preview(&base, p).await {
+                    Some(text) => Some(text),
+                    None => return Ok(Pass::Abort("aborted by operator".into())),
+                }
+            }
+            None => None,
+        };
         let ops: Vec<PlannedOp> = prepared.iter().map(|p| p.planned.clone()).collect();
         // A kube plan is a plan for one cluster: its digest covers the target, so an
         // approval given for one cluster never approves the same plan on another. A
@@ -95,12 +154,22 @@ impl Ctx<'_> {
             .target
             .as_ref()
             .filter(|_| ops.iter().any(|o| o.provider == "kube"));
-        let digest = match target {
-            Some(t) => sha256_hex(
+        // A preview is part of what was approved: when its result differs at run
+        // time (more to delete, less to free), the approval does not carry over.
+        let digest = match (target, &preview) {
+            (Some(t), None) => sha256_hex(
                 &serde_json::to_vec(&serde_json::json!({"ops": &ops, "target": t.describe()}))
                     .unwrap_or_default(),
             ),
-            None => sha256_hex(&serde_json::to_vec(&ops).unwrap_or_default()),
+            (None, None) => sha256_hex(&serde_json::to_vec(&ops).unwrap_or_default()),
+            (t, Some(p)) => sha256_hex(
+                &serde_json::to_vec(&serde_json::json!({
+                    "ops": &ops,
+                    "target": t.map(|t| t.describe()),
+                    "preview": p,
+                }))
+                .unwrap_or_default(),
+            ),
         };
         let req = GateRequest {
             target: target.map(|t| t.describe()),
@@ -110,6 +179,7 @@ impl Ctx<'_> {
             ops,
             digest: digest.clone(),
             explicit: gate == Gate::Explicit,
+            preview: preview.clone(),
         };
         if self.opts.dry_run {
             self.events.notice(Notice::Plan {
@@ -147,6 +217,7 @@ impl Ctx<'_> {
             rung: req.rung.clone(),
             ops: req.ops.clone(),
             digest: digest.clone(),
+            preview: req.preview.clone(),
         };
         if gate == Gate::Auto {
             self.events.emit(requested, false)?;
@@ -196,5 +267,30 @@ impl Ctx<'_> {
             }
             GateAnswer::Pause { reason } => Pass::Pause(reason),
         })
+    }
+}
+
+/// Bound on a preview: it runs before the question is asked.
+const PREVIEW_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A preview's output for the gate: a shell's first lines of stdout, else the
+/// result's one-line summary.
+fn first_lines(result: &Value) -> String {
+    const LINES: usize = 5;
+    match result.get("stdout").and_then(Value::as_str) {
+        Some(out) if !out.trim().is_empty() => {
+            let lines: Vec<&str> = out.trim_end().lines().collect();
+            let mut text = lines
+                .iter()
+                .take(LINES)
+                .map(|l| super::steps::clip(l, 160))
+                .collect::<Vec<_>>()
+                .join("\n");
+            if lines.len() > LINES {
+                text.push_str(&format!("\n… {} more lines", lines.len() - LINES));
+            }
+            text
+        }
+        _ => super::steps::summarize(result),
     }
 }

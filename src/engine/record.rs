@@ -176,11 +176,13 @@ impl Recorder {
                 rung,
                 ops,
                 digest,
+                preview,
             } => Event::GateRequested {
                 step,
                 rung,
                 ops: ops.into_iter().map(planned).collect(),
                 digest,
+                preview: preview.map(text),
             },
             Event::Paused {
                 step,

@@ -340,6 +340,9 @@ pub enum Event {
         rung: Option<String>,
         ops: Vec<PlannedOp>,
         digest: String,
+        /// The `preview:` result shown with the plan (covered by the digest).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        preview: Option<String>,
     },
     /// Journaled (and fsynced) before the approved action starts.
     GateDecided {

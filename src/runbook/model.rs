@@ -385,6 +385,11 @@ pub struct Step {
     /// `result` and everything `expect` sees.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Sp<String>>,
+    /// Actions only: one read-only operation run when the plan is built, its result
+    /// shown at the gate (what a cleanup would delete, how much it frees) and covered
+    /// by the plan's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Preview>,
     /// Bound on one attempt of the operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Sp<Duration>>,
@@ -495,6 +500,34 @@ impl Verification {
     }
 }
 
+/// A read-only operation whose result is shown at an action's gate.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Preview {
+    /// Position of the block (not part of the YAML).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub pos: Pos,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<ShellOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<KubeOp>,
+    /// A template for the line shown at the gate; it sees `result` (default: the
+    /// first lines of the output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Sp<String>>,
+}
+
+impl Preview {
+    pub fn op(&self) -> Option<OpRef<'_>> {
+        OpRef::pick(&self.shell, &self.http, &self.prometheus, &self.kube, &None)
+    }
+}
+
 /// One remedy of an escalation ladder.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -519,6 +552,9 @@ pub struct Rung {
     /// An instruction for a person; the run waits for them to confirm.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manual: Option<Sp<String>>,
+    /// A read-only operation whose result is shown at this rung's gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Preview>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<Sp<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -57,6 +57,7 @@ mod params;
 mod postmortem_cli;
 mod postmortem_preserve;
 mod postmortem_render;
+mod preview;
 mod robust_disk;
 mod robust_group_commit;
 mod robust_journal;

@@ -49,8 +49,16 @@ pub(super) async fn run(
     let pass = if prepared.is_empty() && !cx.opts.dry_run {
         Pass::Go
     } else {
-        cx.gate(step, None, step.title(), &mut prepared, gate, prior)
-            .await?
+        cx.gate(
+            step,
+            None,
+            step.title(),
+            &mut prepared,
+            gate,
+            prior,
+            step.preview.as_ref(),
+        )
+        .await?
     };
     match pass {
         Pass::Go => {}

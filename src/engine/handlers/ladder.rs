@@ -122,6 +122,7 @@ async fn plan(cx: &mut Ctx<'_>, step: &Step, ids: &[String]) -> Result<End, Engi
                             &mut prepared,
                             Gate::Approve,
                             None,
+                            rung.preview.as_ref(),
                         )
                         .await?;
                     }
@@ -250,8 +251,16 @@ async fn run_rung(
         let pass = if prepared.is_empty() && !cx.opts.dry_run {
             Pass::Go
         } else {
-            cx.gate(step, Some(rung_id), &title, &mut prepared, gate, prior)
-                .await?
+            cx.gate(
+                step,
+                Some(rung_id),
+                &title,
+                &mut prepared,
+                gate,
+                prior,
+                rung.preview.as_ref(),
+            )
+            .await?
         };
         match pass {
             Pass::Go => {}

@@ -601,6 +601,7 @@ mod tests {
     #[test]
     fn a_gate_asked_again_after_a_resume_waits_from_the_first_request() {
         let asked = || Event::GateRequested {
+            preview: None,
             step: "fix".into(),
             rung: None,
             ops: Vec::new(),
@@ -645,6 +646,7 @@ mod tests {
             verification: false,
         };
         let asked = || Event::GateRequested {
+            preview: None,
             step: "fix".into(),
             rung: None,
             ops: Vec::new(),

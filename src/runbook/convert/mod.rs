@@ -48,6 +48,7 @@ pub(crate) const STEP_KEYS: &[&str] = &[
     "save",
     "expect",
     "summary",
+    "preview",
     "timeout",
     "retry",
     "within",
@@ -75,6 +76,7 @@ const RUNG_KEYS: &[&str] = &[
     "prometheus",
     "kube",
     "manual",
+    "preview",
     "when",
     "for_each",
     "concurrency",
@@ -83,6 +85,7 @@ const RUNG_KEYS: &[&str] = &[
     "gate",
     "verify",
 ];
+const PREVIEW_KEYS: &[&str] = &["shell", "http", "prometheus", "kube", "summary"];
 const PARAM_KEYS: &[&str] = &["description", "type", "default", "required", "secret"];
 const KUBE_DEFAULT_KEYS: &[&str] = &["context", "namespace"];
 const LINK_KEYS: &[&str] = &["title", "url"];

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Conv, Fields, KUBE_DEFAULT_KEYS, LINK_KEYS, OP_KEYS, PARAM_KEYS, RETRY_KEYS, RUNBOOK_KEYS,
-    RUNG_KEYS, STEP_KEYS, VERIFICATION_KEYS,
+    Conv, Fields, KUBE_DEFAULT_KEYS, LINK_KEYS, OP_KEYS, PARAM_KEYS, PREVIEW_KEYS, RETRY_KEYS,
+    RUNBOOK_KEYS, RUNG_KEYS, STEP_KEYS, VERIFICATION_KEYS,
 };
 use crate::runbook::diag::Diagnostic;
 use crate::runbook::limits;
@@ -299,6 +299,7 @@ impl Conv<'_> {
             save: self.opt_string(&f, "save"),
             expect: self.opt_string(&f, "expect"),
             summary: self.opt_string(&f, "summary"),
+            preview: f.get("preview").and_then(|n| self.preview(n)),
             timeout: self.duration(&f, "timeout"),
             retry: f.get("retry").and_then(|n| self.retry(n)),
             within: self.duration(&f, "within"),
@@ -325,6 +326,29 @@ impl Conv<'_> {
             within: self.duration(&f, "within"),
             every: self.duration(&f, "every"),
             timeout: self.duration(&f, "timeout"),
+        })
+    }
+
+    fn preview(&mut self, node: &Node) -> Option<Preview> {
+        let f = self.fields(node, "a preview", PREVIEW_KEYS)?;
+        self.at_most_one(&f, OP_KEYS, "one-operation", "this preview");
+        if !OP_KEYS.iter().any(|k| f.has(k)) {
+            self.push(
+                Diagnostic::error(
+                    "missing-operation",
+                    f.pos,
+                    "a preview needs one read-only operation: `shell`, `http`, `prometheus` or `kube`",
+                )
+                .help("e.g. `preview: { shell: { run: \"du -sh /var/log/old\" } }`"),
+            );
+        }
+        Some(Preview {
+            pos: f.pos,
+            shell: f.get("shell").and_then(|n| self.shell(n)),
+            http: f.get("http").and_then(|n| self.http(n)),
+            prometheus: f.get("prometheus").and_then(|n| self.prometheus(n)),
+            kube: f.get("kube").and_then(|n| self.kube(n)),
+            summary: self.opt_string(&f, "summary"),
         })
     }
 
@@ -359,6 +383,7 @@ impl Conv<'_> {
             prometheus: f.get("prometheus").and_then(|n| self.prometheus(n)),
             kube: f.get("kube").and_then(|n| self.kube(n)),
             manual: self.opt_string(&f, "manual"),
+            preview: f.get("preview").and_then(|n| self.preview(n)),
             when: self.opt_string(&f, "when"),
             for_each: self.opt_string(&f, "for_each"),
             concurrency: self.opt_uint(&f, "concurrency"),

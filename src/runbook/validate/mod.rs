@@ -464,6 +464,11 @@ impl<'a> Validator<'a> {
                 );
             }
         }
+        if let Some(p) = &step.preview {
+            let gated =
+                kind == StepKind::Action && step.gate.as_ref().map(|g| g.value) != Some(Gate::Auto);
+            self.preview(p, gated);
+        }
         for rung in &step.escalate {
             self.rung(rung);
         }
@@ -706,6 +711,73 @@ impl<'a> Validator<'a> {
         }
         if let Some(v) = &rung.verify {
             self.verification(v);
+        }
+        if let Some(p) = &rung.preview {
+            let gated = rung.gate.as_ref().map(|g| g.value) != Some(Gate::Auto);
+            self.preview(p, gated);
+        }
+    }
+
+    /// A preview is read-only: a kube read verb, an http GET, a prometheus query, or
+    /// a shell command the author declares read-only by putting it under `preview:`
+    /// (as for checks: the program is not inspected). It is shown only at a gate.
+    fn preview(&mut self, p: &Preview, gated: bool) {
+        match p.op() {
+            Some(OpRef::Kube(k)) if k.is_mutating() => {
+                if let Some((verb, val)) = k.verb() {
+                    self.err(
+                        "mutating-preview",
+                        val.pos,
+                        format!("a preview is read-only, but `kube: {verb}` changes the cluster"),
+                    )
+                    .help = Some(
+                        "preview with a read verb (`get`, `logs`) of what the action would touch"
+                            .into(),
+                    );
+                }
+            }
+            Some(OpRef::Http(h))
+                if h.method.as_ref().is_some_and(|m| {
+                    !["GET", "HEAD"]
+                        .iter()
+                        .any(|r| m.value.eq_ignore_ascii_case(r))
+                }) =>
+            {
+                if let Some(m) = &h.method {
+                    self.err(
+                        "mutating-preview",
+                        m.pos,
+                        format!(
+                            "a preview is read-only, but `method: {}` may change something",
+                            m.value
+                        ),
+                    )
+                    .help = Some("preview with a GET (leave `method` out)".into());
+                }
+            }
+            _ => {}
+        }
+        if let Some(op) = p.op() {
+            self.op(op, &Ctx::default());
+        }
+        if let Some(t) = &p.summary {
+            self.template(
+                t,
+                &Ctx {
+                    result: true,
+                    ..Ctx::default()
+                },
+            );
+        }
+        if !gated {
+            self.push(
+                Diagnostic::warning(
+                    "preview-not-gated",
+                    p.pos,
+                    "`preview` is shown at a gate, but this step never stops at one",
+                )
+                .help("remove `preview`, or give the action `gate: approve`"),
+            );
         }
     }
 
