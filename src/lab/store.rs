@@ -46,8 +46,9 @@ pub struct WatchEvent {
     pub etype: EventType,
     pub resource: String,
     pub namespace: String,
-    pub object: Value,
-    pub old: Option<Value>,
+    /// Shared with the store (and with the next version's `old`), not a deep copy.
+    pub object: Arc<Value>,
+    pub old: Option<Arc<Value>>,
 }
 
 pub struct Store {
@@ -192,7 +193,14 @@ impl Store {
         self.list(res, ns).cloned().collect()
     }
 
-    fn emit(&mut self, etype: EventType, res: &str, ns: &str, object: Value, old: Option<Value>) {
+    fn emit(
+        &mut self,
+        etype: EventType,
+        res: &str,
+        ns: &str,
+        object: Arc<Value>,
+        old: Option<Arc<Value>>,
+    ) {
         let ev = Arc::new(WatchEvent {
             rv: self.rv,
             etype,
@@ -201,7 +209,8 @@ impl Store {
             object,
             old,
         });
-        let size = limits::approx_size(&ev.object) + ev.old.as_ref().map_or(0, limits::approx_size);
+        let size =
+            limits::approx_size(&ev.object) + ev.old.as_deref().map_or(0, limits::approx_size);
         self.history.push_back((ev.clone(), size));
         self.history_bytes += size;
         while self.history.len() > limits::HISTORY_EVENTS
@@ -299,8 +308,10 @@ impl Store {
             obj["metadata"]["generation"] = json!(1);
         }
         self.index.insert(&key, &obj);
-        self.objects.insert(key, Arc::new(obj.clone()));
-        self.emit(EventType::Added, &res.key(), ns, obj.clone(), None);
+        let shared = Arc::new(obj);
+        self.objects.insert(key, shared.clone());
+        let obj = Value::clone(&shared);
+        self.emit(EventType::Added, &res.key(), ns, shared, None);
         Ok(obj)
     }
 
@@ -312,7 +323,7 @@ impl Store {
         if **old == obj {
             return Some(obj);
         }
-        let old = Value::clone(old);
+        let old = Arc::clone(old);
         let changed_spec = spec_changed(&old, &obj);
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
@@ -326,8 +337,10 @@ impl Store {
         }
         self.index.remove(&key, &old);
         self.index.insert(&key, &obj);
-        self.objects.insert(key, Arc::new(obj.clone()));
-        self.emit(EventType::Modified, res, ns, obj.clone(), Some(old));
+        let shared = Arc::new(obj);
+        self.objects.insert(key, shared.clone());
+        let obj = Value::clone(&shared);
+        self.emit(EventType::Modified, res, ns, shared, Some(old));
         Some(obj)
     }
 
@@ -338,8 +351,9 @@ impl Store {
         self.index.remove(&key, &obj);
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.emit(EventType::Deleted, res, ns, obj.clone(), None);
-        Some(obj)
+        let shared = Arc::new(obj);
+        self.emit(EventType::Deleted, res, ns, shared.clone(), None);
+        Some(Value::clone(&shared))
     }
 
     /// Every object, for finding owners by uid.
@@ -423,6 +437,32 @@ mod tests {
             .as_str()
             .unwrap_or_default()
             .to_string()
+    }
+
+    /// A change is recorded by reference count, not as deep copies: the watch event of
+    /// a write holds the very version the store holds, and the next update's `old` is
+    /// that same version, so a bulk load keeps one copy of each object.
+    #[test]
+    fn watch_events_share_the_stored_versions() {
+        let pods = resources::by_key("pods").unwrap();
+        let now = Utc::now();
+        let mut store = Store::new(1);
+        store
+            .create(pods, "prod", pod("a", "", "Pending"), now, false)
+            .unwrap();
+        let key = ("pods".to_string(), "prod".to_string(), "a".to_string());
+        let added = store.take_changes().pop().unwrap();
+        assert!(Arc::ptr_eq(&added.object, &store.objects[&key]));
+        store.update("pods", "prod", "a", pod("a", "n1", "Running"));
+        let modified = store.take_changes().pop().unwrap();
+        assert!(Arc::ptr_eq(&modified.object, &store.objects[&key]));
+        assert!(Arc::ptr_eq(modified.old.as_ref().unwrap(), &added.object));
+        assert_eq!(modified.object["spec"]["nodeName"], "n1");
+        assert_eq!(modified.old.as_ref().unwrap()["spec"]["nodeName"], "");
+        let removed = store.remove("pods", "prod", "a").unwrap();
+        let deleted = store.take_changes().pop().unwrap();
+        assert_eq!(*deleted.object, removed);
+        assert!(matches!(deleted.etype, EventType::Deleted));
     }
 
     #[test]

@@ -127,13 +127,13 @@ pub(super) fn watch(lab: &Lab, t: &Target, params: &Params, as_table: bool) -> R
             |ev: &WatchEvent| ev.resource == key && ns.as_ref().is_none_or(|n| *n == ev.namespace);
         let translate = |ev: &WatchEvent| -> Option<(&'static str, Value)> {
             let now_m = matches(&ev.object);
-            let was = ev.old.as_ref().is_some_and(&matches);
+            let was = ev.old.as_deref().is_some_and(&matches);
             match ev.etype {
-                EventType::Added if now_m => Some(("ADDED", ev.object.clone())),
-                EventType::Deleted if now_m => Some(("DELETED", ev.object.clone())),
-                EventType::Modified if now_m && was => Some(("MODIFIED", ev.object.clone())),
-                EventType::Modified if now_m => Some(("ADDED", ev.object.clone())),
-                EventType::Modified if was => Some(("DELETED", ev.object.clone())),
+                EventType::Added if now_m => Some(("ADDED", Value::clone(&ev.object))),
+                EventType::Deleted if now_m => Some(("DELETED", Value::clone(&ev.object))),
+                EventType::Modified if now_m && was => Some(("MODIFIED", Value::clone(&ev.object))),
+                EventType::Modified if now_m => Some(("ADDED", Value::clone(&ev.object))),
+                EventType::Modified if was => Some(("DELETED", Value::clone(&ev.object))),
                 _ => None,
             }
         };

@@ -125,7 +125,7 @@ impl Dirty {
         self.events
             .iter()
             .filter(move |e| e.resource == kind)
-            .flat_map(|e| std::iter::once(&e.object).chain(e.old.as_ref()))
+            .flat_map(|e| std::iter::once(&*e.object).chain(e.old.as_deref()))
     }
 }
 
