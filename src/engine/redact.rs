@@ -100,7 +100,15 @@ impl Redactor {
     /// digits hold a secret. Also learns the values of credential-named headers
     /// (see [`Redactor::learn_headers`]) before masking.
     pub(crate) fn mask_value(&self, v: &Value) -> Value {
-        let v = &mask_kube_secrets(v);
+        // Most events hold no Secret: look before rebuilding (this runs on every
+        // journaled value).
+        let masked;
+        let v = if holds_kube_secrets(v) {
+            masked = mask_kube_secrets(v);
+            &masked
+        } else {
+            v
+        };
         if self.is_empty() {
             return v.clone();
         }
@@ -168,6 +176,22 @@ fn is_secret_object(m: &Map<String, Value>) -> bool {
         && m.get("apiVersion")
             .and_then(Value::as_str)
             .is_none_or(|a| a == "v1")
+}
+
+/// Whether [`mask_kube_secrets`] could change anything in `v`: a Secret, a
+/// SecretList, or a last-applied annotation somewhere inside it. Reads only.
+fn holds_kube_secrets(v: &Value) -> bool {
+    match v {
+        Value::Array(a) => a.iter().any(holds_kube_secrets),
+        Value::Object(m) => {
+            matches!(
+                m.get("kind").and_then(Value::as_str),
+                Some("Secret" | "SecretList")
+            ) || m.contains_key(LAST_APPLIED)
+                || m.values().any(holds_kube_secrets)
+        }
+        _ => false,
+    }
 }
 
 /// `v` with every Kubernetes Secret's `data` and `stringData` values and every
@@ -475,5 +499,21 @@ mod tests {
         assert_eq!(r.mask("echo abcdef123"), "echo ***");
         assert!(is_credential_header("X-Vault-Token"));
         assert!(!is_credential_header("Content-Type"));
+    }
+
+    #[test]
+    fn only_values_holding_a_secret_or_a_last_applied_annotation_are_rebuilt() {
+        assert!(!holds_kube_secrets(
+            &serde_json::json!({"items": [{"kind": "Pod", "metadata": {"name": "a"}}]})
+        ));
+        let nested =
+            serde_json::json!({"result": {"items": [{"kind": "Secret", "data": {"k": "dg=="}}]}});
+        assert!(holds_kube_secrets(&nested));
+        assert_ne!(mask_kube_secrets(&nested), nested);
+        let list = serde_json::json!({"kind": "SecretList", "items": [{"data": {"k": "dg=="}}]});
+        assert!(holds_kube_secrets(&list));
+        let annotated = serde_json::json!([{"metadata": {"annotations": {LAST_APPLIED: "{}"}}}]);
+        assert!(holds_kube_secrets(&annotated));
+        assert_ne!(mask_kube_secrets(&annotated), annotated);
     }
 }
