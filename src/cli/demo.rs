@@ -87,7 +87,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
             printer,
             cancel,
         };
-        let run = match suite::run_on_lab(&loaded, &lab, opts).await {
+        let run = match suite::runner::run_on_lab_with(&loaded, &lab, opts, seed_incident_start()).await {
             Ok(r) => r,
             Err(e) => {
                 crate::cli::error_line!("error: {e}");
@@ -98,11 +98,21 @@ pub fn run(args: Args, g: &Global) -> i32 {
             .output
             .clone()
             .unwrap_or_else(|| run.report.run_dir.join("postmortem.md"));
-        let render_opts = crate::render::RenderOpts::default();
-        let written = crate::render::render_run(&run.report.run_dir, &render_opts)
-            .and_then(|md| crate::render::write_preserving(&out, &md));
+        let render_opts = crate::render::RenderOpts {
+            chart_file: crate::render::chart_path(&out)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned()),
+            ..crate::render::RenderOpts::default()
+        };
+        let written = crate::render::render_run_with_chart(&run.report.run_dir, &render_opts)
+            .and_then(|(md, svg)| crate::render::write_with_chart(&out, &md, svg.as_deref()));
         match written {
-            Ok(()) => println!("postmortem written to {}", out.display()),
+            Ok((_, chart)) => {
+                println!("postmortem written to {}", out.display());
+                if let Some(chart) = chart {
+                    println!("impact chart written to {}", chart.display());
+                }
+            }
             Err(e) => {
                 crate::cli::error_line!("error: cannot write the postmortem: {e}");
                 return crate::exit::INTERNAL;
@@ -110,6 +120,15 @@ pub fn run(args: Args, g: &Global) -> i32 {
         }
         run.report.exit_code
     })
+}
+
+/// When users were first affected in the seed scenario: its earliest fault (the
+/// hub's node was lost 5 hours before the scenario's start), journaled with source
+/// `scenario` so the postmortem measures time to detect and mitigate from it.
+fn seed_incident_start() -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+    let loaded = crate::lab::scenario::parse(crate::lab::SEED_SCENARIO, "<seed>").ok()?;
+    let first = loaded.fault_offsets.iter().min()?;
+    Some((loaded.start? + *first, "scenario".to_owned()))
 }
 
 /// In `--interactive`, the time a person takes at a gate or a manual step is real:

@@ -94,15 +94,24 @@ pub fn run(args: Args, g: &Global) -> i32 {
         crate::cli::error_line!("error: give a run id (or `last`)");
         return exit::USAGE;
     };
+    // The impact chart goes beside a written document (stdout has nowhere to put it).
+    if let Some(path) = &args.output {
+        opts.chart_file = render::chart_path(path)
+            .file_name()
+            .map(|f| f.to_string_lossy().into_owned());
+    }
     let store = DirStore::new(&g.state_dir);
     let result = store
         .resolve(run_id)
         .map_err(render::RenderError::from)
-        .and_then(|id| render::render_run(&store.run_dir(&id), &opts))
-        .and_then(|markdown| match &args.output {
-            Some(path) => render::write_preserving_report(path, &markdown).map(|report| {
+        .and_then(|id| render::render_run_with_chart(&store.run_dir(&id), &opts))
+        .and_then(|(markdown, svg)| match &args.output {
+            Some(path) => render::write_with_chart(path, &markdown, svg.as_deref()).map(|(report, chart)| {
                 if !g.quiet {
                     eprintln!("wrote {}", path.display());
+                    if let Some(chart) = chart {
+                        eprintln!("wrote {} (the impact chart it links)", chart.display());
+                    }
                 }
                 // Said even with --quiet: a section that stopped updating is news.
                 for id in &report.kept_edits {

@@ -91,6 +91,9 @@ pub struct EngineOpts {
     /// `run --incident-start`: when users were first affected, journaled as
     /// `incident_start` right after `run_started`.
     pub incident_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where `incident_start` came from when not from the operator (`scenario`,
+    /// `alert`): journaled as its `source`.
+    pub incident_start_source: Option<String>,
 }
 
 impl EngineOpts {
@@ -111,6 +114,7 @@ impl EngineOpts {
             accept_changes: false,
             rerun_unknown: false,
             incident_start: None,
+            incident_start_source: None,
         }
     }
 }

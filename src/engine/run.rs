@@ -79,7 +79,8 @@ pub(crate) async fn start(
     }
     if let Some(at) = opts.incident_start {
         let by = opts.operator.clone();
-        events.emit(Event::IncidentStart { at, by }, false)?;
+        let source = opts.incident_start_source.clone();
+        events.emit(Event::IncidentStart { at, by, source }, false)?;
     }
     // A version git cannot give back later: said on the console and journaled as a
     // note (the postmortem shows it), besides the flags on `run_started`.

@@ -29,7 +29,7 @@ pub struct Record {
 
 /// Which part of a step an event is about: the step itself, one rung of its
 /// escalation ladder, one `for_each` item, or its verification.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Scope {
     pub step: String,
     /// Rung id (`free-hub-volume.2`) when inside an escalation ladder.
@@ -444,10 +444,18 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at: Option<DateTime<Utc>>,
     },
-    /// When users were first affected (`runbook run --incident-start`), journaled
-    /// right after `run_started`. The postmortem measures time to detect and to
-    /// mitigate from it.
-    IncidentStart { at: DateTime<Utc>, by: String },
+    /// When users were first affected, journaled right after `run_started`. The
+    /// postmortem measures time to detect and to mitigate from it.
+    IncidentStart {
+        at: DateTime<Utc>,
+        by: String,
+        /// Where the time came from, when not from the operator `by`
+        /// (`run --incident-start`, no `source`): `scenario` (the lab scenario's first
+        /// fault, `runbook demo`), `alert` (an alert's `startsAt`). Absent in journals
+        /// of earlier versions, which render as before.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        source: Option<String>,
+    },
     /// The runbook's `links:` (dashboards, alert source, chat), journaled right after
     /// `run_started` when it has any (its own event: `run_started` is already the
     /// largest, and every event in memory is as large as the largest). The

@@ -302,6 +302,9 @@ pub struct RunState {
     /// When users were first affected, as the run journaled it (`incident_start`;
     /// the last one wins). `None` when the run was not told.
     pub incident_start: Option<DateTime<Utc>>,
+    /// Where that time came from (`incident_start.source`: `scenario`, `alert`);
+    /// `None` when the operator gave it or the journal predates the field.
+    pub incident_start_source: Option<String>,
     /// The runbook's `links:`, as journaled (`runbook_links`).
     pub links: Vec<crate::journal::event::Link>,
 }
@@ -359,7 +362,10 @@ impl RunState {
                 self.started = ts;
                 self.sessions = 1;
             }
-            Event::IncidentStart { at, .. } => self.incident_start = Some(*at),
+            Event::IncidentStart { at, source, .. } => {
+                self.incident_start = Some(*at);
+                self.incident_start_source.clone_from(source);
+            }
             Event::RunbookLinks { links } => self.links.clone_from(links),
             Event::Note { .. } | Event::VerifyPolled { .. } | Event::Escalated { .. } => {}
             Event::GateRequested {

@@ -633,10 +633,12 @@ fn the_incident_start_and_links_are_the_journaled_ones_and_old_notes_still_load(
         Event::IncidentStart {
             at,
             by: "ana".into(),
+            source: Some("scenario".into()),
         },
     ]))
     .unwrap();
     assert_eq!(s.incident_start, Some(at));
+    assert_eq!(s.incident_start_source.as_deref(), Some("scenario"));
     assert_eq!(s.links, vec![link]);
     // A run told nothing knows nothing.
     let s = RunState::from_records(&records(vec![started()])).unwrap();
@@ -646,4 +648,10 @@ fn the_incident_start_and_links_are_the_journaled_ones_and_old_notes_still_load(
     let line = r#"{"seq":2,"ts":"2026-01-01T00:00:00Z","event":"note","text":"x","by":"a"}"#;
     let r: Record = serde_json::from_str(line).unwrap();
     assert!(matches!(r.event, Event::Note { at: None, .. }));
+    // An incident start of an earlier version (no `source`) reads back as the
+    // operator's, and is written back without the field.
+    let line = r#"{"seq":3,"ts":"2026-01-01T00:00:00Z","event":"incident_start","at":"2018-03-13T01:00:00Z","by":"a"}"#;
+    let r: Record = serde_json::from_str(line).unwrap();
+    assert!(matches!(r.event, Event::IncidentStart { source: None, .. }));
+    assert!(!serde_json::to_string(&r).unwrap().contains("source"));
 }

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 
 mod build;
+pub mod chart;
 mod drafts;
 pub mod escape;
 mod format;
@@ -44,6 +45,10 @@ pub struct RenderOpts {
     pub details: Details,
     /// When users were first affected: times to detect and mitigate count from it.
     pub incident_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// The file name (relative to the document) the impact chart will be written
+    /// to, when there is a file to write it beside ([`chart_path`]); `None` (stdout)
+    /// draws no chart and keeps the gantt chart.
+    pub chart_file: Option<String>,
 }
 
 impl Default for RenderOpts {
@@ -54,6 +59,7 @@ impl Default for RenderOpts {
             template_name: None,
             details: Details::default(),
             incident_start: None,
+            chart_file: None,
         }
     }
 }
@@ -121,11 +127,44 @@ pub fn model_with(
     let tz = opts.tz;
     let built = build::build(journal, tz, opts.details);
     let mut pm = built.pm;
-    // The flag overrides what the run journaled.
+    // The flag overrides what the run journaled (and its source).
+    let source = match opts.incident_start {
+        Some(_) => None,
+        None => built.incident_start_source.as_deref().map(source_words),
+    };
     anchor(&mut pm, opts.incident_start.or(built.incident_start), tz);
+    pm.metrics.impact_start_source = pm.metrics.impact_start.as_ref().and(source);
     pm.gantt = gantt::chart(&built.spans, tz);
     pm.drafts = drafts::draft(&pm);
+    if let Some(file) = &opts.chart_file
+        && let Some(c) = chart::build(journal, &pm, tz)
+    {
+        pm.chart = Some(model::ChartRef {
+            file: chart::href(file),
+            alt: c.alt,
+            query: c.query,
+        });
+        pm.chart_svg = Some(c.svg);
+    }
     pm
+}
+
+/// The journaled `incident_start.source` in words, for the Facts table.
+fn source_words(source: &str) -> String {
+    match source {
+        "scenario" => "the lab scenario's first fault".to_owned(),
+        "alert" => "the alert's startsAt".to_owned(),
+        other => format!("from {other}"),
+    }
+}
+
+/// Where the impact chart of the document `markdown` goes: beside it, named after
+/// it (`pm.md` → `pm.impact.svg`).
+pub fn chart_path(markdown: &Path) -> PathBuf {
+    let stem = markdown
+        .file_stem()
+        .map_or_else(|| "postmortem".into(), |s| s.to_string_lossy().into_owned());
+    markdown.with_file_name(format!("{stem}.impact.svg"))
 }
 
 /// The incident's milestones: first action, resolution, and, when the impact start
@@ -168,7 +207,17 @@ pub fn render(
     journal: &crate::journal::reader::Journal,
     opts: &RenderOpts,
 ) -> Result<String, RenderError> {
-    let pm = model_with(journal, opts);
+    render_with_chart(journal, opts).map(|(markdown, _)| markdown)
+}
+
+/// [`render`], and the impact chart's SVG when the document links one (only with
+/// [`RenderOpts::chart_file`]): the caller writes it there.
+pub fn render_with_chart(
+    journal: &crate::journal::reader::Journal,
+    opts: &RenderOpts,
+) -> Result<(String, Option<String>), RenderError> {
+    let mut pm = model_with(journal, opts);
+    let svg = pm.chart_svg.take();
     let name = opts
         .template_name
         .clone()
@@ -187,14 +236,45 @@ pub fn render(
         let pos = e.line_no.zip(e.column_no);
         template_error(&name, pos, render_reason(&e))
     })?;
-    Ok(tidy(&text))
+    Ok((tidy(&text), svg))
 }
 
 /// Read the journal of the run folder `run_dir` (as [`crate::store::DirStore`] lays it
 /// out) and [`render`] it.
 pub fn render_run(run_dir: &Path, opts: &RenderOpts) -> Result<String, RenderError> {
+    render_run_with_chart(run_dir, opts).map(|(markdown, _)| markdown)
+}
+
+/// [`render_run`] with the impact chart (see [`render_with_chart`]).
+pub fn render_run_with_chart(
+    run_dir: &Path,
+    opts: &RenderOpts,
+) -> Result<(String, Option<String>), RenderError> {
     let journal = crate::journal::reader::read(&crate::store::DirStore::journal_in(run_dir))?;
-    render(&journal, opts)
+    render_with_chart(&journal, opts)
+}
+
+/// Write a document and, when there is one, its impact chart beside it
+/// ([`chart_path`]); the chart is written whole or not at all (a temporary file
+/// renamed). Returns the document's report and the chart's path.
+pub fn write_with_chart(
+    path: &Path,
+    markdown: &str,
+    svg: Option<&str>,
+) -> Result<(Report, Option<PathBuf>), RenderError> {
+    let report = write_preserving_report(path, markdown)?;
+    let Some(svg) = svg else {
+        return Ok((report, None));
+    };
+    let chart = chart_path(path);
+    let tmp = chart.with_extension("svg.tmp");
+    std::fs::write(&tmp, svg)
+        .and_then(|()| std::fs::rename(&tmp, &chart))
+        .map_err(|source| RenderError::Io {
+            path: chart.clone(),
+            source,
+        })?;
+    Ok((report, Some(chart)))
 }
 
 fn template_error(name: &str, pos: Option<(usize, usize)>, message: String) -> RenderError {

@@ -35,6 +35,23 @@ pub struct Postmortem {
     pub detail_level: String,
     /// In summary and none: every API call, grouped by step and request (the appendix).
     pub api_calls: Vec<CallGroup>,
+    /// The impact chart written beside the document (`-o FILE`), when the run asked
+    /// Prometheus for a number; `null` otherwise (the gantt chart is shown then).
+    pub chart: Option<ChartRef>,
+    /// The chart's SVG, for the caller to write (not in the template's data).
+    #[serde(skip)]
+    pub chart_svg: Option<String>,
+}
+
+/// The impact chart as the document links it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChartRef {
+    /// The SVG's file name relative to the document, URL-encoded for a link.
+    pub file: String,
+    /// The image's alt text.
+    pub alt: String,
+    /// The PromQL query drawn.
+    pub query: String,
 }
 
 /// The API calls of one step (the appendix of a summary): each distinct request
@@ -132,6 +149,9 @@ pub struct Param {
 pub struct Metrics {
     /// When users were first affected (`--incident-start`); `null` when unknown.
     pub impact_start: Option<Time>,
+    /// Where the impact start came from, in words (`the lab scenario's first fault`,
+    /// `the alert's startsAt`); `null` when a person gave it (`--incident-start`).
+    pub impact_start_source: Option<String>,
     /// The first mutating operation.
     pub first_action: Option<Time>,
     /// The run's end, when it succeeded.

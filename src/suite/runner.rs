@@ -88,6 +88,17 @@ fn runbook_dir(loaded: &Loaded) -> PathBuf {
 /// Serve `lab` on 127.0.0.1, run `loaded` against it with a [`LabClock`], and stop
 /// serving. The journal's times are the lab's virtual times.
 pub async fn run_on_lab(loaded: &Loaded, lab: &Lab, opts: LabRunOpts) -> Result<LabRun, String> {
+    run_on_lab_with(loaded, lab, opts, None).await
+}
+
+/// [`run_on_lab`], journaling an impact start and its source (`runbook demo`: the
+/// scenario's first fault, source `scenario`).
+pub async fn run_on_lab_with(
+    loaded: &Loaded,
+    lab: &Lab,
+    opts: LabRunOpts,
+    incident_start: Option<(chrono::DateTime<chrono::Utc>, String)>,
+) -> Result<LabRun, String> {
     let (addr, server) = lab
         .serve("127.0.0.1:0")
         .await
@@ -101,6 +112,10 @@ pub async fn run_on_lab(loaded: &Loaded, lab: &Lab, opts: LabRunOpts) -> Result<
     let mut engine_opts = EngineOpts::new(opts.operator.clone(), opts.printer.clone());
     engine_opts.params = params;
     engine_opts.defaults.base_dir = runbook_dir(loaded);
+    if let Some((at, source)) = incident_start {
+        engine_opts.incident_start = Some(at);
+        engine_opts.incident_start_source = Some(source);
+    }
     let providers = match write_lab_kubeconfig(&opts.state_dir, addr)
         .and_then(|kc| Ok((lab_providers(lab, &kc)?, kc)))
     {

@@ -257,9 +257,12 @@ impl Builder {
                 warnings: self.warnings,
                 detail_level: self.details.name().to_owned(),
                 api_calls: calls.finish(),
+                chart: None,
+                chart_svg: None,
             },
             spans: self.spans,
             incident_start: self.state.incident_start,
+            incident_start_source: self.state.incident_start_source.clone(),
         }
     }
 }

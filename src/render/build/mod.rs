@@ -40,6 +40,8 @@ pub struct Built {
     pub spans: Vec<Span>,
     /// The impact start the run journaled (`runbook run --incident-start`).
     pub incident_start: Option<DateTime<Utc>>,
+    /// Where it came from (`incident_start.source`), when not from the operator.
+    pub incident_start_source: Option<String>,
 }
 
 /// Build the model of a journal, with times shown in `tz`.
@@ -171,6 +173,7 @@ impl Builder {
             notes: Vec::new(),
             metrics: Metrics {
                 impact_start: None,
+                impact_start_source: None,
                 first_action: None,
                 resolved: None,
                 time_to_detect: None,

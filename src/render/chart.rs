@@ -1,0 +1,395 @@
+//! The impact chart: the metric a runbook's Prometheus check or verification
+//! watched, over the incident window, as an SVG written beside the postmortem.
+//!
+//! The points are the values the run journaled (each `prometheus` operation that
+//! answered one number); nothing is fetched at render time, so the same journal
+//! always gives the same bytes. Vertical markers show the impact start, detection,
+//! the first action, each escalation, mitigation and the end; the impact window
+//! (impact start to mitigation) is shaded. Before the first value the run saw, the
+//! chart draws nothing: the run does not know. `<title>` and `<desc>` say in words
+//! what the picture shows, for screen readers and for anyone reading the file.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::journal::event::{Event, Scope};
+use crate::journal::reader::Journal;
+
+use super::format::Time;
+use super::model::Postmortem;
+
+/// Width of the picture, in SVG user units (pixels when embedded as is).
+pub const WIDTH: f64 = 720.0;
+const LEFT: f64 = 56.0;
+const RIGHT: f64 = 24.0;
+const PLOT_HEIGHT: f64 = 150.0;
+const ROW: f64 = 14.0;
+/// At most this many points are drawn (every n-th, and always the last).
+const MAX_POINTS: usize = 600;
+/// An estimate of one character's width at font-size 11, to keep labels apart.
+const CHAR_WIDTH: f64 = 6.2;
+
+/// A chart of one query: the SVG and what the document says about it.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub svg: String,
+    pub query: String,
+    /// One line for the image's alt text.
+    pub alt: String,
+}
+
+/// One number a `prometheus` operation answered, and when.
+type Point = (DateTime<Utc>, f64);
+
+/// The values of each query the run asked Prometheus, in the order first asked.
+fn series(journal: &Journal) -> Vec<(String, Vec<Point>)> {
+    let mut asked: HashMap<(Scope, u32), String> = HashMap::new();
+    let mut out: Vec<(String, Vec<Point>)> = Vec::new();
+    for r in &journal.records {
+        match &r.event {
+            Event::OpStarted { op, attempt } if op.provider == "prometheus" => {
+                if let Some(q) = op.op.get("query").and_then(|q| q.as_str()) {
+                    asked.insert((op.scope.clone(), *attempt), q.to_owned());
+                }
+            }
+            Event::OpFinished {
+                scope,
+                attempt,
+                result,
+                ..
+            } => {
+                let Some(query) = asked.remove(&(scope.clone(), *attempt)) else {
+                    continue;
+                };
+                let Some(v) = result
+                    .as_ref()
+                    .and_then(|r| r.get("value"))
+                    .and_then(serde_json::Value::as_f64)
+                else {
+                    continue;
+                };
+                match out.iter_mut().find(|(q, _)| *q == query) {
+                    Some((_, points)) => points.push((r.ts, v)),
+                    None => out.push((query, vec![(r.ts, v)])),
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A vertical line with its label.
+struct Marker {
+    at: DateTime<Utc>,
+    kind: &'static str,
+    label: String,
+}
+
+fn parse(t: &Time) -> Option<DateTime<Utc>> {
+    t.utc.parse().ok()
+}
+
+fn markers(journal: &Journal, pm: &Postmortem) -> Vec<Marker> {
+    let m = &pm.metrics;
+    let mut out = Vec::new();
+    let mut add = |at: Option<DateTime<Utc>>, kind: &'static str, label: &str| {
+        if let Some(at) = at {
+            out.push(Marker {
+                at,
+                kind,
+                label: label.to_owned(),
+            });
+        }
+    };
+    add(
+        m.impact_start.as_ref().and_then(parse),
+        "impact-start",
+        "impact start",
+    );
+    add(
+        m.time_to_detect.as_ref().and_then(|d| parse(&d.at)),
+        "detected",
+        "detected",
+    );
+    add(
+        m.first_action.as_ref().and_then(parse),
+        "first-action",
+        "first action",
+    );
+    for r in &journal.records {
+        if let Event::Escalated { .. } = r.event {
+            add(Some(r.ts), "escalated", "escalated");
+        }
+    }
+    add(
+        m.time_to_mitigate.as_ref().and_then(|d| parse(&d.at)),
+        "mitigated",
+        "mitigated",
+    );
+    let (end, label) = match &m.resolved {
+        Some(t) => (parse(t), "resolved"),
+        None => (pm.run.ended.as_ref().and_then(parse), "run ended"),
+    };
+    add(end, "end", label);
+    // Stable order by time; same-time markers keep the order above.
+    out.sort_by_key(|m| m.at);
+    out
+}
+
+/// The number as the axis shows it: at most 3 decimals, no trailing zeros.
+fn number(v: f64) -> String {
+    let s = format!("{v:.3}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".to_owned() } else { s.to_owned() }
+}
+
+/// Text for XML content and attribute values: the five entities, and control
+/// characters (not allowed in XML 1.0) dropped.
+fn xml(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The chart of the query the run asked most often (the first such on a tie), or
+/// `None` when the run asked Prometheus nothing that answered a single number.
+pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
+    let (query, mut points) = series(journal)
+        .into_iter()
+        .enumerate()
+        .max_by_key(|(i, (_, p))| (p.len(), std::cmp::Reverse(*i)))
+        .map(|(_, s)| s)?;
+    if points.len() > MAX_POINTS {
+        let step = points.len().div_ceil(MAX_POINTS);
+        let last = *points.last().expect("invariant: more than MAX_POINTS points");
+        points = points.into_iter().step_by(step).collect();
+        if points.last().map(|p| p.0) != Some(last.0) {
+            points.push(last);
+        }
+    }
+    let markers = markers(journal, pm);
+
+    // The window: every point and marker, with a margin of 5 % (at least a minute)
+    // on each side.
+    let times = points.iter().map(|p| p.0).chain(markers.iter().map(|m| m.at));
+    let (first, last) = times.fold((None::<DateTime<Utc>>, None::<DateTime<Utc>>), |(a, b), t| {
+        (
+            Some(a.map_or(t, |a| a.min(t))),
+            Some(b.map_or(t, |b| b.max(t))),
+        )
+    });
+    let (first, last) = (first?, last?);
+    let margin = ((last - first) / 20).max(chrono::Duration::minutes(1));
+    let (t0, t1) = (first - margin, last + margin);
+    let span_ms = (t1 - t0).num_milliseconds().max(1) as f64;
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let x = |t: DateTime<Utc>| LEFT + (t - t0).num_milliseconds() as f64 / span_ms * plot_w;
+
+    // Labels in rows above the plot: each goes in the first row where it does not
+    // run into the previous label; right of the middle, a label ends at its line.
+    let mut rows: Vec<f64> = Vec::new(); // the right edge of each row's last label
+    let mut placed: Vec<(usize, f64, bool)> = Vec::new(); // (row, x, anchored at the end)
+    for mk in &markers {
+        let text = format!("{} {}", mk.label, Time::new(mk.at, tz).time);
+        let w = text.chars().count() as f64 * CHAR_WIDTH;
+        let mx = x(mk.at);
+        let end = mx > LEFT + plot_w / 2.0;
+        let (from, to) = if end { (mx - w, mx) } else { (mx, mx + w) };
+        let row = match rows.iter().position(|&right| right + 8.0 <= from) {
+            Some(r) => r,
+            None => {
+                rows.push(f64::MIN);
+                rows.len() - 1
+            }
+        };
+        rows[row] = to;
+        placed.push((row, mx, end));
+    }
+    let top = 12.0 + ROW * rows.len().max(1) as f64;
+    let bottom = top + PLOT_HEIGHT;
+    let height = bottom + 40.0;
+
+    let lo = points.iter().map(|p| p.1).fold(0.0_f64, f64::min);
+    let mut hi = points.iter().map(|p| p.1).fold(f64::MIN, f64::max);
+    if hi <= lo {
+        hi = lo + 1.0;
+    }
+    let y = |v: f64| bottom - (v - lo) / (hi - lo) * PLOT_HEIGHT;
+
+    let from = Time::new(t0, tz);
+    let to = Time::new(t1, tz);
+    let title = format!(
+        "{query} from {} to {} ({})",
+        from.full,
+        to.time,
+        pm.tz
+    );
+    let mut desc = format!(
+        "{} value{} of the PromQL query {query} that the run journaled, from {} to {}, between {} and {}.",
+        points.len(),
+        if points.len() == 1 { "" } else { "s" },
+        Time::new(points[0].0, tz).time,
+        Time::new(points[points.len() - 1].0, tz).time,
+        number(points.iter().map(|p| p.1).fold(f64::MAX, f64::min)),
+        number(points.iter().map(|p| p.1).fold(f64::MIN, f64::max)),
+    );
+    for mk in &markers {
+        let _ = write!(desc, " {} at {};", capitalised(&mk.label), Time::new(mk.at, tz).time);
+    }
+    if desc.ends_with(';') {
+        desc.pop();
+        desc.push('.');
+    }
+    if points[0].0 > t0 + margin {
+        desc.push_str(" Before the first value the run saw nothing is drawn: it was not observed.");
+    }
+
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="chart-title chart-desc" font-family="sans-serif" font-size="11" data-from="{}" data-to="{}" data-plot-left="{LEFT}" data-plot-width="{plot_w}">"#,
+        from.utc, to.utc
+    );
+    let _ = writeln!(s, r#"<title id="chart-title">{}</title>"#, xml(&title));
+    let _ = writeln!(s, r#"<desc id="chart-desc">{}</desc>"#, xml(&desc));
+    let _ = writeln!(
+        s,
+        r##"<rect width="{WIDTH}" height="{height}" fill="#ffffff"/>"##
+    );
+    // The impact window.
+    let m = &pm.metrics;
+    if let Some(start) = m.impact_start.as_ref().and_then(parse) {
+        let end = m
+            .time_to_mitigate
+            .as_ref()
+            .and_then(|d| parse(&d.at))
+            .unwrap_or(t1);
+        let (a, b) = (x(start), x(end.max(start)));
+        let _ = writeln!(
+            s,
+            r##"<rect class="impact" x="{a:.1}" y="{top:.1}" width="{:.1}" height="{PLOT_HEIGHT:.1}" fill="#fbe3e3"/>"##,
+            (b - a).max(1.0)
+        );
+    }
+    // Axes, with the lowest and highest value and the window's ends.
+    let _ = writeln!(
+        s,
+        r##"<path class="axes" d="M{LEFT:.1} {top:.1}V{bottom:.1}H{:.1}" fill="none" stroke="#666666"/>"##,
+        LEFT + plot_w
+    );
+    for v in [lo, hi] {
+        let _ = writeln!(
+            s,
+            r##"<text class="y-label" x="{:.1}" y="{:.1}" text-anchor="end" fill="#333333">{}</text>"##,
+            LEFT - 6.0,
+            y(v) + 4.0,
+            number(v)
+        );
+    }
+    for (t, anchor, at) in [(&from, "start", LEFT), (&to, "end", LEFT + plot_w)] {
+        let _ = writeln!(
+            s,
+            r##"<text class="x-label" x="{at:.1}" y="{:.1}" text-anchor="{anchor}" fill="#333333">{} {}</text>"##,
+            bottom + 16.0,
+            t.date,
+            t.time
+        );
+    }
+    let _ = writeln!(
+        s,
+        r##"<text class="caption" x="{:.1}" y="{:.1}" text-anchor="middle" fill="#333333">{} ({})</text>"##,
+        LEFT + plot_w / 2.0,
+        bottom + 32.0,
+        xml(&query),
+        xml(&pm.tz)
+    );
+    // The values: a line through them (when more than one) and a dot on each.
+    if points.len() > 1 {
+        let mut d = String::new();
+        for (i, (t, v)) in points.iter().enumerate() {
+            let _ = write!(
+                d,
+                "{}{:.1},{:.1}",
+                if i == 0 { "" } else { " " },
+                x(*t),
+                y(*v)
+            );
+        }
+        let _ = writeln!(
+            s,
+            r##"<polyline class="series" points="{d}" fill="none" stroke="#1f6fb4" stroke-width="2"/>"##
+        );
+    }
+    for (t, v) in &points {
+        let _ = writeln!(
+            s,
+            r##"<circle class="point" cx="{:.1}" cy="{:.1}" r="3" fill="#1f6fb4"/>"##,
+            x(*t),
+            y(*v)
+        );
+    }
+    // The markers and their labels.
+    for (mk, (row, mx, end)) in markers.iter().zip(&placed) {
+        let ly = 12.0 + ROW * *row as f64 + 9.0;
+        let colour = match mk.kind {
+            "impact-start" => "#c62828",
+            "escalated" => "#e65100",
+            "mitigated" | "end" => "#2e7d32",
+            _ => "#37474f",
+        };
+        let _ = writeln!(
+            s,
+            r##"<line class="marker" data-kind="{}" data-at="{}" x1="{mx:.1}" y1="{:.1}" x2="{mx:.1}" y2="{bottom:.1}" stroke="{colour}" stroke-dasharray="4 3"/>"##,
+            mk.kind,
+            mk.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
+            ly + 3.0
+        );
+        let _ = writeln!(
+            s,
+            r##"<text class="marker-label" x="{:.1}" y="{ly:.1}" text-anchor="{}" fill="{colour}">{} {}</text>"##,
+            if *end { mx - 3.0 } else { mx + 3.0 },
+            if *end { "end" } else { "start" },
+            xml(&mk.label),
+            Time::new(mk.at, tz).time
+        );
+    }
+    s.push_str("</svg>\n");
+    let alt = format!("{query} over the incident, with its milestones marked");
+    Some(Built { svg: s, query, alt })
+}
+
+fn capitalised(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+/// A file name as a relative markdown link target: anything but unreserved
+/// characters percent-encoded, so spaces or parentheses cannot end the link.
+pub fn href(file: &str) -> String {
+    let mut out = String::with_capacity(file.len());
+    for b in file.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
