@@ -144,7 +144,11 @@ fn markers(journal: &Journal, pm: &Postmortem) -> Vec<Marker> {
 fn number(v: f64) -> String {
     let s = format!("{v:.3}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" { "0".to_owned() } else { s.to_owned() }
+    if s == "-0" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
 }
 
 /// Text for XML content and attribute values: the five entities, and control
@@ -175,7 +179,9 @@ pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
         .map(|(_, s)| s)?;
     if points.len() > MAX_POINTS {
         let step = points.len().div_ceil(MAX_POINTS);
-        let last = *points.last().expect("invariant: more than MAX_POINTS points");
+        let last = *points
+            .last()
+            .expect("invariant: more than MAX_POINTS points");
         points = points.into_iter().step_by(step).collect();
         if points.last().map(|p| p.0) != Some(last.0) {
             points.push(last);
@@ -185,13 +191,19 @@ pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
 
     // The window: every point and marker, with a margin of 5 % (at least a minute)
     // on each side.
-    let times = points.iter().map(|p| p.0).chain(markers.iter().map(|m| m.at));
-    let (first, last) = times.fold((None::<DateTime<Utc>>, None::<DateTime<Utc>>), |(a, b), t| {
-        (
-            Some(a.map_or(t, |a| a.min(t))),
-            Some(b.map_or(t, |b| b.max(t))),
-        )
-    });
+    let times = points
+        .iter()
+        .map(|p| p.0)
+        .chain(markers.iter().map(|m| m.at));
+    let (first, last) = times.fold(
+        (None::<DateTime<Utc>>, None::<DateTime<Utc>>),
+        |(a, b), t| {
+            (
+                Some(a.map_or(t, |a| a.min(t))),
+                Some(b.map_or(t, |b| b.max(t))),
+            )
+        },
+    );
     let (first, last) = (first?, last?);
     let margin = ((last - first) / 20).max(chrono::Duration::minutes(1));
     let (t0, t1) = (first - margin, last + margin);
@@ -232,12 +244,7 @@ pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
 
     let from = Time::new(t0, tz);
     let to = Time::new(t1, tz);
-    let title = format!(
-        "{query} from {} to {} ({})",
-        from.full,
-        to.time,
-        pm.tz
-    );
+    let title = format!("{query} from {} to {} ({})", from.full, to.time, pm.tz);
     let mut desc = format!(
         "{} value{} of the PromQL query {query} that the run journaled, from {} to {}, between {} and {}.",
         points.len(),
@@ -248,7 +255,12 @@ pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
         number(points.iter().map(|p| p.1).fold(f64::MIN, f64::max)),
     );
     for mk in &markers {
-        let _ = write!(desc, " {} at {};", capitalised(&mk.label), Time::new(mk.at, tz).time);
+        let _ = write!(
+            desc,
+            " {} at {};",
+            capitalised(&mk.label),
+            Time::new(mk.at, tz).time
+        );
     }
     if desc.ends_with(';') {
         desc.pop();

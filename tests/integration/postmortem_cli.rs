@@ -322,11 +322,32 @@ fn the_seed_demo_postmortem_fits_a_review() {
         "`kubectl delete pod hub-65d9f46698-dj4jb -n prod --grace-period=0 --force`: **OK**: deleted",
         "| `free-hub-volume` rung `force-delete-lost-pods` |",
         "**MITIGATED at 06:35:00**",
-        "| Time to detect | unknown (no impact start);",
+        // The demo journals the scenario's first fault (the hub's node lost 5 hours
+        // before) as the impact start, so detection and mitigation are real durations.
+        "| Impact start | 2018-03-13 01:28:00 UTC (the lab scenario's first fault) |",
+        "| Time to detect | 5h 00m 00s from the impact start; 0 ms after the run started |",
+        "| Time to mitigate | 5h 07m 00s from the impact start; 7m 00s after the run started |",
         "[graph](http://127.0.0.1:",
+        "![launch_success_rate over the incident, with its milestones marked](postmortem.impact.svg)",
     ] {
         assert!(text.contains(fact), "lacks {fact:?}\n{text}");
     }
+    // The chart of the launch success rate beside it, every milestone marked.
+    let svg = std::fs::read_to_string(runs[0].join("postmortem.impact.svg")).expect("chart");
+    let markers = crate::postmortem_render::check_chart(&svg);
+    let at = |kind: &str| {
+        markers
+            .iter()
+            .find(|(k, _)| k == kind)
+            .unwrap_or_else(|| panic!("no {kind} marker: {svg}"))
+            .1
+            .to_rfc3339()
+    };
+    assert_eq!(at("impact-start"), "2018-03-13T01:28:00+00:00");
+    assert_eq!(at("detected"), "2018-03-13T06:28:00+00:00");
+    assert_eq!(at("escalated"), "2018-03-13T06:29:00+00:00");
+    assert_eq!(at("mitigated"), "2018-03-13T06:35:00+00:00");
+    assert_eq!(at("end"), "2018-03-13T06:35:00+00:00");
     assert!(!text.contains("\"apiVersion\""), "no JSON dumps");
 }
 
@@ -483,4 +504,31 @@ fn a_link_that_is_not_an_absolute_http_url_is_a_lint_error_at_its_place() {
             "rb.yaml:8:10: error: the link \"chat.example.org/archives/C042\" is not a usable URL",
         )
         .stdout_contains("help: write an absolute address");
+}
+
+/// `-o FILE` writes the impact chart beside the document, says so, and links it; the
+/// same render again gives the same chart.
+#[test]
+fn writing_a_postmortem_writes_its_impact_chart_beside_it() {
+    let st = state(&[(RUN, "escalated")]);
+    let out = st.path().join("reviews").join("hub.md");
+    postmortem(st.path())
+        .arg(RUN)
+        .arg("-o")
+        .arg(&out)
+        .run()
+        .code(0)
+        .stderr_contains("hub.impact.svg (the impact chart it links)");
+    let md = std::fs::read_to_string(&out).expect("written");
+    assert!(md.contains("](hub.impact.svg)"), "{md}");
+    let chart = st.path().join("reviews").join("hub.impact.svg");
+    let svg = std::fs::read_to_string(&chart).expect("chart written");
+    crate::postmortem_render::check_chart(&svg);
+    postmortem(st.path())
+        .arg(RUN)
+        .arg("-o")
+        .arg(&out)
+        .run()
+        .code(0);
+    assert_eq!(std::fs::read_to_string(&chart).expect("chart"), svg);
 }

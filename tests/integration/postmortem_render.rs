@@ -494,3 +494,220 @@ fn skipped_steps_and_a_run_that_did_not_apply_are_shown() {
     assert!(md.contains("| Time to detect | unknown |"), "{md}");
     assert!(md.contains("The run ended as not applicable: the checks found nothing to fix"));
 }
+
+/// The tags of an SVG document, checked to nest and close (a small XML reader: the
+/// chart has no text that needs more) and its attributes read back: (name,
+/// attributes, text up to the next tag).
+pub(crate) fn svg_elements(svg: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+    let mut out = Vec::new();
+    let mut open: Vec<String> = Vec::new();
+    let mut rest = svg.trim();
+    assert!(rest.starts_with("<svg "), "an SVG document: {svg}");
+    while let Some(lt) = rest.find('<') {
+        assert!(
+            rest[..lt].trim().is_empty() || !open.is_empty(),
+            "text outside the root"
+        );
+        let gt = rest[lt..].find('>').expect("every tag closes") + lt;
+        let tag = &rest[lt + 1..gt];
+        let after = &rest[gt + 1..];
+        let text = after[..after.find('<').unwrap_or(after.len())].to_owned();
+        assert!(
+            !text.contains('&') || text.contains(';'),
+            "entities in {text:?}"
+        );
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(open.pop().as_deref(), Some(name), "tags nest");
+        } else {
+            let self_closing = tag.ends_with('/');
+            let tag = tag.trim_end_matches('/');
+            let (name, mut attrs_text) = tag.split_once(' ').unwrap_or((tag, ""));
+            let mut attrs = Vec::new();
+            while let Some(eq) = attrs_text.find("=\"") {
+                let key = attrs_text[..eq].trim().to_owned();
+                let value_end = attrs_text[eq + 2..].find('"').expect("quoted") + eq + 2;
+                let value = attrs_text[eq + 2..value_end].to_owned();
+                assert!(!value.contains('<'), "attribute values are escaped");
+                attrs.push((key, value));
+                attrs_text = &attrs_text[value_end + 1..];
+            }
+            assert!(
+                attrs_text.trim().is_empty(),
+                "attributes are key=\"value\": {tag}"
+            );
+            if !self_closing {
+                open.push(name.to_owned());
+            }
+            out.push((name.to_owned(), attrs, text));
+        }
+        rest = after;
+    }
+    assert!(open.is_empty(), "unclosed {open:?}");
+    out
+}
+
+fn attr<'a>(attrs: &'a [(String, String)], key: &str) -> &'a str {
+    attrs
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {key} in {attrs:?}"))
+}
+
+/// Checks an impact chart: accessible (title, desc), and every marker line at the x
+/// its time gives on the chart's time axis. Returns the markers' (kind, time).
+pub(crate) fn check_chart(svg: &str) -> Vec<(String, chrono::DateTime<chrono::Utc>)> {
+    let els = svg_elements(svg);
+    let root = &els[0].1;
+    assert_eq!(attr(root, "role"), "img");
+    assert_eq!(attr(root, "aria-labelledby"), "chart-title chart-desc");
+    let title = els.iter().find(|e| e.0 == "title").expect("a title");
+    assert!(!title.2.trim().is_empty());
+    let desc = els.iter().find(|e| e.0 == "desc").expect("a desc");
+    assert!(!desc.2.trim().is_empty());
+    let t = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().expect("a time");
+    let (t0, t1) = (t(attr(root, "data-from")), t(attr(root, "data-to")));
+    let left: f64 = attr(root, "data-plot-left").parse().unwrap();
+    let width: f64 = attr(root, "data-plot-width").parse().unwrap();
+    let span = (t1 - t0).num_milliseconds() as f64;
+    let mut markers = Vec::new();
+    for (name, attrs, _) in &els {
+        if name == "line" && attr(attrs, "class") == "marker" {
+            let at = t(attr(attrs, "data-at"));
+            let x: f64 = attr(attrs, "x1").parse().unwrap();
+            let want = left + (at - t0).num_milliseconds() as f64 / span * width;
+            assert!(
+                (x - want).abs() < 0.06,
+                "{} at {at}: x {x}, want {want}",
+                attr(attrs, "data-kind")
+            );
+            assert!(x >= left && x <= left + width, "inside the plot");
+            markers.push((attr(attrs, "data-kind").to_owned(), at));
+            // The marker is named in the description too.
+        }
+    }
+    let words = desc.2.to_lowercase();
+    for (kind, _) in &markers {
+        let word = match kind.as_str() {
+            "impact-start" => "impact start",
+            "first-action" => "first action",
+            "end" => "",
+            k => k,
+        };
+        assert!(words.contains(word), "the desc names {kind}: {words}");
+    }
+    markers
+}
+
+/// Issue 17: with a file to write it beside, a run that asked Prometheus gets a chart
+/// of that metric instead of the gantt chart, with each milestone marked where it
+/// happened; the same journal gives the same bytes.
+#[test]
+fn a_prometheus_run_gets_an_impact_chart_with_its_milestones_marked() {
+    let opts = RenderOpts {
+        chart_file: Some("pm (draft).impact.svg".into()),
+        incident_start: Some("2018-03-20T22:00:00Z".parse().unwrap()),
+        ..RenderOpts::default()
+    };
+    let journal = fixture("escalated");
+    let (md, svg) = render::render_with_chart(&journal, &opts).expect("renders");
+    let svg = svg.expect("a chart");
+    assert!(
+        md.contains("![launch_success_rate over the incident, with its milestones marked](pm%20%28draft%29.impact.svg)"),
+        "{md}"
+    );
+    assert!(
+        !md.contains("```mermaid"),
+        "the chart replaces the gantt chart"
+    );
+    let markers = check_chart(&svg);
+    let kinds: Vec<&str> = markers.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "impact-start",
+            "detected",
+            "first-action",
+            "escalated",
+            "mitigated",
+            "end"
+        ],
+        "{svg}"
+    );
+    assert!(
+        markers.windows(2).all(|w| w[0].1 <= w[1].1),
+        "in time order"
+    );
+    assert_eq!(markers[0].1, opts.incident_start.unwrap());
+    assert!(svg.matches("<circle class=\"point\"").count() >= 2, "{svg}");
+    assert!(
+        svg.contains("<rect class=\"impact\""),
+        "the impact window is shaded"
+    );
+    let (again, svg_again) = render::render_with_chart(&journal, &opts).expect("renders");
+    assert_eq!((md, Some(svg)), (again, svg_again), "deterministic");
+
+    // Without a file beside it (stdout), the gantt chart stays and nothing is drawn.
+    let (md, svg) = render::render_with_chart(&journal, &RenderOpts::default()).expect("renders");
+    assert!(svg.is_none());
+    assert!(md.contains("```mermaid"));
+    // A run that asked Prometheus nothing has no chart either.
+    let mut j = fixture("escalated");
+    j.records.retain(|r| {
+        !matches!(&r.event, runbook::journal::event::Event::OpStarted { op, .. } if op.provider == "prometheus")
+    });
+    let (md, svg) = render::render_with_chart(&j, &opts).expect("renders");
+    assert!(svg.is_none());
+    assert!(md.contains("```mermaid"));
+}
+
+/// The impact start a run journaled says where it came from (`runbook demo`: the
+/// scenario); one without a source (earlier versions, `run --incident-start`)
+/// renders as before, and `postmortem --incident-start` overrides both.
+#[test]
+fn the_impact_start_names_its_source() {
+    use runbook::journal::event::{Event, Record};
+    let at: chrono::DateTime<chrono::Utc> = "2018-03-20T22:00:00Z".parse().unwrap();
+    let with = |source: Option<&str>| {
+        let mut j = fixture("clean");
+        let ts = j.records[0].ts;
+        j.records.insert(
+            1,
+            Record {
+                seq: 0,
+                ts,
+                event: Event::IncidentStart {
+                    at,
+                    by: "ana".into(),
+                    source: source.map(str::to_owned),
+                },
+            },
+        );
+        for (i, r) in j.records.iter_mut().enumerate() {
+            r.seq = i as u64 + 1;
+        }
+        j
+    };
+    let md = render::render(&with(Some("scenario")), &RenderOpts::default()).unwrap();
+    assert!(
+        md.contains("| Impact start | 2018-03-20 22:00:00 UTC (the lab scenario's first fault) |"),
+        "{md}"
+    );
+    let md = render::render(&with(None), &RenderOpts::default()).unwrap();
+    assert!(
+        md.contains("| Impact start | 2018-03-20 22:00:00 UTC |"),
+        "{md}"
+    );
+    let opts = RenderOpts {
+        incident_start: Some("2018-03-20T21:00:00Z".parse().unwrap()),
+        ..RenderOpts::default()
+    };
+    let md = render::render(&with(Some("scenario")), &opts).unwrap();
+    assert!(
+        md.contains("| Impact start | 2018-03-20 21:00:00 UTC |"),
+        "{md}"
+    );
+    // Unknown: the hint names every way to give it.
+    let md = render_utc("clean");
+    assert!(md.contains("unknown (give it with `runbook run --incident-start TIME` or `runbook postmortem --incident-start TIME`"), "{md}");
+}
