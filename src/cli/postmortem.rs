@@ -18,7 +18,8 @@ pub struct Args {
     /// The run to render: its id, a unique prefix of it, or `last` (see `runbook runs`).
     #[arg(required_unless_present = "print_template")]
     pub run_id: Option<String>,
-    /// Write to this file; when it exists, human-written sections are kept.
+    /// Write to this file; when it exists, human-written sections are kept. The impact
+    /// chart (when the run asked Prometheus) goes beside it as FILE's name .impact.svg.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// A handlebars template to use instead of the embedded one.
