@@ -29,7 +29,8 @@ pub struct ApprovalArgs {
     /// name, then `git config user.email`).
     #[arg(long, env = "RUNBOOK_OPERATOR")]
     pub operator: Option<String>,
-    /// Write the postmortem to this file when the run ends.
+    /// Write the postmortem to this file when the run ends (and its impact chart beside
+    /// it, FILE's name .impact.svg, when the run asked Prometheus).
     #[arg(long, value_name = "FILE")]
     pub postmortem: Option<PathBuf>,
     /// Stream every journaled event as one JSON line on stdout (the journal's own
@@ -368,11 +369,21 @@ where
                 // Every ending writes it: failed, aborted and paused runs too. A file
                 // that exists keeps its human-written sections.
                 Some(path) => {
-                    let opts = crate::render::RenderOpts::default();
-                    match crate::render::render_run(&report.run_dir, &opts)
-                        .and_then(|md| crate::render::write_preserving(path, &md))
-                    {
-                        Ok(()) => eprintln!("postmortem written to {}", path.display()),
+                    let opts = crate::render::RenderOpts {
+                        chart_file: crate::render::chart_path(path)
+                            .file_name()
+                            .map(|f| f.to_string_lossy().into_owned()),
+                        ..crate::render::RenderOpts::default()
+                    };
+                    match crate::render::render_run_with_chart(&report.run_dir, &opts).and_then(
+                        |(md, svg)| crate::render::write_with_chart(path, &md, svg.as_deref()),
+                    ) {
+                        Ok((_, chart)) => {
+                            eprintln!("postmortem written to {}", path.display());
+                            if let Some(chart) = chart {
+                                eprintln!("impact chart written to {}", chart.display());
+                            }
+                        }
                         Err(e) => eprintln!(
                             "warning: cannot write the postmortem to {}: {e} (try `runbook postmortem {}`)",
                             path.display(),

@@ -498,7 +498,10 @@ fn skipped_steps_and_a_run_that_did_not_apply_are_shown() {
 /// The tags of an SVG document, checked to nest and close (a small XML reader: the
 /// chart has no text that needs more) and its attributes read back: (name,
 /// attributes, text up to the next tag).
-pub(crate) fn svg_elements(svg: &str) -> Vec<(String, Vec<(String, String)>, String)> {
+/// An SVG element: its name, its attributes in order, the text after its tag.
+type Element = (String, Vec<(String, String)>, String);
+
+pub(crate) fn svg_elements(svg: &str) -> Vec<Element> {
     let mut out = Vec::new();
     let mut open: Vec<String> = Vec::new();
     let mut rest = svg.trim();
