@@ -352,7 +352,12 @@ fn main() {
         let _ = render::model(&j, chrono_tz::UTC);
         best_model = best_model.min(t.elapsed().as_secs_f64());
         let t = Instant::now();
-        let md = match render::render(&j, &RenderOpts::default()) {
+        // With a chart file, as `-o` renders: the chart scan is timed too.
+        let opts = RenderOpts {
+            chart_file: Some("pm.impact.svg".into()),
+            ..RenderOpts::default()
+        };
+        let md = match render::render(&j, &opts) {
             Ok(md) => md,
             Err(e) => {
                 eprintln!("render failed: {e}");

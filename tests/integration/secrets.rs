@@ -312,12 +312,25 @@ steps:
         .args(["-vv", "postmortem", "last"])
         .run();
     postmortem.success();
+    // Written to a file too: the impact chart of the PromQL check goes beside it (its
+    // title and description name the query) and is searched with the rest.
+    let written = Cli::new()
+        .state_dir(&state)
+        .args(["postmortem", "last", "-o"])
+        .arg(state.join("pm.md"))
+        .run();
+    written.success();
+    assert!(
+        state.join("pm.impact.svg").is_file(),
+        "the chart is written"
+    );
 
     let mut texts = vec![
         ("run stdout".to_string(), run.stdout.clone()),
         ("run stderr and debug log".to_string(), run.stderr.clone()),
         ("postmortem".to_string(), postmortem.stdout.clone()),
         ("postmortem stderr".to_string(), postmortem.stderr.clone()),
+        ("postmortem -o stderr".to_string(), written.stderr.clone()),
     ];
     let mut files = Vec::new();
     files_under(&state, &mut files);
