@@ -405,3 +405,90 @@ pub fn href(file: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::{RenderOpts, model_with};
+
+    fn escalated() -> Journal {
+        let text = include_str!("../../tests/fixtures/journals/escalated.ndjson");
+        crate::journal::reader::parse(text.as_bytes()).expect("the fixture reads")
+    }
+
+    #[test]
+    fn a_file_name_is_a_link_target_that_cannot_end_the_link() {
+        assert_eq!(href("pm.impact.svg"), "pm.impact.svg");
+        assert_eq!(href("a b(1).svg"), "a%20b%281%29.svg");
+        assert_eq!(href("ü].svg"), "%C3%BC%5D.svg");
+    }
+
+    #[test]
+    fn numbers_have_at_most_three_decimals() {
+        assert_eq!(number(1.0), "1");
+        assert_eq!(number(0.25), "0.25");
+        assert_eq!(number(2.0 / 3.0), "0.667");
+        assert_eq!(number(-0.0001), "0");
+    }
+
+    /// A run that polled a query thousands of times draws at most MAX_POINTS (+1)
+    /// dots, the last value among them.
+    #[test]
+    fn thousands_of_values_are_thinned_keeping_the_last_one() {
+        let mut j = escalated();
+        let i = j
+            .records
+            .iter()
+            .position(
+                |r| matches!(&r.event, Event::OpStarted { op, .. } if op.provider == "prometheus"),
+            )
+            .expect("the fixture asks Prometheus");
+        let (started, finished) = (j.records[i].clone(), j.records[i + 1].clone());
+        assert!(matches!(finished.event, Event::OpFinished { .. }));
+        let mut extra = Vec::new();
+        for n in 0..2_000 {
+            let mut s = started.clone();
+            let mut f = finished.clone();
+            s.ts += chrono::Duration::milliseconds(n);
+            f.ts = s.ts;
+            if let Event::OpFinished { result, .. } = &mut f.event {
+                *result = Some(serde_json::json!({"value": n as f64}));
+            }
+            extra.push(s);
+            extra.push(f);
+        }
+        j.records.splice(i + 2..i + 2, extra);
+        let opts = RenderOpts {
+            chart_file: Some("c.svg".into()),
+            ..RenderOpts::default()
+        };
+        let pm = model_with(&j, &opts);
+        let svg = pm.chart_svg.expect("a chart");
+        let dots: Vec<&str> = svg
+            .lines()
+            .filter(|l| l.starts_with("<circle class=\"point\""))
+            .collect();
+        assert!(
+            (2..=MAX_POINTS + 1).contains(&dots.len()),
+            "{} dots",
+            dots.len()
+        );
+        // The last value the run journaled is the last dot, at its time's x.
+        let (_, points) = series(&j).into_iter().next().expect("one query");
+        let last = points.last().expect("values").0;
+        let attr = |k: &str| -> String {
+            let at = svg.find(&format!(" {k}=\"")).expect(k) + k.len() + 3;
+            svg[at..at + svg[at..].find('"').expect("quoted")].to_owned()
+        };
+        let t0: DateTime<Utc> = attr("data-from").parse().unwrap();
+        let t1: DateTime<Utc> = attr("data-to").parse().unwrap();
+        let want = LEFT
+            + (last - t0).num_milliseconds() as f64 / (t1 - t0).num_milliseconds() as f64
+                * (WIDTH - LEFT - RIGHT);
+        let dot = dots.last().expect("a dot");
+        assert!(
+            dot.contains(&format!("cx=\"{want:.1}\"")),
+            "{dot}, want cx {want:.1}"
+        );
+    }
+}
