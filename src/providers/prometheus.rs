@@ -36,11 +36,25 @@ impl Provider for Prometheus {
             .map_err(|()| OpError::Invalid(format!("server `{server}` cannot take a path")))?
             .pop_if_empty()
             .extend(["api", "v1", "query"]);
+        let mut range_url = url.clone();
         url.query_pairs_mut().append_pair("query", &query);
+        let mut op_json = json!({ "server": server, "query": query, "url": url.as_str() });
+        let mut display = format!("PromQL `{query}` on {server}");
+        if let Some(d) = &op.detects {
+            range_url
+                .path_segments_mut()
+                .map_err(|()| OpError::Invalid(format!("server `{server}` cannot take a path")))?
+                .pop()
+                .push("query_range");
+            range_url.query_pairs_mut().append_pair("query", &query);
+            op_json["detects_ms"] = json!(d.value.0.as_millis() as u64);
+            op_json["range_url"] = json!(range_url.as_str());
+            display.push_str(&format!(" (detects: looks back {})", d.value));
+        }
         Ok(Resolved {
             provider: "prometheus".into(),
-            display: format!("PromQL `{query}` on {server}"),
-            op: json!({ "server": server, "query": query, "url": url.as_str() }),
+            display,
+            op: op_json,
             mutating: false,
         })
     }
@@ -98,9 +112,102 @@ impl Provider for Prometheus {
                     result: Some(body.clone()),
                 });
             }
-            samples(&body["data"]).map_err(OpError::failed)
+            let mut result = samples(&body["data"]).map_err(OpError::failed)?;
+            let holds = result["samples"].as_array().is_some_and(|s| !s.is_empty());
+            if let (Some(ms), Some(range_url), true) = (
+                op.op["detects_ms"].as_u64(),
+                op.op["range_url"].as_str(),
+                holds,
+            ) {
+                let end = cx.clock.0.now();
+                let (range, since, error) = match self.range(range_url, ms, end, cx).await {
+                    Ok((range, since)) => (range, since, None),
+                    Err(e) => (Vec::new(), None, Some(e)),
+                };
+                result["range"] = json!(range);
+                result["since"] =
+                    json!(since.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+                if let Some(e) = error {
+                    result["range_error"] = json!(e);
+                }
+            }
+            Ok(result)
         })
     }
+}
+
+/// At most this many steps in a `detects` look-back (`query_range`'s step is the
+/// look-back divided by it, at least a second).
+const RANGE_STEPS: u64 = 240;
+
+impl Prometheus {
+    /// `detects`: the query's points over the look-back ending at `end`, as
+    /// `[unix seconds, value]`, and the start of the last unbroken run of points
+    /// reaching `end` (when the condition started to hold; `None` when it does not
+    /// hold at the end of the range). With several series, the first one.
+    async fn range(
+        &self,
+        url: &str,
+        look_back_ms: u64,
+        end: chrono::DateTime<chrono::Utc>,
+        cx: &ExecCtx,
+    ) -> Result<(Vec<[f64; 2]>, Option<chrono::DateTime<chrono::Utc>>), String> {
+        let step_s = (look_back_ms / 1000 / RANGE_STEPS).max(1);
+        let end_s = end.timestamp();
+        let start_s = end_s - (look_back_ms / 1000) as i64;
+        let url = format!("{url}&start={start_s}&end={end_s}&step={step_s}");
+        let call = HttpCall {
+            method: "GET".into(),
+            url: url.clone(),
+            headers: Default::default(),
+            body: None,
+            json: None,
+            status: Vec::new(),
+        };
+        let client = self.client.get().map_err(|e| e.to_string())?;
+        let resp = send(client, &call, cx).await.map_err(|e| e.to_string())?;
+        let body = resp
+            .get("json")
+            .ok_or_else(|| format!("{url} answered {} without JSON", resp["status"]))?;
+        if body["status"] != "success" || body["data"]["resultType"] != "matrix" {
+            return Err(format!(
+                "{url} did not answer a range (status {}, resultType {})",
+                body["status"], body["data"]["resultType"]
+            ));
+        }
+        let values: Vec<[f64; 2]> = body["data"]["result"]
+            .get(0)
+            .and_then(|s| s["values"].as_array())
+            .map(|vs| {
+                vs.iter()
+                    .filter_map(|p| {
+                        let t = p.get(0)?.as_f64()?;
+                        let v = p.get(1)?.as_str()?.parse::<f64>().ok()?;
+                        Some([t, if v.is_finite() { v } else { 0.0 }])
+                    })
+                    .take(RANGE_STEPS as usize + 1)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((values.clone(), since(&values, step_s as f64, end_s as f64)))
+    }
+}
+
+/// The first point of the last unbroken run of points (no gap over 1.5 steps) that
+/// reaches `end` (within 1.5 steps); `None` when the last point is older.
+fn since(values: &[[f64; 2]], step: f64, end: f64) -> Option<chrono::DateTime<chrono::Utc>> {
+    let last = values.last()?[0];
+    if end - last > step * 1.5 {
+        return None;
+    }
+    let mut first = last;
+    for w in values.windows(2).rev() {
+        if w[1][0] - w[0][0] > step * 1.5 {
+            break;
+        }
+        first = w[0][0];
+    }
+    chrono::DateTime::from_timestamp_millis((first * 1000.0).round() as i64)
 }
 
 /// `{samples, value}` from the `data` of a query response.
@@ -163,10 +270,32 @@ mod tests {
     }
 
     #[test]
+    fn the_condition_started_at_the_first_point_of_the_last_unbroken_run() {
+        // Points every 60 s; a gap at 300 → 600; holds to the end.
+        let v = [
+            [0.0, 1.0],
+            [60.0, 1.0],
+            [300.0, 0.0],
+            [600.0, 1.0],
+            [660.0, 1.0],
+            [720.0, 0.0],
+        ];
+        let t = since(&v, 60.0, 720.0).unwrap();
+        assert_eq!(t.timestamp(), 600);
+        // The last point is older than 1.5 steps: it does not hold now.
+        assert_eq!(since(&v, 60.0, 900.0), None);
+        assert_eq!(since(&[], 60.0, 900.0), None);
+        // Held over the whole look-back: its start (at least that long ago).
+        let all = [[0.0, 1.0], [60.0, 1.0], [120.0, 1.0]];
+        assert_eq!(since(&all, 60.0, 120.0).unwrap().timestamp(), 0);
+    }
+
+    #[test]
     fn the_query_is_url_encoded_under_the_server_path() {
         let op = crate::runbook::model::PrometheusOp {
             server: crate::runbook::model::Sp::bare("http://prom:9090/prefix/".into()),
             query: crate::runbook::model::Sp::bare("rate(x{job=\"a b\"}[5m])".into()),
+            detects: None,
         };
         let p = Prometheus::new().unwrap();
         let r = p

@@ -64,20 +64,43 @@ fn series(journal: &Journal) -> Vec<(String, Vec<Point>)> {
                 let Some(query) = asked.remove(&(scope.clone(), *attempt)) else {
                     continue;
                 };
-                let Some(v) = result
+                // A `detects:` look-back: the points Prometheus had before.
+                let mut new: Vec<Point> = result
+                    .as_ref()
+                    .and_then(|r| r.get("range"))
+                    .and_then(serde_json::Value::as_array)
+                    .map(|ps| {
+                        ps.iter()
+                            .filter_map(|p| {
+                                let t = p.get(0)?.as_f64()?;
+                                let t = DateTime::from_timestamp_millis((t * 1000.0) as i64)?;
+                                Some((t, p.get(1)?.as_f64()?))
+                            })
+                            .filter(|(t, _)| *t < r.ts)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if let Some(v) = result
                     .as_ref()
                     .and_then(|r| r.get("value"))
                     .and_then(serde_json::Value::as_f64)
-                else {
+                {
+                    new.push((r.ts, v));
+                }
+                if new.is_empty() {
                     continue;
-                };
+                }
                 match out.iter_mut().find(|(q, _)| *q == query) {
-                    Some((_, points)) => points.push((r.ts, v)),
-                    None => out.push((query, vec![(r.ts, v)])),
+                    Some((_, points)) => points.extend(new),
+                    None => out.push((query, new)),
                 }
             }
             _ => {}
         }
+    }
+    for (_, points) in &mut out {
+        points.sort_by_key(|p| p.0);
+        points.dedup_by_key(|p| p.0);
     }
     out
 }

@@ -128,11 +128,18 @@ pub fn model_with(
     let built = build::build(journal, tz, opts.details);
     let mut pm = built.pm;
     // The flag overrides what the run journaled (and its source).
-    let source = match opts.incident_start {
+    let mut source = match opts.incident_start {
         Some(_) => None,
         None => built.incident_start_source.as_deref().map(source_words),
     };
-    anchor(&mut pm, opts.incident_start.or(built.incident_start), tz);
+    let mut start = opts.incident_start.or(built.incident_start);
+    if start.is_none()
+        && let Some((at, _query)) = detected_since(journal, &pm)
+    {
+        start = Some(at);
+        source = Some("when the detecting check's query started to hold, by Prometheus".to_owned());
+    }
+    anchor(&mut pm, start, tz);
     pm.metrics.impact_start_source = pm.metrics.impact_start.as_ref().and(source);
     pm.gantt = gantt::chart(&built.spans, tz);
     pm.drafts = drafts::draft(&pm);
@@ -147,6 +154,37 @@ pub fn model_with(
         pm.chart_svg = Some(c.svg);
     }
     pm
+}
+
+/// When the detecting check's condition started to hold, as its `prometheus`
+/// operation with `detects:` found it (`since` in its result), and the query.
+fn detected_since(
+    journal: &crate::journal::reader::Journal,
+    pm: &model::Postmortem,
+) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+    use crate::journal::event::Event;
+    let step = &pm.metrics.time_to_detect.as_ref()?.step;
+    let mut query = None;
+    for r in &journal.records {
+        match &r.event {
+            Event::OpStarted { op, .. }
+                if op.scope.step == *step && op.provider == "prometheus" =>
+            {
+                query = op.op["query"].as_str().map(str::to_owned);
+            }
+            Event::OpFinished {
+                scope,
+                result: Some(result),
+                ..
+            } if scope.step == *step => {
+                if let (Some(since), Some(q)) = (result["since"].as_str(), &query) {
+                    return since.parse().ok().map(|t| (t, q.clone()));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// The journaled `incident_start.source` in words, for the Facts table.

@@ -728,6 +728,15 @@ pub struct PrometheusOp {
     pub server: Sp<String>,
     /// PromQL; a template.
     pub query: Sp<String>,
+    /// This query detects the incident: look back this long (`6h`) for when it
+    /// started to hold. After the instant query, Prometheus' `query_range` over the
+    /// look-back is asked; the result gains `since` (the first point of the last
+    /// unbroken run of points up to now, or null) and `range` (the points), and the
+    /// postmortem takes `since` as the impact start when nothing else gave one. Write
+    /// the query as a condition (`launch_success_rate < 0.5`): PromQL keeps a point
+    /// only where a comparison holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detects: Option<Sp<Duration>>,
 }
 
 /// A Kubernetes operation. Exactly one verb key is present; it carries the resource

@@ -87,6 +87,7 @@ async fn a_prometheus_answer_past_the_cap_fails_saying_so() {
     let op = PrometheusOp {
         server: Sp::bare(url),
         query: Sp::bare("up".into()),
+        detects: None,
     };
     let prom = Prometheus::new().unwrap();
     let r = prom

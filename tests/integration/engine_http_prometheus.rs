@@ -249,6 +249,7 @@ async fn query(p: &Prometheus, server: &str, q: &str) -> Result<Value, OpError> 
     let o = PrometheusOp {
         server: Sp::bare(server.to_string()),
         query: Sp::bare(q.to_string()),
+        detects: None,
     };
     let r = p.resolve(OpRef::Prometheus(&o), &json!({}), &Defaults::default())?;
     p.execute(&r, &ExecCtx::new(json!({}))).await

@@ -532,3 +532,113 @@ fn writing_a_postmortem_writes_its_impact_chart_beside_it() {
         .code(0);
     assert_eq!(std::fs::read_to_string(&chart).expect("chart"), svg);
 }
+
+/// A Prometheus that has seen the condition hold for the last 20 minutes (and once,
+/// briefly, an hour before): `/api/v1/query` answers one sample, `query_range` a
+/// matrix at the requested step. Returns its base URL.
+fn prometheus_with_history() -> String {
+    use std::collections::HashMap;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async move {
+            let app = axum::Router::new()
+                .route(
+                    "/api/v1/query",
+                    axum::routing::get(|| async {
+                        axum::Json(serde_json::json!({"status": "success", "data": {"resultType": "vector",
+                            "result": [{"metric": {}, "value": [0, "0.1"]}]}}))
+                    }),
+                )
+                .route(
+                    "/api/v1/query_range",
+                    axum::routing::get(
+                        |axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>| async move {
+                            let n = |k: &str| q.get(k).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+                            let (start, end, step) = (n("start"), n("end"), n("step").max(1));
+                            let mut values = vec![serde_json::json!([end - 3600, "0.2"])];
+                            let mut t = end - 1200;
+                            while t <= end {
+                                values.push(serde_json::json!([t, "0.1"]));
+                                t += step;
+                            }
+                            values.retain(|v| v[0].as_i64().unwrap_or(0) >= start);
+                            axum::Json(serde_json::json!({"status": "success", "data": {"resultType": "matrix",
+                                "result": [{"metric": {}, "values": values}]}}))
+                        },
+                    ),
+                );
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            tx.send(listener.local_addr().expect("addr")).expect("send");
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    format!("http://{}", rx.recv().expect("the server started"))
+}
+
+/// Issue 17: a check that `detects:` asks Prometheus when its condition started to
+/// hold (`query_range` over the look-back); the postmortem takes that as the impact
+/// start, says so, and draws the look-back in the chart.
+#[test]
+fn a_detecting_check_gives_the_impact_start_from_prometheus() {
+    let server = prometheus_with_history();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rb = dir.path().join("rb.yaml");
+    std::fs::write(
+        &rb,
+        format!(
+            r#"version: 1
+name: detects
+title: Launches fail
+params:
+  prometheus: {{ default: "{server}" }}
+steps:
+  - check: Launch success rate is low
+    id: launch-rate
+    prometheus: {{ server: "{{{{params.prometheus}}}}", query: "launch_success_rate < 0.5", detects: 2h }}
+    save: rate
+    expect: "size(rate.samples) > 0"
+"#
+        ),
+    )
+    .expect("runbook written");
+    let st = dir.path().join("state");
+    let before = chrono::Utc::now();
+    Cli::new().state_dir(&st).arg("run").arg(&rb).run().code(0);
+    let after = chrono::Utc::now();
+    let out = dir.path().join("pm.md");
+    postmortem(&st)
+        .arg("last")
+        .arg("-o")
+        .arg(&out)
+        .run()
+        .code(0);
+    let md = std::fs::read_to_string(&out).expect("written");
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| Impact start |"))
+        .expect("an impact start row");
+    assert!(
+        row.ends_with("(when the detecting check's query started to hold, by Prometheus) |"),
+        "{row}"
+    );
+    // 20 minutes before the run (the point an hour before is not in the last run).
+    let at = chrono::NaiveDateTime::parse_from_str(&row[17..36], "%Y-%m-%d %H:%M:%S")
+        .expect("a time")
+        .and_utc();
+    let twenty = chrono::Duration::minutes(20);
+    assert!(
+        at >= before - twenty - chrono::Duration::seconds(2)
+            && at <= after - twenty + chrono::Duration::seconds(1),
+        "{row}, run between {before} and {after}"
+    );
+    assert!(md.contains("| Time to detect | 20m "), "{md}");
+    let svg = std::fs::read_to_string(dir.path().join("pm.impact.svg")).expect("chart");
+    let markers = crate::postmortem_render::check_chart(&svg);
+    assert_eq!(markers[0].0, "impact-start");
+    // The look-back's points (one a minute over 20 minutes, and the one before).
+    assert!(svg.matches("<circle class=\"point\"").count() > 20, "{svg}");
+}

@@ -91,7 +91,7 @@ const KUBE_DEFAULT_KEYS: &[&str] = &["context", "namespace"];
 const LINK_KEYS: &[&str] = &["title", "url"];
 const SHELL_KEYS: &[&str] = &["argv", "env", "dir", "stdin"];
 const HTTP_KEYS: &[&str] = &["method", "url", "headers", "body", "json", "status"];
-const PROMETHEUS_KEYS: &[&str] = &["server", "query"];
+const PROMETHEUS_KEYS: &[&str] = &["server", "query", "detects"];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
 pub(crate) const KUBE_QUALIFIERS: &[&str] = &[
     "name",

@@ -86,6 +86,7 @@ impl Conv<'_> {
         Some(PrometheusOp {
             server: self.req_string(&f, "server", "`prometheus`"),
             query: self.req_string(&f, "query", "`prometheus`"),
+            detects: self.duration(&f, "detects"),
         })
     }
 
