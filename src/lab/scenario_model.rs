@@ -420,6 +420,17 @@ impl TryFrom<PodFaultRaw> for PodFault {
                 );
             }
         };
+        let pressure = matches!(
+            kind,
+            NodeFaultKind::Condition(
+                NodeConditionType::DiskPressure
+                    | NodeConditionType::MemoryPressure
+                    | NodeConditionType::PIDPressure
+            )
+        );
+        if r.evict.is_some() && !pressure {
+            return Err("`evict` goes with a pressure condition (`DiskPressure`, `MemoryPressure`, `PIDPressure`)".into());
+        }
         let at = r.at.map_or(Duration::zero(), |s| s.0);
         if let Some(u) = r.until
             && u.0 <= at
@@ -432,6 +443,7 @@ impl TryFrom<PodFaultRaw> for PodFault {
             namespace: r.namespace.unwrap_or_else(|| "default".into()),
             scope,
             kind,
+            evict: r.evict,
         })
     }
 }
@@ -445,6 +457,9 @@ pub struct NodeFault {
     pub until: Option<Duration>,
     pub scope: NodeScope,
     pub kind: NodeFaultKind,
+    /// A pressure condition: at most this many pods the kubelet evicts per node while
+    /// the fault lasts (None: every pod it may evict).
+    pub evict: Option<u32>,
 }
 
 /// Which nodes a node fault hits.
@@ -521,6 +536,11 @@ pub struct NodeFaultRaw {
     /// server can then not reach its kubelet: `kubectl logs` fails).
     #[serde(default)]
     pub no_internal_ip: Option<Empty>,
+    /// With `MemoryPressure`, `DiskPressure` or `PIDPressure`: how many pods the
+    /// kubelet evicts from each node (one every 10 s, lowest rank first) before its
+    /// signal is back under the threshold. Default: every pod it may evict.
+    #[serde(default)]
+    pub evict: Option<u32>,
 }
 
 impl TryFrom<NodeFaultRaw> for NodeFault {
