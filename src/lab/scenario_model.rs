@@ -420,17 +420,6 @@ impl TryFrom<PodFaultRaw> for PodFault {
                 );
             }
         };
-        let pressure = matches!(
-            kind,
-            NodeFaultKind::Condition(
-                NodeConditionType::DiskPressure
-                    | NodeConditionType::MemoryPressure
-                    | NodeConditionType::PIDPressure
-            )
-        );
-        if r.evict.is_some() && !pressure {
-            return Err("`evict` goes with a pressure condition (`DiskPressure`, `MemoryPressure`, `PIDPressure`)".into());
-        }
         let at = r.at.map_or(Duration::zero(), |s| s.0);
         if let Some(u) = r.until
             && u.0 <= at
@@ -443,7 +432,6 @@ impl TryFrom<PodFaultRaw> for PodFault {
             namespace: r.namespace.unwrap_or_else(|| "default".into()),
             scope,
             kind,
-            evict: r.evict,
         })
     }
 }
@@ -560,6 +548,17 @@ impl TryFrom<NodeFaultRaw> for NodeFault {
                 );
             }
         };
+        let pressure = matches!(
+            kind,
+            NodeFaultKind::Condition(
+                NodeConditionType::DiskPressure
+                    | NodeConditionType::MemoryPressure
+                    | NodeConditionType::PIDPressure
+            )
+        );
+        if r.evict.is_some() && !pressure {
+            return Err("`evict` goes with a pressure condition (`DiskPressure`, `MemoryPressure`, `PIDPressure`)".into());
+        }
         let at = r.at.map_or(Duration::zero(), |s| s.0);
         if let Some(u) = r.until
             && u.0 <= at
@@ -571,6 +570,7 @@ impl TryFrom<NodeFaultRaw> for NodeFault {
             until: r.until.map(|s| s.0),
             scope,
             kind,
+            evict: r.evict,
         })
     }
 }

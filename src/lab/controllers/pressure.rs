@@ -72,7 +72,10 @@ pub(super) fn pressure_eviction(st: &mut State, d: &Dirty) {
             st.pressure_evictions.remove(&name);
             continue;
         };
-        let limit = eviction_limit(st, &node, cond, now);
+        let (limit, began) = eviction_limit(st, &node, cond, now);
+        // A fault's pressure began when the fault did, even when the clock jumped past
+        // that moment (the condition is stamped when a pass sees it).
+        let since = began.unwrap_or(since);
         let (_, mut count) = st.pressure_evictions.get(&name).copied().unwrap_or((since, 0));
         // One eviction at the start of the pressure, then one per interval.
         let elapsed = (now - since).num_milliseconds().max(0) / EVICTION_INTERVAL.num_milliseconds();
@@ -93,23 +96,26 @@ pub(super) fn pressure_eviction(st: &mut State, d: &Dirty) {
 }
 
 /// The most pods the active pressure faults on this node let the kubelet evict (None:
-/// no bound — a condition written in the scenario, or a fault without `evict`).
+/// no bound — a condition written in the scenario, or a fault without `evict`), and
+/// when the earliest of them began.
 fn eviction_limit(
     st: &State,
     node: &Value,
     cond: NodeConditionType,
     now: DateTime<Utc>,
-) -> Option<u32> {
-    let faults: Vec<Option<u32>> = st
+) -> (Option<u32>, Option<DateTime<Utc>>) {
+    let faults: Vec<_> = st
         .node_faults
         .iter()
-        .filter(|f| f.kind == NodeFaultKind::Condition(cond) && f.active(now) && f.scope.matches(node))
-        .map(|f| f.evict)
+        .filter(|f| {
+            f.kind == NodeFaultKind::Condition(cond) && f.active(now) && f.scope.matches(node)
+        })
         .collect();
-    if faults.is_empty() || faults.iter().any(Option::is_none) {
-        return None;
+    let began = faults.iter().map(|f| f.from).min();
+    if faults.is_empty() || faults.iter().any(|f| f.evict.is_none()) {
+        return (None, began);
     }
-    faults.into_iter().flatten().max()
+    (faults.iter().filter_map(|f| f.evict).max(), began)
 }
 
 fn priority(pod: &Value) -> i64 {
