@@ -40,6 +40,7 @@ fn every_shipped_runbook_passes_its_tests() {
         "quota-exhausted",
         "launch-spike",
         "release-headroom",
+        "node-memory-pressure",
     ] {
         assert!(
             text.lines()
