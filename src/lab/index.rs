@@ -262,7 +262,10 @@ mod tests {
 
     fn pod(name: &str, labels: Value) -> (Key, Value) {
         let key = ("pods".to_string(), "prod".to_string(), name.to_string());
-        (key, json!({"metadata": {"name": name, "namespace": "prod", "labels": labels}}))
+        (
+            key,
+            json!({"metadata": {"name": name, "namespace": "prod", "labels": labels}}),
+        )
     }
 
     #[test]
@@ -278,13 +281,23 @@ mod tests {
         let sel = [("app", "web"), ("track", "canary")];
         let got = ix.pods_with_labels("prod", sel).unwrap();
         assert_eq!(got.len(), 3, "only the canary pods are read, not all 100");
-        assert!(ix.pods_with_labels("prod", [("app", "db")]).unwrap().is_empty());
+        assert!(
+            ix.pods_with_labels("prod", [("app", "db")])
+                .unwrap()
+                .is_empty()
+        );
         assert!(ix.pods_with_labels("other", sel).unwrap().is_empty());
-        assert!(ix.pods_with_labels("prod", []).is_none(), "an empty selector is not narrowed");
+        assert!(
+            ix.pods_with_labels("prod", []).is_none(),
+            "an empty selector is not narrowed"
+        );
         // web-0 relabelled stable leaves the canary set; removed pods leave every set.
         let (k, old) = all[0].clone();
         ix.remove(&k, &old);
-        ix.insert(&k, &pod("web-0", json!({"app": "web", "track": "stable"})).1);
+        ix.insert(
+            &k,
+            &pod("web-0", json!({"app": "web", "track": "stable"})).1,
+        );
         assert_eq!(ix.pods_with_labels("prod", sel).unwrap().len(), 2);
         let (k, p) = all[1].clone();
         ix.remove(&k, &p);

@@ -178,7 +178,11 @@ async fn relabelled_pods_leave_and_join_a_two_label_selector_incrementally() {
     assert_eq!(ready_ips(&hub).len(), 2, "{hub:#}");
     let rv = lab.resource_version();
     lab.reconcile();
-    assert_eq!(lab.resource_version(), rv, "a full pass found endpoints left stale");
+    assert_eq!(
+        lab.resource_version(),
+        rv,
+        "a full pass found endpoints left stale"
+    );
 }
 
 #[tokio::test]

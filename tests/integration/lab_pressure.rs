@@ -46,9 +46,22 @@ fn lab(evict: &str) -> Lab {
 }
 
 fn phase(lab: &Lab, ns: &str, name: &str) -> String {
-    let p = lab.get("pods", Some(ns), name).unwrap_or_else(|| panic!("pod {name}"));
-    let reason = p.pointer("/status/reason").and_then(Value::as_str).unwrap_or("");
-    format!("{}{}", p["status"]["phase"].as_str().unwrap_or(""), if reason.is_empty() { String::new() } else { format!("/{reason}") })
+    let p = lab
+        .get("pods", Some(ns), name)
+        .unwrap_or_else(|| panic!("pod {name}"));
+    let reason = p
+        .pointer("/status/reason")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    format!(
+        "{}{}",
+        p["status"]["phase"].as_str().unwrap_or(""),
+        if reason.is_empty() {
+            String::new()
+        } else {
+            format!("/{reason}")
+        }
+    )
 }
 
 fn evicted(lab: &Lab) -> Vec<String> {
@@ -63,7 +76,11 @@ fn evicted(lab: &Lab) -> Vec<String> {
 fn the_kubelet_evicts_one_pod_per_interval_lowest_rank_first_up_to_the_faults_count() {
     let lab = lab(", evict: 2");
     lab.advance(Duration::from_secs(20));
-    assert_eq!(phase(&lab, "default", "besteffort"), "Running", "no pressure yet");
+    assert_eq!(
+        phase(&lab, "default", "besteffort"),
+        "Running",
+        "no pressure yet"
+    );
     lab.advance(Duration::from_secs(10));
     // At 30 s the pressure begins: the pod over its (absent) memory request with the
     // lowest priority goes first.
@@ -71,7 +88,11 @@ fn the_kubelet_evicts_one_pod_per_interval_lowest_rank_first_up_to_the_faults_co
     assert_eq!(phase(&lab, "default", "important"), "Running");
     assert_eq!(evicted(&lab), ["besteffort"]);
     lab.advance(Duration::from_secs(10));
-    assert_eq!(phase(&lab, "default", "important"), "Failed/Evicted", "then the higher priority one over its request");
+    assert_eq!(
+        phase(&lab, "default", "important"),
+        "Failed/Evicted",
+        "then the higher priority one over its request"
+    );
     assert_eq!(phase(&lab, "default", "within-request"), "Running");
     lab.advance(Duration::from_secs(600));
     // Two evictions were enough to get under the threshold: the others keep running.
@@ -80,7 +101,10 @@ fn the_kubelet_evicts_one_pod_per_interval_lowest_rank_first_up_to_the_faults_co
     assert_eq!(phase(&lab, "kube-system", "kube-proxy-n1"), "Running");
 
     let pod = lab.get("pods", Some("default"), "besteffort").unwrap();
-    assert_eq!(pod["status"]["message"], "The node was low on resource: memory. ");
+    assert_eq!(
+        pod["status"]["message"],
+        "The node was low on resource: memory. "
+    );
     let target = pod["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -89,12 +113,21 @@ fn the_kubelet_evicts_one_pod_per_interval_lowest_rank_first_up_to_the_faults_co
         .cloned()
         .expect("a DisruptionTarget condition");
     assert_eq!(target["reason"], "TerminationByKubelet");
-    assert_eq!(pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 137);
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        137
+    );
     let node_events: Vec<String> = lab
         .list("events", None)
         .into_iter()
         .filter(|e| e["involvedObject"]["name"] == "n1")
-        .map(|e| format!("{}: {}", e["reason"].as_str().unwrap(), e["message"].as_str().unwrap()))
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["reason"].as_str().unwrap(),
+                e["message"].as_str().unwrap()
+            )
+        })
         .collect();
     assert!(
         node_events.contains(&"EvictionThresholdMet: Attempting to reclaim memory".to_string()),
@@ -108,7 +141,11 @@ fn without_a_count_every_pod_but_the_critical_one_is_evicted_and_catching_up_aft
     // One jump of ten minutes: the kubelet's evictions in between all happened.
     lab.advance(Duration::from_secs(600));
     assert_eq!(evicted(&lab), ["besteffort", "important", "within-request"]);
-    assert_eq!(phase(&lab, "kube-system", "kube-proxy-n1"), "Running", "a critical pod is never evicted");
+    assert_eq!(
+        phase(&lab, "kube-system", "kube-proxy-n1"),
+        "Running",
+        "a critical pod is never evicted"
+    );
 }
 
 #[test]
@@ -119,7 +156,7 @@ fn an_evicted_replica_is_replaced_on_a_node_without_pressure() {
         "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
             "template": {"metadata": {"labels": {"app": "web"}},
                 "spec": {"priority": -10, "containers": [{"name": "web", "image": "nginx"}]}}}}))
-    .unwrap();
+        .unwrap();
     lab.advance(Duration::from_secs(5));
     let web = |lab: &Lab| -> Vec<(String, String, String)> {
         lab.list("pods", Some("default"))
@@ -135,8 +172,10 @@ fn an_evicted_replica_is_replaced_on_a_node_without_pressure() {
             .collect()
     };
     assert_eq!(web(&lab), [("n1".into(), "Running".into(), String::new())]);
-    lab.create(json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n2"},
-        "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"}}}))
+    lab.create(
+        json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n2"},
+        "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110"}}}),
+    )
     .unwrap();
     lab.advance(Duration::from_secs(40));
     let mut pods = web(&lab);
@@ -161,14 +200,18 @@ async fn kubectl_shows_the_evicted_pod_and_the_kubelets_event() {
     assert!(ok, "{err}");
     // kubectl prints a pod's `status.reason` as its STATUS.
     assert!(
-        out.lines().any(|l| l.starts_with("besteffort") && l.contains("Evicted")),
+        out.lines()
+            .any(|l| l.starts_with("besteffort") && l.contains("Evicted")),
         "{out}"
     );
     let (ok, out, err) = k
         .run(&["get", "events", "--field-selector", "reason=Evicted"])
         .await;
     assert!(ok, "{err}");
-    assert!(out.contains("The node was low on resource: memory."), "{out}");
+    assert!(
+        out.contains("The node was low on resource: memory."),
+        "{out}"
+    );
     let (ok, out, err) = k.run(&["describe", "pod", "besteffort"]).await;
     assert!(ok, "{err}");
     assert!(out.contains("Failed") && out.contains("Evicted"), "{out}");

@@ -111,7 +111,10 @@ tests:
     .unwrap();
     let state = tempfile::tempdir().unwrap();
     let out = runbook(state.path())
-        .args(["test", dir.path().join("quota-exhausted.yaml").to_str().unwrap()])
+        .args([
+            "test",
+            dir.path().join("quota-exhausted.yaml").to_str().unwrap(),
+        ])
         .run();
     let text = &out.code(1).stdout;
     for line in [

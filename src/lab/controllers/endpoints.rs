@@ -82,9 +82,9 @@ pub(super) fn endpoints(st: &mut State, d: &Dirty) {
 /// match a changed pod (before or after the change)?
 fn concerns(d: &Dirty, ns: &str, svc: &Value) -> bool {
     let name = str_at(svc, "/metadata/name");
-    if d.versions("services").any(|s| {
-        str_at(s, "/metadata/namespace") == ns && str_at(s, "/metadata/name") == name
-    }) {
+    if d.versions("services")
+        .any(|s| str_at(s, "/metadata/namespace") == ns && str_at(s, "/metadata/name") == name)
+    {
         return true;
     }
     let Some(labels) = svc.pointer("/spec/selector").and_then(Value::as_object) else {

@@ -76,9 +76,14 @@ pub(super) fn pressure_eviction(st: &mut State, d: &Dirty) {
         // A fault's pressure began when the fault did, even when the clock jumped past
         // that moment (the condition is stamped when a pass sees it).
         let since = began.unwrap_or(since);
-        let (_, mut count) = st.pressure_evictions.get(&name).copied().unwrap_or((since, 0));
+        let (_, mut count) = st
+            .pressure_evictions
+            .get(&name)
+            .copied()
+            .unwrap_or((since, 0));
         // One eviction at the start of the pressure, then one per interval.
-        let elapsed = (now - since).num_milliseconds().max(0) / EVICTION_INTERVAL.num_milliseconds();
+        let elapsed =
+            (now - since).num_milliseconds().max(0) / EVICTION_INTERVAL.num_milliseconds();
         let due = u32::try_from(elapsed + 1).unwrap_or(u32::MAX);
         let target = limit.map_or(due, |l| due.min(l));
         let mut victims = ranked(st, &name, cond).into_iter();
@@ -171,7 +176,14 @@ fn evict(st: &mut State, pod: Value, cond: NodeConditionType, now: DateTime<Utc>
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    set_condition(&mut conds, "DisruptionTarget", "True", "TerminationByKubelet", &message, &now_s);
+    set_condition(
+        &mut conds,
+        "DisruptionTarget",
+        "True",
+        "TerminationByKubelet",
+        &message,
+        &now_s,
+    );
     for t in ["Ready", "ContainersReady"] {
         if conds.iter().any(|c| c["type"] == t) {
             set_condition(&mut conds, t, "False", "PodFailed", "", &now_s);
