@@ -216,3 +216,18 @@ async fn kubectl_shows_the_evicted_pod_and_the_kubelets_event() {
     assert!(ok, "{err}");
     assert!(out.contains("Failed") && out.contains("Evicted"), "{out}");
 }
+
+#[test]
+fn evict_on_a_fault_that_is_not_a_pressure_condition_is_refused_with_its_line() {
+    let err = Lab::from_scenario_str(
+        "version: 1\nname: bad\nnode_faults:\n  - { node: n1, condition: NetworkUnavailable, evict: 2 }\n",
+    )
+    .err()
+    .expect("refused");
+    assert!(
+        err.to_string()
+            .contains("`evict` goes with a pressure condition"),
+        "{err}"
+    );
+    assert_eq!(err.line, 4);
+}

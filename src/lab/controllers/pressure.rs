@@ -58,17 +58,22 @@ pub(super) fn pressure_eviction(st: &mut State, d: &Dirty) {
         return;
     }
     let now = st.now();
-    let nodes: Vec<Value> = if d.all {
-        st.store.list_owned("nodes", None)
-    } else {
-        d.nodes
-            .iter()
-            .filter_map(|n| st.store.get("nodes", "", n).cloned())
+    // Only nodes under pressure are cloned; the others forget their count.
+    let names: Vec<String> = if d.all {
+        st.store
+            .list("nodes", None)
+            .map(|n| str_at(n, "/metadata/name").to_string())
             .collect()
+    } else {
+        d.nodes.iter().cloned().collect()
     };
-    for node in nodes {
-        let name = str_at(&node, "/metadata/name").to_string();
-        let Some((cond, since)) = pressure(&node).filter(|_| !st.node_lost(&name)) else {
+    for name in names {
+        let under = st
+            .store
+            .get("nodes", "", &name)
+            .filter(|n| pressure(n).is_some() && !st.node_lost(&name))
+            .cloned();
+        let Some((node, (cond, since))) = under.and_then(|n| pressure(&n).map(|p| (n, p))) else {
             st.pressure_evictions.remove(&name);
             continue;
         };
