@@ -29,6 +29,19 @@ pub struct Indexes {
     /// [`INDEXED_POD_FIELDS`]: a list with `fieldSelector=spec.nodeName=X` reads the
     /// pods on X, not every pod.
     pods_by_field: HashMap<(&'static str, String), BTreeSet<PodKey>>,
+    /// (namespace, label key, label value) → pods carrying that label: a Service's
+    /// selector finds its pods from the rarest of its labels, not by reading every pod
+    /// of the namespace (the endpoints controllers).
+    pods_by_label: HashMap<(String, String, String), BTreeSet<PodKey>>,
+}
+
+/// A pod's labels as (key, value) pairs.
+fn labels_of(obj: &Value) -> impl Iterator<Item = (&str, &str)> {
+    obj.pointer("/metadata/labels")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
 }
 
 /// Pod fields whose field-selector equalities are served from an index.
@@ -99,6 +112,13 @@ impl Indexes {
                         pk.clone(),
                     );
                 }
+                for (k, v) in labels_of(obj) {
+                    add(
+                        &mut self.pods_by_label,
+                        (key.1.clone(), k.to_string(), v.to_string()),
+                        pk.clone(),
+                    );
+                }
             }
             "events" => {
                 let about = str_at(obj, "/involvedObject/uid");
@@ -135,6 +155,13 @@ impl Indexes {
                 }
                 for f in INDEXED_POD_FIELDS {
                     del(&mut self.pods_by_field, &(f, field_value(obj, f)), &pk);
+                }
+                for (k, v) in labels_of(obj) {
+                    del(
+                        &mut self.pods_by_label,
+                        &(key.1.clone(), k.to_string(), v.to_string()),
+                        &pk,
+                    );
                 }
             }
             "events" => {
@@ -183,6 +210,30 @@ impl Indexes {
         )
     }
 
+    /// The pods of `ns` that may match an equality selector (`{app: web, tier: fe}`):
+    /// those carrying its rarest label, for the caller to check against the whole
+    /// selector. Empty when some label is on no pod; `None` for an empty selector
+    /// (which the index cannot narrow).
+    pub fn pods_with_labels<'a>(
+        &'a self,
+        ns: &str,
+        labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Option<Vec<PodKey>> {
+        let mut rarest: Option<&BTreeSet<PodKey>> = None;
+        for (k, v) in labels {
+            let Some(set) = self
+                .pods_by_label
+                .get(&(ns.to_string(), k.to_string(), v.to_string()))
+            else {
+                return Some(Vec::new());
+            };
+            if rarest.is_none_or(|r| set.len() < r.len()) {
+                rarest = Some(set);
+            }
+        }
+        rarest.map(|s| s.iter().cloned().collect())
+    }
+
     pub fn by_uid(&self, uid: &str) -> Option<&Key> {
         self.by_uid.get(uid)
     }
@@ -201,5 +252,58 @@ impl Indexes {
             .get(uid)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, labels: Value) -> (Key, Value) {
+        let key = ("pods".to_string(), "prod".to_string(), name.to_string());
+        (
+            key,
+            json!({"metadata": {"name": name, "namespace": "prod", "labels": labels}}),
+        )
+    }
+
+    #[test]
+    fn a_selector_reads_the_pods_of_its_rarest_label_and_follows_relabelling() {
+        let mut ix = Indexes::default();
+        let mut all = Vec::new();
+        for i in 0..100 {
+            let track = if i < 3 { "canary" } else { "stable" };
+            let (k, p) = pod(&format!("web-{i}"), json!({"app": "web", "track": track}));
+            ix.insert(&k, &p);
+            all.push((k, p));
+        }
+        let sel = [("app", "web"), ("track", "canary")];
+        let got = ix.pods_with_labels("prod", sel).unwrap();
+        assert_eq!(got.len(), 3, "only the canary pods are read, not all 100");
+        assert!(
+            ix.pods_with_labels("prod", [("app", "db")])
+                .unwrap()
+                .is_empty()
+        );
+        assert!(ix.pods_with_labels("other", sel).unwrap().is_empty());
+        assert!(
+            ix.pods_with_labels("prod", []).is_none(),
+            "an empty selector is not narrowed"
+        );
+        // web-0 relabelled stable leaves the canary set; removed pods leave every set.
+        let (k, old) = all[0].clone();
+        ix.remove(&k, &old);
+        ix.insert(
+            &k,
+            &pod("web-0", json!({"app": "web", "track": "stable"})).1,
+        );
+        assert_eq!(ix.pods_with_labels("prod", sel).unwrap().len(), 2);
+        let (k, p) = all[1].clone();
+        ix.remove(&k, &p);
+        assert_eq!(
+            ix.pods_with_labels("prod", sel).unwrap(),
+            [("prod".to_string(), "web-2".to_string())]
+        );
     }
 }

@@ -91,6 +91,7 @@ impl Lab {
                 kind: f.kind,
                 from: start + f.at,
                 until: f.until.map(|u| start + u),
+                evict: f.evict,
             });
         }
         st.sites = super::sites::Sites::new(loaded.scenario.sites.clone());

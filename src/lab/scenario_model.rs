@@ -445,6 +445,9 @@ pub struct NodeFault {
     pub until: Option<Duration>,
     pub scope: NodeScope,
     pub kind: NodeFaultKind,
+    /// A pressure condition: at most this many pods the kubelet evicts per node while
+    /// the fault lasts (None: every pod it may evict).
+    pub evict: Option<u32>,
 }
 
 /// Which nodes a node fault hits.
@@ -521,6 +524,11 @@ pub struct NodeFaultRaw {
     /// server can then not reach its kubelet: `kubectl logs` fails).
     #[serde(default)]
     pub no_internal_ip: Option<Empty>,
+    /// With `MemoryPressure`, `DiskPressure` or `PIDPressure`: how many pods the
+    /// kubelet evicts from each node (one every 10 s, lowest rank first) before its
+    /// signal is back under the threshold. Default: every pod it may evict.
+    #[serde(default)]
+    pub evict: Option<u32>,
 }
 
 impl TryFrom<NodeFaultRaw> for NodeFault {
@@ -540,6 +548,17 @@ impl TryFrom<NodeFaultRaw> for NodeFault {
                 );
             }
         };
+        let pressure = matches!(
+            kind,
+            NodeFaultKind::Condition(
+                NodeConditionType::DiskPressure
+                    | NodeConditionType::MemoryPressure
+                    | NodeConditionType::PIDPressure
+            )
+        );
+        if r.evict.is_some() && !pressure {
+            return Err("`evict` goes with a pressure condition (`DiskPressure`, `MemoryPressure`, `PIDPressure`)".into());
+        }
         let at = r.at.map_or(Duration::zero(), |s| s.0);
         if let Some(u) = r.until
             && u.0 <= at
@@ -551,6 +570,7 @@ impl TryFrom<NodeFaultRaw> for NodeFault {
             until: r.until.map(|s| s.0),
             scope,
             kind,
+            evict: r.evict,
         })
     }
 }

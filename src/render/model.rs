@@ -303,6 +303,8 @@ pub struct Gate {
     pub waited_ms: u64,
     /// How many operations the plan shown at the gate held.
     pub planned: usize,
+    /// The step's (or rung's) `preview:` result shown with the plan, as journaled.
+    pub preview: Option<String>,
 }
 
 impl Gate {
@@ -319,6 +321,7 @@ impl Gate {
             waited: None,
             waited_ms: 0,
             planned,
+            preview: None,
         }
     }
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::clock::LabClock;
 use super::shell::LabShell;
-use super::spec::Case;
+use super::spec::{Case, Shown};
 use crate::engine::{self, Approver, EngineOpts, Printer, RunReport};
 use crate::journal::event::{Event, RunStatus};
 use crate::journal::reader;
@@ -249,23 +249,76 @@ fn check_outcome(
     };
     let mut started = BTreeSet::new();
     let mut fixed_by = std::collections::BTreeMap::new();
+    let mut seen: std::collections::BTreeMap<String, Shown> = Default::default();
+    let mut run_title = None;
+    let mut links = Vec::new();
     for r in &journal.records {
         match &r.event {
-            Event::StepStarted { step, .. } => {
+            Event::RunStarted { runbook, .. } => run_title = Some(runbook.title.clone()),
+            Event::RunbookLinks { links: l } => {
+                links.extend(l.iter().map(|l| l.title.clone()));
+            }
+            Event::StepStarted { step, title, .. } => {
                 started.insert(step.clone());
+                seen.entry(step.clone()).or_default().title = Some(title.clone());
             }
             // `ran`/`not_ran` may name a rung (its id is unique in the runbook).
-            Event::RungStarted { rung, .. } => {
+            Event::RungStarted { rung, title, .. } => {
                 started.insert(rung.clone());
+                seen.entry(rung.clone()).or_default().title = Some(title.clone());
+            }
+            Event::GateRequested {
+                step,
+                rung,
+                preview: Some(p),
+                ..
+            } => {
+                let id = rung.as_ref().unwrap_or(step);
+                seen.entry(id.clone()).or_default().preview = Some(p.clone());
             }
             Event::StepFinished {
                 step,
-                fixed_by: Some(rung),
+                fixed_by: rung,
+                summary,
                 ..
             } => {
-                fixed_by.insert(step.clone(), rung.clone());
+                if let Some(rung) = rung {
+                    fixed_by.insert(step.clone(), rung.clone());
+                }
+                seen.entry(step.clone()).or_default().summary = Some(summary.clone());
             }
             _ => {}
+        }
+    }
+    if let Some(want) = &expect.title {
+        let got = run_title.as_deref().unwrap_or("(no run started)");
+        if got != want {
+            failures.push(format!("title: expected {want:?}, the run showed {got:?}"));
+        }
+    }
+    if let Some(want) = &expect.links
+        && want != &links
+    {
+        failures.push(format!(
+            "links: expected {want:?}, the run journaled {links:?}"
+        ));
+    }
+    for (id, want) in &expect.shown {
+        let got = seen.get(id).cloned().unwrap_or_default();
+        let fields = [
+            ("title", &want.title, &got.title),
+            ("summary", &want.summary, &got.summary),
+            ("preview", &want.preview, &got.preview),
+        ];
+        for (what, want, got) in fields {
+            let Some(want) = want else { continue };
+            match got {
+                Some(got) if got == want => {}
+                Some(got) => failures.push(format!(
+                    "`{id}` {what}: expected {want:?}, the run showed {got:?}"
+                )),
+                None => failures.push(format!("`{id}` {what}: expected {want:?}, none was shown")),
+            }
         }
     }
     for id in &expect.ran {

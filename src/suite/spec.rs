@@ -78,6 +78,33 @@ pub struct Expect {
     /// A description → a CEL condition over the final cluster.
     #[serde(default)]
     pub cluster: BTreeMap<String, String>,
+    /// The runbook's title as the run showed it (rendered with the params).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Step or rung id → what the run showed for it: its rendered title, its
+    /// `summary:` line, the `preview:` result at its gate. Each given text must be
+    /// exactly what the journal recorded.
+    #[serde(default)]
+    pub shown: BTreeMap<String, Shown>,
+    /// The titles of the runbook's `links:`, as journaled when the run started.
+    #[serde(default)]
+    pub links: Option<Vec<String>>,
+}
+
+/// What a run showed for one step or rung (each field optional, compared exactly).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Shown {
+    /// The rendered title (`StepStarted`/`RungStarted`).
+    #[serde(default)]
+    pub title: Option<String>,
+    /// The step's one-line outcome (`StepFinished.summary`): its `summary:` template's
+    /// text when it has one.
+    #[serde(default)]
+    pub summary: Option<String>,
+    /// The `preview:` result shown with the plan at the gate (`gate_requested.preview`).
+    #[serde(default)]
+    pub preview: Option<String>,
 }
 
 /// A test file that cannot be used, with its location.
@@ -166,7 +193,8 @@ pub fn load(path: &Path, runbook: &Runbook) -> Result<TestFile, SpecError> {
             .approve
             .iter()
             .chain(&case.expect.ran)
-            .chain(&case.expect.not_ran);
+            .chain(&case.expect.not_ran)
+            .chain(case.expect.shown.keys());
         for id in step_or_rung {
             if !ids.contains(id.as_str()) && !rungs.contains(id) {
                 return Err(err(

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::{Patch, PatchParams};
 use runbook::lab::Lab;
@@ -124,6 +125,64 @@ async fn a_service_gets_endpoints_and_a_slice_from_its_ready_pods() {
     assert!(ready_ips(&ep).is_empty(), "{ep:#}");
     let s = &lab.list("endpointslices.discovery.k8s.io", Some("prod"))[0];
     assert_eq!(s["endpoints"], json!([]), "{s:#}");
+}
+
+/// The endpoints controller finds a service's pods through the label index: a pod
+/// relabelled out of the selector leaves the endpoints at once (without a full pass),
+/// one relabelled in joins, a pod matching only one of two labels never does, and a
+/// full pass afterwards finds nothing to change.
+#[tokio::test]
+async fn relabelled_pods_leave_and_join_a_two_label_selector_incrementally() {
+    let lab = lab();
+    let svc = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "hub-canary", "namespace": "prod"},
+        "spec": {"selector": {"app": "hub", "track": "canary"}, "ports": [{"port": 80}]}});
+    lab.create(svc).unwrap();
+    let pods: Api<Pod> = Api::namespaced(lab.client(), "prod");
+    let names: Vec<String> = lab
+        .list("pods", Some("prod"))
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 2);
+    let relabel = |name: String, track: Value| {
+        let pods = pods.clone();
+        async move {
+            pods.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"metadata": {"labels": {"track": track}}})),
+            )
+            .await
+            .expect("relabel");
+        }
+    };
+    let canary = |lab: &Lab| -> Vec<String> {
+        let ep = lab.get("endpoints", Some("prod"), "hub-canary").unwrap();
+        ep.pointer("/subsets/0/addresses")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|a| a["targetRef"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(canary(&lab).is_empty(), "no pod has track=canary yet");
+    relabel(names[0].clone(), json!("canary")).await;
+    assert_eq!(canary(&lab), [names[0].clone()]);
+    relabel(names[1].clone(), json!("canary")).await;
+    assert_eq!(canary(&lab).len(), 2);
+    relabel(names[0].clone(), json!("stable")).await;
+    assert_eq!(canary(&lab), [names[1].clone()]);
+    // The other service (app=hub) kept both pods all along.
+    let hub = lab.get("endpoints", Some("prod"), "hub").unwrap();
+    assert_eq!(ready_ips(&hub).len(), 2, "{hub:#}");
+    let rv = lab.resource_version();
+    lab.reconcile();
+    assert_eq!(
+        lab.resource_version(),
+        rv,
+        "a full pass found endpoints left stale"
+    );
 }
 
 #[tokio::test]

@@ -36,6 +36,11 @@ fn every_shipped_runbook_passes_its_tests() {
         "ingress-on-cordoned-nodes",
         "hub-504",
         "node-disk-pressure",
+        "bad-deploy",
+        "quota-exhausted",
+        "launch-spike",
+        "release-headroom",
+        "node-memory-pressure",
     ] {
         assert!(
             text.lines()
@@ -75,6 +80,54 @@ fn a_runbook_that_deletes_prometheus_without_checking_its_volume_fails_on_data_l
         ),
         "{text}"
     );
+}
+
+/// `title`, `links` and `shown` compare what the run showed a responder with the test's
+/// texts: the shipped quota runbook, tested with wrong texts, fails on each of them and
+/// says what the run showed instead.
+#[test]
+fn a_test_expecting_other_titles_summaries_previews_or_links_fails_and_shows_what_was_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["quota-exhausted.yaml", "quota-exhausted.scenario.yaml"] {
+        std::fs::copy(repo().join("runbooks").join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("quota-exhausted.test.yaml"),
+        r#"version: 1
+tests:
+  - name: wrong texts
+    scenario: quota-exhausted.scenario.yaml
+    params: { prometheus: "{{lab.url}}", deployment: binder, pods: "8" }
+    expect:
+      status: succeeded
+      title: Pods of {{params.deployment}} refused
+      links: [Quota usage dashboard]
+      shown:
+        quota-full: { summary: 3 of 4 pods used }
+        raise-quota: { title: Raise the pod limit of compute to 9, preview: compute uses 3 of 4 pods }
+        replicas-available: { preview: anything }
+"#,
+    )
+    .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = runbook(state.path())
+        .args([
+            "test",
+            dir.path().join("quota-exhausted.yaml").to_str().unwrap(),
+        ])
+        .run();
+    let text = &out.code(1).stdout;
+    for line in [
+        "FAIL  quota-exhausted :: wrong texts (succeeded;",
+        r#"- title: expected "Pods of {{params.deployment}} refused", the run showed "Pods of binder refused by a quota in prod""#,
+        r#"- links: expected ["Quota usage dashboard"], the run journaled ["Quota usage dashboard", "GKE quotas"]"#,
+        r#"- `quota-full` summary: expected "3 of 4 pods used", the run showed "4 of 4 pods used""#,
+        r#"- `raise-quota` title: expected "Raise the pod limit of compute to 9", the run showed "Raise the pod limit of compute to 8""#,
+        r#"- `raise-quota` preview: expected "compute uses 3 of 4 pods", the run showed "compute uses 4 of 4 pods""#,
+        r#"- `replicas-available` preview: expected "anything", none was shown"#,
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
 }
 
 #[test]

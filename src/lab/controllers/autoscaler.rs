@@ -164,14 +164,24 @@ fn scale_up(st: &mut State, now: DateTime<Utc>) {
         .map(|pl| nodes.iter().filter(|n| pool_of(n) == pl.name).count() as u32)
         .collect();
     let start_size = size.clone();
-    // Where pods can go: booting nodes (as if Ready), then nodes this scan adds.
+    // Where pods can go: Ready nodes with room (a pod the scheduler has not placed yet
+    // since a node became Ready — `filterOutSchedulablePods` in the real autoscaler —
+    // triggers nothing), booting nodes (as if Ready), then nodes this scan adds.
     let mut bins: Vec<(usize, Value, bool)> = nodes
         .iter()
-        .filter(|n| st.provisioning.contains_key(str_at(n, "/metadata/name")))
         .filter_map(|n| {
-            let i = pools.iter().position(|pl| pl.name == pool_of(n))?;
+            let booting = st.provisioning.contains_key(str_at(n, "/metadata/name"));
+            if !booting && !node_ready(n) {
+                return None;
+            }
+            let i = pools
+                .iter()
+                .position(|pl| pl.name == pool_of(n))
+                .unwrap_or(usize::MAX);
             let mut n = n.clone();
-            n["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+            if booting {
+                n["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+            }
             Some((i, n, false))
         })
         .collect();

@@ -16,22 +16,14 @@ use crate::lab::state::{State, pod_ready, str_at};
 const SERVICE_NAME: &str = "kubernetes.io/service-name";
 const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
 
-/// Recompute the endpoints of every Service in a namespace whose pods or services changed.
+/// Recompute the endpoints of the Services a change concerns: a changed Service, or
+/// one whose selector matches a changed pod (before or after the change). A Service's
+/// pods are found through the store's label index (its rarest label), so a change costs
+/// work proportional to the pods the concerned Services select, not to the namespace.
 pub(super) fn endpoints(st: &mut State, d: &Dirty) {
     if !d.touched("services") && !d.touched("pods") {
         return;
     }
-    let namespaces: BTreeSet<String> = if d.all {
-        st.store
-            .list("services", None)
-            .map(|s| str_at(s, "/metadata/namespace").to_string())
-            .collect()
-    } else {
-        d.versions("pods")
-            .chain(d.versions("services"))
-            .map(|o| str_at(o, "/metadata/namespace").to_string())
-            .collect()
-    };
     // The endpoints controller deletes the Endpoints of a deleted Service (the
     // slice goes with its owner reference).
     let gone: Vec<(String, String)> = d
@@ -49,48 +41,90 @@ pub(super) fn endpoints(st: &mut State, d: &Dirty) {
             st.remove(res("endpoints"), &ns, &n);
         }
     }
+    let namespaces: BTreeSet<String> = if d.all {
+        st.store
+            .list("services", None)
+            .map(|s| str_at(s, "/metadata/namespace").to_string())
+            .collect()
+    } else {
+        d.versions("pods")
+            .chain(d.versions("services"))
+            .map(|o| str_at(o, "/metadata/namespace").to_string())
+            .collect()
+    };
     for ns in namespaces {
-        let services = st.store.list_owned("services", Some(&ns));
-        if services.is_empty() {
-            continue;
-        }
-        for svc in services {
-            let Some(sel) = svc
+        // Only the concerned services are cloned (a full pass concerns them all).
+        let concerned: Vec<Value> = st
+            .store
+            .list("services", Some(&ns))
+            .filter(|svc| d.all || concerns(d, &ns, svc))
+            .cloned()
+            .collect();
+        for svc in concerned {
+            let Some(labels) = svc
                 .pointer("/spec/selector")
-                .filter(|s| s.is_object())
-                .map(|s| LabelSelector::from_object(&json!({ "matchLabels": s })))
+                .and_then(Value::as_object)
+                .cloned()
             else {
                 let _ = default_service(st, svc);
                 continue;
             };
-            // Incrementally, only a service that selects a changed pod (before or
-            // after the change), or that changed itself, needs a new list.
-            let name = str_at(&svc, "/metadata/name").to_string();
-            let concerned = d.all
-                || d.versions("services").any(|s| {
-                    str_at(s, "/metadata/namespace") == ns && str_at(s, "/metadata/name") == name
-                })
-                || d.versions("pods")
-                    .any(|p| str_at(p, "/metadata/namespace") == ns && sel.matches(p));
-            if !concerned {
-                continue;
-            }
             let svc = default_service(st, svc);
-            let selected: Vec<Value> = st
-                .store
-                .list("pods", Some(&ns))
-                .filter(|p| {
-                    sel.matches(p)
-                        && !str_at(p, "/status/podIP").is_empty()
-                        && p.pointer("/metadata/deletionTimestamp").is_none()
-                        && matches!(str_at(p, "/status/phase"), "Running" | "Pending")
-                })
-                .cloned()
-                .collect();
+            let selected = selected_pods(st, &ns, &labels);
             let selected: Vec<&Value> = selected.iter().collect();
             write_endpoints(st, &ns, &svc, &selected);
             write_slice(st, &ns, &svc, &selected);
         }
+    }
+}
+
+/// Does this change concern the service: did it change itself, or does its selector
+/// match a changed pod (before or after the change)?
+fn concerns(d: &Dirty, ns: &str, svc: &Value) -> bool {
+    let name = str_at(svc, "/metadata/name");
+    if d.versions("services")
+        .any(|s| str_at(s, "/metadata/namespace") == ns && str_at(s, "/metadata/name") == name)
+    {
+        return true;
+    }
+    let Some(labels) = svc.pointer("/spec/selector").and_then(Value::as_object) else {
+        return false;
+    };
+    d.versions("pods").any(|p| {
+        str_at(p, "/metadata/namespace") == ns
+            && labels.iter().all(|(k, v)| {
+                p.pointer("/metadata/labels")
+                    .and_then(|l| l.get(k))
+                    .is_some_and(|pv| pv == v)
+            })
+    })
+}
+
+/// The pods of `ns` a service selector picks that belong in its endpoints: with an IP,
+/// not being deleted, Running or Pending.
+fn selected_pods(st: &State, ns: &str, labels: &serde_json::Map<String, Value>) -> Vec<Value> {
+    let sel = LabelSelector::from_object(&json!({ "matchLabels": labels }));
+    let eligible = |p: &Value| {
+        sel.matches(p)
+            && !str_at(p, "/status/podIP").is_empty()
+            && p.pointer("/metadata/deletionTimestamp").is_none()
+            && matches!(str_at(p, "/status/phase"), "Running" | "Pending")
+    };
+    let pairs = labels
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)));
+    match st.store.index.pods_with_labels(ns, pairs) {
+        Some(keys) => pods_by_key(st, &keys)
+            .into_iter()
+            .filter(|p| eligible(p))
+            .collect(),
+        // An empty selector: the index cannot narrow it.
+        None => st
+            .store
+            .list("pods", Some(ns))
+            .filter(|p| eligible(p))
+            .cloned()
+            .collect(),
     }
 }
 

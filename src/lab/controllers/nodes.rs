@@ -293,11 +293,17 @@ fn node_fault_conditions(
             if let Some(ev) = event {
                 events.push(("Normal", ev, format!("Node {name} status is now: {ev}")));
             }
-            if on && c == NodeConditionType::DiskPressure {
+            let reclaim = match c {
+                NodeConditionType::DiskPressure => Some("ephemeral-storage"),
+                NodeConditionType::MemoryPressure => Some("memory"),
+                NodeConditionType::PIDPressure => Some("pids"),
+                NodeConditionType::NetworkUnavailable => None,
+            };
+            if let Some(r) = reclaim.filter(|_| on) {
                 events.push((
                     "Warning",
                     "EvictionThresholdMet",
-                    "Attempting to reclaim ephemeral-storage".to_string(),
+                    format!("Attempting to reclaim {r}"),
                 ));
             }
         }

@@ -47,6 +47,8 @@ pub struct ActiveNodeFault {
     pub kind: crate::lab::scenario_model::NodeFaultKind,
     pub from: DateTime<Utc>,
     pub until: Option<DateTime<Utc>>,
+    /// Pods the kubelet evicts per node under this pressure (None: all it may).
+    pub evict: Option<u32>,
 }
 
 impl ActiveNodeFault {
@@ -100,6 +102,9 @@ pub struct State {
     pub next_wake: Option<DateTime<Utc>>,
     /// Objects a manager outside the cluster recreates after deletion (`controllers/managed.rs`).
     pub managed: Vec<ManagedSlot>,
+    /// Node-pressure eviction per node: when the kubelet last evicted and how many
+    /// pods it evicted since the pressure began (`controllers/pressure.rs`).
+    pub pressure_evictions: BTreeMap<String, (DateTime<Utc>, u32)>,
 }
 
 /// One managed object: what to recreate, and since when it has been gone.
@@ -145,6 +150,7 @@ impl State {
             logs: Vec::new(),
             next_wake: None,
             managed: Vec::new(),
+            pressure_evictions: BTreeMap::new(),
         }
     }
 

@@ -463,7 +463,12 @@ impl Builder {
                     self.steps[r].outcome = Some(outcome(event::Outcome::Skipped));
                 }
             }
-            Event::GateRequested { step, rung, .. } => {
+            Event::GateRequested {
+                step,
+                rung,
+                preview,
+                ..
+            } => {
                 let i = self.entry_for(rec, step, rung.as_deref(), false);
                 // The state keeps the first request not answered since (a gate asked
                 // again after a resume), so the wait counts the whole time.
@@ -474,7 +479,8 @@ impl Builder {
                 else {
                     return;
                 };
-                let gate = Gate::asked(self.time(p.asked), p.planned);
+                let mut gate = Gate::asked(self.time(p.asked), p.planned);
+                gate.preview = preview.clone();
                 self.entries[i].entry.gate = Some(gate);
             }
             Event::GateDecided { step, rung, .. } => {
