@@ -165,6 +165,7 @@ async fn serve(lab: &Lab, req: Request) -> Response {
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
         ),
         ["apis"] => json_response(200, &discovery::group_list()),
+        ["metrics"] if parts.method == Method::GET => discovery::exposition(&lab),
         ["api", "v1", "query"] | ["api", "v1", "query_range"] => {
             discovery::prometheus(&lab, &params, &body, &parts.headers)
         }
