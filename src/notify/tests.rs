@@ -44,8 +44,10 @@ fn a_full_queue_drops_its_oldest_notification_and_counts_it() {
         shared,
         done: Mutex::new(None),
     };
-    let mut state = RunState::default();
-    state.run_id = "r1".into();
+    let state = RunState {
+        run_id: "r1".into(),
+        ..RunState::default()
+    };
     for seq in 1..=3 {
         let record = Record {
             seq,

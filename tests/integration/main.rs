@@ -61,6 +61,7 @@ mod postmortem_cli;
 mod postmortem_preserve;
 mod postmortem_render;
 mod preview;
+mod rbac;
 mod robust_disk;
 mod robust_group_commit;
 mod robust_journal;
