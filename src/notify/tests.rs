@@ -68,3 +68,132 @@ fn a_full_queue_drops_its_oldest_notification_and_counts_it() {
 }
 
 use serde_json::Value;
+
+fn gate_record() -> Record {
+    use crate::journal::event::{Impact, PlannedOp, Scope};
+    let op = |display: &str, impact: Option<Impact>| PlannedOp {
+        scope: Scope {
+            step: "free".into(),
+            ..Scope::default()
+        },
+        provider: "kube".into(),
+        display: display.into(),
+        op: serde_json::json!({}),
+        mutating: true,
+        impact,
+    };
+    Record {
+        seq: 7,
+        ts: chrono::Utc::now(),
+        event: Event::GateRequested {
+            step: "free".into(),
+            rung: None,
+            ops: vec![
+                op("kubectl cordon node-2", None),
+                op(
+                    "kubectl delete pods -l component=hub -n prod",
+                    Some(crate::journal::event::Impact {
+                        summary: "would delete 2 pods: hub-1, hub-2".into(),
+                        objects: vec!["hub-1".into(), "hub-2".into()],
+                    }),
+                ),
+            ],
+            digest: "sha256:abc".into(),
+            preview: None,
+        },
+    }
+}
+
+fn seed_state() -> RunState {
+    let mut state = RunState {
+        run_id: "20260313-142501-hub-pvc-locked-7f3a".into(),
+        ..RunState::default()
+    };
+    state.runbook.name = "hub-pvc-locked".into();
+    state.runbook.title = "The hub <cannot> start".into();
+    state
+}
+
+#[test]
+fn with_serves_address_a_gate_links_to_its_approval_page_with_plan_and_blast_radius() {
+    let state = seed_state();
+    let m = Message::of(&gate_record(), &state, Some("https://rb.example.org")).unwrap();
+    assert_eq!(m.on, NotifyOn::Waiting);
+    let w = webhook_payload(&m);
+    let page = "https://rb.example.org/runs/20260313-142501-hub-pvc-locked-7f3a";
+    assert_eq!(w["links"]["approve"], page);
+    assert_eq!(w["links"]["run"], page);
+    assert!(w["links"].get("postmortem").is_none());
+    assert_eq!(w["gate"]["blast_radius"]["operations"], 2);
+    assert_eq!(
+        w["gate"]["blast_radius"]["objects"],
+        serde_json::json!(["kubectl cordon node-2", "hub-1", "hub-2"])
+    );
+    assert_eq!(
+        w["gate"]["plan"][1]["impact"],
+        "would delete 2 pods: hub-1, hub-2"
+    );
+    let s = slack_payload(&m);
+    let text = s.to_string();
+    assert!(
+        text.contains(&format!("<{page}|Approve on the run's page>")),
+        "{text}"
+    );
+    // Slack's mrkdwn escapes.
+    assert!(text.contains("The hub &lt;cannot&gt; start"), "{text}");
+    assert!(
+        s["blocks"][1]["text"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("! kubectl cordon node-2")
+    );
+
+    // The end links to the postmortem; a pause is no end.
+    let end = |status| Record {
+        seq: 9,
+        ts: chrono::Utc::now(),
+        event: Event::RunFinished {
+            status,
+            duration_ms: 1200,
+            reason: Some("a step failed".into()),
+        },
+    };
+    let f = Message::of(
+        &end(crate::journal::event::RunStatus::Failed),
+        &state,
+        Some("https://rb.example.org"),
+    )
+    .unwrap();
+    assert_eq!(f.on, NotifyOn::Failed);
+    assert_eq!(
+        webhook_payload(&f)["links"]["postmortem"],
+        format!("{page}/postmortem")
+    );
+    assert!(Message::of(&end(crate::journal::event::RunStatus::Paused), &state, None).is_none());
+}
+
+#[test]
+fn a_long_plan_is_cut_to_slacks_section_limit_and_counted_in_the_webhook() {
+    let mut record = gate_record();
+    if let Event::GateRequested { ops, .. } = &mut record.event {
+        let one = ops[0].clone();
+        *ops = (0..500)
+            .map(|i| {
+                let mut o = one.clone();
+                o.display = format!("kubectl cordon node-{i:04}-{}", "x".repeat(40));
+                o
+            })
+            .collect();
+    }
+    let m = Message::of(&record, &seed_state(), None).unwrap();
+    let w = webhook_payload(&m);
+    assert_eq!(w["gate"]["plan"].as_array().unwrap().len(), 50);
+    assert_eq!(w["gate"]["plan_truncated"], true);
+    assert_eq!(w["gate"]["blast_radius"]["objects_total"], 500);
+    let s = slack_payload(&m);
+    for b in s["blocks"].as_array().unwrap() {
+        if let Some(t) = b["text"]["text"].as_str() {
+            assert!(t.chars().count() <= 3000, "{} chars", t.chars().count());
+        }
+    }
+}
