@@ -13,11 +13,16 @@ if [ ! -x "$venv/bin/kubectl" ]; then
 fi
 export RUNBOOK_KUBECTL="$PWD/$venv/bin/kubectl"
 
-# Debian packages the tests run: Prometheus (the prometheus provider's server) and
-# openssl (the TLS server of tests/integration/http_tls.rs).
+# Debian packages the tests run: Prometheus (the prometheus provider's server, and
+# with Alertmanager the real alerting harness, tests/integration/support/alerting.rs),
+# openssl (the TLS server of tests/integration/http_tls.rs), and Chromium with its
+# WebDriver server (the browser tests of `runbook serve`).
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ "${#missing[@]}" -gt 0 ] && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
     || echo "warning: could not install ${missing[*]}; the tests that need them will fail" >&2

@@ -35,6 +35,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "notify",
+        &["engine", "journal", "providers", "runbook", "store"],
+    ),
+    (
         "suite",
         &[
             "clock",
@@ -55,6 +59,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "expr",
             "journal",
             "lab",
+            "notify",
             "providers",
             "render",
             "runbook",

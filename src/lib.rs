@@ -15,6 +15,7 @@ pub mod journal;
 pub mod lab;
 #[cfg(test)]
 mod layering;
+pub mod notify;
 pub mod providers;
 pub mod render;
 pub mod runbook;

@@ -15,6 +15,7 @@ pub mod lint;
 pub mod list;
 pub mod operator;
 pub mod postmortem;
+pub mod rbac;
 pub mod run;
 pub mod runs;
 pub mod schema;
@@ -191,6 +192,8 @@ pub enum Command {
     List(list::Args),
     /// Print the JSON Schema of the runbook format.
     Schema(schema::Args),
+    /// Print the least-privilege Kubernetes Role/ClusterRole the runbooks need.
+    Rbac(rbac::Args),
     /// Run a runbook.
     Run(run::RunArgs),
     /// Continue a paused or interrupted run.
@@ -250,6 +253,7 @@ pub fn main() -> i32 {
         Command::Lint(a) => lint::run(a, g),
         Command::List(a) => list::run(a, g),
         Command::Schema(a) => schema::run(a, g),
+        Command::Rbac(a) => rbac::run(a, g),
         Command::Run(a) => run::run(a, g),
         Command::Resume(a) => run::resume(a, g),
         Command::Runs(a) => runs::runs(a, g),

@@ -13,6 +13,7 @@ use crate::engine::{
     SystemClock,
 };
 use crate::exit;
+use crate::notify::{self, Notifier};
 use crate::providers::{self, Providers};
 use crate::store::{DirStore, RunStore};
 
@@ -37,6 +38,11 @@ pub struct ApprovalArgs {
     /// lines, secrets redacted), instead of printing only the run id there.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub events: Option<EventsFormat>,
+    /// Tell this webhook when the run starts, waits for a person, fails or ends
+    /// (repeatable; in addition to the runbook's `notify:`). A generic JSON webhook,
+    /// or Slack's format for https://hooks.slack.com/… URLs.
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
 }
@@ -184,7 +190,16 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
             return exit::USAGE;
         }
     };
+    let notifier = match notifier(&args.approval, Some(&loaded.runbook), g) {
+        Ok(n) => n,
+        Err(e) => {
+            crate::cli::error_line!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let (mut opts, approver) = setup(&args.approval, g, params, base_dir, args.dry_run);
+    opts.reporters
+        .extend(notifier.as_ref().map(|n| n.reporter()));
     opts.secrets = secrets;
     opts.param_inputs = param_inputs;
     opts.incident_start = incident_start;
@@ -197,7 +212,7 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     };
     let state_dir = g.state_dir.clone();
     let kube_args = args.approval.kube.clone();
-    drive(&args.approval, move |cancel| async move {
+    drive(&args.approval, notifier, move |cancel| async move {
         let mut opts = opts;
         let needs_kube = uses_kube(&loaded.runbook);
         let providers = add_kube(
@@ -265,7 +280,17 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
             return exit::USAGE;
         }
     };
+    let runbook = runbook_of(&g.state_dir, &args.run_id);
+    let notifier = match notifier(&args.approval, runbook.as_ref().map(|l| &l.runbook), g) {
+        Ok(n) => n,
+        Err(e) => {
+            crate::cli::error_line!("error: {e}");
+            return exit::USAGE;
+        }
+    };
     let (mut opts, approver) = setup(&args.approval, g, params, base_dir, false);
+    opts.reporters
+        .extend(notifier.as_ref().map(|n| n.reporter()));
     opts.secrets = secrets;
     opts.retry_failed = args.retry_failed;
     opts.accept_changes = args.accept_changes;
@@ -281,7 +306,7 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
     let run_id = args.run_id.clone();
     let kube_args = args.approval.kube.clone();
     let kube_needed = run_needs_kube(&g.state_dir, &args.run_id, args.retry_failed);
-    drive(&args.approval, move |cancel| async move {
+    drive(&args.approval, notifier, move |cancel| async move {
         let mut opts = opts;
         // As strict as `run`: when a step still to run needs a cluster, one that
         // cannot be reached refuses the resume before anything is journaled (exit 2,
@@ -308,6 +333,35 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
         )
         .await
     })
+}
+
+/// The notifier of a run: `--notify` URLs and the runbook's `notify:`; `None` when
+/// nobody is to be told. A receiver whose environment variable is unset is left out
+/// with a warning: a notification never stops the fix.
+fn notifier(
+    a: &ApprovalArgs,
+    runbook: Option<&crate::runbook::model::Runbook>,
+    g: &Global,
+) -> Result<Option<Arc<Notifier>>, String> {
+    let mut targets = a
+        .notify
+        .iter()
+        .map(|u| notify::Target::from_flag(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(rb) = runbook {
+        let (more, warnings) = notify::targets_of(rb);
+        for w in warnings {
+            eprintln!("warning: {w}");
+        }
+        targets.extend(more);
+    }
+    if targets.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Notifier::start(
+        targets,
+        notify::NotifyOpts::new(&g.state_dir),
+    )))
 }
 
 /// The providers of a real run, registered in one place.
@@ -352,7 +406,7 @@ fn setup(
 
 /// Run the engine on a runtime with Ctrl-C wired to the cancellation token: the first
 /// cancels the running step cleanly, a second exits at once.
-fn drive<F, Fut>(a: &ApprovalArgs, f: F) -> i32
+fn drive<F, Fut>(a: &ApprovalArgs, notifier: Option<Arc<Notifier>>, f: F) -> i32
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<RunReport, engine::EngineError>>,
@@ -361,6 +415,11 @@ where
     let cancel = CancellationToken::new();
     watch_ctrl_c(cancel.clone());
     let result = rt.block_on(f(cancel.clone()));
+    // Bounded: a receiver that hangs costs at most the notifier's drain time, and
+    // what was not sent is journaled.
+    if let Some(n) = notifier {
+        n.close();
+    }
     // A prompt blocked on stdin must not keep the process alive.
     rt.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {

@@ -95,6 +95,7 @@ impl Lab {
             });
         }
         st.sites = super::sites::Sites::new(loaded.scenario.sites.clone());
+        st.rbac = loaded.scenario.rbac.clone();
         for pool in &loaded.scenario.node_pools {
             for _ in 0..pool.nodes.unwrap_or(pool.min) {
                 let node = controllers::autoscaler::pool_node(&mut st, pool, true);

@@ -44,6 +44,7 @@ pub mod metrics;
 pub mod names;
 pub mod patch;
 pub mod quantity;
+pub mod rbac;
 pub mod resources;
 pub mod scenario;
 pub mod scenario_model;

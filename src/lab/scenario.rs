@@ -95,6 +95,10 @@ pub struct Scenario {
     /// provider's managed quota, an operator's managed config).
     #[serde(default)]
     pub managed: Vec<super::scenario_model::Managed>,
+    /// RBAC for token-authenticated clients: bearer tokens and the Roles and bindings
+    /// that restrict them (docs/lab.md, "RBAC"). Without it every client is admin.
+    #[serde(default)]
+    pub rbac: Option<super::rbac::Rbac>,
 }
 
 /// One fault. Exactly one of `node_lost`, `disk_fills`, `crash_loop` is set.

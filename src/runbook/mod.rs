@@ -12,6 +12,7 @@ pub mod kinds;
 pub mod limits;
 pub mod model;
 pub(crate) mod parse;
+pub mod rbac;
 pub mod schema;
 mod source;
 pub mod validate;

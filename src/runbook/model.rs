@@ -190,6 +190,10 @@ pub struct Runbook {
     /// channel); the postmortem lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<Link>,
+    /// Who is told when a run starts, waits for a person, fails or ends: generic JSON
+    /// webhooks and Slack-compatible incoming webhooks (docs/format.md, Notifications).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<Notify>,
     /// Inputs, set with `-p name=value`; referenced as `{{params.name}}` in templates
     /// and `params.name` in conditions.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -216,6 +220,103 @@ pub struct Link {
     /// An absolute `http://` or `https://` URL.
     #[schemars(regex(pattern = r"^https?://"))]
     pub url: Sp<String>,
+}
+
+/// One receiver of notifications (`notify:`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Notify {
+    /// An absolute `http://` or `https://` URL. Exactly one of `url` and `url_env`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub url: Option<Sp<String>>,
+    /// The environment variable holding the URL, for URLs that are themselves
+    /// credentials (a Slack incoming webhook's URL is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_env: Option<Sp<String>>,
+    /// `webhook` (a JSON document, the default) or `slack` (`text` and `blocks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Sp<NotifyKind>>,
+    /// When to send: any of `started`, `waiting`, `failed`, `finished` (default: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<Sp<NotifyOn>>,
+    /// Extra request headers, as written (not for credentials: use `headers_env`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, Sp<String>>,
+    /// Request headers whose value is read from an environment variable when the run
+    /// starts (`Authorization: NOTIFY_TOKEN`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers_env: BTreeMap<String, Sp<String>>,
+    /// An environment variable holding a shared secret: each request carries
+    /// `X-Runbook-Signature: sha256=HEX`, the HMAC-SHA256 of its body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_env: Option<Sp<String>>,
+    /// How long one attempt may take (default 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Sp<Duration>>,
+    /// Attempts after the first when one fails (default 3, at most 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<Sp<u32>>,
+}
+
+/// The shape of a notification's body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyKind {
+    /// A JSON document: run, status, step, the plan at a gate, links.
+    Webhook,
+    /// A Slack-compatible incoming webhook message: `text` and `blocks`.
+    Slack,
+}
+
+impl NotifyKind {
+    pub const NAMES: &'static [&'static str] = &["webhook", "slack"];
+
+    pub fn parse(s: &str) -> Option<NotifyKind> {
+        match s {
+            "webhook" => Some(NotifyKind::Webhook),
+            "slack" => Some(NotifyKind::Slack),
+            _ => None,
+        }
+    }
+}
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyOn {
+    /// The run started (or was resumed).
+    Started,
+    /// The run waits for a person: a gate's plan, or a manual step.
+    Waiting,
+    /// The run ended failed.
+    Failed,
+    /// The run ended any other way (succeeded, aborted, not applicable).
+    Finished,
+}
+
+impl NotifyOn {
+    pub const NAMES: &'static [&'static str] = &["started", "waiting", "failed", "finished"];
+    pub const ALL: [NotifyOn; 4] = [
+        NotifyOn::Started,
+        NotifyOn::Waiting,
+        NotifyOn::Failed,
+        NotifyOn::Finished,
+    ];
+
+    pub fn parse(s: &str) -> Option<NotifyOn> {
+        match s {
+            "started" => Some(NotifyOn::Started),
+            "waiting" => Some(NotifyOn::Waiting),
+            "failed" => Some(NotifyOn::Failed),
+            "finished" => Some(NotifyOn::Finished),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
 }
 
 /// A runbook parameter.

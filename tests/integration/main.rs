@@ -12,6 +12,7 @@
 
 mod support;
 
+mod alerting_real;
 mod bounds_http;
 mod bounds_kube;
 mod bounds_lab;
@@ -20,6 +21,7 @@ mod chaos_faults;
 mod chaos_input;
 mod chaos_kill;
 mod conditions_now;
+mod deploy_manifests;
 mod engine_http_prometheus;
 mod engine_state_machine;
 mod format_errors;
@@ -53,12 +55,14 @@ mod lint_docs;
 mod lint_fuzz;
 mod lint_input;
 mod lint_runbooks_on_lab;
+mod notify;
 mod panic_hook;
 mod params;
 mod postmortem_cli;
 mod postmortem_preserve;
 mod postmortem_render;
 mod preview;
+mod rbac;
 mod robust_disk;
 mod robust_group_commit;
 mod robust_journal;

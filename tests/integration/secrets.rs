@@ -223,7 +223,7 @@ fn percent(s: &str, keep: impl Fn(u8) -> bool, space: &str) -> String {
 }
 
 /// The secret and every form of it the grep looks for.
-fn forms(secret: &str) -> Vec<(String, String)> {
+pub(crate) fn forms(secret: &str) -> Vec<(String, String)> {
     let strict = |b: u8| b.is_ascii_alphanumeric() || b"-._~".contains(&b);
     let path = |b: u8| b.is_ascii_graphic() && !b"\"<>`{}".contains(&b);
     let json = serde_json::to_string(secret).expect("json");

@@ -71,6 +71,48 @@ pub(super) fn prometheus(lab: &Lab, params: &Params, body: &Bytes, _h: &HeaderMa
     json_response(code, &v)
 }
 
+/// `GET /metrics`: the scenario's metrics in Prometheus' text exposition format
+/// (version 0.0.4), so a real Prometheus can scrape the lab and evaluate alert rules
+/// on them (every metric is a gauge: its value is recomputed from the simulated state
+/// at each scrape).
+pub fn exposition(lab: &Lab) -> Response {
+    let st = lab.lock();
+    let mut out = String::new();
+    let mut typed = std::collections::BTreeSet::new();
+    for (name, labels, value) in metrics::evaluate(&st) {
+        if typed.insert(name.clone()) {
+            out.push_str(&format!("# TYPE {name} gauge\n"));
+        }
+        out.push_str(&name);
+        // The query API's samples carry `__name__`; the exposition names the metric
+        // before the braces instead.
+        let labels: Vec<_> = labels.iter().filter(|(k, _)| *k != "__name__").collect();
+        if !labels.is_empty() {
+            let pairs: Vec<String> = labels
+                .iter()
+                .map(|(k, v)| {
+                    let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                    // The format's escapes: backslash, double quote and newline.
+                    let v = v
+                        .replace('\\', "\\\\")
+                        .replace('"', "\\\"")
+                        .replace('\n', "\\n");
+                    format!("{k}=\"{v}\"")
+                })
+                .collect();
+            out.push_str(&format!("{{{}}}", pairs.join(",")));
+        }
+        out.push_str(&format!(" {value}\n"));
+    }
+    Response::builder()
+        .header(
+            http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+        .body(axum::body::Body::from(out))
+        .unwrap_or_default()
+}
+
 fn serde_urlencoded_parse(body: &Bytes) -> Result<Params, ()> {
     let s = std::str::from_utf8(body).map_err(|_| ())?;
     let uri: http::Uri = format!("/?{s}").parse().map_err(|_| ())?;

@@ -165,6 +165,7 @@ async fn serve(lab: &Lab, req: Request) -> Response {
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
         ),
         ["apis"] => json_response(200, &discovery::group_list()),
+        ["metrics"] if parts.method == Method::GET => discovery::exposition(&lab),
         ["api", "v1", "query"] | ["api", "v1", "query_range"] => {
             discovery::prometheus(&lab, &params, &body, &parts.headers)
         }
@@ -211,6 +212,54 @@ async fn serve(lab: &Lab, req: Request) -> Response {
             "NotFound",
             "the server could not find the requested resource",
         )),
+    }
+}
+
+/// The scenario's RBAC (`rbac:`) on a resource request: `None` when allowed, else
+/// the 401 or 403 answer.
+fn authorize(
+    lab: &Lab,
+    group: &str,
+    t: &Target,
+    method: &Method,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Option<Response> {
+    let st = lab.lock();
+    let rbac = st.rbac.as_ref()?;
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let watch = params.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let verb = match (method, &t.name) {
+        (&Method::GET, None) if watch => "watch",
+        (&Method::GET, None) => "list",
+        (&Method::GET, Some(_)) => "get",
+        (&Method::POST, _) => "create",
+        (&Method::PUT, _) => "update",
+        (&Method::PATCH, _) => "patch",
+        (&Method::DELETE, None) => "deletecollection",
+        (&Method::DELETE, Some(_)) => "delete",
+        _ => return None,
+    };
+    let resource = match &t.sub {
+        Some(s) => format!("{}/{s}", t.res.plural),
+        None => t.res.plural.to_owned(),
+    };
+    let attrs = super::rbac::Attributes {
+        verb,
+        group,
+        resource: &resource,
+        namespace: t.ns.as_deref(),
+        name: t.name.as_deref(),
+    };
+    match rbac.authorize(token, &attrs) {
+        super::rbac::Verdict::Allowed => None,
+        super::rbac::Verdict::Unauthenticated => {
+            Some(err(ApiError::new(401, "Unauthorized", "Unauthorized")))
+        }
+        super::rbac::Verdict::Forbidden(m) => Some(err(ApiError::new(403, "Forbidden", m))),
     }
 }
 
@@ -272,6 +321,9 @@ async fn resource(
             "NotFound",
             "the server could not find the requested resource",
         ));
+    }
+    if let Some(denied) = authorize(lab, g, &t, method, headers, params) {
+        return denied;
     }
     let ns = t.ns.clone().unwrap_or_default();
     let result = match (method, &t.name, t.sub.as_deref()) {

@@ -79,6 +79,8 @@ pub struct State {
     pub hidden_ips: BTreeMap<String, Vec<serde_json::Value>>,
     /// The scenario's HTTP sites and what they answered.
     pub sites: crate::lab::sites::Sites,
+    /// The scenario's `rbac:`: who the tokens are and what they may do.
+    pub rbac: Option<crate::lab::rbac::Rbac>,
     /// How long a started container takes to become Ready (scenario `timing`).
     pub ready_after: Duration,
     /// VolumeAttachment name → when its last holder pod disappeared (forced-detach timer).
@@ -138,6 +140,7 @@ impl State {
             node_faults: Vec::new(),
             hidden_ips: BTreeMap::new(),
             sites: Default::default(),
+            rbac: None,
             ready_after: Duration::zero(),
             detach_since: BTreeMap::new(),
             data_losses: Vec::new(),

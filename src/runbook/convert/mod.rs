@@ -24,6 +24,7 @@ pub(crate) const RUNBOOK_KEYS: &[&str] = &[
     "tags",
     "owners",
     "links",
+    "notify",
     "params",
     "unattended",
     "kube",
@@ -89,6 +90,17 @@ const PREVIEW_KEYS: &[&str] = &["shell", "http", "prometheus", "kube", "summary"
 const PARAM_KEYS: &[&str] = &["description", "type", "default", "required", "secret"];
 const KUBE_DEFAULT_KEYS: &[&str] = &["context", "namespace"];
 const LINK_KEYS: &[&str] = &["title", "url"];
+const NOTIFY_KEYS: &[&str] = &[
+    "url",
+    "url_env",
+    "kind",
+    "on",
+    "headers",
+    "headers_env",
+    "secret_env",
+    "timeout",
+    "retries",
+];
 const SHELL_KEYS: &[&str] = &["argv", "env", "dir", "stdin"];
 const HTTP_KEYS: &[&str] = &["method", "url", "headers", "body", "json", "status"];
 const PROMETHEUS_KEYS: &[&str] = &["server", "query", "detects"];

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Conv, Fields, KUBE_DEFAULT_KEYS, LINK_KEYS, OP_KEYS, PARAM_KEYS, PREVIEW_KEYS, RETRY_KEYS,
-    RUNBOOK_KEYS, RUNG_KEYS, STEP_KEYS, VERIFICATION_KEYS,
+    Conv, Fields, KUBE_DEFAULT_KEYS, LINK_KEYS, NOTIFY_KEYS, OP_KEYS, PARAM_KEYS, PREVIEW_KEYS,
+    RETRY_KEYS, RUNBOOK_KEYS, RUNG_KEYS, STEP_KEYS, VERIFICATION_KEYS,
 };
 use crate::runbook::diag::Diagnostic;
 use crate::runbook::limits;
@@ -34,6 +34,7 @@ impl Conv<'_> {
         let tags = self.string_list(&f, "tags");
         let owners = self.string_list(&f, "owners");
         let links = self.links(&f);
+        let notify = self.notify(&f);
         let params = self.params(&f);
         let unattended = self.string_list(&f, "unattended");
         let kube = f.get("kube").and_then(|n| {
@@ -61,6 +62,7 @@ impl Conv<'_> {
             tags,
             owners,
             links,
+            notify,
             params,
             unattended,
             kube,
@@ -104,6 +106,123 @@ impl Conv<'_> {
             out.push(Link { title, url });
         }
         out
+    }
+
+    /// `notify:`: a list of receivers, each with one URL (or the variable holding
+    /// it), a known `kind` and known `on` events.
+    fn notify(&mut self, f: &Fields<'_>) -> Vec<Notify> {
+        let Some(n) = f.get("notify") else {
+            return Vec::new();
+        };
+        let Yaml::Seq(items) = &n.value else {
+            self.wrong_type(n, "a list of `{url, kind, on}` mappings", "`notify`");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(m) = self.fields(item, "an item of `notify`", NOTIFY_KEYS) else {
+                continue;
+            };
+            let url = self.opt_string(&m, "url");
+            let url_env = self.opt_string(&m, "url_env");
+            match (&url, &url_env) {
+                (None, None) => self.missing(
+                    &m,
+                    "url",
+                    "a notification",
+                    Some("add `url: https://…`, or `url_env: VAR` when the URL is a credential"),
+                ),
+                (Some(_), Some(e)) => self.push(
+                    Diagnostic::error(
+                        "notify-two-urls",
+                        e.pos,
+                        "a notification has both `url` and `url_env`",
+                    )
+                    .len("url_env".len())
+                    .help("keep one: `url_env` when the URL is a credential"),
+                ),
+                (Some(u), None) => {
+                    if let Some(problem) = link_problem(&u.value) {
+                        let len = self.src.width(u.pos, &u.value);
+                        self.push(
+                            Diagnostic::error(
+                                "bad-url",
+                                u.pos,
+                                format!(
+                                    "the notification URL {:?} is not usable: {problem}",
+                                    u.value
+                                ),
+                            )
+                            .len(len)
+                            .help("write an absolute address, such as https://hooks.example.org/runbook"),
+                        );
+                    }
+                }
+                (None, Some(_)) => {}
+            }
+            let kind = m.get("kind").and_then(|k| {
+                let s = self.string(k, "`kind`")?;
+                match NotifyKind::parse(&s.value) {
+                    Some(kind) => Some(Sp::new(s.pos, kind)),
+                    None => {
+                        self.unknown_word(&s, "notification kind", NotifyKind::NAMES);
+                        None
+                    }
+                }
+            });
+            let mut on = Vec::new();
+            for s in self.string_list(&m, "on") {
+                match NotifyOn::parse(&s.value) {
+                    Some(o) => on.push(Sp::new(s.pos, o)),
+                    None => self.unknown_word(&s, "notification event in `on`", NotifyOn::NAMES),
+                }
+            }
+            let headers = self.string_map(&m, "headers");
+            let headers_env = self.string_map(&m, "headers_env");
+            let secret_env = self.opt_string(&m, "secret_env");
+            let timeout = self.duration(&m, "timeout");
+            let retries = self.opt_uint::<u32>(&m, "retries");
+            if let Some(r) = &retries
+                && r.value > 10
+            {
+                self.push(
+                    Diagnostic::error(
+                        "notify-retries",
+                        r.pos,
+                        format!("`retries: {}` is more than 10", r.value),
+                    )
+                    .help("a notification is retried at most 10 times; 3 is the default"),
+                );
+            }
+            out.push(Notify {
+                url,
+                url_env,
+                kind,
+                on,
+                headers,
+                headers_env,
+                secret_env,
+                timeout,
+                retries,
+            });
+        }
+        out
+    }
+
+    /// A word that is not one of `names` (an enum written as text).
+    fn unknown_word(&mut self, s: &Sp<String>, what: &str, names: &[&str]) {
+        let len = self.src.width(s.pos, &s.value);
+        let d = Diagnostic::error(
+            "unknown-value",
+            s.pos,
+            format!("unknown {what} `{}`", s.value),
+        )
+        .len(len);
+        let d = match crate::runbook::diag::suggest(&s.value, names.iter().copied()) {
+            Some(x) => d.help(format!("did you mean `{x}`?")),
+            None => d.help(format!("expected one of: {}", names.join(", "))),
+        };
+        self.push(d);
     }
 
     fn params(&mut self, f: &Fields<'_>) -> BTreeMap<String, Param> {

@@ -1,5 +1,6 @@
 //! What several test modules share.
 
+pub mod alerting;
 pub mod cli;
 pub mod kube;
 pub mod kubectl;
