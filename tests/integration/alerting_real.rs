@@ -3,7 +3,8 @@
 //! seed's alert (`HubLaunchesFailing`, on `launch_success_rate`); a real Alertmanager
 //! delivers its version-4 webhook, with the configured bearer token, to a local
 //! receiver. The payload it delivered is saved as
-//! tests/fixtures/alerting/alertmanager-v4.json for the tests of `runbook serve`.
+//! tests/fixtures/alerting/alertmanager-v4.json for the tests of `runbook serve` when
+//! RUNBOOK_REFRESH_ALERT_FIXTURE is set.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -131,14 +132,20 @@ async fn real_alertmanager_delivers_the_seed_alert_as_a_version_4_webhook() {
         "HubLaunchesFailing"
     );
 
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/alerting/alertmanager-v4.json");
-    let mut text = serde_json::to_string_pretty(&body).unwrap();
-    text.push('\n');
-    std::fs::write(&fixture, text).unwrap();
+    // The checked-in fixture is a payload captured from real Alertmanager; it is
+    // refreshed only on request, so an `--ignored` run leaves the tree clean.
+    let saved = if std::env::var_os("RUNBOOK_REFRESH_ALERT_FIXTURE").is_some() {
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/alerting/alertmanager-v4.json");
+        let mut text = serde_json::to_string_pretty(&body).unwrap();
+        text.push('\n');
+        std::fs::write(&fixture, text).unwrap();
+        format!("; saved {}", fixture.display())
+    } else {
+        String::new()
+    };
     eprintln!(
-        "alerting harness: ready after {started:?}, webhook delivered {delivered:?} after start; saved {}",
-        fixture.display()
+        "alerting harness: ready after {started:?}, webhook delivered {delivered:?} after start{saved}"
     );
     drop(stack);
     server.shutdown().await;
