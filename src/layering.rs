@@ -47,6 +47,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "serve",
+        &[
+            "engine", "journal", "providers", "render", "runbook", "store",
+        ],
+    ),
+    (
         "cli",
         &[
             "clock",
@@ -58,6 +64,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "providers",
             "render",
             "runbook",
+            "serve",
             "store",
             "suite",
         ],

@@ -18,5 +18,6 @@ mod layering;
 pub mod providers;
 pub mod render;
 pub mod runbook;
+pub mod serve;
 pub mod store;
 pub mod suite;

@@ -18,6 +18,7 @@ pub mod postmortem;
 pub mod run;
 pub mod runs;
 pub mod schema;
+pub mod serve;
 pub mod show;
 pub mod test;
 
@@ -212,6 +213,8 @@ pub enum Command {
     Man(completions::ManArgs),
     /// Serve a simulated Kubernetes cluster on 127.0.0.1, loaded from a scenario.
     Lab(lab::Args),
+    /// Serve: Alertmanager webhooks start runbooks, people approve on a web page.
+    Serve(serve::Args),
     /// Run the seed incident end to end against the embedded lab.
     Demo(demo::Args),
     /// Test runbooks against the scenarios they declare, in an in-process lab.
@@ -261,6 +264,7 @@ pub fn main() -> i32 {
         Command::Postmortem(a) => postmortem::run(a, g),
         Command::Lab(a) => lab::run(a, g),
         Command::Demo(a) => demo::run(a, g),
+        Command::Serve(a) => serve::run(a, g),
         Command::Test(a) => test::run(a, g),
     }
 }

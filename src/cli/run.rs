@@ -497,7 +497,7 @@ fn parse_incident_start(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String
 pub use super::operator::operator_name;
 
 /// True when any step, rung, verification or handler has a `kube` operation.
-fn uses_kube(rb: &crate::runbook::Runbook) -> bool {
+pub(crate) fn uses_kube(rb: &crate::runbook::Runbook) -> bool {
     rb.steps.iter().chain(&rb.handlers).any(|s| {
         s.kube.is_some()
             || s.verification().is_some_and(|v| v.kube.is_some())
@@ -515,7 +515,7 @@ fn uses_kube(rb: &crate::runbook::Runbook) -> bool {
 /// absolute) and, when a context was chosen, `RUNBOOK_KUBE_CONTEXT`: kubectl has no
 /// environment variable for a context, so a shell step that must use the same
 /// context passes `--context "$RUNBOOK_KUBE_CONTEXT"` (docs/engine.md).
-async fn add_kube(
+pub(crate) async fn add_kube(
     providers: Providers,
     args: &KubeArgs,
     defaults: Option<&crate::runbook::model::KubeDefaults>,

@@ -56,9 +56,11 @@ pub enum GateAnswer {
     /// `N`: do not run it; the run ends as aborted.
     Decline {
         by: String,
+        source: ApprovalSource,
     },
     Abort {
         by: String,
+        source: ApprovalSource,
     },
     /// Nobody can answer now; the run pauses and `runbook resume` continues it.
     Pause {
@@ -277,12 +279,18 @@ impl Approver for PromptApprover {
                         by,
                         source: ApprovalSource::Prompt,
                     },
-                    "" | "n" | "no" => GateAnswer::Decline { by },
+                    "" | "n" | "no" => GateAnswer::Decline {
+                        by,
+                        source: ApprovalSource::Prompt,
+                    },
                     "s" | "skip" => GateAnswer::Skip {
                         by,
                         source: ApprovalSource::Prompt,
                     },
-                    "a" | "abort" => GateAnswer::Abort { by },
+                    "a" | "abort" => GateAnswer::Abort {
+                        by,
+                        source: ApprovalSource::Prompt,
+                    },
                     _ => {
                         eprintln!("answer y, n, skip or abort");
                         continue;

@@ -475,6 +475,7 @@ fn source_word(s: ApprovalSource) -> &'static str {
         ApprovalSource::Flag => "--approve",
         ApprovalSource::Unattended => "unattended",
         ApprovalSource::Automatic => "automatic",
+        ApprovalSource::Web => "on the web page",
     }
 }
 

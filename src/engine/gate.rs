@@ -251,18 +251,14 @@ impl Ctx<'_> {
                     .emit(decided(Decision::Skipped, by.clone(), source), true)?;
                 Pass::Skip(format!("skipped at the gate by {by}"))
             }
-            GateAnswer::Decline { by } => {
-                self.events.emit(
-                    decided(Decision::Declined, by.clone(), ApprovalSource::Prompt),
-                    true,
-                )?;
+            GateAnswer::Decline { by, source } => {
+                self.events
+                    .emit(decided(Decision::Declined, by.clone(), source), true)?;
                 Pass::Abort(format!("gate declined by {by}"))
             }
-            GateAnswer::Abort { by } => {
-                self.events.emit(
-                    decided(Decision::Aborted, by.clone(), ApprovalSource::Prompt),
-                    true,
-                )?;
+            GateAnswer::Abort { by, source } => {
+                self.events
+                    .emit(decided(Decision::Aborted, by.clone(), source), true)?;
                 Pass::Abort(format!("aborted at the gate by {by}"))
             }
             GateAnswer::Pause { reason } => Pass::Pause(reason),

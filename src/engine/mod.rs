@@ -91,6 +91,9 @@ pub struct EngineOpts {
     /// `run --incident-start`: when users were first affected, journaled as
     /// `incident_start` right after `run_started`.
     pub incident_start: Option<chrono::DateTime<chrono::Utc>>,
+    /// Notes journaled right after `run_started` (text, by): what started the run
+    /// when it was not a person at a terminal (`runbook serve`: the alert).
+    pub notes: Vec<(String, String)>,
 }
 
 impl EngineOpts {
@@ -111,6 +114,7 @@ impl EngineOpts {
             accept_changes: false,
             rerun_unknown: false,
             incident_start: None,
+            notes: Vec::new(),
         }
     }
 }

@@ -240,6 +240,8 @@ pub enum ApprovalSource {
     Unattended,
     /// Answered automatically by `runbook demo` / `runbook test`.
     Automatic,
+    /// Answered on `runbook serve`'s web page or HTTP API, by the authenticated person.
+    Web,
 }
 
 /// Final status of a run.

@@ -194,6 +194,14 @@ pub struct Runbook {
     /// and `params.name` in conditions.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, Param>,
+    /// Alerts this runbook answers (`runbook serve`): an Alertmanager alert whose
+    /// labels include every label of one trigger starts a run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
+    /// Params taken from the alert that started a run (`runbook serve`): parameter
+    /// name → `labels.NAME` or `annotations.NAME`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params_from_alert: BTreeMap<String, Sp<String>>,
     /// Ids of actions that may run without approval (in addition to `gate: auto`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unattended: Vec<Sp<String>>,
@@ -205,6 +213,15 @@ pub struct Runbook {
     /// Steps that run only when a failing step names them in `on_failure`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handlers: Vec<Step>,
+}
+
+/// An alert a runbook answers (`triggers:`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// Label name → value; the alert must carry every one of them with exactly this
+    /// value (`{ alertname: HubPodNotReady, namespace: prod }`).
+    pub alert: BTreeMap<String, Sp<String>>,
 }
 
 /// A page named in `links:`.

@@ -831,7 +831,10 @@ async fn a_declined_gate_aborts_the_run_and_a_skipped_one_goes_on() {
         &h,
         DETECT_FIX_VERIFY,
         Arc::new(Answering {
-            gate: engine::GateAnswer::Decline { by: "ana".into() },
+            gate: engine::GateAnswer::Decline {
+                by: "ana".into(),
+                source: runbook::journal::event::ApprovalSource::Prompt,
+            },
             manual: engine::ManualAnswer::Skip { by: "ana".into() },
         }),
     )
@@ -914,7 +917,10 @@ async fn a_manual_step_reported_failed_fails_the_run() {
         &h,
         MANUAL,
         Arc::new(Answering {
-            gate: engine::GateAnswer::Decline { by: "ana".into() },
+            gate: engine::GateAnswer::Decline {
+                by: "ana".into(),
+                source: runbook::journal::event::ApprovalSource::Prompt,
+            },
             manual: engine::ManualAnswer::Failed { by: "ana".into() },
         }),
     )

@@ -25,6 +25,8 @@ pub(crate) const RUNBOOK_KEYS: &[&str] = &[
     "owners",
     "links",
     "params",
+    "triggers",
+    "params_from_alert",
     "unattended",
     "kube",
     "steps",
@@ -89,6 +91,7 @@ const PREVIEW_KEYS: &[&str] = &["shell", "http", "prometheus", "kube", "summary"
 const PARAM_KEYS: &[&str] = &["description", "type", "default", "required", "secret"];
 const KUBE_DEFAULT_KEYS: &[&str] = &["context", "namespace"];
 const LINK_KEYS: &[&str] = &["title", "url"];
+const TRIGGER_KEYS: &[&str] = &["alert"];
 const SHELL_KEYS: &[&str] = &["argv", "env", "dir", "stdin"];
 const HTTP_KEYS: &[&str] = &["method", "url", "headers", "body", "json", "status"];
 const PROMETHEUS_KEYS: &[&str] = &["server", "query"];

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{
     Conv, Fields, KUBE_DEFAULT_KEYS, LINK_KEYS, OP_KEYS, PARAM_KEYS, PREVIEW_KEYS, RETRY_KEYS,
-    RUNBOOK_KEYS, RUNG_KEYS, STEP_KEYS, VERIFICATION_KEYS,
+    RUNBOOK_KEYS, RUNG_KEYS, STEP_KEYS, TRIGGER_KEYS, VERIFICATION_KEYS,
 };
 use crate::runbook::diag::Diagnostic;
 use crate::runbook::limits;
@@ -35,6 +35,8 @@ impl Conv<'_> {
         let owners = self.string_list(&f, "owners");
         let links = self.links(&f);
         let params = self.params(&f);
+        let triggers = self.triggers(&f);
+        let params_from_alert = self.params_from_alert(&f, &params);
         let unattended = self.string_list(&f, "unattended");
         let kube = f.get("kube").and_then(|n| {
             let k = self.fields(n, "`kube` defaults", KUBE_DEFAULT_KEYS)?;
@@ -62,11 +64,96 @@ impl Conv<'_> {
             owners,
             links,
             params,
+            triggers,
+            params_from_alert,
             unattended,
             kube,
             steps,
             handlers,
         })
+    }
+
+    /// `triggers:`: a list of `{ alert: { LABEL: VALUE, ... } }`, each with at least
+    /// one label.
+    fn triggers(&mut self, f: &Fields<'_>) -> Vec<Trigger> {
+        let Some(n) = f.get("triggers") else {
+            return Vec::new();
+        };
+        let Yaml::Seq(items) = &n.value else {
+            self.wrong_type(n, "a list of `{ alert: { LABEL: VALUE } }` mappings", "`triggers`");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(t) = self.fields(item, "an item of `triggers`", TRIGGER_KEYS) else {
+                continue;
+            };
+            let alert = self.string_map(&t, "alert");
+            if alert.is_empty() {
+                self.push(
+                    Diagnostic::error(
+                        "empty-trigger",
+                        item.pos,
+                        "a trigger must name at least one alert label",
+                    )
+                    .help("write `- alert: { alertname: HubPodNotReady, namespace: prod }`"),
+                );
+                continue;
+            }
+            out.push(Trigger { alert });
+        }
+        out
+    }
+
+    /// `params_from_alert:`: parameter → `labels.NAME` or `annotations.NAME`; the
+    /// parameter must be declared under `params:`.
+    fn params_from_alert(
+        &mut self,
+        f: &Fields<'_>,
+        params: &BTreeMap<String, Param>,
+    ) -> BTreeMap<String, Sp<String>> {
+        let map = self.string_map(f, "params_from_alert");
+        let mut out = BTreeMap::new();
+        for (name, source) in map {
+            let width = self.src.width(source.pos, &source.value);
+            if !params.contains_key(&name) {
+                let mut d = Diagnostic::error(
+                    "unknown-param",
+                    source.pos,
+                    format!("`params_from_alert` sets `{name}`, which is not declared under `params:`"),
+                )
+                .len(width);
+                d = match crate::runbook::diag::suggest(&name, params.keys().map(String::as_str)) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!("declare it: `params: {{ {name}: {{ description: ... }} }}`")),
+                };
+                self.push(d);
+                continue;
+            }
+            let ok = ["labels.", "annotations."].iter().any(|p| {
+                source
+                    .value
+                    .strip_prefix(p)
+                    .is_some_and(|rest| !rest.is_empty())
+            });
+            if !ok {
+                self.push(
+                    Diagnostic::error(
+                        "bad-alert-field",
+                        source.pos,
+                        format!(
+                            "`params_from_alert.{name}` is {:?}: expected `labels.NAME` or `annotations.NAME`",
+                            source.value
+                        ),
+                    )
+                    .len(width)
+                    .help(format!("write `{name}: labels.{name}`")),
+                );
+                continue;
+            }
+            out.insert(name, source);
+        }
+        out
     }
 
     /// `links:`: a list of `{title, url}`, each URL absolute http(s).
