@@ -70,6 +70,7 @@ mod run_target;
 mod rung_verify;
 mod runs_manage;
 mod secrets;
+mod serve;
 mod suite_bugs;
 mod suite_cli;
 mod titles_summary;
