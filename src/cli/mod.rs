@@ -15,6 +15,7 @@ pub mod lint;
 pub mod list;
 pub mod operator;
 pub mod postmortem;
+pub mod remote;
 pub mod run;
 pub mod runs;
 pub mod schema;

@@ -1,6 +1,7 @@
 //! Alertmanager's webhook payload (version 4) and which runbook an alert starts.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -81,7 +82,7 @@ pub struct Match<'a> {
 /// by a trigger whose labels the alert carries, else by the alert's `runbook_url`
 /// annotation (its last path segment, without `.yaml`/`.yml`/`.md`/`.html`, is the
 /// runbook's name or file stem).
-pub fn find<'a>(payload: &'a Payload, catalog: &'a [Loaded]) -> Option<Match<'a>> {
+pub fn find<'a>(payload: &'a Payload, catalog: &'a [Arc<Loaded>]) -> Option<Match<'a>> {
     let firing = payload.alerts.iter().filter(|a| a.status == "firing");
     for alert in firing.clone() {
         for loaded in catalog {

@@ -18,6 +18,7 @@ use super::{ALERT_BY, App, SERVE_BY, alerts};
 use crate::engine::{GateAnswer, ManualAnswer};
 use crate::journal::event::{ApprovalSource, Event, Record};
 use crate::journal::state::RunState;
+use crate::runbook::Loaded;
 use crate::store::{self, DirStore, RunStore};
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -157,7 +158,7 @@ pub async fn alertmanager(
     ];
     let name = m.loaded.runbook.name.value.clone();
     let launch = Launch {
-        loaded: m.loaded.clone(),
+        loaded: Loaded::clone(m.loaded),
         opts,
         resume: None,
     };
@@ -235,13 +236,13 @@ pub async fn list(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
 }
 
 /// A run's summary, state and journal (redacted), resolved from what a person typed.
-pub(crate) struct Loaded {
+pub(crate) struct RunData {
     pub view: RunView,
     pub records: Vec<Record>,
     pub state: RunState,
 }
 
-pub(crate) fn load_run(app: &App, query: &str) -> Result<Loaded, Response> {
+pub(crate) fn load_run(app: &App, query: &str) -> Result<RunData, Response> {
     let store = DirStore::new(&app.state_dir);
     let run_id = store
         .resolve(query)
@@ -253,7 +254,7 @@ pub(crate) fn load_run(app: &App, query: &str) -> Result<Loaded, Response> {
     let state = RunState::from_records(&j.records)
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let waiting = app.hub.get(&run_id).and_then(|l| l.waiting());
-    Ok(Loaded {
+    Ok(RunData {
         view: RunView { summary, waiting },
         records: j.records,
         state,
@@ -526,7 +527,7 @@ pub async fn start(
         SERVE_BY.to_owned(),
     )];
     let launch = Launch {
-        loaded: loaded.clone(),
+        loaded: Loaded::clone(loaded),
         opts,
         resume: None,
     };

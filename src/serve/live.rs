@@ -44,10 +44,25 @@ pub struct LiveLine {
     pub reload: bool,
 }
 
+/// A [`LiveLine`] serialized once for every viewer.
+pub struct Line {
+    pub run_id: String,
+    pub json: String,
+}
+
+impl Line {
+    fn new(line: LiveLine) -> Arc<Line> {
+        Arc::new(Line {
+            json: serde_json::to_string(&line).unwrap_or_else(|_| "{}".into()),
+            run_id: line.run_id,
+        })
+    }
+}
+
 /// Every run this process drives, and the stream of their events.
 pub struct Hub {
     pub runs: Mutex<HashMap<String, Arc<Live>>>,
-    pub lines: broadcast::Sender<Arc<LiveLine>>,
+    pub lines: broadcast::Sender<Arc<Line>>,
 }
 
 impl Hub {
@@ -71,7 +86,7 @@ impl Hub {
         if self.lines.receiver_count() == 0 {
             return;
         }
-        let _ = self.lines.send(Arc::new(LiveLine {
+        let _ = self.lines.send(Line::new(LiveLine {
             run_id: run_id.to_owned(),
             seq,
             ts: chrono::Utc::now().format("%H:%M:%S").to_string(),
@@ -304,7 +319,7 @@ impl Reporter for LiveReporter {
         if self.hub.lines.receiver_count() == 0 {
             return;
         }
-        let _ = self.hub.lines.send(Arc::new(LiveLine {
+        let _ = self.hub.lines.send(Line::new(LiveLine {
             run_id: state.run_id.clone(),
             seq: record.seq,
             ts: record.ts.format("%H:%M:%S").to_string(),

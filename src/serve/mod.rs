@@ -105,13 +105,43 @@ pub(crate) struct App {
     /// Alert group key → the run it started. A tokio mutex: held while a run starts,
     /// so a group re-sent meanwhile waits and then finds its run.
     pub groups: tokio::sync::Mutex<HashMap<String, String>>,
+    /// Loaded runbooks by file, with the modification time and size they had.
+    pub loaded: std::sync::Mutex<HashMap<PathBuf, CachedRunbook>>,
+}
+
+/// A runbook file as last loaded (or why it did not load).
+pub(crate) struct CachedRunbook {
+    stamp: (std::time::SystemTime, u64),
+    loaded: Option<Arc<Loaded>>,
 }
 
 impl App {
-    /// The runbooks in the folder (read on every use, so an edit needs no restart);
-    /// files that do not load are logged and left out.
-    pub fn catalog(&self) -> Vec<Loaded> {
-        catalog(&self.runbooks)
+    /// The runbooks in the folder, so an edit needs no restart: a file is parsed
+    /// again only when its modification time or size changed. Files that do not load
+    /// are logged (once per change) and left out.
+    pub fn catalog(&self) -> Vec<Arc<Loaded>> {
+        let mut cache = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        let paths = runbook_files(&self.runbooks);
+        cache.retain(|p, _| paths.contains(p));
+        let mut out = Vec::new();
+        for p in paths {
+            let Ok(meta) = std::fs::metadata(&p) else {
+                continue;
+            };
+            let stamp = (
+                meta.modified().unwrap_or(std::time::UNIX_EPOCH),
+                meta.len(),
+            );
+            let fresh = cache.get(&p).is_some_and(|c| c.stamp == stamp);
+            if !fresh {
+                let loaded = load_logged(&p).map(Arc::new);
+                cache.insert(p.clone(), CachedRunbook { stamp, loaded });
+            }
+            if let Some(l) = cache.get(&p).and_then(|c| c.loaded.as_ref()) {
+                out.push(Arc::clone(l));
+            }
+        }
+        out
     }
 
     /// Base options of a run this server drives.
@@ -122,8 +152,8 @@ impl App {
     }
 }
 
-/// Every `*.yaml`/`*.yml` in `dir` that loads, in file-name order.
-pub fn catalog(dir: &Path) -> Vec<Loaded> {
+/// Every `*.yaml`/`*.yml` in `dir`, in file-name order.
+fn runbook_files(dir: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -139,15 +169,16 @@ pub fn catalog(dir: &Path) -> Vec<Loaded> {
     };
     paths.sort();
     paths
-        .into_iter()
-        .filter_map(|p| match crate::runbook::load(&p) {
-            Ok(l) => Some(l),
-            Err(e) => {
-                tracing::warn!("{} does not load and answers no alert: {e}", p.display());
-                None
-            }
-        })
-        .collect()
+}
+
+fn load_logged(p: &Path) -> Option<Loaded> {
+    match crate::runbook::load(p) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!("{} does not load and answers no alert: {e}", p.display());
+            None
+        }
+    }
 }
 
 /// Serve until `cancel`: bind, pick up the runs that waited when the server last
@@ -180,7 +211,10 @@ pub async fn serve(
         hub: Arc::new(live::Hub::new()),
         factory: cfg.providers,
         groups: tokio::sync::Mutex::new(HashMap::new()),
+        loaded: std::sync::Mutex::new(HashMap::new()),
     });
+    // Parse the runbooks once now, not on the first alert.
+    let _ = app.catalog();
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Bind {
