@@ -49,7 +49,12 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "serve",
         &[
-            "engine", "journal", "providers", "render", "runbook", "store",
+            "engine",
+            "journal",
+            "providers",
+            "render",
+            "runbook",
+            "store",
         ],
     ),
     (

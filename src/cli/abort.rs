@@ -42,12 +42,22 @@ pub fn run(args: Args, g: &Global) -> i32 {
         let base = format!("/api/v1/runs/{}", seg(&args.run_id));
         if let Some(reason) = &args.reason {
             let note = serde_json::json!({ "text": format!("abort: {reason}") });
-            if let Err(e) = call(server, reqwest::Method::POST, &format!("{base}/note"), Some(note)) {
+            if let Err(e) = call(
+                server,
+                reqwest::Method::POST,
+                &format!("{base}/note"),
+                Some(note),
+            ) {
                 crate::cli::error_line!("error: {e}");
                 return exit::USAGE;
             }
         }
-        return match call(server, reqwest::Method::POST, &format!("{base}/abort"), Some(serde_json::json!({}))) {
+        return match call(
+            server,
+            reqwest::Method::POST,
+            &format!("{base}/abort"),
+            Some(serde_json::json!({})),
+        ) {
             Ok(_) => {
                 println!("{}", args.run_id);
                 exit::OK

@@ -14,8 +14,15 @@ pub struct ServerArgs {
 
 /// One request to the server's JSON API; the answer's JSON, or what went wrong in
 /// words (the server's own `error` when it gave one).
-pub fn call(server: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
-    let token = std::env::var("RUNBOOK_TOKEN").ok().filter(|t| !t.trim().is_empty());
+pub fn call(
+    server: &str,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> Result<Value, String> {
+    let token = std::env::var("RUNBOOK_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
     if method != reqwest::Method::GET && token.is_none() {
         return Err("set RUNBOOK_TOKEN to your token on the server (the server's token file has one line name:token per person)".into());
     }

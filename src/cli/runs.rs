@@ -231,14 +231,25 @@ fn operators(r: &RunSummary) -> String {
 pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
     if let Some(server) = &args.remote.server {
         if args.at.is_some() {
-            crate::cli::error_line!("error: --at is not supported with --server yet; the server journals the note at the time it receives it");
+            crate::cli::error_line!(
+                "error: --at is not supported with --server yet; the server journals the note at the time it receives it"
+            );
             return exit::USAGE;
         }
         use super::remote::{call, seg};
         let path = format!("/api/v1/runs/{}/note", seg(&args.run_id));
-        return match call(server, reqwest::Method::POST, &path, Some(serde_json::json!({ "text": args.text }))) {
+        return match call(
+            server,
+            reqwest::Method::POST,
+            &path,
+            Some(serde_json::json!({ "text": args.text })),
+        ) {
             Ok(v) => {
-                eprintln!("noted in {} (event {})", v["run_id"].as_str().unwrap_or_default(), v["seq"]);
+                eprintln!(
+                    "noted in {} (event {})",
+                    v["run_id"].as_str().unwrap_or_default(),
+                    v["seq"]
+                );
                 exit::OK
             }
             Err(e) => {

@@ -42,7 +42,11 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub webhook_token_file: Option<PathBuf>,
     /// The webhook's bearer token itself (prefer --webhook-token-file; not argv).
-    #[arg(long = "webhook-token-env", hide = true, env = "RUNBOOK_SERVE_WEBHOOK_TOKEN")]
+    #[arg(
+        long = "webhook-token-env",
+        hide = true,
+        env = "RUNBOOK_SERVE_WEBHOOK_TOKEN"
+    )]
     pub webhook_token: Option<String>,
     /// Largest request body in bytes (a bigger one is answered 413).
     #[arg(long, value_name = "BYTES", default_value_t = 1024 * 1024)]

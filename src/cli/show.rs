@@ -22,7 +22,12 @@ pub struct Args {
 /// `show --server`: the run as the server has it, with the plan waiting at its gate.
 fn remote(server: &str, args: &Args) -> i32 {
     use super::remote::{call, seg};
-    let v = match call(server, reqwest::Method::GET, &format!("/api/v1/runs/{}", seg(&args.run_id)), None) {
+    let v = match call(
+        server,
+        reqwest::Method::GET,
+        &format!("/api/v1/runs/{}", seg(&args.run_id)),
+        None,
+    ) {
         Ok(v) => v,
         Err(e) => {
             crate::cli::error_line!("error: {e}");

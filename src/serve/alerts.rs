@@ -131,7 +131,11 @@ pub fn find<'a>(payload: &'a Payload, catalog: &'a [Arc<Loaded>]) -> Option<Matc
 /// `hub-pvc-locked`.
 fn url_key(url: &str) -> &str {
     let path = url.split(['#', '?']).next().unwrap_or_default();
-    let last = path.trim_end_matches('/').rsplit('/').next().unwrap_or_default();
+    let last = path
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
     for ext in [".yaml", ".yml", ".md", ".html"] {
         if let Some(s) = last.strip_suffix(ext) {
             return s;
@@ -216,7 +220,9 @@ pub fn started_note(payload: &Payload, m: &Match<'_>) -> String {
     format!(
         "alert {} firing since {}{summary}{source}; runbook found by {}{GROUP_MARK}{})",
         names(payload),
-        m.alert.starts_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        m.alert
+            .starts_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         m.how,
         payload.group_key
     )

@@ -152,7 +152,8 @@ pub async fn alertmanager(
     opts.notes = vec![
         (alerts::started_note(&payload, &m), ALERT_BY.to_owned()),
         (
-            "started by runbook serve: it waits at every gate and manual step for a person".to_owned(),
+            "started by runbook serve: it waits at every gate and manual step for a person"
+                .to_owned(),
             SERVE_BY.to_owned(),
         ),
     ];
@@ -374,7 +375,10 @@ pub struct ConfirmBody {
 
 pub(crate) fn confirm_manual(app: &App, run: &str, who: &Identity, body: &ConfirmBody) -> Response {
     let Some(live) = live_run(app, run) else {
-        return error(StatusCode::CONFLICT, format!("run {run} has nothing waiting here"));
+        return error(
+            StatusCode::CONFLICT,
+            format!("run {run} has nothing waiting here"),
+        );
     };
     let by = who.name.clone();
     let answer = match body.outcome.as_str() {
@@ -427,7 +431,10 @@ pub(crate) fn add_note(app: &App, run: &str, who: &Identity, text: &str) -> Resp
     };
     match append_note(app, &run_id, text.to_owned(), who.name.clone()) {
         Some(seq) => Json(json!({ "run_id": run_id, "seq": seq })).into_response(),
-        None => error(StatusCode::INTERNAL_SERVER_ERROR, "the note could not be journaled"),
+        None => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the note could not be journaled",
+        ),
     }
 }
 
@@ -456,7 +463,12 @@ pub(crate) fn abort_run(app: &App, run: &str, who: &Identity) -> Response {
         return error(StatusCode::CONFLICT, format!("run {run} has ended"));
     }
     if let Some(id) = live.run_id.get() {
-        append_note(app, id, format!("abort requested by {} on runbook serve", who.name), who.name.clone());
+        append_note(
+            app,
+            id,
+            format!("abort requested by {} on runbook serve", who.name),
+            who.name.clone(),
+        );
     }
     live.abort(&who.name);
     Json(json!({ "aborting": true, "by": who.name })).into_response()
@@ -497,7 +509,10 @@ pub async fn start(
         .iter()
         .find(|l| l.runbook.name.value == body.runbook)
     else {
-        let names: Vec<&str> = catalog.iter().map(|l| l.runbook.name.value.as_str()).collect();
+        let names: Vec<&str> = catalog
+            .iter()
+            .map(|l| l.runbook.name.value.as_str())
+            .collect();
         return error(
             StatusCode::NOT_FOUND,
             format!(
@@ -531,7 +546,14 @@ pub async fn start(
         opts,
         resume: None,
     };
-    match live::launch(&app.hub, Arc::clone(&app.factory), app.state_dir.clone(), launch).await {
+    match live::launch(
+        &app.hub,
+        Arc::clone(&app.factory),
+        app.state_dir.clone(),
+        launch,
+    )
+    .await
+    {
         Ok(run_id) => (StatusCode::CREATED, Json(json!({ "run_id": run_id }))).into_response(),
         Err(e) => error(StatusCode::UNPROCESSABLE_ENTITY, e),
     }

@@ -108,7 +108,9 @@ impl Auth {
     pub fn webhook_ok(&self, headers: &HeaderMap) -> bool {
         match &self.webhook_token {
             None => true,
-            Some(t) => bearer(headers).is_some_and(|b| constant_time_eq(t.as_bytes(), b.as_bytes())),
+            Some(t) => {
+                bearer(headers).is_some_and(|b| constant_time_eq(t.as_bytes(), b.as_bytes()))
+            }
         }
     }
 
@@ -272,7 +274,10 @@ mod tests {
             "t:3:1: expected `name:token` (a person's name, a colon, their token)"
         );
         let e = parse_tokens("t", "ana:short\n").unwrap_err();
-        assert!(e.to_string().starts_with("t:1:1: the token of ana is shorter"));
+        assert!(
+            e.to_string()
+                .starts_with("t:1:1: the token of ana is shorter")
+        );
         let e = parse_tokens("t", "ana:0123456789abcdef\nbob:0123456789abcdef\n").unwrap_err();
         assert!(e.to_string().contains("t:2:1"), "{e}");
     }
@@ -285,9 +290,16 @@ mod tests {
         h.insert("authorization", "Bearer 0123456789abcdef0".parse().unwrap());
         assert_eq!(auth.person(&h).unwrap().name, "ana");
         h.insert("authorization", "Bearer wrong-token-00000".parse().unwrap());
-        assert_eq!(auth.person(&h), None, "a wrong bearer token is not passed over");
+        assert_eq!(
+            auth.person(&h),
+            None,
+            "a wrong bearer token is not passed over"
+        );
         let mut h = HeaderMap::new();
-        h.insert("cookie", "a=b; runbook_token=0123456789abcdef0".parse().unwrap());
+        h.insert(
+            "cookie",
+            "a=b; runbook_token=0123456789abcdef0".parse().unwrap(),
+        );
         assert_eq!(auth.person(&h).unwrap().via, Via::Cookie);
         let mut h = HeaderMap::new();
         h.insert("x-user", "carol".parse().unwrap());

@@ -178,12 +178,7 @@ impl Live {
     /// Answer the waiting gate of `step` (or its rung) whose plan has `digest`. Of two
     /// racing answers exactly one finds the gate waiting: the sender is taken under
     /// the lock.
-    pub fn decide_gate(
-        &self,
-        step: &str,
-        digest: &str,
-        answer: GateAnswer,
-    ) -> Result<(), Refusal> {
+    pub fn decide_gate(&self, step: &str, digest: &str, answer: GateAnswer) -> Result<(), Refusal> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
         match p.as_ref() {
             Some(Pending::Gate {
@@ -397,7 +392,10 @@ pub async fn launch(
             thread_live.cancel.clone(),
         ));
         thread_live.finished.store(true, Ordering::SeqCst);
-        *thread_live.pending.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *thread_live
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
         match result {
             Ok(report) => tracing::info!(
                 run = %report.run_id,
@@ -431,7 +429,12 @@ async fn drive(
     let providers = factory.providers(&loaded, &mut opts).await?;
     let clock = Arc::new(SystemClock);
     let report = match resume {
-        None => engine::run(&loaded, providers, approver, clock, &state_dir, opts, cancel).await,
+        None => {
+            engine::run(
+                &loaded, providers, approver, clock, &state_dir, opts, cancel,
+            )
+            .await
+        }
         Some(id) => engine::resume(&state_dir, &id, providers, approver, clock, opts, cancel).await,
     };
     report.map_err(|e| e.to_string())

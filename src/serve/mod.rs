@@ -70,17 +70,15 @@ pub enum ServeError {
 
 /// A non-loopback address needs authentication for people and for the webhook:
 /// anyone who can reach the port could otherwise approve a deletion.
-pub fn check_bind(
-    addr: &SocketAddr,
-    people: bool,
-    webhook: bool,
-) -> Result<(), ServeError> {
+pub fn check_bind(addr: &SocketAddr, people: bool, webhook: bool) -> Result<(), ServeError> {
     if addr.ip().is_loopback() {
         return Ok(());
     }
     let mut missing = Vec::new();
     if !people {
-        missing.push("per-person tokens (RUNBOOK_SERVE_TOKENS_FILE or --tokens-file) or --trusted-header");
+        missing.push(
+            "per-person tokens (RUNBOOK_SERVE_TOKENS_FILE or --tokens-file) or --trusted-header",
+        );
     }
     if !webhook {
         missing.push("a webhook token (RUNBOOK_SERVE_WEBHOOK_TOKEN or --webhook-token-file)");
@@ -128,10 +126,7 @@ impl App {
             let Ok(meta) = std::fs::metadata(&p) else {
                 continue;
             };
-            let stamp = (
-                meta.modified().unwrap_or(std::time::UNIX_EPOCH),
-                meta.len(),
-            );
+            let stamp = (meta.modified().unwrap_or(std::time::UNIX_EPOCH), meta.len());
             let fresh = cache.get(&p).is_some_and(|c| c.stamp == stamp);
             if !fresh {
                 let loaded = load_logged(&p).map(Arc::new);
@@ -157,10 +152,7 @@ fn runbook_files(dir: &Path) -> Vec<PathBuf> {
     let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
         Ok(rd) => rd
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension()
-                    .is_some_and(|x| x == "yaml" || x == "yml")
-            })
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
             .collect(),
         Err(e) => {
             tracing::error!("cannot read the runbooks folder {}: {e}", dir.display());
@@ -202,7 +194,11 @@ pub async fn serve(
     }
     let auth = auth::Auth::new(cfg.tokens, trusted_header, cfg.webhook_token)
         .map_err(|e| ServeError::Io(format!("cannot read /dev/urandom: {e}")))?;
-    check_bind(&cfg.listen, auth.people_configured(), auth.webhook_configured())?;
+    check_bind(
+        &cfg.listen,
+        auth.people_configured(),
+        auth.webhook_configured(),
+    )?;
     let app = Arc::new(App {
         runbooks: cfg.runbooks,
         state_dir: cfg.state_dir,
@@ -317,7 +313,9 @@ async fn pick_up(app: &Arc<App>) {
         )
         .await
         {
-            Ok(id) => tracing::info!(run = %id, "resumed a run that waited when the server stopped"),
+            Ok(id) => {
+                tracing::info!(run = %id, "resumed a run that waited when the server stopped")
+            }
             Err(e) => tracing::error!(run = %run.run_id, "cannot resume: {e}"),
         }
     }

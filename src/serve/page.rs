@@ -30,7 +30,10 @@ pub fn describe(event: &Event) -> String {
         Event::StepStarted { step, title, kind } => format!("{kind} `{step}` started: {title}"),
         Event::StepSkipped { step, reason } => format!("`{step}` skipped: {reason}"),
         Event::GateRequested { step, ops, .. } => {
-            format!("`{step}` waits for approval ({} operation(s) planned)", ops.len())
+            format!(
+                "`{step}` waits for approval ({} operation(s) planned)",
+                ops.len()
+            )
         }
         Event::GateDecided {
             step,
@@ -67,7 +70,11 @@ pub fn describe(event: &Event) -> String {
             format!("`{}` waits for a person: {instruction}", scope.step)
         }
         Event::ManualConfirmed { scope, outcome, by } => {
-            format!("`{}` confirmed {} by {by}", scope.step, outcome_word(*outcome))
+            format!(
+                "`{}` confirmed {} by {by}",
+                scope.step,
+                outcome_word(*outcome)
+            )
         }
         Event::VerifyPolled { scope, ok, .. } => format!(
             "`{}` verification {}",
@@ -86,7 +93,10 @@ pub fn describe(event: &Event) -> String {
         Event::RunFinished { status, reason, .. } => format!(
             "run {}{}",
             status.as_str(),
-            reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()
+            reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
         ),
         other => serde_json::to_value(other)
             .ok()
@@ -228,13 +238,27 @@ pub async fn run(
             .map(|t| format!(" Incident start {} UTC.", t.format("%Y-%m-%d %H:%M:%S")))
             .unwrap_or_default()
     );
-    let csrf = who.as_ref().map(|w| app.auth.csrf_for(&w.name)).unwrap_or_default();
-    let hidden = format!("<input type=\"hidden\" name=\"csrf\" value=\"{}\">", esc(&csrf));
+    let csrf = who
+        .as_ref()
+        .map(|w| app.auth.csrf_for(&w.name))
+        .unwrap_or_default();
+    let hidden = format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(&csrf)
+    );
     if let Some(w) = &run.view.waiting {
         let step = esc(&w.step);
         if w.kind == "gate" {
-            body.push_str("<section aria-labelledby=\"plan\"><h2 id=\"plan\">Plan waiting for approval</h2>");
-            if let Some(Event::GateRequested { ops, digest, preview, .. }) = api::plan_of(&run.records, w) {
+            body.push_str(
+                "<section aria-labelledby=\"plan\"><h2 id=\"plan\">Plan waiting for approval</h2>",
+            );
+            if let Some(Event::GateRequested {
+                ops,
+                digest,
+                preview,
+                ..
+            }) = api::plan_of(&run.records, w)
+            {
                 body.push_str("<ol>");
                 for op in ops {
                     let _ = write!(
@@ -242,7 +266,11 @@ pub async fn run(
                         "<li><code class=\"{}\">{}</code>{}{}</li>",
                         if op.mutating { "mut" } else { "" },
                         esc(&op.display),
-                        if op.mutating { " (changes something)" } else { "" },
+                        if op.mutating {
+                            " (changes something)"
+                        } else {
+                            ""
+                        },
                         op.impact
                             .as_ref()
                             .map(|i| format!("<br>{}", esc(&i.summary)))
@@ -288,7 +316,9 @@ pub async fn run(
             );
         }
     }
-    body.push_str("<section aria-labelledby=\"tl\"><h2 id=\"tl\">Timeline</h2><ol id=\"timeline\">");
+    body.push_str(
+        "<section aria-labelledby=\"tl\"><h2 id=\"tl\">Timeline</h2><ol id=\"timeline\">",
+    );
     for r in &run.records {
         let _ = write!(
             body,
@@ -311,7 +341,10 @@ pub async fn run(
             "<form method=\"post\" action=\"/runs/{rid}/abort\">{hidden}<button class=\"decline\">Abort the run</button></form>"
         );
     }
-    let _ = write!(body, "<p><a href=\"/runs/{rid}/postmortem\">Postmortem</a></p></section>");
+    let _ = write!(
+        body,
+        "<p><a href=\"/runs/{rid}/postmortem\">Postmortem</a></p></section>"
+    );
     let script = format!(
         "if(window.EventSource){{new EventSource('/runs/{rid}/events').onmessage=function(e){{\
 JSON.parse(e.data).forEach(function(d){{if(d.reload){{location.reload();return}}\
@@ -368,10 +401,16 @@ pub async fn login(
     Form(f): Form<LoginForm>,
 ) -> Response {
     if !app.limit.allow(peer.ip()) {
-        return error_page(StatusCode::TOO_MANY_REQUESTS, "too many attempts; wait a second");
+        return error_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many attempts; wait a second",
+        );
     }
     if app.auth.name_of(f.token.trim()).is_none() {
-        return error_page(StatusCode::UNAUTHORIZED, "that token is not known to this server");
+        return error_page(
+            StatusCode::UNAUTHORIZED,
+            "that token is not known to this server",
+        );
     }
     (
         StatusCode::SEE_OTHER,
@@ -537,7 +576,9 @@ fn stream(app: &App, run: Option<String>) -> Response {
             Some((Ok::<_, Infallible>(ev), rx))
         }
     });
-    Sse::new(events).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 pub async fn events_all(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {

@@ -116,11 +116,20 @@ pub fn serve(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
             }
         }
     }
-    panic!("runbook serve did not listen within 60 s:\n{}", seen.join("\n"));
+    panic!(
+        "runbook serve did not listen within 60 s:\n{}",
+        seen.join("\n")
+    );
 }
 
 /// One HTTP/1.1 request; the status and the body.
-pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("the server accepts");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!(
@@ -142,7 +151,10 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or_else(|| panic!("not an HTTP answer: {text:?}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -153,14 +165,20 @@ pub fn post_json(addr: &str, path: &str, token: Option<&str>, body: &Value) -> (
         headers.push(("Authorization", a.as_str()));
     }
     let (status, text) = http(addr, "POST", path, &headers, body.to_string().as_bytes());
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 pub fn get_json(addr: &str, path: &str, token: Option<&str>) -> (u16, Value) {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("Authorization", a.as_str())).collect();
     let (status, text) = http(addr, "GET", path, &headers, b"");
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 pub fn alert(group: &str, status: &str, labels: Value) -> Value {
@@ -187,7 +205,11 @@ pub fn alert(group: &str, status: &str, labels: Value) -> Value {
 }
 
 pub fn hub_down() -> Value {
-    alert("{}:{alertname=\"HubDown\"}", "firing", json!({"alertname": "HubDown", "namespace": "prod"}))
+    alert(
+        "{}:{alertname=\"HubDown\"}",
+        "firing",
+        json!({"alertname": "HubDown", "namespace": "prod"}),
+    )
 }
 
 pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -204,7 +226,9 @@ pub fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 pub fn events(state: &Path, run_id: &str) -> Vec<Value> {
     let text = std::fs::read_to_string(state.join("runs").join(run_id).join("journal.ndjson"))
         .unwrap_or_default();
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -236,16 +260,35 @@ fn started(resp: &(u16, Value)) -> String {
 #[test]
 fn an_alert_group_starts_one_run_that_runs_its_checks_and_waits_at_the_gate() {
     let dir = world();
-    let s = serve(dir.path(), &["--tokens-file", &tokens_flag(dir.path())], &[]);
-    let run_id = started(&post_json(&s.addr, "/api/v1/alerts/alertmanager", None, &hub_down()));
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[],
+    );
+    let run_id = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &hub_down(),
+    ));
     waiting_gate(&s, &run_id, "restart");
     let ev = events(&s.state, &run_id);
-    assert_eq!(of_kind(&ev, "run_started")[0]["params"]["namespace"], "prod", "params_from_alert");
-    assert_eq!(of_kind(&ev, "incident_start")[0]["at"], "2026-03-13T01:02:03Z");
+    assert_eq!(
+        of_kind(&ev, "run_started")[0]["params"]["namespace"],
+        "prod",
+        "params_from_alert"
+    );
+    assert_eq!(
+        of_kind(&ev, "incident_start")[0]["at"],
+        "2026-03-13T01:02:03Z"
+    );
     let look = of_kind(&ev, "step_finished");
     assert_eq!(look.len(), 1, "the check ran and nothing else: {ev:?}");
     assert_eq!(look[0]["step"], "look");
-    assert!(of_kind(&ev, "gate_decided").is_empty(), "a run from an alert never approves by itself");
+    assert!(
+        of_kind(&ev, "gate_decided").is_empty(),
+        "a run from an alert never approves by itself"
+    );
     assert!(!s.runbooks.join("restarted").exists());
 
     // Alertmanager sends the same group again (group_interval, repeat_interval).
@@ -264,17 +307,28 @@ fn an_alert_group_starts_one_run_that_runs_its_checks_and_waits_at_the_gate() {
     let r = post_json(&s.addr, "/api/v1/alerts/alertmanager", None, &resolved);
     assert_eq!(r.0, 200, "{}", r.1);
     assert_eq!(runs_in(&s.state), 1);
-    let notes = of_kind(&events(&s.state, &run_id), "note").into_iter().cloned().collect::<Vec<_>>();
+    let notes = of_kind(&events(&s.state, &run_id), "note")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
     assert!(
         notes.iter().any(|n| n["by"] == "alertmanager"
-            && n["text"].as_str().unwrap().contains("HubDown resolved at 2026-03-13T01:30:00Z")),
+            && n["text"]
+                .as_str()
+                .unwrap()
+                .contains("HubDown resolved at 2026-03-13T01:30:00Z")),
         "{notes:?}"
     );
 
     // Approved with a person's token: journaled with their name, and the action runs.
     let digest = waiting_gate(&s, &run_id, "restart");
     let body = json!({"step": "restart", "digest": digest, "decision": "approve"});
-    let a = post_json(&s.addr, &format!("/api/v1/runs/{run_id}/decision"), Some(BOB), &body);
+    let a = post_json(
+        &s.addr,
+        &format!("/api/v1/runs/{run_id}/decision"),
+        Some(BOB),
+        &body,
+    );
     assert_eq!(a.0, 200, "{}", a.1);
     wait_until("the run succeeds", || {
         of_kind(&events(&s.state, &run_id), "run_finished")
@@ -283,7 +337,10 @@ fn an_alert_group_starts_one_run_that_runs_its_checks_and_waits_at_the_gate() {
     });
     let ev = events(&s.state, &run_id);
     let d = of_kind(&ev, "gate_decided");
-    assert_eq!((d[0]["by"].as_str(), d[0]["source"].as_str()), (Some("bob"), Some("web")));
+    assert_eq!(
+        (d[0]["by"].as_str(), d[0]["source"].as_str()),
+        (Some("bob"), Some("web"))
+    );
     assert_eq!(of_kind(&ev, "run_finished")[0]["status"], "succeeded");
     assert!(s.runbooks.join("restarted").exists());
 }
@@ -292,13 +349,24 @@ fn an_alert_group_starts_one_run_that_runs_its_checks_and_waits_at_the_gate() {
 fn an_alert_no_runbook_answers_is_answered_200_and_starts_nothing() {
     let dir = world();
     let s = serve(dir.path(), &[], &[]);
-    let other = alert("g2", "firing", json!({"alertname": "DiskFull", "namespace": "prod"}));
+    let other = alert(
+        "g2",
+        "firing",
+        json!({"alertname": "DiskFull", "namespace": "prod"}),
+    );
     let r = post_json(&s.addr, "/api/v1/alerts/alertmanager", None, &other);
     assert_eq!(r.0, 200, "{}", r.1);
     assert_eq!(r.1["started"], false);
     // Labels that match only part of the trigger do not start it either.
-    let staging = alert("g3", "firing", json!({"alertname": "HubDown", "namespace": "staging"}));
-    assert_eq!(post_json(&s.addr, "/api/v1/alerts/alertmanager", None, &staging).1["started"], false);
+    let staging = alert(
+        "g3",
+        "firing",
+        json!({"alertname": "HubDown", "namespace": "staging"}),
+    );
+    assert_eq!(
+        post_json(&s.addr, "/api/v1/alerts/alertmanager", None, &staging).1["started"],
+        false
+    );
     assert_eq!(runs_in(&s.state), 0);
 }
 
@@ -312,9 +380,10 @@ fn an_alert_finds_its_runbook_by_the_runbook_url_annotation() {
     let run_id = started(&post_json(&s.addr, "/api/v1/alerts/alertmanager", None, &a));
     let notes = events(&s.state, &run_id);
     assert!(
-        of_kind(&notes, "note")
-            .iter()
-            .any(|n| n["text"].as_str().unwrap().contains("runbook found by runbook_url")),
+        of_kind(&notes, "note").iter().any(|n| n["text"]
+            .as_str()
+            .unwrap()
+            .contains("runbook found by runbook_url")),
         "{notes:?}"
     );
 }
@@ -324,9 +393,18 @@ fn malformed_and_oversized_payloads_are_refused_and_start_nothing() {
     let dir = world();
     let s = serve(dir.path(), &["--max-body", "4096"], &[]);
     let path = "/api/v1/alerts/alertmanager";
-    let (status, body) = http(&s.addr, "POST", path, &[("Content-Type", "application/json")], b"{\"version\": \"4\", ");
+    let (status, body) = http(
+        &s.addr,
+        "POST",
+        path,
+        &[("Content-Type", "application/json")],
+        b"{\"version\": \"4\", ",
+    );
     assert_eq!(status, 400, "{body}");
-    assert!(body.contains("not an Alertmanager webhook payload"), "{body}");
+    assert!(
+        body.contains("not an Alertmanager webhook payload"),
+        "{body}"
+    );
     let mut v3 = hub_down();
     v3["version"] = json!("3");
     let r = post_json(&s.addr, path, None, &v3);
@@ -341,35 +419,75 @@ fn malformed_and_oversized_payloads_are_refused_and_start_nothing() {
 #[test]
 fn the_webhook_needs_its_bearer_token_when_one_is_configured() {
     let dir = world();
-    let s = serve(dir.path(), &[], &[("RUNBOOK_SERVE_WEBHOOK_TOKEN", "am-secret-token-123")]);
+    let s = serve(
+        dir.path(),
+        &[],
+        &[("RUNBOOK_SERVE_WEBHOOK_TOKEN", "am-secret-token-123")],
+    );
     let path = "/api/v1/alerts/alertmanager";
     assert_eq!(post_json(&s.addr, path, None, &hub_down()).0, 401);
     assert_eq!(post_json(&s.addr, path, Some("wrong"), &hub_down()).0, 401);
     assert_eq!(runs_in(&s.state), 0);
-    started(&post_json(&s.addr, path, Some("am-secret-token-123"), &hub_down()));
+    started(&post_json(
+        &s.addr,
+        path,
+        Some("am-secret-token-123"),
+        &hub_down(),
+    ));
 }
 
 #[test]
 fn unauthenticated_and_cross_site_approvals_are_refused_and_journaled_nowhere() {
     let dir = world();
-    let s = serve(dir.path(), &["--tokens-file", &tokens_flag(dir.path())], &[]);
-    let run_id = started(&post_json(&s.addr, "/api/v1/alerts/alertmanager", None, &hub_down()));
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[],
+    );
+    let run_id = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &hub_down(),
+    ));
     let digest = waiting_gate(&s, &run_id, "restart");
     let api = format!("/api/v1/runs/{run_id}/decision");
     let body = json!({"step": "restart", "digest": digest, "decision": "approve"});
     assert_eq!(post_json(&s.addr, &api, None, &body).0, 401, "no token");
-    assert_eq!(post_json(&s.addr, &api, Some("not-a-token-000000"), &body).0, 401, "unknown token");
+    assert_eq!(
+        post_json(&s.addr, &api, Some("not-a-token-000000"), &body).0,
+        401,
+        "unknown token"
+    );
 
     // The page's form: a logged-in browser (cookie) needs the CSRF token.
     let page = format!("/runs/{run_id}/decision");
     let cookie = format!("runbook_token={ANA}");
     let form = |csrf: &str| format!("csrf={csrf}&step=restart&digest={digest}&decision=approve");
     let ct = ("Content-Type", "application/x-www-form-urlencoded");
-    let (st, _) = http(&s.addr, "POST", &page, &[ct, ("Cookie", &cookie)], form("").as_bytes());
+    let (st, _) = http(
+        &s.addr,
+        "POST",
+        &page,
+        &[ct, ("Cookie", &cookie)],
+        form("").as_bytes(),
+    );
     assert_eq!(st, 403, "a form without the CSRF token");
-    let (st, _) = http(&s.addr, "POST", &page, &[ct, ("Cookie", &cookie)], form("0000").as_bytes());
+    let (st, _) = http(
+        &s.addr,
+        "POST",
+        &page,
+        &[ct, ("Cookie", &cookie)],
+        form("0000").as_bytes(),
+    );
     assert_eq!(st, 403, "a wrong CSRF token");
-    let (st, html) = http(&s.addr, "GET", &format!("/runs/{run_id}"), &[("Cookie", &cookie)], b"");
+    let (st, html) = http(
+        &s.addr,
+        "GET",
+        &format!("/runs/{run_id}"),
+        &[("Cookie", &cookie)],
+        b"",
+    );
     assert_eq!(st, 200);
     let csrf = html
         .split("name=\"csrf\" value=\"")
@@ -377,22 +495,34 @@ fn unauthenticated_and_cross_site_approvals_are_refused_and_journaled_nowhere() 
         .and_then(|r| r.split('"').next())
         .expect("the page has a CSRF field")
         .to_owned();
-    assert!(html.contains("Approve") && html.contains("touch restarted"), "the plan is on the page");
+    assert!(
+        html.contains("Approve") && html.contains("touch restarted"),
+        "the plan is on the page"
+    );
     let evil = [ct, ("Cookie", &cookie), ("Origin", "https://evil.example")];
     let (st, _) = http(&s.addr, "POST", &page, &evil, form(&csrf).as_bytes());
     assert_eq!(st, 403, "a cross-site post with a (leaked) CSRF token");
     assert_eq!(post_json(&s.addr, &api, None, &body).0, 401);
     std::thread::sleep(Duration::from_millis(200));
     let ev = events(&s.state, &run_id);
-    assert!(of_kind(&ev, "gate_decided").is_empty(), "refused attempts are journaled nowhere: {ev:?}");
+    assert!(
+        of_kind(&ev, "gate_decided").is_empty(),
+        "refused attempts are journaled nowhere: {ev:?}"
+    );
     assert!(!s.runbooks.join("restarted").exists());
 
     // The same form with the CSRF token, same-site: ana approves.
-    let ok = [ct, ("Cookie", &cookie), ("Origin", &format!("http://{}", s.addr))];
+    let ok = [
+        ct,
+        ("Cookie", &cookie),
+        ("Origin", &format!("http://{}", s.addr)),
+    ];
     let (st, _) = http(&s.addr, "POST", &page, &ok, form(&csrf).as_bytes());
     assert_eq!(st, 303, "redirect back to the run");
     let d = wait_until("the gate is decided", || {
-        of_kind(&events(&s.state, &run_id), "gate_decided").first().map(|d| (*d).clone())
+        of_kind(&events(&s.state, &run_id), "gate_decided")
+            .first()
+            .map(|d| (*d).clone())
     });
     assert_eq!(d["by"], "ana");
 }
@@ -400,15 +530,25 @@ fn unauthenticated_and_cross_site_approvals_are_refused_and_journaled_nowhere() 
 #[test]
 fn two_approvals_racing_for_one_gate_make_exactly_one_decision() {
     let dir = world();
-    let s = serve(dir.path(), &["--tokens-file", &tokens_flag(dir.path())], &[]);
-    let run_id = started(&post_json(&s.addr, "/api/v1/alerts/alertmanager", None, &hub_down()));
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[],
+    );
+    let run_id = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &hub_down(),
+    ));
     let digest = waiting_gate(&s, &run_id, "restart");
     let api = format!("/api/v1/runs/{run_id}/decision");
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
     let handles: Vec<_> = [ANA, BOB]
         .into_iter()
         .map(|token| {
-            let (addr, api, digest, barrier) = (s.addr.clone(), api.clone(), digest.clone(), barrier.clone());
+            let (addr, api, digest, barrier) =
+                (s.addr.clone(), api.clone(), digest.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
                 let body = json!({"step": "restart", "digest": digest, "decision": "approve"});
@@ -420,7 +560,9 @@ fn two_approvals_racing_for_one_gate_make_exactly_one_decision() {
     codes.sort_unstable();
     assert_eq!(codes, vec![200, 409]);
     wait_until("the run ends", || {
-        of_kind(&events(&s.state, &run_id), "run_finished").first().map(|_| ())
+        of_kind(&events(&s.state, &run_id), "run_finished")
+            .first()
+            .map(|_| ())
     });
     assert_eq!(of_kind(&events(&s.state, &run_id), "gate_decided").len(), 1);
 }
@@ -428,13 +570,31 @@ fn two_approvals_racing_for_one_gate_make_exactly_one_decision() {
 #[test]
 fn a_decision_for_another_plan_is_refused() {
     let dir = world();
-    let s = serve(dir.path(), &["--tokens-file", &tokens_flag(dir.path())], &[]);
-    let run_id = started(&post_json(&s.addr, "/api/v1/alerts/alertmanager", None, &hub_down()));
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[],
+    );
+    let run_id = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &hub_down(),
+    ));
     waiting_gate(&s, &run_id, "restart");
     let body = json!({"step": "restart", "digest": "0".repeat(64), "decision": "approve"});
-    let r = post_json(&s.addr, &format!("/api/v1/runs/{run_id}/decision"), Some(ANA), &body);
+    let r = post_json(
+        &s.addr,
+        &format!("/api/v1/runs/{run_id}/decision"),
+        Some(ANA),
+        &body,
+    );
     assert_eq!(r.0, 409, "{}", r.1);
-    assert!(r.1["error"].as_str().unwrap().contains("reload the page"), "{}", r.1);
+    assert!(
+        r.1["error"].as_str().unwrap().contains("reload the page"),
+        "{}",
+        r.1
+    );
 }
 
 #[test]
@@ -443,7 +603,12 @@ fn a_run_waiting_at_a_gate_waits_again_after_the_server_restarts() {
     let args = ["--tokens-file".to_owned(), tokens_flag(dir.path())];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let first = serve(dir.path(), &args, &[]);
-    let run_id = started(&post_json(&first.addr, "/api/v1/alerts/alertmanager", None, &hub_down()));
+    let run_id = started(&post_json(
+        &first.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &hub_down(),
+    ));
     let digest = waiting_gate(&first, &run_id, "restart");
     drop(first); // SIGKILL: the run is left waiting in the journal
     let s = serve(dir.path(), &args, &[]);
@@ -452,7 +617,12 @@ fn a_run_waiting_at_a_gate_waits_again_after_the_server_restarts() {
     let again = post_json(&s.addr, "/api/v1/alerts/alertmanager", None, &hub_down());
     assert_eq!(again.1["run_id"], run_id.as_str(), "{}", again.1);
     let body = json!({"step": "restart", "digest": digest, "decision": "approve"});
-    let a = post_json(&s.addr, &format!("/api/v1/runs/{run_id}/decision"), Some(ANA), &body);
+    let a = post_json(
+        &s.addr,
+        &format!("/api/v1/runs/{run_id}/decision"),
+        Some(ANA),
+        &body,
+    );
     assert_eq!(a.0, 200, "{}", a.1);
     let status = wait_until("the run ends", || {
         of_kind(&events(&s.state, &run_id), "run_finished")
@@ -483,25 +653,168 @@ fn a_non_loopback_address_needs_authentication() {
 #[test]
 fn notes_abort_and_starts_go_through_the_api_with_a_person() {
     let dir = world();
-    let s = serve(dir.path(), &["--tokens-file", &tokens_flag(dir.path())], &[]);
-    let r = post_json(&s.addr, "/api/v1/runs", Some(ANA), &json!({"runbook": "hub-down", "params": {"namespace": "qa"}}));
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[],
+    );
+    let r = post_json(
+        &s.addr,
+        "/api/v1/runs",
+        Some(ANA),
+        &json!({"runbook": "hub-down", "params": {"namespace": "qa"}}),
+    );
     assert_eq!(r.0, 201, "{}", r.1);
     let run_id = r.1["run_id"].as_str().unwrap().to_owned();
     waiting_gate(&s, &run_id, "restart");
-    let n = post_json(&s.addr, &format!("/api/v1/runs/{run_id}/note"), Some(BOB), &json!({"text": "looking at the LB"}));
+    let n = post_json(
+        &s.addr,
+        &format!("/api/v1/runs/{run_id}/note"),
+        Some(BOB),
+        &json!({"text": "looking at the LB"}),
+    );
     assert_eq!(n.0, 200, "{}", n.1);
-    let a = post_json(&s.addr, &format!("/api/v1/runs/{run_id}/abort"), Some(BOB), &json!({}));
+    let a = post_json(
+        &s.addr,
+        &format!("/api/v1/runs/{run_id}/abort"),
+        Some(BOB),
+        &json!({}),
+    );
     assert_eq!(a.0, 200, "{}", a.1);
     let status = wait_until("the run ends", || {
-        of_kind(&events(&s.state, &run_id), "run_finished").first().map(|e| e["status"].clone())
+        of_kind(&events(&s.state, &run_id), "run_finished")
+            .first()
+            .map(|e| e["status"].clone())
     });
     assert_eq!(status, "aborted");
     let ev = events(&s.state, &run_id);
     assert_eq!(of_kind(&ev, "run_started")[0]["operator"], "ana");
-    assert!(of_kind(&ev, "note").iter().any(|n| n["by"] == "bob" && n["text"] == "looking at the LB"));
+    assert!(
+        of_kind(&ev, "note")
+            .iter()
+            .any(|n| n["by"] == "bob" && n["text"] == "looking at the LB")
+    );
     assert_eq!(of_kind(&ev, "gate_decided")[0]["decision"], "aborted");
     assert_eq!(of_kind(&ev, "gate_decided")[0]["by"], "bob");
     assert!(!s.runbooks.join("restarted").exists());
     // Nobody without a token reads the runs when tokens are configured.
     assert_eq!(get_json(&s.addr, "/api/v1/runs", None).0, 401);
+}
+
+#[test]
+fn the_run_page_streams_the_timeline_as_it_happens() {
+    let dir = world();
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[],
+    );
+    let run_id = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &hub_down(),
+    ));
+    let digest = waiting_gate(&s, &run_id, "restart");
+    let mut sse = TcpStream::connect(&s.addr).unwrap();
+    sse.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(
+        sse,
+        "GET /runs/{run_id}/events HTTP/1.1\r\nHost: {}\r\nCookie: runbook_token={ANA}\r\n\r\n",
+        s.addr
+    )
+    .unwrap();
+    // The stream is open once its headers arrived.
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("\r\n\r\n") {
+        let n = sse.read(&mut buf).unwrap();
+        assert!(n > 0, "the stream closed: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("text/event-stream"), "{seen}");
+    let body = json!({"step": "restart", "digest": digest, "decision": "approve"});
+    assert_eq!(
+        post_json(
+            &s.addr,
+            &format!("/api/v1/runs/{run_id}/decision"),
+            Some(ANA),
+            &body
+        )
+        .0,
+        200
+    );
+    while !seen.contains("run succeeded") {
+        let n = sse
+            .read(&mut buf)
+            .expect("the stream goes on until the run ends");
+        assert!(n > 0, "the stream closed before the run ended: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    assert!(seen.contains("`restart`: approved by ana (web)"), "{seen}");
+    assert!(
+        seen.contains("\"reload\":true"),
+        "a decided gate reloads the page: {seen}"
+    );
+}
+
+#[test]
+fn show_note_and_abort_talk_to_a_server_with_the_persons_token() {
+    let dir = world();
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[],
+    );
+    let run_id = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &hub_down(),
+    ));
+    waiting_gate(&s, &run_id, "restart");
+    let url = format!("http://{}", s.addr);
+    let cli = |args: &[&str], token: Option<&str>| {
+        let mut c = Command::new(BIN);
+        c.args(args)
+            .args(["--server", &url])
+            .env_remove("RUNBOOK_TOKEN");
+        if let Some(t) = token {
+            c.env("RUNBOOK_TOKEN", t);
+        }
+        c.output().unwrap()
+    };
+    let out = cli(&["show", &run_id], Some(ANA));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("waits at:  gate `restart`") && text.contains("touch restarted"),
+        "{text}"
+    );
+    let out = cli(&["note", &run_id, "from the CLI"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RUNBOOK_TOKEN"));
+    assert!(
+        cli(&["note", &run_id, "from the CLI"], Some(BOB))
+            .status
+            .success()
+    );
+    assert!(cli(&["abort", &run_id], Some(ANA)).status.success());
+    let status = wait_until("the run ends", || {
+        of_kind(&events(&s.state, &run_id), "run_finished")
+            .first()
+            .map(|e| e["status"].clone())
+    });
+    assert_eq!(status, "aborted");
+    let ev = events(&s.state, &run_id);
+    assert!(
+        of_kind(&ev, "note")
+            .iter()
+            .any(|n| n["by"] == "bob" && n["text"] == "from the CLI")
+    );
+    assert_eq!(of_kind(&ev, "gate_decided")[0]["by"], "ana");
 }

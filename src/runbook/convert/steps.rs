@@ -80,7 +80,11 @@ impl Conv<'_> {
             return Vec::new();
         };
         let Yaml::Seq(items) = &n.value else {
-            self.wrong_type(n, "a list of `{ alert: { LABEL: VALUE } }` mappings", "`triggers`");
+            self.wrong_type(
+                n,
+                "a list of `{ alert: { LABEL: VALUE } }` mappings",
+                "`triggers`",
+            );
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -120,12 +124,16 @@ impl Conv<'_> {
                 let mut d = Diagnostic::error(
                     "unknown-param",
                     source.pos,
-                    format!("`params_from_alert` sets `{name}`, which is not declared under `params:`"),
+                    format!(
+                        "`params_from_alert` sets `{name}`, which is not declared under `params:`"
+                    ),
                 )
                 .len(width);
                 d = match crate::runbook::diag::suggest(&name, params.keys().map(String::as_str)) {
                     Some(s) => d.help(format!("did you mean `{s}`?")),
-                    None => d.help(format!("declare it: `params: {{ {name}: {{ description: ... }} }}`")),
+                    None => d.help(format!(
+                        "declare it: `params: {{ {name}: {{ description: ... }} }}`"
+                    )),
                 };
                 self.push(d);
                 continue;
