@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod abort;
+pub mod approve;
 pub mod completions;
 pub mod demo;
 pub mod lab;
@@ -203,6 +204,8 @@ pub enum Command {
     Show(show::Args),
     /// End a paused or interrupted run, from any terminal.
     Abort(abort::Args),
+    /// Approve (or decline) a waiting gate of a run from another terminal.
+    Approve(approve::Args),
     /// Add a timestamped operator note to a run's journal.
     Note(runs::NoteArgs),
     /// Render a run's journal as a markdown postmortem.
@@ -261,6 +264,7 @@ pub fn main() -> i32 {
         Command::Completions(a) => completions::completions(a),
         Command::Man(a) => completions::man(a),
         Command::Abort(a) => abort::run(a, g),
+        Command::Approve(a) => approve::run(a, g),
         Command::Note(a) => runs::note(a, g),
         Command::Postmortem(a) => postmortem::run(a, g),
         Command::Lab(a) => lab::run(a, g),

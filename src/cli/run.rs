@@ -25,6 +25,18 @@ pub struct ApprovalArgs {
     /// Approve the gate of this step (repeatable).
     #[arg(long = "approve", value_name = "STEP_ID")]
     pub approve: Vec<String>,
+    /// At a gate nobody here answers, wait (up to TIMEOUT, e.g. `30m`; without it,
+    /// until answered) for a decision from another terminal (`runbook approve RUN
+    /// ID`) instead of pausing. A `gate: { approvals: N }` waits for the others too.
+    #[arg(
+        long,
+        value_name = "TIMEOUT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "forever",
+        value_parser = parse_wait
+    )]
+    pub wait_for_approval: Option<std::time::Duration>,
     /// Who does it, journaled with every approval (default: $USER, then the login
     /// name, then `git config user.email`).
     #[arg(long, env = "RUNBOOK_OPERATOR")]
@@ -329,7 +341,10 @@ fn setup(
         quiet: g.quiet,
         colour: g.colour(),
     }));
-    let flags = FlagApprover::new(a.yes, &a.approve, operator.clone());
+    let mut flags = FlagApprover::new(a.yes, &a.approve, operator.clone());
+    if let Some(limit) = a.wait_for_approval {
+        flags = flags.waiting(Some(limit));
+    }
     let approver: Arc<dyn Approver> = if tty && std::io::stdin().is_terminal() {
         Arc::new(PromptApprover {
             flags,
@@ -475,6 +490,18 @@ pub fn resolve_run_id(state_dir: &std::path::Path, id: &str) -> Result<String, S
     DirStore::new(state_dir)
         .resolve(id)
         .map_err(|e| e.to_string())
+}
+
+/// `--wait-for-approval[=TIMEOUT]`: a duration (`30m`, `1h30m`), or `forever`.
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    if s == "forever" {
+        return Ok(std::time::Duration::MAX);
+    }
+    crate::runbook::model::Duration::parse(s)
+        .map(|d| d.0)
+        .map_err(|e| {
+            format!("{e}; write e.g. `--wait-for-approval=30m`, or no value to wait until answered")
+        })
 }
 
 /// `--incident-start`: a time in UTC (see [`crate::clock::parse_when`]), not in the

@@ -17,6 +17,7 @@ mod clock;
 mod console;
 mod ctx;
 mod events;
+pub mod external;
 mod gate;
 mod handlers;
 mod ops;
@@ -41,6 +42,7 @@ pub use approve::{
 pub use clock::{Clock, SystemClock};
 pub use console::{Printer, PrinterOpts, human as human_duration};
 pub use events::{BarId, BarKind, BarUpdate, JsonLines, Notice, Progress, Quiet, Reporter};
+pub use external::{Submission, SubmitError, Submitted, Verdict, submit_decision};
 pub use run::{ParamInputs, SecretInputs, git_ref, param_env_var, secret_env_var};
 pub use state::{RunSummary, list_runs, new_run_id};
 

@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::auth::{Identity, Via};
-use super::live::{self, Launch, Refusal};
+use super::live::{self, Launch};
 use super::{ALERT_BY, App, SERVE_BY, alerts};
-use crate::engine::{GateAnswer, ManualAnswer};
+use crate::engine::{ManualAnswer, Submission, SubmitError, Verdict};
 use crate::journal::event::{ApprovalSource, Event, Record};
 use crate::journal::state::RunState;
 use crate::runbook::Loaded;
@@ -221,7 +221,7 @@ pub(crate) fn list_runs(app: &App) -> Vec<RunView> {
         .unwrap_or_default()
         .into_iter()
         .map(|summary| {
-            let waiting = app.hub.get(&summary.run_id).and_then(|l| l.waiting());
+            let waiting = waiting_of(app, &summary.run_id, None);
             RunView { summary, waiting }
         })
         .collect();
@@ -254,11 +254,58 @@ pub(crate) fn load_run(app: &App, query: &str) -> Result<RunData, Response> {
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let state = RunState::from_records(&j.records)
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let waiting = app.hub.get(&run_id).and_then(|l| l.waiting());
+    let waiting = waiting_of(app, &run_id, Some((&j.records, &state)));
     Ok(RunData {
         view: RunView { summary, waiting },
         records: j.records,
         state,
+    })
+}
+
+/// What a run this server drives waits for: a manual step (in this process), or a
+/// gate asked and not answered (from the journal: a decision is appended there).
+fn waiting_of(
+    app: &App,
+    run_id: &str,
+    known: Option<(&[Record], &RunState)>,
+) -> Option<live::Waiting> {
+    let live = app.hub.get(run_id)?;
+    if live.finished.load(std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
+    if let Some(w) = live.waiting_manual() {
+        return Some(w);
+    }
+    let read;
+    let (records, state) = match known {
+        Some(k) => k,
+        None => {
+            let path = DirStore::new(&app.state_dir).journal_path(run_id);
+            let j = crate::journal::reader::read(&path).ok()?;
+            let state = RunState::from_records(&j.records).ok()?;
+            read = (j.records, state);
+            (&read.0[..], &read.1)
+        }
+    };
+    if state.status.is_some() {
+        return None;
+    }
+    // The last gate asked whose step still waits for it.
+    records.iter().rev().find_map(|r| match &r.event {
+        Event::GateRequested {
+            step, rung, digest, ..
+        } => {
+            let s = state.step(step)?;
+            (s.finished.is_none() && s.pending_gate(rung.as_deref()).is_some()).then(|| {
+                live::Waiting {
+                    kind: "gate",
+                    step: step.clone(),
+                    rung: rung.clone(),
+                    digest: Some(digest.clone()),
+                }
+            })
+        }
+        _ => None,
     })
 }
 
@@ -309,40 +356,55 @@ pub struct DecisionBody {
     pub decision: String,
 }
 
-/// Answer a gate for `who`; the HTTP status and message.
+/// Answer a gate for `who`: one line appended to the journal under its lock, bound
+/// to the digest the person was shown (`engine::submit_decision`); the run's
+/// process, waiting at the gate, reads it within a poll.
 pub(crate) fn decide(app: &App, run: &str, who: &Identity, body: &DecisionBody) -> Response {
-    let Some(live) = live_run(app, run) else {
-        return error(
-            StatusCode::CONFLICT,
-            format!("run {run} is not driven by this server, or has ended: nothing waits here"),
-        );
-    };
-    let by = who.name.clone();
-    let source = ApprovalSource::Web;
-    let answer = match body.decision.as_str() {
-        "approve" => GateAnswer::Approve { by, source },
-        "decline" => GateAnswer::Decline { by, source },
-        "skip" => GateAnswer::Skip { by, source },
+    let verdict = match body.decision.as_str() {
+        "approve" => Verdict::Approve,
+        "decline" => Verdict::Decline,
         other => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("decision {other:?}: expected approve, decline or skip"),
+                format!("decision {other:?}: expected approve or decline"),
             );
         }
     };
-    match live.decide_gate(&body.step, &body.digest, answer) {
-        Ok(()) => {
-            tracing::info!(run = %run, step = %body.step, by = %who.name, decision = %body.decision, "gate decided");
-            Json(json!({ "decided": body.decision, "step": body.step, "by": who.name }))
-                .into_response()
-        }
-        Err(r) => refusal(r),
+    if body.digest.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`digest` is empty: a decision binds to the plan you were shown (its digest is on the page and in `GET /api/v1/runs/ID`)",
+        );
     }
-}
-
-fn refusal(r: Refusal) -> Response {
-    match r {
-        Refusal::NotWaiting(m) | Refusal::Stale(m) => error(StatusCode::CONFLICT, m),
+    let sub = Submission {
+        run,
+        id: &body.step,
+        by: &who.name,
+        verdict,
+        digest: Some(&body.digest),
+        source: ApprovalSource::Remote,
+    };
+    match crate::engine::submit_decision(&app.state_dir, &sub, chrono::Utc::now()) {
+        Ok(done) => {
+            tracing::info!(run = %done.run_id, step = %body.step, by = %who.name, decision = %body.decision, "gate decided");
+            Json(json!({
+                "decided": body.decision,
+                "step": done.step,
+                "by": who.name,
+                "approvers": done.approvers,
+                "needed": done.needed,
+            }))
+            .into_response()
+        }
+        Err(SubmitError::Store(e)) if e.is_usage() => error(StatusCode::NOT_FOUND, e.to_string()),
+        Err(e @ SubmitError::Journal(_)) | Err(e @ SubmitError::Store(_)) => {
+            error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+        Err(e @ SubmitError::DigestChanged { .. }) => error(
+            StatusCode::CONFLICT,
+            format!("{e} (reload the page and read the plan again)"),
+        ),
+        Err(e) => error(StatusCode::CONFLICT, e.to_string()),
     }
 }
 
@@ -384,7 +446,7 @@ pub(crate) fn confirm_manual(app: &App, run: &str, who: &Identity, body: &Confir
     let answer = match body.outcome.as_str() {
         "done" => ManualAnswer::Done {
             by,
-            source: ApprovalSource::Web,
+            source: ApprovalSource::Remote,
         },
         "failed" => ManualAnswer::Failed { by },
         "skip" => ManualAnswer::Skip { by },
@@ -398,7 +460,7 @@ pub(crate) fn confirm_manual(app: &App, run: &str, who: &Identity, body: &Confir
     match live.confirm(&body.step, answer) {
         Ok(()) => Json(json!({ "confirmed": body.outcome, "step": body.step, "by": who.name }))
             .into_response(),
-        Err(r) => refusal(r),
+        Err(m) => error(StatusCode::CONFLICT, m),
     }
 }
 
@@ -470,7 +532,7 @@ pub(crate) fn abort_run(app: &App, run: &str, who: &Identity) -> Response {
             who.name.clone(),
         );
     }
-    live.abort(&who.name);
+    live.abort();
     Json(json!({ "aborting": true, "by": who.name })).into_response()
 }
 

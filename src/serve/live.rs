@@ -108,19 +108,12 @@ fn reloads(event: &Event) -> bool {
     )
 }
 
-/// What a waiting run waits for.
-pub enum Pending {
-    Gate {
-        step: String,
-        rung: Option<String>,
-        digest: String,
-        answer: oneshot::Sender<GateAnswer>,
-    },
-    Manual {
-        step: String,
-        rung: Option<String>,
-        answer: oneshot::Sender<ManualAnswer>,
-    },
+/// A manual step waiting for a person (gates wait in the journal: a decision is
+/// appended with [`crate::engine::submit_decision`] and the engine reads it).
+pub struct Pending {
+    step: String,
+    rung: Option<String>,
+    answer: oneshot::Sender<ManualAnswer>,
 }
 
 /// A run driven by this process.
@@ -133,7 +126,7 @@ pub struct Live {
     started: Mutex<Option<oneshot::Sender<String>>>,
 }
 
-/// What is waiting, for the API and the page (no sender in it).
+/// What is waiting, for the API and the page.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Waiting {
     /// `gate` or `manual`.
@@ -145,105 +138,39 @@ pub struct Waiting {
     pub digest: Option<String>,
 }
 
-/// Why a decision was not taken.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
-    /// Nothing waits (answered already, or never asked).
-    NotWaiting(String),
-    /// The plan shown is not the plan waiting.
-    Stale(String),
-}
-
 impl Live {
-    pub fn waiting(&self) -> Option<Waiting> {
+    /// The manual step waiting for a person in this process, if any.
+    pub fn waiting_manual(&self) -> Option<Waiting> {
         let p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        match p.as_ref()? {
-            Pending::Gate {
-                step, rung, digest, ..
-            } => Some(Waiting {
-                kind: "gate",
-                step: step.clone(),
-                rung: rung.clone(),
-                digest: Some(digest.clone()),
-            }),
-            Pending::Manual { step, rung, .. } => Some(Waiting {
-                kind: "manual",
-                step: step.clone(),
-                rung: rung.clone(),
-                digest: None,
-            }),
-        }
+        p.as_ref().map(|p| Waiting {
+            kind: "manual",
+            step: p.step.clone(),
+            rung: p.rung.clone(),
+            digest: None,
+        })
     }
 
-    /// Answer the waiting gate of `step` (or its rung) whose plan has `digest`. Of two
-    /// racing answers exactly one finds the gate waiting: the sender is taken under
-    /// the lock.
-    pub fn decide_gate(&self, step: &str, digest: &str, answer: GateAnswer) -> Result<(), Refusal> {
+    /// Confirm (or fail, or skip) the waiting manual step `step`; of two racing
+    /// answers exactly one finds it waiting (the sender is taken under the lock).
+    pub fn confirm(&self, step: &str, answer: ManualAnswer) -> Result<(), String> {
         let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        match p.as_ref() {
-            Some(Pending::Gate {
-                step: s,
-                rung,
-                digest: d,
-                ..
-            }) if s == step || rung.as_deref() == Some(step) => {
-                if d != digest {
-                    return Err(Refusal::Stale(format!(
-                        "the plan waiting at `{step}` has digest {d}, not {digest}: reload the page and read the plan again"
-                    )));
-                }
-            }
-            _ => {
-                return Err(Refusal::NotWaiting(format!(
-                    "no gate of `{step}` is waiting for a decision (answered already, or not reached)"
-                )));
-            }
+        if !p
+            .as_ref()
+            .is_some_and(|p| p.step == step || p.rung.as_deref() == Some(step))
+        {
+            return Err(format!(
+                "no manual step `{step}` is waiting for a confirmation"
+            ));
         }
-        if let Some(Pending::Gate { answer: tx, .. }) = p.take() {
-            let _ = tx.send(answer);
+        if let Some(p) = p.take() {
+            let _ = p.answer.send(answer);
         }
         Ok(())
     }
 
-    /// Confirm (or fail, or skip) the waiting manual step `step`.
-    pub fn confirm(&self, step: &str, answer: ManualAnswer) -> Result<(), Refusal> {
-        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-        match p.as_ref() {
-            Some(Pending::Manual { step: s, rung, .. })
-                if s == step || rung.as_deref() == Some(step) => {}
-            _ => {
-                return Err(Refusal::NotWaiting(format!(
-                    "no manual step `{step}` is waiting for a confirmation"
-                )));
-            }
-        }
-        if let Some(Pending::Manual { answer: tx, .. }) = p.take() {
-            let _ = tx.send(answer);
-        }
-        Ok(())
-    }
-
-    /// Abort: a waiting gate is answered `abort` (journaled with the person); a run
-    /// that is busy is cancelled (the engine journals the abort).
-    pub fn abort(&self, by: &str) {
-        let taken = self
-            .pending
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        match taken {
-            Some(Pending::Gate { answer, .. }) => {
-                let _ = answer.send(GateAnswer::Abort {
-                    by: by.to_owned(),
-                    source: crate::journal::event::ApprovalSource::Web,
-                });
-            }
-            Some(Pending::Manual { answer, .. }) => {
-                let _ = answer.send(ManualAnswer::Failed { by: by.to_owned() });
-                self.cancel.cancel();
-            }
-            None => self.cancel.cancel(),
-        }
+    /// Stop the run: the engine journals the abort (the caller notes who asked).
+    pub fn abort(&self) {
+        self.cancel.cancel();
     }
 }
 
@@ -253,25 +180,24 @@ struct ServeApprover {
 }
 
 impl Approver for ServeApprover {
-    fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
+    /// Nobody answers in this process: the gate waits (without limit) for a decision
+    /// appended to the journal by the page or the API.
+    fn wait_limit(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::MAX)
+    }
+
+    fn gate<'a>(&'a self, _req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
         Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            *self.live.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending::Gate {
-                step: req.step.clone(),
-                rung: req.rung.clone(),
-                digest: req.digest.clone(),
-                answer: tx,
-            });
-            rx.await.unwrap_or_else(|_| GateAnswer::Pause {
-                reason: "runbook serve stopped waiting".into(),
-            })
+            GateAnswer::Pause {
+                reason: "waiting for a decision on runbook serve's page or API".into(),
+            }
         })
     }
 
     fn manual<'a>(&'a self, req: &'a ManualRequest) -> BoxFuture<'a, ManualAnswer> {
         Box::pin(async move {
             let (tx, rx) = oneshot::channel();
-            *self.live.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending::Manual {
+            *self.live.pending.lock().unwrap_or_else(|e| e.into_inner()) = Some(Pending {
                 step: req.step.clone(),
                 rung: req.rung.clone(),
                 answer: tx,

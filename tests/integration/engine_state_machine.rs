@@ -831,10 +831,7 @@ async fn a_declined_gate_aborts_the_run_and_a_skipped_one_goes_on() {
         &h,
         DETECT_FIX_VERIFY,
         Arc::new(Answering {
-            gate: engine::GateAnswer::Decline {
-                by: "ana".into(),
-                source: runbook::journal::event::ApprovalSource::Prompt,
-            },
+            gate: engine::GateAnswer::Decline { by: "ana".into() },
             manual: engine::ManualAnswer::Skip { by: "ana".into() },
         }),
     )
@@ -917,10 +914,7 @@ async fn a_manual_step_reported_failed_fails_the_run() {
         &h,
         MANUAL,
         Arc::new(Answering {
-            gate: engine::GateAnswer::Decline {
-                by: "ana".into(),
-                source: runbook::journal::event::ApprovalSource::Prompt,
-            },
+            gate: engine::GateAnswer::Decline { by: "ana".into() },
             manual: engine::ManualAnswer::Failed { by: "ana".into() },
         }),
     )

@@ -12,6 +12,7 @@
 
 mod support;
 
+mod approvals;
 mod bounds_http;
 mod bounds_kube;
 mod bounds_lab;

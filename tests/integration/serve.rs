@@ -339,7 +339,7 @@ fn an_alert_group_starts_one_run_that_runs_its_checks_and_waits_at_the_gate() {
     let d = of_kind(&ev, "gate_decided");
     assert_eq!(
         (d[0]["by"].as_str(), d[0]["source"].as_str()),
-        (Some("bob"), Some("web"))
+        (Some("bob"), Some("remote"))
     );
     assert_eq!(of_kind(&ev, "run_finished")[0]["status"], "succeeded");
     assert!(s.runbooks.join("restarted").exists());
@@ -694,8 +694,15 @@ fn notes_abort_and_starts_go_through_the_api_with_a_person() {
             .iter()
             .any(|n| n["by"] == "bob" && n["text"] == "looking at the LB")
     );
-    assert_eq!(of_kind(&ev, "gate_decided")[0]["decision"], "aborted");
-    assert_eq!(of_kind(&ev, "gate_decided")[0]["by"], "bob");
+    assert!(
+        of_kind(&ev, "note")
+            .iter()
+            .any(|n| n["by"] == "bob" && n["text"] == "abort requested by bob on runbook serve")
+    );
+    assert!(
+        of_kind(&ev, "gate_decided").is_empty(),
+        "an abort approves nothing"
+    );
     assert!(!s.runbooks.join("restarted").exists());
     // Nobody without a token reads the runs when tokens are configured.
     assert_eq!(get_json(&s.addr, "/api/v1/runs", None).0, 401);
@@ -751,7 +758,10 @@ fn the_run_page_streams_the_timeline_as_it_happens() {
         assert!(n > 0, "the stream closed before the run ended: {seen}");
         seen.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
-    assert!(seen.contains("`restart`: approved by ana (web)"), "{seen}");
+    assert!(
+        seen.contains("`restart`: approved by ana (remote)"),
+        "{seen}"
+    );
     assert!(
         seen.contains("\"reload\":true"),
         "a decided gate reloads the page: {seen}"
@@ -816,5 +826,54 @@ fn show_note_and_abort_talk_to_a_server_with_the_persons_token() {
             .iter()
             .any(|n| n["by"] == "bob" && n["text"] == "from the CLI")
     );
-    assert_eq!(of_kind(&ev, "gate_decided")[0]["by"], "ana");
+    assert!(
+        of_kind(&ev, "note")
+            .iter()
+            .any(|n| n["text"] == "abort requested by ana on runbook serve")
+    );
+}
+
+#[test]
+fn runbook_approve_with_server_decides_as_the_token_s_person() {
+    let dir = world();
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[],
+    );
+    let run_id = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &hub_down(),
+    ));
+    waiting_gate(&s, &run_id, "restart");
+    let out = Command::new(BIN)
+        .args([
+            "approve",
+            &run_id,
+            "restart",
+            "--server",
+            &format!("http://{}", s.addr),
+        ])
+        .env("RUNBOOK_TOKEN", BOB)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = wait_until("the run ends", || {
+        of_kind(&events(&s.state, &run_id), "run_finished")
+            .first()
+            .map(|e| e["status"].clone())
+    });
+    assert_eq!(status, "succeeded");
+    let ev = events(&s.state, &run_id);
+    let d = of_kind(&ev, "gate_decided");
+    assert_eq!(
+        (d[0]["by"].as_str(), d[0]["source"].as_str()),
+        (Some("bob"), Some("remote"))
+    );
 }

@@ -606,6 +606,7 @@ mod tests {
             rung: None,
             ops: Vec::new(),
             digest: "d".into(),
+            quorum: Default::default(),
         };
         let pm = super::super::build(
             &journal(vec![
@@ -651,6 +652,7 @@ mod tests {
             rung: None,
             ops: Vec::new(),
             digest: "d".into(),
+            quorum: Default::default(),
         };
         let pm = super::super::build(
             &journal(vec![

@@ -96,6 +96,8 @@ const SHELL_KEYS: &[&str] = &["argv", "env", "dir", "stdin"];
 const HTTP_KEYS: &[&str] = &["method", "url", "headers", "body", "json", "status"];
 const PROMETHEUS_KEYS: &[&str] = &["server", "query"];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
+/// Keys of the mapping form of `gate:`.
+pub(crate) const GATE_KEYS: &[&str] = &["approvals", "explicit", "expires"];
 pub(crate) const KUBE_QUALIFIERS: &[&str] = &[
     "name",
     "namespace",

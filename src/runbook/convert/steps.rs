@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Conv, Fields, KUBE_DEFAULT_KEYS, LINK_KEYS, OP_KEYS, PARAM_KEYS, PREVIEW_KEYS, RETRY_KEYS,
-    RUNBOOK_KEYS, RUNG_KEYS, STEP_KEYS, TRIGGER_KEYS, VERIFICATION_KEYS,
+    Conv, Fields, GATE_KEYS, KUBE_DEFAULT_KEYS, LINK_KEYS, OP_KEYS, PARAM_KEYS, PREVIEW_KEYS,
+    RETRY_KEYS, RUNBOOK_KEYS, RUNG_KEYS, STEP_KEYS, TRIGGER_KEYS, VERIFICATION_KEYS,
 };
 use crate::runbook::diag::Diagnostic;
 use crate::runbook::limits;
@@ -400,6 +400,7 @@ impl Conv<'_> {
             within: self.duration(&f, "within"),
             every: self.duration(&f, "every"),
             gate: self.gate(&f),
+            gate_rule: self.gate_rule(&f),
             escalate: f
                 .get("escalate")
                 .map_or_else(Vec::new, |n| self.escalate(n)),
@@ -485,6 +486,7 @@ impl Conv<'_> {
             timeout: self.duration(&f, "timeout"),
             within: self.duration(&f, "within"),
             gate: self.gate(&f),
+            gate_rule: self.gate_rule(&f),
             verify: f
                 .get("verify")
                 .and_then(|n| self.verification(n))
@@ -494,6 +496,25 @@ impl Conv<'_> {
 
     fn gate(&mut self, f: &Fields<'_>) -> Option<Sp<Gate>> {
         let n = f.get("gate")?;
+        if let Yaml::Map(_) = &n.value {
+            // The mapping form: an approval like `approve` (or `explicit`), with a
+            // quorum and an expiry; `gate_rule` reads the rest.
+            let explicit = self
+                .fields(n, "`gate`", GATE_KEYS)
+                .and_then(|g| {
+                    g.get("explicit")
+                        .map(|e| matches!(e.value, Yaml::Bool(true)))
+                })
+                .unwrap_or(false);
+            return Some(Sp::new(
+                n.pos,
+                if explicit {
+                    Gate::Explicit
+                } else {
+                    Gate::Approve
+                },
+            ));
+        }
         let s = self.string(n, "`gate`")?;
         match s.value.as_str() {
             "approve" => Some(Sp::new(n.pos, Gate::Approve)),
@@ -555,6 +576,59 @@ impl Conv<'_> {
                 None
             }
         }
+    }
+
+    /// `gate: { approvals: N, explicit: BOOL, expires: DURATION }` (unknown keys are
+    /// reported once, by [`Conv::gate`]).
+    fn gate_rule(&mut self, f: &Fields<'_>) -> Option<Sp<GateRule>> {
+        let n = f.get("gate")?;
+        let Yaml::Map(entries) = &n.value else {
+            return None;
+        };
+        let g = Fields {
+            pos: n.pos,
+            entries: entries
+                .iter()
+                .filter_map(|(k, v)| match &k.value {
+                    Yaml::Str(key) if GATE_KEYS.contains(&key.as_str()) => {
+                        Some((key.as_str(), k, v))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        };
+        let mut rule = GateRule::default();
+        if let Some(a) = self.opt_uint::<u32>(&g, "approvals") {
+            if a.value == 0 || a.value > 10 {
+                self.push(
+                    Diagnostic::error(
+                        "out-of-range",
+                        a.pos,
+                        format!(
+                            "`approvals: {}` must be between 1 and 10 (distinct people approving the same plan)",
+                            a.value
+                        ),
+                    )
+                    .help("e.g. `gate: { approvals: 2 }` for two-person approval"),
+                );
+            }
+            rule.approvals = a.value.clamp(1, 10);
+        }
+        rule.explicit = self.opt_bool(&g, "explicit").is_some_and(|b| b.value);
+        if let Some(d) = self.duration(&g, "expires") {
+            if d.0.is_zero() {
+                self.push(
+                    Diagnostic::error(
+                        "out-of-range",
+                        d.pos,
+                        "`expires: 0` would make every approval stale at once",
+                    )
+                    .help("e.g. `expires: 15m`"),
+                );
+            }
+            rule.expires = Some(d.value);
+        }
+        Some(Sp::new(n.pos, rule))
     }
 
     fn retry(&mut self, node: &Node) -> Option<Retry> {
