@@ -378,14 +378,18 @@ fn an_alert_finds_its_runbook_by_the_runbook_url_annotation() {
     a["alerts"][0]["annotations"]["runbook_url"] =
         json!("https://git.example.org/ops/runbooks/blob/main/hub-down.yaml");
     let run_id = started(&post_json(&s.addr, "/api/v1/alerts/alertmanager", None, &a));
-    let notes = events(&s.state, &run_id);
-    assert!(
-        of_kind(&notes, "note").iter().any(|n| n["text"]
-            .as_str()
-            .unwrap()
-            .contains("runbook found by runbook_url")),
-        "{notes:?}"
-    );
+    // The alert's note follows run_started (the answer comes once the run started).
+    wait_until("the alert's note names how the runbook was found", || {
+        of_kind(&events(&s.state, &run_id), "note")
+            .iter()
+            .any(|n| {
+                n["text"]
+                    .as_str()
+                    .unwrap()
+                    .contains("runbook found by runbook_url")
+            })
+            .then_some(())
+    });
 }
 
 #[test]
