@@ -28,6 +28,8 @@ pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response 
 /// A request that changes a run: within the rate limit, from a known person, and,
 /// when the person was recognised by something a browser sends by itself (the cookie,
 /// the proxy's header), carrying their CSRF token and no foreign `Origin`.
+// The refusal is the HTTP answer itself, returned at once by the handler.
+#[allow(clippy::result_large_err)]
 pub(crate) fn mutating(
     app: &App,
     headers: &HeaderMap,
@@ -82,6 +84,8 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// A read: open on a server without people configured (loopback only), else needs a
 /// person.
+// The refusal is the HTTP answer itself, returned at once by the handler.
+#[allow(clippy::result_large_err)]
 pub(crate) fn reader(app: &App, headers: &HeaderMap) -> Result<Option<Identity>, Response> {
     match app.auth.person(headers) {
         Some(who) => Ok(Some(who)),
@@ -243,6 +247,8 @@ pub(crate) struct RunData {
     pub state: RunState,
 }
 
+// The refusal is the HTTP answer itself, returned at once by the handler.
+#[allow(clippy::result_large_err)]
 pub(crate) fn load_run(app: &App, query: &str) -> Result<RunData, Response> {
     let store = DirStore::new(&app.state_dir);
     let run_id = store

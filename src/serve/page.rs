@@ -154,6 +154,8 @@ fn layout(title: &str, who: Option<&Identity>, body: &str, script: Option<&str>)
 
 /// A page read: a person, or none when the server has no people configured; a
 /// browser without a session is sent to the login form.
+// The refusal is the HTTP answer itself, returned at once by the handler.
+#[allow(clippy::result_large_err)]
 fn page_reader(app: &App, headers: &HeaderMap) -> Result<Option<Identity>, Response> {
     api::reader(app, headers).map_err(|_| Redirect::to("/login").into_response())
 }

@@ -116,6 +116,8 @@ pub fn serve(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
             }
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!(
         "runbook serve did not listen within 60 s:\n{}",
         seen.join("\n")
