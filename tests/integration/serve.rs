@@ -883,3 +883,96 @@ fn runbook_approve_with_server_decides_as_the_token_s_person() {
         (Some("bob"), Some("remote"))
     );
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the child to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+#[ignore = "needs prometheus-alertmanager (Debian package prometheus-alertmanager)"]
+fn a_real_alertmanager_starts_one_run_through_the_webhook() {
+    let dir = world();
+    let token = "am-token-0123456789";
+    std::fs::write(dir.path().join("am-token"), token).unwrap();
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[("RUNBOOK_SERVE_WEBHOOK_TOKEN", token)],
+    );
+    let port = free_port();
+    let config = format!(
+        "route: {{ receiver: runbook, group_by: [alertname], group_wait: 1s, group_interval: 1s, repeat_interval: 1h }}\n\
+receivers:\n  - name: runbook\n    webhook_configs:\n      - url: http://{}/api/v1/alerts/alertmanager\n        send_resolved: true\n        http_config: {{ authorization: {{ type: Bearer, credentials_file: {} }} }}\n",
+        s.addr,
+        dir.path().join("am-token").display()
+    );
+    std::fs::write(dir.path().join("am.yml"), config).unwrap();
+    let mut am = Command::new("prometheus-alertmanager")
+        .arg(format!(
+            "--config.file={}",
+            dir.path().join("am.yml").display()
+        ))
+        .arg(format!(
+            "--storage.path={}",
+            dir.path().join("am-data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--cluster.listen-address=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus-alertmanager starts");
+    let am_addr = format!("127.0.0.1:{port}");
+    let result = std::panic::catch_unwind(|| {
+        wait_until("Alertmanager is ready", || {
+            TcpStream::connect(&am_addr)
+                .ok()
+                .and_then(|_| (http(&am_addr, "GET", "/-/ready", &[], b"").0 == 200).then_some(()))
+        });
+        let starts = (chrono::Utc::now() - chrono::Duration::minutes(5))
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let alerts = json!([{
+            "labels": { "alertname": "HubDown", "namespace": "prod" },
+            "annotations": { "summary": "the hub answers 503" },
+            "startsAt": starts,
+        }]);
+        let post = || {
+            let (st, body) = http(
+                &am_addr,
+                "POST",
+                "/api/v2/alerts",
+                &[("Content-Type", "application/json")],
+                alerts.to_string().as_bytes(),
+            );
+            assert_eq!(st, 200, "{body}");
+        };
+        post();
+        let run_id = wait_until("Alertmanager's webhook started a run", || {
+            std::fs::read_dir(s.state.join("runs"))
+                .ok()?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .next()
+        });
+        waiting_gate(&s, &run_id, "restart");
+        let ev = events(&s.state, &run_id);
+        assert_eq!(
+            of_kind(&ev, "incident_start")[0]["at"].as_str().unwrap()[..19],
+            starts[..19]
+        );
+        // Alertmanager re-sends the group (group_interval 1 s): still one run.
+        post();
+        std::thread::sleep(Duration::from_secs(3));
+        assert_eq!(runs_in(&s.state), 1);
+    });
+    let _ = am.kill();
+    let _ = am.wait();
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+}
