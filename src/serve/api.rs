@@ -296,23 +296,28 @@ fn waiting_of(
     if state.status.is_some() {
         return None;
     }
-    // The last gate asked whose step still waits for it.
-    records.iter().rev().find_map(|r| match &r.event {
-        Event::GateRequested {
-            step, rung, digest, ..
-        } => {
-            let s = state.step(step)?;
-            (s.finished.is_none() && s.pending_gate(rung.as_deref()).is_some()).then(|| {
-                live::Waiting {
+    // The last gate asked whose step still waits for it, asked by this process: a
+    // gate asked before the run was resumed is not waited on until the resumed run
+    // asks it again (a decision appended meanwhile would not be read).
+    for r in records.iter().rev() {
+        match &r.event {
+            Event::RunResumed { .. } | Event::RunStarted { .. } => return None,
+            Event::GateRequested {
+                step, rung, digest, ..
+            } => {
+                let s = state.step(step)?;
+                let waits = s.finished.is_none() && s.pending_gate(rung.as_deref()).is_some();
+                return waits.then(|| live::Waiting {
                     kind: "gate",
                     step: step.clone(),
                     rung: rung.clone(),
                     digest: Some(digest.clone()),
-                }
-            })
+                });
+            }
+            _ => {}
         }
-        _ => None,
-    })
+    }
+    None
 }
 
 /// The plan of the gate `waiting` names, as the journal has it (redacted).
@@ -382,8 +387,25 @@ pub(crate) fn decide(app: &App, run: &str, who: &Identity, body: &DecisionBody) 
             "`digest` is empty: a decision binds to the plan you were shown (its digest is on the page and in `GET /api/v1/runs/ID`)",
         );
     }
+    // Only a gate the run's process is waiting at now (see `waiting_of`).
+    let run_id = match DirStore::new(&app.state_dir).resolve(run) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
+    };
+    let waits = waiting_of(app, &run_id, None).is_some_and(|w| {
+        w.kind == "gate" && (w.step == body.step || w.rung.as_deref() == Some(&body.step))
+    });
+    if !waits {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "run {run_id} is not waiting at the gate of `{}` in this server (answered already, not reached yet, or not driven here)",
+                body.step
+            ),
+        );
+    }
     let sub = Submission {
-        run,
+        run: &run_id,
         id: &body.step,
         by: &who.name,
         verdict,
