@@ -135,7 +135,7 @@ a{color:#0645ad}table{border-collapse:collapse;width:100%}td,th{text-align:left;
 pre{white-space:pre-wrap;background:#f4f4f4;padding:.5rem;overflow-x:auto}\
 button{font-size:1rem;padding:.5rem 1rem;margin:.2rem}.approve{background:#064;color:#fff}.decline{background:#a00;color:#fff}\
 label{display:block;margin-top:.5rem}textarea,input[type=text],input[type=password]{width:100%;font-size:1rem}\
-ol{padding-left:1.5rem}.mut{font-weight:bold}";
+ol{padding-left:1.5rem}.mut{font-weight:bold}code{overflow-wrap:anywhere}h1 small{font-size:.6em;overflow-wrap:anywhere}";
 
 fn layout(title: &str, who: Option<&Identity>, body: &str, script: Option<&str>) -> Html<String> {
     let user = who.map_or_else(
