@@ -195,6 +195,7 @@ fn journal(events: usize, shape: Option<&str>) -> String {
                 ops: ops.clone(),
                 digest: "d".into(),
                 preview: None,
+                quorum: Default::default(),
             },
         );
         g.push(

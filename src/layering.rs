@@ -51,6 +51,17 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "serve",
+        &[
+            "engine",
+            "journal",
+            "providers",
+            "render",
+            "runbook",
+            "store",
+        ],
+    ),
+    (
         "cli",
         &[
             "clock",
@@ -63,6 +74,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "providers",
             "render",
             "runbook",
+            "serve",
             "store",
             "suite",
         ],

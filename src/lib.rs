@@ -19,5 +19,6 @@ pub mod notify;
 pub mod providers;
 pub mod render;
 pub mod runbook;
+pub mod serve;
 pub mod store;
 pub mod suite;

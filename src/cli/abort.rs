@@ -32,9 +32,42 @@ pub struct Args {
     /// Who ends it (default: $USER, then the login name, then `git config user.email`).
     #[arg(long, env = "RUNBOOK_OPERATOR")]
     pub operator: Option<String>,
+    #[command(flatten)]
+    pub remote: super::remote::ServerArgs,
 }
 
 pub fn run(args: Args, g: &Global) -> i32 {
+    if let Some(server) = &args.remote.server {
+        use super::remote::{call, seg};
+        let base = format!("/api/v1/runs/{}", seg(&args.run_id));
+        if let Some(reason) = &args.reason {
+            let note = serde_json::json!({ "text": format!("abort: {reason}") });
+            if let Err(e) = call(
+                server,
+                reqwest::Method::POST,
+                &format!("{base}/note"),
+                Some(note),
+            ) {
+                crate::cli::error_line!("error: {e}");
+                return exit::USAGE;
+            }
+        }
+        return match call(
+            server,
+            reqwest::Method::POST,
+            &format!("{base}/abort"),
+            Some(serde_json::json!({})),
+        ) {
+            Ok(_) => {
+                println!("{}", args.run_id);
+                exit::OK
+            }
+            Err(e) => {
+                crate::cli::error_line!("error: {e}");
+                exit::USAGE
+            }
+        };
+    }
     match abort(&args, g) {
         Ok(run_id) => {
             println!("{run_id}");

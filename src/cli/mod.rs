@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod abort;
+pub mod approve;
 pub mod completions;
 pub mod demo;
 pub mod lab;
@@ -16,9 +17,11 @@ pub mod list;
 pub mod operator;
 pub mod postmortem;
 pub mod rbac;
+pub mod remote;
 pub mod run;
 pub mod runs;
 pub mod schema;
+pub mod serve;
 pub mod show;
 pub mod test;
 
@@ -204,6 +207,8 @@ pub enum Command {
     Show(show::Args),
     /// End a paused or interrupted run, from any terminal.
     Abort(abort::Args),
+    /// Approve (or decline) a waiting gate of a run from another terminal.
+    Approve(approve::Args),
     /// Add a timestamped operator note to a run's journal.
     Note(runs::NoteArgs),
     /// Render a run's journal as a markdown postmortem.
@@ -215,6 +220,8 @@ pub enum Command {
     Man(completions::ManArgs),
     /// Serve a simulated Kubernetes cluster on 127.0.0.1, loaded from a scenario.
     Lab(lab::Args),
+    /// Serve: Alertmanager webhooks start runbooks, people approve on a web page.
+    Serve(serve::Args),
     /// Run the seed incident end to end against the embedded lab.
     Demo(demo::Args),
     /// Test runbooks against the scenarios they declare, in an in-process lab.
@@ -261,10 +268,12 @@ pub fn main() -> i32 {
         Command::Completions(a) => completions::completions(a),
         Command::Man(a) => completions::man(a),
         Command::Abort(a) => abort::run(a, g),
+        Command::Approve(a) => approve::run(a, g),
         Command::Note(a) => runs::note(a, g),
         Command::Postmortem(a) => postmortem::run(a, g),
         Command::Lab(a) => lab::run(a, g),
         Command::Demo(a) => demo::run(a, g),
+        Command::Serve(a) => serve::run(a, g),
         Command::Test(a) => test::run(a, g),
     }
 }

@@ -26,6 +26,18 @@ pub struct ApprovalArgs {
     /// Approve the gate of this step (repeatable).
     #[arg(long = "approve", value_name = "STEP_ID")]
     pub approve: Vec<String>,
+    /// At a gate nobody here answers, wait (up to TIMEOUT, e.g. `30m`; without it,
+    /// until answered) for a decision from another terminal (`runbook approve RUN
+    /// ID`) instead of pausing. A `gate: { approvals: N }` waits for the others too.
+    #[arg(
+        long,
+        value_name = "TIMEOUT",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "forever",
+        value_parser = parse_wait
+    )]
+    pub wait_for_approval: Option<std::time::Duration>,
     /// Who does it, journaled with every approval (default: $USER, then the login
     /// name, then `git config user.email`).
     #[arg(long, env = "RUNBOOK_OPERATOR")]
@@ -384,7 +396,10 @@ fn setup(
         quiet: g.quiet,
         colour: g.colour(),
     }));
-    let flags = FlagApprover::new(a.yes, &a.approve, operator.clone());
+    let mut flags = FlagApprover::new(a.yes, &a.approve, operator.clone());
+    if let Some(limit) = a.wait_for_approval {
+        flags = flags.waiting(Some(limit));
+    }
     let approver: Arc<dyn Approver> = if tty && std::io::stdin().is_terminal() {
         Arc::new(PromptApprover {
             flags,
@@ -547,6 +562,18 @@ pub fn resolve_run_id(state_dir: &std::path::Path, id: &str) -> Result<String, S
         .map_err(|e| e.to_string())
 }
 
+/// `--wait-for-approval[=TIMEOUT]`: a duration (`30m`, `1h30m`), or `forever`.
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    if s == "forever" {
+        return Ok(std::time::Duration::MAX);
+    }
+    crate::runbook::model::Duration::parse(s)
+        .map(|d| d.0)
+        .map_err(|e| {
+            format!("{e}; write e.g. `--wait-for-approval=30m`, or no value to wait until answered")
+        })
+}
+
 /// `--incident-start`: a time in UTC (see [`crate::clock::parse_when`]), not in the
 /// future.
 fn parse_incident_start(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -567,7 +594,7 @@ fn parse_incident_start(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String
 pub use super::operator::operator_name;
 
 /// True when any step, rung, verification or handler has a `kube` operation.
-fn uses_kube(rb: &crate::runbook::Runbook) -> bool {
+pub(crate) fn uses_kube(rb: &crate::runbook::Runbook) -> bool {
     rb.steps.iter().chain(&rb.handlers).any(|s| {
         s.kube.is_some()
             || s.verification().is_some_and(|v| v.kube.is_some())
@@ -585,7 +612,7 @@ fn uses_kube(rb: &crate::runbook::Runbook) -> bool {
 /// absolute) and, when a context was chosen, `RUNBOOK_KUBE_CONTEXT`: kubectl has no
 /// environment variable for a context, so a shell step that must use the same
 /// context passes `--context "$RUNBOOK_KUBE_CONTEXT"` (docs/engine.md).
-async fn add_kube(
+pub(crate) async fn add_kube(
     providers: Providers,
     args: &KubeArgs,
     defaults: Option<&crate::runbook::model::KubeDefaults>,

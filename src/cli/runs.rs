@@ -53,6 +53,8 @@ pub struct NoteArgs {
     /// The postmortem's timeline places the note at that time.
     #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     pub at: Option<String>,
+    #[command(flatten)]
+    pub remote: super::remote::ServerArgs,
 }
 
 /// `--since`: a duration back from now, or a date or time.
@@ -227,6 +229,35 @@ fn operators(r: &RunSummary) -> String {
 }
 
 pub fn note(mut args: NoteArgs, g: &Global) -> i32 {
+    if let Some(server) = &args.remote.server {
+        if args.at.is_some() {
+            crate::cli::error_line!(
+                "error: --at is not supported with --server yet; the server journals the note at the time it receives it"
+            );
+            return exit::USAGE;
+        }
+        use super::remote::{call, seg};
+        let path = format!("/api/v1/runs/{}/note", seg(&args.run_id));
+        return match call(
+            server,
+            reqwest::Method::POST,
+            &path,
+            Some(serde_json::json!({ "text": args.text })),
+        ) {
+            Ok(v) => {
+                eprintln!(
+                    "noted in {} (event {})",
+                    v["run_id"].as_str().unwrap_or_default(),
+                    v["seq"]
+                );
+                exit::OK
+            }
+            Err(e) => {
+                crate::cli::error_line!("error: {e}");
+                exit::USAGE
+            }
+        };
+    }
     args.run_id = match super::run::resolve_run_id(&g.state_dir, &args.run_id) {
         Ok(id) => id,
         Err(e) => {

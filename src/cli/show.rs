@@ -15,9 +15,54 @@ pub struct Args {
     pub run_id: String,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub remote: super::remote::ServerArgs,
+}
+
+/// `show --server`: the run as the server has it, with the plan waiting at its gate.
+fn remote(server: &str, args: &Args) -> i32 {
+    use super::remote::{call, seg};
+    let v = match call(
+        server,
+        reqwest::Method::GET,
+        &format!("/api/v1/runs/{}", seg(&args.run_id)),
+        None,
+    ) {
+        Ok(v) => v,
+        Err(e) => {
+            crate::cli::error_line!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    if args.output.json() {
+        return super::print_json(&v["run"]);
+    }
+    let r = &v["run"];
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+    println!("run:       {}", s(&r["run_id"]));
+    println!("runbook:   {}", s(&r["runbook"]));
+    println!("status:    {}", s(&r["status"]));
+    println!("started:   {} by {}", s(&r["started"]), s(&r["operator"]));
+    if let Some(t) = v["incident_start"].as_str() {
+        println!("incident:  started {t}");
+    }
+    if let Some(w) = r.get("waiting") {
+        println!("waits at:  {} `{}`", s(&w["kind"]), s(&w["step"]));
+        if let Some(ops) = v["plan"]["ops"].as_array() {
+            println!("plan:      (digest {})", s(&w["digest"]));
+            for op in ops {
+                println!("  - {}", s(&op["display"]));
+            }
+        }
+        println!("answer:    on {server}/runs/{}", s(&r["run_id"]));
+    }
+    exit::OK
 }
 
 pub fn run(args: Args, g: &Global) -> i32 {
+    if let Some(server) = args.remote.server.clone() {
+        return remote(&server, &args);
+    }
     let store = DirStore::new(&g.state_dir);
     let run_id = match store.resolve(&args.run_id) {
         Ok(id) => id,

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::io::BufRead;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 
@@ -78,6 +79,19 @@ pub enum ManualAnswer {
 pub trait Approver: Send + Sync {
     fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer>;
     fn manual<'a>(&'a self, req: &'a ManualRequest) -> BoxFuture<'a, ManualAnswer>;
+
+    /// How long a gate this approver cannot answer waits for decisions from other
+    /// processes (`runbook approve`, a web page) instead of pausing the run; `None`:
+    /// it pauses. `Duration::MAX` waits until someone answers or the run is stopped.
+    fn wait_limit(&self) -> Option<Duration> {
+        None
+    }
+
+    /// A person is at this process (a terminal): a quorum gate they approved waits
+    /// for the others instead of pausing.
+    fn present(&self) -> bool {
+        false
+    }
 }
 
 /// Approves every gate and confirms every manual step, journaled with source
@@ -143,6 +157,9 @@ pub struct FlagApprover {
     /// step as done.
     pub approve: HashSet<String>,
     pub operator: String,
+    /// `--wait-for-approval[=TIMEOUT]`: a gate the flags do not answer waits this
+    /// long for a decision from another process instead of pausing the run.
+    pub wait: Option<Duration>,
 }
 
 impl FlagApprover {
@@ -151,7 +168,22 @@ impl FlagApprover {
             yes,
             approve: approve.iter().cloned().collect(),
             operator: operator.into(),
+            wait: None,
         }
+    }
+
+    /// Wait up to `limit` (`None`: until answered) for decisions from other
+    /// processes at a gate the flags do not answer.
+    pub fn waiting(mut self, limit: Option<Duration>) -> FlagApprover {
+        self.wait = Some(limit.unwrap_or(Duration::MAX));
+        self
+    }
+
+    /// The approver of a run started by a server (`runbook serve`): nobody at a
+    /// terminal, no flags; every gate waits up to `limit` (`None`: until answered)
+    /// for a decision submitted with [`super::external::submit_decision`].
+    pub fn remote(operator: impl Into<String>, limit: Option<Duration>) -> FlagApprover {
+        FlagApprover::new(false, &[], operator).waiting(limit)
     }
 
     fn names(&self, step: &str, rung: Option<&str>) -> bool {
@@ -193,6 +225,10 @@ fn explicit_reason(req: &GateRequest) -> String {
 }
 
 impl Approver for FlagApprover {
+    fn wait_limit(&self) -> Option<Duration> {
+        self.wait
+    }
+
     fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
         Box::pin(async move {
             self.gate_answer(req).unwrap_or_else(|| GateAnswer::Pause {
@@ -244,6 +280,14 @@ impl PromptApprover {
 }
 
 impl Approver for PromptApprover {
+    fn wait_limit(&self) -> Option<Duration> {
+        self.flags.wait
+    }
+
+    fn present(&self) -> bool {
+        true
+    }
+
     fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
         Box::pin(async move {
             if let Some(a) = self.flags.gate_answer(req) {

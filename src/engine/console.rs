@@ -384,6 +384,22 @@ impl Printer {
                 then.chars().take(12).collect::<String>(),
                 now.chars().take(12).collect::<String>(),
             )),
+            Notice::ExpiredApproval { by, at } => self.line(&format!(
+                "  {by}'s approval of {} has expired (the gate's `expires:`): it no longer counts",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            )),
+            Notice::AwaitingApprovals { have, needed, how } => self.line(&format!(
+                "  {} of {needed} approvals ({}); waiting for another person: {how}",
+                have.len(),
+                if have.is_empty() {
+                    "none yet".to_string()
+                } else {
+                    have.join(", ")
+                }
+            )),
+            Notice::SamePerson { by } => self.line(&format!(
+                "  {by} has already approved this plan; the same person counts once"
+            )),
             Notice::WouldVerify { title } => self.line(&format!("  would verify: {title}")),
             Notice::WouldAsk { instruction } => {
                 self.line(&format!("  would ask: {instruction}"));
@@ -475,6 +491,7 @@ fn source_word(s: ApprovalSource) -> &'static str {
         ApprovalSource::Flag => "--approve",
         ApprovalSource::Unattended => "unattended",
         ApprovalSource::Automatic => "automatic",
+        ApprovalSource::Remote => "runbook approve",
     }
 }
 

@@ -154,6 +154,21 @@ pub enum Notice {
         then: String,
         now: String,
     },
+    /// Approvals of this plan older than the gate's `expires:` no longer count.
+    ExpiredApproval {
+        by: String,
+        at: chrono::DateTime<chrono::Utc>,
+    },
+    /// A quorum gate has some approvals and waits for more.
+    AwaitingApprovals {
+        have: Vec<String>,
+        needed: u32,
+        how: String,
+    },
+    /// The same person approved again: it counts once.
+    SamePerson {
+        by: String,
+    },
     /// A dry run does not verify.
     WouldVerify {
         title: String,
@@ -286,6 +301,23 @@ impl Events {
     /// A bar handle that draws nothing.
     pub(crate) fn no_bar(&self) -> Bar {
         Bar(None)
+    }
+
+    /// An event another process appended to the journal (`runbook approve`): the
+    /// journal has it already, so it is only applied to the state and told to the
+    /// reporters.
+    pub(crate) fn observe(&self, record: &Record) {
+        let mut state = self.state();
+        state.apply(record.ts, &record.event);
+        for r in self.reporters.iter() {
+            r.record(record, &state);
+        }
+    }
+
+    /// Where the journal is, and how many bytes of it this process has seen written
+    /// (its own appends): where to look for what other processes append.
+    pub(crate) fn journal_end(&self) -> (std::path::PathBuf, u64) {
+        self.journal.end()
     }
 
     /// Make every event written so far durable.

@@ -10,10 +10,11 @@ use super::run::sha256_hex;
 use futures::StreamExt;
 
 use crate::journal::event::Scope;
-use crate::journal::event::{ApprovalSource, Decision, Event, Impact, PlannedOp};
-use crate::journal::state::StepState;
+use crate::journal::event::{ApprovalSource, Decision, Event, Impact, PlannedOp, Quorum, Record};
+use crate::journal::state::{StepState, between_ms};
 use crate::providers::{ExecCtx, OpError, RunClock};
-use crate::runbook::model::{Gate, Preview, Step};
+use crate::runbook::model::{Gate, GateRule, Preview, Step};
+use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::time::Duration;
 
@@ -124,7 +125,7 @@ impl Ctx<'_> {
         rung: Option<&str>,
         title: &str,
         prepared: &mut [Prepared],
-        gate: Gate,
+        policy: GatePolicy,
         prior: Option<&StepState>,
         preview: Option<&Preview>,
     ) -> Result<Pass, EngineError> {
@@ -178,7 +179,7 @@ impl Ctx<'_> {
             title: title.to_string(),
             ops,
             digest: digest.clone(),
-            explicit: gate == Gate::Explicit,
+            explicit: policy.mode == Gate::Explicit,
             preview: preview.clone(),
         };
         if self.opts.dry_run {
@@ -190,19 +191,59 @@ impl Ctx<'_> {
                 "dry run: plan printed, nothing performed".into(),
             ));
         }
-        if let Some(g) = prior.and_then(|p| p.approval(rung, &digest)) {
-            self.events
-                .notice(Notice::ApprovedEarlier { by: g.by.clone() });
-            return Ok(Pass::Go);
-        }
-        if let Some(g) = prior.and_then(|p| p.stale_approval(rung, &digest)) {
-            // An approval is of a plan, not of a step: the operations resolve
-            // differently now (other flags, other defaults), so it is asked again.
-            self.events.notice(Notice::StaleApproval {
-                by: g.by.clone(),
-                then: g.digest.clone(),
-                now: digest.clone(),
-            });
+        let needed = policy.rule.approvals.max(1) as usize;
+        let expires_ms = policy
+            .rule
+            .expires
+            .map(|d| u64::try_from(d.0.as_millis()).unwrap_or(u64::MAX));
+        // Approvals that count: (person, when), from before this process asked (a
+        // resume) and from while it waits. One per person; an expired one drops out.
+        let mut have: Vec<(String, DateTime<Utc>)> = Vec::new();
+        if let Some(p) = prior {
+            // Declined (or skipped) from another terminal while the run was paused:
+            // the run does what its own gate would have done with that answer.
+            if let Some(g) = p.gates.iter().rev().find(|g| g.rung.as_deref() == rung)
+                && g.source == ApprovalSource::Remote
+                && g.digest == digest
+                && g.decision != Decision::Approved
+            {
+                return Ok(match g.decision {
+                    Decision::Skipped => {
+                        Pass::Skip(format!("skipped at the gate by {} (runbook approve)", g.by))
+                    }
+                    _ => Pass::Abort(format!("gate declined by {} (runbook approve)", g.by)),
+                });
+            }
+            let now = self.clock.now();
+            if let Some(ms) = expires_ms {
+                for g in p.expired_approvals(rung, &digest, ms, now) {
+                    self.events.notice(Notice::ExpiredApproval {
+                        by: g.by.clone(),
+                        at: g.decided,
+                    });
+                }
+            }
+            have = p
+                .approvers(rung, &digest, expires_ms, now)
+                .into_iter()
+                .map(|g| (g.by.clone(), g.decided))
+                .collect();
+            if have.len() >= needed {
+                self.events
+                    .notice(Notice::ApprovedEarlier { by: names(&have) });
+                return Ok(Pass::Go);
+            }
+            if have.is_empty()
+                && let Some(g) = p.stale_approval(rung, &digest)
+            {
+                // An approval is of a plan, not of a step: the operations resolve
+                // differently now (other flags, other defaults), so it is asked again.
+                self.events.notice(Notice::StaleApproval {
+                    by: g.by.clone(),
+                    then: g.digest.clone(),
+                    now: digest.clone(),
+                });
+            }
         }
         let decided = |decision, by: String, source| Event::GateDecided {
             step: req.step.clone(),
@@ -218,8 +259,12 @@ impl Ctx<'_> {
             ops: req.ops.clone(),
             digest: digest.clone(),
             preview: req.preview.clone(),
+            quorum: Quorum {
+                approvals: needed as u32,
+                expires_ms,
+            },
         };
-        if gate == Gate::Auto {
+        if policy.mode == Gate::Auto {
             self.events.emit(requested, false)?;
             self.events.emit(
                 decided(
@@ -236,37 +281,236 @@ impl Ctx<'_> {
             request: req.clone(),
             header: "plan of",
         });
-        let answer = tokio::select! {
-            a = self.approver.gate(&req) => a,
-            () = self.cancel.cancelled() => return Ok(Pass::Abort("aborted by operator".into())),
-        };
-        Ok(match answer {
-            GateAnswer::Approve { by, source } => {
-                self.events
-                    .emit(decided(Decision::Approved, by, source), true)?;
-                Pass::Go
+        // From here, decisions may also come from other processes (`runbook approve`,
+        // a web page): appended to the journal after this point, read back every
+        // POLL while the gate waits (and only then).
+        let (journal, mut offset) = self.events.journal_end();
+        let approver = std::sync::Arc::clone(&self.approver);
+        let mut local = Some(approver.gate(&req));
+        let wait = approver.wait_limit();
+        let present = approver.present();
+        let deadline = wait.and_then(|d| tokio::time::Instant::now().checked_add(d));
+        let id = req.rung.clone().unwrap_or_else(|| req.step.clone());
+        let mut told = 0usize;
+        loop {
+            let now = self.clock.now();
+            if let Some(ms) = expires_ms {
+                for (by, at) in have.iter().filter(|(_, at)| between_ms(*at, now) > ms) {
+                    self.events.notice(Notice::ExpiredApproval {
+                        by: by.clone(),
+                        at: *at,
+                    });
+                }
+                have.retain(|(_, at)| between_ms(*at, now) <= ms);
             }
-            GateAnswer::Skip { by, source } => {
-                self.events
-                    .emit(decided(Decision::Skipped, by.clone(), source), true)?;
-                Pass::Skip(format!("skipped at the gate by {by}"))
+            if have.len() >= needed {
+                return Ok(Pass::Go);
             }
-            GateAnswer::Decline { by } => {
-                self.events.emit(
-                    decided(Decision::Declined, by.clone(), ApprovalSource::Prompt),
-                    true,
-                )?;
-                Pass::Abort(format!("gate declined by {by}"))
+            let can_wait = wait.is_some() || (present && local.is_none());
+            if local.is_none() && !can_wait {
+                return Ok(Pass::Pause(format!(
+                    "waiting for {} more approval(s) of this plan (`approvals: {needed}`; approved by {}): another person runs `runbook approve {} {id}`",
+                    needed - have.len(),
+                    names(&have),
+                    self.run_id
+                )));
             }
-            GateAnswer::Abort { by } => {
-                self.events.emit(
-                    decided(Decision::Aborted, by.clone(), ApprovalSource::Prompt),
-                    true,
-                )?;
-                Pass::Abort(format!("aborted at the gate by {by}"))
+            if local.is_none() && told != have.len() {
+                told = have.len();
+                self.events.notice(Notice::AwaitingApprovals {
+                    have: have.iter().map(|(b, _)| b.clone()).collect(),
+                    needed: needed as u32,
+                    how: format!("`runbook approve {} {id}`", self.run_id),
+                });
             }
-            GateAnswer::Pause { reason } => Pass::Pause(reason),
-        })
+            let idle_now = local.is_none();
+            let asked = async {
+                match local.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let foreign = async {
+                if wait.is_none() && !present {
+                    // Nobody waits in this process: the run pauses, and decisions
+                    // from elsewhere are read when it resumes.
+                    return std::future::pending().await;
+                }
+                foreign_decisions(&journal, &mut offset, &req.step, req.rung.as_deref()).await
+            };
+            let idle = idle_now;
+            let timeout = async move {
+                match deadline {
+                    Some(d) if idle || wait.is_some() => {
+                        tokio::time::sleep_until(d).await;
+                    }
+                    _ => std::future::pending().await,
+                }
+            };
+            let step_answer = tokio::select! {
+                a = asked => Answer::Local(a),
+                recs = foreign => Answer::Foreign(recs),
+                () = timeout => Answer::TimedOut,
+                () = self.cancel.cancelled() => return Ok(Pass::Abort("aborted by operator".into())),
+            };
+            match step_answer {
+                Answer::Local(answer) => {
+                    local = None;
+                    match answer {
+                        GateAnswer::Approve { by, source } => {
+                            if have.iter().any(|(b, _)| *b == by) {
+                                self.events.notice(Notice::SamePerson { by });
+                            } else {
+                                self.events
+                                    .emit(decided(Decision::Approved, by.clone(), source), true)?;
+                                have.push((by, self.clock.now()));
+                            }
+                        }
+                        GateAnswer::Skip { by, source } => {
+                            self.events
+                                .emit(decided(Decision::Skipped, by.clone(), source), true)?;
+                            return Ok(Pass::Skip(format!("skipped at the gate by {by}")));
+                        }
+                        GateAnswer::Decline { by } => {
+                            self.events.emit(
+                                decided(Decision::Declined, by.clone(), ApprovalSource::Prompt),
+                                true,
+                            )?;
+                            return Ok(Pass::Abort(format!("gate declined by {by}")));
+                        }
+                        GateAnswer::Abort { by } => {
+                            self.events.emit(
+                                decided(Decision::Aborted, by.clone(), ApprovalSource::Prompt),
+                                true,
+                            )?;
+                            return Ok(Pass::Abort(format!("aborted at the gate by {by}")));
+                        }
+                        GateAnswer::Pause { reason } => {
+                            if wait.is_none() {
+                                return Ok(Pass::Pause(reason));
+                            }
+                            self.events.notice(Notice::AwaitingApprovals {
+                                have: have.iter().map(|(b, _)| b.clone()).collect(),
+                                needed: needed as u32,
+                                how: format!("`runbook approve {} {id}`", self.run_id),
+                            });
+                            told = have.len();
+                        }
+                    }
+                }
+                Answer::Foreign(records) => {
+                    for rec in records {
+                        self.events.observe(&rec);
+                        let Event::GateDecided {
+                            decision,
+                            by,
+                            digest: theirs,
+                            ..
+                        } = &rec.event
+                        else {
+                            continue;
+                        };
+                        if *theirs != digest {
+                            continue;
+                        }
+                        match decision {
+                            Decision::Approved => {
+                                if !have.iter().any(|(b, _)| b == by) {
+                                    have.push((by.clone(), rec.ts));
+                                }
+                            }
+                            Decision::Skipped => {
+                                return Ok(Pass::Skip(format!(
+                                    "skipped at the gate by {by} (runbook approve)"
+                                )));
+                            }
+                            Decision::Declined => {
+                                return Ok(Pass::Abort(format!(
+                                    "gate declined by {by} (runbook approve)"
+                                )));
+                            }
+                            Decision::Aborted => {
+                                return Ok(Pass::Abort(format!(
+                                    "aborted at the gate by {by} (runbook approve)"
+                                )));
+                            }
+                        }
+                    }
+                }
+                Answer::TimedOut => {
+                    return Ok(Pass::Pause(format!(
+                        "no {} approval(s) within the wait (--wait-for-approval); approved by {}",
+                        needed - have.len(),
+                        names(&have)
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// What ended one turn of a gate's wait.
+enum Answer {
+    Local(GateAnswer),
+    Foreign(Vec<Record>),
+    TimedOut,
+}
+
+/// How often a waiting gate looks for decisions other processes appended.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Wait until another process appends a decision for this gate (`runbook approve`,
+/// a web page): read only the journal's new tail every [`POLL`], from `offset` on.
+async fn foreign_decisions(
+    journal: &std::path::Path,
+    offset: &mut u64,
+    step: &str,
+    rung: Option<&str>,
+) -> Vec<Record> {
+    loop {
+        if let Ok((records, next)) = crate::journal::reader::read_tail(journal, *offset) {
+            *offset = next;
+            let ours: Vec<Record> = records
+                .into_iter()
+                .filter(|r| {
+                    matches!(&r.event, Event::GateDecided { step: s, rung: g, source: ApprovalSource::Remote, .. }
+                        if s == step && g.as_deref() == rung)
+                })
+                .collect();
+            if !ours.is_empty() {
+                return ours;
+            }
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// `ana, lee` (or `nobody yet`).
+fn names(have: &[(String, DateTime<Utc>)]) -> String {
+    if have.is_empty() {
+        "nobody yet".into()
+    } else {
+        have.iter()
+            .map(|(b, _)| b.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// How a step's (or rung's) gate is to be passed: its mode (`approve`, `auto`,
+/// `explicit`) and, from the mapping form, its quorum and expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct GatePolicy {
+    pub mode: Gate,
+    pub rule: GateRule,
+}
+
+impl From<Gate> for GatePolicy {
+    fn from(mode: Gate) -> GatePolicy {
+        GatePolicy {
+            mode,
+            rule: GateRule::default(),
+        }
     }
 }
 

@@ -17,6 +17,7 @@ mod clock;
 mod console;
 mod ctx;
 mod events;
+pub mod external;
 mod gate;
 mod handlers;
 mod ops;
@@ -41,6 +42,7 @@ pub use approve::{
 pub use clock::{Clock, SystemClock};
 pub use console::{Printer, PrinterOpts, human as human_duration};
 pub use events::{BarId, BarKind, BarUpdate, JsonLines, Notice, Progress, Quiet, Reporter};
+pub use external::{Submission, SubmitError, Submitted, Verdict, submit_decision};
 pub use run::{ParamInputs, SecretInputs, git_ref, param_env_var, secret_env_var};
 pub use state::{RunSummary, list_runs, new_run_id};
 
@@ -94,6 +96,9 @@ pub struct EngineOpts {
     /// Where `incident_start` came from when not from the operator (`scenario`,
     /// `alert`): journaled as its `source`.
     pub incident_start_source: Option<String>,
+    /// Notes journaled right after `run_started` (text, by): what started the run
+    /// when it was not a person at a terminal (`runbook serve`: the alert).
+    pub notes: Vec<(String, String)>,
 }
 
 impl EngineOpts {
@@ -115,6 +120,7 @@ impl EngineOpts {
             rerun_unknown: false,
             incident_start: None,
             incident_start_source: None,
+            notes: Vec::new(),
         }
     }
 }

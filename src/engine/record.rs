@@ -27,7 +27,9 @@ impl From<WriteError> for EngineError {
             WriteError::Io { path, source } => EngineError::Write { path, source },
             // A journal at the end of its numbering was forged or damaged: bad input.
             e @ WriteError::SeqExhausted(_) => EngineError::Resume(e.to_string()),
-            e @ WriteError::Exists(_) => EngineError::Journal(e.to_string()),
+            e @ (WriteError::Exists(_) | WriteError::Unreadable(_)) => {
+                EngineError::Journal(e.to_string())
+            }
         }
     }
 }
@@ -92,6 +94,12 @@ impl Recorder {
             ts: ts.trunc_subsecs(3),
             event,
         })
+    }
+
+    /// The journal's path and the end of this process's last append.
+    pub(crate) fn end(&self) -> (std::path::PathBuf, u64) {
+        let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        (w.path().to_owned(), w.written_len())
     }
 
     pub(crate) fn sync(&self) -> Result<(), EngineError> {
@@ -177,12 +185,14 @@ impl Recorder {
                 ops,
                 digest,
                 preview,
+                quorum,
             } => Event::GateRequested {
                 step,
                 rung,
                 ops: ops.into_iter().map(planned).collect(),
                 digest,
                 preview: preview.map(text),
+                quorum,
             },
             Event::Paused {
                 step,

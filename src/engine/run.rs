@@ -82,6 +82,9 @@ pub(crate) async fn start(
         let source = opts.incident_start_source.clone();
         events.emit(Event::IncidentStart { at, by, source }, false)?;
     }
+    for (text, by) in opts.notes.clone() {
+        events.emit(Event::Note { text, by, at: None }, false)?;
+    }
     // A version git cannot give back later: said on the console and journaled as a
     // note (the postmortem shows it), besides the flags on `run_started`.
     if let Some(text) = version_warning {

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::EngineError;
 use super::ctx::Ctx;
 use super::events::Notice;
+use super::gate::GatePolicy;
 use super::handlers;
 use super::run::{Runner, outcome_word};
 use super::verify::{DEFAULT_WITHIN, Verdict};
@@ -235,13 +236,22 @@ impl Ctx<'_> {
         out
     }
 
-    pub(super) fn gate_of(&self, step: &Step, rung: Option<&Rung>) -> Gate {
+    pub(super) fn gate_of(&self, step: &Step, rung: Option<&Rung>) -> GatePolicy {
         if self.rb.unattended.iter().any(|u| u.value == step.id.value) {
-            return Gate::Auto;
+            return Gate::Auto.into();
         }
-        rung.and_then(|r| r.gate.as_deref().copied())
-            .or(step.gate.as_deref().copied())
-            .unwrap_or(Gate::Approve)
+        // A rung's own `gate:` replaces the step's, quorum and all.
+        let (gate, rule) = match rung.filter(|r| r.gate.is_some()) {
+            Some(r) => (r.gate.as_deref().copied(), r.gate_rule.as_deref().copied()),
+            None => (
+                step.gate.as_deref().copied(),
+                step.gate_rule.as_deref().copied(),
+            ),
+        };
+        GatePolicy {
+            mode: gate.unwrap_or(Gate::Approve),
+            rule: rule.unwrap_or_default(),
+        }
     }
 
     /// Journal, for each operation the process stopped in the middle of, that its

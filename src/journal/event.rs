@@ -226,6 +226,39 @@ pub enum Decision {
     Aborted,
 }
 
+/// What opens a gate (`gate: { approvals: N, expires: D }`), journaled with its
+/// request so that `runbook approve` from another process and the run state know
+/// when the gate stops waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Quorum {
+    /// Distinct people who must approve the same digest.
+    #[serde(default = "one")]
+    pub approvals: u32,
+    /// Milliseconds an approval counts for (on the run's clock); absent: forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_ms: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for Quorum {
+    fn default() -> Quorum {
+        Quorum {
+            approvals: 1,
+            expires_ms: None,
+        }
+    }
+}
+
+impl Quorum {
+    /// One approval that never expires: the gate as it always was.
+    pub fn is_single(&self) -> bool {
+        *self == Quorum::default()
+    }
+}
+
 /// Where an approval came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -240,6 +273,9 @@ pub enum ApprovalSource {
     Unattended,
     /// Answered automatically by `runbook demo` / `runbook test`.
     Automatic,
+    /// From another process while the run waited or was paused: `runbook approve`,
+    /// or a web page (`runbook serve`).
+    Remote,
 }
 
 /// Final status of a run.
@@ -343,8 +379,13 @@ pub enum Event {
         /// The `preview:` result shown with the plan (covered by the digest).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         preview: Option<String>,
+        /// What opens the gate: how many distinct people must approve this digest,
+        /// and for how long an approval counts (absent: one, forever).
+        #[serde(default, skip_serializing_if = "Quorum::is_single")]
+        quorum: Quorum,
     },
-    /// Journaled (and fsynced) before the approved action starts.
+    /// Journaled (and fsynced) before the approved action starts. With a quorum,
+    /// each person's approval is one of these, with the same digest.
     GateDecided {
         step: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]

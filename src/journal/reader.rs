@@ -104,6 +104,33 @@ pub fn read(path: &Path) -> Result<Journal, ReadError> {
     })
 }
 
+/// The complete records after byte `offset` of a journal that another process may be
+/// appending to, and the offset after the last complete line. A line still being
+/// written (no newline yet) is left for the next call; an unparsable line is skipped.
+/// A file shorter than `offset` (a torn tail was cut) is read from its end.
+///
+/// For a process waiting on a gate: it reads only what was appended since it last
+/// looked, never the whole journal.
+pub fn read_tail(path: &Path, offset: u64) -> std::io::Result<(Vec<Record>, u64)> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len <= offset {
+        return Ok((Vec::new(), len));
+    }
+    file.seek(std::io::SeekFrom::Start(offset))?;
+    let mut bytes = Vec::new();
+    file.take((len - offset).min(MAX_LINE_BYTES as u64 * 4))
+        .read_to_end(&mut bytes)?;
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let records = bytes[..complete]
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .filter_map(|l| serde_json::from_slice::<Record>(l).ok())
+        .collect();
+    Ok((records, offset + complete as u64))
+}
+
 /// The longest journal line: no event the engine writes comes near it (results
 /// over the inline bound go to side files), so a longer line is not a journal's.
 pub const MAX_LINE_BYTES: usize = 16 << 20;

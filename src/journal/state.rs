@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::event::{
-    ApprovalSource, Decision, Event, KubeTarget, Outcome, Record, RunStatus, RunbookRef, Scope,
+    ApprovalSource, Decision, Event, KubeTarget, Outcome, Quorum, Record, RunStatus, RunbookRef,
+    Scope,
 };
 
 /// Identifies one operation of a step: its rung, its `for_each` item, and whether it
@@ -97,12 +98,17 @@ impl GateRecord {
     }
 }
 
-/// A gate asked and not answered yet.
+/// A gate asked and not answered yet (with a quorum: not approved by enough
+/// people yet).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingGate {
     pub rung: Option<String>,
     pub asked: DateTime<Utc>,
     pub planned: usize,
+    /// The plan the gate asks about: a decision for another digest does not answer it.
+    pub digest: String,
+    /// What opens it.
+    pub quorum: Quorum,
 }
 
 /// A manual confirmation as journaled, with the request it answered.
@@ -240,6 +246,55 @@ impl StepState {
         })
     }
 
+    /// The approvals of exactly this plan that count at `now`: one per person (their
+    /// latest), none older than `expires_ms`, in the order they were given. A gate
+    /// with `approvals: N` opens when this holds N.
+    pub fn approvers(
+        &self,
+        rung: Option<&str>,
+        digest: &str,
+        expires_ms: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Vec<&GateRecord> {
+        let mut out: Vec<&GateRecord> = Vec::new();
+        for g in self.gates.iter().filter(|g| {
+            g.rung.as_deref() == rung
+                && g.digest == digest
+                && g.decision == Decision::Approved
+                && expires_ms.is_none_or(|ms| between_ms(g.decided, now) <= ms)
+        }) {
+            match out.iter_mut().find(|o| o.by == g.by) {
+                Some(o) => *o = g,
+                None => out.push(g),
+            }
+        }
+        out
+    }
+
+    /// Approvals of this plan that no longer count because they are older than
+    /// `expires_ms` at `now` (one per person, latest first).
+    pub fn expired_approvals(
+        &self,
+        rung: Option<&str>,
+        digest: &str,
+        expires_ms: u64,
+        now: DateTime<Utc>,
+    ) -> Vec<&GateRecord> {
+        let fresh = self.approvers(rung, digest, Some(expires_ms), now);
+        let mut out: Vec<&GateRecord> = Vec::new();
+        for g in self.gates.iter().rev().filter(|g| {
+            g.rung.as_deref() == rung
+                && g.digest == digest
+                && g.decision == Decision::Approved
+                && between_ms(g.decided, now) > expires_ms
+        }) {
+            if !fresh.iter().any(|f| f.by == g.by) && !out.iter().any(|o| o.by == g.by) {
+                out.push(g);
+            }
+        }
+        out
+    }
+
     /// The last approval of this gate for a plan other than `digest`: it was given for
     /// different operations, so it does not carry over.
     pub fn stale_approval(&self, rung: Option<&str>, digest: &str) -> Option<&GateRecord> {
@@ -369,15 +424,33 @@ impl RunState {
             Event::RunbookLinks { links } => self.links.clone_from(links),
             Event::Note { .. } | Event::VerifyPolled { .. } | Event::Escalated { .. } => {}
             Event::GateRequested {
-                step, rung, ops, ..
+                step,
+                rung,
+                ops,
+                digest,
+                quorum,
+                ..
             } => {
                 let s = self.step_mut(step);
-                if s.pending_gate(rung.as_deref()).is_none() {
-                    s.pending_gates.push(PendingGate {
+                match s
+                    .pending_gates
+                    .iter_mut()
+                    .find(|g| g.rung.as_deref() == rung.as_deref())
+                {
+                    // Asked again: the wait counts from the first request, the
+                    // question is the latest one.
+                    Some(g) => {
+                        g.digest.clone_from(digest);
+                        g.quorum = *quorum;
+                        g.planned = ops.len();
+                    }
+                    None => s.pending_gates.push(PendingGate {
                         rung: rung.clone(),
                         asked: ts,
                         planned: ops.len(),
-                    });
+                        digest: digest.clone(),
+                        quorum: *quorum,
+                    }),
                 }
             }
             Event::ManualRequested { scope, .. } => {
@@ -450,7 +523,7 @@ impl RunState {
                     .pending_gates
                     .iter()
                     .position(|g| g.rung == *rung)
-                    .map(|i| s.pending_gates.remove(i));
+                    .map(|i| s.pending_gates[i].clone());
                 s.gates.push(GateRecord {
                     rung: rung.clone(),
                     decision: *decision,
@@ -459,8 +532,20 @@ impl RunState {
                     digest: digest.clone(),
                     asked: pending.as_ref().map_or(ts, |p| p.asked),
                     decided: ts,
-                    planned: pending.map_or(0, |p| p.planned),
+                    planned: pending.as_ref().map_or(0, |p| p.planned),
                 });
+                // A quorum gate keeps waiting until enough distinct people approved
+                // its plan; any other decision answers it.
+                if let Some(p) = pending {
+                    let short = *decision == Decision::Approved
+                        && p.digest == *digest
+                        && s.approvers(rung.as_deref(), digest, p.quorum.expires_ms, ts)
+                            .len()
+                            < p.quorum.approvals as usize;
+                    if !short {
+                        s.pending_gates.retain(|g| g.rung != *rung);
+                    }
+                }
             }
             Event::Paused { step, .. } => {
                 self.paused_at = Some(step.clone());

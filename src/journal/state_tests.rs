@@ -355,6 +355,7 @@ fn gate_requested(step: &str, rung: Option<&str>, ops: usize) -> Event {
             .collect(),
         digest: "d1".into(),
         preview: None,
+        quorum: Default::default(),
     }
 }
 

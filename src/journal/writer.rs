@@ -28,6 +28,9 @@ pub enum WriteError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// The journal cannot be read back to check a decision against it.
+    #[error("{0}")]
+    Unreadable(String),
     #[error("journal {0} already exists")]
     Exists(PathBuf),
     /// The last event has seq 2^64−1: another would wrap to 0 and break the journal's
@@ -109,6 +112,12 @@ impl Writer {
         &self.path
     }
 
+    /// The file's length right after this writer's last append (or the last time
+    /// it caught up with other processes' lines).
+    pub fn written_len(&self) -> u64 {
+        self.len
+    }
+
     /// `seq` of the last event in the file as far as this writer knows.
     pub fn last_seq(&self) -> u64 {
         self.seq
@@ -123,6 +132,16 @@ impl Writer {
         sync: bool,
     ) -> Result<u64, WriteError> {
         let _lock = Flock::exclusive(&self.file).map_err(|e| io(&self.path, e))?;
+        self.append_locked(ts, event, sync)
+    }
+
+    /// [`Writer::append`] with the lock already held.
+    fn append_locked(
+        &mut self,
+        ts: DateTime<Utc>,
+        event: Event,
+        sync: bool,
+    ) -> Result<u64, WriteError> {
         self.catch_up()?;
         let seq = self
             .seq
@@ -246,6 +265,30 @@ fn io(path: &Path, source: std::io::Error) -> WriteError {
 pub fn append_once(path: &Path, ts: DateTime<Utc>, event: Event) -> Result<u64, WriteError> {
     let mut w = Writer::open(path)?;
     w.append(ts, event, true)
+}
+
+/// Append the event `decide` makes of the journal as it is, or nothing when it
+/// refuses, with the journal's lock held from the read to the fsync: a decision
+/// checked against the run's state (a gate still waiting, the same plan) cannot be
+/// outdated by another process's append between the check and the write. Two
+/// processes racing to answer one gate: the second sees the first's answer.
+///
+/// `Ok(Err(e))` is `decide`'s refusal; nothing was written.
+pub fn append_if<E>(
+    path: &Path,
+    ts: DateTime<Utc>,
+    decide: impl FnOnce(&super::reader::Journal) -> Result<Event, E>,
+) -> Result<Result<u64, E>, WriteError> {
+    let mut w = Writer::open(path)?;
+    let _lock = Flock::exclusive(&w.file).map_err(|e| io(path, e))?;
+    let journal = super::reader::read(path).map_err(|e| match e {
+        super::reader::ReadError::Io { path, source } => WriteError::Io { path, source },
+        other => WriteError::Unreadable(other.to_string()),
+    })?;
+    match decide(&journal) {
+        Ok(event) => Ok(Ok(w.append_locked(ts, event, true)?)),
+        Err(e) => Ok(Err(e)),
+    }
 }
 
 /// An advisory `flock` (std's `File::lock` on Linux) held for the duration of one

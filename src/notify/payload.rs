@@ -94,6 +94,7 @@ impl Message {
                 ops,
                 digest,
                 preview,
+                ..
             } => {
                 step = Some((s.clone(), title_of(s)));
                 gate = Some(Gate::of(ops, digest, rung.clone(), preview.clone()));

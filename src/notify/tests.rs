@@ -100,6 +100,7 @@ fn gate_record() -> Record {
             ],
             digest: "sha256:abc".into(),
             preview: None,
+            quorum: Default::default(),
         },
     }
 }

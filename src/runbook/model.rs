@@ -198,6 +198,14 @@ pub struct Runbook {
     /// and `params.name` in conditions.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, Param>,
+    /// Alerts this runbook answers (`runbook serve`): an Alertmanager alert whose
+    /// labels include every label of one trigger starts a run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Trigger>,
+    /// Params taken from the alert that started a run (`runbook serve`): parameter
+    /// name → `labels.NAME` or `annotations.NAME`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params_from_alert: BTreeMap<String, Sp<String>>,
     /// Ids of actions that may run without approval (in addition to `gate: auto`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unattended: Vec<Sp<String>>,
@@ -209,6 +217,15 @@ pub struct Runbook {
     /// Steps that run only when a failing step names them in `on_failure`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handlers: Vec<Step>,
+}
+
+/// An alert a runbook answers (`triggers:`).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    /// Label name → value; the alert must carry every one of them with exactly this
+    /// value (`{ alertname: HubPodNotReady, namespace: prod }`).
+    pub alert: BTreeMap<String, Sp<String>>,
 }
 
 /// A page named in `links:`.
@@ -503,9 +520,16 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub every: Option<Sp<Duration>>,
     /// Actions only: `approve` (the default) stops for approval; `auto` runs unattended;
-    /// `explicit` accepts only an approval that names the step (`--approve ID`).
+    /// `explicit` accepts only an approval that names the step (`--approve ID`); or
+    /// `{ approvals: N, explicit: BOOL, expires: DURATION }`: N distinct people must
+    /// approve the same plan, each approval counting for `expires`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GateForm>")]
     pub gate: Option<Sp<Gate>>,
+    /// The mapping form of `gate:` (its `gate` is then `approve` or `explicit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub gate_rule: Option<Sp<GateRule>>,
     /// Actions only: remedies, gentlest first, sharing the step's `verify` block; the
     /// run stops escalating at the first remedy the verification accepts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -668,9 +692,14 @@ pub struct Rung {
     /// its effect in seconds, a forced detach only after minutes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub within: Option<Sp<Duration>>,
-    /// Overrides the step's gate for this rung.
+    /// Overrides the step's gate for this rung (a string, or the mapping form).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<GateForm>")]
     pub gate: Option<Sp<Gate>>,
+    /// The mapping form of this rung's `gate:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub gate_rule: Option<Sp<GateRule>>,
     /// This rung's own proof of success, used instead of the step's `verify` after
     /// it ("scale to zero" and "roll back" are proven differently).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -744,6 +773,49 @@ pub enum Gate {
     /// step id typed at the prompt. `--yes`, `runbook demo` and `runbook test` do not
     /// approve it. For actions whose harm cannot be undone (data that would be lost).
     Explicit,
+}
+
+/// `gate: { approvals: 2, explicit: true, expires: 15m }`: a quorum of distinct people
+/// approving the same plan digest, each approval counting for `expires`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GateRule {
+    /// How many distinct people must approve the same plan (default 1). `--yes`
+    /// counts as one person; the same person twice counts once.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 10))]
+    pub approvals: u32,
+    /// Only approvals that name the step count (`runbook approve RUN ID`,
+    /// `--approve ID`, the id typed at the prompt); `--yes` does not.
+    #[serde(default)]
+    pub explicit: bool,
+    /// An approval older than this no longer counts (it is asked again). Measured
+    /// on the run's clock (virtual under `runbook test`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Duration>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Default for GateRule {
+    fn default() -> GateRule {
+        GateRule {
+            approvals: 1,
+            explicit: false,
+            expires: None,
+        }
+    }
+}
+
+/// The two spellings of `gate:` (for the schema only; the converter reads them).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum GateForm {
+    Mode(Gate),
+    Rule(GateRule),
 }
 
 /// What happens when a step fails.

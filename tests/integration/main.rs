@@ -13,6 +13,7 @@
 mod support;
 
 mod alerting_real;
+mod approvals;
 mod bounds_http;
 mod bounds_kube;
 mod bounds_lab;
@@ -75,6 +76,7 @@ mod run_target;
 mod rung_verify;
 mod runs_manage;
 mod secrets;
+mod serve;
 mod suite_bugs;
 mod suite_cli;
 mod titles_summary;

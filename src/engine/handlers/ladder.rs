@@ -120,7 +120,7 @@ async fn plan(cx: &mut Ctx<'_>, step: &Step, ids: &[String]) -> Result<End, Engi
                             Some(rung_id),
                             &title,
                             &mut prepared,
-                            Gate::Approve,
+                            Gate::Approve.into(),
                             None,
                             rung.preview.as_ref(),
                         )

@@ -609,6 +609,7 @@ mod tests {
             rung: None,
             ops: Vec::new(),
             digest: "d".into(),
+            quorum: Default::default(),
         };
         let pm = super::super::build(
             &journal(vec![
@@ -654,6 +655,7 @@ mod tests {
             rung: None,
             ops: Vec::new(),
             digest: "d".into(),
+            quorum: Default::default(),
         };
         let pm = super::super::build(
             &journal(vec![

@@ -63,6 +63,7 @@ pub(super) fn source(s: ApprovalSource) -> (&'static str, &'static str, bool) {
         ApprovalSource::Flag => ("flag", "in advance with --approve", false),
         ApprovalSource::Unattended => ("unattended", "unattended (no person was asked)", true),
         ApprovalSource::Automatic => ("automatic", "automatically (runbook demo/test)", true),
+        ApprovalSource::Remote => ("remote", "from another terminal (runbook approve)", false),
     }
 }
 

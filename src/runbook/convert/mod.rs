@@ -26,6 +26,8 @@ pub(crate) const RUNBOOK_KEYS: &[&str] = &[
     "links",
     "notify",
     "params",
+    "triggers",
+    "params_from_alert",
     "unattended",
     "kube",
     "steps",
@@ -101,10 +103,13 @@ const NOTIFY_KEYS: &[&str] = &[
     "timeout",
     "retries",
 ];
+const TRIGGER_KEYS: &[&str] = &["alert"];
 const SHELL_KEYS: &[&str] = &["argv", "env", "dir", "stdin"];
 const HTTP_KEYS: &[&str] = &["method", "url", "headers", "body", "json", "status"];
 const PROMETHEUS_KEYS: &[&str] = &["server", "query", "detects"];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
+/// Keys of the mapping form of `gate:`.
+pub(crate) const GATE_KEYS: &[&str] = &["approvals", "explicit", "expires"];
 pub(crate) const KUBE_QUALIFIERS: &[&str] = &[
     "name",
     "namespace",

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use super::{
-    Conv, Fields, KUBE_DEFAULT_KEYS, LINK_KEYS, NOTIFY_KEYS, OP_KEYS, PARAM_KEYS, PREVIEW_KEYS,
-    RETRY_KEYS, RUNBOOK_KEYS, RUNG_KEYS, STEP_KEYS, VERIFICATION_KEYS,
+    Conv, Fields, GATE_KEYS, KUBE_DEFAULT_KEYS, LINK_KEYS, NOTIFY_KEYS, OP_KEYS, PARAM_KEYS,
+    PREVIEW_KEYS, RETRY_KEYS, RUNBOOK_KEYS, RUNG_KEYS, STEP_KEYS, TRIGGER_KEYS, VERIFICATION_KEYS,
 };
 use crate::runbook::diag::Diagnostic;
 use crate::runbook::limits;
@@ -36,6 +36,8 @@ impl Conv<'_> {
         let links = self.links(&f);
         let notify = self.notify(&f);
         let params = self.params(&f);
+        let triggers = self.triggers(&f);
+        let params_from_alert = self.params_from_alert(&f, &params);
         let unattended = self.string_list(&f, "unattended");
         let kube = f.get("kube").and_then(|n| {
             let k = self.fields(n, "`kube` defaults", KUBE_DEFAULT_KEYS)?;
@@ -64,11 +66,104 @@ impl Conv<'_> {
             links,
             notify,
             params,
+            triggers,
+            params_from_alert,
             unattended,
             kube,
             steps,
             handlers,
         })
+    }
+
+    /// `triggers:`: a list of `{ alert: { LABEL: VALUE, ... } }`, each with at least
+    /// one label.
+    fn triggers(&mut self, f: &Fields<'_>) -> Vec<Trigger> {
+        let Some(n) = f.get("triggers") else {
+            return Vec::new();
+        };
+        let Yaml::Seq(items) = &n.value else {
+            self.wrong_type(
+                n,
+                "a list of `{ alert: { LABEL: VALUE } }` mappings",
+                "`triggers`",
+            );
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for item in items {
+            let Some(t) = self.fields(item, "an item of `triggers`", TRIGGER_KEYS) else {
+                continue;
+            };
+            let alert = self.string_map(&t, "alert");
+            if alert.is_empty() {
+                self.push(
+                    Diagnostic::error(
+                        "empty-trigger",
+                        item.pos,
+                        "a trigger must name at least one alert label",
+                    )
+                    .help("write `- alert: { alertname: HubPodNotReady, namespace: prod }`"),
+                );
+                continue;
+            }
+            out.push(Trigger { alert });
+        }
+        out
+    }
+
+    /// `params_from_alert:`: parameter → `labels.NAME` or `annotations.NAME`; the
+    /// parameter must be declared under `params:`.
+    fn params_from_alert(
+        &mut self,
+        f: &Fields<'_>,
+        params: &BTreeMap<String, Param>,
+    ) -> BTreeMap<String, Sp<String>> {
+        let map = self.string_map(f, "params_from_alert");
+        let mut out = BTreeMap::new();
+        for (name, source) in map {
+            let width = self.src.width(source.pos, &source.value);
+            if !params.contains_key(&name) {
+                let mut d = Diagnostic::error(
+                    "unknown-param",
+                    source.pos,
+                    format!(
+                        "`params_from_alert` sets `{name}`, which is not declared under `params:`"
+                    ),
+                )
+                .len(width);
+                d = match crate::runbook::diag::suggest(&name, params.keys().map(String::as_str)) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(format!(
+                        "declare it: `params: {{ {name}: {{ description: ... }} }}`"
+                    )),
+                };
+                self.push(d);
+                continue;
+            }
+            let ok = ["labels.", "annotations."].iter().any(|p| {
+                source
+                    .value
+                    .strip_prefix(p)
+                    .is_some_and(|rest| !rest.is_empty())
+            });
+            if !ok {
+                self.push(
+                    Diagnostic::error(
+                        "bad-alert-field",
+                        source.pos,
+                        format!(
+                            "`params_from_alert.{name}` is {:?}: expected `labels.NAME` or `annotations.NAME`",
+                            source.value
+                        ),
+                    )
+                    .len(width)
+                    .help(format!("write `{name}: labels.{name}`")),
+                );
+                continue;
+            }
+            out.insert(name, source);
+        }
+        out
     }
 
     /// `links:`: a list of `{title, url}`, each URL absolute http(s).
@@ -424,6 +519,7 @@ impl Conv<'_> {
             within: self.duration(&f, "within"),
             every: self.duration(&f, "every"),
             gate: self.gate(&f),
+            gate_rule: self.gate_rule(&f),
             escalate: f
                 .get("escalate")
                 .map_or_else(Vec::new, |n| self.escalate(n)),
@@ -509,6 +605,7 @@ impl Conv<'_> {
             timeout: self.duration(&f, "timeout"),
             within: self.duration(&f, "within"),
             gate: self.gate(&f),
+            gate_rule: self.gate_rule(&f),
             verify: f
                 .get("verify")
                 .and_then(|n| self.verification(n))
@@ -518,6 +615,25 @@ impl Conv<'_> {
 
     fn gate(&mut self, f: &Fields<'_>) -> Option<Sp<Gate>> {
         let n = f.get("gate")?;
+        if let Yaml::Map(_) = &n.value {
+            // The mapping form: an approval like `approve` (or `explicit`), with a
+            // quorum and an expiry; `gate_rule` reads the rest.
+            let explicit = self
+                .fields(n, "`gate`", GATE_KEYS)
+                .and_then(|g| {
+                    g.get("explicit")
+                        .map(|e| matches!(e.value, Yaml::Bool(true)))
+                })
+                .unwrap_or(false);
+            return Some(Sp::new(
+                n.pos,
+                if explicit {
+                    Gate::Explicit
+                } else {
+                    Gate::Approve
+                },
+            ));
+        }
         let s = self.string(n, "`gate`")?;
         match s.value.as_str() {
             "approve" => Some(Sp::new(n.pos, Gate::Approve)),
@@ -579,6 +695,59 @@ impl Conv<'_> {
                 None
             }
         }
+    }
+
+    /// `gate: { approvals: N, explicit: BOOL, expires: DURATION }` (unknown keys are
+    /// reported once, by [`Conv::gate`]).
+    fn gate_rule(&mut self, f: &Fields<'_>) -> Option<Sp<GateRule>> {
+        let n = f.get("gate")?;
+        let Yaml::Map(entries) = &n.value else {
+            return None;
+        };
+        let g = Fields {
+            pos: n.pos,
+            entries: entries
+                .iter()
+                .filter_map(|(k, v)| match &k.value {
+                    Yaml::Str(key) if GATE_KEYS.contains(&key.as_str()) => {
+                        Some((key.as_str(), k, v))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        };
+        let mut rule = GateRule::default();
+        if let Some(a) = self.opt_uint::<u32>(&g, "approvals") {
+            if a.value == 0 || a.value > 10 {
+                self.push(
+                    Diagnostic::error(
+                        "out-of-range",
+                        a.pos,
+                        format!(
+                            "`approvals: {}` must be between 1 and 10 (distinct people approving the same plan)",
+                            a.value
+                        ),
+                    )
+                    .help("e.g. `gate: { approvals: 2 }` for two-person approval"),
+                );
+            }
+            rule.approvals = a.value.clamp(1, 10);
+        }
+        rule.explicit = self.opt_bool(&g, "explicit").is_some_and(|b| b.value);
+        if let Some(d) = self.duration(&g, "expires") {
+            if d.0.is_zero() {
+                self.push(
+                    Diagnostic::error(
+                        "out-of-range",
+                        d.pos,
+                        "`expires: 0` would make every approval stale at once",
+                    )
+                    .help("e.g. `expires: 15m`"),
+                );
+            }
+            rule.expires = Some(d.value);
+        }
+        Some(Sp::new(n.pos, rule))
     }
 
     fn retry(&mut self, node: &Node) -> Option<Retry> {

@@ -1,0 +1,373 @@
+//! Decisions from another terminal (issue 19): `runbook approve RUN ID` appends a
+//! digest-bound decision under the journal's lock; a run waiting at the gate
+//! (`--wait-for-approval`) goes on within a second; a paused run finds it on resume;
+//! `gate: { approvals: 2 }` needs two distinct people. Everything through the binary,
+//! the kube plans against a lab served on loopback (its request log is the proof of
+//! what was done, and when).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use runbook::journal::event::{ApprovalSource, Decision, Event};
+use runbook::journal::reader;
+use runbook::lab::{self, Lab, LabServer};
+
+use crate::support::cli::{Cli, Output};
+
+/// Scale the hub to zero behind a two-person gate.
+const QUORUM: &str = r#"
+version: 1
+name: two-person
+title: Scale the hub down, approved by two people
+steps:
+  - action: Scale the hub to zero
+    id: scale-hub
+    gate: { approvals: 2 }
+    kube: { scale: deployments, name: hub, namespace: prod, replicas: 0 }
+"#;
+
+/// The same action behind an ordinary gate.
+const SINGLE: &str = r#"
+version: 1
+name: one-person
+title: Scale the hub down
+steps:
+  - action: Scale the hub to zero
+    id: scale-hub
+    kube: { scale: deployments, name: hub, namespace: prod, replicas: 0 }
+"#;
+
+struct World {
+    dir: tempfile::TempDir,
+    lab: Lab,
+    kubeconfig: PathBuf,
+    _server: LabServer,
+}
+
+impl World {
+    async fn new(runbook: &str) -> World {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        std::fs::write(dir.path().join("rb.yaml"), runbook).expect("a writable temp dir");
+        let lab = Lab::seed();
+        lab.set_speed(0.0);
+        let (addr, server) = lab.serve("127.0.0.1:0").await.expect("the lab listens");
+        let kubeconfig = dir.path().join("kubeconfig");
+        lab::write_kubeconfig(addr, &kubeconfig).expect("a writable temp dir");
+        World {
+            dir,
+            lab,
+            kubeconfig,
+            _server: server,
+        }
+    }
+
+    fn cli(&self) -> Cli {
+        Cli::new()
+            .state_dir(self.dir.path().join("state"))
+            .env_remove("KUBECONFIG")
+    }
+
+    /// `runbook run rb.yaml` against the lab, as `who`.
+    fn start(&self, who: &str, extra: &[&str]) -> Cli {
+        self.cli()
+            .args(["run", "--operator", who])
+            .arg(self.dir.path().join("rb.yaml"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(extra)
+    }
+
+    /// `runbook resume last` against the lab.
+    fn resume(&self, extra: &[&str]) -> Cli {
+        self.cli()
+            .args(["resume", "last", "--kubeconfig"])
+            .arg(&self.kubeconfig)
+            .args(extra)
+    }
+
+    fn approve(&self, who: &str, extra: &[&str]) -> Cli {
+        self.cli()
+            .args(["approve", "last", "scale-hub", "--by", who])
+            .args(extra)
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        let runs = self.dir.path().join("state/runs");
+        let run = std::fs::read_dir(&runs)
+            .expect("a runs folder")
+            .flatten()
+            .next()
+            .expect("one run");
+        run.path().join("journal.ndjson")
+    }
+
+    fn events(&self) -> Vec<Event> {
+        events(&self.journal_path())
+    }
+
+    /// (decision, by, source) of every gate decision journaled.
+    fn decisions(&self) -> Vec<(Decision, String, ApprovalSource)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::GateDecided {
+                    decision,
+                    by,
+                    source,
+                    ..
+                } => Some((decision, by, source)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn replicas(&self) -> i64 {
+        self.lab
+            .get("deployments", Some("prod"), "hub")
+            .and_then(|d| d["spec"]["replicas"].as_i64())
+            .expect("the hub deployment exists")
+    }
+
+    /// Wait (bounded) until the journal says the gate asked, and how many decisions
+    /// it holds by then is `decisions`.
+    fn wait_for_gate(&self, decisions: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = std::fs::read_dir(self.dir.path().join("state/runs"))
+                .ok()
+                .and_then(|mut d| d.next())
+                .is_some()
+                && self
+                    .events()
+                    .iter()
+                    .any(|e| matches!(e, Event::GateRequested { .. }))
+                && self.decisions().len() >= decisions;
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the run never reached its gate");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn events(path: &Path) -> Vec<Event> {
+    reader::read(path)
+        .map(|j| j.records.into_iter().map(|r| r.event).collect())
+        .unwrap_or_default()
+}
+
+async fn run(cli: Cli) -> Output {
+    tokio::task::spawn_blocking(move || cli.run())
+        .await
+        .expect("the run's thread does not panic")
+}
+
+/// Wait for a spawned run to exit (bounded), with what it printed.
+fn finish(child: std::process::Child) -> (std::process::ExitStatus, String) {
+    let out = child.wait_with_output().expect("the run exits");
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_person_approves_from_another_terminal_and_the_waiting_run_proceeds() {
+    let w = World::new(QUORUM).await;
+    let child = w.start("ana", &["--yes", "--wait-for-approval=2m"]).spawn();
+    // ana's --yes is one approval; the run waits for a second person.
+    w.wait_for_gate(1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(w.replicas(), 1, "nothing scaled on one approval");
+    assert_eq!(
+        w.decisions(),
+        vec![(Decision::Approved, "ana".into(), ApprovalSource::Yes)]
+    );
+
+    let approved = Instant::now();
+    run(w.approve("bob", &[]))
+        .await
+        .success()
+        .stderr_contains("2 of 2 approval(s) (ana, bob)")
+        .stderr_contains("goes on within a second");
+    let (status, stderr) = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    let took = approved.elapsed();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the waiting run noticed the approval within a poll (took {took:?})"
+    );
+    assert_eq!(w.replicas(), 0, "scaled after the second approval");
+    assert_eq!(
+        w.decisions(),
+        vec![
+            (Decision::Approved, "ana".into(), ApprovalSource::Yes),
+            (Decision::Approved, "bob".into(), ApprovalSource::Remote),
+        ]
+    );
+    // The postmortem names each approver.
+    let pm = run(w.cli().args(["postmortem", "last"])).await;
+    pm.success()
+        .stdout_contains("ana")
+        .stdout_contains("bob")
+        .stdout_contains("runbook approve");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_person_twice_counts_once_and_a_paused_run_resumes_with_two() {
+    let w = World::new(QUORUM).await;
+    // No terminal, no waiting: ana's approval is journaled and the run pauses.
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::PAUSED)
+        .stderr_contains("waiting for 1 more approval(s)")
+        .stderr_contains("runbook approve");
+    assert_eq!(w.replicas(), 1);
+
+    // ana again, from another terminal: refused, nothing journaled.
+    run(w.approve("ana", &[]))
+        .await
+        .code(runbook::exit::USAGE)
+        .stderr_contains("the same person counts once");
+    assert_eq!(w.decisions().len(), 1);
+    // ana resuming with --yes is still one person: the run pauses again.
+    run(w.resume(&["--yes", "--operator", "ana"]))
+        .await
+        .code(runbook::exit::PAUSED);
+    assert_eq!(
+        w.replicas(),
+        1,
+        "one person, however often, is one approval"
+    );
+
+    run(w.approve("bob", &[]))
+        .await
+        .success()
+        .stderr_contains("the run is paused");
+    run(w.resume(&[])).await.success();
+    assert_eq!(w.replicas(), 0);
+    let people: Vec<String> = w
+        .decisions()
+        .into_iter()
+        .filter(|(d, _, _)| *d == Decision::Approved)
+        .map(|(_, by, _)| by)
+        .collect();
+    assert_eq!(people, ["ana", "bob"], "each person once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_for_another_plan_or_a_step_that_does_not_wait_is_refused() {
+    let w = World::new(SINGLE).await;
+    run(w.start("ana", &[])).await.code(runbook::exit::PAUSED);
+    run(w.approve("bob", &["--digest", "0123456789abcdef"]))
+        .await
+        .code(runbook::exit::USAGE)
+        .stderr_contains("the plan of `scale-hub` changed");
+    run(w
+        .cli()
+        .args(["approve", "last", "no-such-step", "--by", "bob"]))
+    .await
+    .code(runbook::exit::USAGE)
+    .stderr_contains("`no-such-step` is not waiting")
+    .stderr_contains("waiting: scale-hub");
+    assert!(w.decisions().is_empty(), "nothing journaled by a refusal");
+    assert_eq!(w.replicas(), 1);
+
+    // The digest the gate asks about is accepted, by prefix.
+    let digest = w
+        .events()
+        .into_iter()
+        .find_map(|e| match e {
+            Event::GateRequested { digest, .. } => Some(digest),
+            _ => None,
+        })
+        .expect("a gate request");
+    run(w.approve("bob", &["--digest", &digest[..12]]))
+        .await
+        .success();
+    // Answered: a second decision finds nothing waiting.
+    run(w.approve("cem", &[]))
+        .await
+        .code(runbook::exit::USAGE)
+        .stderr_contains("nothing in run");
+    run(w.resume(&[])).await.success();
+    assert_eq!(w.replicas(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_racing_to_answer_one_gate_journal_exactly_one_decision() {
+    let w = World::new(SINGLE).await;
+    run(w.start("ana", &[])).await.code(runbook::exit::PAUSED);
+    for round in 0..3 {
+        let racers: Vec<_> = ["bob", "cem", "dan", "eve"]
+            .iter()
+            .map(|who| w.approve(&format!("{who}{round}"), &[]).spawn())
+            .collect();
+        let codes: Vec<i32> = racers
+            .into_iter()
+            .map(|c| finish(c).0.code().unwrap_or(-1))
+            .collect();
+        let won = codes.iter().filter(|c| **c == 0).count();
+        if round == 0 {
+            assert_eq!(won, 1, "exactly one answer is accepted: {codes:?}");
+        } else {
+            assert_eq!(won, 0, "the gate no longer waits: {codes:?}");
+        }
+    }
+    assert_eq!(w.decisions().len(), 1, "{:?}", w.decisions());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decline_from_another_terminal_aborts_the_waiting_run_and_nothing_runs() {
+    let w = World::new(SINGLE).await;
+    let child = w.start("ana", &["--wait-for-approval"]).spawn();
+    w.wait_for_gate(0);
+    run(w.approve("bob", &["--decline"])).await.success();
+    let (status, stderr) = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(runbook::exit::ABORTED), "{stderr}");
+    assert!(stderr.contains("declined by bob"), "{stderr}");
+    assert_eq!(w.replicas(), 1, "nothing scaled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_run_that_nobody_answers_pauses_at_its_timeout() {
+    let w = World::new(SINGLE).await;
+    let started = Instant::now();
+    run(w.start("ana", &["--wait-for-approval=1s"]))
+        .await
+        .code(runbook::exit::PAUSED)
+        .stderr_contains("--wait-for-approval");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(w.replicas(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lint_rejects_a_quorum_of_zero_and_unknown_gate_keys() {
+    let w = World::new(
+        r#"
+version: 1
+name: bad
+title: Bad gates
+steps:
+  - action: A
+    id: a
+    gate: { approvals: 0 }
+    shell: { argv: [true] }
+  - action: B
+    id: b
+    gate: { approval: 2 }
+    shell: { argv: [true] }
+"#,
+    )
+    .await;
+    run(w.cli().arg("lint").arg(w.dir.path().join("rb.yaml")))
+        .await
+        .failure()
+        .stdout_contains("`approvals: 0` must be between 1 and 10")
+        .stdout_contains("approval");
+}
