@@ -467,16 +467,25 @@ async fn foreign_decisions(
     step: &str,
     rung: Option<&str>,
 ) -> Vec<Record> {
+    foreign_records(journal, offset, |e| {
+        matches!(e, Event::GateDecided { step: s, rung: g, source: ApprovalSource::Remote, .. }
+            if s == step && g.as_deref() == rung)
+    })
+    .await
+}
+
+/// Wait until another process appends records `wanted` picks: the journal's new
+/// tail from `offset` on, read every [`POLL`]. Only while something waits for a
+/// person; never on a step's path.
+pub(super) async fn foreign_records(
+    journal: &std::path::Path,
+    offset: &mut u64,
+    wanted: impl Fn(&Event) -> bool,
+) -> Vec<Record> {
     loop {
         if let Ok((records, next)) = crate::journal::reader::read_tail(journal, *offset) {
             *offset = next;
-            let ours: Vec<Record> = records
-                .into_iter()
-                .filter(|r| {
-                    matches!(&r.event, Event::GateDecided { step: s, rung: g, source: ApprovalSource::Remote, .. }
-                        if s == step && g.as_deref() == rung)
-                })
-                .collect();
+            let ours: Vec<Record> = records.into_iter().filter(|r| wanted(&r.event)).collect();
             if !ours.is_empty() {
                 return ours;
             }

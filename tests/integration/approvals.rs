@@ -101,8 +101,17 @@ impl World {
         run.path().join("journal.ndjson")
     }
 
+    /// The run's events; none before the run has a folder.
     fn events(&self) -> Vec<Event> {
-        events(&self.journal_path())
+        let started = std::fs::read_dir(self.dir.path().join("state/runs"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some();
+        if started {
+            events(&self.journal_path())
+        } else {
+            Vec::new()
+        }
     }
 
     /// (decision, by, source) of every gate decision journaled.
@@ -133,14 +142,10 @@ impl World {
     fn wait_for_gate(&self, decisions: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ready = std::fs::read_dir(self.dir.path().join("state/runs"))
-                .ok()
-                .and_then(|mut d| d.next())
-                .is_some()
-                && self
-                    .events()
-                    .iter()
-                    .any(|e| matches!(e, Event::GateRequested { .. }))
+            let ready = self
+                .events()
+                .iter()
+                .any(|e| matches!(e, Event::GateRequested { .. }))
                 && self.decisions().len() >= decisions;
             if ready {
                 return;
@@ -370,4 +375,73 @@ steps:
         .failure()
         .stdout_contains("`approvals: 0` must be between 1 and 10")
         .stdout_contains("approval");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_step_is_confirmed_from_another_terminal_while_the_run_waits() {
+    let w = World::new(
+        r#"
+version: 1
+name: manual
+title: Power off the node, then scale the hub down
+steps:
+  - manual: Power the node off from the cloud console
+    id: power-off
+  - action: Scale the hub to zero
+    id: scale-hub
+    gate: auto
+    kube: { scale: deployments, name: hub, namespace: prod, replicas: 0 }
+"#,
+    )
+    .await;
+    let child = w.start("ana", &["--wait-for-approval=2m"]).spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !w
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::ManualRequested { .. }))
+    {
+        assert!(Instant::now() < deadline, "the run never asked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run(w
+        .cli()
+        .args(["approve", "last", "power-off", "--by", "bob"]))
+    .await
+    .success()
+    .stderr_contains("confirmed the manual step `power-off`");
+    let (status, stderr) = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(w.replicas(), 0);
+    let confirmations: Vec<String> = w
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::ManualConfirmed { by, .. } => Some(by),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(confirmations, ["bob"], "confirmed once, by bob");
+
+    // A paused manual step is confirmed on resume, not from another terminal.
+    let w2 = World::new(
+        r#"
+version: 1
+name: manual
+title: Power off the node
+steps:
+  - manual: Power the node off from the cloud console
+    id: power-off
+"#,
+    )
+    .await;
+    run(w2.start("ana", &[])).await.code(runbook::exit::PAUSED);
+    run(w2
+        .cli()
+        .args(["approve", "last", "power-off", "--by", "bob"]))
+    .await
+    .code(runbook::exit::USAGE)
+    .stderr_contains("--approve power-off");
 }
