@@ -13,7 +13,7 @@ use crate::journal::event::Scope;
 use crate::journal::event::{ApprovalSource, Decision, Event, Impact, PlannedOp, Quorum, Record};
 use crate::journal::state::{StepState, between_ms};
 use crate::providers::{ExecCtx, OpError, RunClock};
-use crate::runbook::model::{Gate, GateRule, Preview, Step};
+use crate::runbook::model::{Gate, GateRule, OnTimeout, Preview, Step};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::time::Duration;
@@ -291,9 +291,25 @@ impl Ctx<'_> {
         let present = approver.present();
         let deadline = wait.and_then(|d| tokio::time::Instant::now().checked_add(d));
         let id = req.rung.clone().unwrap_or_else(|| req.step.clone());
+        // `timeout:` counts from when the gate was first asked (kept across a
+        // resume), on the run's clock.
+        let expires_at = policy.rule.timeout.map(|t| {
+            let asked = self
+                .events
+                .state()
+                .step(&req.step)
+                .and_then(|s| s.pending_gate(rung).map(|g| g.asked))
+                .unwrap_or_else(|| self.clock.now());
+            asked + chrono::Duration::from_std(t.0).unwrap_or(chrono::Duration::MAX)
+        });
         let mut told = 0usize;
         loop {
             let now = self.clock.now();
+            if let Some(at) = expires_at
+                && now >= at
+            {
+                return self.expire(&req, &digest, policy);
+            }
             if let Some(ms) = expires_ms {
                 for (by, at) in have.iter().filter(|(_, at)| between_ms(*at, now) > ms) {
                     self.events.notice(Notice::ExpiredApproval {
@@ -347,10 +363,21 @@ impl Ctx<'_> {
                     _ => std::future::pending().await,
                 }
             };
+            let clock = std::sync::Arc::clone(&self.clock);
+            let expiry = async move {
+                match expires_at {
+                    Some(at) => {
+                        let left = (at - clock.now()).to_std().unwrap_or_default();
+                        clock.sleep(left).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             let step_answer = tokio::select! {
                 a = asked => Answer::Local(a),
                 recs = foreign => Answer::Foreign(recs),
                 () = timeout => Answer::TimedOut,
+                () = expiry => continue,
                 () = self.cancel.cancelled() => return Ok(Pass::Abort("aborted by operator".into())),
             };
             match step_answer {
@@ -429,7 +456,7 @@ impl Ctx<'_> {
                                     "gate declined by {by} (runbook approve)"
                                 )));
                             }
-                            Decision::Aborted => {
+                            Decision::Aborted | Decision::Expired => {
                                 return Ok(Pass::Abort(format!(
                                     "aborted at the gate by {by} (runbook approve)"
                                 )));
@@ -446,6 +473,49 @@ impl Ctx<'_> {
                 }
             }
         }
+    }
+}
+
+impl Ctx<'_> {
+    /// Nobody answered within the gate's `timeout:`: journal it as expired (never as
+    /// approved or declined) and do what `on_timeout` says.
+    fn expire(
+        &self,
+        req: &GateRequest,
+        digest: &str,
+        policy: GatePolicy,
+    ) -> Result<Pass, EngineError> {
+        let after = policy
+            .rule
+            .timeout
+            .map(|t| super::console::human(t.0))
+            .unwrap_or_default();
+        self.events.emit(
+            Event::GateDecided {
+                step: req.step.clone(),
+                rung: req.rung.clone(),
+                decision: Decision::Expired,
+                by: "runbook".into(),
+                source: ApprovalSource::Unattended,
+                digest: digest.into(),
+            },
+            true,
+        )?;
+        let id = req.rung.as_deref().unwrap_or(&req.step);
+        Ok(match policy.rule.on_timeout.unwrap_or(OnTimeout::Abort) {
+            OnTimeout::Abort => Pass::Abort(format!(
+                "the gate of `{id}` expired: nobody answered within {after} (on_timeout: abort)"
+            )),
+            OnTimeout::Skip => Pass::Skip(format!(
+                "the gate expired: nobody answered within {after} (on_timeout: skip)"
+            )),
+            OnTimeout::Escalate if req.rung.is_some() => Pass::Skip(format!(
+                "the gate expired: nobody answered within {after}; escalating to the next rung"
+            )),
+            OnTimeout::Escalate => Pass::Pause(format!(
+                "the gate of `{id}` expired: nobody answered within {after}; escalated: someone else continues it with `runbook resume`"
+            )),
+        })
     }
 }
 

@@ -675,6 +675,26 @@ pub struct GateRule {
     /// on the run's clock (virtual under `runbook test`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Duration>,
+    /// How long the gate waits for an answer (from when it was first asked, on the
+    /// run's clock); then it is journaled as expired and `on_timeout` decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// What an expired gate does (default `abort`; needs `timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+}
+
+/// What a gate nobody answered in time does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// End the run as aborted (exit 4).
+    Abort,
+    /// Do not run the action and go on (as `skip` at the prompt).
+    Skip,
+    /// In an escalation rung: go on to the next rung. Elsewhere: pause the run
+    /// (exit 3) for someone else to pick it up.
+    Escalate,
 }
 
 fn one() -> u32 {
@@ -687,6 +707,8 @@ impl Default for GateRule {
             approvals: 1,
             explicit: false,
             expires: None,
+            timeout: None,
+            on_timeout: None,
         }
     }
 }

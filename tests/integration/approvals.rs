@@ -362,11 +362,11 @@ steps:
   - action: A
     id: a
     gate: { approvals: 0 }
-    shell: { argv: [true] }
+    shell: { argv: ["true"] }
   - action: B
     id: b
     gate: { approval: 2 }
-    shell: { argv: [true] }
+    shell: { argv: ["true"] }
 "#,
     )
     .await;
@@ -444,4 +444,134 @@ steps:
     .await
     .code(runbook::exit::USAGE)
     .stderr_contains("--approve power-off");
+}
+
+/// A gate with `timeout:` and `on_timeout: WHAT`, waiting for an approval nobody gives.
+fn timing_out(what: &str) -> String {
+    format!(
+        r#"
+version: 1
+name: timing-out
+title: Scale the hub down unless nobody answers
+steps:
+  - action: Scale the hub to zero
+    id: scale-hub
+    gate: {{ timeout: 1s, on_timeout: {what} }}
+    kube: {{ scale: deployments, name: hub, namespace: prod, replicas: 0 }}
+  - action: Write that the run went on
+    id: after
+    gate: auto
+    shell: {{ argv: [touch, went-on] }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_nobody_answers_expires_and_on_timeout_decides() {
+    for (what, code, went_on) in [
+        ("abort", runbook::exit::ABORTED, false),
+        ("skip", runbook::exit::OK, true),
+        ("escalate", runbook::exit::PAUSED, false),
+    ] {
+        let w = World::new(&timing_out(what)).await;
+        let out = run(w
+            .start("ana", &["--wait-for-approval=1m"])
+            .current_dir(w.dir.path()))
+        .await;
+        out.code(code).stderr_contains("expired");
+        assert_eq!(w.replicas(), 1, "{what}: nothing scaled");
+        assert_eq!(
+            w.dir.path().join("went-on").exists(),
+            went_on,
+            "{what}: the next step ran or not"
+        );
+        let asked: Vec<_> = w
+            .decisions()
+            .into_iter()
+            .filter(|(_, _, source)| *source != ApprovalSource::Unattended)
+            .collect();
+        let expired: Vec<_> = w
+            .decisions()
+            .into_iter()
+            .filter(|(d, _, _)| *d != Decision::Approved)
+            .collect();
+        assert!(
+            asked.is_empty(),
+            "{what}: nobody approved or declined: {asked:?}"
+        );
+        assert_eq!(
+            expired,
+            vec![(
+                Decision::Expired,
+                "runbook".into(),
+                ApprovalSource::Unattended
+            )],
+            "{what}: journaled as expired, never approved or declined"
+        );
+        if what == "abort" {
+            run(w.cli().args(["postmortem", "last"]))
+                .await
+                .success()
+                .stdout_contains("expired");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_approval_no_longer_counts_and_is_asked_again() {
+    let w = World::new(
+        r#"
+version: 1
+name: expiring
+title: Scale the hub down, two fresh approvals
+steps:
+  - action: Scale the hub to zero
+    id: scale-hub
+    gate: { approvals: 2, expires: 3s }
+    kube: { scale: deployments, name: hub, namespace: prod, replicas: 0 }
+"#,
+    )
+    .await;
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::PAUSED);
+    std::thread::sleep(Duration::from_millis(3500));
+    // ana's approval has expired: bob's is the only one that counts.
+    run(w.approve("bob", &[]))
+        .await
+        .success()
+        .stderr_contains("1 of 2 approval(s) (bob)");
+    // Waiting on: bob's expires too before a second person comes.
+    std::thread::sleep(Duration::from_millis(3500));
+    run(w.resume(&[]))
+        .await
+        .code(runbook::exit::PAUSED)
+        .stderr_contains("bob's approval")
+        .stderr_contains("has expired");
+    assert_eq!(w.replicas(), 1, "expired approvals opened nothing");
+    // Two fresh approvals open it.
+    run(w.approve("bob", &[])).await.success();
+    run(w.resume(&["--yes"])).await.success();
+    assert_eq!(w.replicas(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lint_rejects_on_timeout_without_timeout() {
+    let w = World::new(
+        r#"
+version: 1
+name: bad
+title: Bad gate
+steps:
+  - action: A
+    id: a
+    gate: { on_timeout: skip }
+    shell: { argv: ["true"] }
+"#,
+    )
+    .await;
+    run(w.cli().arg("lint").arg(w.dir.path().join("rb.yaml")))
+        .await
+        .failure()
+        .stdout_contains("but this gate has no `timeout`");
 }

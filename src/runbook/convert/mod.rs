@@ -94,7 +94,8 @@ const HTTP_KEYS: &[&str] = &["method", "url", "headers", "body", "json", "status
 const PROMETHEUS_KEYS: &[&str] = &["server", "query"];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
 /// Keys of the mapping form of `gate:`.
-pub(crate) const GATE_KEYS: &[&str] = &["approvals", "explicit", "expires"];
+pub(crate) const GATE_KEYS: &[&str] =
+    &["approvals", "explicit", "expires", "timeout", "on_timeout"];
 pub(crate) const KUBE_QUALIFIERS: &[&str] = &[
     "name",
     "namespace",

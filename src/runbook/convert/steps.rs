@@ -533,6 +533,39 @@ impl Conv<'_> {
             }
             rule.expires = Some(d.value);
         }
+        rule.timeout = self.duration(&g, "timeout").map(|d| d.value);
+        if let Some(o) = g.get("on_timeout") {
+            let text = self.string(o, "`on_timeout`")?;
+            rule.on_timeout = match text.value.as_str() {
+                "abort" => Some(OnTimeout::Abort),
+                "skip" => Some(OnTimeout::Skip),
+                "escalate" => Some(OnTimeout::Escalate),
+                other => {
+                    let len = self.src.width(o.pos, other);
+                    self.push(
+                        Diagnostic::error(
+                            "bad-value",
+                            o.pos,
+                            format!(
+                                "`on_timeout` must be `abort`, `skip` or `escalate`, found `{other}`"
+                            ),
+                        )
+                        .len(len),
+                    );
+                    None
+                }
+            };
+            if rule.timeout.is_none() {
+                self.push(
+                    Diagnostic::error(
+                        "on-timeout-without-timeout",
+                        o.pos,
+                        "`on_timeout` says what a gate does when its `timeout` passes, but this gate has no `timeout`",
+                    )
+                    .help("add e.g. `timeout: 30m` to the gate, or remove `on_timeout`"),
+                );
+            }
+        }
         Some(Sp::new(n.pos, rule))
     }
 
