@@ -13,7 +13,7 @@ use crate::journal::event::Scope;
 use crate::journal::event::{ApprovalSource, Decision, Event, Impact, PlannedOp, Quorum, Record};
 use crate::journal::state::{StepState, between_ms};
 use crate::providers::{ExecCtx, OpError, RunClock};
-use crate::runbook::model::{Gate, GateRule, OnTimeout, Preview, Step};
+use crate::runbook::model::{Gate, GateRule, OnTimeout, OverLimit, Preview, Step};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub(super) enum Pass {
     Skip(String),
     Pause(String),
     Abort(String),
+    /// The plan is over the step's `limit:`: refused before anyone was asked.
+    Refuse(String),
 }
 
 /// How many impact lists run at once for a `for_each` of fan-out operations.
@@ -147,6 +149,34 @@ impl Ctx<'_> {
             None => None,
         };
         let ops: Vec<PlannedOp> = prepared.iter().map(|p| p.planned.clone()).collect();
+        let mut policy = policy;
+        if let Some(limit) = step.limit.as_deref() {
+            let targets: usize = ops
+                .iter()
+                .map(|o| o.impact.as_ref().map_or(1, |i| i.objects.len()))
+                .sum();
+            if targets > limit.max_targets as usize {
+                let what = ops
+                    .iter()
+                    .find_map(|o| o.impact.as_ref().map(|i| i.summary.clone()))
+                    .unwrap_or_else(|| format!("{} operation(s)", ops.len()));
+                let id = rung.unwrap_or(&step.id.value);
+                let told = format!(
+                    "the plan of `{id}` would act on {targets} objects ({what}); the limit is {} (`limit: {{ max_targets: {} }}`)",
+                    limit.max_targets, limit.max_targets
+                );
+                if step.over_limit.as_deref() == Some(&OverLimit::Explicit) {
+                    self.events.notice(Notice::OverLimit {
+                        message: format!("{told}: only an approval naming `{id}` opens it"),
+                    });
+                    policy.mode = Gate::Explicit;
+                } else {
+                    return Ok(Pass::Refuse(format!(
+                        "{told}; nothing was asked or done (`over_limit: explicit` lets an explicit approval open it)"
+                    )));
+                }
+            }
+        }
         // A kube plan is a plan for one cluster: its digest covers the target, so an
         // approval given for one cluster never approves the same plan on another. A
         // plan without kube operations keeps the digest of its operations alone.

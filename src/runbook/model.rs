@@ -420,6 +420,15 @@ pub struct Step {
     /// handler ids to run before stopping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<Sp<OnFailure>>,
+    /// Actions only: the blast radius a plan may have, checked when the plan is
+    /// built, before anyone is asked (`limit: { max_targets: 20 }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Sp<Limit>>,
+    /// Actions only: what a plan over its `limit` does: `refuse` (the default; the
+    /// step fails before anything is asked) or `explicit` (only an approval that
+    /// names the step opens it, as `gate: explicit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_limit: Option<Sp<OverLimit>>,
 }
 
 impl Step {
@@ -711,6 +720,27 @@ impl Default for GateRule {
             on_timeout: None,
         }
     }
+}
+
+/// `limit: { max_targets: N }`: the most objects one action's plan may act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// The most objects the plan may touch: each object a fan-out operation's
+    /// impact lists (a delete by selector), else one per operation (`for_each`
+    /// expanded).
+    #[schemars(range(min = 1))]
+    pub max_targets: u32,
+}
+
+/// What a plan over its `limit` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OverLimit {
+    /// The step fails before anyone is asked.
+    Refuse,
+    /// Only an approval that names the step opens it.
+    Explicit,
 }
 
 /// The two spellings of `gate:` (for the schema only; the converter reads them).

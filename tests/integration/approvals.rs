@@ -575,3 +575,73 @@ steps:
         .failure()
         .stdout_contains("but this gate has no `timeout`");
 }
+
+/// Cordon every node of the seed cluster, behind a blast-radius limit of one.
+fn limited(over: &str) -> String {
+    format!(
+        r#"
+version: 1
+name: limited
+title: Cordon every node
+steps:
+  - check: Every node
+    id: nodes
+    kube: {{ get: nodes }}
+    save: nodes
+  - action: Cordon them
+    id: cordon
+    for_each: nodes
+    limit: {{ max_targets: 1 }}
+    {over}
+    kube: {{ cordon: "{{{{item.metadata.name}}}}" }}
+"#
+    )
+}
+
+impl World {
+    /// Requests other than reads: what changed (or tried to change) the lab.
+    fn writes(&self) -> Vec<String> {
+        self.lab
+            .requests()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_over_its_limit_is_refused_before_anyone_is_asked() {
+    let w = World::new(&limited("")).await;
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("objects")
+        .stderr_contains("the limit is 1");
+    assert!(w.writes().is_empty(), "nothing changed: {:?}", w.writes());
+    assert!(
+        !w.events()
+            .iter()
+            .any(|e| matches!(e, Event::GateRequested { .. })),
+        "nobody was asked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_limit_explicit_lets_only_an_approval_naming_the_step_open_it() {
+    let w = World::new(&limited("over_limit: explicit")).await;
+    // --yes does not open it.
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::PAUSED)
+        .stderr_contains("the limit is 1");
+    assert!(w.writes().is_empty(), "nothing changed: {:?}", w.writes());
+    run(w.resume(&["--approve", "cordon"])).await.success();
+    assert!(
+        w.writes()
+            .iter()
+            .any(|r| r.starts_with("PATCH /api/v1/nodes/")),
+        "cordoned after the explicit approval: {:?}",
+        w.writes()
+    );
+}

@@ -266,7 +266,9 @@ async fn run_rung(
             Pass::Go => {}
             Pass::Skip(r) => return Ok(RungEnd::NotFixed(r)),
             Pass::Pause(r) => return Ok(RungEnd::Paused(r)),
-            Pass::Abort(r) => return Ok(RungEnd::Aborted(r)),
+            // A rung over the step's limit stops the ladder: going on would only
+            // try a heavier remedy.
+            Pass::Abort(r) | Pass::Refuse(r) => return Ok(RungEnd::Aborted(r)),
         }
         let t = rung
             .timeout

@@ -56,6 +56,8 @@ pub(crate) const STEP_KEYS: &[&str] = &[
     "gate",
     "escalate",
     "on_failure",
+    "limit",
+    "over_limit",
 ];
 const VERIFICATION_KEYS: &[&str] = &[
     "title",

@@ -310,6 +310,8 @@ impl Conv<'_> {
                 .get("escalate")
                 .map_or_else(Vec::new, |n| self.escalate(n)),
             on_failure: self.on_failure(&f),
+            limit: f.get("limit").and_then(|n| self.limit(n)),
+            over_limit: self.over_limit(&f),
         })
     }
 
@@ -567,6 +569,57 @@ impl Conv<'_> {
             }
         }
         Some(Sp::new(n.pos, rule))
+    }
+
+    /// `limit: { max_targets: N }`.
+    fn limit(&mut self, node: &Node) -> Option<Sp<Limit>> {
+        let f = self.fields(node, "`limit`", &["max_targets"])?;
+        let Some(n) = f.get("max_targets") else {
+            self.missing(
+                &f,
+                "max_targets",
+                "`limit`",
+                Some("e.g. `limit: { max_targets: 20 }`"),
+            );
+            return None;
+        };
+        let max = self.uint::<u32>(n, "`max_targets`")?;
+        if max.value == 0 {
+            self.push(Diagnostic::error(
+                "out-of-range",
+                max.pos,
+                "`max_targets: 0` would refuse every plan; it must be at least 1",
+            ));
+            return None;
+        }
+        Some(Sp::new(
+            node.pos,
+            Limit {
+                max_targets: max.value,
+            },
+        ))
+    }
+
+    /// `over_limit: refuse | explicit`.
+    fn over_limit(&mut self, f: &Fields<'_>) -> Option<Sp<OverLimit>> {
+        let n = f.get("over_limit")?;
+        let s = self.string(n, "`over_limit`")?;
+        match s.value.as_str() {
+            "refuse" => Some(Sp::new(n.pos, OverLimit::Refuse)),
+            "explicit" => Some(Sp::new(n.pos, OverLimit::Explicit)),
+            other => {
+                let len = self.src.width(n.pos, other);
+                self.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        n.pos,
+                        format!("`over_limit` must be `refuse` or `explicit`, found `{other}`"),
+                    )
+                    .len(len),
+                );
+                None
+            }
+        }
     }
 
     fn retry(&mut self, node: &Node) -> Option<Retry> {
