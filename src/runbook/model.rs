@@ -367,6 +367,11 @@ pub struct Step {
     /// A condition: the step is skipped unless it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<Sp<String>>,
+    /// A precondition (a condition over params, saved values and `steps`): this
+    /// never runs before it holds. A step whose precondition does not hold fails
+    /// before it starts; a rung is not run and the ladder goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<Sp<String>>,
     /// A condition that evaluates to a list; the operation runs once per element,
     /// bound to `item` (and its position to `index`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -573,6 +578,11 @@ pub struct Rung {
     pub preview: Option<Preview>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<Sp<String>>,
+    /// A precondition (a condition over params, saved values and `steps`): this
+    /// never runs before it holds. A step whose precondition does not hold fails
+    /// before it starts; a rung is not run and the ladder goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<Sp<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<Sp<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

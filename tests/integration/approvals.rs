@@ -645,3 +645,97 @@ async fn over_limit_explicit_lets_only_an_approval_naming_the_step_open_it() {
         w.writes()
     );
 }
+
+const REQUIRES: &str = r#"
+version: 1
+name: requires
+title: Scale the hub down once the node is powered off
+params:
+  powered_off: { default: "no" }
+steps:
+  - action: Scale the hub to zero
+    id: scale-hub
+    requires: "params.powered_off == 'yes'"
+    kube: { scale: deployments, name: hub, namespace: prod, replicas: 0 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_never_runs_before_its_precondition_holds() {
+    let w = World::new(REQUIRES).await;
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("precondition does not hold");
+    assert!(w.writes().is_empty(), "nothing changed: {:?}", w.writes());
+    assert!(
+        !w.events()
+            .iter()
+            .any(|e| matches!(e, Event::GateRequested { .. })),
+        "nobody was asked"
+    );
+
+    let w = World::new(REQUIRES).await;
+    run(w.start("ana", &["--yes", "-p", "powered_off=yes"]))
+        .await
+        .success();
+    assert_eq!(w.replicas(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_precondition_blocks_a_heavy_rung_and_the_ladder_goes_on() {
+    let w = World::new(
+        r#"
+version: 1
+name: ladder
+title: Free the hub
+params:
+  powered_off: { default: "no" }
+steps:
+  - action: Free the hub
+    id: free
+    escalate:
+      - id: scale-hub
+        title: Scale the hub to zero (only once the node is off)
+        requires: "params.powered_off == 'yes'"
+        kube: { scale: deployments, name: hub, namespace: prod, replicas: 0 }
+      - id: ask
+        title: Ask a person
+        manual: Free it by hand
+    verify:
+      kube: { get: deployments, namespace: prod, name: hub }
+      expect: "true"
+      within: 1s
+"#,
+    )
+    .await;
+    run(w.start("ana", &["--yes", "--approve", "ask"]))
+        .await
+        .stderr_contains("scale-hub not run: its precondition does not hold");
+    assert!(
+        w.writes().is_empty(),
+        "the heavy rung did nothing: {:?}",
+        w.writes()
+    );
+    assert_eq!(w.replicas(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lint_rejects_a_precondition_naming_nothing_known() {
+    let w = World::new(
+        r#"
+version: 1
+name: bad
+title: Bad precondition
+steps:
+  - action: A
+    id: a
+    requires: "node_powered_off"
+    shell: { argv: ["true"] }
+"#,
+    )
+    .await;
+    run(w.cli().arg("lint").arg(w.dir.path().join("rb.yaml")))
+        .await
+        .failure()
+        .stdout_contains("node_powered_off");
+}

@@ -162,6 +162,18 @@ async fn run_rung(
             Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: `when`: {e}"))),
         }
     }
+    if let Some(req) = &rung.requires {
+        match cx.eval_bool(req, None) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(RungEnd::NotFixed(format!(
+                    "{rung_id} not run: its precondition does not hold (`requires: {}`)",
+                    req.value
+                )));
+            }
+            Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: `requires`: {e}"))),
+        }
+    }
     let title = rung
         .title
         .as_ref()

@@ -401,6 +401,9 @@ impl<'a> Validator<'a> {
         if let Some(w) = &step.when {
             self.condition(w, &base);
         }
+        if let Some(r) = &step.requires {
+            self.condition(r, &base);
+        }
         if let Some(fe) = &step.for_each {
             self.for_each(fe);
         }
@@ -699,6 +702,9 @@ impl<'a> Validator<'a> {
         }
         if let Some(w) = &rung.when {
             self.condition(w, &Ctx::default());
+        }
+        if let Some(r) = &rung.requires {
+            self.condition(r, &Ctx::default());
         }
         if let Some(fe) = &rung.for_each {
             self.for_each(fe);
