@@ -739,3 +739,35 @@ steps:
         .failure()
         .stdout_contains("node_powered_off");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lint_rejects_a_limit_without_targets_and_an_unattended_quorum() {
+    let w = World::new(
+        r#"
+version: 1
+name: bad
+title: Bad limits
+unattended: [two]
+steps:
+  - check: Nodes
+    id: nodes
+    kube: { get: nodes }
+    limit: { max_targets: 3 }
+  - action: A
+    id: a
+    over_limit: explicit
+    shell: { argv: ["true"] }
+  - action: Two people
+    id: two
+    gate: { approvals: 2 }
+    shell: { argv: ["true"] }
+"#,
+    )
+    .await;
+    run(w.cli().arg("lint").arg(w.dir.path().join("rb.yaml")))
+        .await
+        .failure()
+        .stdout_contains("only an action's plan has targets to limit")
+        .stdout_contains("but this step has no `limit`")
+        .stdout_contains("an unattended step asks nobody");
+}
