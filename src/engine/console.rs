@@ -397,6 +397,7 @@ impl Printer {
                     have.join(", ")
                 }
             )),
+            Notice::OverLimit { message } => self.line(&format!("  ⚠ {message}")),
             Notice::SamePerson { by } => self.line(&format!(
                 "  {by} has already approved this plan; the same person counts once"
             )),

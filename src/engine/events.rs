@@ -159,6 +159,10 @@ pub enum Notice {
         by: String,
         at: chrono::DateTime<chrono::Utc>,
     },
+    /// A plan over its step's `limit:` that only an explicit approval opens.
+    OverLimit {
+        message: String,
+    },
     /// A quorum gate has some approvals and waits for more.
     AwaitingApprovals {
         have: Vec<String>,

@@ -13,7 +13,7 @@ use crate::journal::event::Scope;
 use crate::journal::event::{ApprovalSource, Decision, Event, Impact, PlannedOp, Quorum, Record};
 use crate::journal::state::{StepState, between_ms};
 use crate::providers::{ExecCtx, OpError, RunClock};
-use crate::runbook::model::{Gate, GateRule, Preview, Step};
+use crate::runbook::model::{Gate, GateRule, OnTimeout, OverLimit, Preview, Step};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use std::time::Duration;
@@ -24,6 +24,8 @@ pub(super) enum Pass {
     Skip(String),
     Pause(String),
     Abort(String),
+    /// The plan is over the step's `limit:`: refused before anyone was asked.
+    Refuse(String),
 }
 
 /// How many impact lists run at once for a `for_each` of fan-out operations.
@@ -147,6 +149,34 @@ impl Ctx<'_> {
             None => None,
         };
         let ops: Vec<PlannedOp> = prepared.iter().map(|p| p.planned.clone()).collect();
+        let mut policy = policy;
+        if let Some(limit) = step.limit.as_deref() {
+            let targets: usize = ops
+                .iter()
+                .map(|o| o.impact.as_ref().map_or(1, |i| i.objects.len()))
+                .sum();
+            if targets > limit.max_targets as usize {
+                let what = ops
+                    .iter()
+                    .find_map(|o| o.impact.as_ref().map(|i| i.summary.clone()))
+                    .unwrap_or_else(|| format!("{} operation(s)", ops.len()));
+                let id = rung.unwrap_or(&step.id.value);
+                let told = format!(
+                    "the plan of `{id}` would act on {targets} objects ({what}); the limit is {} (`limit: {{ max_targets: {} }}`)",
+                    limit.max_targets, limit.max_targets
+                );
+                if step.over_limit.as_deref() == Some(&OverLimit::Explicit) {
+                    self.events.notice(Notice::OverLimit {
+                        message: format!("{told}: only an approval naming `{id}` opens it"),
+                    });
+                    policy.mode = Gate::Explicit;
+                } else {
+                    return Ok(Pass::Refuse(format!(
+                        "{told}; nothing was asked or done (`over_limit: explicit` lets an explicit approval open it)"
+                    )));
+                }
+            }
+        }
         // A kube plan is a plan for one cluster: its digest covers the target, so an
         // approval given for one cluster never approves the same plan on another. A
         // plan without kube operations keeps the digest of its operations alone.
@@ -291,9 +321,25 @@ impl Ctx<'_> {
         let present = approver.present();
         let deadline = wait.and_then(|d| tokio::time::Instant::now().checked_add(d));
         let id = req.rung.clone().unwrap_or_else(|| req.step.clone());
+        // `timeout:` counts from when the gate was first asked (kept across a
+        // resume), on the run's clock.
+        let expires_at = policy.rule.timeout.map(|t| {
+            let asked = self
+                .events
+                .state()
+                .step(&req.step)
+                .and_then(|s| s.pending_gate(rung).map(|g| g.asked))
+                .unwrap_or_else(|| self.clock.now());
+            asked + chrono::Duration::from_std(t.0).unwrap_or(chrono::Duration::MAX)
+        });
         let mut told = 0usize;
         loop {
             let now = self.clock.now();
+            if let Some(at) = expires_at
+                && now >= at
+            {
+                return self.expire(&req, &digest, policy);
+            }
             if let Some(ms) = expires_ms {
                 for (by, at) in have.iter().filter(|(_, at)| between_ms(*at, now) > ms) {
                     self.events.notice(Notice::ExpiredApproval {
@@ -347,10 +393,21 @@ impl Ctx<'_> {
                     _ => std::future::pending().await,
                 }
             };
+            let clock = std::sync::Arc::clone(&self.clock);
+            let expiry = async move {
+                match expires_at {
+                    Some(at) => {
+                        let left = (at - clock.now()).to_std().unwrap_or_default();
+                        clock.sleep(left).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             let step_answer = tokio::select! {
                 a = asked => Answer::Local(a),
                 recs = foreign => Answer::Foreign(recs),
                 () = timeout => Answer::TimedOut,
+                () = expiry => continue,
                 () = self.cancel.cancelled() => return Ok(Pass::Abort("aborted by operator".into())),
             };
             match step_answer {
@@ -429,7 +486,7 @@ impl Ctx<'_> {
                                     "gate declined by {by} (runbook approve)"
                                 )));
                             }
-                            Decision::Aborted => {
+                            Decision::Aborted | Decision::Expired => {
                                 return Ok(Pass::Abort(format!(
                                     "aborted at the gate by {by} (runbook approve)"
                                 )));
@@ -446,6 +503,49 @@ impl Ctx<'_> {
                 }
             }
         }
+    }
+}
+
+impl Ctx<'_> {
+    /// Nobody answered within the gate's `timeout:`: journal it as expired (never as
+    /// approved or declined) and do what `on_timeout` says.
+    fn expire(
+        &self,
+        req: &GateRequest,
+        digest: &str,
+        policy: GatePolicy,
+    ) -> Result<Pass, EngineError> {
+        let after = policy
+            .rule
+            .timeout
+            .map(|t| super::console::human(t.0))
+            .unwrap_or_default();
+        self.events.emit(
+            Event::GateDecided {
+                step: req.step.clone(),
+                rung: req.rung.clone(),
+                decision: Decision::Expired,
+                by: "runbook".into(),
+                source: ApprovalSource::Unattended,
+                digest: digest.into(),
+            },
+            true,
+        )?;
+        let id = req.rung.as_deref().unwrap_or(&req.step);
+        Ok(match policy.rule.on_timeout.unwrap_or(OnTimeout::Abort) {
+            OnTimeout::Abort => Pass::Abort(format!(
+                "the gate of `{id}` expired: nobody answered within {after} (on_timeout: abort)"
+            )),
+            OnTimeout::Skip => Pass::Skip(format!(
+                "the gate expired: nobody answered within {after} (on_timeout: skip)"
+            )),
+            OnTimeout::Escalate if req.rung.is_some() => Pass::Skip(format!(
+                "the gate expired: nobody answered within {after}; escalating to the next rung"
+            )),
+            OnTimeout::Escalate => Pass::Pause(format!(
+                "the gate of `{id}` expired: nobody answered within {after}; escalated: someone else continues it with `runbook resume`"
+            )),
+        })
     }
 }
 
@@ -467,16 +567,25 @@ async fn foreign_decisions(
     step: &str,
     rung: Option<&str>,
 ) -> Vec<Record> {
+    foreign_records(journal, offset, |e| {
+        matches!(e, Event::GateDecided { step: s, rung: g, source: ApprovalSource::Remote, .. }
+            if s == step && g.as_deref() == rung)
+    })
+    .await
+}
+
+/// Wait until another process appends records `wanted` picks: the journal's new
+/// tail from `offset` on, read every [`POLL`]. Only while something waits for a
+/// person; never on a step's path.
+pub(super) async fn foreign_records(
+    journal: &std::path::Path,
+    offset: &mut u64,
+    wanted: impl Fn(&Event) -> bool,
+) -> Vec<Record> {
     loop {
         if let Ok((records, next)) = crate::journal::reader::read_tail(journal, *offset) {
             *offset = next;
-            let ours: Vec<Record> = records
-                .into_iter()
-                .filter(|r| {
-                    matches!(&r.event, Event::GateDecided { step: s, rung: g, source: ApprovalSource::Remote, .. }
-                        if s == step && g.as_deref() == rung)
-                })
-                .collect();
+            let ours: Vec<Record> = records.into_iter().filter(|r| wanted(&r.event)).collect();
             if !ours.is_empty() {
                 return ours;
             }

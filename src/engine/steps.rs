@@ -54,6 +54,20 @@ impl Runner<'_> {
                 }
             }
         }
+        if let Some(req) = &step.requires {
+            let holds = self.cx.eval_bool(req, None);
+            if !matches!(holds, Ok(true)) {
+                let now = self.cx.clock.now();
+                let why = match holds {
+                    Err(e) => format!("`requires`: {e}"),
+                    _ => format!(
+                        "its precondition does not hold (`requires: {}`): it never runs before it does",
+                        req.value
+                    ),
+                };
+                return self.cx.finish(step, now, failed(why), Value::Null, None);
+            }
+        }
         let kind = step.kind();
         self.cx.events.emit(
             Event::StepStarted {

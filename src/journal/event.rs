@@ -224,6 +224,8 @@ pub enum Decision {
     Declined,
     Skipped,
     Aborted,
+    /// Nobody answered within the gate's `timeout:`: neither approved nor declined.
+    Expired,
 }
 
 /// What opens a gate (`gate: { approvals: N, expires: D }`), journaled with its

@@ -485,6 +485,11 @@ pub struct Step {
     /// A condition: the step is skipped unless it holds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<Sp<String>>,
+    /// A precondition (a condition over params, saved values and `steps`): this
+    /// never runs before it holds. A step whose precondition does not hold fails
+    /// before it starts; a rung is not run and the ladder goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<Sp<String>>,
     /// A condition that evaluates to a list; the operation runs once per element,
     /// bound to `item` (and its position to `index`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -538,6 +543,15 @@ pub struct Step {
     /// handler ids to run before stopping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_failure: Option<Sp<OnFailure>>,
+    /// Actions only: the blast radius a plan may have, checked when the plan is
+    /// built, before anyone is asked (`limit: { max_targets: 20 }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Sp<Limit>>,
+    /// Actions only: what a plan over its `limit` does: `refuse` (the default; the
+    /// step fails before anything is asked) or `explicit` (only an approval that
+    /// names the step opens it, as `gate: explicit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub over_limit: Option<Sp<OverLimit>>,
 }
 
 impl Step {
@@ -682,6 +696,11 @@ pub struct Rung {
     pub preview: Option<Preview>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<Sp<String>>,
+    /// A precondition (a condition over params, saved values and `steps`): this
+    /// never runs before it holds. A step whose precondition does not hold fails
+    /// before it starts; a rung is not run and the ladder goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<Sp<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub for_each: Option<Sp<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -793,6 +812,26 @@ pub struct GateRule {
     /// on the run's clock (virtual under `runbook test`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<Duration>,
+    /// How long the gate waits for an answer (from when it was first asked, on the
+    /// run's clock); then it is journaled as expired and `on_timeout` decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// What an expired gate does (default `abort`; needs `timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+}
+
+/// What a gate nobody answered in time does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// End the run as aborted (exit 4).
+    Abort,
+    /// Do not run the action and go on (as `skip` at the prompt).
+    Skip,
+    /// In an escalation rung: go on to the next rung. Elsewhere: pause the run
+    /// (exit 3) for someone else to pick it up.
+    Escalate,
 }
 
 fn one() -> u32 {
@@ -805,8 +844,31 @@ impl Default for GateRule {
             approvals: 1,
             explicit: false,
             expires: None,
+            timeout: None,
+            on_timeout: None,
         }
     }
+}
+
+/// `limit: { max_targets: N }`: the most objects one action's plan may act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Limit {
+    /// The most objects the plan may touch: each object a fan-out operation's
+    /// impact lists (a delete by selector), else one per operation (`for_each`
+    /// expanded).
+    #[schemars(range(min = 1))]
+    pub max_targets: u32,
+}
+
+/// What a plan over its `limit` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OverLimit {
+    /// The step fails before anyone is asked.
+    Refuse,
+    /// Only an approval that names the step opens it.
+    Explicit,
 }
 
 /// The two spellings of `gate:` (for the schema only; the converter reads them).

@@ -101,8 +101,17 @@ impl World {
         run.path().join("journal.ndjson")
     }
 
+    /// The run's events; none before the run has a folder.
     fn events(&self) -> Vec<Event> {
-        events(&self.journal_path())
+        let started = std::fs::read_dir(self.dir.path().join("state/runs"))
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some();
+        if started {
+            events(&self.journal_path())
+        } else {
+            Vec::new()
+        }
     }
 
     /// (decision, by, source) of every gate decision journaled.
@@ -133,14 +142,10 @@ impl World {
     fn wait_for_gate(&self, decisions: usize) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let ready = std::fs::read_dir(self.dir.path().join("state/runs"))
-                .ok()
-                .and_then(|mut d| d.next())
-                .is_some()
-                && self
-                    .events()
-                    .iter()
-                    .any(|e| matches!(e, Event::GateRequested { .. }))
+            let ready = self
+                .events()
+                .iter()
+                .any(|e| matches!(e, Event::GateRequested { .. }))
                 && self.decisions().len() >= decisions;
             if ready {
                 return;
@@ -357,11 +362,11 @@ steps:
   - action: A
     id: a
     gate: { approvals: 0 }
-    shell: { argv: [true] }
+    shell: { argv: ["true"] }
   - action: B
     id: b
     gate: { approval: 2 }
-    shell: { argv: [true] }
+    shell: { argv: ["true"] }
 "#,
     )
     .await;
@@ -370,4 +375,399 @@ steps:
         .failure()
         .stdout_contains("`approvals: 0` must be between 1 and 10")
         .stdout_contains("approval");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_step_is_confirmed_from_another_terminal_while_the_run_waits() {
+    let w = World::new(
+        r#"
+version: 1
+name: manual
+title: Power off the node, then scale the hub down
+steps:
+  - manual: Power the node off from the cloud console
+    id: power-off
+  - action: Scale the hub to zero
+    id: scale-hub
+    gate: auto
+    kube: { scale: deployments, name: hub, namespace: prod, replicas: 0 }
+"#,
+    )
+    .await;
+    let child = w.start("ana", &["--wait-for-approval=2m"]).spawn();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !w
+        .events()
+        .iter()
+        .any(|e| matches!(e, Event::ManualRequested { .. }))
+    {
+        assert!(Instant::now() < deadline, "the run never asked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run(w
+        .cli()
+        .args(["approve", "last", "power-off", "--by", "bob"]))
+    .await
+    .success()
+    .stderr_contains("confirmed the manual step `power-off`");
+    let (status, stderr) = tokio::task::spawn_blocking(move || finish(child))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(w.replicas(), 0);
+    let confirmations: Vec<String> = w
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::ManualConfirmed { by, .. } => Some(by),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(confirmations, ["bob"], "confirmed once, by bob");
+
+    // A paused manual step is confirmed on resume, not from another terminal.
+    let w2 = World::new(
+        r#"
+version: 1
+name: manual
+title: Power off the node
+steps:
+  - manual: Power the node off from the cloud console
+    id: power-off
+"#,
+    )
+    .await;
+    run(w2.start("ana", &[])).await.code(runbook::exit::PAUSED);
+    run(w2
+        .cli()
+        .args(["approve", "last", "power-off", "--by", "bob"]))
+    .await
+    .code(runbook::exit::USAGE)
+    .stderr_contains("--approve power-off");
+}
+
+/// A gate with `timeout:` and `on_timeout: WHAT`, waiting for an approval nobody gives.
+fn timing_out(what: &str) -> String {
+    format!(
+        r#"
+version: 1
+name: timing-out
+title: Scale the hub down unless nobody answers
+steps:
+  - action: Scale the hub to zero
+    id: scale-hub
+    gate: {{ timeout: 1s, on_timeout: {what} }}
+    kube: {{ scale: deployments, name: hub, namespace: prod, replicas: 0 }}
+  - action: Write that the run went on
+    id: after
+    gate: auto
+    shell: {{ argv: [touch, went-on] }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_nobody_answers_expires_and_on_timeout_decides() {
+    for (what, code, went_on) in [
+        ("abort", runbook::exit::ABORTED, false),
+        ("skip", runbook::exit::OK, true),
+        ("escalate", runbook::exit::PAUSED, false),
+    ] {
+        let w = World::new(&timing_out(what)).await;
+        let out = run(w
+            .start("ana", &["--wait-for-approval=1m"])
+            .current_dir(w.dir.path()))
+        .await;
+        out.code(code).stderr_contains("expired");
+        assert_eq!(w.replicas(), 1, "{what}: nothing scaled");
+        assert_eq!(
+            w.dir.path().join("went-on").exists(),
+            went_on,
+            "{what}: the next step ran or not"
+        );
+        let asked: Vec<_> = w
+            .decisions()
+            .into_iter()
+            .filter(|(_, _, source)| *source != ApprovalSource::Unattended)
+            .collect();
+        let expired: Vec<_> = w
+            .decisions()
+            .into_iter()
+            .filter(|(d, _, _)| *d != Decision::Approved)
+            .collect();
+        assert!(
+            asked.is_empty(),
+            "{what}: nobody approved or declined: {asked:?}"
+        );
+        assert_eq!(
+            expired,
+            vec![(
+                Decision::Expired,
+                "runbook".into(),
+                ApprovalSource::Unattended
+            )],
+            "{what}: journaled as expired, never approved or declined"
+        );
+        if what == "abort" {
+            run(w.cli().args(["postmortem", "last"]))
+                .await
+                .success()
+                .stdout_contains("expired");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_approval_no_longer_counts_and_is_asked_again() {
+    let w = World::new(
+        r#"
+version: 1
+name: expiring
+title: Scale the hub down, two fresh approvals
+steps:
+  - action: Scale the hub to zero
+    id: scale-hub
+    gate: { approvals: 2, expires: 3s }
+    kube: { scale: deployments, name: hub, namespace: prod, replicas: 0 }
+"#,
+    )
+    .await;
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::PAUSED);
+    std::thread::sleep(Duration::from_millis(3500));
+    // ana's approval has expired: bob's is the only one that counts.
+    run(w.approve("bob", &[]))
+        .await
+        .success()
+        .stderr_contains("1 of 2 approval(s) (bob)");
+    // Waiting on: bob's expires too before a second person comes.
+    std::thread::sleep(Duration::from_millis(3500));
+    run(w.resume(&[]))
+        .await
+        .code(runbook::exit::PAUSED)
+        .stderr_contains("bob's approval")
+        .stderr_contains("has expired");
+    assert_eq!(w.replicas(), 1, "expired approvals opened nothing");
+    // Two fresh approvals open it.
+    run(w.approve("bob", &[])).await.success();
+    run(w.resume(&["--yes"])).await.success();
+    assert_eq!(w.replicas(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lint_rejects_on_timeout_without_timeout() {
+    let w = World::new(
+        r#"
+version: 1
+name: bad
+title: Bad gate
+steps:
+  - action: A
+    id: a
+    gate: { on_timeout: skip }
+    shell: { argv: ["true"] }
+"#,
+    )
+    .await;
+    run(w.cli().arg("lint").arg(w.dir.path().join("rb.yaml")))
+        .await
+        .failure()
+        .stdout_contains("but this gate has no `timeout`");
+}
+
+/// Cordon every node of the seed cluster, behind a blast-radius limit of one.
+fn limited(over: &str) -> String {
+    format!(
+        r#"
+version: 1
+name: limited
+title: Cordon every node
+steps:
+  - check: Every node
+    id: nodes
+    kube: {{ get: nodes }}
+    save: nodes
+  - action: Cordon them
+    id: cordon
+    for_each: nodes
+    limit: {{ max_targets: 1 }}
+    {over}
+    kube: {{ cordon: "{{{{item.metadata.name}}}}" }}
+"#
+    )
+}
+
+impl World {
+    /// Requests other than reads: what changed (or tried to change) the lab.
+    fn writes(&self) -> Vec<String> {
+        self.lab
+            .requests()
+            .into_iter()
+            .filter(|r| r.method != "GET")
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_over_its_limit_is_refused_before_anyone_is_asked() {
+    let w = World::new(&limited("")).await;
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("objects")
+        .stderr_contains("the limit is 1");
+    assert!(w.writes().is_empty(), "nothing changed: {:?}", w.writes());
+    assert!(
+        !w.events()
+            .iter()
+            .any(|e| matches!(e, Event::GateRequested { .. })),
+        "nobody was asked"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_limit_explicit_lets_only_an_approval_naming_the_step_open_it() {
+    let w = World::new(&limited("over_limit: explicit")).await;
+    // --yes does not open it.
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::PAUSED)
+        .stderr_contains("the limit is 1");
+    assert!(w.writes().is_empty(), "nothing changed: {:?}", w.writes());
+    run(w.resume(&["--approve", "cordon"])).await.success();
+    assert!(
+        w.writes()
+            .iter()
+            .any(|r| r.starts_with("PATCH /api/v1/nodes/")),
+        "cordoned after the explicit approval: {:?}",
+        w.writes()
+    );
+}
+
+const REQUIRES: &str = r#"
+version: 1
+name: requires
+title: Scale the hub down once the node is powered off
+params:
+  powered_off: { default: "no" }
+steps:
+  - action: Scale the hub to zero
+    id: scale-hub
+    requires: "params.powered_off == 'yes'"
+    kube: { scale: deployments, name: hub, namespace: prod, replicas: 0 }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_never_runs_before_its_precondition_holds() {
+    let w = World::new(REQUIRES).await;
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("precondition does not hold");
+    assert!(w.writes().is_empty(), "nothing changed: {:?}", w.writes());
+    assert!(
+        !w.events()
+            .iter()
+            .any(|e| matches!(e, Event::GateRequested { .. })),
+        "nobody was asked"
+    );
+
+    let w = World::new(REQUIRES).await;
+    run(w.start("ana", &["--yes", "-p", "powered_off=yes"]))
+        .await
+        .success();
+    assert_eq!(w.replicas(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_precondition_blocks_a_heavy_rung_and_the_ladder_goes_on() {
+    let w = World::new(
+        r#"
+version: 1
+name: ladder
+title: Free the hub
+params:
+  powered_off: { default: "no" }
+steps:
+  - action: Free the hub
+    id: free
+    escalate:
+      - id: scale-hub
+        title: Scale the hub to zero (only once the node is off)
+        requires: "params.powered_off == 'yes'"
+        kube: { scale: deployments, name: hub, namespace: prod, replicas: 0 }
+      - id: ask
+        title: Ask a person
+        manual: Free it by hand
+    verify:
+      kube: { get: deployments, namespace: prod, name: hub }
+      expect: "true"
+      within: 1s
+"#,
+    )
+    .await;
+    run(w.start("ana", &["--yes", "--approve", "ask"]))
+        .await
+        .stderr_contains("scale-hub not run: its precondition does not hold");
+    assert!(
+        w.writes().is_empty(),
+        "the heavy rung did nothing: {:?}",
+        w.writes()
+    );
+    assert_eq!(w.replicas(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lint_rejects_a_precondition_naming_nothing_known() {
+    let w = World::new(
+        r#"
+version: 1
+name: bad
+title: Bad precondition
+steps:
+  - action: A
+    id: a
+    requires: "node_powered_off"
+    shell: { argv: ["true"] }
+"#,
+    )
+    .await;
+    run(w.cli().arg("lint").arg(w.dir.path().join("rb.yaml")))
+        .await
+        .failure()
+        .stdout_contains("node_powered_off");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lint_rejects_a_limit_without_targets_and_an_unattended_quorum() {
+    let w = World::new(
+        r#"
+version: 1
+name: bad
+title: Bad limits
+unattended: [two]
+steps:
+  - check: Nodes
+    id: nodes
+    kube: { get: nodes }
+    limit: { max_targets: 3 }
+  - action: A
+    id: a
+    over_limit: explicit
+    shell: { argv: ["true"] }
+  - action: Two people
+    id: two
+    gate: { approvals: 2 }
+    shell: { argv: ["true"] }
+"#,
+    )
+    .await;
+    run(w.cli().arg("lint").arg(w.dir.path().join("rb.yaml")))
+        .await
+        .failure()
+        .stdout_contains("only an action's plan has targets to limit")
+        .stdout_contains("but this step has no `limit`")
+        .stdout_contains("an unattended step asks nobody");
 }

@@ -84,6 +84,7 @@ pub(super) async fn run(
             ));
         }
         Pass::Abort(r) => return Ok((End::Aborted(r), Value::Null)),
+        Pass::Refuse(r) => return Ok((failed(r), Value::Null)),
     }
     let (result, errors) = cx.execute_step(step, prepared, &done_items).await?;
     if cx.cancel.is_cancelled() {

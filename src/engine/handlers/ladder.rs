@@ -162,6 +162,18 @@ async fn run_rung(
             Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: `when`: {e}"))),
         }
     }
+    if let Some(req) = &rung.requires {
+        match cx.eval_bool(req, None) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Ok(RungEnd::NotFixed(format!(
+                    "{rung_id} not run: its precondition does not hold (`requires: {}`)",
+                    req.value
+                )));
+            }
+            Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: `requires`: {e}"))),
+        }
+    }
     let title = rung
         .title
         .as_ref()
@@ -266,7 +278,9 @@ async fn run_rung(
             Pass::Go => {}
             Pass::Skip(r) => return Ok(RungEnd::NotFixed(r)),
             Pass::Pause(r) => return Ok(RungEnd::Paused(r)),
-            Pass::Abort(r) => return Ok(RungEnd::Aborted(r)),
+            // A rung over the step's limit stops the ladder: going on would only
+            // try a heavier remedy.
+            Pass::Abort(r) | Pass::Refuse(r) => return Ok(RungEnd::Aborted(r)),
         }
         let t = rung
             .timeout

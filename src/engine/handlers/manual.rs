@@ -5,6 +5,7 @@ use crate::engine::EngineError;
 use crate::engine::approve::{ManualAnswer, ManualRequest};
 use crate::engine::ctx::Ctx;
 use crate::engine::events::Notice;
+use crate::engine::gate::foreign_records;
 use crate::engine::steps::{End, failed, ok, scope};
 use crate::journal::event::{Event, Outcome};
 use crate::runbook::model::Step;
@@ -76,9 +77,71 @@ impl Ctx<'_> {
             title: title.to_string(),
             instruction,
         };
-        let answer = tokio::select! {
-            a = self.approver.manual(&req) => a,
-            () = self.cancel.cancelled() => return Ok(ManualEnd::Aborted("aborted by operator".into())),
+        // Besides the approver, a confirmation may come from another process
+        // (`runbook approve RUN ID`) while a person or `--wait-for-approval` waits
+        // here: it is already journaled, so it is only applied.
+        let approver = std::sync::Arc::clone(&self.approver);
+        let wait = approver.wait_limit();
+        let watch = wait.is_some() || approver.present();
+        let (journal, mut offset) = self.events.journal_end();
+        let deadline = wait.and_then(|d| tokio::time::Instant::now().checked_add(d));
+        let mut local = Some(approver.manual(&req));
+        let answer = loop {
+            let asked = async {
+                match local.as_mut() {
+                    Some(f) => f.await,
+                    None => std::future::pending().await,
+                }
+            };
+            let foreign = async {
+                if !watch {
+                    return std::future::pending().await;
+                }
+                foreign_records(&journal, &mut offset, |e| {
+                    matches!(e, Event::ManualConfirmed { scope: c, .. }
+                        if c.step == s.step && c.rung == s.rung)
+                })
+                .await
+            };
+            let timeout = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                a = asked => {
+                    local = None;
+                    match a {
+                        ManualAnswer::Pause { .. } if wait.is_some() => {}
+                        a => break a,
+                    }
+                }
+                recs = foreign => {
+                    for rec in &recs {
+                        self.events.observe(rec);
+                    }
+                    if let Some(Event::ManualConfirmed { outcome, by, .. }) =
+                        recs.last().map(|r| &r.event)
+                    {
+                        return Ok(match outcome {
+                            Outcome::Ok => ManualEnd::Done,
+                            Outcome::Skipped => ManualEnd::Skipped(format!("skipped by {by}")),
+                            _ => ManualEnd::Failed(format!(
+                                "{by} reported the manual step failed (runbook approve)"
+                            )),
+                        });
+                    }
+                }
+                () = timeout => {
+                    break ManualAnswer::Pause {
+                        reason: "no confirmation within the wait (--wait-for-approval)".into(),
+                    };
+                }
+                () = self.cancel.cancelled() => {
+                    return Ok(ManualEnd::Aborted("aborted by operator".into()));
+                }
+            }
         };
         let (outcome, by, end) = match answer {
             ManualAnswer::Done { by, .. } => (Outcome::Ok, by, ManualEnd::Done),

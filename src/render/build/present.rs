@@ -53,6 +53,7 @@ pub(super) fn decision(d: Decision) -> &'static str {
         Decision::Declined => "declined",
         Decision::Skipped => "skipped",
         Decision::Aborted => "aborted",
+        Decision::Expired => "expired (nobody answered in time)",
     }
 }
 

@@ -46,6 +46,7 @@ pub(crate) const STEP_KEYS: &[&str] = &[
     "prometheus",
     "kube",
     "when",
+    "requires",
     "for_each",
     "concurrency",
     "save",
@@ -59,6 +60,8 @@ pub(crate) const STEP_KEYS: &[&str] = &[
     "gate",
     "escalate",
     "on_failure",
+    "limit",
+    "over_limit",
 ];
 const VERIFICATION_KEYS: &[&str] = &[
     "title",
@@ -81,6 +84,7 @@ const RUNG_KEYS: &[&str] = &[
     "manual",
     "preview",
     "when",
+    "requires",
     "for_each",
     "concurrency",
     "timeout",
@@ -109,7 +113,8 @@ const HTTP_KEYS: &[&str] = &["method", "url", "headers", "body", "json", "status
 const PROMETHEUS_KEYS: &[&str] = &["server", "query", "detects"];
 const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
 /// Keys of the mapping form of `gate:`.
-pub(crate) const GATE_KEYS: &[&str] = &["approvals", "explicit", "expires"];
+pub(crate) const GATE_KEYS: &[&str] =
+    &["approvals", "explicit", "expires", "timeout", "on_timeout"];
 pub(crate) const KUBE_QUALIFIERS: &[&str] = &[
     "name",
     "namespace",

@@ -508,6 +508,7 @@ impl Conv<'_> {
             prometheus: f.get("prometheus").and_then(|n| self.prometheus(n)),
             kube: f.get("kube").and_then(|n| self.kube(n)),
             when: self.opt_string(&f, "when"),
+            requires: self.opt_string(&f, "requires"),
             for_each: self.opt_string(&f, "for_each"),
             concurrency: self.opt_uint(&f, "concurrency"),
             save: self.opt_string(&f, "save"),
@@ -524,6 +525,8 @@ impl Conv<'_> {
                 .get("escalate")
                 .map_or_else(Vec::new, |n| self.escalate(n)),
             on_failure: self.on_failure(&f),
+            limit: f.get("limit").and_then(|n| self.limit(n)),
+            over_limit: self.over_limit(&f),
         })
     }
 
@@ -600,6 +603,7 @@ impl Conv<'_> {
             manual: self.opt_string(&f, "manual"),
             preview: f.get("preview").and_then(|n| self.preview(n)),
             when: self.opt_string(&f, "when"),
+            requires: self.opt_string(&f, "requires"),
             for_each: self.opt_string(&f, "for_each"),
             concurrency: self.opt_uint(&f, "concurrency"),
             timeout: self.duration(&f, "timeout"),
@@ -747,7 +751,91 @@ impl Conv<'_> {
             }
             rule.expires = Some(d.value);
         }
+        rule.timeout = self.duration(&g, "timeout").map(|d| d.value);
+        if let Some(o) = g.get("on_timeout") {
+            let text = self.string(o, "`on_timeout`")?;
+            rule.on_timeout = match text.value.as_str() {
+                "abort" => Some(OnTimeout::Abort),
+                "skip" => Some(OnTimeout::Skip),
+                "escalate" => Some(OnTimeout::Escalate),
+                other => {
+                    let len = self.src.width(o.pos, other);
+                    self.push(
+                        Diagnostic::error(
+                            "bad-value",
+                            o.pos,
+                            format!(
+                                "`on_timeout` must be `abort`, `skip` or `escalate`, found `{other}`"
+                            ),
+                        )
+                        .len(len),
+                    );
+                    None
+                }
+            };
+            if rule.timeout.is_none() {
+                self.push(
+                    Diagnostic::error(
+                        "on-timeout-without-timeout",
+                        o.pos,
+                        "`on_timeout` says what a gate does when its `timeout` passes, but this gate has no `timeout`",
+                    )
+                    .help("add e.g. `timeout: 30m` to the gate, or remove `on_timeout`"),
+                );
+            }
+        }
         Some(Sp::new(n.pos, rule))
+    }
+
+    /// `limit: { max_targets: N }`.
+    fn limit(&mut self, node: &Node) -> Option<Sp<Limit>> {
+        let f = self.fields(node, "`limit`", &["max_targets"])?;
+        let Some(n) = f.get("max_targets") else {
+            self.missing(
+                &f,
+                "max_targets",
+                "`limit`",
+                Some("e.g. `limit: { max_targets: 20 }`"),
+            );
+            return None;
+        };
+        let max = self.uint::<u32>(n, "`max_targets`")?;
+        if max.value == 0 {
+            self.push(Diagnostic::error(
+                "out-of-range",
+                max.pos,
+                "`max_targets: 0` would refuse every plan; it must be at least 1",
+            ));
+            return None;
+        }
+        Some(Sp::new(
+            node.pos,
+            Limit {
+                max_targets: max.value,
+            },
+        ))
+    }
+
+    /// `over_limit: refuse | explicit`.
+    fn over_limit(&mut self, f: &Fields<'_>) -> Option<Sp<OverLimit>> {
+        let n = f.get("over_limit")?;
+        let s = self.string(n, "`over_limit`")?;
+        match s.value.as_str() {
+            "refuse" => Some(Sp::new(n.pos, OverLimit::Refuse)),
+            "explicit" => Some(Sp::new(n.pos, OverLimit::Explicit)),
+            other => {
+                let len = self.src.width(n.pos, other);
+                self.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        n.pos,
+                        format!("`over_limit` must be `refuse` or `explicit`, found `{other}`"),
+                    )
+                    .len(len),
+                );
+                None
+            }
+        }
     }
 
     fn retry(&mut self, node: &Node) -> Option<Retry> {

@@ -336,6 +336,21 @@ impl<'a> Validator<'a> {
                         .len(len),
                     );
                 }
+                Some(s) if s.gate_rule.as_ref().is_some_and(|r| r.approvals > 1) => {
+                    let len = self.src.width(id.pos, &id.value);
+                    self.push(
+                        Diagnostic::error(
+                            "unattended-quorum",
+                            id.pos,
+                            format!(
+                                "`{}` needs approvals from several people (`gate: {{ approvals: N }}`); an unattended step asks nobody",
+                                id.value
+                            ),
+                        )
+                        .len(len)
+                        .help("remove it from `unattended`, or its `approvals`"),
+                    );
+                }
                 Some(s) if s.gate.as_ref().map(|g| g.value) == Some(Gate::Explicit) => {
                     let len = self.src.width(id.pos, &id.value);
                     self.push(
@@ -401,6 +416,9 @@ impl<'a> Validator<'a> {
         if let Some(w) = &step.when {
             self.condition(w, &base);
         }
+        if let Some(r) = &step.requires {
+            self.condition(r, &base);
+        }
         if let Some(fe) = &step.for_each {
             self.for_each(fe);
         }
@@ -463,6 +481,30 @@ impl<'a> Validator<'a> {
                     },
                 );
             }
+        }
+        if kind != StepKind::Action
+            && let Some(l) = &step.limit
+        {
+            self.push(Diagnostic::error(
+                "limit-without-targets",
+                l.pos,
+                format!(
+                    "a {} step acts on nothing; only an action's plan has targets to limit",
+                    kind.key()
+                ),
+            ));
+        }
+        if let Some(o) = &step.over_limit
+            && step.limit.is_none()
+        {
+            self.push(
+                Diagnostic::error(
+                    "over-limit-without-limit",
+                    o.pos,
+                    "`over_limit` says what a plan over its `limit` does, but this step has no `limit`",
+                )
+                .help("add e.g. `limit: { max_targets: 20 }`, or remove `over_limit`"),
+            );
         }
         if let Some(p) = &step.preview {
             let gated =
@@ -699,6 +741,9 @@ impl<'a> Validator<'a> {
         }
         if let Some(w) = &rung.when {
             self.condition(w, &Ctx::default());
+        }
+        if let Some(r) = &rung.requires {
+            self.condition(r, &Ctx::default());
         }
         if let Some(fe) = &rung.for_each {
             self.for_each(fe);
