@@ -96,7 +96,15 @@ pub(crate) fn parse_yaml(source: &str) -> Result<Node, Diagnostic> {
 /// line numbers, and read again; an error inside the blanked region's reach (at
 /// or before its last line) is taken as a consequence of the first and ends the
 /// search. At most `limit` errors in all.
+///
+/// A limit of the reader (expansion budget, depth, size) is not a local mistake:
+/// blanking the line it names only makes the next alias dangle, so it is reported
+/// alone, and so is an alias left dangling by a blanked anchor. (Re-reading a
+/// document that hit a budget 20 times made `lint` take half a minute.)
 pub(crate) fn yaml_errors(source: &str, first: Diagnostic, limit: usize) -> Vec<Diagnostic> {
+    if matches!(first.code, "yaml-budget" | "yaml-size") {
+        return vec![first];
+    }
     let mut lines: Vec<String> = source.lines().map(str::to_owned).collect();
     let mut out = vec![first];
     while out.len() < limit {
@@ -110,6 +118,7 @@ pub(crate) fn yaml_errors(source: &str, first: Diagnostic, limit: usize) -> Vec<
         }
         let text = lines.join("\n");
         match parse_yaml(&text) {
+            Err(d) if d.message.contains("unknown anchor") => break,
             Err(d) if d.line as usize > end && d.code != "empty" => out.push(d),
             _ => break,
         }
@@ -342,6 +351,20 @@ mod tests {
     fn tab_indentation_is_reported_at_the_tab() {
         let e = parse_yaml("a:\n\tb: 1\n").unwrap_err();
         assert_eq!((e.code, e.line, e.column), ("yaml-tab", 2, 1));
+    }
+
+    #[test]
+    fn a_reader_limit_is_reported_once_not_re_read_for_more_errors() {
+        // Merge keys chained deeper than the reader allows: the first error is the
+        // limit; blanking its line would only make every later alias dangle.
+        let mut src = String::from("m0: &m0 {a: 1}\n");
+        for i in 1..200 {
+            src.push_str(&format!("m{i}: &m{i} {{<<: *m{}, k{i}: {i}}}\n", i - 1));
+        }
+        let first = parse_yaml(&src).unwrap_err();
+        let all = yaml_errors(&src, first.clone(), 20);
+        assert_eq!(all.len(), 1, "{all:?}");
+        assert_eq!(all[0], first);
     }
 
     #[test]

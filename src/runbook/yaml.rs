@@ -185,8 +185,32 @@ fn budget_message(e: &serde_saphyr::Error, limits: &Limits) -> Option<(String, Y
                 size("parser events", *events, limits.events),
                 YamlErrorKind::Size,
             )),
+            BudgetBreach::Depth { depth } => Some((
+                format!(
+                    "the document nests deeper than the YAML reader allows (reading stopped at depth {depth}, counting the levels that anchors and merge keys bring in)"
+                ),
+                YamlErrorKind::Budget,
+            )),
+            BudgetBreach::Aliases { aliases } => Some((
+                format!(
+                    "the document uses more aliases (`*name`) than the YAML reader allows (reading stopped at {aliases})"
+                ),
+                YamlErrorKind::Budget,
+            )),
+            BudgetBreach::Anchors { anchors } => Some((
+                format!(
+                    "the document defines more anchors (`&name`) than the YAML reader allows (reading stopped at {anchors})"
+                ),
+                YamlErrorKind::Budget,
+            )),
+            BudgetBreach::Documents { documents } => Some((
+                format!(
+                    "the file holds {documents} YAML documents; a runbook is one document (remove the `---` separators)"
+                ),
+                YamlErrorKind::Budget,
+            )),
             other => Some((
-                format!("the document exceeds a limit of the YAML reader: {other:?}"),
+                format!("the document exceeds a limit of the YAML reader ({other:?})"),
                 YamlErrorKind::Budget,
             )),
         },
