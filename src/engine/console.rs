@@ -149,8 +149,12 @@ impl Printer {
                 }
             }
             None => {
+                // One write per line (stderr is unbuffered: `writeln!` would make two).
+                let mut line = String::with_capacity(text.len() + 1);
+                line.push_str(text);
+                line.push('\n');
                 let mut sink = self.sink.lock().unwrap_or_else(|e| e.into_inner());
-                let _ = writeln!(sink, "{text}");
+                let _ = sink.write_all(line.as_bytes());
                 let _ = sink.flush();
             }
         }

@@ -87,7 +87,7 @@ impl Recorder {
             );
         }
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let seq = w.append(ts, event.clone(), sync)?;
+        let seq = w.append_ref(ts, &event, sync)?;
         // The journal keeps millisecond precision; the state sees the same time.
         Ok(Record {
             seq,
@@ -158,6 +158,11 @@ impl Recorder {
         // With no secret known, Kubernetes Secrets are still masked by structure
         // (`mask_value`); free text is left as it is.
         let r = self.redactor();
+        // Most runs know no secret and most events carry no Secret object: then
+        // masking would rebuild the event as it is, so it is not rebuilt.
+        if r.is_empty() && !holds_kube_secrets(&event) {
+            return event;
+        }
         let text = |s: String| r.mask(&s);
         let opt = |s: Option<String>| s.map(|s| r.mask(&s));
         let planned = |op: PlannedOp| PlannedOp {
@@ -352,6 +357,21 @@ impl Recorder {
                 (with_side_file_error(truncate_strings(&v), why), None)
             }
         }
+    }
+}
+
+/// Whether any structured value of `event` (an operation, a result, a saved value)
+/// holds a Kubernetes Secret that masking by structure would change.
+fn holds_kube_secrets(event: &Event) -> bool {
+    use super::redact::holds_kube_secrets as holds;
+    match event {
+        Event::OpStarted { op, .. } => holds(&op.op),
+        Event::GateRequested { ops, .. } => ops.iter().any(|op| holds(&op.op)),
+        Event::OpFinished {
+            result: Some(v), ..
+        }
+        | Event::Saved { value: v, .. } => holds(v),
+        _ => false,
     }
 }
 

@@ -180,7 +180,7 @@ fn is_secret_object(m: &Map<String, Value>) -> bool {
 
 /// Whether [`mask_kube_secrets`] could change anything in `v`: a Secret, a
 /// SecretList, or a last-applied annotation somewhere inside it. Reads only.
-fn holds_kube_secrets(v: &Value) -> bool {
+pub(crate) fn holds_kube_secrets(v: &Value) -> bool {
     match v {
         Value::Array(a) => a.iter().any(holds_kube_secrets),
         Value::Object(m) => {

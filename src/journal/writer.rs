@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use super::event::{Event, Record};
+use super::event::Event;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -131,15 +131,29 @@ impl Writer {
         event: Event,
         sync: bool,
     ) -> Result<u64, WriteError> {
-        let _lock = Flock::exclusive(&self.file).map_err(|e| io(&self.path, e))?;
-        self.append_locked(ts, event, sync)
+        self.append_ref(ts, &event, sync)
     }
 
-    /// [`Writer::append`] with the lock already held.
+    /// [`Writer::append`] of a borrowed event: the engine keeps the event it journals
+    /// for the rest of its stream, without copying it to write it.
+    pub fn append_ref(
+        &mut self,
+        ts: DateTime<Utc>,
+        event: &Event,
+        sync: bool,
+    ) -> Result<u64, WriteError> {
+        // The lock is taken on the writer's own descriptor (no duplicate to open and
+        // close on every line) and released on every path out.
+        lock_exclusive(&self.file).map_err(|e| io(&self.path, e))?;
+        let r = self.append_locked(ts, event, sync);
+        let _ = self.file.unlock();
+        r
+    }
+
     fn append_locked(
         &mut self,
         ts: DateTime<Utc>,
-        event: Event,
+        event: &Event,
         sync: bool,
     ) -> Result<u64, WriteError> {
         self.catch_up()?;
@@ -147,7 +161,15 @@ impl Writer {
             .seq
             .checked_add(1)
             .ok_or_else(|| WriteError::SeqExhausted(self.path.clone()))?;
-        let record = Record {
+        // The same line as a `Record` (`super::event::Record`) serializes to.
+        #[derive(serde::Serialize)]
+        struct Line<'a> {
+            seq: u64,
+            ts: DateTime<Utc>,
+            #[serde(flatten)]
+            event: &'a Event,
+        }
+        let record = Line {
             seq,
             // The format promises millisecond precision on the wire.
             ts: ts.trunc_subsecs(3),
@@ -157,14 +179,16 @@ impl Writer {
             serde_json::to_vec(&record).map_err(|e| io(&self.path, std::io::Error::other(e)))?;
         line.push(b'\n');
         // One write call: with O_APPEND the line lands whole at the end of the file.
-        self.file.write_all(&line).map_err(|e| io(&self.path, e))?;
-        self.seq = record.seq;
+        (&self.file)
+            .write_all(&line)
+            .map_err(|e| io(&self.path, e))?;
+        self.seq = seq;
         self.len += line.len() as u64;
         self.unsynced = true;
         if sync {
             self.sync()?;
         }
-        Ok(record.seq)
+        Ok(seq)
     }
 
     /// How many fsyncs this writer has made.
@@ -280,41 +304,30 @@ pub fn append_if<E>(
     decide: impl FnOnce(&super::reader::Journal) -> Result<Event, E>,
 ) -> Result<Result<u64, E>, WriteError> {
     let mut w = Writer::open(path)?;
-    let _lock = Flock::exclusive(&w.file).map_err(|e| io(path, e))?;
-    let journal = super::reader::read(path).map_err(|e| match e {
-        super::reader::ReadError::Io { path, source } => WriteError::Io { path, source },
-        other => WriteError::Unreadable(other.to_string()),
-    })?;
-    match decide(&journal) {
-        Ok(event) => Ok(Ok(w.append_locked(ts, event, true)?)),
-        Err(e) => Ok(Err(e)),
-    }
-}
-
-/// An advisory `flock` (std's `File::lock` on Linux) held for the duration of one
-/// append. It holds a duplicate of the writer's descriptor so the writer stays free
-/// to be borrowed mutably; a duplicate shares the open file description, and so the
-/// lock, which is released when the guard drops.
-struct Flock(File);
-
-impl Flock {
-    fn exclusive(file: &File) -> std::io::Result<Flock> {
-        let dup = file.try_clone()?;
-        loop {
-            match dup.lock() {
-                Ok(()) => return Ok(Flock(dup)),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+    lock_exclusive(&w.file).map_err(|e| io(path, e))?;
+    let r = (|| {
+        let journal = super::reader::read(path).map_err(|e| match e {
+            super::reader::ReadError::Io { path, source } => WriteError::Io { path, source },
+            other => WriteError::Unreadable(other.to_string()),
+        })?;
+        match decide(&journal) {
+            Ok(event) => Ok(Ok(w.append_locked(ts, &event, true)?)),
+            Err(e) => Ok(Err(e)),
         }
-    }
+    })();
+    let _ = w.file.unlock();
+    r
 }
 
-impl Drop for Flock {
-    fn drop(&mut self) {
-        // Closing the duplicate would not release it: the writer's descriptor shares
-        // the lock, so unlock explicitly.
-        let _ = self.0.unlock();
+/// An advisory exclusive `flock` (std's `File::lock` on Linux) on the journal, held
+/// for the duration of one append and released with `File::unlock`.
+fn lock_exclusive(file: &File) -> std::io::Result<()> {
+    loop {
+        match file.lock() {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
     }
 }
 
