@@ -47,6 +47,7 @@ impl Ctx<'_> {
                 calls: Default::default(),
                 clock: RunClock(std::sync::Arc::clone(&self.clock)),
                 approved: None,
+                spill: None,
                 spawned: None,
             };
             match provider.impact(&p.resolved, &cx).await {
@@ -100,6 +101,7 @@ impl Ctx<'_> {
             calls: Default::default(),
             clock: RunClock(std::sync::Arc::clone(&self.clock)),
             approved: None,
+            spill: None,
             spawned: None,
         };
         let result = match provider.execute(&prepared.resolved, &cx).await {

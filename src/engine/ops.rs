@@ -329,6 +329,7 @@ impl Ctx<'_> {
             clock: crate::providers::RunClock(std::sync::Arc::clone(&self.clock)),
             spawned: track.then_some(tx),
             approved: p.planned.impact.as_ref().map(|i| i.objects.clone()),
+            spill: Some(self.events.spill(scope)),
         };
         let started = std::time::Instant::now();
         let fut = provider.execute(&p.resolved, &cx);

@@ -108,6 +108,9 @@ pub struct ExecCtx {
     /// The objects the approver saw in the plan's impact ([`Provider::impact`]): a
     /// fan-out operation acts on no object outside them.
     pub approved: Option<Vec<String>>,
+    /// Where a stream past the in-memory cap is written whole (the run's side
+    /// files); `None` outside a run, where such a stream is only counted.
+    pub spill: Option<limits::SpillTo>,
 }
 
 impl ExecCtx {
@@ -121,6 +124,7 @@ impl ExecCtx {
             clock: RunClock::default(),
             spawned: None,
             approved: None,
+            spill: None,
         }
     }
 }

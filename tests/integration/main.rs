@@ -16,6 +16,7 @@ mod bounds_http;
 mod bounds_kube;
 mod bounds_lab;
 mod bounds_shell;
+mod bounds_spill;
 mod chaos_faults;
 mod chaos_input;
 mod chaos_kill;
