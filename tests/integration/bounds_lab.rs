@@ -277,3 +277,54 @@ async fn a_continue_token_the_lab_gave_reads_the_next_page() {
     assert_eq!(status, 200, "{next}");
     assert_eq!(next["items"][0]["metadata"]["name"], "c");
 }
+
+/// Issue 13: a fault `at` too far away to represent and a metric's bad selector are
+/// refused at their line and column, saying what was expected (they used to name
+/// only the file and the field).
+#[test]
+fn a_fault_at_10_12_days_and_a_bad_metric_selector_are_refused_at_their_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "fault.yaml",
+            "version: 1\nname: far\nfaults:\n  - at: 1000000000000d\n    node_lost: { node: n }\nobjects: []\n",
+            ":4:9:",
+            "expected a time after the start such as `0s`",
+        ),
+        (
+            "metric.yaml",
+            "version: 1\nname: sel\nmetrics:\n  - name: m\n    help: h\n    value: { pods_running: { namespace: default, selector: \"a in (\" } }\nobjects: []\n",
+            ":6:60:",
+            "expected a label selector as kubectl takes it, e.g. `component=hub`",
+        ),
+        (
+            "count.yaml",
+            "version: 1\nname: sel\nmetrics:\n  - name: m\n    value:\n      pods: { selector: \"=x\" }\nobjects: []\n",
+            ":6:25:",
+            "expected a label selector",
+        ),
+        (
+            "crash.yaml",
+            "version: 1\nname: sel\nfaults:\n  - at: 1m\n    crash_loop: { namespace: default, selector: \"a in (\" }\nobjects: []\n",
+            ":5:49:",
+            "expected a label selector",
+        ),
+    ];
+    for (name, text, at, expected) in cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .arg("lab")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}{at}", file.display())),
+            "{name}: wants {at}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(stderr.contains("hint:"), "{name}: {stderr}");
+    }
+}
