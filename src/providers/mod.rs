@@ -171,6 +171,29 @@ impl CallLog {
     }
 }
 
+/// How to give an operation that timed out after `d` longer, in the runbook's own
+/// words: every timeout message says which key raises it (issue 13).
+pub fn raise_timeout(d: Duration) -> String {
+    format!(
+        "to allow longer, set a longer `timeout:` on the step (e.g. `timeout: {}`)",
+        yaml_duration(d.saturating_mul(2).max(Duration::from_secs(1)))
+    )
+}
+
+/// A duration as a runbook writes it: `90s`, `4m`, `2h`.
+pub fn yaml_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s > 0 && s % 3600 == 0 {
+        format!("{}h", s / 3600)
+    } else if s > 0 && s % 60 == 0 {
+        format!("{}m", s / 60)
+    } else if d.subsec_millis() == 0 {
+        format!("{s}s")
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 /// Why an operation did not produce a result.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OpError {
@@ -182,7 +205,7 @@ pub enum OpError {
         result: Option<Value>,
     },
     /// The timeout in [`ExecCtx`] ran out.
-    #[error("timed out after {0:?}")]
+    #[error("timed out after {:?}; {}", .0, raise_timeout(*.0))]
     TimedOut(Duration),
     /// The cancellation token fired (Ctrl-C).
     #[error("cancelled")]

@@ -17,6 +17,7 @@ mod bounds_kube;
 mod bounds_lab;
 mod bounds_shell;
 mod bounds_spill;
+mod bounds_timeouts;
 mod chaos_faults;
 mod chaos_input;
 mod chaos_kill;
