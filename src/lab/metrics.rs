@@ -31,10 +31,7 @@ fn running(st: &State, ns: &str, sel: &LabelSelector, schedulable_only: bool) ->
 }
 
 fn count_pods(st: &State, p: &PodCount) -> usize {
-    let sel = p
-        .selector
-        .as_ref()
-        .map(|s| s.1.clone());
+    let sel = p.selector.as_ref().map(|s| s.1.clone());
     st.store
         .list("pods", p.namespace.as_deref())
         .filter(|pod| sel.as_ref().is_none_or(|s| s.matches(pod)))
@@ -51,10 +48,7 @@ fn count_pods(st: &State, p: &PodCount) -> usize {
 const POOL_LABEL: &str = "/metadata/labels/lab.runbook.dev~1node-pool";
 
 fn count_nodes(st: &State, n: &NodeCount) -> usize {
-    let sel = n
-        .selector
-        .as_ref()
-        .map(|s| s.1.clone());
+    let sel = n.selector.as_ref().map(|s| s.1.clone());
     st.store
         .list("nodes", None)
         .filter(|node| {

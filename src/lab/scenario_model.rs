@@ -25,7 +25,9 @@ impl TryFrom<String> for Span {
         match parse_duration(&s) {
             Ok(d) if d >= Duration::zero() => Ok(Span(d)),
             Ok(_) => Err(format!("{s:?}: a duration here cannot be negative")),
-            Err(e) => Err(format!("{e}; expected a duration such as `30s`, `10m` or `1h30m`")),
+            Err(e) => Err(format!(
+                "{e}; expected a duration such as `30s`, `10m` or `1h30m`"
+            )),
         }
     }
 }
@@ -40,9 +42,9 @@ pub struct Offset(pub Duration);
 impl TryFrom<String> for Offset {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        parse_duration(&s)
-            .map(Offset)
-            .map_err(|e| format!("{e}; expected a time after the start such as `0s`, `90s`, `5m` or `-6h`"))
+        parse_duration(&s).map(Offset).map_err(|e| {
+            format!("{e}; expected a time after the start such as `0s`, `90s`, `5m` or `-6h`")
+        })
     }
 }
 

@@ -233,9 +233,7 @@ fn unescape_value(s: &str) -> Result<String, String> {
                 None => return Err("invalid field selector: invalid escape sequence: \\".into()),
             },
             ',' | '=' => {
-                return Err(format!(
-                    "invalid field selector: unescaped character '{c}'"
-                ));
+                return Err(format!("invalid field selector: unescaped character '{c}'"));
             }
             c => out.push(c),
         }

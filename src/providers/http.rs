@@ -254,12 +254,7 @@ pub(crate) async fn send(
         }
         // Read to its end, the file holds the whole body; cut at the spill cap (or
         // of unknown length), `body_file_truncated` says the file is not all of it.
-        super::limits::note_spill(
-            &mut result,
-            "body",
-            &spilled,
-            total.unwrap_or(u64::MAX),
-        );
+        super::limits::note_spill(&mut result, "body", &spilled, total.unwrap_or(u64::MAX));
     }
     Ok(Value::Object(result))
 }

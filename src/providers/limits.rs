@@ -179,7 +179,10 @@ impl<'a> Spiller<'a> {
 
     fn fail(&mut self, e: std::io::Error) {
         self.writer = None;
-        self.spilled.error = Some(format!("the {} side file could not be written: {e}", self.stream));
+        self.spilled.error = Some(format!(
+            "the {} side file could not be written: {e}",
+            self.stream
+        ));
     }
 
     /// Close the side file (if one was started).
@@ -307,7 +310,12 @@ mod tests {
     #[tokio::test]
     async fn a_stream_past_the_cap_is_read_to_its_end_and_counted() {
         let data = vec![b'y'; 300_000];
-        let c = read_capped(Some(&data[..]), 1000, Spiller::new(None, "stdout", "txt", 0)).await;
+        let c = read_capped(
+            Some(&data[..]),
+            1000,
+            Spiller::new(None, "stdout", "txt", 0),
+        )
+        .await;
         assert_eq!(c.kept.len(), 1000);
         assert_eq!(c.total, 300_000);
         assert!(c.truncated());

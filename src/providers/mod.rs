@@ -183,9 +183,9 @@ pub fn raise_timeout(d: Duration) -> String {
 /// A duration as a runbook writes it: `90s`, `4m`, `2h`.
 pub fn yaml_duration(d: Duration) -> String {
     let s = d.as_secs();
-    if s > 0 && s % 3600 == 0 {
+    if s > 0 && s.is_multiple_of(3600) {
         format!("{}h", s / 3600)
-    } else if s > 0 && s % 60 == 0 {
+    } else if s > 0 && s.is_multiple_of(60) {
         format!("{}m", s / 60)
     } else if d.subsec_millis() == 0 {
         format!("{s}s")

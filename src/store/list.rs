@@ -68,7 +68,10 @@ pub struct SpilledOutput {
 impl SpilledOutput {
     /// One line for `runbook show`, the file under `run_dir`.
     pub fn describe(&self, run_dir: &std::path::Path) -> String {
-        let size = self.bytes.map(|n| format!(", {n} bytes")).unwrap_or_default();
+        let size = self
+            .bytes
+            .map(|n| format!(", {n} bytes"))
+            .unwrap_or_default();
         let cut = if self.file_truncated {
             " (cut at RUNBOOK_MAX_SPILL)"
         } else {

@@ -212,21 +212,49 @@ fn lab_speed_beyond_the_maximum_is_a_usage_error_not_a_panic() {
 async fn malformed_selectors_continue_tokens_and_names_in_paths_get_400_bad_request() {
     let lab = Lab::empty();
     let (addr, _server) = lab.serve("127.0.0.1:0").await.unwrap();
-    let get = |path: &str| {
-        format!("GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n")
-    };
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
     let post = |path: &str| {
-        format!("POST {path} HTTP/1.1\r\nHost: lab\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: lab\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
     };
     let cases = [
         // `spec.nodeName===x`: the value `=x` holds an unescaped `=`.
-        ("a value with an unescaped =", get("/api/v1/pods?fieldSelector=spec.nodeName%3D%3D%3Dx"), "unescaped character"),
-        ("an unknown escape", get("/api/v1/pods?fieldSelector=spec.nodeName%3Da%5Cq"), "invalid escape sequence"),
-        ("a selector without a field", get("/api/v1/pods?fieldSelector=%3Dx"), "invalid field selector"),
-        ("a garbage continue token", get("/api/v1/pods?limit=1&continue=%25%25%25garbage"), "invalid continue token"),
-        ("a negative continue token", get("/api/v1/pods?limit=1&continue=-1"), "invalid continue token"),
-        ("losing a node named ..%2f..", post("/lab/v1/nodes/..%2f../lose"), "invalid node name"),
-        ("recovering a node named ..", post("/lab/v1/nodes/../recover"), "invalid node name"),
+        (
+            "a value with an unescaped =",
+            get("/api/v1/pods?fieldSelector=spec.nodeName%3D%3D%3Dx"),
+            "unescaped character",
+        ),
+        (
+            "an unknown escape",
+            get("/api/v1/pods?fieldSelector=spec.nodeName%3Da%5Cq"),
+            "invalid escape sequence",
+        ),
+        (
+            "a selector without a field",
+            get("/api/v1/pods?fieldSelector=%3Dx"),
+            "invalid field selector",
+        ),
+        (
+            "a garbage continue token",
+            get("/api/v1/pods?limit=1&continue=%25%25%25garbage"),
+            "invalid continue token",
+        ),
+        (
+            "a negative continue token",
+            get("/api/v1/pods?limit=1&continue=-1"),
+            "invalid continue token",
+        ),
+        (
+            "losing a node named ..%2f..",
+            post("/lab/v1/nodes/..%2f../lose"),
+            "invalid node name",
+        ),
+        (
+            "recovering a node named ..",
+            post("/lab/v1/nodes/../recover"),
+            "invalid node name",
+        ),
     ];
     for (what, head, says) in cases {
         let (status, body) = tokio::task::spawn_blocking(move || request(addr, &head, b""))
@@ -241,16 +269,19 @@ async fn malformed_selectors_continue_tokens_and_names_in_paths_get_400_bad_requ
     }
     // What they stand in for still works: an escaped value, a token the lab gave.
     let (status, body) = tokio::task::spawn_blocking(move || {
-        request(addr, &get("/api/v1/pods?fieldSelector=spec.nodeName%3Da%5C%3Db"), b"")
+        request(
+            addr,
+            &get("/api/v1/pods?fieldSelector=spec.nodeName%3Da%5C%3Db"),
+            b"",
+        )
     })
     .await
     .unwrap();
     assert_eq!(status, 200, "{body}");
-    let (status, body) = tokio::task::spawn_blocking(move || {
-        request(addr, &post("/lab/v1/nodes/node-1/lose"), b"")
-    })
-    .await
-    .unwrap();
+    let (status, body) =
+        tokio::task::spawn_blocking(move || request(addr, &post("/lab/v1/nodes/node-1/lose"), b""))
+            .await
+            .unwrap();
     assert_eq!(status, 200, "{body}");
 }
 
@@ -261,16 +292,30 @@ async fn a_continue_token_the_lab_gave_reads_the_next_page() {
         lab.create(pod(name, 0)).unwrap();
     }
     let (addr, _server) = lab.serve("127.0.0.1:0").await.unwrap();
-    let get = |path: String| format!("GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
+    let get =
+        |path: String| format!("GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
     let (status, first) = tokio::task::spawn_blocking(move || {
-        request(addr, &get("/api/v1/namespaces/default/pods?limit=2".into()), b"")
+        request(
+            addr,
+            &get("/api/v1/namespaces/default/pods?limit=2".into()),
+            b"",
+        )
     })
     .await
     .unwrap();
     assert_eq!(status, 200, "{first}");
-    let token = first["metadata"]["continue"].as_str().expect("a continue token").to_owned();
+    let token = first["metadata"]["continue"]
+        .as_str()
+        .expect("a continue token")
+        .to_owned();
     let (status, next) = tokio::task::spawn_blocking(move || {
-        request(addr, &get(format!("/api/v1/namespaces/default/pods?limit=2&continue={token}")), b"")
+        request(
+            addr,
+            &get(format!(
+                "/api/v1/namespaces/default/pods?limit=2&continue={token}"
+            )),
+            b"",
+        )
     })
     .await
     .unwrap();

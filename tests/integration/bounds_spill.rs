@@ -81,11 +81,18 @@ fn a_shell_output_past_the_cap_is_streamed_whole_to_a_side_file_that_show_and_th
     assert_eq!(result["stdout_bytes"], total);
     assert!(result.get("stdout_file_truncated").is_none(), "{result}");
     let side = result["stdout_file"].as_str().expect("stdout_file");
-    assert!(side.starts_with("outputs/") && side.ends_with("-print-stdout.txt"), "{side}");
+    assert!(
+        side.starts_with("outputs/") && side.ends_with("-print-stdout.txt"),
+        "{side}"
+    );
     let bytes = std::fs::read(run_dir(&state).join(side)).expect("the side file exists");
     let text = String::from_utf8(bytes).unwrap();
     let expected = format!("{}***{}", "x".repeat(3_000_000), "y".repeat(100));
-    assert!(text == expected, "the side file is the whole stream, its secret masked ({} bytes)", text.len());
+    assert!(
+        text == expected,
+        "the side file is the whole stream, its secret masked ({} bytes)",
+        text.len()
+    );
     // No temporary file is left next to it.
     for e in std::fs::read_dir(run_dir(&state).join("outputs")).unwrap() {
         let name = e.unwrap().file_name().into_string().unwrap();
@@ -95,9 +102,15 @@ fn a_shell_output_past_the_cap_is_streamed_whole_to_a_side_file_that_show_and_th
     let shown = Cli::new().state_dir(&state).args(["show", "last"]).run();
     shown
         .success()
-        .stdout_contains(format!("output:    {}", run_dir(&state).join(side).display()))
+        .stdout_contains(format!(
+            "output:    {}",
+            run_dir(&state).join(side).display()
+        ))
         .stdout_contains(format!("(step `print` stdout, {total} bytes)"));
-    let pm = Cli::new().state_dir(&state).args(["postmortem", "last"]).run();
+    let pm = Cli::new()
+        .state_dir(&state)
+        .args(["postmortem", "last"])
+        .run();
     pm.success()
         .stdout_contains(format!("(all of it: `{side}` in the run folder)"));
 }
@@ -182,7 +195,11 @@ fn an_http_body_past_the_cap_is_kept_whole_in_a_side_file_and_the_run_goes_on() 
     let side = result["body_file"].as_str().expect("body_file");
     let kept = std::fs::read(run_dir(&state).join(side)).unwrap();
     let expected = [&body[..3_000_000], b"***end"].concat();
-    assert!(kept == expected, "the whole body, masked ({} bytes)", kept.len());
+    assert!(
+        kept == expected,
+        "the whole body, masked ({} bytes)",
+        kept.len()
+    );
 }
 
 #[test]
@@ -213,7 +230,9 @@ fn a_prometheus_answer_past_the_cap_fails_the_step_naming_the_side_file_that_hol
     let (_, outcome, result, error) = &ops[0];
     assert_eq!(*outcome, Outcome::Failed, "{}", out.stderr);
     let error = error.as_deref().unwrap();
-    let result = result.as_ref().expect("the cut answer's fields are journaled");
+    let result = result
+        .as_ref()
+        .expect("the cut answer's fields are journaled");
     let side = result["body_file"].as_str().expect("body_file");
     assert!(
         error.contains(&format!(
@@ -223,5 +242,9 @@ fn a_prometheus_answer_past_the_cap_fails_the_step_naming_the_side_file_that_hol
         "{error}"
     );
     let kept = std::fs::read(run_dir(&state).join(side)).unwrap();
-    assert!(kept == answer.as_bytes(), "the whole answer ({} bytes)", kept.len());
+    assert!(
+        kept == answer.as_bytes(),
+        "the whole answer ({} bytes)",
+        kept.len()
+    );
 }

@@ -11,7 +11,10 @@ use crate::support::cli::Cli;
 
 /// The errors of the run's finished operations and the run's own reason.
 fn errors(state: &Path) -> Vec<(String, Outcome, String)> {
-    let runs: Vec<_> = std::fs::read_dir(state.join("runs")).unwrap().flatten().collect();
+    let runs: Vec<_> = std::fs::read_dir(state.join("runs"))
+        .unwrap()
+        .flatten()
+        .collect();
     let j = reader::read(&runs[0].path().join("journal.ndjson")).unwrap();
     j.records
         .into_iter()
@@ -67,13 +70,17 @@ fn an_http_timeout_says_how_to_raise_it() {
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let (out, errs) = run(
         dir.path(),
-        &format!("  - check: Ask a stalled server\n    id: ask\n    timeout: 2s\n    http: {{ url: \"{url}\" }}\n"),
+        &format!(
+            "  - check: Ask a stalled server\n    id: ask\n    timeout: 2s\n    http: {{ url: \"{url}\" }}\n"
+        ),
     );
     drop(listener);
     out.code(1);
     assert_eq!(errs[0].1, Outcome::TimedOut, "{errs:?}");
     assert!(
-        errs[0].2.contains("raise `timeout:` on step `ask` (e.g. `timeout: 4s`)"),
+        errs[0]
+            .2
+            .contains("raise `timeout:` on step `ask` (e.g. `timeout: 4s`)"),
         "{errs:?}"
     );
 }

@@ -19,8 +19,9 @@ pub(super) fn spilled_files(result: Option<&Value>) -> Option<String> {
     let files: Vec<&str> = m
         .iter()
         .filter(|(k, _)| {
-            k.strip_suffix("_file")
-                .is_some_and(|stream| m.get(&format!("{stream}_truncated")) == Some(&Value::Bool(true)))
+            k.strip_suffix("_file").is_some_and(|stream| {
+                m.get(&format!("{stream}_truncated")) == Some(&Value::Bool(true))
+            })
         })
         .filter_map(|(_, v)| v.as_str())
         .collect();
