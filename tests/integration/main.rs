@@ -15,6 +15,7 @@ mod support;
 mod bounds_http;
 mod bounds_kube;
 mod bounds_lab;
+mod bounds_notes;
 mod bounds_shell;
 mod bounds_spill;
 mod bounds_timeouts;
