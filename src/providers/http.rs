@@ -179,8 +179,15 @@ pub(crate) async fn send(
     let timeout = cx.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let cap = super::limits::max_output()?;
     let spill_cap = super::limits::max_spill()?;
+    // Until the body passes the cap, the deadline is a timeout. Past it, what was
+    // kept is a result: the deadline only ends the streaming of the rest to the side
+    // file (an endless body is cut there rather than failing the step).
+    let deadline = tokio::time::Instant::now() + timeout;
     let exchange = async {
-        let mut resp = req.send().await?;
+        let mut resp = match tokio::time::timeout_at(deadline, req.send()).await {
+            Ok(r) => r.map_err(Fail::Http)?,
+            Err(_) => return Err(Fail::TimedOut),
+        };
         let status = resp.status().as_u16();
         let headers: serde_json::Map<String, Value> = resp
             .headers()
@@ -198,7 +205,18 @@ pub(crate) async fn send(
         let mut truncated = false;
         let mut ended = true;
         let mut spill = Spiller::new(cx.spill.as_ref(), "body", "txt", spill_cap);
-        while let Some(chunk) = resp.chunk().await? {
+        loop {
+            let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => chunk,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) if !truncated => return Err(Fail::Http(e)),
+                Err(_) if !truncated => return Err(Fail::TimedOut),
+                // Past the cap, a failed or late rest of the body ends the side file.
+                Ok(Err(_)) | Err(_) => {
+                    ended = false;
+                    break;
+                }
+            };
             read += chunk.len() as u64;
             if truncated {
                 spill.write(&[], &chunk);
@@ -226,13 +244,13 @@ pub(crate) async fn send(
             let total = if ended { Some(read) } else { declared };
             (total, spilled)
         });
-        Ok::<_, reqwest::Error>((status, headers, kept, cut))
+        Ok::<_, Fail>((status, headers, kept, cut))
     };
     let (status, headers, kept, cut) = tokio::select! {
-        r = tokio::time::timeout(timeout, exchange) => match r {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => return Err(OpError::failed(describe(call, &e))),
-            Err(_) => return Err(OpError::TimedOut(timeout)),
+        r = exchange => match r {
+            Ok(x) => x,
+            Err(Fail::Http(e)) => return Err(OpError::failed(describe(call, &e))),
+            Err(Fail::TimedOut) => return Err(OpError::TimedOut(timeout)),
         },
         () = cx.cancel.cancelled() => return Err(OpError::Cancelled),
     };
@@ -257,6 +275,12 @@ pub(crate) async fn send(
         super::limits::note_spill(&mut result, "body", &spilled, total.unwrap_or(u64::MAX));
     }
     Ok(Value::Object(result))
+}
+
+/// Why an exchange ended without a response.
+enum Fail {
+    Http(reqwest::Error),
+    TimedOut,
 }
 
 /// What went wrong, naming the request once.
