@@ -119,7 +119,7 @@ impl Ctx<'_> {
             if now >= deadline {
                 bar.finish();
                 return Ok(Verdict::Fails(format!(
-                    "{detail}, after {attempt} poll(s) within {} (if the fix needs longer, raise the verification's `within:`)",
+                    "{detail}, after {attempt} poll(s) within {}",
                     human(within)
                 )));
             }
