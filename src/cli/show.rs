@@ -116,6 +116,10 @@ pub fn run(args: Args, g: &Global) -> i32 {
         println!("lock:      {stale}");
     }
     println!("journal:   {}", s.journal.display());
+    let run_dir = s.journal.parent().unwrap_or(std::path::Path::new("."));
+    for o in &s.spilled {
+        println!("output:    {}", o.describe(run_dir));
+    }
     println!("postmortem: runbook postmortem {}", s.run_id);
     exit::OK
 }

@@ -337,6 +337,12 @@ impl Events {
         self.journal.redact_value(v)
     }
 
+    /// Where the operation of `scope` streams output past the in-memory cap (see
+    /// [`Recorder::spill`]).
+    pub(crate) fn spill(&self, scope: &Scope) -> crate::providers::limits::SpillTo {
+        self.journal.spill(scope)
+    }
+
     /// A result as journaled (see [`Recorder::bounded`]).
     pub(crate) fn bounded(&self, scope: &Scope, result: &Value) -> (Value, Option<String>) {
         self.journal.bounded(scope, result)

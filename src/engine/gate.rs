@@ -50,6 +50,7 @@ impl Ctx<'_> {
                 calls: Default::default(),
                 clock: RunClock(std::sync::Arc::clone(&self.clock)),
                 approved: None,
+                spill: None,
                 spawned: None,
             };
             match provider.impact(&p.resolved, &cx).await {
@@ -103,6 +104,7 @@ impl Ctx<'_> {
             calls: Default::default(),
             clock: RunClock(std::sync::Arc::clone(&self.clock)),
             approved: None,
+            spill: None,
             spawned: None,
         };
         let result = match provider.execute(&prepared.resolved, &cx).await {

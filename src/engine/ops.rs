@@ -329,6 +329,7 @@ impl Ctx<'_> {
             clock: crate::providers::RunClock(std::sync::Arc::clone(&self.clock)),
             spawned: track.then_some(tx),
             approved: p.planned.impact.as_ref().map(|i| i.objects.clone()),
+            spill: Some(self.events.spill(scope)),
         };
         let started = std::time::Instant::now();
         let fut = provider.execute(&p.resolved, &cx);
@@ -370,7 +371,7 @@ impl Ctx<'_> {
             Err(OpError::TimedOut(d)) => (
                 Outcome::TimedOut,
                 None,
-                Some(format!("timed out after {}", human(*d))),
+                Some(timed_out(*d, t.is_some(), &p.planned.scope.step)),
             ),
             Err(OpError::Cancelled) => (Outcome::Aborted, None, Some("aborted by operator".into())),
             Err(OpError::Invalid(m)) => (Outcome::Failed, None, Some(m.clone())),
@@ -399,5 +400,22 @@ impl Ctx<'_> {
             false,
         )?;
         Ok(r)
+    }
+}
+
+/// A step's timeout message: how long, whether it was the step's own `timeout:` or
+/// the provider's default, and the key that raises it (docs/limits.md, "Timeouts").
+fn timed_out(d: Duration, own: bool, step: &str) -> String {
+    let example = crate::providers::yaml_duration(d.saturating_mul(2).max(Duration::from_secs(1)));
+    if own {
+        format!(
+            "timed out after {}; to allow longer, raise `timeout:` on step `{step}` (e.g. `timeout: {example}`)",
+            human(d)
+        )
+    } else {
+        format!(
+            "timed out after {} (the default for a step without `timeout:`); to allow longer, set `timeout:` on step `{step}` (e.g. `timeout: {example}`)",
+            human(d)
+        )
     }
 }

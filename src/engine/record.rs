@@ -10,16 +10,17 @@
 //! simply runs the read-only operation again — harmless by definition.
 
 use std::path::Path;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::SubsecRound;
 use serde_json::Value;
 
-use super::redact::Redactor;
+use super::redact::{Redactor, StreamMask};
 use super::{Clock, EngineError};
 use crate::journal::event::{ApiCall, Event, PlannedOp, Record, Scope};
 use crate::journal::writer::{WriteError, Writer};
-use crate::store::SideFiles;
+use crate::providers::limits::{Spill, SpillTo, SpillWriter};
+use crate::store::{SideFiles, SideStream};
 
 impl From<WriteError> for EngineError {
     fn from(e: WriteError) -> EngineError {
@@ -39,9 +40,10 @@ pub(crate) struct Recorder {
     clock: std::sync::Arc<dyn Clock>,
     /// The run's secrets: the secret params', and credential headers learned from
     /// resolved operations as they are journaled.
-    secrets: RwLock<Redactor>,
+    /// Shared with the operations' side-file streams ([`Recorder::spill`]).
+    secrets: Arc<RwLock<Redactor>>,
     max_inline: usize,
-    side_files: SideFiles,
+    side_files: Arc<SideFiles>,
 }
 
 /// What a run cost in fsyncs, for `-vv` (and the test that proves group commit:
@@ -67,9 +69,9 @@ impl Recorder {
         Recorder {
             writer: Mutex::new(writer),
             clock,
-            secrets: RwLock::new(Redactor::new(secrets)),
+            secrets: Arc::new(RwLock::new(Redactor::new(secrets))),
             max_inline,
-            side_files: SideFiles::open(run_dir),
+            side_files: Arc::new(SideFiles::open(run_dir)),
         }
     }
 
@@ -332,16 +334,7 @@ impl Recorder {
         if size <= self.max_inline {
             return (v, None);
         }
-        let mut label = scope.step.clone();
-        if let Some(r) = &scope.rung {
-            label.push_str(&format!("-{r}"));
-        }
-        if let Some(i) = scope.item {
-            label.push_str(&format!("-{i}"));
-        }
-        if scope.verification {
-            label.push_str("-verify");
-        }
+        let label = label(scope);
         let bytes = serde_json::to_vec_pretty(&v).unwrap_or_default();
         match self.side_files.write(&label, &bytes) {
             Ok(file) => (truncate_strings(&v), Some(file)),
@@ -372,6 +365,73 @@ fn holds_kube_secrets(event: &Event) -> bool {
         }
         | Event::Saved { value: v, .. } => holds(v),
         _ => false,
+    }
+}
+
+impl Recorder {
+    /// Where the operation of `scope` writes a stream past the in-memory cap: a
+    /// side file named after the step (`NNNN-<step>-stdout.txt`), written as it is
+    /// read, with the run's secrets masked as they pass.
+    pub(crate) fn spill(&self, scope: &Scope) -> SpillTo {
+        SpillTo(Arc::new(RunSpill {
+            files: Arc::clone(&self.side_files),
+            secrets: Arc::clone(&self.secrets),
+            label: label(scope),
+        }))
+    }
+}
+
+/// The label of an operation's side files: its step, rung, item and `verify`.
+fn label(scope: &Scope) -> String {
+    let mut label = scope.step.clone();
+    if let Some(r) = &scope.rung {
+        label.push_str(&format!("-{r}"));
+    }
+    if let Some(i) = scope.item {
+        label.push_str(&format!("-{i}"));
+    }
+    if scope.verification {
+        label.push_str("-verify");
+    }
+    label
+}
+
+/// One operation's [`Spill`]: the run's side files and its secrets.
+struct RunSpill {
+    files: Arc<SideFiles>,
+    secrets: Arc<RwLock<Redactor>>,
+    label: String,
+}
+
+impl Spill for RunSpill {
+    fn create(&self, stream: &str, ext: &str) -> std::io::Result<Box<dyn SpillWriter>> {
+        let mask = self
+            .secrets
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .stream_mask();
+        let out = self
+            .files
+            .stream(&format!("{}-{stream}", self.label), ext)?;
+        Ok(Box::new(RunSpillWriter { out, mask }))
+    }
+}
+
+struct RunSpillWriter {
+    out: SideStream,
+    mask: StreamMask,
+}
+
+impl SpillWriter for RunSpillWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let masked = self.mask.push(bytes);
+        self.out.write(&masked)
+    }
+
+    fn finish(mut self: Box<Self>) -> std::io::Result<String> {
+        let rest = self.mask.finish();
+        self.out.write(&rest)?;
+        self.out.finish()
     }
 }
 

@@ -96,6 +96,24 @@ impl Redactor {
         out
     }
 
+    /// A masker for a stream of bytes (an output spilled to a side file), knowing
+    /// the secrets known now.
+    pub(crate) fn stream_mask(&self) -> StreamMask {
+        let forms: Vec<Vec<u8>> = self.forms.iter().map(|f| f.as_bytes().to_vec()).collect();
+        let mut first = [false; 256];
+        for f in &forms {
+            if let Some(&b) = f.first() {
+                first[usize::from(b)] = true;
+            }
+        }
+        StreamMask {
+            longest: forms.iter().map(Vec::len).max().unwrap_or(0),
+            forms,
+            first,
+            pending: Vec::new(),
+        }
+    }
+
     /// A free-text value masked throughout: strings, object keys, and numbers whose
     /// digits hold a secret. Also learns the values of credential-named headers
     /// (see [`Redactor::learn_headers`]) before masking.
@@ -164,6 +182,56 @@ impl Redactor {
 
 /// The annotation in which `kubectl apply` (client-side) keeps the whole object as
 /// last applied: a Secret's data in clear inside a JSON string.
+/// Masks every form of the secrets in a stream given in chunks, including a form
+/// split across two chunks: the last `longest - 1` bytes of a chunk wait for the
+/// next one before they are passed on.
+pub(crate) struct StreamMask {
+    /// Forms as bytes, longest first (as [`Redactor`] keeps them).
+    forms: Vec<Vec<u8>>,
+    /// Whether some form starts with this byte (most bytes are passed on at once).
+    first: [bool; 256],
+    longest: usize,
+    pending: Vec<u8>,
+}
+
+impl StreamMask {
+    /// The masked bytes that can be passed on after `chunk`.
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Vec<u8> {
+        if self.forms.is_empty() {
+            return chunk.to_vec();
+        }
+        self.pending.extend_from_slice(chunk);
+        let safe = self.pending.len().saturating_sub(self.longest - 1);
+        self.scan(safe)
+    }
+
+    /// The rest, at the end of the stream.
+    pub(crate) fn finish(&mut self) -> Vec<u8> {
+        let all = self.pending.len();
+        self.scan(all)
+    }
+
+    /// Mask and pass on the bytes before `upto` (and any form starting there).
+    fn scan(&mut self, upto: usize) -> Vec<u8> {
+        let p = &self.pending;
+        let mut out = Vec::with_capacity(upto);
+        let mut i = 0;
+        while i < upto {
+            if self.first[usize::from(p[i])]
+                && let Some(f) = self.forms.iter().find(|f| p[i..].starts_with(f))
+            {
+                out.extend_from_slice(MASK.as_bytes());
+                i += f.len();
+            } else {
+                out.push(p[i]);
+                i += 1;
+            }
+        }
+        self.pending.drain(..i.min(self.pending.len()));
+        out
+    }
+}
+
 pub(crate) const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// Values of a Secret shorter than this are masked where they stand but not learned
@@ -515,5 +583,24 @@ mod tests {
         let annotated = serde_json::json!([{"metadata": {"annotations": {LAST_APPLIED: "{}"}}}]);
         assert!(holds_kube_secrets(&annotated));
         assert_ne!(mask_kube_secrets(&annotated), annotated);
+    }
+
+    #[test]
+    fn a_secret_split_across_chunks_of_a_stream_is_masked() {
+        let r = Redactor::new(["hunter2-secret".to_string()]);
+        for split in 0..40 {
+            let text = b"before hunter2-secret after hunter2-secret";
+            let mut m = r.stream_mask();
+            let mut out = m.push(&text[..split.min(text.len())]);
+            out.extend(m.push(&text[split.min(text.len())..]));
+            out.extend(m.finish());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                "before *** after ***",
+                "split at {split}"
+            );
+        }
+        let mut none = Redactor::default().stream_mask();
+        assert_eq!(none.push(b"plain"), b"plain");
     }
 }

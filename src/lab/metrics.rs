@@ -31,10 +31,7 @@ fn running(st: &State, ns: &str, sel: &LabelSelector, schedulable_only: bool) ->
 }
 
 fn count_pods(st: &State, p: &PodCount) -> usize {
-    let sel = p
-        .selector
-        .as_deref()
-        .map(|s| LabelSelector::parse(s).unwrap_or_default());
+    let sel = p.selector.as_ref().map(|s| s.1.clone());
     st.store
         .list("pods", p.namespace.as_deref())
         .filter(|pod| sel.as_ref().is_none_or(|s| s.matches(pod)))
@@ -51,10 +48,7 @@ fn count_pods(st: &State, p: &PodCount) -> usize {
 const POOL_LABEL: &str = "/metadata/labels/lab.runbook.dev~1node-pool";
 
 fn count_nodes(st: &State, n: &NodeCount) -> usize {
-    let sel = n
-        .selector
-        .as_deref()
-        .map(|s| LabelSelector::parse(s).unwrap_or_default());
+    let sel = n.selector.as_ref().map(|s| s.1.clone());
     st.store
         .list("nodes", None)
         .filter(|node| {
@@ -84,7 +78,7 @@ pub fn evaluate(st: &State) -> Vec<(String, serde_json::Map<String, Value>, f64)
         .map(|m| {
             let value = match &m.value {
                 MetricValue::PodsRunning(p) => {
-                    let sel = LabelSelector::parse(&p.selector).unwrap_or_default();
+                    let sel = p.selector.1.clone();
                     if running(st, &p.namespace, &sel, p.on_schedulable_node) >= p.min as usize {
                         1.0
                     } else {
@@ -92,11 +86,11 @@ pub fn evaluate(st: &State) -> Vec<(String, serde_json::Map<String, Value>, f64)
                     }
                 }
                 MetricValue::CountRunning(p) => {
-                    let sel = LabelSelector::parse(&p.selector).unwrap_or_default();
+                    let sel = p.selector.1.clone();
                     running(st, &p.namespace, &sel, p.on_schedulable_node) as f64
                 }
                 MetricValue::DataLost(p) => {
-                    let sel = LabelSelector::parse(&p.selector).unwrap_or_default();
+                    let sel = p.selector.1.clone();
                     let lost = st.data_losses.iter().any(|d| {
                         d.namespace == p.namespace && sel.matches_labels(Some(&json!(d.labels)))
                     });

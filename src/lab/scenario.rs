@@ -22,9 +22,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::clock::{parse_duration, parse_ts};
+use super::clock::parse_ts;
 use super::resources;
-use super::select::LabelSelector;
+use super::scenario_model::{Offset, Selector};
 use crate::runbook::yaml::{self, Spanned};
 
 /// A scenario file (version 1).
@@ -105,8 +105,8 @@ pub struct Scenario {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fault {
-    /// When, after the scenario start: `0s`, `90s`, `5m`, `1h30m`.
-    pub at: String,
+    /// When, after the scenario start: `0s`, `90s`, `5m`, `1h30m` (negative: before it).
+    pub at: Offset,
     /// The node's kubelet stops posting status: conditions go Unknown, unreachable
     /// taints are added, its pods become Unknown/NodeLost, and graceful deletions of
     /// its pods never finish.
@@ -131,7 +131,7 @@ pub struct NodeRef {
 pub struct PodsRef {
     pub namespace: String,
     /// A label selector, e.g. `component=hub`.
-    pub selector: String,
+    pub selector: Selector,
 }
 
 /// A metric: a name, constant labels, and how its value follows from the state.
@@ -185,7 +185,7 @@ pub struct PodCount {
     pub namespace: Option<String>,
     /// Only pods matching this label selector.
     #[serde(default)]
-    pub selector: Option<String>,
+    pub selector: Option<Selector>,
     /// Only pods in this phase: `Pending`, `Running`, `Succeeded`, `Failed`, `Unknown`.
     #[serde(default)]
     pub phase: Option<String>,
@@ -202,7 +202,7 @@ pub struct NodeCount {
     pub pool: Option<String>,
     /// Only nodes matching this label selector.
     #[serde(default)]
-    pub selector: Option<String>,
+    pub selector: Option<Selector>,
     /// Only Ready nodes (`true`) or nodes that are not Ready (`false`).
     #[serde(default)]
     pub ready: Option<bool>,
@@ -233,7 +233,7 @@ pub struct SiteRate {
 pub struct PodsRunning {
     pub namespace: String,
     /// A label selector, e.g. `component=hub`.
-    pub selector: String,
+    pub selector: Selector,
     /// How many pods must run for the value to be 1 (default 1).
     #[serde(default = "one")]
     pub min: u32,
@@ -388,8 +388,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
     }
     let mut fault_offsets = Vec::new();
     for (i, f) in scenario.faults.iter().enumerate() {
-        let at = parse_duration(&f.at)
-            .map_err(|m| err(0, 0, format!("faults[{i}].at: {m}"), "e.g. `at: 5m`"))?;
+        // Checked while reading (with its line and column), as the selectors are.
+        let at = f.at.0;
         let set = [
             f.node_lost.is_some(),
             f.disk_fills.is_some(),
@@ -403,16 +403,6 @@ pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
                 "split it into one fault per entry",
             ));
         }
-        if let Some(c) = &f.crash_loop {
-            LabelSelector::parse(&c.selector).map_err(|m| {
-                err(
-                    0,
-                    0,
-                    format!("faults[{i}].crash_loop.selector: {m}"),
-                    "e.g. `app=hub`",
-                )
-            })?;
-        }
         fault_offsets.push(at);
     }
     for (i, f) in scenario.api_faults.iter().enumerate() {
@@ -425,36 +415,17 @@ pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
             )
         })?;
     }
+    // Metric selectors are checked while reading, with their line and column.
     for m in &scenario.metrics {
-        let sel = match &m.value {
-            MetricValue::PodsRunning(p) | MetricValue::CountRunning(p) => Some(&p.selector),
-            MetricValue::DataLost(p) => Some(&p.selector),
-            MetricValue::Pods(p) => p.selector.as_ref(),
-            MetricValue::Nodes(n) => n.selector.as_ref(),
-            MetricValue::SiteSuccessRate(r) => {
-                if !scenario.sites.iter().any(|s| s.name == r.site) {
-                    return Err(err(
-                        0,
-                        0,
-                        format!("metric {}: no site named {:?}", m.name, r.site),
-                        "name one of the scenario's `sites`",
-                    ));
-                }
-                None
-            }
-            MetricValue::Constant(_) | MetricValue::QuotaUsed(_) | MetricValue::QuotaHard(_) => {
-                None
-            }
-        };
-        if let Some(s) = sel {
-            LabelSelector::parse(s).map_err(|e| {
-                err(
-                    0,
-                    0,
-                    format!("metric {}: {e}", m.name),
-                    "e.g. `component=hub`",
-                )
-            })?;
+        if let MetricValue::SiteSuccessRate(r) = &m.value
+            && !scenario.sites.iter().any(|s| s.name == r.site)
+        {
+            return Err(err(
+                0,
+                0,
+                format!("metric {}: no site named {:?}", m.name, r.site),
+                "name one of the scenario's `sites`",
+            ));
         }
     }
     for m in &scenario.managed {

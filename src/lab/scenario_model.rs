@@ -25,8 +25,26 @@ impl TryFrom<String> for Span {
         match parse_duration(&s) {
             Ok(d) if d >= Duration::zero() => Ok(Span(d)),
             Ok(_) => Err(format!("{s:?}: a duration here cannot be negative")),
-            Err(e) => Err(format!("{e} (e.g. `30s`, `10m`)")),
+            Err(e) => Err(format!(
+                "{e}; expected a duration such as `30s`, `10m` or `1h30m`"
+            )),
         }
+    }
+}
+
+/// A time relative to the scenario start, written as `90s`, `5m` or `-6h` (before
+/// the start: a fault already under way); refused while reading when it is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(try_from = "String")]
+#[schemars(with = "String")]
+pub struct Offset(pub Duration);
+
+impl TryFrom<String> for Offset {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        parse_duration(&s).map(Offset).map_err(|e| {
+            format!("{e}; expected a time after the start such as `0s`, `90s`, `5m` or `-6h`")
+        })
     }
 }
 
@@ -39,7 +57,11 @@ pub struct Selector(pub String, #[schemars(skip)] pub LabelSelector);
 impl TryFrom<String> for Selector {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let sel = LabelSelector::parse(&s).map_err(|e| format!("selector {s:?}: {e}"))?;
+        let sel = LabelSelector::parse(&s).map_err(|e| {
+            format!(
+                "selector {s:?}: {e}; expected a label selector as kubectl takes it, e.g. `component=hub`, `tier in (web,api)` or `app=web,tier!=db`"
+            )
+        })?;
         Ok(Selector(s, sel))
     }
 }

@@ -192,10 +192,59 @@ pub struct FieldSelector {
     pub reqs: Vec<FieldReq>,
 }
 
+/// The terms of a field selector: split at each `,` not escaped as `\,`.
+fn split_terms(s: &str) -> impl Iterator<Item = &str> {
+    let mut start = 0;
+    let mut escaped = false;
+    let mut cuts = Vec::new();
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            ',' => {
+                cuts.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    cuts.push(&s[start..]);
+    cuts.into_iter()
+}
+
+/// A field selector value with its escapes (`\\`, `\,`, `\=`) undone; an
+/// unescaped `,` or `=` or another escape is an error, in the API server's words
+/// (k8s.io/apimachinery pkg/fields/selector.go `UnescapeValue`).
+fn unescape_value(s: &str) -> Result<String, String> {
+    if !s.contains(['\\', ',', '=']) {
+        return Ok(s.to_string());
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e @ ('\\' | ',' | '=')) => out.push(e),
+                Some(e) => {
+                    return Err(format!(
+                        "invalid field selector: invalid escape sequence: \\{e}"
+                    ));
+                }
+                None => return Err("invalid field selector: invalid escape sequence: \\".into()),
+            },
+            ',' | '=' => {
+                return Err(format!("invalid field selector: unescaped character '{c}'"));
+            }
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
 impl FieldSelector {
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut reqs = Vec::new();
-        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        for part in split_terms(s).map(str::trim).filter(|p| !p.is_empty()) {
             let (field, value, negated) = if let Some((f, v)) = part.split_once("!=") {
                 (f, v, true)
             } else if let Some((f, v)) = part.split_once("==") {
@@ -207,9 +256,15 @@ impl FieldSelector {
                     "invalid selector: '{s}'; can't understand '{part}'"
                 ));
             };
+            let field = field.trim();
+            if field.is_empty() {
+                return Err(format!(
+                    "invalid field selector: '{s}'; '{part}' names no field"
+                ));
+            }
             reqs.push(FieldReq {
-                field: field.trim().to_string(),
-                value: value.trim().to_string(),
+                field: field.to_string(),
+                value: unescape_value(value.trim())?,
                 negated,
             });
         }

@@ -2,10 +2,12 @@
 //! The result is `{status, headers, body, json?}`; a status the operation does not
 //! accept (default: any 2xx) is a failure that keeps the response for the journal.
 //!
-//! The body is read up to [`max_output`](super::limits::max_output) bytes and the
-//! connection is dropped there: an endless or huge body ends at the cap (or at the
-//! timeout), and the result says `body_truncated: true` (with `body_bytes`, the
-//! declared `Content-Length`, when the server sent one).
+//! The body is kept in memory up to [`max_output`](super::limits::max_output) bytes;
+//! in a run, a longer body is streamed whole to a side file (`body_file`) up to
+//! [`max_spill`](super::limits::max_spill) bytes, and the connection is dropped
+//! there: an endless or huge body ends at a cap (or at the timeout). The result says
+//! `body_truncated: true` with `body_bytes`, the body's size when it was read to its
+//! end, else the declared `Content-Length` when the server sent one.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::limits::Spiller;
 use super::{Defaults, ExecCtx, OpError, Provider, Resolved};
 use crate::expr;
 use crate::runbook::model::OpRef;
@@ -175,8 +178,16 @@ pub(crate) async fn send(
     }
     let timeout = cx.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let cap = super::limits::max_output()?;
+    let spill_cap = super::limits::max_spill()?;
+    // Until the body passes the cap, the deadline is a timeout. Past it, what was
+    // kept is a result: the deadline only ends the streaming of the rest to the side
+    // file (an endless body is cut there rather than failing the step).
+    let deadline = tokio::time::Instant::now() + timeout;
     let exchange = async {
-        let mut resp = req.send().await?;
+        let mut resp = match tokio::time::timeout_at(deadline, req.send()).await {
+            Ok(r) => r.map_err(Fail::Http)?,
+            Err(_) => return Err(Fail::TimedOut),
+        };
         let status = resp.status().as_u16();
         let headers: serde_json::Map<String, Value> = resp
             .headers()
@@ -190,26 +201,56 @@ pub(crate) async fn send(
             .collect();
         let declared = resp.content_length();
         let mut kept: Vec<u8> = Vec::new();
+        let mut read: u64 = 0;
         let mut truncated = false;
-        while let Some(chunk) = resp.chunk().await? {
-            let room = cap - kept.len();
-            if chunk.len() > room {
+        let mut ended = true;
+        let mut spill = Spiller::new(cx.spill.as_ref(), "body", "txt", spill_cap);
+        loop {
+            let chunk = match tokio::time::timeout_at(deadline, resp.chunk()).await {
+                Ok(Ok(Some(chunk))) => chunk,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) if !truncated => return Err(Fail::Http(e)),
+                Err(_) if !truncated => return Err(Fail::TimedOut),
+                // Past the cap, a failed or late rest of the body ends the side file.
+                Ok(Err(_)) | Err(_) => {
+                    ended = false;
+                    break;
+                }
+            };
+            read += chunk.len() as u64;
+            if truncated {
+                spill.write(&[], &chunk);
+            } else {
+                let room = cap - kept.len();
+                if chunk.len() <= room {
+                    kept.extend_from_slice(&chunk);
+                    continue;
+                }
+                // Past the cap: the side file starts with what was kept so far.
+                spill.write(&kept, &chunk);
                 kept.extend_from_slice(&chunk[..room]);
                 truncated = true;
-                // Stop reading: dropping the response closes the connection, so an
-                // endless body costs nothing more.
+            }
+            if !spill.open() {
+                // Nothing more will be written (no run folder, the spill cap, a full
+                // disk): stop reading. Dropping the response closes the connection,
+                // so an endless body costs nothing more.
+                ended = false;
                 break;
             }
-            kept.extend_from_slice(&chunk);
         }
-        let cut = truncated.then_some(declared);
-        Ok::<_, reqwest::Error>((status, headers, kept, cut))
+        let spilled = spill.finish();
+        let cut = truncated.then(|| {
+            let total = if ended { Some(read) } else { declared };
+            (total, spilled)
+        });
+        Ok::<_, Fail>((status, headers, kept, cut))
     };
     let (status, headers, kept, cut) = tokio::select! {
-        r = tokio::time::timeout(timeout, exchange) => match r {
-            Ok(Ok(x)) => x,
-            Ok(Err(e)) => return Err(OpError::failed(describe(call, &e))),
-            Err(_) => return Err(OpError::TimedOut(timeout)),
+        r = exchange => match r {
+            Ok(x) => x,
+            Err(Fail::Http(e)) => return Err(OpError::failed(describe(call, &e))),
+            Err(Fail::TimedOut) => return Err(OpError::TimedOut(timeout)),
         },
         () = cx.cancel.cancelled() => return Err(OpError::Cancelled),
     };
@@ -224,13 +265,22 @@ pub(crate) async fn send(
         result.insert("json".into(), json);
     }
     result.insert("body".into(), Value::String(body));
-    if let Some(declared) = cut {
+    if let Some((total, spilled)) = cut {
         result.insert("body_truncated".into(), Value::Bool(true));
-        if let Some(n) = declared {
+        if let Some(n) = total {
             result.insert("body_bytes".into(), Value::from(n));
         }
+        // Read to its end, the file holds the whole body; cut at the spill cap (or
+        // of unknown length), `body_file_truncated` says the file is not all of it.
+        super::limits::note_spill(&mut result, "body", &spilled, total.unwrap_or(u64::MAX));
     }
     Ok(Value::Object(result))
+}
+
+/// Why an exchange ended without a response.
+enum Fail {
+    Http(reqwest::Error),
+    TimedOut,
 }
 
 /// What went wrong, naming the request once.

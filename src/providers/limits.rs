@@ -51,11 +51,159 @@ pub fn parse_size(s: &str) -> Option<usize> {
     (bytes > 0).then_some(bytes)
 }
 
-/// One stream as kept: its first `cap` bytes, and how many bytes it had in all.
+/// The cap on the bytes of one stream written to its side file when
+/// `RUNBOOK_MAX_SPILL` is unset: past the in-memory cap a stream goes to disk, and
+/// the disk is bounded too (an endless `yes` must not fill it).
+pub const DEFAULT_MAX_SPILL: u64 = 256 << 20;
+
+/// The environment variable that sets [`DEFAULT_MAX_SPILL`] (same syntax as
+/// [`MAX_OUTPUT_ENV`]).
+pub const MAX_SPILL_ENV: &str = "RUNBOOK_MAX_SPILL";
+
+/// The cap on each stream's side file: `RUNBOOK_MAX_SPILL`, else [`DEFAULT_MAX_SPILL`].
+pub fn max_spill() -> Result<u64, OpError> {
+    match std::env::var(MAX_SPILL_ENV) {
+        Err(_) => Ok(DEFAULT_MAX_SPILL),
+        Ok(v) => parse_size(&v).map(|n| n as u64).ok_or_else(|| {
+            OpError::Invalid(format!(
+                "{MAX_SPILL_ENV}={v:?}: expected a size in bytes such as 268435456, 512M or 4G"
+            ))
+        }),
+    }
+}
+
+/// Where a stream larger than the in-memory cap is written whole, as it is read:
+/// the run's side files. The engine provides one per operation (it knows the run
+/// folder, the step and the secrets to mask); providers only stream bytes into it,
+/// so memory stays at the cap whatever the stream's size.
+pub trait Spill: Send + Sync {
+    /// Start the side file of `stream` (`stdout`, `stderr`, `body`) with the file
+    /// extension `ext`.
+    fn create(&self, stream: &str, ext: &str) -> std::io::Result<Box<dyn SpillWriter>>;
+}
+
+/// One side file being written. Dropped without [`SpillWriter::finish`], it leaves
+/// nothing behind (a partial file must not pass for the whole output).
+pub trait SpillWriter: Send {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<()>;
+    /// Close the file; returns its path relative to the run folder (what the journal
+    /// records).
+    fn finish(self: Box<Self>) -> std::io::Result<String>;
+}
+
+/// An operation's [`Spill`], as [`super::ExecCtx`] carries it.
+#[derive(Clone)]
+pub struct SpillTo(pub std::sync::Arc<dyn Spill>);
+
+impl std::fmt::Debug for SpillTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SpillTo")
+    }
+}
+
+/// How one stream past the cap went to its side file.
+#[derive(Debug, Default)]
+pub struct Spilled {
+    /// The file (relative to the run folder), once finished.
+    pub file: Option<String>,
+    /// Bytes written to it (less than the stream's when the spill cap was reached).
+    pub bytes: u64,
+    /// Why the side file could not be written (a full disk); the output past the
+    /// in-memory cap is then only counted.
+    pub error: Option<String>,
+}
+
+/// A stream being spilled: its writer, until it is finished or fails.
+pub struct Spiller<'a> {
+    spill: Option<&'a SpillTo>,
+    stream: &'a str,
+    ext: &'a str,
+    cap: u64,
+    writer: Option<Box<dyn SpillWriter>>,
+    pub spilled: Spilled,
+}
+
+impl<'a> Spiller<'a> {
+    pub fn new(spill: Option<&'a SpillTo>, stream: &'a str, ext: &'a str, cap: u64) -> Self {
+        Spiller {
+            spill,
+            stream,
+            ext,
+            cap,
+            writer: None,
+            spilled: Spilled::default(),
+        }
+    }
+
+    /// Whether more bytes would still be written (no error, room under the cap).
+    pub fn open(&self) -> bool {
+        self.spill.is_some() && self.spilled.error.is_none() && self.spilled.bytes < self.cap
+    }
+
+    /// Write `before` (what was kept so far, on the first call) then `bytes`, up to
+    /// the spill cap. Returns false once nothing more will be written.
+    pub fn write(&mut self, before: &[u8], bytes: &[u8]) -> bool {
+        if !self.open() {
+            return false;
+        }
+        if self.writer.is_none() {
+            let Some(spill) = self.spill else {
+                return false;
+            };
+            match spill.0.create(self.stream, self.ext) {
+                Ok(w) => self.writer = Some(w),
+                Err(e) => {
+                    self.fail(e);
+                    return false;
+                }
+            }
+            if !self.put(before) {
+                return false;
+            }
+        }
+        self.put(bytes)
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> bool {
+        let room = self.cap.saturating_sub(self.spilled.bytes);
+        let part = &bytes[..bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
+        if let Some(w) = &mut self.writer
+            && let Err(e) = w.write(part)
+        {
+            self.fail(e);
+            return false;
+        }
+        self.spilled.bytes += part.len() as u64;
+        self.open()
+    }
+
+    fn fail(&mut self, e: std::io::Error) {
+        self.writer = None;
+        self.spilled.error = Some(format!(
+            "the {} side file could not be written: {e}",
+            self.stream
+        ));
+    }
+
+    /// Close the side file (if one was started).
+    pub fn finish(mut self) -> Spilled {
+        if let Some(w) = self.writer.take() {
+            match w.finish() {
+                Ok(f) => self.spilled.file = Some(f),
+                Err(e) => self.fail(e),
+            }
+        }
+        self.spilled
+    }
+}
+
+/// One stream as kept: its first `cap` bytes, how many bytes it had in all, and its
+/// side file when it was larger than the cap.
 #[derive(Debug, Default)]
 pub struct Captured {
     pub kept: Vec<u8>,
     pub total: u64,
+    pub spilled: Spilled,
 }
 
 impl Captured {
@@ -65,11 +213,17 @@ impl Captured {
     }
 }
 
-/// Read a pipe to its end, keeping at most `cap` bytes. Reading goes on past the cap
-/// (the bytes are counted and dropped) so that a program writing more than the pipe
-/// holds is never blocked on a full pipe, which would turn a chatty step into a hung
-/// one. A read error ends the stream; what was read is kept.
-pub async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>, cap: usize) -> Captured {
+/// Read a pipe to its end, keeping at most `cap` bytes in memory. Past the cap the
+/// whole stream (from its first byte) goes to a side file through `spill`, up to
+/// the spill cap; beyond that the bytes are counted and dropped. Reading goes on
+/// to the end so that a program writing more than the pipe holds is never blocked
+/// on a full pipe, which would turn a chatty step into a hung one. A read error
+/// ends the stream; what was read is kept.
+pub async fn read_capped<R: AsyncRead + Unpin>(
+    pipe: Option<R>,
+    cap: usize,
+    mut spill: Spiller<'_>,
+) -> Captured {
     let mut out = Captured::default();
     let Some(mut p) = pipe else {
         return out;
@@ -81,10 +235,43 @@ pub async fn read_capped<R: AsyncRead + Unpin>(pipe: Option<R>, cap: usize) -> C
             Ok(n) => n,
         };
         out.total += n as u64;
+        if out.total > cap as u64 && spill.open() {
+            // Before the first write, `kept` is everything read so far.
+            let before: &[u8] = if spill.spilled.bytes == 0 {
+                &out.kept
+            } else {
+                &[]
+            };
+            spill.write(before, &chunk[..n]);
+        }
         let room = cap.saturating_sub(out.kept.len());
         out.kept.extend_from_slice(&chunk[..n.min(room)]);
     }
+    out.spilled = spill.finish();
     out
+}
+
+/// Record where a cut stream `name` went, in its result: `NAME_file` (the side file
+/// holding the stream from its first byte), `NAME_file_truncated` when the spill
+/// cap cut the file short of the stream's `total`, `NAME_file_error` when it could
+/// not be written.
+pub fn note_spill(
+    result: &mut serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    spilled: &Spilled,
+    total: u64,
+) {
+    use serde_json::Value;
+    if let Some(f) = &spilled.file {
+        result.insert(format!("{name}_file"), Value::String(f.clone()));
+        if spilled.bytes < total {
+            result.insert(format!("{name}_file_truncated"), Value::Bool(true));
+            result.insert(format!("{name}_file_bytes"), Value::from(spilled.bytes));
+        }
+    }
+    if let Some(e) = &spilled.error {
+        result.insert(format!("{name}_file_error"), Value::String(e.clone()));
+    }
 }
 
 /// Bytes as text, cutting a trailing character that the cap split in two (rather
@@ -123,7 +310,12 @@ mod tests {
     #[tokio::test]
     async fn a_stream_past_the_cap_is_read_to_its_end_and_counted() {
         let data = vec![b'y'; 300_000];
-        let c = read_capped(Some(&data[..]), 1000).await;
+        let c = read_capped(
+            Some(&data[..]),
+            1000,
+            Spiller::new(None, "stdout", "txt", 0),
+        )
+        .await;
         assert_eq!(c.kept.len(), 1000);
         assert_eq!(c.total, 300_000);
         assert!(c.truncated());
@@ -134,6 +326,7 @@ mod tests {
         let c = Captured {
             kept: "ab\u{e9}".as_bytes()[..3].to_vec(),
             total: 10,
+            spilled: Spilled::default(),
         };
         assert_eq!(text(&c), "ab");
     }

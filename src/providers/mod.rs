@@ -108,6 +108,9 @@ pub struct ExecCtx {
     /// The objects the approver saw in the plan's impact ([`Provider::impact`]): a
     /// fan-out operation acts on no object outside them.
     pub approved: Option<Vec<String>>,
+    /// Where a stream past the in-memory cap is written whole (the run's side
+    /// files); `None` outside a run, where such a stream is only counted.
+    pub spill: Option<limits::SpillTo>,
 }
 
 impl ExecCtx {
@@ -121,6 +124,7 @@ impl ExecCtx {
             clock: RunClock::default(),
             spawned: None,
             approved: None,
+            spill: None,
         }
     }
 }
@@ -167,6 +171,29 @@ impl CallLog {
     }
 }
 
+/// How to give an operation that timed out after `d` longer, in the runbook's own
+/// words: every timeout message says which key raises it (issue 13).
+pub fn raise_timeout(d: Duration) -> String {
+    format!(
+        "to allow longer, set a longer `timeout:` on the step (e.g. `timeout: {}`)",
+        yaml_duration(d.saturating_mul(2).max(Duration::from_secs(1)))
+    )
+}
+
+/// A duration as a runbook writes it: `90s`, `4m`, `2h`.
+pub fn yaml_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    if s > 0 && s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else if s > 0 && s.is_multiple_of(60) {
+        format!("{}m", s / 60)
+    } else if d.subsec_millis() == 0 {
+        format!("{s}s")
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 /// Why an operation did not produce a result.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum OpError {
@@ -178,7 +205,7 @@ pub enum OpError {
         result: Option<Value>,
     },
     /// The timeout in [`ExecCtx`] ran out.
-    #[error("timed out after {0:?}")]
+    #[error("timed out after {:?}; {}", .0, raise_timeout(*.0))]
     TimedOut(Duration),
     /// The cancellation token fired (Ctrl-C).
     #[error("cancelled")]

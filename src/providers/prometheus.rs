@@ -78,13 +78,34 @@ impl Provider for Prometheus {
             };
             let resp = send(self.client.get()?, &call, cx).await?;
             if resp.get("body_truncated").is_some() {
-                // A cut JSON answer cannot be parsed; say why rather than "not JSON".
+                // A cut JSON answer cannot be parsed; say why rather than "not JSON",
+                // and where the whole answer is when it went to a side file.
                 let cap = super::limits::max_output()?;
-                return Err(OpError::failed(format!(
-                    "Prometheus answer exceeds {cap} bytes (from {url}): narrow the query \
-                     (aggregate with sum/topk, filter labels) or raise {}",
-                    super::limits::MAX_OUTPUT_ENV
-                )));
+                let size = resp["body_bytes"]
+                    .as_u64()
+                    .map(|n| format!(" ({n} bytes)"))
+                    .unwrap_or_default();
+                let kept = match resp["body_file"].as_str() {
+                    Some(f) if resp.get("body_file_truncated").is_none() => {
+                        format!("; the whole answer{size} is in {f} in the run folder")
+                    }
+                    Some(f) => format!("; its first bytes are in {f} in the run folder"),
+                    None => size,
+                };
+                let mut kept_fields = serde_json::Map::new();
+                for (k, v) in resp.as_object().into_iter().flatten() {
+                    if k.starts_with("body_") || k == "status" {
+                        kept_fields.insert(k.clone(), v.clone());
+                    }
+                }
+                return Err(OpError::Failed {
+                    message: format!(
+                        "Prometheus answer exceeds {cap} bytes (from {url}){kept}: narrow the \
+                         query (aggregate with sum/topk, filter labels) or raise {}",
+                        super::limits::MAX_OUTPUT_ENV
+                    ),
+                    result: Some(Value::Object(kept_fields)),
+                });
             }
             let Some(body) = resp.get("json") else {
                 return Err(OpError::failed(format!(

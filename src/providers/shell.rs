@@ -124,6 +124,7 @@ fn spawn_error(call: &ShellCall, e: &std::io::Error) -> String {
 
 async fn run(call: &ShellCall, cx: &ExecCtx) -> Result<Value, OpError> {
     let cap = limits::max_output()?;
+    let spill_cap = limits::max_spill()?;
     let limit = cx.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let mut cmd = tokio::process::Command::new(&call.argv[0]);
     cmd.args(&call.argv[1..])
@@ -158,10 +159,19 @@ async fn run(call: &ShellCall, cx: &ExecCtx) -> Result<Value, OpError> {
                 let _ = pipe.write_all(text.as_bytes()).await;
             }
         };
+        let spill = cx.spill.as_ref();
         let ((), out, err) = tokio::join!(
             feed,
-            limits::read_capped(stdout.take(), cap),
-            limits::read_capped(stderr.take(), cap)
+            limits::read_capped(
+                stdout.take(),
+                cap,
+                limits::Spiller::new(spill, "stdout", "txt", spill_cap)
+            ),
+            limits::read_capped(
+                stderr.take(),
+                cap,
+                limits::Spiller::new(spill, "stderr", "txt", spill_cap)
+            )
         );
         let status = child.wait().await;
         (out, err, status)
@@ -352,6 +362,7 @@ fn finish(
         if c.truncated() {
             result.insert(format!("{name}_truncated"), Value::Bool(true));
             result.insert(format!("{name}_bytes"), Value::from(c.total));
+            limits::note_spill(&mut result, name, &c.spilled, c.total);
         }
     }
     let result = Value::Object(result);

@@ -2,6 +2,7 @@
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
@@ -341,6 +342,30 @@ impl SideFiles {
         Ok(name)
     }
 
+    /// Start a side file written as a stream (an output too large to hold in
+    /// memory), to be named `NNNN-<label>.<ext>` when [`SideStream::finish`]ed.
+    /// Until then it is a hidden temporary file in `outputs/`, removed if the stream
+    /// is dropped unfinished.
+    pub fn stream(self: &Arc<Self>, label: &str, ext: &str) -> std::io::Result<SideStream> {
+        use sha2::Digest;
+        static TMP: AtomicU64 = AtomicU64::new(0);
+        std::fs::create_dir_all(self.dir())?;
+        let tmp = self.dir().join(format!(
+            ".partial-{}-{}",
+            std::process::id(),
+            TMP.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = File::create(&tmp)?;
+        Ok(SideStream {
+            files: Arc::clone(self),
+            label: label.to_owned(),
+            ext: ext.to_owned(),
+            tmp: Some(tmp),
+            out: std::io::BufWriter::with_capacity(256 << 10, file),
+            hash: sha2::Sha256::new(),
+        })
+    }
+
     /// The folder side files are written to (for messages).
     pub fn dir(&self) -> PathBuf {
         self.run_dir.join(OUTPUTS)
@@ -358,6 +383,62 @@ impl SideFiles {
             return None;
         }
         std::fs::read(run_dir.join(rel)).ok()
+    }
+}
+
+/// A side file being written as a stream ([`SideFiles::stream`]).
+#[derive(Debug)]
+pub struct SideStream {
+    files: Arc<SideFiles>,
+    label: String,
+    ext: String,
+    /// The temporary file, until it is renamed (or removed on drop).
+    tmp: Option<PathBuf>,
+    out: std::io::BufWriter<File>,
+    hash: sha2::Sha256,
+}
+
+impl SideStream {
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use sha2::Digest;
+        use std::io::Write;
+        self.hash.update(bytes);
+        self.out.write_all(bytes)
+    }
+
+    /// Flush and name the file; returns its path relative to the run folder. When
+    /// this process already wrote the same bytes, that file's name is returned and
+    /// the new copy removed (content-addressed, as [`SideFiles::write`]).
+    pub fn finish(mut self) -> std::io::Result<String> {
+        use sha2::Digest;
+        use std::io::Write;
+        self.out.flush()?;
+        let tmp = self.tmp.take().expect("a stream is finished once");
+        let digest: [u8; 32] = std::mem::take(&mut self.hash).finalize().into();
+        let files = Arc::clone(&self.files);
+        let mut written = files.written.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(name) = written.get(&digest)
+            && files.run_dir.join(name).is_file()
+        {
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(name.clone());
+        }
+        let n = files.next.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{OUTPUTS}/{n:04}-{}.{}", self.label, self.ext);
+        if let Err(e) = std::fs::rename(&tmp, files.run_dir.join(&name)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        written.insert(digest, name.clone());
+        Ok(name)
+    }
+}
+
+impl Drop for SideStream {
+    fn drop(&mut self) {
+        if let Some(tmp) = self.tmp.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
     }
 }
 
@@ -475,5 +556,29 @@ mod tests {
         );
         let on_disk = std::fs::read_dir(tmp.path().join(OUTPUTS)).unwrap().count();
         assert_eq!(on_disk, 2);
+    }
+
+    #[test]
+    fn a_streamed_side_file_is_named_when_finished_and_left_nowhere_when_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let files = Arc::new(SideFiles::open(tmp.path()));
+        let mut s = files.stream("print-stdout", "txt").unwrap();
+        s.write(b"yes\n").unwrap();
+        s.write(b"yes\n").unwrap();
+        let name = s.finish().unwrap();
+        assert_eq!(name, "outputs/0001-print-stdout.txt");
+        assert_eq!(SideFiles::read(tmp.path(), &name).unwrap(), b"yes\nyes\n");
+        // The same bytes again are the same file; an abandoned stream leaves nothing.
+        let mut again = files.stream("print-stderr", "txt").unwrap();
+        again.write(b"yes\nyes\n").unwrap();
+        assert_eq!(again.finish().unwrap(), name);
+        let mut dropped = files.stream("x", "txt").unwrap();
+        dropped.write(b"partial").unwrap();
+        drop(dropped);
+        let on_disk: Vec<_> = std::fs::read_dir(tmp.path().join(OUTPUTS))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(on_disk, ["0001-print-stdout.txt"]);
     }
 }

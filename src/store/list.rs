@@ -43,6 +43,79 @@ pub struct RunSummary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<crate::journal::event::KubeTarget>,
     pub journal: PathBuf,
+    /// Outputs cut at the in-memory cap and streamed whole to a side file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spilled: Vec<SpilledOutput>,
+}
+
+/// One output a provider cut at its in-memory cap and streamed to a side file
+/// (`stdout_file`, `body_file` in the operation's journaled result).
+#[derive(Debug, Clone, Serialize)]
+pub struct SpilledOutput {
+    pub step: String,
+    /// `stdout`, `stderr`, `body`.
+    pub stream: String,
+    /// Relative to the run folder.
+    pub file: String,
+    /// The whole stream's size, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    /// True when the spill cap cut the file short of the stream.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub file_truncated: bool,
+}
+
+impl SpilledOutput {
+    /// One line for `runbook show`, the file under `run_dir`.
+    pub fn describe(&self, run_dir: &std::path::Path) -> String {
+        let size = self
+            .bytes
+            .map(|n| format!(", {n} bytes"))
+            .unwrap_or_default();
+        let cut = if self.file_truncated {
+            " (cut at RUNBOOK_MAX_SPILL)"
+        } else {
+            ""
+        };
+        format!(
+            "{} (step `{}` {}{size}){cut}",
+            run_dir.join(&self.file).display(),
+            self.step,
+            self.stream
+        )
+    }
+}
+
+/// The spilled outputs a journal names, in order.
+fn spilled(records: &[Record]) -> Vec<SpilledOutput> {
+    let mut out = Vec::new();
+    for rec in records {
+        let Event::OpFinished {
+            scope,
+            result: Some(serde_json::Value::Object(m)),
+            ..
+        } = &rec.event
+        else {
+            continue;
+        };
+        for (k, v) in m {
+            let (Some(stream), Some(file)) = (k.strip_suffix("_file"), v.as_str()) else {
+                continue;
+            };
+            if m.get(&format!("{stream}_truncated")) != Some(&serde_json::Value::Bool(true)) {
+                continue;
+            }
+            out.push(SpilledOutput {
+                step: scope.step.clone(),
+                stream: stream.to_owned(),
+                file: file.to_owned(),
+                bytes: m.get(&format!("{stream}_bytes")).and_then(|b| b.as_u64()),
+                file_truncated: m.get(&format!("{stream}_file_truncated"))
+                    == Some(&serde_json::Value::Bool(true)),
+            });
+        }
+    }
+    out
 }
 
 impl RunSummary {
@@ -94,6 +167,7 @@ pub fn summarize(store: &dyn RunStore, run_id: &str) -> Result<RunSummary, Strin
         stale_lock,
         target: r.target,
         journal,
+        spilled: spilled(&j.records),
     })
 }
 
@@ -140,6 +214,7 @@ pub fn list_runs(store: &dyn RunStore) -> Result<Vec<RunSummary>, StoreError> {
             stale_lock: None,
             target: None,
             journal: run.journal.clone(),
+            spilled: Vec::new(),
         });
         out.push(summary);
     }

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-pub use dir::{DirStore, JOURNAL, LOCK, OUTPUTS, SideFiles};
+pub use dir::{DirStore, JOURNAL, LOCK, OUTPUTS, SideFiles, SideStream};
 pub use list::{RunSummary, list_runs, summarize};
 pub use lock::{HoldState, LockHolder};
 pub use resolve::resolve_among;

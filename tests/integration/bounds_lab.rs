@@ -204,3 +204,172 @@ fn lab_speed_beyond_the_maximum_is_a_usage_error_not_a_panic() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+/// Issue 13 (hostile lab requests): what the real API server refuses with 400 and a
+/// `Status` of reason `BadRequest`, the lab refuses the same way, instead of
+/// answering 200 as if the request had meant something.
+#[tokio::test]
+async fn malformed_selectors_continue_tokens_and_names_in_paths_get_400_bad_request() {
+    let lab = Lab::empty();
+    let (addr, _server) = lab.serve("127.0.0.1:0").await.unwrap();
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
+    let post = |path: &str| {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: lab\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let cases = [
+        // `spec.nodeName===x`: the value `=x` holds an unescaped `=`.
+        (
+            "a value with an unescaped =",
+            get("/api/v1/pods?fieldSelector=spec.nodeName%3D%3D%3Dx"),
+            "unescaped character",
+        ),
+        (
+            "an unknown escape",
+            get("/api/v1/pods?fieldSelector=spec.nodeName%3Da%5Cq"),
+            "invalid escape sequence",
+        ),
+        (
+            "a selector without a field",
+            get("/api/v1/pods?fieldSelector=%3Dx"),
+            "invalid field selector",
+        ),
+        (
+            "a garbage continue token",
+            get("/api/v1/pods?limit=1&continue=%25%25%25garbage"),
+            "invalid continue token",
+        ),
+        (
+            "a negative continue token",
+            get("/api/v1/pods?limit=1&continue=-1"),
+            "invalid continue token",
+        ),
+        (
+            "losing a node named ..%2f..",
+            post("/lab/v1/nodes/..%2f../lose"),
+            "invalid node name",
+        ),
+        (
+            "recovering a node named ..",
+            post("/lab/v1/nodes/../recover"),
+            "invalid node name",
+        ),
+    ];
+    for (what, head, says) in cases {
+        let (status, body) = tokio::task::spawn_blocking(move || request(addr, &head, b""))
+            .await
+            .unwrap();
+        assert_eq!(status, 400, "{what}: {body}");
+        assert_eq!(body["kind"], "Status", "{what}: {body}");
+        assert_eq!(body["reason"], "BadRequest", "{what}: {body}");
+        assert_eq!(body["code"], 400, "{what}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{what}: {message}");
+    }
+    // What they stand in for still works: an escaped value, a token the lab gave.
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        request(
+            addr,
+            &get("/api/v1/pods?fieldSelector=spec.nodeName%3Da%5C%3Db"),
+            b"",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) =
+        tokio::task::spawn_blocking(move || request(addr, &post("/lab/v1/nodes/node-1/lose"), b""))
+            .await
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_continue_token_the_lab_gave_reads_the_next_page() {
+    let lab = Lab::empty();
+    for name in ["a", "b", "c"] {
+        lab.create(pod(name, 0)).unwrap();
+    }
+    let (addr, _server) = lab.serve("127.0.0.1:0").await.unwrap();
+    let get =
+        |path: String| format!("GET {path} HTTP/1.1\r\nHost: lab\r\nConnection: close\r\n\r\n");
+    let (status, first) = tokio::task::spawn_blocking(move || {
+        request(
+            addr,
+            &get("/api/v1/namespaces/default/pods?limit=2".into()),
+            b"",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{first}");
+    let token = first["metadata"]["continue"]
+        .as_str()
+        .expect("a continue token")
+        .to_owned();
+    let (status, next) = tokio::task::spawn_blocking(move || {
+        request(
+            addr,
+            &get(format!(
+                "/api/v1/namespaces/default/pods?limit=2&continue={token}"
+            )),
+            b"",
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(next["items"][0]["metadata"]["name"], "c");
+}
+
+/// Issue 13: a fault `at` too far away to represent and a metric's bad selector are
+/// refused at their line and column, saying what was expected (they used to name
+/// only the file and the field).
+#[test]
+fn a_fault_at_10_12_days_and_a_bad_metric_selector_are_refused_at_their_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "fault.yaml",
+            "version: 1\nname: far\nfaults:\n  - at: 1000000000000d\n    node_lost: { node: n }\nobjects: []\n",
+            ":4:9:",
+            "expected a time after the start such as `0s`",
+        ),
+        (
+            "metric.yaml",
+            "version: 1\nname: sel\nmetrics:\n  - name: m\n    help: h\n    value: { pods_running: { namespace: default, selector: \"a in (\" } }\nobjects: []\n",
+            ":6:60:",
+            "expected a label selector as kubectl takes it, e.g. `component=hub`",
+        ),
+        (
+            "count.yaml",
+            "version: 1\nname: sel\nmetrics:\n  - name: m\n    value:\n      pods: { selector: \"=x\" }\nobjects: []\n",
+            ":6:25:",
+            "expected a label selector",
+        ),
+        (
+            "crash.yaml",
+            "version: 1\nname: sel\nfaults:\n  - at: 1m\n    crash_loop: { namespace: default, selector: \"a in (\" }\nobjects: []\n",
+            ":5:49:",
+            "expected a label selector",
+        ),
+    ];
+    for (name, text, at, expected) in cases {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_runbook"))
+            .arg("lab")
+            .arg(&file)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{}{at}", file.display())),
+            "{name}: wants {at}: {stderr}"
+        );
+        assert!(stderr.contains(expected), "{name}: {stderr}");
+        assert!(stderr.contains("hint:"), "{name}: {stderr}");
+    }
+}

@@ -104,6 +104,10 @@ fn a_step_printing_600_mb_keeps_the_run_small_and_the_journal_says_it_was_cut() 
     let result = result.as_ref().expect("a journaled result");
     assert_eq!(result["stdout_truncated"], true, "{result}");
     assert_eq!(result["stdout_bytes"], 600_000_000u64);
+    // Streamed to disk, not memory, up to the spill cap (256 MiB by default).
+    assert_eq!(result["stdout_file_truncated"], true, "{result}");
+    assert_eq!(result["stdout_file_bytes"], 256u64 << 20);
+    assert!(result["stdout_file"].as_str().is_some(), "{result}");
     assert!(result.get("stderr_truncated").is_none());
     assert_eq!(result["stderr"], "tail\n");
 }

@@ -556,7 +556,11 @@ steps:
         ],
         "{finished:?}"
     );
-    assert_eq!(finished[2].2, "timed out after 90s", "{finished:?}");
+    assert_eq!(
+        finished[2].2,
+        "timed out after 90s; to allow longer, set a longer `timeout:` on the step (e.g. `timeout: 3m`)",
+        "{finished:?}"
+    );
     let passed = lab.now() - start;
     assert!(
         passed >= chrono::Duration::seconds(20 + 90),

@@ -111,7 +111,14 @@ pub(super) async fn run(
             ok(format!("{}; verified", cx.summary_of(step, &result))),
             result,
         )),
-        Verdict::Fails(d) => Ok((failed(format!("verification failed: {d}")), result)),
+        // The hint only where the run fails: a rung's failed verification is the
+        // ladder's normal way up (issue 13: every timeout says how to raise it).
+        Verdict::Fails(d) => Ok((
+            failed(format!(
+                "verification failed: {d} (if the fix needs longer, raise the verification's `within:`)"
+            )),
+            result,
+        )),
         Verdict::Aborted => Ok((End::Aborted("aborted by operator".into()), result)),
     }
 }

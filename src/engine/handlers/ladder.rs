@@ -90,7 +90,7 @@ pub(super) async fn run(
         }
     }
     Ok(failed(format!(
-        "no rung of the ladder fixed it (last: {last_reason})"
+        "no rung of the ladder fixed it (last: {last_reason}; if a fix needs longer, raise its verification's `within:`)"
     )))
 }
 

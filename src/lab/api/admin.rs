@@ -56,6 +56,13 @@ pub(super) fn admin(
                 ))),
             }
         }
+        (&Method::POST, ["nodes", name, "lose" | "recover"])
+            if let Err(why) = crate::lab::names::dns_subdomain(name) =>
+        {
+            // A node name is a path segment as it came (`..%2f..` undecoded): the
+            // API server refuses a name it cannot hold rather than act on it.
+            err(ApiError::bad_request(format!("invalid node name: {why}")))
+        }
         (&Method::POST, ["nodes", name, "lose"]) => {
             lab.lose_node(name);
             json_response(200, &json!({"node": name, "lost": true}))

@@ -290,10 +290,22 @@ pub(super) fn list(
         };
         (matching, st.store.rv(), st.now())
     };
-    let offset: usize = params
-        .get("continue")
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
+    // The lab's tokens are the offset of the next item, as decimal digits; anything
+    // else did not come from it. The API server answers such a token 400
+    // (apiserver/pkg/storage/etcd3/store.go: "invalid continue token: …").
+    let offset: usize = match params.get("continue").filter(|c| !c.is_empty()) {
+        None => 0,
+        Some(c) => c
+            .parse()
+            .ok()
+            .filter(|_| c.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "invalid continue token: continue key is not valid: {:?} is not a token this server gave (pass metadata.continue of the previous page as it is)",
+                    c.chars().take(64).collect::<String>()
+                ))
+            })?,
+    };
     let limit: usize = params
         .get("limit")
         .and_then(|l| l.parse().ok())

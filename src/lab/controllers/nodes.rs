@@ -37,7 +37,7 @@ pub(super) fn apply_faults(st: &mut State) -> bool {
             st.full_disks.insert(n.node);
         }
         if let Some(c) = fault.crash_loop
-            && let Ok(sel) = LabelSelector::parse(&c.selector)
+            && let Ok(sel) = LabelSelector::parse(&c.selector.0)
         {
             st.pod_faults.push(crate::lab::state::ActivePodFault {
                 namespace: c.namespace,

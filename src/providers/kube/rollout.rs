@@ -294,8 +294,9 @@ impl Run<'_> {
                 Err(OpError::TimedOut(d)) => {
                     return Err(OpError::Failed {
                         message: format!(
-                            "rollout of deployment \"{name}\" not complete after {}: {message}",
-                            humantime(d)
+                            "rollout of deployment \"{name}\" not complete after {}: {message}; to wait longer, set a longer `timeout:` on the step (e.g. `timeout: {}`)",
+                            humantime(d),
+                            crate::providers::yaml_duration(d.saturating_mul(2))
                         ),
                         result: Some(out),
                     });

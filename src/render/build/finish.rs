@@ -406,14 +406,20 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                     op.result_line = summary::result_line(r);
                     if mode == Details::Summary
                         && let Some((at, seq)) = a.result_at
-                        && let Some(md) = summary::result_block(r, at, &raw(seq))
                     {
-                        e.results.push(Shown {
-                            what: String::new(),
-                            markdown: md,
-                            source: raw(seq),
-                        });
-                        op.source = Some(raw(seq));
+                        // An output cut at the provider's cap is whole in its side
+                        // file; the journal event has only its first bytes.
+                        let source = super::present::spilled_files(Some(r))
+                            .map(|f| format!("`{f}` in the run folder"))
+                            .unwrap_or_else(|| raw(seq));
+                        if let Some(md) = summary::result_block(r, at, &source) {
+                            e.results.push(Shown {
+                                what: String::new(),
+                                markdown: md,
+                                source: source.clone(),
+                            });
+                            op.source = Some(source);
+                        }
                     }
                 }
             }

@@ -568,7 +568,10 @@ impl Builder {
                 acc.op.duration = Some(duration_ms(*d));
                 acc.op.error = error.clone();
                 acc.op.error_line = error.as_deref().map(first_line);
-                acc.op.output_file = output_file.clone();
+                // A stream cut at the provider's cap was streamed whole to its own
+                // side file: point there, not at the journal's cut copy.
+                acc.op.output_file =
+                    present::spilled_files(result.as_ref()).or_else(|| output_file.clone());
                 acc.op.calls_folded = calls.len() > INLINE_CALLS;
                 acc.op.calls = calls
                     .iter()

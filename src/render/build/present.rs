@@ -11,6 +11,23 @@ use crate::render::model::{Detail, Entry, Outcome, Wait};
 /// (`output_file`) keeps all of it.
 const MAX_OUTPUT: usize = 8 * 1024;
 
+/// The side files a provider streamed cut outputs to (`stdout_file`, `body_file`:
+/// each the whole stream, where the journal keeps its first bytes), joined with
+/// ", "; `None` when nothing was cut.
+pub(super) fn spilled_files(result: Option<&Value>) -> Option<String> {
+    let m = result?.as_object()?;
+    let files: Vec<&str> = m
+        .iter()
+        .filter(|(k, _)| {
+            k.strip_suffix("_file").is_some_and(|stream| {
+                m.get(&format!("{stream}_truncated")) == Some(&Value::Bool(true))
+            })
+        })
+        .filter_map(|(_, v)| v.as_str())
+        .collect();
+    (!files.is_empty()).then(|| files.join(", "))
+}
+
 pub fn outcome(o: event::Outcome) -> Outcome {
     use event::Outcome as O;
     let (code, label) = match o {
