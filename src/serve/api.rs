@@ -279,7 +279,9 @@ fn waiting_of(
     known: Option<(&[Record], &RunState)>,
 ) -> Option<live::Waiting> {
     let live = app.hub.get(run_id)?;
-    if live.finished.load(std::sync::atomic::Ordering::SeqCst) {
+    if live.finished.load(std::sync::atomic::Ordering::SeqCst)
+        || !live.begun.load(std::sync::atomic::Ordering::SeqCst)
+    {
         return None;
     }
     if let Some(w) = live.waiting_manual() {

@@ -123,6 +123,10 @@ pub struct Live {
     pub pending: Mutex<Option<Pending>>,
     pub cancel: CancellationToken,
     pub finished: AtomicBool,
+    /// This process's engine has journaled `run_started` or `run_resumed`: before
+    /// that, a gate in the journal was asked by an earlier process (a server that
+    /// stopped) and a decision appended now could be missed by the resumed run.
+    pub begun: AtomicBool,
     started: Mutex<Option<oneshot::Sender<String>>>,
 }
 
@@ -220,6 +224,12 @@ impl Reporter for LiveReporter {
     fn event(&self, _event: &Event, _state: &RunState) {}
 
     fn record(&self, record: &Record, state: &RunState) {
+        if matches!(
+            record.event,
+            Event::RunStarted { .. } | Event::RunResumed { .. }
+        ) {
+            self.live.begun.store(true, Ordering::SeqCst);
+        }
         if let Event::RunStarted { run_id, .. } = &record.event {
             let _ = self.live.run_id.set(run_id.clone());
             self.hub
@@ -272,6 +282,7 @@ pub async fn launch(
         pending: Mutex::new(None),
         cancel: CancellationToken::new(),
         finished: AtomicBool::new(false),
+        begun: AtomicBool::new(false),
         started: Mutex::new(None),
     });
     let (started_tx, started_rx) = oneshot::channel();
