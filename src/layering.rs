@@ -55,6 +55,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "engine",
             "journal",
+            "notify",
             "providers",
             "render",
             "runbook",

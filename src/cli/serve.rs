@@ -55,6 +55,16 @@ pub struct Args {
     /// more are answered 429. 0: no limit.
     #[arg(long, value_name = "N", default_value_t = 50)]
     pub rate_limit: u32,
+    /// Tell this webhook about every run the server drives: started, waiting at a
+    /// gate or manual step (with the plan and a link to approve), failed, finished
+    /// (repeatable; besides each runbook's `notify:`). Slack's format for
+    /// https://hooks.slack.com/… URLs, else a generic JSON webhook
+    #[arg(long = "notify", value_name = "URL")]
+    pub notify: Vec<String>,
+    /// Where people reach this server (behind a proxy, or bound to 0.0.0.0): the base
+    /// of the links in notifications [default: http:// and the listening address]
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
 }
@@ -105,6 +115,12 @@ pub fn run(args: Args, g: &Global) -> i32 {
         (None, Some(t)) if !t.trim().is_empty() => Some(t.trim().to_owned()),
         _ => None,
     };
+    for url in &args.notify {
+        if let Err(e) = crate::notify::Target::from_flag(url) {
+            crate::cli::error_line!("error: {e}");
+            return exit::USAGE;
+        }
+    }
     let cfg = Config {
         listen: args.listen,
         runbooks: args.runbooks,
@@ -115,6 +131,8 @@ pub fn run(args: Args, g: &Global) -> i32 {
         max_body: args.max_body,
         rate_limit: args.rate_limit,
         providers: Arc::new(CliProviders { kube: args.kube }),
+        notify: args.notify,
+        public_url: args.public_url,
     };
     let rt = super::runtime();
     let cancel = CancellationToken::new();

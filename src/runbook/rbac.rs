@@ -53,6 +53,22 @@ impl Needs {
         };
         let everywhere = op.all_namespaces.as_ref().is_some_and(|b| b.value);
         let kind = |name: &str| kinds::resolve(name);
+        if *verb == KubeVerb::Apply {
+            // Server-side apply of an inline manifest: its kinds are read from the
+            // manifest when they are written out (the values may be templated).
+            match manifest_kinds(&value.value) {
+                Some(targets) => {
+                    for (group, resource, namespaced) in targets {
+                        let cluster = !namespaced || everywhere;
+                        self.add(cluster, &group, &resource, &["create", "get", "list", "patch"]);
+                    }
+                }
+                None => self.unknown.push(format!(
+                    "{runbook}: step `{step}`: `apply` of a manifest whose `kind` is templated or unknown (its kinds are known only when it runs)"
+                )),
+            }
+            return;
+        }
         let templated = value.value.contains("{{");
         // The kind the verb acts on: named by the value, or implied by the verb.
         let target: Option<(String, String, bool)> = match verb {
@@ -130,6 +146,43 @@ impl Needs {
             _ => {}
         }
     }
+}
+
+/// The resources an inline manifest's documents are of, from each document's
+/// top-level `kind:` (and `apiVersion:` for its group); `None` when one is missing,
+/// templated or not a kind this tool knows.
+fn manifest_kinds(manifest: &str) -> Option<Vec<(String, String, bool)>> {
+    let mut out = Vec::new();
+    for doc in manifest.split("\n---") {
+        let top = |key: &str| {
+            doc.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .map(|v| v.trim().trim_matches(['"', '\'']))
+            })
+        };
+        if doc.trim().is_empty() {
+            continue;
+        }
+        let kind = top("kind:")?;
+        if kind.is_empty() || kind.contains("{{") {
+            return None;
+        }
+        let group = top("apiVersion:")
+            .and_then(|v| v.split_once('/').map(|(g, _)| g))
+            .unwrap_or("");
+        let name = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind}.{group}")
+        };
+        match kinds::resolve(&name)? {
+            Resolved::Builtin(k) => {
+                out.push((k.group.to_owned(), k.plural.to_owned(), k.namespaced));
+            }
+            Resolved::Custom { .. } => return None,
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 fn op_flag(op: &KubeOp, key: &str) -> bool {
@@ -345,6 +398,43 @@ mod tests {
             "{yaml}"
         );
         assert!(yaml.contains("kind: ClusterRoleBinding"), "{yaml}");
+    }
+
+    #[test]
+    fn an_apply_needs_create_and_patch_on_the_kinds_its_manifest_names() {
+        let rb = |steps: &str| {
+            let src = format!(
+                "version: 1\nname: t\ntitle: t\nparams:\n  kind: {{ default: Pod }}\nsteps:\n{steps}"
+            );
+            crate::runbook::parse_str(&src, std::path::Path::new("t.yaml")).expect("parses")
+        };
+        let r = rb(concat!(
+            "  - action: apply\n    id: apply\n    kube:\n      apply: |\n",
+            "        apiVersion: v1\n        kind: ResourceQuota\n",
+            "        metadata: { name: \"{{params.kind}}\" }\n",
+            "        ---\n        apiVersion: apps/v1\n        kind: Deployment\n",
+            "        metadata: { name: hub }\n",
+        ));
+        let n = needs(&[&r]);
+        assert!(n.unknown.is_empty(), "{:?}", n.unknown);
+        let verbs = |g: &str, res: &str| {
+            n.namespaced
+                .get(&(g.to_owned(), res.to_owned()))
+                .map(|v| v.iter().copied().collect::<Vec<_>>())
+        };
+        assert_eq!(
+            verbs("", "resourcequotas"),
+            Some(vec!["create", "get", "list", "patch"])
+        );
+        assert_eq!(
+            verbs("apps", "deployments"),
+            Some(vec!["create", "get", "list", "patch"])
+        );
+        let t = rb(concat!(
+            "  - action: apply\n    id: apply\n    kube:\n      apply: |\n",
+            "        apiVersion: v1\n        kind: \"{{params.kind}}\"\n",
+        ));
+        assert_eq!(needs(&[&t]).unknown.len(), 1);
     }
 
     #[test]

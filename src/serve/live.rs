@@ -63,13 +63,19 @@ impl Line {
 pub struct Hub {
     pub runs: Mutex<HashMap<String, Arc<Live>>>,
     pub lines: broadcast::Sender<Arc<Line>>,
+    /// `serve --notify` receivers, told about every run.
+    pub notify: Vec<String>,
+    /// Where people reach the server: the base of the links in notifications.
+    pub base_url: OnceLock<String>,
 }
 
 impl Hub {
-    pub fn new() -> Hub {
+    pub fn new(notify: Vec<String>) -> Hub {
         Hub {
             runs: Mutex::new(HashMap::new()),
             lines: broadcast::channel(1024).0,
+            notify,
+            base_url: OnceLock::new(),
         }
     }
 
@@ -303,6 +309,9 @@ pub async fn launch(
         hub: Arc::clone(hub),
         live: Arc::clone(&live),
     }));
+    let notifier = notifier(hub, &state_dir, &launch.loaded);
+    opts.reporters
+        .extend(notifier.as_ref().map(|n| n.reporter()));
     let approver: Arc<dyn Approver> = Arc::new(ServeApprover {
         live: Arc::clone(&live),
     });
@@ -328,6 +337,10 @@ pub async fn launch(
             launch.resume,
             thread_live.cancel.clone(),
         ));
+        if let Some(n) = &notifier {
+            // Bounded: what cannot be sent in time is journaled as not sent.
+            n.close();
+        }
         thread_live.finished.store(true, Ordering::SeqCst);
         *thread_live
             .pending
@@ -382,4 +395,34 @@ pub fn base_dir(path: &Path) -> PathBuf {
     path.parent()
         .filter(|p| !p.as_os_str().is_empty())
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// The notifier of a run the server drives: `serve --notify` and the runbook's
+/// `notify:`, with links to this server's run page. A receiver that cannot be used
+/// is logged and left out: a notification never stops the fix.
+fn notifier(
+    hub: &Hub,
+    state_dir: &std::path::Path,
+    loaded: &Loaded,
+) -> Option<Arc<crate::notify::Notifier>> {
+    let mut targets = Vec::new();
+    for url in &hub.notify {
+        match crate::notify::Target::from_flag(url) {
+            Ok(t) => targets.push(t),
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    let (more, warnings) = crate::notify::targets_of(&loaded.runbook);
+    for w in warnings {
+        tracing::warn!(runbook = %loaded.runbook.name.value, "{w}");
+    }
+    targets.extend(more);
+    if targets.is_empty() {
+        return None;
+    }
+    let mut opts = crate::notify::NotifyOpts::new(state_dir);
+    if let Some(base) = hub.base_url.get() {
+        opts = opts.with_base_url(base.clone());
+    }
+    Some(crate::notify::Notifier::start(targets, opts))
 }

@@ -52,6 +52,11 @@ pub struct Config {
     /// Mutating requests a second from one address.
     pub rate_limit: u32,
     pub providers: Arc<dyn ProviderFactory>,
+    /// `--notify URL`: receivers told about every run, besides each runbook's `notify:`.
+    pub notify: Vec<String>,
+    /// `--public-url`: where people reach this server, for the links in
+    /// notifications (default `http://` and the bound address).
+    pub public_url: Option<String>,
 }
 
 /// Why the server does not start.
@@ -204,7 +209,7 @@ pub async fn serve(
         state_dir: cfg.state_dir,
         auth,
         limit: auth::RateLimit::new(cfg.rate_limit),
-        hub: Arc::new(live::Hub::new()),
+        hub: Arc::new(live::Hub::new(cfg.notify.clone())),
         factory: cfg.providers,
         groups: tokio::sync::Mutex::new(HashMap::new()),
         loaded: std::sync::Mutex::new(HashMap::new()),
@@ -220,6 +225,14 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .map_err(|e| ServeError::Io(format!("cannot read the bound address: {e}")))?;
+    let public = cfg
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{addr}"));
+    let _ = app
+        .hub
+        .base_url
+        .set(public.trim_end_matches('/').to_owned());
     pick_up(&app).await;
     ready(addr);
     let router = router(Arc::clone(&app), cfg.max_body);

@@ -16,7 +16,7 @@ use crate::support::cli::Cli;
 
 /// How the receiver answers.
 #[derive(Clone, Copy)]
-enum Answer {
+pub(crate) enum Answer {
     Ok,
     Status(u16),
     Hang,
@@ -24,13 +24,13 @@ enum Answer {
 
 /// A request the receiver got: its headers (lowercase names) and its body.
 #[derive(Clone, Debug)]
-struct Got {
+pub(crate) struct Got {
     headers: Vec<(String, String)>,
     body: String,
 }
 
 impl Got {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).expect("a JSON body")
     }
     fn header(&self, name: &str) -> Option<&str> {
@@ -41,13 +41,13 @@ impl Got {
     }
 }
 
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     got: Arc<Mutex<Vec<Got>>>,
 }
 
 impl Receiver {
-    fn start(answer: Answer) -> Receiver {
+    pub(crate) fn start(answer: Answer) -> Receiver {
         let got: Arc<Mutex<Vec<Got>>> = Arc::default();
         let (tx, rx) = std::sync::mpsc::channel();
         let store = Arc::clone(&got);
@@ -93,7 +93,7 @@ impl Receiver {
         }
     }
 
-    fn got(&self) -> Vec<Got> {
+    pub(crate) fn got(&self) -> Vec<Got> {
         self.got.lock().unwrap().clone()
     }
 

@@ -609,6 +609,66 @@ fn a_decision_for_another_plan_is_refused() {
 }
 
 #[test]
+fn people_are_told_when_a_run_from_an_alert_waits_with_a_link_to_approve_it() {
+    use crate::notify::{Answer, Receiver};
+    let dir = world();
+    let hook = Receiver::start(Answer::Ok);
+    let s = serve(
+        dir.path(),
+        &[
+            "--tokens-file",
+            &tokens_flag(dir.path()),
+            "--notify",
+            &hook.url,
+        ],
+        &[],
+    );
+    let run_id = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &hub_down(),
+    ));
+    let digest = waiting_gate(&s, &run_id, "restart");
+    let waiting = wait_until("the waiting notification", || {
+        hook.got()
+            .into_iter()
+            .map(|g| g.json())
+            .find(|v| v["on"] == "waiting")
+    });
+    assert_eq!(waiting["run_id"], run_id.as_str(), "{waiting}");
+    assert_eq!(waiting["step"]["id"], "restart", "{waiting}");
+    assert_eq!(
+        waiting["gate"]["plan"][0]["display"], "touch restarted",
+        "the plan is in the notification: {waiting}"
+    );
+    assert_eq!(
+        waiting["links"]["approve"],
+        format!("http://{}/runs/{run_id}", s.addr).as_str(),
+        "the link opens this server's run page: {waiting}"
+    );
+    let a = post_json(
+        &s.addr,
+        &format!("/api/v1/runs/{run_id}/decision"),
+        Some(ANA),
+        &json!({"step": "restart", "digest": digest, "decision": "approve"}),
+    );
+    assert_eq!(a.0, 200, "{}", a.1);
+    let finished = wait_until("the finished notification", || {
+        hook.got()
+            .into_iter()
+            .map(|g| g.json())
+            .find(|v| v["on"] == "finished")
+    });
+    assert_eq!(finished["status"], "succeeded", "{finished}");
+    assert_eq!(
+        finished["links"]["postmortem"],
+        format!("http://{}/runs/{run_id}/postmortem", s.addr).as_str(),
+        "{finished}"
+    );
+}
+
+#[test]
 fn a_run_waiting_at_a_gate_waits_again_after_the_server_restarts() {
     let dir = world();
     let args = ["--tokens-file".to_owned(), tokens_flag(dir.path())];

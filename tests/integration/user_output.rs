@@ -14,18 +14,21 @@ fn repo() -> PathBuf {
 }
 
 /// Every subcommand, as `runbook --help` lists them.
-const SUBCOMMANDS: [&str; 14] = [
+const SUBCOMMANDS: [&str; 17] = [
     "lint",
     "list",
     "schema",
+    "rbac",
     "run",
     "resume",
     "runs",
     "show",
     "abort",
+    "approve",
     "note",
     "postmortem",
     "lab",
+    "serve",
     "demo",
     "test",
     "completions",
@@ -36,6 +39,27 @@ fn help_of_the_binary_and_every_subcommand() {
     let top = Cli::new().arg("--help").run();
     top.success();
     insta::assert_snapshot!("help", top.stdout);
+    // Every command --help lists has its own help pinned here.
+    let listed: Vec<&str> = top
+        .stdout
+        .split("Commands:")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap_or("")
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    let mut missing: Vec<&str> = listed
+        .iter()
+        .copied()
+        .filter(|c| !SUBCOMMANDS.contains(c))
+        .collect();
+    missing.sort_unstable();
+    assert!(
+        missing.is_empty(),
+        "--help lists {missing:?}, whose help is not snapshotted (add to SUBCOMMANDS)"
+    );
     for sub in SUBCOMMANDS {
         assert!(
             top.stdout.contains(&format!("\n  {sub} ")),
