@@ -152,12 +152,12 @@ impl Ctx<'_> {
         };
         let ops: Vec<PlannedOp> = prepared.iter().map(|p| p.planned.clone()).collect();
         let mut policy = policy;
-        if let Some(limit) = step.limit.as_deref() {
+        if let Some(max_targets) = step.limit.as_deref().and_then(|l| l.max_targets) {
             let targets: usize = ops
                 .iter()
                 .map(|o| o.impact.as_ref().map_or(1, |i| i.objects.len()))
                 .sum();
-            if targets > limit.max_targets as usize {
+            if targets > max_targets as usize {
                 let what = ops
                     .iter()
                     .find_map(|o| o.impact.as_ref().map(|i| i.summary.clone()))
@@ -165,7 +165,7 @@ impl Ctx<'_> {
                 let id = rung.unwrap_or(&step.id.value);
                 let told = format!(
                     "the plan of `{id}` would act on {targets} objects ({what}); the limit is {} (`limit: {{ max_targets: {} }}`)",
-                    limit.max_targets, limit.max_targets
+                    max_targets, max_targets
                 );
                 if step.over_limit.as_deref() == Some(&OverLimit::Explicit) {
                     self.events.notice(Notice::OverLimit {

@@ -129,13 +129,19 @@ impl Ctx<'_> {
     pub(super) async fn execute_all(
         &self,
         prepared: Vec<Prepared>,
-        is_list: bool,
-        concurrency: usize,
-        t: Option<Duration>,
-        retry: Option<&Retry>,
+        how: FanOut<'_>,
         done_items: &[Option<usize>],
     ) -> Result<(Value, Vec<String>), EngineError> {
+        let FanOut {
+            is_list,
+            concurrency,
+            timeout: t,
+            retry,
+            max_failures,
+        } = how;
         let total = prepared.len() + done_items.len();
+        // `limit: { max_failures }`: once this many items failed, no more start.
+        let stop_at = max_failures.map(|m| (m, m.threshold(total)));
         let bar = if is_list {
             self.events.bar(BarKind::Items {
                 total: total as u64,
@@ -166,7 +172,13 @@ impl Ctx<'_> {
         let mut journal_error = None;
         loop {
             let free = concurrency - running.len();
-            if journal_error.is_none() && free > 0 && (free >= refill_at || running.is_empty()) {
+            let stopped = stop_at
+                .is_some_and(|(_, n)| failures.load(std::sync::atomic::Ordering::Relaxed) >= n);
+            if journal_error.is_none()
+                && !stopped
+                && free > 0
+                && (free >= refill_at || running.is_empty())
+            {
                 let group: Vec<&Prepared> = pending.by_ref().take(free).collect();
                 match self.start_group(&group) {
                     Ok(()) => {
@@ -198,6 +210,7 @@ impl Ctx<'_> {
         if let Some(e) = journal_error {
             return Err(e);
         }
+        let not_started = pending.count();
         bar.finish();
         results.sort_by_key(|(i, _)| *i);
         let mut errors = Vec::new();
@@ -220,9 +233,17 @@ impl Ctx<'_> {
                 }
             }
         }
-        if is_list && errors.len() > 1 {
-            let n = errors.len();
-            errors.insert(0, format!("{n} of {total} items failed"));
+        let failed = errors.len();
+        if is_list && failed > 1 {
+            errors.insert(0, format!("{failed} of {total} items failed"));
+        }
+        if let Some((m, _)) = stop_at.filter(|_| not_started > 0) {
+            errors.insert(
+                0,
+                format!(
+                    "stopped after {failed} failed items (`limit: {{ max_failures: {m} }}`): {not_started} of {total} items were not started"
+                ),
+            );
         }
         let result = if is_list {
             Value::Array(values)
@@ -418,4 +439,15 @@ fn timed_out(d: Duration, own: bool, step: &str) -> String {
             human(d)
         )
     }
+}
+
+/// How a step's operations run: one or a list (`for_each`), how many at once, each
+/// one's timeout and retries, and when failures stop the rest.
+pub(super) struct FanOut<'a> {
+    pub is_list: bool,
+    pub concurrency: usize,
+    pub timeout: Option<Duration>,
+    pub retry: Option<&'a Retry>,
+    /// `limit: { max_failures }`.
+    pub max_failures: Option<crate::runbook::model::MaxFailures>,
 }

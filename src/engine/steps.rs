@@ -161,13 +161,16 @@ impl Ctx<'_> {
     ) -> Result<(Value, Vec<String>), EngineError> {
         self.execute_all(
             prepared,
-            step.for_each.is_some(),
-            concurrency(
-                step.concurrency.as_deref().copied(),
-                self.opts.default_concurrency,
-            ),
-            timeout(step),
-            step.retry.as_ref(),
+            super::ops::FanOut {
+                is_list: step.for_each.is_some(),
+                concurrency: concurrency(
+                    step.concurrency.as_deref().copied(),
+                    self.opts.default_concurrency,
+                ),
+                timeout: timeout(step),
+                retry: step.retry.as_ref(),
+                max_failures: step.limit.as_deref().and_then(|l| l.max_failures),
+            },
             done_items,
         )
         .await

@@ -850,15 +850,66 @@ impl Default for GateRule {
     }
 }
 
-/// `limit: { max_targets: N }`: the most objects one action's plan may act on.
+/// `limit: { max_targets: N, max_failures: N | "P%" }`: the most objects one
+/// action's plan may act on, and how many failed items stop its fan-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limit {
     /// The most objects the plan may touch: each object a fan-out operation's
     /// impact lists (a delete by selector), else one per operation (`for_each`
     /// expanded).
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
-    pub max_targets: u32,
+    pub max_targets: Option<u32>,
+    /// Stop starting the items of a `for_each` once this many have failed: a count
+    /// (`3`) or a share of the items (`"10%"`, at least one). The items already
+    /// running finish; the rest are not started and the step fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<MaxFailures>,
+}
+
+/// `max_failures: 3` or `max_failures: "10%"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "MaxFailuresSchema")]
+pub enum MaxFailures {
+    Count(u32),
+    Percent(u32),
+}
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+#[serde(untagged)]
+enum MaxFailuresSchema {
+    Count(#[schemars(range(min = 1))] u32),
+    Percent(#[schemars(regex(pattern = r"^[0-9]{1,3}%$"))] String),
+}
+
+impl MaxFailures {
+    /// How many failed items of `total` stop the fan-out.
+    pub fn threshold(self, total: usize) -> usize {
+        match self {
+            MaxFailures::Count(n) => n as usize,
+            MaxFailures::Percent(p) => (total * p as usize).div_ceil(100).max(1),
+        }
+    }
+}
+
+impl std::fmt::Display for MaxFailures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxFailures::Count(n) => write!(f, "{n}"),
+            MaxFailures::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+impl Serialize for MaxFailures {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MaxFailures::Count(n) => s.serialize_u32(*n),
+            MaxFailures::Percent(_) => s.serialize_str(&self.to_string()),
+        }
+    }
 }
 
 /// What a plan over its `limit` does.

@@ -646,6 +646,73 @@ async fn over_limit_explicit_lets_only_an_approval_naming_the_step_open_it() {
     );
 }
 
+/// Ten cordons of nodes that do not exist: every one fails (404).
+const FAILING_FAN_OUT: &str = r#"
+version: 1
+name: failing-fan-out
+title: Cordon ten nodes that are not there
+steps:
+  - action: Cordon them one at a time
+    id: cordon
+    for_each: "['gone-0', 'gone-1', 'gone-2', 'gone-3', 'gone-4', 'gone-5', 'gone-6', 'gone-7', 'gone-8', 'gone-9']"
+    concurrency: 1
+    limit: { max_failures: 3 }
+    kube: { cordon: "{{item}}" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_failures_stops_a_fan_out_and_the_rest_is_never_sent() {
+    let w = World::new(FAILING_FAN_OUT).await;
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("stopped after 3 failed items (`limit: { max_failures: 3 }`): 7 of 10 items were not started");
+    let asked: Vec<String> = w
+        .lab
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/nodes/gone-"))
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    let items: std::collections::BTreeSet<&str> =
+        asked.iter().filter_map(|r| r.rsplit('/').next()).collect();
+    assert_eq!(
+        items.len(),
+        3,
+        "the lab was asked about three nodes, not ten: {asked:?}"
+    );
+    // A share of the items: 20 % of 10 is 2.
+    let w = World::new(&FAILING_FAN_OUT.replace("max_failures: 3", "max_failures: 20%")).await;
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("8 of 10 items were not started");
+}
+
+#[test]
+fn lint_rejects_a_bad_max_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    for (bad, says) in [
+        ("0", "`max_failures` is 0"),
+        ("150%", "`max_failures` is \"150%\""),
+        ("lots", "`max_failures` is \"lots\""),
+    ] {
+        let path = dir.path().join("rb.yaml");
+        std::fs::write(
+            &path,
+            FAILING_FAN_OUT.replace("max_failures: 3", &format!("max_failures: {bad}")),
+        )
+        .unwrap();
+        Cli::new()
+            .args(["lint"])
+            .arg(&path)
+            .run()
+            .code(runbook::exit::FAILED)
+            .stdout_contains(says)
+            .stdout_contains("rb.yaml:10:");
+    }
+}
+
 const REQUIRES: &str = r#"
 version: 1
 name: requires

@@ -290,13 +290,16 @@ async fn run_rung(
         let (_result, errors) = cx
             .execute_all(
                 prepared,
-                rung.for_each.is_some(),
-                concurrency(
-                    rung.concurrency.as_deref().copied(),
-                    cx.opts.default_concurrency,
-                ),
-                t,
-                None,
+                crate::engine::ops::FanOut {
+                    is_list: rung.for_each.is_some(),
+                    concurrency: concurrency(
+                        rung.concurrency.as_deref().copied(),
+                        cx.opts.default_concurrency,
+                    ),
+                    timeout: t,
+                    retry: None,
+                    max_failures: step.limit.as_deref().and_then(|l| l.max_failures),
+                },
                 &done_items,
             )
             .await?;

@@ -787,33 +787,70 @@ impl Conv<'_> {
         Some(Sp::new(n.pos, rule))
     }
 
-    /// `limit: { max_targets: N }`.
+    /// `limit: { max_targets: N, max_failures: N | "P%" }`.
     fn limit(&mut self, node: &Node) -> Option<Sp<Limit>> {
-        let f = self.fields(node, "`limit`", &["max_targets"])?;
-        let Some(n) = f.get("max_targets") else {
+        let f = self.fields(node, "`limit`", &["max_targets", "max_failures"])?;
+        if f.get("max_targets").is_none() && f.get("max_failures").is_none() {
             self.missing(
                 &f,
                 "max_targets",
                 "`limit`",
-                Some("e.g. `limit: { max_targets: 20 }`"),
+                Some("e.g. `limit: { max_targets: 20 }` or `limit: { max_failures: 3 }`"),
             );
             return None;
-        };
-        let max = self.uint::<u32>(n, "`max_targets`")?;
-        if max.value == 0 {
-            self.push(Diagnostic::error(
-                "out-of-range",
-                max.pos,
-                "`max_targets: 0` would refuse every plan; it must be at least 1",
-            ));
-            return None;
         }
+        let max_targets = match f.get("max_targets") {
+            Some(n) => {
+                let max = self.uint::<u32>(n, "`max_targets`")?;
+                if max.value == 0 {
+                    self.push(Diagnostic::error(
+                        "out-of-range",
+                        max.pos,
+                        "`max_targets: 0` would refuse every plan; it must be at least 1",
+                    ));
+                    return None;
+                }
+                Some(max.value)
+            }
+            None => None,
+        };
+        let max_failures = match f.get("max_failures") {
+            Some(n) => Some(self.max_failures(n)?),
+            None => None,
+        };
         Some(Sp::new(
             node.pos,
             Limit {
-                max_targets: max.value,
+                max_targets,
+                max_failures,
             },
         ))
+    }
+
+    /// `max_failures: 3` or `max_failures: 10%`.
+    fn max_failures(&mut self, n: &Node) -> Option<MaxFailures> {
+        let bad = |conv: &mut Self, pos, got: String| {
+            conv.push(
+                Diagnostic::error(
+                    "bad-value",
+                    pos,
+                    format!("`max_failures` is {got}; expected a count of at least 1 (`3`) or a share of the items from 1% to 100% (`10%`)"),
+                )
+                .help("e.g. `limit: { max_failures: 3 }` or `limit: { max_failures: 10% }`"),
+            );
+            None
+        };
+        match &n.value {
+            Yaml::Int(i) if (1..=i64::from(u32::MAX)).contains(i) => {
+                Some(MaxFailures::Count(*i as u32))
+            }
+            Yaml::Int(i) => bad(self, n.pos, i.to_string()),
+            Yaml::Str(t) => match t.strip_suffix('%').map(|p| p.trim().parse::<u32>()) {
+                Some(Ok(p)) if (1..=100).contains(&p) => Some(MaxFailures::Percent(p)),
+                _ => bad(self, n.pos, format!("{t:?}")),
+            },
+            other => bad(self, n.pos, other.describe().to_owned()),
+        }
     }
 
     /// `over_limit: refuse | explicit`.
