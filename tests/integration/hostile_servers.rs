@@ -12,7 +12,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use runbook::journal::event::Event;
-use runbook::journal::reader;
 
 use crate::support::measured::Run;
 
@@ -150,17 +149,7 @@ fn runbook(dir: &Path, op: &str) -> std::path::PathBuf {
 }
 
 fn journal_events(state: &Path) -> Vec<Event> {
-    let run = std::fs::read_dir(state.join("runs"))
-        .expect("a runs folder")
-        .flatten()
-        .next()
-        .expect("one run");
-    reader::read(&run.path().join("journal.ndjson"))
-        .expect("the journal reads back")
-        .records
-        .into_iter()
-        .map(|r| r.event)
-        .collect()
+    crate::support::only_run_events(state)
 }
 
 fn one(kind: Server, provider: &str) -> Result<(), String> {

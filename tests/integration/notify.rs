@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runbook::journal::event::Event;
-use runbook::journal::reader;
 use serde_json::Value;
 
 use crate::support::cli::Cli;
@@ -113,17 +112,7 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 }
 
 fn journal(state: &Path) -> Vec<Event> {
-    let run = std::fs::read_dir(state.join("runs"))
-        .expect("a runs folder")
-        .flatten()
-        .next()
-        .expect("one run");
-    reader::read(&run.path().join("journal.ndjson"))
-        .expect("the journal reads back")
-        .records
-        .into_iter()
-        .map(|r| r.event)
-        .collect()
+    crate::support::only_run_events(state)
 }
 
 fn notes_by_runbook(events: &[Event]) -> Vec<String> {

@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use runbook::journal::event::Event;
-use runbook::journal::reader;
 use runbook::lab::Lab;
 use serde_json::Value;
 
@@ -49,17 +48,7 @@ steps:
 "#;
 
 fn journal(state: &Path) -> Vec<Event> {
-    let run = std::fs::read_dir(state.join("runs"))
-        .expect("a runs folder")
-        .flatten()
-        .next()
-        .expect("one run");
-    reader::read(&run.path().join("journal.ndjson"))
-        .expect("the journal reads back")
-        .records
-        .into_iter()
-        .map(|r| r.event)
-        .collect()
+    crate::support::only_run_events(state)
 }
 
 fn lost(lab: &Lab) -> usize {

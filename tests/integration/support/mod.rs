@@ -19,3 +19,18 @@ pub fn regex_escape(text: &str) -> String {
         })
         .collect()
 }
+
+/// The events of the only run in the state dir `state`, as its journal holds them.
+pub fn only_run_events(state: &std::path::Path) -> Vec<runbook::journal::event::Event> {
+    let run = std::fs::read_dir(state.join("runs"))
+        .expect("a runs folder")
+        .flatten()
+        .next()
+        .expect("one run");
+    runbook::journal::reader::read(&run.path().join("journal.ndjson"))
+        .expect("the journal reads back")
+        .records
+        .into_iter()
+        .map(|r| r.event)
+        .collect()
+}
