@@ -104,6 +104,12 @@ impl ResourceDef {
         ]
     }
 
+    /// Whether the resource has a `scale` subresource (autoscaling/v1 Scale).
+    pub fn scalable(&self) -> bool {
+        self.group == "apps"
+            && matches!(self.plural, "deployments" | "replicasets" | "statefulsets")
+    }
+
     /// The discovery entries (APIResource) for this resource and its subresources.
     pub fn discovery_entries(&self) -> Vec<serde_json::Value> {
         let mut out = vec![serde_json::json!({
@@ -121,6 +127,18 @@ impl ResourceDef {
                 "singularName": "",
                 "namespaced": self.namespaced,
                 "kind": self.kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if self.scalable() {
+            // kubectl scale finds the Scale's group and version here.
+            out.push(serde_json::json!({
+                "name": format!("{}/scale", self.plural),
+                "singularName": "",
+                "namespaced": true,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
                 "verbs": ["get", "patch", "update"],
             }));
         }

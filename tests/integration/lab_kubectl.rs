@@ -642,3 +642,55 @@ async fn injected_api_faults_print_as_errors_from_the_server() {
     assert_eq!(faulted, vec![500, 429, 200]);
     k.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37 (scripts/test.sh installs it)"]
+async fn kubectl_scale_uses_the_scale_subresource_and_its_precondition() {
+    let k = Kc::seed().await;
+    let out = k
+        .ok(&["-n", "prod", "scale", "deployment/binder", "--replicas=3"])
+        .await;
+    assert!(out.contains("deployment.apps/binder scaled"), "{out}");
+    let replicas = k
+        .ok(&[
+            "-n",
+            "prod",
+            "get",
+            "deployment",
+            "binder",
+            "-o",
+            "jsonpath={.spec.replicas}",
+        ])
+        .await;
+    assert_eq!(replicas, "3");
+    let scale = k
+        .ok(&[
+            "get",
+            "--raw",
+            "/apis/apps/v1/namespaces/prod/deployments/binder/scale",
+        ])
+        .await;
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["apiVersion"], "autoscaling/v1");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["selector"], "component=binder");
+    // --current-replicas is checked against the Scale before anything changes.
+    let refused = k
+        .run(&[
+            "-n",
+            "prod",
+            "scale",
+            "deployment/binder",
+            "--current-replicas=2",
+            "--replicas=1",
+        ])
+        .await;
+    assert!(!refused.ok, "{}", refused.stdout);
+    assert!(
+        refused.stderr.contains("Expected replicas to be 2, was 3"),
+        "{}",
+        refused.stderr
+    );
+    k.stop().await;
+}

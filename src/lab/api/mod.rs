@@ -346,6 +346,11 @@ async fn resource(
         (&Method::POST, Some(name), Some("eviction")) if t.res.key() == "pods" => {
             write::evict(lab, &ns, name, &body)
         }
+        (&Method::GET | &Method::PUT | &Method::PATCH, Some(name), Some("scale"))
+            if t.res.scalable() =>
+        {
+            write::scale(lab, t.res, &ns, name, method, headers, params, &body)
+        }
         (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
             write::replace(lab, t.res, &ns, name, sub.is_some(), &body, params)
         }

@@ -281,3 +281,115 @@ fn apply_patch(
     controllers::reconcile(&mut st);
     Ok((200, r))
 }
+
+/// The `scale` subresource of a deployment, replica set or stateful set, as an
+/// autoscaling/v1 Scale: `GET` reads it; `PUT` (a Scale) and `PATCH` (a patch of
+/// one, as `kubectl scale` sends) set the object's `spec.replicas`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn scale(
+    lab: &Lab,
+    res: &'static ResourceDef,
+    ns: &str,
+    name: &str,
+    method: &http::Method,
+    headers: &HeaderMap,
+    params: &Params,
+    body: &Bytes,
+) -> Result<(u16, Value), ApiError> {
+    if *method == http::Method::GET {
+        let st = lab.read();
+        let obj = st
+            .store
+            .get_shared(&res.key(), ns, name)
+            .ok_or_else(|| ApiError::not_found(res, name))?;
+        return Ok((200, scale_of(&obj)));
+    }
+    let mut st = lab.lock();
+    let old = st
+        .store
+        .get(&res.key(), ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(res, name))?;
+    let mut wanted = scale_of(&old);
+    let p = parse_json(body)?;
+    if *method == http::Method::PUT {
+        wanted = p;
+    } else {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        match ct.as_str() {
+            "application/strategic-merge-patch+json" | "application/merge-patch+json" => {
+                patch::merge_patch(&mut wanted, &p)
+            }
+            "application/json-patch+json" => {
+                patch::json_patch(&mut wanted, &p).map_err(|e| ApiError::new(422, "Invalid", e))?
+            }
+            other => return Err(ApiError::unsupported_media_type(other)),
+        }
+    }
+    let replicas = wanted
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .filter(|r| (0..=i64::from(i32::MAX)).contains(r))
+        .ok_or_else(|| {
+            ApiError::new(
+                422,
+                "Invalid",
+                format!(
+                    "Scale.autoscaling \"{name}\" is invalid: spec.replicas: Invalid value: must be a whole number of at least 0"
+                ),
+            )
+        })?;
+    let mut new = old.clone();
+    patch::merge_patch(&mut new, &json!({"spec": {"replicas": replicas}}));
+    st.replace(res, ns, name, new, false, dry_run(params))?;
+    controllers::reconcile(&mut st);
+    let now = st
+        .store
+        .get(&res.key(), ns, name)
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(res, name))?;
+    Ok((200, scale_of(&now)))
+}
+
+/// The autoscaling/v1 Scale of a scalable object.
+fn scale_of(obj: &Value) -> Value {
+    let selector = obj
+        .pointer("/spec/selector/matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let meta = |k: &str| {
+        obj.pointer(&format!("/metadata/{k}"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": meta("name"),
+            "namespace": meta("namespace"),
+            "uid": meta("uid"),
+            "resourceVersion": meta("resourceVersion"),
+            "creationTimestamp": meta("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
