@@ -355,25 +355,12 @@ fn notifier(
     runbook: Option<&crate::runbook::model::Runbook>,
     g: &Global,
 ) -> Result<Option<Arc<Notifier>>, String> {
-    let mut targets = a
-        .notify
-        .iter()
-        .map(|u| notify::Target::from_flag(u))
-        .collect::<Result<Vec<_>, _>>()?;
-    if let Some(rb) = runbook {
-        let (more, warnings) = notify::targets_of(rb);
-        for w in warnings {
-            eprintln!("warning: {w}");
-        }
-        targets.extend(more);
+    let (notifier, warnings) =
+        notify::for_run(&a.notify, runbook, notify::NotifyOpts::new(&g.state_dir))?;
+    for w in warnings {
+        eprintln!("warning: {w}");
     }
-    if targets.is_empty() {
-        return Ok(None);
-    }
-    Ok(Some(Notifier::start(
-        targets,
-        notify::NotifyOpts::new(&g.state_dir),
-    )))
+    Ok(notifier)
 }
 
 /// The providers of a real run, registered in one place.

@@ -183,6 +183,28 @@ pub fn targets_of(runbook: &Runbook) -> (Vec<Target>, Vec<String>) {
     (targets, warnings)
 }
 
+/// The notifier of one run: the `extra` URLs (`--notify`) and the runbook's
+/// `notify:`, started with `opts`; `None` when nobody is to be told. A bad `extra`
+/// URL is an error; the warnings name runbook receivers left out (an unset variable).
+pub fn for_run(
+    extra: &[String],
+    runbook: Option<&Runbook>,
+    opts: NotifyOpts,
+) -> Result<(Option<Arc<Notifier>>, Vec<String>), String> {
+    let mut targets = extra
+        .iter()
+        .map(|u| Target::from_flag(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut warnings = Vec::new();
+    if let Some(rb) = runbook {
+        let (more, w) = targets_of(rb);
+        targets.extend(more);
+        warnings = w;
+    }
+    let notifier = (!targets.is_empty()).then(|| Notifier::start(targets, opts));
+    Ok((notifier, warnings))
+}
+
 /// How the notifier runs.
 #[derive(Debug, Clone)]
 pub struct NotifyOpts {

@@ -397,32 +397,28 @@ pub fn base_dir(path: &Path) -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-/// The notifier of a run the server drives: `serve --notify` and the runbook's
-/// `notify:`, with links to this server's run page. A receiver that cannot be used
-/// is logged and left out: a notification never stops the fix.
+/// The notifier of a run the server drives: `serve --notify` (checked at start) and
+/// the runbook's `notify:`, with links to this server's run page. A receiver that
+/// cannot be used is logged and left out: a notification never stops the fix.
 fn notifier(
     hub: &Hub,
     state_dir: &std::path::Path,
     loaded: &Loaded,
 ) -> Option<Arc<crate::notify::Notifier>> {
-    let mut targets = Vec::new();
-    for url in &hub.notify {
-        match crate::notify::Target::from_flag(url) {
-            Ok(t) => targets.push(t),
-            Err(e) => tracing::warn!("{e}"),
-        }
-    }
-    let (more, warnings) = crate::notify::targets_of(&loaded.runbook);
-    for w in warnings {
-        tracing::warn!(runbook = %loaded.runbook.name.value, "{w}");
-    }
-    targets.extend(more);
-    if targets.is_empty() {
-        return None;
-    }
     let mut opts = crate::notify::NotifyOpts::new(state_dir);
     if let Some(base) = hub.base_url.get() {
         opts = opts.with_base_url(base.clone());
     }
-    Some(crate::notify::Notifier::start(targets, opts))
+    match crate::notify::for_run(&hub.notify, Some(&loaded.runbook), opts) {
+        Ok((notifier, warnings)) => {
+            for w in warnings {
+                tracing::warn!(runbook = %loaded.runbook.name.value, "{w}");
+            }
+            notifier
+        }
+        Err(e) => {
+            tracing::warn!("{e}");
+            None
+        }
+    }
 }
