@@ -101,15 +101,26 @@ for n in 100 500; do
   # Warm the page cache and the binary once.
   "$bin" --state-dir "$work/state-warm" --quiet run "$work/actions-$n.yaml" >/dev/null 2>&1
   for c in "${configs[@]}"; do : >"$work/t-$c-$n"; done
+  this_build() { # ROUND
+    timed "$bin" --state-dir "$work/a-$n-$1" --quiet run "$work/actions-$n.yaml" >>"$work/t-actions-disk-$n"
+    timed "$bin" --state-dir "$shm/a-$n-$1" --quiet run "$work/actions-$n.yaml" >>"$work/t-actions-tmpfs-$n"
+    timed "$bin" --state-dir "$work/c-$n-$1" --quiet run "$work/checks-$n.yaml" >>"$work/t-checks-disk-$n"
+  }
+  baseline_build() { # ROUND
+    timed "$base" --state-dir "$work/ba-$n-$1" --quiet run "$work/actions-$n.yaml" >>"$work/t-base-actions-disk-$n"
+    timed "$base" --state-dir "$shm/ba-$n-$1" --quiet run "$work/actions-$n.yaml" >>"$work/t-base-actions-tmpfs-$n"
+    timed "$base" --state-dir "$work/bc-$n-$1" --quiet run "$work/checks-$n.yaml" >>"$work/t-base-checks-disk-$n"
+  }
   for r in $(seq 1 "$ROUNDS"); do
-    timed "$bin" --state-dir "$work/a-$n-$r" --quiet run "$work/actions-$n.yaml" >>"$work/t-actions-disk-$n"
     timed "$work/floor-$n.sh" >>"$work/t-floor-$n"
-    timed "$bin" --state-dir "$shm/a-$n-$r" --quiet run "$work/actions-$n.yaml" >>"$work/t-actions-tmpfs-$n"
-    timed "$bin" --state-dir "$work/c-$n-$r" --quiet run "$work/checks-$n.yaml" >>"$work/t-checks-disk-$n"
-    if [ -n "$base" ]; then
-      timed "$base" --state-dir "$work/ba-$n-$r" --quiet run "$work/actions-$n.yaml" >>"$work/t-base-actions-disk-$n"
-      timed "$base" --state-dir "$work/bc-$n-$r" --quiet run "$work/checks-$n.yaml" >>"$work/t-base-checks-disk-$n"
-      timed "$base" --state-dir "$shm/ba-$n-$r" --quiet run "$work/actions-$n.yaml" >>"$work/t-base-actions-tmpfs-$n"
+    # Which build goes first alternates from round to round, so neither one
+    # always runs on a warmer (or busier) machine than the other.
+    if [ -n "$base" ] && [ $((r % 2)) -eq 0 ]; then
+      baseline_build "$r"
+      this_build "$r"
+    else
+      this_build "$r"
+      [ -n "$base" ] && baseline_build "$r"
     fi
   done
   for c in "${configs[@]}"; do
@@ -186,6 +197,19 @@ if [ -n "${ansible_ms:-}" ]; then
     'BEGIN { printf "N=100: ansible-playbook takes %.0fx the time of runbook per step (actions, fsync on, disk); %.0fx (checks)\n", a / e, a / c }'
 fi
 if [ -n "$base" ]; then
+  # Paired: in each round the two builds ran back to back on the same machine state,
+  # so the per-round difference (this minus baseline, N=500) cancels most of what a
+  # shared machine adds to both; its median is the steadier figure. It is given per
+  # step and against the baseline's own overhead beyond the floor at N=500.
+  echo
+  echo "paired rounds, N=500 (median over $ROUNDS rounds of this build minus baseline, same round):"
+  for k in actions-disk actions-tmpfs checks-disk; do
+    d=$(paste "$work/t-$k-500" "$work/t-base-$k-500" | awk '{ print $1 - $2 }' | median)
+    awk -v d="$d" -v b="${total[base-$k-500]}" -v f="${total[floor-500]}" -v k="$k" \
+      'BEGIN { o = (b - f) * 1000 / 500; dd = d * 1000 / 500;
+               printf "  %-14s %+.3f ms per step; baseline overhead %.3f ms per step; this / baseline = %.2f\n", k, dd, o, (o > 0 ? (o + dd) / o : 0) }'
+  done
+  echo
   # actions-tmpfs: the engine without the disk's fsync latency, which on a shared
   # machine varies more than the engine's own cost.
   for k in actions-disk actions-tmpfs checks-disk; do

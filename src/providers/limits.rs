@@ -228,7 +228,10 @@ pub async fn read_capped<R: AsyncRead + Unpin>(
     let Some(mut p) = pipe else {
         return out;
     };
-    let mut chunk = vec![0u8; 64 << 10];
+    // Most steps print a line or two: start with a small buffer (from memory the
+    // allocator already has, no page faults) and double it while reads fill it,
+    // up to 64 KiB for chatty ones.
+    let mut chunk = vec![0u8; 4 << 10];
     loop {
         let n = match p.read(&mut chunk).await {
             Ok(0) | Err(_) => break,
@@ -246,6 +249,9 @@ pub async fn read_capped<R: AsyncRead + Unpin>(
         }
         let room = cap.saturating_sub(out.kept.len());
         out.kept.extend_from_slice(&chunk[..n.min(room)]);
+        if n == chunk.len() && chunk.len() < 64 << 10 {
+            chunk.resize(chunk.len() * 2, 0);
+        }
     }
     out.spilled = spill.finish();
     out
