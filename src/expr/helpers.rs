@@ -346,7 +346,11 @@ mod tests {
     fn urlencode_keeps_a_value_one_query_value() {
         let ctx = json!({"params": {"token": "a+b/c&d=e f~", "n": 3}});
         assert_eq!(
-            render("q={{urlencode params.token}}&n={{urlencode params.n}}", &ctx).unwrap(),
+            render(
+                "q={{urlencode params.token}}&n={{urlencode params.n}}",
+                &ctx
+            )
+            .unwrap(),
             "q=a%2Bb%2Fc%26d%3De%20f~&n=3"
         );
         assert!(render("{{urlencode params}}", &ctx).is_err());

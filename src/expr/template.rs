@@ -179,8 +179,29 @@ pub fn template_refs(template: &str) -> Result<Vec<VarRef>, ExprError> {
 /// (expr/helpers.rs). Lint refuses any other name in a helper call, which would
 /// otherwise fail only when the template is rendered.
 pub const KNOWN_HELPERS: &[&str] = &[
-    "if", "unless", "each", "with", "lookup", "raw", "log", "eq", "ne", "gt", "gte", "lt", "lte",
-    "and", "or", "not", "len", "count", "min", "max", "age", "ages", "urlencode",
+    "if",
+    "unless",
+    "each",
+    "with",
+    "lookup",
+    "raw",
+    "log",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "len",
+    "count",
+    "min",
+    "max",
+    "age",
+    "ages",
+    "urlencode",
 ];
 
 /// The helper calls in `template` (`{{urlencode x}}`, `{{#each xs}}`, a
@@ -430,7 +451,11 @@ mod tests {
     #[test]
     fn unknown_helpers_are_the_calls_no_registry_has() {
         let t = "{{urlencod params.t}} {{len xs}} {{age (mni xs)}} {{#each xs}}{{upper this}}{{/each}} {{plain}}";
-        let found: Vec<String> = unknown_helpers(t).unwrap().into_iter().map(|(n, _)| n).collect();
+        let found: Vec<String> = unknown_helpers(t)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
         assert_eq!(found, ["urlencod", "mni", "upper"]);
         let (_, at) = &unknown_helpers("x {{urlencod params.t}}").unwrap()[0];
         assert_eq!(*at, 4);

@@ -1278,8 +1278,7 @@ impl Param {
                 .and_then(serde_json::Number::from_f64)
                 .map(V::Number)
                 .ok_or_else(mismatch),
-            (ParamType::Boolean, V::Bool(_))
-            | (ParamType::List, V::Array(_)) => Ok(value.clone()),
+            (ParamType::Boolean, V::Bool(_)) | (ParamType::List, V::Array(_)) => Ok(value.clone()),
             _ => Err(mismatch()),
         }
     }

@@ -33,7 +33,9 @@ impl Validator<'_> {
         for (name, offset) in expr::unknown_helpers(&sp.value).unwrap_or_default() {
             let help = match suggest(&name, expr::KNOWN_HELPERS.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None => "the helpers are listed in docs/format.md (templates and conditions)".to_owned(),
+                None => {
+                    "the helpers are listed in docs/format.md (templates and conditions)".to_owned()
+                }
             };
             let len = name.chars().count();
             self.push(
