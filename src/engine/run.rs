@@ -804,7 +804,10 @@ pub(crate) fn resolve_params(
             } else {
                 match &p.default {
                     Some(d) => {
-                        out.insert(name.clone(), d.value.clone());
+                        // Lint checked that the default fits; this gives it the
+                        // param's form (a `number`'s `80` is the double 80.0).
+                        let typed = p.check_value(&d.value).unwrap_or_else(|_| d.value.clone());
+                        out.insert(name.clone(), typed);
                         from = "default".into();
                     }
                     None if p.required && p.secret => {

@@ -9,7 +9,10 @@
 //!   largest number or timestamp (RFC 3339 text, compared as times), as written;
 //! - `{{age TIMESTAMP}}`: how long ago, from the run's clock (`3h`, `2d`);
 //! - `{{ages LIST "PATH"}}`: the youngest and oldest age, `4h–2d` (one age when
-//!   they are equal).
+//!   they are equal);
+//! - `{{urlencode VALUE}}`: VALUE percent-encoded for one URL path segment or query
+//!   value (everything but RFC 3986's unreserved `A-Z a-z 0-9 - . _ ~`), so a value
+//!   with `&`, `+`, `/` or `#` stays one value.
 
 use handlebars::{
     Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
@@ -23,6 +26,40 @@ pub(super) fn register(hb: &mut Handlebars<'_>) {
     hb.register_helper("max", Box::new(max));
     hb.register_helper("age", Box::new(age));
     hb.register_helper("ages", Box::new(ages));
+    hb.register_helper("urlencode", Box::new(urlencode));
+}
+
+/// `{{urlencode VALUE}}`: strict percent-encoding (uppercase hex, as the secret
+/// masker in engine/redact.rs expects of a URL-encoded secret). A number or a
+/// boolean is encoded as written; a list or a mapping is refused.
+fn urlencode(
+    h: &Helper<'_>,
+    _: &Handlebars<'_>,
+    _: &Context,
+    _: &mut RenderContext<'_, '_>,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let text = match h.param(0).map(|p| p.value()) {
+        Some(Value::String(s)) => s.clone(),
+        Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
+        Some(other) => {
+            return Err(fail(
+                "urlencode",
+                format!("takes a string, got {}", short(other)),
+            ));
+        }
+        None => return Err(fail("urlencode", "takes a value")),
+    };
+    let mut encoded = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(b as char);
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out.write(&encoded)?;
+    Ok(())
 }
 
 fn fail(helper: &str, why: impl Into<String>) -> RenderError {
@@ -303,5 +340,19 @@ mod tests {
                 "10"
             );
         });
+    }
+
+    #[test]
+    fn urlencode_keeps_a_value_one_query_value() {
+        let ctx = json!({"params": {"token": "a+b/c&d=e f~", "n": 3}});
+        assert_eq!(
+            render(
+                "q={{urlencode params.token}}&n={{urlencode params.n}}",
+                &ctx
+            )
+            .unwrap(),
+            "q=a%2Bb%2Fc%26d%3De%20f~&n=3"
+        );
+        assert!(render("{{urlencode params}}", &ctx).is_err());
     }
 }

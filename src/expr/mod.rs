@@ -29,7 +29,7 @@ pub use condition::{
 pub use cost::{COST_BUDGET_VAR, DEFAULT_COST_BUDGET, budget as cost_budget};
 /// A duration as `kubectl get` shows ages (`4h`, `2d`).
 pub(crate) use helpers::short_age;
-pub use template::{render, render_json, template_refs};
+pub use template::{KNOWN_HELPERS, render, render_json, template_refs, unknown_helpers};
 
 /// An error from parsing or evaluating a template or a condition.
 #[derive(Debug, Clone, thiserror::Error)]

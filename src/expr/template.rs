@@ -175,6 +175,88 @@ pub fn template_refs(template: &str) -> Result<Vec<VarRef>, ExprError> {
     Ok(refs)
 }
 
+/// The helpers every runbook template may call: handlebars' own and ours
+/// (expr/helpers.rs). Lint refuses any other name in a helper call, which would
+/// otherwise fail only when the template is rendered.
+pub const KNOWN_HELPERS: &[&str] = &[
+    "if",
+    "unless",
+    "each",
+    "with",
+    "lookup",
+    "raw",
+    "log",
+    "eq",
+    "ne",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "and",
+    "or",
+    "not",
+    "len",
+    "count",
+    "min",
+    "max",
+    "age",
+    "ages",
+    "urlencode",
+];
+
+/// The helper calls in `template` (`{{urlencode x}}`, `{{#each xs}}`, a
+/// subexpression `(min xs)`) whose name is not in [`KNOWN_HELPERS`], with the offset
+/// of the call. `{{name}}` alone is a variable, not a call.
+pub fn unknown_helpers(template: &str) -> Result<Vec<(String, usize)>, ExprError> {
+    if !template.contains("{{") {
+        return Ok(Vec::new());
+    }
+    let compiled = compile(template)?;
+    let mut out = Vec::new();
+    collect_helpers(&compiled, template, &mut out);
+    out.retain(|(n, _)| !KNOWN_HELPERS.contains(&n.as_str()));
+    Ok(out)
+}
+
+fn collect_helpers(t: &Template, source: &str, out: &mut Vec<(String, usize)>) {
+    fn sub_calls(p: &Parameter, offset: usize, source: &str, out: &mut Vec<(String, usize)>) {
+        if let Parameter::Subexpression(sub) = p {
+            let name = sub.name().to_owned();
+            let at = source
+                .get(offset..)
+                .and_then(|rest| rest.find(&format!("({name}")))
+                .map_or(offset, |d| offset + d + 1);
+            out.push((name, at));
+            for p in sub.params().into_iter().flatten() {
+                sub_calls(p, offset, source, out);
+            }
+        }
+    }
+    for (i, element) in t.elements.iter().enumerate() {
+        let offset = t
+            .mapping
+            .get(i)
+            .map(|m| offset_of(source, m.0, m.1))
+            .unwrap_or(0);
+        if let TemplateElement::Expression(h)
+        | TemplateElement::HtmlExpression(h)
+        | TemplateElement::HelperBlock(h) = element
+        {
+            let offset = name_offset(source, offset);
+            let call = !h.params.is_empty() || !h.hash.is_empty();
+            if call && let Parameter::Name(n) = &h.name {
+                out.push((n.clone(), offset));
+            }
+            for p in h.params.iter().chain(h.hash.values()) {
+                sub_calls(p, offset, source, out);
+            }
+            for inner in [&h.template, &h.inverse].into_iter().flatten() {
+                collect_helpers(inner, source, out);
+            }
+        }
+    }
+}
+
 fn collect_template(t: &Template, source: &str, refs: &mut Vec<VarRef>, top_scope: bool) {
     for (i, element) in t.elements.iter().enumerate() {
         let offset = t
@@ -364,5 +446,26 @@ mod tests {
     fn plain_strings_have_no_refs_and_render_unchanged() {
         assert!(paths("kubectl get pods").is_empty());
         assert_eq!(render("a } b {", &json!({})).unwrap(), "a } b {");
+    }
+
+    #[test]
+    fn unknown_helpers_are_the_calls_no_registry_has() {
+        let t = "{{urlencod params.t}} {{len xs}} {{age (mni xs)}} {{#each xs}}{{upper this}}{{/each}} {{plain}}";
+        let found: Vec<String> = unknown_helpers(t)
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert_eq!(found, ["urlencod", "mni", "upper"]);
+        let (_, at) = &unknown_helpers("x {{urlencod params.t}}").unwrap()[0];
+        assert_eq!(*at, 4);
+        // Every name lint accepts renders (no "unknown helper" from the registry).
+        for name in KNOWN_HELPERS {
+            let e = render(&format!("{{{{{name} 1}}}}"), &json!({}));
+            assert!(
+                !matches!(&e, Err(e) if e.message.contains("unknown helper")),
+                "{name}: {e:?}"
+            );
+        }
     }
 }

@@ -1200,15 +1200,16 @@ impl Param {
         match ty {
             ParamType::String => Ok(V::String(raw.to_owned())),
             ParamType::Integer => text.parse::<i64>().map(V::from).map_err(|_| got()),
-            ParamType::Number => match text.parse::<i64>() {
-                Ok(i) => Ok(V::from(i)),
-                Err(_) => text
-                    .parse::<f64>()
-                    .ok()
-                    .and_then(serde_json::Number::from_f64)
-                    .map(V::Number)
-                    .ok_or_else(got),
-            },
+            // Always a double, `80` too: in CEL `int * double` and `int + double`
+            // have no overload, so `params.ratio * 2.0` would fail at run time for
+            // `-p ratio=80` and work for `-p ratio=0.8`.
+            ParamType::Number => text
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .and_then(serde_json::Number::from_f64)
+                .map(V::Number)
+                .ok_or_else(got),
             ParamType::Boolean => match text {
                 "true" => Ok(V::Bool(true)),
                 "false" => Ok(V::Bool(false)),
@@ -1230,7 +1231,11 @@ impl Param {
                     .map(|s| V::String(s.trim().to_owned()))
                     .collect(),
             )),
+            // Days are ours, not CEL's or Go's: `2d` is handed on as `48h`, so
+            // `duration(params.window)` in a condition and `--since={{params.window}}`
+            // for kubectl take every value the param accepts.
             ParamType::Duration => match Duration::parse(text) {
+                Ok(d) if text.contains('d') => Ok(V::String(d.to_string())),
                 Ok(_) => Ok(V::String(text.to_owned())),
                 Err(e) => Err(format!("{}: {e}", got())),
             },
@@ -1268,9 +1273,12 @@ impl Param {
             (ParamType::String, V::Number(_) | V::Bool(_)) => Ok(V::String(value.to_string())),
             (_, V::String(s)) if ty != ParamType::List => self.value_from_text(s),
             (ParamType::Integer, V::Number(n)) if n.is_i64() || n.is_u64() => Ok(value.clone()),
-            (ParamType::Number, V::Number(_))
-            | (ParamType::Boolean, V::Bool(_))
-            | (ParamType::List, V::Array(_)) => Ok(value.clone()),
+            (ParamType::Number, V::Number(n)) => n
+                .as_f64()
+                .and_then(serde_json::Number::from_f64)
+                .map(V::Number)
+                .ok_or_else(mismatch),
+            (ParamType::Boolean, V::Bool(_)) | (ParamType::List, V::Array(_)) => Ok(value.clone()),
             _ => Err(mismatch()),
         }
     }

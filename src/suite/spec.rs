@@ -231,6 +231,46 @@ pub fn load(path: &Path, runbook: &Runbook) -> Result<TestFile, SpecError> {
                 ));
             }
         }
+        // A param the runbook does not take, or a value of the wrong type, is the
+        // test file's mistake: say so at its line, not as a `-p` error of the run.
+        for (name, value) in &case.params {
+            let needle = format!("{name}:");
+            let at = line_of(&needle);
+            // The column of the param's name on that line (1 when not found).
+            let column = text
+                .lines()
+                .nth(at.saturating_sub(1) as usize)
+                .and_then(|l| l.find(&needle))
+                .map_or(1, |c| c as u64 + 1);
+            let Some(param) = runbook.params.get(name) else {
+                let known: Vec<&str> = runbook.params.keys().map(String::as_str).collect();
+                return Err(err(
+                    at,
+                    column,
+                    format!(
+                        "test `{}` gives param `{name}`, which runbook `{}` does not take (it takes: {})",
+                        case.name,
+                        runbook.name.value,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            };
+            // `{{lab.url}}` is only known when the lab runs.
+            if !value.contains("{{")
+                && !param.secret
+                && let Err(e) = param.value_from_text(value)
+            {
+                return Err(err(
+                    at,
+                    column,
+                    format!("test `{}`: param `{name}` {e}", case.name),
+                ));
+            }
+        }
         if !dir.join(&case.scenario).is_file() {
             return Err(err(
                 line_of(&case.scenario),

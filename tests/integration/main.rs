@@ -29,6 +29,7 @@ mod deploy_manifests;
 mod engine_http_prometheus;
 mod engine_state_machine;
 mod format_errors;
+mod format_examples;
 mod hostile_input;
 mod hostile_servers;
 mod http_tls;

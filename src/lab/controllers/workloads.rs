@@ -295,6 +295,7 @@ pub(super) fn replicasets(st: &mut State, d: &Dirty) {
             .pointer("/spec/replicas")
             .and_then(Value::as_i64)
             .unwrap_or(1);
+        release_unmatched_pods(st, &rs);
         let mut mine = active_pods_of(st, str_at(&rs, "/metadata/uid"));
         let have = mine.len() as i64;
         if have < want {
@@ -336,6 +337,52 @@ pub(super) fn replicasets(st: &mut State, d: &Dirty) {
                 let _ = st.delete(res("pods"), &ns, &p.name, &DeleteOpts::default());
             }
         }
+    }
+}
+
+/// A pod the ReplicaSet controls whose labels no longer match its selector (someone
+/// ran `kubectl label pod web-x app-` to take it out of service and keep it for
+/// debugging) is released: its controller ownerReference is removed, so it no longer
+/// counts and the ReplicaSet makes a replacement (`ReleasePod` in
+/// pkg/controller/controller_ref_manager.go). Its Deployment's ReplicaSets never
+/// adopt it back while its labels do not match.
+fn release_unmatched_pods(st: &mut State, rs: &Value) {
+    let Some(selector) = rs.pointer("/spec/selector") else {
+        return;
+    };
+    let sel = LabelSelector::from_object(selector);
+    if sel.is_empty() {
+        return;
+    }
+    let uid = str_at(rs, "/metadata/uid").to_string();
+    let released: Vec<(String, String)> = st
+        .store
+        .index
+        .dependents(&uid)
+        .into_iter()
+        .filter(|(r, _, _)| r == "pods")
+        .filter_map(|(r, ns, name)| st.store.get(&r, &ns, &name).map(|p| (ns, name, p)))
+        .filter(|(_, _, p)| {
+            controller_of(p).is_some_and(|o| o["uid"] == uid.as_str()) && !sel.matches(p)
+        })
+        .map(|(ns, name, _)| (ns, name))
+        .collect();
+    for (ns, name) in released {
+        let Some(mut pod) = st.store.get("pods", &ns, &name).cloned() else {
+            continue;
+        };
+        if let Some(refs) = pod
+            .pointer_mut("/metadata/ownerReferences")
+            .and_then(Value::as_array_mut)
+        {
+            refs.retain(|o| o["uid"] != uid.as_str());
+            if refs.is_empty()
+                && let Some(meta) = pod["metadata"].as_object_mut()
+            {
+                meta.remove("ownerReferences");
+            }
+        }
+        st.store.update("pods", &ns, &name, pod);
     }
 }
 

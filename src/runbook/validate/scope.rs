@@ -28,7 +28,25 @@ impl Validator<'_> {
                     self.var(sp, &r, ctx);
                 }
             }
-            Err(e) => self.expr_error("template-syntax", sp, &e),
+            Err(e) => return self.expr_error("template-syntax", sp, &e),
+        }
+        for (name, offset) in expr::unknown_helpers(&sp.value).unwrap_or_default() {
+            let help = match suggest(&name, expr::KNOWN_HELPERS.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`?"),
+                None => {
+                    "the helpers are listed in docs/format.md (templates and conditions)".to_owned()
+                }
+            };
+            let len = name.chars().count();
+            self.push(
+                Diagnostic::error(
+                    "unknown-helper",
+                    self.src.pos_in(sp, offset),
+                    format!("`{name}` is not a template helper"),
+                )
+                .len(len)
+                .help(help),
+            );
         }
     }
 
