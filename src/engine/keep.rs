@@ -29,11 +29,13 @@ impl Ctx<'_> {
                 ..KubeSpec::default()
             };
             let nodes = self.keep_read(spec, next).await.map_err(|e| {
-                format!("`keep: {{ ready_nodes: {floor} }}` could not be checked before {what} ({e})")
+                format!(
+                    "`keep: {{ ready_nodes: {floor} }}` could not be checked before {what} ({e})"
+                )
             })?;
-            let ready = nodes
-                .as_array()
-                .map_or(0, |a| a.iter().filter(|n| node_ready_schedulable(n)).count());
+            let ready = nodes.as_array().map_or(0, |a| {
+                a.iter().filter(|n| node_ready_schedulable(n)).count()
+            });
             if ready <= floor as usize {
                 return Err(format!(
                     "`keep: {{ ready_nodes: {floor} }}` stopped the step before {what}: {ready} node{} Ready and schedulable, and acting on one more could leave fewer than {floor}",
@@ -65,7 +67,9 @@ impl Ctx<'_> {
             };
             let text = &text.value;
             let obj = self.keep_read(spec, next).await.map_err(|e| {
-                format!("`keep: {{ ready_replicas: {text} }}` could not be checked before {what} ({e})")
+                format!(
+                    "`keep: {{ ready_replicas: {text} }}` could not be checked before {what} ({e})"
+                )
             })?;
             let ready = obj
                 .pointer("/status/readyReplicas")

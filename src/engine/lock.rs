@@ -46,6 +46,8 @@ struct LeaseRef {
 struct Busy {
     holder: String,
     since: String,
+    /// `NAMESPACE/NAME` of the Lease, as the API server answered.
+    lease: String,
 }
 
 impl Ctx<'_> {
@@ -78,16 +80,16 @@ impl Ctx<'_> {
             ttl: lock.ttl.as_deref().map_or(DEFAULT_TTL, |d| d.0),
         };
         let wait = lock.wait.as_deref().map_or(Duration::ZERO, |d| d.0);
-        let deadline = self.clock.now() + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::days(30));
+        let deadline = self.clock.now()
+            + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::days(30));
         let mut told = false;
         loop {
             match lease.try_take(&self.cancel).await {
                 Ok(None) => break,
                 Ok(Some(busy)) => {
-                    let where_ = lease.describe();
                     let text = format!(
-                        "lock `{}` is held by {} since {} (Lease {where_})",
-                        lease.name, busy.holder, busy.since
+                        "lock `{}` is held by {} since {} (Lease {})",
+                        lease.name, busy.holder, busy.since, busy.lease
                     );
                     if self.clock.now() >= deadline {
                         return Err(format!(
@@ -139,9 +141,7 @@ impl Ctx<'_> {
 
     fn note(&self, text: String) {
         let by = "runbook".to_string();
-        let _ = self
-            .events
-            .emit(Event::Note { text, by, at: None }, false);
+        let _ = self.events.emit(Event::Note { text, by, at: None }, false);
     }
 }
 
@@ -166,10 +166,18 @@ fn micro(t: DateTime<Utc>) -> String {
 
 impl LeaseRef {
     fn describe(&self) -> String {
-        format!("{}/{}", self.ns.as_deref().unwrap_or("(default)"), self.name)
+        format!(
+            "{}/{}",
+            self.ns.as_deref().unwrap_or("the run's namespace"),
+            self.name
+        )
     }
 
-    async fn call(&self, call: LeaseCall, cancel: &CancellationToken) -> Result<(u16, Value), OpError> {
+    async fn call(
+        &self,
+        call: LeaseCall,
+        cancel: &CancellationToken,
+    ) -> Result<(u16, Value), OpError> {
         let cx = ExecCtx {
             cancel: cancel.child_token(),
             timeout: Some(Duration::from_secs(30)),
@@ -186,7 +194,13 @@ impl LeaseRef {
             .await
     }
 
-    fn body(&self, rv: Option<&str>, holder: Option<&str>, acquired: &str, transitions: u64) -> Value {
+    fn body(
+        &self,
+        rv: Option<&str>,
+        holder: Option<&str>,
+        acquired: &str,
+        transitions: u64,
+    ) -> Value {
         let now = micro(self.clock.now());
         let mut meta = json!({"name": self.name});
         if let Some(rv) = rv {
@@ -209,12 +223,18 @@ impl LeaseRef {
     /// One attempt: None when this run now holds the lease, else who does.
     async fn try_take(&self, cancel: &CancellationToken) -> Result<Option<Busy>, String> {
         for _ in 0..RACES {
-            let (status, lease) = self.call(LeaseCall::Get, cancel).await.map_err(|e| e.to_string())?;
+            let (status, lease) = self
+                .call(LeaseCall::Get, cancel)
+                .await
+                .map_err(|e| e.to_string())?;
             match status {
                 404 => {
                     let now = micro(self.clock.now());
                     let body = self.body(None, Some(&self.holder), &now, 0);
-                    let (s, b) = self.call(LeaseCall::Create(body), cancel).await.map_err(|e| e.to_string())?;
+                    let (s, b) = self
+                        .call(LeaseCall::Create(body), cancel)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     match s {
                         200 | 201 => return Ok(None),
                         409 => continue,
@@ -224,22 +244,35 @@ impl LeaseRef {
                 200 => {
                     let spec = &lease["spec"];
                     let holder = spec["holderIdentity"].as_str().unwrap_or("");
-                    let rv = lease.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+                    let rv = lease
+                        .pointer("/metadata/resourceVersion")
+                        .and_then(Value::as_str);
                     let transitions = spec["leaseTransitions"].as_u64().unwrap_or(0);
                     let mine = holder == self.holder;
                     if !holder.is_empty() && !mine && !self.expired(spec) {
                         return Ok(Some(Busy {
+                            lease: format!(
+                                "{}/{}",
+                                lease["metadata"]["namespace"].as_str().unwrap_or("?"),
+                                self.name
+                            ),
                             holder: holder.to_string(),
                             since: spec["acquireTime"].as_str().unwrap_or("?").to_string(),
                         }));
                     }
                     let (acquired, transitions) = if mine {
-                        (spec["acquireTime"].as_str().unwrap_or("").to_string(), transitions)
+                        (
+                            spec["acquireTime"].as_str().unwrap_or("").to_string(),
+                            transitions,
+                        )
                     } else {
                         (micro(self.clock.now()), transitions + 1)
                     };
                     let body = self.body(rv, Some(&self.holder), &acquired, transitions);
-                    let (s, b) = self.call(LeaseCall::Replace(body), cancel).await.map_err(|e| e.to_string())?;
+                    let (s, b) = self
+                        .call(LeaseCall::Replace(body), cancel)
+                        .await
+                        .map_err(|e| e.to_string())?;
                     match s {
                         200 | 201 => return Ok(None),
                         409 => continue,
@@ -279,7 +312,9 @@ impl LeaseRef {
             if spec["holderIdentity"].as_str() != Some(self.holder.as_str()) {
                 return;
             }
-            let rv = lease.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+            let rv = lease
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str);
             let acquired = spec["acquireTime"].as_str().unwrap_or("").to_string();
             let transitions = spec["leaseTransitions"].as_u64().unwrap_or(0);
             let body = self.body(rv, Some(&self.holder), &acquired, transitions);
@@ -291,7 +326,10 @@ impl LeaseRef {
     async fn release(&self) -> Result<(), String> {
         let cancel = CancellationToken::new();
         for _ in 0..RACES {
-            let (s, lease) = self.call(LeaseCall::Get, &cancel).await.map_err(|e| e.to_string())?;
+            let (s, lease) = self
+                .call(LeaseCall::Get, &cancel)
+                .await
+                .map_err(|e| e.to_string())?;
             if s == 404 {
                 return Ok(());
             }
@@ -302,11 +340,16 @@ impl LeaseRef {
             if spec["holderIdentity"].as_str() != Some(self.holder.as_str()) {
                 return Err("another run holds it now".into());
             }
-            let rv = lease.pointer("/metadata/resourceVersion").and_then(Value::as_str);
+            let rv = lease
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str);
             let acquired = spec["acquireTime"].as_str().unwrap_or("").to_string();
             let transitions = spec["leaseTransitions"].as_u64().unwrap_or(0);
             let body = self.body(rv, None, &acquired, transitions);
-            let (s, b) = self.call(LeaseCall::Replace(body), &cancel).await.map_err(|e| e.to_string())?;
+            let (s, b) = self
+                .call(LeaseCall::Replace(body), &cancel)
+                .await
+                .map_err(|e| e.to_string())?;
             match s {
                 200 | 201 => return Ok(()),
                 409 => continue,

@@ -164,7 +164,11 @@ impl Ctx<'_> {
         // batch of N under `concurrency` C costs at most about 2N/C fsyncs, not N,
         // while one slow operation never holds up the others.
         // Each `keep:` check must see what the item before did: one item at a time.
-        let concurrency = if keep.is_some() { 1 } else { concurrency.max(1) };
+        let concurrency = if keep.is_some() {
+            1
+        } else {
+            concurrency.max(1)
+        };
         let mut kept: Option<String> = None;
         let refill_at = concurrency.div_ceil(2);
         let mut pending = prepared.iter();

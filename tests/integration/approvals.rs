@@ -941,10 +941,10 @@ async fn a_keep_guard_stops_a_drain_before_the_last_healthy_node() {
         .list("nodes", None)
         .into_iter()
         .filter(|n| {
-            n["status"]["conditions"]
-                .as_array()
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-                && n["spec"]["unschedulable"] != true
+            n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            }) && n["spec"]["unschedulable"] != true
         })
         .count();
     assert_eq!(schedulable, 1, "the last healthy node still takes pods");
@@ -1030,7 +1030,12 @@ impl World {
     fn lock_holder(&self) -> Option<String> {
         self.lab
             .get("leases", Some("prod"), "runbook-lock-locked")
-            .map(|l| l["spec"]["holderIdentity"].as_str().unwrap_or("").to_string())
+            .map(|l| {
+                l["spec"]["holderIdentity"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
     }
 
     /// Wait (bounded) until `who` holds the lock.

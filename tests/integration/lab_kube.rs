@@ -811,5 +811,8 @@ async fn leases_are_served_with_optimistic_concurrency() {
         .delete("runbook-lock", &DeleteParams::default())
         .await
         .unwrap();
-    assert_eq!(api_code(leases.get("runbook-lock").await.unwrap_err()).0, 404);
+    assert_eq!(
+        api_code(leases.get("runbook-lock").await.unwrap_err()).0,
+        404
+    );
 }

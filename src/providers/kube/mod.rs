@@ -449,10 +449,8 @@ impl Provider for KubeProvider {
                 LeaseCall::Create(body) => {
                     Req::new(http::Method::POST, base).json("application/json", &body)
                 }
-                LeaseCall::Replace(body) => {
-                    Req::new(http::Method::PUT, format!("{base}/{name}"))
-                        .json("application/json", &body)
-                }
+                LeaseCall::Replace(body) => Req::new(http::Method::PUT, format!("{base}/{name}"))
+                    .json("application/json", &body),
             };
             let r = self.send(&req, cx).await?;
             Ok((r.status, r.body))
