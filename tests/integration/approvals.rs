@@ -1014,10 +1014,12 @@ name: locked
 title: Scale the hub down, one run at a time
 lock: {lock}
 kube: {{ namespace: prod }}
+params:
+  hold: {{ default: "{hold}" }}
 steps:
   - check: Something slow
     id: slow
-    shell: {{ argv: ["sleep", "{hold}"] }}
+    shell: {{ argv: ["sleep", "{{{{params.hold}}}}"] }}
   - action: Scale the hub to zero
     id: scale-hub
     kube: {{ scale: deployments, name: hub, namespace: prod, replicas: 0 }}
@@ -1103,7 +1105,7 @@ async fn a_lock_whose_holder_was_killed_expires_and_the_next_run_takes_it() {
     first.kill().expect("SIGKILL the holder");
     let _ = first.wait();
     let killed = Instant::now();
-    run(w.start("bob", &["--yes"]))
+    run(w.start("bob", &["--yes", "-p", "hold=0"]))
         .await
         .success()
         .stderr_contains("is held by ana (run ");
