@@ -166,11 +166,10 @@ fn micro(t: DateTime<Utc>) -> String {
 
 impl LeaseRef {
     fn describe(&self) -> String {
-        format!(
-            "{}/{}",
-            self.ns.as_deref().unwrap_or("the run's namespace"),
-            self.name
-        )
+        match &self.ns {
+            Some(ns) => format!("{ns}/{}", self.name),
+            None => format!("{} in the run's namespace", self.name),
+        }
     }
 
     async fn call(
