@@ -28,6 +28,43 @@ pub(super) enum Pass {
     Refuse(String),
 }
 
+/// Why the plan `ops` of `step` (or of its `rung`) is over the step's `limit:`, if
+/// it is: more objects than `max_targets`, or a fan-out operation acting on more
+/// than `max_fraction` of what its selector matches.
+fn over_limit(step: &Step, rung: Option<&str>, ops: &[PlannedOp]) -> Option<String> {
+    let limit = step.limit.as_deref()?;
+    let id = rung.unwrap_or(&step.id.value);
+    if let Some(max_targets) = limit.max_targets {
+        let targets: usize = ops
+            .iter()
+            .map(|o| o.impact.as_ref().map_or(1, |i| i.objects.len()))
+            .sum();
+        if targets > max_targets as usize {
+            let what = ops
+                .iter()
+                .find_map(|o| o.impact.as_ref().map(|i| i.summary.clone()))
+                .unwrap_or_else(|| format!("{} operation(s)", ops.len()));
+            return Some(format!(
+                "the plan of `{id}` would act on {targets} objects ({what}); the limit is {max_targets} (`limit: {{ max_targets: {max_targets} }}`)"
+            ));
+        }
+    }
+    if let Some(max) = limit.max_fraction {
+        for i in ops.iter().filter_map(|o| o.impact.as_ref()) {
+            let Some(of) = i.matched else { continue };
+            let acted = i.objects.len();
+            if max.exceeded(acted, of) {
+                return Some(format!(
+                    "the plan of `{id}` would act on {acted} of the {of} objects its selector matches ({}%; {}); the limit is {max} (`limit: {{ max_fraction: {max} }}`)",
+                    acted * 100 / of.max(1),
+                    i.summary
+                ));
+            }
+        }
+    }
+    None
+}
+
 /// How many impact lists run at once for a `for_each` of fan-out operations.
 const ASSESS_CONCURRENCY: usize = 8;
 
@@ -61,6 +98,7 @@ impl Ctx<'_> {
                         "cannot list what it would touch ({e}); it will act on nothing that matches"
                     ),
                     objects: Vec::new(),
+                    matched: None,
                 })),
             }
         }))
@@ -152,31 +190,17 @@ impl Ctx<'_> {
         };
         let ops: Vec<PlannedOp> = prepared.iter().map(|p| p.planned.clone()).collect();
         let mut policy = policy;
-        if let Some(max_targets) = step.limit.as_deref().and_then(|l| l.max_targets) {
-            let targets: usize = ops
-                .iter()
-                .map(|o| o.impact.as_ref().map_or(1, |i| i.objects.len()))
-                .sum();
-            if targets > max_targets as usize {
-                let what = ops
-                    .iter()
-                    .find_map(|o| o.impact.as_ref().map(|i| i.summary.clone()))
-                    .unwrap_or_else(|| format!("{} operation(s)", ops.len()));
-                let id = rung.unwrap_or(&step.id.value);
-                let told = format!(
-                    "the plan of `{id}` would act on {targets} objects ({what}); the limit is {} (`limit: {{ max_targets: {} }}`)",
-                    max_targets, max_targets
-                );
-                if step.over_limit.as_deref() == Some(&OverLimit::Explicit) {
-                    self.events.notice(Notice::OverLimit {
-                        message: format!("{told}: only an approval naming `{id}` opens it"),
-                    });
-                    policy.mode = Gate::Explicit;
-                } else {
-                    return Ok(Pass::Refuse(format!(
-                        "{told}; nothing was asked or done (`over_limit: explicit` lets an explicit approval open it)"
-                    )));
-                }
+        if let Some(told) = over_limit(step, rung, &ops) {
+            let id = rung.unwrap_or(&step.id.value);
+            if step.over_limit.as_deref() == Some(&OverLimit::Explicit) {
+                self.events.notice(Notice::OverLimit {
+                    message: format!("{told}: only an approval naming `{id}` opens it"),
+                });
+                policy.mode = Gate::Explicit;
+            } else {
+                return Ok(Pass::Refuse(format!(
+                    "{told}; nothing was asked or done (`over_limit: explicit` lets an explicit approval open it)"
+                )));
             }
         }
         // A kube plan is a plan for one cluster: its digest covers the target, so an

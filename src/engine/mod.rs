@@ -20,6 +20,8 @@ mod events;
 pub mod external;
 mod gate;
 mod handlers;
+mod keep;
+mod lock;
 mod ops;
 mod record;
 mod redact;

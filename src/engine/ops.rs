@@ -138,6 +138,7 @@ impl Ctx<'_> {
             timeout: t,
             retry,
             max_failures,
+            keep,
         } = how;
         let total = prepared.len() + done_items.len();
         // `limit: { max_failures }`: once this many items failed, no more start.
@@ -162,7 +163,13 @@ impl Ctx<'_> {
         // only once at least half the slots are free (or none is running), so a
         // batch of N under `concurrency` C costs at most about 2N/C fsyncs, not N,
         // while one slow operation never holds up the others.
-        let concurrency = concurrency.max(1);
+        // Each `keep:` check must see what the item before did: one item at a time.
+        let concurrency = if keep.is_some() {
+            1
+        } else {
+            concurrency.max(1)
+        };
+        let mut kept: Option<String> = None;
         let refill_at = concurrency.div_ceil(2);
         let mut pending = prepared.iter();
         let mut running = futures::stream::FuturesUnordered::new();
@@ -174,8 +181,19 @@ impl Ctx<'_> {
             let free = concurrency - running.len();
             let stopped = stop_at
                 .is_some_and(|(_, n)| failures.load(std::sync::atomic::Ordering::Relaxed) >= n);
+            if let Some(keep) = keep
+                && journal_error.is_none()
+                && !stopped
+                && kept.is_none()
+                && running.is_empty()
+                && let Some(next) = pending.as_slice().first()
+                && let Err(why) = self.keep_holds(keep, next).await
+            {
+                kept = Some(why);
+            }
             if journal_error.is_none()
                 && !stopped
+                && kept.is_none()
                 && free > 0
                 && (free >= refill_at || running.is_empty())
             {
@@ -244,6 +262,14 @@ impl Ctx<'_> {
                     "stopped after {failed} failed items (`limit: {{ max_failures: {m} }}`): {not_started} of {total} items were not started"
                 ),
             );
+        }
+        if let Some(why) = kept {
+            let which = if is_list {
+                format!(": {not_started} of {total} items were not started")
+            } else {
+                ": nothing was done".to_string()
+            };
+            errors.insert(0, format!("{why}{which}"));
         }
         let result = if is_list {
             Value::Array(values)
@@ -450,4 +476,6 @@ pub(super) struct FanOut<'a> {
     pub retry: Option<&'a Retry>,
     /// `limit: { max_failures }`.
     pub max_failures: Option<crate::runbook::model::MaxFailures>,
+    /// `keep:`: checked against the cluster before each item starts.
+    pub keep: Option<&'a crate::runbook::model::Keep>,
 }

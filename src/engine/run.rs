@@ -432,7 +432,18 @@ impl<'r> Runner<'r> {
         t0: chrono::DateTime<chrono::Utc>,
     ) -> Result<RunStatus, EngineError> {
         let rb = self.cx.rb;
+        // `lock:`: held from before the first step to the run's end; a run that
+        // cannot take it pauses saying who holds it (an engine error on the way
+        // leaves it to expire after its `ttl`).
+        let mut held = None;
         let (status, reason) = 'run: {
+            match self.cx.take_lock().await {
+                Ok(h) => held = h,
+                Err(why) => {
+                    self.cx.opts.printer.line(&format!("⏸ {why}"));
+                    break 'run (RunStatus::Paused, Some(why));
+                }
+            }
             for step in &rb.steps {
                 if self.done_before(step) {
                     continue;
@@ -496,6 +507,9 @@ impl<'r> Runner<'r> {
             }
             (RunStatus::Succeeded, None)
         };
+        if let Some(h) = held {
+            self.cx.release_lock(h).await;
+        }
         let took = (self.cx.clock.now() - t0).num_milliseconds().max(0) as u64;
         self.cx.events.emit(
             Event::RunFinished {
@@ -1017,7 +1031,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn host() -> String {
+pub(super) fn host() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 

@@ -170,6 +170,7 @@ impl Ctx<'_> {
                 timeout: timeout(step),
                 retry: step.retry.as_ref(),
                 max_failures: step.limit.as_deref().and_then(|l| l.max_failures),
+                keep: step.keep.as_deref(),
             },
             done_items,
         )

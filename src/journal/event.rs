@@ -183,6 +183,11 @@ pub struct Impact {
     /// Every object it would touch (`name`, or `namespace/name` across namespaces),
     /// sorted; the approval covers exactly these.
     pub objects: Vec<String>,
+    /// How many objects its selector (or name) matched before its `where`, the
+    /// population `limit: { max_fraction }` is a share of. Not journaled: the plan
+    /// line and the objects are what was approved.
+    #[serde(skip)]
+    pub matched: Option<usize>,
 }
 
 /// One request an operation sent to an API (Kubernetes), retried ones included, so

@@ -349,6 +349,18 @@ pub static RESOURCES: &[ResourceDef] = &[
         &[],
         &[],
     ),
+    // Leases: `runbook`'s own `lock:` (one remediation at a time) takes one, and
+    // two runs race for it through resourceVersion, as against a real API server.
+    def(
+        "coordination.k8s.io",
+        "leases",
+        "lease",
+        "Lease",
+        true,
+        &[],
+        &[],
+        &[],
+    ),
     def(
         "policy",
         "poddisruptionbudgets",
@@ -362,7 +374,13 @@ pub static RESOURCES: &[ResourceDef] = &[
 ];
 
 /// The groups served under `/apis`, in discovery order.
-pub const GROUPS: &[&str] = &["apps", "storage.k8s.io", "discovery.k8s.io", "policy"];
+pub const GROUPS: &[&str] = &[
+    "apps",
+    "storage.k8s.io",
+    "discovery.k8s.io",
+    "policy",
+    "coordination.k8s.io",
+];
 
 /// Look a resource up by its URL segments.
 pub fn by_path(group: &str, version: &str, plural: &str) -> Option<&'static ResourceDef> {

@@ -95,6 +95,7 @@ fn gate_record() -> Record {
                     Some(crate::journal::event::Impact {
                         summary: "would delete 2 pods: hub-1, hub-2".into(),
                         objects: vec!["hub-1".into(), "hub-2".into()],
+                        matched: None,
                     }),
                 ),
             ],

@@ -260,6 +260,28 @@ pub trait Provider: Send + Sync {
     ) -> BoxFuture<'a, Result<Option<Impact>, OpError>> {
         Box::pin(async { Ok(None) })
     }
+
+    /// One request on the Lease `name` of the run's `lock:` (in namespace `ns`, else
+    /// the provider's default): its HTTP status and body. Only `kube` holds leases.
+    fn lease<'a>(
+        &'a self,
+        _ns: Option<&'a str>,
+        _name: &'a str,
+        _call: LeaseCall,
+        _cx: &'a ExecCtx,
+    ) -> BoxFuture<'a, Result<(u16, Value), OpError>> {
+        Box::pin(async { Err(OpError::Invalid("this provider holds no leases".into())) })
+    }
+}
+
+/// A request of the `lock:` protocol on a `coordination.k8s.io/v1` Lease.
+#[derive(Debug, Clone)]
+pub enum LeaseCall {
+    Get,
+    /// POST: 409 when it exists.
+    Create(Value),
+    /// PUT with the `metadata.resourceVersion` read: 409 when it changed since.
+    Replace(Value),
 }
 
 /// The providers a run may use, by name.

@@ -217,6 +217,41 @@ pub struct Runbook {
     /// Steps that run only when a failing step names them in `on_failure`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub handlers: Vec<Step>,
+    /// One remediation at a time: a run holds this lock (a Kubernetes Lease in the
+    /// target cluster) from its start to its end, and a second run is told who holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock: Option<Sp<Lock>>,
+}
+
+/// `lock: { scope: runbook | target, name: NAME, ttl: 30s, wait: 10m }`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    /// `runbook` (default): runs of this runbook exclude each other; `target`: every
+    /// runbook with `scope: target` on the same cluster (and namespace).
+    #[serde(default)]
+    pub scope: LockScope,
+    /// The lock's name (default: the runbook's name, or `target`); the Lease is
+    /// `runbook-lock-NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<Sp<String>>,
+    /// How long the lock outlives its holder's last renewal (default 30s): a run
+    /// killed with SIGKILL frees it after this long. Renewed every third of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Sp<Duration>>,
+    /// How long a run waits for a lock another run holds (default: it does not wait;
+    /// it pauses, exit 3, saying who holds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait: Option<Sp<Duration>>,
+}
+
+/// What a `lock:` excludes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LockScope {
+    #[default]
+    Runbook,
+    Target,
 }
 
 /// An alert a runbook answers (`triggers:`).
@@ -552,6 +587,36 @@ pub struct Step {
     /// names the step opens it, as `gate: explicit`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub over_limit: Option<Sp<OverLimit>>,
+    /// Kube actions only: what must stay healthy, read from the cluster before each
+    /// item (and before a single operation): `keep: { ready_nodes: 3 }` or
+    /// `keep: { ready_replicas: "deployment/hub >= 1" }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<Sp<Keep>>,
+}
+
+/// `keep:`: a floor of healthy capacity an action never goes below. Each item may
+/// take one away, so an item starts only while more than the floor is healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Keep {
+    /// Nodes that are Ready and schedulable (not cordoned) that must remain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub ready_nodes: Option<u32>,
+    /// `KIND/NAME >= N`: Ready replicas of a deployment, stateful set or replica
+    /// set (its `status.readyReplicas`) that must remain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^(deployment|deployments|statefulset|statefulsets|replicaset|replicasets)/[^\s]+\s*>=\s*[0-9]+$"
+    ))]
+    pub ready_replicas: Option<Sp<String>>,
+    /// The namespace of `ready_replicas`' workload (a template; default: the action's own, else the run's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<Sp<String>>,
+    /// `ready_replicas` read: (plural, name, floor).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub workload: Option<(String, String, u32)>,
 }
 
 impl Step {
@@ -866,6 +931,39 @@ pub struct Limit {
     /// running finish; the rest are not started and the step fails.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_failures: Option<MaxFailures>,
+    /// The largest share of what a fan-out operation's selector matches that its
+    /// plan may act on (`"30%"`): a delete whose `where` keeps 9 of the 10 pods its
+    /// selector matches is 90 %. Checked with `max_targets`, before anyone is asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_fraction: Option<Fraction>,
+}
+
+/// `max_fraction: "30%"`: a share from 1 % to 100 %.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, JsonSchema)]
+#[schemars(with = "FractionSchema")]
+pub struct Fraction(pub u32);
+
+#[allow(dead_code)]
+#[derive(JsonSchema)]
+struct FractionSchema(#[schemars(regex(pattern = r"^[0-9]{1,3}%$"))] String);
+
+impl Fraction {
+    /// True when acting on `acted` of `of` objects is more than this share.
+    pub fn exceeded(self, acted: usize, of: usize) -> bool {
+        acted * 100 > of * self.0 as usize
+    }
+}
+
+impl std::fmt::Display for Fraction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}%", self.0)
+    }
+}
+
+impl Serialize for Fraction {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
 }
 
 /// `max_failures: 3` or `max_failures: "10%"`.

@@ -838,3 +838,281 @@ steps:
         .stdout_contains("but this step has no `limit`")
         .stdout_contains("an unattended step asks nobody");
 }
+
+/// Delete the single-user pods among everything `app=jupyterhub` matches (the hub
+/// pods too), under a share limit of `limit`.
+fn fraction(limit: &str) -> String {
+    format!(
+        r#"
+version: 1
+name: fraction
+title: Delete the user pods
+steps:
+  - action: Delete the user pods
+    id: delete-users
+    limit: {{ max_fraction: {limit} }}
+    kube:
+      delete: pods
+      namespace: prod
+      selector: app=jupyterhub
+      where: "has(pod.metadata.labels.component) && pod.metadata.labels.component == 'singleuser-server'"
+"#
+    )
+}
+
+impl World {
+    /// Every DELETE the lab was sent.
+    fn deletes(&self) -> Vec<String> {
+        self.writes()
+            .into_iter()
+            .filter(|w| w.starts_with("DELETE"))
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_over_its_share_of_the_matched_set_is_refused_before_anyone_is_asked() {
+    // The selector matches the 2 hub pods and the 3 user pods: 3 of 5 is 60 %.
+    let w = World::new(&fraction("50%")).await;
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("would act on 3 of the 5 objects its selector matches (60%")
+        .stderr_contains("the limit is 50% (`limit: { max_fraction: 50% }`)");
+    assert!(w.writes().is_empty(), "nothing changed: {:?}", w.writes());
+    assert!(
+        !w.events()
+            .iter()
+            .any(|e| matches!(e, Event::GateRequested { .. })),
+        "nobody was asked"
+    );
+    // Within the share, the same plan runs: the three user pods, nothing else.
+    let w = World::new(&fraction("60%")).await;
+    run(w.start("ana", &["--yes"])).await.success();
+    let deletes = w.deletes();
+    assert_eq!(deletes.len(), 3, "the three user pods: {deletes:?}");
+    assert!(
+        deletes.iter().all(|d| d.contains("/pods/jupyter-")),
+        "no hub pod was deleted: {deletes:?}"
+    );
+}
+
+/// Cordon every Ready node, one at a time, keeping `floor` Ready and schedulable.
+fn keeping(floor: u32) -> String {
+    format!(
+        r#"
+version: 1
+name: keeping
+title: Cordon the healthy nodes
+steps:
+  - check: The Ready nodes
+    id: nodes
+    kube:
+      get: nodes
+      where: "has(node.status.conditions) && node.status.conditions.exists(c, c.type == 'Ready' && c.status == 'True')"
+    save: nodes
+  - action: Cordon them
+    id: cordon
+    for_each: nodes
+    concurrency: 4
+    keep: {{ ready_nodes: {floor} }}
+    kube: {{ cordon: "{{{{item.metadata.name}}}}" }}
+"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_guard_stops_a_drain_before_the_last_healthy_node() {
+    // The seed cluster has two Ready nodes: the first may go, the second is the last.
+    let w = World::new(&keeping(1)).await;
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("`keep: { ready_nodes: 1 }` stopped the step before item 1: 1 node is Ready and schedulable")
+        .stderr_contains("1 of 2 items were not started");
+    let patches: Vec<String> = w
+        .writes()
+        .into_iter()
+        .filter(|r| r.starts_with("PATCH /api/v1/nodes/"))
+        .collect();
+    assert_eq!(patches.len(), 1, "one node cordoned, not both: {patches:?}");
+    let schedulable = w
+        .lab
+        .list("nodes", None)
+        .into_iter()
+        .filter(|n| {
+            n["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            }) && n["spec"]["unschedulable"] != true
+        })
+        .count();
+    assert_eq!(schedulable, 1, "the last healthy node still takes pods");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_guard_on_a_workload_refuses_to_take_its_last_ready_replica() {
+    let w = World::new(
+        r#"
+version: 1
+name: keep-hub
+title: Restart the hub pods
+steps:
+  - action: Delete the hub pods
+    id: delete-hub
+    keep: { ready_replicas: deployment/hub >= 1 }
+    kube: { delete: pods, namespace: prod, selector: component=hub }
+"#,
+    )
+    .await;
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("`keep: { ready_replicas: deployment/hub >= 1 }` stopped the step before the operation: deployments/hub has")
+        .stderr_contains("nothing was done");
+    assert!(w.deletes().is_empty(), "nothing deleted: {:?}", w.deletes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lint_rejects_a_bad_fraction_and_keep() {
+    let w = World::new(
+        r#"
+version: 1
+name: bad
+title: Bad guards
+steps:
+  - check: Nodes
+    id: nodes
+    kube: { get: nodes }
+    keep: { ready_nodes: 2 }
+  - action: A
+    id: a
+    limit: { max_fraction: 150% }
+    kube: { delete: pods, namespace: prod, selector: app=x }
+  - action: B
+    id: b
+    keep: { ready_replicas: "pods/hub >= 1" }
+    kube: { delete: pods, namespace: prod, selector: app=x }
+"#,
+    )
+    .await;
+    run(w.cli().arg("lint").arg(w.dir.path().join("rb.yaml")))
+        .await
+        .failure()
+        .stdout_contains("rb.yaml:9:")
+        .stdout_contains("`keep` guards what a Kubernetes action takes away")
+        .stdout_contains("`max_fraction` is \"150%\"")
+        .stdout_contains("`ready_replicas` is \"pods/hub >= 1\"");
+}
+
+/// Scale the hub to zero after `hold` of a slow check, one run at a time.
+fn locked(lock: &str, hold: u32) -> String {
+    format!(
+        r#"
+version: 1
+name: locked
+title: Scale the hub down, one run at a time
+lock: {lock}
+kube: {{ namespace: prod }}
+params:
+  hold: {{ default: "{hold}" }}
+steps:
+  - check: Something slow
+    id: slow
+    shell: {{ argv: ["sleep", "{{{{params.hold}}}}"] }}
+  - action: Scale the hub to zero
+    id: scale-hub
+    kube: {{ scale: deployments, name: hub, namespace: prod, replicas: 0 }}
+"#
+    )
+}
+
+impl World {
+    /// The holder of the `runbook-lock-locked` Lease, "" when free, None when absent.
+    fn lock_holder(&self) -> Option<String> {
+        self.lab
+            .get("leases", Some("prod"), "runbook-lock-locked")
+            .map(|l| {
+                l["spec"]["holderIdentity"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string()
+            })
+    }
+
+    /// Wait (bounded) until `who` holds the lock.
+    fn wait_for_holder(&self, who: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.lock_holder().is_some_and(|h| h.starts_with(who)) {
+            assert!(Instant::now() < deadline, "{who} never took the lock");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// PUTs and PATCHes of the hub's scale: how many runs acted.
+    fn scalings(&self) -> usize {
+        self.writes()
+            .iter()
+            .filter(|w| w.contains("/deployments/hub"))
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_run_is_told_who_holds_the_lock_and_pauses_and_only_one_acts() {
+    let w = World::new(&locked("{ scope: runbook }", 3)).await;
+    let first = w.start("ana", &["--yes"]).spawn();
+    w.wait_for_holder("ana");
+    run(w.start("bob", &["--yes"]))
+        .await
+        .code(runbook::exit::PAUSED)
+        .stderr_contains("lock `runbook-lock-locked` is held by ana (run ")
+        .stderr_contains("nothing was done");
+    let (status, stderr) = tokio::task::spawn_blocking(move || finish(first))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(w.scalings(), 1, "exactly one run scaled: {:?}", w.writes());
+    assert_eq!(
+        w.lock_holder().as_deref(),
+        Some(""),
+        "released at the end of the run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_waiting_for_the_lock_proceeds_when_it_is_released() {
+    let w = World::new(&locked("{ wait: 2m }", 2)).await;
+    let first = w.start("ana", &["--yes"]).spawn();
+    w.wait_for_holder("ana");
+    let second = run(w.start("bob", &["--yes"])).await;
+    second
+        .success()
+        .stderr_contains("is held by ana (run ")
+        .stderr_contains("waiting up to 2m");
+    let (status, stderr) = tokio::task::spawn_blocking(move || finish(first))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert_eq!(w.scalings(), 2, "one after the other: {:?}", w.writes());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_whose_holder_was_killed_expires_and_the_next_run_takes_it() {
+    let w = World::new(&locked("{ ttl: 2s, wait: 1m }", 120)).await;
+    let mut first = w.start("ana", &["--yes"]).spawn();
+    w.wait_for_holder("ana");
+    first.kill().expect("SIGKILL the holder");
+    let _ = first.wait();
+    let killed = Instant::now();
+    run(w.start("bob", &["--yes", "-p", "hold=0"]))
+        .await
+        .success()
+        .stderr_contains("is held by ana (run ");
+    assert!(
+        killed.elapsed() >= Duration::from_secs(2),
+        "not before the killed holder's lease expired"
+    );
+    assert_eq!(w.scalings(), 1, "only bob acted: {:?}", w.writes());
+    assert_eq!(w.lock_holder().as_deref(), Some(""));
+}

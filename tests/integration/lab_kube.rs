@@ -755,3 +755,64 @@ async fn absurd_grace_periods_and_bad_bodies_are_answered_not_crashed_on() {
         404
     );
 }
+
+#[tokio::test]
+async fn leases_are_served_with_optimistic_concurrency() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    let lab = seed();
+    let leases: Api<Lease> = Api::namespaced(lab.client(), "prod");
+    let lease = |holder: &str| Lease {
+        metadata: ObjectMeta {
+            name: Some("runbook-lock".into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(holder.into()),
+            lease_duration_seconds: Some(30),
+            ..Default::default()
+        }),
+    };
+    // Two runs create the same lease: the first holds it, the second is told it exists.
+    let ana = leases
+        .create(&PostParams::default(), &lease("ana"))
+        .await
+        .unwrap();
+    let (code, reason, _) = api_code(
+        leases
+            .create(&PostParams::default(), &lease("bob"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
+    // Both read it, then both try to take it over: only the first write wins.
+    let mut take = leases.get("runbook-lock").await.unwrap();
+    let mut also = take.clone();
+    assert_eq!(take.resource_version(), ana.resource_version());
+    take.spec.as_mut().unwrap().holder_identity = Some("bob".into());
+    also.spec.as_mut().unwrap().holder_identity = Some("cy".into());
+    leases
+        .replace("runbook-lock", &PostParams::default(), &take)
+        .await
+        .unwrap();
+    let (code, reason, _) = api_code(
+        leases
+            .replace("runbook-lock", &PostParams::default(), &also)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    let now = leases.get("runbook-lock").await.unwrap();
+    assert_eq!(
+        now.spec.unwrap().holder_identity.as_deref(),
+        Some("bob"),
+        "the loser changed nothing"
+    );
+    leases
+        .delete("runbook-lock", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        api_code(leases.get("runbook-lock").await.unwrap_err()).0,
+        404
+    );
+}

@@ -299,6 +299,7 @@ async fn run_rung(
                     timeout: t,
                     retry: None,
                     max_failures: step.limit.as_deref().and_then(|l| l.max_failures),
+                    keep: step.keep.as_deref(),
                 },
                 &done_items,
             )

@@ -40,15 +40,13 @@ impl KubeProvider {
             deadline: None,
         };
         let res = run.res().await?;
-        let (objects, _) = run.delete_matches(&res, run.ns(&res)).await?;
+        let (candidates, _) = run.delete_candidates(&res, run.ns(&res)).await?;
+        let matched = candidates.len();
+        let objects = run.filter_where(&res, candidates)?;
         let now = cx.clock.now();
-        Ok(Some(describe(
-            "would delete",
-            &res,
-            &objects,
-            spec.all_namespaces,
-            now,
-        )))
+        let mut impact = describe("would delete", &res, &objects, spec.all_namespaces, now);
+        impact.matched = Some(matched);
+        Ok(Some(impact))
     }
 }
 
@@ -56,6 +54,17 @@ impl Run<'_> {
     /// What a delete by selector, field selector and/or `where` matches now, and the
     /// name it was given when that object no longer exists.
     pub(crate) async fn delete_matches(
+        &self,
+        res: &ApiRes,
+        ns: Option<&str>,
+    ) -> Result<(Vec<Value>, Option<String>), OpError> {
+        let (objects, gone) = self.delete_candidates(res, ns).await?;
+        Ok((self.filter_where(res, objects)?, gone))
+    }
+
+    /// What a delete's name, selector or field selector matches now, before its
+    /// `where`, and the name it was given when that object no longer exists.
+    async fn delete_candidates(
         &self,
         res: &ApiRes,
         ns: Option<&str>,
@@ -79,11 +88,15 @@ impl Run<'_> {
                 self.list_objects(res, &scope).await?
             }
         };
-        let objects = match &spec.where_ {
-            Some(w) => self.filter(w, res, objects)?,
-            None => objects,
-        };
         Ok((objects, gone))
+    }
+
+    /// The objects of `objects` the delete's `where` keeps (all without one).
+    fn filter_where(&self, res: &ApiRes, objects: Vec<Value>) -> Result<Vec<Value>, OpError> {
+        match &self.spec.where_ {
+            Some(w) => self.filter(w, res, objects),
+            None => Ok(objects),
+        }
     }
 
     /// Refuse to act when objects match now that the approved plan did not list: the
@@ -160,6 +173,7 @@ fn describe(
         return Impact {
             summary: format!("{doing} 0 {}: nothing matches now", plural(res, 0)),
             objects: all,
+            matched: None,
         };
     }
     let mut summary = format!("{doing} {n} {}: {}", plural(res, n), names(&all));
@@ -194,6 +208,7 @@ fn describe(
     Impact {
         summary,
         objects: all,
+        matched: None,
     }
 }
 

@@ -433,6 +433,30 @@ impl Run<'_> {
 }
 
 impl Provider for KubeProvider {
+    fn lease<'a>(
+        &'a self,
+        ns: Option<&'a str>,
+        name: &'a str,
+        call: crate::providers::LeaseCall,
+        cx: &'a ExecCtx,
+    ) -> BoxFuture<'a, Result<(u16, Value), OpError>> {
+        Box::pin(async move {
+            use crate::providers::LeaseCall;
+            let ns = ns.unwrap_or(&self.default_namespace);
+            let base = format!("/apis/coordination.k8s.io/v1/namespaces/{ns}/leases");
+            let req = match call {
+                LeaseCall::Get => Req::get(format!("{base}/{name}")),
+                LeaseCall::Create(body) => {
+                    Req::new(http::Method::POST, base).json("application/json", &body)
+                }
+                LeaseCall::Replace(body) => Req::new(http::Method::PUT, format!("{base}/{name}"))
+                    .json("application/json", &body),
+            };
+            let r = self.send(&req, cx).await?;
+            Ok((r.status, r.body))
+        })
+    }
+
     fn resolve(
         &self,
         op: OpRef<'_>,

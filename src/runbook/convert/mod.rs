@@ -32,6 +32,7 @@ pub(crate) const RUNBOOK_KEYS: &[&str] = &[
     "kube",
     "steps",
     "handlers",
+    "lock",
 ];
 pub(crate) const STEP_KEYS: &[&str] = &[
     "check",
@@ -62,6 +63,7 @@ pub(crate) const STEP_KEYS: &[&str] = &[
     "on_failure",
     "limit",
     "over_limit",
+    "keep",
 ];
 const VERIFICATION_KEYS: &[&str] = &[
     "title",

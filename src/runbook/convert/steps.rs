@@ -72,7 +72,74 @@ impl Conv<'_> {
             kube,
             steps,
             handlers,
+            lock: f.get("lock").and_then(|n| self.lock(n)),
         })
+    }
+
+    /// `lock: { scope: runbook | target, name: NAME, ttl: 30s, wait: 10m }`.
+    fn lock(&mut self, node: &Node) -> Option<Sp<Lock>> {
+        let f = self.fields(node, "`lock`", &["scope", "name", "ttl", "wait"])?;
+        let scope = match self.opt_string(&f, "scope") {
+            None => LockScope::Runbook,
+            Some(s) => match s.value.as_str() {
+                "runbook" => LockScope::Runbook,
+                "target" => LockScope::Target,
+                other => {
+                    let len = self.src.width(s.pos, other);
+                    self.push(
+                        Diagnostic::error(
+                            "bad-value",
+                            s.pos,
+                            format!("`scope` must be `runbook` or `target`, found `{other}`"),
+                        )
+                        .len(len),
+                    );
+                    return None;
+                }
+            },
+        };
+        let name = self.opt_string(&f, "name");
+        if let Some(n) = &name
+            && (n.value.is_empty()
+                || n.value.len() > 50
+                || !n
+                    .value
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+        {
+            self.push(
+                Diagnostic::error(
+                    "bad-value",
+                    n.pos,
+                    format!(
+                        "the lock's `name` is {:?}; expected lowercase letters, digits and `-`, at most 50 (it names a Lease)",
+                        n.value
+                    ),
+                )
+                .help("e.g. `lock: { name: hub-volume }`"),
+            );
+            return None;
+        }
+        let ttl = self.duration(&f, "ttl");
+        if let Some(t) = &ttl
+            && t.value.0 < std::time::Duration::from_secs(1)
+        {
+            self.push(Diagnostic::error(
+                "out-of-range",
+                t.pos,
+                "the lock's `ttl` must be at least 1s",
+            ));
+            return None;
+        }
+        Some(Sp::new(
+            node.pos,
+            Lock {
+                scope,
+                name,
+                ttl,
+                wait: self.duration(&f, "wait"),
+            },
+        ))
     }
 
     /// `triggers:`: a list of `{ alert: { LABEL: VALUE, ... } }`, each with at least
@@ -527,7 +594,71 @@ impl Conv<'_> {
             on_failure: self.on_failure(&f),
             limit: f.get("limit").and_then(|n| self.limit(n)),
             over_limit: self.over_limit(&f),
+            keep: f.get("keep").and_then(|n| self.keep(n)),
         })
+    }
+
+    /// `keep: { ready_nodes: N }` or `keep: { ready_replicas: "deployment/hub >= 1" }`.
+    fn keep(&mut self, node: &Node) -> Option<Sp<Keep>> {
+        let f = self.fields(
+            node,
+            "`keep`",
+            &["ready_nodes", "ready_replicas", "namespace"],
+        )?;
+        if f.get("ready_nodes").is_none() && f.get("ready_replicas").is_none() {
+            self.missing(
+                &f,
+                "ready_nodes",
+                "`keep`",
+                Some("e.g. `keep: { ready_nodes: 3 }` or `keep: { ready_replicas: deployment/hub >= 1 }`"),
+            );
+            return None;
+        }
+        let ready_nodes = match f.get("ready_nodes") {
+            Some(n) => {
+                let v = self.uint::<u32>(n, "`ready_nodes`")?;
+                if v.value == 0 {
+                    self.push(Diagnostic::error(
+                        "out-of-range",
+                        v.pos,
+                        "`ready_nodes: 0` keeps nothing; it must be at least 1",
+                    ));
+                    return None;
+                }
+                Some(v.value)
+            }
+            None => None,
+        };
+        let ready_replicas = self.opt_string(&f, "ready_replicas");
+        let workload = match &ready_replicas {
+            Some(s) => match parse_workload_floor(&s.value) {
+                Some(w) => Some(w),
+                None => {
+                    self.push(
+                        Diagnostic::error(
+                            "bad-value",
+                            s.pos,
+                            format!(
+                                "`ready_replicas` is {:?}; expected `KIND/NAME >= N` with KIND a deployment, statefulset or replicaset",
+                                s.value
+                            ),
+                        )
+                        .help("e.g. `keep: { ready_replicas: deployment/hub >= 1 }`"),
+                    );
+                    return None;
+                }
+            },
+            None => None,
+        };
+        Some(Sp::new(
+            node.pos,
+            Keep {
+                ready_nodes,
+                ready_replicas,
+                namespace: self.opt_string(&f, "namespace"),
+                workload,
+            },
+        ))
     }
 
     fn verification(&mut self, node: &Node) -> Option<Verification> {
@@ -787,10 +918,17 @@ impl Conv<'_> {
         Some(Sp::new(n.pos, rule))
     }
 
-    /// `limit: { max_targets: N, max_failures: N | "P%" }`.
+    /// `limit: { max_targets: N, max_failures: N | "P%", max_fraction: "P%" }`.
     fn limit(&mut self, node: &Node) -> Option<Sp<Limit>> {
-        let f = self.fields(node, "`limit`", &["max_targets", "max_failures"])?;
-        if f.get("max_targets").is_none() && f.get("max_failures").is_none() {
+        let f = self.fields(
+            node,
+            "`limit`",
+            &["max_targets", "max_failures", "max_fraction"],
+        )?;
+        if f.get("max_targets").is_none()
+            && f.get("max_failures").is_none()
+            && f.get("max_fraction").is_none()
+        {
             self.missing(
                 &f,
                 "max_targets",
@@ -818,13 +956,39 @@ impl Conv<'_> {
             Some(n) => Some(self.max_failures(n)?),
             None => None,
         };
+        let max_fraction = match f.get("max_fraction") {
+            Some(n) => Some(self.fraction(n)?),
+            None => None,
+        };
         Some(Sp::new(
             node.pos,
             Limit {
                 max_targets,
                 max_failures,
+                max_fraction,
             },
         ))
+    }
+
+    /// `max_fraction: 30%`.
+    fn fraction(&mut self, n: &Node) -> Option<Fraction> {
+        let got = match &n.value {
+            Yaml::Str(t) => match t.strip_suffix('%').map(|p| p.trim().parse::<u32>()) {
+                Some(Ok(p)) if (1..=100).contains(&p) => return Some(Fraction(p)),
+                _ => format!("{t:?}"),
+            },
+            Yaml::Int(i) => i.to_string(),
+            other => other.describe().to_owned(),
+        };
+        self.push(
+            Diagnostic::error(
+                "bad-value",
+                n.pos,
+                format!("`max_fraction` is {got}; expected a share of what the selector matches, from 1% to 100% (`30%`)"),
+            )
+            .help("e.g. `limit: { max_fraction: 30% }`"),
+        );
+        None
     }
 
     /// `max_failures: 3` or `max_failures: 10%`.
@@ -930,4 +1094,22 @@ fn link_problem(url: &str) -> Option<String> {
         Ok(u) if u.host_str().is_none_or(str::is_empty) => Some("it names no host".to_owned()),
         Ok(_) => None,
     }
+}
+
+/// `deployment/hub >= 1` → (`deployments`, `hub`, 1).
+fn parse_workload_floor(s: &str) -> Option<(String, String, u32)> {
+    let (target, floor) = s.split_once(">=")?;
+    let (kind, name) = target.trim().split_once('/')?;
+    let plural = match kind {
+        "deployment" | "deployments" => "deployments",
+        "statefulset" | "statefulsets" => "statefulsets",
+        "replicaset" | "replicasets" => "replicasets",
+        _ => return None,
+    };
+    let name = name.trim();
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return None;
+    }
+    let floor = floor.trim().parse::<u32>().ok()?;
+    Some((plural.to_string(), name.to_string(), floor))
 }

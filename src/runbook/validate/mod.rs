@@ -494,6 +494,18 @@ impl<'a> Validator<'a> {
                 ),
             ));
         }
+        if let Some(k) = &step.keep
+            && (kind != StepKind::Action || (step.kube.is_none() && step.escalate.is_empty()))
+        {
+            self.push(
+                Diagnostic::error(
+                    "keep-without-kube-action",
+                    k.pos,
+                    "`keep` guards what a Kubernetes action takes away; this step is not one",
+                )
+                .help("put `keep` on an action with a `kube` operation (or an escalation of them)"),
+            );
+        }
         if let Some(o) = &step.over_limit
             && step.limit.is_none()
         {
