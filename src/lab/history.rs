@@ -115,8 +115,7 @@ impl History {
                 t += SCRAPE_INTERVAL_MS;
             }
             let oldest = now - RETENTION_MS;
-            while s.samples.len() > MAX_SAMPLES || s.samples.front().is_some_and(|p| p.0 < oldest)
-            {
+            while s.samples.len() > MAX_SAMPLES || s.samples.front().is_some_and(|p| p.0 < oldest) {
                 s.samples.pop_front();
             }
         }

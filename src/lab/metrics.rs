@@ -8,11 +8,11 @@
 use serde_json::{Value, json};
 
 use super::controllers::node_ready;
+use super::history::Series;
+use super::promql::{self, Eval, Expr, Labels, Val};
 use super::quantity;
 use super::scenario::{MetricValue, NodeCount, PodCount, QuotaRef};
 use super::select::LabelSelector;
-use super::history::Series;
-use super::promql::{self, Eval, Expr, Labels, Val};
 use super::sites;
 use super::state::{State, pod_ready, str_at};
 
@@ -120,11 +120,15 @@ pub fn evaluate(st: &State) -> Vec<(String, serde_json::Map<String, Value>, f64)
 
 /// The Prometheus API's error answer: (HTTP code, body).
 fn error(code: u16, kind: &str, e: String) -> (u16, Value) {
-    (code, json!({"status": "error", "errorType": kind, "error": e}))
+    (
+        code,
+        json!({"status": "error", "errorType": kind, "error": e}),
+    )
 }
 
 fn parse(q: &str) -> Result<Expr, (u16, Value)> {
-    promql::parse(q).map_err(|e| error(400, "bad_data", format!("invalid parameter \"query\": {e}")))
+    promql::parse(q)
+        .map_err(|e| error(400, "bad_data", format!("invalid parameter \"query\": {e}")))
 }
 
 fn sample_json(labels: &Labels, v: f64, t: i64) -> Value {
@@ -140,12 +144,18 @@ pub fn query(series: &[Series], q: &str, t: i64) -> (u16, Value) {
     };
     let data = match (Eval { series }).eval(&expr, t) {
         Err(e) => return error(422, "execution", e),
-        Ok(Val::Scalar(v)) => json!({"resultType": "scalar", "result": [promql::format_time(t), promql::format_value(v)]}),
-        Ok(Val::Vector(v)) => json!({"resultType": "vector", "result": v.iter().map(|(l, x)| sample_json(l, *x, t)).collect::<Vec<_>>()}),
-        Ok(Val::Matrix(m)) => json!({"resultType": "matrix", "result": m.iter().map(|(l, pts)| json!({
+        Ok(Val::Scalar(v)) => {
+            json!({"resultType": "scalar", "result": [promql::format_time(t), promql::format_value(v)]})
+        }
+        Ok(Val::Vector(v)) => {
+            json!({"resultType": "vector", "result": v.iter().map(|(l, x)| sample_json(l, *x, t)).collect::<Vec<_>>()})
+        }
+        Ok(Val::Matrix(m)) => {
+            json!({"resultType": "matrix", "result": m.iter().map(|(l, pts)| json!({
             "metric": l,
             "values": pts.iter().map(|(pt, x)| json!([promql::format_time(*pt), promql::format_value(*x)])).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>()}),
+        })).collect::<Vec<_>>()})
+        }
     };
     (200, json!({"status": "success", "data": data}))
 }
@@ -157,7 +167,11 @@ const MAX_POINTS: i64 = 11_000;
 /// `end` (Unix ms), as a matrix, one series per label set, sorted by labels.
 pub fn query_range(series: &[Series], q: &str, start: i64, end: i64, step: i64) -> (u16, Value) {
     if end < start {
-        return error(400, "bad_data", "end timestamp must not be before start time".into());
+        return error(
+            400,
+            "bad_data",
+            "end timestamp must not be before start time".into(),
+        );
     }
     if step <= 0 {
         return error(400, "bad_data", "zero or negative query resolution step widths are not accepted. Try a positive integer".into());
@@ -178,10 +192,15 @@ pub fn query_range(series: &[Series], q: &str, start: i64, end: i64, step: i64) 
             Ok(Val::Matrix(_)) => {
                 return error(400, "bad_data", "invalid parameter \"query\": invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into());
             }
-            Ok(Val::Scalar(v)) => out.entry(Labels::new()).or_default().push(json!([promql::format_time(t), promql::format_value(v)])),
+            Ok(Val::Scalar(v)) => out
+                .entry(Labels::new())
+                .or_default()
+                .push(json!([promql::format_time(t), promql::format_value(v)])),
             Ok(Val::Vector(v)) => {
                 for (l, x) in v {
-                    out.entry(l).or_default().push(json!([promql::format_time(t), promql::format_value(x)]));
+                    out.entry(l)
+                        .or_default()
+                        .push(json!([promql::format_time(t), promql::format_value(x)]));
                 }
             }
         }
@@ -191,5 +210,8 @@ pub fn query_range(series: &[Series], q: &str, start: i64, end: i64, step: i64) 
         .into_iter()
         .map(|(l, values)| json!({"metric": l, "values": values}))
         .collect();
-    (200, json!({"status": "success", "data": {"resultType": "matrix", "result": result}}))
+    (
+        200,
+        json!({"status": "success", "data": {"resultType": "matrix", "result": result}}),
+    )
 }

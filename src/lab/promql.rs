@@ -102,8 +102,8 @@ enum Tok {
 }
 
 const PUNCT: &[&str] = &[
-    "==", "!=", "=~", "!~", ">=", "<=", "(", ")", "{", "}", "[", "]", ",", "=", "<", ">", "+",
-    "-", "*", "/", "%", "^",
+    "==", "!=", "=~", "!~", ">=", "<=", "(", ")", "{", "}", "[", "]", ",", "=", "<", ">", "+", "-",
+    "*", "/", "%", "^",
 ];
 
 fn parse_dur(s: &str) -> Option<i64> {
@@ -190,7 +190,8 @@ fn lex(q: &str) -> Result<Vec<Tok>, String> {
                 if i < b.len()
                     && (b[i] == b'-' || b[i] == b'+')
                     && matches!(b[i - 1], b'e' | b'E')
-                    && !q[start..i].contains(|ch: char| ch.is_ascii_alphabetic() && ch != 'e' && ch != 'E')
+                    && !q[start..i]
+                        .contains(|ch: char| ch.is_ascii_alphabetic() && ch != 'e' && ch != 'E')
                 {
                     i += 1;
                 }
@@ -332,7 +333,9 @@ impl Parser {
                 false
             };
             if bool_mod && !is_comparison(&op) {
-                return Err(format!("bool modifier can only be used on comparison operators, not `{op}`"));
+                return Err(format!(
+                    "bool modifier can only be used on comparison operators, not `{op}`"
+                ));
             }
             let matching = if self.ident_is("on") || self.ident_is("ignoring") {
                 let on = self.ident_is("on");
@@ -376,11 +379,18 @@ impl Parser {
             let d = match self.peek() {
                 Some(Tok::Dur(d)) => *d,
                 Some(Tok::Num(n)) if n.fract() == 0.0 && *n > 0.0 => (*n as i64) * 1000,
-                _ => return Err(format!("expected a duration such as 5m in `[…]`, found {}", self.show(self.pos))),
+                _ => {
+                    return Err(format!(
+                        "expected a duration such as 5m in `[…]`, found {}",
+                        self.show(self.pos)
+                    ));
+                }
             };
             self.pos += 1;
             if self.eat(":") {
-                return Err(format!("subqueries are not supported by the lab; {SUPPORTED}"));
+                return Err(format!(
+                    "subqueries are not supported by the lab; {SUPPORTED}"
+                ));
             }
             self.expect("]")?;
             match &mut e {
@@ -393,7 +403,12 @@ impl Parser {
             let neg = self.eat("-");
             let d = match self.peek() {
                 Some(Tok::Dur(d)) => *d,
-                _ => return Err(format!("expected a duration after offset, found {}", self.show(self.pos))),
+                _ => {
+                    return Err(format!(
+                        "expected a duration after offset, found {}",
+                        self.show(self.pos)
+                    ));
+                }
             };
             self.pos += 1;
             match &mut e {
@@ -416,7 +431,12 @@ impl Parser {
                     out.push(s.clone());
                     self.pos += 1;
                 }
-                _ => return Err(format!("expected a label name, found {}", self.show(self.pos))),
+                _ => {
+                    return Err(format!(
+                        "expected a label name, found {}",
+                        self.show(self.pos)
+                    ));
+                }
             }
             if !self.eat(",") {
                 self.expect(")")?;
@@ -442,17 +462,32 @@ impl Parser {
             }
             let name = match self.peek() {
                 Some(Tok::Ident(s)) => s.clone(),
-                _ => return Err(format!("expected a label name in `{{…}}`, found {}", self.show(self.pos))),
+                _ => {
+                    return Err(format!(
+                        "expected a label name in `{{…}}`, found {}",
+                        self.show(self.pos)
+                    ));
+                }
             };
             self.pos += 1;
             let op = match self.peek() {
                 Some(Tok::P(p)) if matches!(*p, "=" | "!=" | "=~" | "!~") => (*p).to_string(),
-                _ => return Err(format!("expected =, !=, =~ or !~ after `{name}`, found {}", self.show(self.pos))),
+                _ => {
+                    return Err(format!(
+                        "expected =, !=, =~ or !~ after `{name}`, found {}",
+                        self.show(self.pos)
+                    ));
+                }
             };
             self.pos += 1;
             let value = match self.peek() {
                 Some(Tok::Str(s)) => s.clone(),
-                _ => return Err(format!("expected a quoted label value after `{name}{op}`, found {}", self.show(self.pos))),
+                _ => {
+                    return Err(format!(
+                        "expected a quoted label value after `{name}{op}`, found {}",
+                        self.show(self.pos)
+                    ));
+                }
             };
             self.pos += 1;
             if op.ends_with('~') {
@@ -481,8 +516,13 @@ impl Parser {
             }
             Tok::P("{") => {
                 let matchers = self.matchers()?;
-                if matchers.iter().all(|m| matches(std::slice::from_ref(m), &Labels::new())) {
-                    return Err("vector selector must contain at least one non-empty matcher".into());
+                if matchers
+                    .iter()
+                    .all(|m| matches(std::slice::from_ref(m), &Labels::new()))
+                {
+                    return Err(
+                        "vector selector must contain at least one non-empty matcher".into(),
+                    );
                 }
                 Ok(Expr::Sel {
                     matchers,
@@ -493,9 +533,17 @@ impl Parser {
             Tok::Ident(name) => {
                 let lower = name.to_ascii_lowercase();
                 if lower == "inf" || lower == "nan" {
-                    return Ok(Expr::Num(if lower == "inf" { f64::INFINITY } else { f64::NAN }));
+                    return Ok(Expr::Num(if lower == "inf" {
+                        f64::INFINITY
+                    } else {
+                        f64::NAN
+                    }));
                 }
-                if AGGS.contains(&lower.as_str()) && (self.ident_is("by") || self.ident_is("without") || matches!(self.peek(), Some(Tok::P("(")))) {
+                if AGGS.contains(&lower.as_str())
+                    && (self.ident_is("by")
+                        || self.ident_is("without")
+                        || matches!(self.peek(), Some(Tok::P("("))))
+                {
                     let mut grouping = self.grouping()?;
                     self.expect("(")?;
                     let expr = self.expr(0)?;
@@ -511,7 +559,9 @@ impl Parser {
                 }
                 if matches!(self.peek(), Some(Tok::P("("))) {
                     if !FUNCS.contains(&name.as_str()) {
-                        return Err(format!("function `{name}` is not supported by the lab; {SUPPORTED}"));
+                        return Err(format!(
+                            "function `{name}` is not supported by the lab; {SUPPORTED}"
+                        ));
                     }
                     self.pos += 1;
                     let mut args = Vec::new();
@@ -557,7 +607,8 @@ fn matches(m: &[Matcher], labels: &Labels) -> bool {
             "=" => v == m.value,
             "!=" => v != m.value,
             op => {
-                let hit = regex::Regex::new(&format!("^(?:{})$", m.value)).is_ok_and(|r| r.is_match(v));
+                let hit =
+                    regex::Regex::new(&format!("^(?:{})$", m.value)).is_ok_and(|r| r.is_match(v));
                 hit == (op == "=~")
             }
         }
@@ -591,7 +642,13 @@ fn type_name(v: &Val) -> &'static str {
 }
 
 /// Prometheus' extrapolated rate/increase/delta over the samples of a range.
-fn extrapolated(samples: &[(i64, f64)], start: i64, end: i64, counter: bool, rate: bool) -> Option<f64> {
+fn extrapolated(
+    samples: &[(i64, f64)],
+    start: i64,
+    end: i64,
+    counter: bool,
+    rate: bool,
+) -> Option<f64> {
     if samples.len() < 2 {
         return None;
     }
@@ -616,8 +673,16 @@ fn extrapolated(samples: &[(i64, f64)], start: i64, end: i64, counter: bool, rat
     }
     let threshold = avg * 1.1;
     let mut interval = sampled;
-    interval += if to_start < threshold { to_start } else { avg / 2.0 };
-    interval += if to_end < threshold { to_end } else { avg / 2.0 };
+    interval += if to_start < threshold {
+        to_start
+    } else {
+        avg / 2.0
+    };
+    interval += if to_end < threshold {
+        to_end
+    } else {
+        avg / 2.0
+    };
     result *= interval / sampled;
     if rate {
         result /= (end - start) as f64 / 1000.0;
@@ -716,8 +781,15 @@ impl Eval<'_> {
             }
             Expr::Neg(inner) => match self.eval(inner, t)? {
                 Val::Scalar(v) => Val::Scalar(-v),
-                Val::Vector(v) => Val::Vector(v.into_iter().map(|(l, x)| (drop_name(l), -x)).collect()),
-                Val::Matrix(_) => return Err("unary minus needs a scalar or an instant vector, not a range vector".into()),
+                Val::Vector(v) => {
+                    Val::Vector(v.into_iter().map(|(l, x)| (drop_name(l), -x)).collect())
+                }
+                Val::Matrix(_) => {
+                    return Err(
+                        "unary minus needs a scalar or an instant vector, not a range vector"
+                            .into(),
+                    );
+                }
             },
             Expr::Call(f, args) => self.call(f, args, t)?,
             Expr::Agg { op, grouping, expr } => {
@@ -743,13 +815,18 @@ impl Eval<'_> {
                     groups
                         .into_iter()
                         .map(|(k, xs)| {
-                            let v = match op.as_str() {
-                                "sum" => xs.iter().sum(),
-                                "avg" => xs.iter().sum::<f64>() / xs.len() as f64,
-                                "min" => xs.iter().copied().fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a }),
-                                "max" => xs.iter().copied().fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a }),
-                                _ => xs.len() as f64,
-                            };
+                            let v =
+                                match op.as_str() {
+                                    "sum" => xs.iter().sum(),
+                                    "avg" => xs.iter().sum::<f64>() / xs.len() as f64,
+                                    "min" => xs.iter().copied().fold(f64::NAN, |a, b| {
+                                        if a.is_nan() || b < a { b } else { a }
+                                    }),
+                                    "max" => xs.iter().copied().fold(f64::NAN, |a, b| {
+                                        if a.is_nan() || b > a { b } else { a }
+                                    }),
+                                    _ => xs.len() as f64,
+                                };
                             (k, v)
                         })
                         .collect(),
@@ -775,7 +852,10 @@ impl Eval<'_> {
             _ => 1,
         };
         if args.len() != arity {
-            return Err(format!("{f}() takes {arity} argument(s), got {}", args.len()));
+            return Err(format!(
+                "{f}() takes {arity} argument(s), got {}",
+                args.len()
+            ));
         }
         if f == "time" {
             return Ok(Val::Scalar(t as f64 / 1000.0));
@@ -783,14 +863,20 @@ impl Eval<'_> {
         let arg = self.eval(&args[0], t)?;
         Ok(match (f, arg) {
             ("rate" | "increase" | "delta", Val::Matrix(m)) => {
-                let Expr::Sel { range: Some(r), offset, .. } = &args[0] else {
+                let Expr::Sel {
+                    range: Some(r),
+                    offset,
+                    ..
+                } = &args[0]
+                else {
                     return Err(format!("{f}() needs a range selector such as x[5m]"));
                 };
                 let end = t - offset;
                 Val::Vector(
                     m.into_iter()
                         .filter_map(|(l, p)| {
-                            extrapolated(&p, end - r, end, f != "delta", f == "rate").map(|v| (drop_name(l), v))
+                            extrapolated(&p, end - r, end, f != "delta", f == "rate")
+                                .map(|v| (drop_name(l), v))
                         })
                         .collect(),
                 )
@@ -807,7 +893,11 @@ impl Eval<'_> {
                             "count_over_time" => xs.len() as f64,
                             _ => *xs.last().unwrap_or(&f64::NAN),
                         };
-                        let l = if f == "last_over_time" { l } else { drop_name(l) };
+                        let l = if f == "last_over_time" {
+                            l
+                        } else {
+                            drop_name(l)
+                        };
                         (l, v)
                     })
                     .collect(),
@@ -816,7 +906,12 @@ impl Eval<'_> {
                 let bound = if arity == 2 {
                     match self.eval(&args[1], t)? {
                         Val::Scalar(s) => s,
-                        other => return Err(format!("{f}() takes a scalar as its second argument, not an {}", type_name(&other))),
+                        other => {
+                            return Err(format!(
+                                "{f}() takes a scalar as its second argument, not an {}",
+                                type_name(&other)
+                            ));
+                        }
                     }
                 } else {
                     0.0
@@ -858,7 +953,9 @@ impl Eval<'_> {
                     "expected type {} in call to function {f:?}, got {}",
                     match f {
                         "vector" => "scalar",
-                        _ if f.ends_with("_over_time") || matches!(f, "rate" | "increase" | "delta") => "range vector",
+                        _ if f.ends_with("_over_time")
+                            || matches!(f, "rate" | "increase" | "delta") =>
+                            "range vector",
                         _ => "instant vector",
                     },
                     type_name(&other)
@@ -868,15 +965,25 @@ impl Eval<'_> {
     }
 }
 
-fn binary(op: &str, bool_mod: bool, matching: &Option<(bool, Vec<String>)>, a: Val, b: Val) -> Result<Val, String> {
+fn binary(
+    op: &str,
+    bool_mod: bool,
+    matching: &Option<(bool, Vec<String>)>,
+    a: Val,
+    b: Val,
+) -> Result<Val, String> {
     let cmp = is_comparison(op);
     Ok(match (a, b) {
         (Val::Matrix(_), _) | (_, Val::Matrix(_)) => {
-            return Err(format!("binary expression must contain only scalar and instant vector types (`{op}`)"));
+            return Err(format!(
+                "binary expression must contain only scalar and instant vector types (`{op}`)"
+            ));
         }
         (Val::Scalar(x), Val::Scalar(y)) => {
             if is_set(op) {
-                return Err(format!("set operator `{op}` not allowed in binary scalar expression"));
+                return Err(format!(
+                    "set operator `{op}` not allowed in binary scalar expression"
+                ));
             }
             if cmp && !bool_mod {
                 return Err("comparisons between scalars must use BOOL modifier".into());
@@ -889,7 +996,9 @@ fn binary(op: &str, bool_mod: bool, matching: &Option<(bool, Vec<String>)>, a: V
         }
         (Val::Vector(v), Val::Scalar(s)) | (Val::Scalar(s), Val::Vector(v)) if is_set(op) => {
             let _ = (v, s);
-            return Err(format!("set operator `{op}` not allowed between a scalar and a vector"));
+            return Err(format!(
+                "set operator `{op}` not allowed between a scalar and a vector"
+            ));
         }
         (Val::Vector(v), Val::Scalar(s)) => Val::Vector(scalar_op(op, bool_mod, v, s, false)),
         (Val::Scalar(s), Val::Vector(v)) => Val::Vector(scalar_op(op, bool_mod, v, s, true)),
@@ -897,11 +1006,28 @@ fn binary(op: &str, bool_mod: bool, matching: &Option<(bool, Vec<String>)>, a: V
             let rsig: Vec<Labels> = r.iter().map(|(lab, _)| signature(lab, matching)).collect();
             let lsig: Vec<Labels> = l.iter().map(|(lab, _)| signature(lab, matching)).collect();
             match op {
-                "and" => Val::Vector(l.into_iter().zip(lsig).filter(|(_, s)| rsig.contains(s)).map(|(x, _)| x).collect()),
-                "unless" => Val::Vector(l.into_iter().zip(lsig).filter(|(_, s)| !rsig.contains(s)).map(|(x, _)| x).collect()),
+                "and" => Val::Vector(
+                    l.into_iter()
+                        .zip(lsig)
+                        .filter(|(_, s)| rsig.contains(s))
+                        .map(|(x, _)| x)
+                        .collect(),
+                ),
+                "unless" => Val::Vector(
+                    l.into_iter()
+                        .zip(lsig)
+                        .filter(|(_, s)| !rsig.contains(s))
+                        .map(|(x, _)| x)
+                        .collect(),
+                ),
                 "or" => {
                     let mut out = l;
-                    out.extend(r.into_iter().zip(rsig).filter(|(_, s)| !lsig.contains(s)).map(|(x, _)| x));
+                    out.extend(
+                        r.into_iter()
+                            .zip(rsig)
+                            .filter(|(_, s)| !lsig.contains(s))
+                            .map(|(x, _)| x),
+                    );
                     Val::Vector(out)
                 }
                 _ => {
@@ -916,7 +1042,9 @@ fn binary(op: &str, bool_mod: bool, matching: &Option<(bool, Vec<String>)>, a: V
                     let mut out = Vec::new();
                     let mut seen: Vec<Labels> = Vec::new();
                     for ((lab, x), s) in l.into_iter().zip(lsig) {
-                        let Some(j) = rsig.iter().position(|r| *r == s) else { continue };
+                        let Some(j) = rsig.iter().position(|r| *r == s) else {
+                            continue;
+                        };
                         if seen.contains(&s) {
                             return Err(format!(
                                 "multiple matches for labels {}: many-to-one matching must be explicit (group_left/group_right)",
@@ -926,7 +1054,9 @@ fn binary(op: &str, bool_mod: bool, matching: &Option<(bool, Vec<String>)>, a: V
                         seen.push(s);
                         let y = r[j].1;
                         let metric = match matching {
-                            Some((true, on)) => lab.into_iter().filter(|(k, _)| on.contains(k)).collect(),
+                            Some((true, on)) => {
+                                lab.into_iter().filter(|(k, _)| on.contains(k)).collect()
+                            }
                             _ => lab,
                         };
                         if cmp {
@@ -947,7 +1077,13 @@ fn binary(op: &str, bool_mod: bool, matching: &Option<(bool, Vec<String>)>, a: V
     })
 }
 
-fn scalar_op(op: &str, bool_mod: bool, v: Vec<(Labels, f64)>, s: f64, scalar_left: bool) -> Vec<(Labels, f64)> {
+fn scalar_op(
+    op: &str,
+    bool_mod: bool,
+    v: Vec<(Labels, f64)>,
+    s: f64,
+    scalar_left: bool,
+) -> Vec<(Labels, f64)> {
     v.into_iter()
         .filter_map(|(l, x)| {
             let (a, b) = if scalar_left { (s, x) } else { (x, s) };
@@ -977,7 +1113,11 @@ pub fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else if v.fract() == 0.0 && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -1026,9 +1166,13 @@ mod tests {
     #[test]
     fn precedence_follows_prometheus() {
         let s: [Series; 0] = [];
-        let Val::Scalar(x) = eval("1 + 2 * 3 ^ 2 ^ 0.5", &s, 0).unwrap() else { panic!() };
+        let Val::Scalar(x) = eval("1 + 2 * 3 ^ 2 ^ 0.5", &s, 0).unwrap() else {
+            panic!()
+        };
         assert!((x - (1.0 + 2.0 * 3f64.powf(2f64.powf(0.5)))).abs() < 1e-9);
-        let Val::Scalar(x) = eval("(1 + 2) * 3 > bool 8", &s, 0).unwrap() else { panic!() };
+        let Val::Scalar(x) = eval("(1 + 2) * 3 > bool 8", &s, 0).unwrap() else {
+            panic!()
+        };
         assert_eq!(x, 1.0);
         assert!(eval("1 > 0", &s, 0).unwrap_err().contains("BOOL"));
     }
@@ -1087,7 +1231,13 @@ mod tests {
 
     #[test]
     fn unsupported_syntax_is_refused_with_what_the_lab_supports() {
-        for q in ["histogram_quantile(0.9, x)", "x[5m:1m]", "a * on(x) group_left b", "x{", ""] {
+        for q in [
+            "histogram_quantile(0.9, x)",
+            "x[5m:1m]",
+            "a * on(x) group_left b",
+            "x{",
+            "",
+        ] {
             assert!(parse(q).is_err(), "{q}");
         }
         assert!(parse("topk(3, x)").unwrap_err().contains("not supported"));

@@ -48,7 +48,8 @@ fn values(v: &Value, series: usize) -> Vec<(i64, String)> {
         .iter()
         .map(|p| {
             (
-                p[0].as_i64().unwrap_or_else(|| panic!("whole seconds: {p}")),
+                p[0].as_i64()
+                    .unwrap_or_else(|| panic!("whole seconds: {p}")),
                 p[1].as_str().unwrap().to_owned(),
             )
         })

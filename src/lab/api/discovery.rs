@@ -101,7 +101,11 @@ pub(super) fn prometheus(
                     ));
                 }
             },
-            None => return bad("invalid parameter \"step\": cannot parse \"\" to a valid duration".into()),
+            None => {
+                return bad(
+                    "invalid parameter \"step\": cannot parse \"\" to a valid duration".into(),
+                );
+            }
         };
         let history = lab.history();
         let (code, v) = metrics::query_range(&history.series, &q, start, end, step);

@@ -168,7 +168,9 @@ async fn serve(lab: &Lab, req: Request) -> Response {
         ),
         ["apis"] => json_response(200, &discovery::group_list()),
         ["metrics"] if parts.method == Method::GET => discovery::exposition(&lab),
-        ["api", "v1", "query"] => discovery::prometheus(&lab, &params, &body, &parts.headers, false),
+        ["api", "v1", "query"] => {
+            discovery::prometheus(&lab, &params, &body, &parts.headers, false)
+        }
         ["api", "v1", "query_range"] => {
             discovery::prometheus(&lab, &params, &body, &parts.headers, true)
         }
