@@ -121,6 +121,24 @@ impl History {
         }
         self.last = Some(now);
     }
+
+    /// With the clock exactly on a scrape point (a stopped clock, as under `runbook
+    /// demo` and `runbook test`), that point is the state at the end of that instant:
+    /// re-read it, so what the runbook just did at that instant shows, as it did
+    /// before the lab had a history. Called for queries only.
+    pub fn refresh(&mut self, st: &State) {
+        let now = st.now().timestamp_millis();
+        if now != grid_at_or_before(now) || self.last != Some(now) {
+            return;
+        }
+        for (i, (_, _, v)) in super::metrics::evaluate(st).into_iter().enumerate() {
+            if let Some(p) = self.series.get_mut(i).and_then(|s| s.samples.back_mut())
+                && p.0 == now
+            {
+                p.1 = v;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -126,6 +126,17 @@ fn error(code: u16, kind: &str, e: String) -> (u16, Value) {
     )
 }
 
+/// An evaluation error as Prometheus answers it: matching errors happen while
+/// executing (422 `execution`); the others are the type errors Prometheus finds while
+/// parsing (400 `bad_data`).
+fn eval_error(e: String) -> (u16, Value) {
+    if e.contains("many-to-many") || e.contains("many-to-one") {
+        error(422, "execution", e)
+    } else {
+        error(400, "bad_data", format!("invalid parameter \"query\": {e}"))
+    }
+}
+
 fn parse(q: &str) -> Result<Expr, (u16, Value)> {
     promql::parse(q)
         .map_err(|e| error(400, "bad_data", format!("invalid parameter \"query\": {e}")))
@@ -143,7 +154,7 @@ pub fn query(series: &[Series], q: &str, t: i64) -> (u16, Value) {
         Err(e) => return e,
     };
     let data = match (Eval { series }).eval(&expr, t) {
-        Err(e) => return error(422, "execution", e),
+        Err(e) => return eval_error(e),
         Ok(Val::Scalar(v)) => {
             json!({"resultType": "scalar", "result": [promql::format_time(t), promql::format_value(v)]})
         }
@@ -188,7 +199,7 @@ pub fn query_range(series: &[Series], q: &str, start: i64, end: i64, step: i64) 
     let mut t = start;
     while t <= end {
         match eval.eval(&expr, t) {
-            Err(e) => return error(422, "execution", e),
+            Err(e) => return eval_error(e),
             Ok(Val::Matrix(_)) => {
                 return error(400, "bad_data", "invalid parameter \"query\": invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into());
             }

@@ -244,6 +244,15 @@ impl Lab {
         self.history().scrape(&st);
     }
 
+    /// [`Lab::scrape`], and with the clock exactly on a scrape point, that point
+    /// re-read (see [`history::History::refresh`]): before answering a query.
+    pub(crate) fn scrape_for_query(&self) {
+        let st = self.read();
+        let mut h = self.history();
+        h.scrape(&st);
+        h.refresh(&st);
+    }
+
     /// Run every controller over every object now (writes through the API already
     /// reconcile what they touched).
     pub fn reconcile(&self) {

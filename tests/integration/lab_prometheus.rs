@@ -106,11 +106,15 @@ async fn query_range_answers_the_seeds_history_as_a_matrix_at_the_requested_step
 
 #[tokio::test]
 async fn the_history_follows_what_the_lab_did_at_the_time_it_did_it() {
-    let lab = Lab::from_scenario_str(
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("h.scenario.yaml");
+    std::fs::write(
+        &file,
         "version: 1\nname: h\nstart: \"2026-01-03T00:00:00Z\"\nmetrics:\n  - { name: pods, value: { pods: { namespace: default } } }\n",
     )
     .unwrap();
-    lab.set_speed(0.0);
+    // At the scenario's own start, clock stopped: only `advance` moves it.
+    let lab = Lab::from_scenario_file_at_incident_time(&file).unwrap();
     let t0 = lab.now().timestamp();
     lab.advance(std::time::Duration::from_secs(600));
     lab.create(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
@@ -129,7 +133,8 @@ async fn the_history_follows_what_the_lab_did_at_the_time_it_did_it() {
     let pts = values(&v, 0);
     assert_eq!(pts.len(), 16);
     for (t, val) in pts {
-        let want = if t - t0 < 600 { "0" } else { "1" };
+        // The point at 600 s was recorded before the pod was created.
+        let want = if t - t0 <= 600 { "0" } else { "1" };
         assert_eq!(val, want, "{}s after the start", t - t0);
     }
     // An instant query at an earlier `time` sees the value then.

@@ -86,7 +86,7 @@ pub(super) fn prometheus(
             }),
         }
     };
-    lab.scrape();
+    lab.scrape_for_query();
     if range {
         let (start, end) = match (time("start", None), time("end", None)) {
             (Ok(s), Ok(e)) => (s, e),
