@@ -126,9 +126,23 @@ impl Lab {
         for f in &loaded.scenario.api_faults {
             api_faults.push(f.clone());
         }
+        // The scenario's declared past of each metric (`history:`), before `start`.
+        let past: Vec<Vec<(DateTime<Utc>, f64)>> = loaded
+            .scenario
+            .metrics
+            .iter()
+            .map(|m| {
+                m.history
+                    .iter()
+                    .filter_map(|p| Some((start.checked_add_signed(p.at.0)?, p.value)))
+                    .collect()
+            })
+            .collect();
+        let history = super::history::History::new(&st, start, &past);
         Lab {
             inner: Arc::new(Inner {
                 state: std::sync::RwLock::new(st),
+                history: Mutex::new(history),
                 requests: Mutex::new(RequestLog::default()),
                 faults: Mutex::new(api_faults),
                 ticker: AtomicBool::new(false),

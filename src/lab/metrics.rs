@@ -1,14 +1,15 @@
-//! The Prometheus HTTP query API (`/api/v1/query`) over the scenario's metrics.
+//! The Prometheus HTTP query API (`/api/v1/query`, `/api/v1/query_range`) over the
+//! scenario's metrics.
 //!
 //! Each metric is an expression over the simulated state (see
-//! [`super::scenario::MetricValue`]), evaluated at query time. Queries are a metric
-//! name with optional label matchers (`launch_success_rate`, `up{job="hub"}`),
-//! optionally compared with a number (`launch_success_rate < 1`, which keeps the
-//! sample only when the comparison holds, as PromQL's filter comparisons do).
+//! [`super::scenario::MetricValue`]); the lab samples them into its history
+//! ([`super::history`]) and evaluates PromQL ([`super::promql`]) over that history.
 
 use serde_json::{Value, json};
 
 use super::controllers::node_ready;
+use super::history::Series;
+use super::promql::{self, Eval, Expr, Labels, Val};
 use super::quantity;
 use super::scenario::{MetricValue, NodeCount, PodCount, QuotaRef};
 use super::select::LabelSelector;
@@ -117,110 +118,111 @@ pub fn evaluate(st: &State) -> Vec<(String, serde_json::Map<String, Value>, f64)
         .collect()
 }
 
-struct Query {
-    name: String,
-    matchers: Vec<(String, String, bool)>,
-    cmp: Option<(String, f64)>,
-}
-
-fn parse_query(q: &str) -> Result<Query, String> {
-    let q = q.trim();
-    let end = q
-        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
-        .unwrap_or(q.len());
-    let name = q[..end].to_string();
-    if name.is_empty() {
-        return Err(format!(
-            "unsupported query {q:?}: the lab answers `metric`, `metric{{label=\"v\"}}` and `metric <op> number`"
-        ));
-    }
-    let mut rest = q[end..].trim();
-    let mut matchers = Vec::new();
-    if let Some(r) = rest.strip_prefix('{') {
-        let close = r.find('}').ok_or("unclosed `{` in query")?;
-        for m in r[..close]
-            .split(',')
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-        {
-            let (k, v, neg) = if let Some((k, v)) = m.split_once("!=") {
-                (k, v, true)
-            } else if let Some((k, v)) = m.split_once('=') {
-                (k, v, false)
-            } else {
-                return Err(format!("invalid label matcher {m:?}"));
-            };
-            matchers.push((
-                k.trim().to_string(),
-                v.trim().trim_matches('"').to_string(),
-                neg,
-            ));
-        }
-        rest = r[close + 1..].trim();
-    }
-    let cmp = if rest.is_empty() {
-        None
-    } else {
-        let op = ["==", "!=", ">=", "<=", ">", "<"]
-            .into_iter()
-            .find(|op| rest.starts_with(op))
-            .ok_or_else(|| format!("unsupported query {q:?}"))?;
-        let n: f64 = rest[op.len()..]
-            .trim()
-            .parse()
-            .map_err(|_| format!("unsupported query {q:?}: expected a number after {op}"))?;
-        Some((op.to_string(), n))
-    };
-    Ok(Query {
-        name,
-        matchers,
-        cmp,
-    })
-}
-
-/// Answer `/api/v1/query?query=…` with Prometheus' JSON: (HTTP code, body).
-pub fn query(st: &State, q: &str) -> (u16, Value) {
-    let parsed = match parse_query(q) {
-        Ok(p) => p,
-        Err(e) => {
-            return (
-                400,
-                json!({"status": "error", "errorType": "bad_data", "error": e}),
-            );
-        }
-    };
-    let t = st.now().timestamp_millis() as f64 / 1000.0;
-    let result: Vec<Value> = evaluate(st)
-        .into_iter()
-        .filter(|(name, labels, _)| {
-            *name == parsed.name
-                && parsed.matchers.iter().all(|(k, v, neg)| {
-                    (labels.get(k).and_then(Value::as_str).unwrap_or("") == v) != *neg
-                })
-        })
-        .filter(|(_, _, v)| match &parsed.cmp {
-            None => true,
-            Some((op, n)) => match op.as_str() {
-                "==" => v == n,
-                "!=" => v != n,
-                ">=" => v >= n,
-                "<=" => v <= n,
-                ">" => v > n,
-                _ => v < n,
-            },
-        })
-        .map(|(_, labels, v)| json!({"metric": labels, "value": [t, format_value(v)]}))
-        .collect();
+/// The Prometheus API's error answer: (HTTP code, body).
+fn error(code: u16, kind: &str, e: String) -> (u16, Value) {
     (
-        200,
-        json!({"status": "success", "data": {"resultType": "vector", "result": result}}),
+        code,
+        json!({"status": "error", "errorType": kind, "error": e}),
     )
 }
 
-fn format_value(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
+/// An evaluation error as Prometheus answers it: matching errors happen while
+/// executing (422 `execution`); the others are the type errors Prometheus finds while
+/// parsing (400 `bad_data`).
+fn eval_error(e: String) -> (u16, Value) {
+    if e.contains("many-to-many") || e.contains("many-to-one") {
+        error(422, "execution", e)
     } else {
-        v.to_string()
+        error(400, "bad_data", format!("invalid parameter \"query\": {e}"))
     }
+}
+
+fn parse(q: &str) -> Result<Expr, (u16, Value)> {
+    promql::parse(q)
+        .map_err(|e| error(400, "bad_data", format!("invalid parameter \"query\": {e}")))
+}
+
+fn sample_json(labels: &Labels, v: f64, t: i64) -> Value {
+    json!({"metric": labels, "value": [promql::format_time(t), promql::format_value(v)]})
+}
+
+/// Answer `/api/v1/query?query=…&time=…` at `t` (Unix ms) over the history, with
+/// Prometheus' JSON: (HTTP code, body).
+pub fn query(series: &[Series], q: &str, t: i64) -> (u16, Value) {
+    let expr = match parse(q) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    let data = match (Eval { series }).eval(&expr, t) {
+        Err(e) => return eval_error(e),
+        Ok(Val::Scalar(v)) => {
+            json!({"resultType": "scalar", "result": [promql::format_time(t), promql::format_value(v)]})
+        }
+        Ok(Val::Vector(v)) => {
+            json!({"resultType": "vector", "result": v.iter().map(|(l, x)| sample_json(l, *x, t)).collect::<Vec<_>>()})
+        }
+        Ok(Val::Matrix(m)) => {
+            json!({"resultType": "matrix", "result": m.iter().map(|(l, pts)| json!({
+            "metric": l,
+            "values": pts.iter().map(|(pt, x)| json!([promql::format_time(*pt), promql::format_value(*x)])).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>()})
+        }
+    };
+    (200, json!({"status": "success", "data": data}))
+}
+
+/// Prometheus' cap on a range query's points per series.
+const MAX_POINTS: i64 = 11_000;
+
+/// Answer `/api/v1/query_range`: the expression at `start`, `start + step`, … up to
+/// `end` (Unix ms), as a matrix, one series per label set, sorted by labels.
+pub fn query_range(series: &[Series], q: &str, start: i64, end: i64, step: i64) -> (u16, Value) {
+    if end < start {
+        return error(
+            400,
+            "bad_data",
+            "end timestamp must not be before start time".into(),
+        );
+    }
+    if step <= 0 {
+        return error(400, "bad_data", "zero or negative query resolution step widths are not accepted. Try a positive integer".into());
+    }
+    if (end - start) / step >= MAX_POINTS {
+        return error(400, "bad_data", "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into());
+    }
+    let expr = match parse(q) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    let eval = Eval { series };
+    let mut out: std::collections::BTreeMap<Labels, Vec<Value>> = Default::default();
+    let mut t = start;
+    while t <= end {
+        match eval.eval(&expr, t) {
+            Err(e) => return eval_error(e),
+            Ok(Val::Matrix(_)) => {
+                return error(400, "bad_data", "invalid parameter \"query\": invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into());
+            }
+            Ok(Val::Scalar(v)) => out
+                .entry(Labels::new())
+                .or_default()
+                .push(json!([promql::format_time(t), promql::format_value(v)])),
+            Ok(Val::Vector(v)) => {
+                for (l, x) in v {
+                    out.entry(l)
+                        .or_default()
+                        .push(json!([promql::format_time(t), promql::format_value(x)]));
+                }
+            }
+        }
+        t += step;
+    }
+    let result: Vec<Value> = out
+        .into_iter()
+        .map(|(l, values)| json!({"metric": l, "values": values}))
+        .collect();
+    (
+        200,
+        json!({"status": "success", "data": {"resultType": "matrix", "result": result}}),
+    )
 }

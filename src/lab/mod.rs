@@ -37,12 +37,14 @@ pub mod api;
 pub mod clock;
 pub mod controllers;
 pub mod faults;
+pub mod history;
 pub mod index;
 pub mod limits;
 mod load;
 pub mod metrics;
 pub mod names;
 pub mod patch;
+pub mod promql;
 pub mod quantity;
 pub mod rbac;
 pub mod resources;
@@ -98,6 +100,8 @@ struct Inner {
     state: RwLock<state::State>,
     requests: Mutex<RequestLog>,
     faults: Mutex<faults::Faults>,
+    /// The metrics' samples over time (locked after `state`, never before).
+    history: Mutex<history::History>,
     ticker: AtomicBool,
     name: String,
 }
@@ -219,9 +223,34 @@ impl Lab {
     /// Move cluster time forward at once and let the controllers react.
     pub fn advance(&self, d: std::time::Duration) {
         let mut st = self.lock();
+        self.history().scrape(&st);
         st.clock
             .advance(chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX));
+        // Until the controllers react, the world is as it was: the points in between
+        // have the old values.
+        self.history().scrape(&st);
         controllers::reconcile_all(&mut st);
+    }
+
+    /// The Prometheus history, locked (take it after the state's lock, if at all).
+    pub(crate) fn history(&self) -> MutexGuard<'_, history::History> {
+        self.inner.history.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record the metrics at every scrape point due since the last one, with the
+    /// state as it is now: called before anything changes the state.
+    pub(crate) fn scrape(&self) {
+        let st = self.read();
+        self.history().scrape(&st);
+    }
+
+    /// [`Lab::scrape`], and with the clock exactly on a scrape point, that point
+    /// re-read (see [`history::History::refresh`]): before answering a query.
+    pub(crate) fn scrape_for_query(&self) {
+        let st = self.read();
+        let mut h = self.history();
+        h.scrape(&st);
+        h.refresh(&st);
     }
 
     /// Run every controller over every object now (writes through the API already
@@ -287,6 +316,7 @@ impl Lab {
             String::new()
         };
         let mut st = self.lock();
+        self.history().scrape(&st);
         if def.namespaced && st.store.get("namespaces", "", &ns).is_none() {
             let ns_def = resources::by_key("namespaces").expect("invariant: namespaces are served");
             let now = st.now();
@@ -389,6 +419,7 @@ impl Lab {
     /// Make a node's kubelet stop posting status now (the `node_lost` fault).
     pub fn lose_node(&self, node: &str) {
         let mut st = self.lock();
+        self.history().scrape(&st);
         let now = st.now();
         st.lost_nodes.entry(node.to_string()).or_insert(now);
         controllers::reconcile_all(&mut st);
@@ -398,6 +429,7 @@ impl Lab {
     /// Ready again and finishes pending deletions.
     pub fn recover_node(&self, node: &str) {
         let mut st = self.lock();
+        self.history().scrape(&st);
         st.lost_nodes.remove(node);
         if let Some(mut n) = st.store.get("nodes", "", node).cloned()
             && let Some(conds) = n
@@ -507,6 +539,11 @@ impl Lab {
                 // `advance` already reconciles. A running one runs a full pass when
                 // a timer is due.
                 if st.clock.running() {
+                    inner
+                        .history
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .scrape(&st);
                     controllers::reconcile(&mut st);
                 }
             }

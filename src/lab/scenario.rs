@@ -144,6 +144,21 @@ pub struct MetricDef {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub value: MetricValue,
+    /// What the metric was before the scenario's start, for the lab's Prometheus
+    /// history (`query_range`, `rate(x[5m])`, a `detects:` look-back): steps in
+    /// time order, each holding from its `at` (before the start, e.g. `-6h`) to the
+    /// next one or to the start. Without it the metric has no samples before the start.
+    #[serde(default)]
+    pub history: Vec<HistoryPoint>,
+}
+
+/// One step of a metric's past: from `at` (relative to the start, not after it) on,
+/// the metric was `value`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryPoint {
+    pub at: super::scenario_model::Offset,
+    pub value: f64,
 }
 
 /// How a metric's value is computed, on every query, from the simulated cluster.
@@ -417,6 +432,27 @@ pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
     }
     // Metric selectors are checked while reading, with their line and column.
     for m in &scenario.metrics {
+        let mut prev: Option<chrono::Duration> = None;
+        for p in &m.history {
+            if p.at.0 > chrono::Duration::zero() || prev.is_some_and(|q| p.at.0 <= q) {
+                return Err(err(
+                    0,
+                    0,
+                    format!(
+                        "metric {}: history step at {:?} is {}",
+                        m.name,
+                        p.at.0.to_string(),
+                        if p.at.0 > chrono::Duration::zero() {
+                            "after the start"
+                        } else {
+                            "not after the step before it"
+                        }
+                    ),
+                    "list the steps in time order, each before the start: `history: [ { at: -6h, value: 1 }, { at: -5h, value: 0 } ]`",
+                ));
+            }
+            prev = Some(p.at.0);
+        }
         if let MetricValue::SiteSuccessRate(r) = &m.value
             && !scenario.sites.iter().any(|s| s.name == r.site)
         {

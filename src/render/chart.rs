@@ -153,14 +153,89 @@ fn markers(journal: &Journal, pm: &Postmortem) -> Vec<Marker> {
         "mitigated",
         "mitigated",
     );
+    // Every action (when its operations started: after its gate) and every
+    // verification (when it ended), unless a milestone above already marks that moment.
+    let mut more: Vec<Marker> = Vec::new();
+    for e in pm.timeline.iter().flat_map(|d| &d.entries) {
+        if e.step_kind.as_deref() == Some("action")
+            && matches!(e.kind.as_str(), "step" | "rung")
+            && let Some(at) = e.ops.first().and_then(|o| parse(&o.started))
+        {
+            more.push(Marker {
+                at,
+                kind: "action",
+                label: "action".into(),
+            });
+        }
+        if let Some(v) = &e.verification
+            && v.outcome != "pending"
+            && let Some(at) = parse(&v.last)
+        {
+            more.push(Marker {
+                at,
+                kind: "verification",
+                label: if v.passed {
+                    "verified".into()
+                } else {
+                    format!("verification {}", v.label.to_lowercase())
+                },
+            });
+        }
+    }
     let (end, label) = match &m.resolved {
         Some(t) => (parse(t), "resolved"),
         None => (pm.run.ended.as_ref().and_then(parse), "run ended"),
     };
     add(end, "end", label);
+    let milestones: Vec<DateTime<Utc>> = out.iter().map(|o| o.at).collect();
+    out.extend(more.into_iter().filter(|mk| !milestones.contains(&mk.at)));
     // Stable order by time; same-time markers keep the order above.
     out.sort_by_key(|m| m.at);
     out
+}
+
+/// Markers closer than this (in SVG units) share one label.
+const GROUP_PX: f64 = 36.0;
+
+/// Consecutive markers closer than [`GROUP_PX`] to the one before: ranges of
+/// indexes into `xs` (sorted).
+fn groups(xs: &[f64]) -> Vec<std::ops::Range<usize>> {
+    let mut out: Vec<std::ops::Range<usize>> = Vec::new();
+    for (i, x) in xs.iter().enumerate() {
+        match out.last_mut() {
+            Some(g) if x - xs[i - 1] < GROUP_PX => g.end = i + 1,
+            _ => out.push(i..i + 1),
+        }
+    }
+    out
+}
+
+/// One label for a group of markers: `action 06:30:05`, or the labels in order
+/// with their counts and the group's span (`detected, action ×3 06:28:00–06:29:10`).
+fn group_label(markers: &[Marker], tz: Tz) -> String {
+    let first = Time::new(markers[0].at, tz).time;
+    if markers.len() == 1 {
+        return format!("{} {first}", markers[0].label);
+    }
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for m in markers {
+        match counts.iter_mut().find(|(l, _)| *l == m.label) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((&m.label, 1)),
+        }
+    }
+    let words: Vec<String> = counts
+        .iter()
+        .map(|(l, n)| {
+            if *n > 1 {
+                format!("{l} ×{n}")
+            } else {
+                (*l).to_owned()
+            }
+        })
+        .collect();
+    let last = Time::new(markers[markers.len() - 1].at, tz).time;
+    format!("{} {first}–{last}", words.join(", "))
 }
 
 /// The number as the axis shows it: at most 3 decimals, no trailing zeros.
@@ -234,16 +309,23 @@ pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
     let plot_w = WIDTH - LEFT - RIGHT;
     let x = |t: DateTime<Utc>| LEFT + (t - t0).num_milliseconds() as f64 / span_ms * plot_w;
 
-    // Labels in rows above the plot: each goes in the first row where it does not
-    // run into the previous label; right of the middle, a label ends at its line.
+    // Labels in rows above the plot, one per group of close markers: each goes in
+    // the first row where it does not run into the previous label; right of the
+    // middle, a label ends at its group's last line.
+    let xs: Vec<f64> = markers.iter().map(|m| x(m.at)).collect();
     let mut rows: Vec<f64> = Vec::new(); // the right edge of each row's last label
-    let mut placed: Vec<(usize, f64, bool)> = Vec::new(); // (row, x, anchored at the end)
-    for mk in &markers {
-        let text = format!("{} {}", mk.label, Time::new(mk.at, tz).time);
+    // (row, x, anchored at the end, text) per group.
+    let mut placed: Vec<(usize, f64, bool, String, usize)> = Vec::new();
+    for (gi, g) in groups(&xs).into_iter().enumerate() {
+        let text = group_label(&markers[g.clone()], tz);
         let w = text.chars().count() as f64 * CHAR_WIDTH;
-        let mx = x(mk.at);
-        let end = mx > LEFT + plot_w / 2.0;
-        let (from, to) = if end { (mx - w, mx) } else { (mx, mx + w) };
+        let (gx0, gx1) = (xs[g.start], xs[g.end - 1]);
+        let end = gx0 > LEFT + plot_w / 2.0;
+        let (mx, from, to) = if end {
+            (gx1, gx1 - w, gx1)
+        } else {
+            (gx0, gx0, gx0 + w)
+        };
         let row = match rows.iter().position(|&right| right + 8.0 <= from) {
             Some(r) => r,
             None => {
@@ -252,7 +334,9 @@ pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
             }
         };
         rows[row] = to;
-        placed.push((row, mx, end));
+        for _ in g {
+            placed.push((row, mx, end, text.clone(), gi));
+        }
     }
     let top = 12.0 + ROW * rows.len().max(1) as f64;
     let bottom = top + PLOT_HEIGHT;
@@ -377,8 +461,9 @@ pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
             y(*v)
         );
     }
-    // The markers and their labels.
-    for (mk, (row, mx, end)) in markers.iter().zip(&placed) {
+    // The markers, and one label per group.
+    let mut labelled: Option<usize> = None;
+    for (i, (mk, (row, lx, end, text, gi))) in markers.iter().zip(&placed).enumerate() {
         let ly = 12.0 + ROW * *row as f64 + 9.0;
         let colour = match mk.kind {
             "impact-start" => "#c62828",
@@ -386,6 +471,7 @@ pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
             "mitigated" | "end" => "#2e7d32",
             _ => "#37474f",
         };
+        let mx = xs[i];
         let _ = writeln!(
             s,
             r##"<line class="marker" data-kind="{}" data-at="{}" x1="{mx:.1}" y1="{:.1}" x2="{mx:.1}" y2="{bottom:.1}" stroke="{colour}" stroke-dasharray="4 3"/>"##,
@@ -393,14 +479,16 @@ pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
             mk.at.format("%Y-%m-%dT%H:%M:%S%.3fZ"),
             ly + 3.0
         );
-        let _ = writeln!(
-            s,
-            r##"<text class="marker-label" x="{:.1}" y="{ly:.1}" text-anchor="{}" fill="{colour}">{} {}</text>"##,
-            if *end { mx - 3.0 } else { mx + 3.0 },
-            if *end { "end" } else { "start" },
-            xml(&mk.label),
-            Time::new(mk.at, tz).time
-        );
+        if labelled != Some(*gi) {
+            labelled = Some(*gi);
+            let _ = writeln!(
+                s,
+                r##"<text class="marker-label" x="{:.1}" y="{ly:.1}" text-anchor="{}" fill="{colour}">{}</text>"##,
+                if *end { lx - 3.0 } else { lx + 3.0 },
+                if *end { "end" } else { "start" },
+                xml(text)
+            );
+        }
     }
     s.push_str("</svg>\n");
     let alt = format!("{query} over the incident, with its milestones marked");
@@ -444,6 +532,92 @@ mod tests {
         assert_eq!(href("pm.impact.svg"), "pm.impact.svg");
         assert_eq!(href("a b(1).svg"), "a%20b%281%29.svg");
         assert_eq!(href("ü].svg"), "%C3%BC%5D.svg");
+    }
+
+    #[test]
+    fn close_markers_are_grouped_under_one_label() {
+        assert_eq!(
+            groups(&[0.0, 10.0, 30.0, 100.0, 200.0, 220.0]),
+            vec![0..3, 3..4, 4..6]
+        );
+        let at = |s: i64| DateTime::from_timestamp(1_520_922_480 + s, 0).unwrap();
+        let mk = |s, label: &str| Marker {
+            at: at(s),
+            kind: "action",
+            label: label.into(),
+        };
+        let tz: Tz = "UTC".parse().unwrap();
+        assert_eq!(group_label(&[mk(0, "action")], tz), "action 06:28:00");
+        assert_eq!(
+            group_label(&[mk(0, "detected"), mk(5, "action"), mk(9, "action")], tz),
+            "detected, action ×2 06:28:00–06:28:09"
+        );
+    }
+
+    /// Every action and every verification of the escalated fixture has its line,
+    /// at its time; labels in one row do not overlap.
+    #[test]
+    fn every_action_and_verification_is_marked_and_labels_do_not_overlap() {
+        let j = escalated();
+        let opts = RenderOpts {
+            chart_file: Some("c.svg".into()),
+            ..RenderOpts::default()
+        };
+        let pm = model_with(&j, &opts);
+        let svg = pm.chart_svg.clone().expect("a chart");
+        let lines: Vec<&str> = svg
+            .lines()
+            .filter(|l| l.starts_with("<line class=\"marker\""))
+            .collect();
+        let at_of = |l: &str| -> String {
+            let i = l.find("data-at=\"").expect("data-at") + 9;
+            l[i..i + l[i..].find('"').expect("quoted")].to_owned()
+        };
+        let marked: Vec<String> = lines.iter().map(|l| at_of(l)).collect();
+        let entries: Vec<_> = pm.timeline.iter().flat_map(|d| &d.entries).collect();
+        let mut wanted = 0;
+        for e in &entries {
+            if e.step_kind.as_deref() == Some("action")
+                && matches!(e.kind.as_str(), "step" | "rung")
+                && let Some(op) = e.ops.first()
+            {
+                wanted += 1;
+                let t: DateTime<Utc> = op.started.utc.parse().unwrap();
+                let t = t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+                assert!(marked.contains(&t), "action {} at {t}: {marked:?}", e.title);
+            }
+            if let Some(v) = &e.verification {
+                wanted += 1;
+                let t: DateTime<Utc> = v.last.utc.parse().unwrap();
+                let t = t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+                assert!(marked.contains(&t), "verification at {t}: {marked:?}");
+            }
+        }
+        assert!(wanted >= 3, "the fixture has actions and verifications");
+        // Labels: no two in one row overlap (same estimate as the layout).
+        let mut spans: Vec<(String, f64, f64)> = Vec::new();
+        for l in svg
+            .lines()
+            .filter(|l| l.starts_with("<text class=\"marker-label\""))
+        {
+            let attr = |k: &str| -> String {
+                let i = l.find(&format!(" {k}=\"")).expect(k) + k.len() + 3;
+                l[i..i + l[i..].find('"').unwrap()].to_owned()
+            };
+            let x: f64 = attr("x").parse().unwrap();
+            let text = &l[l.find('>').unwrap() + 1..l.rfind("</text>").unwrap()];
+            let w = text.chars().count() as f64 * CHAR_WIDTH;
+            let (a, b) = if attr("text-anchor") == "end" {
+                (x - w, x)
+            } else {
+                (x, x + w)
+            };
+            for (y, a2, b2) in &spans {
+                assert!(*y != attr("y") || b <= *a2 || a >= *b2, "{l} overlaps");
+            }
+            spans.push((attr("y"), a, b));
+        }
+        assert!(!spans.is_empty() && spans.len() <= lines.len());
     }
 
     #[test]

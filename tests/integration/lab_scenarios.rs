@@ -334,7 +334,7 @@ async fn prometheus_query_api_answers_vectors_and_rejects_what_it_cannot_parse()
     );
     let (_, v) = ask("launch_success_rate == 1").await;
     assert!(v["data"]["result"].as_array().unwrap().is_empty());
-    let (code, v) = ask("rate(x[5m])").await;
+    let (code, v) = ask("topk(3, x)").await;
     assert_eq!(code, 400);
     assert_eq!(v["status"], "error");
 }

@@ -52,6 +52,7 @@ mod lab_kubectl;
 mod lab_network;
 mod lab_node_faults;
 mod lab_pressure;
+mod lab_prometheus;
 mod lab_scenarios;
 mod lint_bench;
 mod lint_cli;

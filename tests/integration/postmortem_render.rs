@@ -594,6 +594,7 @@ pub(crate) fn check_chart(svg: &str) -> Vec<(String, chrono::DateTime<chrono::Ut
         let word = match kind.as_str() {
             "impact-start" => "impact start",
             "first-action" => "first action",
+            "verification" => "verif",
             "end" => "",
             k => k,
         };
@@ -624,7 +625,15 @@ fn a_prometheus_run_gets_an_impact_chart_with_its_milestones_marked() {
         "the chart replaces the gantt chart"
     );
     let markers = check_chart(&svg);
-    let kinds: Vec<&str> = markers.iter().map(|(k, _)| k.as_str()).collect();
+    // Every action and verification is marked too (src/render/chart.rs checks
+    // their times); the milestones, in order:
+    assert!(markers.iter().any(|(k, _)| k == "action"), "{svg}");
+    assert!(markers.iter().any(|(k, _)| k == "verification"), "{svg}");
+    let kinds: Vec<&str> = markers
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !matches!(*k, "action" | "verification"))
+        .collect();
     assert_eq!(
         kinds,
         [

@@ -52,23 +52,91 @@ pub(super) fn resource_list(g: &str, v: &str) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
 }
 
-pub(super) fn prometheus(lab: &Lab, params: &Params, body: &Bytes, _h: &HeaderMap) -> Response {
-    let mut q = params.get("query").cloned();
-    if q.is_none() {
-        // POST with a form body, as Prometheus clients may send.
-        if let Ok(form) = serde_urlencoded_parse(body) {
-            q = form.get("query").cloned();
+pub(super) fn prometheus(
+    lab: &Lab,
+    params: &Params,
+    body: &Bytes,
+    _h: &HeaderMap,
+    range: bool,
+) -> Response {
+    // GET parameters, or a POST form body, as Prometheus clients may send.
+    let mut params = params.clone();
+    if let Ok(form) = serde_urlencoded_parse(body) {
+        for (k, v) in form {
+            params.entry(k).or_insert(v);
         }
     }
-    let Some(q) = q else {
-        return json_response(
+    let bad = |e: String| {
+        json_response(
             400,
-            &json!({"status": "error", "errorType": "bad_data", "error": "missing query parameter \"query\""}),
-        );
+            &json!({"status": "error", "errorType": "bad_data", "error": e}),
+        )
     };
-    let st = lab.lock();
-    let (code, v) = metrics::query(&st, &q);
-    json_response(code, &v)
+    let Some(q) = params.get("query").cloned() else {
+        return bad("missing query parameter \"query\"".into());
+    };
+    let now = lab.now().timestamp_millis();
+    let time = |name: &str, default: Option<i64>| -> Result<i64, String> {
+        match params.get(name).map(String::as_str) {
+            None | Some("") => default.ok_or_else(|| {
+                format!("invalid parameter \"{name}\": cannot parse \"\" to a valid timestamp")
+            }),
+            Some(s) => parse_prom_time(s).ok_or_else(|| {
+                format!("invalid parameter \"{name}\": cannot parse {s:?} to a valid timestamp")
+            }),
+        }
+    };
+    lab.scrape_for_query();
+    if range {
+        let (start, end) = match (time("start", None), time("end", None)) {
+            (Ok(s), Ok(e)) => (s, e),
+            (Err(e), _) | (_, Err(e)) => return bad(e),
+        };
+        let step = match params.get("step").map(String::as_str) {
+            Some(s) => match parse_prom_duration(s) {
+                Some(d) => d,
+                None => {
+                    return bad(format!(
+                        "invalid parameter \"step\": cannot parse {s:?} to a valid duration"
+                    ));
+                }
+            },
+            None => {
+                return bad(
+                    "invalid parameter \"step\": cannot parse \"\" to a valid duration".into(),
+                );
+            }
+        };
+        let history = lab.history();
+        let (code, v) = metrics::query_range(&history.series, &q, start, end, step);
+        json_response(code, &v)
+    } else {
+        let t = match time("time", Some(now)) {
+            Ok(t) => t,
+            Err(e) => return bad(e),
+        };
+        let history = lab.history();
+        let (code, v) = metrics::query(&history.series, &q, t);
+        json_response(code, &v)
+    }
+}
+
+/// A Prometheus API time: Unix seconds (`1520922480.5`) or RFC 3339; Unix ms.
+fn parse_prom_time(s: &str) -> Option<i64> {
+    if let Ok(f) = s.parse::<f64>() {
+        return f.is_finite().then(|| (f * 1000.0).round() as i64);
+    }
+    crate::lab::clock::parse_ts(s).map(|t| t.timestamp_millis())
+}
+
+/// A Prometheus API duration: seconds (`15`, `0.5`) or `15s`, `1m`, `1h30m`; ms.
+fn parse_prom_duration(s: &str) -> Option<i64> {
+    if let Ok(f) = s.parse::<f64>() {
+        return f.is_finite().then(|| (f * 1000.0).round() as i64);
+    }
+    crate::lab::clock::parse_duration(s)
+        .ok()
+        .map(|d| d.num_milliseconds())
 }
 
 /// `GET /metrics`: the scenario's metrics in Prometheus' text exposition format

@@ -91,6 +91,8 @@ pub async fn handle(AxState(lab): AxState<Lab>, req: Request) -> Response {
     let uri = req.uri().to_string();
     let method = req.method().as_str().to_string();
     let seq = lab.log_request(&method, &uri);
+    // The metrics as they were before this request changes anything.
+    lab.scrape();
     let fault = if lab_path(req.uri().path()) {
         None
     } else {
@@ -166,8 +168,11 @@ async fn serve(lab: &Lab, req: Request) -> Response {
         ),
         ["apis"] => json_response(200, &discovery::group_list()),
         ["metrics"] if parts.method == Method::GET => discovery::exposition(&lab),
-        ["api", "v1", "query"] | ["api", "v1", "query_range"] => {
-            discovery::prometheus(&lab, &params, &body, &parts.headers)
+        ["api", "v1", "query"] => {
+            discovery::prometheus(&lab, &params, &body, &parts.headers, false)
+        }
+        ["api", "v1", "query_range"] => {
+            discovery::prometheus(&lab, &params, &body, &parts.headers, true)
         }
         ["api", "v1"] => json_response(200, &discovery::resource_list("", "v1")),
         [
