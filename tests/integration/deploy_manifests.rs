@@ -53,7 +53,10 @@ fn the_deploy_manifests_are_valid_kubernetes_objects_that_agree_with_each_other(
     let namespace = ns(&sa.metadata);
     assert_eq!(namespace.as_deref(), Some("runbook"));
     let own: Namespace = load("00-namespace.yaml");
-    assert_eq!(own.metadata.name, namespace, "deploy/ creates its namespace");
+    assert_eq!(
+        own.metadata.name, namespace,
+        "deploy/ creates its namespace"
+    );
     for other in [&deploy.metadata, &svc.metadata, &pvc.metadata] {
         assert_eq!(
             ns(other),
@@ -177,7 +180,10 @@ async fn kubectl_applies_the_deploy_folder_to_the_lab_and_the_deployment_rolls_o
         assert!(out.contains(made), "no `{made}` in:\n{out}");
     }
     // What deploy/README.md has you add: the runbooks and the secrets.
-    let runbook_file = root.join("runbooks/hub-pvc-locked.yaml").display().to_string();
+    let runbook_file = root
+        .join("runbooks/hub-pvc-locked.yaml")
+        .display()
+        .to_string();
     for (what, args) in [
         (
             "cm.yaml",

@@ -627,7 +627,11 @@ fn a_gate_is_skipped_or_declined_from_the_page_with_csrf_and_journaled_with_who(
     let d = of_kind(&ev, "gate_decided");
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(
-        (d[0]["decision"].as_str(), d[0]["by"].as_str(), d[0]["source"].as_str()),
+        (
+            d[0]["decision"].as_str(),
+            d[0]["by"].as_str(),
+            d[0]["source"].as_str()
+        ),
         (Some("skipped"), Some("bob"), Some("remote"))
     );
     assert_eq!(d[0]["digest"], digest.as_str());
@@ -662,7 +666,11 @@ fn a_gate_is_skipped_or_declined_from_the_page_with_csrf_and_journaled_with_who(
     let d = of_kind(&ev, "gate_decided");
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(
-        (d[0]["decision"].as_str(), d[0]["by"].as_str(), d[0]["source"].as_str()),
+        (
+            d[0]["decision"].as_str(),
+            d[0]["by"].as_str(),
+            d[0]["source"].as_str()
+        ),
         (Some("declined"), Some("ana"), Some("remote"))
     );
     assert!(!s.runbooks.join("restarted").exists());
