@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 /// The W3C element reference key.
-const ELEMENT: &str = "element-6066-11e4-a23c-4a6b0e5d8a6f";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// True when `chromium` and `chromedriver` are on PATH.
 pub fn installed() -> bool {
@@ -61,12 +61,42 @@ fn request(addr: &str, method: &str, path: &str, body: Option<&Value>) -> Result
         body.len()
     );
     s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    // chromedriver says `Connection: close` but keeps the socket open: read the
+    // head, then exactly Content-Length bytes.
     let mut out = Vec::new();
-    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&out);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("not an HTTP answer: {text:?}"))?;
+    let mut buf = [0u8; 65536];
+    let head_end = loop {
+        if let Some(i) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            return Err(format!(
+                "chromedriver closed before answering: {:?}",
+                String::from_utf8_lossy(&out)
+            ));
+        }
+        out.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&out[..head_end]).into_owned();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())
+                .flatten()
+        })
+        .ok_or_else(|| format!("no Content-Length in {head:?}"))?;
+    while out.len() < head_end + length {
+        let n = s.read(&mut buf).map_err(|e| e.to_string())?;
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let body = String::from_utf8_lossy(&out[head_end..]).into_owned();
+    let body = body.as_str();
     let v: Value = serde_json::from_str(body).map_err(|e| format!("{e}: {body}"))?;
     if head.starts_with("HTTP/1.1 200") {
         Ok(v["value"].clone())
