@@ -29,6 +29,9 @@ pub enum Verdict {
     Approve,
     /// Decline the plan (the run ends as aborted), or report a manual step failed.
     Decline,
+    /// Skip the step at its gate without running its plan (the run goes on), as the
+    /// terminal prompt's `skip` does; or skip a manual step.
+    Skip,
 }
 
 /// One decision to submit.
@@ -186,6 +189,10 @@ fn decide(
                 approvers.clear();
                 Decision::Declined
             }
+            Verdict::Skip => {
+                approvers.clear();
+                Decision::Skipped
+            }
         };
         base.step = step.into();
         base.rung = pending.rung.clone();
@@ -220,6 +227,7 @@ fn decide(
             outcome: match sub.verdict {
                 Verdict::Approve => Outcome::Ok,
                 Verdict::Decline => Outcome::Failed,
+                Verdict::Skip => Outcome::Skipped,
             },
             by: sub.by.into(),
         };

@@ -379,10 +379,11 @@ pub(crate) fn decide(app: &App, run: &str, who: &Identity, body: &DecisionBody) 
     let verdict = match body.decision.as_str() {
         "approve" => Verdict::Approve,
         "decline" => Verdict::Decline,
+        "skip" => Verdict::Skip,
         other => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("decision {other:?}: expected approve or decline"),
+                format!("decision {other:?}: expected approve, decline or skip"),
             );
         }
     };

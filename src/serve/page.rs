@@ -289,7 +289,8 @@ pub async fn run(
 <form method=\"post\" action=\"/runs/{rid}/decision\">{hidden}\
 <input type=\"hidden\" name=\"step\" value=\"{step}\"><input type=\"hidden\" name=\"digest\" value=\"{d}\">\
 <button class=\"approve\" name=\"decision\" value=\"approve\">Approve</button>\
-<button class=\"decline\" name=\"decision\" value=\"decline\">Decline</button></form>",
+<button class=\"decline\" name=\"decision\" value=\"decline\">Decline</button>\
+<button class=\"skip\" name=\"decision\" value=\"skip\">Skip this step</button></form>",
                     d = esc(digest)
                 );
             }

@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Service, ServiceAccount};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -52,6 +52,11 @@ fn the_deploy_manifests_are_valid_kubernetes_objects_that_agree_with_each_other(
     let ns = |m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| m.namespace.clone();
     let namespace = ns(&sa.metadata);
     assert_eq!(namespace.as_deref(), Some("runbook"));
+    let own: Namespace = load("00-namespace.yaml");
+    assert_eq!(
+        own.metadata.name, namespace,
+        "deploy/ creates its namespace"
+    );
     for other in [&deploy.metadata, &svc.metadata, &pvc.metadata] {
         assert_eq!(
             ns(other),
@@ -146,4 +151,134 @@ fn the_deploy_manifests_are_valid_kubernetes_objects_that_agree_with_each_other(
         sc.capabilities.as_ref().and_then(|c| c.drop.clone()),
         Some(vec!["ALL".to_string()])
     );
+}
+
+/// deploy/ applied for real: kubectl 1.37 applies the folder to the lab (loaded with
+/// the seed incident's scenario), then the ConfigMap of runbooks and the Secret as
+/// deploy/README.md says to make them; the Deployment rolls out as the
+/// ServiceAccount, the Service finds its pod, and applying again changes nothing.
+/// `--validate=false`: the lab serves no OpenAPI document for kubectl's client-side
+/// schema check (a real API server does; the typed parse above stands in for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl (scripts/test.sh installs it)"]
+async fn kubectl_applies_the_deploy_folder_to_the_lab_and_the_deployment_rolls_out() {
+    use crate::support::kubectl::Kubectl;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let lab =
+        runbook::lab::Lab::from_scenario_file(root.join("runbooks/hub-pvc-locked.scenario.yaml"))
+            .unwrap();
+    let k = Kubectl::start(&lab).await;
+    let deploy = root.join("deploy").display().to_string();
+    let out = k.ok(&["apply", "--validate=false", "-f", &deploy]).await;
+    for made in [
+        "namespace/runbook created",
+        "deployment.apps/runbook created",
+        "persistentvolumeclaim/runbook-state created",
+        "service/runbook created",
+        "serviceaccount/runbook created",
+    ] {
+        assert!(out.contains(made), "no `{made}` in:\n{out}");
+    }
+    // What deploy/README.md has you add: the runbooks and the secrets.
+    let runbook_file = root
+        .join("runbooks/hub-pvc-locked.yaml")
+        .display()
+        .to_string();
+    for (what, args) in [
+        (
+            "cm.yaml",
+            vec![
+                "-n",
+                "runbook",
+                "create",
+                "configmap",
+                "runbook-runbooks",
+                "--from-file",
+                &runbook_file,
+                "--dry-run=client",
+                "-o",
+                "yaml",
+            ],
+        ),
+        (
+            "secret.yaml",
+            vec![
+                "-n",
+                "runbook",
+                "create",
+                "secret",
+                "generic",
+                "runbook-secrets",
+                "--from-literal=RUNBOOK_SERVE_WEBHOOK_TOKEN=am-token-0123456789",
+                "--dry-run=client",
+                "-o",
+                "yaml",
+            ],
+        ),
+    ] {
+        let yaml = k.ok(&args).await;
+        let file = k.dir.path().join(what);
+        std::fs::write(&file, yaml).unwrap();
+        let file = file.display().to_string();
+        k.ok(&["apply", "--validate=false", "-f", &file]).await;
+    }
+
+    k.ok(&[
+        "-n",
+        "runbook",
+        "rollout",
+        "status",
+        "deployment/runbook",
+        "--timeout=30s",
+    ])
+    .await;
+    let sa = k
+        .ok(&[
+            "-n",
+            "runbook",
+            "get",
+            "pods",
+            "-l",
+            "app.kubernetes.io/name=runbook",
+            "-o",
+            "jsonpath={.items[*].spec.serviceAccountName}",
+        ])
+        .await;
+    assert_eq!(sa.trim(), "runbook", "the pod runs as the ServiceAccount");
+    let ip = k
+        .ok(&[
+            "-n",
+            "runbook",
+            "get",
+            "endpoints",
+            "runbook",
+            "-o",
+            "jsonpath={.subsets[0].addresses[0].ip}",
+        ])
+        .await;
+    assert!(
+        !ip.trim().is_empty(),
+        "the Service selects the Deployment's pod"
+    );
+    let cm = k
+        .ok(&[
+            "-n",
+            "runbook",
+            "get",
+            "configmap",
+            "runbook-runbooks",
+            "-o",
+            "jsonpath={.data}",
+        ])
+        .await;
+    assert!(cm.contains("hub-pvc-locked.yaml"), "{cm}");
+
+    // Applying the same folder again is a no-op.
+    let again = k.ok(&["apply", "--validate=false", "-f", &deploy]).await;
+    assert_eq!(
+        again.matches(" unchanged").count(),
+        5,
+        "applying again changes nothing:\n{again}"
+    );
+    k.stop().await;
 }

@@ -82,6 +82,7 @@ mod rung_verify;
 mod runs_manage;
 mod secrets;
 mod serve;
+mod serve_browser;
 mod suite_bugs;
 mod suite_cli;
 mod titles_summary;

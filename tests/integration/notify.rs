@@ -26,6 +26,8 @@ pub(crate) enum Answer {
 pub(crate) struct Got {
     headers: Vec<(String, String)>,
     body: String,
+    /// When it arrived (for latencies).
+    pub(crate) at: std::time::SystemTime,
 }
 
 impl Got {
@@ -73,6 +75,7 @@ impl Receiver {
                                     })
                                     .collect(),
                                 body,
+                                at: std::time::SystemTime::now(),
                             });
                             match answer {
                                 Answer::Ok => axum::http::StatusCode::OK,

@@ -538,6 +538,144 @@ fn unauthenticated_and_cross_site_approvals_are_refused_and_journaled_nowhere() 
     assert_eq!(d["by"], "ana");
 }
 
+/// The CSRF token the run page gives the person whose token is in the cookie.
+fn csrf_of(s: &Server, run_id: &str, token: &str) -> String {
+    let (st, html) = http(
+        &s.addr,
+        "GET",
+        &format!("/runs/{run_id}"),
+        &[("Cookie", &format!("runbook_token={token}"))],
+        b"",
+    );
+    assert_eq!(st, 200, "{html}");
+    html.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("the page has a CSRF field")
+        .to_owned()
+}
+
+#[test]
+fn a_gate_is_skipped_or_declined_from_the_page_with_csrf_and_journaled_with_who() {
+    let dir = world();
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[],
+    );
+    let labels = json!({"alertname": "HubDown", "namespace": "prod"});
+    let skipped = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &alert("group-1", "firing", labels.clone()),
+    ));
+    let declined = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &alert("group-2", "firing", labels),
+    ));
+    let ct = ("Content-Type", "application/x-www-form-urlencoded");
+    let origin = format!("http://{}", s.addr);
+
+    // Bob skips the first run's gate: the page offers it; without the CSRF token
+    // the form is refused and nothing is journaled.
+    let digest = waiting_gate(&s, &skipped, "restart");
+    let (_, html) = http(
+        &s.addr,
+        "GET",
+        &format!("/runs/{skipped}"),
+        &[("Cookie", &format!("runbook_token={BOB}"))],
+        b"",
+    );
+    assert!(
+        html.contains("value=\"skip\">Skip this step</button>"),
+        "the page offers Skip at the gate: {html}"
+    );
+    let bob = format!("runbook_token={BOB}");
+    let form = |csrf: &str, decision: &str| {
+        format!("csrf={csrf}&step=restart&digest={digest}&decision={decision}")
+    };
+    let page = format!("/runs/{skipped}/decision");
+    let (st, _) = http(
+        &s.addr,
+        "POST",
+        &page,
+        &[ct, ("Cookie", &bob), ("Origin", &origin)],
+        form("", "skip").as_bytes(),
+    );
+    assert_eq!(st, 403, "a skip without the CSRF token");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(of_kind(&events(&s.state, &skipped), "gate_decided").is_empty());
+    let csrf = csrf_of(&s, &skipped, BOB);
+    let (st, _) = http(
+        &s.addr,
+        "POST",
+        &page,
+        &[ct, ("Cookie", &bob), ("Origin", &origin)],
+        form(&csrf, "skip").as_bytes(),
+    );
+    assert_eq!(st, 303, "back to the run page");
+    let status = wait_until("the skipped run ends", || {
+        of_kind(&events(&s.state, &skipped), "run_finished")
+            .first()
+            .map(|e| e["status"].clone())
+    });
+    assert_eq!(status, "succeeded", "a skipped step does not fail the run");
+    let ev = events(&s.state, &skipped);
+    let d = of_kind(&ev, "gate_decided");
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (
+            d[0]["decision"].as_str(),
+            d[0]["by"].as_str(),
+            d[0]["source"].as_str()
+        ),
+        (Some("skipped"), Some("bob"), Some("remote"))
+    );
+    assert_eq!(d[0]["digest"], digest.as_str());
+    assert!(
+        !of_kind(&ev, "step_skipped").is_empty(),
+        "the step is journaled skipped: {ev:?}"
+    );
+    assert!(
+        !s.runbooks.join("restarted").exists(),
+        "a skipped step runs nothing"
+    );
+
+    // Ana declines the second run's plan: the run ends aborted, naming her.
+    let digest = waiting_gate(&s, &declined, "restart");
+    let ana = format!("runbook_token={ANA}");
+    let csrf = csrf_of(&s, &declined, ANA);
+    let (st, _) = http(
+        &s.addr,
+        "POST",
+        &format!("/runs/{declined}/decision"),
+        &[ct, ("Cookie", &ana), ("Origin", &origin)],
+        format!("csrf={csrf}&step=restart&digest={digest}&decision=decline").as_bytes(),
+    );
+    assert_eq!(st, 303);
+    let status = wait_until("the declined run ends", || {
+        of_kind(&events(&s.state, &declined), "run_finished")
+            .first()
+            .map(|e| e["status"].clone())
+    });
+    assert_eq!(status, "aborted");
+    let ev = events(&s.state, &declined);
+    let d = of_kind(&ev, "gate_decided");
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(
+        (
+            d[0]["decision"].as_str(),
+            d[0]["by"].as_str(),
+            d[0]["source"].as_str()
+        ),
+        (Some("declined"), Some("ana"), Some("remote"))
+    );
+    assert!(!s.runbooks.join("restarted").exists());
+}
+
 #[test]
 fn two_approvals_racing_for_one_gate_make_exactly_one_decision() {
     let dir = world();

@@ -6,6 +6,7 @@ pub mod kube;
 pub mod kubectl;
 pub mod measured;
 pub mod scripted;
+pub mod webdriver;
 
 /// `text` as a regex matching itself, for insta filters that hide temp paths.
 pub fn regex_escape(text: &str) -> String {
