@@ -180,7 +180,7 @@ fn link_owner_uids(st: &mut state::State) {
                 .and_then(Value::as_array)
                 .is_some_and(|refs| {
                     refs.iter()
-                        .any(|o| !o["uid"].as_str().is_some_and(|u| !u.is_empty()))
+                        .any(|o| o["uid"].as_str().is_none_or(str::is_empty))
                 })
         })
         .map(|(k, v)| (k.clone(), v.clone()))
