@@ -2,11 +2,12 @@
 //! what a change affects without scanning every object: pods by node and by claim,
 //! objects by uid and by owner uid, events by the object they are about.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use super::select::field_value;
+use super::quantity::pod_requests;
+use super::select::{LabelReq, LabelSelector, field_value};
 use super::state::str_at;
 use super::store::Key;
 
@@ -29,10 +30,32 @@ pub struct Indexes {
     /// [`INDEXED_POD_FIELDS`]: a list with `fieldSelector=spec.nodeName=X` reads the
     /// pods on X, not every pod.
     pods_by_field: HashMap<(&'static str, String), BTreeSet<PodKey>>,
-    /// (namespace, label key, label value) → pods carrying that label: a Service's
-    /// selector finds its pods from the rarest of its labels, not by reading every pod
-    /// of the namespace (the endpoints controllers).
-    pods_by_label: HashMap<(String, String, String), BTreeSet<PodKey>>,
+    /// (label key, label value) → pods carrying that label, in (namespace, name)
+    /// order: a Service's selector finds its pods from the rarest of its labels (the
+    /// endpoints controllers), and a list's `labelSelector` (`=`, `in`, exists) reads
+    /// only the pods its narrowest requirement names.
+    pods_by_label: HashMap<(String, String), BTreeSet<PodKey>>,
+    /// Label key → the values some pod has for it, for `in` and exists requirements.
+    label_values: HashMap<String, BTreeSet<String>>,
+    /// Node → requests summed over the pods bound to it that hold resources, kept
+    /// as pods are written instead of summed again at each scheduling pass.
+    usage: HashMap<String, NodeUsage>,
+}
+
+/// What the pods bound to a node request: requests summed in milli-units, and how
+/// many pods. Pods that ended (Succeeded, Failed) hold nothing; terminating pods still
+/// count, as in the scheduler's cache.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NodeUsage {
+    pub requested: BTreeMap<String, i128>,
+    pub pods: i128,
+}
+
+/// The node a pod holds resources on, if any.
+fn holding_node(pod: &Value) -> Option<&str> {
+    let node = str_at(pod, "/spec/nodeName");
+    let phase = str_at(pod, "/status/phase");
+    (!node.is_empty() && phase != "Succeeded" && phase != "Failed").then_some(node)
 }
 
 /// A pod's labels as (key, value) pairs.
@@ -46,6 +69,16 @@ fn labels_of(obj: &Value) -> impl Iterator<Item = (&str, &str)> {
 
 /// Pod fields whose field-selector equalities are served from an index.
 pub const INDEXED_POD_FIELDS: [&str; 2] = ["spec.nodeName", "status.phase"];
+
+/// The pods of a set in `ns` (all when `None`), in (namespace, name) order.
+fn in_namespace<'a>(
+    set: &'a BTreeSet<PodKey>,
+    ns: Option<&'a str>,
+) -> impl Iterator<Item = &'a PodKey> + 'a {
+    let from = (ns.unwrap_or("").to_string(), String::new());
+    set.range(from..)
+        .take_while(move |(n, _)| ns.is_none_or(|ns| n == ns))
+}
 
 fn add<K: std::hash::Hash + Eq, V: Ord>(m: &mut HashMap<K, BTreeSet<V>>, k: K, v: V) {
     m.entry(k).or_default().insert(v);
@@ -93,6 +126,13 @@ impl Indexes {
         match key.0.as_str() {
             "pods" => {
                 let pk = (key.1.clone(), key.2.clone());
+                if let Some(node) = holding_node(obj) {
+                    let u = self.usage.entry(node.to_string()).or_default();
+                    u.pods += 1;
+                    for (r, q) in pod_requests(obj) {
+                        *u.requested.entry(r).or_default() += q;
+                    }
+                }
                 add(
                     &mut self.pods_by_node,
                     str_at(obj, "/spec/nodeName").to_string(),
@@ -113,11 +153,11 @@ impl Indexes {
                     );
                 }
                 for (k, v) in labels_of(obj) {
-                    add(
-                        &mut self.pods_by_label,
-                        (key.1.clone(), k.to_string(), v.to_string()),
-                        pk.clone(),
-                    );
+                    let lk = (k.to_string(), v.to_string());
+                    if !self.pods_by_label.contains_key(&lk) {
+                        add(&mut self.label_values, lk.0.clone(), lk.1.clone());
+                    }
+                    add(&mut self.pods_by_label, lk, pk.clone());
                 }
             }
             "events" => {
@@ -141,6 +181,22 @@ impl Indexes {
         match key.0.as_str() {
             "pods" => {
                 let pk = (key.1.clone(), key.2.clone());
+                if let Some(node) = holding_node(obj)
+                    && let Some(u) = self.usage.get_mut(node)
+                {
+                    u.pods -= 1;
+                    for (r, q) in pod_requests(obj) {
+                        if let Some(sum) = u.requested.get_mut(&r) {
+                            *sum -= q;
+                            if *sum == 0 {
+                                u.requested.remove(&r);
+                            }
+                        }
+                    }
+                    if u.pods <= 0 {
+                        self.usage.remove(node);
+                    }
+                }
                 del(
                     &mut self.pods_by_node,
                     &str_at(obj, "/spec/nodeName").to_string(),
@@ -157,11 +213,11 @@ impl Indexes {
                     del(&mut self.pods_by_field, &(f, field_value(obj, f)), &pk);
                 }
                 for (k, v) in labels_of(obj) {
-                    del(
-                        &mut self.pods_by_label,
-                        &(key.1.clone(), k.to_string(), v.to_string()),
-                        &pk,
-                    );
+                    let lk = (k.to_string(), v.to_string());
+                    del(&mut self.pods_by_label, &lk, &pk);
+                    if !self.pods_by_label.contains_key(&lk) {
+                        del(&mut self.label_values, &lk.0, &lk.1);
+                    }
                 }
             }
             "events" => {
@@ -178,6 +234,11 @@ impl Indexes {
             .get(node)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// What the pods holding resources on `node` request (zero when none do).
+    pub fn usage_on(&self, node: &str) -> NodeUsage {
+        self.usage.get(node).cloned().unwrap_or_default()
     }
 
     /// How many pods are bound to `node`.
@@ -221,17 +282,60 @@ impl Indexes {
     ) -> Option<Vec<PodKey>> {
         let mut rarest: Option<&BTreeSet<PodKey>> = None;
         for (k, v) in labels {
-            let Some(set) = self
-                .pods_by_label
-                .get(&(ns.to_string(), k.to_string(), v.to_string()))
-            else {
+            let Some(set) = self.pods_by_label.get(&(k.to_string(), v.to_string())) else {
                 return Some(Vec::new());
             };
             if rarest.is_none_or(|r| set.len() < r.len()) {
                 rarest = Some(set);
             }
         }
-        rarest.map(|s| s.iter().cloned().collect())
+        rarest.map(|s| in_namespace(s, Some(ns)).cloned().collect())
+    }
+
+    /// The pods (of `ns`, or all) that may match a label selector, in (namespace,
+    /// name) order: those its narrowest `=`, `in` or exists requirement admits, for
+    /// the caller to check against the whole selector. `None` when no requirement can
+    /// be served from the index (only `!=`, `notin`, `!key`, or an empty selector).
+    pub fn pods_matching_labels(
+        &self,
+        ns: Option<&str>,
+        sel: &LabelSelector,
+    ) -> Option<Vec<PodKey>> {
+        // Each narrowing requirement as the index sets it is the union of.
+        let sets = |r: &LabelReq| -> Option<Vec<&BTreeSet<PodKey>>> {
+            let of = |k: &str, v: &str| self.pods_by_label.get(&(k.to_string(), v.to_string()));
+            match r {
+                LabelReq::Eq(k, v) => Some(of(k, v).into_iter().collect()),
+                LabelReq::In(k, vs) => {
+                    let mut vs: Vec<&String> = vs.iter().collect();
+                    vs.sort();
+                    vs.dedup();
+                    Some(vs.into_iter().filter_map(|v| of(k, v)).collect())
+                }
+                LabelReq::Exists(k) => Some(
+                    self.label_values
+                        .get(k)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|v| of(k, v))
+                        .collect(),
+                ),
+                LabelReq::NotEq(..) | LabelReq::NotIn(..) | LabelReq::NotExists(_) => None,
+            }
+        };
+        let narrowest = sel
+            .reqs
+            .iter()
+            .filter_map(sets)
+            .min_by_key(|s| s.iter().map(|s| s.len()).sum::<usize>())?;
+        let mut keys: Vec<PodKey> = narrowest
+            .into_iter()
+            .flat_map(|s| in_namespace(s, ns))
+            .cloned()
+            .collect();
+        // The sets of different values of one key are disjoint: sorting is enough.
+        keys.sort_unstable();
+        Some(keys)
     }
 
     pub fn by_uid(&self, uid: &str) -> Option<&Key> {
@@ -305,5 +409,59 @@ mod tests {
             ix.pods_with_labels("prod", sel).unwrap(),
             [("prod".to_string(), "web-2".to_string())]
         );
+    }
+
+    /// The old way: sum the requests of every pod on the node again.
+    fn usage_by_scan(pods: &BTreeMap<Key, Value>, node: &str) -> NodeUsage {
+        let mut u = NodeUsage::default();
+        for p in pods.values().filter(|p| holding_node(p) == Some(node)) {
+            u.pods += 1;
+            for (r, q) in pod_requests(p) {
+                *u.requested.entry(r).or_default() += q;
+            }
+        }
+        u.requested.retain(|_, q| *q != 0);
+        u
+    }
+
+    proptest::proptest! {
+        /// However pods are created, moved, resized, finished and deleted, the kept
+        /// per-node sums equal the sums computed from scratch.
+        #[test]
+        fn node_usage_kept_by_writes_equals_a_recount(
+            writes in proptest::collection::vec(
+                (0..12usize, 0..4usize, 0..4usize, 0..3000i64, 0..3usize, proptest::bool::ANY),
+                1..80,
+            ),
+        ) {
+            const NODES: [&str; 4] = ["", "n0", "n1", "n2"];
+            const PHASES: [&str; 4] = ["Pending", "Running", "Succeeded", "Failed"];
+            let mut ix = Indexes::default();
+            let mut pods: BTreeMap<Key, Value> = BTreeMap::new();
+            for (i, node, phase, cpu, mem, delete) in writes {
+                let key = ("pods".to_string(), "prod".to_string(), format!("p{i}"));
+                if let Some(old) = pods.remove(&key) {
+                    ix.remove(&key, &old);
+                }
+                if delete {
+                    continue;
+                }
+                let p = json!({
+                    "metadata": {"name": key.2, "namespace": "prod"},
+                    "spec": {"nodeName": NODES[node], "containers": [
+                        {"name": "a", "resources": {"requests": {"cpu": format!("{cpu}m")}}},
+                        {"name": "b", "resources": {"limits": {"memory": format!("{mem}Gi")}}},
+                    ]},
+                    "status": {"phase": PHASES[phase]},
+                });
+                ix.insert(&key, &p);
+                pods.insert(key, p);
+            }
+            for node in NODES {
+                let mut kept = ix.usage_on(node);
+                kept.requested.retain(|_, q| *q != 0);
+                proptest::prop_assert_eq!(kept, usage_by_scan(&pods, node), "node {:?}", node);
+            }
+        }
     }
 }

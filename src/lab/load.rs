@@ -12,7 +12,11 @@ use super::{
 };
 
 impl Lab {
-    pub(super) fn build(loaded: scenario::Loaded, speed: f64, at: Option<DateTime<Utc>>) -> Lab {
+    pub(super) fn build(
+        mut loaded: scenario::Loaded,
+        speed: f64,
+        at: Option<DateTime<Utc>>,
+    ) -> Lab {
         // The scenario's timestamps are written against its `start`; the lab re-bases
         // them so that `start` is now (or `at`). kubectl computes some ages client-side
         // (describe's events) from the wall clock, so for kubectl cluster time must stay
@@ -31,31 +35,48 @@ impl Lab {
             .collect();
         let mut st = state::State::new(clock, faults, loaded.scenario.metrics.clone());
         let ns_def = resources::by_key("namespaces").expect("invariant: namespaces are served");
-        let mut namespaces: Vec<String> = vec!["default".into(), "kube-system".into()];
+        // Each namespace an object is in, once (a namespace the scenario declares
+        // itself is created with its objects).
+        let declared: std::collections::HashSet<&str> = loaded
+            .objects
+            .iter()
+            .filter(|(d, _, _)| d.key() == "namespaces")
+            .filter_map(|(_, _, o)| o["metadata"]["name"].as_str())
+            .collect();
+        let mut namespaces: std::collections::BTreeSet<&str> =
+            ["default", "kube-system"].into_iter().collect();
         namespaces.extend(
             loaded
                 .objects
                 .iter()
                 .filter(|(d, _, _)| d.namespaced)
-                .map(|(_, ns, _)| ns.clone()),
+                .map(|(_, ns, _)| ns.as_str()),
         );
-        for ns in namespaces {
-            if st.store.get("namespaces", "", &ns).is_none()
-                && !loaded.objects.iter().any(|(d, _, o)| {
-                    d.key() == "namespaces" && o["metadata"]["name"] == ns.as_str()
-                })
-            {
-                let _ = st.store.create(
-                    ns_def,
-                    "",
-                    json!({"metadata": {"name": ns}, "status": {"phase": "Active"}}),
-                    start,
-                    true,
-                );
-            }
+        for ns in namespaces.into_iter().filter(|ns| !declared.contains(ns)) {
+            let _ = st.store.create(
+                ns_def,
+                "",
+                json!({"metadata": {"name": ns}, "status": {"phase": "Active"}}),
+                start,
+                true,
+            );
         }
-        for (def, ns, obj) in &loaded.objects {
-            let mut obj = obj.clone();
+        // The managed rules' objects, found before the objects move into the store.
+        let managed: Vec<_> = loaded
+            .scenario
+            .managed
+            .iter()
+            .filter_map(|rule| {
+                // `scenario::parse` checked that the object is declared.
+                let (def, ns, _) = loaded.objects.iter().find(|(d, ns, o)| {
+                    d.kind == rule.kind
+                        && o["metadata"]["name"] == rule.name.as_str()
+                        && (*ns == rule.namespace || (rule.namespace.is_empty() && ns == "default"))
+                })?;
+                Some((rule.clone(), def.key(), ns.clone()))
+            })
+            .collect();
+        for (def, ns, mut obj) in std::mem::take(&mut loaded.objects) {
             shift_timestamps(&mut obj, shift);
             if def.key() == "pods" {
                 state::default_pod(&mut obj);
@@ -65,7 +86,7 @@ impl Lab {
             }
             // Cannot fail: `scenario::parse` refused duplicates, invalid names and
             // objects without a name.
-            let _ = st.store.create(def, ns, obj, start, true);
+            let _ = st.store.create(def, &ns, obj, start, true);
         }
         // Node pools start with `nodes` (default `min`) Ready nodes each.
         st.node_pools = loaded.scenario.node_pools.clone();
@@ -108,16 +129,8 @@ impl Lab {
                 );
             }
         }
-        for rule in &loaded.scenario.managed {
-            // `scenario::parse` checked that the object is declared.
-            let Some((def, ns, _)) = loaded.objects.iter().find(|(d, ns, o)| {
-                d.kind == rule.kind
-                    && o["metadata"]["name"] == rule.name.as_str()
-                    && (*ns == rule.namespace || (rule.namespace.is_empty() && ns == "default"))
-            }) else {
-                continue;
-            };
-            controllers::managed::adopt(&mut st, rule.clone(), def.key(), ns.clone());
+        for (rule, key, ns) in managed {
+            controllers::managed::adopt(&mut st, rule, key, ns);
         }
         link_owner_uids(&mut st);
         st.link_event_uids();
@@ -169,26 +182,38 @@ fn shift_timestamps(v: &mut Value, shift: chrono::Duration) {
     }
 }
 
+/// Fill in the uid (and apiVersion) of owner references the scenario wrote by kind
+/// and name only. Only the objects that need it are copied, and owners are found by
+/// (kind, namespace, name) in a map, not by reading every object for each reference.
 fn link_owner_uids(st: &mut state::State) {
-    let all: Vec<(store::Key, Value)> = st
+    let unlinked: Vec<(store::Key, Value)> = st
         .store
         .all()
+        .filter(|(_, obj)| {
+            obj.pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .is_some_and(|refs| {
+                    refs.iter()
+                        .any(|o| o["uid"].as_str().is_none_or(str::is_empty))
+                })
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    for ((r, ns, name), obj) in &all {
-        let Some(refs) = obj
-            .pointer("/metadata/ownerReferences")
-            .and_then(Value::as_array)
-        else {
-            continue;
-        };
-        if refs
-            .iter()
-            .all(|o| o["uid"].as_str().is_some_and(|u| !u.is_empty()))
-        {
-            continue;
-        }
-        let mut new = obj.clone();
+    if unlinked.is_empty() {
+        return;
+    }
+    // (kind, namespace, name) → (uid, apiVersion); the first of a kind and name wins,
+    // in store order, as the scan this replaces found it.
+    let mut owners: std::collections::HashMap<(&str, &str, &str), (&Value, &Value)> =
+        std::collections::HashMap::new();
+    for ((_, ns, name), v) in st.store.all() {
+        let kind = v["kind"].as_str().unwrap_or_default();
+        owners
+            .entry((kind, ns.as_str(), name.as_str()))
+            .or_insert((&v["metadata"]["uid"], &v["apiVersion"]));
+    }
+    let mut updates = Vec::with_capacity(unlinked.len());
+    for ((r, ns, name), mut new) in unlinked {
         if let Some(refs) = new
             .pointer_mut("/metadata/ownerReferences")
             .and_then(Value::as_array_mut)
@@ -196,15 +221,21 @@ fn link_owner_uids(st: &mut state::State) {
             for o in refs.iter_mut() {
                 let kind = o["kind"].as_str().unwrap_or_default();
                 let oname = o["name"].as_str().unwrap_or_default();
-                let owner = all.iter().find(|((_, ons, n), v)| {
-                    v["kind"] == kind && n == oname && (ons == ns || ons.is_empty())
-                });
-                if let Some((_, v)) = owner {
-                    o["uid"] = v["metadata"]["uid"].clone();
-                    o["apiVersion"] = v["apiVersion"].clone();
+                // The owner in the same namespace, or a cluster-scoped one.
+                let owner = owners
+                    .get(&(kind, ns.as_str(), oname))
+                    .or_else(|| owners.get(&(kind, "", oname)))
+                    .map(|(uid, api)| ((*uid).clone(), (*api).clone()));
+                if let Some((uid, api)) = owner {
+                    o["uid"] = uid;
+                    o["apiVersion"] = api;
                 }
             }
         }
-        st.store.update(r, ns, name, new);
+        updates.push((r, ns, name, new));
+    }
+    drop(owners);
+    for (r, ns, name, new) in updates {
+        st.store.update(&r, &ns, &name, new);
     }
 }

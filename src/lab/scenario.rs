@@ -297,7 +297,7 @@ pub struct Loaded {
 /// `<seed scenario>`).
 pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
     // The one reader policy (duplicate keys, alias budget, strict booleans, tags).
-    let scenario: Scenario = yaml::from_str(text).map_err(|e| ScenarioError {
+    let mut scenario: Scenario = yaml::from_str(text).map_err(|e| ScenarioError {
         path: origin.to_string(),
         line: e.line,
         column: e.column,
@@ -338,7 +338,8 @@ pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
     };
     let mut objects = Vec::new();
     let mut seen = std::collections::HashMap::new();
-    for o in &scenario.objects {
+    // The objects move into `Loaded` (a 10 000-pod scenario must not be held twice).
+    for o in std::mem::take(&mut scenario.objects) {
         let (line, col) = (o.referenced.line(), o.referenced.column());
         let v = &o.value;
         let api = v
@@ -399,7 +400,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
                 "remove one of them or give it another name",
             ));
         }
-        objects.push((def, ns, v.clone()));
+        objects.push((def, ns, o.value));
     }
     let mut fault_offsets = Vec::new();
     for (i, f) in scenario.faults.iter().enumerate() {

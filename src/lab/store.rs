@@ -188,6 +188,52 @@ impl Store {
         )
     }
 
+    /// The pods (of `ns`, or all) that may match a label selector, from the label
+    /// index, in (namespace, name) order; the caller checks the whole selector.
+    /// `None` when no requirement narrows it (see [`Indexes::pods_matching_labels`]).
+    pub fn pods_labelled(
+        &self,
+        ns: Option<&str>,
+        sel: &crate::lab::select::LabelSelector,
+    ) -> Option<Vec<&Arc<Value>>> {
+        let keys = self.index.pods_matching_labels(ns, sel)?;
+        let mut key = ("pods".to_string(), String::new(), String::new());
+        Some(
+            keys.into_iter()
+                .filter_map(|(n, name)| {
+                    key.1 = n;
+                    key.2 = name;
+                    self.objects.get(&key)
+                })
+                .collect(),
+        )
+    }
+
+    /// The objects of one resource named `name`, in `ns` or in every namespace (in
+    /// namespace order): a `metadata.name=` field selector read by key, one lookup per
+    /// namespace holding that resource, instead of a scan.
+    pub fn named(&self, res: &str, ns: Option<&str>, name: &str) -> Vec<&Arc<Value>> {
+        let key = |ns: &str| (res.to_string(), ns.to_string(), name.to_string());
+        if let Some(ns) = ns {
+            return self.objects.get(&key(ns)).into_iter().collect();
+        }
+        let mut out = Vec::new();
+        // Jump from namespace to namespace: the first key at or after (res, ns, "")
+        // names the next namespace holding this resource.
+        let mut from = (res.to_string(), String::new(), String::new());
+        while let Some(((r, n, _), _)) = self.objects.range(from.clone()..).next() {
+            if r != res {
+                break;
+            }
+            if let Some(v) = self.objects.get(&key(n)) {
+                out.push(v);
+            }
+            // The least namespace after `n`.
+            from.1 = format!("{n}\0");
+        }
+        out
+    }
+
     /// Clones of the objects of one resource (for controllers that mutate while iterating).
     pub fn list_owned(&self, res: &str, ns: Option<&str>) -> Vec<Value> {
         self.list(res, ns).cloned().collect()

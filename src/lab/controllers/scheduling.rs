@@ -34,23 +34,15 @@ pub(crate) fn allocatable(st: &State, node: &Value) -> Option<BTreeMap<String, i
 }
 
 /// Requests of the pods bound to `node` that still hold resources (not Succeeded or
-/// Failed; terminating pods still count, as in the scheduler's cache).
+/// Failed; terminating pods still count, as in the scheduler's cache): read from the
+/// store's per-node sums, kept as pods are written.
 pub(crate) fn usage_of(st: &State, node: &str) -> Usage {
-    let mut u = Usage::default();
-    for (ns, name) in st.store.index.pods_on(node) {
-        let Some(p) = st.store.get("pods", &ns, &name) else {
-            continue;
-        };
-        let phase = str_at(p, "/status/phase");
-        if phase == "Succeeded" || phase == "Failed" {
-            continue;
-        }
-        u.pods += 1;
-        for (k, v) in quantity::pod_requests(p) {
-            *u.requested.entry(k).or_default() += v;
-        }
+    let u = st.store.index.usage_on(node);
+    Usage {
+        requested: u.requested,
+        pods: u.pods,
+        allocatable: None,
     }
-    u
 }
 
 /// Why a node cannot take a pod, in the order of the default filter plugins
