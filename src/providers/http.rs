@@ -284,7 +284,10 @@ fn or_list(statuses: &[u16]) -> String {
         [one] => one.to_string(),
         [rest @ .., last] => format!(
             "{} or {last}",
-            rest.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+            rest.iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }

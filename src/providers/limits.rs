@@ -481,7 +481,10 @@ mod tests {
         let started = std::time::Instant::now();
         let (c, ticks) = tokio::join!(read, ticker);
         let took = started.elapsed();
-        assert_eq!(c.spilled.file.as_deref(), Some("outputs/0001-slow-stdout.txt"));
+        assert_eq!(
+            c.spilled.file.as_deref(),
+            Some("outputs/0001-slow-stdout.txt")
+        );
         assert_eq!(c.spilled.bytes, data.len() as u64);
         assert!(took >= std::time::Duration::from_millis(800), "{took:?}");
         // 5 ms ticks over at least 800 ms: at least 20 even on a loaded machine.
