@@ -9,7 +9,9 @@
 //!
 //! `cargo run --release --example render_bench -- [EVENTS] [one-step]`, or
 //! `scripts/bench-render.sh [EVENTS] [one-step]`. Nothing is written to disk. It is a
-//! microbenchmark: it times the library's read and render, not the binary.
+//! microbenchmark: it times the library's read and render, not the binary. With
+//! `RENDER_BENCH_WRITE=STATE_DIR` it only writes the journal as run `bench` there,
+//! for `scripts/bench-postmortem-rss.sh` to measure the binary.
 
 use std::time::Instant;
 
@@ -331,6 +333,24 @@ fn main() {
         .unwrap_or(10_000);
     let shape = std::env::args().nth(2);
     let text = journal(events, shape.as_deref());
+    // RENDER_BENCH_WRITE=STATE_DIR: write the journal as run `bench` of that state
+    // dir and stop, for measuring `runbook postmortem` from outside
+    // (scripts/bench-postmortem-rss.sh).
+    if let Ok(state) = std::env::var("RENDER_BENCH_WRITE") {
+        let dir = std::path::Path::new(&state).join("runs").join("bench");
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(dir.join("journal.ndjson"), &text));
+        if let Err(e) = written {
+            eprintln!("cannot write {}: {e}", dir.display());
+            std::process::exit(1);
+        }
+        println!(
+            "{events} events ({} KiB) in {}",
+            text.len() / 1024,
+            dir.display()
+        );
+        return;
+    }
     let runs: usize = std::env::var("RENDER_BENCH_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())

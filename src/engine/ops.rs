@@ -367,6 +367,7 @@ impl Ctx<'_> {
                 .state()
                 .step(&scope.step)
                 .is_some_and(|s| s.kind == "action");
+        let spill = self.events.spill(scope);
         let cx = ExecCtx {
             cancel: self.cancel.child_token(),
             timeout: t,
@@ -376,7 +377,7 @@ impl Ctx<'_> {
             clock: crate::providers::RunClock(std::sync::Arc::clone(&self.clock)),
             spawned: track.then_some(tx),
             approved: p.planned.impact.as_ref().map(|i| i.objects.clone()),
-            spill: Some(self.events.spill(scope)),
+            spill: Some(spill.clone()),
         };
         let started = std::time::Instant::now();
         let fut = provider.execute(&p.resolved, &cx);
@@ -415,12 +416,18 @@ impl Ctx<'_> {
             Err(OpError::Failed { message, result }) => {
                 (Outcome::Failed, result.clone(), Some(message.clone()))
             }
+            // What it streamed to side files before it was stopped is journaled,
+            // so that no file in the run folder is left unreferenced.
             Err(OpError::TimedOut(d)) => (
                 Outcome::TimedOut,
-                None,
+                spilled_so_far(&spill),
                 Some(timed_out(*d, t.is_some(), &p.planned.scope.step)),
             ),
-            Err(OpError::Cancelled) => (Outcome::Aborted, None, Some("aborted by operator".into())),
+            Err(OpError::Cancelled) => (
+                Outcome::Aborted,
+                spilled_so_far(&spill),
+                Some("aborted by operator".into()),
+            ),
             Err(OpError::Invalid(m)) => (Outcome::Failed, None, Some(m.clone())),
         };
         let (result, output_file) = match result {
@@ -448,6 +455,13 @@ impl Ctx<'_> {
         )?;
         Ok(r)
     }
+}
+
+/// The side files an operation that ended without a result had finished (a shell
+/// step timed out after its output passed `RUNBOOK_MAX_OUTPUT`), as its result.
+fn spilled_so_far(spill: &crate::providers::limits::SpillTo) -> Option<Value> {
+    let cap = crate::providers::limits::max_spill().unwrap_or(u64::MAX);
+    spill.partial_result(cap)
 }
 
 /// A step's timeout message: how long, whether it was the step's own `timeout:` or

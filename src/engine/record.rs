@@ -19,7 +19,7 @@ use super::redact::{Redactor, StreamMask};
 use super::{Clock, EngineError};
 use crate::journal::event::{ApiCall, Event, PlannedOp, Record, Scope};
 use crate::journal::writer::{WriteError, Writer};
-use crate::providers::limits::{Spill, SpillTo, SpillWriter};
+use crate::providers::limits::{Spill, SpillFile, SpillTo, SpillWriter};
 use crate::store::{SideFiles, SideStream};
 
 impl From<WriteError> for EngineError {
@@ -377,6 +377,7 @@ impl Recorder {
             files: Arc::clone(&self.side_files),
             secrets: Arc::clone(&self.secrets),
             label: label(scope),
+            finished: Default::default(),
         }))
     }
 }
@@ -401,6 +402,8 @@ struct RunSpill {
     files: Arc<SideFiles>,
     secrets: Arc<RwLock<Redactor>>,
     label: String,
+    /// The files finished so far (see [`Spill::finished`]).
+    finished: Arc<std::sync::Mutex<Vec<SpillFile>>>,
 }
 
 impl Spill for RunSpill {
@@ -413,17 +416,34 @@ impl Spill for RunSpill {
         let out = self
             .files
             .stream(&format!("{}-{stream}", self.label), ext)?;
-        Ok(Box::new(RunSpillWriter { out, mask }))
+        Ok(Box::new(RunSpillWriter {
+            out,
+            mask,
+            stream: stream.to_owned(),
+            bytes: 0,
+            finished: Arc::clone(&self.finished),
+        }))
+    }
+
+    fn finished(&self) -> Vec<SpillFile> {
+        self.finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 
 struct RunSpillWriter {
     out: SideStream,
     mask: StreamMask,
+    stream: String,
+    bytes: u64,
+    finished: Arc<std::sync::Mutex<Vec<SpillFile>>>,
 }
 
 impl SpillWriter for RunSpillWriter {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.bytes += bytes.len() as u64;
         let masked = self.mask.push(bytes);
         self.out.write(&masked)
     }
@@ -431,7 +451,16 @@ impl SpillWriter for RunSpillWriter {
     fn finish(mut self: Box<Self>) -> std::io::Result<String> {
         let rest = self.mask.finish();
         self.out.write(&rest)?;
-        self.out.finish()
+        let file = self.out.finish()?;
+        self.finished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(SpillFile {
+                stream: self.stream,
+                file: file.clone(),
+                bytes: self.bytes,
+            });
+        Ok(file)
     }
 }
 

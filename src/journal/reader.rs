@@ -62,6 +62,18 @@ pub enum ReadError {
 
 /// Read and parse a journal file.
 pub fn read(path: &Path) -> Result<Journal, ReadError> {
+    let mut records = Vec::new();
+    let mut journal = read_each(path, |r| records.push(r))?;
+    journal.records = records;
+    Ok(journal)
+}
+
+/// Read a journal as a stream: each record is handed to `each` as it is parsed and
+/// not kept, so a reader that keeps bounded state (the postmortem) reads a journal
+/// of any length in bounded memory. Returns what was found besides the records
+/// (`records` is empty). A corrupt line fails the read after the records before it
+/// were handed over.
+pub fn read_each(path: &Path, mut each: impl FnMut(Record)) -> Result<Journal, ReadError> {
     let io = |source| ReadError::Io {
         path: path.to_owned(),
         source,
@@ -94,7 +106,7 @@ pub fn read(path: &Path) -> Result<Journal, ReadError> {
     // forged file of NULs) costs at most MAX_LINE_BYTES, not its size.
     let file = std::fs::File::open(path).map_err(io)?;
     let mut reader = std::io::BufReader::with_capacity(64 * 1024, file);
-    parse_from(&mut reader).map_err(|fail| match fail {
+    parse_each(&mut reader, &mut each).map_err(|fail| match fail {
         Fail::Io(e) => io(e),
         Fail::Bad(line, message) => ReadError::Corrupt {
             path: path.to_owned(),
@@ -150,8 +162,21 @@ pub fn parse(bytes: &[u8]) -> Result<Journal, (usize, String)> {
 }
 
 fn parse_from(r: &mut impl std::io::BufRead) -> Result<Journal, Fail> {
+    let mut records = Vec::new();
+    let mut journal = parse_each(r, &mut |rec| records.push(rec))?;
+    journal.records = records;
+    Ok(journal)
+}
+
+/// Parse records one by one, handing each to `each`; the returned journal has no
+/// records, only its torn tail and seq faults.
+fn parse_each(
+    r: &mut impl std::io::BufRead,
+    each: &mut dyn FnMut(Record),
+) -> Result<Journal, Fail> {
     use std::io::{BufRead, Read};
     let mut journal = Journal::default();
+    let mut last_seq: Option<u64> = None;
     let mut buf = Vec::new();
     let mut i = 0usize;
     loop {
@@ -207,13 +232,14 @@ fn parse_from(r: &mut impl std::io::BufRead) -> Result<Journal, Fail> {
         }
         match serde_json::from_slice::<Record>(line) {
             Ok(record) => {
-                let expected = journal.records.last().map_or(1, |r| r.seq + 1);
+                let expected = last_seq.map_or(1, |s| s.wrapping_add(1));
                 if record.seq != expected && journal.seq_faults.len() < MAX_SEQ_FAULTS {
                     journal
                         .seq_faults
                         .push((i, seq_fault(expected, record.seq)));
                 }
-                journal.records.push(record);
+                last_seq = Some(record.seq);
+                each(record);
             }
             Err(e) => {
                 // A final line that is complete but unparsable is also a torn write when

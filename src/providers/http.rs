@@ -148,7 +148,7 @@ impl Provider for Http {
                         if call.status.is_empty() {
                             "2xx".to_string()
                         } else {
-                            format!("{:?}", call.status)
+                            or_list(&call.status)
                         }
                     ),
                     result: Some(result),
@@ -219,7 +219,7 @@ pub(crate) async fn send(
             };
             read += chunk.len() as u64;
             if truncated {
-                spill.write(&[], &chunk);
+                spill.write(&[], &chunk).await;
             } else {
                 let room = cap - kept.len();
                 if chunk.len() <= room {
@@ -227,7 +227,7 @@ pub(crate) async fn send(
                     continue;
                 }
                 // Past the cap: the side file starts with what was kept so far.
-                spill.write(&kept, &chunk);
+                spill.write(&kept, &chunk).await;
                 kept.extend_from_slice(&chunk[..room]);
                 truncated = true;
             }
@@ -239,7 +239,7 @@ pub(crate) async fn send(
                 break;
             }
         }
-        let spilled = spill.finish();
+        let spilled = spill.finish().await;
         let cut = truncated.then(|| {
             let total = if ended { Some(read) } else { declared };
             (total, spilled)
@@ -275,6 +275,21 @@ pub(crate) async fn send(
         super::limits::note_spill(&mut result, "body", &spilled, total.unwrap_or(u64::MAX));
     }
     Ok(Value::Object(result))
+}
+
+/// `200`, `200 or 204`, `200, 201 or 204`: the statuses a step accepts, in words.
+fn or_list(statuses: &[u16]) -> String {
+    match statuses {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [rest @ .., last] => format!(
+            "{} or {last}",
+            rest.iter()
+                .map(u16::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// Why an exchange ended without a response.

@@ -80,6 +80,52 @@ pub trait Spill: Send + Sync {
     /// Start the side file of `stream` (`stdout`, `stderr`, `body`) with the file
     /// extension `ext`.
     fn create(&self, stream: &str, ext: &str) -> std::io::Result<Box<dyn SpillWriter>>;
+
+    /// The side files finished through this spill so far. An operation that ends
+    /// without a result (timed out, cancelled) may have finished some: the engine
+    /// journals them, so that no file in the run folder is left unreferenced.
+    fn finished(&self) -> Vec<SpillFile> {
+        Vec::new()
+    }
+}
+
+/// A side file a [`Spill`] finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpillFile {
+    /// `stdout`, `stderr`, `body`.
+    pub stream: String,
+    /// Relative to the run folder.
+    pub file: String,
+    /// The bytes of the stream written to it (at most the spill cap).
+    pub bytes: u64,
+}
+
+impl SpillTo {
+    /// What an operation that ended without a result streamed to side files, as a
+    /// result the journal can hold: for each stream `NAME_truncated: true`,
+    /// `NAME_file`, and `NAME_bytes` (the bytes read before it ended), or, when the
+    /// spill cap `cap` cut the file, `NAME_file_truncated: true, NAME_file_bytes`.
+    /// `None` when nothing was spilled.
+    pub fn partial_result(&self, cap: u64) -> Option<serde_json::Value> {
+        use serde_json::Value;
+        let files = self.0.finished();
+        if files.is_empty() {
+            return None;
+        }
+        let mut m = serde_json::Map::new();
+        for f in files {
+            let name = &f.stream;
+            m.insert(format!("{name}_truncated"), Value::Bool(true));
+            m.insert(format!("{name}_file"), Value::String(f.file));
+            if f.bytes >= cap {
+                m.insert(format!("{name}_file_truncated"), Value::Bool(true));
+                m.insert(format!("{name}_file_bytes"), Value::from(f.bytes));
+            } else {
+                m.insert(format!("{name}_bytes"), Value::from(f.bytes));
+            }
+        }
+        Some(Value::Object(m))
+    }
 }
 
 /// One side file being written. Dropped without [`SpillWriter::finish`], it leaves
@@ -113,13 +159,66 @@ pub struct Spilled {
     pub error: Option<String>,
 }
 
+/// How many chunks a stream may be ahead of its side file's writer. Past it the
+/// reader waits (asynchronously: the runtime goes on) and so, through its pipe or
+/// its connection, does the writer of the stream; memory stays bounded by this many
+/// chunks (64 KiB each when read from a pipe).
+const SPILL_QUEUE: usize = 16;
+
+/// What the reader of a stream hands its side file's writer.
+enum Chunk {
+    Bytes(Vec<u8>),
+    /// The stream ended: name the file. A writer that sees its channel close
+    /// without this was abandoned (the operation was dropped half-way) and leaves
+    /// nothing behind.
+    Finish,
+}
+
+/// A side file written on the blocking pool: a slow or stalled disk holds up this
+/// stream's reader, never the runtime (the engine's other operations, their
+/// timeouts, the heartbeat of a gate).
+struct Background {
+    tx: tokio::sync::mpsc::Sender<Chunk>,
+    done: tokio::task::JoinHandle<std::io::Result<String>>,
+}
+
+impl Background {
+    fn start(spill: &SpillTo, stream: &str, ext: &str) -> Background {
+        let (tx, mut rx) = tokio::sync::mpsc::channel(SPILL_QUEUE);
+        let (spill, stream, ext) = (spill.clone(), stream.to_owned(), ext.to_owned());
+        let done = tokio::task::spawn_blocking(move || {
+            let mut w = spill.0.create(&stream, &ext)?;
+            while let Some(chunk) = rx.blocking_recv() {
+                match chunk {
+                    Chunk::Bytes(b) => w.write(&b)?,
+                    Chunk::Finish => return w.finish(),
+                }
+            }
+            // Dropping the unfinished writer removes its temporary file.
+            Err(std::io::Error::other("the stream was abandoned unfinished"))
+        });
+        Background { tx, done }
+    }
+
+    /// Why the writer stopped (it returned an error or panicked).
+    async fn outcome(self) -> std::io::Result<String> {
+        drop(self.tx);
+        match self.done.await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(format!(
+                "the side file's writer stopped: {e}"
+            ))),
+        }
+    }
+}
+
 /// A stream being spilled: its writer, until it is finished or fails.
 pub struct Spiller<'a> {
     spill: Option<&'a SpillTo>,
     stream: &'a str,
     ext: &'a str,
     cap: u64,
-    writer: Option<Box<dyn SpillWriter>>,
+    writer: Option<Background>,
     pub spilled: Spilled,
 }
 
@@ -141,8 +240,10 @@ impl<'a> Spiller<'a> {
     }
 
     /// Write `before` (what was kept so far, on the first call) then `bytes`, up to
-    /// the spill cap. Returns false once nothing more will be written.
-    pub fn write(&mut self, before: &[u8], bytes: &[u8]) -> bool {
+    /// the spill cap. Returns false once nothing more will be written. The file is
+    /// written on the blocking pool; this waits only when the writer is
+    /// [`SPILL_QUEUE`] chunks behind.
+    pub async fn write(&mut self, before: &[u8], bytes: &[u8]) -> bool {
         if !self.open() {
             return false;
         }
@@ -150,26 +251,33 @@ impl<'a> Spiller<'a> {
             let Some(spill) = self.spill else {
                 return false;
             };
-            match spill.0.create(self.stream, self.ext) {
-                Ok(w) => self.writer = Some(w),
-                Err(e) => {
-                    self.fail(e);
-                    return false;
-                }
-            }
-            if !self.put(before) {
+            self.writer = Some(Background::start(spill, self.stream, self.ext));
+            if !self.put(before).await {
                 return false;
             }
         }
-        self.put(bytes)
+        self.put(bytes).await
     }
 
-    fn put(&mut self, bytes: &[u8]) -> bool {
+    async fn put(&mut self, bytes: &[u8]) -> bool {
         let room = self.cap.saturating_sub(self.spilled.bytes);
         let part = &bytes[..bytes.len().min(usize::try_from(room).unwrap_or(usize::MAX))];
-        if let Some(w) = &mut self.writer
-            && let Err(e) = w.write(part)
-        {
+        if part.is_empty() {
+            return self.open();
+        }
+        let sent = match &self.writer {
+            Some(w) => w.tx.send(Chunk::Bytes(part.to_vec())).await.is_ok(),
+            None => false,
+        };
+        if !sent {
+            // The writer stopped early: a failed create or write.
+            let e = match self.writer.take() {
+                Some(w) => match w.outcome().await {
+                    Err(e) => e,
+                    Ok(_) => std::io::Error::other("the side file's writer ended early"),
+                },
+                None => std::io::Error::other("no side file"),
+            };
             self.fail(e);
             return false;
         }
@@ -185,10 +293,13 @@ impl<'a> Spiller<'a> {
         ));
     }
 
-    /// Close the side file (if one was started).
-    pub fn finish(mut self) -> Spilled {
+    /// Close the side file (if one was started) and wait for the writer to name it.
+    pub async fn finish(mut self) -> Spilled {
         if let Some(w) = self.writer.take() {
-            match w.finish() {
+            // A writer that already stopped has dropped its receiver; its outcome
+            // says why.
+            let _ = w.tx.send(Chunk::Finish).await;
+            match w.outcome().await {
                 Ok(f) => self.spilled.file = Some(f),
                 Err(e) => self.fail(e),
             }
@@ -245,7 +356,7 @@ pub async fn read_capped<R: AsyncRead + Unpin>(
             } else {
                 &[]
             };
-            spill.write(before, &chunk[..n]);
+            spill.write(before, &chunk[..n]).await;
         }
         let room = cap.saturating_sub(out.kept.len());
         out.kept.extend_from_slice(&chunk[..n.min(room)]);
@@ -253,7 +364,7 @@ pub async fn read_capped<R: AsyncRead + Unpin>(
             chunk.resize(chunk.len() * 2, 0);
         }
     }
-    out.spilled = spill.finish();
+    out.spilled = spill.finish().await;
     out
 }
 
@@ -325,6 +436,102 @@ mod tests {
         assert_eq!(c.kept.len(), 1000);
         assert_eq!(c.total, 300_000);
         assert!(c.truncated());
+    }
+
+    /// A disk that takes 20 ms per write.
+    struct SlowDisk;
+    struct SlowFile;
+
+    impl Spill for SlowDisk {
+        fn create(&self, _: &str, _: &str) -> std::io::Result<Box<dyn SpillWriter>> {
+            Ok(Box::new(SlowFile))
+        }
+    }
+
+    impl SpillWriter for SlowFile {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<()> {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            Ok(())
+        }
+        fn finish(self: Box<Self>) -> std::io::Result<String> {
+            Ok("outputs/0001-slow-stdout.txt".into())
+        }
+    }
+
+    /// On a current-thread runtime (one thread for everything, as the test's), a
+    /// side file written inline would hold the thread for the whole spill: the
+    /// ticker next to it would not tick until the stream ended.
+    #[tokio::test]
+    async fn a_slow_disk_under_a_spill_does_not_stall_the_runtime() {
+        let data = vec![b'y'; 40 * (64 << 10)];
+        let spill = SpillTo(std::sync::Arc::new(SlowDisk));
+        let done = std::cell::Cell::new(false);
+        let read = async {
+            let c = read_capped(
+                Some(&data[..]),
+                1024,
+                Spiller::new(Some(&spill), "stdout", "txt", u64::MAX),
+            )
+            .await;
+            done.set(true);
+            c
+        };
+        let ticker = async {
+            let mut ticks = 0u32;
+            while !done.get() {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                ticks += 1;
+            }
+            ticks
+        };
+        let started = std::time::Instant::now();
+        let (c, ticks) = tokio::join!(read, ticker);
+        let took = started.elapsed();
+        assert_eq!(
+            c.spilled.file.as_deref(),
+            Some("outputs/0001-slow-stdout.txt")
+        );
+        assert_eq!(c.spilled.bytes, data.len() as u64);
+        assert!(took >= std::time::Duration::from_millis(800), "{took:?}");
+        // 5 ms ticks over at least 800 ms: at least 20 even on a loaded machine.
+        assert!(ticks >= 20, "the runtime ticked {ticks} times in {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_spill_dropped_unfinished_is_abandoned_not_named() {
+        struct Disk(std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>);
+        struct File(std::sync::Arc<std::sync::Mutex<Vec<&'static str>>>);
+        impl Spill for Disk {
+            fn create(&self, _: &str, _: &str) -> std::io::Result<Box<dyn SpillWriter>> {
+                Ok(Box::new(File(self.0.clone())))
+            }
+        }
+        impl SpillWriter for File {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<()> {
+                Ok(())
+            }
+            fn finish(self: Box<Self>) -> std::io::Result<String> {
+                self.0.lock().unwrap().push("finished");
+                Ok("f".into())
+            }
+        }
+        impl Drop for File {
+            fn drop(&mut self) {
+                self.0.lock().unwrap().push("dropped");
+            }
+        }
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let spill = SpillTo(std::sync::Arc::new(Disk(log.clone())));
+        let mut s = Spiller::new(Some(&spill), "stdout", "txt", u64::MAX);
+        assert!(s.write(b"kept", b"more").await);
+        drop(s);
+        for _ in 0..200 {
+            if !log.lock().unwrap().is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(*log.lock().unwrap(), ["dropped"]);
     }
 
     #[test]

@@ -205,7 +205,7 @@ pub enum OpError {
         result: Option<Value>,
     },
     /// The timeout in [`ExecCtx`] ran out.
-    #[error("timed out after {:?}; {}", .0, raise_timeout(*.0))]
+    #[error("timed out after {}; {}", yaml_duration(*.0), raise_timeout(*.0))]
     TimedOut(Duration),
     /// The cancellation token fired (Ctrl-C).
     #[error("cancelled")]

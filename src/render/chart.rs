@@ -15,7 +15,7 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-use crate::journal::event::{Event, Scope};
+use crate::journal::event::{Event, Record, Scope};
 use crate::journal::reader::Journal;
 
 use super::format::Time;
@@ -44,15 +44,23 @@ pub struct Built {
 /// One number a `prometheus` operation answered, and when.
 type Point = (DateTime<Utc>, f64);
 
-/// The values of each query the run asked Prometheus, in the order first asked.
-fn series(journal: &Journal) -> Vec<(String, Vec<Point>)> {
-    let mut asked: HashMap<(Scope, u32), String> = HashMap::new();
-    let mut out: Vec<(String, Vec<Point>)> = Vec::new();
-    for r in &journal.records {
+/// What the chart needs from the journal, gathered one record at a time
+/// ([`Collector::record`]) so that the journal need not be held: the values of
+/// each query the run asked Prometheus, and when the run escalated.
+#[derive(Default)]
+pub struct Collector {
+    asked: HashMap<(Scope, u32), String>,
+    series: Vec<(String, Vec<Point>)>,
+    escalations: Vec<DateTime<Utc>>,
+}
+
+impl Collector {
+    pub fn record(&mut self, r: &Record) {
         match &r.event {
             Event::OpStarted { op, attempt } if op.provider == "prometheus" => {
                 if let Some(q) = op.op.get("query").and_then(|q| q.as_str()) {
-                    asked.insert((op.scope.clone(), *attempt), q.to_owned());
+                    self.asked
+                        .insert((op.scope.clone(), *attempt), q.to_owned());
                 }
             }
             Event::OpFinished {
@@ -61,8 +69,11 @@ fn series(journal: &Journal) -> Vec<(String, Vec<Point>)> {
                 result,
                 ..
             } => {
-                let Some(query) = asked.remove(&(scope.clone(), *attempt)) else {
-                    continue;
+                if self.asked.is_empty() {
+                    return;
+                }
+                let Some(query) = self.asked.remove(&(scope.clone(), *attempt)) else {
+                    return;
                 };
                 // A `detects:` look-back: the points Prometheus had before.
                 let mut new: Vec<Point> = result
@@ -88,21 +99,35 @@ fn series(journal: &Journal) -> Vec<(String, Vec<Point>)> {
                     new.push((r.ts, v));
                 }
                 if new.is_empty() {
-                    continue;
+                    return;
                 }
-                match out.iter_mut().find(|(q, _)| *q == query) {
+                match self.series.iter_mut().find(|(q, _)| *q == query) {
                     Some((_, points)) => points.extend(new),
-                    None => out.push((query, new)),
+                    None => self.series.push((query, new)),
                 }
             }
+            Event::Escalated { .. } => self.escalations.push(r.ts),
             _ => {}
         }
     }
-    for (_, points) in &mut out {
-        points.sort_by_key(|p| p.0);
-        points.dedup_by_key(|p| p.0);
+
+    /// The values of each query, in the order first asked, sorted by time.
+    fn series(&self) -> Vec<(String, Vec<Point>)> {
+        let mut out = self.series.clone();
+        for (_, points) in &mut out {
+            points.sort_by_key(|p| p.0);
+            points.dedup_by_key(|p| p.0);
+        }
+        out
     }
-    out
+}
+
+fn collect(journal: &Journal) -> Collector {
+    let mut c = Collector::default();
+    for r in &journal.records {
+        c.record(r);
+    }
+    c
 }
 
 /// A vertical line with its label.
@@ -116,7 +141,7 @@ fn parse(t: &Time) -> Option<DateTime<Utc>> {
     t.utc.parse().ok()
 }
 
-fn markers(journal: &Journal, pm: &Postmortem) -> Vec<Marker> {
+fn markers(c: &Collector, pm: &Postmortem) -> Vec<Marker> {
     let m = &pm.metrics;
     let mut out = Vec::new();
     let mut add = |at: Option<DateTime<Utc>>, kind: &'static str, label: &str| {
@@ -143,10 +168,8 @@ fn markers(journal: &Journal, pm: &Postmortem) -> Vec<Marker> {
         "first-action",
         "first action",
     );
-    for r in &journal.records {
-        if let Event::Escalated { .. } = r.event {
-            add(Some(r.ts), "escalated", "escalated");
-        }
+    for at in &c.escalations {
+        add(Some(*at), "escalated", "escalated");
     }
     add(
         m.time_to_mitigate.as_ref().and_then(|d| parse(&d.at)),
@@ -270,7 +293,13 @@ fn xml(s: &str) -> String {
 /// The chart of the query the run asked most often (the first such on a tie), or
 /// `None` when the run asked Prometheus nothing that answered a single number.
 pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
-    let (query, mut points) = series(journal)
+    build_from(&collect(journal), pm, tz)
+}
+
+/// [`build`] from what a [`Collector`] gathered.
+pub fn build_from(c: &Collector, pm: &Postmortem, tz: Tz) -> Option<Built> {
+    let (query, mut points) = c
+        .series()
         .into_iter()
         .enumerate()
         .max_by_key(|(i, (_, p))| (p.len(), std::cmp::Reverse(*i)))
@@ -285,7 +314,7 @@ pub fn build(journal: &Journal, pm: &Postmortem, tz: Tz) -> Option<Built> {
             points.push(last);
         }
     }
-    let markers = markers(journal, pm);
+    let markers = markers(c, pm);
 
     // The window: every point and marker, with a margin of 5 % (at least a minute)
     // on each side.
@@ -671,7 +700,7 @@ mod tests {
             dots.len()
         );
         // The last value the run journaled is the last dot, at its time's x.
-        let (_, points) = series(&j).into_iter().next().expect("one query");
+        let (_, points) = collect(&j).series().into_iter().next().expect("one query");
         let last = points.last().expect("values").0;
         let attr = |k: &str| -> String {
             let at = svg.find(&format!(" {k}=\"")).expect(k) + k.len() + 3;

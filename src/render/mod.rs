@@ -124,67 +124,121 @@ pub fn model_with(
     journal: &crate::journal::reader::Journal,
     opts: &RenderOpts,
 ) -> model::Postmortem {
-    let tz = opts.tz;
-    let built = build::build(journal, tz, opts.details);
-    let mut pm = built.pm;
-    // The flag overrides what the run journaled (and its source).
-    let mut source = match opts.incident_start {
-        Some(_) => None,
-        None => built.incident_start_source.as_deref().map(source_words),
-    };
-    let mut start = opts.incident_start.or(built.incident_start);
-    if start.is_none()
-        && let Some((at, _query)) = detected_since(journal, &pm)
-    {
-        start = Some(at);
-        source = Some("when the detecting check's query started to hold, by Prometheus".to_owned());
+    let mut c = Collect::new(opts);
+    for r in &journal.records {
+        c.record(r);
     }
-    anchor(&mut pm, start, tz);
-    pm.metrics.impact_start_source = pm.metrics.impact_start.as_ref().and(source);
-    pm.gantt = gantt::chart(&built.spans, tz);
-    pm.drafts = drafts::draft(&pm);
-    if let Some(file) = &opts.chart_file
-        && let Some(c) = chart::build(journal, &pm, tz)
-    {
-        pm.chart = Some(model::ChartRef {
-            file: chart::href(file),
-            alt: c.alt,
-            query: c.query,
-        });
-        pm.chart_svg = Some(c.svg);
-    }
-    pm
+    c.model(journal, opts)
 }
 
-/// When the detecting check's condition started to hold, as its `prometheus`
-/// operation with `detects:` found it (`since` in its result), and the query.
-fn detected_since(
-    journal: &crate::journal::reader::Journal,
-    pm: &model::Postmortem,
-) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
-    use crate::journal::event::Event;
-    let step = &pm.metrics.time_to_detect.as_ref()?.step;
-    let mut query = None;
-    for r in &journal.records {
+/// Everything the postmortem reads from a journal, gathered one record at a time
+/// (the model's builder, the chart's series, the detecting check's `since`), so
+/// that `runbook postmortem` streams the journal rather than holding it.
+struct Collect {
+    build: build::Stream,
+    chart: chart::Collector,
+    detect: Detections,
+}
+
+impl Collect {
+    fn new(opts: &RenderOpts) -> Collect {
+        Collect {
+            build: build::Stream::new(opts.tz, opts.details),
+            chart: chart::Collector::default(),
+            detect: Detections::default(),
+        }
+    }
+
+    fn record(&mut self, r: &crate::journal::event::Record) {
+        self.build.record(r);
+        self.detect.record(r);
+        self.chart.record(r);
+    }
+
+    /// The model; `journal` gives the torn tail and seq faults (its records are
+    /// not read).
+    fn model(
+        self,
+        journal: &crate::journal::reader::Journal,
+        opts: &RenderOpts,
+    ) -> model::Postmortem {
+        let tz = opts.tz;
+        let built = self.build.finish(journal);
+        let mut pm = built.pm;
+        // The flag overrides what the run journaled (and its source).
+        let mut source = match opts.incident_start {
+            Some(_) => None,
+            None => built.incident_start_source.as_deref().map(source_words),
+        };
+        let mut start = opts.incident_start.or(built.incident_start);
+        if start.is_none()
+            && let Some((at, _query)) = self.detect.since(&pm)
+        {
+            start = Some(at);
+            source =
+                Some("when the detecting check's query started to hold, by Prometheus".to_owned());
+        }
+        anchor(&mut pm, start, tz);
+        pm.metrics.impact_start_source = pm.metrics.impact_start.as_ref().and(source);
+        pm.gantt = gantt::chart(&built.spans, tz);
+        pm.drafts = drafts::draft(&pm);
+        if let Some(file) = &opts.chart_file
+            && let Some(c) = chart::build_from(&self.chart, &pm, tz)
+        {
+            pm.chart = Some(model::ChartRef {
+                file: chart::href(file),
+                alt: c.alt,
+                query: c.query,
+            });
+            pm.chart_svg = Some(c.svg);
+        }
+        pm
+    }
+}
+
+/// For each step, when its condition started to hold as its `prometheus` operation
+/// with `detects:` found it (the first `since` in its results), and the query: the
+/// detecting step is known only once the whole journal is read, so every step's
+/// first is kept (one per step).
+#[derive(Default)]
+struct Detections {
+    query: std::collections::HashMap<String, String>,
+    since: std::collections::HashMap<String, (chrono::DateTime<chrono::Utc>, String)>,
+}
+
+impl Detections {
+    fn record(&mut self, r: &crate::journal::event::Record) {
+        use crate::journal::event::Event;
         match &r.event {
-            Event::OpStarted { op, .. }
-                if op.scope.step == *step && op.provider == "prometheus" =>
-            {
-                query = op.op["query"].as_str().map(str::to_owned);
+            Event::OpStarted { op, .. } if op.provider == "prometheus" => {
+                if let Some(q) = op.op["query"].as_str() {
+                    self.query.insert(op.scope.step.clone(), q.to_owned());
+                }
             }
             Event::OpFinished {
                 scope,
                 result: Some(result),
                 ..
-            } if scope.step == *step => {
-                if let (Some(since), Some(q)) = (result["since"].as_str(), &query) {
-                    return since.parse().ok().map(|t| (t, q.clone()));
+            } => {
+                if self.since.contains_key(&scope.step) {
+                    return;
+                }
+                if let (Some(since), Some(q)) =
+                    (result["since"].as_str(), self.query.get(&scope.step))
+                    && let Ok(t) = since.parse()
+                {
+                    self.since.insert(scope.step.clone(), (t, q.clone()));
                 }
             }
             _ => {}
         }
     }
-    None
+
+    /// The detecting check's (`time_to_detect`'s step).
+    fn since(&self, pm: &model::Postmortem) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+        let step = &pm.metrics.time_to_detect.as_ref()?.step;
+        self.since.get(step).cloned()
+    }
 }
 
 /// The journaled `incident_start.source` in words, for the Facts table.
@@ -254,7 +308,14 @@ pub fn render_with_chart(
     journal: &crate::journal::reader::Journal,
     opts: &RenderOpts,
 ) -> Result<(String, Option<String>), RenderError> {
-    let mut pm = model_with(journal, opts);
+    document(model_with(journal, opts), opts)
+}
+
+/// The markdown of a model, and its chart.
+fn document(
+    mut pm: model::Postmortem,
+    opts: &RenderOpts,
+) -> Result<(String, Option<String>), RenderError> {
     let svg = pm.chart_svg.take();
     let name = opts
         .template_name
@@ -288,8 +349,13 @@ pub fn render_run_with_chart(
     run_dir: &Path,
     opts: &RenderOpts,
 ) -> Result<(String, Option<String>), RenderError> {
-    let journal = crate::journal::reader::read(&crate::store::DirStore::journal_in(run_dir))?;
-    render_with_chart(&journal, opts)
+    // Streamed: what is kept is bounded, whatever the journal's length.
+    let mut c = Collect::new(opts);
+    let journal =
+        crate::journal::reader::read_each(&crate::store::DirStore::journal_in(run_dir), |r| {
+            c.record(&r)
+        })?;
+    document(c.model(&journal, opts), opts)
 }
 
 /// Write a document and, when there is one, its impact chart beside it

@@ -162,7 +162,7 @@ fn budget_message(e: &serde_saphyr::Error, limits: &Limits) -> Option<(String, Y
     use serde_saphyr::budget::BudgetBreach;
     let size = |what: &str, counted: usize, limit: usize| {
         format!(
-            "this document has more than {limit} {what} in its YAML tree (reading stopped at {counted});              the limit for a file of {} bytes is {limit}; raise it with {MAX_NODES_ENV}=N (N nodes, 2N parser events)",
+            "this document has more than {limit} {what} in its YAML tree (reading stopped at {counted}); the limit for a file of {} bytes is {limit}; raise it with {MAX_NODES_ENV}=N (N nodes, 2N parser events)",
             limits.bytes
         )
     };
@@ -173,7 +173,7 @@ fn budget_message(e: &serde_saphyr::Error, limits: &Limits) -> Option<(String, Y
             ..
         } => Some((
             format!(
-                "anchors and aliases in this document replay more than {max_total_replayed_events} parser events                  (reading stopped at {total_replayed_events}); the limit is {max_total_replayed_events};                  raise it with {MAX_ALIAS_EVENTS_ENV}=N"
+                "anchors and aliases in this document replay more than {max_total_replayed_events} parser events (reading stopped at {total_replayed_events}); the limit is {max_total_replayed_events}; raise it with {MAX_ALIAS_EVENTS_ENV}=N"
             ),
             YamlErrorKind::Budget,
         )),
@@ -209,8 +209,38 @@ fn budget_message(e: &serde_saphyr::Error, limits: &Limits) -> Option<(String, Y
                 ),
                 YamlErrorKind::Budget,
             )),
-            other => Some((
-                format!("the document exceeds a limit of the YAML reader ({other:?})"),
+            BudgetBreach::MergeKeys { merge_keys } => Some((
+                format!(
+                    "the document uses more merge keys (`<<`) than the YAML reader allows (reading stopped at {merge_keys})"
+                ),
+                YamlErrorKind::Budget,
+            )),
+            BudgetBreach::AliasAnchorRatio { aliases, anchors } => Some((
+                format!(
+                    "the document uses {aliases} aliases of only {anchors} anchors, more than the YAML reader allows (an alias bomb?)"
+                ),
+                YamlErrorKind::Budget,
+            )),
+            BudgetBreach::ScalarBytes { total_scalar_bytes } => Some((
+                format!(
+                    "the document's text values add up to more than the YAML reader allows (reading stopped at {total_scalar_bytes} bytes)"
+                ),
+                YamlErrorKind::Size,
+            )),
+            BudgetBreach::InputBytes { input_bytes } => Some((
+                format!(
+                    "the document is larger than the YAML reader allows (reading stopped at {input_bytes} bytes)"
+                ),
+                YamlErrorKind::Size,
+            )),
+            BudgetBreach::SequenceUnbalanced => Some((
+                "the document's structure is unbalanced (a list or mapping closes that never opened): the file is cut or malformed".to_owned(),
+                YamlErrorKind::Budget,
+            )),
+            // Limits a runbook does not reach (includes, anchor recordings,
+            // property expansion): named in words, never as a Rust value.
+            _ => Some((
+                "the document exceeds a limit of the YAML reader (anchors, aliases or nesting too large): simplify it".to_owned(),
                 YamlErrorKind::Budget,
             )),
         },

@@ -115,6 +115,51 @@ fn a_shell_output_past_the_cap_is_streamed_whole_to_a_side_file_that_show_and_th
         .stdout_contains(format!("(all of it: `{side}` in the run folder)"));
 }
 
+/// Issue 13 follow-up: a shell step killed at its timeout after its output passed
+/// the cap had streamed that output to a side file that no journal line named.
+#[test]
+fn a_shell_step_timed_out_after_the_cap_journals_its_side_file_and_leaves_no_unnamed_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let file = write_runbook(
+        dir.path(),
+        "  - action: Print then hang\n    id: hang\n    gate: auto\n    timeout: 3s\n    shell:\n      argv: [sh, -c, 'head -c 2000000 /dev/zero | tr \"\\\\0\" x; exec sleep 60']\n",
+    );
+    Cli::new()
+        .state_dir(&state)
+        .env("RUNBOOK_MAX_OUTPUT", "1M")
+        .env("RUNBOOK_SECRET_TOKEN", SECRET)
+        .args(["run", file.to_str().unwrap()])
+        .run()
+        .code(1);
+    let ops = finished(&state);
+    let (step, outcome, result, _) = &ops[0];
+    assert_eq!((step.as_str(), *outcome), ("hang", Outcome::TimedOut));
+    let result = result
+        .as_ref()
+        .expect("the timed-out step's result names what it streamed");
+    assert_eq!(result["stdout_truncated"], true, "{result}");
+    assert_eq!(result["stdout_bytes"], 2_000_000, "{result}");
+    let side = result["stdout_file"].as_str().expect("stdout_file");
+    let bytes = std::fs::read(run_dir(&state).join(side)).expect("the side file exists");
+    assert_eq!(bytes, vec![b'x'; 2_000_000]);
+    // Every file in the run's outputs is named by the journal.
+    let journal = std::fs::read_to_string(run_dir(&state).join("journal.ndjson")).unwrap();
+    for e in std::fs::read_dir(run_dir(&state).join("outputs")).unwrap() {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        assert!(
+            journal.contains(&format!("outputs/{name}")),
+            "outputs/{name} is named by no journal line"
+        );
+    }
+    Cli::new()
+        .state_dir(&state)
+        .args(["show", "last"])
+        .run()
+        .success()
+        .stdout_contains("(step `hang` stdout, 2000000 bytes)");
+}
+
 #[test]
 fn a_stream_past_the_spill_cap_keeps_its_first_bytes_on_disk_and_says_the_file_was_cut() {
     let dir = tempfile::tempdir().unwrap();

@@ -106,3 +106,20 @@ fn a_timeout_message_of_the_provider_names_the_key() {
         "timed out after 90s; to allow longer, set a longer `timeout:` on the step (e.g. `timeout: 3m`)"
     );
 }
+
+/// Issue 13 item 16: a provider's timeout is written as a runbook writes durations,
+/// not as Rust's `Debug` of a `Duration` (`300s`, `1.000000001s`).
+#[test]
+fn a_provider_timeout_reads_as_a_runbook_duration() {
+    let said = |d| runbook::providers::OpError::TimedOut(d).to_string();
+    assert!(
+        said(std::time::Duration::from_secs(300)).starts_with("timed out after 5m; "),
+        "{}",
+        said(std::time::Duration::from_secs(300))
+    );
+    assert!(
+        said(std::time::Duration::from_nanos(1_000_000_001)).starts_with("timed out after 1s; "),
+        "{}",
+        said(std::time::Duration::from_nanos(1_000_000_001))
+    );
+}

@@ -121,6 +121,15 @@ async fn an_unexpected_status_fails_and_keeps_the_response_unless_it_is_accepted
         }
         other => panic!("expected a failure, got {other:?}"),
     }
+    // The accepted statuses are named in words, not as a Rust list (`[200, 204]`).
+    o.status = vec![Sp::bare(200), Sp::bare(201), Sp::bare(204)];
+    match call(&http, &o, json!({}), None).await {
+        Err(OpError::Failed { message, .. }) => assert!(
+            message.contains("answered 503, expected 200, 201 or 204"),
+            "{message}"
+        ),
+        other => panic!("expected a failure, got {other:?}"),
+    }
     o.status = vec![Sp::bare(503)];
     assert_eq!(
         call(&http, &o, json!({}), None).await.unwrap()["status"],

@@ -204,3 +204,22 @@ fn an_object_for_a_list_param_is_refused_before_the_first_step() {
         .stderr_contains("got a mapping");
     assert!(!marker.exists(), "a step ran before the param was refused");
 }
+
+/// Issue 13 item 16 ("errors in debug formatting"): the reader's size limit is one
+/// sentence, not a sentence with a run of source indentation inside it.
+#[test]
+fn a_document_over_the_node_limit_is_told_in_one_plain_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "t.yaml", RUNBOOK);
+    let out = Cli::new()
+        .env("RUNBOOK_YAML_MAX_NODES", "5")
+        .args(["lint"])
+        .arg(&path)
+        .run();
+    out.code(1)
+        .stdout_contains(
+            "this document has more than 5 nodes in its YAML tree (reading stopped at ",
+        )
+        .stdout_contains("); the limit for a file of ");
+    assert!(!out.stdout.contains("  the limit"), "{}", out.stdout);
+}

@@ -179,7 +179,7 @@ impl Run<'_> {
         result["skipped"] = json!(skipped);
         let held = held.into_inner().unwrap_or_else(|e| e.into_inner());
         warnings.extend(held.iter().map(|(who, n)| {
-            format!("eviction of {who} refused by its disruption budget {n} time(s), retried every {:?} until allowed", self.p.evict_retry)
+            format!("eviction of {who} refused by its disruption budget {n} time(s), retried every {} until allowed", go_duration(self.p.evict_retry))
         }));
         result["warnings"] = json!(warnings);
         Ok(result)
@@ -334,12 +334,34 @@ fn blocked_message(
         format!("{refused} ")
     };
     let mut m = format!(
-        "error when evicting pods/\"{name}\" -n \"{ns}\": global timeout reached: {limit:?}; refused {count}{times}: {said}"
+        "error when evicting pods/\"{name}\" -n \"{ns}\": global timeout reached: {}; refused {count}{times}: {said}",
+        go_duration(limit)
     );
     if !causes.is_empty() {
         m.push_str(&format!(" ({})", causes.join("; ")));
     }
     m
+}
+
+/// A duration as kubectl (Go's `time.Duration`) prints it: `600ms`, `5s`, `1.5s`,
+/// `2m0s`, `1h0m0s`, for messages that quote kubectl's.
+fn go_duration(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        return format!("{}ms", d.as_millis());
+    }
+    let total = d.as_secs();
+    let (h, m, s) = (total / 3600, total % 3600 / 60, total % 60);
+    let secs = match d.subsec_millis() {
+        0 => format!("{s}s"),
+        ms => format!("{s}.{}s", format!("{ms:03}").trim_end_matches('0')),
+    };
+    if h > 0 {
+        format!("{h}h{m}m{secs}")
+    } else if m > 0 {
+        format!("{m}m{secs}")
+    } else {
+        secs
+    }
 }
 
 #[cfg(test)]
@@ -361,7 +383,7 @@ mod tests {
             "message": "The disruption budget web needs 1 healthy pods and has 1 currently"}]));
         assert_eq!(
             blocked_message("prod", "web-1", std::time::Duration::from_secs(120), 24, &r),
-            "error when evicting pods/\"web-1\" -n \"prod\": global timeout reached: 120s; refused 24 times: \
+            "error when evicting pods/\"web-1\" -n \"prod\": global timeout reached: 2m0s; refused 24 times: \
              Cannot evict pod as it would violate the pod's disruption budget. \
              (The disruption budget web needs 1 healthy pods and has 1 currently)"
         );

@@ -44,25 +44,53 @@ pub struct Built {
     pub incident_start_source: Option<String>,
 }
 
-/// Build the model of a journal, with times shown in `tz`.
+/// Build the model of a whole journal in memory (the unit tests' way; the renderer
+/// streams it, see [`Stream`]).
+#[cfg(test)]
 pub fn build(journal: &Journal, tz: Tz, details: Details) -> Built {
-    let mut b = Builder::new(tz);
-    b.details = details;
-    for (line, what) in &journal.seq_faults {
-        b.warnings.push(format!(
-            "Line {line} of the journal: {what} (the file was edited or damaged; the timeline may be incomplete)."
-        ));
-    }
+    let mut b = Stream::new(tz, details);
     for rec in &journal.records {
         b.record(rec);
     }
-    if journal.torn_tail {
-        b.warnings.push(
-            "The journal's last line was incomplete (the process was killed while writing it) and was ignored."
-                .to_owned(),
-        );
+    b.finish(journal)
+}
+
+/// The model of a journal, with times shown in `tz`, built as the journal is read,
+/// one record at a time: what it keeps is
+/// bounded (notes past [`SHOWN_NOTES`] and `for_each` items past [`SHOWN_ITEMS`]
+/// are counted, polls are merged, results are not kept past their operation), so
+/// `runbook postmortem` does not hold the journal in memory.
+pub struct Stream(Builder);
+
+impl Stream {
+    pub fn new(tz: Tz, details: Details) -> Stream {
+        let mut b = Builder::new(tz);
+        b.details = details;
+        Stream(b)
     }
-    b.finish()
+
+    pub fn record(&mut self, rec: &Record) {
+        self.0.record(rec);
+    }
+
+    /// The model, with the warnings of what reading found (`journal`'s seq faults
+    /// and torn tail; its records are not read again).
+    pub fn finish(self, journal: &Journal) -> Built {
+        let mut b = self.0;
+        let faults = journal.seq_faults.iter().map(|(line, what)| {
+            format!(
+                "Line {line} of the journal: {what} (the file was edited or damaged; the timeline may be incomplete)."
+            )
+        });
+        b.warnings.splice(0..0, faults);
+        if journal.torn_tail {
+            b.warnings.push(
+                "The journal's last line was incomplete (the process was killed while writing it) and was ignored."
+                    .to_owned(),
+            );
+        }
+        b.finish()
+    }
 }
 
 /// An operation being accumulated, with its last raw result.
