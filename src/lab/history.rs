@@ -84,8 +84,11 @@ impl History {
             .collect();
         History {
             series,
-            // The first scrape is at the start's grid point (or the next one).
-            last: Some(grid_at_or_before(start_ms - 1)),
+            // The first scrape is at the start's grid point: at or just before the
+            // start, so a query at the start (a stopped clock between two points)
+            // has a sample to read. Where the declared past already has that point,
+            // the past keeps it.
+            last: Some(grid_at_or_before(start_ms) - SCRAPE_INTERVAL_MS),
         }
     }
 
@@ -110,6 +113,9 @@ impl History {
             }
             let s = &mut self.series[i];
             let mut t = from;
+            if let Some(&(newest, _)) = s.samples.back() {
+                t = t.max(newest + SCRAPE_INTERVAL_MS);
+            }
             while t <= now {
                 s.samples.push_back((t, v));
                 t += SCRAPE_INTERVAL_MS;
