@@ -193,7 +193,13 @@ fn a_real_alert_is_approved_in_a_real_browser_and_the_page_follows_the_run_to_it
     );
     step(b.type_into("#token", ANA));
     step(b.click("form[action='/login'] button"));
+    // The click returns before the login's redirect has landed: going to the run
+    // page before then can be overtaken by that redirect (to the run list).
+    within(30, "the login to land", || {
+        (!b.url().ok()?.ends_with("/login")).then_some(())
+    });
     step(b.goto(&page));
+    within(30, "the run page", || (b.url().ok()? == page).then_some(()));
     let text = b.text().unwrap();
     assert!(text.contains("Plan waiting for approval"), "{text}");
     assert!(text.contains("touch cordoned"), "{text}");
