@@ -325,6 +325,21 @@ impl<'s> Conv<'s> {
         }
     }
 
+    /// A whole number of at least 1 under `key`; 0 is an error saying what it
+    /// would mean (`why`: "keeps nothing").
+    fn at_least_one(&mut self, node: &Node, key: &str, why: &str) -> Option<u32> {
+        let v = self.uint::<u32>(node, &format!("`{key}`"))?;
+        if v.value == 0 {
+            self.push(Diagnostic::error(
+                "out-of-range",
+                v.pos,
+                format!("`{key}: 0` {why}; it must be at least 1"),
+            ));
+            return None;
+        }
+        Some(v.value)
+    }
+
     fn opt_uint<T: TryFrom<i64>>(&mut self, f: &Fields<'_>, key: &str) -> Option<Sp<T>> {
         let n = f.get(key)?;
         self.uint(n, &format!("`{key}`"))

@@ -615,18 +615,7 @@ impl Conv<'_> {
             return None;
         }
         let ready_nodes = match f.get("ready_nodes") {
-            Some(n) => {
-                let v = self.uint::<u32>(n, "`ready_nodes`")?;
-                if v.value == 0 {
-                    self.push(Diagnostic::error(
-                        "out-of-range",
-                        v.pos,
-                        "`ready_nodes: 0` keeps nothing; it must be at least 1",
-                    ));
-                    return None;
-                }
-                Some(v.value)
-            }
+            Some(n) => Some(self.at_least_one(n, "ready_nodes", "keeps nothing")?),
             None => None,
         };
         let ready_replicas = self.opt_string(&f, "ready_replicas");
@@ -938,18 +927,7 @@ impl Conv<'_> {
             return None;
         }
         let max_targets = match f.get("max_targets") {
-            Some(n) => {
-                let max = self.uint::<u32>(n, "`max_targets`")?;
-                if max.value == 0 {
-                    self.push(Diagnostic::error(
-                        "out-of-range",
-                        max.pos,
-                        "`max_targets: 0` would refuse every plan; it must be at least 1",
-                    ));
-                    return None;
-                }
-                Some(max.value)
-            }
+            Some(n) => Some(self.at_least_one(n, "max_targets", "would refuse every plan")?),
             None => None,
         };
         let max_failures = match f.get("max_failures") {
