@@ -41,13 +41,21 @@ now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 per_step_ms() { awk -v t="$1" -v n="$2" 'BEGIN { printf "%.3f", t * 1000 / n }'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
-timed() { # prints the wall seconds of "$@" on a line
-  local t0 t1
-  t0=$(now)
+timed() { # FILE CMD...: appends CMD's wall seconds to FILE and its CPU seconds
+  # (user + system, its children included) to FILE.cpu. Bash's own clock and `times`
+  # builtin: no process is forked between the two readings but CMD itself.
+  local out=$1 t0 t1
+  shift
+  times >"$work/cpu0"
+  t0=$EPOCHREALTIME
   "$@" >/dev/null 2>&1
-  t1=$(now)
-  secs "$t0" "$t1"
-  echo
+  t1=$EPOCHREALTIME
+  times >"$work/cpu1"
+  secs "$t0" "$t1" >>"$out"
+  echo >>"$out"
+  # The second line of `times` is the children's "user system", e.g. 0m1.250s 0m0.310s.
+  awk 'FNR == 2 { for (i = 1; i <= 2; i++) { split($i, p, "m"); sub("s", "", p[2]); c[FILENAME] += p[1] * 60 + p[2] } }
+       END { printf "%.3f\n", c[ARGV[2]] - c[ARGV[1]] }' "$work/cpu0" "$work/cpu1" >>"$out.cpu"
 }
 
 # The steps run the same program as the floor: /usr/bin/true, forked and exec'd
@@ -100,19 +108,19 @@ for n in 100 500; do
   floor_file "$n" "$work/floor-$n.sh"
   # Warm the page cache and the binary once.
   "$bin" --state-dir "$work/state-warm" --quiet run "$work/actions-$n.yaml" >/dev/null 2>&1
-  for c in "${configs[@]}"; do : >"$work/t-$c-$n"; done
+  for c in "${configs[@]}"; do : >"$work/t-$c-$n"; : >"$work/t-$c-$n.cpu"; done
   this_build() { # ROUND
-    timed "$bin" --state-dir "$work/a-$n-$1" --quiet run "$work/actions-$n.yaml" >>"$work/t-actions-disk-$n"
-    timed "$bin" --state-dir "$shm/a-$n-$1" --quiet run "$work/actions-$n.yaml" >>"$work/t-actions-tmpfs-$n"
-    timed "$bin" --state-dir "$work/c-$n-$1" --quiet run "$work/checks-$n.yaml" >>"$work/t-checks-disk-$n"
+    timed "$work/t-actions-disk-$n" "$bin" --state-dir "$work/a-$n-$1" --quiet run "$work/actions-$n.yaml"
+    timed "$work/t-actions-tmpfs-$n" "$bin" --state-dir "$shm/a-$n-$1" --quiet run "$work/actions-$n.yaml"
+    timed "$work/t-checks-disk-$n" "$bin" --state-dir "$work/c-$n-$1" --quiet run "$work/checks-$n.yaml"
   }
   baseline_build() { # ROUND
-    timed "$base" --state-dir "$work/ba-$n-$1" --quiet run "$work/actions-$n.yaml" >>"$work/t-base-actions-disk-$n"
-    timed "$base" --state-dir "$shm/ba-$n-$1" --quiet run "$work/actions-$n.yaml" >>"$work/t-base-actions-tmpfs-$n"
-    timed "$base" --state-dir "$work/bc-$n-$1" --quiet run "$work/checks-$n.yaml" >>"$work/t-base-checks-disk-$n"
+    timed "$work/t-base-actions-disk-$n" "$base" --state-dir "$work/ba-$n-$1" --quiet run "$work/actions-$n.yaml"
+    timed "$work/t-base-actions-tmpfs-$n" "$base" --state-dir "$shm/ba-$n-$1" --quiet run "$work/actions-$n.yaml"
+    timed "$work/t-base-checks-disk-$n" "$base" --state-dir "$work/bc-$n-$1" --quiet run "$work/checks-$n.yaml"
   }
   for r in $(seq 1 "$ROUNDS"); do
-    timed "$work/floor-$n.sh" >>"$work/t-floor-$n"
+    timed "$work/t-floor-$n" "$work/floor-$n.sh"
     # Which build goes first alternates from round to round, so neither one
     # always runs on a warmer (or busier) machine than the other.
     if [ -n "$base" ] && [ $((r % 2)) -eq 0 ]; then
@@ -208,6 +216,20 @@ if [ -n "$base" ]; then
     awk -v d="$d" -v b="${total[base-$k-500]}" -v f="${total[floor-500]}" -v k="$k" \
       'BEGIN { o = (b - f) * 1000 / 500; dd = d * 1000 / 500;
                printf "  %-14s %+.3f ms per step; baseline overhead %.3f ms per step; this / baseline = %.2f\n", k, dd, o, (o > 0 ? (o + dd) / o : 0) }'
+  done
+  echo
+  # CPU time (user + system of the runbook process and the commands it ran; the
+  # commands are the same for both builds) is what the engine costs, with far less of
+  # the noise a shared machine adds to wall time: a step that waits for the CPU is
+  # slower but has not cost more.
+  echo "paired rounds, CPU, N=500 (median over $ROUNDS rounds of this build minus baseline, same round):"
+  for k in actions-disk actions-tmpfs checks-disk; do
+    d=$(paste "$work/t-$k-500.cpu" "$work/t-base-$k-500.cpu" | awk '{ print $1 - $2 }' | median)
+    this=$(median <"$work/t-$k-500.cpu")
+    b=$(median <"$work/t-base-$k-500.cpu")
+    f=$(median <"$work/t-floor-500.cpu")
+    awk -v d="$d" -v t="$this" -v b="$b" -v f="$f" -v k="$k" \
+      'BEGIN { printf "  %-14s %+.3f ms per step; CPU per step beyond the floor: this %.3f ms, baseline %.3f ms (this / baseline = %.2f)\n", k, d * 1000 / 500, (t - f) * 1000 / 500, (b - f) * 1000 / 500, (b > f ? (t - f) / (b - f) : 0) }'
   done
   echo
   # actions-tmpfs: the engine without the disk's fsync latency, which on a shared
