@@ -419,12 +419,13 @@ async fn alerting_rules_go_pending_then_fire_after_for_and_serve_alerts_as_prome
     let now = lab.now().timestamp();
     assert_eq!(instant(&lab, "ALERTS", now).await, vec![]);
     assert_eq!(instant(&lab, "ALERTS_FOR_STATE", now).await, vec![]);
-    // It comes back: a new alert, active from the evaluation that saw it again.
+    // It comes back: a new alert, active from the evaluation that saw it again (the
+    // scrape point at the instant of the delete was recorded before it: the next one).
     assert_eq!(
         send(&lab, "DELETE", "/api/v1/namespaces/default/pods/p?gracePeriodSeconds=0").await,
         200
     );
-    let again = lab.now().timestamp();
+    let again = lab.now().timestamp() + 15;
     lab.advance(std::time::Duration::from_secs(60));
     let now = lab.now().timestamp();
     assert_eq!(instant(&lab, "ALERTS_FOR_STATE", now).await, for_state(again));
