@@ -35,7 +35,9 @@ impl TryFrom<String> for PromExpr {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         let e = promql::parse(&s).map_err(|e| {
-            format!("alert expression {s:?}: {e}; expected PromQL such as `launch_success_rate < 0.5`")
+            format!(
+                "alert expression {s:?}: {e}; expected PromQL such as `launch_success_rate < 0.5`"
+            )
         })?;
         Ok(PromExpr(s, e))
     }

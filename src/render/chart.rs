@@ -573,8 +573,14 @@ pub fn href(file: &str) -> String {
 mod tests {
     #[test]
     fn a_filter_by_a_number_is_charted_as_its_left_side() {
-        assert_eq!(super::filtered_base("launch_success_rate < 0.5"), "launch_success_rate");
-        assert_eq!(super::filtered_base("sum(rate(x[5m])) >= 1e3"), "sum(rate(x[5m]))");
+        assert_eq!(
+            super::filtered_base("launch_success_rate < 0.5"),
+            "launch_success_rate"
+        );
+        assert_eq!(
+            super::filtered_base("sum(rate(x[5m])) >= 1e3"),
+            "sum(rate(x[5m]))"
+        );
         assert_eq!(super::filtered_base("up"), "up");
         assert_eq!(super::filtered_base("a > bool 0.5"), "a > bool 0.5");
         assert_eq!(super::filtered_base("a < b"), "a < b");

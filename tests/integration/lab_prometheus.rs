@@ -370,11 +370,20 @@ async fn alerting_rules_go_pending_then_fire_after_for_and_serve_alerts_as_prome
     };
     assert_eq!(instant(&lab, "ALERTS", active_at).await, pending("pending"));
     // Still pending 15 s before `for` has passed ...
-    assert_eq!(instant(&lab, "ALERTS", active_at + 585).await, pending("pending"));
+    assert_eq!(
+        instant(&lab, "ALERTS", active_at + 585).await,
+        pending("pending")
+    );
     // ... firing from the evaluation where it has, and the pending series is stale at
     // once (a minute later the look-back would still see it without the marker).
-    assert_eq!(instant(&lab, "ALERTS", active_at + 600).await, pending("firing"));
-    assert_eq!(instant(&lab, "ALERTS", active_at + 660).await, pending("firing"));
+    assert_eq!(
+        instant(&lab, "ALERTS", active_at + 600).await,
+        pending("firing")
+    );
+    assert_eq!(
+        instant(&lab, "ALERTS", active_at + 660).await,
+        pending("firing")
+    );
     assert_eq!(
         instant(&lab, "ALERTS{alertstate=\"pending\"}", active_at + 660).await,
         vec![]
@@ -392,7 +401,10 @@ async fn alerting_rules_go_pending_then_fire_after_for_and_serve_alerts_as_prome
             ),
         ]
     };
-    assert_eq!(instant(&lab, "ALERTS_FOR_STATE", t0).await, for_state(active_at));
+    assert_eq!(
+        instant(&lab, "ALERTS_FOR_STATE", t0).await,
+        for_state(active_at)
+    );
     // A range query over the pending window: exactly the 40 points from ActiveAt to
     // ActiveAt + 9m45s at a 15 s step.
     let (_, v) = get(
@@ -422,13 +434,21 @@ async fn alerting_rules_go_pending_then_fire_after_for_and_serve_alerts_as_prome
     // It comes back: a new alert, active from the evaluation that saw it again (the
     // scrape point at the instant of the delete was recorded before it: the next one).
     assert_eq!(
-        send(&lab, "DELETE", "/api/v1/namespaces/default/pods/p?gracePeriodSeconds=0").await,
+        send(
+            &lab,
+            "DELETE",
+            "/api/v1/namespaces/default/pods/p?gracePeriodSeconds=0"
+        )
+        .await,
         200
     );
     let again = lab.now().timestamp() + 15;
     lab.advance(std::time::Duration::from_secs(60));
     let now = lab.now().timestamp();
-    assert_eq!(instant(&lab, "ALERTS_FOR_STATE", now).await, for_state(again));
+    assert_eq!(
+        instant(&lab, "ALERTS_FOR_STATE", now).await,
+        for_state(again)
+    );
     assert_eq!(
         instant(&lab, "ALERTS{alertname=\"NoPods\"}", now).await,
         vec![(
@@ -450,7 +470,10 @@ fn an_alert_with_a_bad_expression_is_refused_with_its_line_and_column() {
     let e = runbook::lab::scenario::parse(text, "bad.scenario.yaml")
         .expect_err("a reserved label is refused")
         .to_string();
-    assert!(e.contains("label name \"alertstate\" is not allowed"), "{e}");
+    assert!(
+        e.contains("label name \"alertstate\" is not allowed"),
+        "{e}"
+    );
 }
 
 /// The same input, rules and queries through Prometheus' own rule evaluator

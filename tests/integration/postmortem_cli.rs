@@ -359,7 +359,8 @@ fn the_seed_demo_postmortem_fits_a_review() {
     assert!(points.len() > 100, "{} points: {svg}", points.len());
     assert!(!text.contains("\"apiVersion\""), "no JSON dumps");
     // The README's picture is this chart: regenerate it with RUNBOOK_UPDATE_DOCS=1.
-    let readme_svg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/seed-impact.svg");
+    let readme_svg =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/seed-impact.svg");
     if std::env::var_os("RUNBOOK_UPDATE_DOCS").is_some() {
         std::fs::write(&readme_svg, &svg).expect("docs/images/seed-impact.svg written");
     }
