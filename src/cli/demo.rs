@@ -87,7 +87,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
             printer,
             cancel,
         };
-        let run = match suite::runner::run_on_lab_with(&loaded, &lab, opts, seed_incident_start()).await {
+        let run = match suite::runner::run_on_lab_with(&loaded, &lab, opts, seed_incident_start(&lab)).await {
             Ok(r) => r,
             Err(e) => {
                 crate::cli::error_line!("error: {e}");
@@ -122,13 +122,13 @@ pub fn run(args: Args, g: &Global) -> i32 {
     })
 }
 
-/// When users were first affected in the seed scenario: its earliest fault (the
-/// hub's node was lost 5 hours before the scenario's start), journaled with source
-/// `scenario` so the postmortem measures time to detect and mitigate from it.
-fn seed_incident_start() -> Option<(chrono::DateTime<chrono::Utc>, String)> {
-    let loaded = crate::lab::scenario::parse(crate::lab::SEED_SCENARIO, "<seed>").ok()?;
-    let first = loaded.fault_offsets.iter().min()?;
-    Some((loaded.start? + *first, "scenario".to_owned()))
+/// When users were first affected in the seed scenario, as its Prometheus knows it:
+/// `ALERTS_FOR_STATE` of the seed's `HubLaunchesFailing` alert (active since launches
+/// began to fail, 5 hours before the scenario's start), journaled with that alert as
+/// its source so the postmortem measures time to detect and mitigate from it.
+fn seed_incident_start(lab: &Lab) -> Option<(chrono::DateTime<chrono::Utc>, String)> {
+    let (at, alert) = lab.earliest_active_alert()?;
+    Some((at, format!("the lab's ALERTS_FOR_STATE of alert {alert}")))
 }
 
 /// In `--interactive`, the time a person takes at a gate or a manual step is real:

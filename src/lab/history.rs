@@ -35,12 +35,15 @@ pub struct Series {
     pub samples: VecDeque<(i64, f64)>,
 }
 
-/// Every metric's series, in the scenario's order (one per metric definition).
+/// Every metric's series, in the scenario's order (one per metric definition),
+/// then the series the alerting rules write (`ALERTS`, `ALERTS_FOR_STATE`).
 #[derive(Debug, Clone, Default)]
 pub struct History {
     pub series: Vec<Series>,
     /// The last grid point scraped (Unix ms).
     last: Option<i64>,
+    /// The scenario's alerting rules, evaluated at every grid point.
+    rules: super::alerting::Rules,
 }
 
 fn grid_at_or_before(t_ms: i64) -> i64 {
@@ -52,7 +55,12 @@ impl History {
     /// `past[i]` is its (time, value) steps before `start`, in order; each value
     /// holds from its time to the next step (or to `start`). Points older than the
     /// retention before `start` are not kept.
-    pub fn new(st: &State, start: DateTime<Utc>, past: &[Vec<(DateTime<Utc>, f64)>]) -> History {
+    pub fn new(
+        st: &State,
+        start: DateTime<Utc>,
+        past: &[Vec<(DateTime<Utc>, f64)>],
+        rules: Vec<super::alerting::AlertRule>,
+    ) -> History {
         let start_ms = start.timestamp_millis();
         let oldest = start_ms - RETENTION_MS;
         let series = super::metrics::evaluate(st)
@@ -82,14 +90,30 @@ impl History {
                 Series { labels, samples }
             })
             .collect();
-        History {
+        let mut h = History {
             series,
             // The first scrape is at the start's grid point: at or just before the
             // start, so a query at the start (a stopped clock between two points)
             // has a sample to read. Where the declared past already has that point,
             // the past keeps it.
             last: Some(grid_at_or_before(start_ms) - SCRAPE_INTERVAL_MS),
+            rules: super::alerting::Rules::new(rules),
+        };
+        // The rules ran over the declared past as they would have in Prometheus.
+        if let Some(first) = h
+            .series
+            .iter()
+            .filter_map(|s| s.samples.front().map(|p| p.0))
+            .min()
+            && !h.rules.is_empty()
+        {
+            let mut t = first;
+            while t < grid_at_or_before(start_ms) {
+                h.rules.eval(&mut h.series, t);
+                t += SCRAPE_INTERVAL_MS;
+            }
         }
+        h
     }
 
     /// Scrape every grid point after the last one up to `st.now()` with the
@@ -126,6 +150,24 @@ impl History {
             }
         }
         self.last = Some(now);
+        if !self.rules.is_empty() {
+            let mut t = match self.rules.last_eval() {
+                Some(e) => from.max(e + SCRAPE_INTERVAL_MS),
+                None => from,
+            };
+            while t <= now {
+                self.rules.eval(&mut self.series, t);
+                t += SCRAPE_INTERVAL_MS;
+            }
+            let oldest = now - RETENTION_MS;
+            let idx: Vec<usize> = self.rules.series_indexes().collect();
+            for i in idx {
+                let s = &mut self.series[i].samples;
+                while s.front().is_some_and(|p| p.0 < oldest) {
+                    s.pop_front();
+                }
+            }
+        }
     }
 
     /// With the clock exactly on a scrape point (a stopped clock, as under `runbook
@@ -143,6 +185,10 @@ impl History {
             {
                 p.1 = v;
             }
+        }
+        // The rules see the re-read point too (their evaluation at `now` is redone).
+        if self.rules.last_eval() == Some(now) {
+            self.rules.eval(&mut self.series, now);
         }
     }
 }

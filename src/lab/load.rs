@@ -151,7 +151,8 @@ impl Lab {
                     .collect()
             })
             .collect();
-        let history = super::history::History::new(&st, start, &past);
+        let history =
+            super::history::History::new(&st, start, &past, loaded.scenario.alerts.clone());
         Lab {
             inner: Arc::new(Inner {
                 state: std::sync::RwLock::new(st),

@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod alerting;
 pub mod api;
 pub mod clock;
 pub mod controllers;
@@ -262,6 +263,30 @@ impl Lab {
     /// Current cluster time.
     pub fn now(&self) -> DateTime<Utc> {
         self.read().now()
+    }
+
+    /// The lab's Prometheus, in process: `query` at the current cluster time, as
+    /// `/api/v1/query` answers it (HTTP code, body).
+    pub fn prometheus_query(&self, query: &str) -> (u16, Value) {
+        self.scrape_for_query();
+        let t = self.now().timestamp_millis();
+        metrics::query(&self.history().series, query, t)
+    }
+
+    /// When the scenario's alerts became active, from `ALERTS_FOR_STATE` (as a
+    /// Prometheus alerting on the scenario would tell): the earliest, with its
+    /// alert's name; `None` when no alert is active.
+    pub fn earliest_active_alert(&self) -> Option<(DateTime<Utc>, String)> {
+        let (_, v) = self.prometheus_query("ALERTS_FOR_STATE");
+        v["data"]["result"]
+            .as_array()?
+            .iter()
+            .filter_map(|s| {
+                let secs: f64 = s["value"][1].as_str()?.parse().ok()?;
+                let name = s["metric"]["alertname"].as_str()?.to_owned();
+                Some((DateTime::from_timestamp(secs as i64, 0)?, name))
+            })
+            .min()
     }
 
     pub(crate) fn rv(&self) -> u64 {

@@ -26,6 +26,18 @@ pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
 pub type Labels = BTreeMap<String, String>;
 
+/// Prometheus' staleness marker (`value.StaleNaN` in prometheus/model/value): a NaN
+/// with this bit pattern, written when a series stops (the lab writes it for
+/// `ALERTS`/`ALERTS_FOR_STATE` series when an alert leaves that state). An instant
+/// selector whose newest sample in the look-back is a marker sees no sample; range
+/// selectors skip markers.
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+/// Whether a value is the staleness marker.
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
     Num(f64),
@@ -743,12 +755,12 @@ impl Eval<'_> {
                 if !matches(m, &labels) {
                     return None;
                 }
-                let pts: Vec<(i64, f64)> = s
-                    .samples
-                    .iter()
-                    .filter(|(t, _)| *t > from && *t <= to)
-                    .copied()
-                    .collect();
+                // Samples are in time order: find the window by bisection (a rule
+                // evaluated at every scrape point over a day of history would
+                // otherwise scan the whole series each time).
+                let lo = s.samples.partition_point(|(t, _)| *t <= from);
+                let hi = s.samples.partition_point(|(t, _)| *t <= to);
+                let pts: Vec<(i64, f64)> = s.samples.range(lo..hi.max(lo)).copied().collect();
                 Some((labels, pts))
             })
             .collect()
@@ -768,6 +780,10 @@ impl Eval<'_> {
                     Some(r) => Val::Matrix(
                         self.select(matchers, at - r, at)
                             .into_iter()
+                            .map(|(l, mut p)| {
+                                p.retain(|x| !is_stale(x.1));
+                                (l, p)
+                            })
                             .filter(|(_, p)| !p.is_empty())
                             .collect(),
                     ),
@@ -775,6 +791,7 @@ impl Eval<'_> {
                         self.select(matchers, at - LOOKBACK_MS, at)
                             .into_iter()
                             .filter_map(|(l, p)| p.last().map(|x| (l, x.1)))
+                            .filter(|(_, v)| !is_stale(*v))
                             .collect(),
                     ),
                 }

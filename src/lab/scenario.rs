@@ -59,6 +59,11 @@ pub struct Scenario {
     /// Metrics served at `/api/v1/query`.
     #[serde(default)]
     pub metrics: Vec<MetricDef>,
+    /// Alerting rules the lab's Prometheus evaluates over the metrics' history at
+    /// every scrape point (15 s), serving `ALERTS` and `ALERTS_FOR_STATE` as
+    /// Prometheus does (docs/lab.md, "Alerting rules").
+    #[serde(default)]
+    pub alerts: Vec<super::alerting::AlertRule>,
     /// API faults active from the start: each answers its next `times` matching
     /// requests with an error Status (forbidden, not found, conflict, throttled,
     /// server errors) and changes nothing.
@@ -464,6 +469,16 @@ pub fn parse(text: &str, origin: &str) -> Result<Loaded, ScenarioError> {
                 "name one of the scenario's `sites`",
             ));
         }
+    }
+    for a in &scenario.alerts {
+        a.check().map_err(|m| {
+            err(
+                0,
+                0,
+                m,
+                "e.g. `alerts: [ { name: HubLaunchesFailing, expr: launch_success_rate < 0.5, for: 5m, labels: { severity: page } } ]`",
+            )
+        })?;
     }
     for m in &scenario.managed {
         let declared = objects.iter().any(|(def, ns, o)| {

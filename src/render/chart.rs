@@ -60,7 +60,7 @@ impl Collector {
             Event::OpStarted { op, attempt } if op.provider == "prometheus" => {
                 if let Some(q) = op.op.get("query").and_then(|q| q.as_str()) {
                     self.asked
-                        .insert((op.scope.clone(), *attempt), q.to_owned());
+                        .insert((op.scope.clone(), *attempt), filtered_base(q).to_owned());
                 }
             }
             Event::OpFinished {
@@ -120,6 +120,29 @@ impl Collector {
         }
         out
     }
+}
+
+/// A query that filters by a comparison with a number (`launch_success_rate < 0.5`,
+/// as a `detects:` check is written) answers the left side's own values where the
+/// condition holds (PromQL's comparison filter keeps the vector's value): chart them
+/// as points of the left side, so the detecting check's look-back and a
+/// verification of the unfiltered metric make one line.
+fn filtered_base(q: &str) -> &str {
+    let q = q.trim();
+    for op in ["<=", ">=", "==", "!=", "<", ">"] {
+        if let Some((lhs, rhs)) = q.rsplit_once(op) {
+            let (lhs, rhs) = (lhs.trim_end(), rhs.trim());
+            let lhs_ok = !lhs.is_empty()
+                && !lhs.ends_with(['<', '>', '=', '!'])
+                && lhs.bytes().filter(|b| *b == b'(').count()
+                    == lhs.bytes().filter(|b| *b == b')').count();
+            if lhs_ok && rhs.parse::<f64>().is_ok_and(f64::is_finite) {
+                return lhs;
+            }
+            return q;
+        }
+    }
+    q
 }
 
 fn collect(journal: &Journal) -> Collector {
@@ -548,6 +571,22 @@ pub fn href(file: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_filter_by_a_number_is_charted_as_its_left_side() {
+        assert_eq!(
+            super::filtered_base("launch_success_rate < 0.5"),
+            "launch_success_rate"
+        );
+        assert_eq!(
+            super::filtered_base("sum(rate(x[5m])) >= 1e3"),
+            "sum(rate(x[5m]))"
+        );
+        assert_eq!(super::filtered_base("up"), "up");
+        assert_eq!(super::filtered_base("a > bool 0.5"), "a > bool 0.5");
+        assert_eq!(super::filtered_base("a < b"), "a < b");
+        assert_eq!(super::filtered_base("x{l!=\"v\"}"), "x{l!=\"v\"}");
+    }
+
     use super::*;
     use crate::render::{RenderOpts, model_with};
 

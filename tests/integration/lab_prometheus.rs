@@ -282,3 +282,259 @@ steps:
         "{ttd}"
     );
 }
+
+async fn send(lab: &Lab, method: &str, uri: &str) -> u16 {
+    lab.router()
+        .oneshot(
+            http::Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The instant vector of `q` at `t` (Unix seconds): (labels as `{k="v",…}`, value).
+async fn instant(lab: &Lab, q: &str, t: i64) -> Vec<(String, String)> {
+    let (code, v) = get(lab, &format!("/api/v1/query?query={}&time={t}", enc(q))).await;
+    assert_eq!(code, 200, "{q}: {v}");
+    let mut out: Vec<(String, String)> = v["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a vector: {v}"))
+        .iter()
+        .map(|s| {
+            let m = s["metric"].as_object().expect("labels");
+            let name = m.get("__name__").and_then(Value::as_str).unwrap_or("");
+            let labels: Vec<String> = m
+                .iter()
+                .filter(|(k, _)| *k != "__name__")
+                .map(|(k, v)| format!("{k}=\"{}\"", v.as_str().unwrap()))
+                .collect();
+            (
+                format!("{name}{{{}}}", labels.join(",")),
+                s["value"][1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A scenario whose `pods` were 1 until 30 minutes before its start (an hour
+/// after the Unix epoch, so `promtool test rules` can replay the same input), then
+/// 0, with a rule that waits 10 minutes and one that fires at once.
+const ALERTING: &str = r#"version: 1
+name: alerting
+start: "1970-01-01T01:00:00Z"
+metrics:
+  - { name: pods, value: { pods: { namespace: default } }, history: [ { at: -1h, value: 1 }, { at: -30m, value: 0 } ] }
+alerts:
+  - { name: NoPods, expr: "pods < 1", for: 10m, labels: { severity: page } }
+  - { name: NoPodsNow, expr: "pods < 1" }
+"#;
+
+/// Prometheus' alerting semantics (docs: prometheus.io/docs/prometheus/latest/
+/// configuration/alerting_rules/, "Inspecting alerts during runtime"; code:
+/// rules/alerting.go `AlertingRule.Eval`): an answer becomes a pending alert with
+/// `ActiveAt` = that evaluation; it fires at the first evaluation with
+/// `ts - ActiveAt >= for`; `ALERTS{alertstate}` is 1 while in that state and marked
+/// stale when it leaves it; `ALERTS_FOR_STATE` is `ActiveAt` in Unix seconds; when
+/// the condition stops the alert is gone, and when it comes back it is a new alert.
+#[tokio::test]
+async fn alerting_rules_go_pending_then_fire_after_for_and_serve_alerts_as_prometheus_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("a.scenario.yaml");
+    std::fs::write(&file, ALERTING).unwrap();
+    let lab = Lab::from_scenario_file_at_incident_time(&file).unwrap();
+    let t0 = lab.now().timestamp();
+    assert_eq!(t0, 3600);
+    let active_at = t0 - 1800;
+    // Before the condition: nothing.
+    assert_eq!(instant(&lab, "ALERTS", active_at - 15).await, vec![]);
+    // The first evaluation that sees pods = 0: pending (10m), and the `for: 0` rule firing.
+    let pending = |state: &str| {
+        vec![
+            (
+                format!("ALERTS{{alertname=\"NoPods\",alertstate=\"{state}\",severity=\"page\"}}"),
+                "1".to_owned(),
+            ),
+            (
+                "ALERTS{alertname=\"NoPodsNow\",alertstate=\"firing\"}".to_owned(),
+                "1".to_owned(),
+            ),
+        ]
+    };
+    assert_eq!(instant(&lab, "ALERTS", active_at).await, pending("pending"));
+    // Still pending 15 s before `for` has passed ...
+    assert_eq!(
+        instant(&lab, "ALERTS", active_at + 585).await,
+        pending("pending")
+    );
+    // ... firing from the evaluation where it has, and the pending series is stale at
+    // once (a minute later the look-back would still see it without the marker).
+    assert_eq!(
+        instant(&lab, "ALERTS", active_at + 600).await,
+        pending("firing")
+    );
+    assert_eq!(
+        instant(&lab, "ALERTS", active_at + 660).await,
+        pending("firing")
+    );
+    assert_eq!(
+        instant(&lab, "ALERTS{alertstate=\"pending\"}", active_at + 660).await,
+        vec![]
+    );
+    // ALERTS_FOR_STATE: when each alert became active, in Unix seconds, no alertstate.
+    let for_state = |at: i64| {
+        vec![
+            (
+                "ALERTS_FOR_STATE{alertname=\"NoPods\",severity=\"page\"}".to_owned(),
+                at.to_string(),
+            ),
+            (
+                "ALERTS_FOR_STATE{alertname=\"NoPodsNow\"}".to_owned(),
+                at.to_string(),
+            ),
+        ]
+    };
+    assert_eq!(
+        instant(&lab, "ALERTS_FOR_STATE", t0).await,
+        for_state(active_at)
+    );
+    // A range query over the pending window: exactly the 40 points from ActiveAt to
+    // ActiveAt + 9m45s at a 15 s step.
+    let (_, v) = get(
+        &lab,
+        &format!(
+            "/api/v1/query_range?query={}&start={}&end={t0}&step=15",
+            enc("ALERTS{alertstate=\"pending\"}"),
+            active_at - 300
+        ),
+    )
+    .await;
+    let pts = values(&v, 0);
+    assert_eq!(pts.first().map(|p| p.0), Some(active_at), "{pts:?}");
+    assert_eq!(pts.last().map(|p| p.0), Some(active_at + 585), "{pts:?}");
+    assert_eq!(pts.len(), 40);
+
+    // The condition stops (a pod appears): resolved at the next evaluation.
+    lab.advance(std::time::Duration::from_secs(60));
+    lab.create(serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "default"},
+        "spec": {"containers": [{"name": "c", "image": "i"}]}}))
+        .unwrap();
+    lab.advance(std::time::Duration::from_secs(60));
+    let now = lab.now().timestamp();
+    assert_eq!(instant(&lab, "ALERTS", now).await, vec![]);
+    assert_eq!(instant(&lab, "ALERTS_FOR_STATE", now).await, vec![]);
+    // It comes back: a new alert, active from the evaluation that saw it again (the
+    // scrape point at the instant of the delete was recorded before it: the next one).
+    assert_eq!(
+        send(
+            &lab,
+            "DELETE",
+            "/api/v1/namespaces/default/pods/p?gracePeriodSeconds=0"
+        )
+        .await,
+        200
+    );
+    let again = lab.now().timestamp() + 15;
+    lab.advance(std::time::Duration::from_secs(60));
+    let now = lab.now().timestamp();
+    assert_eq!(
+        instant(&lab, "ALERTS_FOR_STATE", now).await,
+        for_state(again)
+    );
+    assert_eq!(
+        instant(&lab, "ALERTS{alertname=\"NoPods\"}", now).await,
+        vec![(
+            "ALERTS{alertname=\"NoPods\",alertstate=\"pending\",severity=\"page\"}".to_owned(),
+            "1".to_owned()
+        )]
+    );
+}
+
+#[test]
+fn an_alert_with_a_bad_expression_is_refused_with_its_line_and_column() {
+    let text = "version: 1\nname: bad\nalerts:\n  - { name: X, expr: \"pods <\" }\n";
+    let e = runbook::lab::scenario::parse(text, "bad.scenario.yaml")
+        .expect_err("a bad expression is refused")
+        .to_string();
+    assert!(e.contains("bad.scenario.yaml:4:"), "{e}");
+    assert!(e.contains("alert expression \"pods <\""), "{e}");
+    let text = "version: 1\nname: bad\nalerts:\n  - { name: X, expr: \"pods\", labels: { alertstate: x } }\n";
+    let e = runbook::lab::scenario::parse(text, "bad.scenario.yaml")
+        .expect_err("a reserved label is refused")
+        .to_string();
+    assert!(
+        e.contains("label name \"alertstate\" is not allowed"),
+        "{e}"
+    );
+}
+
+/// The same input, rules and queries through Prometheus' own rule evaluator
+/// (`promtool test rules`, Debian's `prometheus` package): every answer the lab gives
+/// for `ALERTS` and `ALERTS_FOR_STATE` is written as promtool's expected samples, and
+/// promtool passes only if Prometheus computes the same.
+#[tokio::test]
+#[ignore = "needs promtool (Debian package prometheus)"]
+async fn promtool_computes_the_same_alerts_as_the_lab() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("a.scenario.yaml");
+    std::fs::write(&file, ALERTING).unwrap();
+    let lab = Lab::from_scenario_file_at_incident_time(&file).unwrap();
+    let t0 = lab.now().timestamp();
+    let mut tests = String::new();
+    for t in [1785, 1800, 1815, 2385, 2400, 2415, 2460, 3000, t0] {
+        for q in [
+            "ALERTS",
+            "ALERTS{alertstate=\"pending\"}",
+            "ALERTS_FOR_STATE",
+        ] {
+            let got = instant(&lab, q, t).await;
+            tests.push_str(&format!(
+                "      - expr: '{q}'\n        eval_time: {t}s\n        exp_samples:\n"
+            ));
+            if got.is_empty() {
+                tests.truncate(tests.len() - "        exp_samples:\n".len());
+                tests.push_str("        exp_samples: []\n");
+            }
+            for (labels, value) in got {
+                tests.push_str(&format!(
+                    "          - labels: '{labels}'\n            value: {value}\n"
+                ));
+            }
+        }
+    }
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        "groups:\n  - name: lab\n    interval: 15s\n    rules:\n      - { alert: NoPods, expr: 'pods < 1', for: 10m, labels: { severity: page } }\n      - { alert: NoPodsNow, expr: 'pods < 1' }\n",
+    )
+    .unwrap();
+    // pods: 1 for the first 30 minutes (120 points at 15 s), then 0.
+    std::fs::write(
+        dir.path().join("test.yaml"),
+        format!(
+            "rule_files: [rules.yaml]\nevaluation_interval: 15s\ntests:\n  - interval: 15s\n    input_series:\n      - series: 'pods'\n        values: '1x119 0x360'\n    promql_expr_test:\n{tests}"
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(
+        std::env::var("RUNBOOK_PROMTOOL").unwrap_or_else(|_| "promtool".into()),
+    )
+    .current_dir(dir.path())
+    .args(["test", "rules", "test.yaml"])
+    .output()
+    .expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool disagrees with the lab:\n{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(dir.path().join("test.yaml")).unwrap()
+    );
+}

@@ -322,9 +322,11 @@ fn the_seed_demo_postmortem_fits_a_review() {
         "`kubectl delete pod hub-65d9f46698-dj4jb -n prod --grace-period=0 --force`: **OK**: deleted",
         "| `free-hub-volume` rung `force-delete-lost-pods` |",
         "**MITIGATED at 06:35:00**",
-        // The demo journals the scenario's first fault (the hub's node lost 5 hours
-        // before) as the impact start, so detection and mitigation are real durations.
-        "| Impact start | 2018-03-13 01:28:00 UTC (the lab scenario's first fault) |",
+        // The demo journals when the seed's alert became active (the lab's Prometheus
+        // evaluates its rule over the scenario's history: launches failed from the
+        // hub's node loss, 5 hours before) as the impact start, so detection and
+        // mitigation are real durations.
+        "| Impact start | 2018-03-13 01:28:00 UTC (from the lab's ALERTS_FOR_STATE of alert HubLaunchesFailing) |",
         "| Time to detect | 5h 00m 00s from the impact start; 0 ms after the run started |",
         "| Time to mitigate | 5h 07m 00s from the impact start; 7m 00s after the run started |",
         "[graph](http://127.0.0.1:",
@@ -348,7 +350,25 @@ fn the_seed_demo_postmortem_fits_a_review() {
     assert_eq!(at("escalated"), "2018-03-13T06:29:00+00:00");
     assert_eq!(at("mitigated"), "2018-03-13T06:35:00+00:00");
     assert_eq!(at("end"), "2018-03-13T06:35:00+00:00");
+    // The line is the launch success rate over the incident, not two dots: the first
+    // check's `detects:` look-back (at zero from 01:28) and the recovery at 06:35.
+    let points: Vec<&str> = svg
+        .lines()
+        .filter(|l| l.starts_with("<circle class=\"point\""))
+        .collect();
+    assert!(points.len() > 100, "{} points: {svg}", points.len());
     assert!(!text.contains("\"apiVersion\""), "no JSON dumps");
+    // The README's picture is this chart: regenerate it with RUNBOOK_UPDATE_DOCS=1.
+    let readme_svg =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images/seed-impact.svg");
+    if std::env::var_os("RUNBOOK_UPDATE_DOCS").is_some() {
+        std::fs::write(&readme_svg, &svg).expect("docs/images/seed-impact.svg written");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&readme_svg).expect("docs/images/seed-impact.svg"),
+        svg,
+        "docs/images/seed-impact.svg (the README's picture) is stale: run `RUNBOOK_UPDATE_DOCS=1 cargo test --test integration postmortem_cli::the_seed_demo` and commit it"
+    );
 }
 
 /// A runbook that detects (a passing check) and acts, with shell only.
