@@ -103,6 +103,8 @@ pub struct AutoApprover {
     pub by: String,
     /// Steps (or rungs) with `gate: explicit` this approver may approve.
     pub explicit: HashSet<String>,
+    /// Manual steps (or rungs) answered "not done" instead of confirmed.
+    pub not_done: HashSet<String>,
 }
 
 impl AutoApprover {
@@ -110,12 +112,20 @@ impl AutoApprover {
         AutoApprover {
             by: by.into(),
             explicit: HashSet::new(),
+            not_done: HashSet::new(),
         }
     }
 
     /// Also approve these `gate: explicit` steps (a test that accepts their harm).
     pub fn with_explicit(mut self, ids: impl IntoIterator<Item = String>) -> AutoApprover {
         self.explicit.extend(ids);
+        self
+    }
+
+    /// Answer these manual steps or rungs "not done" (a test of what a runbook does
+    /// when a person cannot confirm, e.g. that a node is powered off).
+    pub fn with_not_done(mut self, ids: impl IntoIterator<Item = String>) -> AutoApprover {
+        self.not_done.extend(ids);
         self
     }
 }
@@ -137,8 +147,15 @@ impl Approver for AutoApprover {
         })
     }
 
-    fn manual<'a>(&'a self, _req: &'a ManualRequest) -> BoxFuture<'a, ManualAnswer> {
+    fn manual<'a>(&'a self, req: &'a ManualRequest) -> BoxFuture<'a, ManualAnswer> {
         Box::pin(async move {
+            let named = self.not_done.contains(&req.step)
+                || req.rung.as_ref().is_some_and(|r| self.not_done.contains(r));
+            if named {
+                return ManualAnswer::Failed {
+                    by: self.by.clone(),
+                };
+            }
             ManualAnswer::Done {
                 by: self.by.clone(),
                 source: ApprovalSource::Automatic,

@@ -198,7 +198,9 @@ pub async fn run_case(
     };
     let t0 = lab.now();
     let approver = Arc::new(
-        engine::AutoApprover::new("runbook-test").with_explicit(case.approve.iter().cloned()),
+        engine::AutoApprover::new("runbook-test")
+            .with_explicit(case.approve.iter().cloned())
+            .with_not_done(case.not_done.iter().cloned()),
     );
     let opts = LabRunOpts {
         params: case.params.clone().into_iter().collect(),

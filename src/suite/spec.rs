@@ -9,6 +9,7 @@
 //!     scenario: hub-pvc-locked.scenario.yaml     # relative to this file
 //!     params: { prometheus: "{{lab.url}}" }       # {{lab.url}}: the lab's http://127.0.0.1:PORT
 //!     approve: []                                 # steps or rungs with `gate: explicit` approved by id
+//!     not_done: []                                # manual steps or rungs answered "not done", by id
 //!     expect:
 //!       status: succeeded                         # succeeded|failed|aborted|not_applicable|paused
 //!       ran: [cordon, free-hub-volume]            # these steps (or rungs) started
@@ -58,6 +59,11 @@ pub struct Case {
     /// here pauses the run, as it would without a person.
     #[serde(default)]
     pub approve: Vec<String>,
+    /// Manual steps or rungs, by id, that this test answers "not done" (the person
+    /// could not do or confirm it), as `runbook approve RUN ID --decline` reports a manual step failed.
+    /// Every other manual step is confirmed automatically.
+    #[serde(default)]
+    pub not_done: Vec<String>,
     pub expect: Expect,
 }
 
@@ -192,6 +198,7 @@ pub fn load(path: &Path, runbook: &Runbook) -> Result<TestFile, SpecError> {
         let step_or_rung = case
             .approve
             .iter()
+            .chain(&case.not_done)
             .chain(&case.expect.ran)
             .chain(&case.expect.not_ran)
             .chain(case.expect.shown.keys());

@@ -1116,3 +1116,158 @@ async fn a_lock_whose_holder_was_killed_expires_and_the_next_run_takes_it() {
     assert_eq!(w.scalings(), 1, "only bob acted: {:?}", w.writes());
     assert_eq!(w.lock_holder().as_deref(), Some(""));
 }
+
+/// Cordon every node of the seed cluster, one at a time, no limit.
+const CORDON_ALL: &str = r#"
+version: 1
+name: cordon-all
+title: Cordon every node
+steps:
+  - check: Every node
+    id: nodes
+    kube: { get: nodes }
+    save: nodes
+  - action: Cordon them
+    id: cordon
+    for_each: nodes
+    concurrency: 1
+    kube: { cordon: "{{item.metadata.name}}" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_runs_only_the_failed_items_of_a_fan_out_again() {
+    let w = World::new(CORDON_ALL).await;
+    let nodes: Vec<String> = w
+        .lab
+        .list("nodes", None)
+        .iter()
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(nodes.len() >= 3, "the seed has nodes to fan out over: {nodes:?}");
+    // The API refuses the cordon of two of them (every time, until cleared).
+    let refused = [nodes[0].clone(), nodes[2].clone()];
+    for n in &refused {
+        w.lab
+            .inject_fault(lab::ApiFault::new(format!("/nodes/{n}"), 403, 1000).method("PATCH"));
+    }
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("2 of");
+    let patches = |n: &str| {
+        w.lab
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.contains(&format!("/nodes/{n}")))
+            .count()
+    };
+    let first: Vec<usize> = nodes.iter().map(|n| patches(n)).collect();
+    assert!(
+        first.iter().all(|c| *c >= 1),
+        "every node was asked once: {first:?}"
+    );
+
+    w.lab.clear_faults();
+    let out = run(w.resume(&["--retry-failed", "--yes"])).await;
+    out.success();
+    out.stderr_contains("retrying its failed items");
+    for (n, before) in nodes.iter().zip(&first) {
+        let after = patches(n);
+        if refused.contains(n) {
+            assert_eq!(after, before + 1, "failed item {n} was sent once more");
+        } else {
+            assert_eq!(after, *before, "succeeded item {n} was not repeated");
+        }
+        let node = w.lab.get("nodes", None, n).expect("the node exists");
+        assert_eq!(
+            node["spec"]["unschedulable"].as_bool(),
+            Some(true),
+            "{n} is cordoned in the end"
+        );
+    }
+    // The retry is journaled per item: which ran again, which were kept.
+    let retried: Vec<(Vec<usize>, Vec<usize>)> = w
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::StepRetried {
+                step, failed, kept, ..
+            } if step == "cordon" => Some((failed, kept)),
+            _ => None,
+        })
+        .collect();
+    let index = |n: &String| nodes.iter().position(|x| x == n).expect("a node");
+    let failed: Vec<usize> = refused.iter().map(index).collect();
+    let kept: Vec<usize> = (0..nodes.len()).filter(|i| !failed.contains(i)).collect();
+    assert_eq!(retried, vec![(failed.clone(), kept.clone())]);
+    // The run state of the resumed run knows every item finished ok.
+    let state = runbook::journal::state::RunState::from_records(
+        &reader::read(&w.journal_path()).expect("a journal").records,
+    )
+    .expect("it folds");
+    assert_eq!(
+        state.steps["cordon"].ok_items(None).len(),
+        nodes.len(),
+        "every item finished ok"
+    );
+    let pm = run(w.cli().args(["postmortem", "last"])).await;
+    pm.success();
+    pm.stdout_contains(format!(
+        "failed items {} only; {} that succeeded not repeated",
+        failed
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        kept.len()
+    ));
+}
+
+/// The shipped seed runbook's out-of-service taint `requires:` a person's answer
+/// that the lost nodes are powered off; `runbook test` runs both answers against the
+/// scenario where every delete of the old hub pod is refused. Their journals show
+/// the block (the rung never sent a request, with the reason) and the pass.
+#[test]
+fn the_seed_runbooks_taint_needs_the_powered_off_answer() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let state = tempfile::tempdir().expect("a temp dir");
+    let out = Cli::new()
+        .args(["test", "--filter", "out-of-service taint", "-o", "json"])
+        .arg(root.join("runbooks/hub-pvc-locked.yaml"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .run();
+    out.success();
+    let cases: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["kind"] == "case")
+        .collect();
+    assert_eq!(cases.len(), 2, "both cases ran: {}", out.stdout);
+    let journal_of = |name: &str| -> Vec<Event> {
+        let case = cases
+            .iter()
+            .find(|c| c["case"].as_str().is_some_and(|n| n.contains(name)))
+            .unwrap_or_else(|| panic!("a case named {name}: {}", out.stdout));
+        assert_eq!(case["passed"], true, "{case}");
+        events(Path::new(case["journal"].as_str().expect("a journal path")))
+    };
+    let taint_ops = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::OpStarted { op, .. } if op.scope.rung.as_deref() == Some("taint-out-of-service")))
+            .count()
+    };
+    let blocked = journal_of("never runs");
+    assert_eq!(taint_ops(&blocked), 0, "the taint sent nothing");
+    assert!(
+        blocked.iter().any(|e| matches!(e, Event::Escalated { from, reason, .. }
+            if from == "taint-out-of-service"
+                && reason.contains("taint-out-of-service not run: its precondition does not hold")
+                && reason.contains("confirm-powered-off"))),
+        "the block is journaled with its reason"
+    );
+    let passed = journal_of("runs once");
+    assert!(taint_ops(&passed) >= 1, "the taint ran once confirmed");
+}

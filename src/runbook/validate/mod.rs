@@ -523,8 +523,22 @@ impl<'a> Validator<'a> {
                 kind == StepKind::Action && step.gate.as_ref().map(|g| g.value) != Some(Gate::Auto);
             self.preview(p, gated);
         }
-        for rung in &step.escalate {
+        // A rung's conditions may read the rungs before it in its ladder as
+        // `steps['RUNG']` (a manual rung's answer: `status == 'ok'` once confirmed).
+        let mut rungs_seen = Vec::new();
+        for (n, rung) in step.escalate.iter().enumerate() {
             self.rung(rung);
+            let id = rung
+                .id
+                .as_ref()
+                .map(|i| i.value.clone())
+                .unwrap_or_else(|| format!("{}.{}", step.id.value, n + 1));
+            if self.earlier.insert(id.clone()) {
+                rungs_seen.push(id);
+            }
+        }
+        for id in rungs_seen {
+            self.earlier.remove(&id);
         }
         if let Some(v) = step.verification() {
             self.verification(v);
