@@ -273,26 +273,44 @@ impl Approver for FlagApprover {
 pub struct PromptApprover {
     pub flags: FlagApprover,
     pub printer: Arc<Printer>,
+    /// The read of the terminal's next line, when a question stopped waiting for it
+    /// (another process decided the gate, Ctrl-C): the next question takes it over,
+    /// so the line the operator types next is not swallowed by a question already
+    /// closed.
+    pending: tokio::sync::Mutex<Option<tokio::task::JoinHandle<Option<String>>>>,
 }
 
 impl PromptApprover {
+    pub fn new(flags: FlagApprover, printer: Arc<Printer>) -> PromptApprover {
+        PromptApprover {
+            flags,
+            printer,
+            pending: tokio::sync::Mutex::new(None),
+        }
+    }
+
     async fn ask(&self, question: String) -> Option<String> {
-        let printer = Arc::clone(&self.printer);
-        // Reading stdin blocks; a Ctrl-C meanwhile is handled by the engine, which
-        // stops waiting for this future.
-        tokio::task::spawn_blocking(move || {
-            printer.suspend(|| {
-                eprint!("{question}");
+        // Held while waiting: dropped with this future, the read stays in the slot.
+        let mut slot = self.pending.lock().await;
+        // The bars are hidden while the question is written, not while the line is
+        // awaited: the console keeps printing meanwhile (a decision from another
+        // terminal is shown at once).
+        self.printer.suspend(|| eprint!("{question}"));
+        // A read a closed question started still waits for the next line: take it.
+        let read = slot.get_or_insert_with(|| {
+            // Reading stdin blocks; a Ctrl-C meanwhile is handled by the engine,
+            // which stops waiting for this future.
+            tokio::task::spawn_blocking(|| {
                 let mut line = String::new();
                 match std::io::stdin().lock().read_line(&mut line) {
                     Ok(0) | Err(_) => None,
                     Ok(_) => Some(line.trim().to_lowercase()),
                 }
             })
-        })
-        .await
-        .ok()
-        .flatten()
+        });
+        let line = read.await.ok().flatten();
+        *slot = None;
+        line
     }
 }
 

@@ -418,6 +418,12 @@ impl Printer {
             Notice::SamePerson { by } => self.line(&format!(
                 "  {by} has already approved this plan; the same person counts once"
             )),
+            Notice::DecidedElsewhere { by, yours } => self.line(&format!(
+                "  this gate was already decided by {by} from another terminal (runbook approve); the answer of {yours} here was not recorded"
+            )),
+            Notice::PromptClosed { by } => self.line(&format!(
+                "  decided by {by} from another terminal (runbook approve): the question above is closed; what you type next answers the next question"
+            )),
             Notice::WouldVerify { title } => self.line(&format!("  would verify: {title}")),
             Notice::WouldAsk { instruction } => {
                 self.line(&format!("  would ask: {instruction}"));

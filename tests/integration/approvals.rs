@@ -293,11 +293,11 @@ async fn a_decision_for_another_plan_or_a_step_that_does_not_wait_is_refused() {
     run(w.approve("bob", &["--digest", &digest[..12]]))
         .await
         .success();
-    // Answered: a second decision finds nothing waiting.
+    // Answered: a second decision finds nothing waiting, and is told who decided.
     run(w.approve("cem", &[]))
         .await
         .code(runbook::exit::USAGE)
-        .stderr_contains("nothing in run");
+        .stderr_contains("was already decided: approved by bob (remote)");
     run(w.resume(&[])).await.success();
     assert_eq!(w.replicas(), 0);
 }
@@ -1270,4 +1270,191 @@ fn the_seed_runbooks_taint_needs_the_powered_off_answer() {
     );
     let passed = journal_of("runs once");
     assert!(taint_ops(&passed) >= 1, "the taint ran once confirmed");
+}
+
+
+/// Two gated steps that change nothing.
+const TWO_GATES: &str = r#"
+version: 1
+name: two-gates
+title: Two gated steps
+steps:
+  - action: First
+    id: first
+    shell: { argv: ["true"] }
+  - action: Second
+    id: second
+    shell: { argv: ["true"] }
+"#;
+
+/// `runbook run` on a pseudo-terminal (util-linux `script`) whose keyboard the test
+/// types on whenever it chooses.
+struct Terminal {
+    child: std::process::Child,
+    keys: std::process::ChildStdin,
+    out: std::thread::JoinHandle<String>,
+}
+
+impl Terminal {
+    fn run(w: &World) -> Terminal {
+        use std::process::{Command, Stdio};
+        let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+        let state = w.dir.path().join("state");
+        let rb = w.dir.path().join("rb.yaml");
+        let line = [
+            crate::support::cli::BIN,
+            "--state-dir",
+            state.to_str().expect("a UTF-8 path"),
+            "run",
+            "--operator",
+            "ana",
+            rb.to_str().expect("a UTF-8 path"),
+        ]
+        .map(quote)
+        .join(" ");
+        let mut child = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("USER", "ana")
+            .env_remove("RUNBOOK_OPERATOR")
+            .env_remove("RUNBOOK_STATE_DIR")
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("util-linux `script` runs the binary on a terminal");
+        let keys = child.stdin.take().expect("stdin is piped");
+        let mut pipe = child.stdout.take().expect("stdout is piped");
+        let out = std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut all);
+            all
+        });
+        Terminal { child, keys, out }
+    }
+
+    fn type_line(&mut self, text: &str) {
+        use std::io::Write;
+        self.keys
+            .write_all(format!("{text}\n").as_bytes())
+            .and_then(|()| self.keys.flush())
+            .expect("the terminal takes keys");
+    }
+
+    /// Wait (bounded) for the run to end; what the terminal showed.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let code = loop {
+            if let Some(status) = self.child.try_wait().expect("the run can be waited for") {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        drop(self.keys);
+        (code, self.out.join().unwrap_or_default())
+    }
+}
+
+impl World {
+    /// Wait (bounded) until the gate of `step` has been asked.
+    fn wait_for_gate_of(&self, step: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::GateRequested { step: s, .. } if s == step))
+        {
+            assert!(Instant::now() < deadline, "the run never asked about {step}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// (step, decision, by, source) of every gate decision journaled.
+    fn decisions_by_step(&self) -> Vec<(String, Decision, String, ApprovalSource)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::GateDecided {
+                    step,
+                    decision,
+                    by,
+                    source,
+                    ..
+                } => Some((step, decision, by, source)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A question at the terminal that another terminal's `runbook approve` answered
+/// first is closed: the next line the operator types answers the next question,
+/// not the closed one (whose read of the terminal would otherwise swallow it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_beaten_by_runbook_approve_does_not_swallow_the_next_line() {
+    let w = World::new(TWO_GATES).await;
+    let mut term = Terminal::run(&w);
+    w.wait_for_gate_of("first");
+    run(w.cli().args(["approve", "last", "first", "--by", "bob"]))
+        .await
+        .success();
+    // Nothing typed: bob's decision alone moves the run to the second question.
+    w.wait_for_gate_of("second");
+    term.type_line("y");
+    let (code, shown) = term.finish();
+    assert_eq!(code, Some(0), "the one line typed answered the second question\n{shown}");
+    assert_eq!(
+        w.decisions_by_step(),
+        vec![
+            ("first".into(), Decision::Approved, "bob".into(), ApprovalSource::Remote),
+            ("second".into(), Decision::Approved, "ana".into(), ApprovalSource::Prompt),
+        ]
+    );
+    assert!(
+        shown.contains("decided by bob (approved) from another terminal"),
+        "the operator is told who closed the question\n{shown}"
+    );
+}
+
+/// The operator answers at the terminal just as `runbook approve` from another
+/// terminal lands: the engine re-checks the journal under its lock before writing
+/// its own answer, so every gate is decided exactly once, and whoever lost is told
+/// who decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_answer_racing_runbook_approve_journals_exactly_one_decision() {
+    let w = World::new(TWO_GATES).await;
+    let mut term = Terminal::run(&w);
+    let mut told = Vec::new();
+    for step in ["first", "second"] {
+        w.wait_for_gate_of(step);
+        let remote = run(w.cli().args(["approve", "last", step, "--by", "bob"])).await;
+        // Typed at once: the engine polls for remote decisions every 200 ms, so its
+        // own answer usually arrives before it has seen bob's.
+        term.type_line("y");
+        if remote.status.success() {
+            told.push(format!("{step}: bob won"));
+        } else {
+            remote.stderr_contains("was already decided: approved by ana (prompt)");
+            told.push(format!("{step}: ana won"));
+        }
+    }
+    let (code, shown) = term.finish();
+    assert_eq!(code, Some(0), "{told:?}\n{shown}");
+    let decisions = w.decisions_by_step();
+    for step in ["first", "second"] {
+        let of_step: Vec<_> = decisions.iter().filter(|d| d.0 == step).collect();
+        assert_eq!(of_step.len(), 1, "{step} decided once: {decisions:?} ({told:?})");
+    }
+    if told.iter().any(|t| t.contains("bob won")) {
+        assert!(
+            shown.contains("was already decided by bob (approved) from another terminal")
+                || shown.contains("decided by bob (approved) from another terminal"),
+            "the terminal says bob decided\n{shown}"
+        );
+    }
 }
