@@ -105,6 +105,9 @@ pub struct AutoApprover {
     pub explicit: HashSet<String>,
     /// Manual steps (or rungs) answered "not done" instead of confirmed.
     pub not_done: HashSet<String>,
+    /// As `--wait-for-approval=D`: a gate it does not approve waits this long (on
+    /// the run's clock) for a decision from another process, then pauses.
+    pub wait: Option<Duration>,
 }
 
 impl AutoApprover {
@@ -113,7 +116,14 @@ impl AutoApprover {
             by: by.into(),
             explicit: HashSet::new(),
             not_done: HashSet::new(),
+            wait: None,
         }
+    }
+
+    /// Wait up to `limit` at a gate it does not approve (`--wait-for-approval`).
+    pub fn with_wait(mut self, limit: Option<Duration>) -> AutoApprover {
+        self.wait = limit;
+        self
     }
 
     /// Also approve these `gate: explicit` steps (a test that accepts their harm).
@@ -131,6 +141,10 @@ impl AutoApprover {
 }
 
 impl Approver for AutoApprover {
+    fn wait_limit(&self) -> Option<Duration> {
+        self.wait
+    }
+
     fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
         Box::pin(async move {
             let named = self.explicit.contains(&req.step)

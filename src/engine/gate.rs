@@ -345,7 +345,11 @@ impl Ctx<'_> {
         let mut local = Some(approver.gate(&req));
         let wait = approver.wait_limit();
         let present = approver.present();
-        let deadline = wait.and_then(|d| tokio::time::Instant::now().checked_add(d));
+        // `--wait-for-approval=D` counts on the run's clock, like `timeout:` (virtual
+        // in `runbook test`); waiting "forever" has no deadline.
+        let deadline = wait
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .and_then(|d| self.clock.now().checked_add_signed(d));
         let id = req.rung.clone().unwrap_or_else(|| req.step.clone());
         // `timeout:` counts from when the gate was first asked (kept across a
         // resume), on the run's clock.
@@ -411,10 +415,12 @@ impl Ctx<'_> {
                 foreign_decisions(&journal, &mut offset, &req.step, req.rung.as_deref()).await
             };
             let idle = idle_now;
+            let wait_clock = std::sync::Arc::clone(&self.clock);
             let timeout = async move {
                 match deadline {
-                    Some(d) if idle || wait.is_some() => {
-                        tokio::time::sleep_until(d).await;
+                    Some(at) if idle || wait.is_some() => {
+                        let left = (at - wait_clock.now()).to_std().unwrap_or_default();
+                        wait_clock.sleep(left).await;
                     }
                     _ => std::future::pending().await,
                 }

@@ -1458,3 +1458,150 @@ async fn a_terminal_answer_racing_runbook_approve_journals_exactly_one_decision(
         );
     }
 }
+
+/// `runbook test` with `wait_for_approval: 30m`: an explicit gate nobody approves
+/// waits 30 minutes of the lab's virtual clock (as `--wait-for-approval=30m` does on
+/// the run's clock), then pauses; the wall clock barely moves. A bad duration is an
+/// error at its line.
+#[test]
+fn wait_for_approval_times_out_on_the_runs_clock_under_runbook_test() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        root.join("tests/fixtures/suite/empty.scenario.yaml"),
+        dir.path().join("empty.scenario.yaml"),
+    )
+    .expect("the fixture copies");
+    let rb = dir.path().join("w.yaml");
+    std::fs::write(
+        &rb,
+        r#"
+version: 1
+name: w
+title: An explicit gate nobody approves
+steps:
+  - action: Do it
+    id: do-it
+    gate: explicit
+    shell: { argv: ["true"] }
+"#,
+    )
+    .expect("a writable temp dir");
+    let cases = |wait: &str| {
+        format!(
+            "version: 1\ntests:\n  - name: nobody approves\n    scenario: empty.scenario.yaml\n    wait_for_approval: {wait}\n    expect:\n      status: paused\n      not_ran: []\n"
+        )
+    };
+    std::fs::write(dir.path().join("w.test.yaml"), cases("30m")).expect("a writable temp dir");
+    let state = dir.path().join("state");
+    let wall = Instant::now();
+    let out = Cli::new()
+        .args(["test", "-o", "json", "--state-dir"])
+        .arg(&state)
+        .arg(&rb)
+        .run();
+    out.success();
+    let case: serde_json::Value = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["kind"] == "case")
+        .unwrap_or_else(|| panic!("a case line: {}", out.stdout));
+    assert_eq!(case["status"], "paused", "{case}");
+    let secs = case["cluster_secs"].as_u64().expect("cluster time");
+    assert!(
+        (1800..1900).contains(&secs),
+        "the gate waited 30 minutes of lab time: {case}"
+    );
+    assert!(wall.elapsed() < Duration::from_secs(120), "not 30 wall minutes");
+    let paused = events(Path::new(case["journal"].as_str().expect("a journal")))
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Paused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .expect("the run paused");
+    assert!(
+        paused.contains("within the wait (--wait-for-approval)"),
+        "{paused}"
+    );
+
+    std::fs::write(dir.path().join("w.test.yaml"), cases("soon")).expect("a writable temp dir");
+    let out = Cli::new()
+        .args(["test", "--state-dir"])
+        .arg(&state)
+        .arg(&rb)
+        .run();
+    out.code(1)
+        .stdout_contains("w.test.yaml:5:1: error: test `nobody approves`: `wait_for_approval: soon` is not a duration");
+}
+
+/// Issue 19's lint checks, each once: `on_timeout` without `timeout`, `approvals` on
+/// a step no gate asks (a check, a manual step, a ladder whose rungs all bring their
+/// own gate), a `requires` naming nothing known (a rung id later in the ladder
+/// included), and a `limit` on a step without targets.
+#[test]
+fn lint_names_every_misplaced_safety_key() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let rb = dir.path().join("rb.yaml");
+    std::fs::write(
+        &rb,
+        r#"version: 1
+name: bad
+title: Misplaced safety keys
+steps:
+  - check: Nodes
+    id: nodes
+    gate: { approvals: 2 }
+    limit: { max_targets: 3 }
+    kube: { get: nodes }
+  - action: Timeout without a timeout
+    id: a
+    gate: { on_timeout: skip }
+    shell: { argv: ["true"] }
+  - action: A quorum nobody is asked for
+    id: ladder
+    gate: { approvals: 2 }
+    escalate:
+      - id: first
+        requires: "steps['second'].status == 'ok' && powered_off"
+        gate: auto
+        shell: { argv: ["true"] }
+      - id: second
+        manual: Do it by hand
+    verify:
+      shell: { argv: ["true"] }
+  - action: A quorum a rung keeps
+    id: kept
+    gate: { approvals: 2 }
+    escalate:
+      - id: third
+        shell: { argv: ["true"] }
+      - id: fourth
+        requires: "steps['third'].status == 'ok'"
+        gate: auto
+        shell: { argv: ["true"] }
+    verify:
+      shell: { argv: ["true"] }
+"#,
+    )
+    .expect("a writable temp dir");
+    let out = Cli::new().arg("lint").arg(&rb).run();
+    out.code(runbook::exit::FAILED)
+        .stdout_contains("rb.yaml:7:11: error: `gate` applies to actions; this is a check step")
+        .stdout_contains("only an action's plan has targets to limit")
+        .stdout_contains("but this gate has no `timeout`")
+        .stdout_contains("error: `approvals: 2` on `ladder` is never asked")
+        .stdout_contains("step `second` runs after this one")
+        .stdout_contains("powered_off");
+    assert!(
+        !out.stdout.contains("on `kept` is never asked"),
+        "a rung without its own gate keeps the quorum\n{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("`third`"),
+        "an earlier rung is known to a later rung's `requires`\n{}",
+        out.stdout
+    );
+}
