@@ -495,8 +495,8 @@ impl Ctx<'_> {
                                     approvers.push(b);
                                 }
                             }
-                            let same = decision == Decision::Approved
-                                && approvers.contains(&by.as_str());
+                            let same =
+                                decision == Decision::Approved && approvers.contains(&by.as_str());
                             approvers.len() < needed && !same
                         },
                     )?;
@@ -538,9 +538,7 @@ impl Ctx<'_> {
                     let asking = local.is_some();
                     let who = records
                         .iter()
-                        .filter_map(|r| {
-                            remote_decision(r, &req.step, req.rung.as_deref(), &digest)
-                        })
+                        .filter_map(|r| remote_decision(r, &req.step, req.rung.as_deref(), &digest))
                         .map(|(d, b)| format!("{b} ({})", decision_word(d)))
                         .collect::<Vec<_>>()
                         .join(", ");

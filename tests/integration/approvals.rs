@@ -1143,7 +1143,10 @@ async fn retry_failed_runs_only_the_failed_items_of_a_fan_out_again() {
         .iter()
         .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
         .collect();
-    assert!(nodes.len() >= 3, "the seed has nodes to fan out over: {nodes:?}");
+    assert!(
+        nodes.len() >= 3,
+        "the seed has nodes to fan out over: {nodes:?}"
+    );
     // The API refuses the cordon of two of them (every time, until cleared).
     let refused = [nodes[0].clone(), nodes[2].clone()];
     for n in &refused {
@@ -1262,7 +1265,9 @@ fn the_seed_runbooks_taint_needs_the_powered_off_answer() {
     let blocked = journal_of("never runs");
     assert_eq!(taint_ops(&blocked), 0, "the taint sent nothing");
     assert!(
-        blocked.iter().any(|e| matches!(e, Event::Escalated { from, reason, .. }
+        blocked
+            .iter()
+            .any(|e| matches!(e, Event::Escalated { from, reason, .. }
             if from == "taint-out-of-service"
                 && reason.contains("taint-out-of-service not run: its precondition does not hold")
                 && reason.contains("confirm-powered-off"))),
@@ -1271,7 +1276,6 @@ fn the_seed_runbooks_taint_needs_the_powered_off_answer() {
     let passed = journal_of("runs once");
     assert!(taint_ops(&passed) >= 1, "the taint ran once confirmed");
 }
-
 
 /// Two gated steps that change nothing.
 const TWO_GATES: &str = r#"
@@ -1369,7 +1373,10 @@ impl World {
             .iter()
             .any(|e| matches!(e, Event::GateRequested { step: s, .. } if s == step))
         {
-            assert!(Instant::now() < deadline, "the run never asked about {step}");
+            assert!(
+                Instant::now() < deadline,
+                "the run never asked about {step}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -1407,12 +1414,26 @@ async fn a_prompt_beaten_by_runbook_approve_does_not_swallow_the_next_line() {
     w.wait_for_gate_of("second");
     term.type_line("y");
     let (code, shown) = term.finish();
-    assert_eq!(code, Some(0), "the one line typed answered the second question\n{shown}");
+    assert_eq!(
+        code,
+        Some(0),
+        "the one line typed answered the second question\n{shown}"
+    );
     assert_eq!(
         w.decisions_by_step(),
         vec![
-            ("first".into(), Decision::Approved, "bob".into(), ApprovalSource::Remote),
-            ("second".into(), Decision::Approved, "ana".into(), ApprovalSource::Prompt),
+            (
+                "first".into(),
+                Decision::Approved,
+                "bob".into(),
+                ApprovalSource::Remote
+            ),
+            (
+                "second".into(),
+                Decision::Approved,
+                "ana".into(),
+                ApprovalSource::Prompt
+            ),
         ]
     );
     assert!(
@@ -1448,7 +1469,11 @@ async fn a_terminal_answer_racing_runbook_approve_journals_exactly_one_decision(
     let decisions = w.decisions_by_step();
     for step in ["first", "second"] {
         let of_step: Vec<_> = decisions.iter().filter(|d| d.0 == step).collect();
-        assert_eq!(of_step.len(), 1, "{step} decided once: {decisions:?} ({told:?})");
+        assert_eq!(
+            of_step.len(),
+            1,
+            "{step} decided once: {decisions:?} ({told:?})"
+        );
     }
     if told.iter().any(|t| t.contains("bob won")) {
         assert!(
@@ -1513,7 +1538,10 @@ steps:
         (1800..1900).contains(&secs),
         "the gate waited 30 minutes of lab time: {case}"
     );
-    assert!(wall.elapsed() < Duration::from_secs(120), "not 30 wall minutes");
+    assert!(
+        wall.elapsed() < Duration::from_secs(120),
+        "not 30 wall minutes"
+    );
     let paused = events(Path::new(case["journal"].as_str().expect("a journal")))
         .into_iter()
         .find_map(|e| match e {
