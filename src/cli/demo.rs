@@ -62,10 +62,10 @@ pub fn run(args: Args, g: &Global) -> i32 {
         }));
         let approver: Arc<dyn Approver> = if args.interactive {
             Arc::new(PersonTakesTime {
-                inner: Arc::new(PromptApprover {
-                    flags: FlagApprover::new(false, &[], operator.clone()),
-                    printer: printer.clone(),
-                }),
+                inner: Arc::new(PromptApprover::new(
+                    FlagApprover::new(false, &[], operator.clone()),
+                    printer.clone(),
+                )),
                 lab: lab.clone(),
             })
         } else {

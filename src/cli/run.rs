@@ -388,10 +388,7 @@ fn setup(
         flags = flags.waiting(Some(limit));
     }
     let approver: Arc<dyn Approver> = if tty && std::io::stdin().is_terminal() {
-        Arc::new(PromptApprover {
-            flags,
-            printer: Arc::clone(&printer),
-        })
+        Arc::new(PromptApprover::new(flags, Arc::clone(&printer)))
     } else {
         Arc::new(flags)
     };

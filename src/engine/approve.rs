@@ -103,6 +103,11 @@ pub struct AutoApprover {
     pub by: String,
     /// Steps (or rungs) with `gate: explicit` this approver may approve.
     pub explicit: HashSet<String>,
+    /// Manual steps (or rungs) answered "not done" instead of confirmed.
+    pub not_done: HashSet<String>,
+    /// As `--wait-for-approval=D`: a gate it does not approve waits this long (on
+    /// the run's clock) for a decision from another process, then pauses.
+    pub wait: Option<Duration>,
 }
 
 impl AutoApprover {
@@ -110,7 +115,15 @@ impl AutoApprover {
         AutoApprover {
             by: by.into(),
             explicit: HashSet::new(),
+            not_done: HashSet::new(),
+            wait: None,
         }
+    }
+
+    /// Wait up to `limit` at a gate it does not approve (`--wait-for-approval`).
+    pub fn with_wait(mut self, limit: Option<Duration>) -> AutoApprover {
+        self.wait = limit;
+        self
     }
 
     /// Also approve these `gate: explicit` steps (a test that accepts their harm).
@@ -118,9 +131,20 @@ impl AutoApprover {
         self.explicit.extend(ids);
         self
     }
+
+    /// Answer these manual steps or rungs "not done" (a test of what a runbook does
+    /// when a person cannot confirm, e.g. that a node is powered off).
+    pub fn with_not_done(mut self, ids: impl IntoIterator<Item = String>) -> AutoApprover {
+        self.not_done.extend(ids);
+        self
+    }
 }
 
 impl Approver for AutoApprover {
+    fn wait_limit(&self) -> Option<Duration> {
+        self.wait
+    }
+
     fn gate<'a>(&'a self, req: &'a GateRequest) -> BoxFuture<'a, GateAnswer> {
         Box::pin(async move {
             let named = self.explicit.contains(&req.step)
@@ -137,8 +161,15 @@ impl Approver for AutoApprover {
         })
     }
 
-    fn manual<'a>(&'a self, _req: &'a ManualRequest) -> BoxFuture<'a, ManualAnswer> {
+    fn manual<'a>(&'a self, req: &'a ManualRequest) -> BoxFuture<'a, ManualAnswer> {
         Box::pin(async move {
+            let named = self.not_done.contains(&req.step)
+                || req.rung.as_ref().is_some_and(|r| self.not_done.contains(r));
+            if named {
+                return ManualAnswer::Failed {
+                    by: self.by.clone(),
+                };
+            }
             ManualAnswer::Done {
                 by: self.by.clone(),
                 source: ApprovalSource::Automatic,
@@ -256,26 +287,44 @@ impl Approver for FlagApprover {
 pub struct PromptApprover {
     pub flags: FlagApprover,
     pub printer: Arc<Printer>,
+    /// The read of the terminal's next line, when a question stopped waiting for it
+    /// (another process decided the gate, Ctrl-C): the next question takes it over,
+    /// so the line the operator types next is not swallowed by a question already
+    /// closed.
+    pending: tokio::sync::Mutex<Option<tokio::task::JoinHandle<Option<String>>>>,
 }
 
 impl PromptApprover {
+    pub fn new(flags: FlagApprover, printer: Arc<Printer>) -> PromptApprover {
+        PromptApprover {
+            flags,
+            printer,
+            pending: tokio::sync::Mutex::new(None),
+        }
+    }
+
     async fn ask(&self, question: String) -> Option<String> {
-        let printer = Arc::clone(&self.printer);
-        // Reading stdin blocks; a Ctrl-C meanwhile is handled by the engine, which
-        // stops waiting for this future.
-        tokio::task::spawn_blocking(move || {
-            printer.suspend(|| {
-                eprint!("{question}");
+        // Held while waiting: dropped with this future, the read stays in the slot.
+        let mut slot = self.pending.lock().await;
+        // The bars are hidden while the question is written, not while the line is
+        // awaited: the console keeps printing meanwhile (a decision from another
+        // terminal is shown at once).
+        self.printer.suspend(|| eprint!("{question}"));
+        // A read a closed question started still waits for the next line: take it.
+        let read = slot.get_or_insert_with(|| {
+            // Reading stdin blocks; a Ctrl-C meanwhile is handled by the engine,
+            // which stops waiting for this future.
+            tokio::task::spawn_blocking(|| {
                 let mut line = String::new();
                 match std::io::stdin().lock().read_line(&mut line) {
                     Ok(0) | Err(_) => None,
                     Ok(_) => Some(line.trim().to_lowercase()),
                 }
             })
-        })
-        .await
-        .ok()
-        .flatten()
+        });
+        let line = read.await.ok().flatten();
+        *slot = None;
+        line
     }
 }
 

@@ -289,8 +289,21 @@ impl Reporter for Printer {
                 Paint::Warning,
                 &format!("warning: {}", crate::journal::event::describe_change(event)),
             ),
-            Event::StepRetried { step, by } => {
-                self.line(&format!("↻ {step} failed the run; retrying it ({by})"));
+            Event::StepRetried {
+                step,
+                by,
+                failed,
+                kept,
+            } => {
+                if failed.is_empty() {
+                    self.line(&format!("↻ {step} failed the run; retrying it ({by})"));
+                } else {
+                    self.line(&format!(
+                        "↻ {step} failed the run; retrying its failed items {} ({by}); {} item(s) that succeeded are not repeated",
+                        item_list(failed),
+                        kept.len()
+                    ));
+                }
             }
             Event::StepStarted { step, title, kind } => self.step_started(step, kind, title),
             Event::StepSkipped { step, reason } => {
@@ -404,6 +417,12 @@ impl Printer {
             Notice::OverLimit { message } => self.line(&format!("  ⚠ {message}")),
             Notice::SamePerson { by } => self.line(&format!(
                 "  {by} has already approved this plan; the same person counts once"
+            )),
+            Notice::DecidedElsewhere { by, yours } => self.line(&format!(
+                "  this gate was already decided by {by} from another terminal (runbook approve); the answer of {yours} here was not recorded"
+            )),
+            Notice::PromptClosed { by } => self.line(&format!(
+                "  decided by {by} from another terminal (runbook approve): the question above is closed; what you type next answers the next question"
             )),
             Notice::WouldVerify { title } => self.line(&format!("  would verify: {title}")),
             Notice::WouldAsk { instruction } => {
@@ -562,4 +581,13 @@ pub fn human(d: Duration) -> String {
 
 fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
+}
+
+/// Item indexes as `#1, #3`.
+fn item_list(items: &[usize]) -> String {
+    items
+        .iter()
+        .map(|i| format!("#{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -173,6 +173,18 @@ pub enum Notice {
     SamePerson {
         by: String,
     },
+    /// This process's answer at a gate came after another process's decision
+    /// (`runbook approve`, `runbook serve`) settled it: not journaled. `by` names
+    /// who decided and how (`bob (approved)`).
+    DecidedElsewhere {
+        by: String,
+        yours: String,
+    },
+    /// A decision from another process settled the gate while the terminal asked:
+    /// the question is closed, and the next line typed answers the next question.
+    PromptClosed {
+        by: String,
+    },
     /// A dry run does not verify.
     WouldVerify {
         title: String,
@@ -274,6 +286,29 @@ impl Events {
             r.record(&record, &state);
         }
         Ok(())
+    }
+
+    /// [`Events::emit`] only if `write` agrees with the records other processes
+    /// appended to the journal from byte `from` on (checked under the journal's
+    /// lock). Returns whether it was written, the records read, and the offset to
+    /// read on from.
+    pub(crate) fn emit_checked(
+        &self,
+        event: Event,
+        sync: bool,
+        from: u64,
+        write: impl FnOnce(&[Record]) -> bool,
+    ) -> Result<(bool, Vec<Record>, u64), EngineError> {
+        let (record, tail, next) = self.journal.append_checked(event, sync, from, write)?;
+        let Some(record) = record else {
+            return Ok((false, tail, next));
+        };
+        let mut state = self.state();
+        state.apply(record.ts, &record.event);
+        for r in self.reporters.iter() {
+            r.record(&record, &state);
+        }
+        Ok((true, tail, next))
     }
 
     /// A transient message to the reporters; not journaled.

@@ -234,6 +234,37 @@ fn decide(
         return Ok((event, base));
     }
     let waiting = waiting_ids(state);
+    // Beaten by another answer (the terminal, another `runbook approve`): say whose.
+    let decided = state
+        .steps
+        .iter()
+        .flat_map(|(step, s)| s.gates.iter().map(move |g| (step, g)))
+        .filter(|(step, g)| match &g.rung {
+            Some(r) => r == sub.id,
+            None => *step == sub.id,
+        })
+        .max_by_key(|(_, g)| g.decided);
+    if let Some((_, g)) = decided {
+        let how = serde_json::to_value(g.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let what = serde_json::to_value(g.decision)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let rest = if waiting.is_empty() {
+            String::new()
+        } else {
+            format!("; waiting now: {}", waiting.join(", "))
+        };
+        return Err(SubmitError::NotWaiting(format!(
+            "`{}` in run {run_id} was already decided: {what} by {} ({how}) at {}; your decision was not recorded{rest}",
+            sub.id,
+            g.by,
+            g.decided.format("%H:%M:%S UTC")
+        )));
+    }
     Err(SubmitError::NotWaiting(if waiting.is_empty() {
         format!(
             "nothing in run {run_id} is waiting for a decision now (`{}` was answered, or has not been asked yet); `runbook show {run_id}` says where it is",

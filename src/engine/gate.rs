@@ -345,7 +345,11 @@ impl Ctx<'_> {
         let mut local = Some(approver.gate(&req));
         let wait = approver.wait_limit();
         let present = approver.present();
-        let deadline = wait.and_then(|d| tokio::time::Instant::now().checked_add(d));
+        // `--wait-for-approval=D` counts on the run's clock, like `timeout:` (virtual
+        // in `runbook test`); waiting "forever" has no deadline.
+        let deadline = wait
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .and_then(|d| self.clock.now().checked_add_signed(d));
         let id = req.rung.clone().unwrap_or_else(|| req.step.clone());
         // `timeout:` counts from when the gate was first asked (kept across a
         // resume), on the run's clock.
@@ -411,10 +415,12 @@ impl Ctx<'_> {
                 foreign_decisions(&journal, &mut offset, &req.step, req.rung.as_deref()).await
             };
             let idle = idle_now;
+            let wait_clock = std::sync::Arc::clone(&self.clock);
             let timeout = async move {
                 match deadline {
-                    Some(d) if idle || wait.is_some() => {
-                        tokio::time::sleep_until(d).await;
+                    Some(at) if idle || wait.is_some() => {
+                        let left = (at - wait_clock.now()).to_std().unwrap_or_default();
+                        wait_clock.sleep(left).await;
                     }
                     _ => std::future::pending().await,
                 }
@@ -439,35 +445,19 @@ impl Ctx<'_> {
             match step_answer {
                 Answer::Local(answer) => {
                     local = None;
-                    match answer {
+                    let (decision, by, source) = match answer {
                         GateAnswer::Approve { by, source } => {
                             if have.iter().any(|(b, _)| *b == by) {
                                 self.events.notice(Notice::SamePerson { by });
-                            } else {
-                                self.events
-                                    .emit(decided(Decision::Approved, by.clone(), source), true)?;
-                                have.push((by, self.clock.now()));
+                                continue;
                             }
+                            (Decision::Approved, by, source)
                         }
-                        GateAnswer::Skip { by, source } => {
-                            self.events
-                                .emit(decided(Decision::Skipped, by.clone(), source), true)?;
-                            return Ok(Pass::Skip(format!("skipped at the gate by {by}")));
-                        }
+                        GateAnswer::Skip { by, source } => (Decision::Skipped, by, source),
                         GateAnswer::Decline { by } => {
-                            self.events.emit(
-                                decided(Decision::Declined, by.clone(), ApprovalSource::Prompt),
-                                true,
-                            )?;
-                            return Ok(Pass::Abort(format!("gate declined by {by}")));
+                            (Decision::Declined, by, ApprovalSource::Prompt)
                         }
-                        GateAnswer::Abort { by } => {
-                            self.events.emit(
-                                decided(Decision::Aborted, by.clone(), ApprovalSource::Prompt),
-                                true,
-                            )?;
-                            return Ok(Pass::Abort(format!("aborted at the gate by {by}")));
-                        }
+                        GateAnswer::Abort { by } => (Decision::Aborted, by, ApprovalSource::Prompt),
                         GateAnswer::Pause { reason } => {
                             if wait.is_none() {
                                 return Ok(Pass::Pause(reason));
@@ -478,46 +468,88 @@ impl Ctx<'_> {
                                 how: format!("`runbook approve {} {id}`", self.run_id),
                             });
                             told = have.len();
+                            continue;
+                        }
+                    };
+                    // Lock and re-check: a decision another process (`runbook
+                    // approve`, `runbook serve`) appended since this gate last looked
+                    // wins over this answer, which is then not journaled; exactly one
+                    // decision settles the gate.
+                    let rung = req.rung.as_deref();
+                    let (written, tail, next) = self.events.emit_checked(
+                        decided(decision, by.clone(), source),
+                        true,
+                        offset,
+                        |tail| {
+                            let mut approvers: Vec<&str> =
+                                have.iter().map(|(b, _)| b.as_str()).collect();
+                            for r in tail {
+                                let Some((d, b)) = remote_decision(r, &req.step, rung, &digest)
+                                else {
+                                    continue;
+                                };
+                                if d != Decision::Approved {
+                                    return false;
+                                }
+                                if !approvers.contains(&b) {
+                                    approvers.push(b);
+                                }
+                            }
+                            let same =
+                                decision == Decision::Approved && approvers.contains(&by.as_str());
+                            approvers.len() < needed && !same
+                        },
+                    )?;
+                    offset = next;
+                    let theirs: Vec<Record> = tail
+                        .into_iter()
+                        .filter(|r| remote_decision(r, &req.step, rung, &digest).is_some())
+                        .collect();
+                    if !written {
+                        self.events.notice(Notice::DecidedElsewhere {
+                            by: theirs
+                                .iter()
+                                .filter_map(|r| remote_decision(r, &req.step, rung, &digest))
+                                .map(|(d, b)| format!("{b} ({})", decision_word(d)))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            yours: by.clone(),
+                        });
+                    }
+                    if let Some(pass) = self.take_foreign(theirs, &digest, &mut have) {
+                        return Ok(pass);
+                    }
+                    if written {
+                        match decision {
+                            Decision::Approved => have.push((by, self.clock.now())),
+                            Decision::Skipped => {
+                                return Ok(Pass::Skip(format!("skipped at the gate by {by}")));
+                            }
+                            Decision::Declined => {
+                                return Ok(Pass::Abort(format!("gate declined by {by}")));
+                            }
+                            Decision::Aborted | Decision::Expired => {
+                                return Ok(Pass::Abort(format!("aborted at the gate by {by}")));
+                            }
                         }
                     }
                 }
                 Answer::Foreign(records) => {
-                    for rec in records {
-                        self.events.observe(&rec);
-                        let Event::GateDecided {
-                            decision,
-                            by,
-                            digest: theirs,
-                            ..
-                        } = &rec.event
-                        else {
-                            continue;
-                        };
-                        if *theirs != digest {
-                            continue;
-                        }
-                        match decision {
-                            Decision::Approved => {
-                                if !have.iter().any(|(b, _)| b == by) {
-                                    have.push((by.clone(), rec.ts));
-                                }
-                            }
-                            Decision::Skipped => {
-                                return Ok(Pass::Skip(format!(
-                                    "skipped at the gate by {by} (runbook approve)"
-                                )));
-                            }
-                            Decision::Declined => {
-                                return Ok(Pass::Abort(format!(
-                                    "gate declined by {by} (runbook approve)"
-                                )));
-                            }
-                            Decision::Aborted | Decision::Expired => {
-                                return Ok(Pass::Abort(format!(
-                                    "aborted at the gate by {by} (runbook approve)"
-                                )));
-                            }
-                        }
+                    let asking = local.is_some();
+                    let who = records
+                        .iter()
+                        .filter_map(|r| remote_decision(r, &req.step, req.rung.as_deref(), &digest))
+                        .map(|(d, b)| format!("{b} ({})", decision_word(d)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let pass = self.take_foreign(records, &digest, &mut have);
+                    if asking && (pass.is_some() || have.len() >= needed) {
+                        // The question at the terminal is closed: what the operator
+                        // types next answers the next question, not this one.
+                        self.events.notice(Notice::PromptClosed { by: who });
+                    }
+                    if let Some(pass) = pass {
+                        return Ok(pass);
                     }
                 }
                 Answer::TimedOut => {
@@ -580,6 +612,87 @@ enum Answer {
     Local(GateAnswer),
     Foreign(Vec<Record>),
     TimedOut,
+}
+
+impl Ctx<'_> {
+    /// Apply decisions other processes appended for this gate (already filtered to
+    /// it): approvals of this plan join `have` (one per person); a skip, decline or
+    /// abort ends the gate.
+    fn take_foreign(
+        &self,
+        records: Vec<Record>,
+        digest: &str,
+        have: &mut Vec<(String, DateTime<Utc>)>,
+    ) -> Option<Pass> {
+        for rec in records {
+            self.events.observe(&rec);
+            let Event::GateDecided {
+                decision,
+                by,
+                digest: theirs,
+                ..
+            } = &rec.event
+            else {
+                continue;
+            };
+            if theirs != digest {
+                continue;
+            }
+            match decision {
+                Decision::Approved => {
+                    if !have.iter().any(|(b, _)| b == by) {
+                        have.push((by.clone(), rec.ts));
+                    }
+                }
+                Decision::Skipped => {
+                    return Some(Pass::Skip(format!(
+                        "skipped at the gate by {by} (runbook approve)"
+                    )));
+                }
+                Decision::Declined => {
+                    return Some(Pass::Abort(format!(
+                        "gate declined by {by} (runbook approve)"
+                    )));
+                }
+                Decision::Aborted | Decision::Expired => {
+                    return Some(Pass::Abort(format!(
+                        "aborted at the gate by {by} (runbook approve)"
+                    )));
+                }
+            }
+        }
+        None
+    }
+}
+
+/// A decision another process journaled for this gate and plan: (decision, by).
+fn remote_decision<'r>(
+    r: &'r Record,
+    step: &str,
+    rung: Option<&str>,
+    digest: &str,
+) -> Option<(Decision, &'r str)> {
+    match &r.event {
+        Event::GateDecided {
+            step: s,
+            rung: g,
+            decision,
+            by,
+            source: ApprovalSource::Remote,
+            digest: d,
+        } if s == step && g.as_deref() == rung && d == digest => Some((*decision, by.as_str())),
+        _ => None,
+    }
+}
+
+fn decision_word(d: Decision) -> &'static str {
+    match d {
+        Decision::Approved => "approved",
+        Decision::Declined => "declined",
+        Decision::Skipped => "skipped",
+        Decision::Aborted => "aborted",
+        Decision::Expired => "expired",
+    }
 }
 
 /// How often a waiting gate looks for decisions other processes appended.

@@ -98,6 +98,29 @@ impl Recorder {
         })
     }
 
+    /// [`Recorder::append`] only if `write` agrees with what other processes
+    /// appended from byte `from` on, checked under the journal's lock
+    /// ([`crate::journal::writer::Writer::append_checked`]). Returns the record when
+    /// written, the records read, and the offset to read on from.
+    pub(crate) fn append_checked(
+        &self,
+        event: Event,
+        sync: bool,
+        from: u64,
+        write: impl FnOnce(&[Record]) -> bool,
+    ) -> Result<(Option<Record>, Vec<Record>, u64), EngineError> {
+        let event = self.redact_event(event);
+        let ts = self.clock.now();
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let (seq, tail, next) = w.append_checked(ts, &event, sync, from, write)?;
+        let record = seq.map(|seq| Record {
+            seq,
+            ts: ts.trunc_subsecs(3),
+            event,
+        });
+        Ok((record, tail, next))
+    }
+
     /// The journal's path and the end of this process's last append.
     pub(crate) fn end(&self) -> (std::path::PathBuf, u64) {
         let w = self.writer.lock().unwrap_or_else(|e| e.into_inner());

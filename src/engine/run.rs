@@ -256,6 +256,14 @@ pub(crate) async fn resume(
             steps.insert(step.id.value.clone(), step_var(status, result));
         }
     }
+    // A manual rung's answer, which later rungs of its ladder may require.
+    for s in r.steps.values() {
+        for m in &s.manual {
+            if let Some(rung) = &m.rung {
+                steps.insert(rung.clone(), step_var(outcome_word(m.outcome), Value::Null));
+            }
+        }
+    }
     vars.insert("steps".into(), Value::Object(steps));
     for (name, value) in &r.saved {
         vars.insert(name.clone(), load_saved(&run_dir, value));
@@ -284,10 +292,17 @@ pub(crate) async fn resume(
         events.emit(change, true)?;
     }
     if let Some(step) = retry {
+        let (failed, kept) = events
+            .state()
+            .step(&step)
+            .map(retried_items)
+            .unwrap_or_default();
         events.emit(
             Event::StepRetried {
                 step,
                 by: opts.operator.clone(),
+                failed,
+                kept,
             },
             true,
         )?;
@@ -323,6 +338,28 @@ fn failed_step(rb: &Runbook, r: &RunState) -> Option<String> {
                 })
         })
         .map(|step| step.id.value.clone())
+}
+
+/// The `for_each` items of a failed step that `--retry-failed` runs again (their
+/// operation did not finish ok) and those it keeps (finished ok: never repeated).
+/// Both empty when no item failed (the step failed after its items, e.g. in its
+/// verification, or it is not a fan-out): then the whole step runs again.
+fn retried_items(s: &crate::journal::state::StepState) -> (Vec<usize>, Vec<usize>) {
+    let (mut failed, mut kept) = (Vec::new(), Vec::new());
+    for (k, o) in &s.ops {
+        let (None, false, Some(i)) = (&k.rung, k.verification, k.item) else {
+            continue;
+        };
+        let ok = o.state
+            == crate::journal::state::OpState::Finished {
+                outcome: Outcome::Ok,
+            };
+        if ok { &mut kept } else { &mut failed }.push(i);
+    }
+    if failed.is_empty() {
+        kept.clear();
+    }
+    (failed, kept)
 }
 
 /// A run continues on the cluster it started on, or not at all: a shell whose

@@ -419,6 +419,18 @@ fn walk(e: &IdedExpr, p: &Program, bound: &mut Vec<String>, refs: &mut Vec<VarRe
                 walk(&s.operand, p, bound, refs);
             }
         }
+        Expr::Call(_) if dotted(e).is_some() => {
+            if let Some((root_id, path)) = dotted(e)
+                && !bound.iter().any(|b| b == &path[0])
+            {
+                let offset = p
+                    .source_info()
+                    .offset_for(root_id)
+                    .map(|(start, _)| char_to_byte(&p.source_info().source, start as usize))
+                    .unwrap_or(0);
+                refs.push(VarRef { path, offset });
+            }
+        }
         Expr::Call(c) => {
             if let Some(t) = &c.target {
                 walk(t, p, bound, refs);
@@ -615,6 +627,25 @@ pub(super) fn dotted(e: &IdedExpr) -> Option<(u64, Vec<String>)> {
         Expr::Select(s) => {
             let (id, mut path) = dotted(&s.operand)?;
             path.push(s.field.clone());
+            Some((id, path))
+        }
+        // `steps['free-hub'].status`: a step or rung id with dashes cannot be a field
+        // name, so it is written as an index; read statically like `steps.x`.
+        Expr::Call(c)
+            if c.func_name == cel::common::ast::operators::INDEX
+                && c.target.is_none()
+                && c.args.len() == 2 =>
+        {
+            let cel::common::ast::Expr::Literal(cel::common::ast::LiteralValue::String(key)) =
+                &c.args[1].expr
+            else {
+                return None;
+            };
+            let (id, mut path) = dotted(&c.args[0])?;
+            if path != ["steps"] {
+                return None;
+            }
+            path.push(key.inner().to_string());
             Some((id, path))
         }
         _ => None,

@@ -340,8 +340,18 @@ pub enum Event {
     /// A later process took the run over (`runbook resume`).
     RunResumed { operator: String, host: String },
     /// `runbook resume --retry-failed`: the step that failed the run runs again (its
-    /// earlier attempt stays in the journal; completed steps are not repeated).
-    StepRetried { step: String, by: String },
+    /// earlier attempt stays in the journal; completed steps are not repeated). For a
+    /// `for_each` step with failed items, only those run again: `failed` are the items
+    /// whose operation failed, `kept` the ones that finished ok and are not repeated
+    /// (both empty for a step run again whole).
+    StepRetried {
+        step: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        failed: Vec<usize>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        kept: Vec<usize>,
+    },
     /// `runbook resume --accept-changes`: the runbook file was edited while the run
     /// waited, and the run continues with the edited file. Journaled right after
     /// `run_resumed`, before any step runs; from here on the run's runbook is the new

@@ -489,10 +489,33 @@ impl RunState {
                 self.runbook.git.clone_from(git);
                 self.runbook.untracked = *untracked;
             }
-            Event::StepRetried { step, .. } => {
+            Event::StepRetried { step, kept, .. } => {
                 // The failed attempt stays in the journal (the postmortem shows it);
-                // for what runs next, the step has not run yet.
-                self.steps.remove(step);
+                // for what runs next, the step has not run yet, except the `for_each`
+                // items that finished ok, which are not repeated.
+                let old = self.steps.remove(step);
+                if let Some(old) = old.filter(|_| !kept.is_empty()) {
+                    let ops: BTreeMap<OpKey, OpRecord> = old
+                        .ops
+                        .into_iter()
+                        .filter(|(k, o)| {
+                            k.rung.is_none()
+                                && !k.verification
+                                && k.item.is_some_and(|i| kept.contains(&i))
+                                && o.state
+                                    == OpState::Finished {
+                                        outcome: Outcome::Ok,
+                                    }
+                        })
+                        .collect();
+                    let fresh = StepState {
+                        title: old.title,
+                        kind: old.kind,
+                        ops,
+                        ..StepState::default()
+                    };
+                    self.steps.insert(step.clone(), fresh);
+                }
             }
             Event::StepStarted { step, title, kind } => {
                 let s = self.step_mut(step);

@@ -533,6 +533,8 @@ fn a_retried_step_is_no_longer_done() {
         Event::StepRetried {
             step: "b".into(),
             by: "bo".into(),
+            failed: Vec::new(),
+            kept: Vec::new(),
         },
     ]))
     .expect("it folds");

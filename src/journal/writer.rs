@@ -150,6 +150,34 @@ impl Writer {
         r
     }
 
+    /// Append `event` only if `write` agrees after seeing what the journal holds from
+    /// byte `from` on (other processes' lines), with the journal's lock held from the
+    /// read to the write: the engine's own answer at a gate is checked against a
+    /// decision `runbook approve` appended meanwhile, so exactly one of them is
+    /// journaled. Returns the seq (`None`: not written), the records read, and the
+    /// offset to read on from.
+    pub fn append_checked(
+        &mut self,
+        ts: DateTime<Utc>,
+        event: &Event,
+        sync: bool,
+        from: u64,
+        write: impl FnOnce(&[super::event::Record]) -> bool,
+    ) -> Result<(Option<u64>, Vec<super::event::Record>, u64), WriteError> {
+        lock_exclusive(&self.file).map_err(|e| io(&self.path, e))?;
+        let r = (|| {
+            let (tail, next) =
+                super::reader::read_tail(&self.path, from).map_err(|e| io(&self.path, e))?;
+            if !write(&tail) {
+                return Ok((None, tail, next));
+            }
+            let seq = self.append_locked(ts, event, sync)?;
+            Ok((Some(seq), tail, self.len))
+        })();
+        let _ = self.file.unlock();
+        r
+    }
+
     fn append_locked(
         &mut self,
         ts: DateTime<Utc>,

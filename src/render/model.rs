@@ -104,6 +104,10 @@ pub struct Retry {
     pub step: String,
     pub by: String,
     pub at: Time,
+    /// The `for_each` items run again (`1, 3`); empty when the whole step was.
+    pub items: String,
+    /// How many items had succeeded and were not repeated.
+    pub kept: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -197,8 +197,17 @@ pub async fn run_case(
         }
     };
     let t0 = lab.now();
+    // Checked when the test file was read (a bad duration is an error at its line).
+    let wait = case
+        .wait_for_approval
+        .as_deref()
+        .and_then(|w| crate::runbook::model::Duration::parse(w).ok())
+        .map(|d| d.0);
     let approver = Arc::new(
-        engine::AutoApprover::new("runbook-test").with_explicit(case.approve.iter().cloned()),
+        engine::AutoApprover::new("runbook-test")
+            .with_explicit(case.approve.iter().cloned())
+            .with_not_done(case.not_done.iter().cloned())
+            .with_wait(wait),
     );
     let opts = LabRunOpts {
         params: case.params.clone().into_iter().collect(),

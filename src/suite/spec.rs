@@ -9,6 +9,8 @@
 //!     scenario: hub-pvc-locked.scenario.yaml     # relative to this file
 //!     params: { prometheus: "{{lab.url}}" }       # {{lab.url}}: the lab's http://127.0.0.1:PORT
 //!     approve: []                                 # steps or rungs with `gate: explicit` approved by id
+//!     not_done: []                                # manual steps or rungs answered "not done", by id
+//!     wait_for_approval: 30m                      # an unanswered gate waits (lab time), then pauses
 //!     expect:
 //!       status: succeeded                         # succeeded|failed|aborted|not_applicable|paused
 //!       ran: [cordon, free-hub-volume]            # these steps (or rungs) started
@@ -58,6 +60,16 @@ pub struct Case {
     /// here pauses the run, as it would without a person.
     #[serde(default)]
     pub approve: Vec<String>,
+    /// Manual steps or rungs, by id, that this test answers "not done" (the person
+    /// could not do or confirm it), as `runbook approve RUN ID --decline` reports a manual step failed.
+    /// Every other manual step is confirmed automatically.
+    #[serde(default)]
+    pub not_done: Vec<String>,
+    /// As `runbook run --wait-for-approval=D` (`30m`, `1h`): a gate the test does not
+    /// approve waits this long on the lab's clock for another process's decision,
+    /// then pauses. Without it such a gate pauses at once.
+    #[serde(default)]
+    pub wait_for_approval: Option<String>,
     pub expect: Expect,
 }
 
@@ -192,6 +204,7 @@ pub fn load(path: &Path, runbook: &Runbook) -> Result<TestFile, SpecError> {
         let step_or_rung = case
             .approve
             .iter()
+            .chain(&case.not_done)
             .chain(&case.expect.ran)
             .chain(&case.expect.not_ran)
             .chain(case.expect.shown.keys());
@@ -206,6 +219,18 @@ pub fn load(path: &Path, runbook: &Runbook) -> Result<TestFile, SpecError> {
                     ),
                 ));
             }
+        }
+        if let Some(w) = &case.wait_for_approval
+            && let Err(e) = crate::runbook::model::Duration::parse(w)
+        {
+            return Err(err(
+                line_of("wait_for_approval:"),
+                1,
+                format!(
+                    "test `{}`: `wait_for_approval: {w}` is not a duration ({e}); write e.g. `wait_for_approval: 30m`",
+                    case.name
+                ),
+            ));
         }
         for id in case.expect.fixed_by.keys() {
             if !ids.contains(id.as_str()) {

@@ -293,11 +293,11 @@ async fn a_decision_for_another_plan_or_a_step_that_does_not_wait_is_refused() {
     run(w.approve("bob", &["--digest", &digest[..12]]))
         .await
         .success();
-    // Answered: a second decision finds nothing waiting.
+    // Answered: a second decision finds nothing waiting, and is told who decided.
     run(w.approve("cem", &[]))
         .await
         .code(runbook::exit::USAGE)
-        .stderr_contains("nothing in run");
+        .stderr_contains("was already decided: approved by bob (remote)");
     run(w.resume(&[])).await.success();
     assert_eq!(w.replicas(), 0);
 }
@@ -1115,4 +1115,521 @@ async fn a_lock_whose_holder_was_killed_expires_and_the_next_run_takes_it() {
     );
     assert_eq!(w.scalings(), 1, "only bob acted: {:?}", w.writes());
     assert_eq!(w.lock_holder().as_deref(), Some(""));
+}
+
+/// Cordon every node of the seed cluster, one at a time, no limit.
+const CORDON_ALL: &str = r#"
+version: 1
+name: cordon-all
+title: Cordon every node
+steps:
+  - check: Every node
+    id: nodes
+    kube: { get: nodes }
+    save: nodes
+  - action: Cordon them
+    id: cordon
+    for_each: nodes
+    concurrency: 1
+    kube: { cordon: "{{item.metadata.name}}" }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_failed_runs_only_the_failed_items_of_a_fan_out_again() {
+    let w = World::new(CORDON_ALL).await;
+    let nodes: Vec<String> = w
+        .lab
+        .list("nodes", None)
+        .iter()
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        nodes.len() >= 3,
+        "the seed has nodes to fan out over: {nodes:?}"
+    );
+    // The API refuses the cordon of two of them (every time, until cleared).
+    let refused = [nodes[0].clone(), nodes[2].clone()];
+    for n in &refused {
+        w.lab
+            .inject_fault(lab::ApiFault::new(format!("/nodes/{n}"), 403, 1000).method("PATCH"));
+    }
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("2 of");
+    let patches = |n: &str| {
+        w.lab
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.contains(&format!("/nodes/{n}")))
+            .count()
+    };
+    let first: Vec<usize> = nodes.iter().map(|n| patches(n)).collect();
+    assert!(
+        first.iter().all(|c| *c >= 1),
+        "every node was asked once: {first:?}"
+    );
+
+    w.lab.clear_faults();
+    let out = run(w.resume(&["--retry-failed", "--yes"])).await;
+    out.success();
+    out.stderr_contains("retrying its failed items");
+    for (n, before) in nodes.iter().zip(&first) {
+        let after = patches(n);
+        if refused.contains(n) {
+            assert_eq!(after, before + 1, "failed item {n} was sent once more");
+        } else {
+            assert_eq!(after, *before, "succeeded item {n} was not repeated");
+        }
+        let node = w.lab.get("nodes", None, n).expect("the node exists");
+        assert_eq!(
+            node["spec"]["unschedulable"].as_bool(),
+            Some(true),
+            "{n} is cordoned in the end"
+        );
+    }
+    // The retry is journaled per item: which ran again, which were kept.
+    let retried: Vec<(Vec<usize>, Vec<usize>)> = w
+        .events()
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::StepRetried {
+                step, failed, kept, ..
+            } if step == "cordon" => Some((failed, kept)),
+            _ => None,
+        })
+        .collect();
+    let index = |n: &String| nodes.iter().position(|x| x == n).expect("a node");
+    let failed: Vec<usize> = refused.iter().map(index).collect();
+    let kept: Vec<usize> = (0..nodes.len()).filter(|i| !failed.contains(i)).collect();
+    assert_eq!(retried, vec![(failed.clone(), kept.clone())]);
+    // The run state of the resumed run knows every item finished ok.
+    let state = runbook::journal::state::RunState::from_records(
+        &reader::read(&w.journal_path()).expect("a journal").records,
+    )
+    .expect("it folds");
+    assert_eq!(
+        state.steps["cordon"].ok_items(None).len(),
+        nodes.len(),
+        "every item finished ok"
+    );
+    let pm = run(w.cli().args(["postmortem", "last"])).await;
+    pm.success();
+    pm.stdout_contains(format!(
+        "failed items {} only; {} that succeeded not repeated",
+        failed
+            .iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(", "),
+        kept.len()
+    ));
+}
+
+/// The shipped seed runbook's out-of-service taint `requires:` a person's answer
+/// that the lost nodes are powered off; `runbook test` runs both answers against the
+/// scenario where every delete of the old hub pod is refused. Their journals show
+/// the block (the rung never sent a request, with the reason) and the pass.
+#[test]
+fn the_seed_runbooks_taint_needs_the_powered_off_answer() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let state = tempfile::tempdir().expect("a temp dir");
+    let out = Cli::new()
+        .args(["test", "--filter", "out-of-service taint", "-o", "json"])
+        .arg(root.join("runbooks/hub-pvc-locked.yaml"))
+        .arg("--state-dir")
+        .arg(state.path())
+        .run();
+    out.success();
+    let cases: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .filter(|v: &serde_json::Value| v["kind"] == "case")
+        .collect();
+    assert_eq!(cases.len(), 2, "both cases ran: {}", out.stdout);
+    let journal_of = |name: &str| -> Vec<Event> {
+        let case = cases
+            .iter()
+            .find(|c| c["case"].as_str().is_some_and(|n| n.contains(name)))
+            .unwrap_or_else(|| panic!("a case named {name}: {}", out.stdout));
+        assert_eq!(case["passed"], true, "{case}");
+        events(Path::new(case["journal"].as_str().expect("a journal path")))
+    };
+    let taint_ops = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::OpStarted { op, .. } if op.scope.rung.as_deref() == Some("taint-out-of-service")))
+            .count()
+    };
+    let blocked = journal_of("never runs");
+    assert_eq!(taint_ops(&blocked), 0, "the taint sent nothing");
+    assert!(
+        blocked
+            .iter()
+            .any(|e| matches!(e, Event::Escalated { from, reason, .. }
+            if from == "taint-out-of-service"
+                && reason.contains("taint-out-of-service not run: its precondition does not hold")
+                && reason.contains("confirm-powered-off"))),
+        "the block is journaled with its reason"
+    );
+    let passed = journal_of("runs once");
+    assert!(taint_ops(&passed) >= 1, "the taint ran once confirmed");
+}
+
+/// Two gated steps that change nothing.
+const TWO_GATES: &str = r#"
+version: 1
+name: two-gates
+title: Two gated steps
+steps:
+  - action: First
+    id: first
+    shell: { argv: ["true"] }
+  - action: Second
+    id: second
+    shell: { argv: ["true"] }
+"#;
+
+/// `runbook run` on a pseudo-terminal (util-linux `script`) whose keyboard the test
+/// types on whenever it chooses.
+struct Terminal {
+    child: std::process::Child,
+    keys: std::process::ChildStdin,
+    out: std::thread::JoinHandle<String>,
+}
+
+impl Terminal {
+    fn run(w: &World) -> Terminal {
+        use std::process::{Command, Stdio};
+        let quote = |a: &str| format!("'{}'", a.replace('\'', r"'\''"));
+        let state = w.dir.path().join("state");
+        let rb = w.dir.path().join("rb.yaml");
+        let line = [
+            crate::support::cli::BIN,
+            "--state-dir",
+            state.to_str().expect("a UTF-8 path"),
+            "run",
+            "--operator",
+            "ana",
+            rb.to_str().expect("a UTF-8 path"),
+        ]
+        .map(quote)
+        .join(" ");
+        let mut child = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("USER", "ana")
+            .env_remove("RUNBOOK_OPERATOR")
+            .env_remove("RUNBOOK_STATE_DIR")
+            .env_remove("KUBECONFIG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("util-linux `script` runs the binary on a terminal");
+        let keys = child.stdin.take().expect("stdin is piped");
+        let mut pipe = child.stdout.take().expect("stdout is piped");
+        let out = std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut all);
+            all
+        });
+        Terminal { child, keys, out }
+    }
+
+    fn type_line(&mut self, text: &str) {
+        use std::io::Write;
+        self.keys
+            .write_all(format!("{text}\n").as_bytes())
+            .and_then(|()| self.keys.flush())
+            .expect("the terminal takes keys");
+    }
+
+    /// Wait (bounded) for the run to end; what the terminal showed.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let code = loop {
+            if let Some(status) = self.child.try_wait().expect("the run can be waited for") {
+                break status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        drop(self.keys);
+        (code, self.out.join().unwrap_or_default())
+    }
+}
+
+impl World {
+    /// Wait (bounded) until the gate of `step` has been asked.
+    fn wait_for_gate_of(&self, step: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self
+            .events()
+            .iter()
+            .any(|e| matches!(e, Event::GateRequested { step: s, .. } if s == step))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the run never asked about {step}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// (step, decision, by, source) of every gate decision journaled.
+    fn decisions_by_step(&self) -> Vec<(String, Decision, String, ApprovalSource)> {
+        self.events()
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::GateDecided {
+                    step,
+                    decision,
+                    by,
+                    source,
+                    ..
+                } => Some((step, decision, by, source)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A question at the terminal that another terminal's `runbook approve` answered
+/// first is closed: the next line the operator types answers the next question,
+/// not the closed one (whose read of the terminal would otherwise swallow it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_beaten_by_runbook_approve_does_not_swallow_the_next_line() {
+    let w = World::new(TWO_GATES).await;
+    let mut term = Terminal::run(&w);
+    w.wait_for_gate_of("first");
+    run(w.cli().args(["approve", "last", "first", "--by", "bob"]))
+        .await
+        .success();
+    // Nothing typed: bob's decision alone moves the run to the second question.
+    w.wait_for_gate_of("second");
+    term.type_line("y");
+    let (code, shown) = term.finish();
+    assert_eq!(
+        code,
+        Some(0),
+        "the one line typed answered the second question\n{shown}"
+    );
+    assert_eq!(
+        w.decisions_by_step(),
+        vec![
+            (
+                "first".into(),
+                Decision::Approved,
+                "bob".into(),
+                ApprovalSource::Remote
+            ),
+            (
+                "second".into(),
+                Decision::Approved,
+                "ana".into(),
+                ApprovalSource::Prompt
+            ),
+        ]
+    );
+    assert!(
+        shown.contains("decided by bob (approved) from another terminal"),
+        "the operator is told who closed the question\n{shown}"
+    );
+}
+
+/// The operator answers at the terminal just as `runbook approve` from another
+/// terminal lands: the engine re-checks the journal under its lock before writing
+/// its own answer, so every gate is decided exactly once, and whoever lost is told
+/// who decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminal_answer_racing_runbook_approve_journals_exactly_one_decision() {
+    let w = World::new(TWO_GATES).await;
+    let mut term = Terminal::run(&w);
+    let mut told = Vec::new();
+    for step in ["first", "second"] {
+        w.wait_for_gate_of(step);
+        let remote = run(w.cli().args(["approve", "last", step, "--by", "bob"])).await;
+        // Typed at once: the engine polls for remote decisions every 200 ms, so its
+        // own answer usually arrives before it has seen bob's.
+        term.type_line("y");
+        if remote.status.success() {
+            told.push(format!("{step}: bob won"));
+        } else {
+            remote.stderr_contains("was already decided: approved by ana (prompt)");
+            told.push(format!("{step}: ana won"));
+        }
+    }
+    let (code, shown) = term.finish();
+    assert_eq!(code, Some(0), "{told:?}\n{shown}");
+    let decisions = w.decisions_by_step();
+    for step in ["first", "second"] {
+        let of_step: Vec<_> = decisions.iter().filter(|d| d.0 == step).collect();
+        assert_eq!(
+            of_step.len(),
+            1,
+            "{step} decided once: {decisions:?} ({told:?})"
+        );
+    }
+    if told.iter().any(|t| t.contains("bob won")) {
+        assert!(
+            shown.contains("was already decided by bob (approved) from another terminal")
+                || shown.contains("decided by bob (approved) from another terminal"),
+            "the terminal says bob decided\n{shown}"
+        );
+    }
+}
+
+/// `runbook test` with `wait_for_approval: 30m`: an explicit gate nobody approves
+/// waits 30 minutes of the lab's virtual clock (as `--wait-for-approval=30m` does on
+/// the run's clock), then pauses; the wall clock barely moves. A bad duration is an
+/// error at its line.
+#[test]
+fn wait_for_approval_times_out_on_the_runs_clock_under_runbook_test() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    std::fs::copy(
+        root.join("tests/fixtures/suite/empty.scenario.yaml"),
+        dir.path().join("empty.scenario.yaml"),
+    )
+    .expect("the fixture copies");
+    let rb = dir.path().join("w.yaml");
+    std::fs::write(
+        &rb,
+        r#"
+version: 1
+name: w
+title: An explicit gate nobody approves
+steps:
+  - action: Do it
+    id: do-it
+    gate: explicit
+    shell: { argv: ["true"] }
+"#,
+    )
+    .expect("a writable temp dir");
+    let cases = |wait: &str| {
+        format!(
+            "version: 1\ntests:\n  - name: nobody approves\n    scenario: empty.scenario.yaml\n    wait_for_approval: {wait}\n    expect:\n      status: paused\n      not_ran: []\n"
+        )
+    };
+    std::fs::write(dir.path().join("w.test.yaml"), cases("30m")).expect("a writable temp dir");
+    let state = dir.path().join("state");
+    let wall = Instant::now();
+    let out = Cli::new()
+        .args(["test", "-o", "json", "--state-dir"])
+        .arg(&state)
+        .arg(&rb)
+        .run();
+    out.success();
+    let case: serde_json::Value = out
+        .stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .find(|v: &serde_json::Value| v["kind"] == "case")
+        .unwrap_or_else(|| panic!("a case line: {}", out.stdout));
+    assert_eq!(case["status"], "paused", "{case}");
+    let secs = case["cluster_secs"].as_u64().expect("cluster time");
+    assert!(
+        (1800..1900).contains(&secs),
+        "the gate waited 30 minutes of lab time: {case}"
+    );
+    assert!(
+        wall.elapsed() < Duration::from_secs(120),
+        "not 30 wall minutes"
+    );
+    let paused = events(Path::new(case["journal"].as_str().expect("a journal")))
+        .into_iter()
+        .find_map(|e| match e {
+            Event::Paused { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .expect("the run paused");
+    assert!(
+        paused.contains("within the wait (--wait-for-approval)"),
+        "{paused}"
+    );
+
+    std::fs::write(dir.path().join("w.test.yaml"), cases("soon")).expect("a writable temp dir");
+    let out = Cli::new()
+        .args(["test", "--state-dir"])
+        .arg(&state)
+        .arg(&rb)
+        .run();
+    out.code(1)
+        .stdout_contains("w.test.yaml:5:1: error: test `nobody approves`: `wait_for_approval: soon` is not a duration");
+}
+
+/// Issue 19's lint checks, each once: `on_timeout` without `timeout`, `approvals` on
+/// a step no gate asks (a check, a manual step, a ladder whose rungs all bring their
+/// own gate), a `requires` naming nothing known (a rung id later in the ladder
+/// included), and a `limit` on a step without targets.
+#[test]
+fn lint_names_every_misplaced_safety_key() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let rb = dir.path().join("rb.yaml");
+    std::fs::write(
+        &rb,
+        r#"version: 1
+name: bad
+title: Misplaced safety keys
+steps:
+  - check: Nodes
+    id: nodes
+    gate: { approvals: 2 }
+    limit: { max_targets: 3 }
+    kube: { get: nodes }
+  - action: Timeout without a timeout
+    id: a
+    gate: { on_timeout: skip }
+    shell: { argv: ["true"] }
+  - action: A quorum nobody is asked for
+    id: ladder
+    gate: { approvals: 2 }
+    escalate:
+      - id: first
+        requires: "steps['second'].status == 'ok' && powered_off"
+        gate: auto
+        shell: { argv: ["true"] }
+      - id: second
+        manual: Do it by hand
+    verify:
+      shell: { argv: ["true"] }
+  - action: A quorum a rung keeps
+    id: kept
+    gate: { approvals: 2 }
+    escalate:
+      - id: third
+        shell: { argv: ["true"] }
+      - id: fourth
+        requires: "steps['third'].status == 'ok'"
+        gate: auto
+        shell: { argv: ["true"] }
+    verify:
+      shell: { argv: ["true"] }
+"#,
+    )
+    .expect("a writable temp dir");
+    let out = Cli::new().arg("lint").arg(&rb).run();
+    out.code(runbook::exit::FAILED)
+        .stdout_contains("rb.yaml:7:11: error: `gate` applies to actions; this is a check step")
+        .stdout_contains("only an action's plan has targets to limit")
+        .stdout_contains("but this gate has no `timeout`")
+        .stdout_contains("error: `approvals: 2` on `ladder` is never asked")
+        .stdout_contains("step `second` runs after this one")
+        .stdout_contains("powered_off");
+    assert!(
+        !out.stdout.contains("on `kept` is never asked"),
+        "a rung without its own gate keeps the quorum\n{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("`third`"),
+        "an earlier rung is known to a later rung's `requires`\n{}",
+        out.stdout
+    );
 }

@@ -301,7 +301,7 @@ async fn a_failed_run_is_retried_from_the_failed_step_without_repeating_the_othe
     assert!(
         w.journal().iter().any(|e| matches!(
             e,
-            Event::StepRetried { step, by } if step == "note-kubeconfig" && by == "ana"
+            Event::StepRetried { step, by, .. } if step == "note-kubeconfig" && by == "ana"
         )),
         "the retry is journaled"
     );

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+
 use super::manual::ManualEnd;
 use crate::engine::EngineError;
 use crate::engine::ctx::Ctx;
@@ -246,9 +248,18 @@ async fn run_rung(
             Ok(t) => t,
             Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: {e}"))),
         };
+        // The answer is visible to the rungs after it as `steps['RUNG'].status`
+        // (`requires: "steps['confirm-powered-off'].status == 'ok'"`).
         match cx.manual(step, Some(rung_id), &title, instruction).await? {
-            ManualEnd::Done => {}
-            ManualEnd::Failed(r) | ManualEnd::Skipped(r) => return Ok(RungEnd::NotFixed(r)),
+            ManualEnd::Done => cx.set_step_var(rung_id, "ok", Value::Null),
+            ManualEnd::Failed(r) => {
+                cx.set_step_var(rung_id, "failed", Value::Null);
+                return Ok(RungEnd::NotFixed(r));
+            }
+            ManualEnd::Skipped(r) => {
+                cx.set_step_var(rung_id, "skipped", Value::Null);
+                return Ok(RungEnd::NotFixed(r));
+            }
             ManualEnd::Paused(r) => return Ok(RungEnd::Paused(r)),
             ManualEnd::Aborted(r) => return Ok(RungEnd::Aborted(r)),
         }

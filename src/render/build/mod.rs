@@ -462,11 +462,22 @@ impl Builder {
                 self.entries[i].entry.resumed = Some(resume);
                 self.barrier = i;
             }
-            Event::StepRetried { step, by } => {
+            Event::StepRetried {
+                step,
+                by,
+                failed,
+                kept,
+            } => {
                 let retry = crate::render::model::Retry {
                     step: step.clone(),
                     by: by.clone(),
                     at: self.time(rec.ts),
+                    items: failed
+                        .iter()
+                        .map(usize::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    kept: kept.len(),
                 };
                 if let Some(run) = &mut self.run {
                     run.retried.push(retry);

@@ -523,8 +523,44 @@ impl<'a> Validator<'a> {
                 kind == StepKind::Action && step.gate.as_ref().map(|g| g.value) != Some(Gate::Auto);
             self.preview(p, gated);
         }
-        for rung in &step.escalate {
+        // A rung's conditions may read the rungs before it in its ladder as
+        // `steps['RUNG']` (a manual rung's answer: `status == 'ok'` once confirmed).
+        let mut rungs_seen = Vec::new();
+        for (n, rung) in step.escalate.iter().enumerate() {
             self.rung(rung);
+            let id = rung
+                .id
+                .as_ref()
+                .map(|i| i.value.clone())
+                .unwrap_or_else(|| format!("{}.{}", step.id.value, n + 1));
+            if self.earlier.insert(id.clone()) {
+                rungs_seen.push(id);
+            }
+        }
+        for id in rungs_seen {
+            self.earlier.remove(&id);
+        }
+        // A rung's own `gate:` replaces the step's, quorum and all; a manual rung has
+        // no gate. When that is every rung, the step's quorum is never asked.
+        if let Some(rule) = &step.gate_rule
+            && rule.approvals > 1
+            && !step.escalate.is_empty()
+            && step
+                .escalate
+                .iter()
+                .all(|r| r.gate.is_some() || r.manual.is_some())
+        {
+            self.push(
+                Diagnostic::error(
+                    "approvals-never-asked",
+                    rule.pos,
+                    format!(
+                        "`approvals: {}` on `{}` is never asked: every rung of its ladder is manual or has its own `gate:`, which replaces the step's quorum",
+                        rule.approvals, step.id.value
+                    ),
+                )
+                .help("put `gate: { approvals: N }` on the rungs that need several people, or remove their own `gate:`"),
+            );
         }
         if let Some(v) = step.verification() {
             self.verification(v);
