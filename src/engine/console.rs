@@ -339,6 +339,30 @@ impl Reporter for Printer {
                 summary,
                 ..
             } => self.step_finished(step, *outcome, Duration::from_millis(*duration_ms), summary),
+            Event::UndoStarted {
+                step, title, items, ..
+            } => {
+                let which = if items.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} item(s))", items.len())
+                };
+                self.line(&format!("↶ undo {step}: {title}{which}"));
+            }
+            Event::UndoFinished {
+                step,
+                outcome,
+                duration_ms,
+                summary,
+            } => self.step_finished(
+                &format!("undo {step}"),
+                *outcome,
+                Duration::from_millis(*duration_ms),
+                summary,
+            ),
+            Event::UndoSkipped { step, reason } => {
+                self.line(&format!("↷ undo {step} skipped: {reason}"));
+            }
             Event::RunFinished {
                 status,
                 duration_ms,

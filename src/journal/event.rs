@@ -509,6 +509,27 @@ pub enum Event {
     /// largest, and every event in memory is as large as the largest). The
     /// postmortem lists them.
     RunbookLinks { links: Vec<Link> },
+    /// `runbook undo` (or the runbook's `on_failure: undo`): the `undo:` of a
+    /// completed action starts, for the `for_each` items in `items` (empty for a
+    /// single operation). Journaled (fsynced) before its gate and its operations,
+    /// whose scope is the step with the rung `STEP.undo`.
+    UndoStarted {
+        step: String,
+        title: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        items: Vec<usize>,
+        by: String,
+    },
+    /// How an undo ended: `ok`, `failed`, `skipped` (at its gate), `aborted`
+    /// (declined or stopped).
+    UndoFinished {
+        step: String,
+        outcome: Outcome,
+        duration_ms: u64,
+        summary: String,
+    },
+    /// A completed action that was not undone, and why (it has no `undo:`).
+    UndoSkipped { step: String, reason: String },
     RunFinished {
         status: RunStatus,
         duration_ms: u64,
