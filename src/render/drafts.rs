@@ -121,6 +121,24 @@ fn resolution(pm: &Postmortem) -> String {
             parts.push(format!("The run did: {}.", acted.join(", ")));
         }
     }
+    // What `runbook undo` (or `on_failure: undo`) took back, and what it could not.
+    for e in entries(pm).filter(|e| e.kind == "undo") {
+        let step = e.step.as_deref().unwrap_or_default();
+        let how = match (&e.skip_reason, &e.outcome) {
+            (Some(why), _) => format!("not undone ({})", text(why)),
+            (None, Some(o)) => o.label.to_lowercase(),
+            (None, None) => "not finished".to_owned(),
+        };
+        let summary = match (&e.skip_reason, e.summary.as_deref()) {
+            (None, Some(s)) if !s.is_empty() => format!(": {}", text(s)),
+            _ => String::new(),
+        };
+        parts.push(format!(
+            "Undone: {} ({}) {how}{summary}.",
+            quoted(&e.title),
+            code(step)
+        ));
+    }
     if let Some(m) = &pm.metrics.time_to_mitigate {
         parts.push(format!(
             "The fix was verified at {} ({}).",
