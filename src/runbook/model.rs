@@ -248,7 +248,8 @@ pub struct Undo {
     #[serde(skip)]
     #[schemars(skip)]
     pub pos: Pos,
-    /// What the undo does, for the gate and the postmortem (default: `undo ID`).
+    /// What the undo does, for the gate and the postmortem (default: `undo` and the
+    /// action's title).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<Sp<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
