@@ -855,7 +855,10 @@ pub(super) fn run_and_runbook(
 /// confirmation (an action or a manual step, handlers included) or a rung of an
 /// escalation ladder. A typo used to be ignored and the run paused again at the gate
 /// the person meant to approve.
-pub(super) fn check_approvals(approve: &[String], rb: &crate::runbook::Runbook) -> Result<(), String> {
+pub(super) fn check_approvals(
+    approve: &[String],
+    rb: &crate::runbook::Runbook,
+) -> Result<(), String> {
     use crate::runbook::model::StepKind;
     let mut ids: Vec<String> = Vec::new();
     for step in rb.steps.iter().chain(&rb.handlers) {
@@ -915,7 +918,10 @@ pub(super) fn check_resume_hold(state_dir: &std::path::Path, run_id: &str) -> Re
     }
 }
 
-pub(super) fn runbook_of(state_dir: &std::path::Path, run_id: &str) -> Option<crate::runbook::Loaded> {
+pub(super) fn runbook_of(
+    state_dir: &std::path::Path,
+    run_id: &str,
+) -> Option<crate::runbook::Loaded> {
     let j = crate::journal::reader::read(&DirStore::new(state_dir).journal_path(run_id)).ok()?;
     let r = crate::journal::replay::replay(&j.records).ok()?;
     crate::runbook::load(std::path::Path::new(&r.runbook.path)).ok()

@@ -221,7 +221,10 @@ impl Runner<'_> {
                 self.cx.undo_paused(&step, &why, &approve)?;
                 (RunStatus::Paused, Some(why))
             }
-            UndoEnd::Stopped { status, reason: why } => (
+            UndoEnd::Stopped {
+                status,
+                reason: why,
+            } => (
                 status,
                 Some(match reason {
                     Some(r) => format!("{r}; {why}"),
@@ -250,7 +253,11 @@ impl Ctx<'_> {
     pub(super) async fn undo_steps(&mut self, order: &[String]) -> Result<UndoEnd, EngineError> {
         let rb = self.rb;
         for id in order {
-            let Some(step) = rb.steps.iter().chain(&rb.handlers).find(|s| s.id.value == *id)
+            let Some(step) = rb
+                .steps
+                .iter()
+                .chain(&rb.handlers)
+                .find(|s| s.id.value == *id)
             else {
                 continue;
             };
@@ -270,7 +277,9 @@ impl Ctx<'_> {
                 let reason = if step.escalate.is_empty() {
                     format!("`{id}` has no `undo:` in the runbook; undo it by hand")
                 } else {
-                    format!("`{id}` is an escalation ladder, which has no `undo:`; undo its rungs by hand")
+                    format!(
+                        "`{id}` is an escalation ladder, which has no `undo:`; undo its rungs by hand"
+                    )
                 };
                 self.events.emit(
                     Event::UndoSkipped {
@@ -479,12 +488,13 @@ impl Ctx<'_> {
                     results.get(item).cloned().unwrap_or(Value::Null),
                 );
             }
-            let resolved = provider
-                .resolve(op, &vars, &self.opts.defaults)
-                .map_err(|e| match item {
-                    Some(i) => format!("item {i}: {e}"),
-                    None => e.to_string(),
-                })?;
+            let resolved =
+                provider
+                    .resolve(op, &vars, &self.opts.defaults)
+                    .map_err(|e| match item {
+                        Some(i) => format!("item {i}: {e}"),
+                        None => e.to_string(),
+                    })?;
             let scope = Scope {
                 step: step.id.value.clone(),
                 rung: Some(rung.to_string()),

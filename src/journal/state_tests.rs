@@ -706,8 +706,15 @@ fn an_undo_is_folded_per_step_and_in_the_order_it_was_reached() {
     assert_eq!((u.items.clone(), u.outcome), (vec![0, 2], None));
     assert!(!u.is_done(), "cut short: item 2 is still to undo");
     assert_eq!(s.ok_items(Some("cordon.undo")), vec![Some(0)]);
-    assert!(s.ok_items(None).is_empty(), "the undo's ops are not the action's");
-    assert!(r.step("scale").and_then(|s| s.undo.as_ref()).is_some_and(UndoRecord::is_done));
+    assert!(
+        s.ok_items(None).is_empty(),
+        "the undo's ops are not the action's"
+    );
+    assert!(
+        r.step("scale")
+            .and_then(|s| s.undo.as_ref())
+            .is_some_and(UndoRecord::is_done)
+    );
 
     events.push(Event::UndoFinished {
         step: "cordon".into(),
@@ -716,7 +723,10 @@ fn an_undo_is_folded_per_step_and_in_the_order_it_was_reached() {
         summary: "undid 2 item(s)".into(),
     });
     let r = RunState::from_records(&records(events)).expect("a state");
-    let u = r.step("cordon").and_then(|s| s.undo.as_ref()).expect("its undo");
+    let u = r
+        .step("cordon")
+        .and_then(|s| s.undo.as_ref())
+        .expect("its undo");
     assert!(u.is_done());
     assert_eq!(u.summary, "undid 2 item(s)");
 }

@@ -190,7 +190,10 @@ fn undo_lines(r: &crate::journal::state::RunState) -> Vec<String> {
                 (None, Some(Outcome::Skipped)) => ("skipped at its gate", u.summary.clone()),
                 (None, Some(Outcome::Aborted)) => ("undo stopped", u.summary.clone()),
                 (None, Some(_)) => ("undo failed", u.summary.clone()),
-                (None, None) => ("undo not finished", format!("`{id}.undo` waits or was cut short")),
+                (None, None) => (
+                    "undo not finished",
+                    format!("`{id}.undo` waits or was cut short"),
+                ),
             };
             Some(if why.is_empty() {
                 format!("{id}: {word}")

@@ -180,7 +180,11 @@ async fn undo_after_a_half_done_drain_uncordons_the_nodes_that_were_cordoned() {
         "every node the drain cordoned takes pods again"
     );
     let undone: Vec<String> = w.node_patches().split_off(before);
-    assert_eq!(undone, vec![A, B, C], "one uncordon per cordoned node, none for the missing one");
+    assert_eq!(
+        undone,
+        vec![A, B, C],
+        "one uncordon per cordoned node, none for the missing one"
+    );
     assert!(w.events().iter().any(|e| matches!(
         e,
         Event::UndoStarted { step, items, .. } if step == "cordon" && *items == vec![0, 1, 3]
@@ -223,7 +227,11 @@ async fn undo_runs_newest_first_and_names_the_action_without_undo() {
             "finished cordon-a Ok",
         ]
     );
-    assert_eq!(w.node_patches().split_off(before), vec![B, A], "B (cordoned last) first");
+    assert_eq!(
+        w.node_patches().split_off(before),
+        vec![B, A],
+        "B (cordoned last) first"
+    );
     assert!(!w.cordoned(A) && !w.cordoned(B));
 }
 
@@ -256,9 +264,14 @@ async fn a_declined_undo_gate_stops_undoing_and_is_journaled() {
         .code(runbook::exit::PAUSED)
         .stderr_contains("runbook undo")
         .stderr_contains("--approve cordon-b.undo");
-    run(w
-        .cli()
-        .args(["approve", "last", "cordon-b.undo", "--decline", "--by", "bob"]))
+    run(w.cli().args([
+        "approve",
+        "last",
+        "cordon-b.undo",
+        "--decline",
+        "--by",
+        "bob",
+    ]))
     .await
     .success();
     run(w.undo(&[]))
@@ -286,12 +299,10 @@ async fn a_declined_undo_gate_stops_undoing_and_is_journaled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_failure_undo_undoes_a_failed_run_behind_the_undo_gate() {
     // `gate: auto` on the undo: undone unattended when the run fails.
-    let w = World::new(
-        &half_done_drain("on_failure: undo").replace(
-            "undo: { title: Uncordon the nodes,",
-            "undo: { gate: auto, title: Uncordon the nodes,",
-        ),
-    )
+    let w = World::new(&half_done_drain("on_failure: undo").replace(
+        "undo: { title: Uncordon the nodes,",
+        "undo: { gate: auto, title: Uncordon the nodes,",
+    ))
     .await;
     run(w.start(&["--approve", "cordon"]))
         .await
@@ -315,9 +326,9 @@ async fn on_failure_undo_undoes_a_failed_run_behind_the_undo_gate() {
     .success();
     assert!(!w.cordoned(A) && !w.cordoned(B) && !w.cordoned(C));
     assert!(
-        !w.events().iter().any(
-            |e| matches!(e, Event::StepStarted { step, .. } if step == "delete-pods")
-        ),
+        !w.events()
+            .iter()
+            .any(|e| matches!(e, Event::StepStarted { step, .. } if step == "delete-pods")),
         "the step after the failure never ran"
     );
     assert!(w.events().iter().any(|e| matches!(
@@ -360,7 +371,9 @@ steps:
         .stdout_contains("rb.yaml:4:13")
         .stdout_contains("the runbook's `on_failure` must be `stop` or `undo`, found `rollback`")
         .stdout_contains("rb.yaml:9:11")
-        .stdout_contains("`undo` compensates what an action changed; a check step changes nothing to undo")
+        .stdout_contains(
+            "`undo` compensates what an action changed; a check step changes nothing to undo",
+        )
         .stdout_contains("rb.yaml:13:11")
         .stdout_contains("this action only reads (`kube: get`); there is nothing to undo")
         .stdout_contains("an undo changes something back, but `kube: get` only reads")

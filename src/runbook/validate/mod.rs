@@ -786,7 +786,9 @@ impl<'a> Validator<'a> {
     /// and so is an undo that only reads.
     fn undo(&mut self, step: &Step, kind: StepKind, u: &Undo) {
         let reads = match step.op() {
-            Some(OpRef::Kube(k)) if !k.is_mutating() => k.verb().map(|(v, _)| format!("`kube: {v}`")),
+            Some(OpRef::Kube(k)) if !k.is_mutating() => {
+                k.verb().map(|(v, _)| format!("`kube: {v}`"))
+            }
             Some(OpRef::Prometheus(_)) => Some("`prometheus`".to_owned()),
             _ => None,
         };
