@@ -231,6 +231,24 @@ pub(crate) async fn resume(
         ),
         None => None,
     };
+    if let Some(order) = &undo_order {
+        if order.is_empty() {
+            return Err(EngineError::Resume(format!(
+                "nothing was undone: no action of run {run_id} completed anything"
+            )));
+        }
+        // Everything already undone (or named as not undoable): nothing is journaled.
+        if super::undo::all_done(&r, order) {
+            opts.printer.line(&format!(
+                "run {run_id}: nothing left to undo ({} already undone or without `undo:`)",
+                order.join(", ")
+            ));
+            let status = r.status.unwrap_or(RunStatus::Aborted);
+            let mut done = report(run_id.to_string(), run_dir, journal, status);
+            done.exit_code = crate::exit::OK;
+            return Ok(done);
+        }
+    }
     // The journal has every param except secrets, which it names by reference
     // (`{"$secret": NAME, "from": SOURCE}`): each is read again from a source.
     let (params, secrets) = resume_params(rb, &r.params, &opts)?;

@@ -127,6 +127,16 @@ pub(super) fn undo_order(
     })
 }
 
+/// Every step of `order` was undone, or named as not undoable, already.
+pub(super) fn all_done(state: &RunState, order: &[String]) -> bool {
+    order.iter().all(|id| {
+        state
+            .step(id)
+            .and_then(|s| s.undo.as_ref())
+            .is_some_and(UndoRecord::is_done)
+    })
+}
+
 impl Runner<'_> {
     /// `runbook undo`: undo `order` (from [`undo_order`]) and journal how the run
     /// ended: as before when every undo ran (a failed run stays failed; it is now

@@ -185,14 +185,32 @@ async fn undo_after_a_half_done_drain_uncordons_the_nodes_that_were_cordoned() {
         vec![A, B, C],
         "one uncordon per cordoned node, none for the missing one"
     );
-    assert!(w.events().iter().any(|e| matches!(
-        e,
-        Event::UndoStarted { step, items, .. } if step == "cordon" && *items == vec![0, 1, 3]
-    )));
+    let events = w.events();
+    let started = events.iter().position(|e| {
+        matches!(
+            e,
+            Event::UndoStarted { step, items, .. } if step == "cordon" && *items == vec![0, 1, 3]
+        )
+    });
+    let first_op = events.iter().position(|e| {
+        matches!(
+            e,
+            Event::OpStarted { op, .. } if op.scope.rung.as_deref() == Some("cordon.undo")
+        )
+    });
+    assert!(
+        started.is_some() && started < first_op,
+        "the undo's start is journaled before any of its operations: {started:?} {first_op:?}"
+    );
 
     // Undoing again does nothing twice: no request, no new undo.
     let events = w.undo_events();
-    run(w.undo(&["--yes"])).await.success();
+    let journaled = w.events().len();
+    run(w.undo(&["--yes"]))
+        .await
+        .success()
+        .stderr_contains("nothing left to undo");
+    assert_eq!(w.events().len(), journaled, "nothing journaled either");
     assert_eq!(w.node_patches().len(), before + 3, "nothing sent again");
     assert_eq!(w.undo_events(), events, "nothing undone twice");
 
