@@ -339,6 +339,13 @@ impl Reporter for Printer {
                 summary,
                 ..
             } => self.step_finished(step, *outcome, Duration::from_millis(*duration_ms), summary),
+            Event::UndoBegun { status, .. } => self.line(&format!(
+                "undoing run {}{}: its completed actions' `undo:`, newest first",
+                state.run_id,
+                status
+                    .map(|s| format!(" (it {})", s.as_str().replace('_', " ")))
+                    .unwrap_or_default()
+            )),
             Event::UndoStarted {
                 step, title, items, ..
             } => {

@@ -297,6 +297,11 @@ impl Recorder {
                 summary: text(summary),
                 fixed_by,
             },
+            Event::UndoBegun { status, reason, by } => Event::UndoBegun {
+                status,
+                reason: opt(reason),
+                by,
+            },
             Event::UndoStarted {
                 step,
                 title,

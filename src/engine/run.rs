@@ -150,7 +150,10 @@ pub(crate) async fn resume(
     if opts.undo.is_none() && !r.undo_order.is_empty() {
         opts.undo = Some(super::UndoRequest::default());
     }
-    let before = (r.status, r.reason.clone());
+    let before = r
+        .undo_from
+        .clone()
+        .unwrap_or_else(|| (r.status, r.reason.clone()));
     let retry = match r.status {
         _ if opts.undo.is_some() => None,
         Some(RunStatus::Failed) if opts.retry_failed => Some(()),

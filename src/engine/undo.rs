@@ -148,6 +148,9 @@ impl Runner<'_> {
         order: &[String],
         before: (Option<RunStatus>, Option<String>),
     ) -> Result<(RunStatus, i32), EngineError> {
+        // An undo continued (after a pause at its gate) ends the run as it had ended
+        // when the undo began, not as the pause left it.
+        let before = self.cx.events.state().undo_from.clone().unwrap_or(before);
         let held = match self.cx.take_lock().await {
             Ok(h) => h,
             Err(why) => {
@@ -155,7 +158,7 @@ impl Runner<'_> {
                 return self.end_undo(t0, RunStatus::Paused, Some(why)).await;
             }
         };
-        let end = self.cx.undo_steps(order).await?;
+        let end = self.cx.undo_steps(order, &before).await?;
         if let Some(h) = held {
             self.cx.release_lock(h).await;
         }
@@ -221,7 +224,8 @@ impl Runner<'_> {
         if order.is_empty() {
             return Ok((RunStatus::Failed, reason));
         }
-        Ok(match self.cx.undo_steps(&order).await? {
+        let from = (Some(RunStatus::Failed), reason.clone());
+        Ok(match self.cx.undo_steps(&order, &from).await? {
             UndoEnd::Done => (RunStatus::Failed, reason),
             UndoEnd::Paused {
                 step,
@@ -260,8 +264,22 @@ impl Ctx<'_> {
 
     /// Undo each step of `order`, stopping at the first that is declined, fails or
     /// pauses.
-    pub(super) async fn undo_steps(&mut self, order: &[String]) -> Result<UndoEnd, EngineError> {
+    pub(super) async fn undo_steps(
+        &mut self,
+        order: &[String],
+        from: &(Option<RunStatus>, Option<String>),
+    ) -> Result<UndoEnd, EngineError> {
         let rb = self.rb;
+        if self.events.state().undo_from.is_none() {
+            self.events.emit(
+                Event::UndoBegun {
+                    status: from.0,
+                    reason: from.1.clone(),
+                    by: self.opts.operator.clone(),
+                },
+                true,
+            )?;
+        }
         for id in order {
             let Some(step) = rb
                 .steps

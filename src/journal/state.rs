@@ -398,6 +398,9 @@ pub struct RunState {
     /// The steps an undo reached (started or skipped), in the order it reached them:
     /// once non-empty the run is being (or was) undone and `resume` refuses it.
     pub undo_order: Vec<String>,
+    /// How the run had ended when its undo began (`undo_begun`): `Some((None, _))`
+    /// for a run that had not ended. `None` before any undo.
+    pub undo_from: Option<(Option<RunStatus>, Option<String>)>,
 }
 
 /// The name this type had when only `resume` folded the journal.
@@ -703,6 +706,11 @@ impl RunState {
                 s.finished = Some(*outcome);
                 s.finished_at = Some(ts);
                 s.summary = Some(summary.clone());
+            }
+            Event::UndoBegun { status, reason, .. } => {
+                if self.undo_from.is_none() {
+                    self.undo_from = Some((*status, reason.clone()));
+                }
             }
             Event::UndoStarted {
                 step,

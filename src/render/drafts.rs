@@ -122,7 +122,13 @@ fn resolution(pm: &Postmortem) -> String {
         }
     }
     // What `runbook undo` (or `on_failure: undo`) took back, and what it could not.
-    for e in entries(pm).filter(|e| e.kind == "undo") {
+    // The last entry of each step's undo: an undo paused at its gate and continued
+    // later has an entry per attempt.
+    let undos: Vec<&Entry> = entries(pm).filter(|e| e.kind == "undo").collect();
+    for (n, e) in undos.iter().enumerate() {
+        if undos[n + 1..].iter().any(|later| later.step == e.step) {
+            continue;
+        }
         let step = e.step.as_deref().unwrap_or_default();
         let how = match (&e.skip_reason, &e.outcome) {
             (Some(why), _) => format!("not undone ({})", text(why)),

@@ -343,6 +343,12 @@ async fn on_failure_undo_undoes_a_failed_run_behind_the_undo_gate() {
     .await
     .success();
     assert!(!w.cordoned(A) && !w.cordoned(B) && !w.cordoned(C));
+    // The run ends as it had when its undo began: failed, not paused.
+    run(w.cli().args(["show", "last"]))
+        .await
+        .success()
+        .stdout_contains("status:    failed")
+        .stdout_contains("undo:      cordon: undone — undid 3 item(s)");
     assert!(
         !w.events()
             .iter()

@@ -736,6 +736,7 @@ impl Builder {
                 self.entries[i].entry.note = Some(note);
             }
             Event::IncidentStart { .. } | Event::RunbookLinks { .. } => {}
+            Event::UndoBegun { .. } => {}
             Event::UndoStarted { step, title, .. } => {
                 let i = self.push_entry(rec, "undo", title.clone());
                 self.entries[i].entry.step = Some(step.clone());
