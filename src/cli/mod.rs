@@ -24,6 +24,7 @@ pub mod schema;
 pub mod serve;
 pub mod show;
 pub mod test;
+pub mod undo;
 
 /// `runbook --version`: the release and the commit it was built from (build.rs).
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("RUNBOOK_COMMIT"), ")");
@@ -201,6 +202,8 @@ pub enum Command {
     Run(run::RunArgs),
     /// Continue a paused or interrupted run.
     Resume(run::ResumeArgs),
+    /// Undo a run's completed actions (their `undo:`), newest first, each gated.
+    Undo(undo::Args),
     /// List past runs, newest first.
     Runs(runs::RunsArgs),
     /// Show one run: its status, where it waits, what it needs, how to continue.
@@ -263,6 +266,7 @@ pub fn main() -> i32 {
         Command::Rbac(a) => rbac::run(a, g),
         Command::Run(a) => run::run(a, g),
         Command::Resume(a) => run::resume(a, g),
+        Command::Undo(a) => undo::run(a, g),
         Command::Runs(a) => runs::runs(a, g),
         Command::Show(a) => show::run(a, g),
         Command::Completions(a) => completions::completions(a),

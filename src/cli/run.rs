@@ -350,7 +350,7 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
 /// The notifier of a run: `--notify` URLs and the runbook's `notify:`; `None` when
 /// nobody is to be told. A receiver whose environment variable is unset is left out
 /// with a warning: a notification never stops the fix.
-fn notifier(
+pub(super) fn notifier(
     a: &ApprovalArgs,
     runbook: Option<&crate::runbook::model::Runbook>,
     g: &Global,
@@ -369,7 +369,7 @@ pub fn build_providers() -> Result<Providers, String> {
     providers::standard()
 }
 
-fn setup(
+pub(super) fn setup(
     a: &ApprovalArgs,
     g: &Global,
     params: Vec<(String, String)>,
@@ -405,7 +405,7 @@ fn setup(
 
 /// Run the engine on a runtime with Ctrl-C wired to the cancellation token: the first
 /// cancels the running step cleanly, a second exits at once.
-fn drive<F, Fut>(a: &ApprovalArgs, notifier: Option<Arc<Notifier>>, f: F) -> i32
+pub(super) fn drive<F, Fut>(a: &ApprovalArgs, notifier: Option<Arc<Notifier>>, f: F) -> i32
 where
     F: FnOnce(CancellationToken) -> Fut,
     Fut: std::future::Future<Output = Result<RunReport, engine::EngineError>>,
@@ -737,7 +737,7 @@ const SECRET_FILE_WAIT: std::time::Duration = std::time::Duration::from_secs(10)
 /// `--secret-file NAME=PATH` contents and the `RUNBOOK_SECRET_*` environment: the ways
 /// to give a secret param without it showing in argv. Which params they fill is the
 /// engine's business (only params marked `secret: true`).
-fn secret_inputs(files: &[String]) -> Result<engine::SecretInputs, String> {
+pub(super) fn secret_inputs(files: &[String]) -> Result<engine::SecretInputs, String> {
     use std::io::Read;
     let mut inputs = engine::SecretInputs::default();
     for f in files {
@@ -831,14 +831,14 @@ fn run_needs_kube(state_dir: &std::path::Path, run_id: &str, retry_failed: bool)
 
 /// The runbook's `kube:` defaults (its context, its namespace), so `resume` connects
 /// as `run` did.
-fn kube_defaults_of(
+pub(super) fn kube_defaults_of(
     state_dir: &std::path::Path,
     run_id: &str,
 ) -> Option<crate::runbook::model::KubeDefaults> {
     run_and_runbook(state_dir, run_id).and_then(|(_, l)| l.runbook.kube)
 }
 
-fn run_and_runbook(
+pub(super) fn run_and_runbook(
     state_dir: &std::path::Path,
     run_id: &str,
 ) -> Option<(crate::journal::state::RunState, crate::runbook::Loaded)> {
@@ -852,12 +852,18 @@ fn run_and_runbook(
 /// confirmation (an action or a manual step, handlers included) or a rung of an
 /// escalation ladder. A typo used to be ignored and the run paused again at the gate
 /// the person meant to approve.
-fn check_approvals(approve: &[String], rb: &crate::runbook::Runbook) -> Result<(), String> {
+pub(super) fn check_approvals(
+    approve: &[String],
+    rb: &crate::runbook::Runbook,
+) -> Result<(), String> {
     use crate::runbook::model::StepKind;
     let mut ids: Vec<String> = Vec::new();
     for step in rb.steps.iter().chain(&rb.handlers) {
         if matches!(step.kind(), StepKind::Action | StepKind::Manual) {
             ids.push(step.id.value.clone());
+        }
+        if step.undo.is_some() {
+            ids.push(format!("{}.undo", step.id.value));
         }
         for (n, rung) in step.escalate.iter().enumerate() {
             ids.push(match &rung.id {
@@ -891,7 +897,7 @@ fn check_approvals(approve: &[String], rb: &crate::runbook::Runbook) -> Result<(
 
 /// Resume refuses a run a live process holds, naming it, and reports a run left by
 /// a process that died instead of taking it over without a word.
-fn check_resume_hold(state_dir: &std::path::Path, run_id: &str) -> Result<(), String> {
+pub(super) fn check_resume_hold(state_dir: &std::path::Path, run_id: &str) -> Result<(), String> {
     use crate::store::HoldState;
     match DirStore::new(state_dir).hold_state(run_id) {
         HoldState::Held(holder) => Err(format!(
@@ -909,13 +915,16 @@ fn check_resume_hold(state_dir: &std::path::Path, run_id: &str) -> Result<(), St
     }
 }
 
-fn runbook_of(state_dir: &std::path::Path, run_id: &str) -> Option<crate::runbook::Loaded> {
+pub(super) fn runbook_of(
+    state_dir: &std::path::Path,
+    run_id: &str,
+) -> Option<crate::runbook::Loaded> {
     let j = crate::journal::reader::read(&DirStore::new(state_dir).journal_path(run_id)).ok()?;
     let r = crate::journal::replay::replay(&j.records).ok()?;
     crate::runbook::load(std::path::Path::new(&r.runbook.path)).ok()
 }
 
-fn runbook_dir_of(state_dir: &std::path::Path, run_id: &str) -> Option<PathBuf> {
+pub(super) fn runbook_dir_of(state_dir: &std::path::Path, run_id: &str) -> Option<PathBuf> {
     let j = crate::journal::reader::read(&DirStore::new(state_dir).journal_path(run_id)).ok()?;
     let r = crate::journal::replay::replay(&j.records).ok()?;
     let path = PathBuf::from(r.runbook.path);

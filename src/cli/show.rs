@@ -112,6 +112,9 @@ pub fn run(args: Args, g: &Global) -> i32 {
     } else if s.status == "interrupted" {
         println!("continue:  runbook resume {}", s.run_id);
     }
+    for line in &s.undone {
+        println!("undo:      {line}");
+    }
     if let Some(stale) = &s.stale_lock {
         println!("lock:      {stale}");
     }

@@ -218,6 +218,11 @@ impl FlagApprover {
     }
 
     fn names(&self, step: &str, rung: Option<&str>) -> bool {
+        // An undo's gate (rung `STEP.undo`) is named only as `STEP.undo`: approving
+        // an action (`--approve cordon`) never approves taking it back.
+        if rung.is_some_and(|r| r.strip_suffix(".undo") == Some(step)) {
+            return rung.is_some_and(|r| self.approve.contains(r));
+        }
         self.approve.contains(step) || rung.is_some_and(|r| self.approve.contains(r))
     }
 

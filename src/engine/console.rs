@@ -352,6 +352,37 @@ impl Reporter for Printer {
                 summary,
                 ..
             } => self.step_finished(step, *outcome, Duration::from_millis(*duration_ms), summary),
+            Event::UndoBegun { status, .. } => self.line(&format!(
+                "undoing run {}{}: its completed actions' `undo:`, newest first",
+                state.run_id,
+                status
+                    .map(|s| format!(" (it {})", s.as_str().replace('_', " ")))
+                    .unwrap_or_default()
+            )),
+            Event::UndoStarted {
+                step, title, items, ..
+            } => {
+                let which = if items.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} item(s))", items.len())
+                };
+                self.line(&format!("↶ undo {step}: {title}{which}"));
+            }
+            Event::UndoFinished {
+                step,
+                outcome,
+                duration_ms,
+                summary,
+            } => self.step_finished(
+                &format!("undo {step}"),
+                *outcome,
+                Duration::from_millis(*duration_ms),
+                summary,
+            ),
+            Event::UndoSkipped { step, reason } => {
+                self.line(&format!("↷ undo {step} skipped: {reason}"));
+            }
             Event::RunFinished {
                 status,
                 duration_ms,

@@ -30,6 +30,7 @@ mod siblings;
 mod state;
 mod steps;
 mod titles;
+mod undo;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -101,6 +102,16 @@ pub struct EngineOpts {
     /// Notes journaled right after `run_started` (text, by): what started the run
     /// when it was not a person at a terminal (`runbook serve`: the alert).
     pub notes: Vec<(String, String)>,
+    /// `runbook undo RUN [STEP]`: instead of continuing the run's steps, run the
+    /// `undo:` of its completed actions (or of STEP only), newest first.
+    pub undo: Option<UndoRequest>,
+}
+
+/// What `runbook undo` undoes.
+#[derive(Debug, Clone, Default)]
+pub struct UndoRequest {
+    /// One step's undo only; `None`: every completed action's, newest first.
+    pub step: Option<String>,
 }
 
 impl EngineOpts {
@@ -123,6 +134,7 @@ impl EngineOpts {
             incident_start: None,
             incident_start_source: None,
             notes: Vec::new(),
+            undo: None,
         }
     }
 }

@@ -320,6 +320,37 @@ impl Recorder {
                 summary: text(summary),
                 fixed_by,
             },
+            Event::UndoBegun { status, reason, by } => Event::UndoBegun {
+                status,
+                reason: opt(reason),
+                by,
+            },
+            Event::UndoStarted {
+                step,
+                title,
+                items,
+                by,
+            } => Event::UndoStarted {
+                step,
+                title: text(title),
+                items,
+                by,
+            },
+            Event::UndoFinished {
+                step,
+                outcome,
+                duration_ms,
+                summary,
+            } => Event::UndoFinished {
+                step,
+                outcome,
+                duration_ms,
+                summary: text(summary),
+            },
+            Event::UndoSkipped { step, reason } => Event::UndoSkipped {
+                step,
+                reason: text(reason),
+            },
             Event::Note { text: t, by, at } => Event::Note {
                 text: text(t),
                 by,

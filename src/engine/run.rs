@@ -17,7 +17,7 @@ use crate::journal::event::{self, Event, GitRef, KubeTarget, Outcome, RunStatus,
 use crate::journal::state::{OpState, RunState, StepState};
 use crate::journal::{reader, writer::Writer};
 use crate::providers::Providers;
-use crate::runbook::model::{FailurePolicy, OnFailure, Param, Runbook, Step};
+use crate::runbook::model::{FailurePolicy, OnFailure, Param, RunFailure, Runbook, Step};
 use crate::store::{DirStore, RunStore, SideFiles};
 
 pub(crate) async fn start(
@@ -144,7 +144,18 @@ pub(crate) async fn resume(
         )));
     }
     let r = RunState::from_records(&j.records).map_err(|e| EngineError::Resume(e.to_string()))?;
+    // A run that is being undone continues its undo, never its steps: `resume` of a
+    // run paused at an undo's gate is `runbook undo`.
+    let mut opts = opts;
+    if opts.undo.is_none() && !r.undo_order.is_empty() {
+        opts.undo = Some(super::UndoRequest::default());
+    }
+    let before = r
+        .undo_from
+        .clone()
+        .unwrap_or_else(|| (r.status, r.reason.clone()));
     let retry = match r.status {
+        _ if opts.undo.is_some() => None,
         Some(RunStatus::Failed) if opts.retry_failed => Some(()),
         Some(s) if !matches!(s, RunStatus::Paused | RunStatus::Aborted) => {
             let hint = if s == RunStatus::Failed {
@@ -216,6 +227,31 @@ pub(crate) async fn resume(
         })?),
         None => None,
     };
+    let undo_order = match &opts.undo {
+        Some(u) => Some(
+            super::undo::undo_order(rb, &r, u.step.as_deref())
+                .map_err(|e| EngineError::Resume(format!("nothing was undone: {e}")))?,
+        ),
+        None => None,
+    };
+    if let Some(order) = &undo_order {
+        if order.is_empty() {
+            return Err(EngineError::Resume(format!(
+                "nothing was undone: no action of run {run_id} completed anything"
+            )));
+        }
+        // Everything already undone (or named as not undoable): nothing is journaled.
+        if super::undo::all_done(&r, order) {
+            opts.printer.line(&format!(
+                "run {run_id}: nothing left to undo ({} already undone or without `undo:`)",
+                order.join(", ")
+            ));
+            let status = r.status.unwrap_or(RunStatus::Aborted);
+            let mut done = report(run_id.to_string(), run_dir, journal, status);
+            done.exit_code = crate::exit::OK;
+            return Ok(done);
+        }
+    }
     // The journal has every param except secrets, which it names by reference
     // (`{"$secret": NAME, "from": SOURCE}`): each is read again from a source.
     let (params, secrets) = resume_params(rb, &r.params, &opts)?;
@@ -318,6 +354,12 @@ pub(crate) async fn resume(
         run_id: run_id.to_string(),
         vars,
     });
+    if let Some(order) = undo_order {
+        let (status, code) = engine.undo_run(now, &order, before).await?;
+        let mut r = report(run_id.to_string(), run_dir, journal, status);
+        r.exit_code = code;
+        return Ok(r);
+    }
     let status = engine.run_steps(now).await?;
     Ok(report(run_id.to_string(), run_dir, journal, status))
 }
@@ -543,6 +585,15 @@ impl<'r> Runner<'r> {
                 }
             }
             (RunStatus::Succeeded, None)
+        };
+        // The runbook's `on_failure: undo`: still under the run's lock.
+        let (status, reason) = if status == RunStatus::Failed
+            && !self.cx.opts.dry_run
+            && rb.on_failure.as_deref() == Some(&RunFailure::Undo)
+        {
+            self.undo_on_failure(reason).await?
+        } else {
+            (status, reason)
         };
         if let Some(h) = held {
             self.cx.release_lock(h).await;

@@ -519,6 +519,38 @@ pub enum Event {
     /// largest, and every event in memory is as large as the largest). The
     /// postmortem lists them.
     RunbookLinks { links: Vec<Link> },
+    /// The run's undo begins (`runbook undo`, or the runbook's `on_failure: undo`),
+    /// journaled once, before its first `undo_started`/`undo_skipped`: how the run had
+    /// ended (absent: it had not, a paused or interrupted run), which is how it ends
+    /// again once every undo ran.
+    UndoBegun {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        status: Option<RunStatus>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        by: String,
+    },
+    /// `runbook undo` (or the runbook's `on_failure: undo`): the `undo:` of a
+    /// completed action starts, for the `for_each` items in `items` (empty for a
+    /// single operation). Journaled (fsynced) before its gate and its operations,
+    /// whose scope is the step with the rung `STEP.undo`.
+    UndoStarted {
+        step: String,
+        title: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        items: Vec<usize>,
+        by: String,
+    },
+    /// How an undo ended: `ok`, `failed`, `skipped` (at its gate), `aborted`
+    /// (declined or stopped).
+    UndoFinished {
+        step: String,
+        outcome: Outcome,
+        duration_ms: u64,
+        summary: String,
+    },
+    /// A completed action that was not undone, and why (it has no `undo:`).
+    UndoSkipped { step: String, reason: String },
     RunFinished {
         status: RunStatus,
         duration_ms: u64,

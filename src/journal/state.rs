@@ -192,6 +192,39 @@ pub struct StepState {
     /// The last manual request of the step (rung `None`) or of each rung since it
     /// (last) started.
     pub manual_requested: Vec<(Option<String>, DateTime<Utc>)>,
+    /// Its undo, once `runbook undo` (or `on_failure: undo`) reached it.
+    pub undo: Option<UndoRecord>,
+}
+
+/// What the events say about a step's undo (`undo_started` … `undo_finished`, or
+/// `undo_skipped`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndoRecord {
+    pub title: String,
+    /// From the last `undo_started`; `None` for an undo skipped without starting.
+    pub started: Option<DateTime<Utc>>,
+    pub by: String,
+    /// The `for_each` items undone (empty for a single operation).
+    pub items: Vec<usize>,
+    /// From `undo_finished`; `None` while it runs (or after a crash, or a pause at
+    /// its gate).
+    pub outcome: Option<Outcome>,
+    pub finished: Option<DateTime<Utc>>,
+    pub summary: String,
+    /// From `undo_skipped`: why it was not undone.
+    pub skipped: Option<String>,
+}
+
+impl UndoRecord {
+    /// Nothing is left to do for this undo: it finished ok, or there is nothing to run.
+    pub fn is_done(&self) -> bool {
+        self.skipped.is_some() || self.outcome == Some(Outcome::Ok)
+    }
+
+    /// The rung id under which the undo's gate and operations are journaled.
+    pub fn rung_of(step: &str) -> String {
+        format!("{step}.undo")
+    }
 }
 
 /// The name this type had when only `resume` folded the journal.
@@ -362,6 +395,12 @@ pub struct RunState {
     pub incident_start_source: Option<String>,
     /// The runbook's `links:`, as journaled (`runbook_links`).
     pub links: Vec<crate::journal::event::Link>,
+    /// The steps an undo reached (started or skipped), in the order it reached them:
+    /// once non-empty the run is being (or was) undone and `resume` refuses it.
+    pub undo_order: Vec<String>,
+    /// How the run had ended when its undo began (`undo_begun`): `Some((None, _))`
+    /// for a run that had not ended. `None` before any undo.
+    pub undo_from: Option<(Option<RunStatus>, Option<String>)>,
 }
 
 /// The name this type had when only `resume` folded the journal.
@@ -691,6 +730,67 @@ impl RunState {
                 s.finished_at = Some(ts);
                 s.summary = Some(summary.clone());
             }
+            Event::UndoBegun { status, reason, .. } => {
+                if self.undo_from.is_none() {
+                    self.undo_from = Some((*status, reason.clone()));
+                }
+            }
+            Event::UndoStarted {
+                step,
+                title,
+                items,
+                by,
+            } => {
+                self.undo_reached(step);
+                let s = self.step_mut(step);
+                let u = s.undo.get_or_insert_with(|| UndoRecord {
+                    title: String::new(),
+                    started: None,
+                    by: String::new(),
+                    items: Vec::new(),
+                    outcome: None,
+                    finished: None,
+                    summary: String::new(),
+                    skipped: None,
+                });
+                u.title.clone_from(title);
+                u.started = Some(ts);
+                u.by.clone_from(by);
+                u.items.clone_from(items);
+                u.outcome = None;
+                u.finished = None;
+                u.summary.clear();
+                // An undo started again asks its gate afresh.
+                let rung = UndoRecord::rung_of(step);
+                s.pending_gates.retain(|g| g.rung.as_deref() != Some(&rung));
+            }
+            Event::UndoFinished {
+                step,
+                outcome,
+                summary,
+                ..
+            } => {
+                if let Some(u) = self.step_mut(step).undo.as_mut() {
+                    u.outcome = Some(*outcome);
+                    u.finished = Some(ts);
+                    u.summary.clone_from(summary);
+                }
+            }
+            Event::UndoSkipped { step, reason } => {
+                self.undo_reached(step);
+                let s = self.step_mut(step);
+                let title = s.title.clone();
+                s.undo = Some(UndoRecord {
+                    title,
+                    started: None,
+                    by: String::new(),
+                    items: Vec::new(),
+                    outcome: Some(Outcome::Skipped),
+                    finished: Some(ts),
+                    summary: reason.clone(),
+                    skipped: Some(reason.clone()),
+                });
+            }
             Event::RunFinished {
                 status,
                 duration_ms,
@@ -701,6 +801,12 @@ impl RunState {
                 self.reason.clone_from(reason);
                 self.duration_ms += duration_ms;
             }
+        }
+    }
+
+    fn undo_reached(&mut self, step: &str) {
+        if !self.undo_order.iter().any(|s| s == step) {
+            self.undo_order.push(step.to_string());
         }
     }
 

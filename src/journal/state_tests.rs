@@ -658,3 +658,77 @@ fn the_incident_start_and_links_are_the_journaled_ones_and_old_notes_still_load(
     assert!(matches!(r.event, Event::IncidentStart { source: None, .. }));
     assert!(!serde_json::to_string(&r).unwrap().contains("source"));
 }
+
+#[test]
+fn an_undo_is_folded_per_step_and_in_the_order_it_was_reached() {
+    let undo_op = |item| PlannedOp {
+        scope: Scope {
+            step: "cordon".into(),
+            rung: Some("cordon.undo".into()),
+            item: Some(item),
+            verification: false,
+        },
+        provider: "kube".into(),
+        display: "kubectl uncordon x".into(),
+        op: Value::Null,
+        mutating: true,
+        impact: None,
+    };
+    let mut events = vec![
+        started(),
+        Event::UndoSkipped {
+            step: "scale".into(),
+            reason: "no undo".into(),
+        },
+        Event::UndoStarted {
+            step: "cordon".into(),
+            title: "Uncordon".into(),
+            items: vec![0, 2],
+            by: "ana".into(),
+        },
+        Event::OpStarted {
+            op: undo_op(0),
+            attempt: 1,
+        },
+        Event::OpFinished {
+            scope: undo_op(0).scope,
+            attempt: 1,
+            outcome: Outcome::Ok,
+            duration_ms: 1,
+            result: None,
+            error: None,
+            output_file: None,
+            calls: Vec::new(),
+        },
+    ];
+    let r = RunState::from_records(&records(events.clone())).expect("a state");
+    assert_eq!(r.undo_order, vec!["scale", "cordon"]);
+    let s = r.step("cordon").expect("the step");
+    let u = s.undo.as_ref().expect("its undo");
+    assert_eq!((u.items.clone(), u.outcome), (vec![0, 2], None));
+    assert!(!u.is_done(), "cut short: item 2 is still to undo");
+    assert_eq!(s.ok_items(Some("cordon.undo")), vec![Some(0)]);
+    assert!(
+        s.ok_items(None).is_empty(),
+        "the undo's ops are not the action's"
+    );
+    assert!(
+        r.step("scale")
+            .and_then(|s| s.undo.as_ref())
+            .is_some_and(UndoRecord::is_done)
+    );
+
+    events.push(Event::UndoFinished {
+        step: "cordon".into(),
+        outcome: Outcome::Ok,
+        duration_ms: 5,
+        summary: "undid 2 item(s)".into(),
+    });
+    let r = RunState::from_records(&records(events)).expect("a state");
+    let u = r
+        .step("cordon")
+        .and_then(|s| s.undo.as_ref())
+        .expect("its undo");
+    assert!(u.is_done());
+    assert_eq!(u.summary, "undid 2 item(s)");
+}

@@ -121,6 +121,30 @@ fn resolution(pm: &Postmortem) -> String {
             parts.push(format!("The run did: {}.", acted.join(", ")));
         }
     }
+    // What `runbook undo` (or `on_failure: undo`) took back, and what it could not.
+    // The last entry of each step's undo: an undo paused at its gate and continued
+    // later has an entry per attempt.
+    let undos: Vec<&Entry> = entries(pm).filter(|e| e.kind == "undo").collect();
+    for (n, e) in undos.iter().enumerate() {
+        if undos[n + 1..].iter().any(|later| later.step == e.step) {
+            continue;
+        }
+        let step = e.step.as_deref().unwrap_or_default();
+        let how = match (&e.skip_reason, &e.outcome) {
+            (Some(why), _) => format!("not undone ({})", text(why)),
+            (None, Some(o)) => o.label.to_lowercase(),
+            (None, None) => "not finished".to_owned(),
+        };
+        let summary = match (&e.skip_reason, e.summary.as_deref()) {
+            (None, Some(s)) if !s.is_empty() => format!(": {}", text(s)),
+            _ => String::new(),
+        };
+        parts.push(format!(
+            "Undone: {} ({}) {how}{summary}.",
+            quoted(&e.title),
+            code(step)
+        ));
+    }
     if let Some(m) = &pm.metrics.time_to_mitigate {
         parts.push(format!(
             "The fix was verified at {} ({}).",

@@ -238,7 +238,7 @@ pub struct Entry {
     pub seq: u64,
     pub time: Time,
     /// `start`, `resume`, `step`, `rung`, `escalation`, `step_end`, `skip`, `note`,
-    /// `pause` or `finish`.
+    /// `pause`, `finish` or `undo`.
     pub kind: String,
     /// The kind for people: `Check`, `Action`, `Rung 2 of 5`, `Escalation`, `Note`, ….
     pub label: String,

@@ -221,6 +221,53 @@ pub struct Runbook {
     /// target cluster) from its start to its end, and a second run is told who holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<Sp<Lock>>,
+    /// What a failed run does: `stop` (the default) or `undo`: run the `undo:` of
+    /// every completed action, newest first, each behind its own gate (an undo with
+    /// `gate: auto` runs unattended), as `runbook undo RUN` would.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Sp<RunFailure>>,
+}
+
+/// The runbook-level `on_failure:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunFailure {
+    /// The run ends as failed; nothing is undone (`runbook undo RUN` still can).
+    Stop,
+    /// The completed actions' `undo:` run, newest first, each behind its gate.
+    Undo,
+}
+
+/// `undo:`: an action's compensation, an operation of the same shape as the
+/// action's, rendered with the action's `item` (per `for_each` item that completed),
+/// `index` and `result` (that item's result). `runbook undo RUN [STEP]` runs it.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Undo {
+    /// Position of the `undo` mapping (not part of the YAML).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub pos: Pos,
+    /// What the undo does, for the gate and the postmortem (default: `undo` and the
+    /// action's title).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<Sp<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<ShellOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpOp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube: Option<KubeOp>,
+    /// `approve` (the default) stops for approval; `auto` undoes unattended;
+    /// `explicit` needs an approval naming `ID.undo`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<Sp<Gate>>,
+}
+
+impl Undo {
+    pub fn op(&self) -> Option<OpRef<'_>> {
+        OpRef::pick(&self.shell, &self.http, &None, &self.kube, &None)
+    }
 }
 
 /// `lock: { scope: runbook | target, name: NAME, ttl: 30s, wait: 10m }`.
@@ -592,6 +639,10 @@ pub struct Step {
     /// `keep: { ready_replicas: "deployment/hub >= 1" }`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keep: Option<Sp<Keep>>,
+    /// Actions only: the operation that compensates this one (`runbook undo`):
+    /// `undo: { kube: { uncordon: "{{item}}" } }`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Box<Undo>>,
 }
 
 /// `keep:`: a floor of healthy capacity an action never goes below. Each item may

@@ -46,6 +46,10 @@ pub struct RunSummary {
     /// Outputs cut at the in-memory cap and streamed whole to a side file.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub spilled: Vec<SpilledOutput>,
+    /// What `runbook undo` (or `on_failure: undo`) did, one line per step it reached,
+    /// in order: `cordon: ok — undid 3 item(s)`, `scale-hub: not undone — …`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undone: Vec<String>,
 }
 
 /// One output a provider cut at its in-memory cap and streamed to a side file
@@ -148,6 +152,7 @@ pub fn summarize(store: &dyn RunStore, run_id: &str) -> Result<RunSummary, Strin
         (HoldState::Stale(holder), None) => Some(HoldState::stale_message(holder, &r.run_id)),
         _ => None,
     };
+    let undone = undo_lines(&r);
     let (waiting_for, continue_with) = match r.paused_at {
         Some(_) => last_pause(&j.records),
         None => (None, None),
@@ -168,7 +173,35 @@ pub fn summarize(store: &dyn RunStore, run_id: &str) -> Result<RunSummary, Strin
         target: r.target,
         journal,
         spilled: spilled(&j.records),
+        undone,
     })
+}
+
+/// One line per undo the run's state knows, in the order they were reached.
+fn undo_lines(r: &crate::journal::state::RunState) -> Vec<String> {
+    use crate::journal::event::Outcome;
+    r.undo_order
+        .iter()
+        .filter_map(|id| {
+            let u = r.step(id)?.undo.as_ref()?;
+            let (word, why) = match (&u.skipped, u.outcome) {
+                (Some(why), _) => ("not undone", why.clone()),
+                (None, Some(Outcome::Ok)) => ("undone", u.summary.clone()),
+                (None, Some(Outcome::Skipped)) => ("skipped at its gate", u.summary.clone()),
+                (None, Some(Outcome::Aborted)) => ("undo stopped", u.summary.clone()),
+                (None, Some(_)) => ("undo failed", u.summary.clone()),
+                (None, None) => (
+                    "undo not finished",
+                    format!("`{id}.undo` waits or was cut short"),
+                ),
+            };
+            Some(if why.is_empty() {
+                format!("{id}: {word}")
+            } else {
+                format!("{id}: {word} — {why}")
+            })
+        })
+        .collect()
 }
 
 fn resumers(records: &[Record]) -> Vec<String> {
@@ -215,6 +248,7 @@ pub fn list_runs(store: &dyn RunStore) -> Result<Vec<RunSummary>, StoreError> {
             target: None,
             journal: run.journal.clone(),
             spilled: Vec::new(),
+            undone: Vec::new(),
         });
         out.push(summary);
     }

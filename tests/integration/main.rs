@@ -87,6 +87,7 @@ mod suite_bugs;
 mod suite_cli;
 mod titles_summary;
 
+mod undo;
 mod user_output;
 
 /// A test file directly in `tests/` would be a binary of its own that links the

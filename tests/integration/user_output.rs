@@ -14,13 +14,14 @@ fn repo() -> PathBuf {
 }
 
 /// Every subcommand, as `runbook --help` lists them.
-const SUBCOMMANDS: [&str; 17] = [
+const SUBCOMMANDS: [&str; 18] = [
     "lint",
     "list",
     "schema",
     "rbac",
     "run",
     "resume",
+    "undo",
     "runs",
     "show",
     "abort",

@@ -747,6 +747,32 @@ impl Builder {
                 self.entries[i].entry.note = Some(note);
             }
             Event::IncidentStart { .. } | Event::RunbookLinks { .. } => {}
+            Event::UndoBegun { .. } => {}
+            Event::UndoStarted { step, title, .. } => {
+                let i = self.push_entry(rec, "undo", title.clone());
+                self.entries[i].entry.step = Some(step.clone());
+                let rung = state::UndoRecord::rung_of(step);
+                self.rung_entry.insert((step.clone(), rung), i);
+            }
+            Event::UndoFinished {
+                step,
+                outcome: o,
+                duration_ms: d,
+                summary,
+            } => {
+                let i = self.entry_for(rec, step, Some(&state::UndoRecord::rung_of(step)), false);
+                let e = &mut self.entries[i].entry;
+                e.outcome = Some(outcome(*o));
+                e.duration = Some(duration_ms(*d));
+                e.summary = Some(summary.clone());
+            }
+            Event::UndoSkipped { step, reason } => {
+                let i = self.push_entry(rec, "undo", self.step_title(step));
+                let e = &mut self.entries[i].entry;
+                e.step = Some(step.clone());
+                e.outcome = Some(outcome(event::Outcome::Skipped));
+                e.skip_reason = Some(reason.clone());
+            }
             Event::Note { text, by, at } => {
                 if self.notes.len() >= SHOWN_NOTES {
                     self.notes_hidden += 1;

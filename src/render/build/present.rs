@@ -169,6 +169,7 @@ fn base_label(e: &Entry) -> String {
         "escalation" => "Escalation".to_owned(),
         "skip" => "Skipped".to_owned(),
         "note" => "Note".to_owned(),
+        "undo" => "Undo".to_owned(),
         "pause" => "Paused".to_owned(),
         "finish" if e.milestones.iter().any(|m| m == "RUN PAUSED") => "Run stopped".to_owned(),
         "finish" => "Run ended".to_owned(),

@@ -33,6 +33,7 @@ pub(crate) const RUNBOOK_KEYS: &[&str] = &[
     "steps",
     "handlers",
     "lock",
+    "on_failure",
 ];
 pub(crate) const STEP_KEYS: &[&str] = &[
     "check",
@@ -64,6 +65,7 @@ pub(crate) const STEP_KEYS: &[&str] = &[
     "limit",
     "over_limit",
     "keep",
+    "undo",
 ];
 const VERIFICATION_KEYS: &[&str] = &[
     "title",
@@ -94,6 +96,7 @@ const RUNG_KEYS: &[&str] = &[
     "gate",
     "verify",
 ];
+const UNDO_KEYS: &[&str] = &["title", "shell", "http", "kube", "gate"];
 const PREVIEW_KEYS: &[&str] = &["shell", "http", "prometheus", "kube", "summary"];
 const PARAM_KEYS: &[&str] = &["description", "type", "default", "required", "secret"];
 const KUBE_DEFAULT_KEYS: &[&str] = &["context", "namespace"];

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use super::{
     Conv, Fields, GATE_KEYS, KUBE_DEFAULT_KEYS, LINK_KEYS, NOTIFY_KEYS, OP_KEYS, PARAM_KEYS,
-    PREVIEW_KEYS, RETRY_KEYS, RUNBOOK_KEYS, RUNG_KEYS, STEP_KEYS, TRIGGER_KEYS, VERIFICATION_KEYS,
+    PREVIEW_KEYS, RETRY_KEYS, RUNBOOK_KEYS, RUNG_KEYS, STEP_KEYS, TRIGGER_KEYS, UNDO_KEYS,
+    VERIFICATION_KEYS,
 };
 use crate::runbook::diag::Diagnostic;
 use crate::runbook::limits;
@@ -73,6 +74,7 @@ impl Conv<'_> {
             steps,
             handlers,
             lock: f.get("lock").and_then(|n| self.lock(n)),
+            on_failure: self.run_failure(&f),
         })
     }
 
@@ -595,7 +597,64 @@ impl Conv<'_> {
             limit: f.get("limit").and_then(|n| self.limit(n)),
             over_limit: self.over_limit(&f),
             keep: f.get("keep").and_then(|n| self.keep(n)),
+            undo: f.get("undo").and_then(|n| self.undo(n)).map(Box::new),
         })
+    }
+
+    /// `undo: { title, shell | http | kube, gate }`: one mutating operation.
+    fn undo(&mut self, node: &Node) -> Option<Undo> {
+        let f = self.fields(node, "`undo`", UNDO_KEYS)?;
+        self.at_most_one(&f, OP_KEYS, "one-operation", "this undo");
+        if !OP_KEYS.iter().any(|k| f.has(k)) {
+            self.push(
+                Diagnostic::error(
+                    "missing-operation",
+                    f.pos,
+                    "`undo` needs one operation: `shell`, `http` or `kube`",
+                )
+                .help("e.g. `undo: { kube: { uncordon: \"{{item}}\" } }`"),
+            );
+        }
+        // The undo's gate takes the string form only (`approve`, `auto`, `explicit`).
+        let gate = match f.get("gate") {
+            Some(n) if !matches!(n.value, Yaml::Str(_)) => {
+                self.wrong_type(n, "`approve`, `auto` or `explicit`", "`gate` of an undo");
+                None
+            }
+            Some(_) => self.gate(&f),
+            None => None,
+        };
+        Some(Undo {
+            pos: f.pos,
+            title: self.opt_string(&f, "title"),
+            shell: f.get("shell").and_then(|n| self.shell(n)),
+            http: f.get("http").and_then(|n| self.http(n)),
+            kube: f.get("kube").and_then(|n| self.kube(n)),
+            gate,
+        })
+    }
+
+    /// The runbook's `on_failure: stop | undo`.
+    fn run_failure(&mut self, f: &Fields<'_>) -> Option<Sp<RunFailure>> {
+        let n = f.get("on_failure")?;
+        let s = self.string(n, "`on_failure`")?;
+        match s.value.as_str() {
+            "stop" => Some(Sp::new(n.pos, RunFailure::Stop)),
+            "undo" => Some(Sp::new(n.pos, RunFailure::Undo)),
+            other => {
+                let len = self.src.width(n.pos, other);
+                self.push(
+                    Diagnostic::error(
+                        "bad-value",
+                        n.pos,
+                        format!("the runbook's `on_failure` must be `stop` or `undo`, found `{other}`"),
+                    )
+                    .len(len)
+                    .help("`undo` runs the `undo:` of every completed action when the run fails; handlers are named on a step's own `on_failure`"),
+                );
+                None
+            }
+        }
     }
 
     /// `keep: { ready_nodes: N }` or `keep: { ready_replicas: "deployment/hub >= 1" }`.

@@ -562,6 +562,9 @@ impl<'a> Validator<'a> {
                 .help("put `gate: { approvals: N }` on the rungs that need several people, or remove their own `gate:`"),
             );
         }
+        if let Some(u) = &step.undo {
+            self.undo(step, kind, u);
+        }
         if let Some(v) = step.verification() {
             self.verification(v);
         }
@@ -814,6 +817,71 @@ impl<'a> Validator<'a> {
     /// A preview is read-only: a kube read verb, an http GET, a prometheus query, or
     /// a shell command the author declares read-only by putting it under `preview:`
     /// (as for checks: the program is not inspected). It is shown only at a gate.
+    /// `undo:` compensates what an action changed: on a step that changes nothing
+    /// (a check, a verify, a manual step, an action that only reads) it is an error,
+    /// and so is an undo that only reads.
+    fn undo(&mut self, step: &Step, kind: StepKind, u: &Undo) {
+        let reads = match step.op() {
+            Some(OpRef::Kube(k)) if !k.is_mutating() => {
+                k.verb().map(|(v, _)| format!("`kube: {v}`"))
+            }
+            Some(OpRef::Prometheus(_)) => Some("`prometheus`".to_owned()),
+            _ => None,
+        };
+        if kind != StepKind::Action {
+            self.err(
+                "undo-read-only",
+                u.pos,
+                format!(
+                    "`undo` compensates what an action changed; a {} step changes nothing to undo",
+                    kind.key()
+                ),
+            )
+            .help = Some("remove `undo`, or put it on the action that makes the change".into());
+            return;
+        }
+        if let Some(what) = reads {
+            self.err(
+                "undo-read-only",
+                u.pos,
+                format!("this action only reads ({what}); there is nothing to undo"),
+            )
+            .help = Some("remove `undo`, or make this step a check".into());
+            return;
+        }
+        if !step.escalate.is_empty() {
+            self.err(
+                "undo-on-ladder",
+                u.pos,
+                "`undo` on an escalation ladder is not supported: which rung ran decides what to undo",
+            )
+            .help = Some("split the rung that needs undoing into an action of its own with `undo`".into());
+            return;
+        }
+        if let Some(OpRef::Kube(k)) = u.op()
+            && !k.is_mutating()
+            && let Some((verb, val)) = k.verb()
+        {
+            self.err(
+                "undo-read-only",
+                val.pos,
+                format!("an undo changes something back, but `kube: {verb}` only reads"),
+            )
+            .help = Some("e.g. `undo: { kube: { uncordon: \"{{item}}\" } }` for a cordon".into());
+        }
+        if let Some(t) = &u.title {
+            self.template(t, &TITLE);
+        }
+        if let Some(op) = u.op() {
+            let ctx = Ctx {
+                item: step.for_each.is_some() || self.assumed_for_each.contains(&step.pos),
+                result: true,
+                ..Ctx::default()
+            };
+            self.op(op, &ctx);
+        }
+    }
+
     fn preview(&mut self, p: &Preview, gated: bool) {
         match p.op() {
             Some(OpRef::Kube(k)) if k.is_mutating() => {
