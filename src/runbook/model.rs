@@ -594,7 +594,7 @@ pub struct Step {
     /// shown at the gate (what a cleanup would delete, how much it frees) and covered
     /// by the plan's digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preview: Option<Preview>,
+    pub preview: Option<Box<Preview>>,
     /// Bound on one attempt of the operation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Sp<Duration>>,
@@ -809,7 +809,7 @@ pub struct Rung {
     pub manual: Option<Sp<String>>,
     /// A read-only operation whose result is shown at this rung's gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub preview: Option<Preview>,
+    pub preview: Option<Box<Preview>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<Sp<String>>,
     /// A precondition (a condition over params, saved values and `steps`): this
@@ -1543,5 +1543,25 @@ mod tests {
             assert_eq!(Duration::parse(&d.to_string()).unwrap(), d);
         }
         assert_eq!(Duration::parse("90s").unwrap().to_string(), "1m30s");
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    /// A runbook of 50 000 steps is held whole while it is linted (hostile_input's
+    /// bound is 256 MiB): a rarely used, large field of a step is boxed, so it costs
+    /// a pointer when absent. `preview` inline made a step 3 144 bytes.
+    #[test]
+    fn a_step_and_a_rung_stay_small() {
+        assert!(
+            std::mem::size_of::<super::Step>() <= 2048,
+            "{}",
+            std::mem::size_of::<super::Step>()
+        );
+        assert!(
+            std::mem::size_of::<super::Rung>() <= 1536,
+            "{}",
+            std::mem::size_of::<super::Rung>()
+        );
     }
 }

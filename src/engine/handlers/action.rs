@@ -56,7 +56,7 @@ pub(super) async fn run(
             &mut prepared,
             gate,
             prior,
-            step.preview.as_ref(),
+            step.preview.as_deref(),
         )
         .await?
     };

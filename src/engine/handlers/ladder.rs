@@ -124,7 +124,7 @@ async fn plan(cx: &mut Ctx<'_>, step: &Step, ids: &[String]) -> Result<End, Engi
                             &mut prepared,
                             Gate::Approve.into(),
                             None,
-                            rung.preview.as_ref(),
+                            rung.preview.as_deref(),
                         )
                         .await?;
                     }
@@ -281,7 +281,7 @@ async fn run_rung(
                 &mut prepared,
                 gate,
                 prior,
-                rung.preview.as_ref(),
+                rung.preview.as_deref(),
             )
             .await?
         };
