@@ -151,7 +151,8 @@ pub async fn alertmanager(
             .into_response();
     };
     let mut opts = app.opts(ALERT_BY, m.loaded);
-    opts.params = alerts::params(&m, &payload);
+    // After the server's `--param`s: the alert's win.
+    opts.params.extend(alerts::params(&m, &payload));
     opts.incident_start = alerts::incident_start(&payload);
     if opts.incident_start.is_some() {
         opts.incident_start_source = Some("alert".to_owned());
@@ -619,17 +620,14 @@ pub async fn start(
         );
     };
     let mut opts = app.opts(&who.name, loaded);
-    opts.params = body
-        .params
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), v)
-        })
-        .collect();
+    // After the server's `--param`s: the request's win.
+    opts.params.extend(body.params.iter().map(|(k, v)| {
+        let v = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        (k.clone(), v)
+    }));
     opts.notes = vec![(
         format!(
             "started by {} on runbook serve: it waits at every gate and manual step for a person",
