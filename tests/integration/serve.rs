@@ -1179,3 +1179,69 @@ receivers:\n  - name: runbook\n    webhook_configs:\n      - url: http://{}/api/
         std::panic::resume_unwind(e);
     }
 }
+
+/// `serve -p NAME=VALUE`: every run the server starts gets the param if its runbook
+/// declares it (a param no runbook declares is ignored, not an error); the alert's
+/// `params_from_alert:` and an API start's params win over it.
+#[test]
+fn server_params_reach_every_run_and_the_alert_and_the_api_win_over_them() {
+    let dir = world();
+    let s = serve(
+        dir.path(),
+        &[
+            "--tokens-file",
+            &tokens_flag(dir.path()),
+            "-p",
+            "dir=/srv/hub",
+            "--param",
+            "namespace=from-server",
+            "-p",
+            "prometheus=http://prometheus:9090",
+        ],
+        &[],
+    );
+    let params =
+        |run_id: &str| of_kind(&events(&s.state, run_id), "run_started")[0]["params"].clone();
+    let by_alert = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &hub_down(),
+    ));
+    waiting_gate(&s, &by_alert, "restart");
+    assert_eq!(
+        params(&by_alert),
+        json!({"dir": "/srv/hub", "namespace": "prod"}),
+        "the alert's label wins; the server's dir is taken; prometheus is not this runbook's"
+    );
+    let r = post_json(
+        &s.addr,
+        "/api/v1/runs",
+        Some(ANA),
+        &json!({"runbook": "hub-down", "params": {"dir": "/tmp"}}),
+    );
+    assert_eq!(r.0, 201, "{}", r.1);
+    let by_api = r.1["run_id"].as_str().unwrap().to_owned();
+    waiting_gate(&s, &by_api, "restart");
+    assert_eq!(
+        params(&by_api),
+        json!({"dir": "/tmp", "namespace": "from-server"})
+    );
+}
+
+#[test]
+fn a_server_param_without_a_value_is_refused_at_start() {
+    let dir = world();
+    let out = Command::new(BIN)
+        .args(["serve", "--runbooks"])
+        .arg(dir.path().join("runbooks"))
+        .args(["--listen", "127.0.0.1:0", "-p", "prometheus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`--param prometheus`: write a parameter as name=value"),
+        "{err}"
+    );
+}
