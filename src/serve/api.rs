@@ -399,21 +399,26 @@ pub(crate) fn decide(app: &App, run: &str, who: &Identity, body: &DecisionBody) 
         Ok(id) => id,
         Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
     };
-    let waits = waiting_of(app, &run_id, None).is_some_and(|w| {
+    let waiting = waiting_of(app, &run_id, None).filter(|w| {
         w.kind == "gate" && (w.step == body.step || w.rung.as_deref() == Some(&body.step))
     });
-    if !waits {
-        return error(
-            StatusCode::CONFLICT,
-            format!(
-                "run {run_id} is not waiting at the gate of `{}` in this server (answered already, not reached yet, or not driven here)",
-                body.step
-            ),
-        );
-    }
+    // A ladder's rung is decided by the rung's id (the engine's gates are per rung);
+    // the page and API callers may name the step.
+    let id = match &waiting {
+        Some(w) => w.rung.clone().unwrap_or_else(|| body.step.clone()),
+        None => {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "run {run_id} is not waiting at the gate of `{}` in this server (answered already, not reached yet, or not driven here)",
+                    body.step
+                ),
+            );
+        }
+    };
     let sub = Submission {
         run: &run_id,
-        id: &body.step,
+        id: &id,
         by: &who.name,
         verdict,
         digest: Some(&body.digest),
