@@ -1245,3 +1245,62 @@ fn a_server_param_without_a_value_is_refused_at_start() {
         "{err}"
     );
 }
+
+/// A ladder's rung waits at its own gate: approving it by the step's name (what the
+/// run page's form sends) decides that rung, once.
+#[test]
+fn a_ladder_rung_is_approved_by_naming_its_step() {
+    let dir = world();
+    std::fs::write(
+        dir.path().join("runbooks/ladder.yaml"),
+        r#"version: 1
+name: ladder
+title: A ladder of one rung
+steps:
+  - action: Fix it
+    id: fix
+    escalate:
+      - id: gentle
+        title: The gentle way
+        shell: { argv: [touch, gentle] }
+        within: 5s
+    verify:
+      shell: { argv: ["true"] }
+      within: 5s
+      every: 1s
+"#,
+    )
+    .unwrap();
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[],
+    );
+    let r = post_json(
+        &s.addr,
+        "/api/v1/runs",
+        Some(ANA),
+        &json!({"runbook": "ladder"}),
+    );
+    assert_eq!(r.0, 201, "{}", r.1);
+    let run_id = r.1["run_id"].as_str().unwrap().to_owned();
+    let digest = waiting_gate(&s, &run_id, "fix");
+    let d = post_json(
+        &s.addr,
+        &format!("/api/v1/runs/{run_id}/decision"),
+        Some(ANA),
+        &json!({"step": "fix", "digest": digest, "decision": "approve"}),
+    );
+    assert_eq!(d.0, 200, "{}", d.1);
+    let status = wait_until("the run ends", || {
+        of_kind(&events(&s.state, &run_id), "run_finished")
+            .first()
+            .map(|e| e["status"].clone())
+    });
+    assert_eq!(status, "succeeded");
+    let ev = events(&s.state, &run_id);
+    let decided = of_kind(&ev, "gate_decided");
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0]["rung"], "gentle");
+    assert_eq!(decided[0]["by"], "ana");
+}
