@@ -213,12 +213,10 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
                 }
             }
             2 => raw = Some(bytes(&f, "raw")?),
-            3 | 4 => {
-                if !bytes(&f, "content encoding")?.is_empty() {
-                    return Err(unsupported(
-                        "a content encoding or type inside the envelope",
-                    ));
-                }
+            3 | 4 if !bytes(&f, "content encoding")?.is_empty() => {
+                return Err(unsupported(
+                    "a content encoding or type inside the envelope",
+                ));
             }
             _ => {}
         }

@@ -82,6 +82,7 @@ pub(super) fn evict(
 }
 
 /// PUT an object or its `/status`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn replace(
     lab: &Lab,
     res: &'static ResourceDef,
