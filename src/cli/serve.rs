@@ -20,6 +20,7 @@ use crate::serve::{self, Config, ProviderFactory};
   runbook serve --runbooks runbooks/                          http://127.0.0.1:8080, state in .runbook
   RUNBOOK_SERVE_TOKENS_FILE=/etc/runbook/tokens runbook serve --runbooks runbooks/
   runbook serve --runbooks rb/ --listen 0.0.0.0:8080 --tokens-file tokens --webhook-token-file am-token
+  runbook serve --runbooks runbooks/ -p prometheus=http://prometheus.monitoring:9090
 
 Alertmanager: a webhook receiver with url http://HOST:8080/api/v1/alerts/alertmanager and
 http_config.authorization.credentials_file holding the webhook token. See docs/serve.md.")]
@@ -65,6 +66,11 @@ pub struct Args {
     /// of the links in notifications [default: http:// and the listening address]
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// A param for every run this server starts, as name=value (repeatable): only
+    /// runbooks that declare the param take it; the alert's `params_from_alert:` and
+    /// an API start's params win over it. Not for secrets (argv is visible to `ps`)
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
     #[command(flatten)]
     pub kube: KubeArgs,
 }
@@ -121,6 +127,18 @@ pub fn run(args: Args, g: &Global) -> i32 {
             return exit::USAGE;
         }
     }
+    let mut params = Vec::new();
+    for p in &args.params {
+        match p.split_once('=') {
+            Some((k, v)) if !k.is_empty() => params.push((k.to_owned(), v.to_owned())),
+            _ => {
+                crate::cli::error_line!(
+                    "error: `--param {p}`: write a parameter as name=value, e.g. `-p prometheus=http://prometheus:9090`"
+                );
+                return exit::USAGE;
+            }
+        }
+    }
     let cfg = Config {
         listen: args.listen,
         runbooks: args.runbooks,
@@ -133,6 +151,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
         providers: Arc::new(CliProviders { kube: args.kube }),
         notify: args.notify,
         public_url: args.public_url,
+        params,
     };
     let rt = super::runtime();
     let cancel = CancellationToken::new();

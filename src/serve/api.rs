@@ -151,7 +151,8 @@ pub async fn alertmanager(
             .into_response();
     };
     let mut opts = app.opts(ALERT_BY, m.loaded);
-    opts.params = alerts::params(&m, &payload);
+    // After the server's `--param`s: the alert's win.
+    opts.params.extend(alerts::params(&m, &payload));
     opts.incident_start = alerts::incident_start(&payload);
     if opts.incident_start.is_some() {
         opts.incident_start_source = Some("alert".to_owned());
@@ -398,21 +399,26 @@ pub(crate) fn decide(app: &App, run: &str, who: &Identity, body: &DecisionBody) 
         Ok(id) => id,
         Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
     };
-    let waits = waiting_of(app, &run_id, None).is_some_and(|w| {
+    let waiting = waiting_of(app, &run_id, None).filter(|w| {
         w.kind == "gate" && (w.step == body.step || w.rung.as_deref() == Some(&body.step))
     });
-    if !waits {
-        return error(
-            StatusCode::CONFLICT,
-            format!(
-                "run {run_id} is not waiting at the gate of `{}` in this server (answered already, not reached yet, or not driven here)",
-                body.step
-            ),
-        );
-    }
+    // A ladder's rung is decided by the rung's id (the engine's gates are per rung);
+    // the page and API callers may name the step.
+    let id = match &waiting {
+        Some(w) => w.rung.clone().unwrap_or_else(|| body.step.clone()),
+        None => {
+            return error(
+                StatusCode::CONFLICT,
+                format!(
+                    "run {run_id} is not waiting at the gate of `{}` in this server (answered already, not reached yet, or not driven here)",
+                    body.step
+                ),
+            );
+        }
+    };
     let sub = Submission {
         run: &run_id,
-        id: &body.step,
+        id: &id,
         by: &who.name,
         verdict,
         digest: Some(&body.digest),
@@ -619,17 +625,14 @@ pub async fn start(
         );
     };
     let mut opts = app.opts(&who.name, loaded);
-    opts.params = body
-        .params
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            (k.clone(), v)
-        })
-        .collect();
+    // After the server's `--param`s: the request's win.
+    opts.params.extend(body.params.iter().map(|(k, v)| {
+        let v = match v {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        (k.clone(), v)
+    }));
     opts.notes = vec![(
         format!(
             "started by {} on runbook serve: it waits at every gate and manual step for a person",

@@ -57,6 +57,8 @@ pub struct Config {
     /// `--public-url`: where people reach this server, for the links in
     /// notifications (default `http://` and the bound address).
     pub public_url: Option<String>,
+    /// `--param name=value`: params of every run it starts whose runbook declares them.
+    pub params: Vec<(String, String)>,
 }
 
 /// Why the server does not start.
@@ -110,6 +112,8 @@ pub(crate) struct App {
     pub groups: tokio::sync::Mutex<HashMap<String, String>>,
     /// Loaded runbooks by file, with the modification time and size they had.
     pub loaded: std::sync::Mutex<HashMap<PathBuf, CachedRunbook>>,
+    /// `--param`: the server's params, for the runbooks that declare them.
+    pub params: Vec<(String, String)>,
 }
 
 /// A runbook file as last loaded (or why it did not load).
@@ -148,6 +152,12 @@ impl App {
     pub fn opts(&self, operator: &str, loaded: &Loaded) -> EngineOpts {
         let mut opts = EngineOpts::new(operator, Arc::new(Printer::silent()));
         opts.defaults.base_dir = live::base_dir(&loaded.path);
+        opts.params = self
+            .params
+            .iter()
+            .filter(|(name, _)| loaded.runbook.params.contains_key(name))
+            .cloned()
+            .collect();
         opts
     }
 }
@@ -213,6 +223,7 @@ pub async fn serve(
         factory: cfg.providers,
         groups: tokio::sync::Mutex::new(HashMap::new()),
         loaded: std::sync::Mutex::new(HashMap::new()),
+        params: cfg.params,
     });
     // Parse the runbooks once now, not on the first alert.
     let _ = app.catalog();

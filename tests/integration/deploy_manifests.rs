@@ -157,8 +157,9 @@ fn the_deploy_manifests_are_valid_kubernetes_objects_that_agree_with_each_other(
 /// the seed incident's scenario), then the ConfigMap of runbooks and the Secret as
 /// deploy/README.md says to make them; the Deployment rolls out as the
 /// ServiceAccount, the Service finds its pod, and applying again changes nothing.
-/// `--validate=false`: the lab serves no OpenAPI document for kubectl's client-side
-/// schema check (a real API server does; the typed parse above stands in for it).
+/// With kubectl's default validation: it finds in the lab's OpenAPI v3 that the
+/// server validates fields, sends `fieldValidation=Strict`, and the lab checks each
+/// object against its kind (docs/lab.md, "What kubectl sends").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kubectl (scripts/test.sh installs it)"]
 async fn kubectl_applies_the_deploy_folder_to_the_lab_and_the_deployment_rolls_out() {
@@ -169,7 +170,7 @@ async fn kubectl_applies_the_deploy_folder_to_the_lab_and_the_deployment_rolls_o
             .unwrap();
     let k = Kubectl::start(&lab).await;
     let deploy = root.join("deploy").display().to_string();
-    let out = k.ok(&["apply", "--validate=false", "-f", &deploy]).await;
+    let out = k.ok(&["apply", "-f", &deploy]).await;
     for made in [
         "namespace/runbook created",
         "deployment.apps/runbook created",
@@ -220,7 +221,7 @@ async fn kubectl_applies_the_deploy_folder_to_the_lab_and_the_deployment_rolls_o
         let file = k.dir.path().join(what);
         std::fs::write(&file, yaml).unwrap();
         let file = file.display().to_string();
-        k.ok(&["apply", "--validate=false", "-f", &file]).await;
+        k.ok(&["apply", "-f", &file]).await;
     }
 
     k.ok(&[
@@ -274,7 +275,7 @@ async fn kubectl_applies_the_deploy_folder_to_the_lab_and_the_deployment_rolls_o
     assert!(cm.contains("hub-pvc-locked.yaml"), "{cm}");
 
     // Applying the same folder again is a no-op.
-    let again = k.ok(&["apply", "--validate=false", "-f", &deploy]).await;
+    let again = k.ok(&["apply", "-f", &deploy]).await;
     assert_eq!(
         again.matches(" unchanged").count(),
         5,

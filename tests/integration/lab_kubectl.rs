@@ -694,3 +694,121 @@ async fn kubectl_scale_uses_the_scale_subresource_and_its_precondition() {
     );
     k.stop().await;
 }
+
+/// kubectl without `--validate=false`: `create namespace|configmap|secret` send
+/// protobuf, which the lab reads; `apply` finds in the lab's OpenAPI v3 that fields
+/// are validated by the server, sends `fieldValidation=Strict`, and a misspelt field
+/// is refused by name (a real API server's answer); a kind the lab does not read as
+/// protobuf gets a 415 saying to send JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs kubectl 1.37 (scripts/test.sh installs it)"]
+async fn kubectl_creates_a_namespace_a_configmap_and_a_secret_and_applies_with_validation() {
+    use crate::support::kubectl::Kubectl;
+    let k = Kubectl::start(&Lab::seed()).await;
+    assert_eq!(
+        k.ok(&["create", "namespace", "tools"]).await.trim(),
+        "namespace/tools created"
+    );
+    k.ok(&[
+        "-n",
+        "tools",
+        "create",
+        "configmap",
+        "settings",
+        "--from-literal=mode=fast",
+        "--from-literal=level=3",
+    ])
+    .await;
+    k.ok(&[
+        "-n",
+        "tools",
+        "create",
+        "secret",
+        "generic",
+        "token",
+        "--from-literal=token=s3cr3t-value",
+    ])
+    .await;
+    let cm: serde_json::Value = serde_json::from_str(
+        &k.ok(&["-n", "tools", "get", "configmap", "settings", "-o", "json"])
+            .await,
+    )
+    .unwrap();
+    assert_eq!(
+        cm["data"],
+        serde_json::json!({"mode": "fast", "level": "3"})
+    );
+    let secret = k
+        .ok(&[
+            "-n",
+            "tools",
+            "get",
+            "secret",
+            "token",
+            "-o",
+            "jsonpath={.type} {.data.token}",
+        ])
+        .await;
+    // base64("s3cr3t-value")
+    assert_eq!(secret.trim(), "Opaque czNjcjN0LXZhbHVl");
+    let ns = k
+        .ok(&[
+            "get",
+            "namespace",
+            "tools",
+            "-o",
+            "jsonpath={.metadata.name}",
+        ])
+        .await;
+    assert_eq!(ns, "tools");
+
+    // apply, validated: a good Deployment goes in; a misspelt field is named.
+    let good = "apiVersion: apps/v1
+kind: Deployment
+metadata: { name: web, namespace: tools }
+spec:
+  replicas: 1
+  selector: { matchLabels: { app: web } }
+  template:
+    metadata: { labels: { app: web } }
+    spec:
+      containers:
+        - { name: web, image: nginx, imagePullPolicy: IfNotPresent }
+";
+    let file = k.dir.path().join("web.yaml");
+    std::fs::write(&file, good).unwrap();
+    let f = file.display().to_string();
+    assert!(
+        k.ok(&["apply", "-f", &f])
+            .await
+            .contains("deployment.apps/web created")
+    );
+    let bad_file = k.dir.path().join("web-bad.yaml");
+    std::fs::write(
+        &bad_file,
+        good.replace("name: web, namespace", "name: web2, namespace")
+            .replace("imagePullPolicy", "imagePullPolciy"),
+    )
+    .unwrap();
+    let bad = bad_file.display().to_string();
+    let (ok, out, err) = k.run(&["apply", "-f", &bad]).await;
+    assert!(!ok, "a misspelt field must be refused:\n{out}\n{err}");
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.template.spec.containers[0].imagePullPolciy\""),
+        "{err}"
+    );
+    assert!(
+        !err.contains("--validate=false"),
+        "no client-side fallback: {err}"
+    );
+    // As with a real server, --validate=false (fieldValidation=Ignore) lets it in.
+    k.ok(&["apply", "--validate=false", "-f", &bad]).await;
+
+    // A kind the lab does not read as protobuf: 415, and what to do.
+    let (ok, _, err) = k
+        .run(&["-n", "tools", "create", "quota", "q", "--hard=pods=3"])
+        .await;
+    assert!(!ok);
+    assert!(err.contains("send the object as application/json"), "{err}");
+    k.stop().await;
+}

@@ -1179,3 +1179,128 @@ receivers:\n  - name: runbook\n    webhook_configs:\n      - url: http://{}/api/
         std::panic::resume_unwind(e);
     }
 }
+
+/// `serve -p NAME=VALUE`: every run the server starts gets the param if its runbook
+/// declares it (a param no runbook declares is ignored, not an error); the alert's
+/// `params_from_alert:` and an API start's params win over it.
+#[test]
+fn server_params_reach_every_run_and_the_alert_and_the_api_win_over_them() {
+    let dir = world();
+    let s = serve(
+        dir.path(),
+        &[
+            "--tokens-file",
+            &tokens_flag(dir.path()),
+            "-p",
+            "dir=/srv/hub",
+            "--param",
+            "namespace=from-server",
+            "-p",
+            "prometheus=http://prometheus:9090",
+        ],
+        &[],
+    );
+    let params =
+        |run_id: &str| of_kind(&events(&s.state, run_id), "run_started")[0]["params"].clone();
+    let by_alert = started(&post_json(
+        &s.addr,
+        "/api/v1/alerts/alertmanager",
+        None,
+        &hub_down(),
+    ));
+    waiting_gate(&s, &by_alert, "restart");
+    assert_eq!(
+        params(&by_alert),
+        json!({"dir": "/srv/hub", "namespace": "prod"}),
+        "the alert's label wins; the server's dir is taken; prometheus is not this runbook's"
+    );
+    let r = post_json(
+        &s.addr,
+        "/api/v1/runs",
+        Some(ANA),
+        &json!({"runbook": "hub-down", "params": {"dir": "/tmp"}}),
+    );
+    assert_eq!(r.0, 201, "{}", r.1);
+    let by_api = r.1["run_id"].as_str().unwrap().to_owned();
+    waiting_gate(&s, &by_api, "restart");
+    assert_eq!(
+        params(&by_api),
+        json!({"dir": "/tmp", "namespace": "from-server"})
+    );
+}
+
+#[test]
+fn a_server_param_without_a_value_is_refused_at_start() {
+    let dir = world();
+    let out = Command::new(BIN)
+        .args(["serve", "--runbooks"])
+        .arg(dir.path().join("runbooks"))
+        .args(["--listen", "127.0.0.1:0", "-p", "prometheus"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`--param prometheus`: write a parameter as name=value"),
+        "{err}"
+    );
+}
+
+/// A ladder's rung waits at its own gate: approving it by the step's name (what the
+/// run page's form sends) decides that rung, once.
+#[test]
+fn a_ladder_rung_is_approved_by_naming_its_step() {
+    let dir = world();
+    std::fs::write(
+        dir.path().join("runbooks/ladder.yaml"),
+        r#"version: 1
+name: ladder
+title: A ladder of one rung
+steps:
+  - action: Fix it
+    id: fix
+    escalate:
+      - id: gentle
+        title: The gentle way
+        shell: { argv: [touch, gentle] }
+        within: 5s
+    verify:
+      shell: { argv: ["true"] }
+      within: 5s
+      every: 1s
+"#,
+    )
+    .unwrap();
+    let s = serve(
+        dir.path(),
+        &["--tokens-file", &tokens_flag(dir.path())],
+        &[],
+    );
+    let r = post_json(
+        &s.addr,
+        "/api/v1/runs",
+        Some(ANA),
+        &json!({"runbook": "ladder"}),
+    );
+    assert_eq!(r.0, 201, "{}", r.1);
+    let run_id = r.1["run_id"].as_str().unwrap().to_owned();
+    let digest = waiting_gate(&s, &run_id, "fix");
+    let d = post_json(
+        &s.addr,
+        &format!("/api/v1/runs/{run_id}/decision"),
+        Some(ANA),
+        &json!({"step": "fix", "digest": digest, "decision": "approve"}),
+    );
+    assert_eq!(d.0, 200, "{}", d.1);
+    let status = wait_until("the run ends", || {
+        of_kind(&events(&s.state, &run_id), "run_finished")
+            .first()
+            .map(|e| e["status"].clone())
+    });
+    assert_eq!(status, "succeeded");
+    let ev = events(&s.state, &run_id);
+    let decided = of_kind(&ev, "gate_decided");
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0]["rung"], "gentle");
+    assert_eq!(decided[0]["by"], "ana");
+}

@@ -1,17 +1,26 @@
-//! Issue 20 end to end, with real tools: the lab loaded with the seed scenario exposes
-//! its metrics; a real Prometheus fires the seed's alert rule (`HubLaunchesFailing`,
-//! launch success rate below 1); a real Alertmanager sends its version-4 webhook (with
-//! its bearer token) to `runbook serve`; the run starts, runs its check and waits at
-//! its gate; a webhook receiver is told, with the plan; a person logs in to the run page
-//! in a real headless Chromium (driven over WebDriver) and clicks Approve; the run goes
-//! on and the page, which nobody reloads, follows it to `succeeded` over server-sent
-//! events; the postmortem takes the alert's start as the impact start.
+//! Issue 20 end to end, with real tools and the seed incident: the lab loaded with the
+//! seed scenario exposes its metrics; a real Prometheus fires the seed's alert rule
+//! (`HubLaunchesFailing`, launch success rate below 1, whose `runbook_url` names
+//! `hub-pvc-locked`); a real Alertmanager sends its version-4 webhook (with its
+//! bearer token) to `runbook serve`, which serves the shipped seed runbook
+//! (runbooks/hub-pvc-locked.yaml, unchanged) against the lab; the run runs its six
+//! checks and waits at the cordon gate; a webhook receiver is told, with the plan; a
+//! person logs in to the run page in a real headless Chromium (driven over WebDriver)
+//! and clicks Approve there at the cordon gate and at every gate (or Done at every
+//! manual step) the run asks next; the page, not reloaded by anyone after the last
+//! click, follows the run to `succeeded` over server-sent events; the postmortem takes
+//! the alert's start as the impact start.
+//!
+//! The lab runs at 60× (a minute of cluster time a second), so the 6-minute forced
+//! detach after the force-delete takes 6 s; the engine's waits (the first rung's
+//! `within: 1m`, polls `every: 10s`) are real time, so the test takes a minute or two.
 //!
 //! The test prints the latencies from the webhook's arrival (the run's `run_started`)
-//! to the checks' end and to the "waiting" notification. With
-//! RUNBOOK_REFRESH_SCREENSHOTS set it writes the run page's screenshots to
-//! docs/serve-waiting.png and docs/serve-finished.png (the README shows them);
-//! otherwise to a temporary folder, so a `--ignored` run leaves the tree clean.
+//! to the checks' end and to the "waiting" notification, and writes them to
+//! `serve-e2e-latency.txt` beside the screenshots. With RUNBOOK_REFRESH_SCREENSHOTS set
+//! that is docs/ (docs/serve-waiting.png, docs/serve-finished.png and the latency file,
+//! which the README cites); otherwise a temporary folder, so a `--ignored` run leaves
+//! the tree clean.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,32 +30,19 @@ use runbook::lab::Lab;
 use serde_json::Value;
 
 use crate::notify::{Answer, Receiver};
-use crate::serve::{ANA, events, serve, waiting_gate};
+use crate::serve::{ANA, events, get_json, serve, waiting_gate};
 use crate::support::alerting::{self, Alerting, AlertingOpts};
 use crate::support::webdriver::{self, Browser};
 
-/// Answers the seed's alert: a check, the gate, then a check that takes 2 s, so the
-/// page is seen going from running to finished by itself.
-const RUNBOOK: &str = r#"version: 1
-name: hub-launches
-title: Binder launches are failing
-triggers:
-  - alert: { alertname: HubLaunchesFailing, namespace: prod }
-params:
-  namespace: { default: nowhere }
-params_from_alert:
-  namespace: labels.namespace
-steps:
-  - check: Look at the hub
-    id: look
-    shell: { argv: [echo, "hub in {{params.namespace}}"] }
-  - action: Cordon the hub's node
-    id: cordon
-    shell: { argv: [touch, cordoned] }
-  - check: Launches recover
-    id: recovered
-    shell: { argv: [sleep, "2"] }
-"#;
+/// The seed's checks, in order: all of them run before the first gate.
+const CHECKS: [&str; 6] = [
+    "launch-rate",
+    "lost-pods",
+    "bad-nodes",
+    "multi-attach",
+    "hub-claim",
+    "hub-attachment",
+];
 
 const WEBHOOK_TOKEN: &str = "am-webhook-token-0123456789";
 
@@ -94,9 +90,37 @@ fn save_png(path: &Path, png: &[u8]) {
     std::fs::write(path, png).unwrap();
 }
 
+/// What the run waits for now, as the API says: `(kind, step, digest)`, or `None`
+/// while it runs (or once it ended).
+fn waiting(addr: &str, run_id: &str) -> Option<(String, String, String)> {
+    let (_, v) = get_json(addr, &format!("/api/v1/runs/{run_id}"), Some(ANA));
+    let w = &v["run"]["waiting"];
+    Some((
+        w["kind"].as_str()?.to_owned(),
+        w["step"].as_str()?.to_owned(),
+        w["digest"].as_str().unwrap_or_default().to_owned(),
+    ))
+}
+
+fn finished(state: &Path, run_id: &str) -> Option<String> {
+    events(state, run_id)
+        .iter()
+        .find(|e| e["event"] == "run_finished")
+        .map(|e| e["status"].as_str().unwrap_or_default().to_owned())
+}
+
+/// How many gate decisions and manual answers the journal has.
+fn answers(state: &Path, run_id: &str) -> usize {
+    events(state, run_id)
+        .iter()
+        .filter(|e| e["event"] == "gate_decided" || e["event"] == "manual_confirmed")
+        .count()
+}
+
 #[test]
 #[ignore = "needs chromium, chromium-driver, prometheus and prometheus-alertmanager"]
-fn a_real_alert_is_approved_in_a_real_browser_and_the_page_follows_the_run_to_its_end() {
+fn the_seed_alert_stops_the_seed_runbook_at_the_cordon_gate_and_a_real_browser_approves_it_to_the_end()
+ {
     assert!(
         alerting::installed() && webdriver::installed(),
         "chromium, chromium-driver, prometheus and prometheus-alertmanager must be installed (scripts/test.sh does it)"
@@ -108,19 +132,36 @@ fn a_real_alert_is_approved_in_a_real_browser_and_the_page_follows_the_run_to_it
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("runbooks")).unwrap();
-    std::fs::write(dir.path().join("runbooks/hub-launches.yaml"), RUNBOOK).unwrap();
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/hub-pvc-locked.yaml");
+    std::fs::copy(&seed, dir.path().join("runbooks/hub-pvc-locked.yaml")).unwrap();
     std::fs::write(dir.path().join("tokens"), format!("ana:{ANA}\n")).unwrap();
+
+    // The seed's lab at 60x: its API server for the runbook's kube steps (a
+    // kubeconfig, as `runbook lab --write-kubeconfig` writes), its Prometheus API for
+    // the runbook's queries, and its /metrics for the real Prometheus.
+    let lab = Lab::seed();
+    lab.set_speed(60.0);
+    let (lab_addr, lab_server) = rt.block_on(lab.serve("127.0.0.1:0")).unwrap();
+    let kubeconfig = dir.path().join("lab.kubeconfig");
+    runbook::lab::write_kubeconfig(lab_addr, &kubeconfig).unwrap();
+
     let hook = Receiver::start(Answer::Ok);
     let tokens = dir.path().join("tokens").display().to_string();
+    let prometheus = format!("prometheus=http://{lab_addr}");
     let s = serve(
         dir.path(),
-        &["--tokens-file", &tokens, "--notify", &hook.url],
+        &[
+            "--tokens-file",
+            &tokens,
+            "--notify",
+            &hook.url,
+            "--kubeconfig",
+            &kubeconfig.display().to_string(),
+            "--param",
+            &prometheus,
+        ],
         &[("RUNBOOK_SERVE_WEBHOOK_TOKEN", WEBHOOK_TOKEN)],
     );
-
-    // The seed's lab, scraped by Prometheus, whose alert Alertmanager sends to serve.
-    let lab = Lab::seed();
-    let (lab_addr, lab_server) = rt.block_on(lab.serve("127.0.0.1:0")).unwrap();
     let stack = rt
         .block_on(Alerting::start(&AlertingOpts {
             scrape_target: lab_addr.to_string(),
@@ -137,27 +178,45 @@ fn a_real_alert_is_approved_in_a_real_browser_and_the_page_follows_the_run_to_it
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .next()
     });
+    assert!(run_id.contains("hub-pvc-locked"), "{run_id}");
     let digest = waiting_gate(&s, &run_id, "cordon");
 
-    // The checks ran at once; people were told, with the plan and a link.
+    // Every check ran at once, and passed; nothing was approved by itself.
     let ev = events(&s.state, &run_id);
     let arrived = ts(first(&ev, "run_started", None).expect("run_started"));
-    let checked = ts(first(&ev, "step_finished", Some("look")).expect("the check ran"));
+    for id in CHECKS {
+        let done = first(&ev, "step_finished", Some(id))
+            .unwrap_or_else(|| panic!("check {id} did not run: {ev:?}"));
+        assert_eq!(done["outcome"], "ok", "check {id}: {done}");
+    }
+    let checked = ts(first(&ev, "step_finished", Some(CHECKS[5])).unwrap());
     assert!(
         first(&ev, "gate_decided", None).is_none(),
         "a run from an alert never approves by itself"
     );
+    // People were told, with the plan (the two lost nodes to cordon) and a link.
     let told = within(30, "the waiting notification", || {
         hook.got().into_iter().find(|g| g.json()["on"] == "waiting")
     });
-    let waiting = told.json();
-    assert_eq!(waiting["run_id"], run_id.as_str(), "{waiting}");
+    let note = told.json();
+    assert_eq!(note["run_id"], run_id.as_str(), "{note}");
+    assert_eq!(note["step"]["id"], "cordon", "{note}");
+    let plan: Vec<&str> = note["gate"]["plan"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no plan: {note}"))
+        .iter()
+        .filter_map(|o| o["display"].as_str())
+        .collect();
     assert_eq!(
-        waiting["gate"]["plan"][0]["display"], "touch cordoned",
-        "{waiting}"
+        plan,
+        [
+            "kubectl cordon gke-prod-a-ssd-pool-32-134a959a-6hmq",
+            "kubectl cordon gke-prod-a-ssd-pool-32-134a959a-n2sk"
+        ],
+        "{note}"
     );
     let page = format!("http://{}/runs/{run_id}", s.addr);
-    assert_eq!(waiting["links"]["approve"], page.as_str(), "{waiting}");
+    assert_eq!(note["links"]["approve"], page.as_str(), "{note}");
     let told_at = DateTime::<Utc>::from(told.at);
 
     // The impact start is the alert's `startsAt`: Prometheus sends when the alert
@@ -181,7 +240,7 @@ fn a_real_alert_is_approved_in_a_real_browser_and_the_page_follows_the_run_to_it
         "incident start {start} is the alert's firing time: after its activeAt {active_at}, before the run {arrived}"
     );
 
-    // A person opens the link on a phone-sized headless Chromium.
+    // A person opens the link on a phone-sized headless Chromium and logs in.
     let shots = screenshots_dir(dir.path());
     let b = Browser::start(412, 915).unwrap_or_else(|e| panic!("{e}"));
     let step = |r: Result<(), String>| r.unwrap_or_else(|e| panic!("{e}"));
@@ -198,30 +257,69 @@ fn a_real_alert_is_approved_in_a_real_browser_and_the_page_follows_the_run_to_it
     within(30, "the login to land", || {
         (!b.url().ok()?.ends_with("/login")).then_some(())
     });
-    step(b.goto(&page));
-    within(30, "the run page", || (b.url().ok()? == page).then_some(()));
-    let text = b.text().unwrap();
-    assert!(text.contains("Plan waiting for approval"), "{text}");
-    assert!(text.contains("touch cordoned"), "{text}");
-    assert!(text.contains(&digest), "the page shows the digest: {text}");
-    save_png(
-        &shots.join("serve-waiting.png"),
-        &b.screenshot().unwrap_or_else(|e| panic!("{e}")),
-    );
 
-    // Approve: the form posts with its CSRF token and comes back to the run page.
-    step(b.click("button.approve"));
-    within(30, "the browser is back on the run page", || {
-        (b.url().ok()? == page).then_some(())
-    });
-    // The run still has 2 s to go; mark this page so a reload shows.
-    let text = b.text().unwrap();
-    assert!(
-        !text.contains("Status: succeeded"),
-        "the run is not finished yet when the page comes back: {text}"
-    );
-    b.eval("window.runbookTestMark = 1; return 1").unwrap();
-    let text = within(60, "the page shows the run finished by itself", || {
+    // Answer what the run asks, from the page, as the person would: Approve at every
+    // gate, Done at every manual step, until it asks nothing more.
+    let mut asked = Vec::new();
+    let mut answered: Vec<(String, String, String)> = Vec::new();
+    loop {
+        // What the run waits for next: not what was just answered, which the API
+        // still shows until the run has read the answer (within a poll).
+        let next = within(300, "the run waits for a person or ends", || {
+            if let Some(w) = waiting(&s.addr, &run_id) {
+                return (!answered.contains(&w)).then_some(Some(w));
+            }
+            finished(&s.state, &run_id).map(|_| None)
+        });
+        let Some((kind, step_id, digest_now)) = next else {
+            break;
+        };
+        let before = answers(&s.state, &run_id);
+        asked.push(format!("{kind} {step_id}"));
+        // Load the page until it shows this very request (its digest, or the step's
+        // manual form), then click.
+        let text = within(30, "the run page shows what waits", || {
+            b.goto(&page).ok()?;
+            (b.url().ok()? == page).then_some(())?;
+            let t = b.text().ok()?;
+            let shown = if kind == "gate" {
+                t.contains("Plan waiting for approval") && t.contains(&digest_now)
+            } else {
+                b.find("form[action$='/confirm'] button.approve").is_ok()
+            };
+            shown.then_some(t)
+        });
+        if asked.len() == 1 {
+            assert_eq!((kind.as_str(), step_id.as_str()), ("gate", "cordon"));
+            assert_eq!(digest_now, digest);
+            assert!(
+                text.contains("kubectl cordon gke-prod-a-ssd-pool-32-134a959a-6hmq"),
+                "{text}"
+            );
+            save_png(
+                &shots.join("serve-waiting.png"),
+                &b.screenshot().unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        let button = if kind == "gate" {
+            "form[action$='/decision'] button.approve"
+        } else {
+            "form[action$='/confirm'] button.approve"
+        };
+        step(b.click(button));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while answers(&s.state, &run_id) == before {
+            assert!(
+                Instant::now() < deadline,
+                "clicking {button} for {kind} {step_id} journaled nothing; the page:\n{}",
+                b.text().unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        answered.push((kind, step_id, digest_now));
+    }
+    // The page the last click came back to follows the run to its end by itself.
+    let text = within(300, "the page shows the run finished by itself", || {
         let t = b.text().ok()?;
         t.contains("Status: succeeded").then_some(t)
     });
@@ -231,7 +329,7 @@ fn a_real_alert_is_approved_in_a_real_browser_and_the_page_follows_the_run_to_it
         "nobody navigated: the page followed the run"
     );
     assert!(
-        text.contains("Launches recover"),
+        text.contains("Launches succeed again"),
         "the timeline has the last step: {text}"
     );
     save_png(
@@ -239,13 +337,25 @@ fn a_real_alert_is_approved_in_a_real_browser_and_the_page_follows_the_run_to_it
         &b.screenshot().unwrap_or_else(|e| panic!("{e}")),
     );
 
-    // The journal: one approval, by the person who clicked, from the page.
+    // The journal: every decision by the person who clicked, from the page; the hub
+    // volume freed by a rung of the ladder; the run succeeded.
     let ev = events(&s.state, &run_id);
     let decided: Vec<&Value> = ev.iter().filter(|e| e["event"] == "gate_decided").collect();
-    assert_eq!(decided.len(), 1, "{decided:?}");
-    assert_eq!(decided[0]["by"], "ana");
-    assert_eq!(decided[0]["source"], "remote");
-    assert_eq!(decided[0]["decision"], "approved");
+    assert!(
+        decided.len() >= 2,
+        "cordon and at least one rung: {decided:?}"
+    );
+    for d in &decided {
+        assert_eq!(d["by"], "ana", "{d}");
+        assert_eq!(d["source"], "remote", "{d}");
+        assert_eq!(d["decision"], "approved", "{d}");
+    }
+    assert_eq!(decided[0]["step"], "cordon");
+    for id in ["cordon", "free-hub-volume", "launches-recovered"] {
+        let done =
+            first(&ev, "step_finished", Some(id)).unwrap_or_else(|| panic!("{id} did not finish"));
+        assert_eq!(done["outcome"], "ok", "{id}: {done}");
+    }
     assert_eq!(
         first(&ev, "run_finished", None).expect("run_finished")["status"],
         "succeeded"
@@ -260,11 +370,18 @@ fn a_real_alert_is_approved_in_a_real_browser_and_the_page_follows_the_run_to_it
     );
     assert!(pm.contains(&want), "postmortem without `{want}`:\n{pm}");
 
-    eprintln!(
-        "webhook arrival (run_started) -> checks done: {} ms; -> waiting notification received: {} ms",
+    let report = format!(
+        "runbook serve, seed runbook on the seed lab, real Prometheus and Alertmanager (serve_browser::{}):\n\
+         webhook arrival (run_started) -> the 6 checks done: {} ms\n\
+         webhook arrival (run_started) -> waiting notification received: {} ms\n\
+         asked of the person, in order: {}\n",
+        "the_seed_alert_stops_the_seed_runbook_at_the_cordon_gate_and_a_real_browser_approves_it_to_the_end",
         (checked - arrived).num_milliseconds(),
-        (told_at - arrived).num_milliseconds()
+        (told_at - arrived).num_milliseconds(),
+        asked.join(", ")
     );
+    eprint!("{report}");
+    std::fs::write(shots.join("serve-e2e-latency.txt"), &report).unwrap();
     drop(b);
     drop(stack);
     rt.block_on(lab_server.shutdown());

@@ -11,6 +11,8 @@
 
 mod admin;
 mod discovery;
+mod fields;
+mod protobuf;
 mod read;
 mod watch;
 mod write;
@@ -167,6 +169,19 @@ async fn serve(lab: &Lab, req: Request) -> Response {
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}]}),
         ),
         ["apis"] => json_response(200, &discovery::group_list()),
+        ["openapi", "v3"] if parts.method == Method::GET => {
+            json_response(200, &fields::openapi_root())
+        }
+        ["openapi", "v3", gv @ ..] if parts.method == Method::GET => {
+            match fields::openapi_document(&gv.join("/")) {
+                Some(doc) => json_response(200, &doc),
+                None => err(ApiError::new(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource",
+                )),
+            }
+        }
         ["metrics"] if parts.method == Method::GET => discovery::exposition(&lab),
         ["api", "v1", "query"] => {
             discovery::prometheus(&lab, &params, &body, &parts.headers, false)
@@ -347,7 +362,7 @@ async fn resource(
         (&Method::GET, Some(name), None | Some("status")) => {
             read::get(lab, t.res, &ns, name, wants_table(headers), params)
         }
-        (&Method::POST, None, _) => write::create(lab, t.res, &ns, &body, params),
+        (&Method::POST, None, _) => write::create(lab, t.res, &ns, headers, &body, params),
         (&Method::POST, Some(name), Some("eviction")) if t.res.key() == "pods" => {
             write::evict(lab, &ns, name, &body)
         }
@@ -357,7 +372,7 @@ async fn resource(
             write::scale(lab, t.res, &ns, name, method, headers, params, &body)
         }
         (&Method::PUT, Some(name), sub @ (None | Some("status"))) => {
-            write::replace(lab, t.res, &ns, name, sub.is_some(), &body, params)
+            write::replace(lab, t.res, &ns, name, sub.is_some(), headers, &body, params)
         }
         (&Method::PATCH, Some(name), sub @ (None | Some("status"))) => {
             write::patch_object(lab, t.res, &ns, name, sub.is_some(), headers, params, &body)

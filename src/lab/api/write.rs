@@ -13,15 +13,50 @@ use crate::lab::state::{DeleteOpts, str_at};
 use crate::lab::status::{self, ApiError};
 use crate::lab::{Lab, controllers, patch};
 
+/// An object in a create or replace body: JSON, or the protobuf kubectl's typed
+/// clients send (for the kinds [`protobuf`](super::protobuf) reads; 415 otherwise).
+fn parse_object(
+    res: &'static ResourceDef,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Value, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match ct.as_str() {
+        super::protobuf::MEDIA_TYPE => {
+            let obj = super::protobuf::decode(body)?;
+            let kind = obj.get("kind").and_then(Value::as_str).unwrap_or_default();
+            if kind != res.kind || !res.group.is_empty() {
+                return Err(ApiError::bad_request(format!(
+                    "the body is a {kind} of v1, the path is for {}",
+                    res.qualified()
+                )));
+            }
+            Ok(obj)
+        }
+        "application/cbor" => Err(ApiError::unsupported_media_type(&ct)),
+        _ => parse_json(body),
+    }
+}
+
 /// POST to a collection: create (201).
 pub(super) fn create(
     lab: &Lab,
     res: &'static ResourceDef,
     ns: &str,
+    headers: &HeaderMap,
     body: &Bytes,
     params: &Params,
 ) -> Result<(u16, Value), ApiError> {
-    parse_json(body).and_then(|obj| {
+    parse_object(res, headers, body).and_then(|obj| {
+        super::fields::check(res, &obj, params.get("fieldValidation").map(String::as_str))?;
         let mut st = lab.lock();
         let r = st.create(res, ns, obj, dry_run(params));
         if r.is_ok() {
@@ -47,16 +82,19 @@ pub(super) fn evict(
 }
 
 /// PUT an object or its `/status`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn replace(
     lab: &Lab,
     res: &'static ResourceDef,
     ns: &str,
     name: &str,
     status_only: bool,
+    headers: &HeaderMap,
     body: &Bytes,
     params: &Params,
 ) -> Result<(u16, Value), ApiError> {
-    parse_json(body).and_then(|obj| {
+    parse_object(res, headers, body).and_then(|obj| {
+        super::fields::check(res, &obj, params.get("fieldValidation").map(String::as_str))?;
         let mut st = lab.lock();
         let r = st.replace(res, ns, name, obj, status_only, dry_run(params));
         controllers::reconcile(&mut st);

@@ -104,6 +104,13 @@ impl State {
             default_pod(&mut obj);
             self.admit_pod_quota(ns, &obj)?;
         }
+        // The API server's defaulting: a Secret without a type is Opaque.
+        if res.key() == "secrets"
+            && obj.get("type").is_none_or(|t| t.is_null() || t == "")
+            && let Some(o) = obj.as_object_mut()
+        {
+            o.insert("type".into(), Value::String("Opaque".into()));
+        }
         if dry_run {
             return Ok(obj);
         }
