@@ -43,13 +43,12 @@ echo "runbook of $STEPS steps: $(stat -c %s "$tmp/steps.yaml") bytes; load avera
 measure() { # LABEL CMD...
   local label=$1
   shift
-  local out
-  out=$({ /usr/bin/time -f '%e %U %S %M' "$@" >/dev/null 2>"$tmp/err"; } 2>&1) || {
+  /usr/bin/time -o "$tmp/time" -f '%e %U %S %M' "$@" >/dev/null 2>"$tmp/err" || {
     cat "$tmp/err" >&2
     echo "$label failed" >&2
     exit 1
   }
-  read -r wall user sys rss <<<"$(tail -1 <<<"$out")"
+  read -r wall user sys rss <"$tmp/time"
   printf '%-6s wall %7.2f s  cpu %7.2f s  peak RSS %6.0f MiB\n' "$label" "$wall" \
     "$(echo "$user + $sys" | bc -l)" "$(echo "$rss / 1024" | bc -l)"
 }
