@@ -172,11 +172,33 @@ pub fn bare_variable<'v>(expr: &str, ctx: &'v serde_json::Map<String, Value>) ->
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     // `now` is bound by the evaluator, not taken from the variables; the literals
     // and reserved words are not variables.
-    if !ident || matches!(name, NOW | "true" | "false" | "null" | "in") {
+    if !ident || matches!(name, NOW | "true" | "false" | "null") || CEL_RESERVED.contains(&name) {
         return None;
     }
     ctx.get(name)
 }
+
+/// Words CEL reserves: never a variable in an expression.
+const CEL_RESERVED: &[&str] = &[
+    "in",
+    "as",
+    "break",
+    "const",
+    "continue",
+    "else",
+    "for",
+    "function",
+    "if",
+    "import",
+    "let",
+    "loop",
+    "package",
+    "namespace",
+    "return",
+    "var",
+    "void",
+    "while",
+];
 
 /// Evaluate a CEL expression; each top-level key of `ctx` (an object) is a variable.
 pub fn eval(expr: &str, ctx: &Value) -> Result<Value, ExprError> {
@@ -658,13 +680,22 @@ mod tests {
     #[test]
     fn a_bare_variable_is_its_value_without_cel() {
         let pods = json!([{"n": 1, "f": 1.5, "big": 18446744073709551615u64, "m": {"a": [null, true, "x"]}}]);
-        let ctx = json!({"pods": pods, "now": "not the clock"});
+        let ctx = json!({"pods": pods, "now": "not the clock", "if": 1});
         let m = ctx.as_object().unwrap();
         assert_eq!(bare_variable(" pods ", m), Some(&pods));
         // The same value CEL gives for the same data.
         assert_eq!(eval("pods", &ctx).unwrap(), pods);
         assert_eq!(eval("pods.filter(p, true)", &ctx).unwrap(), pods);
-        for not_bare in ["now", "true", "pods[0]", "pods.size()", "1", "", "missing"] {
+        for not_bare in [
+            "now",
+            "true",
+            "if",
+            "pods[0]",
+            "pods.size()",
+            "1",
+            "",
+            "missing",
+        ] {
             assert_eq!(bare_variable(not_bare, m), None, "{not_bare}");
         }
         // A missing variable still gets CEL's error.
