@@ -58,8 +58,13 @@ impl Ctx<'_> {
         let items: Vec<(Option<usize>, Value)> = match for_each {
             None => vec![(None, vars.clone())],
             Some(expr_src) => {
-                let list = expr::eval(expr_src, &self.vars_named_in(expr_src))
-                    .map_err(|e| format!("for_each: {e}"))?;
+                // `for_each: pods` (a saved list) is copied once, not converted to
+                // CEL and back.
+                let list = match expr::bare_variable(expr_src, &self.vars) {
+                    Some(v) => v.clone(),
+                    None => expr::eval(expr_src, &self.vars_named_in(expr_src))
+                        .map_err(|e| format!("for_each: {e}"))?,
+                };
                 let Value::Array(list) = list else {
                     return Err(format!("for_each `{expr_src}` did not give a list"));
                 };

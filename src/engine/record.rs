@@ -384,8 +384,11 @@ impl Recorder {
     /// while the journal keeps a copy with long strings cut.
     pub(crate) fn bounded(&self, scope: &Scope, result: &Value) -> (Value, Option<String>) {
         let v = self.redact_value(result);
-        let size = serde_json::to_vec(&v).map(|b| b.len()).unwrap_or(0);
-        if size <= self.max_inline {
+        // Counted, not kept: a 1 000-pod list is 1.4 MB that only its size was
+        // needed of (the side file holds the pretty form).
+        let mut size = ByteCount(0);
+        let _ = serde_json::to_writer(&mut size, &v);
+        if size.0 <= self.max_inline {
             return (v, None);
         }
         let label = label(scope);
@@ -552,5 +555,19 @@ fn truncate_strings(v: &Value) -> Value {
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+/// A writer that only counts the bytes written to it.
+struct ByteCount(usize);
+
+impl std::io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -23,8 +23,8 @@ mod k8s;
 mod template;
 
 pub use condition::{
-    NOW, condition_refs, eval, eval_bool, eval_bool_each, static_cost, unknown_functions,
-    with_clock, with_clock_sync, wrong_arity,
+    NOW, bare_variable, condition_refs, eval, eval_bool, eval_bool_each, static_cost,
+    unknown_functions, with_clock, with_clock_sync, wrong_arity,
 };
 pub use cost::{COST_BUDGET_VAR, DEFAULT_COST_BUDGET, budget as cost_budget};
 /// A duration as `kubectl get` shows ages (`4h`, `2d`).
