@@ -3,6 +3,7 @@
 //! while it runs and frees it at its end. Two runs race through resourceVersion (a
 //! create of an existing Lease, or a replace of a changed one, is 409), so exactly
 //! one holds it. A Lease not renewed for `ttl` (its holder was killed) is free.
+//! A run without a cluster takes a lock file in its state directory instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,16 +25,27 @@ const POLL: Duration = Duration::from_secs(1);
 /// How many lost races in a row before giving up on one attempt.
 const RACES: usize = 8;
 
-/// A lock this run holds: renewed in the background until released.
-pub(super) struct Held {
-    lease: LeaseRef,
-    stop: CancellationToken,
-    renewer: tokio::task::JoinHandle<()>,
+/// A lock this run holds: a Lease renewed in the background until released, or a
+/// local lock file.
+pub(super) enum Held {
+    Lease {
+        lease: LeaseRef,
+        stop: CancellationToken,
+        renewer: tokio::task::JoinHandle<()>,
+    },
+    /// `flock` on `<state dir>/locks/NAME.lock`: the kernel frees it when the
+    /// holder's process ends however it ends (SIGKILL included), so it needs no
+    /// renewal and no `ttl`.
+    File {
+        file: std::fs::File,
+        path: std::path::PathBuf,
+        name: String,
+    },
 }
 
 /// What a run needs to speak to its Lease, without borrowing the run.
 #[derive(Clone)]
-struct LeaseRef {
+pub(super) struct LeaseRef {
     provider: Arc<dyn Provider>,
     clock: Arc<dyn Clock>,
     ns: Option<String>,
@@ -61,10 +73,7 @@ impl Ctx<'_> {
             return Ok(None);
         }
         let Some(provider) = self.providers.get("kube") else {
-            return Err(
-                "`lock:` is a Lease in the target cluster, and this run has none (--kubeconfig/--context)"
-                    .into(),
-            );
+            return self.take_local_lock(lock).await;
         };
         let lease = LeaseRef {
             provider: Arc::clone(provider),
@@ -118,24 +127,130 @@ impl Ctx<'_> {
         ));
         let stop = self.cancel.child_token();
         let renewer = tokio::spawn(lease.clone().renew(stop.clone()));
-        Ok(Some(Held {
+        Ok(Some(Held::Lease {
             lease,
             stop,
             renewer,
         }))
     }
 
+    /// A run without a cluster: the lock is a file in the state directory, so two
+    /// runs from the same state directory (one machine, one team's shared disk)
+    /// cannot both proceed. Who holds it is written in the file for the one that
+    /// waits.
+    async fn take_local_lock(&self, lock: &Lock) -> Result<Option<Held>, String> {
+        let name = lease_name(lock, &self.rb.name.value);
+        // The journal is `<state dir>/runs/<id>/journal.ndjson`.
+        let (journal, _) = self.events.journal_end();
+        let Some(state_dir) = journal
+            .parent()
+            .and_then(|d| d.parent())
+            .and_then(|d| d.parent())
+        else {
+            return Err(format!("could not take lock `{name}`: no state directory"));
+        };
+        let dir = state_dir.join("locks");
+        let path = dir.join(format!("{name}.lock"));
+        let cannot =
+            |e: std::io::Error| format!("could not take lock `{name}` ({}): {e}", path.display());
+        std::fs::create_dir_all(&dir).map_err(cannot)?;
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(cannot)?;
+        let wait = lock.wait.as_deref().map_or(Duration::ZERO, |d| d.0);
+        let deadline = self.clock.now()
+            + chrono::Duration::from_std(wait).unwrap_or_else(|_| chrono::Duration::days(30));
+        let mut told = false;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                    let holder = holder.trim();
+                    let holder = if holder.is_empty() {
+                        "another run"
+                    } else {
+                        holder
+                    };
+                    let text = format!(
+                        "lock `{name}` is held by {holder} (lock file {})",
+                        path.display()
+                    );
+                    if self.clock.now() >= deadline {
+                        return Err(format!(
+                            "{text}; nothing was done; run again (or `runbook resume {}`) once it is released",
+                            self.run_id
+                        ));
+                    }
+                    if !told {
+                        told = true;
+                        let text = format!("{text}; waiting up to {} for it", human(wait));
+                        self.opts.printer.line(&format!("⏳ {text}"));
+                        self.note(text);
+                    }
+                    tokio::select! {
+                        () = self.clock.sleep(POLL) => {}
+                        () = self.cancel.cancelled() => return Err("aborted by operator while waiting for the lock".into()),
+                    }
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(cannot(e)),
+            }
+        }
+        let holder = format!(
+            "{} (run {} on {}) since {}",
+            self.opts.operator,
+            self.run_id,
+            super::run::host(),
+            micro(self.clock.now())
+        );
+        {
+            use std::io::{Seek, Write};
+            let mut f = &file;
+            let _ = f.set_len(0);
+            let _ = f.seek(std::io::SeekFrom::Start(0));
+            let _ = writeln!(f, "{holder}");
+        }
+        self.note(format!(
+            "took lock `{name}` (lock file {}) for this run",
+            path.display()
+        ));
+        Ok(Some(Held::File { file, path, name }))
+    }
+
     /// Free a lock this run holds (when it still does).
     pub(super) async fn release_lock(&self, held: Held) {
-        held.stop.cancel();
-        let _ = held.renewer.await;
-        match held.lease.release().await {
-            Ok(()) => self.note(format!("released lock `{}`", held.lease.name)),
-            Err(e) => self.note(format!(
-                "could not release lock `{}` ({e}); it frees itself {} after its last renewal",
-                held.lease.name,
-                human(held.lease.ttl)
-            )),
+        match held {
+            Held::Lease {
+                lease,
+                stop,
+                renewer,
+            } => {
+                stop.cancel();
+                let _ = renewer.await;
+                match lease.release().await {
+                    Ok(()) => self.note(format!("released lock `{}`", lease.name)),
+                    Err(e) => self.note(format!(
+                        "could not release lock `{}` ({e}); it frees itself {} after its last renewal",
+                        lease.name,
+                        human(lease.ttl)
+                    )),
+                }
+            }
+            Held::File { file, path, name } => {
+                // Emptied first: a waiting run that reads it between the two sees no
+                // stale holder.
+                let _ = file.set_len(0);
+                let _ = file.unlock();
+                drop(file);
+                self.note(format!(
+                    "released lock `{name}` (lock file {})",
+                    path.display()
+                ));
+            }
         }
     }
 

@@ -1633,3 +1633,97 @@ steps:
         out.stdout
     );
 }
+
+/// A lock without a cluster: shell steps only. The action appends who ran it to
+/// `acted` after `hold` seconds.
+fn locked_locally(lock: &str) -> String {
+    format!(
+        r#"
+version: 1
+name: locked-here
+title: One run at a time, no cluster
+lock: {lock}
+params:
+  hold: {{ default: "2" }}
+  who: {{ default: "" }}
+steps:
+  - action: Act slowly
+    id: act
+    gate: auto
+    shell: {{ argv: ["sh", "-c", "sleep \"$1\"; echo \"$2\" >> acted", "sh", "{{{{params.hold}}}}", "{{{{params.who}}}}"] }}
+"#
+    )
+}
+
+/// `(dir, state dir, lock file)` of a local-lock world, and a `runbook run` in it.
+fn local_run(dir: &Path, who: &str, extra: &[&str]) -> Cli {
+    Cli::new()
+        .state_dir(dir.join("state"))
+        .current_dir(dir)
+        .args(["run", "--operator", who])
+        .arg(dir.join("rb.yaml"))
+        .args(["-p", &format!("who={who}")])
+        .args(extra)
+}
+
+fn wait_for_local_holder(lock_file: &Path, who: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(lock_file).is_ok_and(|h| h.starts_with(who)) {
+        assert!(Instant::now() < deadline, "{who} never took the lock file");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_cluster_the_lock_is_a_file_the_second_run_waits_for_and_is_told_who_holds() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("rb.yaml"), locked_locally("{ wait: 2m }")).unwrap();
+    let lock_file = dir.path().join("state/locks/runbook-lock-locked-here.lock");
+    let first = local_run(dir.path(), "ana", &[]).spawn();
+    wait_for_local_holder(&lock_file, "ana");
+    run(local_run(dir.path(), "bob", &["-p", "hold=0"]))
+        .await
+        .success()
+        .stderr_contains("lock `runbook-lock-locked-here` is held by ana (run ")
+        .stderr_contains("waiting up to 2m");
+    let (status, stderr) = tokio::task::spawn_blocking(move || finish(first))
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let acted = std::fs::read_to_string(dir.path().join("acted")).unwrap();
+    assert_eq!(
+        acted, "ana\nbob\n",
+        "one after the other, never both at once"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&lock_file).unwrap(),
+        "",
+        "released (and emptied) at the end of the run"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_lock_whose_holder_was_killed_is_free_at_once_and_a_busy_one_pauses_the_run() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    std::fs::write(dir.path().join("rb.yaml"), locked_locally("{ }")).unwrap();
+    let lock_file = dir.path().join("state/locks/runbook-lock-locked-here.lock");
+    let mut first = local_run(dir.path(), "ana", &["-p", "hold=120"]).spawn();
+    wait_for_local_holder(&lock_file, "ana");
+    // Held, and no `wait:`: the second run pauses having done nothing.
+    run(local_run(dir.path(), "bob", &["-p", "hold=0"]))
+        .await
+        .code(runbook::exit::PAUSED)
+        .stderr_contains("is held by ana (run ")
+        .stderr_contains("nothing was done");
+    assert!(!dir.path().join("acted").exists(), "bob did not act");
+    first.kill().expect("SIGKILL the holder");
+    let _ = first.wait();
+    // The kernel freed the killed holder's lock: no ttl to wait out.
+    run(local_run(dir.path(), "bob", &["-p", "hold=0"]))
+        .await
+        .success();
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("acted")).unwrap(),
+        "bob\n"
+    );
+}
