@@ -318,33 +318,73 @@ pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
     let run_id = args.run_id.clone();
     let kube_args = args.approval.kube.clone();
     let kube_needed = run_needs_kube(&g.state_dir, &args.run_id, args.retry_failed);
-    drive(&args.approval, notifier, move |cancel| async move {
-        let mut opts = opts;
-        // As strict as `run`: when a step still to run needs a cluster, one that
-        // cannot be reached refuses the resume before anything is journaled (exit 2,
-        // the run stays as it was). The engine then refuses a cluster other than the
-        // run's own (`EngineOpts::target`).
-        let defaults = kube_defaults_of(&state_dir, &run_id);
-        let providers = add_kube(
-            providers,
-            &kube_args,
-            defaults.as_ref(),
-            kube_needed,
-            &mut opts,
-        )
-        .await
-        .map_err(|e| engine::EngineError::Resume(format!("{e}; the run is unchanged")))?;
-        engine::resume(
-            &state_dir,
-            &run_id,
-            providers,
-            approver,
-            Arc::new(SystemClock),
-            opts,
+    drive(&args.approval, notifier, move |cancel| {
+        resume_on_its_cluster(
+            Resume {
+                state_dir,
+                run_id,
+                kube_args,
+                kube_needed,
+                providers,
+                approver,
+                opts,
+            },
             cancel,
+            "the run is unchanged",
         )
-        .await
     })
+}
+
+/// What [`resume_on_its_cluster`] continues.
+pub(crate) struct Resume {
+    pub state_dir: PathBuf,
+    pub run_id: String,
+    pub kube_args: KubeArgs,
+    pub kube_needed: bool,
+    pub providers: Providers,
+    pub approver: Arc<dyn Approver>,
+    pub opts: EngineOpts,
+}
+
+/// Continue a run (`resume`, `undo`) connected to its cluster as strictly as `run`:
+/// when a step still to run needs a cluster, one that cannot be reached refuses
+/// before anything is journaled (exit 2; `unchanged` says what that left as it
+/// was). The engine then refuses a cluster other than the run's own
+/// (`EngineOpts::target`).
+pub(crate) async fn resume_on_its_cluster(
+    r: Resume,
+    cancel: CancellationToken,
+    unchanged: &str,
+) -> Result<RunReport, engine::EngineError> {
+    let Resume {
+        state_dir,
+        run_id,
+        kube_args,
+        kube_needed,
+        providers,
+        approver,
+        mut opts,
+    } = r;
+    let defaults = kube_defaults_of(&state_dir, &run_id);
+    let providers = add_kube(
+        providers,
+        &kube_args,
+        defaults.as_ref(),
+        kube_needed,
+        &mut opts,
+    )
+    .await
+    .map_err(|e| engine::EngineError::Resume(format!("{e}; {unchanged}")))?;
+    engine::resume(
+        &state_dir,
+        &run_id,
+        providers,
+        approver,
+        Arc::new(SystemClock),
+        opts,
+        cancel,
+    )
+    .await
 }
 
 /// The notifier of a run: `--notify` URLs and the runbook's `notify:`; `None` when

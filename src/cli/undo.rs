@@ -4,15 +4,13 @@
 //! `--yes`, `--approve ID.undo`, `--wait-for-approval`, secrets given again.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use super::Global;
 use super::run::{
-    ApprovalArgs, add_kube, build_providers, check_approvals, check_resume_hold, drive,
-    kube_defaults_of, notifier, resolve_run_id, run_and_runbook, runbook_dir_of, secret_inputs,
-    setup,
+    ApprovalArgs, Resume, build_providers, check_approvals, check_resume_hold, drive, notifier,
+    resolve_run_id, resume_on_its_cluster, run_and_runbook, runbook_dir_of, secret_inputs, setup,
 };
-use crate::engine::{self, SystemClock, UndoRequest};
+use crate::engine::UndoRequest;
 use crate::exit;
 
 #[derive(Debug, clap::Args)]
@@ -120,27 +118,19 @@ pub fn run(mut args: Args, g: &Global) -> i32 {
     let state_dir = g.state_dir.clone();
     let run_id = args.run_id.clone();
     let kube_args = args.approval.kube.clone();
-    drive(&args.approval, notifier, move |cancel| async move {
-        let mut opts = opts;
-        let defaults = kube_defaults_of(&state_dir, &run_id);
-        let providers = add_kube(
-            providers,
-            &kube_args,
-            defaults.as_ref(),
-            kube_needed,
-            &mut opts,
-        )
-        .await
-        .map_err(|e| engine::EngineError::Resume(format!("{e}; nothing was undone")))?;
-        engine::resume(
-            &state_dir,
-            &run_id,
-            providers,
-            approver,
-            Arc::new(SystemClock),
-            opts,
+    drive(&args.approval, notifier, move |cancel| {
+        resume_on_its_cluster(
+            Resume {
+                state_dir,
+                run_id,
+                kube_args,
+                kube_needed,
+                providers,
+                approver,
+                opts,
+            },
             cancel,
+            "nothing was undone",
         )
-        .await
     })
 }

@@ -100,22 +100,7 @@ impl Ctx<'_> {
                         "lock `{}` is held by {} since {} (Lease {})",
                         lease.name, busy.holder, busy.since, busy.lease
                     );
-                    if self.clock.now() >= deadline {
-                        return Err(format!(
-                            "{text}; nothing was done; run again (or `runbook resume {}`) once it is released",
-                            self.run_id
-                        ));
-                    }
-                    if !told {
-                        told = true;
-                        let text = format!("{text}; waiting up to {} for it", human(wait));
-                        self.opts.printer.line(&format!("⏳ {text}"));
-                        self.note(text);
-                    }
-                    tokio::select! {
-                        () = self.clock.sleep(POLL) => {}
-                        () = self.cancel.cancelled() => return Err("aborted by operator while waiting for the lock".into()),
-                    }
+                    self.wait_busy(text, wait, deadline, &mut told).await?;
                 }
                 Err(e) => return Err(format!("could not take lock `{}`: {e}", lease.name)),
             }
@@ -180,22 +165,7 @@ impl Ctx<'_> {
                         "lock `{name}` is held by {holder} (lock file {})",
                         path.display()
                     );
-                    if self.clock.now() >= deadline {
-                        return Err(format!(
-                            "{text}; nothing was done; run again (or `runbook resume {}`) once it is released",
-                            self.run_id
-                        ));
-                    }
-                    if !told {
-                        told = true;
-                        let text = format!("{text}; waiting up to {} for it", human(wait));
-                        self.opts.printer.line(&format!("⏳ {text}"));
-                        self.note(text);
-                    }
-                    tokio::select! {
-                        () = self.clock.sleep(POLL) => {}
-                        () = self.cancel.cancelled() => return Err("aborted by operator while waiting for the lock".into()),
-                    }
+                    self.wait_busy(text, wait, deadline, &mut told).await?;
                 }
                 Err(std::fs::TryLockError::Error(e)) => return Err(cannot(e)),
             }
@@ -251,6 +221,33 @@ impl Ctx<'_> {
                     path.display()
                 ));
             }
+        }
+    }
+
+    /// The lock is held by another (`text` says who): past `deadline` the run gives
+    /// up having done nothing; before, it says once that it waits, and waits a poll.
+    async fn wait_busy(
+        &self,
+        text: String,
+        wait: Duration,
+        deadline: DateTime<Utc>,
+        told: &mut bool,
+    ) -> Result<(), String> {
+        if self.clock.now() >= deadline {
+            return Err(format!(
+                "{text}; nothing was done; run again (or `runbook resume {}`) once it is released",
+                self.run_id
+            ));
+        }
+        if !*told {
+            *told = true;
+            let text = format!("{text}; waiting up to {} for it", human(wait));
+            self.opts.printer.line(&format!("⏳ {text}"));
+            self.note(text);
+        }
+        tokio::select! {
+            () = self.clock.sleep(POLL) => Ok(()),
+            () = self.cancel.cancelled() => Err("aborted by operator while waiting for the lock".into()),
         }
     }
 
