@@ -249,16 +249,21 @@ pub fn run(args: RunArgs, g: &Global) -> i32 {
     })
 }
 
+/// `-p` of a run that continues (`resume`, `undo`): it keeps the params it started
+/// with, so only `NAME=VALUE` (secret params given again) is taken, never `@FILE`.
+pub(crate) fn continued_params(raw: &[String]) -> Result<Vec<(String, String)>, String> {
+    match parse_params(raw)? {
+        (_, files) if !files.is_empty() => Err(format!(
+            "`-p @{}`: a resumed run keeps the params it started with; only secret params are given again, as -p NAME=VALUE",
+            files[0].display()
+        )),
+        (pairs, _) => Ok(pairs),
+    }
+}
+
 pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
-    let params = match parse_params(&args.params) {
-        Ok((_, files)) if !files.is_empty() => {
-            crate::cli::error_line!(
-                "error: `-p @{}`: a resumed run keeps the params it started with; only secret params are given again, as -p NAME=VALUE",
-                files[0].display()
-            );
-            return exit::USAGE;
-        }
-        Ok((p, _)) => p,
+    let params = match continued_params(&args.params) {
+        Ok(p) => p,
         Err(e) => {
             crate::cli::error_line!("error: {e}");
             return exit::USAGE;

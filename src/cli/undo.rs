@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use super::Global;
 use super::run::{
-    ApprovalArgs, Resume, build_providers, check_approvals, check_resume_hold, drive, notifier,
-    resolve_run_id, resume_on_its_cluster, run_and_runbook, runbook_dir_of, secret_inputs, setup,
+    ApprovalArgs, Resume, build_providers, check_approvals, check_resume_hold, continued_params,
+    drive, notifier, resolve_run_id, resume_on_its_cluster, run_and_runbook, runbook_dir_of,
+    secret_inputs, setup,
 };
 use crate::engine::UndoRequest;
 use crate::exit;
@@ -46,16 +47,13 @@ pub struct Args {
 }
 
 pub fn run(mut args: Args, g: &Global) -> i32 {
-    let mut params = Vec::new();
-    for p in &args.params {
-        match p.split_once('=') {
-            Some((k, v)) if !k.is_empty() => params.push((k.to_string(), v.to_string())),
-            _ => {
-                crate::cli::error_line!("error: `-p {p}`: expected NAME=VALUE");
-                return exit::USAGE;
-            }
+    let params = match continued_params(&args.params) {
+        Ok(p) => p,
+        Err(e) => {
+            crate::cli::error_line!("error: {e}");
+            return exit::USAGE;
         }
-    }
+    };
     args.run_id = match resolve_run_id(&g.state_dir, &args.run_id) {
         Ok(id) => id,
         Err(e) => {

@@ -125,20 +125,15 @@ impl Ctx<'_> {
     /// waits.
     async fn take_local_lock(&self, lock: &Lock) -> Result<Option<Held>, String> {
         let name = lease_name(lock, &self.rb.name.value);
-        // The journal is `<state dir>/runs/<id>/journal.ndjson`.
         let (journal, _) = self.events.journal_end();
-        let Some(state_dir) = journal
-            .parent()
-            .and_then(|d| d.parent())
-            .and_then(|d| d.parent())
-        else {
+        let Some(path) = crate::store::DirStore::lock_file_for(&journal, &name) else {
             return Err(format!("could not take lock `{name}`: no state directory"));
         };
-        let dir = state_dir.join("locks");
-        let path = dir.join(format!("{name}.lock"));
         let cannot =
             |e: std::io::Error| format!("could not take lock `{name}` ({}): {e}", path.display());
-        std::fs::create_dir_all(&dir).map_err(cannot)?;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(cannot)?;
+        }
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

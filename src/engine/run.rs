@@ -598,6 +598,17 @@ impl<'r> Runner<'r> {
         if let Some(h) = held {
             self.cx.release_lock(h).await;
         }
+        self.finish_run(t0, status, reason)?;
+        Ok(status)
+    }
+
+    /// Journal how the run (or its undo, from `t0`) ended, durably.
+    pub(super) fn finish_run(
+        &mut self,
+        t0: chrono::DateTime<chrono::Utc>,
+        status: RunStatus,
+        reason: Option<String>,
+    ) -> Result<(), EngineError> {
         let took = (self.cx.clock.now() - t0).num_milliseconds().max(0) as u64;
         self.cx.events.emit(
             Event::RunFinished {
@@ -607,8 +618,7 @@ impl<'r> Runner<'r> {
             },
             true,
         )?;
-        self.cx.events.sync()?;
-        Ok(status)
+        self.cx.events.sync()
     }
 
     /// Run the handlers a failing step names; `Some` when one of them pauses or aborts.

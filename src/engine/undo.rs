@@ -198,16 +198,7 @@ impl Runner<'_> {
         status: RunStatus,
         reason: Option<String>,
     ) -> Result<(RunStatus, i32), EngineError> {
-        let took = (self.cx.clock.now() - t0).num_milliseconds().max(0) as u64;
-        self.cx.events.emit(
-            Event::RunFinished {
-                status,
-                duration_ms: took,
-                reason,
-            },
-            true,
-        )?;
-        self.cx.events.sync()?;
+        self.finish_run(t0, status, reason)?;
         Ok((status, super::exit_code(status)))
     }
 

@@ -48,6 +48,13 @@ impl DirStore {
         run_dir.join(JOURNAL)
     }
 
+    /// The file of a named lock (`lock:` of a run without a cluster) shared by the
+    /// runs of the store that holds `journal`: `<state_dir>/locks/NAME.lock`.
+    pub fn lock_file_for(journal: &Path, name: &str) -> Option<PathBuf> {
+        let state_dir = journal.parent()?.parent()?.parent()?;
+        Some(state_dir.join("locks").join(format!("{name}.lock")))
+    }
+
     fn held(&self, run_id: &str) -> Result<HeldRun, StoreError> {
         let dir = self.run_dir(run_id);
         let lock = DirLock::acquire(&dir, run_id)?;
