@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use super::ctx::Ctx;
@@ -1124,10 +1123,7 @@ fn changed_steps(
     changes
 }
 
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use crate::journal::digest::sha256_hex;
 
 pub(super) fn host() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()

@@ -647,9 +647,7 @@ async fn send(client: &reqwest::Client, t: &Target, job: &Job) -> Result<(), (u3
     Err((attempts, last))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::journal::digest::hex;
 
 #[cfg(test)]
 mod tests;

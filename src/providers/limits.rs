@@ -342,9 +342,11 @@ pub async fn read_capped<R: AsyncRead + Unpin>(
     // Most steps print a line or two: start with a small buffer (from memory the
     // allocator already has, no page faults) and double it while reads fill it,
     // up to 64 KiB for chatty ones.
-    let mut chunk = vec![0u8; 4 << 10];
+    // `read_buf` reads into the spare capacity, so the buffer is never zeroed.
+    let mut chunk: Vec<u8> = Vec::with_capacity(4 << 10);
     loop {
-        let n = match p.read(&mut chunk).await {
+        chunk.clear();
+        let n = match p.read_buf(&mut chunk).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -360,8 +362,8 @@ pub async fn read_capped<R: AsyncRead + Unpin>(
         }
         let room = cap.saturating_sub(out.kept.len());
         out.kept.extend_from_slice(&chunk[..n.min(room)]);
-        if n == chunk.len() && chunk.len() < 64 << 10 {
-            chunk.resize(chunk.len() * 2, 0);
+        if n == chunk.capacity() && chunk.capacity() < 64 << 10 {
+            chunk.reserve_exact(chunk.capacity());
         }
     }
     out.spilled = spill.finish().await;

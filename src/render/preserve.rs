@@ -20,8 +20,6 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use super::RenderError;
 
 pub const END: &str = "<!-- runbook:end -->";
@@ -42,10 +40,7 @@ pub fn begin_human(id: &str, sha: Option<&str>) -> String {
 }
 
 pub fn sha256_hex(s: &str) -> String {
-    Sha256::digest(s.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::journal::digest::sha256_hex(s.as_bytes())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -130,9 +130,7 @@ impl Auth {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use crate::journal::digest::hex;
 
 /// `Authorization: Bearer TOKEN`.
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
