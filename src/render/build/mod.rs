@@ -109,7 +109,7 @@ struct EntryAcc {
     /// rendering quadratic). Lines of one item differ by their display.
     op_index: HashMap<Option<usize>, Vec<usize>>,
     /// The verification's polled operation (kept apart from `ops`).
-    verify_op: Option<OpAcc>,
+    verify_op: Option<Box<OpAcc>>,
     /// `for_each` items past [`SHOWN_ITEMS`]: counted by how they ended, not kept
     /// (issue 18: a step of 100 000 items cost a gigabyte).
     folded: Vec<(String, usize)>,
@@ -459,7 +459,7 @@ impl Builder {
                     run.resumed.push(resume.clone());
                 }
                 let i = self.push_entry(rec, "resume", String::new());
-                self.entries[i].entry.resumed = Some(resume);
+                self.entries[i].entry.resumed = Some(Box::new(resume));
                 self.barrier = i;
             }
             Event::StepRetried {
@@ -520,7 +520,7 @@ impl Builder {
                 };
                 let mut gate = Gate::asked(self.time(p.asked), p.planned);
                 gate.preview = preview.clone();
-                self.entries[i].entry.gate = Some(gate);
+                self.entries[i].entry.gate = Some(Box::new(gate));
             }
             Event::GateDecided { step, rung, .. } => {
                 self.gate_decided(rec, step, rung.as_deref());
@@ -641,14 +641,14 @@ impl Builder {
                     return;
                 };
                 let requested = self.time(at);
-                self.entries[i].entry.manual = Some(Manual {
+                self.entries[i].entry.manual = Some(Box::new(Manual {
                     instruction: instruction.clone(),
                     requested,
                     confirmed: None,
                     by: None,
                     outcome: None,
                     waited: None,
-                });
+                }));
             }
             Event::ManualConfirmed { scope, .. } => {
                 let i = self.entry_for(rec, &scope.step, scope.rung.as_deref(), scope.verification);
@@ -663,13 +663,15 @@ impl Builder {
                 let requested = self.time(c.requested.unwrap_or(c.confirmed));
                 add_wait(&mut self.metrics.manual_wait, waited);
                 let e = &mut self.entries[i].entry;
-                let m = e.manual.get_or_insert_with(|| Manual {
-                    instruction: String::new(),
-                    requested,
-                    confirmed: None,
-                    by: None,
-                    outcome: None,
-                    waited: None,
+                let m = e.manual.get_or_insert_with(|| {
+                    Box::new(Manual {
+                        instruction: String::new(),
+                        requested,
+                        confirmed: None,
+                        by: None,
+                        outcome: None,
+                        waited: None,
+                    })
                 });
                 m.confirmed = Some(confirmed);
                 m.by = Some(by);
@@ -720,12 +722,12 @@ impl Builder {
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
                 e.milestones.push("ESCALATED".to_owned());
-                e.escalation = Some(EscalationStep {
+                e.escalation = Some(Box::new(EscalationStep {
                     step: step.clone(),
                     from,
                     to,
                     reason: reason.clone(),
-                });
+                }));
             }
             Event::Saved { .. } | Event::ProcessStarted { .. } => {}
             Event::StepFinished {
@@ -744,7 +746,7 @@ impl Builder {
                 };
                 self.notes.push(note.clone());
                 let i = self.push_entry(rec, "note", String::new());
-                self.entries[i].entry.note = Some(note);
+                self.entries[i].entry.note = Some(Box::new(note));
             }
             Event::IncidentStart { .. } | Event::RunbookLinks { .. } => {}
             Event::UndoBegun { .. } => {}
@@ -789,7 +791,7 @@ impl Builder {
                 };
                 self.notes.push(note.clone());
                 let i = self.push_entry(rec, "note", String::new());
-                self.entries[i].entry.note = Some(note);
+                self.entries[i].entry.note = Some(Box::new(note));
                 if at.is_some() {
                     // Not where it was written but when it says: moved in `finish`.
                     let mut acc = self.entries.remove(i);
