@@ -193,7 +193,7 @@ impl Builder {
         let mut left = entries.len();
         for acc in entries {
             left -= 1;
-            let e = finish_entry(acc, finished, self.details, &mut calls);
+            let e = finish_entry(*acc, finished, self.details, &mut calls);
             if let Some(g) = &e.gate {
                 approvals.push(Approval {
                     step: e.step.clone().unwrap_or_default(),

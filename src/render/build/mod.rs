@@ -144,7 +144,9 @@ struct Builder {
     first_ts: Option<DateTime<Utc>>,
     last_ts: Option<DateTime<Utc>>,
     params: Vec<Param>,
-    entries: Vec<EntryAcc>,
+    /// Boxed: an entry is most of a kilobyte, and a vector of them grown by
+    /// doubling held up to twice that per step (issue 18).
+    entries: Vec<Box<EntryAcc>>,
     steps: Vec<StepRow>,
     step_row: HashMap<String, usize>,
     step_entry: HashMap<String, usize>,
@@ -171,7 +173,7 @@ struct Builder {
     authors_extra: Vec<String>,
     /// Notes written later about an earlier time (`runbook note --at`): placed in
     /// the timeline at that time when the entries are finished.
-    backdated: Vec<EntryAcc>,
+    backdated: Vec<Box<EntryAcc>>,
 }
 
 fn op_key(scope: &Scope) -> OpKey {
@@ -237,7 +239,7 @@ impl Builder {
     }
 
     fn push_entry(&mut self, rec: &Record, kind: &str, title: String) -> usize {
-        self.entries.push(EntryAcc {
+        self.entries.push(Box::new(EntryAcc {
             entry: Entry {
                 id: format!("evt-{}", rec.seq),
                 seq: rec.seq,
@@ -272,7 +274,7 @@ impl Builder {
             folded: Vec::new(),
             folded_ok: true,
             folded_started: 0,
-        });
+        }));
         self.entries.len() - 1
     }
 
