@@ -328,7 +328,7 @@ fn document(
     let source = opts.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
     // The long lists go to the template one item at a time (`each_day`, `each_entry`,
     // `each_step`: see [`lists`]), not as part of one JSON tree of the whole model,
-    // which cost about 12 KB per step (issue 18). A custom template may also read
+    // which cost about 11 KB per step (issue 18). A custom template may also read
     // them as data (`{{#each timeline}}`): it gets them in the tree too.
     let lists = lists::Lists::new(
         std::mem::take(&mut pm.timeline),
