@@ -189,3 +189,91 @@ impl HelperDef for EachStep<'_> {
         each(steps.iter(), steps.len(), |_| {}, h, r, ctx, rc, out)
     }
 }
+
+/// Whether `template` reads `field` of the model's top level as data
+/// (`{{#each timeline}}`, `{{len steps}}`, `{{@root.timeline.[0].date}}`), so that a
+/// custom template is given it in the JSON tree: a path whose first segment is the
+/// field, in any expression outside comments and string literals. Another field's
+/// member of the same name (`metrics.counts.steps`) is not it.
+pub fn reads(template: &str, field: &str) -> bool {
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        let body = &rest[open + 2..];
+        let (expr, after) = if let Some(comment) = body.strip_prefix("!--") {
+            match comment.find("--}}") {
+                Some(end) => ("", &comment[end + 4..]),
+                None => return false,
+            }
+        } else {
+            match body.find("}}") {
+                Some(end) => (&body[..end], &body[end + 2..]),
+                None => (body, ""),
+            }
+        };
+        rest = after;
+        if expr.starts_with('!') {
+            continue;
+        }
+        if expr_reads(expr, field) {
+            return true;
+        }
+    }
+    false
+}
+
+fn expr_reads(expr: &str, field: &str) -> bool {
+    // String literals are not paths.
+    let mut plain = String::with_capacity(expr.len());
+    let mut quote = None;
+    for c in expr.chars() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '"' || c == '\'' => quote = Some(c),
+            None => plain.push(c),
+        }
+    }
+    plain
+        .split(|c: char| c.is_whitespace() || "(){}#^>&=|~".contains(c))
+        .any(|token| {
+            let mut path = token;
+            loop {
+                if let Some(p) = path.strip_prefix("@root.") {
+                    path = p;
+                } else if let Some(p) = path.strip_prefix("../") {
+                    path = p;
+                } else if let Some(p) = path.strip_prefix("this.") {
+                    path = p;
+                } else if let Some(p) = path.strip_prefix("./") {
+                    path = p;
+                } else {
+                    break;
+                }
+            }
+            path.split(['.', '/', '['])
+                .next()
+                .is_some_and(|first| first == field)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads;
+
+    #[test]
+    fn a_template_reads_a_field_when_a_path_starts_with_it() {
+        assert!(reads("{{#each timeline}}{{date}}{{/each}}", "timeline"));
+        assert!(reads("{{len steps}}", "steps"));
+        assert!(reads("{{@root.timeline.[0].date}}", "timeline"));
+        assert!(reads("{{#with (lookup timeline 0)}}{{/with}}", "timeline"));
+        assert!(reads("{{#each ../steps}}{{/each}}", "steps"));
+        assert!(!reads("{{metrics.counts.steps}}", "steps"));
+        assert!(!reads("{{#each_step}}{{id}}{{/each_step}}", "steps"));
+        assert!(!reads("{{#generated \"timeline\"}}x{{/generated}}", "timeline"));
+        assert!(!reads("{{!-- the timeline {{steps}} --}}{{run.id}}", "timeline"));
+        assert!(!reads("{{!-- the timeline {{steps}} --}}{{run.id}}", "steps"));
+        assert!(!reads("{{! timeline }}", "timeline"));
+        assert!(!reads(crate::render::DEFAULT_TEMPLATE, "timeline"));
+        assert!(!reads(crate::render::DEFAULT_TEMPLATE, "steps"));
+    }
+}

@@ -328,8 +328,8 @@ fn document(
     let source = opts.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
     // The long lists go to the template one item at a time (`each_day`, `each_entry`,
     // `each_step`: see [`lists`]), not as part of one JSON tree of the whole model,
-    // which cost about 11 KB per step (issue 18). A custom template may also read
-    // them as data (`{{#each timeline}}`): it gets them in the tree too.
+    // which cost about 11 KB per step (issue 18). A custom template that reads them
+    // as data (`{{#each timeline}}`) gets them in the tree too.
     let lists = lists::Lists::new(
         std::mem::take(&mut pm.timeline),
         std::mem::take(&mut pm.steps),
@@ -337,20 +337,21 @@ fn document(
     let mut data = serde_json::to_value(&pm).expect("invariant: the model serializes to JSON");
     drop(pm);
     if let Some(map) = data.as_object_mut() {
-        if opts.template.is_some() {
+        map.remove("timeline");
+        map.remove("steps");
+        if opts.template.is_some() && lists::reads(source, "timeline") {
             let days = serde_json::to_value(&lists.days);
-            let steps = serde_json::to_value(&lists.steps);
             map.insert(
                 "timeline".to_owned(),
                 days.expect("invariant: the model serializes to JSON"),
             );
+        }
+        if opts.template.is_some() && lists::reads(source, "steps") {
+            let steps = serde_json::to_value(&lists.steps);
             map.insert(
                 "steps".to_owned(),
                 steps.expect("invariant: the model serializes to JSON"),
             );
-        } else {
-            map.remove("timeline");
-            map.remove("steps");
         }
     }
     let mut hb = helpers::registry();
