@@ -269,9 +269,18 @@ mod tests {
         assert!(reads("{{#each ../steps}}{{/each}}", "steps"));
         assert!(!reads("{{metrics.counts.steps}}", "steps"));
         assert!(!reads("{{#each_step}}{{id}}{{/each_step}}", "steps"));
-        assert!(!reads("{{#generated \"timeline\"}}x{{/generated}}", "timeline"));
-        assert!(!reads("{{!-- the timeline {{steps}} --}}{{run.id}}", "timeline"));
-        assert!(!reads("{{!-- the timeline {{steps}} --}}{{run.id}}", "steps"));
+        assert!(!reads(
+            "{{#generated \"timeline\"}}x{{/generated}}",
+            "timeline"
+        ));
+        assert!(!reads(
+            "{{!-- the timeline {{steps}} --}}{{run.id}}",
+            "timeline"
+        ));
+        assert!(!reads(
+            "{{!-- the timeline {{steps}} --}}{{run.id}}",
+            "steps"
+        ));
         assert!(!reads("{{! timeline }}", "timeline"));
         assert!(!reads(crate::render::DEFAULT_TEMPLATE, "timeline"));
         assert!(!reads(crate::render::DEFAULT_TEMPLATE, "steps"));
