@@ -15,7 +15,7 @@ use super::escape;
 use super::preserve::{END, begin_generated, begin_human, sha256_hex};
 
 /// A registry with every helper of the postmortem templates.
-pub fn registry() -> Handlebars<'static> {
+pub fn registry<'a>() -> Handlebars<'a> {
     let mut hb = Handlebars::new();
     // A misspelt field is an error naming it, not an empty string in the document.
     hb.set_strict_mode(true);

@@ -21,6 +21,7 @@ pub mod escape;
 mod format;
 mod gantt;
 mod helpers;
+mod lists;
 pub mod model;
 mod preserve;
 pub mod summary;
@@ -325,10 +326,38 @@ fn document(
             None => "the default template".to_owned(),
         });
     let source = opts.template.as_deref().unwrap_or(DEFAULT_TEMPLATE);
+    // The long lists go to the template one item at a time (`each_day`, `each_entry`,
+    // `each_step`: see [`lists`]), not as part of one JSON tree of the whole model,
+    // which cost about 11 KB per step (issue 18). A custom template that reads them
+    // as data (`{{#each timeline}}`) gets them in the tree too.
+    let lists = lists::Lists::new(
+        std::mem::take(&mut pm.timeline),
+        std::mem::take(&mut pm.steps),
+    );
+    let mut data = serde_json::to_value(&pm).expect("invariant: the model serializes to JSON");
+    drop(pm);
+    if let Some(map) = data.as_object_mut() {
+        map.remove("timeline");
+        map.remove("steps");
+        if opts.template.is_some() && lists::reads(source, "timeline") {
+            let days = serde_json::to_value(&lists.days);
+            map.insert(
+                "timeline".to_owned(),
+                days.expect("invariant: the model serializes to JSON"),
+            );
+        }
+        if opts.template.is_some() && lists::reads(source, "steps") {
+            let steps = serde_json::to_value(&lists.steps);
+            map.insert(
+                "steps".to_owned(),
+                steps.expect("invariant: the model serializes to JSON"),
+            );
+        }
+    }
     let mut hb = helpers::registry();
+    lists.register(&mut hb);
     hb.register_template_string(&name, source)
         .map_err(|e| template_error(&name, e.pos(), e.reason().to_string()))?;
-    let data = serde_json::to_value(&pm).expect("invariant: the model serializes to JSON");
     // A Context from the value itself: `render(&data)` would copy it once more.
     let ctx = handlebars::Context::from(data);
     let text = hb.render_with_context(&name, &ctx).map_err(|e| {

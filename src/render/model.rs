@@ -255,15 +255,15 @@ pub struct Entry {
     pub summary: Option<String>,
     /// The rung that fixed an escalation ladder.
     pub fixed_by: Option<RungRef>,
-    pub gate: Option<Gate>,
+    pub gate: Option<Box<Gate>>,
     pub ops: Vec<Op>,
-    pub verification: Option<Verification>,
-    pub manual: Option<Manual>,
-    pub escalation: Option<EscalationStep>,
-    pub note: Option<Note>,
+    pub verification: Option<Box<Verification>>,
+    pub manual: Option<Box<Manual>>,
+    pub escalation: Option<Box<EscalationStep>>,
+    pub note: Option<Box<Note>>,
     pub pause: Option<Pause>,
     pub skip_reason: Option<String>,
-    pub resumed: Option<Resume>,
+    pub resumed: Option<Box<Resume>>,
     /// Folded output: one block per operation result, error or long list of API calls.
     pub details: Vec<Detail>,
     /// In summary: results as tables and excerpts (markdown).

@@ -65,6 +65,7 @@ mod notify;
 mod panic_hook;
 mod params;
 mod postmortem_cli;
+mod postmortem_memory;
 mod postmortem_preserve;
 mod postmortem_render;
 mod preview;

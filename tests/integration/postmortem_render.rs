@@ -428,6 +428,41 @@ fn a_custom_template_sees_the_model() {
 }
 
 #[test]
+fn a_custom_template_reads_the_timeline_as_data_or_one_entry_at_a_time() {
+    // An older custom template walks `timeline` as data; the default template's
+    // helpers hand it over one entry at a time. Both see the same entries.
+    let as_data = RenderOpts {
+        template: Some(
+            "{{#each timeline}}{{date}}:{{#each entries}} {{label}} {{title}} @{{@index}}{{#if @last}}.{{/if}}{{/each}}\n{{/each}}".into(),
+        ),
+        ..RenderOpts::default()
+    };
+    let by_helpers = RenderOpts {
+        template: Some(
+            "{{#each_day}}{{date}}:{{#each_entry}} {{label}} {{title}} @{{@index}}{{#if @last}}.{{/if}}{{/each_entry}}\n{{/each_day}}".into(),
+        ),
+        ..RenderOpts::default()
+    };
+    let journal = fixture("escalated");
+    let md = render::render(&journal, &as_data).expect("renders");
+    assert!(md.contains(" Force-delete"), "{md}");
+    assert!(md.trim_end().ends_with('.'), "{md}");
+    assert_eq!(render::render(&journal, &by_helpers).expect("renders"), md);
+    // Helpers and data side by side, and the steps table both ways.
+    let steps = RenderOpts {
+        template: Some(
+            "{{#each steps}}{{id}} {{/each}}|{{#each_step}}{{id}} {{/each_step}}|{{len timeline}}"
+                .into(),
+        ),
+        ..RenderOpts::default()
+    };
+    let md = render::render(&journal, &steps).expect("renders");
+    let (data, rest) = md.split_once('|').expect("two lists");
+    assert!(data.starts_with("launch-rate lost-pods"), "{md}");
+    assert!(rest.starts_with(data), "{md}");
+}
+
+#[test]
 fn a_journal_cut_mid_run_renders_what_it_has_and_says_so() {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/journals/escalated.ndjson");

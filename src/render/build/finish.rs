@@ -174,6 +174,11 @@ impl Builder {
             }
         }
         let finished = ended.is_some();
+        // What the run state is still needed for, before it is dropped: the entries
+        // below are finished without it, and it holds a record per step.
+        let incident_start = self.state.incident_start;
+        let incident_start_source = self.state.incident_start_source.take();
+        self.state = crate::journal::state::RunState::default();
         let mut timeline: Vec<Day> = Vec::new();
         let mut approvals = Vec::new();
         let mut calls = Calls::default();
@@ -185,29 +190,39 @@ impl Builder {
             entries.insert(i, acc);
         }
         self.notes.sort_by(|a, b| a.at.utc.cmp(&b.at.utc));
+        let mut left = entries.len();
         for acc in entries {
-            let e = finish_entry(acc, finished, self.details, &mut calls);
+            left -= 1;
+            let e = finish_entry(*acc, finished, self.details, &mut calls);
             if let Some(g) = &e.gate {
                 approvals.push(Approval {
                     step: e.step.clone().unwrap_or_default(),
                     rung: e.rung.as_ref().map(|r| r.id.clone()),
                     title: e.title.clone(),
-                    gate: g.clone(),
+                    gate: (**g).clone(),
                 });
             }
             match timeline.last_mut() {
                 Some(day) if day.date == e.time.date => day.entries.push(e),
-                _ => {
+                last => {
+                    // Room for every entry left, given back when the next day starts:
+                    // not twice the entries of a long day (issue 18).
+                    if let Some(day) = last {
+                        day.entries.shrink_to_fit();
+                    }
                     let weekday = e
                         .time
                         .date
                         .parse::<chrono::NaiveDate>()
                         .map(|d| d.weekday().to_string())
                         .unwrap_or_default();
+                    let date = e.time.date.clone();
+                    let mut entries = Vec::with_capacity(left + 1);
+                    entries.push(e);
                     timeline.push(Day {
-                        date: e.time.date.clone(),
+                        date,
                         weekday: long_weekday(&weekday),
-                        entries: vec![e],
+                        entries,
                     });
                 }
             }
@@ -261,8 +276,8 @@ impl Builder {
                 chart_svg: None,
             },
             spans: self.spans,
-            incident_start: self.state.incident_start,
-            incident_start_source: self.state.incident_start_source.clone(),
+            incident_start,
+            incident_start_source,
         }
     }
 }
@@ -353,6 +368,10 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
     e.label = label(&e);
     let step = e.step.clone().unwrap_or_default();
     let folded_line = fold_line(&acc.folded, acc.folded_started);
+    // Exactly as many as there are: a step of one operation must not hold room for
+    // four (issue 18: memory per step).
+    e.ops
+        .reserve_exact(acc.ops.len() + usize::from(folded_line.is_some()));
     for a in acc.ops {
         let mut op = a.op;
         if op.outcome.is_none() {

@@ -109,7 +109,7 @@ struct EntryAcc {
     /// rendering quadratic). Lines of one item differ by their display.
     op_index: HashMap<Option<usize>, Vec<usize>>,
     /// The verification's polled operation (kept apart from `ops`).
-    verify_op: Option<OpAcc>,
+    verify_op: Option<Box<OpAcc>>,
     /// `for_each` items past [`SHOWN_ITEMS`]: counted by how they ended, not kept
     /// (issue 18: a step of 100 000 items cost a gigabyte).
     folded: Vec<(String, usize)>,
@@ -144,7 +144,10 @@ struct Builder {
     first_ts: Option<DateTime<Utc>>,
     last_ts: Option<DateTime<Utc>>,
     params: Vec<Param>,
-    entries: Vec<EntryAcc>,
+    /// Boxed: an entry is most of a kilobyte, and a vector of them grown by
+    /// doubling held up to twice that per step (issue 18).
+    #[allow(clippy::vec_box)] // the point: a pointer per entry in the vector, not the entry
+    entries: Vec<Box<EntryAcc>>,
     steps: Vec<StepRow>,
     step_row: HashMap<String, usize>,
     step_entry: HashMap<String, usize>,
@@ -171,7 +174,8 @@ struct Builder {
     authors_extra: Vec<String>,
     /// Notes written later about an earlier time (`runbook note --at`): placed in
     /// the timeline at that time when the entries are finished.
-    backdated: Vec<EntryAcc>,
+    #[allow(clippy::vec_box)] // moved between `entries` and here
+    backdated: Vec<Box<EntryAcc>>,
 }
 
 fn op_key(scope: &Scope) -> OpKey {
@@ -237,7 +241,7 @@ impl Builder {
     }
 
     fn push_entry(&mut self, rec: &Record, kind: &str, title: String) -> usize {
-        self.entries.push(EntryAcc {
+        self.entries.push(Box::new(EntryAcc {
             entry: Entry {
                 id: format!("evt-{}", rec.seq),
                 seq: rec.seq,
@@ -272,7 +276,7 @@ impl Builder {
             folded: Vec::new(),
             folded_ok: true,
             folded_started: 0,
-        });
+        }));
         self.entries.len() - 1
     }
 
@@ -459,7 +463,7 @@ impl Builder {
                     run.resumed.push(resume.clone());
                 }
                 let i = self.push_entry(rec, "resume", String::new());
-                self.entries[i].entry.resumed = Some(resume);
+                self.entries[i].entry.resumed = Some(Box::new(resume));
                 self.barrier = i;
             }
             Event::StepRetried {
@@ -520,7 +524,7 @@ impl Builder {
                 };
                 let mut gate = Gate::asked(self.time(p.asked), p.planned);
                 gate.preview = preview.clone();
-                self.entries[i].entry.gate = Some(gate);
+                self.entries[i].entry.gate = Some(Box::new(gate));
             }
             Event::GateDecided { step, rung, .. } => {
                 self.gate_decided(rec, step, rung.as_deref());
@@ -641,14 +645,14 @@ impl Builder {
                     return;
                 };
                 let requested = self.time(at);
-                self.entries[i].entry.manual = Some(Manual {
+                self.entries[i].entry.manual = Some(Box::new(Manual {
                     instruction: instruction.clone(),
                     requested,
                     confirmed: None,
                     by: None,
                     outcome: None,
                     waited: None,
-                });
+                }));
             }
             Event::ManualConfirmed { scope, .. } => {
                 let i = self.entry_for(rec, &scope.step, scope.rung.as_deref(), scope.verification);
@@ -663,13 +667,15 @@ impl Builder {
                 let requested = self.time(c.requested.unwrap_or(c.confirmed));
                 add_wait(&mut self.metrics.manual_wait, waited);
                 let e = &mut self.entries[i].entry;
-                let m = e.manual.get_or_insert_with(|| Manual {
-                    instruction: String::new(),
-                    requested,
-                    confirmed: None,
-                    by: None,
-                    outcome: None,
-                    waited: None,
+                let m = e.manual.get_or_insert_with(|| {
+                    Box::new(Manual {
+                        instruction: String::new(),
+                        requested,
+                        confirmed: None,
+                        by: None,
+                        outcome: None,
+                        waited: None,
+                    })
                 });
                 m.confirmed = Some(confirmed);
                 m.by = Some(by);
@@ -720,12 +726,12 @@ impl Builder {
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
                 e.milestones.push("ESCALATED".to_owned());
-                e.escalation = Some(EscalationStep {
+                e.escalation = Some(Box::new(EscalationStep {
                     step: step.clone(),
                     from,
                     to,
                     reason: reason.clone(),
-                });
+                }));
             }
             Event::Saved { .. } | Event::ProcessStarted { .. } => {}
             Event::StepFinished {
@@ -744,7 +750,7 @@ impl Builder {
                 };
                 self.notes.push(note.clone());
                 let i = self.push_entry(rec, "note", String::new());
-                self.entries[i].entry.note = Some(note);
+                self.entries[i].entry.note = Some(Box::new(note));
             }
             Event::IncidentStart { .. } | Event::RunbookLinks { .. } => {}
             Event::UndoBegun { .. } => {}
@@ -789,7 +795,7 @@ impl Builder {
                 };
                 self.notes.push(note.clone());
                 let i = self.push_entry(rec, "note", String::new());
-                self.entries[i].entry.note = Some(note);
+                self.entries[i].entry.note = Some(Box::new(note));
                 if at.is_some() {
                     // Not where it was written but when it says: moved in `finish`.
                     let mut acc = self.entries.remove(i);

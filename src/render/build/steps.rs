@@ -239,7 +239,7 @@ impl Builder {
         };
         let acc = &mut self.entries[i];
         let slot = if s.verification {
-            let v = acc.verify_op.get_or_insert_with(fresh);
+            let v = acc.verify_op.get_or_insert_with(|| Box::new(fresh()));
             v.op.runs += 1;
             None
         } else if s.item.is_some_and(|n| n >= super::SHOWN_ITEMS)
@@ -256,6 +256,10 @@ impl Builder {
             {
                 Some(k) => k,
                 None => {
+                    // One operation is the common step: room for one, not four.
+                    if acc.ops.capacity() == 0 {
+                        acc.ops.reserve_exact(1);
+                    }
                     acc.ops.push(fresh());
                     lines.push(acc.ops.len() - 1);
                     acc.ops.len() - 1
@@ -279,19 +283,21 @@ impl Builder {
         let acc = &mut self.entries[i];
         let display = acc
             .verify_op
-            .as_ref()
+            .as_deref()
             .or(acc.ops.last())
             .map(|a| a.op.display.clone());
-        let v = acc.entry.verification.get_or_insert_with(|| Verification {
-            display: None,
-            polls: 0,
-            passed: false,
-            first: now.clone(),
-            last: now.clone(),
-            took: String::new(),
-            detail: None,
-            outcome: "pending".to_owned(),
-            label: String::new(),
+        let v = acc.entry.verification.get_or_insert_with(|| {
+            Box::new(Verification {
+                display: None,
+                polls: 0,
+                passed: false,
+                first: now.clone(),
+                last: now.clone(),
+                took: String::new(),
+                detail: None,
+                outcome: "pending".to_owned(),
+                label: String::new(),
+            })
         });
         v.display = display;
         v.polls += 1;
@@ -354,7 +360,9 @@ impl Builder {
         add_wait(&mut self.metrics.gate_wait, waited);
         let e = &mut self.entries[i].entry;
         // A decision without its request (a damaged journal): asked when decided.
-        let g = e.gate.get_or_insert_with(|| Gate::asked(requested, 0));
+        let g = e
+            .gate
+            .get_or_insert_with(|| Box::new(Gate::asked(requested, 0)));
         g.decided = Some(decided);
         g.decision = Some(decision(d).to_owned());
         g.by = Some(by);

@@ -1,0 +1,173 @@
+//! The postmortem's memory per step (issue 18): rendering a journal twice as long
+//! must not cost more than a bounded multiple of the journal bytes added.
+//!
+//! Measured in bytes, not time: a counting allocator (this binary's global
+//! allocator, `System` underneath) keeps the live and peak heap of the threads that
+//! ask it to, so the tests running beside it on other threads do not count. The
+//! same journal always allocates the same, so the figures do not depend on the
+//! machine's load.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::path::Path;
+
+use runbook::render::{self, RenderOpts};
+
+struct Counting;
+
+thread_local! {
+    static TRACKING: Cell<bool> = const { Cell::new(false) };
+    static LIVE: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
+}
+
+fn count(delta: isize) {
+    let _ = TRACKING.try_with(|t| {
+        if t.get() {
+            let live = LIVE.with(|l| {
+                l.set(l.get() + delta);
+                l.get()
+            });
+            PEAK.with(|p| p.set(p.get().max(live)));
+        }
+    });
+}
+
+fn signed(n: usize) -> isize {
+    isize::try_from(n).unwrap_or(isize::MAX)
+}
+
+// SAFETY: every call is passed to `System` unchanged; only counters change.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            count(signed(layout.size()));
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        count(-signed(layout.size()));
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            count(signed(layout.size()));
+        }
+        p
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract, passed on.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            count(signed(new_size) - signed(layout.size()));
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// The peak heap of `f` on this thread, above what was live when it started.
+fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    LIVE.with(|l| l.set(0));
+    PEAK.with(|p| p.set(0));
+    TRACKING.with(|t| t.set(true));
+    let out = f();
+    TRACKING.with(|t| t.set(false));
+    let peak = PEAK.with(Cell::get);
+    (out, usize::try_from(peak).unwrap_or(0))
+}
+
+/// A journal as `runbook run` writes it for a runbook of `steps` `echo` checks
+/// (the lines of a real run, numbered on), in the run folder `dir`; its size.
+fn echo_run(dir: &Path, steps: usize) -> usize {
+    let start = chrono::DateTime::parse_from_rfc3339("2026-12-01T22:26:15Z")
+        .expect("a time")
+        .to_utc();
+    let mut seq = 0;
+    let mut ms = 0;
+    let mut out = String::new();
+    let mut line = |event: String, out: &mut String| {
+        seq += 1;
+        ms += 1;
+        let ts = (start + chrono::Duration::milliseconds(ms)).format("%Y-%m-%dT%H:%M:%S%.3fZ");
+        out.push_str(&format!(r#"{{"seq":{seq},"ts":"{ts}",{event}}}"#));
+        out.push('\n');
+    };
+    line(
+        r#""event":"run_started","format":1,"run_id":"20261201-222615-echo-05d1","runbook":{"name":"echo","title":"A runbook of echo checks","path":"echo.yaml","sha256":"070ebb1ae0b89f194e7c7848ab61c4b2fc3941b090ad437b7554249b6bc77180"},"params":{},"operator":"root","host":"vm","tool_version":"0.1.0","dry_run":false"#.to_owned(),
+        &mut out,
+    );
+    for i in 0..steps {
+        line(
+            format!(r#""event":"step_started","step":"s{i}","title":"Step {i}","kind":"check""#),
+            &mut out,
+        );
+        line(
+            format!(
+                r#""event":"op_started","op":{{"scope":{{"step":"s{i}"}},"provider":"shell","display":"echo 'step {i}'","op":{{"argv":["echo","step {i}"],"dir":"/tmp/rr"}},"mutating":false}},"attempt":1"#
+            ),
+            &mut out,
+        );
+        line(
+            format!(
+                r#""event":"op_finished","scope":{{"step":"s{i}"}},"attempt":1,"outcome":"ok","duration_ms":5,"result":{{"exit_code":0,"stderr":"","stdout":"step {i}\n"}}"#
+            ),
+            &mut out,
+        );
+        line(
+            format!(
+                r#""event":"step_finished","step":"s{i}","outcome":"ok","duration_ms":5,"summary":"exit 0: step {i}""#
+            ),
+            &mut out,
+        );
+    }
+    line(
+        r#""event":"run_finished","status":"succeeded","duration_ms":29"#.to_owned(),
+        &mut out,
+    );
+    std::fs::write(dir.join("journal.ndjson"), &out).expect("write the journal");
+    out.len()
+}
+
+/// Peak heap of rendering a run of `steps` checks, the journal's size, and the
+/// document's.
+fn render_steps(steps: usize) -> (usize, usize, usize) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let journal = echo_run(dir.path(), steps);
+    let (doc, peak) = peak_of(|| render::render_run(dir.path(), &RenderOpts::default()));
+    let doc = doc.expect("the journal renders");
+    assert!(
+        doc.contains(&format!("Step {}", steps - 1)),
+        "the last step is in the document"
+    );
+    (peak, journal, doc.len())
+}
+
+#[test]
+fn rendering_costs_a_bounded_multiple_of_the_journal_per_step() {
+    let (peak1, journal1, doc1) = render_steps(400);
+    let (peak2, journal2, doc2) = render_steps(800);
+    assert!(doc2 > doc1 && journal2 > journal1);
+    // What the 400 steps more cost, per byte of journal they added: 7.5 when this
+    // was written. With the whole model as one JSON tree for handlebars (what a
+    // custom template that reads `timeline` still gets) it is 21. Above 12 something
+    // holds per-step data it did not.
+    let per_byte = (peak2.saturating_sub(peak1)) as f64 / (journal2 - journal1) as f64;
+    assert!(
+        per_byte < 12.0,
+        "rendering 400 more steps ({} journal bytes) raised the peak heap by {} bytes: \
+         {per_byte:.1} per journal byte (peaks {peak1} and {peak2})",
+        journal2 - journal1,
+        peak2.saturating_sub(peak1),
+    );
+}
