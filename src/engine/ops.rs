@@ -322,19 +322,16 @@ impl Ctx<'_> {
     /// them durable with one fsync when any of them mutates (read-only starts ride
     /// along with the next sync, as before).
     fn start_group(&self, group: &[&Prepared]) -> Result<(), EngineError> {
-        for p in group {
-            self.events.emit(
-                Event::OpStarted {
-                    op: p.planned.clone(),
-                    attempt: 1,
-                },
-                false,
-            )?;
-        }
-        if group.iter().any(|p| p.resolved.mutating) {
-            self.events.sync()?;
-        }
-        Ok(())
+        // One lock, one write and (when any mutates) one fsync for the group.
+        let starts = group
+            .iter()
+            .map(|p| Event::OpStarted {
+                op: p.planned.clone(),
+                attempt: 1,
+            })
+            .collect();
+        self.events
+            .emit_all(starts, group.iter().any(|p| p.resolved.mutating))
     }
 
     /// One attempt: journal the start (synced before a side effect) unless its group
@@ -416,28 +413,37 @@ impl Ctx<'_> {
             (r, _) => r,
         };
         let took = started.elapsed().as_millis() as u64;
-        let (outcome, result, error) = match &r {
-            Ok(v) => (Outcome::Ok, Some(v.clone()), None),
+        // Borrowed where the operation gave one: a 1 000-pod list is not copied to
+        // be journaled.
+        let spilled;
+        let (outcome, result, error): (_, Option<&Value>, _) = match &r {
+            Ok(v) => (Outcome::Ok, Some(v), None),
             Err(OpError::Failed { message, result }) => {
-                (Outcome::Failed, result.clone(), Some(message.clone()))
+                (Outcome::Failed, result.as_ref(), Some(message.clone()))
             }
             // What it streamed to side files before it was stopped is journaled,
             // so that no file in the run folder is left unreferenced.
-            Err(OpError::TimedOut(d)) => (
-                Outcome::TimedOut,
-                spilled_so_far(&spill),
-                Some(timed_out(*d, t.is_some(), &p.planned.scope.step)),
-            ),
-            Err(OpError::Cancelled) => (
-                Outcome::Aborted,
-                spilled_so_far(&spill),
-                Some("aborted by operator".into()),
-            ),
+            Err(OpError::TimedOut(d)) => {
+                spilled = spilled_so_far(&spill);
+                (
+                    Outcome::TimedOut,
+                    spilled.as_ref(),
+                    Some(timed_out(*d, t.is_some(), &p.planned.scope.step)),
+                )
+            }
+            Err(OpError::Cancelled) => {
+                spilled = spilled_so_far(&spill);
+                (
+                    Outcome::Aborted,
+                    spilled.as_ref(),
+                    Some("aborted by operator".into()),
+                )
+            }
             Err(OpError::Invalid(m)) => (Outcome::Failed, None, Some(m.clone())),
         };
         let (result, output_file) = match result {
             Some(v) => {
-                let (v, f) = self.events.bounded(&p.planned.scope, &v);
+                let (v, f) = self.events.bounded(&p.planned.scope, v);
                 (Some(v), f)
             }
             None => (None, None),

@@ -58,7 +58,8 @@ impl Resolved {
     /// The provider-specific data of this operation, as its provider wrote it in
     /// [`Provider::resolve`] (and as the journal keeps it for `resume`).
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, OpError> {
-        serde_json::from_value(self.op.clone()).map_err(|e| {
+        // Read from the value where it is (no copy of the operation per decode).
+        T::deserialize(&self.op).map_err(|e| {
             OpError::Invalid(format!("not a resolved {} operation: {e}", self.provider))
         })
     }
