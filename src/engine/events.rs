@@ -305,6 +305,24 @@ impl Events {
         Ok(())
     }
 
+    /// [`Events::emit_all`] with `sync`, the fsync awaited on a blocking thread
+    /// ([`Recorder::append_all_durable`]) so that operations already running go on
+    /// meanwhile. The events are applied and reported once they are durable.
+    pub(crate) async fn emit_all_durable(&self, events: Vec<Event>) -> Result<(), EngineError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let records = self.journal.append_all_durable(events).await?;
+        let mut state = self.state();
+        for record in &records {
+            state.apply(record.ts, &record.event);
+            for r in self.reporters.iter() {
+                r.record(record, &state);
+            }
+        }
+        Ok(())
+    }
+
     /// [`Events::emit`] only if `write` agrees with the records other processes
     /// appended to the journal from byte `from` on (checked under the journal's
     /// lock). Returns whether it was written, the records read, and the offset to

@@ -19,7 +19,8 @@ use crate::runbook::model::{OpRef, Retry};
 pub(super) struct Prepared {
     pub(super) planned: PlannedOp,
     pub(super) resolved: Resolved,
-    pub(super) vars: Value,
+    /// The item's variables, shared with every attempt's [`ExecCtx`].
+    pub(super) vars: std::sync::Arc<Value>,
 }
 
 /// An operation as text, to see which variables it names.
@@ -109,7 +110,7 @@ impl Ctx<'_> {
                 Ok(Prepared {
                     planned,
                     resolved,
-                    vars,
+                    vars: std::sync::Arc::new(vars),
                 })
             })
             .collect()
@@ -203,7 +204,20 @@ impl Ctx<'_> {
                 && (free >= refill_at || running.is_empty())
             {
                 let group: Vec<&Prepared> = pending.by_ref().take(free).collect();
-                match self.start_group(&group) {
+                // While the group's starts are made durable, the operations already
+                // running are driven and their results kept.
+                let started = {
+                    let start = self.start_group(&group);
+                    tokio::pin!(start);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            r = &mut start => break r,
+                            Some(r) = running.next(), if !running.is_empty() => results.push(r),
+                        }
+                    }
+                };
+                match started {
                     Ok(()) => {
                         for p in group {
                             let (bar, failures) = (&bar, &failures);
@@ -321,8 +335,11 @@ impl Ctx<'_> {
     /// Journal the first attempt's start of each operation of a group, then make
     /// them durable with one fsync when any of them mutates (read-only starts ride
     /// along with the next sync, as before).
-    fn start_group(&self, group: &[&Prepared]) -> Result<(), EngineError> {
-        // One lock, one write and (when any mutates) one fsync for the group.
+    ///
+    /// One lock and one write for the group; the fsync runs on a blocking thread
+    /// while the operations of earlier groups go on (their answers are read and
+    /// journaled meanwhile), and the group starts once it is done.
+    async fn start_group(&self, group: &[&Prepared]) -> Result<(), EngineError> {
         let starts = group
             .iter()
             .map(|p| Event::OpStarted {
@@ -330,8 +347,11 @@ impl Ctx<'_> {
                 attempt: 1,
             })
             .collect();
-        self.events
-            .emit_all(starts, group.iter().any(|p| p.resolved.mutating))
+        if group.iter().any(|p| p.resolved.mutating) {
+            self.events.emit_all_durable(starts).await
+        } else {
+            self.events.emit_all(starts, false)
+        }
     }
 
     /// One attempt: journal the start (synced before a side effect) unless its group
@@ -374,7 +394,7 @@ impl Ctx<'_> {
             cancel: self.cancel.child_token(),
             timeout: t,
             dry_run: false,
-            vars: p.vars.clone(),
+            vars: std::sync::Arc::clone(&p.vars),
             calls: Default::default(),
             clock: crate::providers::RunClock(std::sync::Arc::clone(&self.clock)),
             spawned: track.then_some(tx),

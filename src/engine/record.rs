@@ -134,6 +134,46 @@ impl Recorder {
             .collect())
     }
 
+    /// [`Recorder::append_all`], made durable before this returns by an fsync run on
+    /// a blocking thread: while the disk works, the engine's thread goes on with
+    /// the operations already running (their results are appended meanwhile; the
+    /// fsync covers at least every line written before it started).
+    pub(crate) async fn append_all_durable(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<Vec<Record>, EngineError> {
+        let records = self.append_all(events, false)?;
+        let pending = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .detach_sync()?;
+        if let Some(pending) = pending {
+            let done = tokio::task::spawn_blocking(move || pending.run()).await;
+            let failed = match done {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(EngineError::from(e)),
+                // The thread could not run it (the runtime is shutting down): sync
+                // here instead.
+                Err(_) => {
+                    self.writer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .mark_unsynced();
+                    self.sync().err()
+                }
+            };
+            if let Some(e) = failed {
+                self.writer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .mark_unsynced();
+                return Err(e);
+            }
+        }
+        Ok(records)
+    }
+
     /// [`Recorder::append`] only if `write` agrees with what other processes
     /// appended from byte `from` on, checked under the journal's lock
     /// ([`crate::journal::writer::Writer::append_checked`]). Returns the record when

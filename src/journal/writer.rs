@@ -56,6 +56,29 @@ pub struct Writer {
     /// fsyncs this writer made (reported in debug logs; tests count them to prove
     /// group commit).
     fsyncs: u64,
+    /// Syncs handed out by [`Writer::detach_sync`] and not yet finished: while
+    /// one runs, [`Writer::sync`] syncs too, even with nothing new written.
+    detached: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// An fsync of a journal taken out of its writer ([`Writer::detach_sync`]): run
+/// on another thread, so appends (and everything else the caller does) go on
+/// while the disk works.
+#[derive(Debug)]
+pub struct PendingSync {
+    file: File,
+    path: PathBuf,
+    detached: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PendingSync {
+    /// Make every line written before [`Writer::detach_sync`] durable.
+    pub fn run(self) -> Result<(), WriteError> {
+        let r = self.file.sync_data().map_err(|e| io(&self.path, e));
+        self.detached
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        r
+    }
 }
 
 impl Writer {
@@ -86,6 +109,7 @@ impl Writer {
             len: 0,
             unsynced: false,
             fsyncs: 0,
+            detached: Default::default(),
         })
     }
 
@@ -103,6 +127,7 @@ impl Writer {
             len: 0,
             unsynced: false,
             fsyncs: 0,
+            detached: Default::default(),
         };
         w.catch_up()?;
         Ok(w)
@@ -278,12 +303,38 @@ impl Writer {
 
     /// Make every appended event durable.
     pub fn sync(&mut self) -> Result<(), WriteError> {
-        if self.unsynced {
+        let detached = self.detached.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        if self.unsynced || detached {
             self.fsyncs += 1;
             self.file.sync_data().map_err(|e| io(&self.path, e))?;
             self.unsynced = false;
         }
         Ok(())
+    }
+
+    /// The fsync [`Writer::sync`] would make now, to run elsewhere (None: nothing
+    /// is unsynced). Every line written so far is durable once it has run; a
+    /// [`Writer::sync`] meanwhile does not return before its own fsync. When it
+    /// fails, call [`Writer::mark_unsynced`].
+    pub fn detach_sync(&mut self) -> Result<Option<PendingSync>, WriteError> {
+        if !self.unsynced {
+            return Ok(None);
+        }
+        let file = self.file.try_clone().map_err(|e| io(&self.path, e))?;
+        self.detached
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.unsynced = false;
+        self.fsyncs += 1;
+        Ok(Some(PendingSync {
+            file,
+            path: self.path.clone(),
+            detached: std::sync::Arc::clone(&self.detached),
+        }))
+    }
+
+    /// A detached sync failed: what it was to make durable is not.
+    pub fn mark_unsynced(&mut self) {
+        self.unsynced = true;
     }
 
     /// If the file grew past our last append (another process wrote), read the new
