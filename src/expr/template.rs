@@ -414,7 +414,11 @@ mod tests {
             "{{item.metadata.this}}",
         ] {
             assert!(plain_path_string(t, &ctx).is_some(), "{t} is read in place");
-            assert_eq!(render(t, &ctx).unwrap(), through_handlebars(t).unwrap(), "{t}");
+            assert_eq!(
+                render(t, &ctx).unwrap(),
+                through_handlebars(t).unwrap(),
+                "{t}"
+            );
         }
         // Not plain paths to a string: handlebars decides.
         for t in [
@@ -424,7 +428,11 @@ mod tests {
             "{{{item.metadata.name}}}",
         ] {
             assert_eq!(plain_path_string(t, &ctx), None, "{t}");
-            assert_eq!(render(t, &ctx).unwrap(), through_handlebars(t).unwrap(), "{t}");
+            assert_eq!(
+                render(t, &ctx).unwrap(),
+                through_handlebars(t).unwrap(),
+                "{t}"
+            );
         }
         assert_eq!(plain_path_string("{{item.metadata.missing}}", &ctx), None);
         assert!(render("{{item.metadata.missing}}", &ctx).is_err());
