@@ -248,6 +248,12 @@ impl Ctx<'_> {
             return Err(e);
         }
         let not_started = pending.count();
+        // The plan of a long fan-out (each item's variables hold a whole object) is
+        // freed off the engine's thread; a short one is not worth a thread.
+        drop(running);
+        if prepared.len() >= 256 {
+            super::run::drop_later(prepared);
+        }
         bar.finish();
         results.sort_by_key(|(i, _)| *i);
         let mut errors = Vec::new();

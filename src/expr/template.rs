@@ -76,14 +76,17 @@ fn plain_path_string<'v>(template: &str, ctx: &'v Value) -> Option<&'v str> {
     let inner = template.strip_prefix("{{")?.strip_suffix("}}")?.trim();
     let mut segments = inner.split('.');
     let first = segments.next()?;
+    // `this` is handlebars' word for the current context wherever it stands in a
+    // path (`a.this` is `a`): never a field name.
     let ident = |s: &str| {
         let mut chars = s.chars();
-        chars
-            .next()
-            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        s != "this"
+            && chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
     };
-    if !ident(first) || first == "this" || !inner.contains('.') {
+    if !ident(first) || !inner.contains('.') {
         return None;
     }
     let mut v = ctx.as_object()?.get(first)?;
@@ -408,11 +411,7 @@ mod tests {
                 hb.render(t, &ctx).map_err(|e| e.to_string())
             })
         };
-        for t in [
-            "{{item.metadata.name}}",
-            "{{ item.metadata.name }}",
-            "{{item.metadata.this}}",
-        ] {
+        for t in ["{{item.metadata.name}}", "{{ item.metadata.name }}"] {
             assert!(plain_path_string(t, &ctx).is_some(), "{t} is read in place");
             assert_eq!(
                 render(t, &ctx).unwrap(),
@@ -424,6 +423,7 @@ mod tests {
         for t in [
             "{{item.metadata.n}}",
             "{{this.x}}",
+            "{{item.metadata.this}}",
             "{{item.metadata.name}} and {{item.metadata.n}}",
             "{{{item.metadata.name}}}",
         ] {
