@@ -288,6 +288,41 @@ impl Events {
         Ok(())
     }
 
+    /// [`Events::emit`] of several events, journaled with one lock and one write
+    /// (and one fsync when `sync`), then applied and reported one by one in order.
+    pub(crate) fn emit_all(&self, events: Vec<Event>, sync: bool) -> Result<(), EngineError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let records = self.journal.append_all(events, sync)?;
+        let mut state = self.state();
+        for record in &records {
+            state.apply(record.ts, &record.event);
+            for r in self.reporters.iter() {
+                r.record(record, &state);
+            }
+        }
+        Ok(())
+    }
+
+    /// [`Events::emit_all`] with `sync`, the fsync awaited on a blocking thread
+    /// ([`Recorder::append_all_durable`]) so that operations already running go on
+    /// meanwhile. The events are applied and reported once they are durable.
+    pub(crate) async fn emit_all_durable(&self, events: Vec<Event>) -> Result<(), EngineError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let records = self.journal.append_all_durable(events).await?;
+        let mut state = self.state();
+        for record in &records {
+            state.apply(record.ts, &record.event);
+            for r in self.reporters.iter() {
+                r.record(record, &state);
+            }
+        }
+        Ok(())
+    }
+
     /// [`Events::emit`] only if `write` agrees with the records other processes
     /// appended to the journal from byte `from` on (checked under the journal's
     /// lock). Returns whether it was written, the records read, and the offset to
@@ -381,6 +416,11 @@ impl Events {
     /// A result as journaled (see [`Recorder::bounded`]).
     pub(crate) fn bounded(&self, scope: &Scope, result: &Value) -> (Value, Option<String>) {
         self.journal.bounded(scope, result)
+    }
+
+    /// See [`Recorder::side_file_of`].
+    pub(crate) fn side_file_of(&self, scope: &Scope) -> Option<String> {
+        self.journal.side_file_of(scope)
     }
 }
 

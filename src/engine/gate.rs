@@ -83,7 +83,7 @@ impl Ctx<'_> {
                 cancel: self.cancel.child_token(),
                 timeout: None,
                 dry_run: false,
-                vars: p.vars.clone(),
+                vars: std::sync::Arc::clone(&p.vars),
                 calls: Default::default(),
                 clock: RunClock(std::sync::Arc::clone(&self.clock)),
                 approved: None,
@@ -138,7 +138,7 @@ impl Ctx<'_> {
             cancel: self.cancel.child_token(),
             timeout: Some(PREVIEW_TIMEOUT),
             dry_run: false,
-            vars: prepared.vars.clone(),
+            vars: std::sync::Arc::clone(&prepared.vars),
             calls: Default::default(),
             clock: RunClock(std::sync::Arc::clone(&self.clock)),
             approved: None,
@@ -301,6 +301,32 @@ impl Ctx<'_> {
                 });
             }
         }
+        if policy.mode == Gate::Auto {
+            // The plan is journaled as it is, moved rather than copied again (a
+            // 1 000-item `for_each` plan is 1 000 operations).
+            let approved = Event::GateDecided {
+                step: req.step.clone(),
+                rung: req.rung.clone(),
+                decision: Decision::Approved,
+                by: self.opts.operator.clone(),
+                source: ApprovalSource::Unattended,
+                digest: digest.clone(),
+            };
+            let requested = Event::GateRequested {
+                step: req.step,
+                rung: req.rung,
+                ops: req.ops,
+                digest,
+                preview: req.preview,
+                quorum: Quorum {
+                    approvals: needed as u32,
+                    expires_ms,
+                },
+            };
+            self.events.emit(requested, false)?;
+            self.events.emit(approved, false)?;
+            return Ok(Pass::Go);
+        }
         let decided = |decision, by: String, source| Event::GateDecided {
             step: req.step.clone(),
             rung: req.rung.clone(),
@@ -320,18 +346,6 @@ impl Ctx<'_> {
                 expires_ms,
             },
         };
-        if policy.mode == Gate::Auto {
-            self.events.emit(requested, false)?;
-            self.events.emit(
-                decided(
-                    Decision::Approved,
-                    self.opts.operator.clone(),
-                    ApprovalSource::Unattended,
-                ),
-                false,
-            )?;
-            return Ok(Pass::Go);
-        }
         self.events.emit(requested, true)?;
         self.events.notice(Notice::Plan {
             request: req.clone(),

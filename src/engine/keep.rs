@@ -101,7 +101,7 @@ impl Ctx<'_> {
             cancel: self.cancel.child_token(),
             timeout: Some(KEEP_READ_TIMEOUT),
             dry_run: false,
-            vars: next.vars.clone(),
+            vars: std::sync::Arc::clone(&next.vars),
             calls: Default::default(),
             clock: RunClock(std::sync::Arc::clone(&self.clock)),
             approved: None,

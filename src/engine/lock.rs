@@ -288,7 +288,7 @@ impl LeaseRef {
             cancel: cancel.child_token(),
             timeout: Some(Duration::from_secs(30)),
             dry_run: false,
-            vars: Value::Null,
+            vars: Default::default(),
             calls: Default::default(),
             clock: RunClock(Arc::clone(&self.clock)),
             approved: None,

@@ -19,7 +19,8 @@ use crate::runbook::model::{OpRef, Retry};
 pub(super) struct Prepared {
     pub(super) planned: PlannedOp,
     pub(super) resolved: Resolved,
-    pub(super) vars: Value,
+    /// The item's variables, shared with every attempt's [`ExecCtx`].
+    pub(super) vars: std::sync::Arc<Value>,
 }
 
 /// An operation as text, to see which variables it names.
@@ -109,7 +110,7 @@ impl Ctx<'_> {
                 Ok(Prepared {
                     planned,
                     resolved,
-                    vars,
+                    vars: std::sync::Arc::new(vars),
                 })
             })
             .collect()
@@ -203,7 +204,20 @@ impl Ctx<'_> {
                 && (free >= refill_at || running.is_empty())
             {
                 let group: Vec<&Prepared> = pending.by_ref().take(free).collect();
-                match self.start_group(&group) {
+                // While the group's starts are made durable, the operations already
+                // running are driven and their results kept.
+                let started = {
+                    let start = self.start_group(&group);
+                    tokio::pin!(start);
+                    loop {
+                        tokio::select! {
+                            biased;
+                            r = &mut start => break r,
+                            Some(r) = running.next(), if !running.is_empty() => results.push(r),
+                        }
+                    }
+                };
+                match started {
                     Ok(()) => {
                         for p in group {
                             let (bar, failures) = (&bar, &failures);
@@ -234,6 +248,12 @@ impl Ctx<'_> {
             return Err(e);
         }
         let not_started = pending.count();
+        // The plan of a long fan-out (each item's variables hold a whole object) is
+        // freed off the engine's thread; a short one is not worth a thread.
+        drop(running);
+        if prepared.len() >= 256 {
+            super::run::drop_later(prepared);
+        }
         bar.finish();
         results.sort_by_key(|(i, _)| *i);
         let mut errors = Vec::new();
@@ -321,20 +341,23 @@ impl Ctx<'_> {
     /// Journal the first attempt's start of each operation of a group, then make
     /// them durable with one fsync when any of them mutates (read-only starts ride
     /// along with the next sync, as before).
-    fn start_group(&self, group: &[&Prepared]) -> Result<(), EngineError> {
-        for p in group {
-            self.events.emit(
-                Event::OpStarted {
-                    op: p.planned.clone(),
-                    attempt: 1,
-                },
-                false,
-            )?;
-        }
+    ///
+    /// One lock and one write for the group; the fsync runs on a blocking thread
+    /// while the operations of earlier groups go on (their answers are read and
+    /// journaled meanwhile), and the group starts once it is done.
+    async fn start_group(&self, group: &[&Prepared]) -> Result<(), EngineError> {
+        let starts = group
+            .iter()
+            .map(|p| Event::OpStarted {
+                op: p.planned.clone(),
+                attempt: 1,
+            })
+            .collect();
         if group.iter().any(|p| p.resolved.mutating) {
-            self.events.sync()?;
+            self.events.emit_all_durable(starts).await
+        } else {
+            self.events.emit_all(starts, false)
         }
-        Ok(())
     }
 
     /// One attempt: journal the start (synced before a side effect) unless its group
@@ -377,7 +400,7 @@ impl Ctx<'_> {
             cancel: self.cancel.child_token(),
             timeout: t,
             dry_run: false,
-            vars: p.vars.clone(),
+            vars: std::sync::Arc::clone(&p.vars),
             calls: Default::default(),
             clock: crate::providers::RunClock(std::sync::Arc::clone(&self.clock)),
             spawned: track.then_some(tx),
@@ -416,28 +439,37 @@ impl Ctx<'_> {
             (r, _) => r,
         };
         let took = started.elapsed().as_millis() as u64;
-        let (outcome, result, error) = match &r {
-            Ok(v) => (Outcome::Ok, Some(v.clone()), None),
+        // Borrowed where the operation gave one: a 1 000-pod list is not copied to
+        // be journaled.
+        let spilled;
+        let (outcome, result, error): (_, Option<&Value>, _) = match &r {
+            Ok(v) => (Outcome::Ok, Some(v), None),
             Err(OpError::Failed { message, result }) => {
-                (Outcome::Failed, result.clone(), Some(message.clone()))
+                (Outcome::Failed, result.as_ref(), Some(message.clone()))
             }
             // What it streamed to side files before it was stopped is journaled,
             // so that no file in the run folder is left unreferenced.
-            Err(OpError::TimedOut(d)) => (
-                Outcome::TimedOut,
-                spilled_so_far(&spill),
-                Some(timed_out(*d, t.is_some(), &p.planned.scope.step)),
-            ),
-            Err(OpError::Cancelled) => (
-                Outcome::Aborted,
-                spilled_so_far(&spill),
-                Some("aborted by operator".into()),
-            ),
+            Err(OpError::TimedOut(d)) => {
+                spilled = spilled_so_far(&spill);
+                (
+                    Outcome::TimedOut,
+                    spilled.as_ref(),
+                    Some(timed_out(*d, t.is_some(), &p.planned.scope.step)),
+                )
+            }
+            Err(OpError::Cancelled) => {
+                spilled = spilled_so_far(&spill);
+                (
+                    Outcome::Aborted,
+                    spilled.as_ref(),
+                    Some("aborted by operator".into()),
+                )
+            }
             Err(OpError::Invalid(m)) => (Outcome::Failed, None, Some(m.clone())),
         };
         let (result, output_file) = match result {
             Some(v) => {
-                let (v, f) = self.events.bounded(&p.planned.scope, &v);
+                let (v, f) = self.events.bounded(&p.planned.scope, v);
                 (Some(v), f)
             }
             None => (None, None),

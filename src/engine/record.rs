@@ -44,6 +44,11 @@ pub(crate) struct Recorder {
     secrets: Arc<RwLock<Redactor>>,
     max_inline: usize,
     side_files: Arc<SideFiles>,
+    /// The scope of the last result [`Recorder::bounded`] journaled and the side
+    /// file it went to (None: inline), so that `save:` of that same result names
+    /// the same file without serialising and hashing it again
+    /// ([`Recorder::side_file_of`]).
+    last_bounded: Mutex<Option<(Scope, Option<String>)>>,
 }
 
 /// What a run cost in fsyncs, for `-vv` (and the test that proves group commit:
@@ -72,6 +77,7 @@ impl Recorder {
             secrets: Arc::new(RwLock::new(Redactor::new(secrets))),
             max_inline,
             side_files: Arc::new(SideFiles::open(run_dir)),
+            last_bounded: Mutex::new(None),
         }
     }
 
@@ -96,6 +102,76 @@ impl Recorder {
             ts: ts.trunc_subsecs(3),
             event,
         })
+    }
+
+    /// [`Recorder::append`] of several events at once: one lock and one write for
+    /// all of them ([`Writer::append_all`]), the same lines.
+    pub(crate) fn append_all(
+        &self,
+        events: Vec<Event>,
+        sync: bool,
+    ) -> Result<Vec<Record>, EngineError> {
+        let events: Vec<Event> = events.into_iter().map(|e| self.redact_event(e)).collect();
+        let ts = self.clock.now();
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            for event in &events {
+                tracing::debug!(
+                    event = %serde_json::to_string(event).unwrap_or_default(),
+                    sync,
+                    "journal"
+                );
+            }
+        }
+        let refs: Vec<&Event> = events.iter().collect();
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let first = w.append_all(ts, &refs, sync)?;
+        drop(w);
+        let ts = ts.trunc_subsecs(3);
+        Ok(events
+            .into_iter()
+            .zip(first..)
+            .map(|(event, seq)| Record { seq, ts, event })
+            .collect())
+    }
+
+    /// [`Recorder::append_all`], made durable before this returns by an fsync run on
+    /// a blocking thread: while the disk works, the engine's thread goes on with
+    /// the operations already running (their results are appended meanwhile; the
+    /// fsync covers at least every line written before it started).
+    pub(crate) async fn append_all_durable(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<Vec<Record>, EngineError> {
+        let records = self.append_all(events, false)?;
+        let pending = self
+            .writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .detach_sync()?;
+        if let Some(pending) = pending {
+            let done = tokio::task::spawn_blocking(move || pending.run()).await;
+            let failed = match done {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(EngineError::from(e)),
+                // The thread could not run it (the runtime is shutting down): sync
+                // here instead.
+                Err(_) => {
+                    self.writer
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .mark_unsynced();
+                    self.sync().err()
+                }
+            };
+            if let Some(e) = failed {
+                self.writer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .mark_unsynced();
+                return Err(e);
+            }
+        }
+        Ok(records)
     }
 
     /// [`Recorder::append`] only if `write` agrees with what other processes
@@ -383,16 +459,39 @@ impl Recorder {
     /// bound, written whole to a side file (returned, relative to the run folder)
     /// while the journal keeps a copy with long strings cut.
     pub(crate) fn bounded(&self, scope: &Scope, result: &Value) -> (Value, Option<String>) {
-        let v = self.redact_value(result);
+        let (v, file) = self.bounded_uncached(scope, result);
+        *self.last_bounded.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((scope.clone(), file.clone()));
+        (v, file)
+    }
+
+    /// The side file the last result [`Recorder::bounded`] kept went to, if that
+    /// result was of `scope` and went to one. The caller vouches that the value it
+    /// is about to journal is that same result (a step's `save:` of its single
+    /// operation's result, right after the operation).
+    pub(crate) fn side_file_of(&self, scope: &Scope) -> Option<String> {
+        match &*self.last_bounded.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some((s, file)) if s == scope => file.clone(),
+            _ => None,
+        }
+    }
+
+    fn bounded_uncached(&self, scope: &Scope, result: &Value) -> (Value, Option<String>) {
+        self.learn(result);
+        // Masked without a copy when there is nothing to mask: a large result is
+        // only read (measured, written to its side file, cut), never rebuilt whole.
+        let redactor = self.redactor();
+        let v = redactor.mask_value_cow(result);
+        drop(redactor);
         // Counted, not kept: a 1 000-pod list is 1.4 MB that only its size was
         // needed of (the side file holds the pretty form).
         let mut size = ByteCount(0);
-        let _ = serde_json::to_writer(&mut size, &v);
+        let _ = serde_json::to_writer(&mut size, &*v);
         if size.0 <= self.max_inline {
-            return (v, None);
+            return (v.into_owned(), None);
         }
         let label = label(scope);
-        let bytes = serde_json::to_vec_pretty(&v).unwrap_or_default();
+        let bytes = serde_json::to_vec_pretty(&*v).unwrap_or_default();
         match self.side_files.write(&label, &bytes) {
             Ok(file) => (truncate_strings(&v), Some(file)),
             // The disk is full (or the folder unwritable): the output is not lost

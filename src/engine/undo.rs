@@ -531,7 +531,7 @@ impl Ctx<'_> {
             out.push(Prepared {
                 planned,
                 resolved,
-                vars,
+                vars: std::sync::Arc::new(vars),
             });
         }
         Ok(out)

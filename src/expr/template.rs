@@ -35,6 +35,9 @@ pub fn render(template: &str, ctx: &Value) -> Result<String, ExprError> {
     if !template.contains("{{") {
         return Ok(template.to_owned());
     }
+    if let Some(s) = plain_path_string(template, ctx) {
+        return Ok(s.to_owned());
+    }
     REGISTRY.with(|cell| {
         let mut hb = cell.borrow_mut();
         if !hb.has_template(template) {
@@ -62,6 +65,38 @@ pub fn render(template: &str, ctx: &Value) -> Result<String, ExprError> {
         };
         result.map_err(|e| render_error(template, &e))
     })
+}
+
+/// The string a template made of one dotted path and nothing else
+/// (`{{item.metadata.name}}`, the usual `for_each` name) renders to, read in place:
+/// what handlebars (strict, unescaped) gives for it, without copying the item into
+/// handlebars' own data first. None for anything else (a helper, a bare name that
+/// could be one, a number, a missing field: handlebars renders or refuses those).
+fn plain_path_string<'v>(template: &str, ctx: &'v Value) -> Option<&'v str> {
+    let inner = template.strip_prefix("{{")?.strip_suffix("}}")?.trim();
+    let mut segments = inner.split('.');
+    let first = segments.next()?;
+    // `this` is handlebars' word for the current context wherever it stands in a
+    // path (`a.this` is `a`): never a field name.
+    let ident = |s: &str| {
+        let mut chars = s.chars();
+        s != "this"
+            && chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if !ident(first) || !inner.contains('.') {
+        return None;
+    }
+    let mut v = ctx.as_object()?.get(first)?;
+    for seg in segments {
+        if !ident(seg) {
+            return None;
+        }
+        v = v.as_object()?.get(seg)?;
+    }
+    v.as_str()
 }
 
 fn roots_of(source: &str, compiled: &Template) -> Option<Vec<String>> {
@@ -358,6 +393,46 @@ mod tests {
             .into_iter()
             .map(|r| r.path.join("."))
             .collect()
+    }
+
+    /// A template that is one dotted path to a string is read in place; it must
+    /// render exactly as handlebars renders it, and anything else still goes to
+    /// handlebars (strict: a missing field is an error, a number is rendered).
+    #[test]
+    fn a_lone_path_renders_as_handlebars_renders_it() {
+        let ctx = json!({
+            "item": {"metadata": {"name": "web-0 <&>\"x\"", "n": 3, "this": "t"}},
+            "this": {"x": "from a variable named this"}
+        });
+        let through_handlebars = |t: &str| {
+            REGISTRY.with(|cell| {
+                let mut hb = cell.borrow_mut();
+                hb.register_template_string(t, t).unwrap();
+                hb.render(t, &ctx).map_err(|e| e.to_string())
+            })
+        };
+        for t in ["{{item.metadata.name}}", "{{ item.metadata.name }}"] {
+            assert!(plain_path_string(t, &ctx).is_some(), "{t} is read in place");
+            assert_eq!(
+                render(t, &ctx).unwrap(),
+                through_handlebars(t).unwrap(),
+                "{t}"
+            );
+        }
+        // Not plain paths to a string: handlebars decides.
+        for t in [
+            "{{item.metadata.n}}",
+            "{{this.x}}",
+            "{{item.metadata.this}}",
+            "{{item.metadata.name}} and {{item.metadata.n}}",
+            "{{{item.metadata.name}}}",
+        ] {
+            assert_eq!(plain_path_string(t, &ctx), None, "{t}");
+            // Rendered, or refused, as before.
+            assert_eq!(render(t, &ctx).ok(), through_handlebars(t).ok(), "{t}");
+        }
+        assert_eq!(plain_path_string("{{item.metadata.missing}}", &ctx), None);
+        assert!(render("{{item.metadata.missing}}", &ctx).is_err());
     }
 
     /// docs/format.md documents `{{len x}}` as the way to count in a template.

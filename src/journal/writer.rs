@@ -56,6 +56,29 @@ pub struct Writer {
     /// fsyncs this writer made (reported in debug logs; tests count them to prove
     /// group commit).
     fsyncs: u64,
+    /// Syncs handed out by [`Writer::detach_sync`] and not yet finished: while
+    /// one runs, [`Writer::sync`] syncs too, even with nothing new written.
+    detached: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// An fsync of a journal taken out of its writer ([`Writer::detach_sync`]): run
+/// on another thread, so appends (and everything else the caller does) go on
+/// while the disk works.
+#[derive(Debug)]
+pub struct PendingSync {
+    file: File,
+    path: PathBuf,
+    detached: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PendingSync {
+    /// Make every line written before [`Writer::detach_sync`] durable.
+    pub fn run(self) -> Result<(), WriteError> {
+        let r = self.file.sync_data().map_err(|e| io(&self.path, e));
+        self.detached
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        r
+    }
 }
 
 impl Writer {
@@ -86,6 +109,7 @@ impl Writer {
             len: 0,
             unsynced: false,
             fsyncs: 0,
+            detached: Default::default(),
         })
     }
 
@@ -103,6 +127,7 @@ impl Writer {
             len: 0,
             unsynced: false,
             fsyncs: 0,
+            detached: Default::default(),
         };
         w.catch_up()?;
         Ok(w)
@@ -178,6 +203,39 @@ impl Writer {
         r
     }
 
+    /// Append several events stamped `ts` under one lock and with one `write` (the
+    /// `op_started` lines of a group-committed batch): the same lines, numbered the
+    /// same way, as that many [`Writer::append_ref`] calls, in a quarter of the
+    /// system calls. Fsynced once at the end when `sync`. Returns the first `seq`
+    /// (the others follow it without a gap).
+    pub fn append_all(
+        &mut self,
+        ts: DateTime<Utc>,
+        events: &[&Event],
+        sync: bool,
+    ) -> Result<u64, WriteError> {
+        lock_exclusive(&self.file).map_err(|e| io(&self.path, e))?;
+        let r = (|| {
+            self.catch_up()?;
+            let first = self
+                .seq
+                .checked_add(1)
+                .ok_or_else(|| WriteError::SeqExhausted(self.path.clone()))?;
+            let mut lines = Vec::new();
+            let mut seq = self.seq;
+            for event in events {
+                seq = seq
+                    .checked_add(1)
+                    .ok_or_else(|| WriteError::SeqExhausted(self.path.clone()))?;
+                self.line_into(&mut lines, seq, ts, event)?;
+            }
+            self.write_lines(&lines, seq, sync)?;
+            Ok(first)
+        })();
+        let _ = self.file.unlock();
+        r
+    }
+
     fn append_locked(
         &mut self,
         ts: DateTime<Utc>,
@@ -189,6 +247,20 @@ impl Writer {
             .seq
             .checked_add(1)
             .ok_or_else(|| WriteError::SeqExhausted(self.path.clone()))?;
+        let mut line = Vec::new();
+        self.line_into(&mut line, seq, ts, event)?;
+        self.write_lines(&line, seq, sync)?;
+        Ok(seq)
+    }
+
+    /// One journal line, newline included, appended to `out`.
+    fn line_into(
+        &self,
+        out: &mut Vec<u8>,
+        seq: u64,
+        ts: DateTime<Utc>,
+        event: &Event,
+    ) -> Result<(), WriteError> {
         // The same line as a `Record` (`super::event::Record`) serializes to.
         #[derive(serde::Serialize)]
         struct Line<'a> {
@@ -203,20 +275,25 @@ impl Writer {
             ts: ts.trunc_subsecs(3),
             event,
         };
-        let mut line =
-            serde_json::to_vec(&record).map_err(|e| io(&self.path, std::io::Error::other(e)))?;
-        line.push(b'\n');
-        // One write call: with O_APPEND the line lands whole at the end of the file.
+        serde_json::to_writer(&mut *out, &record)
+            .map_err(|e| io(&self.path, std::io::Error::other(e)))?;
+        out.push(b'\n');
+        Ok(())
+    }
+
+    /// Write whole lines ending with `last_seq`, with the lock held.
+    fn write_lines(&mut self, lines: &[u8], last_seq: u64, sync: bool) -> Result<(), WriteError> {
+        // One write call: with O_APPEND the lines land whole at the end of the file.
         (&self.file)
-            .write_all(&line)
+            .write_all(lines)
             .map_err(|e| io(&self.path, e))?;
-        self.seq = seq;
-        self.len += line.len() as u64;
+        self.seq = last_seq;
+        self.len += lines.len() as u64;
         self.unsynced = true;
         if sync {
             self.sync()?;
         }
-        Ok(seq)
+        Ok(())
     }
 
     /// How many fsyncs this writer has made.
@@ -226,12 +303,38 @@ impl Writer {
 
     /// Make every appended event durable.
     pub fn sync(&mut self) -> Result<(), WriteError> {
-        if self.unsynced {
+        let detached = self.detached.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        if self.unsynced || detached {
             self.fsyncs += 1;
             self.file.sync_data().map_err(|e| io(&self.path, e))?;
             self.unsynced = false;
         }
         Ok(())
+    }
+
+    /// The fsync [`Writer::sync`] would make now, to run elsewhere (None: nothing
+    /// is unsynced). Every line written so far is durable once it has run; a
+    /// [`Writer::sync`] meanwhile does not return before its own fsync. When it
+    /// fails, call [`Writer::mark_unsynced`].
+    pub fn detach_sync(&mut self) -> Result<Option<PendingSync>, WriteError> {
+        if !self.unsynced {
+            return Ok(None);
+        }
+        let file = self.file.try_clone().map_err(|e| io(&self.path, e))?;
+        self.detached
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.unsynced = false;
+        self.fsyncs += 1;
+        Ok(Some(PendingSync {
+            file,
+            path: self.path.clone(),
+            detached: std::sync::Arc::clone(&self.detached),
+        }))
+    }
+
+    /// A detached sync failed: what it was to make durable is not.
+    pub fn mark_unsynced(&mut self) {
+        self.unsynced = true;
     }
 
     /// If the file grew past our last append (another process wrote), read the new

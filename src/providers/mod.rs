@@ -58,7 +58,8 @@ impl Resolved {
     /// The provider-specific data of this operation, as its provider wrote it in
     /// [`Provider::resolve`] (and as the journal keeps it for `resume`).
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, OpError> {
-        serde_json::from_value(self.op.clone()).map_err(|e| {
+        // Read from the value where it is (no copy of the operation per decode).
+        T::deserialize(&self.op).map_err(|e| {
             OpError::Invalid(format!("not a resolved {} operation: {e}", self.provider))
         })
     }
@@ -94,8 +95,9 @@ pub struct ExecCtx {
     /// Ask the server for a dry run of writes (`dryRun=All`) where it supports one.
     pub dry_run: bool,
     /// The run's variables (`params`, saved values, `item`, `index`), for conditions
-    /// that a provider evaluates itself.
-    pub vars: Value,
+    /// that a provider evaluates itself. Shared, not copied, by every attempt of
+    /// an operation (an item of a `for_each` holds a whole object).
+    pub vars: std::sync::Arc<Value>,
     /// API calls made so far by this execution, in order; the engine journals them.
     pub calls: CallLog,
     /// The run's clock. Waits inside an operation (polling, retry cadences) sleep on
@@ -119,7 +121,7 @@ impl ExecCtx {
             cancel: CancellationToken::new(),
             timeout: None,
             dry_run: false,
-            vars,
+            vars: std::sync::Arc::new(vars),
             calls: CallLog::default(),
             clock: RunClock::default(),
             spawned: None,

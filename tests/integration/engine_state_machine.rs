@@ -1212,6 +1212,20 @@ steps:
         serde_json::from_slice(&std::fs::read(report.run_dir.join(&file)).unwrap()).unwrap();
     assert_eq!(full["stdout"].as_str().unwrap().len(), 100_000);
     assert!(std::fs::metadata(&report.journal).unwrap().len() < 20_000);
+    // `save: dump` of that same result names the same file; nothing is written twice.
+    let saved = ev
+        .iter()
+        .find_map(|e| match e {
+            Event::Saved { value, .. } => Some(value.clone()),
+            _ => None,
+        })
+        .expect("the saved value");
+    assert_eq!(saved, json!({ "$output_file": file }));
+    let outputs: Vec<_> = std::fs::read_dir(report.run_dir.join("outputs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
 }
 
 #[tokio::test]

@@ -86,7 +86,7 @@ pub(super) async fn run(
         Pass::Abort(r) => return Ok((End::Aborted(r), Value::Null)),
         Pass::Refuse(r) => return Ok((failed(r), Value::Null)),
     }
-    let (result, errors) = cx.execute_step(step, prepared, &done_items).await?;
+    let (mut result, errors) = cx.execute_step(step, prepared, &done_items).await?;
     if cx.cancel.is_cancelled() {
         return Ok((End::Aborted("aborted by operator".into()), result));
     }
@@ -94,7 +94,7 @@ pub(super) async fn run(
         return Ok((failed(errors.join("; ")), result));
     }
     cx.save(step, &result)?;
-    match cx.expect(step, &result) {
+    match cx.expect(step, &mut result) {
         Ok(true) | Err(None) => {}
         Ok(false) => {
             let x = step.expect.as_deref().map(String::as_str).unwrap_or("");

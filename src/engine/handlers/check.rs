@@ -19,7 +19,7 @@ pub(super) async fn run(cx: &mut Ctx<'_>, step: &Step) -> Result<(End, Value), E
         Ok(p) => p,
         Err(e) => return Ok((failed(e), Value::Null)),
     };
-    let (result, errors) = cx.execute_step(step, prepared, &[]).await?;
+    let (mut result, errors) = cx.execute_step(step, prepared, &[]).await?;
     if cx.cancel.is_cancelled() {
         return Ok((End::Aborted("aborted by operator".into()), result));
     }
@@ -27,7 +27,7 @@ pub(super) async fn run(cx: &mut Ctx<'_>, step: &Step) -> Result<(End, Value), E
         return Ok((failed(errors.join("; ")), result));
     }
     cx.save(step, &result)?;
-    match cx.expect(step, &result) {
+    match cx.expect(step, &mut result) {
         Ok(true) | Err(None) => Ok((ok(cx.summary_of(step, &result)), result)),
         Ok(false) => Ok((
             End::Done {

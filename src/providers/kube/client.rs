@@ -246,6 +246,9 @@ pub(crate) struct Req {
     pub kubectl: Option<String>,
     /// A 5xx may be retried (not a JSON patch that appends, which could apply twice).
     pub idempotent: bool,
+    /// Only the status of a successful (or 404) answer is wanted: its body is not
+    /// parsed (a force DELETE answers with the whole object, read by nobody).
+    pub status_only: bool,
 }
 
 impl Req {
@@ -256,6 +259,7 @@ impl Req {
             body: None,
             kubectl: None,
             idempotent: true,
+            status_only: false,
         }
     }
 
@@ -266,6 +270,7 @@ impl Req {
             body: None,
             kubectl: None,
             idempotent: true,
+            status_only: false,
         }
     }
 
@@ -274,6 +279,12 @@ impl Req {
             content_type.to_string(),
             serde_json::to_vec(body).unwrap_or_default(),
         ));
+        self
+    }
+
+    /// See [`Req::status_only`].
+    pub fn status_only(mut self) -> Req {
+        self.status_only = true;
         self
     }
 
@@ -407,7 +418,8 @@ impl Transport {
                 req.method
             ))
         })?;
-        let body = if bytes.is_empty() {
+        let unread = req.status_only && ((200..300).contains(&status) || status == 404);
+        let body = if bytes.is_empty() || unread {
             Value::Null
         } else {
             serde_json::from_slice(&bytes)

@@ -277,7 +277,8 @@ impl Run<'_> {
                     }
                     let req = Req::new(Method::DELETE, res.url(ns.as_deref(), Some(&name), None))
                         .json("application/json", opts)
-                        .kubectl(line);
+                        .kubectl(line)
+                        .status_only();
                     match self.send(req).await {
                         Ok(r) if r.ok() => Each::Done(who),
                         Ok(r) if r.status == 404 => Each::Gone(who),
