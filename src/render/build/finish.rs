@@ -373,6 +373,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
     e.ops
         .reserve_exact(acc.ops.len() + usize::from(folded_line.is_some()));
     for a in acc.ops {
+        let result = a.result();
         let mut op = a.op;
         if op.outcome.is_none() {
             op.outcome = Some(no_result());
@@ -409,7 +410,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                         lang: "text".to_owned(),
                     });
                 }
-                if let Some(r) = &a.result {
+                if let Some(r) = &result {
                     result_details(&what, r, &mut e.details);
                 }
             }
@@ -421,7 +422,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                 }
                 op.calls.clear();
                 op.calls_folded = false;
-                if let Some(r) = &a.result {
+                if let Some(r) = &result {
                     op.result_line = summary::result_line(r);
                     if mode == Details::Summary
                         && let Some((at, seq)) = a.result_at
@@ -500,7 +501,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
             if mode != Details::Full {
                 calls.add(&step, &a.op);
             }
-            if let Some(r) = &a.result {
+            if let Some(r) = &a.result() {
                 let what = format!("the last verification poll ({})", a.op.display);
                 match mode {
                     Details::Full => result_details(&what, r, &mut e.details),

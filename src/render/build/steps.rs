@@ -95,12 +95,12 @@ impl Builder {
             self.entries[i]
                 .ops
                 .last()
-                .and_then(|a| a.result.as_ref())
                 .filter(|_| summary.starts_with('{'))
+                .and_then(OpAcc::result)
                 .and_then(|r| {
                     Some((
-                        r.get("kind")?.as_str()?,
-                        r.pointer("/metadata/name")?.as_str()?,
+                        r.get("kind")?.as_str()?.to_owned(),
+                        r.pointer("/metadata/name")?.as_str()?.to_owned(),
                     ))
                 })
         }) {
