@@ -97,6 +97,8 @@ impl OpMap {
                 let i = match v.binary_search_by(|(k, _)| k.cmp(&key)) {
                     Ok(i) => i,
                     Err(i) => {
+                        // One more slot, not four: most steps have one operation.
+                        v.reserve_exact(1);
                         v.insert(i, (key, new));
                         i
                     }
@@ -314,7 +316,9 @@ pub struct StepState {
     /// (last) started.
     pub manual_requested: Vec<(Option<String>, DateTime<Utc>)>,
     /// Its undo, once `runbook undo` (or `on_failure: undo`) reached it.
-    pub undo: Option<UndoRecord>,
+    /// Boxed: most steps are never undone, and every step's state is held for the
+    /// whole journal (issue 18).
+    pub undo: Option<Box<UndoRecord>>,
 }
 
 /// What the events say about a step's undo (`undo_started` … `undo_finished`, or
@@ -862,15 +866,17 @@ impl RunState {
             } => {
                 self.undo_reached(step);
                 let s = self.step_mut(step);
-                let u = s.undo.get_or_insert_with(|| UndoRecord {
-                    title: String::new(),
-                    started: None,
-                    by: String::new(),
-                    items: Vec::new(),
-                    outcome: None,
-                    finished: None,
-                    summary: String::new(),
-                    skipped: None,
+                let u = s.undo.get_or_insert_with(|| {
+                    Box::new(UndoRecord {
+                        title: String::new(),
+                        started: None,
+                        by: String::new(),
+                        items: Vec::new(),
+                        outcome: None,
+                        finished: None,
+                        summary: String::new(),
+                        skipped: None,
+                    })
                 });
                 u.title.clone_from(title);
                 u.started = Some(ts);
@@ -899,7 +905,7 @@ impl RunState {
                 self.undo_reached(step);
                 let s = self.step_mut(step);
                 let title = s.title.clone();
-                s.undo = Some(UndoRecord {
+                s.undo = Some(Box::new(UndoRecord {
                     title,
                     started: None,
                     by: String::new(),
@@ -908,7 +914,7 @@ impl RunState {
                     finished: Some(ts),
                     summary: reason.clone(),
                     skipped: Some(reason.clone()),
-                });
+                }));
             }
             Event::RunFinished {
                 status,
