@@ -714,7 +714,7 @@ fn an_undo_is_folded_per_step_and_in_the_order_it_was_reached() {
     );
     assert!(
         r.step("scale")
-            .and_then(|s| s.undo.as_ref())
+            .and_then(|s| s.undo.as_deref())
             .is_some_and(UndoRecord::is_done)
     );
 
@@ -727,7 +727,7 @@ fn an_undo_is_folded_per_step_and_in_the_order_it_was_reached() {
     let r = RunState::from_records(&records(events)).expect("a state");
     let u = r
         .step("cordon")
-        .and_then(|s| s.undo.as_ref())
+        .and_then(|s| s.undo.as_deref())
         .expect("its undo");
     assert!(u.is_done());
     assert_eq!(u.summary, "undid 2 item(s)");

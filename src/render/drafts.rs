@@ -298,7 +298,7 @@ fn questions(pm: &Postmortem) -> Vec<String> {
         if e.kind != "rung"
             && let Some(o) = &e.outcome
             && matches!(
-                o.code.as_str(),
+                o.code,
                 "failed" | "timed_out" | "aborted" | "unknown"
             )
             && let Some(step) = &e.step
@@ -405,7 +405,7 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
         let step = e.step.as_deref().unwrap_or("");
         if e.kind != "rung"
             && let Some(o) = &e.outcome
-            && matches!(o.code.as_str(), "failed" | "unknown" | "timed_out")
+            && matches!(o.code, "failed" | "unknown" | "timed_out")
         {
             let why = e
                 .summary

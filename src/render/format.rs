@@ -117,7 +117,7 @@ mod tests {
     fn time_is_shown_in_the_display_zone() {
         let ts: DateTime<Utc> = "2018-03-13T06:28:03.120Z".parse().unwrap();
         let t = Time::new(ts, chrono_tz::Europe::Berlin);
-        assert_eq!(t.time, "07:28:03");
+        assert_eq!(t.time(), "07:28:03");
         assert_eq!(t.full(), "2018-03-13 07:28:03 CET");
         assert_eq!(t.utc(), "2018-03-13T06:28:03.120Z");
     }

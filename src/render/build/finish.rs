@@ -482,7 +482,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
             v.took = duration_ms(between(f, l));
         }
         if !v.passed && v.outcome == "pending" {
-            v.outcome = match e.outcome.as_ref().map(|o| o.code.as_str()) {
+            v.outcome = match e.outcome.as_ref().map(|o| o.code) {
                 Some("timed_out") => "timed_out",
                 Some("failed") => "failed",
                 _ if e.kind == "rung" || run_finished => "failed",
