@@ -743,10 +743,9 @@ impl RunState {
                 }
             }
             Event::OpStarted { op, attempt } => {
-                let op = self
-                    .step_mut(&op.scope.step)
-                    .ops
-                    .get_or_insert(OpKey::from(&op.scope), OpRecord {
+                let op = self.step_mut(&op.scope.step).ops.get_or_insert(
+                    OpKey::from(&op.scope),
+                    OpRecord {
                         state: OpState::Started,
                         started: ts,
                         finished: None,
@@ -754,7 +753,8 @@ impl RunState {
                         starts: 0,
                         pgid: None,
                         spawned: None,
-                    });
+                    },
+                );
                 op.state = OpState::Started;
                 op.started = ts;
                 op.finished = None;
@@ -781,10 +781,9 @@ impl RunState {
                 attempt,
                 ..
             } => {
-                let op = self
-                    .step_mut(&scope.step)
-                    .ops
-                    .get_or_insert(OpKey::from(scope), OpRecord {
+                let op = self.step_mut(&scope.step).ops.get_or_insert(
+                    OpKey::from(scope),
+                    OpRecord {
                         state: OpState::Started,
                         started: ts,
                         finished: None,
@@ -792,7 +791,8 @@ impl RunState {
                         starts: 0,
                         pgid: None,
                         spawned: None,
-                    });
+                    },
+                );
                 op.state = OpState::Finished { outcome: *outcome };
                 op.finished = Some(ts);
                 op.attempt = *attempt;

@@ -433,7 +433,8 @@ pub fn build_from(c: &Collector, pm: &Postmortem, tz: Tz) -> Option<Built> {
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="chart-title chart-desc" font-family="sans-serif" font-size="11" data-from="{}" data-to="{}" data-plot-left="{LEFT}" data-plot-width="{plot_w}">"#,
-        from.utc(), to.utc()
+        from.utc(),
+        to.utc()
     );
     let _ = writeln!(s, r#"<title id="chart-title">{}</title>"#, xml(&title));
     let _ = writeln!(s, r#"<desc id="chart-desc">{}</desc>"#, xml(&desc));

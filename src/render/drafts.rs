@@ -297,10 +297,7 @@ fn questions(pm: &Postmortem) -> Vec<String> {
         }
         if e.kind != "rung"
             && let Some(o) = &e.outcome
-            && matches!(
-                o.code,
-                "failed" | "timed_out" | "aborted" | "unknown"
-            )
+            && matches!(o.code, "failed" | "timed_out" | "aborted" | "unknown")
             && let Some(step) = &e.step
         {
             q.push(format!(

@@ -38,12 +38,18 @@ impl Time {
 
     /// `YYYY-MM-DD` in the display zone.
     pub fn date(&self) -> String {
-        self.ts.with_timezone(&self.tz).format("%Y-%m-%d").to_string()
+        self.ts
+            .with_timezone(&self.tz)
+            .format("%Y-%m-%d")
+            .to_string()
     }
 
     /// `HH:MM:SS` in the display zone.
     pub fn time(&self) -> String {
-        self.ts.with_timezone(&self.tz).format("%H:%M:%S").to_string()
+        self.ts
+            .with_timezone(&self.tz)
+            .format("%H:%M:%S")
+            .to_string()
     }
 
     /// `YYYY-MM-DD HH:MM:SS ZONE` in the display zone, e.g. `2018-03-13 07:28:03 CET`.

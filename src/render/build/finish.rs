@@ -748,7 +748,8 @@ mod tests {
         );
         let after = &pm.timeline[0].entries[5];
         assert_eq!(
-            after.time.time(), "14:00:06",
+            after.time.time(),
+            "14:00:06",
             "stamped when asked again after the resume"
         );
         assert_eq!(after.ops.len(), 1);

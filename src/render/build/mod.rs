@@ -644,9 +644,7 @@ impl Builder {
                         kubectl: c.kubectl.clone().filter(|k| *k != acc.op.display),
                     })
                     .collect();
-                acc.result = result
-                    .as_ref()
-                    .map(|r| r.to_string().into_boxed_str());
+                acc.result = result.as_ref().map(|r| r.to_string().into_boxed_str());
                 acc.result_at = Some((rec.ts, rec.seq));
             }
             Event::ManualRequested { scope, instruction } => {
