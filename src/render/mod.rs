@@ -271,7 +271,7 @@ fn anchor(pm: &mut model::Postmortem, start: Option<chrono::DateTime<chrono::Utc
         .flat_map(|d| &d.entries)
         .flat_map(|e| &e.ops)
         .filter(|o| o.mutating)
-        .map(|o| o.started.clone())
+        .map(|o| o.started)
         .min_by_key(|t| t.ts());
     if pm.run.status == "succeeded" {
         m.resolved.clone_from(&pm.run.ended);

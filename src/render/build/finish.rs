@@ -447,14 +447,14 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
         e.ops.push(op);
     }
     if let Some(line) = folded_line {
-        let first = e.ops.first().map(|o| o.started.clone());
+        let first = e.ops.first().map(|o| o.started);
         e.ops.push(Op {
             display: format!("{} more items", acc.folded_started),
             provider: String::new(),
             mutating: e.ops.iter().any(|o| o.mutating),
             item: None,
             runs: 1,
-            started: first.unwrap_or_else(|| e.time.clone()),
+            started: first.unwrap_or(e.time),
             outcome: Some(if acc.folded_ok {
                 crate::render::build::present::outcome(crate::journal::event::Outcome::Ok)
             } else {

@@ -811,11 +811,7 @@ impl Builder {
                 if at.is_some() {
                     // Not where it was written but when it says: moved in `finish`.
                     let mut acc = self.entries.remove(i);
-                    acc.entry.time = acc
-                        .entry
-                        .note
-                        .as_ref()
-                        .map_or(acc.entry.time, |n| n.at.clone());
+                    acc.entry.time = acc.entry.note.as_ref().map_or(acc.entry.time, |n| n.at);
                     self.backdated.push(acc);
                 }
             }
