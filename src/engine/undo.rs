@@ -132,7 +132,7 @@ pub(super) fn all_done(state: &RunState, order: &[String]) -> bool {
     order.iter().all(|id| {
         state
             .step(id)
-            .and_then(|s| s.undo.as_ref())
+            .and_then(|s| s.undo.as_deref())
             .is_some_and(UndoRecord::is_done)
     })
 }
@@ -282,7 +282,7 @@ impl Ctx<'_> {
             };
             let (done, skipped) = {
                 let state = self.events.state();
-                let u = state.step(id).and_then(|s| s.undo.as_ref());
+                let u = state.step(id).and_then(|s| s.undo.as_deref());
                 (
                     u.is_some_and(UndoRecord::is_done),
                     u.and_then(|u| u.skipped.clone()),

@@ -40,6 +40,129 @@ impl From<&Scope> for OpKey {
     }
 }
 
+/// The operations of one step, in [`OpKey`] order (a map's order, which the engine
+/// and `resume` read them in).
+///
+/// Most steps have one operation: a sorted vector of a few holds it in one small
+/// allocation, where a `BTreeMap` node took more than a kilobyte per step (issue 18:
+/// the postmortem of 2 500 steps held 2.5 MiB of near-empty nodes). A `for_each`
+/// step past [`OpMap::SMALL`] operations moves to a `BTreeMap`, so its inserts stay
+/// logarithmic however its items arrive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpMap {
+    Small(Vec<(OpKey, OpRecord)>),
+    Large(BTreeMap<OpKey, OpRecord>),
+}
+
+impl Default for OpMap {
+    fn default() -> OpMap {
+        OpMap::Small(Vec::new())
+    }
+}
+
+impl OpMap {
+    /// Operations held in the sorted vector before it becomes a `BTreeMap`.
+    pub const SMALL: usize = 16;
+
+    pub fn get(&self, key: &OpKey) -> Option<&OpRecord> {
+        match self {
+            OpMap::Small(v) => v
+                .binary_search_by(|(k, _)| k.cmp(key))
+                .ok()
+                .map(|i| &v[i].1),
+            OpMap::Large(m) => m.get(key),
+        }
+    }
+
+    pub fn get_mut(&mut self, key: &OpKey) -> Option<&mut OpRecord> {
+        match self {
+            OpMap::Small(v) => v
+                .binary_search_by(|(k, _)| k.cmp(key))
+                .ok()
+                .map(|i| &mut v[i].1),
+            OpMap::Large(m) => m.get_mut(key),
+        }
+    }
+
+    /// The record of `key`, `new` inserted first when there is none.
+    pub fn get_or_insert(&mut self, key: OpKey, new: OpRecord) -> &mut OpRecord {
+        if let OpMap::Small(v) = self
+            && v.len() >= Self::SMALL
+            && v.binary_search_by(|(k, _)| k.cmp(&key)).is_err()
+        {
+            *self = OpMap::Large(std::mem::take(v).into_iter().collect());
+        }
+        match self {
+            OpMap::Small(v) => {
+                let i = match v.binary_search_by(|(k, _)| k.cmp(&key)) {
+                    Ok(i) => i,
+                    Err(i) => {
+                        // One more slot, not four: most steps have one operation.
+                        v.reserve_exact(1);
+                        v.insert(i, (key, new));
+                        i
+                    }
+                };
+                &mut v[i].1
+            }
+            OpMap::Large(m) => m.entry(key).or_insert(new),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            OpMap::Small(v) => v.len(),
+            OpMap::Large(m) => m.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The operations in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&OpKey, &OpRecord)> {
+        let (small, large) = match self {
+            OpMap::Small(v) => (Some(v.iter().map(|(k, o)| (k, o))), None),
+            OpMap::Large(m) => (None, Some(m.iter())),
+        };
+        small
+            .into_iter()
+            .flatten()
+            .chain(large.into_iter().flatten())
+    }
+}
+
+impl<'a> IntoIterator for &'a OpMap {
+    type Item = (&'a OpKey, &'a OpRecord);
+    type IntoIter = Box<dyn Iterator<Item = (&'a OpKey, &'a OpRecord)> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+impl IntoIterator for OpMap {
+    type Item = (OpKey, OpRecord);
+    type IntoIter = Box<dyn Iterator<Item = (OpKey, OpRecord)>>;
+    fn into_iter(self) -> Self::IntoIter {
+        match self {
+            OpMap::Small(v) => Box::new(v.into_iter()),
+            OpMap::Large(m) => Box::new(m.into_iter()),
+        }
+    }
+}
+
+impl FromIterator<(OpKey, OpRecord)> for OpMap {
+    fn from_iter<I: IntoIterator<Item = (OpKey, OpRecord)>>(iter: I) -> OpMap {
+        let m: BTreeMap<OpKey, OpRecord> = iter.into_iter().collect();
+        if m.len() > Self::SMALL {
+            OpMap::Large(m)
+        } else {
+            OpMap::Small(m.into_iter().collect())
+        }
+    }
+}
+
 /// What the events say about one operation (one scope): its last state, when it last
 /// started and finished, which attempt that was and how many times it started.
 ///
@@ -180,7 +303,7 @@ pub struct StepState {
     pub gates: Vec<GateRecord>,
     /// Gates asked and not answered yet, by rung (`None`: the step's own gate).
     pub pending_gates: Vec<PendingGate>,
-    pub ops: BTreeMap<OpKey, OpRecord>,
+    pub ops: OpMap,
     /// Escalation rungs started, in order.
     pub rungs: Vec<String>,
     /// The rungs started, by rung id.
@@ -193,7 +316,9 @@ pub struct StepState {
     /// (last) started.
     pub manual_requested: Vec<(Option<String>, DateTime<Utc>)>,
     /// Its undo, once `runbook undo` (or `on_failure: undo`) reached it.
-    pub undo: Option<UndoRecord>,
+    /// Boxed: most steps are never undone, and every step's state is held for the
+    /// whole journal (issue 18).
+    pub undo: Option<Box<UndoRecord>>,
 }
 
 /// What the events say about a step's undo (`undo_started` … `undo_finished`, or
@@ -534,7 +659,7 @@ impl RunState {
                 // items that finished ok, which are not repeated.
                 let old = self.steps.remove(step);
                 if let Some(old) = old.filter(|_| !kept.is_empty()) {
-                    let ops: BTreeMap<OpKey, OpRecord> = old
+                    let ops: OpMap = old
                         .ops
                         .into_iter()
                         .filter(|(k, o)| {
@@ -618,11 +743,9 @@ impl RunState {
                 }
             }
             Event::OpStarted { op, attempt } => {
-                let op = self
-                    .step_mut(&op.scope.step)
-                    .ops
-                    .entry(OpKey::from(&op.scope))
-                    .or_insert(OpRecord {
+                let op = self.step_mut(&op.scope.step).ops.get_or_insert(
+                    OpKey::from(&op.scope),
+                    OpRecord {
                         state: OpState::Started,
                         started: ts,
                         finished: None,
@@ -630,7 +753,8 @@ impl RunState {
                         starts: 0,
                         pgid: None,
                         spawned: None,
-                    });
+                    },
+                );
                 op.state = OpState::Started;
                 op.started = ts;
                 op.finished = None;
@@ -657,11 +781,9 @@ impl RunState {
                 attempt,
                 ..
             } => {
-                let op = self
-                    .step_mut(&scope.step)
-                    .ops
-                    .entry(OpKey::from(scope))
-                    .or_insert(OpRecord {
+                let op = self.step_mut(&scope.step).ops.get_or_insert(
+                    OpKey::from(scope),
+                    OpRecord {
                         state: OpState::Started,
                         started: ts,
                         finished: None,
@@ -669,7 +791,8 @@ impl RunState {
                         starts: 0,
                         pgid: None,
                         spawned: None,
-                    });
+                    },
+                );
                 op.state = OpState::Finished { outcome: *outcome };
                 op.finished = Some(ts);
                 op.attempt = *attempt;
@@ -743,15 +866,17 @@ impl RunState {
             } => {
                 self.undo_reached(step);
                 let s = self.step_mut(step);
-                let u = s.undo.get_or_insert_with(|| UndoRecord {
-                    title: String::new(),
-                    started: None,
-                    by: String::new(),
-                    items: Vec::new(),
-                    outcome: None,
-                    finished: None,
-                    summary: String::new(),
-                    skipped: None,
+                let u = s.undo.get_or_insert_with(|| {
+                    Box::new(UndoRecord {
+                        title: String::new(),
+                        started: None,
+                        by: String::new(),
+                        items: Vec::new(),
+                        outcome: None,
+                        finished: None,
+                        summary: String::new(),
+                        skipped: None,
+                    })
                 });
                 u.title.clone_from(title);
                 u.started = Some(ts);
@@ -780,7 +905,7 @@ impl RunState {
                 self.undo_reached(step);
                 let s = self.step_mut(step);
                 let title = s.title.clone();
-                s.undo = Some(UndoRecord {
+                s.undo = Some(Box::new(UndoRecord {
                     title,
                     started: None,
                     by: String::new(),
@@ -789,7 +914,7 @@ impl RunState {
                     finished: Some(ts),
                     summary: reason.clone(),
                     skipped: Some(reason.clone()),
-                });
+                }));
             }
             Event::RunFinished {
                 status,

@@ -714,7 +714,7 @@ fn an_undo_is_folded_per_step_and_in_the_order_it_was_reached() {
     );
     assert!(
         r.step("scale")
-            .and_then(|s| s.undo.as_ref())
+            .and_then(|s| s.undo.as_deref())
             .is_some_and(UndoRecord::is_done)
     );
 
@@ -727,8 +727,45 @@ fn an_undo_is_folded_per_step_and_in_the_order_it_was_reached() {
     let r = RunState::from_records(&records(events)).expect("a state");
     let u = r
         .step("cordon")
-        .and_then(|s| s.undo.as_ref())
+        .and_then(|s| s.undo.as_deref())
         .expect("its undo");
     assert!(u.is_done());
     assert_eq!(u.summary, "undid 2 item(s)");
+}
+
+/// A step's operations are held in a small sorted vector and move to a map past
+/// `OpMap::SMALL` (issue 18): either way they read back in key order, every one
+/// findable, whatever order they started in.
+#[test]
+fn a_steps_operations_read_back_in_key_order_small_or_large() {
+    for n in [1, OpMap::SMALL, OpMap::SMALL + 1, 100] {
+        let mut events = vec![started(), step_started("fix")];
+        // Items out of order, a rung, and the verification, as a run can journal them.
+        for i in (0..n).rev() {
+            events.push(op_started(scope("fix", None, Some(i))));
+        }
+        events.push(op_started(scope("fix", Some("fix.1"), None)));
+        let mut verify = scope("fix", None, None);
+        verify.verification = true;
+        events.push(op_started(verify.clone()));
+        for i in 0..n {
+            events.push(op_finished(scope("fix", None, Some(i)), Outcome::Ok));
+        }
+        let r = RunState::from_records(&records(events)).expect("folds");
+        let s = &r.steps["fix"];
+        assert_eq!(s.ops.len(), n + 2, "{n} items");
+        assert_eq!(
+            matches!(s.ops, OpMap::Large(_)),
+            n + 2 > OpMap::SMALL,
+            "{n} items: a map only past SMALL"
+        );
+        let keys: Vec<OpKey> = s.ops.iter().map(|(k, _)| k.clone()).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "{n} items: in key order");
+        assert_eq!(s.ok_items(None).len(), n);
+        assert_eq!(s.unknown_ops(Some("fix.1")).len(), 1);
+        assert!(s.op(&OpKey::from(&verify)).is_some());
+        assert!(s.op(&OpKey::from(&scope("fix", None, Some(n)))).is_none());
+    }
 }

@@ -161,7 +161,7 @@ struct Marker {
 }
 
 fn parse(t: &Time) -> Option<DateTime<Utc>> {
-    t.utc.parse().ok()
+    Some(t.ts())
 }
 
 fn markers(c: &Collector, pm: &Postmortem) -> Vec<Marker> {
@@ -259,7 +259,7 @@ fn groups(xs: &[f64]) -> Vec<std::ops::Range<usize>> {
 /// One label for a group of markers: `action 06:30:05`, or the labels in order
 /// with their counts and the group's span (`detected, action ×3 06:28:00–06:29:10`).
 fn group_label(markers: &[Marker], tz: Tz) -> String {
-    let first = Time::new(markers[0].at, tz).time;
+    let first = Time::new(markers[0].at, tz).time();
     if markers.len() == 1 {
         return format!("{} {first}", markers[0].label);
     }
@@ -280,7 +280,7 @@ fn group_label(markers: &[Marker], tz: Tz) -> String {
             }
         })
         .collect();
-    let last = Time::new(markers[markers.len() - 1].at, tz).time;
+    let last = Time::new(markers[markers.len() - 1].at, tz).time();
     format!("{} {first}–{last}", words.join(", "))
 }
 
@@ -403,13 +403,13 @@ pub fn build_from(c: &Collector, pm: &Postmortem, tz: Tz) -> Option<Built> {
 
     let from = Time::new(t0, tz);
     let to = Time::new(t1, tz);
-    let title = format!("{query} from {} to {} ({})", from.full, to.time, pm.tz);
+    let title = format!("{query} from {} to {} ({})", from.full(), to.time(), pm.tz);
     let mut desc = format!(
         "{} value{} of the PromQL query {query} that the run journaled, from {} to {}, between {} and {}.",
         points.len(),
         if points.len() == 1 { "" } else { "s" },
-        Time::new(points[0].0, tz).time,
-        Time::new(points[points.len() - 1].0, tz).time,
+        Time::new(points[0].0, tz).time(),
+        Time::new(points[points.len() - 1].0, tz).time(),
         number(points.iter().map(|p| p.1).fold(f64::MAX, f64::min)),
         number(points.iter().map(|p| p.1).fold(f64::MIN, f64::max)),
     );
@@ -418,7 +418,7 @@ pub fn build_from(c: &Collector, pm: &Postmortem, tz: Tz) -> Option<Built> {
             desc,
             " {} at {};",
             capitalised(&mk.label),
-            Time::new(mk.at, tz).time
+            Time::new(mk.at, tz).time()
         );
     }
     if desc.ends_with(';') {
@@ -433,7 +433,8 @@ pub fn build_from(c: &Collector, pm: &Postmortem, tz: Tz) -> Option<Built> {
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" viewBox="0 0 {WIDTH} {height}" role="img" aria-labelledby="chart-title chart-desc" font-family="sans-serif" font-size="11" data-from="{}" data-to="{}" data-plot-left="{LEFT}" data-plot-width="{plot_w}">"#,
-        from.utc, to.utc
+        from.utc(),
+        to.utc()
     );
     let _ = writeln!(s, r#"<title id="chart-title">{}</title>"#, xml(&title));
     let _ = writeln!(s, r#"<desc id="chart-desc">{}</desc>"#, xml(&desc));
@@ -476,8 +477,8 @@ pub fn build_from(c: &Collector, pm: &Postmortem, tz: Tz) -> Option<Built> {
             s,
             r##"<text class="x-label" x="{at:.1}" y="{:.1}" text-anchor="{anchor}" fill="#333333">{} {}</text>"##,
             bottom + 16.0,
-            t.date,
-            t.time
+            t.date(),
+            t.time()
         );
     }
     let _ = writeln!(
@@ -650,13 +651,13 @@ mod tests {
                 && let Some(op) = e.ops.first()
             {
                 wanted += 1;
-                let t: DateTime<Utc> = op.started.utc.parse().unwrap();
+                let t: DateTime<Utc> = op.started.ts();
                 let t = t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
                 assert!(marked.contains(&t), "action {} at {t}: {marked:?}", e.title);
             }
             if let Some(v) = &e.verification {
                 wanted += 1;
-                let t: DateTime<Utc> = v.last.utc.parse().unwrap();
+                let t: DateTime<Utc> = v.last.ts();
                 let t = t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
                 assert!(marked.contains(&t), "verification at {t}: {marked:?}");
             }

@@ -68,7 +68,7 @@ fn detection(pm: &Postmortem) -> String {
         "The check {} ({}) confirmed the problem at {}{found}{link}.",
         quoted(&d.title),
         code(&d.step),
-        d.at.time
+        d.at.time()
     );
     if let Some(after) = &d.from_impact {
         s.push_str(&format!(" That was {after} after the impact started."));
@@ -148,7 +148,7 @@ fn resolution(pm: &Postmortem) -> String {
     if let Some(m) = &pm.metrics.time_to_mitigate {
         parts.push(format!(
             "The fix was verified at {} ({}).",
-            m.at.time,
+            m.at.time(),
             quoted(&m.title)
         ));
     }
@@ -200,8 +200,8 @@ fn summary(pm: &Postmortem) -> String {
     if let Some(start) = &r.started {
         s.push_str(&format!(
             "On {} at {} ({}), {} ran the runbook {} on {}{}.",
-            start.date,
-            &start.time[..5],
+            start.date(),
+            &start.time()[..5],
             text(&pm.tz),
             text(&r.operator),
             code(&r.runbook.name),
@@ -297,10 +297,7 @@ fn questions(pm: &Postmortem) -> Vec<String> {
         }
         if e.kind != "rung"
             && let Some(o) = &e.outcome
-            && matches!(
-                o.code.as_str(),
-                "failed" | "timed_out" | "aborted" | "unknown"
-            )
+            && matches!(o.code, "failed" | "timed_out" | "aborted" | "unknown")
             && let Some(step) = &e.step
         {
             q.push(format!(
@@ -405,7 +402,7 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
         let step = e.step.as_deref().unwrap_or("");
         if e.kind != "rung"
             && let Some(o) = &e.outcome
-            && matches!(o.code.as_str(), "failed" | "unknown" | "timed_out")
+            && matches!(o.code, "failed" | "unknown" | "timed_out")
         {
             let why = e
                 .summary

@@ -6,27 +6,70 @@ use chrono_tz::Tz;
 use serde::Serialize;
 
 /// An instant as the template sees it: in the display zone and in UTC.
-#[derive(Debug, Clone, Serialize)]
+///
+/// Kept as the instant (to the millisecond) and the zone; the four strings a template
+/// reads (`utc`, `date`, `time`, `full`) are written when it is serialized or asked
+/// for. A postmortem holds several per step for the whole journal: four strings each
+/// were ~200 bytes (issue 18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Time {
-    /// RFC 3339 in UTC with milliseconds, e.g. `2018-03-13T06:28:03.120Z`.
-    pub utc: String,
-    /// `YYYY-MM-DD` in the display zone.
-    pub date: String,
-    /// `HH:MM:SS` in the display zone.
-    pub time: String,
-    /// `YYYY-MM-DD HH:MM:SS ZONE` in the display zone, e.g. `2018-03-13 07:28:03 CET`.
-    pub full: String,
+    ts: DateTime<Utc>,
+    tz: Tz,
 }
 
 impl Time {
     pub fn new(ts: DateTime<Utc>, tz: Tz) -> Time {
-        let local = ts.with_timezone(&tz);
-        Time {
-            utc: ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-            date: local.format("%Y-%m-%d").to_string(),
-            time: local.format("%H:%M:%S").to_string(),
-            full: local.format("%Y-%m-%d %H:%M:%S %Z").to_string(),
-        }
+        // To the millisecond, as `utc` shows it: what compares equal as text compares
+        // equal as a time.
+        let ms = ts.timestamp_millis();
+        let ts = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(ts);
+        Time { ts, tz }
+    }
+
+    /// The instant, to the millisecond.
+    pub fn ts(&self) -> DateTime<Utc> {
+        self.ts
+    }
+
+    /// RFC 3339 in UTC with milliseconds, e.g. `2018-03-13T06:28:03.120Z`.
+    pub fn utc(&self) -> String {
+        self.ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+    }
+
+    /// `YYYY-MM-DD` in the display zone.
+    pub fn date(&self) -> String {
+        self.ts
+            .with_timezone(&self.tz)
+            .format("%Y-%m-%d")
+            .to_string()
+    }
+
+    /// `HH:MM:SS` in the display zone.
+    pub fn time(&self) -> String {
+        self.ts
+            .with_timezone(&self.tz)
+            .format("%H:%M:%S")
+            .to_string()
+    }
+
+    /// `YYYY-MM-DD HH:MM:SS ZONE` in the display zone, e.g. `2018-03-13 07:28:03 CET`.
+    pub fn full(&self) -> String {
+        self.ts
+            .with_timezone(&self.tz)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    }
+}
+
+impl Serialize for Time {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut t = s.serialize_struct("Time", 4)?;
+        t.serialize_field("utc", &self.utc())?;
+        t.serialize_field("date", &self.date())?;
+        t.serialize_field("time", &self.time())?;
+        t.serialize_field("full", &self.full())?;
+        t.end()
     }
 }
 
@@ -80,8 +123,8 @@ mod tests {
     fn time_is_shown_in_the_display_zone() {
         let ts: DateTime<Utc> = "2018-03-13T06:28:03.120Z".parse().unwrap();
         let t = Time::new(ts, chrono_tz::Europe::Berlin);
-        assert_eq!(t.time, "07:28:03");
-        assert_eq!(t.full, "2018-03-13 07:28:03 CET");
-        assert_eq!(t.utc, "2018-03-13T06:28:03.120Z");
+        assert_eq!(t.time(), "07:28:03");
+        assert_eq!(t.full(), "2018-03-13 07:28:03 CET");
+        assert_eq!(t.utc(), "2018-03-13T06:28:03.120Z");
     }
 }

@@ -271,8 +271,8 @@ fn anchor(pm: &mut model::Postmortem, start: Option<chrono::DateTime<chrono::Utc
         .flat_map(|d| &d.entries)
         .flat_map(|e| &e.ops)
         .filter(|o| o.mutating)
-        .map(|o| o.started.clone())
-        .min_by(|a, b| a.utc.cmp(&b.utc));
+        .map(|o| o.started)
+        .min_by_key(|t| t.ts());
     if pm.run.status == "succeeded" {
         m.resolved.clone_from(&pm.run.ended);
     }
@@ -284,7 +284,7 @@ fn anchor(pm: &mut model::Postmortem, start: Option<chrono::DateTime<chrono::Utc
         .into_iter()
         .flatten()
     {
-        if let Ok(at) = ms.at.utc.parse::<chrono::DateTime<chrono::Utc>>() {
+        if let Ok(at) = ms.at.utc().parse::<chrono::DateTime<chrono::Utc>>() {
             ms.from_impact = Some(if at >= start {
                 format::duration_ms(format::between(start, at))
             } else {

@@ -284,9 +284,10 @@ pub struct RungRef {
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     /// `ok`, `failed`, `skipped`, `not_applicable`, `unknown`, `timed_out`, `aborted`.
-    pub code: String,
+    /// Fixed words, not allocated: each step holds up to three outcomes (issue 18).
+    pub code: &'static str,
     /// `OK`, `FAILED`, `TIMED OUT`, ….
-    pub label: String,
+    pub label: &'static str,
     pub ok: bool,
 }
 

@@ -22,10 +22,10 @@ impl Builder {
         let any = self.mitigated_any.take().filter(|_| !fix_possible);
         if let Some((i, m)) = self.mitigated_fix.take().or(any) {
             let e = &mut self.entries[i].entry;
-            e.milestones.push(if e.time.time == m.at.time {
+            e.milestones.push(if e.time.time() == m.at.time() {
                 "MITIGATED".to_owned()
             } else {
-                format!("MITIGATED at {}", m.at.time)
+                format!("MITIGATED at {}", m.at.time())
             });
             self.metrics.time_to_mitigate = Some(m);
         }
@@ -185,11 +185,11 @@ impl Builder {
         // Backdated notes (`runbook note --at`) go after every entry of their time
         // or earlier; the journal's own order is untouched.
         for acc in std::mem::take(&mut self.backdated) {
-            let at = &acc.entry.time.utc;
-            let i = entries.partition_point(|e| e.entry.time.utc <= *at);
+            let at = acc.entry.time.ts();
+            let i = entries.partition_point(|e| e.entry.time.ts() <= at);
             entries.insert(i, acc);
         }
-        self.notes.sort_by(|a, b| a.at.utc.cmp(&b.at.utc));
+        self.notes.sort_by_key(|n| n.at.ts());
         let mut left = entries.len();
         for acc in entries {
             left -= 1;
@@ -203,7 +203,7 @@ impl Builder {
                 });
             }
             match timeline.last_mut() {
-                Some(day) if day.date == e.time.date => day.entries.push(e),
+                Some(day) if day.date == e.time.date() => day.entries.push(e),
                 last => {
                     // Room for every entry left, given back when the next day starts:
                     // not twice the entries of a long day (issue 18).
@@ -212,11 +212,11 @@ impl Builder {
                     }
                     let weekday = e
                         .time
-                        .date
+                        .date()
                         .parse::<chrono::NaiveDate>()
                         .map(|d| d.weekday().to_string())
                         .unwrap_or_default();
-                    let date = e.time.date.clone();
+                    let date = e.time.date();
                     let mut entries = Vec::with_capacity(left + 1);
                     entries.push(e);
                     timeline.push(Day {
@@ -373,6 +373,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
     e.ops
         .reserve_exact(acc.ops.len() + usize::from(folded_line.is_some()));
     for a in acc.ops {
+        let result = a.result();
         let mut op = a.op;
         if op.outcome.is_none() {
             op.outcome = Some(no_result());
@@ -409,7 +410,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                         lang: "text".to_owned(),
                     });
                 }
-                if let Some(r) = &a.result {
+                if let Some(r) = &result {
                     result_details(&what, r, &mut e.details);
                 }
             }
@@ -421,7 +422,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                 }
                 op.calls.clear();
                 op.calls_folded = false;
-                if let Some(r) = &a.result {
+                if let Some(r) = &result {
                     op.result_line = summary::result_line(r);
                     if mode == Details::Summary
                         && let Some((at, seq)) = a.result_at
@@ -446,14 +447,14 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
         e.ops.push(op);
     }
     if let Some(line) = folded_line {
-        let first = e.ops.first().map(|o| o.started.clone());
+        let first = e.ops.first().map(|o| o.started);
         e.ops.push(Op {
             display: format!("{} more items", acc.folded_started),
             provider: String::new(),
             mutating: e.ops.iter().any(|o| o.mutating),
             item: None,
             runs: 1,
-            started: first.unwrap_or_else(|| e.time.clone()),
+            started: first.unwrap_or(e.time),
             outcome: Some(if acc.folded_ok {
                 crate::render::build::present::outcome(crate::journal::event::Outcome::Ok)
             } else {
@@ -475,13 +476,13 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
         if e.ops.iter().any(|o| Some(&o.display) == v.display.as_ref()) {
             v.display = None;
         }
-        let first: Option<DateTime<Utc>> = v.first.utc.parse().ok();
-        let last: Option<DateTime<Utc>> = v.last.utc.parse().ok();
+        let first: Option<DateTime<Utc>> = Some(v.first.ts());
+        let last: Option<DateTime<Utc>> = Some(v.last.ts());
         if let (Some(f), Some(l)) = (first, last) {
             v.took = duration_ms(between(f, l));
         }
         if !v.passed && v.outcome == "pending" {
-            v.outcome = match e.outcome.as_ref().map(|o| o.code.as_str()) {
+            v.outcome = match e.outcome.as_ref().map(|o| o.code) {
                 Some("timed_out") => "timed_out",
                 Some("failed") => "failed",
                 _ if e.kind == "rung" || run_finished => "failed",
@@ -500,7 +501,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
             if mode != Details::Full {
                 calls.add(&step, &a.op);
             }
-            if let Some(r) = &a.result {
+            if let Some(r) = &a.result() {
                 let what = format!("the last verification poll ({})", a.op.display);
                 match mode {
                     Details::Full => result_details(&what, r, &mut e.details),
@@ -747,7 +748,8 @@ mod tests {
         );
         let after = &pm.timeline[0].entries[5];
         assert_eq!(
-            after.time.time, "14:00:06",
+            after.time.time(),
+            "14:00:06",
             "stamped when asked again after the resume"
         );
         assert_eq!(after.ops.len(), 1);

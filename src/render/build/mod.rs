@@ -96,9 +96,21 @@ impl Stream {
 /// An operation being accumulated, with its last raw result.
 struct OpAcc {
     op: Op,
-    result: Option<Value>,
+    /// The result as JSON text, parsed again when the entry is finished: a
+    /// `serde_json::Value` of an `echo`'s three fields is a `BTreeMap` node of
+    /// ~630 bytes, held per operation until the end of the journal (issue 18).
+    result: Option<Box<str>>,
     /// When the result was read, and the event that holds it.
     result_at: Option<(DateTime<Utc>, u64)>,
+}
+
+impl OpAcc {
+    /// The last raw result, as the journal had it.
+    fn result(&self) -> Option<Value> {
+        self.result
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+    }
 }
 
 struct EntryAcc {
@@ -632,7 +644,7 @@ impl Builder {
                         kubectl: c.kubectl.clone().filter(|k| *k != acc.op.display),
                     })
                     .collect();
-                acc.result = result.clone();
+                acc.result = result.as_ref().map(|r| r.to_string().into_boxed_str());
                 acc.result_at = Some((rec.ts, rec.seq));
             }
             Event::ManualRequested { scope, instruction } => {
@@ -799,11 +811,7 @@ impl Builder {
                 if at.is_some() {
                     // Not where it was written but when it says: moved in `finish`.
                     let mut acc = self.entries.remove(i);
-                    acc.entry.time = acc
-                        .entry
-                        .note
-                        .as_ref()
-                        .map_or(acc.entry.time, |n| n.at.clone());
+                    acc.entry.time = acc.entry.note.as_ref().map_or(acc.entry.time, |n| n.at);
                     self.backdated.push(acc);
                 }
             }

@@ -40,16 +40,16 @@ pub fn outcome(o: event::Outcome) -> Outcome {
         O::Aborted => ("aborted", "ABORTED"),
     };
     Outcome {
-        code: code.to_owned(),
-        label: label.to_owned(),
+        code,
+        label,
         ok: o == O::Ok,
     }
 }
 
 pub(super) fn no_result() -> Outcome {
     Outcome {
-        code: "unknown".to_owned(),
-        label: "NO RESULT (the run stopped before it finished)".to_owned(),
+        code: "unknown",
+        label: "NO RESULT (the run stopped before it finished)",
         ok: false,
     }
 }

@@ -95,12 +95,12 @@ impl Builder {
             self.entries[i]
                 .ops
                 .last()
-                .and_then(|a| a.result.as_ref())
                 .filter(|_| summary.starts_with('{'))
+                .and_then(OpAcc::result)
                 .and_then(|r| {
                     Some((
-                        r.get("kind")?.as_str()?,
-                        r.pointer("/metadata/name")?.as_str()?,
+                        r.get("kind")?.as_str()?.to_owned(),
+                        r.pointer("/metadata/name")?.as_str()?.to_owned(),
                     ))
                 })
         }) {
@@ -222,7 +222,7 @@ impl Builder {
                 mutating: op.mutating,
                 item: s.item,
                 runs: 0,
-                started: started.clone(),
+                started,
                 outcome: None,
                 duration: None,
                 error: None,
@@ -291,8 +291,8 @@ impl Builder {
                 display: None,
                 polls: 0,
                 passed: false,
-                first: now.clone(),
-                last: now.clone(),
+                first: now,
+                last: now,
                 took: String::new(),
                 detail: None,
                 outcome: "pending".to_owned(),
