@@ -295,14 +295,19 @@ impl Events {
             return Ok(());
         }
         let records = self.journal.append_all(events, sync)?;
+        self.publish(&records);
+        Ok(())
+    }
+
+    /// Apply journaled `records` to the run state and report them, in order.
+    fn publish(&self, records: &[Record]) {
         let mut state = self.state();
-        for record in &records {
+        for record in records {
             state.apply(record.ts, &record.event);
             for r in self.reporters.iter() {
                 r.record(record, &state);
             }
         }
-        Ok(())
     }
 
     /// [`Events::emit_all`] with `sync`, the fsync awaited on a blocking thread
@@ -313,13 +318,7 @@ impl Events {
             return Ok(());
         }
         let records = self.journal.append_all_durable(events).await?;
-        let mut state = self.state();
-        for record in &records {
-            state.apply(record.ts, &record.event);
-            for r in self.reporters.iter() {
-                r.record(record, &state);
-            }
-        }
+        self.publish(&records);
         Ok(())
     }
 
