@@ -207,7 +207,7 @@ impl Ctx<'_> {
                 // While the group's starts are made durable, the operations already
                 // running are driven and their results kept.
                 let started = {
-                    let start = self.start_group(&group);
+                    let start = self.start_group(&group, !running.is_empty());
                     tokio::pin!(start);
                     loop {
                         tokio::select! {
@@ -342,10 +342,12 @@ impl Ctx<'_> {
     /// them durable with one fsync when any of them mutates (read-only starts ride
     /// along with the next sync, as before).
     ///
-    /// One lock and one write for the group; the fsync runs on a blocking thread
-    /// while the operations of earlier groups go on (their answers are read and
-    /// journaled meanwhile), and the group starts once it is done.
-    async fn start_group(&self, group: &[&Prepared]) -> Result<(), EngineError> {
+    /// One lock and one write for the group. When operations of earlier groups are
+    /// `running`, the fsync runs on a blocking thread while they go on (their answers
+    /// are read and journaled meanwhile); with nothing running it is done in place,
+    /// which costs a one-operation step no hand-off to another thread. Either way the
+    /// group starts once it is done.
+    async fn start_group(&self, group: &[&Prepared], running: bool) -> Result<(), EngineError> {
         let starts = group
             .iter()
             .map(|p| Event::OpStarted {
@@ -353,10 +355,11 @@ impl Ctx<'_> {
                 attempt: 1,
             })
             .collect();
-        if group.iter().any(|p| p.resolved.mutating) {
+        let mutating = group.iter().any(|p| p.resolved.mutating);
+        if mutating && running {
             self.events.emit_all_durable(starts).await
         } else {
-            self.events.emit_all(starts, false)
+            self.events.emit_all(starts, mutating)
         }
     }
 
