@@ -261,68 +261,102 @@ pub(crate) fn continued_params(raw: &[String]) -> Result<Vec<(String, String)>, 
     }
 }
 
-pub fn resume(mut args: ResumeArgs, g: &Global) -> i32 {
-    let params = match continued_params(&args.params) {
-        Ok(p) => p,
-        Err(e) => {
-            crate::cli::error_line!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    args.run_id = match resolve_run_id(&g.state_dir, &args.run_id) {
-        Ok(id) => id,
-        Err(e) => {
-            crate::cli::error_line!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    if let Err(e) = check_resume_hold(&g.state_dir, &args.run_id) {
+/// What `resume` and `undo` set up before driving a run on, with the journal read
+/// and the runbook loaded once: RUN resolved, a held run refused, `--approve` checked
+/// against the run's runbook, secrets read again, the notifier, the engine's options
+/// and approver, the providers.
+pub(super) struct Continuation {
+    pub run_id: String,
+    /// The run's state and its runbook as the file reads now (`None` when either
+    /// cannot be read: the engine then says why).
+    pub found: Option<(crate::journal::state::RunState, crate::runbook::Loaded)>,
+    pub opts: EngineOpts,
+    pub approver: Arc<dyn Approver>,
+    pub notifier: Option<Arc<Notifier>>,
+    pub providers: Providers,
+}
+
+/// [`Continuation`] for RUN, or the exit code after the error is printed.
+pub(super) fn continuation(
+    run_id: &str,
+    params: &[String],
+    secret_files: &[String],
+    approval: &ApprovalArgs,
+    g: &Global,
+) -> Result<Continuation, i32> {
+    let usage = |e: String| {
         crate::cli::error_line!("error: {e}");
-        return exit::USAGE;
-    }
-    if !args.approval.approve.is_empty()
-        && let Some(loaded) = runbook_of(&g.state_dir, &args.run_id)
-        && let Err(e) = check_approvals(&args.approval.approve, &loaded.runbook)
-    {
-        crate::cli::error_line!("error: {e}");
-        return exit::USAGE;
-    }
+        exit::USAGE
+    };
+    let params = continued_params(params).map_err(usage)?;
+    let run_id = resolve_run_id(&g.state_dir, run_id).map_err(usage)?;
+    check_resume_hold(&g.state_dir, &run_id).map_err(usage)?;
+    let journal =
+        crate::journal::reader::read(&DirStore::new(&g.state_dir).journal_path(&run_id)).ok();
+    let state =
+        journal.and_then(|j| crate::journal::state::RunState::from_records(&j.records).ok());
     // The runbook's folder is the working directory of shell steps; the journal
     // names the file.
-    let base_dir = runbook_dir_of(&g.state_dir, &args.run_id).unwrap_or_else(|| PathBuf::from("."));
-    let secrets = match secret_inputs(&args.secret_files) {
-        Ok(s) => s,
-        Err(e) => {
-            crate::cli::error_line!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    let runbook = runbook_of(&g.state_dir, &args.run_id);
-    let notifier = match notifier(&args.approval, runbook.as_ref().map(|l| &l.runbook), g) {
-        Ok(n) => n,
-        Err(e) => {
-            crate::cli::error_line!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    let (mut opts, approver) = setup(&args.approval, g, params, base_dir, false);
+    let base_dir = state
+        .as_ref()
+        .map_or_else(|| PathBuf::from("."), |s| runbook_dir(&s.runbook.path));
+    let found = state.and_then(|state| {
+        let loaded = crate::runbook::load(&PathBuf::from(&state.runbook.path)).ok()?;
+        Some((state, loaded))
+    });
+    let runbook = found.as_ref().map(|(_, l)| &l.runbook);
+    if !approval.approve.is_empty()
+        && let Some(rb) = runbook
+    {
+        check_approvals(&approval.approve, rb).map_err(usage)?;
+    }
+    let secrets = secret_inputs(secret_files).map_err(usage)?;
+    let notifier = notifier(approval, runbook, g).map_err(usage)?;
+    let (mut opts, approver) = setup(approval, g, params, base_dir, false);
     opts.reporters
         .extend(notifier.as_ref().map(|n| n.reporter()));
     opts.secrets = secrets;
+    let providers = build_providers().map_err(|e| {
+        crate::cli::error_line!("error: {e}");
+        exit::INTERNAL
+    })?;
+    Ok(Continuation {
+        run_id,
+        found,
+        opts,
+        approver,
+        notifier,
+        providers,
+    })
+}
+
+pub fn resume(args: ResumeArgs, g: &Global) -> i32 {
+    let c = match continuation(
+        &args.run_id,
+        &args.params,
+        &args.secret_files,
+        &args.approval,
+        g,
+    ) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Continuation {
+        run_id,
+        found,
+        mut opts,
+        approver,
+        notifier,
+        providers,
+    } = c;
     opts.retry_failed = args.retry_failed;
     opts.accept_changes = args.accept_changes;
     opts.rerun_unknown = args.rerun_unknown;
-    let providers = match build_providers() {
-        Ok(p) => p,
-        Err(e) => {
-            crate::cli::error_line!("error: {e}");
-            return exit::INTERNAL;
-        }
-    };
     let state_dir = g.state_dir.clone();
-    let run_id = args.run_id.clone();
     let kube_args = args.approval.kube.clone();
-    let kube_needed = run_needs_kube(&g.state_dir, &args.run_id, args.retry_failed);
+    let kube_needed = found
+        .as_ref()
+        .is_some_and(|(state, loaded)| run_needs_kube(state, &loaded.runbook, args.retry_failed));
     drive(&args.approval, notifier, move |cancel| {
         resume_on_its_cluster(
             Resume {
@@ -850,11 +884,11 @@ pub(super) fn secret_inputs(files: &[String]) -> Result<engine::SecretInputs, St
 /// the engine then refuses the resume with the reason (an empty journal, a runbook
 /// that no longer loads) before anything runs, which a "cannot reach Kubernetes"
 /// here would hide.
-fn run_needs_kube(state_dir: &std::path::Path, run_id: &str, retry_failed: bool) -> bool {
-    let Some((state, loaded)) = run_and_runbook(state_dir, run_id) else {
-        return false;
-    };
-    let rb = &loaded.runbook;
+fn run_needs_kube(
+    state: &crate::journal::state::RunState,
+    rb: &crate::runbook::Runbook,
+    retry_failed: bool,
+) -> bool {
     rb.steps.iter().chain(&rb.handlers).any(|s| {
         let has_kube = s.kube.is_some()
             || s.verification().is_some_and(|v| v.kube.is_some())
@@ -960,22 +994,12 @@ pub(super) fn check_resume_hold(state_dir: &std::path::Path, run_id: &str) -> Re
     }
 }
 
-pub(super) fn runbook_of(
-    state_dir: &std::path::Path,
-    run_id: &str,
-) -> Option<crate::runbook::Loaded> {
-    let j = crate::journal::reader::read(&DirStore::new(state_dir).journal_path(run_id)).ok()?;
-    let r = crate::journal::replay::replay(&j.records).ok()?;
-    crate::runbook::load(std::path::Path::new(&r.runbook.path)).ok()
-}
-
-pub(super) fn runbook_dir_of(state_dir: &std::path::Path, run_id: &str) -> Option<PathBuf> {
-    let j = crate::journal::reader::read(&DirStore::new(state_dir).journal_path(run_id)).ok()?;
-    let r = crate::journal::replay::replay(&j.records).ok()?;
-    let path = PathBuf::from(r.runbook.path);
+/// The folder of the runbook at `path` (as the journal names it), made absolute.
+fn runbook_dir(path: &str) -> PathBuf {
+    let path = std::path::Path::new(path);
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    Some(std::fs::canonicalize(&dir).unwrap_or(dir))
+    std::fs::canonicalize(&dir).unwrap_or(dir)
 }

@@ -3,16 +3,9 @@
 //! (`undo_started` … `undo_finished`, `undo_skipped`). The flags are `resume`'s:
 //! `--yes`, `--approve ID.undo`, `--wait-for-approval`, secrets given again.
 
-use std::path::PathBuf;
-
 use super::Global;
-use super::run::{
-    ApprovalArgs, Resume, build_providers, check_approvals, check_resume_hold, continued_params,
-    drive, notifier, resolve_run_id, resume_on_its_cluster, run_and_runbook, runbook_dir_of,
-    secret_inputs, setup,
-};
+use super::run::{ApprovalArgs, Continuation, Resume, continuation, drive, resume_on_its_cluster};
 use crate::engine::UndoRequest;
-use crate::exit;
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:
@@ -46,63 +39,29 @@ pub struct Args {
     pub approval: ApprovalArgs,
 }
 
-pub fn run(mut args: Args, g: &Global) -> i32 {
-    let params = match continued_params(&args.params) {
-        Ok(p) => p,
-        Err(e) => {
-            crate::cli::error_line!("error: {e}");
-            return exit::USAGE;
-        }
+pub fn run(args: Args, g: &Global) -> i32 {
+    let c = match continuation(
+        &args.run_id,
+        &args.params,
+        &args.secret_files,
+        &args.approval,
+        g,
+    ) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    args.run_id = match resolve_run_id(&g.state_dir, &args.run_id) {
-        Ok(id) => id,
-        Err(e) => {
-            crate::cli::error_line!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    if let Err(e) = check_resume_hold(&g.state_dir, &args.run_id) {
-        crate::cli::error_line!("error: {e}");
-        return exit::USAGE;
-    }
-    let found = run_and_runbook(&g.state_dir, &args.run_id);
-    if !args.approval.approve.is_empty()
-        && let Some((_, loaded)) = &found
-        && let Err(e) = check_approvals(&args.approval.approve, &loaded.runbook)
-    {
-        crate::cli::error_line!("error: {e}");
-        return exit::USAGE;
-    }
-    let base_dir = runbook_dir_of(&g.state_dir, &args.run_id).unwrap_or_else(|| PathBuf::from("."));
-    let secrets = match secret_inputs(&args.secret_files) {
-        Ok(s) => s,
-        Err(e) => {
-            crate::cli::error_line!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    let notifier = match notifier(&args.approval, found.as_ref().map(|(_, l)| &l.runbook), g) {
-        Ok(n) => n,
-        Err(e) => {
-            crate::cli::error_line!("error: {e}");
-            return exit::USAGE;
-        }
-    };
-    let (mut opts, approver) = setup(&args.approval, g, params, base_dir, false);
-    opts.reporters
-        .extend(notifier.as_ref().map(|n| n.reporter()));
-    opts.secrets = secrets;
+    let Continuation {
+        run_id,
+        found,
+        mut opts,
+        approver,
+        notifier,
+        providers,
+    } = c;
     opts.accept_changes = args.accept_changes;
     opts.undo = Some(UndoRequest {
         step: args.step.clone(),
     });
-    let providers = match build_providers() {
-        Ok(p) => p,
-        Err(e) => {
-            crate::cli::error_line!("error: {e}");
-            return exit::INTERNAL;
-        }
-    };
     // A cluster is needed when an undo still to run has a kube operation.
     let kube_needed = found.as_ref().is_some_and(|(state, loaded)| {
         let rb = &loaded.runbook;
@@ -114,7 +73,6 @@ pub fn run(mut args: Args, g: &Global) -> i32 {
         })
     });
     let state_dir = g.state_dir.clone();
-    let run_id = args.run_id.clone();
     let kube_args = args.approval.kube.clone();
     drive(&args.approval, notifier, move |cancel| {
         resume_on_its_cluster(
