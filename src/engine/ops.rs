@@ -183,6 +183,15 @@ impl Ctx<'_> {
         let mut results: Vec<(Option<usize>, Result<Result<Value, OpError>, EngineError>)> =
             Vec::with_capacity(prepared.len());
         let mut journal_error = None;
+        // Pipelining: while a group runs, the next one's starts are journaled and
+        // their fsync runs on a blocking thread, so that when slots free up the group
+        // starts at once instead of waiting for the disk (each start is still durable
+        // before its operation runs). Not with `keep:` (one item at a time, each
+        // checked first) or one slot.
+        let lookahead = keep.is_none() && concurrency > 1;
+        let mut ahead: Vec<&Prepared> = Vec::new();
+        let mut ahead_sync: Option<Syncing<'_>> = None;
+        let mut ahead_synced: Option<Result<(), EngineError>> = None;
         loop {
             let free = concurrency - running.len();
             let stopped = stop_at
@@ -197,25 +206,22 @@ impl Ctx<'_> {
             {
                 kept = Some(why);
             }
-            if journal_error.is_none()
-                && !stopped
-                && kept.is_none()
-                && free > 0
-                && (free >= refill_at || running.is_empty())
-            {
-                let group: Vec<&Prepared> = pending.by_ref().take(free).collect();
-                // While the group's starts are made durable, the operations already
-                // running are driven and their results kept.
-                let started = {
+            let may_start = journal_error.is_none() && !stopped && kept.is_none();
+            if may_start && free > 0 && (free >= refill_at || running.is_empty()) {
+                let (group, started) = if ahead.is_empty() {
+                    let group: Vec<&Prepared> = pending.by_ref().take(free).collect();
+                    // While the group's starts are made durable, the operations
+                    // already running are driven and their results kept.
                     let start = self.start_group(&group, !running.is_empty());
-                    tokio::pin!(start);
-                    loop {
-                        tokio::select! {
-                            biased;
-                            r = &mut start => break r,
-                            Some(r) = running.next(), if !running.is_empty() => results.push(r),
-                        }
-                    }
+                    let started = drive(start, &mut running, &mut results).await;
+                    (group, started)
+                } else {
+                    let started = match (ahead_synced.take(), ahead_sync.take()) {
+                        (Some(r), _) => r,
+                        (None, Some(sync)) => drive(sync, &mut running, &mut results).await,
+                        (None, None) => Ok(()),
+                    };
+                    (std::mem::take(&mut ahead), started)
                 };
                 match started {
                     Ok(()) => {
@@ -239,15 +245,62 @@ impl Ctx<'_> {
                     Err(e) => journal_error = Some(e),
                 }
             }
-            match running.next().await {
-                Some(r) => results.push(r),
-                None => break,
+            if lookahead
+                && may_start
+                && journal_error.is_none()
+                && ahead.is_empty()
+                && !running.is_empty()
+                && pending
+                    .as_slice()
+                    .iter()
+                    .take(refill_at)
+                    .any(|p| p.resolved.mutating)
+            {
+                ahead = pending.by_ref().take(refill_at).collect();
+                ahead_sync = Some(Box::pin(self.events.emit_all_durable(group_starts(&ahead))));
+            }
+            if running.is_empty() && ahead_sync.is_none() {
+                if ahead.is_empty() || !may_start {
+                    break;
+                }
+                continue;
+            }
+            tokio::select! {
+                biased;
+                r = async { ahead_sync.as_mut().expect("checked").await }, if ahead_sync.is_some() => {
+                    ahead_sync = None;
+                    ahead_synced = Some(r);
+                }
+                Some(r) = running.next(), if !running.is_empty() => results.push(r),
+            }
+        }
+        // A group journaled ahead that will not run (a failure limit was reached, or
+        // the journal failed): its starts are closed as not started, so that neither
+        // `resume` nor the postmortem reads them as operations of unknown outcome.
+        let never_ran = ahead.len();
+        if journal_error.is_none() && !ahead.is_empty() {
+            let why = "not started: the fan-out stopped before this item's turn".to_string();
+            let ends = ahead
+                .iter()
+                .map(|p| Event::OpFinished {
+                    scope: p.planned.scope.clone(),
+                    attempt: 1,
+                    outcome: Outcome::Skipped,
+                    duration_ms: 0,
+                    result: None,
+                    error: Some(why.clone()),
+                    output_file: None,
+                    calls: Vec::new(),
+                })
+                .collect();
+            if let Err(e) = self.events.emit_all(ends, false) {
+                journal_error = Some(e);
             }
         }
         if let Some(e) = journal_error {
             return Err(e);
         }
-        let not_started = pending.count();
+        let not_started = pending.count() + never_ran;
         // The plan of a long fan-out (each item's variables hold a whole object) is
         // freed off the engine's thread; a short one is not worth a thread.
         drop(running);
@@ -348,13 +401,7 @@ impl Ctx<'_> {
     /// which costs a one-operation step no hand-off to another thread. Either way the
     /// group starts once it is done.
     async fn start_group(&self, group: &[&Prepared], running: bool) -> Result<(), EngineError> {
-        let starts = group
-            .iter()
-            .map(|p| Event::OpStarted {
-                op: p.planned.clone(),
-                attempt: 1,
-            })
-            .collect();
+        let starts = group_starts(group);
         let mutating = group.iter().any(|p| p.resolved.mutating);
         if mutating && running {
             self.events.emit_all_durable(starts).await
@@ -494,6 +541,41 @@ impl Ctx<'_> {
             false,
         )?;
         Ok(r)
+    }
+}
+
+/// A group's starts being made durable (see `execute_all`'s pipelining).
+type Syncing<'a> = std::pin::Pin<Box<dyn Future<Output = Result<(), EngineError>> + 'a>>;
+
+/// The first attempt's start of each operation of a group.
+fn group_starts(group: &[&Prepared]) -> Vec<Event> {
+    group
+        .iter()
+        .map(|p| Event::OpStarted {
+            op: p.planned.clone(),
+            attempt: 1,
+        })
+        .collect()
+}
+
+/// Await `fut` while driving the operations already `running`, keeping their
+/// results: the engine's one thread goes on reading answers while the disk works.
+async fn drive<F, R>(
+    fut: F,
+    running: &mut futures::stream::FuturesUnordered<R>,
+    results: &mut Vec<R::Output>,
+) -> F::Output
+where
+    F: Future,
+    R: Future,
+{
+    tokio::pin!(fut);
+    loop {
+        tokio::select! {
+            biased;
+            r = &mut fut => break r,
+            Some(r) = running.next(), if !running.is_empty() => results.push(r),
+        }
     }
 }
 

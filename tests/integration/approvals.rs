@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use runbook::journal::event::{ApprovalSource, Decision, Event};
+use runbook::journal::event::{ApprovalSource, Decision, Event, Outcome};
 use runbook::journal::reader;
 use runbook::lab::{self, Lab, LabServer};
 
@@ -687,6 +687,70 @@ async fn max_failures_stops_a_fan_out_and_the_rest_is_never_sent() {
         .await
         .code(runbook::exit::FAILED)
         .stderr_contains("8 of 10 items were not started");
+}
+
+/// Issue 18's pipelining: under `concurrency`, the next group's starts are journaled
+/// (and synced) while the current group runs. When a failure limit stops the fan-out,
+/// that group never runs: its starts are closed as skipped ("not started"), so the
+/// journal holds no operation of unknown outcome, and the lab never hears of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_journaled_ahead_that_a_failure_limit_stops_is_closed_as_not_started() {
+    let nodes: Vec<String> = (0..40).map(|i| format!("'gone-{i}'")).collect();
+    let rb = FAILING_FAN_OUT
+        .replace(
+            "['gone-0', 'gone-1', 'gone-2', 'gone-3', 'gone-4', 'gone-5', 'gone-6', 'gone-7', 'gone-8', 'gone-9']",
+            &format!("[{}]", nodes.join(", ")),
+        )
+        .replace("concurrency: 1", "concurrency: 4")
+        .replace("max_failures: 3", "max_failures: 1");
+    let w = World::new(&rb).await;
+    // The first failure stops the fan-out: the other three of the first group were
+    // already running (and fail too); the next two had been journaled ahead.
+    run(w.start("ana", &["--yes"]))
+        .await
+        .code(runbook::exit::FAILED)
+        .stderr_contains("stopped after 4 failed items (`limit: { max_failures: 1 }`): 36 of 40 items were not started");
+    let ev = w.events();
+    let started: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::OpStarted { op, .. } => op.scope.item,
+            _ => None,
+        })
+        .collect();
+    let finished: Vec<_> = ev
+        .iter()
+        .filter_map(|e| match e {
+            Event::OpFinished {
+                scope,
+                outcome,
+                error,
+                ..
+            } => Some((scope.item, *outcome, error.clone().unwrap_or_default())),
+            _ => None,
+        })
+        .collect();
+    // The first group of four ran and failed; the next two were journaled ahead.
+    assert_eq!(started.len(), 6, "{ev:#?}");
+    assert_eq!(finished.len(), 6, "every start is finished: {finished:?}");
+    let skipped: Vec<_> = finished
+        .iter()
+        .filter(|(_, o, e)| *o == Outcome::Skipped && e.starts_with("not started"))
+        .map(|(i, _, _)| *i)
+        .collect();
+    assert_eq!(skipped, vec![Some(4), Some(5)], "{finished:?}");
+    let asked: std::collections::BTreeSet<String> = w
+        .lab
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.contains("/nodes/gone-"))
+        .filter_map(|r| r.path.rsplit('/').next().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        asked.into_iter().collect::<Vec<_>>(),
+        ["gone-0", "gone-1", "gone-2", "gone-3"],
+        "the items closed as not started were never sent"
+    );
 }
 
 #[test]
