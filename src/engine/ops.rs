@@ -183,10 +183,11 @@ impl Ctx<'_> {
         let mut results: Vec<(Option<usize>, Result<Result<Value, OpError>, EngineError>)> =
             Vec::with_capacity(prepared.len());
         let mut journal_error = None;
-        // Pipelining: while a group runs, the next one's starts are journaled and
-        // their fsync runs on a blocking thread, so that when slots free up the group
-        // starts at once instead of waiting for the disk (each start is still durable
-        // before its operation runs). Not with `keep:` (one item at a time, each
+        // Pipelining: while a group runs, the starts of the next `concurrency`
+        // operations are journaled and their fsync runs on a blocking thread, so that
+        // when slots free up they start at once instead of waiting for the disk (each
+        // start is still durable before its operation runs), and a batch of N costs
+        // about N/concurrency fsyncs. Not with `keep:` (one item at a time, each
         // checked first) or one slot.
         let lookahead = keep.is_none() && concurrency > 1;
         let mut ahead: Vec<&Prepared> = Vec::new();
@@ -221,7 +222,10 @@ impl Ctx<'_> {
                         (None, Some(sync)) => drive(sync, &mut running, &mut results).await,
                         (None, None) => Ok(()),
                     };
-                    (std::mem::take(&mut ahead), started)
+                    // The rest of a group journaled ahead stays ahead: durable, it
+                    // starts at the next refill without a sync of its own.
+                    let n = free.min(ahead.len());
+                    (ahead.drain(..n).collect(), started)
                 };
                 match started {
                     Ok(()) => {
@@ -253,10 +257,10 @@ impl Ctx<'_> {
                 && pending
                     .as_slice()
                     .iter()
-                    .take(refill_at)
+                    .take(concurrency)
                     .any(|p| p.resolved.mutating)
             {
-                ahead = pending.by_ref().take(refill_at).collect();
+                ahead = pending.by_ref().take(concurrency).collect();
                 ahead_sync = Some(Box::pin(self.events.emit_all_durable(group_starts(&ahead))));
             }
             if running.is_empty() && ahead_sync.is_none() {

@@ -705,7 +705,7 @@ async fn a_group_journaled_ahead_that_a_failure_limit_stops_is_closed_as_not_sta
         .replace("max_failures: 3", "max_failures: 1");
     let w = World::new(&rb).await;
     // The first failure stops the fan-out: the other three of the first group were
-    // already running (and fail too); the next two had been journaled ahead.
+    // already running (and fail too); the next four had been journaled ahead.
     run(w.start("ana", &["--yes"]))
         .await
         .code(runbook::exit::FAILED)
@@ -730,15 +730,19 @@ async fn a_group_journaled_ahead_that_a_failure_limit_stops_is_closed_as_not_sta
             _ => None,
         })
         .collect();
-    // The first group of four ran and failed; the next two were journaled ahead.
-    assert_eq!(started.len(), 6, "{ev:#?}");
-    assert_eq!(finished.len(), 6, "every start is finished: {finished:?}");
+    // The first group of four ran and failed; the next four were journaled ahead.
+    assert_eq!(started.len(), 8, "{ev:#?}");
+    assert_eq!(finished.len(), 8, "every start is finished: {finished:?}");
     let skipped: Vec<_> = finished
         .iter()
         .filter(|(_, o, e)| *o == Outcome::Skipped && e.starts_with("not started"))
         .map(|(i, _, _)| *i)
         .collect();
-    assert_eq!(skipped, vec![Some(4), Some(5)], "{finished:?}");
+    assert_eq!(
+        skipped,
+        vec![Some(4), Some(5), Some(6), Some(7)],
+        "{finished:?}"
+    );
     let asked: std::collections::BTreeSet<String> = w
         .lab
         .requests()
