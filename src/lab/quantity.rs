@@ -122,10 +122,15 @@ pub fn pod_limits(pod: &Value) -> BTreeMap<String, i128> {
 }
 
 fn pod_resources(pod: &Value, which: &str) -> BTreeMap<String, i128> {
+    // Keys read with `get`, not `pointer` (which allocates per segment): the index
+    // computes this on every pod write.
+    fn resources<'a>(c: &'a Value, which: &str) -> Option<&'a Value> {
+        c.get("resources").and_then(|r| r.get(which))
+    }
     let of = |c: &Value| {
-        let mut r = list(c.pointer(&format!("/resources/{which}")));
+        let mut r = list(resources(c, which));
         if which == "requests" {
-            for (k, v) in list(c.pointer("/resources/limits")) {
+            for (k, v) in list(resources(c, "limits")) {
                 r.entry(k).or_insert(v);
             }
         }
@@ -143,14 +148,15 @@ fn pod_resources(pod: &Value, which: &str) -> BTreeMap<String, i128> {
             *e = (*e).max(v);
         }
     }
-    for (k, v) in list(pod.pointer("/spec/overhead")) {
+    for (k, v) in list(pod.get("spec").and_then(|s| s.get("overhead"))) {
         *sum.entry(k).or_default() += v;
     }
     sum
 }
 
 fn containers<'a>(pod: &'a Value, field: &str) -> impl Iterator<Item = &'a Value> {
-    pod.pointer(&format!("/spec/{field}"))
+    pod.get("spec")
+        .and_then(|s| s.get(field))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()

@@ -41,6 +41,18 @@ impl ResourceDef {
         }
     }
 
+    /// Is this the resource with store key `key`? ([`ResourceDef::key`] without
+    /// building the key.)
+    pub fn is(&self, key: &str) -> bool {
+        if self.group.is_empty() {
+            self.plural == key
+        } else {
+            key.strip_prefix(self.plural)
+                .and_then(|rest| rest.strip_prefix('.'))
+                .is_some_and(|g| g == self.group)
+        }
+    }
+
     /// What `kubectl` prints for the resource in errors: `pods`, `deployments.apps`.
     pub fn qualified(&self) -> String {
         self.key()

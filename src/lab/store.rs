@@ -363,11 +363,24 @@ impl Store {
 
     /// Store a new version of an existing object (the caller has checked preconditions);
     /// bumps resourceVersion, and generation when anything outside metadata/status changed.
-    pub fn update(&mut self, res: &str, ns: &str, name: &str, mut obj: Value) -> Option<Value> {
+    pub fn update(&mut self, res: &str, ns: &str, name: &str, obj: Value) -> Option<Value> {
+        self.update_shared(res, ns, name, obj)
+            .map(Arc::unwrap_or_clone)
+    }
+
+    /// [`Store::update`] returning the stored version by reference count (no copy of
+    /// it for a caller that only reads or encodes it).
+    pub fn update_shared(
+        &mut self,
+        res: &str,
+        ns: &str,
+        name: &str,
+        mut obj: Value,
+    ) -> Option<Arc<Value>> {
         let key = (res.to_string(), ns.to_string(), name.to_string());
         let old = self.objects.get(&key)?;
         if **old == obj {
-            return Some(obj);
+            return Some(Arc::clone(old));
         }
         let old = Arc::clone(old);
         let changed_spec = spec_changed(&old, &obj);
@@ -385,21 +398,24 @@ impl Store {
         self.index.insert(&key, &obj);
         let shared = Arc::new(obj);
         self.objects.insert(key, shared.clone());
-        let obj = Value::clone(&shared);
-        self.emit(EventType::Modified, res, ns, shared, Some(old));
-        Some(obj)
+        self.emit(EventType::Modified, res, ns, shared.clone(), Some(old));
+        Some(shared)
     }
 
     /// Remove an object for good; watchers see DELETED with a new resourceVersion.
-    pub fn remove(&mut self, res: &str, ns: &str, name: &str) -> Option<Value> {
+    /// The removed version (with that resourceVersion) is returned shared with the
+    /// watch event: the one copy a removal makes is the one that carries the new
+    /// resourceVersion (the stored version is still held by the history).
+    pub fn remove(&mut self, res: &str, ns: &str, name: &str) -> Option<Arc<Value>> {
         let key = (res.to_string(), ns.to_string(), name.to_string());
-        let mut obj = Arc::unwrap_or_clone(self.objects.remove(&key)?);
-        self.index.remove(&key, &obj);
+        let old = self.objects.remove(&key)?;
+        self.index.remove(&key, &old);
+        let mut obj = Arc::unwrap_or_clone(old);
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         let shared = Arc::new(obj);
         self.emit(EventType::Deleted, res, ns, shared.clone(), None);
-        Some(Value::clone(&shared))
+        Some(shared)
     }
 
     /// Every object, for finding owners by uid.
@@ -507,7 +523,11 @@ mod tests {
         assert_eq!(modified.old.as_ref().unwrap()["spec"]["nodeName"], "");
         let removed = store.remove("pods", "prod", "a").unwrap();
         let deleted = store.take_changes().pop().unwrap();
-        assert_eq!(*deleted.object, removed);
+        assert!(Arc::ptr_eq(&deleted.object, &removed));
+        assert_ne!(
+            deleted.object["metadata"]["resourceVersion"],
+            modified.object["metadata"]["resourceVersion"]
+        );
         assert!(matches!(deleted.etype, EventType::Deleted));
     }
 

@@ -378,7 +378,10 @@ async fn resource(
             write::patch_object(lab, t.res, &ns, name, sub.is_some(), headers, params, &body)
         }
         (&Method::DELETE, Some(name), None) => {
-            write::delete_one(lab, t.res, &ns, name, &body, params)
+            return match write::delete_one(lab, t.res, &ns, name, &body, params) {
+                Ok((code, v)) => json_response(code, &v),
+                Err(e) => err(e),
+            };
         }
         (&Method::DELETE, None, _) => write::delete_collection(lab, &t, &body, params),
         (m, _, _) => Err(ApiError::method_not_allowed(m.as_str())),

@@ -2,6 +2,8 @@
 //! delete one or a collection, and the eviction subresource. Each runs the
 //! controllers once afterwards, as the real control plane would react to the write.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use http::{HeaderMap, header};
 use serde_json::{Value, json};
@@ -102,7 +104,8 @@ pub(super) fn replace(
     })
 }
 
-/// DELETE one object.
+/// DELETE one object. The answer is the removed (or marked) version shared with the
+/// store's watch event, encoded after the lock is released.
 pub(super) fn delete_one(
     lab: &Lab,
     res: &'static ResourceDef,
@@ -110,7 +113,7 @@ pub(super) fn delete_one(
     name: &str,
     body: &Bytes,
     params: &Params,
-) -> Result<(u16, Value), ApiError> {
+) -> Result<(u16, Arc<Value>), ApiError> {
     let opts = delete_opts(body, params)?;
     let mut st = lab.lock();
     let r = st.delete(res, ns, name, &opts);
@@ -122,7 +125,7 @@ pub(super) fn delete_one(
         if returns_object || !gone {
             (200, obj)
         } else {
-            (200, status::success(200, json!({"name": name, "group": res.group, "kind": res.plural, "uid": obj["metadata"]["uid"]})))
+            (200, Arc::new(status::success(200, json!({"name": name, "group": res.group, "kind": res.plural, "uid": obj["metadata"]["uid"]}))))
         }
     })
 }
@@ -171,7 +174,7 @@ pub(super) fn delete_collection(
     let mut items = Vec::new();
     for (ns, name) in names {
         if let Ok((obj, _)) = st.delete(t.res, &ns, &name, &opts) {
-            items.push(obj);
+            items.push(Arc::unwrap_or_clone(obj));
         }
     }
     controllers::reconcile(&mut st);

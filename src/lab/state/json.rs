@@ -36,7 +36,7 @@ pub fn at<'a>(v: &'a Value, ptr: &str) -> Option<&'a Value> {
 }
 
 pub fn finalizers(v: &Value) -> Vec<String> {
-    v.pointer("/metadata/finalizers")
+    at(v, "/metadata/finalizers")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -47,7 +47,7 @@ pub fn finalizers(v: &Value) -> Vec<String> {
 }
 
 pub fn owner_uids(v: &Value) -> Vec<String> {
-    v.pointer("/metadata/ownerReferences")
+    at(v, "/metadata/ownerReferences")
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
@@ -59,7 +59,7 @@ pub fn owner_uids(v: &Value) -> Vec<String> {
 
 /// The controller owner reference (`controller: true`), if any.
 pub fn controller_of(v: &Value) -> Option<&Value> {
-    v.pointer("/metadata/ownerReferences")
+    at(v, "/metadata/ownerReferences")
         .and_then(Value::as_array)?
         .iter()
         .find(|o| o["controller"] == true)

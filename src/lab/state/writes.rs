@@ -3,12 +3,13 @@
 //! pods, orphaning dependents, and the data lost when a pod or claim goes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::Duration;
 use serde_json::{Value, json};
 
 use super::State;
-use super::json::{finalizers, labels_of, str_at};
+use super::json::{at, finalizers, labels_of, str_at};
 use super::shape::{check_shape, default_pod, invalid};
 use crate::lab::clock::ts;
 use crate::lab::resources::ResourceDef;
@@ -53,11 +54,13 @@ impl DeleteOpts {
                 .and_then(Value::as_array)
                 .is_some_and(|a| a.iter().any(|x| x == "All")),
             precondition_uid: v
-                .pointer("/preconditions/uid")
+                .get("preconditions")
+                .and_then(|p| p.get("uid"))
                 .and_then(Value::as_str)
                 .map(String::from),
             precondition_rv: v
-                .pointer("/preconditions/resourceVersion")
+                .get("preconditions")
+                .and_then(|p| p.get("resourceVersion"))
                 .and_then(Value::as_str)
                 .map(String::from),
         }
@@ -201,12 +204,15 @@ impl State {
     }
 
     /// Remove an object for good. Pods holding important data on an emptyDir record a loss.
-    pub fn remove(&mut self, res: &ResourceDef, ns: &str, name: &str) -> Option<Value> {
+    /// The removed version is shared with its watch event (see [`Store::remove`]).
+    ///
+    /// [`Store::remove`]: crate::lab::store::Store::remove
+    pub fn remove(&mut self, res: &ResourceDef, ns: &str, name: &str) -> Option<Arc<Value>> {
         let obj = self.store.remove(&res.key(), ns, name)?;
-        if res.key() == "pods" {
+        if res.is("pods") {
             self.note_data_loss(&obj);
         }
-        if res.key() == "persistentvolumeclaims" {
+        if res.is("persistentvolumeclaims") {
             // The claim's data goes with it (reclaim policy Delete, the usual default).
             self.data_losses.push(DataLoss {
                 namespace: ns.to_string(),
@@ -221,10 +227,9 @@ impl State {
 
     fn note_data_loss(&mut self, pod: &Value) {
         let Some(vol) = pod
-            .pointer(&format!(
-                "/metadata/annotations/{}",
-                DATA_VOLUME_ANNOTATION.replace('/', "~1")
-            ))
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get(DATA_VOLUME_ANNOTATION))
             .and_then(Value::as_str)
         else {
             return;
@@ -258,8 +263,10 @@ impl State {
         ns: &str,
         name: &str,
         opts: &DeleteOpts,
-    ) -> Result<(Value, bool), ApiError> {
-        let Some(obj) = self.store.get(&res.key(), ns, name).cloned() else {
+    ) -> Result<(Arc<Value>, bool), ApiError> {
+        let key = res.key();
+        // Shared, not copied: a force delete reads the object and removes it.
+        let Some(obj) = self.store.get_shared(&key, ns, name) else {
             return Err(ApiError::not_found(res, name));
         };
         if let Some(uid) = &opts.precondition_uid
@@ -285,13 +292,10 @@ impl State {
         }
         let now = self.now();
         let mut grace = 0;
-        if res.key() == "pods" {
+        if key == "pods" {
             grace = opts
                 .grace
-                .or_else(|| {
-                    obj.pointer("/spec/terminationGracePeriodSeconds")
-                        .and_then(Value::as_i64)
-                })
+                .or_else(|| at(&obj, "/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
                 .unwrap_or(30)
                 .clamp(0, crate::lab::controllers::MAX_GRACE_SECONDS);
             let phase = str_at(&obj, "/status/phase");
@@ -301,10 +305,9 @@ impl State {
             {
                 grace = 0;
             }
-            if let Some(existing) = obj
-                .pointer("/metadata/deletionGracePeriodSeconds")
-                .and_then(Value::as_i64)
-                && obj.pointer("/metadata/deletionTimestamp").is_some()
+            if let Some(existing) =
+                at(&obj, "/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64)
+                && at(&obj, "/metadata/deletionTimestamp").is_some()
                 && grace >= existing
             {
                 // A second DELETE can only shorten a pending graceful deletion.
@@ -318,10 +321,10 @@ impl State {
             self.orphan_dependents(&obj);
         }
         if grace > 0 || !finalizers(&obj).is_empty() {
-            let mut o = obj.clone();
+            let mut o = Value::clone(&obj);
             o["metadata"]["deletionTimestamp"] = json!(ts(now + Duration::seconds(grace)));
             o["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
-            let stored = self.store.update(&res.key(), ns, name, o).unwrap_or(obj);
+            let stored = self.store.update_shared(&key, ns, name, o).unwrap_or(obj);
             return Ok((stored, false));
         }
         let gone = self.remove(res, ns, name).unwrap_or(obj);
