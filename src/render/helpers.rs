@@ -126,13 +126,19 @@ fn block_body<'reg: 'rc, 'rc>(
     ctx: &'rc Context,
     rc: &mut RenderContext<'reg, 'rc>,
 ) -> Result<String, handlebars::RenderError> {
-    let body = match h.template() {
-        Some(t) => t.renders(r, ctx, rc)?,
-        None => String::new(),
-    };
-    // Tidied here, before it is hashed, so tidying the whole document later does not
-    // change a region's text and make it look edited.
-    Ok(super::tidy(&body).trim_matches('\n').to_owned())
+    // Tidied as it is rendered, before it is hashed, so tidying the whole document
+    // later does not change a region's text and make it look edited; never held
+    // untidied (issue 18: the timeline region is most of a long run's document).
+    let mut tidy = super::tidy::Tidy::new(Vec::new());
+    if let Some(t) = h.template() {
+        t.render(r, ctx, rc, &mut handlebars::WriteOutput::new(&mut tidy))?;
+    }
+    let mut body = tidy.finish()?;
+    let end = body.iter().rposition(|&b| b != b'\n').map_or(0, |i| i + 1);
+    body.truncate(end);
+    let start = body.iter().position(|&b| b != b'\n').unwrap_or(body.len());
+    body.drain(..start);
+    Ok(String::from_utf8(body)?)
 }
 
 /// `{{#generated "timeline"}}…{{/generated}}` (a region rebuilt on every render) and
@@ -160,7 +166,10 @@ impl HelperDef for RegionHelper {
         } else {
             begin_generated(&id, &sha)
         };
-        out.write(&format!("{begin}\n{body}\n{END}\n"))?;
+        // In pieces: the body is not copied once more.
+        for piece in [begin.as_str(), "\n", &body, "\n", END, "\n"] {
+            out.write(piece)?;
+        }
         Ok(())
     }
 }

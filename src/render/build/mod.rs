@@ -118,8 +118,10 @@ struct EntryAcc {
     ops: Vec<OpAcc>,
     /// Where each operation line of `ops` is, by `for_each` item: a step of 100 000
     /// items finds its line in constant time (issue 18: a linear search made
-    /// rendering quadratic). Lines of one item differ by their display.
-    op_index: HashMap<Option<usize>, Vec<usize>>,
+    /// rendering quadratic). Lines of one item differ by their display. Made only
+    /// when the entry has [`INDEXED_OPS`] lines: a map per entry of one operation
+    /// was a fifth of what a step cost (issue 18).
+    op_index: Option<Box<HashMap<Option<usize>, Vec<usize>>>>,
     /// The verification's polled operation (kept apart from `ops`).
     verify_op: Option<Box<OpAcc>>,
     /// `for_each` items past [`SHOWN_ITEMS`]: counted by how they ended, not kept
@@ -129,7 +131,52 @@ struct EntryAcc {
     folded_started: usize,
 }
 
+/// Operation lines of an entry below which they are searched, not indexed.
+const INDEXED_OPS: usize = 8;
+
 impl EntryAcc {
+    /// Whether an operation line of `item` exists.
+    fn has_item(&self, item: Option<usize>) -> bool {
+        match &self.op_index {
+            Some(index) => index.contains_key(&item),
+            None => self.ops.iter().any(|a| a.op.item == item),
+        }
+    }
+
+    /// The operation line of `item` showing `display`, added when there is none.
+    fn line(&mut self, item: Option<usize>, display: &str, fresh: impl FnOnce() -> OpAcc) -> usize {
+        let found = match &self.op_index {
+            Some(index) => index
+                .get(&item)
+                .and_then(|lines| lines.iter().copied().find(|&k| self.ops[k].op.display == display)),
+            None => self
+                .ops
+                .iter()
+                .position(|a| a.op.item == item && a.op.display == display),
+        };
+        if let Some(k) = found {
+            return k;
+        }
+        // One operation is the common step: room for one, not four.
+        if self.ops.capacity() == 0 {
+            self.ops.reserve_exact(1);
+        }
+        self.ops.push(fresh());
+        let k = self.ops.len() - 1;
+        match &mut self.op_index {
+            Some(index) => index.entry(item).or_default().push(k),
+            None if self.ops.len() >= INDEXED_OPS => {
+                let mut index: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
+                for (k, a) in self.ops.iter().enumerate() {
+                    index.entry(a.op.item).or_default().push(k);
+                }
+                self.op_index = Some(Box::new(index));
+            }
+            None => {}
+        }
+        k
+    }
+
     fn fold(&mut self, what: String, ok: bool) {
         self.folded_ok &= ok;
         match self.folded.iter_mut().find(|(w, _)| *w == what) {
@@ -283,7 +330,7 @@ impl Builder {
                 continued: false,
             },
             ops: Vec::new(),
-            op_index: HashMap::new(),
+            op_index: None,
             verify_op: None,
             folded: Vec::new(),
             folded_ok: true,

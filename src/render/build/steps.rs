@@ -163,6 +163,9 @@ impl Builder {
         e.duration = Some(duration_ms(d));
         e.summary = Some(summary.to_owned()).filter(|s| !s.is_empty());
         e.fixed_by = fixed;
+        // Everything the postmortem reads of a step that ended this way has been
+        // read: its record is not held to the end of the journal (issue 18).
+        self.state.forget_finished_step(step);
     }
 
     /// The span of the step's current rung ends (a next rung starts or the step ends).
@@ -242,29 +245,11 @@ impl Builder {
             let v = acc.verify_op.get_or_insert_with(|| Box::new(fresh()));
             v.op.runs += 1;
             None
-        } else if s.item.is_some_and(|n| n >= super::SHOWN_ITEMS)
-            && !acc.op_index.contains_key(&s.item)
-        {
+        } else if s.item.is_some_and(|n| n >= super::SHOWN_ITEMS) && !acc.has_item(s.item) {
             acc.folded_started += 1;
             Some(super::FOLDED)
         } else {
-            let lines = acc.op_index.entry(s.item).or_default();
-            let k = match lines
-                .iter()
-                .copied()
-                .find(|&k| acc.ops[k].op.display == op.display)
-            {
-                Some(k) => k,
-                None => {
-                    // One operation is the common step: room for one, not four.
-                    if acc.ops.capacity() == 0 {
-                        acc.ops.reserve_exact(1);
-                    }
-                    acc.ops.push(fresh());
-                    lines.push(acc.ops.len() - 1);
-                    acc.ops.len() - 1
-                }
-            };
+            let k = acc.line(s.item, &op.display, fresh);
             acc.ops[k].op.runs += 1;
             Some(k)
         };
