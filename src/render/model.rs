@@ -22,8 +22,11 @@ pub struct Postmortem {
     pub metrics: Metrics,
     /// Significant events grouped by day (in the display zone), oldest first.
     pub timeline: Vec<Day>,
-    /// One row per step, in the order they started.
-    pub steps: Vec<StepRow>,
+    /// One row per step, in the order they started. Boxed: the vector grows by
+    /// doubling while the journal is read, and room for a row is 8 bytes, not 224
+    /// (issue 18).
+    #[allow(clippy::vec_box)] // the point: a pointer per row in the vector
+    pub steps: Vec<Box<StepRow>>,
     pub approvals: Vec<Approval>,
     pub notes: Vec<Note>,
     /// Markdown: the body of a mermaid `gantt` chart (without the fence).
@@ -226,7 +229,10 @@ pub struct Day {
     pub date: String,
     /// `Tuesday`.
     pub weekday: String,
-    pub entries: Vec<Entry>,
+    /// Boxed: built one at a time as the builder's are let go, without a block of
+    /// room for every entry beside them (issue 18: memory at the journal's end).
+    #[allow(clippy::vec_box)] // the point: a pointer per entry in the vector
+    pub entries: Vec<Box<Entry>>,
 }
 
 /// One significant event: a step (with its gate, operations and verification), an
@@ -238,8 +244,8 @@ pub struct Entry {
     pub seq: u64,
     pub time: Time,
     /// `start`, `resume`, `step`, `rung`, `escalation`, `step_end`, `skip`, `note`,
-    /// `pause`, `finish` or `undo`.
-    pub kind: String,
+    /// `pause`, `finish` or `undo`. Fixed words, not allocated (issue 18).
+    pub kind: &'static str,
     /// The kind for people: `Check`, `Action`, `Rung 2 of 5`, `Escalation`, `Note`, ….
     pub label: String,
     /// Bold markers such as `DETECTED`, `MITIGATED`, `RUN ENDED`.
@@ -248,20 +254,22 @@ pub struct Entry {
     /// `check`, `action`, `verify` or `manual`, for step entries.
     pub step_kind: Option<String>,
     pub title: String,
-    pub rung: Option<RungRef>,
+    /// Boxed, as the other parts most entries do not have: an entry is held per
+    /// step for the whole journal (issue 18).
+    pub rung: Option<Box<RungRef>>,
     pub outcome: Option<Outcome>,
     pub duration: Option<String>,
     /// The engine's one-line summary of the step.
     pub summary: Option<String>,
     /// The rung that fixed an escalation ladder.
-    pub fixed_by: Option<RungRef>,
+    pub fixed_by: Option<Box<RungRef>>,
     pub gate: Option<Box<Gate>>,
     pub ops: Vec<Op>,
     pub verification: Option<Box<Verification>>,
     pub manual: Option<Box<Manual>>,
     pub escalation: Option<Box<EscalationStep>>,
     pub note: Option<Box<Note>>,
-    pub pause: Option<Pause>,
+    pub pause: Option<Box<Pause>>,
     pub skip_reason: Option<String>,
     pub resumed: Option<Box<Resume>>,
     /// Folded output: one block per operation result, error or long list of API calls.

@@ -207,7 +207,8 @@ struct Builder {
     /// doubling held up to twice that per step (issue 18).
     #[allow(clippy::vec_box)] // the point: a pointer per entry in the vector, not the entry
     entries: Vec<Box<EntryAcc>>,
-    steps: Vec<StepRow>,
+    #[allow(clippy::vec_box)] // see `Postmortem::steps`
+    steps: Vec<Box<StepRow>>,
     step_row: HashMap<String, usize>,
     step_entry: HashMap<String, usize>,
     rung_entry: HashMap<(String, String), usize>,
@@ -299,13 +300,13 @@ impl Builder {
             .expect("invariant: start() is called after the first record")
     }
 
-    fn push_entry(&mut self, rec: &Record, kind: &str, title: String) -> usize {
+    fn push_entry(&mut self, rec: &Record, kind: &'static str, title: String) -> usize {
         self.entries.push(Box::new(EntryAcc {
             entry: Entry {
                 id: format!("evt-{}", rec.seq),
                 seq: rec.seq,
                 time: self.time(rec.ts),
-                kind: kind.to_owned(),
+                kind,
                 label: String::new(),
                 milestones: Vec::new(),
                 step: None,
@@ -364,13 +365,13 @@ impl Builder {
         let (kind, title, step_kind, r) = {
             let e = &self.entries[i].entry;
             (
-                e.kind.clone(),
+                e.kind,
                 e.title.clone(),
                 e.step_kind.clone(),
                 e.rung.clone(),
             )
         };
-        let j = self.push_entry(rec, &kind, title);
+        let j = self.push_entry(rec, kind, title);
         let e = &mut self.entries[j].entry;
         e.continued = true;
         e.step = Some(step.to_owned());
@@ -598,11 +599,11 @@ impl Builder {
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
                 e.milestones.push("PAUSED".to_owned());
-                e.pause = Some(Pause {
+                e.pause = Some(Box::new(Pause {
                     step: step.clone(),
                     reason: reason.clone(),
                     resume: resume.clone(),
-                });
+                }));
             }
             Event::OpStarted { op, attempt } => self.op_started(rec, op, *attempt),
             Event::OpFinished {
@@ -770,7 +771,7 @@ impl Builder {
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
                 e.step_kind = Some("action".to_owned());
-                e.rung = Some(r);
+                e.rung = Some(Box::new(r));
                 self.rung_entry.insert((step.clone(), rung.clone()), i);
             }
             Event::Escalated {

@@ -36,7 +36,7 @@ impl Builder {
             _ => {}
         }
         self.step_row.insert(step.to_owned(), self.steps.len());
-        self.steps.push(StepRow {
+        self.steps.push(Box::new(StepRow {
             id: step.to_owned(),
             title: title.to_owned(),
             kind: kind.to_owned(),
@@ -46,7 +46,7 @@ impl Builder {
             summary: None,
             fixed_by: None,
             rungs: Vec::new(),
-        });
+        }));
     }
 
     pub(super) fn step_finished(
@@ -162,7 +162,7 @@ impl Builder {
         e.outcome = Some(out);
         e.duration = Some(duration_ms(d));
         e.summary = Some(summary.to_owned()).filter(|s| !s.is_empty());
-        e.fixed_by = fixed;
+        e.fixed_by = fixed.map(Box::new);
         // Everything the postmortem reads of a step that ended this way has been
         // read: its record is not held to the end of the journal (issue 18).
         self.state.forget_finished_step(step);
