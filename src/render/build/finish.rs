@@ -450,7 +450,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
         let first = e.ops.first().map(|o| o.started);
         e.ops.push(Op {
             display: format!("{} more items", acc.folded_started),
-            provider: String::new(),
+            provider: Word::Borrowed(""),
             mutating: e.ops.iter().any(|o| o.mutating),
             item: None,
             runs: 1,

@@ -303,7 +303,7 @@ impl Builder {
     fn push_entry(&mut self, rec: &Record, kind: &'static str, title: String) -> usize {
         self.entries.push(Box::new(EntryAcc {
             entry: Entry {
-                id: format!("evt-{}", rec.seq),
+                id: EntryId(rec.seq),
                 seq: rec.seq,
                 time: self.time(rec.ts),
                 kind,
@@ -668,7 +668,7 @@ impl Builder {
                         OpState::Finished { outcome: o } => Some(outcome(o)),
                         OpState::Started => None,
                     });
-                acc.op.duration = Some(duration_ms(*d));
+                acc.op.duration = Some(Millis(*d));
                 acc.op.error = error.clone();
                 acc.op.error_line = error.as_deref().map(first_line);
                 // A stream cut at the provider's cap was streamed whole to its own
@@ -770,7 +770,7 @@ impl Builder {
                 let i = self.push_entry(rec, "rung", title.clone());
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
-                e.step_kind = Some("action".to_owned());
+                e.step_kind = Some(Word::Borrowed("action"));
                 e.rung = Some(Box::new(r));
                 self.rung_entry.insert((step.clone(), rung.clone()), i);
             }
@@ -829,7 +829,7 @@ impl Builder {
                 let i = self.entry_for(rec, step, Some(&state::UndoRecord::rung_of(step)), false);
                 let e = &mut self.entries[i].entry;
                 e.outcome = Some(outcome(*o));
-                e.duration = Some(duration_ms(*d));
+                e.duration = Some(Millis(*d));
                 e.summary = Some(summary.clone());
             }
             Event::UndoSkipped { step, reason } => {

@@ -16,7 +16,7 @@ impl Builder {
         let i = self.push_entry(rec, "step", title.to_owned());
         let e = &mut self.entries[i].entry;
         e.step = Some(step.to_owned());
-        e.step_kind = Some(kind.to_owned());
+        e.step_kind = Some(word(kind));
         self.step_entry.insert(step.to_owned(), i);
         // A step that starts again without having finished (the run paused, was
         // aborted or killed there, and was resumed) is the same step: one row, counted
@@ -39,7 +39,7 @@ impl Builder {
         self.steps.push(Box::new(StepRow {
             id: step.to_owned(),
             title: title.to_owned(),
-            kind: kind.to_owned(),
+            kind: word(kind),
             started: self.time(rec.ts),
             outcome: None,
             duration: None,
@@ -119,7 +119,7 @@ impl Builder {
         if let Some(&r) = self.step_row.get(step) {
             let row = &mut self.steps[r];
             row.outcome = Some(out.clone());
-            row.duration = Some(duration_ms(d));
+            row.duration = Some(Millis(d));
             row.summary = Some(summary.to_owned());
             row.fixed_by = fixed_by.map(str::to_owned);
         }
@@ -160,7 +160,7 @@ impl Builder {
         }
         let e = &mut self.entries[i].entry;
         e.outcome = Some(out);
-        e.duration = Some(duration_ms(d));
+        e.duration = Some(Millis(d));
         e.summary = Some(summary.to_owned()).filter(|s| !s.is_empty());
         e.fixed_by = fixed.map(Box::new);
         // Everything the postmortem reads of a step that ended this way has been
@@ -191,7 +191,7 @@ impl Builder {
             if !already {
                 self.spans.push(Span {
                     label: format!("{}/{} {}", r.index, r.of, r.title),
-                    section: format!("ladder:{step}"),
+                    section: format!("ladder:{step}").into(),
                     start,
                     end,
                     ok: passed,
@@ -221,7 +221,7 @@ impl Builder {
         let fresh = || OpAcc {
             op: Op {
                 display: op.display.clone(),
-                provider: op.provider.clone(),
+                provider: word(&op.provider),
                 mutating: op.mutating,
                 item: s.item,
                 runs: 0,
