@@ -199,7 +199,10 @@ impl std::io::Write for Blocks {
                 self.blocks.push(Vec::with_capacity(Blocks::SIZE));
                 continue;
             }
-            let last = self.blocks.last_mut().expect("invariant: a block was pushed");
+            let last = self
+                .blocks
+                .last_mut()
+                .expect("invariant: a block was pushed");
             last.extend_from_slice(&rest[..n]);
             rest = &rest[n..];
         }
@@ -229,8 +232,7 @@ impl HelperDef for RegionHelper {
     ) -> HelperResult {
         let id = region_id(h)?;
         let body = block_body(h, r, ctx, rc)?;
-        let mut sha =
-            crate::journal::digest::sha256_hex_parts(body.parts().map(str::as_bytes));
+        let mut sha = crate::journal::digest::sha256_hex_parts(body.parts().map(str::as_bytes));
         sha.truncate(super::preserve::SHA_CHARS);
         let begin = if self.human {
             begin_human(&id, Some(&sha))

@@ -146,9 +146,12 @@ impl EntryAcc {
     /// The operation line of `item` showing `display`, added when there is none.
     fn line(&mut self, item: Option<usize>, display: &str, fresh: impl FnOnce() -> OpAcc) -> usize {
         let found = match &self.op_index {
-            Some(index) => index
-                .get(&item)
-                .and_then(|lines| lines.iter().copied().find(|&k| self.ops[k].op.display == display)),
+            Some(index) => index.get(&item).and_then(|lines| {
+                lines
+                    .iter()
+                    .copied()
+                    .find(|&k| self.ops[k].op.display == display)
+            }),
             None => self
                 .ops
                 .iter()
@@ -364,12 +367,7 @@ impl Builder {
         // reads paused → resumed → approved → deleted.
         let (kind, title, step_kind, r) = {
             let e = &self.entries[i].entry;
-            (
-                e.kind,
-                e.title.clone(),
-                e.step_kind.clone(),
-                e.rung.clone(),
-            )
+            (e.kind, e.title.clone(), e.step_kind.clone(), e.rung.clone())
         };
         let j = self.push_entry(rec, kind, title);
         let e = &mut self.entries[j].entry;
