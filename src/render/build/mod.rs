@@ -121,6 +121,7 @@ struct EntryAcc {
     /// rendering quadratic). Lines of one item differ by their display. Made only
     /// when the entry has [`INDEXED_OPS`] lines: a map per entry of one operation
     /// was a fifth of what a step cost (issue 18).
+    #[allow(clippy::box_collection)] // the point: 8 bytes per entry, not a map's 48
     op_index: Option<Box<HashMap<Option<usize>, Vec<usize>>>>,
     /// The verification's polled operation (kept apart from `ops`).
     verify_op: Option<Box<OpAcc>>,
