@@ -104,8 +104,7 @@ pub fn run(args: Args, g: &Global) -> i32 {
                 .map(|f| f.to_string_lossy().into_owned()),
             ..crate::render::RenderOpts::default()
         };
-        let written = crate::render::render_run_with_chart(&run.report.run_dir, &render_opts)
-            .and_then(|(md, svg)| crate::render::write_with_chart(&out, &md, svg.as_deref()));
+        let written = crate::render::write_run(&run.report.run_dir, &render_opts, &out);
         match written {
             Ok((_, chart)) => {
                 println!("postmortem written to {}", out.display());

@@ -105,9 +105,8 @@ pub fn run(args: Args, g: &Global) -> i32 {
     let result = store
         .resolve(run_id)
         .map_err(render::RenderError::from)
-        .and_then(|id| render::render_run_with_chart(&store.run_dir(&id), &opts))
-        .and_then(|(markdown, svg)| match &args.output {
-            Some(path) => render::write_with_chart(path, &markdown, svg.as_deref()).map(|(report, chart)| {
+        .and_then(|id| match &args.output {
+            Some(path) => render::write_run(&store.run_dir(&id), &opts, path).map(|(report, chart)| {
                 if !g.quiet {
                     eprintln!("wrote {}", path.display());
                     if let Some(chart) = chart {
@@ -124,10 +123,9 @@ pub fn run(args: Args, g: &Global) -> i32 {
                     eprintln!("the previous version is in {}", bak.display());
                 }
             }),
-            None => {
+            None => render::render_run(&store.run_dir(&id), &opts).map(|markdown| {
                 print!("{markdown}");
-                Ok(())
-            }
+            }),
         });
     match result {
         Ok(()) => exit::OK,

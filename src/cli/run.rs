@@ -512,9 +512,7 @@ where
                             .map(|f| f.to_string_lossy().into_owned()),
                         ..crate::render::RenderOpts::default()
                     };
-                    match crate::render::render_run_with_chart(&report.run_dir, &opts).and_then(
-                        |(md, svg)| crate::render::write_with_chart(path, &md, svg.as_deref()),
-                    ) {
+                    match crate::render::write_run(&report.run_dir, &opts, path) {
                         Ok((_, chart)) => {
                             eprintln!("postmortem written to {}", path.display());
                             if let Some(chart) = chart {

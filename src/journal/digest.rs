@@ -20,6 +20,16 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// sha256 of the concatenation of `parts`, as 64 lower-case hex digits (a text held
+/// in blocks is hashed without joining them).
+pub fn sha256_hex_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    hex(&h.finalize())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -28,6 +38,14 @@ mod tests {
     fn hex_is_two_lower_case_digits_per_byte() {
         assert_eq!(hex(&[0x00, 0x0f, 0xa0, 0xff]), "000fa0ff");
         assert_eq!(hex(&[]), "");
+    }
+
+    #[test]
+    fn a_text_in_parts_hashes_as_the_whole_text() {
+        assert_eq!(
+            sha256_hex_parts([&b"a"[..], b"", b"bc"]),
+            sha256_hex(b"abc")
+        );
     }
 
     #[test]

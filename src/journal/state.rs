@@ -935,6 +935,33 @@ impl RunState {
         }
     }
 
+    /// Drop the record of a step that is done with: it finished ok, not applicable
+    /// or skipped, with no escalation rung, undo or unanswered request. For a
+    /// consumer that folds a whole journal but has read what it needs of each step
+    /// when it finishes (the postmortem: a record per step held to the end of a
+    /// long journal was a fifth of its memory, issue 18). What a later event of the
+    /// step means is unchanged: `apply` starts a record again, as it does for a step
+    /// not seen before, and the events that can follow such a step (a restart, an
+    /// undo) set what they read. The engine and `resume` keep every record.
+    /// Returns whether the record was dropped.
+    pub fn forget_finished_step(&mut self, id: &str) -> bool {
+        let done = self.steps.get(id).is_some_and(|s| {
+            matches!(
+                s.finished,
+                Some(Outcome::Ok | Outcome::NotApplicable | Outcome::Skipped)
+            ) && s.rung_info.is_empty()
+                && s.current_rung.is_none()
+                && s.undo.is_none()
+                && s.pending_gates.is_empty()
+                && s.manual_requested.is_empty()
+        }) && self.paused_at.as_deref() != Some(id)
+            && !self.undo_order.iter().any(|u| u == id);
+        if done {
+            self.steps.remove(id);
+        }
+        done
+    }
+
     fn step_mut(&mut self, id: &str) -> &mut StepState {
         self.steps.entry(id.to_string()).or_default()
     }

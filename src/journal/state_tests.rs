@@ -769,3 +769,40 @@ fn a_steps_operations_read_back_in_key_order_small_or_large() {
         assert!(s.op(&OpKey::from(&scope("fix", None, Some(n)))).is_none());
     }
 }
+
+#[test]
+fn only_a_step_that_is_done_with_is_forgotten_and_a_later_event_starts_it_again() {
+    let rung = Event::RungStarted {
+        step: "ladder".into(),
+        rung: "ladder.1".into(),
+        title: "first".into(),
+        index: 1,
+        of: 2,
+    };
+    let mut r = RunState::from_records(&records(vec![
+        started(),
+        step_started("ok"),
+        op_started(scope("ok", None, None)),
+        op_finished(scope("ok", None, None), Outcome::Ok),
+        finished("ok", Outcome::Ok),
+        step_started("bad"),
+        finished("bad", Outcome::Failed),
+        step_started("ladder"),
+        rung,
+        finished("ladder", Outcome::Ok),
+        step_started("running"),
+    ]))
+    .unwrap();
+    // Finished ok with nothing open: gone. Failed (it may be retried), with rungs (an
+    // escalation names them) or not finished: kept.
+    assert!(r.forget_finished_step("ok"));
+    assert!(r.step("ok").is_none());
+    for kept in ["bad", "ladder", "running", "never-seen"] {
+        assert!(!r.forget_finished_step(kept), "{kept} is kept");
+    }
+    assert!(r.step("bad").is_some() && r.step("ladder").is_some());
+    // The step started again: a record of its own, as for a step not seen before.
+    r.apply(Utc::now(), &step_started("ok"));
+    let s = r.step("ok").expect("started again");
+    assert!(s.started && s.finished.is_none() && s.ops.is_empty());
+}

@@ -204,7 +204,7 @@ fn markers(c: &Collector, pm: &Postmortem) -> Vec<Marker> {
     let mut more: Vec<Marker> = Vec::new();
     for e in pm.timeline.iter().flat_map(|d| &d.entries) {
         if e.step_kind.as_deref() == Some("action")
-            && matches!(e.kind.as_str(), "step" | "rung")
+            && matches!(e.kind, "step" | "rung")
             && let Some(at) = e.ops.first().and_then(|o| parse(&o.started))
         {
             more.push(Marker {
@@ -647,7 +647,7 @@ mod tests {
         let mut wanted = 0;
         for e in &entries {
             if e.step_kind.as_deref() == Some("action")
-                && matches!(e.kind.as_str(), "step" | "rung")
+                && matches!(e.kind, "step" | "rung")
                 && let Some(op) = e.ops.first()
             {
                 wanted += 1;

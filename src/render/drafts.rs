@@ -16,7 +16,9 @@ fn list(items: &[String]) -> String {
 }
 
 fn entries(pm: &Postmortem) -> impl Iterator<Item = &Entry> {
-    pm.timeline.iter().flat_map(|d| d.entries.iter())
+    pm.timeline
+        .iter()
+        .flat_map(|d| d.entries.iter().map(|e| &**e))
 }
 
 /// `s` cut to `n` characters.

@@ -73,6 +73,24 @@ impl Serialize for Time {
     }
 }
 
+/// A duration as a template sees it (`350 ms`, `4.2 s`: [`duration_ms`]), kept as
+/// milliseconds and written when serialized or displayed: entries, operations and
+/// step rows each held one as a string per step of the journal (issue 18).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Millis(pub u64);
+
+impl Serialize for Millis {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&duration_ms(self.0))
+    }
+}
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&duration_ms(self.0))
+    }
+}
+
 /// A duration for people: `350 ms`, `4.2 s`, `6m 05s`, `1h 02m 05s`, `2d 3h 04m`.
 pub fn duration_ms(ms: u64) -> String {
     if ms < 1_000 {

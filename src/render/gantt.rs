@@ -8,7 +8,7 @@ use chrono_tz::Tz;
 pub struct Span {
     pub label: String,
     /// The step kind, or `ladder:<step>` for the rungs of one ladder.
-    pub section: String,
+    pub section: super::model::Word,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub ok: bool,
@@ -132,7 +132,7 @@ pub fn chart(spans: &[Span], tz: Tz) -> String {
     let mut current: Option<&str> = None;
     for (n, b) in bars.iter().enumerate() {
         let s = b.first;
-        if current != Some(s.section.as_str()) {
+        if current != Some(&*s.section) {
             out.push_str(&format!("    section {}\n", section_title(&s.section)));
             current = Some(&s.section);
         }
@@ -183,7 +183,7 @@ mod tests {
         let t0: DateTime<Utc> = "2018-03-13T06:28:00Z".parse().unwrap();
         Span {
             label: format!("step {secs}"),
-            section: section.to_owned(),
+            section: section.to_owned().into(),
             start: t0 + chrono::Duration::seconds(secs),
             end: t0 + chrono::Duration::seconds(secs + 1),
             ok,

@@ -12,7 +12,7 @@ use handlebars::{
 use serde_json::Value;
 
 use super::escape;
-use super::preserve::{END, begin_generated, begin_human, sha256_hex};
+use super::preserve::{END, begin_generated, begin_human};
 
 /// A registry with every helper of the postmortem templates.
 pub fn registry<'a>() -> Handlebars<'a> {
@@ -125,14 +125,93 @@ fn block_body<'reg: 'rc, 'rc>(
     r: &'reg Handlebars<'reg>,
     ctx: &'rc Context,
     rc: &mut RenderContext<'reg, 'rc>,
-) -> Result<String, handlebars::RenderError> {
-    let body = match h.template() {
-        Some(t) => t.renders(r, ctx, rc)?,
-        None => String::new(),
-    };
-    // Tidied here, before it is hashed, so tidying the whole document later does not
-    // change a region's text and make it look edited.
-    Ok(super::tidy(&body).trim_matches('\n').to_owned())
+) -> Result<Blocks, handlebars::RenderError> {
+    // Tidied as it is rendered, before it is hashed, so tidying the whole document
+    // later does not change a region's text and make it look edited; never held
+    // untidied (issue 18: the timeline region is most of a long run's document).
+    let mut tidy = super::tidy::Tidy::new(Blocks::default());
+    if let Some(t) = h.template() {
+        t.render(r, ctx, rc, &mut handlebars::WriteOutput::new(&mut tidy))?;
+    }
+    let mut body = tidy.finish()?;
+    body.trim_newlines();
+    Ok(body)
+}
+
+/// A region's text as it is rendered, in blocks of [`Blocks::SIZE`] bytes: one
+/// buffer grown by doubling held up to twice the text, and both buffers at each
+/// doubling (issue 18: the timeline region is most of a long run's document). Blocks
+/// end between characters.
+#[derive(Default)]
+struct Blocks {
+    blocks: Vec<Vec<u8>>,
+    /// Bytes of the first block before the text (newlines trimmed).
+    skip: usize,
+}
+
+impl Blocks {
+    const SIZE: usize = 64 * 1024;
+
+    /// The text, in pieces.
+    fn parts(&self) -> impl Iterator<Item = &str> {
+        self.blocks.iter().enumerate().map(|(i, b)| {
+            let b = if i == 0 { &b[self.skip..] } else { &b[..] };
+            std::str::from_utf8(b).expect("invariant: blocks hold whole characters")
+        })
+    }
+
+    /// Without the newlines it starts and ends with.
+    fn trim_newlines(&mut self) {
+        while let Some(last) = self.blocks.last_mut() {
+            let end = last.iter().rposition(|&b| b != b'\n').map_or(0, |i| i + 1);
+            last.truncate(end);
+            if !last.is_empty() {
+                break;
+            }
+            self.blocks.pop();
+        }
+        while let Some(first) = self.blocks.first() {
+            match first.iter().position(|&b| b != b'\n') {
+                Some(i) => {
+                    self.skip = i;
+                    break;
+                }
+                None => {
+                    self.blocks.remove(0);
+                }
+            }
+        }
+    }
+}
+
+impl std::io::Write for Blocks {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let room = self.blocks.last().map_or(0, |b| Blocks::SIZE - b.len());
+            // Cut between characters (a write is whole characters).
+            let mut n = room.min(rest.len());
+            while n > 0 && n < rest.len() && (rest[n] & 0xC0) == 0x80 {
+                n -= 1;
+            }
+            if n == 0 {
+                // A new block has room for any character.
+                self.blocks.push(Vec::with_capacity(Blocks::SIZE));
+                continue;
+            }
+            let last = self
+                .blocks
+                .last_mut()
+                .expect("invariant: a block was pushed");
+            last.extend_from_slice(&rest[..n]);
+            rest = &rest[n..];
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `{{#generated "timeline"}}…{{/generated}}` (a region rebuilt on every render) and
@@ -153,14 +232,23 @@ impl HelperDef for RegionHelper {
     ) -> HelperResult {
         let id = region_id(h)?;
         let body = block_body(h, r, ctx, rc)?;
-        let mut sha = sha256_hex(&body);
+        let mut sha = crate::journal::digest::sha256_hex_parts(body.parts().map(str::as_bytes));
         sha.truncate(super::preserve::SHA_CHARS);
         let begin = if self.human {
             begin_human(&id, Some(&sha))
         } else {
             begin_generated(&id, &sha)
         };
-        out.write(&format!("{begin}\n{body}\n{END}\n"))?;
+        // In pieces: the body is not copied once more.
+        out.write(&begin)?;
+        out.write("\n")?;
+        for part in body.parts() {
+            out.write(part)?;
+        }
+        drop(body);
+        for piece in ["\n", END, "\n"] {
+            out.write(piece)?;
+        }
         Ok(())
     }
 }

@@ -33,12 +33,14 @@ const NO_DAY: usize = usize::MAX;
 /// The lists taken out of the model, and the day `each_day` is at.
 pub struct Lists {
     pub days: Vec<Day>,
-    pub steps: Vec<StepRow>,
+    #[allow(clippy::vec_box)] // as the model has them
+    pub steps: Vec<Box<StepRow>>,
     day: AtomicUsize,
 }
 
 impl Lists {
-    pub fn new(days: Vec<Day>, steps: Vec<StepRow>) -> Lists {
+    #[allow(clippy::vec_box)] // as the model has them
+    pub fn new(days: Vec<Day>, steps: Vec<Box<StepRow>>) -> Lists {
         Lists {
             days,
             steps,
@@ -56,8 +58,12 @@ impl Lists {
     /// The entries `each_entry` iterates now.
     fn entries(&self) -> Box<dyn Iterator<Item = &Entry> + '_> {
         match self.days.get(self.day.load(Ordering::Relaxed)) {
-            Some(day) => Box::new(day.entries.iter()),
-            None => Box::new(self.days.iter().flat_map(|d| d.entries.iter())),
+            Some(day) => Box::new(day.entries.iter().map(|e| &**e)),
+            None => Box::new(
+                self.days
+                    .iter()
+                    .flat_map(|d| d.entries.iter().map(|e| &**e)),
+            ),
         }
     }
 

@@ -25,6 +25,7 @@ mod lists;
 pub mod model;
 mod preserve;
 pub mod summary;
+mod tidy;
 
 pub use summary::Details;
 
@@ -314,9 +315,23 @@ pub fn render_with_chart(
 
 /// The markdown of a model, and its chart.
 fn document(
-    mut pm: model::Postmortem,
+    pm: model::Postmortem,
     opts: &RenderOpts,
 ) -> Result<(String, Option<String>), RenderError> {
+    let (bytes, svg) = document_to(pm, opts, Vec::new(), None)?;
+    let text = String::from_utf8(bytes).expect("invariant: a rendered document is UTF-8");
+    Ok((text, svg))
+}
+
+/// The markdown of a model written to `out` as it is rendered (tidied on the way:
+/// see [`tidy::Tidy`]), and its chart. `file` names where `out` writes, for the
+/// error when it cannot.
+fn document_to<W: std::io::Write>(
+    mut pm: model::Postmortem,
+    opts: &RenderOpts,
+    out: W,
+    file: Option<&Path>,
+) -> Result<(W, Option<String>), RenderError> {
     let svg = pm.chart_svg.take();
     let name = opts
         .template_name
@@ -360,11 +375,25 @@ fn document(
         .map_err(|e| template_error(&name, e.pos(), e.reason().to_string()))?;
     // A Context from the value itself: `render(&data)` would copy it once more.
     let ctx = handlebars::Context::from(data);
-    let text = hb.render_with_context(&name, &ctx).map_err(|e| {
-        let pos = e.line_no.zip(e.column_no);
-        template_error(&name, pos, render_reason(&e))
-    })?;
-    Ok((tidy(&text), svg))
+    let io = |source: std::io::Error| RenderError::Io {
+        path: file.map_or_else(|| PathBuf::from("(memory)"), Path::to_owned),
+        source,
+    };
+    // Tidied as it is written: the document is never held twice, and not at all
+    // when `out` is a file.
+    let mut tidy = tidy::Tidy::new(out);
+    hb.render_with_context_to_write(&name, &ctx, &mut tidy)
+        .map_err(|e| match e.reason() {
+            handlebars::RenderErrorReason::IOError(source) => {
+                io(std::io::Error::new(source.kind(), source.to_string()))
+            }
+            _ => {
+                let pos = e.line_no.zip(e.column_no);
+                template_error(&name, pos, render_reason(&e))
+            }
+        })?;
+    let out = tidy.finish().map_err(io)?;
+    Ok((out, svg))
 }
 
 /// Read the journal of the run folder `run_dir` (as [`crate::store::DirStore`] lays it
@@ -387,6 +416,55 @@ pub fn render_run_with_chart(
     document(c.model(&journal, opts), opts)
 }
 
+/// Render the run of the folder `run_dir` into the file `path`, and its impact chart
+/// beside it: [`render_run_with_chart`] then [`write_with_chart`], except that a new
+/// file is written as it is rendered (to a temporary file renamed when complete), so
+/// the document is never held in memory (issue 18). A file that exists is merged as
+/// [`write_preserving_report`] does.
+pub fn write_run(
+    run_dir: &Path,
+    opts: &RenderOpts,
+    path: &Path,
+) -> Result<(Report, Option<PathBuf>), RenderError> {
+    let mut c = Collect::new(opts);
+    let journal =
+        crate::journal::reader::read_each(&crate::store::DirStore::journal_in(run_dir), |r| {
+            c.record(&r)
+        })?;
+    let pm = c.model(&journal, opts);
+    drop(journal);
+    if std::fs::symlink_metadata(path).is_ok() {
+        let (markdown, svg) = document(pm, opts)?;
+        return write_with_chart(path, &markdown, svg.as_deref());
+    }
+    let io = |source: std::io::Error| RenderError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    let tmp = preserve::temporary(path);
+    let written = std::fs::File::create(&tmp)
+        .map_err(io)
+        .and_then(|f| document_to(pm, opts, std::io::BufWriter::new(f), Some(path)))
+        .and_then(|(mut w, svg)| {
+            std::io::Write::flush(&mut w).map_err(io)?;
+            drop(w);
+            std::fs::rename(&tmp, path).map_err(io)?;
+            Ok(svg)
+        });
+    let svg = match written {
+        Ok(svg) => svg,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
+    let chart = svg.map(|svg| write_chart(path, &svg)).transpose()?;
+    Ok((Report::default(), chart))
+}
+
 /// Write a document and, when there is one, its impact chart beside it
 /// ([`chart_path`]); the chart is written whole or not at all (a temporary file
 /// renamed). Returns the document's report and the chart's path.
@@ -396,9 +474,12 @@ pub fn write_with_chart(
     svg: Option<&str>,
 ) -> Result<(Report, Option<PathBuf>), RenderError> {
     let report = write_preserving_report(path, markdown)?;
-    let Some(svg) = svg else {
-        return Ok((report, None));
-    };
+    let chart = svg.map(|svg| write_chart(path, svg)).transpose()?;
+    Ok((report, chart))
+}
+
+/// Write the impact chart of the document `path` beside it, whole or not at all.
+fn write_chart(path: &Path, svg: &str) -> Result<PathBuf, RenderError> {
     let chart = chart_path(path);
     let tmp = chart.with_extension("svg.tmp");
     std::fs::write(&tmp, svg)
@@ -407,7 +488,7 @@ pub fn write_with_chart(
             path: chart.clone(),
             source,
         })?;
-    Ok((report, Some(chart)))
+    Ok(chart)
 }
 
 fn template_error(name: &str, pos: Option<(usize, usize)>, message: String) -> RenderError {
@@ -427,31 +508,4 @@ fn render_reason(e: &handlebars::RenderError) -> String {
         }
         other => other.to_string(),
     }
-}
-
-/// Templates are easier to write with spare blank lines; the document keeps at most
-/// one blank line in a row (outside fenced blocks, whose content is verbatim) and
-/// ends with exactly one newline.
-pub(crate) fn tidy(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut blank = 0;
-    let mut fences = escape::Fences::default();
-    for line in text.lines() {
-        let trimmed = line.trim_end();
-        let in_fence = fences.inside(line);
-        if !in_fence && trimmed.is_empty() {
-            blank += 1;
-            if blank > 1 {
-                continue;
-            }
-        } else {
-            blank = 0;
-        }
-        out.push_str(if in_fence { line } else { trimmed });
-        out.push('\n');
-    }
-    let end = out.trim_end().len();
-    out.truncate(end);
-    out.push('\n');
-    out
 }

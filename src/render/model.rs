@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-pub use super::format::Time;
+pub use super::format::{Millis, Time};
 
 /// Everything a postmortem template can use.
 #[derive(Debug, Clone, Serialize)]
@@ -22,8 +22,11 @@ pub struct Postmortem {
     pub metrics: Metrics,
     /// Significant events grouped by day (in the display zone), oldest first.
     pub timeline: Vec<Day>,
-    /// One row per step, in the order they started.
-    pub steps: Vec<StepRow>,
+    /// One row per step, in the order they started. Boxed: the vector grows by
+    /// doubling while the journal is read, and room for a row is 8 bytes, not 224
+    /// (issue 18).
+    #[allow(clippy::vec_box)] // the point: a pointer per row in the vector
+    pub steps: Vec<Box<StepRow>>,
     pub approvals: Vec<Approval>,
     pub notes: Vec<Note>,
     /// Markdown: the body of a mermaid `gantt` chart (without the fence).
@@ -226,7 +229,10 @@ pub struct Day {
     pub date: String,
     /// `Tuesday`.
     pub weekday: String,
-    pub entries: Vec<Entry>,
+    /// Boxed: built one at a time as the builder's are let go, without a block of
+    /// room for every entry beside them (issue 18: memory at the journal's end).
+    #[allow(clippy::vec_box)] // the point: a pointer per entry in the vector
+    pub entries: Vec<Box<Entry>>,
 }
 
 /// One significant event: a step (with its gate, operations and verification), an
@@ -234,34 +240,36 @@ pub struct Day {
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
     /// Stable across re-renders: `evt-<seq>` of the event that opened the entry.
-    pub id: String,
+    pub id: EntryId,
     pub seq: u64,
     pub time: Time,
     /// `start`, `resume`, `step`, `rung`, `escalation`, `step_end`, `skip`, `note`,
-    /// `pause`, `finish` or `undo`.
-    pub kind: String,
+    /// `pause`, `finish` or `undo`. Fixed words, not allocated (issue 18).
+    pub kind: &'static str,
     /// The kind for people: `Check`, `Action`, `Rung 2 of 5`, `Escalation`, `Note`, ….
     pub label: String,
     /// Bold markers such as `DETECTED`, `MITIGATED`, `RUN ENDED`.
     pub milestones: Vec<String>,
     pub step: Option<String>,
     /// `check`, `action`, `verify` or `manual`, for step entries.
-    pub step_kind: Option<String>,
+    pub step_kind: Option<Word>,
     pub title: String,
-    pub rung: Option<RungRef>,
+    /// Boxed, as the other parts most entries do not have: an entry is held per
+    /// step for the whole journal (issue 18).
+    pub rung: Option<Box<RungRef>>,
     pub outcome: Option<Outcome>,
-    pub duration: Option<String>,
+    pub duration: Option<Millis>,
     /// The engine's one-line summary of the step.
     pub summary: Option<String>,
     /// The rung that fixed an escalation ladder.
-    pub fixed_by: Option<RungRef>,
+    pub fixed_by: Option<Box<RungRef>>,
     pub gate: Option<Box<Gate>>,
     pub ops: Vec<Op>,
     pub verification: Option<Box<Verification>>,
     pub manual: Option<Box<Manual>>,
     pub escalation: Option<Box<EscalationStep>>,
     pub note: Option<Box<Note>>,
-    pub pause: Option<Pause>,
+    pub pause: Option<Box<Pause>>,
     pub skip_reason: Option<String>,
     pub resumed: Option<Box<Resume>>,
     /// Folded output: one block per operation result, error or long list of API calls.
@@ -271,6 +279,41 @@ pub struct Entry {
     /// The step's or rung's entry again, after the run paused and resumed: what
     /// happened after the resume is stamped then.
     pub continued: bool,
+}
+
+/// A word from a small fixed set (a step kind, a provider), not allocated when it is
+/// one of them: entries, operations and step rows each held one per step of the
+/// journal (issue 18).
+pub type Word = std::borrow::Cow<'static, str>;
+
+/// `s` as a [`Word`]: borrowed when it is a step kind or a provider name.
+pub fn word(s: &str) -> Word {
+    const WORDS: [&str; 9] = [
+        "check",
+        "action",
+        "verify",
+        "manual",
+        "shell",
+        "http",
+        "prometheus",
+        "kube",
+        "",
+    ];
+    match WORDS.iter().find(|w| **w == s) {
+        Some(w) => Word::Borrowed(w),
+        None => Word::Owned(s.to_owned()),
+    }
+}
+
+/// An entry's id, `evt-<seq>`, written when serialized (issue 18: not a string per
+/// entry of the journal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryId(pub u64);
+
+impl Serialize for EntryId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("evt-{}", self.0))
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -337,14 +380,14 @@ impl Gate {
 pub struct Op {
     /// The line a person can repeat (for kube, the `kubectl` equivalent).
     pub display: String,
-    pub provider: String,
+    pub provider: Word,
     pub mutating: bool,
     /// The `for_each` item index.
     pub item: Option<usize>,
     pub runs: u32,
     pub started: Time,
     pub outcome: Option<Outcome>,
-    pub duration: Option<String>,
+    pub duration: Option<Millis>,
     pub error: Option<String>,
     /// The error's first line, at most 200 characters (the whole error is in `details`).
     pub error_line: Option<String>,
@@ -440,10 +483,10 @@ pub struct Detail {
 pub struct StepRow {
     pub id: String,
     pub title: String,
-    pub kind: String,
+    pub kind: Word,
     pub started: Time,
     pub outcome: Option<Outcome>,
-    pub duration: Option<String>,
+    pub duration: Option<Millis>,
     pub summary: Option<String>,
     pub fixed_by: Option<String>,
     pub rungs: Vec<RungRef>,

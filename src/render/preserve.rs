@@ -270,6 +270,15 @@ pub fn write_preserving(path: &Path, rendered: &str) -> Result<(), RenderError> 
     write_preserving_report(path, rendered).map(|_| ())
 }
 
+/// The temporary file a document is written to before it is renamed to `path`.
+pub(super) fn temporary(path: &Path) -> std::path::PathBuf {
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "postmortem.md".to_owned());
+    path.with_file_name(format!(".{file_name}.tmp"))
+}
+
 /// [`write_preserving`], saying what people should know: generated sections they
 /// edited (kept as theirs) and where the previous version went.
 pub fn write_preserving_report(path: &Path, rendered: &str) -> Result<Report, RenderError> {
@@ -283,15 +292,16 @@ pub fn write_preserving_report(path: &Path, rendered: &str) -> Result<Report, Re
         Err(e) => return Err(io(e)),
     };
     let mut report = Report::default();
-    let text = match &existing {
+    // A new file is the document as rendered, not a copy of it (issue 18: memory).
+    let text: std::borrow::Cow<'_, str> = match &existing {
         Some(old) => {
             let (text, kept) = merge_report(old, rendered, path)?;
             report.kept_edits = kept;
-            text
+            text.into()
         }
-        None => rendered.to_owned(),
+        None => rendered.into(),
     };
-    if existing.as_deref() == Some(text.as_str()) {
+    if existing.as_deref() == Some(&*text) {
         return Ok(report);
     }
     let file_name = path
@@ -301,8 +311,8 @@ pub fn write_preserving_report(path: &Path, rendered: &str) -> Result<Report, Re
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let tmp = path.with_file_name(format!(".{file_name}.tmp"));
-    std::fs::write(&tmp, &text).map_err(io)?;
+    let tmp = temporary(path);
+    std::fs::write(&tmp, text.as_bytes()).map_err(io)?;
     if let Some(old) = &existing {
         let bak = path.with_file_name(format!("{file_name}.bak"));
         std::fs::write(&bak, old).map_err(|e| RenderError::Io {

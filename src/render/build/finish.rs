@@ -193,7 +193,7 @@ impl Builder {
         let mut left = entries.len();
         for acc in entries {
             left -= 1;
-            let e = finish_entry(*acc, finished, self.details, &mut calls);
+            let e = Box::new(finish_entry(*acc, finished, self.details, &mut calls));
             if let Some(g) = &e.gate {
                 approvals.push(Approval {
                     step: e.step.clone().unwrap_or_default(),
@@ -450,7 +450,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
         let first = e.ops.first().map(|o| o.started);
         e.ops.push(Op {
             display: format!("{} more items", acc.folded_started),
-            provider: String::new(),
+            provider: Word::Borrowed(""),
             mutating: e.ops.iter().any(|o| o.mutating),
             item: None,
             runs: 1,
@@ -733,7 +733,7 @@ mod tests {
         let kinds: Vec<(&str, bool)> = pm.timeline[0]
             .entries
             .iter()
-            .map(|e| (e.kind.as_str(), e.continued))
+            .map(|e| (e.kind, e.continued))
             .collect();
         assert_eq!(
             kinds,

@@ -118,8 +118,11 @@ struct EntryAcc {
     ops: Vec<OpAcc>,
     /// Where each operation line of `ops` is, by `for_each` item: a step of 100 000
     /// items finds its line in constant time (issue 18: a linear search made
-    /// rendering quadratic). Lines of one item differ by their display.
-    op_index: HashMap<Option<usize>, Vec<usize>>,
+    /// rendering quadratic). Lines of one item differ by their display. Made only
+    /// when the entry has [`INDEXED_OPS`] lines: a map per entry of one operation
+    /// was a fifth of what a step cost (issue 18).
+    #[allow(clippy::box_collection)] // the point: 8 bytes per entry, not a map's 48
+    op_index: Option<Box<HashMap<Option<usize>, Vec<usize>>>>,
     /// The verification's polled operation (kept apart from `ops`).
     verify_op: Option<Box<OpAcc>>,
     /// `for_each` items past [`SHOWN_ITEMS`]: counted by how they ended, not kept
@@ -129,7 +132,55 @@ struct EntryAcc {
     folded_started: usize,
 }
 
+/// Operation lines of an entry below which they are searched, not indexed.
+const INDEXED_OPS: usize = 8;
+
 impl EntryAcc {
+    /// Whether an operation line of `item` exists.
+    fn has_item(&self, item: Option<usize>) -> bool {
+        match &self.op_index {
+            Some(index) => index.contains_key(&item),
+            None => self.ops.iter().any(|a| a.op.item == item),
+        }
+    }
+
+    /// The operation line of `item` showing `display`, added when there is none.
+    fn line(&mut self, item: Option<usize>, display: &str, fresh: impl FnOnce() -> OpAcc) -> usize {
+        let found = match &self.op_index {
+            Some(index) => index.get(&item).and_then(|lines| {
+                lines
+                    .iter()
+                    .copied()
+                    .find(|&k| self.ops[k].op.display == display)
+            }),
+            None => self
+                .ops
+                .iter()
+                .position(|a| a.op.item == item && a.op.display == display),
+        };
+        if let Some(k) = found {
+            return k;
+        }
+        // One operation is the common step: room for one, not four.
+        if self.ops.capacity() == 0 {
+            self.ops.reserve_exact(1);
+        }
+        self.ops.push(fresh());
+        let k = self.ops.len() - 1;
+        match &mut self.op_index {
+            Some(index) => index.entry(item).or_default().push(k),
+            None if self.ops.len() >= INDEXED_OPS => {
+                let mut index: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
+                for (k, a) in self.ops.iter().enumerate() {
+                    index.entry(a.op.item).or_default().push(k);
+                }
+                self.op_index = Some(Box::new(index));
+            }
+            None => {}
+        }
+        k
+    }
+
     fn fold(&mut self, what: String, ok: bool) {
         self.folded_ok &= ok;
         match self.folded.iter_mut().find(|(w, _)| *w == what) {
@@ -160,7 +211,8 @@ struct Builder {
     /// doubling held up to twice that per step (issue 18).
     #[allow(clippy::vec_box)] // the point: a pointer per entry in the vector, not the entry
     entries: Vec<Box<EntryAcc>>,
-    steps: Vec<StepRow>,
+    #[allow(clippy::vec_box)] // see `Postmortem::steps`
+    steps: Vec<Box<StepRow>>,
     step_row: HashMap<String, usize>,
     step_entry: HashMap<String, usize>,
     rung_entry: HashMap<(String, String), usize>,
@@ -252,13 +304,13 @@ impl Builder {
             .expect("invariant: start() is called after the first record")
     }
 
-    fn push_entry(&mut self, rec: &Record, kind: &str, title: String) -> usize {
+    fn push_entry(&mut self, rec: &Record, kind: &'static str, title: String) -> usize {
         self.entries.push(Box::new(EntryAcc {
             entry: Entry {
-                id: format!("evt-{}", rec.seq),
+                id: EntryId(rec.seq),
                 seq: rec.seq,
                 time: self.time(rec.ts),
-                kind: kind.to_owned(),
+                kind,
                 label: String::new(),
                 milestones: Vec::new(),
                 step: None,
@@ -283,7 +335,7 @@ impl Builder {
                 continued: false,
             },
             ops: Vec::new(),
-            op_index: HashMap::new(),
+            op_index: None,
             verify_op: None,
             folded: Vec::new(),
             folded_ok: true,
@@ -316,14 +368,9 @@ impl Builder {
         // reads paused → resumed → approved → deleted.
         let (kind, title, step_kind, r) = {
             let e = &self.entries[i].entry;
-            (
-                e.kind.clone(),
-                e.title.clone(),
-                e.step_kind.clone(),
-                e.rung.clone(),
-            )
+            (e.kind, e.title.clone(), e.step_kind.clone(), e.rung.clone())
         };
-        let j = self.push_entry(rec, &kind, title);
+        let j = self.push_entry(rec, kind, title);
         let e = &mut self.entries[j].entry;
         e.continued = true;
         e.step = Some(step.to_owned());
@@ -551,11 +598,11 @@ impl Builder {
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
                 e.milestones.push("PAUSED".to_owned());
-                e.pause = Some(Pause {
+                e.pause = Some(Box::new(Pause {
                     step: step.clone(),
                     reason: reason.clone(),
                     resume: resume.clone(),
-                });
+                }));
             }
             Event::OpStarted { op, attempt } => self.op_started(rec, op, *attempt),
             Event::OpFinished {
@@ -620,7 +667,7 @@ impl Builder {
                         OpState::Finished { outcome: o } => Some(outcome(o)),
                         OpState::Started => None,
                     });
-                acc.op.duration = Some(duration_ms(*d));
+                acc.op.duration = Some(Millis(*d));
                 acc.op.error = error.clone();
                 acc.op.error_line = error.as_deref().map(first_line);
                 // A stream cut at the provider's cap was streamed whole to its own
@@ -722,8 +769,8 @@ impl Builder {
                 let i = self.push_entry(rec, "rung", title.clone());
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
-                e.step_kind = Some("action".to_owned());
-                e.rung = Some(r);
+                e.step_kind = Some(Word::Borrowed("action"));
+                e.rung = Some(Box::new(r));
                 self.rung_entry.insert((step.clone(), rung.clone()), i);
             }
             Event::Escalated {
@@ -781,7 +828,7 @@ impl Builder {
                 let i = self.entry_for(rec, step, Some(&state::UndoRecord::rung_of(step)), false);
                 let e = &mut self.entries[i].entry;
                 e.outcome = Some(outcome(*o));
-                e.duration = Some(duration_ms(*d));
+                e.duration = Some(Millis(*d));
                 e.summary = Some(summary.clone());
             }
             Event::UndoSkipped { step, reason } => {

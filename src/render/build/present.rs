@@ -159,7 +159,7 @@ pub(super) fn label(e: &Entry) -> String {
 }
 
 fn base_label(e: &Entry) -> String {
-    match e.kind.as_str() {
+    match e.kind {
         "start" => "Run started".to_owned(),
         "resume" => "Run resumed".to_owned(),
         "rung" => match &e.rung {

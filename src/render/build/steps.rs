@@ -16,7 +16,7 @@ impl Builder {
         let i = self.push_entry(rec, "step", title.to_owned());
         let e = &mut self.entries[i].entry;
         e.step = Some(step.to_owned());
-        e.step_kind = Some(kind.to_owned());
+        e.step_kind = Some(word(kind));
         self.step_entry.insert(step.to_owned(), i);
         // A step that starts again without having finished (the run paused, was
         // aborted or killed there, and was resumed) is the same step: one row, counted
@@ -36,17 +36,17 @@ impl Builder {
             _ => {}
         }
         self.step_row.insert(step.to_owned(), self.steps.len());
-        self.steps.push(StepRow {
+        self.steps.push(Box::new(StepRow {
             id: step.to_owned(),
             title: title.to_owned(),
-            kind: kind.to_owned(),
+            kind: word(kind),
             started: self.time(rec.ts),
             outcome: None,
             duration: None,
             summary: None,
             fixed_by: None,
             rungs: Vec::new(),
-        });
+        }));
     }
 
     pub(super) fn step_finished(
@@ -119,7 +119,7 @@ impl Builder {
         if let Some(&r) = self.step_row.get(step) {
             let row = &mut self.steps[r];
             row.outcome = Some(out.clone());
-            row.duration = Some(duration_ms(d));
+            row.duration = Some(Millis(d));
             row.summary = Some(summary.to_owned());
             row.fixed_by = fixed_by.map(str::to_owned);
         }
@@ -160,9 +160,12 @@ impl Builder {
         }
         let e = &mut self.entries[i].entry;
         e.outcome = Some(out);
-        e.duration = Some(duration_ms(d));
+        e.duration = Some(Millis(d));
         e.summary = Some(summary.to_owned()).filter(|s| !s.is_empty());
-        e.fixed_by = fixed;
+        e.fixed_by = fixed.map(Box::new);
+        // Everything the postmortem reads of a step that ended this way has been
+        // read: its record is not held to the end of the journal (issue 18).
+        self.state.forget_finished_step(step);
     }
 
     /// The span of the step's current rung ends (a next rung starts or the step ends).
@@ -188,7 +191,7 @@ impl Builder {
             if !already {
                 self.spans.push(Span {
                     label: format!("{}/{} {}", r.index, r.of, r.title),
-                    section: format!("ladder:{step}"),
+                    section: format!("ladder:{step}").into(),
                     start,
                     end,
                     ok: passed,
@@ -218,7 +221,7 @@ impl Builder {
         let fresh = || OpAcc {
             op: Op {
                 display: op.display.clone(),
-                provider: op.provider.clone(),
+                provider: word(&op.provider),
                 mutating: op.mutating,
                 item: s.item,
                 runs: 0,
@@ -242,29 +245,11 @@ impl Builder {
             let v = acc.verify_op.get_or_insert_with(|| Box::new(fresh()));
             v.op.runs += 1;
             None
-        } else if s.item.is_some_and(|n| n >= super::SHOWN_ITEMS)
-            && !acc.op_index.contains_key(&s.item)
-        {
+        } else if s.item.is_some_and(|n| n >= super::SHOWN_ITEMS) && !acc.has_item(s.item) {
             acc.folded_started += 1;
             Some(super::FOLDED)
         } else {
-            let lines = acc.op_index.entry(s.item).or_default();
-            let k = match lines
-                .iter()
-                .copied()
-                .find(|&k| acc.ops[k].op.display == op.display)
-            {
-                Some(k) => k,
-                None => {
-                    // One operation is the common step: room for one, not four.
-                    if acc.ops.capacity() == 0 {
-                        acc.ops.reserve_exact(1);
-                    }
-                    acc.ops.push(fresh());
-                    lines.push(acc.ops.len() - 1);
-                    acc.ops.len() - 1
-                }
-            };
+            let k = acc.line(s.item, &op.display, fresh);
             acc.ops[k].op.runs += 1;
             Some(k)
         };
