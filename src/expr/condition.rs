@@ -1006,9 +1006,9 @@ mod tests {
     /// array and object converted into the cel crate's own list and map up front.
     fn deep_val(v: &Value) -> Box<dyn Val + '_> {
         match v {
-            Value::Array(items) => {
-                Box::new(CelList::from(items.iter().map(deep_val).collect::<Vec<_>>()))
-            }
+            Value::Array(items) => Box::new(CelList::from(
+                items.iter().map(deep_val).collect::<Vec<_>>(),
+            )),
             Value::Object(map) => Box::new(CelMap::from(
                 map.iter()
                     .map(|(k, v)| (CelMapKey::String(CelString::from(k.as_str())), deep_val(v)))
@@ -1182,7 +1182,11 @@ mod tests {
             failed += usize::from(lazy.is_err());
         }
         // The battery covers both outcomes.
-        assert!((15..45).contains(&failed), "{failed} of {} failed", exprs.len());
+        assert!(
+            (15..45).contains(&failed),
+            "{failed} of {} failed",
+            exprs.len()
+        );
         assert!(run_with("pods[0].nope.deeper", &ctx, to_val).is_err());
         assert_eq!(
             run_with("['a', 'b', 'c'] == names", &ctx, to_val),
@@ -1203,7 +1207,10 @@ mod tests {
                 true,
             ),
             ("'c' in names && !('d' in names)", true),
-            ("has(pods[0].metadata.labels.app) && !has(pods[1].metadata.labels)", true),
+            (
+                "has(pods[0].metadata.labels.app) && !has(pods[1].metadata.labels)",
+                true,
+            ),
         ] {
             assert_eq!(eval_bool(expr, &ctx).unwrap(), want, "{expr}");
         }
@@ -1231,10 +1238,16 @@ mod tests {
         for (expr, want) in [
             ("size(stuck) == 1000", json!(true)),
             ("stuck.all(p, p.status.phase == 'Running')", json!(false)),
-            ("stuck.exists_one(p, p.status.phase == 'Unknown')", json!(true)),
+            (
+                "stuck.exists_one(p, p.status.phase == 'Unknown')",
+                json!(true),
+            ),
             ("stuck[3].metadata.name", json!("user-00003")),
             ("stuck[999].metadata.labels.shard", json!(5)),
-            ("stuck.filter(p, p.status.phase != 'Running').map(p, p.metadata.name)", json!(["user-00500"])),
+            (
+                "stuck.filter(p, p.status.phase != 'Running').map(p, p.metadata.name)",
+                json!(["user-00500"]),
+            ),
             ("'user-00999' in stuck.map(p, p.metadata.name)", json!(true)),
         ] {
             assert_eq!(eval(expr, &ctx).unwrap(), want, "{expr}");

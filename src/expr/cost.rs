@@ -372,7 +372,12 @@ impl<'a> Walk<'a, '_> {
                 // `size(stuck)`: the length of the data, without weighing it.
                 if c.func_name == "size"
                     && !shortcut_off()
-                    && let [only] = c.target.iter().map(|t| &**t).chain(&c.args).collect::<Vec<_>>()[..]
+                    && let [only] = c
+                        .target
+                        .iter()
+                        .map(|t| &**t)
+                        .chain(&c.args)
+                        .collect::<Vec<_>>()[..]
                     && let Some((size, cost)) = self.size_of(only)
                 {
                     return Node {
