@@ -1195,6 +1195,13 @@ mod tests {
     }
 
     #[test]
+    fn a_lazy_value_prints_as_the_converted_one() {
+        // (one key per map: a map prints its entries in no fixed order)
+        let v = json!([1, "a", 2.5, null, {"k": [true, {"x": 18446744073709551615u64}]}, []]);
+        assert_eq!(format!("{:?}", to_val(&v)), format!("{:?}", deep_val(&v)));
+    }
+
+    #[test]
     fn lazy_lists_compare_with_literal_lists_both_ways() {
         let ctx = mixed();
         for (expr, want) in [

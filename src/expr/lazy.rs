@@ -19,6 +19,7 @@
 //! tests in condition.rs exercise each path).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::OnceLock;
 
 use cel::common::traits::{Adder, Container, Indexer, Iterable, Sizer, Zeroer};
@@ -57,7 +58,6 @@ pub(super) fn to_val<'v>(v: &'v Value) -> Box<dyn Val + 'v> {
 }
 
 /// A JSON array as a CEL `list`.
-#[derive(Debug)]
 pub(super) struct LazyList<'v> {
     items: &'v [Value],
     /// The list with each element converted by [`to_val`], built on first need.
@@ -65,7 +65,6 @@ pub(super) struct LazyList<'v> {
 }
 
 /// A JSON object as a CEL `map` with string keys.
-#[derive(Debug)]
 pub(super) struct LazyMap<'v> {
     map: &'v serde_json::Map<String, Value>,
     /// The map with each value converted by [`to_val`], built on first need.
@@ -120,6 +119,14 @@ impl<'v> LazyMap<'v> {
 /// `Builtin`), which the cel crate's own list and map implement.
 macro_rules! lazy_val {
     ($lazy:ident, $builtin:ident, $variant:ident, $len:ident) => {
+        /// As the built value: some of the cel crate's errors print the value they
+        /// could not use with `{:?}`.
+        impl fmt::Debug for $lazy<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self.built(), f)
+            }
+        }
+
         impl<'v> Val for $lazy<'v> {
             fn get_type(&self) -> &Type {
                 <$builtin as Val>::cel_type()
