@@ -6,15 +6,13 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr};
-use cel::common::types::{
-    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp,
-    CelUInt,
-};
+use cel::common::types::CelTimestamp;
 use cel::common::value::Val;
 use cel::objects::Key;
 use cel::{Context, Env, Program, Value as Cel};
 use serde_json::{Number, Value};
 
+use super::lazy::to_val;
 use super::{ExprError, VarRef, cost};
 use crate::clock::Clock;
 
@@ -60,8 +58,9 @@ pub(crate) fn now_or_wall_clock() -> chrono::DateTime<chrono::Utc> {
 }
 
 /// Bind the variables a program reads (`names`): `now` from the clock, the others
-/// from `vars` (converting only what it reads keeps a `where` over 1000 pods from
-/// converting every saved list 1000 times), except the names in `skip`.
+/// from `vars` (binding only what it reads keeps a `where` over 1000 pods from
+/// converting every saved list 1000 times), except the names in `skip`. A list or
+/// map is bound lazily (see [`super::lazy`]): `size(stuck)` converts nothing.
 fn bind_vars<'v>(context: &mut Context<'_, 'v>, names: &[&str], vars: &'v Value, skip: &[&str]) {
     for &name in names {
         if skip.contains(&name) {
@@ -100,7 +99,7 @@ fn new_env() -> Env {
     env
 }
 
-fn program(expr: &str) -> Result<Rc<Program>, ExprError> {
+pub(super) fn program(expr: &str) -> Result<Rc<Program>, ExprError> {
     if let Some(p) = PROGRAMS.with(|c| c.borrow().get(expr).cloned()) {
         return Ok(p);
     }
@@ -357,34 +356,6 @@ fn json_type(v: &Value) -> &'static str {
         Value::String(_) => "a string",
         Value::Array(_) => "a list",
         Value::Object(_) => "a map",
-    }
-}
-
-/// JSON to a CEL value that borrows the JSON's strings: one pass, no copies of
-/// text. Integers stay `int` (`uint` only above i64), other numbers are `double`,
-/// objects are maps with string keys.
-fn to_val<'v>(v: &'v Value) -> Box<dyn Val + 'v> {
-    match v {
-        Value::Null => Box::new(CelNull),
-        Value::Bool(b) => Box::new(CelBool::from(*b)),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Box::new(CelInt::from(i))
-            } else if let Some(u) = n.as_u64() {
-                Box::new(CelUInt::from(u))
-            } else {
-                Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN)))
-            }
-        }
-        Value::String(s) => Box::new(CelString::from(s.as_str())),
-        Value::Array(items) => {
-            Box::new(CelList::from(items.iter().map(to_val).collect::<Vec<_>>()))
-        }
-        Value::Object(map) => Box::new(CelMap::from(
-            map.iter()
-                .map(|(k, v)| (CelMapKey::String(CelString::from(k.as_str())), to_val(v)))
-                .collect::<HashMap<_, _>>(),
-        )),
     }
 }
 
@@ -706,6 +677,7 @@ fn char_to_byte(source: &str, chars: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use cel::common::types::{CelList, CelMap, CelMapKey, CelString};
     use serde_json::json;
 
     #[test]
@@ -1028,5 +1000,276 @@ mod tests {
             eval("'A,B'.lowerAscii().split(',')", &json!({})).unwrap(),
             json!(["a", "b"])
         );
+    }
+
+    /// The deep conversion conditions used before the lazy one (issue 18): every
+    /// array and object converted into the cel crate's own list and map up front.
+    fn deep_val(v: &Value) -> Box<dyn Val + '_> {
+        match v {
+            Value::Array(items) => Box::new(CelList::from(
+                items.iter().map(deep_val).collect::<Vec<_>>(),
+            )),
+            Value::Object(map) => Box::new(CelMap::from(
+                map.iter()
+                    .map(|(k, v)| (CelMapKey::String(CelString::from(k.as_str())), deep_val(v)))
+                    .collect::<HashMap<_, _>>(),
+            )),
+            scalar => to_val(scalar),
+        }
+    }
+
+    /// `expr` run with the variables of `ctx` bound by `convert`: the value, or the
+    /// error as a user reads it.
+    fn run_with(
+        expr: &str,
+        ctx: &Value,
+        convert: for<'a> fn(&'a Value) -> Box<dyn Val + 'a>,
+    ) -> Result<Value, String> {
+        let program = program(expr).map_err(|e| e.message)?;
+        let mut context = ENV.with(|env| Context::with_env(Arc::clone(env)));
+        for (name, v) in ctx.as_object().expect("an object of variables") {
+            context.add_variable_as_val(name, convert(v));
+        }
+        let value = program
+            .execute(&context)
+            .map_err(|e| execution_error(&e).message)?;
+        from_cel(&value).map_err(|e| e.message)
+    }
+
+    /// Data with every JSON shape: nested objects and lists, a list of mixed types,
+    /// an int, a uint above i64, a double, null, an empty list and object.
+    fn mixed() -> Value {
+        json!({
+            "pods": [
+                {"metadata": {"name": "a", "labels": {"app": "web"}}, "status": {"phase": "Running", "restarts": 0}},
+                {"metadata": {"name": "b"}, "status": {"phase": "Unknown", "reason": "NodeLost", "restarts": 3}},
+                {"metadata": {"name": "c", "labels": {}}, "status": {"phase": "Running", "restarts": 1}}
+            ],
+            "mixed": [1, "two", 3.5, null, true, [1, 2], {"k": "v"}, 18446744073709551615u64, -4],
+            "nums": {"i": 3, "u": 18446744073709551615u64, "d": 2.5, "whole": 2.0},
+            "empty": [],
+            "none": {},
+            "names": ["a", "b", "c"]
+        })
+    }
+
+    /// Every expression gives the same value, or the same error, with the lazy
+    /// conversion as with the deep one.
+    #[test]
+    fn lazy_values_behave_exactly_like_converted_ones() {
+        let ctx = mixed();
+        let exprs = [
+            // sizes
+            "size(pods)",
+            "pods.size() == 3",
+            "size(none) == 0 && size(empty) == 0",
+            "size(pods[0])",
+            "size(mixed[5])",
+            // equality with literals, both ways, and between variables
+            "names == ['a', 'b', 'c']",
+            "['a', 'b', 'c'] == names",
+            "names == ['a', 'b']",
+            "pods[0].metadata.labels == {'app': 'web'}",
+            "{'app': 'web'} == pods[0].metadata.labels",
+            "pods[1].metadata == {'name': 'b'}",
+            "pods == pods",
+            "pods[0] == pods[2]",
+            "mixed[5] == [1, 2] && [1, 2] == mixed[5]",
+            "mixed[5] == [1.0, 2u]",
+            "none == {} && empty == []",
+            "names != ['x']",
+            // `in`
+            "'b' in names",
+            "'z' in names",
+            "'app' in pods[0].metadata.labels",
+            "'name' in none",
+            "[1, 2] in mixed",
+            "{'k': 'v'} in mixed",
+            "3.5 in mixed && null in mixed",
+            "1 in pods[0].metadata",
+            "'a' in pods.map(p, p.metadata.name)",
+            // has() and missing fields
+            "has(pods[1].status.reason)",
+            "has(pods[0].status.reason)",
+            "pods.filter(p, has(p.metadata.labels)).size()",
+            "pods[0].status.reason",
+            "pods[0].nope.deeper",
+            "none.x",
+            "pods[3]",
+            "pods[-1]",
+            "pods['x']",
+            "pods[1u].metadata.name",
+            "pods[2.0].metadata.name",
+            "names[0.5]",
+            "pods[0.5]",
+            "pods[0][1]",
+            "pods[0].metadata[0]",
+            "mixed[6].k",
+            "mixed[0].k",
+            "names.x",
+            // macros, nested
+            "pods.all(p, p.status.phase == 'Running')",
+            "pods.exists(p, p.status.phase == 'Unknown' && p.status.reason == 'NodeLost')",
+            "pods.exists_one(p, p.status.restarts > 2)",
+            "pods.map(p, p.metadata.name)",
+            "pods.filter(p, p.status.restarts > 0).map(p, p.metadata.name)",
+            "pods.map(p, p.status)",
+            "pods.all(a, pods.exists(b, a.metadata.name == b.metadata.name))",
+            "pods.map(a, pods.filter(b, b.status.restarts < a.status.restarts).size())",
+            "pods.all(p, p.metadata.labels.app == 'web')",
+            "pods.exists(p, has(p.metadata.labels) && p.metadata.labels.all(k, k == 'app'))",
+            "nums.all(k, k in ['i', 'u', 'd', 'whole'])",
+            "mixed.map(x, type(x))",
+            "mixed.filter(x, type(x) == int)",
+            "mixed.exists(x, x == 'two')",
+            "mixed.all(x, x != 7)",
+            // numbers
+            "nums.i == 3 && nums.i == 3u && nums.i == 3.0",
+            "nums.u == 18446744073709551615u && type(nums.u) == uint",
+            "nums.d * 2.0 == 5.0 && type(nums.d) == double",
+            "nums.whole == 2 && type(nums.whole) == double",
+            "nums.u + 1u",
+            "nums.i + nums.d",
+            "mixed[8] < 0 && mixed[0] + mixed[8] == -3",
+            // concatenation, conversion, functions over lists
+            "names + ['d']",
+            "['z'] + names",
+            "empty + names",
+            "names.join(',')",
+            "pods.map(p, p.metadata.name).join('-')",
+            "names.sort()",
+            "lists.range(3).map(i, pods[i].metadata.name)",
+            "math.greatest(pods.map(p, p.status.restarts))",
+            "names.flatten()",
+            "mixed[5].sum()",
+            "dyn(pods)[0].metadata.name",
+            "type(pods) == list && type(pods[0]) == map",
+            "pods[0]",
+            "mixed",
+            "nums",
+            "pods.filter(p, p.status.phase == 'Running')[1].metadata.name",
+            "pods.map(p, p.metadata)[0].labels.app",
+            "pods.map(p, p.metadata)[1].labels",
+            "pods.map(p, p.metadata)[0][1]",
+            "optional.of(pods[0]).value().metadata.name",
+            "pods[0].?metadata.?labels.?app.orValue('none')",
+            "pods[1].?metadata.?labels.?app.orValue('none')",
+            "pods[?5].hasValue()",
+            "optional.ofNonZeroValue(empty).hasValue() || optional.ofNonZeroValue(names).hasValue()",
+            "pods[0].metadata.name.startsWith('a') && names[1].upperAscii() == 'B'",
+            "pods + 1",
+            "1 + pods",
+            "pods < names",
+            "-names",
+            "!pods",
+            "pods ? 1 : 2",
+            "size(pods[0].metadata.name)",
+        ];
+        // An error that prints a map prints its entries in no fixed order (a
+        // HashMap's): errors are compared as the characters they contain.
+        let chars = |r: Result<Value, String>| {
+            r.map_err(|e| {
+                let mut c: Vec<char> = e.chars().collect();
+                c.sort_unstable();
+                c
+            })
+        };
+        let mut failed = 0;
+        for expr in exprs {
+            let lazy = chars(run_with(expr, &ctx, to_val));
+            let deep = chars(run_with(expr, &ctx, deep_val));
+            assert_eq!(lazy, deep, "{expr}");
+            failed += usize::from(lazy.is_err());
+        }
+        // The battery covers both outcomes.
+        assert!(
+            (15..45).contains(&failed),
+            "{failed} of {} failed",
+            exprs.len()
+        );
+        assert!(run_with("pods[0].nope.deeper", &ctx, to_val).is_err());
+        assert_eq!(
+            run_with("['a', 'b', 'c'] == names", &ctx, to_val),
+            Ok(json!(true))
+        );
+    }
+
+    #[test]
+    fn a_lazy_value_prints_as_the_converted_one() {
+        // (one key per map: a map prints its entries in no fixed order)
+        let v = json!([1, "a", 2.5, null, {"k": [true, {"x": 18446744073709551615u64}]}, []]);
+        assert_eq!(format!("{:?}", to_val(&v)), format!("{:?}", deep_val(&v)));
+    }
+
+    #[test]
+    fn lazy_lists_compare_with_literal_lists_both_ways() {
+        let ctx = mixed();
+        for (expr, want) in [
+            ("names == ['a', 'b', 'c']", true),
+            ("['a', 'b', 'c'] == names", true),
+            ("['a', 'b'] == names", false),
+            ("mixed[5] == [1.0, 2u]", true),
+            (
+                "[{'app': 'web'}] == pods.filter(p, has(p.metadata.labels)).map(p, p.metadata.labels).filter(l, size(l) > 0)",
+                true,
+            ),
+            ("'c' in names && !('d' in names)", true),
+            (
+                "has(pods[0].metadata.labels.app) && !has(pods[1].metadata.labels)",
+                true,
+            ),
+        ] {
+            assert_eq!(eval_bool(expr, &ctx).unwrap(), want, "{expr}");
+        }
+    }
+
+    #[test]
+    fn a_missing_field_of_a_lazy_map_names_the_field() {
+        let e = eval_bool("pods[1].metadata.labels.app == 'web'", &mixed()).unwrap_err();
+        assert_eq!(
+            e.message,
+            "no such key: `labels` (guard optional fields with has())"
+        );
+    }
+
+    #[test]
+    fn a_thousand_pods_are_read_lazily_with_the_same_results() {
+        let pods: Vec<Value> = (0..1000)
+            .map(|i| {
+                json!({"metadata": {"name": format!("user-{i:05}"), "labels": {"shard": i % 7}},
+                       "spec": {"nodeName": "node-0000", "containers": [{"name": "nb", "image": "x"}]},
+                       "status": {"phase": if i == 500 { "Unknown" } else { "Running" }}})
+            })
+            .collect();
+        let ctx = json!({ "stuck": pods });
+        for (expr, want) in [
+            ("size(stuck) == 1000", json!(true)),
+            ("stuck.all(p, p.status.phase == 'Running')", json!(false)),
+            (
+                "stuck.exists_one(p, p.status.phase == 'Unknown')",
+                json!(true),
+            ),
+            ("stuck[3].metadata.name", json!("user-00003")),
+            ("stuck[999].metadata.labels.shard", json!(5)),
+            (
+                "stuck.filter(p, p.status.phase != 'Running').map(p, p.metadata.name)",
+                json!(["user-00500"]),
+            ),
+            ("'user-00999' in stuck.map(p, p.metadata.name)", json!(true)),
+        ] {
+            assert_eq!(eval(expr, &ctx).unwrap(), want, "{expr}");
+            assert_eq!(run_with(expr, &ctx, deep_val), Ok(want), "{expr}");
+        }
+        assert_eq!(eval("stuck", &ctx).unwrap(), ctx["stuck"]);
+        assert_eq!(eval("stuck.filter(p, true)", &ctx).unwrap(), ctx["stuck"]);
+        let kept = eval_bool_each(
+            "object.status.phase == 'Running' && stuck[object.metadata.labels.shard].spec.nodeName == 'node-0000'",
+            &ctx,
+            &["object"],
+            ctx["stuck"].as_array().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(kept.iter().filter(|k| !**k).count(), 1);
+        assert!(!kept[500]);
     }
 }

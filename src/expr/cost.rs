@@ -14,6 +14,7 @@
 //! so `pods.all(a, pods.all(b, pods.all(c, …)))` over 1000 pods is refused before it
 //! runs instead of spinning for minutes.
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 use cel::common::ast::{EntryExpr, Expr, IdedExpr, LiteralValue};
@@ -98,11 +99,7 @@ fn follow<'v>(mut v: &'v Value, fields: &[String]) -> &'v Value {
 /// The shape of a JSON value: its element count and its heaviest element.
 fn shape(v: &Value) -> Est {
     match v {
-        Value::Array(items) => Est {
-            n: items.len() as f64,
-            w: items.iter().map(weight).fold(1.0, f64::max),
-            list: true,
-        },
+        Value::Array(items) => list_shape(items, heaviest(items)),
         Value::Object(map) => Est {
             n: map.len() as f64,
             w: map
@@ -114,6 +111,27 @@ fn shape(v: &Value) -> Est {
         Value::String(s) => Est::scalar(s.len() as f64),
         _ => Est::ONE,
     }
+}
+
+fn list_shape(items: &[Value], heaviest: Option<(&Value, f64)>) -> Est {
+    Est {
+        n: items.len() as f64,
+        w: heaviest.map_or(1.0, |(_, w)| w.max(1.0)),
+        list: true,
+    }
+}
+
+/// The heaviest element of a list with its weight: the last of the heaviest, as
+/// `Iterator::max_by` picks it. Each element is weighed once.
+fn heaviest(items: &[Value]) -> Option<(&Value, f64)> {
+    let mut best: Option<(&Value, f64)> = None;
+    for item in items {
+        let w = weight(item);
+        if best.is_none_or(|(_, b)| w >= b) {
+            best = Some((item, w));
+        }
+    }
+    best
 }
 
 fn weight(v: &Value) -> f64 {
@@ -130,6 +148,20 @@ fn weight(v: &Value) -> f64 {
     }
 }
 
+#[cfg(test)]
+thread_local! {
+    /// Tests turn the shortcuts off ([`Walk::size_of`], the remembered heaviest
+    /// element) to check that they change no estimate.
+    static SHORTCUT_OFF: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn shortcut_off() -> bool {
+    #[cfg(test)]
+    return SHORTCUT_OFF.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    false
+}
+
 /// What a free variable (a dotted path) is at this point: its shape and, for a
 /// number, its value. `None`: unknown (lint).
 pub(super) type Resolve<'a> = dyn Fn(&[String]) -> Option<&'a Value> + 'a;
@@ -143,6 +175,10 @@ struct Walk<'a, 'r> {
     /// A size the walk cannot bound (a `lists.range` of a computed length) is taken
     /// as 1 at lint (no false alarms) and as the largest possible at run time.
     runtime: bool,
+    /// The last list of data weighed, with its heaviest element: a comprehension
+    /// over a variable binds that element, and weighing a 1 000-pod list once
+    /// instead of three times is most of the estimate's time.
+    weighed: Cell<Option<(&'a Value, Option<&'a Value>)>>,
 }
 
 struct Node {
@@ -198,7 +234,7 @@ impl<'a> Walk<'a, '_> {
                 let v = follow(v, &path[1..]);
                 return Some(Node {
                     cost: path.len() as f64,
-                    est: shape(v),
+                    est: self.shape(v),
                     number: v.as_f64(),
                 });
             }
@@ -209,9 +245,46 @@ impl<'a> Walk<'a, '_> {
         let number = value.and_then(Value::as_f64);
         Some(Node {
             cost: path.len() as f64,
-            est: value.map_or(Est::ONE, shape),
+            est: value.map_or(Est::ONE, |v| self.shape(v)),
             number,
         })
+    }
+
+    /// [`shape`], remembering a list's heaviest element for [`Walk::walk`].
+    fn shape(&self, v: &'a Value) -> Est {
+        let Value::Array(items) = v else {
+            return shape(v);
+        };
+        let heavy = heaviest(items);
+        self.weighed.set(Some((v, heavy.map(|(x, _)| x))));
+        list_shape(items, heavy)
+    }
+
+    /// `size(e)` when `e` is a variable's path with data (as [`Walk::path`] reads
+    /// it): (its size as the `size` rule below computes it from the shape, the
+    /// path's cost). A list's size is its length: its elements are not weighed,
+    /// which for a saved list of 1 000 pods was a walk of every field of every pod.
+    fn size_of(&self, e: &IdedExpr) -> Option<(f64, f64)> {
+        if !matches!(e.expr, Expr::Ident(_) | Expr::Select(_)) {
+            return None;
+        }
+        let (_, path) = super::condition::dotted(e)?;
+        let value = match self.bound(&path[0]) {
+            Some((_, Some(v))) => Some(follow(v, &path[1..])),
+            // A comprehension variable over computed data: its shape is an estimate.
+            Some((_, None)) => return None,
+            None => (self.resolve)(&path),
+        };
+        let size = match value {
+            Some(Value::Array(items)) => items.len() as f64,
+            Some(Value::Object(map)) if map.len() > 1 => map.len() as f64,
+            Some(v) => {
+                let x = shape(v);
+                if x.list || x.n > 1.0 { x.n } else { x.w }
+            }
+            None => Est::ONE.w,
+        };
+        Some((size, path.len() as f64))
     }
 
     fn walk(&mut self, e: &IdedExpr) -> Node {
@@ -296,6 +369,23 @@ impl<'a> Walk<'a, '_> {
                 )
             }
             Expr::Call(c) => {
+                // `size(stuck)`: the length of the data, without weighing it.
+                if c.func_name == "size"
+                    && !shortcut_off()
+                    && let [only] = c
+                        .target
+                        .iter()
+                        .map(|t| &**t)
+                        .chain(&c.args)
+                        .collect::<Vec<_>>()[..]
+                    && let Some((size, cost)) = self.size_of(only)
+                {
+                    return Node {
+                        cost: 1.0 + cost,
+                        est: Est::ONE,
+                        number: Some(size),
+                    };
+                }
                 let target = c.target.as_ref().map(|t| self.walk(t));
                 let args: Vec<Node> = c.args.iter().map(|a| self.walk(a)).collect();
                 let operands: Vec<&Node> = target.iter().chain(args.iter()).collect();
@@ -413,9 +503,13 @@ impl<'a> Walk<'a, '_> {
                 let before = self.scope.len();
                 let element = range.est.element();
                 let heaviest = match self.value_of(&c.iter_range) {
-                    Some(Value::Array(items)) => {
-                        items.iter().max_by(|a, b| weight(a).total_cmp(&weight(b)))
-                    }
+                    Some(list @ Value::Array(items)) => match self.weighed.get() {
+                        _ if shortcut_off() => {
+                            items.iter().max_by(|a, b| weight(a).total_cmp(&weight(b)))
+                        }
+                        Some((seen, heavy)) if std::ptr::eq(seen, list) => heavy,
+                        _ => heaviest(items).map(|(x, _)| x),
+                    },
                     _ => None,
                 };
                 let (first, second) = match &c.iter_var2 {
@@ -473,6 +567,7 @@ pub(super) fn estimate<'a>(
             .map(|(name, v)| ((*name).to_owned(), shape(v), Some(*v)))
             .collect(),
         runtime,
+        weighed: Cell::new(None),
     };
     let cost = w.walk(e).cost;
     if cost.is_finite() && cost < u64::MAX as f64 {
@@ -484,7 +579,7 @@ pub(super) fn estimate<'a>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::condition::{eval, eval_bool_each, static_cost};
+    use super::super::condition::{eval, eval_bool_each, program, static_cost};
     use serde_json::json;
 
     #[test]
@@ -536,5 +631,58 @@ mod tests {
         let items: Vec<_> = (0..3).map(|i| json!({"n": i})).collect();
         let err = eval_bool_each(e, &ctx, &["object"], &items).unwrap_err();
         assert!(err.message.contains("cost"), "{}", err.message);
+    }
+
+    /// Every estimate is what it was when each `size` of data weighed the data and
+    /// each comprehension over data weighed its list again to find the heaviest.
+    #[test]
+    fn shortcuts_change_no_estimate() {
+        let pods: Vec<_> = (0..300)
+            .map(|i| json!({"name": format!("pod-{i}"), "labels": {"a": "b", "c": i}, "one": {"k": "vvvv"}}))
+            .collect();
+        let ctx = json!({
+            "pods": pods, "empty": [], "none": {}, "one": {"key": [1, 2, 3]},
+            "s": "hello", "n": 7, "nested": {"list": [1, 2], "m": {"x": "yy"}},
+            "ties": [{"a": "xxxxxxxxxx", "b": ""}, {"a": "", "b": "xxxxxxxxxx"}]
+        });
+        let exprs = [
+            "size(pods) == 300",
+            "pods.size() > 0 && size(empty) == 0 && size(none) == 0",
+            "lists.range(size(pods)).all(i, true)",
+            "lists.range(size(one)).size() > 0",
+            "lists.range(size(s)).size() > 0",
+            "lists.range(size(nested.list) * size(nested.m)).size() > 0",
+            "size(missing) == 0 || size(nested.missing.deeper) == 0",
+            "size(n)",
+            "pods.all(p, size(p.labels) == 2 && size(p.one) == 1 && size(p.name) > 3)",
+            "pods.map(p, lists.range(size(p.name))).size() > 0",
+            "pods.map(p, p.labels).all(l, size(l) == 2)",
+            "size(pods[0]) == 3 && size(steps['x']) == 0",
+            "size(pods, pods) == 0",
+            "ties.map(t, lists.range(size(t.a))).size() > 0",
+            "ties.all(t, lists.range(size(t.b)).all(i, true))",
+            "pods.all(p, pods.exists(q, q.name == p.name))",
+            "pods.filter(p, true).map(p, lists.range(size(p.labels)))",
+            "size(object.labels) == 2 && size(object) == 3 && size(object.missing) == 1",
+        ];
+        for e in exprs {
+            let p = program(e).unwrap();
+            let resolve = |path: &[String]| {
+                let mut v = ctx.get(&path[0])?;
+                for field in &path[1..] {
+                    match v.get(field) {
+                        Some(inner) => v = inner,
+                        None => break,
+                    }
+                }
+                Some(v)
+            };
+            let bound = [("object", &ctx["pods"][7])];
+            let fast = super::estimate(p.expression(), &resolve, true, &bound);
+            super::SHORTCUT_OFF.with(|c| c.set(true));
+            let slow = super::estimate(p.expression(), &resolve, true, &bound);
+            super::SHORTCUT_OFF.with(|c| c.set(false));
+            assert_eq!(fast, slow, "{e}");
+        }
     }
 }

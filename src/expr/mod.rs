@@ -20,6 +20,7 @@ mod condition;
 mod cost;
 mod helpers;
 mod k8s;
+mod lazy;
 mod template;
 
 pub use condition::{
