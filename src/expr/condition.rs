@@ -225,17 +225,7 @@ fn within_budget(
     ctx: &Value,
     bound: &[(&str, &Value)],
 ) -> Result<(), ExprError> {
-    let resolve = |path: &[String]| {
-        let mut v = ctx.get(&path[0])?;
-        for field in &path[1..] {
-            match v.get(field) {
-                Some(inner) => v = inner,
-                // A field the data does not have is no larger than what holds it.
-                None => break,
-            }
-        }
-        Some(v)
-    };
+    let resolve = |path: &[String]| cost::resolve_path(ctx, path);
     let cost = cost::estimate(program.expression(), &resolve, true, bound);
     let budget = cost::budget();
     if cost > budget {

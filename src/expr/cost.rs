@@ -148,6 +148,19 @@ fn weight(v: &Value) -> f64 {
     }
 }
 
+/// The value a dotted path names in `ctx`, for the estimate: a field the data does not
+/// have is no larger than what holds it, so the deepest value found stands for it.
+pub(crate) fn resolve_path<'v>(ctx: &'v Value, path: &[String]) -> Option<&'v Value> {
+    let mut v = ctx.get(path.first()?)?;
+    for field in &path[1..] {
+        match v.get(field) {
+            Some(inner) => v = inner,
+            None => break,
+        }
+    }
+    Some(v)
+}
+
 #[cfg(test)]
 thread_local! {
     /// Tests turn the shortcuts off ([`Walk::size_of`], the remembered heaviest
@@ -667,16 +680,7 @@ mod tests {
         ];
         for e in exprs {
             let p = program(e).unwrap();
-            let resolve = |path: &[String]| {
-                let mut v = ctx.get(&path[0])?;
-                for field in &path[1..] {
-                    match v.get(field) {
-                        Some(inner) => v = inner,
-                        None => break,
-                    }
-                }
-                Some(v)
-            };
+            let resolve = |path: &[String]| super::resolve_path(&ctx, path);
             let bound = [("object", &ctx["pods"][7])];
             let fast = super::estimate(p.expression(), &resolve, true, &bound);
             super::SHORTCUT_OFF.with(|c| c.set(true));

@@ -407,13 +407,23 @@ pub fn render_run_with_chart(
     run_dir: &Path,
     opts: &RenderOpts,
 ) -> Result<(String, Option<String>), RenderError> {
-    // Streamed: what is kept is bounded, whatever the journal's length.
+    let (pm, _) = collect_run(run_dir, opts)?;
+    document(pm, opts)
+}
+
+/// The postmortem model of the run of the folder `run_dir`, streamed from its
+/// journal: what is kept is bounded, whatever the journal's length.
+fn collect_run(
+    run_dir: &Path,
+    opts: &RenderOpts,
+) -> Result<(model::Postmortem, crate::journal::reader::Journal), RenderError> {
     let mut c = Collect::new(opts);
     let journal =
         crate::journal::reader::read_each(&crate::store::DirStore::journal_in(run_dir), |r| {
             c.record(&r)
         })?;
-    document(c.model(&journal, opts), opts)
+    let pm = c.model(&journal, opts);
+    Ok((pm, journal))
 }
 
 /// Render the run of the folder `run_dir` into the file `path`, and its impact chart
@@ -426,12 +436,7 @@ pub fn write_run(
     opts: &RenderOpts,
     path: &Path,
 ) -> Result<(Report, Option<PathBuf>), RenderError> {
-    let mut c = Collect::new(opts);
-    let journal =
-        crate::journal::reader::read_each(&crate::store::DirStore::journal_in(run_dir), |r| {
-            c.record(&r)
-        })?;
-    let pm = c.model(&journal, opts);
+    let (pm, journal) = collect_run(run_dir, opts)?;
     drop(journal);
     if std::fs::symlink_metadata(path).is_ok() {
         let (markdown, svg) = document(pm, opts)?;
