@@ -215,23 +215,7 @@ impl Writer {
         sync: bool,
     ) -> Result<u64, WriteError> {
         lock_exclusive(&self.file).map_err(|e| io(&self.path, e))?;
-        let r = (|| {
-            self.catch_up()?;
-            let first = self
-                .seq
-                .checked_add(1)
-                .ok_or_else(|| WriteError::SeqExhausted(self.path.clone()))?;
-            let mut lines = Vec::new();
-            let mut seq = self.seq;
-            for event in events {
-                seq = seq
-                    .checked_add(1)
-                    .ok_or_else(|| WriteError::SeqExhausted(self.path.clone()))?;
-                self.line_into(&mut lines, seq, ts, event)?;
-            }
-            self.write_lines(&lines, seq, sync)?;
-            Ok(first)
-        })();
+        let r = self.append_all_locked(ts, events, sync);
         let _ = self.file.unlock();
         r
     }
@@ -242,15 +226,28 @@ impl Writer {
         event: &Event,
         sync: bool,
     ) -> Result<u64, WriteError> {
+        self.append_all_locked(ts, &[event], sync)
+    }
+
+    /// With the lock held: catch up with other writers, then write `events` as
+    /// consecutive lines with one `write`. Returns the first line's `seq`.
+    fn append_all_locked(
+        &mut self,
+        ts: DateTime<Utc>,
+        events: &[&Event],
+        sync: bool,
+    ) -> Result<u64, WriteError> {
         self.catch_up()?;
-        let seq = self
-            .seq
-            .checked_add(1)
-            .ok_or_else(|| WriteError::SeqExhausted(self.path.clone()))?;
-        let mut line = Vec::new();
-        self.line_into(&mut line, seq, ts, event)?;
-        self.write_lines(&line, seq, sync)?;
-        Ok(seq)
+        let exhausted = || WriteError::SeqExhausted(self.path.clone());
+        let first = self.seq.checked_add(1).ok_or_else(exhausted)?;
+        let mut lines = Vec::new();
+        let mut seq = self.seq;
+        for event in events {
+            seq = seq.checked_add(1).ok_or_else(exhausted)?;
+            self.line_into(&mut lines, seq, ts, event)?;
+        }
+        self.write_lines(&lines, seq, sync)?;
+        Ok(first)
     }
 
     /// One journal line, newline included, appended to `out`.
@@ -267,9 +264,8 @@ impl Writer {
         // escaped `write_char` per character (a fifth of an action's journal cost).
         // `line_matches_record_serialization` holds the two to the same bytes.
         let ts = ts.trunc_subsecs(3);
-        out.extend_from_slice(b"{\"seq\":");
-        out.extend_from_slice(seq.to_string().as_bytes());
-        out.extend_from_slice(b",\"ts\":\"");
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{{\"seq\":{seq},\"ts\":\"");
         write_ts(out, ts);
         out.push(b'"');
         let event_at = out.len();
