@@ -282,6 +282,12 @@ impl Ctx<'_> {
         // the journal failed): its starts are closed as not started, so that neither
         // `resume` nor the postmortem reads them as operations of unknown outcome.
         let never_ran = ahead.len();
+        // A sync of those starts that failed is the run's journal error all the same.
+        if let Some(Err(e)) = ahead_synced.take()
+            && journal_error.is_none()
+        {
+            journal_error = Some(e);
+        }
         if journal_error.is_none() && !ahead.is_empty() {
             let why = "not started: the fan-out stopped before this item's turn".to_string();
             let ends = ahead
