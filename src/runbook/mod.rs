@@ -18,6 +18,7 @@ mod source;
 pub mod validate;
 pub mod verbs;
 pub mod yaml;
+mod yaml_plain;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -80,6 +80,9 @@ pub(crate) fn parse_yaml(source: &str) -> Result<Node, Diagnostic> {
     if let Some(d) = tab_indentation(source) {
         return Err(d);
     }
+    if let Some(node) = yaml::plain_tree(source) {
+        return Ok(node);
+    }
     match yaml::from_str::<Option<Node>>(source) {
         Ok(Some(node)) => Ok(node),
         Ok(None) => Err(Diagnostic::error(

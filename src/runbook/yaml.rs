@@ -145,6 +145,14 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     serde_saphyr::from_str_with_options(text, options(&limits)).map_err(|e| error(&e, &limits))
 }
 
+/// A runbook's spanned tree by the fast path ([`super::yaml_plain`]) when the
+/// document is plain, else `None`: then [`from_str`] reads it (and reports its
+/// errors).
+pub(crate) fn plain_tree(text: &str) -> Option<super::parse::Node> {
+    let limits = Limits::for_size(text.len());
+    super::yaml_plain::read(text, limits.nodes, limits.events)
+}
+
 /// The error under the reader's wrappers (a snippet, an alias being replayed).
 fn root(mut e: &serde_saphyr::Error) -> &serde_saphyr::Error {
     loop {
