@@ -2,7 +2,9 @@
 //! lab scenarios and test files.
 //!
 //! This is the only module that names the YAML crate (serde-saphyr; its API moves
-//! fast). Before it, scenarios and test files built their own reader without the
+//! fast), with its fast path for plain runbooks, [`super::yaml_plain`], which reads
+//! serde-saphyr's own parser (granit-parser) directly and gives either exactly this
+//! reader's tree or nothing (then this reader reads the document). Before it, scenarios and test files built their own reader without the
 //! runbook's duplicate-key and alias rules, so a key written twice in a scenario was
 //! silently the last one. The policy:
 //!
