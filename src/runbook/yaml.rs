@@ -2,7 +2,7 @@
 //! lab scenarios and test files.
 //!
 //! This is the only module that names the YAML crate (serde-saphyr; its API moves
-//! fast), with its fast path for plain runbooks, [`super::yaml_plain`], which reads
+//! fast), with its fast path for plain runbooks, `runbook::yaml_plain`, which reads
 //! serde-saphyr's own parser (granit-parser) directly and gives either exactly this
 //! reader's tree or nothing (then this reader reads the document). Before it, scenarios and test files built their own reader without the
 //! runbook's duplicate-key and alias rules, so a key written twice in a scenario was
@@ -147,7 +147,7 @@ pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
     serde_saphyr::from_str_with_options(text, options(&limits)).map_err(|e| error(&e, &limits))
 }
 
-/// A runbook's spanned tree by the fast path ([`super::yaml_plain`]) when the
+/// A runbook's spanned tree by the fast path (`yaml_plain`) when the
 /// document is plain, else `None`: then [`from_str`] reads it (and reports its
 /// errors).
 pub(crate) fn plain_tree(text: &str) -> Option<super::parse::Node> {
