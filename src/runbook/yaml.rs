@@ -4,7 +4,8 @@
 //! This is the only module that names the YAML crate (serde-saphyr; its API moves
 //! fast), with its fast path for plain runbooks, `runbook::yaml_plain`, which reads
 //! serde-saphyr's own parser (granit-parser) directly and gives either exactly this
-//! reader's tree or nothing (then this reader reads the document). Before it, scenarios and test files built their own reader without the
+//! reader's tree or nothing (then this reader reads the document). Before it,
+//! scenarios and test files built their own reader without the
 //! runbook's duplicate-key and alias rules, so a key written twice in a scenario was
 //! silently the last one. The policy:
 //!
