@@ -63,7 +63,7 @@ fn detection(pm: &Postmortem) -> String {
     let link = entries(pm)
         .filter(|e| e.step.as_deref() == Some(&d.step))
         .flat_map(|e| &e.ops)
-        .find_map(|o| o.link.as_deref())
+        .find_map(|o| o.more().link.as_deref())
         .map(|l| format!(" ([graph]({l}))"))
         .unwrap_or_default();
     let mut s = format!(
@@ -426,7 +426,8 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
             inv.push(format!(
                 "Find out why {} failed{}.",
                 code(&op.display),
-                op.error_line
+                op.more()
+                    .error_line
                     .as_deref()
                     .map(|e| format!(": {}", text(e)))
                     .unwrap_or_default()

@@ -247,7 +247,7 @@ pub struct Entry {
     /// `pause`, `finish` or `undo`. Fixed words, not allocated (issue 18).
     pub kind: &'static str,
     /// The kind for people: `Check`, `Action`, `Rung 2 of 5`, `Escalation`, `Note`, ….
-    pub label: String,
+    pub label: Word,
     /// Bold markers such as `DETECTED`, `MITIGATED`, `RUN ENDED`.
     pub milestones: Vec<String>,
     pub step: Option<String>,
@@ -257,7 +257,7 @@ pub struct Entry {
     /// Boxed, as the other parts most entries do not have: an entry is held per
     /// step for the whole journal (issue 18).
     pub rung: Option<Box<RungRef>>,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<&'static Outcome>,
     pub duration: Option<Millis>,
     /// The engine's one-line summary of the step.
     pub summary: Option<String>,
@@ -324,6 +324,8 @@ pub struct RungRef {
     pub of: usize,
 }
 
+/// One of a few fixed outcomes: entries, operations and step rows hold a reference
+/// to it (8 bytes, where the words themselves were 40 each, per step: issue 18).
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     /// `ok`, `failed`, `skipped`, `not_applicable`, `unknown`, `timed_out`, `aborted`.
@@ -376,7 +378,12 @@ impl Gate {
 
 /// An operation of an entry; repeated runs of the same line (retries, polls) are one
 /// `Op` with `runs` > 1 and the last run's outcome.
-#[derive(Debug, Clone, Serialize)]
+///
+/// A template sees every field below and those of [`OpMore`] beside them (`error`,
+/// `error_line`, `calls`, `calls_folded`, `output_file`, `link`): they are kept apart,
+/// boxed, because most operations have none of them and an operation is held per
+/// step to the end of the journal (issue 18: 112 bytes each).
+#[derive(Debug, Clone)]
 pub struct Op {
     /// The line a person can repeat (for kube, the `kubectl` equivalent).
     pub display: String,
@@ -386,8 +393,19 @@ pub struct Op {
     pub item: Option<usize>,
     pub runs: u32,
     pub started: Time,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<&'static Outcome>,
     pub duration: Option<Millis>,
+    /// The error, API calls, side file and graph link; `None` when it has none.
+    pub more: Option<Box<OpMore>>,
+    /// A small result in one line (plain text): `deleted hub-0; already gone: none`.
+    pub result_line: Option<String>,
+    /// In summary: where the whole result is (markdown: `` `journal.ndjson` event 12 ``).
+    pub source: Option<String>,
+}
+
+/// What fewer operations have (see [`Op`]); a template reads these as `Op`'s fields.
+#[derive(Debug, Clone, Default)]
+pub struct OpMore {
     pub error: Option<String>,
     /// The error's first line, at most 200 characters (the whole error is in `details`).
     pub error_line: Option<String>,
@@ -397,12 +415,67 @@ pub struct Op {
     pub calls_folded: bool,
     /// Side file in the run folder holding the full output.
     pub output_file: Option<String>,
-    /// A small result in one line (plain text): `deleted hub-0; already gone: none`.
-    pub result_line: Option<String>,
     /// For PromQL: the Prometheus graph of the query.
     pub link: Option<String>,
-    /// In summary: where the whole result is (markdown: `` `journal.ndjson` event 12 ``).
-    pub source: Option<String>,
+}
+
+impl OpMore {
+    const NONE: OpMore = OpMore {
+        error: None,
+        error_line: None,
+        calls: Vec::new(),
+        calls_folded: false,
+        output_file: None,
+        link: None,
+    };
+
+    /// Whether it holds anything (else it is not kept).
+    pub fn any(&self) -> bool {
+        self.error.is_some()
+            || self.error_line.is_some()
+            || !self.calls.is_empty()
+            || self.calls_folded
+            || self.output_file.is_some()
+            || self.link.is_some()
+    }
+}
+
+impl Op {
+    /// The error, calls, side file and link (all empty when there are none).
+    pub fn more(&self) -> &OpMore {
+        static NONE: OpMore = OpMore::NONE;
+        self.more.as_deref().unwrap_or(&NONE)
+    }
+
+    /// Set them, keeping them only when there is something.
+    pub fn set_more(&mut self, more: OpMore) {
+        self.more = more.any().then(|| Box::new(more));
+    }
+}
+
+impl Serialize for Op {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let more = self.more();
+        let mut o = s.serialize_struct("Op", 16)?;
+        o.serialize_field("display", &self.display)?;
+        o.serialize_field("provider", &self.provider)?;
+        o.serialize_field("mutating", &self.mutating)?;
+        o.serialize_field("item", &self.item)?;
+        o.serialize_field("runs", &self.runs)?;
+        o.serialize_field("started", &self.started)?;
+        o.serialize_field("outcome", &self.outcome)?;
+        o.serialize_field("duration", &self.duration)?;
+        o.serialize_field("error", &more.error)?;
+        o.serialize_field("error_line", &more.error_line)?;
+        o.serialize_field("calls", &more.calls)?;
+        o.serialize_field("calls_folded", &more.calls_folded)?;
+        o.serialize_field("output_file", &more.output_file)?;
+        o.serialize_field("result_line", &self.result_line)?;
+        o.serialize_field("link", &more.link)?;
+        o.serialize_field("source", &self.source)?;
+        o.end()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -444,7 +517,7 @@ pub struct Manual {
     pub requested: Time,
     pub confirmed: Option<Time>,
     pub by: Option<String>,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<&'static Outcome>,
     pub waited: Option<String>,
 }
 
@@ -485,7 +558,7 @@ pub struct StepRow {
     pub title: String,
     pub kind: Word,
     pub started: Time,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<&'static Outcome>,
     pub duration: Option<Millis>,
     pub summary: Option<String>,
     pub fixed_by: Option<String>,

@@ -5,10 +5,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, Utc};
 
-use super::present::{add_wait, bounded, label, long_weekday, no_result, result_details, status};
+use super::present::{
+    add_wait, bounded, label, long_weekday, no_result, push_small, result_details, status,
+};
 use super::{Builder, Built, EntryAcc};
 use crate::render::format::{Time, between, duration_ms};
-use crate::render::gantt::Span;
+use crate::render::gantt::{Span, SpanOf};
 use crate::render::model::*;
 use crate::render::summary::{self, Details};
 
@@ -39,9 +41,9 @@ impl Builder {
             .filter(|(step, s)| {
                 s.current_rung.is_some()
                     && self
-                        .step_row
-                        .get(*step)
-                        .is_some_and(|&r| self.steps[r].outcome.is_none())
+                        .index
+                        .row(step)
+                        .is_some_and(|r| self.steps[r].outcome.is_none())
             })
             .map(|(step, _)| step.clone())
             .collect();
@@ -55,20 +57,18 @@ impl Builder {
                 }
             }
         }
-        for row in &self.steps {
+        for (r, row) in self.steps.iter().enumerate() {
             let st = self.state.step(&row.id);
             if row.outcome.is_none()
                 && let (Some(start), Some(end)) = (st.and_then(|s| s.started_at), last)
             {
                 self.spans.push(Span {
-                    label: row.title.clone(),
-                    section: row.kind.clone(),
+                    of: SpanOf::row(r),
                     start,
                     end,
                     ok: false,
                     open: true,
                     ladder: st.is_some_and(|s| s.current_rung.is_some()),
-                    step: row.id.clone(),
                 });
             }
         }
@@ -319,7 +319,7 @@ struct Calls {
 
 impl Calls {
     fn add(&mut self, step: &str, op: &Op) {
-        if op.calls.is_empty() {
+        if op.more().calls.is_empty() {
             return;
         }
         let g = match self.index.get(step) {
@@ -334,7 +334,7 @@ impl Calls {
                 self.groups.len() - 1
             }
         };
-        for c in &op.calls {
+        for c in &op.more().calls {
             // Success is the rule: only other answers are written.
             let line = if (200..300).contains(&c.status) {
                 c.line.clone()
@@ -382,33 +382,40 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
             Some(n) => format!("{} (item {n})", op.display),
             None => op.display.clone(),
         };
-        if let Some(err) = &op.error
+        if let Some(err) = &op.more().error
             && (err.contains('\n') || err.len() > 200)
             && mode != Details::None
         {
-            e.details.push(Detail {
-                summary: format!("Error of {what}"),
-                body: if mode == Details::Full {
-                    bounded(err)
-                } else {
-                    excerpt(err)
+            push_small(
+                &mut e.details,
+                Detail {
+                    summary: format!("Error of {what}"),
+                    body: if mode == Details::Full {
+                        bounded(err)
+                    } else {
+                        excerpt(err)
+                    },
+                    lang: "text".to_owned(),
                 },
-                lang: "text".to_owned(),
-            });
+            );
         }
         match mode {
             Details::Full => {
-                if op.calls_folded {
+                if op.more().calls_folded {
                     let body: Vec<String> = op
+                        .more()
                         .calls
                         .iter()
                         .map(|c| format!("{} {} → {} ({})", c.method, c.path, c.answer, c.duration))
                         .collect();
-                    e.details.push(Detail {
-                        summary: format!("{} API calls of {what}", op.calls.len()),
-                        body: body.join("\n"),
-                        lang: "text".to_owned(),
-                    });
+                    push_small(
+                        &mut e.details,
+                        Detail {
+                            summary: format!("{} API calls of {what}", op.more().calls.len()),
+                            body: body.join("\n"),
+                            lang: "text".to_owned(),
+                        },
+                    );
                 }
                 if let Some(r) = &result {
                     result_details(&what, r, &mut e.details);
@@ -420,8 +427,11 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                 if let Some((i, _)) = op.display.char_indices().nth(SHORT_DISPLAY) {
                     op.display = format!("{}…", &op.display[..i]);
                 }
-                op.calls.clear();
-                op.calls_folded = false;
+                if let Some(mut more) = op.more.take() {
+                    more.calls = Vec::new();
+                    more.calls_folded = false;
+                    op.set_more(*more);
+                }
                 if let Some(r) = &result {
                     op.result_line = summary::result_line(r);
                     if mode == Details::Summary
@@ -433,11 +443,14 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                             .map(|f| format!("`{f}` in the run folder"))
                             .unwrap_or_else(|| raw(seq));
                         if let Some(md) = summary::result_block(r, at, &source) {
-                            e.results.push(Shown {
-                                what: String::new(),
-                                markdown: md,
-                                source: source.clone(),
-                            });
+                            push_small(
+                                &mut e.results,
+                                Shown {
+                                    what: String::new(),
+                                    markdown: md,
+                                    source: source.clone(),
+                                },
+                            );
                             op.source = Some(source);
                         }
                     }
@@ -461,13 +474,8 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                 crate::render::build::present::outcome(crate::journal::event::Outcome::Failed)
             }),
             duration: None,
-            error: None,
-            error_line: None,
-            calls: Vec::new(),
-            calls_folded: false,
-            output_file: None,
+            more: None,
             result_line: Some(line),
-            link: None,
             source: None,
         });
     }
@@ -514,11 +522,14 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                             && let Some(md) = summary::result_block(r, at, &raw(seq))
                             && md != summary::NO_OBJECTS
                         {
-                            e.results.push(Shown {
-                                what: "Last verification poll".to_owned(),
-                                markdown: md,
-                                source: raw(seq),
-                            });
+                            push_small(
+                                &mut e.results,
+                                Shown {
+                                    what: "Last verification poll".to_owned(),
+                                    markdown: md,
+                                    source: raw(seq),
+                                },
+                            );
                         }
                     }
                     Details::Summary | Details::None => {}
