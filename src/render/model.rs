@@ -237,7 +237,13 @@ pub struct Day {
 
 /// One significant event: a step (with its gate, operations and verification), an
 /// escalation rung, an escalation, a note, a pause, the run's start or end.
-#[derive(Debug, Clone, Serialize)]
+///
+/// A template sees every field below and those of [`EntryMore`] beside them
+/// (`milestones`, `fixed_by`, `gate`, `verification`, `manual`, `escalation`, `note`,
+/// `pause`, `skip_reason`, `resumed`): they are kept apart, boxed, because most
+/// entries have none of them and an entry is held per step to the end of the journal
+/// (issue 18: 104 bytes each).
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// Stable across re-renders: `evt-<seq>` of the event that opened the entry.
     pub id: EntryId,
@@ -248,8 +254,6 @@ pub struct Entry {
     pub kind: &'static str,
     /// The kind for people: `Check`, `Action`, `Rung 2 of 5`, `Escalation`, `Note`, ….
     pub label: Word,
-    /// Bold markers such as `DETECTED`, `MITIGATED`, `RUN ENDED`.
-    pub milestones: Vec<String>,
     pub step: Option<String>,
     /// `check`, `action`, `verify` or `manual`, for step entries.
     pub step_kind: Option<Word>,
@@ -261,17 +265,10 @@ pub struct Entry {
     pub duration: Option<Millis>,
     /// The engine's one-line summary of the step.
     pub summary: Option<String>,
-    /// The rung that fixed an escalation ladder.
-    pub fixed_by: Option<Box<RungRef>>,
-    pub gate: Option<Box<Gate>>,
     pub ops: Vec<Op>,
-    pub verification: Option<Box<Verification>>,
-    pub manual: Option<Box<Manual>>,
-    pub escalation: Option<Box<EscalationStep>>,
-    pub note: Option<Box<Note>>,
-    pub pause: Option<Box<Pause>>,
-    pub skip_reason: Option<String>,
-    pub resumed: Option<Box<Resume>>,
+    /// Milestones, gate, verification, manual step, escalation, note, pause, skip
+    /// reason, resume; `None` when it has none of them.
+    pub more: Option<Box<EntryMore>>,
     /// Folded output: one block per operation result, error or long list of API calls.
     pub details: Vec<Detail>,
     /// In summary: results as tables and excerpts (markdown).
@@ -279,6 +276,91 @@ pub struct Entry {
     /// The step's or rung's entry again, after the run paused and resumed: what
     /// happened after the resume is stamped then.
     pub continued: bool,
+}
+
+/// What fewer entries have (see [`Entry`]); a template reads these as `Entry`'s fields.
+#[derive(Debug, Clone, Default)]
+pub struct EntryMore {
+    /// Bold markers such as `DETECTED`, `MITIGATED`, `RUN ENDED`.
+    pub milestones: Vec<String>,
+    /// The rung that fixed an escalation ladder.
+    pub fixed_by: Option<Box<RungRef>>,
+    pub gate: Option<Box<Gate>>,
+    pub verification: Option<Box<Verification>>,
+    pub manual: Option<Box<Manual>>,
+    pub escalation: Option<Box<EscalationStep>>,
+    pub note: Option<Box<Note>>,
+    pub pause: Option<Box<Pause>>,
+    pub skip_reason: Option<String>,
+    pub resumed: Option<Box<Resume>>,
+}
+
+impl EntryMore {
+    const NONE: EntryMore = EntryMore {
+        milestones: Vec::new(),
+        fixed_by: None,
+        gate: None,
+        verification: None,
+        manual: None,
+        escalation: None,
+        note: None,
+        pause: None,
+        skip_reason: None,
+        resumed: None,
+    };
+}
+
+impl Entry {
+    /// The milestones, gate, verification, … (all empty when it has none).
+    pub fn more(&self) -> &EntryMore {
+        static NONE: EntryMore = EntryMore::NONE;
+        self.more.as_deref().unwrap_or(&NONE)
+    }
+
+    /// The same, to change (made when it had none).
+    pub fn more_mut(&mut self) -> &mut EntryMore {
+        self.more.get_or_insert_with(Box::default)
+    }
+
+    /// The verification, to change, when there is one.
+    pub fn verification_mut(&mut self) -> Option<&mut Verification> {
+        self.more.as_deref_mut()?.verification.as_deref_mut()
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let more = self.more();
+        let mut e = s.serialize_struct("Entry", 26)?;
+        e.serialize_field("id", &self.id)?;
+        e.serialize_field("seq", &self.seq)?;
+        e.serialize_field("time", &self.time)?;
+        e.serialize_field("kind", &self.kind)?;
+        e.serialize_field("label", &self.label)?;
+        e.serialize_field("milestones", &more.milestones)?;
+        e.serialize_field("step", &self.step)?;
+        e.serialize_field("step_kind", &self.step_kind)?;
+        e.serialize_field("title", &self.title)?;
+        e.serialize_field("rung", &self.rung)?;
+        e.serialize_field("outcome", &self.outcome)?;
+        e.serialize_field("duration", &self.duration)?;
+        e.serialize_field("summary", &self.summary)?;
+        e.serialize_field("fixed_by", &more.fixed_by)?;
+        e.serialize_field("gate", &more.gate)?;
+        e.serialize_field("ops", &self.ops)?;
+        e.serialize_field("verification", &more.verification)?;
+        e.serialize_field("manual", &more.manual)?;
+        e.serialize_field("escalation", &more.escalation)?;
+        e.serialize_field("note", &more.note)?;
+        e.serialize_field("pause", &more.pause)?;
+        e.serialize_field("skip_reason", &more.skip_reason)?;
+        e.serialize_field("resumed", &more.resumed)?;
+        e.serialize_field("details", &self.details)?;
+        e.serialize_field("results", &self.results)?;
+        e.serialize_field("continued", &self.continued)?;
+        e.end()
+    }
 }
 
 /// A word from a small fixed set (a step kind, a provider), not allocated when it is

@@ -103,8 +103,19 @@ fn echo_run(dir: &Path, steps: usize) -> usize {
         out.push_str(&format!(r#"{{"seq":{seq},"ts":"{ts}",{event}}}"#));
         out.push('\n');
     };
+    // Every step's digest, as `runbook run` journals them for `resume --accept-changes`
+    // (the postmortem does not keep them).
+    let mut ids: Vec<String> = (0..steps).map(|i| format!("s{i}")).collect();
+    ids.sort();
+    let digests: Vec<String> = ids
+        .iter()
+        .map(|id| format!(r#""{id}":"{:064x}""#, id.len() * 7919))
+        .collect();
     line(
-        r#""event":"run_started","format":1,"run_id":"20261201-222615-echo-05d1","runbook":{"name":"echo","title":"A runbook of echo checks","path":"echo.yaml","sha256":"070ebb1ae0b89f194e7c7848ab61c4b2fc3941b090ad437b7554249b6bc77180"},"params":{},"operator":"root","host":"vm","tool_version":"0.1.0","dry_run":false"#.to_owned(),
+        format!(
+            r#""event":"run_started","format":1,"run_id":"20261201-222615-echo-05d1","runbook":{{"name":"echo","title":"A runbook of echo checks","path":"echo.yaml","sha256":"070ebb1ae0b89f194e7c7848ab61c4b2fc3941b090ad437b7554249b6bc77180","step_digests":{{{}}}}},"params":{{}},"operator":"root","host":"vm","tool_version":"0.1.0","dry_run":false"#,
+            digests.join(",")
+        ),
         &mut out,
     );
     for i in 0..steps {

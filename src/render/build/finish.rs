@@ -24,7 +24,8 @@ impl Builder {
         let any = self.mitigated_any.take().filter(|_| !fix_possible);
         if let Some((i, m)) = self.mitigated_fix.take().or(any) {
             let e = &mut self.entries[i].entry;
-            e.milestones.push(if e.time.time() == m.at.time() {
+            let at_entry = e.time.time() == m.at.time();
+            e.more_mut().milestones.push(if at_entry {
                 "MITIGATED".to_owned()
             } else {
                 format!("MITIGATED at {}", m.at.time())
@@ -75,7 +76,12 @@ impl Builder {
         // Escalations name rungs that had not started yet when they were journaled.
         let mut entries = std::mem::take(&mut self.entries);
         for acc in &mut entries {
-            if let Some(esc) = &mut acc.entry.escalation {
+            if let Some(esc) = acc
+                .entry
+                .more
+                .as_deref_mut()
+                .and_then(|m| m.escalation.as_deref_mut())
+            {
                 for r in [&mut esc.from, &mut esc.to] {
                     if let Some(known) = self.known_rung(&esc.step, &r.id) {
                         *r = known;
@@ -194,7 +200,7 @@ impl Builder {
         for acc in entries {
             left -= 1;
             let e = Box::new(finish_entry(*acc, finished, self.details, &mut calls));
-            if let Some(g) = &e.gate {
+            if let Some(g) = &e.more().gate {
                 approvals.push(Approval {
                     step: e.step.clone().unwrap_or_default(),
                     rung: e.rung.as_ref().map(|r| r.id.clone()),
@@ -301,7 +307,7 @@ fn authors(run: &Run, approvals: &[Approval], notes: &[Note], timeline: &[Day]) 
         }
     }
     for e in timeline.iter().flat_map(|d| &d.entries) {
-        if let Some(by) = e.manual.as_ref().and_then(|m| m.by.as_deref()) {
+        if let Some(by) = e.more().manual.as_ref().and_then(|m| m.by.as_deref()) {
             add(by);
         }
     }
@@ -479,7 +485,16 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
             source: None,
         });
     }
-    if let Some(v) = &mut e.verification {
+    let mitigated = e
+        .more()
+        .milestones
+        .iter()
+        .any(|m| m.starts_with("MITIGATED"));
+    if let Some(v) = e
+        .more
+        .as_deref_mut()
+        .and_then(|m| m.verification.as_deref_mut())
+    {
         // A verify step polls its own operation: it is listed once, under `ops`.
         if e.ops.iter().any(|o| Some(&o.display) == v.display.as_ref()) {
             v.display = None;
@@ -513,11 +528,7 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                 let what = format!("the last verification poll ({})", a.op.display);
                 match mode {
                     Details::Full => result_details(&what, r, &mut e.details),
-                    Details::Summary
-                        if !v.passed
-                            || e.milestones.iter().any(|m| m.starts_with("MITIGATED"))
-                            || e.kind == "rung" =>
-                    {
+                    Details::Summary if !v.passed || mitigated || e.kind == "rung" => {
                         if let Some((at, seq)) = a.result_at
                             && let Some(md) = summary::result_block(r, at, &raw(seq))
                             && md != summary::NO_OBJECTS

@@ -374,7 +374,6 @@ impl Builder {
                 time: self.time(rec.ts),
                 kind,
                 label: Word::Borrowed(""),
-                milestones: Vec::new(),
                 step: None,
                 step_kind: None,
                 title,
@@ -382,16 +381,8 @@ impl Builder {
                 outcome: None,
                 duration: None,
                 summary: None,
-                fixed_by: None,
-                gate: None,
                 ops: Vec::new(),
-                verification: None,
-                manual: None,
-                escalation: None,
-                note: None,
-                pause: None,
-                skip_reason: None,
-                resumed: None,
+                more: None,
                 details: Vec::new(),
                 results: Vec::new(),
                 continued: false,
@@ -573,6 +564,7 @@ impl Builder {
                 let i = self.push_entry(rec, "start", String::new());
                 self.entries[i]
                     .entry
+                    .more_mut()
                     .milestones
                     .push("RUN STARTED".to_owned());
             }
@@ -589,7 +581,7 @@ impl Builder {
                     run.resumed.push(resume.clone());
                 }
                 let i = self.push_entry(rec, "resume", String::new());
-                self.entries[i].entry.resumed = Some(Box::new(resume));
+                self.entries[i].entry.more_mut().resumed = Some(Box::new(resume));
                 self.barrier = i;
             }
             Event::StepRetried {
@@ -626,7 +618,7 @@ impl Builder {
                     }
                 };
                 let e = &mut self.entries[i].entry;
-                e.skip_reason = Some(reason.clone());
+                e.more_mut().skip_reason = Some(reason.clone());
                 e.outcome = Some(outcome(event::Outcome::Skipped));
                 if let Some(r) = self.index.row(step) {
                     self.steps[r].outcome = Some(outcome(event::Outcome::Skipped));
@@ -650,7 +642,7 @@ impl Builder {
                 };
                 let mut gate = Gate::asked(self.time(p.asked), p.planned);
                 gate.preview = preview.clone();
-                self.entries[i].entry.gate = Some(Box::new(gate));
+                self.entries[i].entry.more_mut().gate = Some(Box::new(gate));
             }
             Event::GateDecided { step, rung, .. } => {
                 self.gate_decided(rec, step, rung.as_deref());
@@ -664,8 +656,9 @@ impl Builder {
                 self.barrier = i;
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
-                e.milestones.push("PAUSED".to_owned());
-                e.pause = Some(Box::new(Pause {
+                let more = e.more_mut();
+                more.milestones.push("PAUSED".to_owned());
+                more.pause = Some(Box::new(Pause {
                     step: step.clone(),
                     reason: reason.clone(),
                     resume: resume.clone(),
@@ -776,7 +769,7 @@ impl Builder {
                     return;
                 };
                 let requested = self.time(at);
-                self.entries[i].entry.manual = Some(Box::new(Manual {
+                self.entries[i].entry.more_mut().manual = Some(Box::new(Manual {
                     instruction: instruction.clone(),
                     requested,
                     confirmed: None,
@@ -798,7 +791,7 @@ impl Builder {
                 let requested = self.time(c.requested.unwrap_or(c.confirmed));
                 add_wait(&mut self.metrics.manual_wait, waited);
                 let e = &mut self.entries[i].entry;
-                let m = e.manual.get_or_insert_with(|| {
+                let m = e.more_mut().manual.get_or_insert_with(|| {
                     Box::new(Manual {
                         instruction: String::new(),
                         requested,
@@ -856,8 +849,9 @@ impl Builder {
                 let (from, to) = (self.rung_ref(step, from), self.rung_ref(step, to));
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
-                e.milestones.push("ESCALATED".to_owned());
-                e.escalation = Some(Box::new(EscalationStep {
+                let more = e.more_mut();
+                more.milestones.push("ESCALATED".to_owned());
+                more.escalation = Some(Box::new(EscalationStep {
                     step: step.clone(),
                     from,
                     to,
@@ -881,7 +875,7 @@ impl Builder {
                 };
                 self.notes.push(note.clone());
                 let i = self.push_entry(rec, "note", String::new());
-                self.entries[i].entry.note = Some(Box::new(note));
+                self.entries[i].entry.more_mut().note = Some(Box::new(note));
             }
             Event::IncidentStart { .. } | Event::RunbookLinks { .. } => {}
             Event::UndoBegun { .. } => {}
@@ -908,7 +902,7 @@ impl Builder {
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
                 e.outcome = Some(outcome(event::Outcome::Skipped));
-                e.skip_reason = Some(reason.clone());
+                e.more_mut().skip_reason = Some(reason.clone());
             }
             Event::Note { text, by, at } => {
                 if self.notes.len() >= SHOWN_NOTES {
@@ -926,11 +920,16 @@ impl Builder {
                 };
                 self.notes.push(note.clone());
                 let i = self.push_entry(rec, "note", String::new());
-                self.entries[i].entry.note = Some(Box::new(note));
+                self.entries[i].entry.more_mut().note = Some(Box::new(note));
                 if at.is_some() {
                     // Not where it was written but when it says: moved in `finish`.
                     let mut acc = self.entries.remove(i);
-                    acc.entry.time = acc.entry.note.as_ref().map_or(acc.entry.time, |n| n.at);
+                    acc.entry.time = acc
+                        .entry
+                        .more()
+                        .note
+                        .as_ref()
+                        .map_or(acc.entry.time, |n| n.at);
                     self.backdated.push(acc);
                 }
             }
@@ -943,7 +942,8 @@ impl Builder {
                 let i = self.push_entry(rec, "finish", label.to_owned());
                 self.barrier = i;
                 let e = &mut self.entries[i].entry;
-                e.milestones
+                e.more_mut()
+                    .milestones
                     .push(format!("RUN {}", code.replace('_', " ").to_uppercase()));
                 e.summary = reason.clone();
             }

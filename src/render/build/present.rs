@@ -194,7 +194,7 @@ fn base_label(e: &Entry) -> Word {
         "note" => "Note",
         "undo" => "Undo",
         "pause" => "Paused",
-        "finish" if e.milestones.iter().any(|m| m == "RUN PAUSED") => "Run stopped",
+        "finish" if e.more().milestones.iter().any(|m| m == "RUN PAUSED") => "Run stopped",
         "finish" => "Run ended",
         "step_end" => "Finished",
         _ => match e.step_kind.as_deref() {

@@ -82,7 +82,7 @@ impl Builder {
                 .and_then(|r| self.rung_entry.get(&(step.to_owned(), r.to_owned())))
                 .copied()
                 .or(self.index.entry(step));
-            if let Some(v) = polled.and_then(|i| self.entries[i].entry.verification.as_mut())
+            if let Some(v) = polled.and_then(|i| self.entries[i].entry.verification_mut())
                 && !v.passed
             {
                 v.outcome = "timed_out".to_owned();
@@ -154,13 +154,24 @@ impl Builder {
                 what: "check".to_owned(),
                 rung: None,
             });
-            self.entries[i].entry.milestones.push("DETECTED".to_owned());
+            self.entries[i]
+                .entry
+                .more_mut()
+                .milestones
+                .push("DETECTED".to_owned());
         }
         let e = &mut self.entries[i].entry;
         e.outcome = Some(out);
         e.duration = Some(Millis(d));
         e.summary = Some(summary.to_owned()).filter(|s| !s.is_empty());
-        e.fixed_by = fixed.map(Box::new);
+        match fixed {
+            Some(f) => e.more_mut().fixed_by = Some(Box::new(f)),
+            None => {
+                if let Some(m) = e.more.as_deref_mut() {
+                    m.fixed_by = None;
+                }
+            }
+        }
         // Everything the postmortem reads of a step that ended this way has been
         // read: its record is not held to the end of the journal (issue 18).
         self.state.forget_finished_step(step);
@@ -180,7 +191,7 @@ impl Builder {
             let passed = self
                 .rung_entry
                 .get(&(step.to_owned(), rung.clone()))
-                .and_then(|&i| self.entries[i].entry.verification.as_ref())
+                .and_then(|&i| self.entries[i].entry.more().verification.as_ref())
                 .is_some_and(|v| v.passed);
             let label = format!("{}/{} {}", r.index, r.of, r.title);
             let already = self
@@ -268,7 +279,7 @@ impl Builder {
             .as_deref()
             .or(acc.ops.last())
             .map(|a| a.op.display.clone());
-        let v = acc.entry.verification.get_or_insert_with(|| {
+        let v = acc.entry.more_mut().verification.get_or_insert_with(|| {
             Box::new(Verification {
                 display: None,
                 polls: 0,
@@ -343,6 +354,7 @@ impl Builder {
         let e = &mut self.entries[i].entry;
         // A decision without its request (a damaged journal): asked when decided.
         let g = e
+            .more_mut()
             .gate
             .get_or_insert_with(|| Box::new(Gate::asked(requested, 0)));
         g.decided = Some(decided);
