@@ -170,6 +170,9 @@ fn parse_from(r: &mut impl std::io::BufRead) -> Result<Journal, Fail> {
 
 /// Parse records one by one, handing each to `each`; the returned journal has no
 /// records, only its torn tail and seq faults.
+/// Room for a line kept from one line to the next.
+const LINE_BUFFER_KEPT: usize = 64 * 1024;
+
 fn parse_each(
     r: &mut impl std::io::BufRead,
     each: &mut dyn FnMut(Record),
@@ -180,6 +183,11 @@ fn parse_each(
     let mut buf = Vec::new();
     let mut i = 0usize;
     loop {
+        if buf.capacity() > LINE_BUFFER_KEPT {
+            // One long line (`run_started` with every step's digest) must not keep its
+            // room for the rest of the journal (issue 18: memory of a long run).
+            buf = Vec::new();
+        }
         buf.clear();
         let n = r
             .by_ref()

@@ -213,7 +213,7 @@ fn markers(c: &Collector, pm: &Postmortem) -> Vec<Marker> {
                 label: "action".into(),
             });
         }
-        if let Some(v) = &e.verification
+        if let Some(v) = &e.more().verification
             && v.outcome != "pending"
             && let Some(at) = parse(&v.last)
         {
@@ -655,7 +655,7 @@ mod tests {
                 let t = t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
                 assert!(marked.contains(&t), "action {} at {t}: {marked:?}", e.title);
             }
-            if let Some(v) = &e.verification {
+            if let Some(v) = &e.more().verification {
                 wanted += 1;
                 let t: DateTime<Utc> = v.last.ts();
                 let t = t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();

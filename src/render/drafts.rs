@@ -63,7 +63,7 @@ fn detection(pm: &Postmortem) -> String {
     let link = entries(pm)
         .filter(|e| e.step.as_deref() == Some(&d.step))
         .flat_map(|e| &e.ops)
-        .find_map(|o| o.link.as_deref())
+        .find_map(|o| o.more().link.as_deref())
         .map(|l| format!(" ([graph]({l}))"))
         .unwrap_or_default();
     let mut s = format!(
@@ -132,12 +132,12 @@ fn resolution(pm: &Postmortem) -> String {
             continue;
         }
         let step = e.step.as_deref().unwrap_or_default();
-        let how = match (&e.skip_reason, &e.outcome) {
+        let how = match (&e.more().skip_reason, &e.outcome) {
             (Some(why), _) => format!("not undone ({})", text(why)),
             (None, Some(o)) => o.label.to_lowercase(),
             (None, None) => "not finished".to_owned(),
         };
-        let summary = match (&e.skip_reason, e.summary.as_deref()) {
+        let summary = match (&e.more().skip_reason, e.summary.as_deref()) {
             (None, Some(s)) if !s.is_empty() => format!(": {}", text(s)),
             _ => String::new(),
         };
@@ -294,7 +294,7 @@ fn questions(pm: &Postmortem) -> Vec<String> {
         "What started the incident (the trigger), and since when were users affected?".to_owned(),
     ];
     for e in entries(pm) {
-        if let Some(esc) = &e.escalation {
+        if let Some(esc) = &e.more().escalation {
             q.push(format!("Why did {} not work?", quoted(&esc.from.title)));
         }
         if e.kind != "rung"
@@ -308,7 +308,7 @@ fn questions(pm: &Postmortem) -> Vec<String> {
                 o.label.to_lowercase()
             ));
         }
-        if let Some(g) = &e.gate
+        if let Some(g) = &e.more().gate
             && g.decision.as_deref() == Some("declined")
         {
             q.push(format!(
@@ -317,7 +317,7 @@ fn questions(pm: &Postmortem) -> Vec<String> {
             ));
         }
         // Only while the run is still paused: a later resume answered it.
-        if let Some(p) = &e.pause
+        if let Some(p) = &e.more().pause
             && pm.run.status == "paused"
         {
             q.push(format!(
@@ -363,7 +363,7 @@ fn went_well(pm: &Postmortem) -> Vec<String> {
 fn went_wrong(pm: &Postmortem) -> Vec<String> {
     let mut w = Vec::new();
     for e in entries(pm) {
-        if let Some(esc) = &e.escalation {
+        if let Some(esc) = &e.more().escalation {
             w.push(format!(
                 "{} did not work ({}); the run escalated to {}.",
                 quoted(&esc.from.title),
@@ -384,7 +384,7 @@ fn went_wrong(pm: &Postmortem) -> Vec<String> {
             line.push('.');
             w.push(line);
         }
-        if let Some(g) = &e.gate
+        if let Some(g) = &e.more().gate
             && g.waited_ms > SLOW_GATE_MS
         {
             w.push(format!(
@@ -426,13 +426,14 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
             inv.push(format!(
                 "Find out why {} failed{}.",
                 code(&op.display),
-                op.error_line
+                op.more()
+                    .error_line
                     .as_deref()
                     .map(|e| format!(": {}", text(e)))
                     .unwrap_or_default()
             ));
         }
-        if let Some(v) = &e.verification
+        if let Some(v) = &e.more().verification
             && v.outcome == "timed_out"
         {
             inv.push(format!(
@@ -442,7 +443,7 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
                 v.polls
             ));
         }
-        if let Some(m) = &e.manual {
+        if let Some(m) = &e.more().manual {
             tech.push(format!(
                 "Automate the manual step {}{}.",
                 quoted(&e.title),
@@ -452,14 +453,14 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
                     .unwrap_or_default()
             ));
         }
-        if let Some(esc) = &e.escalation {
+        if let Some(esc) = &e.more().escalation {
             docs.push(format!(
                 "Document that {} does not resolve this, so people go straight to {}.",
                 quoted(&esc.from.title),
                 quoted(&esc.to.title)
             ));
         }
-        if let Some(g) = &e.gate {
+        if let Some(g) = &e.more().gate {
             if g.waited_ms > SLOW_GATE_MS {
                 process.push(format!(
                     "The gate of {} waited {}: decide whether it can be approved in advance (`--approve {}`) or run unattended.",
@@ -475,7 +476,7 @@ fn actions(pm: &Postmortem) -> ActionDrafts {
                 ));
             }
         }
-        if let Some(n) = &e.note {
+        if let Some(n) = &e.more().note {
             let t = n.text.trim_start();
             if let Some(rest) = t.strip_prefix("TODO:").or_else(|| t.strip_prefix("TODO")) {
                 process.push(format!("{} (note by {})", text(rest.trim()), text(&n.by)));

@@ -3,12 +3,16 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use super::model::{StepRow, Word};
+
 /// One bar: a step, or a rung of an escalation ladder.
+///
+/// Held per step until the journal's end: a step's bar names its row of the steps
+/// table (whose title is its label and kind its section) instead of copying two
+/// strings, 48 bytes where it was ~170 and two allocations (issue 18).
 #[derive(Debug, Clone)]
 pub struct Span {
-    pub label: String,
-    /// The step kind, or `ladder:<step>` for the rungs of one ladder.
-    pub section: super::model::Word,
+    pub of: SpanOf,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub ok: bool,
@@ -16,7 +20,66 @@ pub struct Span {
     pub open: bool,
     /// The step has an escalation ladder (its rungs are drawn instead of the step).
     pub ladder: bool,
+}
+
+/// What a bar stands for.
+#[derive(Debug, Clone)]
+pub enum SpanOf {
+    /// The step of this row of the steps table.
+    Row(u32),
+    /// Anything else (a rung, a step without a row), named.
+    Named(Box<Named>),
+}
+
+/// A bar's names when it is not a row's.
+#[derive(Debug, Clone)]
+pub struct Named {
+    pub label: String,
+    /// The step kind, or `ladder:<step>` for the rungs of one ladder.
+    pub section: Word,
     pub step: String,
+}
+
+impl SpanOf {
+    /// The bar of the step of row `row`.
+    pub fn row(row: usize) -> SpanOf {
+        SpanOf::Row(u32::try_from(row).expect("invariant: fewer than 2^32 steps"))
+    }
+
+    /// A bar named `label` in `section`, of the step `step`.
+    pub fn named(label: String, section: Word, step: String) -> SpanOf {
+        SpanOf::Named(Box::new(Named {
+            label,
+            section,
+            step,
+        }))
+    }
+}
+
+impl Span {
+    /// The bar's label.
+    pub fn label<'a>(&'a self, rows: &'a [Box<StepRow>]) -> &'a str {
+        match &self.of {
+            SpanOf::Row(r) => &rows[*r as usize].title,
+            SpanOf::Named(n) => &n.label,
+        }
+    }
+
+    /// The step kind, or `ladder:<step>` for the rungs of one ladder.
+    pub fn section<'a>(&'a self, rows: &'a [Box<StepRow>]) -> &'a str {
+        match &self.of {
+            SpanOf::Row(r) => &rows[*r as usize].kind,
+            SpanOf::Named(n) => &n.section,
+        }
+    }
+
+    /// The step's id.
+    pub fn step<'a>(&'a self, rows: &'a [Box<StepRow>]) -> &'a str {
+        match &self.of {
+            SpanOf::Row(r) => &rows[*r as usize].id,
+            SpanOf::Named(n) => &n.step,
+        }
+    }
 }
 
 /// Mermaid task names end at `:` and `#` starts a comment; `;` separates statements
@@ -79,15 +142,15 @@ fn tag(s: &Span) -> &'static str {
 }
 
 /// Group consecutive spans of one section (`same_state`: and the same state).
-fn group<'a>(spans: &[&'a Span], same_state: bool) -> Vec<Bar<'a>> {
+fn group<'a>(spans: &[&'a Span], rows: &[Box<StepRow>], same_state: bool) -> Vec<Bar<'a>> {
     let mut bars: Vec<Bar<'a>> = Vec::new();
     let mut i = 0;
     while i < spans.len() {
         let first = spans[i];
         let mut j = i + 1;
         while j < spans.len()
-            && !first.section.starts_with("ladder:")
-            && spans[j].section == first.section
+            && !first.section(rows).starts_with("ladder:")
+            && spans[j].section(rows) == first.section(rows)
             && (!same_state || tag(spans[j]) == tag(first))
         {
             j += 1;
@@ -115,15 +178,16 @@ fn group<'a>(spans: &[&'a Span], same_state: bool) -> Vec<Bar<'a>> {
 /// the order they started; a ladder step is drawn as its rungs; three or more
 /// consecutive steps of one kind that ended alike are one bar, and a chart that would
 /// still be too big for mermaid groups every run of one kind.
-pub fn chart(spans: &[Span], tz: Tz) -> String {
+/// `rows` are the steps table's, which step bars name.
+pub fn chart(spans: &[Span], rows: &[Box<StepRow>], tz: Tz) -> String {
     let mut spans: Vec<&Span> = spans
         .iter()
-        .filter(|s| !s.ladder || s.section.starts_with("ladder:"))
+        .filter(|s| !s.ladder || s.section(rows).starts_with("ladder:"))
         .collect();
     spans.sort_by_key(|s| s.start);
-    let mut bars = group(&spans, true);
+    let mut bars = group(&spans, rows, true);
     if bars.len() > MAX_BARS {
-        bars = group(&spans, false);
+        bars = group(&spans, rows, false);
     }
     let hidden = bars.len().saturating_sub(MAX_BARS);
     bars.truncate(MAX_BARS);
@@ -132,9 +196,10 @@ pub fn chart(spans: &[Span], tz: Tz) -> String {
     let mut current: Option<&str> = None;
     for (n, b) in bars.iter().enumerate() {
         let s = b.first;
-        if current != Some(&*s.section) {
-            out.push_str(&format!("    section {}\n", section_title(&s.section)));
-            current = Some(&s.section);
+        let section = s.section(rows);
+        if current != Some(section) {
+            out.push_str(&format!("    section {}\n", section_title(section)));
+            current = Some(section);
         }
         // A bar needs a width to be seen; sub-second steps get one second.
         let end = if b.end <= s.start {
@@ -143,9 +208,9 @@ pub fn chart(spans: &[Span], tz: Tz) -> String {
             b.end
         };
         let name = if b.count > 1 {
-            format!("{} {}", b.count, section_title(&s.section).to_lowercase())
+            format!("{} {}", b.count, section_title(section).to_lowercase())
         } else {
-            label(&s.label)
+            label(s.label(rows))
         };
         let tag = if b.count > 1 && !bars_alike(&spans, b) {
             "active"
@@ -182,14 +247,16 @@ mod tests {
     fn span(section: &str, ok: bool, secs: i64) -> Span {
         let t0: DateTime<Utc> = "2018-03-13T06:28:00Z".parse().unwrap();
         Span {
-            label: format!("step {secs}"),
-            section: section.to_owned().into(),
+            of: SpanOf::named(
+                format!("step {secs}"),
+                section.to_owned().into(),
+                format!("s{secs}"),
+            ),
             start: t0 + chrono::Duration::seconds(secs),
             end: t0 + chrono::Duration::seconds(secs + 1),
             ok,
             open: false,
             ladder: false,
-            step: format!("s{secs}"),
         }
     }
 
@@ -197,7 +264,7 @@ mod tests {
     fn consecutive_checks_are_one_bar_and_a_huge_run_stays_under_the_limit() {
         let mut spans: Vec<Span> = (0..6).map(|i| span("check", true, i)).collect();
         spans.push(span("action", true, 10));
-        let c = chart(&spans, Tz::UTC);
+        let c = chart(&spans, &[], Tz::UTC);
         assert!(
             c.contains("    6 checks :done, t1, 2018-03-13 06:28:00, 2018-03-13 06:28:06"),
             "{c}"
@@ -207,7 +274,7 @@ mod tests {
         let big: Vec<Span> = (0..100_000)
             .map(|i| span(if i % 2 == 0 { "check" } else { "action" }, i % 3 == 0, i))
             .collect();
-        let c = chart(&big, Tz::UTC);
+        let c = chart(&big, &[], Tz::UTC);
         assert!(c.len() < 50_000, "{} characters", c.len());
         assert!(c.contains("more bars not drawn"), "the cut is said");
     }

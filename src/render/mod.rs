@@ -182,7 +182,7 @@ impl Collect {
         }
         anchor(&mut pm, start, tz);
         pm.metrics.impact_start_source = pm.metrics.impact_start.as_ref().and(source);
-        pm.gantt = gantt::chart(&built.spans, tz);
+        pm.gantt = gantt::chart(&built.spans, &pm.steps, tz);
         pm.drafts = drafts::draft(&pm);
         if let Some(file) = &opts.chart_file
             && let Some(c) = chart::build_from(&self.chart, &pm, tz)

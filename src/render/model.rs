@@ -237,7 +237,13 @@ pub struct Day {
 
 /// One significant event: a step (with its gate, operations and verification), an
 /// escalation rung, an escalation, a note, a pause, the run's start or end.
-#[derive(Debug, Clone, Serialize)]
+///
+/// A template sees every field below and those of [`EntryMore`] beside them
+/// (`milestones`, `fixed_by`, `gate`, `verification`, `manual`, `escalation`, `note`,
+/// `pause`, `skip_reason`, `resumed`): they are kept apart, boxed, because most
+/// entries have none of them and an entry is held per step to the end of the journal
+/// (issue 18: 104 bytes each).
+#[derive(Debug, Clone)]
 pub struct Entry {
     /// Stable across re-renders: `evt-<seq>` of the event that opened the entry.
     pub id: EntryId,
@@ -247,9 +253,7 @@ pub struct Entry {
     /// `pause`, `finish` or `undo`. Fixed words, not allocated (issue 18).
     pub kind: &'static str,
     /// The kind for people: `Check`, `Action`, `Rung 2 of 5`, `Escalation`, `Note`, ….
-    pub label: String,
-    /// Bold markers such as `DETECTED`, `MITIGATED`, `RUN ENDED`.
-    pub milestones: Vec<String>,
+    pub label: Word,
     pub step: Option<String>,
     /// `check`, `action`, `verify` or `manual`, for step entries.
     pub step_kind: Option<Word>,
@@ -257,21 +261,14 @@ pub struct Entry {
     /// Boxed, as the other parts most entries do not have: an entry is held per
     /// step for the whole journal (issue 18).
     pub rung: Option<Box<RungRef>>,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<&'static Outcome>,
     pub duration: Option<Millis>,
     /// The engine's one-line summary of the step.
     pub summary: Option<String>,
-    /// The rung that fixed an escalation ladder.
-    pub fixed_by: Option<Box<RungRef>>,
-    pub gate: Option<Box<Gate>>,
     pub ops: Vec<Op>,
-    pub verification: Option<Box<Verification>>,
-    pub manual: Option<Box<Manual>>,
-    pub escalation: Option<Box<EscalationStep>>,
-    pub note: Option<Box<Note>>,
-    pub pause: Option<Box<Pause>>,
-    pub skip_reason: Option<String>,
-    pub resumed: Option<Box<Resume>>,
+    /// Milestones, gate, verification, manual step, escalation, note, pause, skip
+    /// reason, resume; `None` when it has none of them.
+    pub more: Option<Box<EntryMore>>,
     /// Folded output: one block per operation result, error or long list of API calls.
     pub details: Vec<Detail>,
     /// In summary: results as tables and excerpts (markdown).
@@ -279,6 +276,91 @@ pub struct Entry {
     /// The step's or rung's entry again, after the run paused and resumed: what
     /// happened after the resume is stamped then.
     pub continued: bool,
+}
+
+/// What fewer entries have (see [`Entry`]); a template reads these as `Entry`'s fields.
+#[derive(Debug, Clone, Default)]
+pub struct EntryMore {
+    /// Bold markers such as `DETECTED`, `MITIGATED`, `RUN ENDED`.
+    pub milestones: Vec<String>,
+    /// The rung that fixed an escalation ladder.
+    pub fixed_by: Option<Box<RungRef>>,
+    pub gate: Option<Box<Gate>>,
+    pub verification: Option<Box<Verification>>,
+    pub manual: Option<Box<Manual>>,
+    pub escalation: Option<Box<EscalationStep>>,
+    pub note: Option<Box<Note>>,
+    pub pause: Option<Box<Pause>>,
+    pub skip_reason: Option<String>,
+    pub resumed: Option<Box<Resume>>,
+}
+
+impl EntryMore {
+    const NONE: EntryMore = EntryMore {
+        milestones: Vec::new(),
+        fixed_by: None,
+        gate: None,
+        verification: None,
+        manual: None,
+        escalation: None,
+        note: None,
+        pause: None,
+        skip_reason: None,
+        resumed: None,
+    };
+}
+
+impl Entry {
+    /// The milestones, gate, verification, … (all empty when it has none).
+    pub fn more(&self) -> &EntryMore {
+        static NONE: EntryMore = EntryMore::NONE;
+        self.more.as_deref().unwrap_or(&NONE)
+    }
+
+    /// The same, to change (made when it had none).
+    pub fn more_mut(&mut self) -> &mut EntryMore {
+        self.more.get_or_insert_with(Box::default)
+    }
+
+    /// The verification, to change, when there is one.
+    pub fn verification_mut(&mut self) -> Option<&mut Verification> {
+        self.more.as_deref_mut()?.verification.as_deref_mut()
+    }
+}
+
+impl Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let more = self.more();
+        let mut e = s.serialize_struct("Entry", 26)?;
+        e.serialize_field("id", &self.id)?;
+        e.serialize_field("seq", &self.seq)?;
+        e.serialize_field("time", &self.time)?;
+        e.serialize_field("kind", &self.kind)?;
+        e.serialize_field("label", &self.label)?;
+        e.serialize_field("milestones", &more.milestones)?;
+        e.serialize_field("step", &self.step)?;
+        e.serialize_field("step_kind", &self.step_kind)?;
+        e.serialize_field("title", &self.title)?;
+        e.serialize_field("rung", &self.rung)?;
+        e.serialize_field("outcome", &self.outcome)?;
+        e.serialize_field("duration", &self.duration)?;
+        e.serialize_field("summary", &self.summary)?;
+        e.serialize_field("fixed_by", &more.fixed_by)?;
+        e.serialize_field("gate", &more.gate)?;
+        e.serialize_field("ops", &self.ops)?;
+        e.serialize_field("verification", &more.verification)?;
+        e.serialize_field("manual", &more.manual)?;
+        e.serialize_field("escalation", &more.escalation)?;
+        e.serialize_field("note", &more.note)?;
+        e.serialize_field("pause", &more.pause)?;
+        e.serialize_field("skip_reason", &more.skip_reason)?;
+        e.serialize_field("resumed", &more.resumed)?;
+        e.serialize_field("details", &self.details)?;
+        e.serialize_field("results", &self.results)?;
+        e.serialize_field("continued", &self.continued)?;
+        e.end()
+    }
 }
 
 /// A word from a small fixed set (a step kind, a provider), not allocated when it is
@@ -324,6 +406,8 @@ pub struct RungRef {
     pub of: usize,
 }
 
+/// One of a few fixed outcomes: entries, operations and step rows hold a reference
+/// to it (8 bytes, where the words themselves were 40 each, per step: issue 18).
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     /// `ok`, `failed`, `skipped`, `not_applicable`, `unknown`, `timed_out`, `aborted`.
@@ -376,7 +460,12 @@ impl Gate {
 
 /// An operation of an entry; repeated runs of the same line (retries, polls) are one
 /// `Op` with `runs` > 1 and the last run's outcome.
-#[derive(Debug, Clone, Serialize)]
+///
+/// A template sees every field below and those of [`OpMore`] beside them (`error`,
+/// `error_line`, `calls`, `calls_folded`, `output_file`, `link`): they are kept apart,
+/// boxed, because most operations have none of them and an operation is held per
+/// step to the end of the journal (issue 18: 112 bytes each).
+#[derive(Debug, Clone)]
 pub struct Op {
     /// The line a person can repeat (for kube, the `kubectl` equivalent).
     pub display: String,
@@ -386,8 +475,19 @@ pub struct Op {
     pub item: Option<usize>,
     pub runs: u32,
     pub started: Time,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<&'static Outcome>,
     pub duration: Option<Millis>,
+    /// The error, API calls, side file and graph link; `None` when it has none.
+    pub more: Option<Box<OpMore>>,
+    /// A small result in one line (plain text): `deleted hub-0; already gone: none`.
+    pub result_line: Option<String>,
+    /// In summary: where the whole result is (markdown: `` `journal.ndjson` event 12 ``).
+    pub source: Option<String>,
+}
+
+/// What fewer operations have (see [`Op`]); a template reads these as `Op`'s fields.
+#[derive(Debug, Clone, Default)]
+pub struct OpMore {
     pub error: Option<String>,
     /// The error's first line, at most 200 characters (the whole error is in `details`).
     pub error_line: Option<String>,
@@ -397,12 +497,67 @@ pub struct Op {
     pub calls_folded: bool,
     /// Side file in the run folder holding the full output.
     pub output_file: Option<String>,
-    /// A small result in one line (plain text): `deleted hub-0; already gone: none`.
-    pub result_line: Option<String>,
     /// For PromQL: the Prometheus graph of the query.
     pub link: Option<String>,
-    /// In summary: where the whole result is (markdown: `` `journal.ndjson` event 12 ``).
-    pub source: Option<String>,
+}
+
+impl OpMore {
+    const NONE: OpMore = OpMore {
+        error: None,
+        error_line: None,
+        calls: Vec::new(),
+        calls_folded: false,
+        output_file: None,
+        link: None,
+    };
+
+    /// Whether it holds anything (else it is not kept).
+    pub fn any(&self) -> bool {
+        self.error.is_some()
+            || self.error_line.is_some()
+            || !self.calls.is_empty()
+            || self.calls_folded
+            || self.output_file.is_some()
+            || self.link.is_some()
+    }
+}
+
+impl Op {
+    /// The error, calls, side file and link (all empty when there are none).
+    pub fn more(&self) -> &OpMore {
+        static NONE: OpMore = OpMore::NONE;
+        self.more.as_deref().unwrap_or(&NONE)
+    }
+
+    /// Set them, keeping them only when there is something.
+    pub fn set_more(&mut self, more: OpMore) {
+        self.more = more.any().then(|| Box::new(more));
+    }
+}
+
+impl Serialize for Op {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let more = self.more();
+        let mut o = s.serialize_struct("Op", 16)?;
+        o.serialize_field("display", &self.display)?;
+        o.serialize_field("provider", &self.provider)?;
+        o.serialize_field("mutating", &self.mutating)?;
+        o.serialize_field("item", &self.item)?;
+        o.serialize_field("runs", &self.runs)?;
+        o.serialize_field("started", &self.started)?;
+        o.serialize_field("outcome", &self.outcome)?;
+        o.serialize_field("duration", &self.duration)?;
+        o.serialize_field("error", &more.error)?;
+        o.serialize_field("error_line", &more.error_line)?;
+        o.serialize_field("calls", &more.calls)?;
+        o.serialize_field("calls_folded", &more.calls_folded)?;
+        o.serialize_field("output_file", &more.output_file)?;
+        o.serialize_field("result_line", &self.result_line)?;
+        o.serialize_field("link", &more.link)?;
+        o.serialize_field("source", &self.source)?;
+        o.end()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -444,7 +599,7 @@ pub struct Manual {
     pub requested: Time,
     pub confirmed: Option<Time>,
     pub by: Option<String>,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<&'static Outcome>,
     pub waited: Option<String>,
 }
 
@@ -485,7 +640,7 @@ pub struct StepRow {
     pub title: String,
     pub kind: Word,
     pub started: Time,
-    pub outcome: Option<Outcome>,
+    pub outcome: Option<&'static Outcome>,
     pub duration: Option<Millis>,
     pub summary: Option<String>,
     pub fixed_by: Option<String>,

@@ -5,10 +5,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, Utc};
 
-use super::present::{add_wait, bounded, label, long_weekday, no_result, result_details, status};
+use super::present::{
+    add_wait, bounded, label, long_weekday, no_result, push_small, result_details, status,
+};
 use super::{Builder, Built, EntryAcc};
 use crate::render::format::{Time, between, duration_ms};
-use crate::render::gantt::Span;
+use crate::render::gantt::{Span, SpanOf};
 use crate::render::model::*;
 use crate::render::summary::{self, Details};
 
@@ -22,7 +24,8 @@ impl Builder {
         let any = self.mitigated_any.take().filter(|_| !fix_possible);
         if let Some((i, m)) = self.mitigated_fix.take().or(any) {
             let e = &mut self.entries[i].entry;
-            e.milestones.push(if e.time.time() == m.at.time() {
+            let at_entry = e.time.time() == m.at.time();
+            e.more_mut().milestones.push(if at_entry {
                 "MITIGATED".to_owned()
             } else {
                 format!("MITIGATED at {}", m.at.time())
@@ -39,9 +42,9 @@ impl Builder {
             .filter(|(step, s)| {
                 s.current_rung.is_some()
                     && self
-                        .step_row
-                        .get(*step)
-                        .is_some_and(|&r| self.steps[r].outcome.is_none())
+                        .index
+                        .row(step)
+                        .is_some_and(|r| self.steps[r].outcome.is_none())
             })
             .map(|(step, _)| step.clone())
             .collect();
@@ -55,27 +58,30 @@ impl Builder {
                 }
             }
         }
-        for row in &self.steps {
+        for (r, row) in self.steps.iter().enumerate() {
             let st = self.state.step(&row.id);
             if row.outcome.is_none()
                 && let (Some(start), Some(end)) = (st.and_then(|s| s.started_at), last)
             {
                 self.spans.push(Span {
-                    label: row.title.clone(),
-                    section: row.kind.clone(),
+                    of: SpanOf::row(r),
                     start,
                     end,
                     ok: false,
                     open: true,
                     ladder: st.is_some_and(|s| s.current_rung.is_some()),
-                    step: row.id.clone(),
                 });
             }
         }
         // Escalations name rungs that had not started yet when they were journaled.
         let mut entries = std::mem::take(&mut self.entries);
         for acc in &mut entries {
-            if let Some(esc) = &mut acc.entry.escalation {
+            if let Some(esc) = acc
+                .entry
+                .more
+                .as_deref_mut()
+                .and_then(|m| m.escalation.as_deref_mut())
+            {
                 for r in [&mut esc.from, &mut esc.to] {
                     if let Some(known) = self.known_rung(&esc.step, &r.id) {
                         *r = known;
@@ -194,7 +200,7 @@ impl Builder {
         for acc in entries {
             left -= 1;
             let e = Box::new(finish_entry(*acc, finished, self.details, &mut calls));
-            if let Some(g) = &e.gate {
+            if let Some(g) = &e.more().gate {
                 approvals.push(Approval {
                     step: e.step.clone().unwrap_or_default(),
                     rung: e.rung.as_ref().map(|r| r.id.clone()),
@@ -301,7 +307,7 @@ fn authors(run: &Run, approvals: &[Approval], notes: &[Note], timeline: &[Day]) 
         }
     }
     for e in timeline.iter().flat_map(|d| &d.entries) {
-        if let Some(by) = e.manual.as_ref().and_then(|m| m.by.as_deref()) {
+        if let Some(by) = e.more().manual.as_ref().and_then(|m| m.by.as_deref()) {
             add(by);
         }
     }
@@ -319,7 +325,7 @@ struct Calls {
 
 impl Calls {
     fn add(&mut self, step: &str, op: &Op) {
-        if op.calls.is_empty() {
+        if op.more().calls.is_empty() {
             return;
         }
         let g = match self.index.get(step) {
@@ -334,7 +340,7 @@ impl Calls {
                 self.groups.len() - 1
             }
         };
-        for c in &op.calls {
+        for c in &op.more().calls {
             // Success is the rule: only other answers are written.
             let line = if (200..300).contains(&c.status) {
                 c.line.clone()
@@ -382,33 +388,40 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
             Some(n) => format!("{} (item {n})", op.display),
             None => op.display.clone(),
         };
-        if let Some(err) = &op.error
+        if let Some(err) = &op.more().error
             && (err.contains('\n') || err.len() > 200)
             && mode != Details::None
         {
-            e.details.push(Detail {
-                summary: format!("Error of {what}"),
-                body: if mode == Details::Full {
-                    bounded(err)
-                } else {
-                    excerpt(err)
+            push_small(
+                &mut e.details,
+                Detail {
+                    summary: format!("Error of {what}"),
+                    body: if mode == Details::Full {
+                        bounded(err)
+                    } else {
+                        excerpt(err)
+                    },
+                    lang: "text".to_owned(),
                 },
-                lang: "text".to_owned(),
-            });
+            );
         }
         match mode {
             Details::Full => {
-                if op.calls_folded {
+                if op.more().calls_folded {
                     let body: Vec<String> = op
+                        .more()
                         .calls
                         .iter()
                         .map(|c| format!("{} {} → {} ({})", c.method, c.path, c.answer, c.duration))
                         .collect();
-                    e.details.push(Detail {
-                        summary: format!("{} API calls of {what}", op.calls.len()),
-                        body: body.join("\n"),
-                        lang: "text".to_owned(),
-                    });
+                    push_small(
+                        &mut e.details,
+                        Detail {
+                            summary: format!("{} API calls of {what}", op.more().calls.len()),
+                            body: body.join("\n"),
+                            lang: "text".to_owned(),
+                        },
+                    );
                 }
                 if let Some(r) = &result {
                     result_details(&what, r, &mut e.details);
@@ -420,8 +433,11 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                 if let Some((i, _)) = op.display.char_indices().nth(SHORT_DISPLAY) {
                     op.display = format!("{}…", &op.display[..i]);
                 }
-                op.calls.clear();
-                op.calls_folded = false;
+                if let Some(mut more) = op.more.take() {
+                    more.calls = Vec::new();
+                    more.calls_folded = false;
+                    op.set_more(*more);
+                }
                 if let Some(r) = &result {
                     op.result_line = summary::result_line(r);
                     if mode == Details::Summary
@@ -433,11 +449,14 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                             .map(|f| format!("`{f}` in the run folder"))
                             .unwrap_or_else(|| raw(seq));
                         if let Some(md) = summary::result_block(r, at, &source) {
-                            e.results.push(Shown {
-                                what: String::new(),
-                                markdown: md,
-                                source: source.clone(),
-                            });
+                            push_small(
+                                &mut e.results,
+                                Shown {
+                                    what: String::new(),
+                                    markdown: md,
+                                    source: source.clone(),
+                                },
+                            );
                             op.source = Some(source);
                         }
                     }
@@ -461,17 +480,21 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                 crate::render::build::present::outcome(crate::journal::event::Outcome::Failed)
             }),
             duration: None,
-            error: None,
-            error_line: None,
-            calls: Vec::new(),
-            calls_folded: false,
-            output_file: None,
+            more: None,
             result_line: Some(line),
-            link: None,
             source: None,
         });
     }
-    if let Some(v) = &mut e.verification {
+    let mitigated = e
+        .more()
+        .milestones
+        .iter()
+        .any(|m| m.starts_with("MITIGATED"));
+    if let Some(v) = e
+        .more
+        .as_deref_mut()
+        .and_then(|m| m.verification.as_deref_mut())
+    {
         // A verify step polls its own operation: it is listed once, under `ops`.
         if e.ops.iter().any(|o| Some(&o.display) == v.display.as_ref()) {
             v.display = None;
@@ -505,20 +528,19 @@ fn finish_entry(acc: EntryAcc, run_finished: bool, mode: Details, calls: &mut Ca
                 let what = format!("the last verification poll ({})", a.op.display);
                 match mode {
                     Details::Full => result_details(&what, r, &mut e.details),
-                    Details::Summary
-                        if !v.passed
-                            || e.milestones.iter().any(|m| m.starts_with("MITIGATED"))
-                            || e.kind == "rung" =>
-                    {
+                    Details::Summary if !v.passed || mitigated || e.kind == "rung" => {
                         if let Some((at, seq)) = a.result_at
                             && let Some(md) = summary::result_block(r, at, &raw(seq))
                             && md != summary::NO_OBJECTS
                         {
-                            e.results.push(Shown {
-                                what: "Last verification poll".to_owned(),
-                                markdown: md,
-                                source: raw(seq),
-                            });
+                            push_small(
+                                &mut e.results,
+                                Shown {
+                                    what: "Last verification poll".to_owned(),
+                                    markdown: md,
+                                    source: raw(seq),
+                                },
+                            );
                         }
                     }
                     Details::Summary | Details::None => {}

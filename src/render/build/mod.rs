@@ -200,6 +200,69 @@ pub(super) const SHOWN_NOTES: usize = 1000;
 
 type OpKey = (String, Option<String>, Option<usize>, bool);
 
+/// Where each step is: its row of the steps table and the entry its events go to
+/// now. One map, not one for each (issue 18: two maps of `String` keys were ~170
+/// bytes a step, held to the end of the journal).
+#[derive(Default)]
+struct StepIndex(HashMap<Box<str>, StepAt>);
+
+/// A step's row and entry; [`StepAt::NONE`] when it has none.
+#[derive(Clone, Copy)]
+struct StepAt {
+    row: u32,
+    entry: u32,
+}
+
+impl StepAt {
+    const NONE: u32 = u32::MAX;
+}
+
+fn index_of(n: u32) -> Option<usize> {
+    (n != StepAt::NONE).then_some(n as usize)
+}
+
+fn small(i: usize) -> u32 {
+    u32::try_from(i)
+        .ok()
+        .filter(|&n| n != StepAt::NONE)
+        .expect("invariant: fewer than 2^32 - 1 steps and entries")
+}
+
+impl StepIndex {
+    /// The step's row of the steps table.
+    fn row(&self, step: &str) -> Option<usize> {
+        self.0.get(step).and_then(|at| index_of(at.row))
+    }
+
+    /// The entry the step's events go to.
+    fn entry(&self, step: &str) -> Option<usize> {
+        self.0.get(step).and_then(|at| index_of(at.entry))
+    }
+
+    fn at(&mut self, step: &str) -> &mut StepAt {
+        if !self.0.contains_key(step) {
+            self.0.insert(
+                step.into(),
+                StepAt {
+                    row: StepAt::NONE,
+                    entry: StepAt::NONE,
+                },
+            );
+        }
+        self.0
+            .get_mut(step)
+            .expect("invariant: the step was just inserted")
+    }
+
+    fn set_row(&mut self, step: &str, row: usize) {
+        self.at(step).row = small(row);
+    }
+
+    fn set_entry(&mut self, step: &str, entry: usize) {
+        self.at(step).entry = small(entry);
+    }
+}
+
 struct Builder {
     tz: Tz,
     run: Option<Run>,
@@ -213,8 +276,8 @@ struct Builder {
     entries: Vec<Box<EntryAcc>>,
     #[allow(clippy::vec_box)] // see `Postmortem::steps`
     steps: Vec<Box<StepRow>>,
-    step_row: HashMap<String, usize>,
-    step_entry: HashMap<String, usize>,
+    /// Each step's row of `steps` and its current entry.
+    index: StepIndex,
     rung_entry: HashMap<(String, String), usize>,
     /// Where the running operation of each scope is: entry index, op index or None
     /// for the verification's operation.
@@ -262,8 +325,7 @@ impl Builder {
             params: Vec::new(),
             entries: Vec::new(),
             steps: Vec::new(),
-            step_row: HashMap::new(),
-            step_entry: HashMap::new(),
+            index: StepIndex::default(),
             rung_entry: HashMap::new(),
             running: HashMap::new(),
             notes: Vec::new(),
@@ -311,8 +373,7 @@ impl Builder {
                 seq: rec.seq,
                 time: self.time(rec.ts),
                 kind,
-                label: String::new(),
-                milestones: Vec::new(),
+                label: Word::Borrowed(""),
                 step: None,
                 step_kind: None,
                 title,
@@ -320,16 +381,8 @@ impl Builder {
                 outcome: None,
                 duration: None,
                 summary: None,
-                fixed_by: None,
-                gate: None,
                 ops: Vec::new(),
-                verification: None,
-                manual: None,
-                escalation: None,
-                note: None,
-                pause: None,
-                skip_reason: None,
-                resumed: None,
+                more: None,
                 details: Vec::new(),
                 results: Vec::new(),
                 continued: false,
@@ -345,9 +398,9 @@ impl Builder {
     }
 
     fn step_title(&self, step: &str) -> String {
-        self.step_row
-            .get(step)
-            .map_or_else(|| step.to_owned(), |&i| self.steps[i].title.clone())
+        self.index
+            .row(step)
+            .map_or_else(|| step.to_owned(), |i| self.steps[i].title.clone())
     }
 
     /// The entry an event of `scope` belongs to; a step the journal never started
@@ -381,7 +434,7 @@ impl Builder {
                 self.rung_entry.insert((step.to_owned(), r.id), j);
             }
             _ => {
-                self.step_entry.insert(step.to_owned(), j);
+                self.index.set_entry(step, j);
             }
         }
         j
@@ -406,12 +459,12 @@ impl Builder {
         {
             return i;
         }
-        if let Some(&i) = self.step_entry.get(step) {
+        if let Some(i) = self.index.entry(step) {
             return i;
         }
         let i = self.push_entry(rec, "step", step.to_owned());
         self.entries[i].entry.step = Some(step.to_owned());
-        self.step_entry.insert(step.to_owned(), i);
+        self.index.set_entry(step, i);
         i
     }
 
@@ -447,6 +500,11 @@ impl Builder {
             self.close_rung(step, rec.ts);
         }
         self.state.apply(rec.ts, &rec.event);
+        if !self.state.runbook.step_digests.is_empty() {
+            // Each step's digest is for `resume --accept-changes`; the postmortem never
+            // reads them, and the state's copy was ~100 bytes a step (issue 18).
+            self.state.runbook.step_digests = Default::default();
+        }
         self.events += 1;
         self.first_ts.get_or_insert(rec.ts);
         self.last_ts = Some(rec.ts);
@@ -506,6 +564,7 @@ impl Builder {
                 let i = self.push_entry(rec, "start", String::new());
                 self.entries[i]
                     .entry
+                    .more_mut()
                     .milestones
                     .push("RUN STARTED".to_owned());
             }
@@ -522,7 +581,7 @@ impl Builder {
                     run.resumed.push(resume.clone());
                 }
                 let i = self.push_entry(rec, "resume", String::new());
-                self.entries[i].entry.resumed = Some(Box::new(resume));
+                self.entries[i].entry.more_mut().resumed = Some(Box::new(resume));
                 self.barrier = i;
             }
             Event::StepRetried {
@@ -550,8 +609,8 @@ impl Builder {
             Event::StepSkipped { step, reason } => {
                 self.metrics.counts.skipped += 1;
                 let last = self.entries.len().checked_sub(1);
-                let i = match self.step_entry.get(step) {
-                    Some(&i) if Some(i) == last => i,
+                let i = match self.index.entry(step) {
+                    Some(i) if Some(i) == last => i,
                     _ => {
                         let i = self.push_entry(rec, "skip", self.step_title(step));
                         self.entries[i].entry.step = Some(step.clone());
@@ -559,9 +618,9 @@ impl Builder {
                     }
                 };
                 let e = &mut self.entries[i].entry;
-                e.skip_reason = Some(reason.clone());
+                e.more_mut().skip_reason = Some(reason.clone());
                 e.outcome = Some(outcome(event::Outcome::Skipped));
-                if let Some(&r) = self.step_row.get(step) {
+                if let Some(r) = self.index.row(step) {
                     self.steps[r].outcome = Some(outcome(event::Outcome::Skipped));
                 }
             }
@@ -583,7 +642,7 @@ impl Builder {
                 };
                 let mut gate = Gate::asked(self.time(p.asked), p.planned);
                 gate.preview = preview.clone();
-                self.entries[i].entry.gate = Some(Box::new(gate));
+                self.entries[i].entry.more_mut().gate = Some(Box::new(gate));
             }
             Event::GateDecided { step, rung, .. } => {
                 self.gate_decided(rec, step, rung.as_deref());
@@ -597,8 +656,9 @@ impl Builder {
                 self.barrier = i;
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
-                e.milestones.push("PAUSED".to_owned());
-                e.pause = Some(Box::new(Pause {
+                let more = e.more_mut();
+                more.milestones.push("PAUSED".to_owned());
+                more.pause = Some(Box::new(Pause {
                     step: step.clone(),
                     reason: reason.clone(),
                     resume: resume.clone(),
@@ -668,29 +728,34 @@ impl Builder {
                         OpState::Started => None,
                     });
                 acc.op.duration = Some(Millis(*d));
-                acc.op.error = error.clone();
-                acc.op.error_line = error.as_deref().map(first_line);
-                // A stream cut at the provider's cap was streamed whole to its own
-                // side file: point there, not at the journal's cut copy.
-                acc.op.output_file =
-                    present::spilled_files(result.as_ref()).or_else(|| output_file.clone());
-                acc.op.calls_folded = calls.len() > INLINE_CALLS;
-                acc.op.calls = calls
-                    .iter()
-                    .map(|c| Call {
-                        line: format!("{} {}", c.method, c.path),
-                        method: c.method.clone(),
-                        path: c.path.clone(),
-                        status: c.status,
-                        answer: if c.status == 0 {
-                            "no answer".to_owned()
-                        } else {
-                            c.status.to_string()
-                        },
-                        duration: duration_ms(c.duration_ms),
-                        kubectl: c.kubectl.clone().filter(|k| *k != acc.op.display),
-                    })
-                    .collect();
+                let link = acc.op.more.take().and_then(|m| m.link);
+                let display = &acc.op.display;
+                acc.op.set_more(OpMore {
+                    error: error.clone(),
+                    error_line: error.as_deref().map(first_line),
+                    // A stream cut at the provider's cap was streamed whole to its own
+                    // side file: point there, not at the journal's cut copy.
+                    output_file: present::spilled_files(result.as_ref())
+                        .or_else(|| output_file.clone()),
+                    calls_folded: calls.len() > INLINE_CALLS,
+                    calls: calls
+                        .iter()
+                        .map(|c| Call {
+                            line: format!("{} {}", c.method, c.path),
+                            method: c.method.clone(),
+                            path: c.path.clone(),
+                            status: c.status,
+                            answer: if c.status == 0 {
+                                "no answer".to_owned()
+                            } else {
+                                c.status.to_string()
+                            },
+                            duration: duration_ms(c.duration_ms),
+                            kubectl: c.kubectl.clone().filter(|k| k != display),
+                        })
+                        .collect(),
+                    link,
+                });
                 acc.result = result.as_ref().map(|r| r.to_string().into_boxed_str());
                 acc.result_at = Some((rec.ts, rec.seq));
             }
@@ -704,7 +769,7 @@ impl Builder {
                     return;
                 };
                 let requested = self.time(at);
-                self.entries[i].entry.manual = Some(Box::new(Manual {
+                self.entries[i].entry.more_mut().manual = Some(Box::new(Manual {
                     instruction: instruction.clone(),
                     requested,
                     confirmed: None,
@@ -726,7 +791,7 @@ impl Builder {
                 let requested = self.time(c.requested.unwrap_or(c.confirmed));
                 add_wait(&mut self.metrics.manual_wait, waited);
                 let e = &mut self.entries[i].entry;
-                let m = e.manual.get_or_insert_with(|| {
+                let m = e.more_mut().manual.get_or_insert_with(|| {
                     Box::new(Manual {
                         instruction: String::new(),
                         requested,
@@ -784,8 +849,9 @@ impl Builder {
                 let (from, to) = (self.rung_ref(step, from), self.rung_ref(step, to));
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
-                e.milestones.push("ESCALATED".to_owned());
-                e.escalation = Some(Box::new(EscalationStep {
+                let more = e.more_mut();
+                more.milestones.push("ESCALATED".to_owned());
+                more.escalation = Some(Box::new(EscalationStep {
                     step: step.clone(),
                     from,
                     to,
@@ -809,7 +875,7 @@ impl Builder {
                 };
                 self.notes.push(note.clone());
                 let i = self.push_entry(rec, "note", String::new());
-                self.entries[i].entry.note = Some(Box::new(note));
+                self.entries[i].entry.more_mut().note = Some(Box::new(note));
             }
             Event::IncidentStart { .. } | Event::RunbookLinks { .. } => {}
             Event::UndoBegun { .. } => {}
@@ -836,7 +902,7 @@ impl Builder {
                 let e = &mut self.entries[i].entry;
                 e.step = Some(step.clone());
                 e.outcome = Some(outcome(event::Outcome::Skipped));
-                e.skip_reason = Some(reason.clone());
+                e.more_mut().skip_reason = Some(reason.clone());
             }
             Event::Note { text, by, at } => {
                 if self.notes.len() >= SHOWN_NOTES {
@@ -854,11 +920,16 @@ impl Builder {
                 };
                 self.notes.push(note.clone());
                 let i = self.push_entry(rec, "note", String::new());
-                self.entries[i].entry.note = Some(Box::new(note));
+                self.entries[i].entry.more_mut().note = Some(Box::new(note));
                 if at.is_some() {
                     // Not where it was written but when it says: moved in `finish`.
                     let mut acc = self.entries.remove(i);
-                    acc.entry.time = acc.entry.note.as_ref().map_or(acc.entry.time, |n| n.at);
+                    acc.entry.time = acc
+                        .entry
+                        .more()
+                        .note
+                        .as_ref()
+                        .map_or(acc.entry.time, |n| n.at);
                     self.backdated.push(acc);
                 }
             }
@@ -871,7 +942,8 @@ impl Builder {
                 let i = self.push_entry(rec, "finish", label.to_owned());
                 self.barrier = i;
                 let e = &mut self.entries[i].entry;
-                e.milestones
+                e.more_mut()
+                    .milestones
                     .push(format!("RUN {}", code.replace('_', " ").to_uppercase()));
                 e.summary = reason.clone();
             }

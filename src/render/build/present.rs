@@ -5,7 +5,7 @@ use serde_json::Value;
 
 use crate::journal::event::{self, ApprovalSource, Decision, RunStatus};
 use crate::render::format::duration_ms;
-use crate::render::model::{Detail, Entry, Outcome, Wait};
+use crate::render::model::{Detail, Entry, Outcome, Wait, Word};
 
 /// Output longer than this (bytes) is cut in the document; the journal's side file
 /// (`output_file`) keeps all of it.
@@ -28,30 +28,36 @@ pub(super) fn spilled_files(result: Option<&Value>) -> Option<String> {
     (!files.is_empty()).then(|| files.join(", "))
 }
 
-pub fn outcome(o: event::Outcome) -> Outcome {
+pub fn outcome(o: event::Outcome) -> &'static Outcome {
     use event::Outcome as O;
-    let (code, label) = match o {
-        O::Ok => ("ok", "OK"),
-        O::Failed => ("failed", "FAILED"),
-        O::Skipped => ("skipped", "SKIPPED"),
-        O::NotApplicable => ("not_applicable", "NOT APPLICABLE"),
-        O::Unknown => ("unknown", "UNKNOWN (no result in the journal)"),
-        O::TimedOut => ("timed_out", "TIMED OUT"),
-        O::Aborted => ("aborted", "ABORTED"),
-    };
-    Outcome {
-        code,
-        label,
-        ok: o == O::Ok,
+    const fn words(code: &'static str, label: &'static str, ok: bool) -> Outcome {
+        Outcome { code, label, ok }
+    }
+    static OK: Outcome = words("ok", "OK", true);
+    static FAILED: Outcome = words("failed", "FAILED", false);
+    static SKIPPED: Outcome = words("skipped", "SKIPPED", false);
+    static NOT_APPLICABLE: Outcome = words("not_applicable", "NOT APPLICABLE", false);
+    static UNKNOWN: Outcome = words("unknown", "UNKNOWN (no result in the journal)", false);
+    static TIMED_OUT: Outcome = words("timed_out", "TIMED OUT", false);
+    static ABORTED: Outcome = words("aborted", "ABORTED", false);
+    match o {
+        O::Ok => &OK,
+        O::Failed => &FAILED,
+        O::Skipped => &SKIPPED,
+        O::NotApplicable => &NOT_APPLICABLE,
+        O::Unknown => &UNKNOWN,
+        O::TimedOut => &TIMED_OUT,
+        O::Aborted => &ABORTED,
     }
 }
 
-pub(super) fn no_result() -> Outcome {
-    Outcome {
+pub(super) fn no_result() -> &'static Outcome {
+    static NO_RESULT: Outcome = Outcome {
         code: "unknown",
         label: "NO RESULT (the run stopped before it finished)",
         ok: false,
-    }
+    };
+    &NO_RESULT
 }
 
 pub(super) fn status(s: RunStatus) -> (&'static str, &'static str) {
@@ -105,6 +111,16 @@ pub(super) fn bounded(s: &str) -> String {
     format!("{}\n… ({} more bytes not shown)", &s[..end], s.len() - end)
 }
 
+/// Push onto a vector that usually holds one or two items, each held per entry to
+/// the end of the journal: room for exactly as many up to four (a first push makes
+/// room for four, 216 bytes a step unused for one `Shown`: issue 18), then by doubling.
+pub(super) fn push_small<T>(v: &mut Vec<T>, item: T) {
+    if v.len() == v.capacity() && v.len() < 4 {
+        v.reserve_exact(1);
+    }
+    v.push(item);
+}
+
 /// The folded blocks showing an operation's result: stdout and stderr of a command
 /// apart, a string as text, anything else as pretty JSON.
 pub(super) fn result_details(what: &str, result: &Value, out: &mut Vec<Detail>) {
@@ -113,11 +129,14 @@ pub(super) fn result_details(what: &str, result: &Value, out: &mut Vec<Detail>) 
     let result = &masked;
     let mut push = |summary: String, body: String, lang: &str| {
         if !body.trim().is_empty() {
-            out.push(Detail {
-                summary,
-                body: bounded(&body),
-                lang: lang.to_owned(),
-            });
+            push_small(
+                out,
+                Detail {
+                    summary,
+                    body: bounded(&body),
+                    lang: lang.to_owned(),
+                },
+            );
         }
     };
     match result {
@@ -149,40 +168,43 @@ pub(super) fn first_line(s: &str) -> String {
 }
 
 /// The entry's kind for people.
-pub(super) fn label(e: &Entry) -> String {
+/// An entry's label: a fixed word unless it names a rung or a continuation (issue
+/// 18: not a string allocated per entry).
+pub(super) fn label(e: &Entry) -> Word {
     let l = base_label(e);
     if e.continued {
-        format!("{l} (continued after the resume)")
+        Word::Owned(format!("{l} (continued after the resume)"))
     } else {
         l
     }
 }
 
-fn base_label(e: &Entry) -> String {
-    match e.kind {
-        "start" => "Run started".to_owned(),
-        "resume" => "Run resumed".to_owned(),
-        "rung" => match &e.rung {
-            Some(r) => format!("Rung {} of {}", r.index, r.of),
-            None => "Rung".to_owned(),
-        },
-        "escalation" => "Escalation".to_owned(),
-        "skip" => "Skipped".to_owned(),
-        "note" => "Note".to_owned(),
-        "undo" => "Undo".to_owned(),
-        "pause" => "Paused".to_owned(),
-        "finish" if e.milestones.iter().any(|m| m == "RUN PAUSED") => "Run stopped".to_owned(),
-        "finish" => "Run ended".to_owned(),
-        "step_end" => "Finished".to_owned(),
+fn base_label(e: &Entry) -> Word {
+    Word::Borrowed(match e.kind {
+        "start" => "Run started",
+        "resume" => "Run resumed",
+        "rung" => {
+            return match &e.rung {
+                Some(r) => Word::Owned(format!("Rung {} of {}", r.index, r.of)),
+                None => Word::Borrowed("Rung"),
+            };
+        }
+        "escalation" => "Escalation",
+        "skip" => "Skipped",
+        "note" => "Note",
+        "undo" => "Undo",
+        "pause" => "Paused",
+        "finish" if e.more().milestones.iter().any(|m| m == "RUN PAUSED") => "Run stopped",
+        "finish" => "Run ended",
+        "step_end" => "Finished",
         _ => match e.step_kind.as_deref() {
             Some("check") => "Check",
             Some("action") => "Action",
             Some("verify") => "Verify",
             Some("manual") => "Manual step",
             _ => "Step",
-        }
-        .to_owned(),
-    }
+        },
+    })
 }
 
 pub(super) fn long_weekday(short: &str) -> String {

@@ -8,7 +8,7 @@ use super::present::{add_wait, decision, outcome, source};
 use super::{Builder, OpAcc, op_key};
 use crate::journal::event::{self, Record, Scope};
 use crate::render::format::{between, duration_ms};
-use crate::render::gantt::Span;
+use crate::render::gantt::{Span, SpanOf};
 use crate::render::model::*;
 
 impl Builder {
@@ -17,11 +17,11 @@ impl Builder {
         let e = &mut self.entries[i].entry;
         e.step = Some(step.to_owned());
         e.step_kind = Some(word(kind));
-        self.step_entry.insert(step.to_owned(), i);
+        self.index.set_entry(step, i);
         // A step that starts again without having finished (the run paused, was
         // aborted or killed there, and was resumed) is the same step: one row, counted
         // once, whose outcome is the one it finally had. The timeline keeps both starts.
-        if let Some(&r) = self.step_row.get(step)
+        if let Some(r) = self.index.row(step)
             && self.steps[r].outcome.is_none()
         {
             return;
@@ -35,7 +35,7 @@ impl Builder {
             "manual" => c.manual += 1,
             _ => {}
         }
-        self.step_row.insert(step.to_owned(), self.steps.len());
+        self.index.set_row(step, self.steps.len());
         self.steps.push(Box::new(StepRow {
             id: step.to_owned(),
             title: title.to_owned(),
@@ -80,9 +80,9 @@ impl Builder {
             let polled = self
                 .current_rung(step)
                 .and_then(|r| self.rung_entry.get(&(step.to_owned(), r.to_owned())))
-                .or(self.step_entry.get(step))
-                .copied();
-            if let Some(v) = polled.and_then(|i| self.entries[i].entry.verification.as_mut())
+                .copied()
+                .or(self.index.entry(step));
+            if let Some(v) = polled.and_then(|i| self.entries[i].entry.verification_mut())
                 && !v.passed
             {
                 v.outcome = "timed_out".to_owned();
@@ -91,7 +91,7 @@ impl Builder {
         // A check that read one object has the object's JSON as its summary: name it
         // instead (the result is shown as a table below it).
         let named;
-        let summary = match self.step_entry.get(step).and_then(|&i| {
+        let summary = match self.index.entry(step).and_then(|i| {
             self.entries[i]
                 .ops
                 .last()
@@ -111,33 +111,31 @@ impl Builder {
             None => summary,
         };
         let fixed = fixed_by.map(|r| self.rung_ref(step, r));
-        let kind = self
-            .step_row
-            .get(step)
-            .map(|&r| self.steps[r].kind.clone())
-            .unwrap_or_default();
-        if let Some(&r) = self.step_row.get(step) {
+        let row = self.index.row(step);
+        let kind = row.map(|r| self.steps[r].kind.clone()).unwrap_or_default();
+        if let Some(r) = row {
             let row = &mut self.steps[r];
-            row.outcome = Some(out.clone());
+            row.outcome = Some(out);
             row.duration = Some(Millis(d));
             row.summary = Some(summary.to_owned());
             row.fixed_by = fixed_by.map(str::to_owned);
         }
         self.spans.push(Span {
-            label: self.step_title(step),
-            section: kind.clone(),
+            of: match row {
+                Some(r) => SpanOf::row(r),
+                None => SpanOf::named(self.step_title(step), kind.clone(), step.to_owned()),
+            },
             start,
             end: rec.ts,
             ok: o == event::Outcome::Ok || o == event::Outcome::NotApplicable,
             open: false,
             ladder: self.current_rung(step).is_some(),
-            step: step.to_owned(),
         });
         // The outcome joins the step's entry when nothing happened in between;
         // otherwise (escalations, notes, other steps) it gets an entry at its own time.
         let last = self.entries.len().checked_sub(1);
-        let i = match self.step_entry.get(step) {
-            Some(&i) if Some(i) == last => i,
+        let i = match self.index.entry(step) {
+            Some(i) if Some(i) == last => i,
             _ => {
                 let i = self.push_entry(rec, "step_end", self.step_title(step));
                 let e = &mut self.entries[i].entry;
@@ -156,13 +154,24 @@ impl Builder {
                 what: "check".to_owned(),
                 rung: None,
             });
-            self.entries[i].entry.milestones.push("DETECTED".to_owned());
+            self.entries[i]
+                .entry
+                .more_mut()
+                .milestones
+                .push("DETECTED".to_owned());
         }
         let e = &mut self.entries[i].entry;
         e.outcome = Some(out);
         e.duration = Some(Millis(d));
         e.summary = Some(summary.to_owned()).filter(|s| !s.is_empty());
-        e.fixed_by = fixed.map(Box::new);
+        match fixed {
+            Some(f) => e.more_mut().fixed_by = Some(Box::new(f)),
+            None => {
+                if let Some(m) = e.more.as_deref_mut() {
+                    m.fixed_by = None;
+                }
+            }
+        }
         // Everything the postmortem reads of a step that ended this way has been
         // read: its record is not held to the end of the journal (issue 18).
         self.state.forget_finished_step(step);
@@ -182,22 +191,21 @@ impl Builder {
             let passed = self
                 .rung_entry
                 .get(&(step.to_owned(), rung.clone()))
-                .and_then(|&i| self.entries[i].entry.verification.as_ref())
+                .and_then(|&i| self.entries[i].entry.more().verification.as_ref())
                 .is_some_and(|v| v.passed);
+            let label = format!("{}/{} {}", r.index, r.of, r.title);
             let already = self
                 .spans
                 .iter()
-                .any(|s| s.step == step && s.label == format!("{}/{} {}", r.index, r.of, r.title));
+                .any(|s| s.step(&self.steps) == step && s.label(&self.steps) == label);
             if !already {
                 self.spans.push(Span {
-                    label: format!("{}/{} {}", r.index, r.of, r.title),
-                    section: format!("ladder:{step}").into(),
+                    of: SpanOf::named(label, format!("ladder:{step}").into(), step.to_owned()),
                     start,
                     end,
                     ok: passed,
                     open: false,
                     ladder: true,
-                    step: step.to_owned(),
                 });
             }
         }
@@ -228,13 +236,13 @@ impl Builder {
                 started,
                 outcome: None,
                 duration: None,
-                error: None,
-                error_line: None,
-                calls: Vec::new(),
-                calls_folded: false,
-                output_file: None,
+                more: link.clone().map(|link| {
+                    Box::new(OpMore {
+                        link: Some(link),
+                        ..OpMore::default()
+                    })
+                }),
                 result_line: None,
-                link: link.clone(),
                 source: None,
             },
             result: None,
@@ -271,7 +279,7 @@ impl Builder {
             .as_deref()
             .or(acc.ops.last())
             .map(|a| a.op.display.clone());
-        let v = acc.entry.verification.get_or_insert_with(|| {
+        let v = acc.entry.more_mut().verification.get_or_insert_with(|| {
             Box::new(Verification {
                 display: None,
                 polls: 0,
@@ -293,9 +301,9 @@ impl Builder {
         if ok {
             let step = scope.step.clone();
             let kind = self
-                .step_row
-                .get(&step)
-                .map(|&r| self.steps[r].kind.clone())
+                .index
+                .row(&step)
+                .map(|r| self.steps[r].kind.clone())
                 .unwrap_or_default();
             let rung = acc.entry.rung.as_ref().map(|r| r.id.clone());
             // A verify step or the verification of an escalation ladder proves the
@@ -346,6 +354,7 @@ impl Builder {
         let e = &mut self.entries[i].entry;
         // A decision without its request (a damaged journal): asked when decided.
         let g = e
+            .more_mut()
             .gate
             .get_or_insert_with(|| Box::new(Gate::asked(requested, 0)));
         g.decided = Some(decided);
