@@ -461,4 +461,124 @@ mod tests {
             );
         }
     }
+
+    const SCALARS: [&str; 28] = [
+        "x",
+        "1",
+        "-2",
+        "0",
+        "true",
+        "False",
+        "null",
+        "~",
+        "'q'",
+        "\"d\"",
+        "5m",
+        "10.0.0.1",
+        "-c",
+        "a b",
+        "yes",
+        "/bin/sh",
+        "{{item.name}}",
+        "hé",
+        "12:30",
+        "0x1f",
+        "1.5",
+        "007",
+        "+3",
+        ".inf",
+        "nan",
+        "e5",
+        "'1'",
+        "\"\"",
+    ];
+    const KEYS: [&str; 7] = ["a", "b", "id", "kind", "'a'", "1", "<<"];
+
+    /// A document tree to write out as YAML text.
+    #[derive(Debug, Clone)]
+    enum T {
+        Scalar(usize),
+        Seq(Vec<T>),
+        Map(Vec<(usize, T)>),
+    }
+
+    fn tree() -> impl proptest::strategy::Strategy<Value = T> {
+        use proptest::prelude::*;
+        let leaf = (0..SCALARS.len()).prop_map(T::Scalar);
+        leaf.prop_recursive(4, 40, 5, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(T::Seq),
+                proptest::collection::vec((0..KEYS.len(), inner), 0..5).prop_map(T::Map),
+            ]
+        })
+    }
+
+    /// Block style, with flow style for lists of scalars when `flow`.
+    fn write(t: &T, indent: usize, flow: bool, out: &mut String) {
+        let pad = "  ".repeat(indent);
+        match t {
+            T::Scalar(s) => {
+                out.push(' ');
+                out.push_str(SCALARS[*s]);
+                out.push('\n');
+            }
+            T::Seq(items) if items.is_empty() => out.push_str(" []\n"),
+            T::Map(entries) if entries.is_empty() => out.push_str(" {}\n"),
+            T::Seq(items)
+                if flow
+                    && items
+                        .iter()
+                        .all(|i| matches!(i, T::Scalar(s) if !SCALARS[*s].is_empty())) =>
+            {
+                let texts: Vec<&str> = items
+                    .iter()
+                    .filter_map(|i| match i {
+                        T::Scalar(s) => Some(SCALARS[*s]),
+                        _ => None,
+                    })
+                    .collect();
+                out.push_str(&format!(" [{}]\n", texts.join(", ")));
+            }
+            T::Seq(items) => {
+                out.push('\n');
+                for i in items {
+                    out.push_str(&pad);
+                    out.push('-');
+                    write(i, indent + 1, flow, out);
+                }
+            }
+            T::Map(entries) => {
+                out.push('\n');
+                // Mostly distinct keys (`a` and `'a'` are one key): duplicates are
+                // declined, and the fixed cases test them.
+                let mut seen = Vec::new();
+                for (k, v) in entries {
+                    let bare = KEYS[*k].trim_matches('\'');
+                    if seen.contains(&bare) {
+                        continue;
+                    }
+                    seen.push(bare);
+                    out.push_str(&pad);
+                    out.push_str(KEYS[*k]);
+                    out.push(':');
+                    write(v, indent + 1, flow, out);
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Generated documents (block and flow style, nested, with spellings that take
+        /// the fast path and spellings and keys that must not): the fast path either
+        /// declines or reads exactly what the full reader reads.
+        #[test]
+        fn random_documents_read_the_same_on_both_paths(
+            entries in proptest::collection::vec((0..KEYS.len(), tree()), 1..6),
+            flow in proptest::bool::ANY,
+        ) {
+            let mut doc = String::new();
+            write(&T::Map(entries), 0, flow, &mut doc);
+            same(doc.trim_start_matches('\n'));
+        }
+    }
 }
