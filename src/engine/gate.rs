@@ -123,7 +123,7 @@ impl Ctx<'_> {
     /// fails is shown as such; it never stops the gate. None when aborted meanwhile.
     async fn preview(&mut self, base: &Scope, p: &Preview) -> Option<String> {
         let op = p.op()?;
-        let prepared = match self.prepare(base, op, None, true) {
+        let prepared = match self.prepare(base, op, None, true, "") {
             Ok(mut v) if !v.is_empty() => v.remove(0),
             Ok(_) => return Some("preview: nothing to run".into()),
             Err(e) => {

@@ -41,12 +41,15 @@ const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 impl Ctx<'_> {
     /// Resolve an operation, once or per `for_each` item, into planned operations.
+    /// `also`: the text of the step's other templates that read an item's
+    /// variables (a `keep:` namespace), so that nothing they read is left out.
     pub(super) fn prepare(
         &self,
         base: &Scope,
         op: OpRef<'_>,
         for_each: Option<&String>,
         read_only: bool,
+        also: &str,
     ) -> Result<Vec<Prepared>, String> {
         let vars = &self.vars_named_in(&op_text(op));
         let name = op.provider();
@@ -59,27 +62,45 @@ impl Ctx<'_> {
         let items: Vec<(Option<usize>, Value)> = match for_each {
             None => vec![(None, vars.clone())],
             Some(expr_src) => {
-                // `for_each: pods` (a saved list) is copied once, not converted to
-                // CEL and back.
-                let list = match expr::bare_variable(expr_src, &self.vars) {
-                    Some(v) => v.clone(),
-                    None => expr::eval(expr_src, &self.vars_named_in(expr_src))
-                        .map_err(|e| format!("for_each: {e}"))?,
+                // What of each item the operation (and `also`) can read: the whole
+                // item, or only the paths it names (`item.metadata.name` of a
+                // 1 000-pod list: a name per item, not a copy of every pod).
+                let text = format!("{}\n{also}", op_text(op));
+                let paths = item_paths(&text);
+                let with_item = |i: usize, item: Value| {
+                    let mut v = vars.clone();
+                    if let Value::Object(m) = &mut v {
+                        m.insert("item".into(), item);
+                        m.insert("index".into(), Value::from(i));
+                    }
+                    (Some(i), v)
                 };
-                let Value::Array(list) = list else {
-                    return Err(format!("for_each `{expr_src}` did not give a list"));
-                };
-                list.into_iter()
-                    .enumerate()
-                    .map(|(i, item)| {
-                        let mut v = vars.clone();
-                        if let Value::Object(m) = &mut v {
-                            m.insert("item".into(), item);
-                            m.insert("index".into(), Value::from(i));
-                        }
-                        (Some(i), v)
-                    })
-                    .collect()
+                // `for_each: pods` (a saved list) is read where it is, not copied
+                // whole, nor converted to CEL and back.
+                match expr::bare_variable(expr_src, &self.vars) {
+                    Some(Value::Array(list)) => list
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| with_item(i, pruned(item, paths.as_deref())))
+                        .collect(),
+                    Some(_) => {
+                        return Err(format!("for_each `{expr_src}` did not give a list"));
+                    }
+                    None => {
+                        let list = expr::eval(expr_src, &self.vars_named_in(expr_src))
+                            .map_err(|e| format!("for_each: {e}"))?;
+                        let Value::Array(list) = list else {
+                            return Err(format!("for_each `{expr_src}` did not give a list"));
+                        };
+                        list.into_iter()
+                            .enumerate()
+                            .map(|(i, item)| match &paths {
+                                None => with_item(i, item),
+                                Some(p) => with_item(i, pruned(&item, Some(p))),
+                            })
+                            .collect()
+                    }
+                }
             }
         };
         items
@@ -624,4 +645,216 @@ pub(super) struct FanOut<'a> {
     pub max_failures: Option<crate::runbook::model::MaxFailures>,
     /// `keep:`: checked against the cluster before each item starts.
     pub keep: Option<&'a crate::runbook::model::Keep>,
+}
+
+/// The paths of `item` a text (an operation serialized, templates and conditions
+/// in it) can read, when every mention of `item` is a plain dotted path
+/// (`item.metadata.name`); `None` when any is not (`{{json item}}`, `item["x"]`,
+/// `item.all(…)`, `{{#with item}}`): the whole item is kept. A path ends before a
+/// segment a call follows (`item.spec.containers.size()` reads the list).
+fn item_paths(text: &str) -> Option<Vec<Vec<&str>>> {
+    const WORD: &str = "item";
+    // What may follow a path's last segment (in a template, a condition, or the
+    // JSON that quotes them) for that segment to be whole.
+    const PATH_END: &[u8] = b".}])[,\"\\=!<>&|+*/%?: \t\r\n";
+    let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let bytes = text.as_bytes();
+    let mut paths = Vec::new();
+    let mut from = 0;
+    while let Some(at) = text[from..].find(WORD) {
+        let start = from + at;
+        let mut end = start + WORD.len();
+        from = end;
+        if start > 0 && ident(bytes[start - 1]) || end < bytes.len() && ident(bytes[end]) {
+            continue; // part of another word (`items`, `line_item`)
+        }
+        let mut path = Vec::new();
+        while end + 1 < bytes.len() && bytes[end] == b'.' && ident(bytes[end + 1]) {
+            let seg = end + 1;
+            let mut stop = seg;
+            while stop < bytes.len() && ident(bytes[stop]) {
+                stop += 1;
+            }
+            path.push(&text[seg..stop]);
+            end = stop;
+        }
+        match bytes.get(end) {
+            // A method or macro of the value before it.
+            Some(b'(') => {
+                path.pop();
+            }
+            // A segment that may go on in a template's spelling (`foo-bar`,
+            // non-ASCII): the value before it is kept whole.
+            Some(c) if !PATH_END.contains(c) => {
+                path.pop();
+            }
+            _ => {}
+        }
+        if path.is_empty() {
+            return None;
+        }
+        paths.push(path);
+    }
+    Some(paths)
+}
+
+/// `item` with only `paths` kept (all of it for `None`). A path that meets a
+/// missing key or a value that is not a map keeps the whole value it was in, so
+/// that what a condition tests (`has(item.metadata.labels.app)`) or indexes
+/// (`item.spec.containers.0`) reads as it would on the whole item.
+fn pruned(item: &Value, paths: Option<&[Vec<&str>]>) -> Value {
+    let Some(paths) = paths else {
+        return item.clone();
+    };
+    let mut out = Value::Object(serde_json::Map::new());
+    for path in paths {
+        keep_path(item, &mut out, path);
+    }
+    out
+}
+
+fn keep_path(from: &Value, into: &mut Value, path: &[&str]) {
+    let (Some((first, rest)), Value::Object(src)) = (path.split_first(), from) else {
+        *into = from.clone();
+        return;
+    };
+    let Some(next) = src.get(*first) else {
+        *into = from.clone();
+        return;
+    };
+    let Value::Object(dst) = into else {
+        return; // already the whole value
+    };
+    let slot = dst
+        .entry(first.to_string())
+        .or_insert_with(|| Value::Object(serde_json::Map::new()));
+    if rest.is_empty() {
+        *slot = next.clone();
+    } else if slot.is_object() && next.is_object() {
+        keep_path(next, slot, rest);
+    } else {
+        *slot = next.clone();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{item_paths, pruned};
+    use serde_json::json;
+
+    fn pod() -> serde_json::Value {
+        json!({
+            "metadata": {"name": "web-1", "namespace": "prod",
+                         "labels": {"app": "web", "size": "l", "foo-bar": "x", "foo": "y"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "a"}, {"name": "b"}]},
+            "status": {"phase": "Running"}
+        })
+    }
+
+    /// What a template or condition reads gives the same value from the pruned
+    /// item as from the whole one.
+    fn same(text: &str, reads: &[&str]) {
+        let item = pod();
+        let paths = item_paths(text);
+        let small = pruned(&item, paths.as_deref());
+        for r in reads {
+            assert_eq!(small.pointer(r), item.pointer(r), "{text}: {r} in {small}");
+        }
+    }
+
+    #[test]
+    fn dotted_paths_keep_only_what_they_name() {
+        let text = r#"{"name":"{{item.metadata.name}}","namespace":"{{item.metadata.namespace}}"}"#;
+        assert_eq!(
+            item_paths(text),
+            Some(vec![
+                vec!["metadata", "name"],
+                vec!["metadata", "namespace"]
+            ])
+        );
+        let small = pruned(&pod(), item_paths(text).as_deref());
+        assert_eq!(
+            small,
+            json!({"metadata": {"name": "web-1", "namespace": "prod"}})
+        );
+    }
+
+    #[test]
+    fn any_other_mention_keeps_the_whole_item() {
+        for text in [
+            r#"{"x":"{{json item}}"}"#,
+            r#"{"x":"{{#with item}}{{metadata.name}}{{/with}}"}"#,
+            r#"{"where":"item[\"metadata\"].name == 'a'"}"#,
+            r#"{"where":"item.all(k, k != '')"}"#,
+            r#"{"argv":["echo","item"]}"#,
+            r#"{"x":"{{item/metadata/name}}"}"#,
+            r#"{"x":"{{item.[metadata].name}}"}"#,
+            r#"{"where":"item . metadata"}"#,
+        ] {
+            assert_eq!(item_paths(text), None, "{text}");
+            assert_eq!(pruned(&pod(), item_paths(text).as_deref()), pod());
+        }
+        // Words that contain it are not it.
+        assert_eq!(
+            item_paths(r#"{"x":"{{items}} {{line_item}}"}"#),
+            Some(vec![])
+        );
+    }
+
+    #[test]
+    fn calls_indexes_and_odd_segments_keep_the_value_around_them() {
+        // A method reads the value it is called on.
+        same(
+            r#"{"where":"item.spec.containers.size() == 2"}"#,
+            &["/spec/containers"],
+        );
+        same(
+            r#"{"where":"item.metadata.labels.exists(k, k == 'app')"}"#,
+            &["/metadata/labels"],
+        );
+        // `size` is also a key of the labels: the call still reads the whole map.
+        same(
+            r#"{"where":"item.metadata.labels.size() > 3"}"#,
+            &["/metadata/labels"],
+        );
+        // An index into a list keeps the list.
+        same(
+            r#"{"x":"{{item.spec.containers.0.name}}"}"#,
+            &["/spec/containers"],
+        );
+        same(
+            r#"{"x":"{{item.spec.containers.[1].name}}"}"#,
+            &["/spec/containers"],
+        );
+        same(
+            r#"{"where":"item.metadata.labels[\"app\"] == 'web'"}"#,
+            &["/metadata/labels"],
+        );
+        // A template segment may go on past `-`: `foo-bar` is not `foo`.
+        same(
+            r#"{"x":"{{item.metadata.labels.foo-bar}}"}"#,
+            &["/metadata/labels"],
+        );
+        // A key that is missing keeps the map it was looked up in (`has()` tests it).
+        same(
+            r#"{"where":"has(item.metadata.annotations.x) || item.status.phase == 'Running'"}"#,
+            &["/metadata", "/status/phase"],
+        );
+        // A shorter and a longer path over the same value.
+        same(
+            r#"{"a":"{{item.metadata.name}}","b":"{{json item.metadata}}"}"#,
+            &["/metadata"],
+        );
+        same(
+            r#"{"b":"{{json item.metadata}}","a":"{{item.metadata.name}}"}"#,
+            &["/metadata"],
+        );
+    }
+
+    #[test]
+    fn an_item_that_is_not_a_map_is_kept_whole() {
+        let paths = item_paths(r#"{"x":"{{item.name}}"}"#);
+        assert_eq!(pruned(&json!("node-1"), paths.as_deref()), json!("node-1"));
+        assert_eq!(pruned(&json!([1, 2]), paths.as_deref()), json!([1, 2]));
+    }
 }

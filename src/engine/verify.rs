@@ -68,7 +68,7 @@ impl Ctx<'_> {
         every: Duration,
         t: Option<Duration>,
     ) -> Result<Verdict, EngineError> {
-        let prepared = match self.prepare(&s, op, None, true) {
+        let prepared = match self.prepare(&s, op, None, true, "") {
             Ok(mut p) if p.len() == 1 => p.remove(0),
             Ok(_) => return Ok(Verdict::Fails("a verification runs one operation".into())),
             Err(e) => return Ok(Verdict::Fails(e)),

@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 
+use super::keep_text;
 use crate::engine::EngineError;
 use crate::engine::ctx::Ctx;
 use crate::engine::events::Notice;
@@ -24,10 +25,11 @@ pub(super) async fn run(
         return Ok((failed("the action has no operation".into()), Value::Null));
     };
     let base = scope(step, None);
-    let mut prepared = match cx.prepare(&base, op, step.for_each.as_deref(), false) {
-        Ok(p) => p,
-        Err(e) => return Ok((failed(e), Value::Null)),
-    };
+    let mut prepared =
+        match cx.prepare(&base, op, step.for_each.as_deref(), false, &keep_text(step)) {
+            Ok(p) => p,
+            Err(e) => return Ok((failed(e), Value::Null)),
+        };
     let mut prior = prior;
     let mut done_items = Vec::new();
     if let Some(p) = prior {

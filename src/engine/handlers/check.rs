@@ -15,7 +15,7 @@ pub(super) async fn run(cx: &mut Ctx<'_>, step: &Step) -> Result<(End, Value), E
         return Ok((failed("the check has no operation".into()), Value::Null));
     };
     let base = scope(step, None);
-    let prepared = match cx.prepare(&base, op, step.for_each.as_deref(), true) {
+    let prepared = match cx.prepare(&base, op, step.for_each.as_deref(), true, "") {
         Ok(p) => p,
         Err(e) => return Ok((failed(e), Value::Null)),
     };

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::keep_text;
 use super::manual::ManualEnd;
 use crate::engine::EngineError;
 use crate::engine::ctx::Ctx;
@@ -115,7 +116,7 @@ async fn plan(cx: &mut Ctx<'_>, step: &Step, ids: &[String]) -> Result<End, Engi
             }
             Some(op) => {
                 let base = scope(step, Some(rung_id.clone()));
-                match cx.prepare(&base, op, rung.for_each.as_deref(), false) {
+                match cx.prepare(&base, op, rung.for_each.as_deref(), false, &keep_text(step)) {
                     Ok(mut prepared) => {
                         cx.gate(
                             step,
@@ -265,10 +266,11 @@ async fn run_rung(
         }
     } else {
         let base = scope(step, Some(rung_id.to_string()));
-        let mut prepared = match cx.prepare(&base, op, rung.for_each.as_deref(), false) {
-            Ok(p) => p,
-            Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: {e}"))),
-        };
+        let mut prepared =
+            match cx.prepare(&base, op, rung.for_each.as_deref(), false, &keep_text(step)) {
+                Ok(p) => p,
+                Err(e) => return Ok(RungEnd::NotFixed(format!("{rung_id}: {e}"))),
+            };
         prepared.retain(|x| !done_items.contains(&x.planned.scope.item));
         let gate = cx.gate_of(step, Some(rung));
         let pass = if prepared.is_empty() && !cx.opts.dry_run {

@@ -74,3 +74,13 @@ pub(crate) async fn handle(
         StepKind::Manual => Handled::of(manual::run(cx, step).await?, Value::Null),
     })
 }
+
+/// The text of a step's templates, other than its operation's, that read a
+/// `for_each` item's variables (a `keep:` namespace), for [`Ctx::prepare`].
+fn keep_text(step: &Step) -> String {
+    step.keep
+        .as_deref()
+        .and_then(|k| k.namespace.as_deref())
+        .cloned()
+        .unwrap_or_default()
+}
