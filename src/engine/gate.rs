@@ -6,7 +6,6 @@ use super::approve::{GateAnswer, GateRequest};
 use super::ctx::Ctx;
 use super::events::Notice;
 use super::ops::Prepared;
-use super::run::sha256_hex;
 use futures::StreamExt;
 
 use crate::journal::event::Scope;
@@ -213,21 +212,9 @@ impl Ctx<'_> {
             .filter(|_| ops.iter().any(|o| o.provider == "kube"));
         // A preview is part of what was approved: when its result differs at run
         // time (more to delete, less to free), the approval does not carry over.
-        let digest = match (target, &preview) {
-            (Some(t), None) => sha256_hex(
-                &serde_json::to_vec(&serde_json::json!({"ops": &ops, "target": t.describe()}))
-                    .unwrap_or_default(),
-            ),
-            (None, None) => sha256_hex(&serde_json::to_vec(&ops).unwrap_or_default()),
-            (t, Some(p)) => sha256_hex(
-                &serde_json::to_vec(&serde_json::json!({
-                    "ops": &ops,
-                    "target": t.map(|t| t.describe()),
-                    "preview": p,
-                }))
-                .unwrap_or_default(),
-            ),
-        };
+        let described = target.map(|t| t.describe());
+        let digest =
+            crate::journal::digest::plan_digest(&ops, described.as_deref(), preview.as_deref());
         let req = GateRequest {
             target: target.map(|t| t.describe()),
             step: step.id.value.clone(),

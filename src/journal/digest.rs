@@ -30,6 +30,94 @@ pub fn sha256_hex_parts<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String
     hex(&h.finalize())
 }
 
+/// The digest a gate approves: sha256 of the plan's operations, as JSON.
+///
+/// Without a target or preview, the operations as they serialize (`[{"scope":…}]`,
+/// fields in declaration order). With either, the object `{"ops": […], "preview": …,
+/// "target": …}` (`preview` only when there is one) as a `serde_json::Value` writes
+/// it: every object's keys sorted, the operations' fields included. That is written
+/// here straight into the hash, field by field, instead of building the value tree
+/// first (a 1 000-item plan is a tree of tens of thousands of nodes): the same
+/// bytes, which `plan_digest_is_the_value_trees_bytes` holds it to, since a paused
+/// run's approval is checked against the digest journaled earlier.
+pub fn plan_digest(
+    ops: &[super::event::PlannedOp],
+    target: Option<&str>,
+    preview: Option<&str>,
+) -> String {
+    let mut h = HashWriter(Sha256::new());
+    // Writing into a hash cannot fail, nor can serializing these types.
+    let _ = (|| -> Result<(), serde_json::Error> {
+        if target.is_none() && preview.is_none() {
+            return serde_json::to_writer(&mut h, ops);
+        }
+        h.put(b"{\"ops\":[");
+        for (i, op) in ops.iter().enumerate() {
+            if i > 0 {
+                h.put(b",");
+            }
+            sorted_op(&mut h, op)?;
+        }
+        h.put(b"]");
+        if let Some(p) = preview {
+            h.put(b",\"preview\":");
+            serde_json::to_writer(&mut h, &p)?;
+        }
+        h.put(b",\"target\":");
+        serde_json::to_writer(&mut h, &target)?;
+        h.put(b"}");
+        Ok(())
+    })();
+    hex(&h.0.finalize())
+}
+
+/// One planned operation with its fields in sorted order, as a `Value` writes it.
+fn sorted_op(h: &mut HashWriter, op: &super::event::PlannedOp) -> Result<(), serde_json::Error> {
+    let super::event::PlannedOp {
+        scope,
+        provider,
+        display,
+        op,
+        mutating,
+        impact,
+    } = op;
+    h.put(b"{\"display\":");
+    serde_json::to_writer(&mut *h, display)?;
+    if let Some(impact) = impact {
+        h.put(b",\"impact\":");
+        serde_json::to_writer(&mut *h, &serde_json::to_value(impact)?)?;
+    }
+    h.put(b",\"mutating\":");
+    serde_json::to_writer(&mut *h, mutating)?;
+    // Already a value: its maps are sorted.
+    h.put(b",\"op\":");
+    serde_json::to_writer(&mut *h, op)?;
+    h.put(b",\"provider\":");
+    serde_json::to_writer(&mut *h, provider)?;
+    h.put(b",\"scope\":");
+    serde_json::to_writer(&mut *h, &serde_json::to_value(scope)?)?;
+    h.put(b"}");
+    Ok(())
+}
+
+struct HashWriter(Sha256);
+
+impl HashWriter {
+    fn put(&mut self, b: &[u8]) {
+        self.0.update(b);
+    }
+}
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +141,89 @@ mod tests {
         assert_eq!(
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    /// The digest written field by field is the digest of the bytes the plan had
+    /// as a `serde_json::Value` (what earlier versions journaled, and what a paused
+    /// run's approval is checked against), for every shape of operation.
+    #[test]
+    fn plan_digest_is_the_value_trees_bytes() {
+        use crate::journal::event::{Impact, PlannedOp, Scope};
+        use serde_json::json;
+        let op = |scope: Scope, impact: Option<Impact>| PlannedOp {
+            scope,
+            provider: "kube".into(),
+            display: "kubectl delete pod \"a\" -n prod\u{e9}".into(),
+            op: json!({"verb": "delete", "name": "a", "resource": {"plural": "pods", "group": ""}, "n": 1.5}),
+            mutating: true,
+            impact,
+        };
+        let ops = vec![
+            op(
+                Scope {
+                    step: "s".into(),
+                    ..Scope::default()
+                },
+                None,
+            ),
+            op(
+                Scope {
+                    step: "s".into(),
+                    rung: Some("s.2".into()),
+                    item: Some(7),
+                    verification: true,
+                },
+                Some(Impact {
+                    summary: "would delete 2 pods".into(),
+                    objects: vec!["b".into(), "a".into()],
+                    matched: Some(9),
+                }),
+            ),
+            PlannedOp {
+                provider: "shell".into(),
+                mutating: false,
+                op: json!({"argv": ["true"]}),
+                ..op(
+                    Scope {
+                        step: "t".into(),
+                        item: Some(0),
+                        ..Scope::default()
+                    },
+                    None,
+                )
+            },
+        ];
+        let bytes = |v: serde_json::Value| sha256_hex(&serde_json::to_vec(&v).unwrap());
+        let target = "context lab, server http://127.0.0.1:1, cluster uid x";
+        assert_eq!(
+            plan_digest(&ops, None, None),
+            sha256_hex(&serde_json::to_vec(&ops).unwrap())
+        );
+        assert_eq!(
+            plan_digest(&ops, Some(target), None),
+            bytes(json!({"ops": &ops, "target": target}))
+        );
+        assert_eq!(
+            plan_digest(&ops, Some(target), Some("3 pods would go")),
+            bytes(json!({"ops": &ops, "target": Some(target), "preview": "3 pods would go"}))
+        );
+        assert_eq!(
+            plan_digest(&ops, None, Some("3 pods would go")),
+            bytes(json!({"ops": &ops, "target": None::<String>, "preview": "3 pods would go"}))
+        );
+        assert_eq!(
+            plan_digest(&[], Some(target), None),
+            bytes(json!({"ops": Vec::<PlannedOp>::new(), "target": target}))
+        );
+        // Each part counts.
+        assert_ne!(
+            plan_digest(&ops, Some(target), None),
+            plan_digest(&ops, None, None)
+        );
+        assert_ne!(
+            plan_digest(&ops[..2], Some(target), None),
+            plan_digest(&ops, Some(target), None)
         );
     }
 }
