@@ -216,7 +216,7 @@ impl Ctx<'_> {
         let digest =
             crate::journal::digest::plan_digest(&ops, described.as_deref(), preview.as_deref());
         let req = GateRequest {
-            target: target.map(|t| t.describe()),
+            target: described,
             step: step.id.value.clone(),
             rung: rung.map(str::to_string),
             title: title.to_string(),
