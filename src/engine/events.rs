@@ -15,6 +15,20 @@
 //! Transient messages ([`Progress`]: bar ticks, and the console-only notices that no
 //! event carries, such as a plan shown at a gate) travel on the same stream with
 //! [`Events::progress`] but are never journaled and never change the state.
+//!
+//! Held events ([`Events::defer`]): a step's start, an unattended gate's request and
+//! decision, and the end of a step's only operation are applied to the state at once
+//! but written with the event that follows them (the step's first `op_started`,
+//! fsynced before its operation runs; the step's end), so an unattended one-action
+//! step takes four journal appends instead of seven. They are never held across a
+//! wait: every other emit, a sync, a notice or bar, a read of the journal's end, a
+//! retry's back-off, and the places that ask a provider before journaling anything
+//! (`assess`, `preview`, `keep`) write them first. Nothing rests on them being
+//! durable sooner: a held start means nothing had started that the journal does not
+//! show (`resume` starts the step over), and a held operation end lost with the
+//! process reads as "outcome unknown", which `resume` re-verifies, as it does for an
+//! end lost in a crash (those lines are not fsynced either). Reporters hear of a held
+//! event when it is written.
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -256,6 +270,19 @@ pub(crate) struct Events {
     reporters: Reporters,
     bars: bool,
     next_bar: AtomicU64,
+    /// Events applied to the state, redacted and stamped, that the journal and the
+    /// reporters get with the next append ([`Events::defer`]).
+    held: Mutex<Vec<(chrono::DateTime<chrono::Utc>, Event)>>,
+}
+
+type Stamped = (chrono::DateTime<chrono::Utc>, Event);
+
+/// A stream dropped with events still held (an error path that journaled nothing
+/// after a step's start) writes them: the journal is not left behind the state.
+impl Drop for Events {
+    fn drop(&mut self) {
+        self.flush_quietly();
+    }
 }
 
 impl Events {
@@ -273,12 +300,19 @@ impl Events {
             reporters: reporters.into(),
             bars,
             next_bar: AtomicU64::new(0),
+            held: Mutex::new(Vec::new()),
         }
     }
 
     /// Journal an event (durable before this returns when `sync`), apply it to the
-    /// run state, then hand it to every reporter in order.
+    /// run state, then hand it to every reporter in order. Held events go first, in
+    /// the same append.
     pub(crate) fn emit(&self, event: Event, sync: bool) -> Result<(), EngineError> {
+        let mut held = self.held();
+        if !held.is_empty() {
+            return self.write_with(&mut held, vec![event], sync);
+        }
+        drop(held);
         let record = self.journal.append(event, sync)?;
         let mut state = self.state();
         state.apply(record.ts, &record.event);
@@ -288,22 +322,89 @@ impl Events {
         Ok(())
     }
 
+    /// Apply `event` to the run state now and write it with the next append
+    /// (see the module's "Held events"). For events that nothing waits on and
+    /// that another event follows without the engine waiting for anything: a
+    /// step's start, an unattended gate's request and decision.
+    pub(crate) fn defer(&self, event: Event) {
+        let (ts, event) = self.journal.stamp(event);
+        let mut held = self.held();
+        self.state().apply(ts, &event);
+        held.push((ts, event));
+    }
+
+    /// Write the held events now (before the engine waits on something that does
+    /// not journal first).
+    pub(crate) fn flush(&self) -> Result<(), EngineError> {
+        let mut held = self.held();
+        if held.is_empty() {
+            return Ok(());
+        }
+        self.write_with(&mut held, Vec::new(), false)
+    }
+
+    /// [`Events::flush`] where an error cannot be returned (a notice, a bar): the
+    /// events stay held and the next emit writes them or reports the error.
+    fn flush_quietly(&self) {
+        let _ = self.flush();
+    }
+
+    fn held(&self) -> MutexGuard<'_, Vec<Stamped>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The held events, then `events` stamped now, in one append; the held ones are
+    /// only reported (the state has them), the new ones applied and reported. On
+    /// an error nothing was written and the held events stay held.
+    fn write_with(
+        &self,
+        held: &mut Vec<Stamped>,
+        events: Vec<Event>,
+        sync: bool,
+    ) -> Result<(), EngineError> {
+        let n = held.len();
+        let fresh: Vec<Stamped> = events.into_iter().map(|e| self.journal.stamp(e)).collect();
+        let lines: Vec<(chrono::DateTime<chrono::Utc>, &Event)> = held
+            .iter()
+            .chain(fresh.iter())
+            .map(|(ts, e)| (*ts, e))
+            .collect();
+        let first = self.journal.write_stamped(&lines, sync)?;
+        drop(lines);
+        let records: Vec<Record> = held
+            .drain(..)
+            .chain(fresh)
+            .zip(first..)
+            .map(|((ts, event), seq)| Record { seq, ts, event })
+            .collect();
+        self.publish_after(&records, n);
+        Ok(())
+    }
+
     /// [`Events::emit`] of several events, journaled with one lock and one write
     /// (and one fsync when `sync`), then applied and reported one by one in order.
     pub(crate) fn emit_all(&self, events: Vec<Event>, sync: bool) -> Result<(), EngineError> {
+        let mut held = self.held();
+        if !held.is_empty() {
+            return self.write_with(&mut held, events, sync);
+        }
+        drop(held);
         if events.is_empty() {
             return Ok(());
         }
         let records = self.journal.append_all(events, sync)?;
-        self.publish(&records);
+        self.publish_after(&records, 0);
         Ok(())
     }
 
-    /// Apply journaled `records` to the run state and report them, in order.
-    fn publish(&self, records: &[Record]) {
+    /// Report journaled `records` in order; all but the first `applied` are
+    /// applied to the run state first (those were applied when they were held).
+    fn publish_after(&self, records: &[Record], applied: usize) {
         let mut state = self.state();
-        for record in records {
-            state.apply(record.ts, &record.event);
+        for (i, record) in records.iter().enumerate() {
+            if i >= applied {
+                state.apply(record.ts, &record.event);
+            }
             for r in self.reporters.iter() {
                 r.record(record, &state);
             }
@@ -314,11 +415,19 @@ impl Events {
     /// ([`Recorder::append_all_durable`]) so that operations already running go on
     /// meanwhile. The events are applied and reported once they are durable.
     pub(crate) async fn emit_all_durable(&self, events: Vec<Event>) -> Result<(), EngineError> {
-        if events.is_empty() {
-            return Ok(());
-        }
-        let records = self.journal.append_all_durable(events).await?;
-        self.publish(&records);
+        let (stamped, n) = {
+            let mut held = self.held();
+            if held.is_empty() && events.is_empty() {
+                return Ok(());
+            }
+            let n = held.len();
+            // Taken out before the await: a held event is written once, here.
+            let mut stamped = std::mem::take(&mut *held);
+            stamped.extend(events.into_iter().map(|e| self.journal.stamp(e)));
+            (stamped, n)
+        };
+        let records = self.journal.append_all_durable(stamped).await?;
+        self.publish_after(&records, n);
         Ok(())
     }
 
@@ -333,6 +442,7 @@ impl Events {
         from: u64,
         write: impl FnOnce(&[Record]) -> bool,
     ) -> Result<(bool, Vec<Record>, u64), EngineError> {
+        self.flush()?;
         let (record, tail, next) = self.journal.append_checked(event, sync, from, write)?;
         let Some(record) = record else {
             return Ok((false, tail, next));
@@ -347,6 +457,8 @@ impl Events {
 
     /// A transient message to the reporters; not journaled.
     pub(crate) fn progress(&self, message: Progress) {
+        // What a person reads comes in order: a held step start before its plan.
+        self.flush_quietly();
         send(&self.reporters, &message);
     }
 
@@ -365,6 +477,7 @@ impl Events {
         if !self.bars {
             return Bar(None);
         }
+        self.flush_quietly();
         let id = self.next_bar.fetch_add(1, Ordering::Relaxed);
         let bar = Bar(Some((id, Arc::clone(&self.reporters))));
         bar.send(BarUpdate::Start(kind));
@@ -390,11 +503,13 @@ impl Events {
     /// Where the journal is, and how many bytes of it this process has seen written
     /// (its own appends): where to look for what other processes append.
     pub(crate) fn journal_end(&self) -> (std::path::PathBuf, u64) {
+        self.flush_quietly();
         self.journal.end()
     }
 
-    /// Make every event written so far durable.
+    /// Make every event emitted so far durable (held ones written first).
     pub(crate) fn sync(&self) -> Result<(), EngineError> {
+        self.flush()?;
         self.journal.sync()
     }
 
@@ -581,6 +696,124 @@ mod tests {
         );
         let text = std::fs::read_to_string(dir.path().join("journal.ndjson")).unwrap();
         assert!(!text.contains("hunter2"));
+    }
+
+    fn step_started(id: &str) -> Event {
+        Event::StepStarted {
+            step: id.into(),
+            title: "t".into(),
+            kind: "action".into(),
+        }
+    }
+
+    fn spy_on(dir: &Path) -> Arc<Spy> {
+        Arc::new(Spy {
+            journal: dir.join("journal.ndjson"),
+            heard: Mutex::default(),
+        })
+    }
+
+    #[test]
+    fn a_held_event_is_in_the_state_at_once_and_written_in_order_with_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let spy = spy_on(dir.path());
+        let events = stream(dir.path(), Vec::new(), vec![spy.clone()]);
+        events.emit(started(), true).unwrap();
+        events.defer(step_started("a"));
+        // The state has it; the journal and the reporters do not yet.
+        assert!(events.state().steps["a"].started);
+        assert_eq!(spy.lines(), 1);
+        assert_eq!(spy.heard.lock().unwrap().len(), 1);
+        events
+            .emit(
+                Event::StepSkipped {
+                    step: "b".into(),
+                    reason: "no".into(),
+                },
+                false,
+            )
+            .unwrap();
+        let journal = reader::read(&dir.path().join("journal.ndjson")).unwrap();
+        let names: Vec<String> = journal
+            .records
+            .iter()
+            .map(|r| serde_json::to_value(&r.event).unwrap()["event"].to_string())
+            .collect();
+        assert_eq!(
+            names,
+            vec!["\"run_started\"", "\"step_started\"", "\"step_skipped\""]
+        );
+        assert_eq!(
+            journal.records.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        // Reporters heard the held event after the journal had it, and in order.
+        assert_eq!(
+            spy.heard.lock().unwrap().clone(),
+            vec![
+                ("run_started".to_string(), 1),
+                ("step_started".to_string(), 3),
+                ("step_skipped".to_string(), 3),
+            ]
+        );
+        // Applied once: the held start is not applied again when it is written.
+        assert!(events.state().steps["a"].started);
+        assert!(events.state().steps["b"].is_done());
+    }
+
+    #[test]
+    fn held_events_are_written_before_a_notice_a_sync_a_read_of_the_end_or_the_stream_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let spy = spy_on(dir.path());
+        let events = stream(dir.path(), Vec::new(), vec![spy.clone()]);
+        events.emit(started(), true).unwrap();
+
+        events.defer(step_started("a"));
+        events.notice(Notice::Reverifying);
+        assert_eq!(spy.lines(), 2, "a notice comes after the held start");
+        assert_eq!(
+            spy.heard.lock().unwrap().last().unwrap().0,
+            "notice",
+            "the console reads the start before the notice"
+        );
+
+        events.defer(step_started("b"));
+        events.sync().unwrap();
+        assert_eq!(spy.lines(), 3);
+
+        events.defer(step_started("c"));
+        let (path, end) = events.journal_end();
+        assert_eq!(end, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(spy.lines(), 4);
+
+        events.defer(step_started("d"));
+        drop(events);
+        assert_eq!(spy.lines(), 5, "a dropped stream writes what it held");
+    }
+
+    #[tokio::test]
+    async fn held_events_ride_with_a_durable_group_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let spy = spy_on(dir.path());
+        let events = stream(dir.path(), Vec::new(), vec![spy.clone()]);
+        events.emit(started(), true).unwrap();
+        events.defer(step_started("a"));
+        events
+            .emit_all_durable(vec![Event::StepSkipped {
+                step: "b".into(),
+                reason: "no".into(),
+            }])
+            .await
+            .unwrap();
+        assert_eq!(spy.lines(), 3);
+        let heard: Vec<String> = spy
+            .heard
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|h| h.0.clone())
+            .collect();
+        assert_eq!(heard, vec!["run_started", "step_started", "step_skipped"]);
     }
 
     #[test]

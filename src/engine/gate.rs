@@ -73,9 +73,25 @@ impl Ctx<'_> {
     /// covers it and execution acts on nothing else. A list that fails is shown as
     /// such and approves no object. False when the run was aborted meanwhile.
     async fn assess(&self, prepared: &mut [Prepared]) -> bool {
+        let assessed = |p: &Prepared| {
+            p.resolved.mutating
+                && self
+                    .providers
+                    .get(&p.resolved.provider)
+                    .is_some_and(|provider| provider.may_have_impact(&p.resolved))
+        };
+        // Most plans name what they touch: nothing to ask, no list to wait for.
+        if !prepared.iter().any(assessed) {
+            return !self.cancel.is_cancelled();
+        }
+        // A step's held start is written before the cluster is asked.
+        if self.events.flush().is_err() {
+            // The next emit reports the journal's error.
+            return !self.cancel.is_cancelled();
+        }
         let found: Vec<_> = futures::stream::iter(prepared.iter().map(|p| async move {
             let provider = self.providers.get(&p.resolved.provider)?;
-            if !p.resolved.mutating {
+            if !assessed(p) {
                 return None;
             }
             let cx = ExecCtx {
@@ -144,6 +160,9 @@ impl Ctx<'_> {
             spill: None,
             spawned: None,
         };
+        // A step's held start is written before the preview runs (it may take a
+        // while); an error here is the next emit's to report.
+        let _ = self.events.flush();
         let result = match provider.execute(&prepared.resolved, &cx).await {
             Ok(r) => r,
             Err(OpError::Cancelled) => return None,
@@ -310,8 +329,10 @@ impl Ctx<'_> {
                     expires_ms,
                 },
             };
-            self.events.emit(requested, false)?;
-            self.events.emit(approved, false)?;
+            // Held: nobody waits on an unattended gate, and the operations' starts
+            // (fsynced before they run) come next and carry it to the journal.
+            self.events.defer(requested);
+            self.events.defer(approved);
             return Ok(Pass::Go);
         }
         let decided = |decision, by: String, source| Event::GateDecided {

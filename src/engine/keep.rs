@@ -18,6 +18,8 @@ impl Ctx<'_> {
     /// Ok when `next` may start under `keep`; else why not (what was read, the floor).
     /// A read that fails refuses too: what cannot be seen is not known to be healthy.
     pub(super) async fn keep_holds(&self, keep: &Keep, next: &Prepared) -> Result<(), String> {
+        // The cluster is asked before anything is journaled: held events go first.
+        self.events.flush().map_err(|e| e.to_string())?;
         let what = match next.planned.scope.item {
             Some(i) => format!("item {i}"),
             None => "the operation".to_string(),

@@ -211,6 +211,11 @@ impl Ctx<'_> {
         // about N/concurrency fsyncs. Not with `keep:` (one item at a time, each
         // checked first) or one slot.
         let lookahead = keep.is_none() && concurrency > 1;
+        // A step of one operation ends right after it: its `op_finished` is held
+        // and written with the step's next event (its end, or the verification's
+        // start), one append fewer per step. Never with others still running, which
+        // the engine would wait on with the line unwritten.
+        let hold_end = !is_list && prepared.len() == 1;
         let mut ahead: Vec<&Prepared> = Vec::new();
         let mut ahead_sync: Option<Syncing<'_>> = None;
         let mut ahead_synced: Option<Result<(), EngineError>> = None;
@@ -254,7 +259,7 @@ impl Ctx<'_> {
                             let (bar, failures) = (&bar, &failures);
                             running.push(async move {
                                 // The first attempt's start was journaled with its group.
-                                let r = self.execute_retrying(p, t, retry, true).await;
+                                let r = self.execute_retrying(p, t, retry, true, hold_end).await;
                                 if !matches!(r, Ok(Ok(_))) {
                                     let n = failures
                                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -394,6 +399,7 @@ impl Ctx<'_> {
         t: Option<Duration>,
         retry: Option<&Retry>,
         first_journaled: bool,
+        hold_end: bool,
     ) -> Result<Result<Value, OpError>, EngineError> {
         let attempts = retry.map(|r| r.attempts.value.max(1)).unwrap_or(1);
         let mut backoff = retry
@@ -407,9 +413,11 @@ impl Ctx<'_> {
         let mut attempt = 1;
         loop {
             let journaled = first_journaled && attempt == 1;
-            let r = self.execute_one(p, attempt, t, journaled).await?;
+            let r = self.execute_one(p, attempt, t, journaled, hold_end).await?;
             match &r {
                 Err(OpError::Failed { .. } | OpError::TimedOut(_)) if attempt < attempts => {
+                    // The attempt's end is written before the back-off.
+                    self.events.flush()?;
                     tokio::select! {
                         () = self.clock.sleep(backoff) => {}
                         () = self.cancel.cancelled() => return Ok(Err(OpError::Cancelled)),
@@ -442,13 +450,15 @@ impl Ctx<'_> {
     }
 
     /// One attempt: journal the start (synced before a side effect) unless its group
-    /// did (`journaled`), run it bounded by the timeout and Ctrl-C, journal the end.
+    /// did (`journaled`), run it bounded by the timeout and Ctrl-C, journal the end
+    /// (held for the next append when `hold_end`: see `execute_all`).
     pub(super) async fn execute_one(
         &self,
         p: &Prepared,
         attempt: u32,
         t: Option<Duration>,
         journaled: bool,
+        hold_end: bool,
     ) -> Result<Result<Value, OpError>, EngineError> {
         let mutating = p.resolved.mutating;
         if !journaled {
@@ -555,22 +565,24 @@ impl Ctx<'_> {
             }
             None => (None, None),
         };
-        self.events.emit(
-            Event::OpFinished {
-                scope: p.planned.scope.clone(),
-                attempt,
-                outcome,
-                duration_ms: took,
-                result,
-                error: error.map(|e| self.events.redact(&e)),
-                output_file,
-                calls: cx.calls.take(),
-            },
+        let end = Event::OpFinished {
+            scope: p.planned.scope.clone(),
+            attempt,
+            outcome,
+            duration_ms: took,
+            result,
+            error: error.map(|e| self.events.redact(&e)),
+            output_file,
+            calls: cx.calls.take(),
+        };
+        if hold_end {
+            self.events.defer(end);
+        } else {
             // Not synced: the next side effect's start (or the run's end) syncs it.
             // Lost in a crash, it reads as "outcome unknown", which resume
             // re-verifies before retrying: safe, one fsync per operation.
-            false,
-        )?;
+            self.events.emit(end, false)?;
+        }
         Ok(r)
     }
 }

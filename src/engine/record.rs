@@ -111,10 +111,23 @@ impl Recorder {
         events: Vec<Event>,
         sync: bool,
     ) -> Result<Vec<Record>, EngineError> {
-        let events: Vec<Event> = events.into_iter().map(|e| self.redact_event(e)).collect();
         let ts = self.clock.now();
+        let stamped = events
+            .into_iter()
+            .map(|e| (ts, self.redact_event(e)))
+            .collect();
+        self.append_stamped(stamped, sync)
+    }
+
+    /// [`Recorder::append_stamped`] of borrowed events: the first line's `seq` (the
+    /// others follow it), nothing written on an error.
+    pub(crate) fn write_stamped(
+        &self,
+        events: &[(chrono::DateTime<chrono::Utc>, &Event)],
+        sync: bool,
+    ) -> Result<u64, EngineError> {
         if tracing::enabled!(tracing::Level::DEBUG) {
-            for event in &events {
+            for (_, event) in events {
                 tracing::debug!(
                     event = %serde_json::to_string(event).unwrap_or_default(),
                     sync,
@@ -122,15 +135,36 @@ impl Recorder {
                 );
             }
         }
-        let refs: Vec<&Event> = events.iter().collect();
         let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
-        let first = w.append_all(ts, &refs, sync)?;
-        drop(w);
-        let ts = ts.trunc_subsecs(3);
+        Ok(w.append_stamped(events, sync)?)
+    }
+
+    /// An event redacted and stamped with the time it happened, to be written later
+    /// with the next one ([`Recorder::append_stamped`]; see `Events::defer`). The
+    /// journal keeps milliseconds; so does the stamp, and the state that sees it.
+    pub(crate) fn stamp(&self, event: Event) -> (chrono::DateTime<chrono::Utc>, Event) {
+        let event = self.redact_event(event);
+        (self.clock.now().trunc_subsecs(3), event)
+    }
+
+    /// Write events already redacted and stamped ([`Recorder::stamp`]) under one
+    /// lock with one `write`, each line with its own time; fsynced once when `sync`.
+    pub(crate) fn append_stamped(
+        &self,
+        events: Vec<(chrono::DateTime<chrono::Utc>, Event)>,
+        sync: bool,
+    ) -> Result<Vec<Record>, EngineError> {
+        let refs: Vec<(chrono::DateTime<chrono::Utc>, &Event)> =
+            events.iter().map(|(ts, e)| (*ts, e)).collect();
+        let first = self.write_stamped(&refs, sync)?;
         Ok(events
             .into_iter()
             .zip(first..)
-            .map(|(event, seq)| Record { seq, ts, event })
+            .map(|((ts, event), seq)| Record {
+                seq,
+                ts: ts.trunc_subsecs(3),
+                event,
+            })
             .collect())
     }
 
@@ -140,9 +174,9 @@ impl Recorder {
     /// fsync covers at least every line written before it started).
     pub(crate) async fn append_all_durable(
         &self,
-        events: Vec<Event>,
+        events: Vec<(chrono::DateTime<chrono::Utc>, Event)>,
     ) -> Result<Vec<Record>, EngineError> {
-        let records = self.append_all(events, false)?;
+        let records = self.append_stamped(events, false)?;
         let pending = self
             .writer
             .lock()

@@ -69,14 +69,13 @@ impl Runner<'_> {
             }
         }
         let kind = step.kind();
-        self.cx.events.emit(
-            Event::StepStarted {
-                step: id.clone(),
-                title: step.title().to_string(),
-                kind: kind.key().to_string(),
-            },
-            false,
-        )?;
+        // Held: written with the step's next event (its first operation's start, at
+        // the latest before anything waits), one journal append instead of two.
+        self.cx.events.defer(Event::StepStarted {
+            step: id.clone(),
+            title: step.title().to_string(),
+            kind: kind.key().to_string(),
+        });
         tracing::info!(step = %id, kind = kind.key(), "step started");
         // Step durations come from the run's clock, like the journal's timestamps, so
         // the two agree when the clock is virtual (the lab in `demo` and `test`).

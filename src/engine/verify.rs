@@ -86,7 +86,9 @@ impl Ctx<'_> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let out = self.execute_one(&prepared, attempt, t, false).await?;
+            let out = self
+                .execute_one(&prepared, attempt, t, false, false)
+                .await?;
             let (holds, detail) = match &out {
                 Err(OpError::Cancelled) => {
                     bar.finish();

@@ -215,7 +215,21 @@ impl Writer {
         sync: bool,
     ) -> Result<u64, WriteError> {
         lock_exclusive(&self.file).map_err(|e| io(&self.path, e))?;
-        let r = self.append_all_locked(ts, events, sync);
+        let r = self.append_all_locked(events.iter().map(|e| (ts, *e)), sync);
+        let _ = self.file.unlock();
+        r
+    }
+
+    /// [`Writer::append_all`] of events that each carry their own time (events the
+    /// engine held back to write with the next one: each line keeps the moment it
+    /// happened).
+    pub fn append_stamped(
+        &mut self,
+        events: &[(DateTime<Utc>, &Event)],
+        sync: bool,
+    ) -> Result<u64, WriteError> {
+        lock_exclusive(&self.file).map_err(|e| io(&self.path, e))?;
+        let r = self.append_all_locked(events.iter().copied(), sync);
         let _ = self.file.unlock();
         r
     }
@@ -226,23 +240,23 @@ impl Writer {
         event: &Event,
         sync: bool,
     ) -> Result<u64, WriteError> {
-        self.append_all_locked(ts, &[event], sync)
+        self.append_all_locked(std::iter::once((ts, event)), sync)
     }
 
     /// With the lock held: catch up with other writers, then write `events` as
     /// consecutive lines with one `write`. Returns the first line's `seq`.
-    fn append_all_locked(
+    fn append_all_locked<'e>(
         &mut self,
-        ts: DateTime<Utc>,
-        events: &[&Event],
+        events: impl Iterator<Item = (DateTime<Utc>, &'e Event)>,
         sync: bool,
     ) -> Result<u64, WriteError> {
         self.catch_up()?;
         let exhausted = || WriteError::SeqExhausted(self.path.clone());
         let first = self.seq.checked_add(1).ok_or_else(exhausted)?;
-        let mut lines = Vec::new();
+        // Most lines are a few hundred bytes: one allocation, not a dozen regrowths.
+        let mut lines = Vec::with_capacity(512);
         let mut seq = self.seq;
-        for event in events {
+        for (ts, event) in events {
             seq = seq.checked_add(1).ok_or_else(exhausted)?;
             self.line_into(&mut lines, seq, ts, event)?;
         }

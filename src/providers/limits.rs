@@ -22,14 +22,19 @@ pub const MAX_OUTPUT_ENV: &str = "RUNBOOK_MAX_OUTPUT";
 /// [`DEFAULT_MAX_OUTPUT`]. An unreadable value fails the operation rather than
 /// silently running unbounded.
 pub fn max_output() -> Result<usize, OpError> {
-    match std::env::var(MAX_OUTPUT_ENV) {
+    // Read once per process: every operation asks, and the environment does not
+    // change under a run.
+    static CAP: std::sync::OnceLock<Result<usize, String>> = std::sync::OnceLock::new();
+    CAP.get_or_init(|| match std::env::var(MAX_OUTPUT_ENV) {
         Err(_) => Ok(DEFAULT_MAX_OUTPUT),
         Ok(v) => parse_size(&v).ok_or_else(|| {
-            OpError::Invalid(format!(
+            format!(
                 "{MAX_OUTPUT_ENV}={v:?}: expected a size in bytes such as 4194304, 512K, 16M or 1G"
-            ))
+            )
         }),
-    }
+    })
+    .clone()
+    .map_err(OpError::Invalid)
 }
 
 /// `4194304`, `512K`, `16M`, `1G` (case-insensitive, powers of 1024); at least 1 byte.
@@ -62,14 +67,16 @@ pub const MAX_SPILL_ENV: &str = "RUNBOOK_MAX_SPILL";
 
 /// The cap on each stream's side file: `RUNBOOK_MAX_SPILL`, else [`DEFAULT_MAX_SPILL`].
 pub fn max_spill() -> Result<u64, OpError> {
-    match std::env::var(MAX_SPILL_ENV) {
+    // Read once per process, like `max_output`.
+    static CAP: std::sync::OnceLock<Result<u64, String>> = std::sync::OnceLock::new();
+    CAP.get_or_init(|| match std::env::var(MAX_SPILL_ENV) {
         Err(_) => Ok(DEFAULT_MAX_SPILL),
         Ok(v) => parse_size(&v).map(|n| n as u64).ok_or_else(|| {
-            OpError::Invalid(format!(
-                "{MAX_SPILL_ENV}={v:?}: expected a size in bytes such as 268435456, 512M or 4G"
-            ))
+            format!("{MAX_SPILL_ENV}={v:?}: expected a size in bytes such as 268435456, 512M or 4G")
         }),
-    }
+    })
+    .clone()
+    .map_err(OpError::Invalid)
 }
 
 /// Where a stream larger than the in-memory cap is written whole, as it is read:

@@ -252,6 +252,13 @@ pub trait Provider: Send + Sync {
         cx: &'a ExecCtx,
     ) -> BoxFuture<'a, Result<Value, OpError>>;
 
+    /// Whether [`Provider::impact`] may find something for this operation: the
+    /// engine asks for an impact (and waits for it) only when this is true. A
+    /// provider that overrides `impact` overrides this too.
+    fn may_have_impact(&self, _op: &Resolved) -> bool {
+        false
+    }
+
     /// What a resolved operation would touch, found by read-only requests when its
     /// plan is shown (a delete by selector lists what matches). None for operations
     /// that name what they touch.

@@ -480,6 +480,10 @@ impl Provider for KubeProvider {
         })
     }
 
+    fn may_have_impact(&self, _op: &Resolved) -> bool {
+        true
+    }
+
     fn impact<'a>(
         &'a self,
         op: &'a Resolved,
