@@ -384,14 +384,15 @@ impl Events {
     /// [`Events::emit`] of several events, journaled with one lock and one write
     /// (and one fsync when `sync`), then applied and reported one by one in order.
     pub(crate) fn emit_all(&self, events: Vec<Event>, sync: bool) -> Result<(), EngineError> {
+        if events.is_empty() {
+            // Nothing to say: held events stay held for the next one.
+            return Ok(());
+        }
         let mut held = self.held();
         if !held.is_empty() {
             return self.write_with(&mut held, events, sync);
         }
         drop(held);
-        if events.is_empty() {
-            return Ok(());
-        }
         let records = self.journal.append_all(events, sync)?;
         self.publish_after(&records, 0);
         Ok(())
@@ -416,10 +417,10 @@ impl Events {
     /// meanwhile. The events are applied and reported once they are durable.
     pub(crate) async fn emit_all_durable(&self, events: Vec<Event>) -> Result<(), EngineError> {
         let (stamped, n) = {
-            let mut held = self.held();
-            if held.is_empty() && events.is_empty() {
+            if events.is_empty() {
                 return Ok(());
             }
+            let mut held = self.held();
             let n = held.len();
             // Taken out before the await: a held event is written once, here.
             let mut stamped = std::mem::take(&mut *held);
@@ -724,6 +725,9 @@ mod tests {
         assert!(events.state().steps["a"].started);
         assert_eq!(spy.lines(), 1);
         assert_eq!(spy.heard.lock().unwrap().len(), 1);
+        // Nothing to say is not a reason to write what is held.
+        events.emit_all(Vec::new(), false).unwrap();
+        assert_eq!(spy.lines(), 1);
         events
             .emit(
                 Event::StepSkipped {
