@@ -501,9 +501,14 @@ impl Ctx<'_> {
         let started = std::time::Instant::now();
         let fut = provider.execute(&p.resolved, &cx);
         tokio::pin!(fut);
+        // The operation is polled before the channel: the program's group, sent
+        // while the operation starts it, is then read in the same pass instead of
+        // waking the engine for one more (a wake-up and a walk of the whole step's
+        // future per action).
         let r = loop {
             tokio::select! {
                 biased;
+                r = &mut fut => break r,
                 Some(pgid) = spawned.recv() => {
                     // Not synced: a crash of the machine ends the group too; the
                     // engine killed alone leaves the line written.
@@ -512,7 +517,6 @@ impl Ctx<'_> {
                         false,
                     )?;
                 }
-                r = &mut fut => break r,
                 // The provider sees the same cancellation and winds down itself (a
                 // shell command's whole process group is killed, a request dropped):
                 // let it, rather than drop it half-way and leave grandchildren
@@ -522,6 +526,18 @@ impl Ctx<'_> {
                     .unwrap_or(Err(OpError::Cancelled)),
             }
         };
+        // A program that ended before its group was read is journaled all the same,
+        // before its end.
+        while let Ok(pgid) = spawned.try_recv() {
+            self.events.emit(
+                Event::ProcessStarted {
+                    scope: scope.clone(),
+                    attempt,
+                    pgid,
+                },
+                false,
+            )?;
+        }
         let r = match (r, t) {
             // A provider that ignored its timeout still reports it as one.
             (Err(OpError::Cancelled), Some(t)) if !self.cancel.is_cancelled() => {
