@@ -724,7 +724,9 @@ impl RunState {
                 // A quorum gate keeps waiting until enough distinct people approved
                 // its plan; any other decision answers it.
                 if let Some(p) = pending {
+                    // The record just pushed counts: a quorum of one is never short.
                     let short = *decision == Decision::Approved
+                        && p.quorum.approvals > 1
                         && p.digest == *digest
                         && s.approvers(rung.as_deref(), digest, p.quorum.expires_ms, ts)
                             .len()
