@@ -20,7 +20,7 @@
 //! decision, and the end of a step's only operation are applied to the state at once
 //! but written with the event that follows them (the step's first `op_started`,
 //! fsynced before its operation runs; the step's end), so an unattended one-action
-//! step takes four journal appends instead of seven. They are never held across a
+//! step takes three journal appends instead of seven. They are never held across a
 //! wait: every other emit, a sync, a notice or bar, a read of the journal's end, a
 //! retry's back-off, and the places that ask a provider before journaling anything
 //! (`assess`, `preview`, `keep`) write them first. Nothing rests on them being
@@ -325,7 +325,8 @@ impl Events {
     /// Apply `event` to the run state now and write it with the next append
     /// (see the module's "Held events"). For events that nothing waits on and
     /// that another event follows without the engine waiting for anything: a
-    /// step's start, an unattended gate's request and decision.
+    /// step's start, an unattended gate's request and decision, the end of a
+    /// step's only operation.
     pub(crate) fn defer(&self, event: Event) {
         let (ts, event) = self.journal.stamp(event);
         let mut held = self.held();
@@ -353,9 +354,9 @@ impl Events {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The held events, then `events` stamped now, in one append; the held ones are
-    /// only reported (the state has them), the new ones applied and reported. On
-    /// an error nothing was written and the held events stay held.
+    /// The held events (if any), then `events` stamped now, in one append; the held
+    /// ones are only reported (the state has them), the new ones applied and
+    /// reported. On an error nothing was written and the held events stay held.
     fn write_with(
         &self,
         held: &mut Vec<Stamped>,
@@ -388,14 +389,7 @@ impl Events {
             // Nothing to say: held events stay held for the next one.
             return Ok(());
         }
-        let mut held = self.held();
-        if !held.is_empty() {
-            return self.write_with(&mut held, events, sync);
-        }
-        drop(held);
-        let records = self.journal.append_all(events, sync)?;
-        self.publish_after(&records, 0);
-        Ok(())
+        self.write_with(&mut self.held(), events, sync)
     }
 
     /// Report journaled `records` in order; all but the first `applied` are
@@ -416,17 +410,13 @@ impl Events {
     /// ([`Recorder::append_all_durable`]) so that operations already running go on
     /// meanwhile. The events are applied and reported once they are durable.
     pub(crate) async fn emit_all_durable(&self, events: Vec<Event>) -> Result<(), EngineError> {
-        let (stamped, n) = {
-            if events.is_empty() {
-                return Ok(());
-            }
-            let mut held = self.held();
-            let n = held.len();
-            // Taken out before the await: a held event is written once, here.
-            let mut stamped = std::mem::take(&mut *held);
-            stamped.extend(events.into_iter().map(|e| self.journal.stamp(e)));
-            (stamped, n)
-        };
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Taken out before the await: a held event is written once, here.
+        let mut stamped = std::mem::take(&mut *self.held());
+        let n = stamped.len();
+        stamped.extend(events.into_iter().map(|e| self.journal.stamp(e)));
         let records = self.journal.append_all_durable(stamped).await?;
         self.publish_after(&records, n);
         Ok(())

@@ -84,11 +84,9 @@ impl Ctx<'_> {
         if !prepared.iter().any(assessed) {
             return !self.cancel.is_cancelled();
         }
-        // A step's held start is written before the cluster is asked.
-        if self.events.flush().is_err() {
-            // The next emit reports the journal's error.
-            return !self.cancel.is_cancelled();
-        }
+        // A step's held start is written before the cluster is asked; an error here
+        // is the next emit's to report.
+        let _ = self.events.flush();
         let found: Vec<_> = futures::stream::iter(prepared.iter().map(|p| async move {
             let provider = self.providers.get(&p.resolved.provider)?;
             if !assessed(p) {

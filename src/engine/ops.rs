@@ -498,6 +498,18 @@ impl Ctx<'_> {
             approved: p.planned.impact.as_ref().map(|i| i.objects.clone()),
             spill: Some(spill.clone()),
         };
+        // Not synced: a crash of the machine ends the group too; the engine killed
+        // alone leaves the line written.
+        let journal_group = |pgid| {
+            self.events.emit(
+                Event::ProcessStarted {
+                    scope: scope.clone(),
+                    attempt,
+                    pgid,
+                },
+                false,
+            )
+        };
         let started = std::time::Instant::now();
         let fut = provider.execute(&p.resolved, &cx);
         tokio::pin!(fut);
@@ -509,14 +521,7 @@ impl Ctx<'_> {
             tokio::select! {
                 biased;
                 r = &mut fut => break r,
-                Some(pgid) = spawned.recv() => {
-                    // Not synced: a crash of the machine ends the group too; the
-                    // engine killed alone leaves the line written.
-                    self.events.emit(
-                        Event::ProcessStarted { scope: scope.clone(), attempt, pgid },
-                        false,
-                    )?;
-                }
+                Some(pgid) = spawned.recv() => journal_group(pgid)?,
                 // The provider sees the same cancellation and winds down itself (a
                 // shell command's whole process group is killed, a request dropped):
                 // let it, rather than drop it half-way and leave grandchildren
@@ -529,14 +534,7 @@ impl Ctx<'_> {
         // A program that ended before its group was read is journaled all the same,
         // before its end.
         while let Ok(pgid) = spawned.try_recv() {
-            self.events.emit(
-                Event::ProcessStarted {
-                    scope: scope.clone(),
-                    attempt,
-                    pgid,
-                },
-                false,
-            )?;
+            journal_group(pgid)?;
         }
         let r = match (r, t) {
             // A provider that ignored its timeout still reports it as one.

@@ -104,21 +104,6 @@ impl Recorder {
         })
     }
 
-    /// [`Recorder::append`] of several events at once: one lock and one write for
-    /// all of them ([`Writer::append_all`]), the same lines.
-    pub(crate) fn append_all(
-        &self,
-        events: Vec<Event>,
-        sync: bool,
-    ) -> Result<Vec<Record>, EngineError> {
-        let ts = self.clock.now();
-        let stamped = events
-            .into_iter()
-            .map(|e| (ts, self.redact_event(e)))
-            .collect();
-        self.append_stamped(stamped, sync)
-    }
-
     /// [`Recorder::append_stamped`] of borrowed events: the first line's `seq` (the
     /// others follow it), nothing written on an error.
     pub(crate) fn write_stamped(
@@ -168,7 +153,7 @@ impl Recorder {
             .collect())
     }
 
-    /// [`Recorder::append_all`], made durable before this returns by an fsync run on
+    /// [`Recorder::append_stamped`], made durable before this returns by an fsync run on
     /// a blocking thread: while the disk works, the engine's thread goes on with
     /// the operations already running (their results are appended meanwhile; the
     /// fsync covers at least every line written before it started).

@@ -203,26 +203,12 @@ impl Writer {
         r
     }
 
-    /// Append several events stamped `ts` under one lock and with one `write` (the
-    /// `op_started` lines of a group-committed batch): the same lines, numbered the
-    /// same way, as that many [`Writer::append_ref`] calls, in a quarter of the
-    /// system calls. Fsynced once at the end when `sync`. Returns the first `seq`
-    /// (the others follow it without a gap).
-    pub fn append_all(
-        &mut self,
-        ts: DateTime<Utc>,
-        events: &[&Event],
-        sync: bool,
-    ) -> Result<u64, WriteError> {
-        lock_exclusive(&self.file).map_err(|e| io(&self.path, e))?;
-        let r = self.append_all_locked(events.iter().map(|e| (ts, *e)), sync);
-        let _ = self.file.unlock();
-        r
-    }
-
-    /// [`Writer::append_all`] of events that each carry their own time (events the
-    /// engine held back to write with the next one: each line keeps the moment it
-    /// happened).
+    /// Append several events, each with its own time, under one lock and with one
+    /// `write` (a group-committed batch of `op_started` lines; events the engine
+    /// held back to write with the next one): the same lines, numbered the same
+    /// way, as that many [`Writer::append_ref`] calls, in a fraction of the system
+    /// calls. Fsynced once at the end when `sync`. Returns the first `seq` (the
+    /// others follow it without a gap).
     pub fn append_stamped(
         &mut self,
         events: &[(DateTime<Utc>, &Event)],
