@@ -45,34 +45,38 @@ pub fn plan_digest(
     target: Option<&str>,
     preview: Option<&str>,
 ) -> String {
-    let mut h = HashWriter::new();
-    // Writing into a hash cannot fail, nor can serializing these types.
+    // Written into a buffer and hashed once: serde writes a plan a few bytes at a
+    // time (a quote, a key, a comma), each `update` of a hash costs more than
+    // copying those bytes, and a `Vec` writer is the one the journal's lines are
+    // written with, so the serializer's code is the one already run for them.
+    let mut h: Vec<u8> = Vec::with_capacity(512);
+    // Writing into a Vec cannot fail, nor can serializing these types.
     let _ = (|| -> Result<(), serde_json::Error> {
         if target.is_none() && preview.is_none() {
             return serde_json::to_writer(&mut h, ops);
         }
-        h.put(b"{\"ops\":[");
+        h.extend_from_slice(b"{\"ops\":[");
         for (i, op) in ops.iter().enumerate() {
             if i > 0 {
-                h.put(b",");
+                h.extend_from_slice(b",");
             }
             sorted_op(&mut h, op)?;
         }
-        h.put(b"]");
+        h.extend_from_slice(b"]");
         if let Some(p) = preview {
-            h.put(b",\"preview\":");
+            h.extend_from_slice(b",\"preview\":");
             serde_json::to_writer(&mut h, &p)?;
         }
-        h.put(b",\"target\":");
+        h.extend_from_slice(b",\"target\":");
         serde_json::to_writer(&mut h, &target)?;
-        h.put(b"}");
+        h.extend_from_slice(b"}");
         Ok(())
     })();
-    h.finish()
+    sha256_hex(&h)
 }
 
 /// One planned operation with its fields in sorted order, as a `Value` writes it.
-fn sorted_op(h: &mut HashWriter, op: &super::event::PlannedOp) -> Result<(), serde_json::Error> {
+fn sorted_op(h: &mut Vec<u8>, op: &super::event::PlannedOp) -> Result<(), serde_json::Error> {
     let super::event::PlannedOp {
         scope,
         provider,
@@ -81,60 +85,23 @@ fn sorted_op(h: &mut HashWriter, op: &super::event::PlannedOp) -> Result<(), ser
         mutating,
         impact,
     } = op;
-    h.put(b"{\"display\":");
+    h.extend_from_slice(b"{\"display\":");
     serde_json::to_writer(&mut *h, display)?;
     if let Some(impact) = impact {
-        h.put(b",\"impact\":");
+        h.extend_from_slice(b",\"impact\":");
         serde_json::to_writer(&mut *h, &serde_json::to_value(impact)?)?;
     }
-    h.put(b",\"mutating\":");
+    h.extend_from_slice(b",\"mutating\":");
     serde_json::to_writer(&mut *h, mutating)?;
     // Already a value: its maps are sorted.
-    h.put(b",\"op\":");
+    h.extend_from_slice(b",\"op\":");
     serde_json::to_writer(&mut *h, op)?;
-    h.put(b",\"provider\":");
+    h.extend_from_slice(b",\"provider\":");
     serde_json::to_writer(&mut *h, provider)?;
-    h.put(b",\"scope\":");
+    h.extend_from_slice(b",\"scope\":");
     serde_json::to_writer(&mut *h, &serde_json::to_value(scope)?)?;
-    h.put(b"}");
+    h.extend_from_slice(b"}");
     Ok(())
-}
-
-/// SHA-256 of what serde writes, gathered in a buffer first: serde writes a plan
-/// a few bytes at a time (a quote, a key, a comma), and each `update` of the hash
-/// costs more than copying those bytes. The bytes hashed are the same.
-struct HashWriter(Sha256, Vec<u8>);
-
-/// How much [`HashWriter`] gathers before it hashes.
-const HASH_CHUNK: usize = 8 * 1024;
-
-impl HashWriter {
-    fn new() -> HashWriter {
-        HashWriter(Sha256::new(), Vec::with_capacity(1024))
-    }
-
-    fn put(&mut self, b: &[u8]) {
-        self.1.extend_from_slice(b);
-        if self.1.len() >= HASH_CHUNK {
-            self.0.update(&self.1);
-            self.1.clear();
-        }
-    }
-
-    fn finish(mut self) -> String {
-        self.0.update(&self.1);
-        hex(&self.0.finalize())
-    }
-}
-
-impl std::io::Write for HashWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.put(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -235,10 +202,10 @@ mod tests {
             plan_digest(&[], Some(target), None),
             bytes(json!({"ops": Vec::<PlannedOp>::new(), "target": target}))
         );
-        // A plan larger than the hash's gathering buffer (a 1 000-item fan-out)
-        // hashes the same bytes, in chunks.
+        // A plan far larger than the buffer starts (a 1 000-item fan-out) hashes
+        // the same bytes.
         let many: Vec<PlannedOp> = ops.iter().cycle().take(600).cloned().collect();
-        assert!(serde_json::to_vec(&many).unwrap().len() > 4 * HASH_CHUNK);
+        assert!(serde_json::to_vec(&many).unwrap().len() > 32 * 1024);
         assert_eq!(
             plan_digest(&many, None, None),
             sha256_hex(&serde_json::to_vec(&many).unwrap())
