@@ -51,7 +51,7 @@ impl Ctx<'_> {
         read_only: bool,
         also: &str,
     ) -> Result<Vec<Prepared>, String> {
-        let vars = &self.vars_named_in(&op_text(op));
+        let vars = self.vars_named_in(&op_text(op));
         let name = op.provider();
         let Some(provider) = self.providers.get(name) else {
             return Err(match name {
@@ -60,7 +60,7 @@ impl Ctx<'_> {
             });
         };
         let items: Vec<(Option<usize>, Value)> = match for_each {
-            None => vec![(None, vars.clone())],
+            None => vec![(None, vars)],
             Some(expr_src) => {
                 // What of each item the operation (and `also`) can read: the whole
                 // item, or only the paths it names (`item.metadata.name` of a
@@ -167,6 +167,18 @@ impl Ctx<'_> {
             max_failures,
             keep,
         } = how;
+        // A step of one operation (most steps): started, run and ended in place, with
+        // none of the fan-out's machinery (a set of running futures, a select over
+        // it and a look-ahead, a result list to sort), which it would go through
+        // once each. The same events, bar and result as the fan-out gives it.
+        if let [p] = prepared.as_slice()
+            && !is_list
+            && done_items.is_empty()
+            && keep.is_none()
+            && max_failures.is_none()
+        {
+            return self.execute_single(p, t, retry).await;
+        }
         let total = prepared.len() + done_items.len();
         // `limit: { max_failures }`: once this many items failed, no more start.
         let stop_at = max_failures.map(|m| (m, m.threshold(total)));
@@ -391,6 +403,39 @@ impl Ctx<'_> {
             values.into_iter().next().unwrap_or(Value::Null)
         };
         Ok((result, errors))
+    }
+
+    /// [`Ctx::execute_all`] of a step's only operation: its start journaled (synced
+    /// when it mutates), run with its retries, its end held for the step's next event.
+    async fn execute_single(
+        &self,
+        p: &Prepared,
+        t: Option<Duration>,
+        retry: Option<&Retry>,
+    ) -> Result<(Value, Vec<String>), EngineError> {
+        let bar = self.events.bar(BarKind::Spinner {
+            message: p.planned.display.clone(),
+        });
+        bar.set_position(0);
+        self.start_group(&[p], false).await?;
+        let r = self.execute_retrying(p, t, retry, true, true).await;
+        if !matches!(r, Ok(Ok(_))) {
+            bar.set_message("1 failed".to_string());
+        }
+        bar.inc();
+        bar.finish();
+        Ok(match r? {
+            Ok(v) => (v, Vec::new()),
+            Err(e) => {
+                let value = match &e {
+                    OpError::Failed {
+                        result: Some(r), ..
+                    } => r.clone(),
+                    _ => Value::Null,
+                };
+                (value, vec![e.to_string()])
+            }
+        })
     }
 
     pub(super) async fn execute_retrying(
