@@ -668,13 +668,14 @@ impl<'r> Runner<'r> {
 
     /// The step was done by an earlier process (resume does not run it again).
     fn done_before(&self, step: &Step) -> bool {
-        !self.ran_here.contains(&step.id.value)
-            && self
-                .cx
-                .events
-                .state()
-                .step(&step.id.value)
-                .is_some_and(StepState::is_done)
+        // The run state first: a step not run yet (every step of a fresh run) is not
+        // in it, and the set of steps run here is not looked up at all.
+        self.cx
+            .events
+            .state()
+            .step(&step.id.value)
+            .is_some_and(StepState::is_done)
+            && !self.ran_here.contains(&step.id.value)
     }
 }
 
