@@ -272,7 +272,7 @@ pub(crate) struct Events {
     next_bar: AtomicU64,
     /// Events applied to the state, redacted and stamped, that the journal and the
     /// reporters get with the next append ([`Events::defer`]).
-    held: Mutex<Vec<(chrono::DateTime<chrono::Utc>, Event)>>,
+    held: Mutex<Vec<Stamped>>,
 }
 
 type Stamped = (chrono::DateTime<chrono::Utc>, Event);
@@ -314,11 +314,7 @@ impl Events {
         }
         drop(held);
         let record = self.journal.append(event, sync)?;
-        let mut state = self.state();
-        state.apply(record.ts, &record.event);
-        for r in self.reporters.iter() {
-            r.record(&record, &state);
-        }
+        self.publish_after(std::slice::from_ref(&record), 0);
         Ok(())
     }
 
@@ -697,6 +693,13 @@ mod tests {
         }
     }
 
+    fn skipped(id: &str) -> Event {
+        Event::StepSkipped {
+            step: id.into(),
+            reason: "no".into(),
+        }
+    }
+
     fn spy_on(dir: &Path) -> Arc<Spy> {
         Arc::new(Spy {
             journal: dir.join("journal.ndjson"),
@@ -718,15 +721,7 @@ mod tests {
         // Nothing to say is not a reason to write what is held.
         events.emit_all(Vec::new(), false).unwrap();
         assert_eq!(spy.lines(), 1);
-        events
-            .emit(
-                Event::StepSkipped {
-                    step: "b".into(),
-                    reason: "no".into(),
-                },
-                false,
-            )
-            .unwrap();
+        events.emit(skipped("b"), false).unwrap();
         let journal = reader::read(&dir.path().join("journal.ndjson")).unwrap();
         let names: Vec<String> = journal
             .records
@@ -792,13 +787,7 @@ mod tests {
         let events = stream(dir.path(), Vec::new(), vec![spy.clone()]);
         events.emit(started(), true).unwrap();
         events.defer(step_started("a"));
-        events
-            .emit_all_durable(vec![Event::StepSkipped {
-                step: "b".into(),
-                reason: "no".into(),
-            }])
-            .await
-            .unwrap();
+        events.emit_all_durable(vec![skipped("b")]).await.unwrap();
         assert_eq!(spy.lines(), 3);
         let heard: Vec<String> = spy
             .heard

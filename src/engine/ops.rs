@@ -35,6 +35,18 @@ pub(super) fn op_text(op: OpRef<'_>) -> String {
     .unwrap_or_default()
 }
 
+/// A failed operation's result as the step keeps it (what a failing program printed,
+/// else null) and its error in words.
+fn failure(e: OpError) -> (Value, String) {
+    let why = e.to_string();
+    match e {
+        OpError::Failed {
+            result: Some(r), ..
+        } => (r, why),
+        _ => (Value::Null, why),
+    }
+}
+
 /// How long a cancelled operation gets to wind down (longer than the shell
 /// provider's wait for a killed program's pipes to close).
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
@@ -364,15 +376,11 @@ impl Ctx<'_> {
             match r {
                 Ok(v) => values.push(v),
                 Err(e) => {
-                    values.push(match &e {
-                        OpError::Failed {
-                            result: Some(r), ..
-                        } => r.clone(),
-                        _ => Value::Null,
-                    });
+                    let (value, why) = failure(e);
+                    values.push(value);
                     errors.push(match item {
-                        Some(i) => format!("item {i}: {e}"),
-                        None => e.to_string(),
+                        Some(i) => format!("item {i}: {why}"),
+                        None => why,
                     });
                 }
             }
@@ -427,13 +435,8 @@ impl Ctx<'_> {
         Ok(match r? {
             Ok(v) => (v, Vec::new()),
             Err(e) => {
-                let value = match &e {
-                    OpError::Failed {
-                        result: Some(r), ..
-                    } => r.clone(),
-                    _ => Value::Null,
-                };
-                (value, vec![e.to_string()])
+                let (value, why) = failure(e);
+                (value, vec![why])
             }
         })
     }

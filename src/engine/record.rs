@@ -145,11 +145,7 @@ impl Recorder {
         Ok(events
             .into_iter()
             .zip(first..)
-            .map(|((ts, event), seq)| Record {
-                seq,
-                ts: ts.trunc_subsecs(3),
-                event,
-            })
+            .map(|((ts, event), seq)| Record { seq, ts, event })
             .collect())
     }
 
